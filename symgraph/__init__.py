@@ -1,0 +1,120 @@
+"""symgraph: a static symbolic graph of tensor ops, symbol-to-symbol gradients, and compilers.
+
+Pipeline: build a graph (``tensor``, ops) -> ``grad`` adds derivative nodes
+to the same graph -> ``function`` rewrites it and hands it to a backend
+(``numpy`` reference evaluator, or the LLVM ``codegen``) -> call it.
+
+>>> import symgraph as sg
+>>> x = sg.tensor("x", shape=("batch", 3), dtype="float32")
+>>> W = sg.shared(np.ones((3, 2), "float32"), name="W")
+>>> loss = sg.nn.relu(x @ W).sum()
+>>> f = sg.function([x], loss, updates={W: W - 0.1 * sg.grad(loss, W)})
+"""
+
+from symgraph import nn
+from symgraph.check import GradientCheckError, check_grad
+from symgraph.function import Function, function
+from symgraph.grad import (
+    DISCONNECTED,
+    DisconnectedInputError,
+    GradNotImplementedError,
+    Undefined,
+    UndefinedGradError,
+    grad,
+    hessian,
+    hvp,
+    jacobian,
+)
+from symgraph.graph import (
+    Apply,
+    Constant,
+    Op,
+    SharedVariable,
+    TensorType,
+    Variable,
+    constant,
+    matrix,
+    scalar,
+    shared,
+    tensor,
+    vector,
+)
+from symgraph.ops import (
+    abs,
+    arange,
+    argmax,
+    cast,
+    clip,
+    concatenate,
+    cos,
+    dot,
+    equal,
+    exp,
+    expand_dims,
+    expm1,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    log,
+    log1p,
+    logical_and,
+    logical_not,
+    logical_or,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    not_equal,
+    ones_like,
+    power,
+    reshape,
+    sign,
+    sin,
+    sqrt,
+    square,
+    squeeze,
+    stack,
+    stop_gradient,
+    sum,
+    tanh,
+    transpose,
+    where,
+    zeros_like,
+)
+from symgraph.shapes import ShapeError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "pprint": "symgraph.printing",
+    "debugprint": "symgraph.printing",
+    "to_dot": "symgraph.printing",
+    "to_networkx": "symgraph.printing",
+}
+
+
+def __getattr__(name):
+    # printing pulls in networkx only when asked for (keeps `import symgraph` fast)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'symgraph' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "DISCONNECTED", "Apply", "Constant", "DisconnectedInputError", "Function",
+    "GradNotImplementedError", "GradientCheckError", "Op", "ShapeError", "SharedVariable",
+    "TensorType", "Undefined", "UndefinedGradError", "Variable", "abs", "arange", "argmax",
+    "cast", "check_grad", "clip", "concatenate", "constant", "cos", "debugprint", "dot",
+    "equal", "exp", "expand_dims", "expm1", "function", "grad", "greater", "greater_equal",
+    "hessian", "hvp", "jacobian", "less", "less_equal", "log", "log1p", "logical_and",
+    "logical_not", "logical_or", "logsumexp", "matmul", "matrix", "max", "maximum", "mean",
+    "min", "minimum", "nn", "not_equal", "ones_like", "power", "pprint", "reshape", "scalar",
+    "shared", "sign", "sin", "sqrt", "square", "squeeze", "stack", "stop_gradient", "sum",
+    "tanh", "tensor", "to_dot", "to_networkx", "transpose", "vector", "where", "zeros_like",
+]

@@ -1,0 +1,219 @@
+"""``sg.function``: the call semantics every backend shares.
+
+``function`` collects the graph (outputs, explicit updates and the default
+updates of shared variables such as dropout's counter), runs the rewrite
+pipeline, checks the inputs of every call (rank, fixed dims, symbolic dims
+bound consistently, ``same_kind`` casts) and applies updates only after the
+whole step succeeded, so a failed call changes no parameter. What a backend
+supplies is a *program*: ``run(input_values, bindings) -> (outputs, updates)``.
+The reference backend, ``numpy``, is ``symgraph.evaluate``; ``llvm`` is the
+``codegen`` package (imported only when asked for).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from symgraph import shapes as sh
+from symgraph.evaluate import evaluate
+from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs
+
+DEFAULT_BACKEND = "numpy"
+
+
+class NumpyProgram:
+    """The reference backend: evaluate the (rewritten) graph node by node."""
+
+    def __init__(self, outputs: list[Variable], update_exprs: list[Variable]):
+        self.outputs = outputs
+        self.update_exprs = update_exprs
+
+    def run(self, values: dict, bindings: dict):
+        results = evaluate(self.outputs + self.update_exprs, values, bindings)
+        n = len(self.outputs)
+        return results[:n], results[n:]
+
+
+def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
+    if updates is None:
+        return []
+    pairs = list(updates.items()) if isinstance(updates, Mapping) else list(updates)
+    seen = set()
+    out = []
+    for var, expr in pairs:
+        if not isinstance(var, SharedVariable):
+            raise TypeError(f"updates: {var!r} is not a shared variable")
+        if var in seen:
+            raise ValueError(f"updates: {var.name!r} is updated twice")
+        seen.add(var)
+        expr = as_variable(expr)
+        if not np.can_cast(expr.dtype, var.dtype, "same_kind"):
+            raise TypeError(f"update of {var.name!r}: a {expr.dtype.name} value cannot be "
+                            f"stored in a {var.dtype.name} shared variable")
+        if expr.ndim != var.ndim or any(sh.dims_equal(a, b) is False
+                                        for a, b in zip(expr.shape, var.shape)):
+            raise ValueError(f"update of {var.name!r}: new value has shape "
+                             f"{sh.format_shape(expr.shape)}, the variable "
+                             f"{sh.format_shape(var.shape)}")
+        if expr.dtype != var.dtype:
+            from symgraph.ops import cast
+            expr = cast(expr, var.dtype)
+        out.append((var, expr))
+    return out
+
+
+class Function:
+    """A callable graph: ``f(*inputs)`` returns the outputs and applies the updates."""
+
+    def __init__(self, inputs: Sequence[Variable], outputs, updates=None, *,
+                 backend: str | None = None, rewrite: bool = True, name: str | None = None):
+        self.name = name
+        self.single = isinstance(outputs, Variable)
+        out_list = [outputs] if self.single else [as_variable(o) for o in (outputs or [])]
+        self.inputs = list(inputs)
+        self._check_inputs_declared(out_list)
+        pairs = _normalize_updates(updates)
+        pairs += self._default_updates(out_list, pairs)
+        self.updates = pairs
+        self.outputs = out_list
+        self._check_all_inputs_given(out_list + [e for _, e in pairs])
+
+        self.rewrite_report = None
+        graph_outputs = out_list + [e for _, e in pairs]
+        if rewrite:
+            from symgraph.rewrite import rewrite_graph
+            graph_outputs, self.rewrite_report = rewrite_graph(graph_outputs)
+        n = len(out_list)
+        self.graph_outputs = graph_outputs[:n]
+        self.graph_updates = graph_outputs[n:]
+        self.shared = [v for v in graph_inputs(graph_outputs) if isinstance(v, SharedVariable)]
+        for var, _ in pairs:
+            if var not in self.shared:
+                self.shared.append(var)
+
+        self.backend = backend or DEFAULT_BACKEND
+        start = time.perf_counter()
+        self.program = self._make_program()
+        self.compile_seconds = time.perf_counter() - start
+
+    # -- construction helpers
+    def _check_inputs_declared(self, outputs):
+        seen = set()
+        for x in self.inputs:
+            if not isinstance(x, Variable):
+                raise TypeError(f"function inputs must be Variables, got {type(x).__name__}")
+            if isinstance(x, (SharedVariable, Constant)) or x.owner is not None:
+                raise TypeError(f"function input {x!r} must be a graph input (sg.tensor), "
+                                "not a shared variable, constant or computed value")
+            if x in seen:
+                raise ValueError(f"input {x.name!r} is listed twice")
+            seen.add(x)
+
+    def _default_updates(self, outputs, pairs):
+        explicit = {v for v, _ in pairs}
+        found = []
+        frontier = outputs + [e for _, e in pairs]
+        visited = set()
+        while frontier:
+            new = []
+            for v in graph_inputs(frontier):
+                if (isinstance(v, SharedVariable) and v.default_update is not None
+                        and v not in explicit and v not in visited):
+                    visited.add(v)
+                    found.append((v, v.default_update))
+                    new.append(v.default_update)
+            frontier = new
+        return found
+
+    def _check_all_inputs_given(self, exprs):
+        given = set(self.inputs)
+        for v in graph_inputs(exprs):
+            if isinstance(v, (Constant, SharedVariable)) or v in given:
+                continue
+            where = f" (created at {v.site})" if v.site else ""
+            raise ValueError(f"the graph needs input {v.name or v!r}{where}, which is not in "
+                             "the function's inputs")
+
+    def _make_program(self):
+        if self.backend == "numpy":
+            return NumpyProgram(self.graph_outputs, self.graph_updates)
+        if self.backend == "llvm":
+            raise NotImplementedError("the llvm backend is not built yet (codegen issue); "
+                                      "use backend='numpy'")
+        raise ValueError(f"unknown backend {self.backend!r}; use 'numpy' or 'llvm'")
+
+    # -- calling
+    def check_inputs(self, args) -> tuple[dict, dict]:
+        """Validated input arrays and the symbolic-dim bindings of this call."""
+        if len(args) != len(self.inputs):
+            names = ", ".join(x.name or "?" for x in self.inputs)
+            raise TypeError(f"function takes {len(self.inputs)} inputs ({names}), "
+                            f"got {len(args)}")
+        bindings: dict = {}
+        for var in self.shared:
+            sh.bind_shape(var.shape, var._value.shape, bindings)
+        values = {}
+        for var, value in zip(self.inputs, args):
+            array = np.asarray(value)
+            if array.dtype != var.dtype:
+                if not np.can_cast(array.dtype, var.dtype, "same_kind") or (
+                        array.dtype.kind == "b" and var.dtype.kind != "b"):
+                    raise TypeError(f"input {var.name!r} is {var.dtype.name}; got a "
+                                    f"{array.dtype.name} array, which does not cast safely "
+                                    "(same_kind)")
+                array = array.astype(var.dtype)
+            problem = sh.bind_shape(var.shape, array.shape, bindings)
+            if problem:
+                raise ValueError(f"input {var.name!r}: {problem}")
+            values[var] = array
+        return values, bindings
+
+    def __call__(self, *args):
+        values, bindings = self.check_inputs(args)
+        outputs, new_values = self.program.run(values, bindings)
+        checked = []
+        for (var, _), value in zip(self.updates, new_values):
+            value = np.asarray(value, dtype=var.dtype)
+            if value.shape != var._value.shape:
+                raise ValueError(f"update of {var.name!r} would change its shape from "
+                                 f"{var._value.shape} to {value.shape}")
+            checked.append((var, value))
+        for var, value in checked:  # only now: a failed call changes nothing
+            var._value = np.array(value, copy=True) if value is var._value else value
+        result = [o[()] if np.ndim(o) == 0 else np.array(o, copy=True) for o in outputs]
+        return result[0] if self.single else result
+
+    def epoch(self, *arrays, batch_size: int = 128, shuffle: int | None = None):
+        """Run over consecutive minibatches of ``arrays`` (first dim = batch).
+
+        ``shuffle=seed`` permutes the examples first. Returns each output
+        stacked over steps. The reference is exactly the Python loop.
+        """
+        if len(arrays) != len(self.inputs):
+            raise TypeError(f"epoch takes {len(self.inputs)} arrays, got {len(arrays)}")
+        arrays = [np.asarray(a) for a in arrays]
+        n = arrays[0].shape[0] if arrays and np.ndim(arrays[0]) else 0
+        if any(np.ndim(a) == 0 or a.shape[0] != n for a in arrays):
+            raise ValueError("epoch: all arrays need the same first (batch) dim")
+        if batch_size <= 0:
+            raise ValueError("epoch: batch_size must be positive")
+        if shuffle is not None:
+            order = np.random.default_rng(shuffle).permutation(n)
+            arrays = [a[order] for a in arrays]
+        steps = [self(*[a[i:i + batch_size] for a in arrays]) for i in range(0, n, batch_size)]
+        if self.single:
+            return np.stack(steps) if steps else np.empty((0,))
+        return [np.stack([s[k] for s in steps]) for k in range(len(self.outputs))]
+
+
+def function(inputs: Sequence[Variable], outputs, updates=None, *, backend: str | None = None,
+             rewrite: bool = True, name: str | None = None) -> Function:
+    """Compile ``outputs`` (and ``updates``) as a function of ``inputs``.
+
+    >>> f = function([x, y], [loss, acc], updates={W: W - 0.1 * gW})
+    >>> loss_val, acc_val = f(X, Y)
+    """
+    return Function(inputs, outputs, updates, backend=backend, rewrite=rewrite, name=name)

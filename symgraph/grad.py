@@ -1,0 +1,296 @@
+"""Symbol-to-symbol differentiation: ``build_grad`` (Goodfellow et al., Alg. 6.5/6.6).
+
+``grad(cost, wrt)`` adds derivative nodes to the *same* graph: it prunes to
+the nodes between ``wrt`` and ``cost``, then walks them in reverse
+topological order — which is the book's memoised recursion over
+``grad_table`` without Python's recursion limit — asking each op's ``bprop``
+for the contribution to each input and summing the contributions of all
+consumers. Contributions are summed back to the input's shape where the
+forward pass broadcast. Because the result is ordinary graph, ``grad`` of a
+gradient works to any order.
+
+"No gradient" is never ``None``: ``DISCONNECTED`` (no differentiable path)
+and ``Undefined(reason)`` (a path exists but the derivative does not) are
+distinct typed values, and an op with no rule raises.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+from symgraph.graph import Apply, Variable, grad_tag, is_float, toposort
+
+
+class GradNotImplementedError(NotImplementedError):
+    """An op on the path has no gradient rule."""
+
+
+class DisconnectedInputError(ValueError):
+    """A ``wrt`` variable the cost does not depend on (differentiably)."""
+
+
+class UndefinedGradError(ValueError):
+    """The derivative w.r.t. a requested variable is undefined."""
+
+
+class _Disconnected:
+    """No differentiable path: the gradient is structurally absent (a typed zero)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self):
+        return "DISCONNECTED"
+
+
+DISCONNECTED = _Disconnected()
+
+
+class Undefined:
+    """The derivative exists as a path but has no value (e.g. w.r.t. a discrete choice)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self):
+        return f"Undefined({self.reason!r})"
+
+
+_grad_calls = itertools.count(1)
+
+
+class GradCall:
+    """Identifies one call of ``grad``; every node it adds points here."""
+
+    def __init__(self, cost: Variable | None, wrt: Sequence[Variable]):
+        self.number = next(_grad_calls)
+        self.cost = cost
+        self.wrt = list(wrt)
+
+    def __repr__(self):
+        return f"<grad call {self.number}>"
+
+
+def _differentiable(v: Variable) -> bool:
+    return is_float(v.dtype)
+
+
+def _describe(v: Variable) -> str:
+    label = v.name or (v.owner.op.name if v.owner else "variable")
+    where = f" (created at {v.site})" if v.site else ""
+    return f"{label!r}{where}"
+
+
+def unbroadcast(g: Variable, like: Variable) -> Variable:
+    """Sum ``g`` over the axes where ``like`` was broadcast (statically known)."""
+    from symgraph import ops
+    if g.ndim < like.ndim:
+        raise ValueError(f"gradient of {_describe(like)} has fewer dims than the variable")
+    lead = g.ndim - like.ndim
+    if lead:
+        g = ops.sum(g, axis=tuple(range(lead)))
+    ones = tuple(i for i, (dl, dg) in enumerate(zip(like.shape, g.shape)) if dl == 1 and dg != 1)
+    if ones:
+        g = ops.sum(g, axis=ones, keepdims=True)
+    if g.dtype != like.dtype:
+        g = ops.cast(g, like.dtype)
+    return g
+
+
+def _sum_parts(parts: list):
+    from symgraph import ops
+    undefined = [p for p in parts if isinstance(p, Undefined)]
+    if undefined:
+        return undefined[0]
+    parts = [p for p in parts if p is not DISCONNECTED]
+    if not parts:
+        return DISCONNECTED
+    total = parts[0]
+    for p in parts[1:]:
+        total = ops.add(total, p)
+    return total
+
+
+def _relevant_nodes(cost_vars: Sequence[Variable], wrt: Sequence[Variable]) -> list[Apply]:
+    """Nodes on a differentiable path from some ``wrt`` to the cost (pruned G')."""
+    order = toposort(cost_vars)
+    reaches = {v for v in wrt}
+    relevant = []
+    for node in order:
+        if any(inp in reaches for inp in node.inputs):
+            outs = [o for o in node.outputs if _differentiable(o)]
+            if outs:
+                reaches.update(outs)
+                relevant.append(node)
+    # keep only nodes that also lead to a cost variable
+    needed = {v for v in cost_vars}
+    kept = []
+    for node in reversed(relevant):
+        if any(o in needed for o in node.outputs):
+            needed.update(node.inputs)
+            kept.append(node)
+    kept.reverse()
+    return kept
+
+
+def build_grad(cost: Variable | None, wrt: Sequence[Variable],
+               known_grads: Mapping[Variable, Variable] | None = None) -> list:
+    """The core: gradients of ``cost`` w.r.t. each of ``wrt`` (or typed sentinels).
+
+    Returns, for each ``wrt``, a Variable, ``DISCONNECTED`` or an ``Undefined``.
+    """
+    from symgraph import ops
+    call = GradCall(cost, wrt)
+    table: dict[Variable, list] = {}
+    seeds: list[Variable] = []
+    with grad_tag(None, call):
+        if cost is not None:
+            seed = ops.ones_like(cost)
+            seed.name = f"d({cost.name or 'cost'})/d({cost.name or 'cost'})"
+            table[cost] = [seed]
+            seeds.append(cost)
+        for var, g in (known_grads or {}).items():
+            g = ops.cast(g, var.dtype) if isinstance(g, Variable) else ops.fill(var, g)
+            table.setdefault(var, []).append(g)
+            seeds.append(var)
+
+    nodes = _relevant_nodes(seeds, wrt)
+    needed = {o for node in nodes for o in node.outputs} | set(wrt)
+    done: dict[Variable, object] = {}
+    cost_name = (cost.name if cost is not None else None) or "cost"
+
+    def total(var: Variable):
+        if var not in done:
+            with grad_tag(var.owner, call):
+                done[var] = _sum_parts(table.get(var, []))
+            g = done[var]
+            if isinstance(g, Variable) and var.name and g.name is None:
+                g.name = f"d({cost_name})/d({var.name})"
+        return done[var]
+
+    for node in reversed(nodes):
+        grads = [total(o) for o in node.outputs]
+        if all(g is DISCONNECTED for g in grads):
+            continue
+        for index, inp in enumerate(node.inputs):
+            if not _differentiable(inp) or inp not in needed:
+                continue
+            if any(isinstance(g, Undefined) for g in grads):
+                part = next(g for g in grads if isinstance(g, Undefined))
+            else:
+                filled = [g if g is not DISCONNECTED else ops.zeros_like(o)
+                          for g, o in zip(grads, node.outputs)]
+                with grad_tag(node, call):
+                    try:
+                        part = node.op.bprop(node.inputs, node.outputs, index, filled)
+                    except GradNotImplementedError as err:
+                        raise GradNotImplementedError(
+                            f"{err}; needed for the gradient through the node created at "
+                            f"{node.site}") from None
+                    if isinstance(part, Variable):
+                        part = unbroadcast(part, inp)
+            table.setdefault(inp, []).append(part)
+    return [total(v) for v in wrt]
+
+
+def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
+         disconnected: str = "raise"):
+    """Gradient of scalar ``cost`` w.r.t. ``wrt`` (a Variable or a list), as graph nodes.
+
+    >>> gW, gb = grad(loss, [W, b])
+
+    ``known_grads`` seeds gradients of intermediate variables (then ``cost``
+    may be None). ``disconnected="zero"`` returns zeros for a ``wrt`` the cost
+    does not depend on instead of raising.
+    """
+    from symgraph import ops
+    single = isinstance(wrt, Variable)
+    wrt_list = [wrt] if single else list(wrt)
+    if disconnected not in ("raise", "zero"):
+        raise ValueError(f"disconnected must be 'raise' or 'zero', not {disconnected!r}")
+    if cost is None and not known_grads:
+        raise ValueError("grad needs a cost or known_grads")
+    if cost is not None:
+        if not isinstance(cost, Variable):
+            raise TypeError(f"cost must be a symgraph Variable, got {type(cost).__name__}")
+        if cost.ndim != 0 and not known_grads:
+            raise ValueError(f"cost must be a scalar, got shape {cost.shape} for "
+                             f"{_describe(cost)}; reduce it (e.g. .sum()) or pass known_grads")
+        if not is_float(cost.dtype):
+            raise TypeError(f"cost must be a float, got {cost.dtype.name}")
+    for w in wrt_list:
+        if not isinstance(w, Variable):
+            raise TypeError(f"wrt must be symgraph Variables, got {type(w).__name__}")
+        if not is_float(w.dtype):
+            raise TypeError(f"{_describe(w)} is {w.dtype.name}: integer and boolean variables "
+                            "have no gradient")
+    results = build_grad(cost, wrt_list, known_grads)
+    out = []
+    for w, g in zip(wrt_list, results):
+        if g is DISCONNECTED:
+            if disconnected == "zero":
+                g = ops.zeros_like(w)
+            else:
+                raise DisconnectedInputError(
+                    f"the cost does not depend (differentiably) on {_describe(w)}; "
+                    "pass disconnected='zero' to get zeros")
+        elif isinstance(g, Undefined):
+            raise UndefinedGradError(f"the gradient w.r.t. {_describe(w)} is undefined: "
+                                     f"{g.reason}")
+        out.append(g)
+    return out[0] if single else out
+
+
+def jacobian(expr: Variable, wrt, *, disconnected: str = "raise"):
+    """Jacobian of a vector ``expr``: shape ``expr.shape + wrt.shape`` (one grad per entry)."""
+    from symgraph import ops
+    single = isinstance(wrt, Variable)
+    wrt_list = [wrt] if single else list(wrt)
+    if expr.ndim == 0:
+        rows = [grad(expr, wrt_list, disconnected=disconnected)]
+        result = rows[0]
+    else:
+        if expr.ndim != 1 or not isinstance(expr.shape[0], int):
+            raise ValueError("jacobian needs a scalar or a vector of fixed length, "
+                             f"got shape {expr.shape}")
+        rows = [grad(expr[i], wrt_list, disconnected=disconnected)
+                for i in range(expr.shape[0])]
+        result = [ops.stack([row[k] for row in rows]) for k in range(len(wrt_list))]
+    return result[0] if single else result
+
+
+def hessian(cost: Variable, wrt, *, disconnected: str = "raise"):
+    """Hessian of scalar ``cost`` w.r.t. a vector ``wrt`` (or a list of vectors: diagonal blocks)."""
+    single = isinstance(wrt, Variable)
+    wrt_list = [wrt] if single else list(wrt)
+    out = []
+    for w in wrt_list:
+        if w.ndim != 1:
+            raise ValueError(f"hessian: {_describe(w)} must be a vector, got shape {w.shape}")
+        g = grad(cost, w, disconnected=disconnected)
+        out.append(jacobian(g, w, disconnected="zero"))
+    return out[0] if single else out
+
+
+def hvp(cost: Variable, wrt, vectors, *, disconnected: str = "raise"):
+    """Hessian-vector product (Pearlmutter): ``grad(sum(grad(cost, w) * v), w)``."""
+    from symgraph import ops
+    single = isinstance(wrt, Variable)
+    wrt_list = [wrt] if single else list(wrt)
+    v_list = [vectors] if single else list(vectors)
+    if len(v_list) != len(wrt_list):
+        raise ValueError(f"hvp: {len(wrt_list)} wrt but {len(v_list)} vectors")
+    grads = grad(cost, wrt_list, disconnected=disconnected)
+    dot = None
+    for g, v in zip(grads, v_list):
+        v = ops.cast(v, g.dtype) if isinstance(v, Variable) else v
+        term = ops.sum(g * v)
+        dot = term if dot is None else dot + term
+    out = grad(dot, wrt_list, disconnected="zero")
+    return out[0] if single else out
+

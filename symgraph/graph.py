@@ -1,0 +1,474 @@
+"""The IR: four concepts, as in PyTensor's ``graph/basic.py``.
+
+* ``TensorType`` — dtype and static shape (ints, symbolic dims, None).
+* ``Variable`` — a value in the graph; ``owner`` is the ``Apply`` that makes
+  it, or None for inputs, constants and shared variables.
+* ``Apply`` — one use of an ``Op`` on input variables, making outputs.
+* ``Op`` — what a node computes: shape rule, numpy reference, ``bprop``.
+
+Nodes are immutable once built and never copied: ``grad`` adds new nodes
+that point at the forward ones. Each node records where the user created it
+(file, line, source text) so errors point at the user's code, and, when it
+was made by ``grad``, which forward node's ``bprop`` made it.
+
+Nothing backend-specific lives here: backends look lowerings up by op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import linecache
+import os
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from symgraph import shapes as sh
+from symgraph.shapes import contiguous as _contiguous
+
+_ids = itertools.count()
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_INTERNAL_DIRS = (_PACKAGE_DIR,)
+
+
+# --------------------------------------------------------------------------- types
+
+SUPPORTED_DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+
+
+def as_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt.name not in SUPPORTED_DTYPES:
+        raise TypeError(f"dtype {dt.name} is not supported; use one of {SUPPORTED_DTYPES}")
+    return dt
+
+
+def is_float(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """dtype + static shape; equality is structural."""
+
+    dtype: np.dtype
+    shape: tuple
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __str__(self) -> str:
+        return f"{self.dtype.name}{sh.format_shape(self.shape)}"
+
+
+# --------------------------------------------------------------------------- creation site
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the user created a node: the first frame outside symgraph."""
+
+    filename: str
+    lineno: int
+
+    @property
+    def line(self) -> str:
+        return linecache.getline(self.filename, self.lineno).strip()
+
+    def __str__(self) -> str:
+        text = self.line
+        return f'File "{self.filename}", line {self.lineno}' + (f": {text}" if text else "")
+
+
+def register_internal_package(path: str) -> None:
+    """Frames under ``path`` are skipped when finding the user's line (frontends use it)."""
+    global _INTERNAL_DIRS
+    _INTERNAL_DIRS = (*_INTERNAL_DIRS, os.path.dirname(os.path.abspath(path)))
+
+
+def user_site() -> Site | None:
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_INTERNAL_DIRS):
+            return Site(filename, frame.f_lineno)
+        frame = frame.f_back
+    return None
+
+
+# --------------------------------------------------------------------------- grad tagging
+
+_tag_state = threading.local()
+
+
+@contextlib.contextmanager
+def grad_tag(forward_node: Apply | None, grad_call: object):
+    """Nodes built inside this block are tagged as made by ``forward_node``'s bprop."""
+    previous = getattr(_tag_state, "tag", None)
+    _tag_state.tag = (forward_node, grad_call)
+    try:
+        yield
+    finally:
+        _tag_state.tag = previous
+
+
+def _current_tag():
+    return getattr(_tag_state, "tag", None)
+
+
+# --------------------------------------------------------------------------- variables
+
+
+def _ops():
+    import symgraph.ops as ops
+    return ops
+
+
+class Variable:
+    """A value in the graph. Operators build new nodes (see ``symgraph.ops``)."""
+
+    __array_priority__ = 1000  # numpy arrays on the left defer to our operators
+
+    def __init__(self, type: TensorType, owner: Apply | None = None, index: int = 0,
+                 name: str | None = None):
+        self.type = type
+        self.owner = owner
+        self.index = index
+        self.name = name
+        self.id = next(_ids)
+        self.site = owner.site if owner is not None else user_site()
+
+    # -- static facts
+    @property
+    def dtype(self) -> np.dtype:
+        return self.type.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return self.type.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
+    @property
+    def role(self) -> str:
+        """input / parameter / constant / forward / gradient (printing uses it)."""
+        if self.owner is None:
+            return "input"
+        return "gradient" if self.owner.grad_of is not None else "forward"
+
+    def __repr__(self) -> str:
+        label = self.name or (self.owner.op.name if self.owner is not None else "?")
+        return f"<{type(self).__name__} {label}: {self.type}>"
+
+    def __hash__(self) -> int:
+        return self.id
+
+    def __eq__(self, other):  # identity; elementwise == is sg.equal
+        return self is other
+
+    def __bool__(self):
+        raise TypeError("a symbolic Variable has no truth value; use sg.where / comparisons")
+
+    def __len__(self):
+        raise TypeError("len() of a symbolic Variable is undefined; use .shape[0]")
+
+    def __iter__(self):
+        raise TypeError("a symbolic Variable is not iterable")
+
+    # -- arithmetic: thin forwards to symgraph.ops (imported late: ops imports graph)
+    def __add__(self, o): return _ops().add(self, o)
+    def __radd__(self, o): return _ops().add(o, self)
+    def __sub__(self, o): return _ops().sub(self, o)
+    def __rsub__(self, o): return _ops().sub(o, self)
+    def __mul__(self, o): return _ops().mul(self, o)
+    def __rmul__(self, o): return _ops().mul(o, self)
+    def __truediv__(self, o): return _ops().div(self, o)
+    def __rtruediv__(self, o): return _ops().div(o, self)
+    def __pow__(self, o): return _ops().power(self, o)
+    def __rpow__(self, o): return _ops().power(o, self)
+    def __matmul__(self, o): return _ops().matmul(self, o)
+    def __rmatmul__(self, o): return _ops().matmul(o, self)
+    def __neg__(self): return _ops().neg(self)
+    def __pos__(self): return self
+    def __abs__(self): return _ops().abs(self)
+    def __lt__(self, o): return _ops().less(self, o)
+    def __le__(self, o): return _ops().less_equal(self, o)
+    def __gt__(self, o): return _ops().greater(self, o)
+    def __ge__(self, o): return _ops().greater_equal(self, o)
+    def __getitem__(self, index): return _ops().getitem(self, index)
+
+    @property
+    def T(self) -> Variable:
+        return _ops().transpose(self)
+
+    def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _ops().max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return _ops().min(self, axis, keepdims)
+    def reshape(self, *shape): return _ops().reshape(self, shape[0] if len(shape) == 1 else shape)
+    def astype(self, dtype): return _ops().cast(self, dtype)
+    def transpose(self, *axes): return _ops().transpose(self, axes or None)
+    def dot(self, o): return _ops().dot(self, o)
+
+
+class Constant(Variable):
+    """A value fixed when the graph is built (Python numbers, numpy arrays)."""
+
+    def __init__(self, value, dtype=None, name: str | None = None):
+        array = np.asarray(value, dtype=None if dtype is None else as_dtype(dtype))
+        as_dtype(array.dtype)
+        array = _contiguous(array)
+        array.setflags(write=False)
+        super().__init__(TensorType(array.dtype, array.shape), name=name)
+        self.value = array
+
+    @property
+    def role(self) -> str:
+        return "constant"
+
+    def signature(self) -> tuple:
+        """Equal for equal constants (merge uses it)."""
+        return (self.dtype.str, self.value.shape, self.value.tobytes())
+
+
+class SharedVariable(Variable):
+    """A parameter: its value lives across calls and ``updates`` change it.
+
+    ``default_update`` (if set) is applied by every function that uses it and
+    does not update it explicitly (dropout's call counter uses it).
+    """
+
+    def __init__(self, value, name: str | None = None, shape=None):
+        array = np.array(value, copy=True)
+        as_dtype(array.dtype)
+        static = array.shape if shape is None else sh.as_shape(shape)
+        super().__init__(TensorType(array.dtype, tuple(static)), name=name)
+        self._value = _contiguous(array)
+        self.default_update: Variable | None = None
+        self._listeners: list = []  # compiled functions that keep a private copy
+
+    @property
+    def role(self) -> str:
+        return "parameter"
+
+    def get_value(self) -> np.ndarray:
+        """A copy of the current value."""
+        self._sync_from_listeners()
+        return self._value.copy()
+
+    def set_value(self, value) -> None:
+        """Replace the value; the dtype and static shape must fit."""
+        array = np.asarray(value)
+        if not np.can_cast(array.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"shared variable {self.name!r} is {self.dtype.name}; "
+                            f"cannot store a {array.dtype.name} value")
+        problem = sh.bind_shape(self.shape, array.shape, {})
+        if problem:
+            raise ValueError(f"shared variable {self.name!r}: {problem}")
+        self._value = np.array(array, dtype=self.dtype, copy=True, order="C")
+        for listener in self._listeners:
+            listener.shared_value_set(self)
+
+    def _sync_from_listeners(self) -> None:
+        for listener in self._listeners:
+            listener.shared_value_get(self)
+
+
+# --------------------------------------------------------------------------- apply / op
+
+
+class Apply:
+    """One use of an op: ``outputs = op(inputs)``."""
+
+    def __init__(self, op: Op, inputs: Sequence[Variable], output_types: Sequence[TensorType]):
+        self.op = op
+        self.inputs = list(inputs)
+        self.site = user_site()
+        tag = _current_tag()
+        self.grad_of, self.grad_call = tag if tag is not None else (None, None)
+        self.outputs = [Variable(t, self, i) for i, t in enumerate(output_types)]
+
+    @property
+    def out(self) -> Variable:
+        return self.outputs[0]
+
+    def __repr__(self) -> str:
+        return f"<Apply {self.op.name}({', '.join(map(repr, self.inputs))})>"
+
+
+class Op:
+    """What a node computes. Subclasses define, in one place:
+
+    * ``infer(*inputs) -> list[TensorType]`` — the shape/dtype rule (raise
+      ``ShapeError``/``TypeError``; the caller adds op, shapes and the user's line);
+    * ``perform(inputs, ctx) -> list[np.ndarray]`` — the numpy reference;
+    * ``bprop(inputs, outputs, index, grads)`` — the gradient w.r.t.
+      ``inputs[index]`` built from graph ops (a ``Variable``, or a
+      ``Disconnected``/``Undefined`` sentinel from ``symgraph.grad``).
+
+    ``props`` names the attributes that make two instances equal, so merge
+    (CSE) and the compile cache can compare ops by value.
+    """
+
+    props: tuple[str, ...] = ()
+    #: number of outputs
+    nout = 1
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def _key(self):
+        return (type(self), tuple(_hashable(getattr(self, p)) for p in self.props))
+
+    def __eq__(self, other):
+        return isinstance(other, Op) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{p}={getattr(self, p)!r}" for p in self.props)
+        return f"{self.name}({args})"
+
+    # -- the three rules
+    def infer(self, *inputs: Variable) -> list[TensorType]:
+        raise NotImplementedError
+
+    def perform(self, inputs: list[np.ndarray], ctx) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def bprop(self, inputs, outputs, index, grads):
+        from symgraph.grad import GradNotImplementedError
+        raise GradNotImplementedError(f"op {self.name} has no gradient rule")
+
+    # -- building
+    def __call__(self, *inputs) -> Variable | list[Variable]:
+        node = self.make_node(*inputs)
+        return node.outputs[0] if self.nout == 1 else node.outputs
+
+    def make_node(self, *inputs) -> Apply:
+        inputs = [as_variable(x) for x in inputs]
+        try:
+            types = self.infer(*inputs)
+        except (sh.ShapeError, TypeError, ValueError, IndexError) as err:
+            shown = ", ".join(str(x.type) for x in inputs)
+            site = user_site()
+            where = f"\n  at {site}" if site is not None else ""
+            raise type(err)(f"{self.name}: {err}; inputs {shown}{where}") from None
+        return Apply(self, inputs, types)
+
+
+def _hashable(value):
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    if isinstance(value, np.dtype):
+        return value.str
+    return value
+
+
+# --------------------------------------------------------------------------- constructors
+
+
+def as_variable(x, dtype=None) -> Variable:
+    if isinstance(x, Variable):
+        return x
+    if isinstance(x, (list, tuple)) and any(isinstance(v, Variable) for v in x):
+        raise TypeError("a list mixing Variables is ambiguous; use sg.stack or sg.concatenate")
+    return Constant(x, dtype=dtype)
+
+
+def tensor(name: str, shape=(), dtype="float64") -> Variable:
+    """A graph input. ``shape`` entries: int (fixed), str (symbolic), None (unknown).
+
+    >>> x = tensor("x", shape=("batch", 784), dtype="float32")
+    """
+    return Variable(TensorType(as_dtype(dtype), sh.as_shape(shape)), name=name)
+
+
+def scalar(name: str, dtype="float64") -> Variable:
+    return tensor(name, (), dtype)
+
+
+def vector(name: str, length=None, dtype="float64") -> Variable:
+    return tensor(name, (length,), dtype)
+
+
+def matrix(name: str, shape=(None, None), dtype="float64") -> Variable:
+    return tensor(name, shape, dtype)
+
+
+def shared(value, name: str | None = None, shape=None) -> SharedVariable:
+    """A parameter whose value lives across calls; ``shape`` may name symbolic dims."""
+    return SharedVariable(value, name=name, shape=shape)
+
+
+def constant(value, dtype=None, name: str | None = None) -> Constant:
+    return Constant(value, dtype=dtype, name=name)
+
+
+# --------------------------------------------------------------------------- traversal
+
+
+def toposort(outputs: Iterable[Variable]) -> list[Apply]:
+    """Apply nodes that ``outputs`` depend on, inputs before consumers (iterative)."""
+    order: list[Apply] = []
+    seen: set[int] = set()
+    for out in outputs:
+        stack: list[tuple[Variable, bool]] = [(out, False)]
+        while stack:
+            var, expanded = stack.pop()
+            node = var.owner
+            if node is None or id(node) in seen and not expanded:
+                continue
+            if expanded:
+                if id(node) not in seen:
+                    seen.add(id(node))
+                    order.append(node)
+                continue
+            stack.append((var, True))
+            for inp in reversed(node.inputs):
+                if inp.owner is not None and id(inp.owner) not in seen:
+                    stack.append((inp, False))
+    return order
+
+
+def graph_inputs(outputs: Iterable[Variable]) -> list[Variable]:
+    """Variables without an owner that ``outputs`` depend on, in first-use order."""
+    outputs = list(outputs)
+    found: dict[int, Variable] = {}
+    for out in outputs:
+        if out.owner is None:
+            found.setdefault(out.id, out)
+    for node in toposort(outputs):
+        for inp in node.inputs:
+            if inp.owner is None:
+                found.setdefault(inp.id, inp)
+    return list(found.values())
+
+
+def variables(outputs: Iterable[Variable]) -> Iterator[Variable]:
+    outputs = list(outputs)
+    yield from graph_inputs(outputs)
+    for node in toposort(outputs):
+        yield from node.outputs
+
+
+def clients(outputs: Iterable[Variable]) -> dict[Variable, list[tuple[Apply, int]]]:
+    """For each variable, the (node, input index) pairs that consume it."""
+    table: dict[Variable, list[tuple[Apply, int]]] = {}
+    for node in toposort(outputs):
+        for i, inp in enumerate(node.inputs):
+            table.setdefault(inp, []).append((node, i))
+    return table

@@ -1,0 +1,149 @@
+"""Softmax-family ops, one_hot and arange.
+
+``softmax``, ``log_softmax`` and ``logsumexp`` are single ops so their numpy
+reference (and later their lowering) can be numerically stable (max-shift),
+but their ``bprop`` is made of ordinary differentiable ops — including the
+op itself — so second derivatives stay correct (a fused softmax-xent
+without a second derivative once gave TensorFlow users an all-zero Hessian).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symgraph.graph import Op, TensorType, is_float
+
+
+def _ops():
+    import symgraph.ops as ops
+    return ops
+
+
+def _stable_lse(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        return m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+class _AxisOp(Op):
+    props = ("axis",)
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def infer(self, x):
+        if not is_float(x.dtype):
+            raise TypeError(f"needs a float input, got {x.dtype.name}")
+        if not 0 <= self.axis < x.ndim:
+            raise IndexError(f"axis {self.axis} out of range for {x.ndim} dims")
+        return [TensorType(x.dtype, x.shape)]
+
+
+class Softmax(_AxisOp):
+    @property
+    def name(self) -> str:
+        return "softmax"
+
+    def perform(self, inputs, ctx):
+        x = inputs[0]
+        e = np.exp(x - np.max(x, axis=self.axis, keepdims=True))
+        return [(e / np.sum(e, axis=self.axis, keepdims=True)).astype(x.dtype, copy=False)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        s, g = outputs[0], grads[0]
+        return s * (g - _ops().sum(g * s, self.axis, keepdims=True))
+
+
+class LogSoftmax(_AxisOp):
+    @property
+    def name(self) -> str:
+        return "log_softmax"
+
+    def perform(self, inputs, ctx):
+        x = inputs[0]
+        return [(x - _stable_lse(x, self.axis)).astype(x.dtype, copy=False)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        ops = _ops()
+        g = grads[0]
+        return g - Softmax(self.axis)(inputs[0]) * ops.sum(g, self.axis, keepdims=True)
+
+
+class LogSumExp(Op):
+    props = ("axes", "keepdims")
+
+    def __init__(self, axes: tuple, keepdims: bool):
+        self.axes, self.keepdims = tuple(axes), keepdims
+
+    @property
+    def name(self) -> str:
+        return "logsumexp"
+
+    def infer(self, x):
+        from symgraph.ops.reduce import reduced_shape
+        if not is_float(x.dtype):
+            raise TypeError(f"needs a float input, got {x.dtype.name}")
+        return [TensorType(x.dtype, reduced_shape(x.shape, self.axes, self.keepdims))]
+
+    def perform(self, inputs, ctx):
+        x = inputs[0]
+        out = _stable_lse(x, self.axes)
+        if not self.keepdims:
+            out = np.squeeze(out, axis=self.axes)
+        return [np.asarray(out, dtype=x.dtype)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        ops = _ops()
+        x, out, g = inputs[0], outputs[0], grads[0]
+        if not self.keepdims:
+            out, g = ops.expand_dims(out, self.axes), ops.expand_dims(g, self.axes)
+        return g * ops.exp(x - out)
+
+
+class OneHot(Op):
+    props = ("depth", "dtype")
+
+    def __init__(self, depth: int, dtype):
+        self.depth, self.dtype = int(depth), np.dtype(dtype)
+
+    @property
+    def name(self) -> str:
+        return "one_hot"
+
+    def infer(self, labels):
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"labels must be integers, got {labels.dtype.name}")
+        return [TensorType(self.dtype, labels.shape + (self.depth,))]
+
+    def perform(self, inputs, ctx):
+        labels = inputs[0]
+        return [(labels[..., None] == np.arange(self.depth)).astype(self.dtype)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        from symgraph.grad import DISCONNECTED
+        return DISCONNECTED
+
+
+class Arange(Op):
+    """``arange(n)`` for a fixed or symbolic ``n`` (e.g. the batch size)."""
+
+    props = ("n", "dtype")
+
+    def __init__(self, n, dtype="int64"):
+        self.n, self.dtype = n, np.dtype(dtype)
+
+    @property
+    def name(self) -> str:
+        return "arange"
+
+    def infer(self):
+        return [TensorType(self.dtype, (self.n,))]
+
+    def perform(self, inputs, ctx):
+        return [np.arange(ctx.resolve(self.n), dtype=self.dtype)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        from symgraph.grad import DISCONNECTED
+        return DISCONNECTED
+

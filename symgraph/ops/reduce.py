@@ -1,0 +1,140 @@
+"""Reductions (sum, mean, max, min), argmax, and the shape-only ``Size`` op.
+
+Gradients broadcast the upstream gradient back over the reduced axes with
+``fill`` (elementwise, so the codegen fuses it with whatever consumes it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symgraph import shapes as sh
+from symgraph.graph import Op, TensorType, Variable
+
+
+def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, np.integer)):
+        axis = (int(axis),)
+    out = []
+    for a in axis:
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise IndexError(f"axis {a} is out of range for {ndim} dims")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {tuple(axis)}")
+    return tuple(sorted(out))
+
+
+def reduced_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _ops():
+    import symgraph.ops as ops
+    return ops
+
+
+class Reduce(Op):
+    """``kind`` in sum / mean / max / min over ``axes`` (sorted, normalised)."""
+
+    props = ("kind", "axes", "keepdims")
+    _numpy = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+
+    def __init__(self, kind: str, axes: tuple[int, ...], keepdims: bool = False):
+        if kind not in self._numpy:
+            raise ValueError(f"unknown reduction {kind!r}")
+        self.kind, self.axes, self.keepdims = kind, tuple(axes), bool(keepdims)
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    def infer(self, x):
+        for a in self.axes:
+            if a >= x.ndim:
+                raise IndexError(f"axis {a} is out of range for {x.ndim} dims")
+        if self.kind in ("max", "min"):
+            for a in self.axes:
+                if x.shape[a] == 0:
+                    raise ValueError(f"{self.kind} over an empty axis {a}")
+        dtype = x.dtype
+        if self.kind == "mean" and dtype.kind != "f":
+            dtype = np.dtype("float64")
+        elif self.kind == "sum" and dtype.kind == "b":
+            dtype = np.dtype("int64")
+        return [TensorType(dtype, reduced_shape(x.shape, self.axes, self.keepdims))]
+
+    def perform(self, inputs, ctx):
+        out = self._numpy[self.kind](inputs[0], axis=self.axes, keepdims=self.keepdims)
+        return [np.asarray(out, dtype=ctx.out_dtype)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        ops = _ops()
+        x, out, g = inputs[0], outputs[0], grads[0]
+        g_kept = g if self.keepdims else ops.expand_dims(g, self.axes)
+        if self.kind == "sum":
+            return ops.fill(x, g_kept)
+        if self.kind == "mean":
+            return ops.fill(x, g_kept / ops.size(x, self.axes, dtype=x.dtype))
+        # max/min: the gradient goes to every entry equal to the extreme (ties share it,
+        # split evenly so the total matches a one-sided derivative)
+        out_kept = out if self.keepdims else ops.expand_dims(out, self.axes)
+        hit = ops.cast(ops.equal(x, out_kept), x.dtype)
+        count = ops.sum(hit, self.axes, keepdims=True)
+        return g_kept * hit / count
+
+
+class Argmax(Op):
+    props = ("axis", "keepdims")
+
+    def __init__(self, axis: int | None, keepdims: bool = False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def infer(self, x):
+        if self.axis is None:
+            shape = (1,) * x.ndim if self.keepdims else ()
+        else:
+            shape = reduced_shape(x.shape, (self.axis,), self.keepdims)
+        return [TensorType(np.dtype("int64"), shape)]
+
+    def perform(self, inputs, ctx):
+        return [np.asarray(np.argmax(inputs[0], axis=self.axis, keepdims=self.keepdims),
+                           dtype=np.int64)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        from symgraph.grad import DISCONNECTED
+        return DISCONNECTED
+
+
+class Size(Op):
+    """The number of elements along ``axes`` of ``x``, as a scalar of ``dtype``.
+
+    Depends on ``x``'s shape only; constant folding replaces it when the dims
+    are fixed, and it keeps ``mean`` right for a symbolic batch size.
+    """
+
+    props = ("axes", "dtype")
+
+    def __init__(self, axes: tuple[int, ...], dtype):
+        self.axes, self.dtype = tuple(axes), np.dtype(dtype)
+
+    def infer(self, x):
+        return [TensorType(self.dtype, ())]
+
+    def static_value(self, x: Variable):
+        n = sh.shape_product(x.shape[a] for a in self.axes)
+        return n if isinstance(n, int) else None
+
+    def perform(self, inputs, ctx):
+        shape = np.shape(inputs[0])
+        return [np.asarray(np.prod([shape[a] for a in self.axes], dtype=np.int64),
+                           dtype=self.dtype)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        from symgraph.grad import DISCONNECTED
+        return DISCONNECTED

@@ -1,0 +1,194 @@
+"""Ops that move data without arithmetic: dimshuffle, reshape, concatenate, stack.
+
+``DimShuffle`` (Theano's name) covers transpose, expand_dims and dropping
+length-1 axes with one rule, so gradients and the codegen (strides only, no
+copies) have a single case to handle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from symgraph import shapes as sh
+from symgraph.shapes import contiguous as _contiguous
+from symgraph.graph import Op, TensorType
+
+
+def _ops():
+    import symgraph.ops as ops
+    return ops
+
+
+class DimShuffle(Op):
+    """``order``: for each output axis, an input axis or ``"x"`` (a new length-1 axis).
+
+    Input axes not listed must have static length 1 (they are dropped).
+    """
+
+    props = ("order", "ndim_in")
+
+    def __init__(self, order: tuple, ndim_in: int):
+        self.order, self.ndim_in = tuple(order), ndim_in
+        kept = [a for a in self.order if a != "x"]
+        if len(set(kept)) != len(kept) or any(not 0 <= a < ndim_in for a in kept):
+            raise ValueError(f"bad dimshuffle order {order} for {ndim_in} dims")
+        self.dropped = tuple(a for a in range(ndim_in) if a not in kept)
+
+    @property
+    def name(self) -> str:
+        kept = [a for a in self.order if a != "x"]
+        if "x" not in self.order and not self.dropped:
+            return "transpose"
+        if kept == sorted(kept):
+            return "expand_dims" if "x" in self.order and not self.dropped else "dimshuffle"
+        return "dimshuffle"
+
+    def infer(self, x):
+        if x.ndim != self.ndim_in:
+            raise ValueError(f"expects {self.ndim_in} dims")
+        for a in self.dropped:
+            if x.shape[a] != 1:
+                raise ValueError(f"cannot drop axis {a} of length {sh.format_dim(x.shape[a])}")
+        shape = tuple(1 if a == "x" else x.shape[a] for a in self.order)
+        return [TensorType(x.dtype, shape)]
+
+    def perform(self, inputs, ctx):
+        x = inputs[0]
+        kept = [a for a in self.order if a != "x"]
+        y = np.transpose(x.reshape([n for i, n in enumerate(x.shape) if i not in self.dropped])
+                         if self.dropped else x,
+                         [sorted(kept).index(a) for a in kept])
+        return [_contiguous(y.reshape([1 if a == "x" else x.shape[a]
+                                                for a in self.order]))]
+
+    def bprop(self, inputs, outputs, index, grads):
+        g = grads[0]
+        # positions of input axes in the output, then reinsert dropped axes as "x"
+        # (the gradient's "x" axes have length 1: the inverse drops them)
+        where = {a: i for i, a in enumerate(self.order) if a != "x"}
+        inverse = tuple("x" if a in self.dropped else where[a] for a in range(self.ndim_in))
+        return DimShuffle(inverse, len(self.order))(g)
+
+
+class Reshape(Op):
+    """Reshape to a static target (ints, symbolic dims, one -1)."""
+
+    props = ("shape",)
+
+    def __init__(self, shape: tuple):
+        self.shape = tuple(shape)
+        if sum(1 for d in self.shape if isinstance(d, int) and d == -1) > 1:
+            raise ValueError("only one -1 allowed in a reshape")
+
+    def infer(self, x):
+        total = sh.shape_product(x.shape)
+        known = [d for d in self.shape if not (isinstance(d, int) and d == -1)]
+        out = list(self.shape)
+        if len(known) < len(self.shape):
+            rest = sh.shape_product(known)
+            if total is None or rest is None:
+                missing = None
+            else:
+                missing = sympy.sympify(total) / sympy.sympify(rest) if rest != 0 else None
+                if missing is not None:
+                    if missing.is_Integer:
+                        missing = int(missing)
+                    elif missing.is_number:
+                        raise ValueError(f"cannot reshape {sh.format_shape(x.shape)} "
+                                         f"to {sh.format_shape(self.shape)}")
+                    elif not missing.is_integer:
+                        missing = None
+            out[out.index(-1)] = missing
+        else:
+            new_total = sh.shape_product(out)
+            if total is not None and new_total is not None and sh.dims_equal(total,
+                                                                            new_total) is False:
+                raise ValueError(f"cannot reshape {sh.format_shape(x.shape)} "
+                                 f"(size {total}) to {sh.format_shape(self.shape)}")
+        return [TensorType(x.dtype, tuple(out))]
+
+    def perform(self, inputs, ctx):
+        target = [d if isinstance(d, int) else ctx.resolve(d) for d in self.shape]
+        return [_contiguous(inputs[0]).reshape(target)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        x = inputs[0]
+        return _ops().reshape(grads[0], x.shape)
+
+
+class Concatenate(Op):
+    props = ("axis",)
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def infer(self, *xs):
+        if not xs:
+            raise ValueError("needs at least one input")
+        ndim = xs[0].ndim
+        if ndim == 0:
+            raise ValueError("cannot concatenate scalars (use stack)")
+        if any(x.ndim != ndim for x in xs):
+            raise ValueError("all inputs must have the same number of dims")
+        if not 0 <= self.axis < ndim:
+            raise IndexError(f"axis {self.axis} out of range for {ndim} dims")
+        shape = list(xs[0].shape)
+        for x in xs[1:]:
+            for i, d in enumerate(x.shape):
+                if i == self.axis:
+                    continue
+                if sh.dims_equal(shape[i], d) is False:
+                    raise sh.ShapeError(f"dim {i} differs: {shape[i]} vs {d}")
+                if shape[i] is None or not isinstance(shape[i], int) and isinstance(d, int):
+                    shape[i] = d
+        shape[self.axis] = sh.shape_sum(x.shape[self.axis] for x in xs)
+        dtype = np.result_type(*(x.dtype for x in xs))
+        return [TensorType(dtype, tuple(shape))]
+
+    def perform(self, inputs, ctx):
+        return [np.concatenate(inputs, axis=self.axis).astype(ctx.out_dtype, copy=False)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        ops = _ops()
+        start = sh.shape_sum(x.shape[self.axis] for x in inputs[:index])
+        length = inputs[index].shape[self.axis]
+        if start is None or length is None:
+            from symgraph.grad import Undefined
+            return Undefined("concatenate along an axis of unknown length")
+        key = [slice(None)] * inputs[index].ndim
+        key[self.axis] = slice(start, sympy.sympify(start) + length
+                               if not isinstance(start, int) or not isinstance(length, int)
+                               else start + length)
+        return ops.cast(grads[0][tuple(key)], inputs[index].dtype)
+
+
+class Stack(Op):
+    props = ("axis",)
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def infer(self, *xs):
+        if not xs:
+            raise ValueError("needs at least one input")
+        shape = sh.broadcast_shapes(*(x.shape for x in xs)) if len(xs) > 1 else xs[0].shape
+        if any(x.ndim != len(shape) for x in xs):
+            raise ValueError("all inputs must have the same shape")
+        for x in xs:
+            for a, b in zip(x.shape, shape):
+                if sh.dims_equal(a, b) is False:
+                    raise sh.ShapeError("all inputs must have the same shape")
+        if not 0 <= self.axis <= len(shape):
+            raise IndexError(f"axis {self.axis} out of range")
+        out = list(shape)
+        out.insert(self.axis, len(xs))
+        return [TensorType(np.result_type(*(x.dtype for x in xs)), tuple(out))]
+
+    def perform(self, inputs, ctx):
+        return [np.stack(inputs, axis=self.axis).astype(ctx.out_dtype, copy=False)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        key = [slice(None)] * outputs[0].ndim
+        key[self.axis] = index
+        return _ops().cast(grads[0][tuple(key)], inputs[index].dtype)

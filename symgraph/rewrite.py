@@ -1,0 +1,5 @@
+"""Placeholder replaced by the rewrite pipeline (work in progress)."""
+
+
+def rewrite_graph(outputs):
+    return list(outputs), None

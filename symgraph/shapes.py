@@ -1,0 +1,178 @@
+"""Dimensions and shapes of the static graph.
+
+A dimension is an ``int`` (fixed), a sympy expression (symbolic, e.g. the
+batch size ``batch`` shared by every input that names it) or ``None``
+(unknown). Shape rules run while the graph is built, so ``("batch", 784) @
+(784, 10)`` is known to be ``("batch", 10)`` before anything runs, and a clash
+of fixed dims is reported at the user's line instead of deep inside a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import sympy
+
+Dim = "int | sympy.Expr | None"
+
+
+class ShapeError(ValueError):
+    """A shape rule failed while building the graph (or a runtime shape check)."""
+
+
+def dim_symbol(name: str) -> sympy.Symbol:
+    """The symbolic dim called ``name``; the same name is the same dim everywhere."""
+    return sympy.Symbol(name, integer=True, nonnegative=True)
+
+
+def as_dim(d) -> int | sympy.Expr | None:
+    """Normalise a user's dim: int stays, str becomes a symbol, None stays unknown."""
+    if d is None:
+        return None
+    if isinstance(d, str):
+        return dim_symbol(d)
+    if isinstance(d, sympy.Basic):
+        return int(d) if d.is_Integer else d
+    try:
+        i = int(d)
+    except (TypeError, ValueError):
+        raise TypeError(f"a dimension must be an int, a name or None, not {d!r}") from None
+    if i != d or i < 0:
+        raise ValueError(f"a dimension must be a non-negative integer, not {d!r}")
+    return i
+
+
+def as_shape(shape) -> tuple:
+    if shape is None:
+        return ()
+    if isinstance(shape, (int, str)) or isinstance(shape, sympy.Basic):
+        shape = (shape,)
+    return tuple(as_dim(d) for d in shape)
+
+
+def is_fixed(d) -> bool:
+    return isinstance(d, int)
+
+
+def dims_equal(a, b) -> bool | None:
+    """True/False when it is known statically, None when only a run can tell."""
+    if a is None or b is None:
+        return None
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    diff = sympy.simplify(sympy.sympify(a) - sympy.sympify(b))
+    if diff == 0:
+        return True
+    if diff.is_number:
+        return False
+    return None
+
+
+def broadcast_dim(a, b):
+    """Broadcast two dims, numpy style; raises ShapeError on a known clash.
+
+    A symbolic dim is taken to be != 1 (as Theano's broadcastable pattern
+    does): only a static 1 broadcasts, so gradients know which axes to sum.
+    """
+    if a == 1:
+        return b
+    if b == 1:
+        return a
+    eq = dims_equal(a, b)
+    if eq is True:
+        return a
+    if eq is False and isinstance(a, int) and isinstance(b, int):
+        raise ShapeError(f"dims {a} and {b} do not broadcast")
+    if isinstance(a, int):
+        return a
+    if isinstance(b, int):
+        return b
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if eq is False:
+        raise ShapeError(f"dims {a} and {b} do not broadcast")
+    return a
+
+
+def broadcast_shapes(*shapes: tuple) -> tuple:
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for s in shapes:
+        padded = (1,) * (ndim - len(s)) + tuple(s)
+        out = [broadcast_dim(o, d) for o, d in zip(out, padded)]
+    return tuple(out)
+
+
+def shape_product(dims: Iterable):
+    p = sympy.Integer(1)
+    for d in dims:
+        if d is None:
+            return None
+        p = p * d
+    return int(p) if p.is_Integer else p
+
+
+def shape_sum(dims: Iterable):
+    total = sympy.Integer(0)
+    for d in dims:
+        if d is None:
+            return None
+        total = total + d
+    return int(total) if total.is_Integer else total
+
+
+def resolve_dim(d, bindings: Mapping) -> int:
+    """The value of a (possibly symbolic) dim, given the symbols bound at run time."""
+    if isinstance(d, int):
+        return d
+    if d in bindings:
+        return bindings[d]
+    value = sympy.sympify(d).xreplace(
+        {s: sympy.Integer(bindings[s]) for s in d.free_symbols if s in bindings})
+    if not getattr(value, "is_Integer", False):
+        raise ShapeError(f"dim {d} is not bound by any input")
+    return int(value)
+
+
+def bind_shape(static: tuple, actual: tuple, bindings: dict) -> str | None:
+    """Check an actual shape against a static one, binding new symbols.
+
+    Returns None when it fits, else a sentence saying which dim does not.
+    """
+    if len(static) != len(actual):
+        return f"expected {len(static)} dims {format_shape(static)}, got shape {tuple(actual)}"
+    for axis, (d, n) in enumerate(zip(static, actual)):
+        if d is None:
+            continue
+        if isinstance(d, int):
+            if d != n:
+                return f"dim {axis} must be {d}, got {n} (shape {tuple(actual)})"
+            continue
+        if isinstance(d, sympy.Symbol) and d not in bindings:
+            bindings[d] = int(n)
+            continue
+        try:
+            want = resolve_dim(d, bindings)
+        except ShapeError:
+            continue
+        if want != n:
+            return (f"dim {axis} is {d} = {want}, got {n} (shape {tuple(actual)})")
+    return None
+
+
+def contiguous(array):
+    """C-contiguous, without numpy's promotion of 0-d arrays to 1-d."""
+    import numpy as np
+    array = np.asarray(array)
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
+def format_dim(d) -> str:
+    return "?" if d is None else str(d)
+
+
+def format_shape(shape: tuple) -> str:
+    inner = ", ".join(format_dim(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
