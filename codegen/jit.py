@@ -1,0 +1,252 @@
+"""Turn LLVM IR text into callable native code for the host CPU.
+
+Why this module exists: every compiled graph goes through the same steps (parse, optimise with
+the new pass manager, generate machine code, load it into an MCJIT engine), and the lowering
+should not care about llvmlite's API churn.  llvmlite is imported lazily, on first use, so that
+importing ``symgraph`` stays cheap.  Code generation always goes through an object file
+(``TargetMachine.emit_object``) which is then loaded into an MCJIT engine: the object bytes are
+exactly what the disk cache (:mod:`codegen.cache`) stores, so a cached and a fresh compile run
+the same loading path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "FAST_MATH_FLAGS",
+    "CompiledModule",
+    "HostTarget",
+    "bind_external_symbols",
+    "compile_module",
+    "fast_math_flags",
+    "function_attributes",
+    "host_target",
+    "llvm",
+    "load_object",
+    "target_machine",
+]
+
+#: Fast-math flags for generated floating-point instructions.  ``nnan``/``ninf`` are left out on
+#: purpose so that NaN/Inf keep IEEE semantics (needed for NaN guards).
+FAST_MATH_FLAGS = "reassoc contract nsz arcp afn"
+
+_lock = threading.RLock()
+_llvm: Any = None
+_host: HostTarget | None = None
+_tms: dict[int, Any] = {}
+
+
+def llvm() -> Any:
+    """Return ``llvmlite.binding`` with the native target initialised (once, thread-safe)."""
+    global _llvm
+    if _llvm is None:
+        with _lock:
+            if _llvm is None:
+                from llvmlite import binding
+
+                # llvm.initialize() raises in llvmlite >= 0.45; these two are still required.
+                binding.initialize_native_target()
+                binding.initialize_native_asmprinter()
+                _llvm = binding
+    return _llvm
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """Description of the host CPU as LLVM sees it."""
+
+    triple: str
+    cpu: str
+    features: str
+    llvm_version: tuple[int, ...]
+    llvmlite_version: str
+
+    def has_feature(self, name: str) -> bool:
+        """True if ``+name`` is in the feature string (e.g. ``"avx512f"``)."""
+        return f"+{name}" in self.features.split(",")
+
+
+def host_target() -> HostTarget:
+    """Return the (cached) host target description."""
+    global _host
+    if _host is None:
+        binding = llvm()
+        import llvmlite
+
+        _host = HostTarget(
+            triple=binding.get_process_triple(),
+            cpu=binding.get_host_cpu_name(),
+            features=binding.get_host_cpu_features().flatten(),
+            llvm_version=tuple(binding.llvm_version_info),
+            llvmlite_version=llvmlite.__version__,
+        )
+    return _host
+
+
+def _create_target_machine(opt_level: int) -> Any:
+    host = host_target()
+    target = llvm().Target.from_triple(host.triple)
+    return target.create_target_machine(
+        cpu=host.cpu,
+        features=host.features,
+        opt=opt_level,
+        reloc="static",
+        codemodel="jitdefault",
+        jit=True,
+    )
+
+
+def target_machine(opt_level: int = 3) -> Any:
+    """Return the cached host ``TargetMachine`` used for optimisation and object emission.
+
+    Do not hand it to ``create_mcjit_compiler`` (the engine takes ownership of its target
+    machine); :func:`load_object` creates a fresh one per engine.
+    """
+    tm = _tms.get(opt_level)
+    if tm is None:
+        with _lock:
+            tm = _tms.get(opt_level)
+            if tm is None:
+                tm = _tms[opt_level] = _create_target_machine(opt_level)
+    return tm
+
+
+def function_attributes(*, vector_width: int | None = None) -> str:
+    """Attribute text to put on generated functions (e.g. in ``attributes #0 = { ... }``).
+
+    Contains ``target-cpu``/``target-features`` of the host and ``prefer-vector-width``
+    (512 when the CPU has AVX-512, which the notes measured 2-10% faster on loops and 1.5x on
+    vectorised ``exp``; pass ``vector_width`` to override).
+    """
+    host = host_target()
+    if vector_width is None:
+        vector_width = 512 if host.has_feature("avx512f") else 256
+    return (
+        f'"target-cpu"="{host.cpu}" "target-features"="{host.features}" '
+        f'"prefer-vector-width"="{vector_width}"'
+    )
+
+
+def fast_math_flags() -> str:
+    """Recommended fast-math flags (NaN/Inf semantics kept): :data:`FAST_MATH_FLAGS`."""
+    return FAST_MATH_FLAGS
+
+
+@dataclass(eq=False)
+class CompiledModule:
+    """Native code of one module, loaded into an MCJIT engine that lives as long as this object.
+
+    ``stats`` holds per-stage times in seconds (``parse``, ``optimize``, ``codegen``, ``load``)
+    and, when produced by :mod:`codegen.cache`, ``cache`` = ``"memory"``/``"disk"``/``"miss"``.
+    """
+
+    object_code: bytes
+    stats: dict[str, Any] = field(default_factory=dict)
+    optimized_ir: str | None = None
+    _engine: Any = field(default=None, repr=False)
+    _addresses: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def address(self, name: str) -> int:
+        """Address of the function or global ``name``; raises ``KeyError`` if undefined."""
+        addr = self._addresses.get(name)
+        if addr is None:
+            addr = self._engine.get_function_address(name)
+            if not addr:
+                addr = self._engine.get_global_value_address(name)
+            if not addr:
+                raise KeyError(f"symbol {name!r} is not defined in the compiled module")
+            self._addresses[name] = addr
+        return addr
+
+    def llvm_ir(self) -> str:
+        """Optimised LLVM IR text (unavailable for modules loaded from the disk cache)."""
+        if self.optimized_ir is None:
+            raise RuntimeError("no IR kept for this module (it was loaded from object code)")
+        return self.optimized_ir
+
+    def asm(self) -> str:
+        """Assembly of the optimised IR, generated on demand (same target machine)."""
+        with _lock:
+            mod = llvm().parse_assembly(self.llvm_ir())
+            return target_machine(self.stats.get("opt_level", 3)).emit_assembly(mod)
+
+
+def _optimize(mod: Any, opt_level: int) -> None:
+    binding = llvm()
+    pto = binding.create_pipeline_tuning_options(speed_level=opt_level)
+    vectorize = opt_level >= 2
+    pto.loop_vectorization = vectorize
+    pto.slp_vectorization = vectorize
+    pto.loop_unrolling = vectorize
+    pb = binding.create_pass_builder(target_machine(opt_level), pto)
+    pb.getModulePassManager().run(mod, pb)
+
+
+def bind_external_symbols(object_code: bytes) -> None:
+    """Bind the external names (``sg_*``) that ``object_code`` may reference.
+
+    External symbols are resolved by *name* when code is loaded; their addresses are never
+    baked into code, so cached object code stays valid in a new process.  Binding is
+    idempotent and cheap; BLAS is bound only if the object references it.
+    """
+    if b"sg_cblas_" in object_code:
+        from . import blas
+
+        blas.bind_symbols()
+    if b"sg_Py" in object_code:
+        from . import pycall
+
+        pycall.bind_python_symbols()
+    if b"sg_" in object_code or b"_ZGV" in object_code:
+        from . import vecmath
+
+        vecmath.bind_symbols()
+
+
+def load_object(object_code: bytes, stats: dict[str, Any] | None = None) -> CompiledModule:
+    """Load object code (from :func:`compile_module` or the disk cache) into a new engine.
+
+    External symbols (libm, libmvec, BLAS) are bound first, see :func:`bind_external_symbols`.
+    """
+    binding = llvm()
+    stats = {} if stats is None else stats
+    t0 = time.perf_counter()
+    bind_external_symbols(object_code)
+    with _lock:
+        empty = binding.parse_assembly("")
+        engine = binding.create_mcjit_compiler(empty, _create_target_machine(3))
+        engine.add_object_file(binding.ObjectFileRef.from_data(object_code))
+        engine.finalize_object()
+    stats["load"] = time.perf_counter() - t0
+    return CompiledModule(object_code=object_code, stats=stats, _engine=engine)
+
+
+def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True) -> CompiledModule:
+    """Parse, verify, optimise and compile ``ir_text``; return the loaded native code.
+
+    ``opt_level`` (0-3) selects both the IR pipeline (O2/O3 enable loop/SLP vectorisation and
+    unrolling) and the machine-code optimisation level.  Raises ``RuntimeError`` with LLVM's
+    message on invalid IR.
+    """
+    if not 0 <= opt_level <= 3:
+        raise ValueError(f"opt_level must be 0..3, got {opt_level}")
+    binding = llvm()
+    stats: dict[str, Any] = {"opt_level": opt_level}
+    with _lock:  # llvmlite parses into LLVM's global context, which is not thread-safe
+        t0 = time.perf_counter()
+        mod = binding.parse_assembly(ir_text)
+        mod.verify()
+        t1 = time.perf_counter()
+        _optimize(mod, opt_level)
+        t2 = time.perf_counter()
+        obj = target_machine(opt_level).emit_object(mod)
+        t3 = time.perf_counter()
+        optimized_ir = str(mod) if keep_ir else None
+    stats.update(parse=t1 - t0, optimize=t2 - t1, codegen=t3 - t2)
+    cm = load_object(obj, stats)
+    cm.optimized_ir = optimized_ir
+    return cm

@@ -1,0 +1,40 @@
+"""Small IR builders shared by the codegen tests."""
+
+from __future__ import annotations
+
+import ctypes
+
+IR_TYPE = {"float32": "float", "float64": "double"}
+
+
+def loop_ir(fn: str, ty: str, nin: int, body: str, attrs: str = "") -> str:
+    """``void @fn(ptr out, ptr x0.., i64 n)``: for each i, load ``%v0..`` and store ``%r``."""
+    params = ", ".join(f"ptr noalias %x{k}" for k in range(nin))
+    loads = "\n".join(
+        f"  %p{k} = getelementptr inbounds {ty}, ptr %x{k}, i64 %i\n  %v{k} = load {ty}, ptr %p{k}"
+        for k in range(nin)
+    )
+    return f"""
+define void @{fn}(ptr noalias %out, {params}, i64 %n) #0 {{
+entry:
+  %c = icmp sgt i64 %n, 0
+  br i1 %c, label %loop, label %exit
+loop:
+  %i = phi i64 [0, %entry], [%i1, %loop]
+{loads}
+  {body}
+  %po = getelementptr inbounds {ty}, ptr %out, i64 %i
+  store {ty} %r, ptr %po
+  %i1 = add nuw nsw i64 %i, 1
+  %d = icmp eq i64 %i1, %n
+  br i1 %d, label %exit, label %loop
+exit:
+  ret void
+}}
+attributes #0 = {{ nounwind {attrs} }}
+"""
+
+
+def cfunc(address: int, restype, *argtypes):
+    """ctypes function for a JIT address."""
+    return ctypes.CFUNCTYPE(restype, *argtypes)(address)

@@ -1,0 +1,110 @@
+"""codegen.vecmath: libmvec-vectorised transcendentals, accuracy and NaN semantics vs numpy."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+import pytest
+from _helpers import IR_TYPE, cfunc, loop_ir
+
+from codegen import jit, vecmath
+
+NUMPY = {"pow": np.power}
+CASES = [(name, dtype) for name in vecmath.FUNCTIONS for dtype in ("float32", "float64")]
+
+
+@functools.cache
+def _kernel(name: str, dtype: str):
+    ty = IR_TYPE[dtype]
+    nin = vecmath.FUNCTIONS[name]
+    body = vecmath.math_call(name, dtype, [f"%v{k}" for k in range(nin)], "%r")
+    ir = loop_ir("k", ty, nin, body, jit.function_attributes())
+    ir += vecmath.math_declarations({(name, dtype)})
+    cm = jit.compile_module(ir)
+    f = cfunc(cm.address("k"), None, *[ctypes.c_void_p] * (nin + 1), ctypes.c_int64)
+
+    def run(*xs: np.ndarray) -> np.ndarray:
+        xs = tuple(np.ascontiguousarray(x, dtype=dtype) for x in xs)
+        out = np.empty_like(xs[0])
+        f(out.ctypes.data, *[x.ctypes.data for x in xs], out.size)
+        return out
+
+    run.cm = cm
+    return run
+
+
+def _reference(name, *xs):
+    fn = NUMPY.get(name) or getattr(np, name)
+    with np.errstate(all="ignore"):
+        return fn(*[x.astype(np.float64) for x in xs])
+
+
+def _inputs(name: str, dtype: str) -> list[np.ndarray]:
+    rng = np.random.default_rng(42)
+    f32 = dtype == "float32"
+    n = 4099  # vector body plus a scalar remainder
+    if name == "exp":
+        return [rng.uniform(-87, 88, n) if f32 else rng.uniform(-700, 700, n)]
+    if name == "expm1":
+        return [rng.uniform(-20, 20, n)]
+    if name in ("log", "log1p"):
+        return [np.exp(rng.uniform(-60, 60, n))]
+    if name in ("sin", "cos"):
+        return [rng.uniform(-100, 100, n)]
+    if name == "tanh":
+        return [rng.uniform(-10, 10, n)]
+    return [rng.uniform(0.01, 10, n), rng.uniform(-8, 8, n)]  # pow
+
+
+def test_math_call_text():
+    line = vecmath.math_call("exp", "float32", "%x", "%y", fmf="afn")
+    assert line.startswith("%y = call afn float @sg_expf(float %x)")
+    if vecmath.vector_variants("exp", "float32"):
+        assert '"vector-function-abi-variant"="_ZGV_LLVM_N' in line
+    decl = vecmath.math_declarations({("exp", "float32"), ("pow", "float64")})
+    assert (
+        "declare float @sg_expf(float)" in decl and "declare double @sg_pow(double, double)" in decl
+    )
+    with pytest.raises(ValueError):
+        vecmath.math_call("erf", "float32", "%x", "%y")
+    with pytest.raises(ValueError):
+        vecmath.math_call("pow", "float64", "%x", "%y")
+
+
+@pytest.mark.parametrize(("name", "dtype"), CASES)
+def test_accuracy(name, dtype):
+    xs = [x.astype(dtype) for x in _inputs(name, dtype)]
+    out = _kernel(name, dtype)(*xs)
+    ref = _reference(name, *xs)
+    f32 = dtype == "float32"
+    if name in ("exp", "log"):
+        tol = 1e-6 if f32 else 1e-14
+    else:
+        tol = 4e-6 if f32 else 4e-14
+    # Relative error where the result is away from zero; absolute error near zeros of f.
+    err = np.abs(out - ref) / np.maximum(np.abs(ref), 1e-2 if name in ("sin", "cos") else 1e-30)
+    assert np.isfinite(out).all()
+    assert err.max() < tol, f"{name} {dtype}: max rel err {err.max():.3g}"
+
+
+@pytest.mark.parametrize(("name", "dtype"), CASES)
+def test_special_values(name, dtype):
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5], dtype=dtype)
+    x = np.tile(special, 64)  # long enough to run through the vector body
+    xs = [x] if vecmath.FUNCTIONS[name] == 1 else [np.abs(x), x[::-1].copy()]
+    out = _kernel(name, dtype)(*xs)
+    ref = _reference(name, *xs).astype(dtype)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    finite = ~np.isnan(ref)
+    np.testing.assert_allclose(out[finite], ref[finite], rtol=1e-5 if dtype == "float32" else 1e-13)
+
+
+@pytest.mark.parametrize(("name", "dtype"), CASES)
+def test_vectorised(name, dtype):
+    variants = vecmath.vector_variants(name, dtype)
+    if not variants:
+        pytest.skip("libmvec lacks this function or the CPU lacks a supported ISA")
+    asm = _kernel(name, dtype).cm.asm()
+    assert any(sym in asm for _, sym in variants), f"no libmvec call for {name} {dtype}"
