@@ -182,7 +182,7 @@ class Function:
                                  f"{var._value.shape} to {value.shape}")
             checked.append((var, value))
         for var, value in checked:  # only now: a failed call changes nothing
-            var._value = np.array(value, copy=True) if value is var._value else value
+            var._value = np.array(value, copy=True)  # never alias another variable or input
         result = [o[()] if np.ndim(o) == 0 else np.array(o, copy=True) for o in outputs]
         return result[0] if self.single else result
 

@@ -161,7 +161,7 @@ class Variable:
         """input / parameter / constant / forward / gradient (printing uses it)."""
         if self.owner is None:
             return "input"
-        return "gradient" if self.owner.grad_of is not None else "forward"
+        return "gradient" if self.owner.grad_call is not None else "forward"
 
     def __repr__(self) -> str:
         label = self.name or (self.owner.op.name if self.owner is not None else "?")
