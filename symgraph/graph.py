@@ -323,7 +323,8 @@ class Op:
 
     @property
     def name(self) -> str:
-        return type(self).__name__
+        """Short, human name for printing and errors (``DropoutMask`` -> ``dropout_mask``)."""
+        return _snake_case(type(self).__name__)
 
     def _key(self):
         return (type(self), tuple(_hashable(getattr(self, p)) for p in self.props))
@@ -364,6 +365,11 @@ class Op:
             where = f"\n  at {site}" if site is not None else ""
             raise type(err)(f"{self.name}: {err}; inputs {shown}{where}") from None
         return Apply(self, inputs, types)
+
+
+def _snake_case(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
 
 
 def _hashable(value):
