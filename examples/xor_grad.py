@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     grads = sg.grad(loss, list(params.values()))
 
     if not args.quiet:
-        print("loss =", sg.pprint(loss))
-        print("\nd(loss)/d(W1) =", sg.pprint(grads[0]))
+        print("The loss (pprint):")
+        print(sg.pprint(loss))
+        print("\nIts gradient w.r.t. W1, nodes added to the same graph by sg.grad (pprint):")
+        print(sg.pprint(grads[0]))
         print("\nGradient graph (debugprint):")
         print(sg.debugprint(grads))
 
