@@ -373,7 +373,7 @@ def _snake_case(name: str) -> str:
 
 
 def _hashable(value):
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return tuple(_hashable(v) for v in value)
     if isinstance(value, dict):
         return tuple(sorted((k, _hashable(v)) for k, v in value.items()))

@@ -1,5 +1,23 @@
-"""Placeholder replaced by the rewrite pipeline (work in progress)."""
+"""The rewrite pipeline's entry point (kept here: ``function`` imports it from this module).
 
+The pipeline lives in ``symgraph.rewrites``: ``pipeline`` (walker, stages,
+report) and ``rules`` (the table of local algebraic rules).
 
-def rewrite_graph(outputs):
-    return list(outputs), None
+>>> new_outputs, report = rewrite_graph([loss, *grads])
+"""
+
+from symgraph.rewrites import (
+    FOLD_MAX_ELEMENTS,
+    MAX_RULE_DEPTH,
+    NEVER_FOLD,
+    RULES,
+    RewriteReport,
+    Rule,
+    StageReport,
+    count_nodes,
+    rewrite_graph,
+    rule_key,
+)
+
+__all__ = ["FOLD_MAX_ELEMENTS", "MAX_RULE_DEPTH", "NEVER_FOLD", "RULES", "RewriteReport", "Rule",
+           "StageReport", "count_nodes", "rewrite_graph", "rule_key"]

@@ -1,0 +1,271 @@
+"""Local rewrite rules: one small function per algebraic identity, in one table.
+
+Each rule gets a rebuilt node whose inputs are already rewritten and returns a
+replacement for its single output, or None. The walker in
+``symgraph.rewrites.pipeline`` checks that the replacement has the node's
+exact static type (dtype and shape) and skips it otherwise, so a rule may
+propose freely; the helpers here keep rules from proposing what only looks
+right statically (an operand dropped where an unknown dim could broadcast).
+
+Add a rule: write ``def my_rule(node) -> Variable | None`` and list it under
+``rule_key(op)`` in ``RULES``; add a test in ``tests/symgraph/test_rewrite.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from symgraph import ops
+from symgraph.graph import Apply, Constant, TensorType, Variable, is_float
+from symgraph.ops.elemwise import Cast, Elemwise
+from symgraph.ops.nn import LogSoftmax, Softmax
+from symgraph.ops.structure import DimShuffle, Reshape
+
+Rule = Callable[[Apply], "Variable | None"]
+
+
+# --------------------------------------------------------------------------- helpers for rules
+
+
+def _uniform_value(var: Variable):
+    """The single value every entry of ``var`` has, if statically known (else None).
+
+    Sees through ``fill(like, c)`` (how ``zeros_like``/``ones_like`` are built).
+    """
+    if isinstance(var, Constant):
+        flat = var.value.reshape(-1)
+        if flat.size and flat.size <= 4096 and np.all(flat == flat[0]):
+            return flat[0]
+        return None
+    node = var.owner
+    if node is not None and _is_elemwise(node, "fill"):
+        return _uniform_value(node.inputs[1])
+    return None
+
+
+def _is_value(var: Variable, value) -> bool:
+    uniform = _uniform_value(var)
+    return uniform is not None and bool(uniform == value)
+
+
+def _is_elemwise(node: Apply | None, name: str) -> bool:
+    return node is not None and isinstance(node.op, Elemwise) and node.op.name == name
+
+
+def _broadcasts_into(dropped: Variable, out: TensorType) -> bool:
+    """True when dropping operand ``dropped`` cannot change the runtime output shape.
+
+    Static types use None for unknown dims; where the output dim is unknown the
+    dropped operand could still have widened it at run time unless its dim is 1.
+    """
+    if dropped.ndim > out.ndim:
+        return False
+    aligned = out.shape[out.ndim - dropped.ndim:]
+    return all(d == 1 or o is not None for d, o in zip(dropped.shape, aligned))
+
+
+def _keep_operand(node: Apply, kept: int) -> Variable | None:
+    """``node.inputs[kept]`` when the other operands only broadcast into it."""
+    x, out = node.inputs[kept], node.outputs[0].type
+    others = [v for i, v in enumerate(node.inputs) if i != kept]
+    if x.type == out and all(_broadcasts_into(v, out) for v in others):
+        return x
+    return None
+
+
+def _zeros(out: TensorType, likes: Sequence[Variable]) -> Variable:
+    """Zeros of type ``out`` shaped at run time like ``broadcast(*likes)``."""
+    result: Variable = Constant(np.zeros((), out.dtype))
+    pending = list(likes)
+    while pending and not (result.type == out
+                           and all(_broadcasts_into(v, out) for v in pending)):
+        result = ops.fill(pending.pop(0), result)
+    return result
+
+
+# --------------------------------------------------------------------------- the rules
+# Each rule sees a rebuilt node whose inputs are already rewritten and returns a
+# replacement for its (single) output, or None. The walker checks the type.
+
+
+def mul_by_one(node: Apply) -> Variable | None:
+    """``x * 1`` and ``1 * x`` -> ``x``."""
+    a, b = node.inputs
+    if _is_value(b, 1):
+        return _keep_operand(node, 0)
+    if _is_value(a, 1):
+        return _keep_operand(node, 1)
+    return None
+
+
+def mul_by_zero(node: Apply) -> Variable | None:
+    """``x * 0`` -> zeros of the broadcast shape (the algebraic value, as Theano: IEEE
+    would give NaN for x = inf/NaN)."""
+    a, b = node.inputs
+    if _is_value(b, 0) or _is_value(a, 0):
+        return _zeros(node.outputs[0].type, [a, b])
+    return None
+
+
+def mul_neg_neg(node: Apply) -> Variable | None:
+    """``(-x) * (-y)`` -> ``x * y``."""
+    a, b = node.inputs
+    if _is_elemwise(a.owner, "neg") and _is_elemwise(b.owner, "neg"):
+        return ops.mul(a.owner.inputs[0], b.owner.inputs[0])
+    return None
+
+
+def add_zero(node: Apply) -> Variable | None:
+    """``x + 0`` and ``0 + x`` -> ``x``."""
+    a, b = node.inputs
+    if _is_value(b, 0):
+        return _keep_operand(node, 0)
+    if _is_value(a, 0):
+        return _keep_operand(node, 1)
+    return None
+
+
+def sub_zero(node: Apply) -> Variable | None:
+    """``x - 0`` -> ``x``; ``0 - x`` -> ``-x``."""
+    a, b = node.inputs
+    if _is_value(b, 0):
+        return _keep_operand(node, 0)
+    if _is_value(a, 0) and _broadcasts_into(a, node.outputs[0].type):
+        return ops.neg(b)
+    return None
+
+
+def div_by_one(node: Apply) -> Variable | None:
+    """``x / 1`` -> ``x``."""
+    return _keep_operand(node, 0) if _is_value(node.inputs[1], 1) else None
+
+
+def neg_neg(node: Apply) -> Variable | None:
+    """``-(-x)`` -> ``x``."""
+    inner = node.inputs[0].owner
+    return inner.inputs[0] if _is_elemwise(inner, "neg") else None
+
+
+def log_exp(node: Apply) -> Variable | None:
+    """``log(exp(x))`` -> ``x``."""
+    inner = node.inputs[0].owner
+    return inner.inputs[0] if _is_elemwise(inner, "exp") else None
+
+
+def log_softmax(node: Apply) -> Variable | None:
+    """``log(view(softmax(x)))`` -> ``view(log_softmax(x))`` for reshape/dimshuffle views.
+
+    log is elementwise, so it commutes with any view; the softmax axis is untouched.
+    """
+    views = []
+    var = node.inputs[0]
+    while var.owner is not None and isinstance(var.owner.op, (Reshape, DimShuffle)):
+        views.append(var.owner.op)
+        var = var.owner.inputs[0]
+        if len(views) > 4:
+            return None
+    if var.owner is None or not isinstance(var.owner.op, Softmax):
+        return None
+    result = LogSoftmax(var.owner.op.axis)(var.owner.inputs[0])
+    for view in reversed(views):
+        result = view(result)
+    return result
+
+
+def identity_elemwise(node: Apply) -> Variable | None:
+    """``identity(x)``, ``stop_gradient(x)`` -> ``x`` (the gradient is already built)."""
+    return node.inputs[0]
+
+
+def fill_same_shape(node: Apply) -> Variable | None:
+    """``fill(like, v)`` -> ``v`` when ``v`` already has the output's shape."""
+    return _keep_operand(node, 1)
+
+
+def cast_same_dtype(node: Apply) -> Variable | None:
+    """``cast<d>(x)`` -> ``x`` when ``x`` already is ``d``."""
+    x = node.inputs[0]
+    return x if x.dtype == node.op.dtype else None
+
+
+def cast_cast(node: Apply) -> Variable | None:
+    """``cast<b>(cast<a>(x))`` -> ``cast<b>(x)`` for floats when ``x -> a`` is lossless."""
+    inner = node.inputs[0].owner
+    if inner is None or not isinstance(inner.op, Cast):
+        return None
+    x = inner.inputs[0]
+    if not (is_float(x.dtype) and is_float(inner.op.dtype) and is_float(node.op.dtype)):
+        return None
+    if not np.can_cast(x.dtype, inner.op.dtype, "safe"):
+        return None
+    return ops.cast(x, node.op.dtype)
+
+
+def dimshuffle_identity(node: Apply) -> Variable | None:
+    """A dimshuffle that keeps every axis in place -> its input."""
+    op = node.op
+    return node.inputs[0] if op.order == tuple(range(op.ndim_in)) else None
+
+
+def dimshuffle_dimshuffle(node: Apply) -> Variable | None:
+    """Two dimshuffles (transpose of a transpose, ...) -> one."""
+    inner = node.inputs[0].owner
+    if inner is None or not isinstance(inner.op, DimShuffle):
+        return None
+    order = tuple("x" if a == "x" else inner.op.order[a] for a in node.op.order)
+    x = inner.inputs[0]
+    if order == tuple(range(x.ndim)):
+        return x
+    return DimShuffle(order, x.ndim)(x)
+
+
+def reshape_identity(node: Apply) -> Variable | None:
+    """A reshape to the input's own static shape -> its input.
+
+    At most one output dim is unknown (the -1); every other dim equals the
+    input's, so the unknown one is determined too.
+    """
+    x = node.inputs[0]
+    return x if x.type == node.outputs[0].type else None
+
+
+def reshape_reshape(node: Apply) -> Variable | None:
+    """``reshape(reshape(x))`` -> ``reshape(x)``."""
+    inner = node.inputs[0].owner
+    if inner is None or not isinstance(inner.op, Reshape):
+        return None
+    return node.op(inner.inputs[0])
+
+
+def reduce_no_axes(node: Apply) -> Variable | None:
+    """A reduction over no axes -> its input."""
+    return node.inputs[0] if not node.op.axes else None
+
+
+def rule_key(op) -> str:
+    """The ``RULES`` key of an op: the scalar op's name for elementwise ops ("mul",
+    "log", ...), else the op's class name ("DimShuffle", "Reshape", "Cast", "Reduce")."""
+    return op.name if isinstance(op, Elemwise) else type(op).__name__
+
+
+#: ``rule_key(op)`` -> local rules, tried in order; the first that fires wins
+RULES: dict[str, list[Rule]] = {
+    "mul": [mul_by_one, mul_by_zero, mul_neg_neg],
+    "add": [add_zero],
+    "sub": [sub_zero],
+    "div": [div_by_one],
+    "neg": [neg_neg],
+    "log": [log_exp, log_softmax],
+    "identity": [identity_elemwise],
+    "stop_gradient": [identity_elemwise],
+    "fill": [fill_same_shape],
+    "Cast": [cast_same_dtype, cast_cast],
+    "DimShuffle": [dimshuffle_identity, dimshuffle_dimshuffle],
+    "Reshape": [reshape_identity, reshape_reshape],
+    "Reduce": [reduce_no_axes],
+}
+
+
+__all__ = ["RULES", "Rule", "rule_key"]

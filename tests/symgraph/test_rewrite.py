@@ -1,0 +1,433 @@
+"""The rewrite pipeline: same results with and without it, fewer nodes, the user's graph intact.
+
+The oracle is the unrewritten graph on the numpy backend (``rewrite=False``).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import symgraph as sg
+from symgraph.evaluate import EvaluationError
+from symgraph.graph import Constant, SharedVariable, graph_inputs, toposort
+from symgraph.ops import Cast, DropoutMask, Reduce, Size, fill
+from symgraph.ops.elemwise import ELEMWISE
+from symgraph.ops.nn import LogSoftmax
+from symgraph.ops.structure import DimShuffle, Reshape
+from symgraph.rewrite import FOLD_MAX_ELEMENTS, RewriteReport, count_nodes, rewrite_graph
+
+RNG = np.random.default_rng(0)
+
+
+def both(inputs, outputs, *args):
+    """Outputs without and with rewrites (numpy backend), and the rewritten function."""
+    plain = sg.function(inputs, outputs, backend="numpy", rewrite=False)
+    rewritten = sg.function(inputs, outputs, backend="numpy", rewrite=True)
+    return plain(*args), rewritten(*args), rewritten
+
+
+def assert_same(a, b):
+    for x, y in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+        assert np.shape(x) == np.shape(y)
+        assert np.asarray(x).dtype == np.asarray(y).dtype
+
+
+def op_names(outputs) -> list[str]:
+    return [node.op.name for node in toposort(outputs)]
+
+
+def rewritten(outputs):
+    new, report = rewrite_graph(outputs)
+    return new, report, op_names(new)
+
+
+def mlp_loss_and_grads(batch="batch"):
+    x = sg.tensor("x", (batch, 4))
+    y = sg.tensor("y", (batch,), "int64")
+    sizes = [(4, 5), (5, 5), (5, 3)]
+    params = []
+    h = x
+    for i, (n_in, n_out) in enumerate(sizes):
+        W = sg.shared(RNG.normal(size=(n_in, n_out)), name=f"W{i}")
+        b = sg.shared(RNG.normal(size=n_out), name=f"b{i}")
+        params += [W, b]
+        h = h @ W + b
+        if i < len(sizes) - 1:
+            h = sg.nn.relu(h)
+    loss = sg.nn.cross_entropy(h, y)
+    loss.name = "loss"
+    return x, y, loss, sg.grad(loss, params)
+
+
+def snapshot(outputs):
+    """Everything rewriting must not change about the user's nodes."""
+    return [(node, node.op, list(node.inputs), list(node.outputs), node.site, node.grad_of,
+             node.grad_call, [(o.name, o.type, o.owner, o.site) for o in node.outputs])
+            for node in toposort(outputs)]
+
+
+# --------------------------------------------------------------------------- same results
+
+
+def test_elementwise_chain_same_results():
+    x = sg.tensor("x", (3, 4))
+    y = sg.tensor("y", (4,))
+    out = sg.log(sg.exp(sg.ops.neg(-x) * 1 + 0)) / 1 - 0 + y * 0 + sg.stop_gradient(x) * sg.exp(y)
+    args = RNG.normal(size=(3, 4)), RNG.normal(size=4)
+    plain, new, f = both([x, y], out, *args)
+    assert_same(plain, new)
+    remaining = op_names(f.graph_outputs)
+    assert "log" not in remaining and "neg" not in remaining and "stop_gradient" not in remaining
+    assert f.rewrite_report.nodes_after < f.rewrite_report.nodes_before
+
+
+def test_mlp_gradient_same_results_and_fewer_nodes():
+    x, y, loss, grads = mlp_loss_and_grads()
+    X, Y = RNG.normal(size=(6, 4)), np.array([0, 1, 2, 0, 1, 2])
+    plain, new, f = both([x, y], [loss, *grads], X, Y)
+    assert_same(plain, new)
+    report = f.rewrite_report
+    assert report.nodes_before == count_nodes([loss, *grads])
+    assert report.nodes_after == count_nodes(f.graph_outputs) < report.nodes_before
+    print(f"\nMLP gradient graph (symbolic batch): {report.nodes_before} -> "
+          f"{report.nodes_after} nodes\n{report}")
+
+
+def test_mlp_gradient_fixed_batch_folds_size():
+    x, y, loss, grads = mlp_loss_and_grads(batch=6)
+    X, Y = RNG.normal(size=(6, 4)), np.array([0, 1, 2, 2, 1, 0])
+    plain, new, f = both([x, y], [loss, *grads], X, Y)
+    assert_same(plain, new)
+    assert "Size" in op_names([loss, *grads]) and "Size" not in op_names(f.graph_outputs)
+    print(f"\nMLP gradient graph (fixed batch): {f.rewrite_report.nodes_before} -> "
+          f"{f.rewrite_report.nodes_after} nodes")
+
+
+def test_hessian_same_results():
+    v = sg.vector("v", 3)
+    cost = sg.sum(sg.tanh(v) ** 3) + sg.sum(v * v) * 1 + sg.log(sg.exp(v[0]))
+    H = sg.hessian(cost, v)
+    plain, new, f = both([v], H, np.array([0.1, -0.5, 2.0]))
+    assert_same(plain, new)
+    assert f.rewrite_report.nodes_after < f.rewrite_report.nodes_before
+
+
+def test_training_step_with_updates_and_dropout():
+    x = sg.tensor("x", ("batch", 3))
+    W = sg.shared(RNG.normal(size=(3, 2)), name="W")
+    loss = sg.sum(sg.nn.dropout(x @ W, keep_prob=0.5, seed=3) ** 2)
+    updates = {W: W - 0.1 * sg.grad(loss, W)}
+    shared = [v for v in graph_inputs([loss]) if isinstance(v, SharedVariable)]
+    X = RNG.normal(size=(4, 3))
+    results = []
+    for rewrite in (False, True):
+        start = [v.get_value() for v in shared]  # W and dropout's call counter
+        f = sg.function([x], loss, updates=updates, rewrite=rewrite)
+        results.append([f(X), f(X), W.get_value()])
+        for v, value in zip(shared, start):
+            v.set_value(value)
+    for a, b in zip(*results):
+        assert_same(a, b)
+    assert "DropoutMask" in op_names(f.graph_outputs)
+
+
+PIECES = [
+    lambda a, b: a * 1, lambda a, b: 1 * a, lambda a, b: a + 0, lambda a, b: a - 0,
+    lambda a, b: 0 - a, lambda a, b: a / 1, lambda a, b: a * 0, lambda a, b: sg.ops.neg(-a),
+    lambda a, b: sg.log(sg.exp(a)), lambda a, b: (-a) * (-b), lambda a, b: a * b + a,
+    lambda a, b: sg.transpose(sg.transpose(a)), lambda a, b: sg.ops.fill(b, a),
+    lambda a, b: sg.stop_gradient(a) - b, lambda a, b: sg.tanh(a) * sg.ones_like(b),
+]
+
+
+@given(st.lists(st.tuples(st.integers(0, len(PIECES) - 1), st.booleans()),
+                min_size=1, max_size=12))
+def test_random_identity_chains_same_results(steps):
+    x, y = sg.tensor("x", (2, 2)), sg.tensor("y", (2, 2))
+    a, b = x, y
+    for piece, swap in steps:
+        a, b = (PIECES[piece](a, b), a) if not swap else (b, PIECES[piece](b, a))
+    out = a + b
+    X, Y = np.array([[0.5, -1.0], [2.0, 0.25]]), np.array([[-0.3, 0.7], [1.5, -2.0]])
+    plain, new, f = both([x, y], out, X, Y)
+    assert_same(plain, new)
+    assert f.rewrite_report.nodes_after <= f.rewrite_report.nodes_before
+
+
+# --------------------------------------------------------------------------- the user's graph
+
+
+def test_user_graph_unchanged_and_tags_kept():
+    x, y, loss, grads = mlp_loss_and_grads()
+    outputs = [loss, *grads]
+    before = snapshot(outputs)
+    new, report = rewrite_graph(outputs)
+    assert snapshot(outputs) == before
+    old_nodes = {id(n) for n in toposort(outputs)}
+    assert not any(id(n) in old_nodes for n in toposort(new))  # a new graph, not a shared one
+    assert new[0].name == "loss"
+    assert [g.name for g in new[1:]] == [g.name for g in grads]
+    assert new[1].name == "d(loss)/d(W0)"
+    grad_nodes = [n for n in toposort(new[1:]) if n.grad_of is not None]
+    assert grad_nodes and all(n.grad_call is grads[0].owner.grad_call for n in grad_nodes)
+    assert {n.grad_of for n in grad_nodes} <= set(toposort(outputs))
+    assert {n.site for n in toposort(new)} <= {n.site for n in toposort(outputs)}
+    assert new[1].owner.grad_of is grads[0].owner.grad_of
+    assert new[1].owner.site == grads[0].owner.site
+
+
+def test_rewriting_twice_changes_nothing_more():
+    x, y, loss, grads = mlp_loss_and_grads()
+    once, first = rewrite_graph([loss, *grads])
+    twice, second = rewrite_graph(once)
+    assert second.nodes_before == second.nodes_after == first.nodes_after
+    assert not set(second.fired) - {"merge"}
+
+
+def test_rewrite_false_turns_it_off():
+    x = sg.tensor("x", (3,))
+    out = x * 1
+    off = sg.function([x], out, rewrite=False)
+    on = sg.function([x], out)
+    assert off.rewrite_report is None and off.graph_outputs == [out]
+    assert isinstance(on.rewrite_report, RewriteReport) and on.graph_outputs == [x]
+    assert_same(off(np.arange(3.0)), on(np.arange(3.0)))
+
+
+def test_report_stages_and_text():
+    x = sg.tensor("x", (3,))
+    new, report = rewrite_graph([sg.exp(x) + sg.exp(x) * 1])
+    names = [stage.name for stage in report.stages]
+    assert names[:4] == ["dce", "merge", "constant_fold", "algebraic"]
+    assert report.stages[1].fired == {"merge": 1}
+    assert report.fired["mul_by_one"] == 1
+    assert report.nodes_before == 4 and report.nodes_after == 2
+    name, nodes_after, seconds, fired = report.stages[-1]
+    assert nodes_after == 2 and seconds >= 0
+    text = str(report)
+    assert "4 -> 2 nodes" in text and "mul_by_one x1" in text
+
+
+def test_passes_are_bounded():
+    x = sg.tensor("x", (3,))
+    out = x
+    for _ in range(50):
+        out = sg.ops.neg(-(out * 1 + 0))
+    new, report = rewrite_graph([out], max_passes=1)
+    assert new == [x]
+    assert [s.name for s in report.stages][-1] == "algebraic"
+
+
+# --------------------------------------------------------------------------- identities
+
+
+def _x(shape=(3, 4), dtype="float64"):
+    return sg.tensor("x", shape, dtype)
+
+
+IDENTITIES = [
+    ("mul_by_one", lambda x: x * 1),
+    ("mul_by_one", lambda x: 1 * x),
+    ("mul_by_one", lambda x: x * sg.ones_like(x)),
+    ("add_zero", lambda x: x + 0),
+    ("add_zero", lambda x: 0 + x),
+    ("sub_zero", lambda x: x - 0),
+    ("div_by_one", lambda x: x / 1),
+    ("neg_neg", lambda x: sg.ops.neg(-x)),
+    ("log_exp", lambda x: sg.log(sg.exp(x))),
+    ("identity_elemwise", lambda x: sg.stop_gradient(x)),
+    ("identity_elemwise", lambda x: ELEMWISE["identity"](x)),
+    ("fill_same_shape", lambda x: fill(sg.shared(np.zeros(4)), x)),
+    ("cast_same_dtype", lambda x: Cast("float64")(x)),
+    ("cast_cast", lambda x: sg.cast(sg.cast(x, "float64"), "float32")),
+    ("dimshuffle_dimshuffle", lambda x: sg.transpose(sg.transpose(x))),
+    ("dimshuffle_dimshuffle", lambda x: sg.squeeze(sg.expand_dims(x, 0), 0)),
+    ("dimshuffle_identity", lambda x: DimShuffle((0, 1), 2)(x)),
+    ("reshape_identity", lambda x: Reshape((-1, 4))(x)),
+    ("reshape_reshape", lambda x: sg.reshape(sg.reshape(x, (12,)), (3, 4))),
+    ("reduce_no_axes", lambda x: Reduce("sum", ())(x)),
+    ("reduce_no_axes", lambda x: Reduce("max", (), keepdims=True)(x)),
+]
+
+
+@pytest.mark.parametrize("rule, build", IDENTITIES,
+                         ids=[f"{r}-{i}" for i, (r, _) in enumerate(IDENTITIES)])
+def test_identity_rule_removes_the_node(rule, build):
+    x = _x(dtype="float32" if rule == "cast_cast" else "float64")
+    out = build(x)
+    new, report, names = rewritten([out])
+    assert report.fired[rule] >= 1, str(report)
+    assert new == [x] and names == []
+    X = RNG.normal(size=(3, 4)).astype(x.dtype)
+    assert_same(*both([x], out, X)[:2])
+
+
+def test_mul_by_zero_gives_zeros():
+    x = _x()
+    new, report, names = rewritten([x * 0])
+    assert report.fired["mul_by_zero"] == 1 and names == ["fill"]
+    out = sg.function([x], x * 0)(np.ones((3, 4)))
+    assert out.shape == (3, 4) and not out.any()
+
+
+def test_mul_by_zero_with_broadcasting_keeps_the_broadcast_shape():
+    x = _x((3, 1))
+    out = x * np.zeros((1, 4))
+    X = RNG.normal(size=(3, 1))
+    plain, new, f = both([x], out, X)
+    assert_same(plain, new)
+    assert new.shape == (3, 4)
+    assert f.rewrite_report.fired["mul_by_zero"] == 1
+    assert f.graph_outputs[0].type == out.type
+
+
+def test_mul_by_one_skipped_where_broadcasting_widens_x():
+    x = _x((4,))
+    out = x * np.ones((3, 4))
+    new, report, names = rewritten([out])
+    assert "mul_by_one" not in report.fired and names == ["mul"]
+    assert_same(*both([x], out, np.arange(4.0))[:2])
+
+
+def test_rules_respect_unknown_dims():
+    # like (None,) and v (None,): the fill's runtime shape may come from like
+    like, v = sg.tensor("like", (None,)), sg.tensor("v", (None,))
+    new, report, names = rewritten([fill(like, v)])
+    assert names == ["fill"] and "fill_same_shape" not in report.fired
+    plain, rewritten_value, _ = both([like, v], fill(like, v), np.zeros(5), np.ones(1))
+    assert_same(plain, rewritten_value)
+    assert rewritten_value.shape == (5,)
+    # a symbolic dim is bound once per call: dropping the operand is safe
+    like, v = sg.tensor("like", ("n",)), sg.tensor("v", ("n",))
+    assert rewritten([fill(like, v)])[0] == [v]
+
+
+def test_dtype_changing_identities_do_not_fire():
+    x = _x(dtype="int32")
+    for out in (x * 1.0, x / 1, sg.cast(sg.cast(x, "float32"), "float64")):
+        new, report, names = rewritten([out])
+        assert new != [x] and names
+        assert_same(*both([x], out, np.arange(12, dtype="int32").reshape(3, 4))[:2])
+
+
+def test_lossy_cast_chain_is_kept():
+    x = _x()
+    out = sg.cast(sg.cast(x, "float32"), "float64")
+    new, report, names = rewritten([out])
+    assert "cast_cast" not in report.fired and len(names) == 2
+    X = np.array([[1 + 1e-12] * 4] * 3)
+    assert_same(*both([x], out, X)[:2])
+
+
+def test_dimshuffles_compose_into_one():
+    x = _x((2, 1, 3))
+    out = sg.transpose(sg.expand_dims(sg.squeeze(x, 1), 0), (2, 0, 1))
+    new, report, names = rewritten([out])
+    assert names == ["dimshuffle"]
+    assert new[0].type == out.type
+    assert_same(*both([x], out, RNG.normal(size=(2, 1, 3)))[:2])
+
+
+def test_neg_times_neg_and_zero_minus():
+    x, y = _x(), _x()
+    new, report, names = rewritten([(-x) * (-y), 0 - x])
+    assert report.fired["mul_neg_neg"] == 1 and report.fired["sub_zero"] == 1
+    assert sorted(names) == ["mul", "neg"]
+
+
+def test_fill_of_smaller_value_is_kept():
+    x = _x()
+    new, report, names = rewritten([sg.zeros_like(x)])
+    assert names == ["fill"]
+
+
+# --------------------------------------------------------------------------- log(softmax)
+
+
+@pytest.mark.parametrize("view", [
+    lambda s: s,
+    lambda s: sg.transpose(s),
+    lambda s: sg.reshape(s, (6,)),
+    lambda s: sg.reshape(sg.transpose(s), (1, 6)),
+])
+def test_log_softmax_is_fused_and_stable(view):
+    logits = sg.tensor("logits", (2, 3))
+    out = sg.log(view(sg.nn.softmax(logits)))
+    new, report, names = rewritten([out])
+    assert report.fired["log_softmax"] == 1
+    assert any(isinstance(n.op, LogSoftmax) and n.op.axis == 1 for n in toposort(new))
+    assert "log" not in names and "softmax" not in names
+    X = np.array([[1000.0, -1000.0, 0.0], [1.0, 2.0, 3.0]])
+    plain, fused, _ = both([logits], out, X)
+    assert np.isneginf(plain).any()
+    assert np.isfinite(fused).all()
+    expected = view(sg.nn.log_softmax(logits))
+    np.testing.assert_allclose(fused, sg.function([logits], expected, rewrite=False)(X))
+
+
+def test_log_softmax_keeps_softmax_needed_elsewhere():
+    logits = sg.tensor("logits", (2, 3))
+    s = sg.nn.softmax(logits)
+    new, report, names = rewritten([sg.log(s), s * 2])
+    assert sorted(names) == ["log_softmax", "mul", "softmax"]
+
+
+# --------------------------------------------------------------------------- merge and folding
+
+
+def test_merge_equal_nodes_and_constants():
+    x = _x()
+    a = sg.exp(x) + sg.constant(np.float64(2.0))
+    b = sg.exp(x) + sg.constant(np.float64(2.0))
+    c = x[1:3] * x[1:3]  # slices in op props (unhashable before Python 3.12)
+    new, report, names = rewritten([a, b, c])
+    assert new[0] is new[1]
+    assert sorted(names) == ["add", "exp", "getitem", "mul"]
+
+
+def test_constant_folding():
+    x = _x()
+    c = sg.constant(np.arange(4.0))
+    out = x + sg.exp(c) * 2 + sg.ops.size(x, dtype="float64")
+    new, report, names = rewritten([out])
+    assert names == ["add", "add"]
+    assert report.fired["constant_fold"] >= 3
+    assert_same(*both([x], out, RNG.normal(size=(3, 4)))[:2])
+
+
+def test_constant_folding_skips_large_outputs():
+    big = sg.constant(np.ones(FOLD_MAX_ELEMENTS + 1))
+    new, report, names = rewritten([big * 3])
+    assert names == ["mul"] and report.skipped["constant_fold: too large"] >= 1
+
+
+def test_size_with_symbolic_dims_is_kept():
+    x = _x(("batch", 4))
+    new, report, names = rewritten([sg.ops.size(x)])
+    assert names == ["Size"]
+    assert sg.function([x], sg.ops.size(x))(np.ones((5, 4))) == 20
+
+
+def test_dropout_mask_is_never_folded():
+    mask = DropoutMask(0.5, seed=1)(sg.constant(np.ones(8)), sg.constant(np.int64(3)))
+    new, report, names = rewritten([mask])
+    assert names == ["DropoutMask"]
+    assert isinstance(Size((0,), "int64")(mask), sg.Variable)
+
+
+def test_folding_errors_are_left_to_run_time():
+    out = sg.constant(np.arange(3.0))[np.array([5])]  # out of bounds: fails when run
+    new, report, names = rewritten([out])
+    assert names == ["take"] and report.skipped["constant_fold: error"] >= 1
+    with pytest.raises(EvaluationError, match="take"):
+        sg.function([], out)()
+
+
+def test_output_that_is_a_constant_or_input():
+    x = _x()
+    out = [x * 1, sg.constant(2.0) * 3]
+    new, report, names = rewritten(out)
+    assert new[0] is x and isinstance(new[1], Constant) and new[1].value == 6.0
+    assert_same(*both([x], out, np.ones((3, 4)))[:2])
