@@ -24,7 +24,8 @@ def _info() -> int:
     try:
         import llvmlite
         import llvmlite.binding as llvm
-        print(f"llvmlite {llvmlite.__version__} (LLVM {'.'.join(map(str, llvm.llvm_version_info))})")
+        llvm_version = ".".join(map(str, llvm.llvm_version_info))
+        print(f"llvmlite {llvmlite.__version__} (LLVM {llvm_version})")
     except ImportError as err:  # the llvm backend needs it; the numpy reference does not
         print(f"llvmlite not importable: {err}")
     return 0

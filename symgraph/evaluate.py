@@ -37,14 +37,22 @@ class NodeContext:
         return sh.resolve_dim(dim, self.bindings)
 
 
-def _node_error(node: Apply, values: Sequence, problem: str) -> EvaluationError:
+# errors a user can act on keep their type (an out-of-bounds index stays an IndexError)
+_KEPT_TYPES = (ValueError, IndexError, TypeError, ZeroDivisionError, FloatingPointError)
+
+
+def _node_error(node: Apply, values: Sequence, problem: str,
+                cause: Exception | None = None) -> Exception:
     shapes = ", ".join(str(np.shape(v)) for v in values)
     where = f"\n  created at {node.site}" if node.site else ""
     tag = ""
     if node.grad_of is not None:
         tag = f"\n  (gradient node made by the bprop of {node.grad_of.op.name}"
         tag += f" created at {node.grad_of.site})" if node.grad_of.site else ")"
-    return EvaluationError(f"{node.op.name}: {problem}; input shapes {shapes}{where}{tag}")
+    message = f"{node.op.name}: {problem}; input shapes {shapes}{where}{tag}"
+    if cause is not None and type(cause) in _KEPT_TYPES:
+        return type(cause)(message)
+    return EvaluationError(message)
 
 
 def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
@@ -66,10 +74,8 @@ def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
         try:
             with np.errstate(over="ignore", under="ignore"):
                 results = node.op.perform(args, ctx)
-        except EvaluationError:
-            raise
         except Exception as err:  # numpy's errors, reported against the node
-            raise _node_error(node, args, f"{type(err).__name__}: {err}") from err
+            raise _node_error(node, args, f"{type(err).__name__}: {err}", err) from err
         for var, result in zip(node.outputs, results):
             result = np.asarray(result)
             if result.dtype != var.dtype:

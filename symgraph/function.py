@@ -159,8 +159,7 @@ class Function:
         for var, value in zip(self.inputs, args):
             array = np.asarray(value)
             if array.dtype != var.dtype:
-                if not np.can_cast(array.dtype, var.dtype, "same_kind") or (
-                        array.dtype.kind == "b" and var.dtype.kind != "b"):
+                if not np.can_cast(array.dtype, var.dtype, "same_kind"):
                     raise TypeError(f"input {var.name!r} is {var.dtype.name}; got a "
                                     f"{array.dtype.name} array, which does not cast safely "
                                     "(same_kind)")
@@ -189,24 +188,52 @@ class Function:
     def epoch(self, *arrays, batch_size: int = 128, shuffle: int | None = None):
         """Run over consecutive minibatches of ``arrays`` (first dim = batch).
 
-        ``shuffle=seed`` permutes the examples first. Returns each output
-        stacked over steps. The reference is exactly the Python loop.
+        ``shuffle=seed`` permutes the examples first; the last partial batch
+        is a smaller step. Returns each output stacked over steps (outputs
+        with a per-example first dim are concatenated instead). The reference
+        is exactly the Python loop of single steps; if any step fails, every
+        shared variable is restored to its value before the epoch.
         """
         if len(arrays) != len(self.inputs):
             raise TypeError(f"epoch takes {len(self.inputs)} arrays, got {len(arrays)}")
         arrays = [np.asarray(a) for a in arrays]
-        n = arrays[0].shape[0] if arrays and np.ndim(arrays[0]) else 0
-        if any(np.ndim(a) == 0 or a.shape[0] != n for a in arrays):
-            raise ValueError("epoch: all arrays need the same first (batch) dim")
+        if any(a.ndim == 0 for a in arrays):
+            raise ValueError("epoch: every array needs a first (batch) dim")
+        n = arrays[0].shape[0] if arrays else 0
+        for var, a in zip(self.inputs, arrays):
+            if a.shape[0] != n:
+                raise ValueError(f"epoch: input {var.name!r} has {a.shape[0]} examples, "
+                                 f"the first input {n}")
         if batch_size <= 0:
             raise ValueError("epoch: batch_size must be positive")
         if shuffle is not None:
             order = np.random.default_rng(shuffle).permutation(n)
             arrays = [a[order] for a in arrays]
-        steps = [self(*[a[i:i + batch_size] for a in arrays]) for i in range(0, n, batch_size)]
-        if self.single:
-            return np.stack(steps) if steps else np.empty((0,))
-        return [np.stack([s[k] for s in steps]) for k in range(len(self.outputs))]
+        saved = [(var, var._value) for var in self.shared]
+        try:
+            steps = [self(*[a[i:i + batch_size] for a in arrays])
+                     for i in range(0, n, batch_size)]
+        except Exception:
+            for var, value in saved:  # a failed epoch changes nothing either
+                var._value = value
+            raise
+        sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+        per_output = [steps] if self.single else [[s[k] for s in steps]
+                                                  for k in range(len(self.outputs))]
+        stacked = [_stack_steps(values, sizes) for values in per_output]
+        return stacked[0] if self.single else stacked
+
+
+def _stack_steps(values: list, sizes: list[int]) -> np.ndarray:
+    """Stack one output over steps; per-example outputs (first dim = batch) concatenate."""
+    if not values:
+        return np.empty((0,))
+    shapes = {np.shape(v) for v in values}
+    if len(shapes) == 1:
+        return np.stack(values)
+    if all(np.ndim(v) and np.shape(v)[0] == b for v, b in zip(values, sizes)):
+        return np.concatenate(values)
+    raise ValueError(f"epoch: an output changes shape between steps ({sorted(shapes)})")
 
 
 def function(inputs: Sequence[Variable], outputs, updates=None, *, backend: str | None = None,

@@ -68,6 +68,25 @@ def dims_equal(a, b) -> bool | None:
     return None
 
 
+# Symbolic dims broadcast against each other must be equal at run time (only a
+# static 1 broadcasts). Names are global, so the equalities are too: a union-find
+# over symbols, consulted when a call binds its dims.
+_same_as: dict = {}
+
+
+def _root(d):
+    while d in _same_as:
+        d = _same_as[d]
+    return d
+
+
+def unify(a, b) -> None:
+    """Record that symbols ``a`` and ``b`` name the same length."""
+    ra, rb = _root(a), _root(b)
+    if ra != rb:
+        _same_as[rb] = ra
+
+
 def broadcast_dim(a, b):
     """Broadcast two dims, numpy style; raises ShapeError on a known clash.
 
@@ -93,6 +112,8 @@ def broadcast_dim(a, b):
         return a
     if eq is False:
         raise ShapeError(f"dims {a} and {b} do not broadcast")
+    if isinstance(a, sympy.Symbol) and isinstance(b, sympy.Symbol):
+        unify(a, b)
     return a
 
 
@@ -129,6 +150,8 @@ def resolve_dim(d, bindings: Mapping) -> int:
         return d
     if d in bindings:
         return bindings[d]
+    if isinstance(d, sympy.Symbol) and _root(d) in bindings:
+        return bindings[_root(d)]
     value = sympy.sympify(d).xreplace(
         {s: sympy.Integer(bindings[s]) for s in d.free_symbols if s in bindings})
     if not getattr(value, "is_Integer", False):
@@ -151,7 +174,11 @@ def bind_shape(static: tuple, actual: tuple, bindings: dict) -> str | None:
                 return f"dim {axis} must be {d}, got {n} (shape {tuple(actual)})"
             continue
         if isinstance(d, sympy.Symbol) and d not in bindings:
-            bindings[d] = int(n)
+            root = _root(d)
+            if root in bindings and bindings[root] != n:
+                return (f"dim {axis} is {d}, which is broadcast against a dim bound to "
+                        f"{bindings[root]}, got {n} (shape {tuple(actual)})")
+            bindings[d] = bindings[root] = int(n)
             continue
         try:
             want = resolve_dim(d, bindings)

@@ -13,7 +13,7 @@ from symgraph import shapes as sh
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, is_float
 from symgraph.ops import elemwise as ew
 from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
-from symgraph.ops.indexing import getitem
+from symgraph.ops.indexing import getitem as getitem  # Variable.__getitem__ uses it
 from symgraph.ops.linalg import MatMul
 from symgraph.ops.nn import Arange, LogSoftmax, LogSumExp, OneHot, Softmax
 from symgraph.ops.reduce import Argmax, Reduce, Size, normalize_axes
@@ -273,16 +273,18 @@ def binary_cross_entropy(logits, targets) -> Variable:
 
 
 def mse(predictions, targets) -> Variable:
-    """Mean squared error."""
-    return mean(square(as_variable(predictions) - targets))
+    """Mean squared error, in the predictions' dtype (like the other losses)."""
+    predictions = as_variable(predictions)
+    return mean(square(predictions - cast(targets, predictions.dtype)))
 
 
-def dropout(x, keep_prob: float, seed: int = 0) -> Variable:
+def dropout(x, keep_prob: float, seed: int) -> Variable:
     """Inverted dropout: ``x * mask / keep_prob``, a new mask on every call.
 
     The mask comes from a counter-based hash of (seed, call counter, index);
     the counter is a hidden shared variable that every function using this
-    node bumps by one per call (its ``default_update``).
+    node bumps by one per call (its ``default_update``). Two dropout nodes
+    with the same seed draw the same masks: give each layer its own seed.
     """
     x = as_variable(x)
     if not is_float(x.dtype):

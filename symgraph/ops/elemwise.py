@@ -26,6 +26,13 @@ def _same(*dtypes):
     return np.result_type(*dtypes)
 
 
+def _no_bool(*dtypes):
+    # numpy has no boolean negative/subtract/sign: refuse while building, not at run time
+    if any(np.dtype(d).kind == "b" for d in dtypes):
+        raise TypeError("not defined for booleans (as in numpy); cast to a number first")
+    return np.result_type(*dtypes)
+
+
 def _to_bool(*dtypes):
     return np.dtype(bool)
 
@@ -70,6 +77,11 @@ class Elemwise(Op):
         return [TensorType(dtype, shape)]
 
     def perform(self, inputs, ctx):
+        if self.scalar_op.dtype_rule is _to_float:
+            # compute in the declared float type: numpy would use float16 for int8/bool
+            # (exp, tanh, ...) and sigmoid/softplus would round back to the integer type
+            inputs = [x if x.dtype.kind == "f" else x.astype(ctx.out_dtype) for x in inputs]
+        check_runtime_broadcast(ctx.node.inputs, inputs)
         out = self.scalar_op.numpy(*inputs)
         return [np.asarray(out, dtype=ctx.out_dtype)]
 
@@ -77,6 +89,26 @@ class Elemwise(Op):
         if self.scalar_op.bprop is None:
             return super().bprop(inputs, outputs, index, grads)
         return self.scalar_op.bprop(inputs, outputs[0], grads[0])[index]
+
+
+def check_runtime_broadcast(variables, arrays) -> None:
+    """Only a *static* 1 broadcasts: a symbolic dim that is 1 at run time must not.
+
+    Gradients sum over the axes that were broadcast, and they know only the
+    static ones; silently broadcasting a run-time 1 would give a gradient of
+    the wrong shape.
+    """
+    shapes = [np.shape(a) for a in arrays]
+    out = np.broadcast_shapes(*shapes)
+    for k, (var, shape) in enumerate(zip(variables, shapes)):
+        offset = len(out) - len(shape)
+        for axis, n in enumerate(shape):
+            if n != out[offset + axis] and var.shape[axis] != 1:
+                raise ValueError(
+                    f"input {k} ({var.name or 'unnamed'}, static shape "
+                    f"{sh.format_shape(var.shape)}) has length {n} on axis {axis} at run time "
+                    f"and would broadcast to {out[offset + axis]}; only dims declared as 1 "
+                    "broadcast (declare it 1 or make the lengths equal)")
 
 
 SCALAR_OPS: dict[str, ScalarOp] = {}
@@ -166,7 +198,7 @@ def _np_log(f):
 add = scalar_op("add", 2, np.add, lambda i, o, g: [g, g],
                 lambda b, x, y: b.add(x, y), infix="+")
 sub = scalar_op("sub", 2, np.subtract, lambda i, o, g: [g, -g],
-                lambda b, x, y: b.sub(x, y), infix="-")
+                lambda b, x, y: b.sub(x, y), _no_bool, infix="-")
 mul = scalar_op("mul", 2, np.multiply, lambda i, o, g: [g * i[1], g * i[0]],
                 lambda b, x, y: b.mul(x, y), infix="*")
 div = scalar_op("div", 2, _np_div,
@@ -186,7 +218,8 @@ minimum = scalar_op(
     lambda i, o, g: [_ops().where(i[0] <= i[1], g, 0), _ops().where(i[0] <= i[1], 0, g)],
     lambda b, x, y: b.select(b.le(x, y), x, y))
 
-neg = scalar_op("neg", 1, np.negative, lambda i, o, g: [-g], lambda b, x: b.neg(x), infix="-")
+neg = scalar_op("neg", 1, np.negative, lambda i, o, g: [-g], lambda b, x: b.neg(x), _no_bool,
+                infix="-")
 exp = scalar_op("exp", 1, np.exp, lambda i, o, g: [g * o], lambda b, x: b.exp(x), _to_float)
 log = scalar_op("log", 1, _np_log(np.log), lambda i, o, g: [g / i[0]],
                 lambda b, x: b.log(x), _to_float)
@@ -200,7 +233,7 @@ square = scalar_op("square", 1, np.square, lambda i, o, g: [g * 2 * i[0]],
                    lambda b, x: b.mul(x, x))
 abs_ = scalar_op("abs", 1, np.abs, lambda i, o, g: [g * _ops().sign(i[0])],
                  lambda b, x: b.abs(x))
-sign = scalar_op("sign", 1, np.sign, _zero_grads, lambda b, x: b.sign(x))
+sign = scalar_op("sign", 1, np.sign, _zero_grads, lambda b, x: b.sign(x), _no_bool)
 sin = scalar_op("sin", 1, np.sin, lambda i, o, g: [g * _ops().cos(i[0])],
                 lambda b, x: b.sin(x), _to_float)
 cos = scalar_op("cos", 1, np.cos, lambda i, o, g: [-g * _ops().sin(i[0])],

@@ -11,8 +11,8 @@ import numpy as np
 import sympy
 
 from symgraph import shapes as sh
-from symgraph.shapes import contiguous as _contiguous
 from symgraph.graph import Op, TensorType, Variable
+from symgraph.shapes import contiguous as _contiguous
 
 
 def _ops():
@@ -214,7 +214,11 @@ def getitem(x: Variable, index) -> Variable:
     if not isinstance(index, tuple):
         index = (index,)
     if any(e is None or e is Ellipsis for e in index):
-        if Ellipsis in [e for e in index if e is Ellipsis] and index.count(Ellipsis) == 1:
+        # count by identity: ``tuple.count`` would compare index arrays elementwise
+        ellipses = sum(1 for e in index if e is Ellipsis)
+        if ellipses > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        if ellipses == 1:
             pos = next(i for i, e in enumerate(index) if e is Ellipsis)
             fill = x.ndim - (len(index) - 1 - sum(1 for e in index if e is None))
             index = index[:pos] + (slice(None),) * fill + index[pos + 1:]

@@ -11,8 +11,8 @@ import numpy as np
 import sympy
 
 from symgraph import shapes as sh
-from symgraph.shapes import contiguous as _contiguous
 from symgraph.graph import Op, TensorType
+from symgraph.shapes import contiguous as _contiguous
 
 
 def _ops():
@@ -109,12 +109,51 @@ class Reshape(Op):
         return [TensorType(x.dtype, tuple(out))]
 
     def perform(self, inputs, ctx):
-        target = [d if isinstance(d, int) else ctx.resolve(d) for d in self.shape]
+        target = []
+        for d in self.shape:
+            try:
+                target.append(d if isinstance(d, int) else ctx.resolve(d))
+            except sh.ShapeError:
+                # a symbolic dim no input binds (a new name): numpy infers it, and the
+                # evaluator binds the name from the output's shape
+                target.append(-1)
+        if target.count(-1) > 1:
+            raise sh.ShapeError(f"reshape to {sh.format_shape(self.shape)}: more than one "
+                                "dim is unknown at run time")
         return [_contiguous(inputs[0]).reshape(target)]
 
     def bprop(self, inputs, outputs, index, grads):
         x = inputs[0]
+        if sum(1 for d in x.shape if d is None) > 1:
+            # a static reshape target can hold only one unknown dim: take x's run-time shape
+            return ReshapeLike()(grads[0], x)
         return _ops().reshape(grads[0], x.shape)
+
+
+class ReshapeLike(Op):
+    """``g`` reshaped to the run-time shape of ``like`` (the gradient of a reshape whose
+    input has several unknown dims); ``like`` gives the shape only."""
+
+    @property
+    def name(self) -> str:
+        return "reshape_like"
+
+    def infer(self, g, like):
+        total, want = sh.shape_product(g.shape), sh.shape_product(like.shape)
+        if total is not None and want is not None and sh.dims_equal(total, want) is False:
+            raise ValueError(f"cannot reshape {sh.format_shape(g.shape)} "
+                             f"to {sh.format_shape(like.shape)}")
+        return [TensorType(g.dtype, like.shape)]
+
+    def perform(self, inputs, ctx):
+        g, like = inputs
+        return [_contiguous(g).reshape(np.shape(like))]
+
+    def bprop(self, inputs, outputs, index, grads):
+        if index != 0:
+            from symgraph.grad import DISCONNECTED
+            return DISCONNECTED
+        return ReshapeLike()(grads[0], inputs[0])
 
 
 class Concatenate(Op):
@@ -154,13 +193,50 @@ class Concatenate(Op):
         start = sh.shape_sum(x.shape[self.axis] for x in inputs[:index])
         length = inputs[index].shape[self.axis]
         if start is None or length is None:
-            from symgraph.grad import Undefined
-            return Undefined("concatenate along an axis of unknown length")
+            # some length is only known at run time: split there
+            return ops.cast(ConcatenateGrad(self.axis, index)(grads[0], *inputs),
+                            inputs[index].dtype)
         key = [slice(None)] * inputs[index].ndim
         key[self.axis] = slice(start, sympy.sympify(start) + length
                                if not isinstance(start, int) or not isinstance(length, int)
                                else start + length)
         return ops.cast(grads[0][tuple(key)], inputs[index].dtype)
+
+
+class ConcatenateGrad(Op):
+    """Part ``index`` of ``g`` split like ``concatenate(xs, axis)`` (the gradient of a
+    concatenation whose lengths are known only at run time); ``xs`` give shapes only."""
+
+    props = ("axis", "index")
+
+    def __init__(self, axis: int, index: int):
+        self.axis, self.index = axis, index
+
+    @property
+    def name(self) -> str:
+        return "concatenate_grad"
+
+    def infer(self, g, *xs):
+        if not 0 <= self.index < len(xs):
+            raise IndexError(f"part {self.index} of {len(xs)}")
+        return [TensorType(g.dtype, xs[self.index].shape)]
+
+    def perform(self, inputs, ctx):
+        g, *xs = inputs
+        start = int(np.sum([np.shape(x)[self.axis] for x in xs[:self.index]], dtype=np.int64))
+        key = [slice(None)] * np.ndim(g)
+        key[self.axis] = slice(start, start + np.shape(xs[self.index])[self.axis])
+        return [_contiguous(g[tuple(key)])]
+
+    def bprop(self, inputs, outputs, index, grads):
+        if index != 0:
+            from symgraph.grad import DISCONNECTED
+            return DISCONNECTED
+        ops = _ops()
+        g, xs = inputs[0], inputs[1:]
+        parts = [grads[0] if j == self.index else ops.zeros_like(x, dtype=g.dtype)
+                 for j, x in enumerate(xs)]
+        return Concatenate(self.axis)(*parts)
 
 
 class Stack(Op):

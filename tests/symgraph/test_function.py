@@ -1,0 +1,436 @@
+"""``sg.function`` call semantics (docs/api.md, "Compiled functions").
+
+Oracles: numpy arithmetic on the same arrays, and the Python loop of single
+calls that ``f.epoch`` promises to equal.
+"""
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_single_output_returns_single_value(backend):
+    x = sg.tensor("x", (3,))
+    f = sg.function([x], x * 2, backend=backend)
+    out = f(np.array([1.0, 2.0, 3.0]))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [2.0, 4.0, 6.0])
+    s = sg.function([x], x.sum(), backend=backend)(np.ones(3))
+    assert np.ndim(s) == 0 and s == 3.0
+
+
+def test_list_outputs_return_list(backend):
+    x = sg.tensor("x", (3,))
+    f = sg.function([x], [x.sum(), x * 2], backend=backend)
+    out = f(np.ones(3))
+    assert isinstance(out, list) and len(out) == 2
+    assert out[0] == 3.0
+    np.testing.assert_array_equal(out[1], [2.0, 2.0, 2.0])
+    one = sg.function([x], [x.sum()], backend=backend)(np.ones(3))
+    assert isinstance(one, list) and len(one) == 1 and one[0] == 3.0
+
+
+def test_function_without_inputs_and_outputs_are_copies(backend):
+    W = sg.shared(np.arange(3.0), name="W")
+    f = sg.function([], W, backend=backend)
+    out = f()
+    out[0] = 100.0
+    np.testing.assert_array_equal(W.get_value(), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(f(), [0.0, 1.0, 2.0])
+
+
+def test_wrong_number_of_arguments(backend):
+    x = sg.tensor("x", (3,))
+    f = sg.function([x], x * 2, backend=backend)
+    with pytest.raises(TypeError):
+        f()
+    with pytest.raises(TypeError):
+        f(np.ones(3), np.ones(3))
+
+
+# --------------------------------------------------------------------------- updates
+
+
+def test_updates_are_simultaneous_swap(backend):
+    a = sg.shared(np.array([1.0, 2.0]), name="a")
+    b = sg.shared(np.array([3.0, 4.0]), name="b")
+    f = sg.function([], [], updates={a: b, b: a}, backend=backend)
+    f()
+    np.testing.assert_array_equal(a.get_value(), [3.0, 4.0])
+    np.testing.assert_array_equal(b.get_value(), [1.0, 2.0])
+    f()
+    np.testing.assert_array_equal(a.get_value(), [1.0, 2.0])
+    np.testing.assert_array_equal(b.get_value(), [3.0, 4.0])
+
+
+def test_updates_read_old_values_and_outputs_see_old_values(backend):
+    a = sg.shared(np.array(2.0), name="a")
+    b = sg.shared(np.array(5.0), name="b")
+    f = sg.function([], [a, b, a * b], updates=[(a, a + b), (b, a - b)], backend=backend)
+    av, bv, pv = f()
+    assert (av, bv, pv) == (2.0, 5.0, 10.0)
+    assert a.get_value() == 7.0 and b.get_value() == -3.0
+
+
+def test_sgd_update_keeps_dtype_and_shape(backend):
+    W = sg.shared(np.ones((2, 3), "float32"), name="W")
+    x = sg.tensor("x", ("batch", 2), dtype="float32")
+    loss = ((x @ W) ** 2).mean()
+    gW = sg.grad(loss, W)
+    f = sg.function([x], loss, updates={W: W - 0.1 * gW}, backend=backend)
+    xv = np.array([[1.0, 0.0], [0.0, 2.0]], "float32")
+    lv = f(xv)
+    assert np.asarray(lv).dtype == np.float32
+    Wv = np.ones((2, 3))
+    expected_loss = np.mean((xv @ Wv) ** 2)
+    expected_W = Wv - 0.1 * (2 * xv.T @ (xv @ Wv) / 6)
+    np.testing.assert_allclose(lv, expected_loss, rtol=1e-6)
+    new = W.get_value()
+    assert new.dtype == np.float32 and new.shape == (2, 3)
+    np.testing.assert_allclose(new, expected_W, rtol=1e-6)
+
+
+def test_update_of_float32_with_float64_expression_is_cast(backend):
+    W = sg.shared(np.zeros(2, "float32"), name="W")
+    f = sg.function([], [], updates={W: W + np.float64(0.5)}, backend=backend)
+    f()
+    assert W.get_value().dtype == np.float32
+    np.testing.assert_array_equal(W.get_value(), [0.5, 0.5])
+
+
+def test_update_errors_at_construction():
+    W = sg.shared(np.zeros(2), name="W")
+    i = sg.shared(np.zeros(2, "int64"), name="i")
+    with pytest.raises(TypeError):
+        sg.function([], [], updates={i: i + 0.5})  # float into an int variable
+    with pytest.raises(ValueError):
+        sg.function([], [], updates={W: sg.concatenate([W, W])})  # shape (4,) for (2,)
+    with pytest.raises(TypeError):
+        sg.function([], [], updates={W * 1: W})  # not a shared variable
+
+
+# --------------------------------------------------------------------------- shared variables
+
+
+def test_shared_get_value_returns_a_copy():
+    init = np.arange(4.0)
+    W = sg.shared(init, name="W")
+    init[0] = 99.0  # shared() copies its argument
+    v = W.get_value()
+    v[1] = 42.0
+    np.testing.assert_array_equal(W.get_value(), [0.0, 1.0, 2.0, 3.0])
+    new = np.full(4, 7.0)
+    W.set_value(new)
+    new[:] = 0.0  # set_value copies too
+    np.testing.assert_array_equal(W.get_value(), [7.0] * 4)
+
+
+def test_shared_set_value_checks_shape_and_dtype():
+    W = sg.shared(np.zeros((2, 3), "float32"), name="W")
+    with pytest.raises(ValueError):
+        W.set_value(np.zeros((3, 2), "float32"))
+    with pytest.raises(ValueError):
+        W.set_value(np.zeros(6, "float32"))
+    counts = sg.shared(np.zeros(3, "int64"), name="counts")
+    with pytest.raises(TypeError):
+        counts.set_value(np.array([0.5, 1.0, 2.0]))
+    np.testing.assert_array_equal(counts.get_value(), [0, 0, 0])
+    W.set_value(np.ones((2, 3)))  # float64 -> float32: a same_kind cast, kept float32
+    assert W.get_value().dtype == np.float32
+    np.testing.assert_array_equal(W.get_value(), np.ones((2, 3)))
+
+
+def test_set_value_is_seen_by_an_existing_function(backend):
+    W = sg.shared(np.ones(3), name="W")
+    x = sg.tensor("x", (3,))
+    f = sg.function([x], (x * W).sum(), backend=backend)
+    assert f(np.ones(3)) == 3.0
+    W.set_value(np.full(3, 2.0))
+    assert f(np.ones(3)) == 6.0
+
+
+def test_shared_with_symbolic_shape_can_change_size(backend):
+    H = sg.shared(np.zeros(3), name="H", shape=("h",))
+    f = sg.function([], H.sum(), backend=backend)
+    H.set_value(np.ones(5))
+    assert f() == 5.0
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def test_wrong_rank_raises_value_error_naming_input(backend):
+    x = sg.tensor("images", ("batch", 4))
+    f = sg.function([x], x.sum(), backend=backend)
+    with pytest.raises(ValueError, match="images"):
+        f(np.ones(4))
+    with pytest.raises(ValueError, match="images"):
+        f(np.ones((2, 4, 1)))
+
+
+def test_wrong_fixed_dim_raises_value_error_naming_input(backend):
+    x = sg.tensor("images", ("batch", 4))
+    f = sg.function([x], x.sum(), backend=backend)
+    with pytest.raises(ValueError, match="images"):
+        f(np.ones((2, 5)))
+
+
+def test_symbolic_dim_bound_to_two_sizes_raises(backend):
+    x = sg.tensor("x", ("batch", 3))
+    y = sg.tensor("labels", ("batch",), dtype="int64")
+    f = sg.function([x, y], [x.sum(), y.sum()], backend=backend)
+    with pytest.raises(ValueError, match="labels"):
+        f(np.ones((4, 3)), np.zeros(5, "int64"))
+    out = f(np.ones((4, 3)), np.zeros(4, "int64"))  # consistent sizes still work
+    assert out[0] == 12.0
+
+
+def test_symbolic_dim_of_shared_variable_binds_inputs(backend):
+    W = sg.shared(np.ones((3, 2)), name="W", shape=("h", 2))
+    x = sg.tensor("x", ("batch", "h"))
+    f = sg.function([x], (x @ W).sum(), backend=backend)
+    assert f(np.ones((2, 3))) == 12.0
+    with pytest.raises(ValueError, match="x"):
+        f(np.ones((2, 4)))
+
+
+def test_float_into_int_input_raises_type_error(backend):
+    y = sg.tensor("labels", (3,), dtype="int64")
+    f = sg.function([y], y.sum(), backend=backend)
+    with pytest.raises(TypeError, match="labels"):
+        f(np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(TypeError, match="labels"):
+        f(np.array([0.5, 1.0, 2.0], "float32"))
+
+
+def test_safe_casts_happen_silently_and_float32_stays_float32(backend):
+    x = sg.tensor("x", (3,), dtype="float32")
+    i = sg.tensor("i", (3,), dtype="int64")
+    out = x * 2.5 + 1
+    assert out.dtype == np.float32
+    f = sg.function([x, i], [out, x.mean(), i.sum()], backend=backend)
+    # float64 into a float32 input, int32 into int64, lists and ints into floats
+    ov, mv, sv = f(np.array([1.0, 2.0, 3.0]), np.array([1, 2, 3], "int32"))
+    assert ov.dtype == np.float32 and np.asarray(mv).dtype == np.float32
+    np.testing.assert_allclose(ov, [3.5, 6.0, 8.5])
+    assert sv == 6
+    ov, _, _ = f(np.array([1, 2, 3]), [4, 5, 6])  # int64 into float32
+    assert ov.dtype == np.float32
+    np.testing.assert_allclose(ov, [3.5, 6.0, 8.5])
+    g = sg.grad(out.sum(), x)
+    gv = sg.function([x], g, backend=backend)([1, 2, 3])
+    assert gv.dtype == np.float32
+    np.testing.assert_allclose(gv, [2.5] * 3)
+
+
+def test_missing_input_raises_at_construction():
+    x = sg.tensor("x", (3,))
+    hidden = sg.tensor("hidden_input", (3,))
+    with pytest.raises(ValueError, match="hidden_input"):
+        sg.function([x], x + hidden)
+    with pytest.raises(ValueError, match="hidden_input"):
+        W = sg.shared(np.zeros(3), name="W")
+        sg.function([x], x.sum(), updates={W: W + hidden})
+
+
+def test_bad_function_inputs_raise_at_construction():
+    x = sg.tensor("x", (3,))
+    W = sg.shared(np.zeros(3), name="W")
+    with pytest.raises(TypeError):
+        sg.function([W], W.sum())
+    with pytest.raises(TypeError):
+        sg.function([x * 2], x.sum())
+    with pytest.raises(ValueError):
+        sg.function([x, x], x.sum())
+
+
+# --------------------------------------------------------------------------- no change on errors
+
+
+def _trainer(backend):
+    """A step with an integer-array index (can fail at run time), an update and dropout."""
+    W = sg.shared(np.arange(4.0), name="W")
+    x = sg.tensor("x", ("batch", 4))
+    idx = sg.tensor("idx", ("batch",), dtype="int64")
+    picked = sg.nn.dropout(x, 0.5, seed=0)[sg.arange(x.shape[0]), idx]
+    loss = (picked * W[:2].sum()).sum() + (W ** 2).sum()
+    f = sg.function([x, idx], loss, updates={W: W - 0.1 * sg.grad(loss, W)}, backend=backend)
+    counters = [v for v in f.shared if v.default_update is not None]
+    assert len(counters) == 1  # dropout's call counter, applied by default
+    return f, W, counters[0]
+
+
+def test_no_shared_variable_changes_on_bad_input(backend):
+    f, W, counter = _trainer(backend)
+    before_W, before_c = W.get_value(), counter.get_value()
+    with pytest.raises(ValueError):
+        f(np.ones((2, 5)), np.zeros(2, "int64"))
+    with pytest.raises(ValueError):
+        f(np.ones((2, 4)), np.zeros(3, "int64"))
+    with pytest.raises(TypeError):
+        f(np.ones((2, 4)), np.zeros(2))
+    np.testing.assert_array_equal(W.get_value(), before_W)
+    assert counter.get_value() == before_c
+
+
+def test_no_shared_variable_changes_on_runtime_error(backend):
+    f, W, counter = _trainer(backend)
+    before_W, before_c = W.get_value(), counter.get_value()
+    with pytest.raises(Exception):  # noqa: B017 - the kind of error is the backend's
+        f(np.ones((2, 4)), np.array([0, 4]))  # index 4 is out of bounds
+    np.testing.assert_array_equal(W.get_value(), before_W)
+    assert counter.get_value() == before_c
+    f(np.ones((2, 4)), np.array([0, 3]))  # a good call still works and updates
+    assert not np.array_equal(W.get_value(), before_W)
+    assert counter.get_value() == before_c + 1
+
+
+def test_no_shared_variable_changes_when_one_update_fails(backend):
+    # the second update would change its variable's shape: the first must not be applied
+    a = sg.shared(np.zeros(2), name="a")
+    H = sg.shared(np.zeros(3), name="H", shape=("h",))
+    v = sg.tensor("v", ("m",))
+    f = sg.function([v], v.sum(), updates={a: a + 1, H: v}, backend=backend)
+    with pytest.raises(ValueError):
+        f(np.ones(4))
+    np.testing.assert_array_equal(a.get_value(), [0.0, 0.0])
+    np.testing.assert_array_equal(H.get_value(), [0.0, 0.0, 0.0])
+    f(np.full(3, 2.0))
+    np.testing.assert_array_equal(a.get_value(), [1.0, 1.0])
+    np.testing.assert_array_equal(H.get_value(), [2.0, 2.0, 2.0])
+
+
+# --------------------------------------------------------------------------- default updates
+
+
+def test_dropout_counter_default_update_is_applied(backend):
+    x = sg.tensor("x", (32,))
+    f = sg.function([x], sg.nn.dropout(x, 0.5, seed=5), backend=backend)
+    (counter,) = [v for v in f.shared if v.default_update is not None]
+    start = int(counter.get_value())
+    masks = [f(np.ones(32)) for _ in range(3)]
+    assert int(counter.get_value()) == start + 3
+    assert not np.array_equal(masks[0], masks[1])
+    # rewinding the counter replays the masks
+    counter.set_value(start)
+    np.testing.assert_array_equal(f(np.ones(32)), masks[0])
+
+
+def test_explicit_update_overrides_default_update(backend):
+    x = sg.tensor("x", (32,))
+    y = sg.nn.dropout(x, 0.5, seed=5)
+    probe = sg.function([x], y, backend=backend)
+    (counter,) = [v for v in probe.shared if v.default_update is not None]
+    frozen = sg.function([x], y, updates={counter: counter}, backend=backend)
+    first = frozen(np.ones(32))
+    np.testing.assert_array_equal(frozen(np.ones(32)), first)
+    assert counter.get_value() == 0
+
+
+# --------------------------------------------------------------------------- epoch
+
+
+def _epoch_model(backend):
+    W = sg.shared(np.array([0.5, -0.25, 1.0]), name="W")
+    b = sg.shared(np.array(0.1), name="b")
+    x = sg.tensor("x", ("batch", 3))
+    y = sg.tensor("y", ("batch",))
+    pred = x @ W + b
+    loss = sg.nn.mse(pred, y)
+    gW, gb = sg.grad(loss, [W, b])
+    index_sum = sg.cast(sg.arange(x.shape[0]).sum(), "float64")  # depends on the batch size
+    f = sg.function([x, y], [loss, b, index_sum],
+                    updates={W: W - 0.1 * gW, b: b - 0.1 * gb}, backend=backend)
+    return f, W, b
+
+
+def _data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3)), rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("n, batch_size", [(10, 4), (8, 4), (3, 5), (7, 1)])
+def test_epoch_equals_python_loop(n, batch_size, backend):
+    X, Y = _data(n)
+    f, W, b = _epoch_model(backend)
+    got = f.epoch(X, Y, batch_size=batch_size)
+    got_W, got_b = W.get_value(), b.get_value()
+
+    f, W, b = _epoch_model(backend)
+    steps = [f(X[i:i + batch_size], Y[i:i + batch_size]) for i in range(0, n, batch_size)]
+    assert isinstance(got, list) and len(got) == 3
+    n_steps = -(-n // batch_size)
+    for k in range(3):
+        assert got[k].shape == (n_steps,)
+        np.testing.assert_allclose(got[k], np.stack([s[k] for s in steps]), rtol=1e-12)
+    np.testing.assert_allclose(got_W, W.get_value(), rtol=1e-12)
+    np.testing.assert_allclose(got_b, b.get_value(), rtol=1e-12)
+    # the last step is the partial batch: sum(arange(size))
+    last = n - (n_steps - 1) * batch_size
+    assert got[2][-1] == last * (last - 1) / 2
+
+
+def test_epoch_applies_updates_after_every_step(backend):
+    total = sg.shared(np.array(0.0), name="total")
+    x = sg.tensor("x", ("batch",))
+    f = sg.function([x], total, updates={total: total + x.sum()}, backend=backend)
+    seen = f.epoch(np.arange(10.0), batch_size=3)  # batches 0-2, 3-5, 6-8, 9
+    np.testing.assert_array_equal(seen, [0.0, 3.0, 15.0, 36.0])
+    assert total.get_value() == 45.0
+
+
+def test_epoch_single_output_is_stacked_array(backend):
+    x = sg.tensor("x", ("batch",))
+    f = sg.function([x], x.sum(), backend=backend)
+    out = f.epoch(np.arange(5.0), batch_size=2)
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [1.0, 5.0, 4.0])
+
+
+def test_epoch_shuffle_permutes_examples_together(backend):
+    x = sg.tensor("x", ("batch",))
+    y = sg.tensor("y", ("batch",), dtype="int64")
+    f = sg.function([x, y], [x.sum(), sg.cast(y.sum(), "float64")], backend=backend)
+    X = np.arange(20.0) * 100
+    Y = np.arange(20)
+    xs, ys = f.epoch(X, Y, batch_size=1, shuffle=3)
+    assert sorted(xs) == list(X)  # a permutation of the examples ...
+    np.testing.assert_array_equal(xs, ys * 100)  # ... with x and y kept together
+    assert not np.array_equal(xs, X)
+    xs2, _ = f.epoch(X, Y, batch_size=1, shuffle=3)
+    np.testing.assert_array_equal(xs, xs2)  # the seed fixes the order
+    xs3, _ = f.epoch(X, Y, batch_size=1, shuffle=4)
+    assert not np.array_equal(xs, xs3)
+    # with bigger batches: the loop over the same permutation
+    order = (xs / 100).astype(int)
+    sums, _ = f.epoch(X, Y, batch_size=6, shuffle=3)
+    np.testing.assert_allclose(sums, [X[order[i:i + 6]].sum() for i in range(0, 20, 6)])
+
+
+def test_epoch_applies_dropout_default_update_every_step(backend):
+    def build():
+        x = sg.tensor("x", ("batch", 16))
+        return sg.function([x], sg.nn.dropout(x, 0.5, seed=11).sum(), backend=backend)
+
+    X = np.ones((12, 16))
+    got = build().epoch(X, batch_size=4)
+    f = build()
+    expected = [f(X[i:i + 4]) for i in range(0, 12, 4)]
+    np.testing.assert_array_equal(got, expected)
+    assert len(set(got.tolist())) > 1  # a new mask on every step
+
+
+def test_epoch_argument_errors_change_nothing(backend):
+    f, W, b = _epoch_model(backend)
+    before = W.get_value()
+    X, Y = _data(6)
+    with pytest.raises(ValueError):
+        f.epoch(X, Y[:5], batch_size=2)  # first dims differ
+    with pytest.raises(ValueError):
+        f.epoch(X[:, :2], Y, batch_size=2)  # wrong fixed dim
+    with pytest.raises(TypeError):
+        f.epoch(X, batch_size=2)  # one array for two inputs
+    np.testing.assert_array_equal(W.get_value(), before)

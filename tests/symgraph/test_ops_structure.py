@@ -1,0 +1,305 @@
+"""Structural ops: transpose, reshape, expand_dims/squeeze, concatenate, stack, matmul/dot.
+
+Oracles: the numpy function of the same name for values; central finite
+differences in float64 of that numpy function for gradients.
+"""
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+
+
+def fd_grad(fn, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences of scalar ``fn`` at ``x`` (float64)."""
+    x = np.array(x, dtype=np.float64)
+    out = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), out.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + eps
+        up = fn(x)
+        flat[i] = saved - eps
+        down = fn(x)
+        flat[i] = saved
+        gflat[i] = (up - down) / (2 * eps)
+    return out
+
+
+def check_op(backend, build, ref, shapes, seed=0, rtol=1e-6, atol=1e-8):
+    """Compare ``build(*vars)`` with ``ref(*arrays)``: value, then the gradient of
+    ``sum(out * c)`` (``c`` random) w.r.t. every argument against finite differences."""
+    rng = np.random.default_rng(seed)
+    values = [rng.standard_normal(s) for s in shapes]
+    variables = [sg.tensor(f"a{i}", s) for i, s in enumerate(shapes)]
+    out = build(*variables)
+    expected = ref(*values)
+    assert out.shape == np.shape(expected), (out.shape, np.shape(expected))
+    cv = rng.standard_normal(np.shape(expected))
+    c = sg.tensor("c", np.shape(expected))
+    grads = sg.grad((out * c).sum(), variables)
+    f = sg.function([*variables, c], [out, *grads], backend=backend)
+    got, *gvals = f(*values, cv)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    for k, (g, v) in enumerate(zip(gvals, values)):
+        def cost(a, k=k):
+            args = list(values)
+            args[k] = a
+            return np.sum(ref(*args) * cv)
+        assert np.shape(g) == v.shape
+        np.testing.assert_allclose(g, fd_grad(cost, v), rtol=rtol, atol=atol,
+                                   err_msg=f"gradient of argument {k}")
+
+
+# --------------------------------------------------------------------------- transpose
+
+
+def test_dot_T(backend):
+    check_op(backend, lambda x: x.T, lambda x: x.T, [(3, 4)])
+
+
+def test_T_of_vector_and_3d(backend):
+    check_op(backend, lambda x: x.T, lambda x: x.T, [(5,)])
+    check_op(backend, lambda x: x.T, lambda x: x.T, [(2, 3, 4)])
+
+
+@pytest.mark.parametrize("axes", [(1, 0, 2), (2, 0, 1), (0, 2, 1), (-1, 0, 1), None])
+def test_transpose_axes(axes, backend):
+    check_op(backend, lambda x: sg.transpose(x, axes), lambda x: np.transpose(x, axes),
+             [(2, 3, 4)])
+
+
+def test_transpose_method_varargs(backend):
+    check_op(backend, lambda x: x.transpose(2, 0, 1), lambda x: x.transpose(2, 0, 1),
+             [(2, 3, 4)])
+
+
+def test_transpose_bad_axes():
+    x = sg.tensor("x", (2, 3, 4))
+    with pytest.raises(ValueError):
+        sg.transpose(x, (0, 0, 1))
+    with pytest.raises(ValueError):
+        sg.transpose(x, (0, 1))
+
+
+# --------------------------------------------------------------------------- reshape
+
+
+@pytest.mark.parametrize("shape, target", [
+    ((2, 3, 4), (6, 4)),
+    ((2, 3, 4), (-1,)),
+    ((2, 3, 4), (4, -1)),
+    ((6,), (2, 1, 3)),
+    ((1,), ()),
+    ((), (1, 1)),
+])
+def test_reshape(shape, target, backend):
+    check_op(backend, lambda x: x.reshape(target), lambda x: np.reshape(x, target), [shape])
+
+
+def test_reshape_of_transpose_is_c_order(backend):
+    # reshape reads in C order from the (logically) transposed array
+    check_op(backend, lambda x: x.T.reshape(-1), lambda x: x.T.reshape(-1), [(3, 4)])
+    check_op(backend, lambda x: sg.reshape(x.T, (2, 6)), lambda x: x.T.reshape(2, 6), [(3, 4)])
+
+
+# --------------------------------------------------------------------------- expand_dims / squeeze
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, (0, 2), (0, -1)])
+def test_expand_dims(axis, backend):
+    check_op(backend, lambda x: sg.expand_dims(x, axis), lambda x: np.expand_dims(x, axis),
+             [(3, 4)])
+
+
+@pytest.mark.parametrize("axis", [None, 0, 2, (0, 2), -1])
+def test_squeeze(axis, backend):
+    check_op(backend, lambda x: sg.squeeze(x, axis), lambda x: np.squeeze(x, axis),
+             [(1, 3, 1)])
+
+
+def test_squeeze_non_unit_axis_raises():
+    with pytest.raises(ValueError):
+        sg.squeeze(sg.tensor("x", (2, 3)), 0)
+    with pytest.raises(ValueError):  # a symbolic dim is not known to be 1
+        sg.squeeze(sg.tensor("x", ("n", 3)), 0)
+
+
+# --------------------------------------------------------------------------- concatenate / stack
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concatenate(axis, backend):
+    shapes = {0: [(2, 3), (1, 3), (4, 3)], 1: [(2, 1), (2, 3), (2, 2)],
+              -1: [(2, 1), (2, 3), (2, 2)]}[axis]
+    check_op(backend, lambda *xs: sg.concatenate(xs, axis=axis),
+             lambda *xs: np.concatenate(xs, axis=axis), shapes)
+
+
+def test_concatenate_vectors_and_same_input_twice(backend):
+    check_op(backend, lambda a, b: sg.concatenate([a, b, a]),
+             lambda a, b: np.concatenate([a, b, a]), [(3,), (2,)])
+
+
+def test_concatenate_symbolic_axis(backend):
+    x = sg.tensor("x", ("n", 2))
+    y = sg.tensor("y", (3, 2))
+    z = sg.concatenate([x, y], axis=0)
+    c = sg.tensor("c", z.shape)
+    gx, gy = sg.grad((z * c).sum(), [x, y])
+    f = sg.function([x, y, c], [z, gx, gy], backend=backend)
+    rng = np.random.default_rng(1)
+    for n in (1, 4):
+        xv, yv, cv = (rng.standard_normal((n, 2)), rng.standard_normal((3, 2)),
+                      rng.standard_normal((n + 3, 2)))
+        zv, gxv, gyv = f(xv, yv, cv)
+        np.testing.assert_array_equal(zv, np.concatenate([xv, yv]))
+        np.testing.assert_array_equal(gxv, cv[:n])
+        np.testing.assert_array_equal(gyv, cv[n:])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+def test_stack(axis, backend):
+    check_op(backend, lambda *xs: sg.stack(xs, axis=axis), lambda *xs: np.stack(xs, axis=axis),
+             [(2, 3), (2, 3), (2, 3)])
+
+
+def test_stack_scalars(backend):
+    check_op(backend, lambda a, b: sg.stack([a, b, a]), lambda a, b: np.stack([a, b, a]),
+             [(), ()])
+
+
+def test_concatenate_and_stack_shape_errors():
+    with pytest.raises(ValueError):
+        sg.concatenate([sg.tensor("a", (2, 3)), sg.tensor("b", (2, 4))], axis=0)
+    with pytest.raises(ValueError):
+        sg.concatenate([sg.tensor("a", (2, 3)), sg.tensor("b", (3,))])
+    with pytest.raises(ValueError):
+        sg.concatenate([sg.tensor("a", ()), sg.tensor("b", ())])
+    with pytest.raises(ValueError):
+        sg.stack([sg.tensor("a", (2, 3)), sg.tensor("b", (3, 2))])
+    with pytest.raises(ValueError):
+        sg.stack([sg.tensor("a", (2, 3)), sg.tensor("b", (3,))])
+
+
+def test_stack_refuses_broadcasting():
+    # numpy's stack needs equal shapes; it does not broadcast (2, 3) with (1, 3)
+    with pytest.raises(ValueError):
+        np.stack([np.zeros((2, 3)), np.zeros((1, 3))])
+    with pytest.raises(ValueError):
+        sg.stack([sg.tensor("a", (2, 3)), sg.tensor("b", (1, 3))])
+
+
+# --------------------------------------------------------------------------- matmul / dot
+
+
+MATMUL_SHAPES = {
+    "2D@2D": [(3, 4), (4, 2)],
+    "1D@2D": [(4,), (4, 2)],
+    "2D@1D": [(3, 4), (4,)],
+    "1D@1D": [(4,), (4,)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MATMUL_SHAPES))
+def test_matmul(case, backend):
+    check_op(backend, lambda a, b: a @ b, np.matmul, MATMUL_SHAPES[case])
+    check_op(backend, sg.matmul, np.matmul, MATMUL_SHAPES[case], seed=1)
+
+
+@pytest.mark.parametrize("case", sorted(MATMUL_SHAPES))
+def test_dot(case, backend):
+    check_op(backend, sg.dot, np.dot, MATMUL_SHAPES[case])
+    check_op(backend, lambda a, b: a.dot(b), np.dot, MATMUL_SHAPES[case], seed=2)
+
+
+def test_dot_with_scalar_multiplies(backend):
+    check_op(backend, sg.dot, np.dot, [(), (3, 2)])
+    with pytest.raises(ValueError):
+        sg.matmul(sg.tensor("a", ()), sg.tensor("b", (3,)))
+
+
+def test_matmul_with_numpy_constant_on_either_side(backend):
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((4, 3))
+    check_op(backend, lambda a: a @ M, lambda a: a @ M, [(2, 4)])
+    check_op(backend, lambda a: M @ a, lambda a: M @ a, [(3,)])
+
+
+def test_matmul_mixed_float_dtypes(backend):
+    a = sg.tensor("a", (2, 3), dtype="float32")
+    b = sg.tensor("b", (3, 2), dtype="float64")
+    y = a @ b
+    assert y.dtype == np.float64
+    ga = sg.grad(y.sum(), a)
+    assert ga.dtype == np.float32
+    av, bv = np.ones((2, 3), "float32"), np.arange(6.0).reshape(3, 2)
+    yv, gav = sg.function([a, b], [y, ga], backend=backend)(av, bv)
+    np.testing.assert_allclose(yv, av @ bv)
+    assert gav.dtype == np.float32
+    np.testing.assert_allclose(gav, np.ones((2, 2)) @ bv.T)
+
+
+@pytest.mark.parametrize("a, b", [((3, 4), (5, 2)), ((4,), (5,)), ((3,), (4, 2)),
+                                  ((2, 3), (2,))])
+def test_matmul_shape_errors(a, b):
+    with pytest.raises(ValueError) as info:
+        sg.tensor("a", a) @ sg.tensor("b", b)
+    assert "matmul" in str(info.value)
+
+
+def test_matmul_rejects_3d():
+    with pytest.raises(ValueError):
+        sg.tensor("a", (2, 3, 4)) @ sg.tensor("b", (4, 2))
+
+
+def test_matmul_chain_gradient(backend):
+    # the textbook rule: dA = G @ B.T, dB = A.T @ G, through two products
+    check_op(backend, lambda a, b, c: (a @ b) @ c, lambda a, b, c: a @ b @ c,
+             [(2, 3), (3, 4), (4,)])
+
+
+# --------------------------------------------------------------------------- unknown (None) dims
+
+
+def test_reshape_gradient_with_several_unknown_dims(backend):
+    # sg.matrix's default shape is (None, None): the gradient of a reshape must
+    # still find its way back to the run-time shape (second order too)
+    x = sg.matrix("x")
+    v = sg.matrix("v")
+    cost = (x.reshape(-1) ** 3).sum()
+    g = sg.grad(cost, x)
+    hv = sg.hvp(cost, x, v)
+    f = sg.function([x, v], [g, hv], backend=backend)
+    rng = np.random.default_rng(4)
+    for shape in ((2, 3), (4, 1)):
+        xv, vv = rng.standard_normal(shape), rng.standard_normal(shape)
+        gv, hvv = f(xv, vv)
+        np.testing.assert_allclose(gv, 3 * xv ** 2, rtol=1e-12)
+        np.testing.assert_allclose(hvv, 6 * xv * vv, rtol=1e-12)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_concatenate_gradient_with_unknown_lengths(axis, backend):
+    x = sg.matrix("x")
+    y = sg.tensor("y", (2, 2))
+    z = sg.concatenate([x, y, x], axis=axis)
+    c = sg.tensor("c", (None, None))
+    cost = (z ** 2 * c).sum()
+    gx, gy = sg.grad(cost, [x, y])
+    vx = sg.matrix("vx")
+    hv = sg.hvp(cost, x, vx)
+    f = sg.function([x, y, c, vx], [z, gx, gy, hv], backend=backend)
+    rng = np.random.default_rng(5)
+    xv = rng.standard_normal((1, 2) if axis == 0 else (2, 1))
+    yv = rng.standard_normal((2, 2))
+    zv_expected = np.concatenate([xv, yv, xv], axis=axis)
+    cv = rng.standard_normal(zv_expected.shape)
+    vv = rng.standard_normal(xv.shape)
+    zv, gxv, gyv, hvv = f(xv, yv, cv, vv)
+    np.testing.assert_array_equal(zv, zv_expected)
+    n = xv.shape[axis]
+    first, middle, last = np.split(cv, [n, n + 2], axis=axis)
+    np.testing.assert_allclose(gxv, 2 * xv * (first + last), rtol=1e-12)
+    np.testing.assert_allclose(gyv, 2 * yv * middle, rtol=1e-12)
+    np.testing.assert_allclose(hvv, 2 * vv * (first + last), rtol=1e-12)
