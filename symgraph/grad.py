@@ -169,7 +169,9 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
             with grad_tag(var.owner, call):
                 done[var] = _sum_parts(table.get(var, []))
             g = done[var]
-            if isinstance(g, Variable) and var.name and g.name is None:
+            # name only nodes this call made: a known_grads value may be the user's variable
+            if (isinstance(g, Variable) and var.name and g.name is None
+                    and g.owner is not None and g.owner.grad_call is call):
                 g.name = f"d({cost_name})/d({var.name})"
         return done[var]
 
@@ -265,7 +267,7 @@ def jacobian(expr: Variable, wrt, *, disconnected: str = "raise"):
 
 
 def hessian(cost: Variable, wrt, *, disconnected: str = "raise"):
-    """Hessian of scalar ``cost`` w.r.t. a vector ``wrt`` (or a list of vectors: diagonal blocks)."""
+    """Hessian of scalar ``cost`` w.r.t. a vector ``wrt`` (a list of vectors: diagonal blocks)."""
     single = isinstance(wrt, Variable)
     wrt_list = [wrt] if single else list(wrt)
     out = []

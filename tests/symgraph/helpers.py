@@ -1,0 +1,187 @@
+"""Shared helpers for the symgraph tests: oracles, gradient checks, hypothesis strategies.
+
+Import from a test in this directory with ``from helpers import ...`` (pytest puts the
+test's directory on ``sys.path``). Everything here is backend-agnostic: graphs are
+compiled with ``sg.function(..., backend=backend)`` using the ``backend`` fixture.
+
+* ``inputs_like(arrays)`` / ``run_graph(fn, arrays, backend)``: build one ``sg.tensor``
+  per array (same shape and dtype), apply ``fn``, compile and call.
+* ``numeric_grad(f, arrays, eps)`` / ``numeric_jacobian(f, x, eps)``: central finite
+  differences in float64 of a numpy function or a compiled ``sg.function``.
+* ``assert_grad_matches(fn, arrays, backend)``: ``sg.grad`` vs finite differences.
+* ``assert_close(actual, expected)``: dtype-aware ``assert_allclose`` (float32 is looser).
+* strategies: ``broadcast_shape_pairs()``, ``shapes()``, ``float_arrays(shape, ...)``,
+  ``seeds``; ``random_array(rng, shape, lo, hi)``, ``away_from(x, points, margin)``.
+* ``FIXTURE_SETTINGS``: the loaded hypothesis profile, plus permission to use the
+  (function-scoped, parametrised) ``backend`` fixture inside ``@given`` tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import symgraph as sg
+
+__all__ = [
+    "FIXTURE_SETTINGS", "assert_close", "assert_grad_matches", "away_from",
+    "broadcast_shape_pairs", "float_arrays", "inputs_like", "numeric_grad",
+    "numeric_jacobian", "random_array", "run_graph", "seeds", "shapes", "tolerance",
+]
+
+# The ``backend`` fixture is function-scoped but holds only a string: reusing it across
+# hypothesis examples is safe. Inherits the profile loaded by tests/conftest.py.
+FIXTURE_SETTINGS = settings(
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large],
+)
+
+
+# --------------------------------------------------------------------------- building / running
+
+
+def inputs_like(arrays: Sequence[np.ndarray], prefix: str = "x") -> list[sg.Variable]:
+    """One ``sg.tensor`` per array, with the array's (fixed) shape and dtype."""
+    return [sg.tensor(f"{prefix}{i}", np.shape(a), np.asarray(a).dtype.name)
+            for i, a in enumerate(arrays)]
+
+
+def run_graph(fn: Callable, arrays: Sequence, backend: str):
+    """``fn(*tensors)`` (a Variable or a list) compiled on ``backend``, called on ``arrays``."""
+    arrays = [np.asarray(a) for a in arrays]
+    xs = inputs_like(arrays)
+    out = fn(*xs)
+    return sg.function(xs, out, backend=backend)(*arrays)
+
+
+# --------------------------------------------------------------------------- finite differences
+
+
+def numeric_grad(f: Callable, arrays: Sequence, eps: float = 1e-6) -> list[np.ndarray]:
+    """Central differences ``(f(a+eps) - f(a-eps)) / 2eps`` of scalar ``f(*arrays)``.
+
+    ``f`` may be a numpy function or a compiled ``sg.function``; every array is
+    perturbed in float64 (copies: the caller's arrays are untouched).
+    """
+    arrays = [np.array(a, dtype=np.float64) for a in arrays]
+    grads = []
+    for a in arrays:
+        g = np.zeros_like(a)
+        flat, gflat = a.reshape(-1), g.reshape(-1)
+        for i in range(flat.size):
+            saved = flat[i]
+            flat[i] = saved + eps
+            up = float(f(*arrays))
+            flat[i] = saved - eps
+            down = float(f(*arrays))
+            flat[i] = saved
+            gflat[i] = (up - down) / (2 * eps)
+        grads.append(g)
+    return grads
+
+
+def numeric_jacobian(f: Callable, x, eps: float = 1e-6) -> np.ndarray:
+    """Central-difference Jacobian of ``f(x)`` (any shape out): shape ``out.shape + x.shape``."""
+    x = np.array(x, dtype=np.float64)
+    out_shape = np.shape(f(x))
+    jac = np.zeros(out_shape + x.shape)
+    flat = x.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + eps
+        up = np.asarray(f(x), dtype=np.float64)
+        flat[i] = saved - eps
+        down = np.asarray(f(x), dtype=np.float64)
+        flat[i] = saved
+        index = np.unravel_index(i, x.shape) if x.ndim else ()
+        jac[(Ellipsis, *index)] = (up - down) / (2 * eps)
+    return jac
+
+
+def tolerance(dtype) -> dict:
+    """``rtol``/``atol`` for comparing results of ``dtype`` with a float64 oracle."""
+    if np.dtype(dtype) == np.float32:
+        return {"rtol": 2e-5, "atol": 1e-6}
+    return {"rtol": 1e-10, "atol": 1e-12}
+
+
+def assert_close(actual, expected, dtype=None, **tol) -> None:
+    """``assert_allclose`` with tolerances for ``dtype`` (default: ``actual``'s dtype)."""
+    actual = np.asarray(actual)
+    opts = tolerance(dtype or (actual.dtype if actual.dtype.kind == "f" else np.float64))
+    opts.update(tol)
+    np.testing.assert_allclose(actual, expected, **opts)
+
+
+def assert_grad_matches(fn: Callable, arrays: Sequence, backend: str, *, eps: float = 1e-6,
+                        rtol: float = 1e-6, atol: float = 1e-8, wrt: Sequence[int] | None = None
+                        ) -> list[np.ndarray]:
+    """``sg.grad(fn(*vars), vars)`` on ``backend`` equals finite differences (float64).
+
+    ``fn`` takes one float64 tensor per array and returns a scalar; ``wrt`` picks the
+    argument indices to differentiate (default: all). Returns the symbolic gradients.
+    """
+    arrays = [np.array(a, dtype=np.float64) for a in arrays]
+    xs = inputs_like(arrays)
+    cost = fn(*xs)
+    assert cost.ndim == 0, f"fn must return a scalar, got shape {cost.shape}"
+    picked = list(range(len(xs))) if wrt is None else list(wrt)
+    grads = sg.grad(cost, [xs[k] for k in picked])
+    symbolic = sg.function(xs, grads, backend=backend)(*arrays)
+    f_cost = sg.function(xs, cost, backend=backend)
+    numeric = numeric_grad(f_cost, arrays, eps)
+    for k, got in zip(picked, symbolic):
+        assert np.shape(got) == arrays[k].shape, (k, np.shape(got), arrays[k].shape)
+        np.testing.assert_allclose(got, numeric[k], rtol=rtol, atol=atol,
+                                   err_msg=f"gradient of argument {k}")
+    return [np.asarray(s) for s in symbolic]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def random_array(rng: np.random.Generator, shape, lo: float = -2.0, hi: float = 2.0,
+                 dtype="float64") -> np.ndarray:
+    """Uniform values in ``[lo, hi)`` of ``shape`` and ``dtype``."""
+    return rng.uniform(lo, hi, size=shape).astype(dtype)
+
+
+def away_from(x: np.ndarray, points: Sequence[float] = (0.0,), margin: float = 0.1
+              ) -> np.ndarray:
+    """``x`` with every entry within ``margin`` of a point pushed to ``point +- 2*margin``."""
+    x = np.array(x, copy=True)
+    for p in points:
+        near = np.abs(x - p) < margin
+        x[near] = np.where(x[near] >= p, p + 2 * margin, p - 2 * margin)
+    return x
+
+
+# --------------------------------------------------------------------------- strategies
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: int = 4):
+    """Array shapes (size-1 sides included)."""
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+                            max_side=max_side)
+
+
+def broadcast_shape_pairs(min_dims: int = 0, max_dims: int = 3, min_side: int = 1,
+                          max_side: int = 4):
+    """``(shape_a, shape_b)`` that broadcast together: size-1 and missing leading dims."""
+    return hnp.mutually_broadcastable_shapes(
+        num_shapes=2, min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+        max_side=max_side).map(lambda b: tuple(b.input_shapes))
+
+
+def float_arrays(shape, lo: float = -2.0, hi: float = 2.0, dtype="float64"):
+    """Arrays of ``shape`` (a tuple or a shape strategy) with finite values in ``[lo, hi]``."""
+    width = 32 if np.dtype(dtype) == np.float32 else 64
+    elements = st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=width,
+                         allow_subnormal=False)
+    return hnp.arrays(np.dtype(dtype), shape, elements=elements)
