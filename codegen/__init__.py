@@ -5,5 +5,12 @@ code: ``jit`` (target machine, optimisation, MCJIT), ``vecmath`` (vectorised tra
 via glibc's libmvec), ``blas`` (numpy's bundled OpenBLAS), ``pycall`` (kernels exposed as fast
 Python builtins) and ``cache`` (in-memory and on-disk object-code cache).
 
+The backend itself (``sg.function(..., backend="llvm")``): ``fusion`` (which variables get a
+buffer, which are computed inside their consumer's loop), ``irgen`` (IR text, loops, the scalar
+builder ``ScalarOp.lower`` is written against), ``lower`` (one kernel per buffered variable,
+elementwise fusion), ``lowerings`` (the table of non-elementwise ops keyed by op class),
+``memory`` (concrete shapes and the arena per shape signature) and ``backend``
+(``LLVMProgram``: compile, plans, the fast call, native epochs, profiling).
+
 Importing this package is cheap: llvmlite is imported only when something is compiled.
 """

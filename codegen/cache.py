@@ -57,7 +57,7 @@ def _package_version() -> str:
         return "unknown"
 
 
-def cache_key(ir_text: str, *, opt_level: int = 3) -> str:
+def cache_key(ir_text: str, *, opt_level: int = 3, loop_unrolling: bool = True) -> str:
     """sha256 hex digest identifying the machine code ``ir_text`` compiles to on this host."""
     from .jit import host_target
 
@@ -72,6 +72,7 @@ def cache_key(ir_text: str, *, opt_level: int = 3) -> str:
         f"cpu={host.cpu}",
         f"features={host.features}",
         f"opt={opt_level}",
+        *(() if loop_unrolling else ("unroll=0",)),
     ):
         h.update(part.encode())
         h.update(b"\0")
@@ -99,7 +100,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True) -> CompiledModule:
+def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
+                   loop_unrolling: bool = True) -> CompiledModule:
     """Like :func:`codegen.jit.compile_module`, through the memory and disk caches.
 
     ``stats["cache"]`` tells where the code came from: ``"memory"``, ``"disk"`` (stats then
@@ -110,7 +112,7 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True) -> Co
     from .jit import compile_module, load_object
 
     t0 = time.perf_counter()
-    key = cache_key(ir_text, opt_level=opt_level)
+    key = cache_key(ir_text, opt_level=opt_level, loop_unrolling=loop_unrolling)
     t_key = time.perf_counter() - t0
     hit = _memory.get(key)
     if hit is not None:
@@ -134,7 +136,7 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True) -> Co
             except (OSError, RuntimeError):
                 cm = None
         if cm is None:
-            cm = compile_module(ir_text, opt_level=opt_level)
+            cm = compile_module(ir_text, opt_level=opt_level, loop_unrolling=loop_unrolling)
             cm.stats.update(cache="miss", key=t_key)
             if disk:
                 t2 = time.perf_counter()

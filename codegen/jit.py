@@ -175,13 +175,13 @@ class CompiledModule:
             return target_machine(self.stats.get("opt_level", 3)).emit_assembly(mod)
 
 
-def _optimize(mod: Any, opt_level: int) -> None:
+def _optimize(mod: Any, opt_level: int, loop_unrolling: bool = True) -> None:
     binding = llvm()
     pto = binding.create_pipeline_tuning_options(speed_level=opt_level)
     vectorize = opt_level >= 2
     pto.loop_vectorization = vectorize
     pto.slp_vectorization = vectorize
-    pto.loop_unrolling = vectorize
+    pto.loop_unrolling = vectorize and loop_unrolling
     pb = binding.create_pass_builder(target_machine(opt_level), pto)
     pb.getModulePassManager().run(mod, pb)
 
@@ -225,7 +225,8 @@ def load_object(object_code: bytes, stats: dict[str, Any] | None = None) -> Comp
     return CompiledModule(object_code=object_code, stats=stats, _engine=engine)
 
 
-def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True) -> CompiledModule:
+def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True,
+                   loop_unrolling: bool = True) -> CompiledModule:
     """Parse, verify, optimise and compile ``ir_text``; return the loaded native code.
 
     ``opt_level`` (0-3) selects both the IR pipeline (O2/O3 enable loop/SLP vectorisation and
@@ -241,7 +242,7 @@ def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True) ->
         mod = binding.parse_assembly(ir_text)
         mod.verify()
         t1 = time.perf_counter()
-        _optimize(mod, opt_level)
+        _optimize(mod, opt_level, loop_unrolling)
         t2 = time.perf_counter()
         obj = target_machine(opt_level).emit_object(mod)
         t3 = time.perf_counter()

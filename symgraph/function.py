@@ -12,6 +12,7 @@ The reference backend, ``numpy``, is ``symgraph.evaluate``; ``llvm`` is the
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 
@@ -21,7 +22,7 @@ from symgraph import shapes as sh
 from symgraph.evaluate import evaluate
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs
 
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = "llvm"
 
 
 class NumpyProgram:
@@ -141,8 +142,15 @@ class Function:
         if self.backend == "numpy":
             return NumpyProgram(self.graph_outputs, self.graph_updates)
         if self.backend == "llvm":
-            raise NotImplementedError("the llvm backend is not built yet (codegen issue); "
-                                      "use backend='numpy'")
+            from codegen.backend import LLVMProgram
+            program = LLVMProgram(self)
+            self.compile_stats = program.compile_stats
+            self.kernels = program.kernels
+            self.llvm_ir = program.llvm_ir
+            self.asm = program.asm
+            self.epoch = functools.partial(program.epoch, self)  # one native call
+            self.profile = functools.partial(program.profile, self)  # time per kernel
+            return program
         raise ValueError(f"unknown backend {self.backend!r}; use 'numpy' or 'llvm'")
 
     # -- calling
@@ -171,6 +179,9 @@ class Function:
         return values, bindings
 
     def __call__(self, *args):
+        fast = getattr(self.program, "call", None)  # a program may own the whole call
+        if fast is not None:
+            return fast(self, args)
         values, bindings = self.check_inputs(args)
         outputs, new_values = self.program.run(values, bindings)
         checked = []
@@ -180,8 +191,11 @@ class Function:
                 raise ValueError(f"update of {var.name!r} would change its shape from "
                                  f"{var._value.shape} to {value.shape}")
             checked.append((var, value))
+        # a program may promise fresh arrays that nothing else references (the llvm backend)
+        fresh = getattr(self.program, "fresh_updates", False)
         for var, value in checked:  # only now: a failed call changes nothing
-            var._value = np.array(value, copy=True)  # never alias another variable or input
+            # never alias another variable or input
+            var._value = value if fresh else np.array(value, copy=True)
         result = [o[()] if np.ndim(o) == 0 else np.array(o, copy=True) for o in outputs]
         return result[0] if self.single else result
 

@@ -1,7 +1,8 @@
 """Shared test set-up: every graph test runs on each available backend.
 
 The ``backend`` fixture is the seam: the numpy reference evaluator is the
-oracle, and the LLVM backend joins the list once it can compile graphs.
+oracle for the LLVM backend, and both run the same suite.
+``SYMGRAPH_TEST_BACKENDS=numpy`` (comma-separated) narrows the list.
 """
 
 import os
@@ -16,7 +17,9 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("SYMGRAPH_HYPOTHESIS_PROFILE", "ci"))
 
-BACKENDS = ["numpy"]
+# SYMGRAPH_TEST_BACKENDS=numpy,llvm runs every graph test on both backends ("llvm" joins the
+# default list once the two check_grad tests with test-local ops pin backend="numpy").
+BACKENDS = os.environ.get("SYMGRAPH_TEST_BACKENDS", "numpy,llvm").split(",")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -212,11 +212,11 @@ power = scalar_op(
 maximum = scalar_op(
     "maximum", 2, np.maximum,
     lambda i, o, g: [_ops().where(i[0] >= i[1], g, 0), _ops().where(i[0] >= i[1], 0, g)],
-    lambda b, x, y: b.select(b.ge(x, y), x, y))
+    lambda b, x, y: b.maximum(x, y))  # NaN-propagating, like np.maximum
 minimum = scalar_op(
     "minimum", 2, np.minimum,
     lambda i, o, g: [_ops().where(i[0] <= i[1], g, 0), _ops().where(i[0] <= i[1], 0, g)],
-    lambda b, x, y: b.select(b.le(x, y), x, y))
+    lambda b, x, y: b.minimum(x, y))
 
 neg = scalar_op("neg", 1, np.negative, lambda i, o, g: [-g], lambda b, x: b.neg(x), _no_bool,
                 infix="-")
@@ -246,7 +246,7 @@ softplus = scalar_op("softplus", 1, _np_softplus, lambda i, o, g: [g * _ops().si
                      lambda b, x: b.softplus(x), _to_float)
 relu = scalar_op("relu", 1, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
                  lambda i, o, g: [_ops().where(i[0] > 0, g, 0)],
-                 lambda b, x: b.select(b.gt(x, b.zero(x)), x, b.zero(x)))
+                 lambda b, x: b.maximum(x, b.zero(x)))
 identity = scalar_op("identity", 1, lambda x: x.copy(), lambda i, o, g: [g], lambda b, x: x)
 stop_gradient = scalar_op("stop_gradient", 1, lambda x: x.copy(), _no_grad(1), lambda b, x: x)
 
@@ -289,7 +289,7 @@ def _clip_grad(i, o, g):
 
 
 clip = scalar_op("clip", 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi), _clip_grad,
-                 lambda b, x, lo, hi: b.select(b.lt(x, lo), lo, b.select(b.gt(x, hi), hi, x)))
+                 lambda b, x, lo, hi: b.minimum(b.maximum(x, lo), hi))  # numpy's order
 
 
 def _fill_grad(i, o, g):

@@ -1,0 +1,550 @@
+"""The ``llvm`` backend of ``sg.function``: one native function per compiled graph.
+
+``LLVMProgram`` is the *program* ``symgraph.function.Function`` asks a backend for
+(``run(values, bindings) -> (outputs, new values)``).  Compiling: fusion analysis
+(:mod:`codegen.fusion`), lowering to one LLVM module (:mod:`codegen.lower`), then
+:func:`codegen.cache.compile_cached` (memory and disk cache).  Calling: per signature of input
+shapes, a *plan* (concrete shapes, an arena, the int64 table of sizes and offsets, and a
+``METH_FASTCALL`` builtin from :mod:`codegen.pycall`) is built once and reused, so the hot path
+is a dict lookup and one builtin call.
+
+``call`` replaces ``Function.__call__`` with the same checks cached per signature of
+argument dtypes and shapes (a call costs a few microseconds), ``epoch`` runs all full
+minibatches in one native call (``sg_epoch``), and ``profile`` times each fused kernel.
+
+Updates are simultaneous and failure-safe: each directly-written update has two buffers the
+program owns; the kernel reads the shared variable's current array and writes the new value
+into the other one, which ``Function`` adopts only after the call succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from symgraph.graph import Constant, SharedVariable, Variable
+from symgraph.shapes import contiguous
+
+from . import blas, pycall
+from .cache import compile_cached
+from .fusion import analyse, group_kernels
+from .irgen import ITEMSIZE, FunctionBuilder
+from .lower import (
+    Kernel,
+    KernelInfo,
+    LoweringError,
+    ModuleContext,
+    check_lowerable,
+    lower_elementwise_group,
+    lower_node,
+    math_declarations,
+    module_header,
+)
+from .memory import aligned_empty, infer_shapes, plan_arena
+
+ENTRY = "sg_step"
+EPOCH = "sg_epoch"
+#: shape signatures (arenas) kept per compiled function
+MAX_PLANS = 8
+
+
+@dataclass
+class Plan:
+    """Everything that depends on the concrete shapes of one call signature."""
+
+    builtin: Any
+    shapes: dict
+    arena: np.ndarray
+    table: np.ndarray
+    views: dict  # arena variable -> ndarray view with its concrete shape
+    targets: list  # per direct update: [array, array]
+    extra: dict = field(default_factory=dict)
+
+
+class LLVMProgram:
+    """Compiled step of a ``Function`` (see module docstring)."""
+
+    def __init__(self, function, *, opt_level: int = 3, loop_unrolling: bool | None = None):
+        t0 = time.perf_counter()
+        self.inputs: list[Variable] = list(function.inputs)
+        self.shared: list[SharedVariable] = list(function.shared)
+        self.outputs: list[Variable] = list(function.graph_outputs)
+        self.update_exprs: list[Variable] = list(function.graph_updates)
+        self.update_vars = [v for v, _ in function.updates]
+        self.args = self.inputs + self.shared
+        an = self.analysis = analyse(self.outputs + self.update_exprs)
+        check_lowerable(an)
+        # update targets written directly by the kernels
+        self.direct: dict[Variable, int] = {}
+        for j, expr in enumerate(self.update_exprs):
+            if an.mode.get(expr) == "buffer" and expr not in self.direct:
+                self.direct[expr] = j
+        self.target_index = {expr: len(self.args) + n for n, expr in enumerate(self.direct)}
+        self.consts = [v for v, m in an.mode.items() if m in ("const", "literal")
+                       and isinstance(v, Constant)]
+        self.ir_text, self.kernels, self.ctx = self._lower()
+        t1 = time.perf_counter()
+        if loop_unrolling is None:  # halves compile time; loops stay vectorised
+            loop_unrolling = os.environ.get("SYMGRAPH_LLVM_UNROLL", "0") == "1"
+        self.module = compile_cached(self.ir_text, opt_level=opt_level,
+                                     loop_unrolling=loop_unrolling)
+        t2 = time.perf_counter()
+        self.entry = self.module.address(ENTRY)
+        stats = dict(self.module.stats)
+        self.compile_stats = {
+            "rewrite": getattr(function.rewrite_report, "seconds", None),
+            "lower": t1 - t0,
+            "llvm_optimize": stats.get("optimize", 0.0),
+            "machine_code": stats.get("codegen", 0.0),
+            "load": stats.get("load", 0.0),
+            "compile_total": t2 - t1,
+            "cache": stats.get("cache"),
+            "kernels": len(self.kernels),
+        }
+        self._plans: dict[tuple, Plan] = {}
+        self._checked: dict[tuple, dict] = {}  # argument signature -> bindings
+        #: the new values ``run`` returns are arrays nothing else references (Function
+        #: adopts them without a copy)
+        self.fresh_updates = True
+        self._arena_vars = [v for v in an.kernels if v not in self.direct]
+
+    # -- lowering --------------------------------------------------------------------------
+    def _lower(self) -> tuple[str, list[KernelInfo], ModuleContext]:
+        an = self.analysis
+        ctx = ModuleContext(an)
+        functions, kernels = [], []
+        for n, group in enumerate(group_kernels(an)):
+            k = Kernel(ctx, f"k{n}")
+            members = [node for var in group for node in an.members[var]]
+            info = KernelInfo(f"k{n}", group[0], members, outputs=list(group))
+            if len(group) == 1:
+                lower_node(k, group[0].owner)
+            else:
+                lower_elementwise_group(k, group)
+            for var in group:
+                k.ptr(var)
+            functions.append(k.finish(info))
+            kernels.append((info, list(k.params)))
+        main = self._entry_function(ctx, kernels)
+        parts = [module_header(), math_declarations(ctx.math_used)]
+        if ctx.uses_blas:
+            parts.append(blas.blas_declarations())
+        self._parts, self._functions, self._kernel_roots = parts, functions, kernels
+        text = "\n\n".join(parts + functions + [main, self._epoch_function()]) + "\n"
+        return text, [info for info, _ in kernels], ctx
+
+    def _root_pointer(self, fb: FunctionBuilder, ctx: ModuleContext, root: Variable) -> str:
+        an = self.analysis
+        mode = an.mode[root]
+        nargs = len(self.args) + len(self.direct)
+        if mode == "arg" or root in self.direct:
+            index = self.args.index(root) if mode == "arg" else self.target_index[root]
+            p = fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
+            return fb.entry_op(f"b{index}", f"load ptr, ptr {p}")
+        if mode in ("const", "literal"):
+            index = nargs + 2 + self.consts.index(root)
+            p = fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
+            return fb.entry_op(f"b{index}", f"load ptr, ptr {p}")
+        if mode != "buffer":
+            raise LoweringError(f"internal: root {root!r} has mode {mode}")
+        slot = ctx.slot(("off", root.id), lambda shapes, env, r=root: env["offsets"][r])
+        arena = fb.entry_op("arena", f"load ptr, ptr {self._own(fb, nargs)}")
+        tp = fb.entry_op(f"op{slot}", f"getelementptr inbounds i64, ptr %tab, i64 {slot}")
+        off = fb.entry_op(f"ov{slot}", f"load i64, ptr {tp}")
+        return fb.entry_op(f"rp{root.id}", f"getelementptr inbounds i8, ptr {arena}, i64 {off}")
+
+    @staticmethod
+    def _own(fb: FunctionBuilder, index: int) -> str:
+        return fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
+
+    def _entry_function(self, ctx: ModuleContext, kernels, profile: bool = False) -> str:
+        """``sg_step``; with ``profile``, ``sg_step_profile`` that also adds each kernel's
+        cycle count to an int64 array passed after the constants."""
+        fb = FunctionBuilder("m")
+        nargs = len(self.args) + len(self.direct)
+        fb.entry.append(f"  %tab = load ptr, ptr {self._own(fb, nargs + 1)}")
+        if profile:
+            counters = fb.entry_op("cnt", f"load ptr, ptr "
+                                   f"{self._own(fb, nargs + 2 + len(self.consts))}")
+        for n, (info, roots) in enumerate(kernels):
+            ptrs = [f"ptr {self._root_pointer(fb, ctx, r)}" for r in roots]
+            if profile:
+                t0 = fb.op("call i64 @llvm.readcyclecounter()")
+            status = fb.op(f"call i32 @{info.name}({', '.join(ptrs + ['ptr %tab'])})")
+            if profile:
+                t1 = fb.op("call i64 @llvm.readcyclecounter()")
+                slot = fb.op(f"getelementptr inbounds i64, ptr {counters}, i64 {n}")
+                spent = fb.op(f"sub i64 {t1}, {t0}")
+                total = fb.op(f"add i64 {fb.op(f'load i64, ptr {slot}')}, {spent}")
+                fb.emit(f"store i64 {total}, ptr {slot}")
+            if info.fallible:
+                bad = fb.op(f"icmp ne i32 {status}, 0")
+                done = fb.if_begin(bad)
+                fb.emit(f"ret i32 {n + 1}")
+                fb.start_block(fb.label("dead"))
+                fb.if_end(done)
+        name = f"{ENTRY}_profile" if profile else ENTRY
+        return fb.finish(f"define i32 @{name}(ptr noalias %bufs, ptr noalias %dims) #1 {{")
+
+    def profile(self, function, *args, n: int = 100) -> list[dict]:
+        """Time each fused kernel over ``n`` calls on ``args`` (no shared variable changes).
+
+        Returns one dict per kernel, slowest first: ``kernel``, ``ops`` (graph ops it
+        computes), ``seconds`` (per call) and ``fraction`` of the step.  Kernel cycles are
+        converted to seconds with the wall time of the whole profiled call.
+        """
+        values, bindings = function.check_inputs(args)
+        arrays = [contiguous(values[v]) for v in self.inputs] + [v._value for v in self.shared]
+        plan = self._plan_for(arrays, bindings)
+        if plan.extra["bad_update"]:
+            raise ValueError(plan.extra["bad_update"])
+        if getattr(self, "_profile_module", None) is None:
+            text = "\n\n".join(self._parts + self._functions + [
+                self._entry_function(self.ctx, self._kernel_roots, profile=True),
+                "declare i64 @llvm.readcyclecounter()"]) + "\n"
+            self._profile_module = compile_cached(text, opt_level=3, loop_unrolling=False)
+        counters = np.zeros(max(1, len(self.kernels)), dtype=np.int64)
+        ranks = [a.ndim for a in arrays] + [pool[0].ndim for pool in plan.targets]
+        owned = [plan.arena, plan.table, *[c.value for c in self.consts], counters]
+        builtin = pycall.make_builtin(self._profile_module.address(f"{ENTRY}_profile"), ranks,
+                                      owned, keepalive=self._profile_module)
+        targets = [pool[0] for pool in plan.targets]
+        builtin(*arrays, *targets)  # warm up
+        counters[:] = 0
+        t0 = time.perf_counter()
+        for _ in range(n):
+            status = builtin(*arrays, *targets)
+            if status is not None:
+                self._raise(status)
+        wall = (time.perf_counter() - t0) / n
+        total = max(1, int(counters.sum()))
+        rows = [{"kernel": info.name, "ops": [node.op.name for node in info.nodes],
+                 "seconds": wall * int(c) / total, "fraction": int(c) / total}
+                for info, c in zip(self.kernels, counters)]
+        return sorted(rows, key=lambda r: -r["seconds"])
+
+    def _epoch_function(self) -> str:
+        """``i32 sg_epoch(ptr ctl)``: ``sg_step`` over consecutive minibatches in one call.
+
+        ``ctl`` (int64): ``[nsteps, template bufs, (base, step bytes) per input,
+        (original, A, B) per direct update, (source, destination, bytes) per output]``.  Step
+        ``s`` reads each updated variable from the previous step's target and writes the
+        other of A/B, so the caller's arrays are never written (a failed epoch changes
+        nothing); outputs are copied out of the arena after every step.
+        """
+        fb = FunctionBuilder("e")
+        nin, nupd, nout = len(self.inputs), len(self.direct), len(self.outputs)
+        nbufs = len(self.args) + nupd + 2 + len(self.consts)
+
+        def ctl(i: int, ty: str) -> str:
+            p = fb.op(f"getelementptr inbounds i64, ptr %ctl, i64 {i}")
+            return fb.op(f"load {ty}, ptr {p}")
+
+        def slot(i: int) -> str:
+            return fb.op(f"getelementptr inbounds ptr, ptr %bufs, i64 {i}")
+
+        fb.entry.append(f"  %bufs = alloca [{nbufs} x ptr]")
+        nsteps = ctl(0, "i64")
+        tmpl = ctl(1, "ptr")
+        fb.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr %bufs, ptr {tmpl}, i64 {nbufs * 8}, "
+                "i1 0)")
+        s, tok = fb.loop_begin(nsteps)
+        for k in range(nin):
+            base, step = ctl(2 + 2 * k, "ptr"), ctl(3 + 2 * k, "i64")
+            off = fb.op(f"mul i64 {s}, {step}")
+            fb.emit(f"store ptr {fb.op(f'getelementptr inbounds i8, ptr {base}, i64 {off}')}, "
+                    f"ptr {slot(k)}")
+        parity = fb.op(f"and i64 {s}, 1")
+        odd = fb.op(f"icmp ne i64 {parity}, 0")
+        first = fb.op(f"icmp eq i64 {s}, 0")
+        for n, expr in enumerate(self.direct):
+            j = self.direct[expr]
+            base = 2 + 2 * nin + 3 * n
+            orig, a, b = ctl(base, "ptr"), ctl(base + 1, "ptr"), ctl(base + 2, "ptr")
+            prev = fb.op(f"select i1 {odd}, ptr {a}, ptr {b}")
+            cur = fb.op(f"select i1 {first}, ptr {orig}, ptr {prev}")
+            target = fb.op(f"select i1 {odd}, ptr {b}, ptr {a}")
+            fb.emit(f"store ptr {cur}, ptr {slot(self.args.index(self.update_vars[j]))}")
+            fb.emit(f"store ptr {target}, ptr {slot(self.target_index[expr])}")
+        status = fb.op(f"call i32 @{ENTRY}(ptr %bufs, ptr null)")
+        bad = fb.op(f"icmp ne i32 {status}, 0")
+        done = fb.if_begin(bad)
+        fb.emit(f"ret i32 {status}")
+        fb.start_block(fb.label("dead"))
+        fb.if_end(done)
+        for o in range(nout):
+            base = 2 + 2 * nin + 3 * nupd + 3 * o
+            src, dst, nbytes = ctl(base, "ptr"), ctl(base + 1, "ptr"), ctl(base + 2, "i64")
+            off = fb.op(f"mul i64 {s}, {nbytes}")
+            d = fb.op(f"getelementptr inbounds i8, ptr {dst}, i64 {off}")
+            fb.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {d}, ptr {src}, i64 {nbytes}, i1 0)")
+        fb.loop_end(tok)
+        return fb.finish(f"define i32 @{EPOCH}(ptr noalias %ctl) {{")
+
+    def epoch(self, function, *arrays, batch_size: int = 128, shuffle: int | None = None):
+        """``Function.epoch`` in one native call for the full minibatches (see
+        :meth:`_epoch_function`); the last partial batch is an ordinary call.  Falls back to
+        the Python loop when an output or update is not a plain buffer."""
+        from symgraph.function import Function, _stack_steps
+
+        reference = Function.epoch.__get__(function)
+        if len(arrays) != len(self.inputs) or batch_size <= 0:
+            return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
+        arrays = [np.asarray(a) for a in arrays]
+        if any(a.ndim == 0 for a in arrays) or any(a.shape[0] != arrays[0].shape[0]
+                                                   for a in arrays):
+            return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
+        n = arrays[0].shape[0]
+        full = n // batch_size
+        if full < 2 or len(self.direct) != len(self.update_exprs):
+            return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
+        if shuffle is not None:
+            order = np.random.default_rng(shuffle).permutation(n)
+            arrays = [a[order] for a in arrays]
+        first = [a[:batch_size] for a in arrays]
+        values, bindings = function.check_inputs(first)
+        arrays = [contiguous(np.asarray(a, dtype=v.dtype)) for a, v in zip(arrays, self.inputs)]
+        batch = [values[v] for v in self.inputs] + [v._value for v in self.shared]
+        plan = self._plan_for(batch, bindings)
+        if plan.extra["bad_update"] or any(spec[0] != "fixed" for spec in plan.extra["outputs"]):
+            return reference(*arrays, batch_size=batch_size, shuffle=None)
+        fresh = [[np.empty_like(pool[0]), np.empty_like(pool[0])] for pool in plan.targets]
+        stacks = [np.empty((full, *spec[1].shape), spec[1].dtype)
+                  for spec in plan.extra["outputs"]]
+        ctl = [full, 0]
+        for a in arrays:
+            ctl += [a.ctypes.data, a.strides[0] * batch_size if a.shape[0] else 0]
+        for j, pair in zip(self.direct.values(), fresh):
+            ctl += [self.update_vars[j]._value.ctypes.data, pair[0].ctypes.data,
+                    pair[1].ctypes.data]
+        for spec, st in zip(plan.extra["outputs"], stacks):
+            ctl += [spec[1].ctypes.data, st.ctypes.data, spec[1].nbytes]
+        template = np.array([a.ctypes.data for a in batch]
+                            + [pool[0].ctypes.data for pool in plan.targets]
+                            + [plan.arena.ctypes.data, plan.table.ctypes.data]
+                            + [c.value.ctypes.data for c in self.consts], dtype=np.uint64)
+        ctl[1] = template.ctypes.data
+        ctl_array = np.array(ctl, dtype=np.uint64)
+        status = self._epoch_fn()(ctl_array.ctypes.data)
+        if status:
+            self._raise(status)
+        last = (full - 1) % 2
+        saved = [(var, var._value) for var in self.shared]
+        for j, pair in zip(self.direct.values(), fresh):
+            var = self.update_vars[j]
+            var._value = pair[last]
+        steps = [list(st) for st in stacks]
+        sizes = [batch_size] * full
+        try:
+            if n > full * batch_size:
+                rest = function(*[a[full * batch_size:] for a in arrays])
+                rest = [rest] if function.single else rest
+                for k, value in enumerate(rest):
+                    steps[k].append(value)
+                sizes.append(n - full * batch_size)
+        except Exception:
+            for var, value in saved:
+                var._value = value
+            raise
+        stacked = [_stack_steps(values, sizes) for values in steps]
+        return stacked[0] if function.single else stacked
+
+    def _epoch_fn(self):
+        fn = getattr(self, "_epoch_cfunc", None)
+        if fn is None:
+            import ctypes
+            fn = self._epoch_cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(
+                self.module.address(EPOCH))
+        return fn
+
+    # -- per-signature plans ---------------------------------------------------------------
+    def _make_plan(self, arrays: list[np.ndarray], bindings: dict) -> Plan:
+        an = self.analysis
+        shapes: dict = {v: a.shape for v, a in zip(self.args, arrays)}
+        for v in an.mode:
+            if isinstance(v, Constant):
+                shapes[v] = v.value.shape
+        infer_shapes(an.all_nodes, shapes, bindings)
+        for node in an.nodes:  # numpy refuses max/min over an empty axis with a non-empty result
+            from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
+            from symgraph.ops.reduce import Argmax, Reduce
+            op = node.op
+            axes = None
+            if isinstance(op, Reduce) and op.kind in ("max", "min"):
+                axes = op.axes
+            elif isinstance(op, (Softmax, LogSoftmax)):
+                axes = (op.axis,)
+            elif isinstance(op, LogSumExp):
+                axes = op.axes
+            elif isinstance(op, Argmax):
+                axes = tuple(range(node.inputs[0].ndim)) if op.axis is None else (op.axis,)
+            if axes is not None:
+                xs = shapes[node.inputs[0]]
+                if any(xs[a] == 0 for a in axes) and np.prod(xs) == 0 and \
+                        np.prod([xs[a] for a in range(len(xs)) if a not in axes]) > 0:
+                    where = f"\n  created at {node.site}" if node.site else ""
+                    raise ValueError(f"{op.name}: zero-size reduction without identity{where}")
+        # arena
+        step_of = {v: n for n, info in enumerate(self.kernels) for v in info.outputs}
+        sizes, birth, death = {}, {}, {}
+        forever = len(self.kernels) + 1
+        keep = {an.root(v) for v in self.outputs + self.update_exprs}
+        for var in self._arena_vars:
+            sizes[var] = int(np.prod(shapes[var], dtype=np.int64)) * ITEMSIZE[var.dtype.name]
+            birth[var] = death[var] = step_of[var]
+            if var in keep:
+                death[var] = forever
+        for n, info in enumerate(self.kernels):
+            for root in info.reads:
+                if root in death and root not in info.outputs:
+                    death[root] = max(death[root], n)
+        offsets, total = plan_arena(sizes, birth, death)
+        arena = aligned_empty(max(total, 64))
+        env = {"bindings": bindings, "offsets": offsets}
+        table = np.array([fn(shapes, env) for fn in self.ctx.slots] or [0], dtype=np.int64)
+        views = {}
+        for var, off in offsets.items():
+            n = int(np.prod(shapes[var], dtype=np.int64))
+            views[var] = np.frombuffer(arena, dtype=var.dtype, count=n,
+                                       offset=off).reshape(shapes[var])
+        targets = []
+        for expr, j in self.direct.items():
+            var = self.update_vars[j]
+            targets.append([np.empty(shapes[expr], var.dtype), np.empty(shapes[expr], var.dtype)])
+        ranks = [a.ndim for a in arrays] + [len(shapes[e]) for e in self.direct]
+        owned = [arena, table, *[c.value for c in self.consts]]
+        builtin = pycall.make_builtin(self.entry, ranks, owned, name="sg_step",
+                                      keepalive=self.module)
+        return Plan(builtin, shapes, arena, table, views, targets)
+
+    def _new_plan(self, key: tuple, arrays: list[np.ndarray], bindings: dict) -> Plan:
+        if len(self._plans) >= MAX_PLANS:  # bound the arenas kept (oldest signature goes)
+            self._plans.pop(next(iter(self._plans)))
+        plan = self._plans[key] = self._make_plan(arrays, bindings)
+        self._getters(plan)
+        return plan
+
+    # -- calling ---------------------------------------------------------------------------
+    def _getters(self, plan: Plan) -> None:
+        """Per plan: how to fetch each output / update value after a call."""
+        direct = list(self.direct)
+        arg_pos = {v: k for k, v in enumerate(self.args)}
+
+        def getter(var):
+            root, shape = self.analysis.root(var), plan.shapes[var]
+            if root in self.direct:
+                return ("direct", direct.index(root), shape)
+            if root in arg_pos:
+                return ("arg", arg_pos[root], shape)
+            if isinstance(root, Constant):
+                return ("fixed", root.value.reshape(shape), None)
+            return ("fixed", plan.views[root].reshape(shape), None)
+        plan.extra["outputs"] = [getter(v) for v in self.outputs]
+        plan.extra["updates"] = [None if self.direct.get(e) == j else getter(e)
+                                 for j, e in enumerate(self.update_exprs)]
+        plan.extra["all_direct"] = all(spec is None for spec in plan.extra["updates"])
+        plan.extra["bad_update"] = None
+        for var, expr in zip(self.update_vars, self.update_exprs):
+            old = plan.shapes[var] if var in plan.shapes else var._value.shape
+            if tuple(plan.shapes[expr]) != tuple(old):
+                plan.extra["bad_update"] = (f"update of {var.name!r} would change its shape "
+                                            f"from {tuple(old)} to {tuple(plan.shapes[expr])}")
+
+    def call(self, function, args: tuple):
+        """``Function.__call__`` with its checks cached per signature of argument dtypes and
+        shapes (the checks depend on nothing else): a repeated call costs a few
+        microseconds.  Same semantics: outputs copied, updates adopted after success."""
+        shared = [v._value for v in self.shared]
+        try:
+            key = (tuple([(a.shape, a.dtype, a.flags.c_contiguous) for a in args]),
+                   tuple([v.shape for v in shared]))
+            hit = self._checked.get(key)
+        except AttributeError:  # not all ndarrays: the general path
+            key = hit = None
+        if hit is not None:
+            outputs, new_values = self._execute(hit, [*args, *shared])
+        else:
+            values, bindings = function.check_inputs(args)
+            arrays = [contiguous(values[v]) for v in self.inputs]
+            plan = self._plan_for(arrays + shared, bindings)
+            if key is not None and all(b is a for b, a in zip(arrays, args)):
+                if len(self._checked) >= 64:
+                    self._checked.clear()
+                self._checked[key] = plan
+            outputs, new_values = self._execute(plan, arrays + shared)
+        for var, value in zip(self.update_vars, new_values):
+            var._value = value  # fresh arrays of the right shape and dtype (see run)
+        result = [o[()] if o.ndim == 0 else np.array(o, copy=True) for o in outputs]
+        return result[0] if function.single else result
+
+    def _plan_for(self, arrays: list[np.ndarray], bindings: dict) -> Plan:
+        key = tuple(a.shape for a in arrays)
+        plan = self._plans.get(key)
+        return plan if plan is not None else self._new_plan(key, arrays, bindings)
+
+    def run(self, values: dict, bindings: dict):
+        arrays = [contiguous(values[v]) for v in self.inputs]
+        arrays += [v._value for v in self.shared]
+        return self._execute(self._plan_for(arrays, bindings), arrays)
+
+    def _execute(self, plan: Plan, arrays: list[np.ndarray]):
+        if plan.extra["bad_update"]:
+            raise ValueError(plan.extra["bad_update"])
+        chosen = [self._free_target(pool) for pool in plan.targets]
+        status = plan.builtin(*arrays, *chosen)
+        if status is not None:
+            self._raise(status)
+        outs = [spec[1] if spec[0] == "fixed" else
+                (chosen if spec[0] == "direct" else arrays)[spec[1]].reshape(spec[2])
+                for spec in plan.extra["outputs"]]
+        if plan.extra["all_direct"]:
+            return outs, chosen
+        new, n = [], 0
+        for spec in plan.extra["updates"]:
+            if spec is None:
+                new.append(chosen[n])
+                n += 1
+            else:
+                kind, where, shape = spec
+                value = where if kind == "fixed" else \
+                    (chosen if kind == "direct" else arrays)[where].reshape(shape)
+                new.append(np.array(value, copy=True))
+        return outs, new
+
+    @staticmethod
+    def _free_target(pool: list) -> np.ndarray:
+        """A buffer of ``pool`` nothing outside the pool references (not a shared variable's
+        current value, not kept by an ``epoch`` for rollback); a new one if all are taken."""
+        for i in range(len(pool)):
+            if sys.getrefcount(pool[i]) == 2:  # the pool's reference and the argument's
+                return pool[i]
+        pool.append(np.empty_like(pool[0]))
+        return pool[-1]
+
+    def _raise(self, status: int):
+        info = self.kernels[status - 1]
+        node = info.output.owner
+        where = f"\n  created at {node.site}" if node.site else ""
+        raise IndexError(f"{node.op.name}: an index is out of bounds{where}")
+
+    # -- introspection ---------------------------------------------------------------------
+    def llvm_ir(self, optimized: bool = True) -> str:
+        """The module's IR: optimised when this process compiled it, else (loaded from the
+        disk cache, or ``optimized=False``) the IR the lowering generated."""
+        if optimized and self.module.optimized_ir is not None:
+            return self.module.optimized_ir
+        return self.ir_text
+
+    def asm(self) -> str:
+        """Assembly of the optimised module (re-optimised if it came from the disk cache)."""
+        from .jit import _lock, _optimize, llvm, target_machine
+        with _lock:
+            mod = llvm().parse_assembly(self.llvm_ir())
+            if self.module.optimized_ir is None:
+                _optimize(mod, 3, loop_unrolling=False)
+            return target_machine(3).emit_assembly(mod)

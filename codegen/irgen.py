@@ -1,0 +1,331 @@
+"""LLVM IR text generation for one kernel function: blocks, loops and scalar arithmetic.
+
+Why text and not ``llvmlite.ir``: the notes measured text generation as fast and simple, and
+``llvmlite.ir`` cannot write the call-site attributes the vector math needs.  This module knows
+nothing about graphs: :class:`FunctionBuilder` emits instructions and structured loops, and
+:class:`ScalarBuilder` is the backend-neutral scalar builder that ``ScalarOp.lower`` functions
+(symgraph/ops/elemwise.py) are written against.  Values are :class:`Value` s: an SSA operand
+plus its numpy dtype name (bool values are ``i1`` in registers, ``i8`` in memory).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from . import vecmath
+from .jit import FAST_MATH_FLAGS
+
+#: register type of each supported dtype
+IR_TYPE = {
+    "float32": "float", "float64": "double", "int64": "i64", "int32": "i32", "int16": "i16",
+    "int8": "i8", "uint8": "i8", "bool": "i1",
+}
+#: in-memory type (numpy stores bool as one byte)
+MEM_TYPE = {**IR_TYPE, "bool": "i8"}
+ITEMSIZE = {"float32": 4, "float64": 8, "int64": 8, "int32": 4, "int16": 2, "int8": 1,
+            "uint8": 1, "bool": 1}
+FMF = FAST_MATH_FLAGS
+
+
+def is_float(dtype: str) -> bool:
+    return dtype in ("float32", "float64")
+
+
+def float_literal(value: float, dtype: str) -> str:
+    """Exact hexadecimal literal (valid for NaN/Inf); float32 values are rounded first."""
+    if dtype == "float32":
+        value = struct.unpack("<f", struct.pack("<f", float(value)))[0]
+    return f"0x{struct.unpack('<Q', struct.pack('<d', float(value)))[0]:016X}"
+
+
+def literal(value, dtype: str) -> str:
+    if is_float(dtype):
+        return float_literal(value, dtype)
+    if dtype == "bool":
+        return "true" if value else "false"
+    bits = ITEMSIZE[dtype] * 8
+    v = int(value) & ((1 << bits) - 1)
+    return str(v - (1 << bits) if v >= 1 << (bits - 1) else v)
+
+
+@dataclass(frozen=True)
+class Value:
+    """An SSA operand (``%t3`` or a literal) and its dtype name."""
+
+    ref: str
+    dtype: str
+
+    @property
+    def ty(self) -> str:
+        return IR_TYPE[self.dtype]
+
+
+class FunctionBuilder:
+    """Instructions of one function; ``entry`` lines are hoisted to the entry block."""
+
+    def __init__(self, prefix: str = "t"):
+        self.prefix = prefix
+        self.entry: list[str] = []
+        self.lines: list[str] = []
+        self.block = "body"
+        self._n = 0
+        self.math_used: set[tuple[str, str]] = set()
+        self._entry_cache: dict[str, str] = {}
+
+    def tmp(self) -> str:
+        self._n += 1
+        return f"%{self.prefix}{self._n}"
+
+    def label(self, hint: str = "L") -> str:
+        self._n += 1
+        return f"{hint}{self._n}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append("  " + line)
+
+    def op(self, text: str) -> str:
+        """Emit ``%t = text`` and return ``%t``."""
+        t = self.tmp()
+        self.emit(f"{t} = {text}")
+        return t
+
+    def entry_op(self, key: str, text: str) -> str:
+        """An instruction in the entry block, emitted once per ``key``."""
+        hit = self._entry_cache.get(key)
+        if hit is None:
+            hit = self._entry_cache[key] = self.tmp()
+            self.entry.append(f"  {hit} = {text}")
+        return hit
+
+    def start_block(self, name: str) -> None:
+        self.lines.append(f"{name}:")
+        self.block = name
+
+    def br(self, target: str) -> None:
+        self.emit(f"br label %{target}")
+
+    # -- loops -----------------------------------------------------------------------------
+    def loop_begin(self, count: str) -> tuple[str, tuple[str, str, str, str, str]]:
+        """Open ``for i in range(count)``; returns the index and a token for :meth:`loop_end`."""
+        pre = self.block
+        head, body, latch, done = (self.label("head"), self.label("loop"), self.label("latch"),
+                                   self.label("done"))
+        i = self.tmp()
+        nxt = self.tmp()
+        self.br(head)
+        self.start_block(head)
+        self.emit(f"{i} = phi i64 [0, %{pre}], [{nxt}, %{latch}]")
+        c = self.op(f"icmp slt i64 {i}, {count}")
+        self.emit(f"br i1 {c}, label %{body}, label %{done}")
+        self.start_block(body)
+        return i, (head, latch, done, i, nxt)
+
+    def loop_end(self, token: tuple[str, str, str, str, str]) -> None:
+        head, latch, done, i, nxt = token
+        self.br(latch)
+        self.start_block(latch)
+        self.emit(f"{nxt} = add nuw nsw i64 {i}, 1")
+        self.br(head)
+        self.start_block(done)
+
+    def if_begin(self, cond: str) -> str:
+        then, done = self.label("then"), self.label("endif")
+        self.emit(f"br i1 {cond}, label %{then}, label %{done}")
+        self.start_block(then)
+        return done
+
+    def if_end(self, done: str) -> None:
+        self.br(done)
+        self.start_block(done)
+
+    def alloca(self, ty: str, init: str) -> str:
+        """A stack slot in the entry block (SROA turns it into SSA), initialised at this point."""
+        slot = self.tmp()
+        self.entry.append(f"  {slot} = alloca {ty}")
+        self.emit(f"store {ty} {init}, ptr {slot}")
+        return slot
+
+    def math(self, name: str, dtype: str, args: list[str]) -> str:
+        self.math_used.add((name, dtype))
+        t = self.tmp()
+        self.emit(vecmath.math_call(name, dtype, args, t, FMF))
+        return t
+
+    def finish(self, header: str, ret: str = "ret i32 0") -> str:
+        return "\n".join([header, "entry:", *self.entry, "  br label %body", "body:",
+                          *self.lines, f"  {ret}", "}"])
+
+
+class ScalarBuilder:
+    """The scalar builder ``ScalarOp.lower`` functions call (one per kernel function).
+
+    Arithmetic follows numpy: wrapping integers, IEEE floats with NaN kept (fast-math flags
+    without ``nnan``/``ninf``), ``maximum``/``minimum`` propagating NaN.
+    """
+
+    def __init__(self, fb: FunctionBuilder):
+        self.fb = fb
+
+    # -- helpers
+    def const(self, value, dtype: str) -> Value:
+        return Value(literal(value, dtype), dtype)
+
+    def zero(self, x: Value) -> Value:
+        return self.const(0, x.dtype)
+
+    def one(self, x: Value) -> Value:
+        return self.const(1, x.dtype)
+
+    def convert(self, x: Value, dtype: str) -> Value:
+        """numpy ``astype`` semantics for one value."""
+        src = x.dtype
+        if src == dtype:
+            return x
+        fb, dst = self.fb, IR_TYPE[dtype]
+        if dtype == "bool":
+            if is_float(src):
+                return Value(fb.op(f"fcmp une {x.ty} {x.ref}, 0.0"), "bool")
+            return Value(fb.op(f"icmp ne {x.ty} {x.ref}, 0"), "bool")
+        if is_float(dtype):
+            if is_float(src):
+                kind = "fpext" if ITEMSIZE[dtype] > ITEMSIZE[src] else "fptrunc"
+                return Value(fb.op(f"{kind} {x.ty} {x.ref} to {dst}"), dtype)
+            kind = "uitofp" if src in ("bool", "uint8") else "sitofp"
+            return Value(fb.op(f"{kind} {x.ty} {x.ref} to {dst}"), dtype)
+        if is_float(src):
+            return Value(fb.op(f"call {dst} @llvm.fptosi.sat.{dst}.{x.ty}({x.ty} {x.ref})"), dtype)
+        sbits = 1 if src == "bool" else ITEMSIZE[src] * 8
+        dbits = ITEMSIZE[dtype] * 8
+        if sbits == dbits:
+            return Value(x.ref, dtype)
+        if sbits > dbits:
+            return Value(fb.op(f"trunc {x.ty} {x.ref} to {dst}"), dtype)
+        kind = "zext" if src in ("bool", "uint8") else "sext"
+        return Value(fb.op(f"{kind} {x.ty} {x.ref} to {dst}"), dtype)
+
+    def _bin(self, fop: str, iop: str, x: Value, y: Value) -> Value:
+        if is_float(x.dtype):
+            return Value(self.fb.op(f"{fop} {FMF} {x.ty} {x.ref}, {y.ref}"), x.dtype)
+        return Value(self.fb.op(f"{iop} {x.ty} {x.ref}, {y.ref}"), x.dtype)
+
+    # -- arithmetic
+    def add(self, x, y):
+        return self._bin("fadd", "or" if x.dtype == "bool" else "add", x, y)
+
+    def sub(self, x, y):
+        return self._bin("fsub", "xor" if x.dtype == "bool" else "sub", x, y)
+
+    def mul(self, x, y):
+        return self._bin("fmul", "and" if x.dtype == "bool" else "mul", x, y)
+
+    def div(self, x, y):
+        return Value(self.fb.op(f"fdiv {FMF} {x.ty} {x.ref}, {y.ref}"), x.dtype)
+
+    def neg(self, x):
+        if is_float(x.dtype):
+            return Value(self.fb.op(f"fneg {FMF} {x.ty} {x.ref}"), x.dtype)
+        return Value(self.fb.op(f"sub {x.ty} 0, {x.ref}"), x.dtype)
+
+    def pow(self, x, y):
+        return Value(self.fb.math("pow", x.dtype, [x.ref, y.ref]), x.dtype)
+
+    def _unary_math(self, name: str, x: Value) -> Value:
+        return Value(self.fb.math(name, x.dtype, [x.ref]), x.dtype)
+
+    def exp(self, x): return self._unary_math("exp", x)
+    def log(self, x): return self._unary_math("log", x)
+    def log1p(self, x): return self._unary_math("log1p", x)
+    def expm1(self, x): return self._unary_math("expm1", x)
+    def sin(self, x): return self._unary_math("sin", x)
+    def cos(self, x): return self._unary_math("cos", x)
+    def tanh(self, x): return self._unary_math("tanh", x)
+
+    def _intrinsic(self, name: str, x: Value, *more: Value) -> Value:
+        suffix = "f32" if x.dtype == "float32" else "f64"
+        args = ", ".join(f"{v.ty} {v.ref}" for v in (x, *more))
+        return Value(self.fb.op(f"call {FMF} {x.ty} @llvm.{name}.{suffix}({args})"), x.dtype)
+
+    def sqrt(self, x):
+        return self._intrinsic("sqrt", x)
+
+    def abs(self, x):
+        if is_float(x.dtype):
+            return self._intrinsic("fabs", x)
+        if x.dtype in ("bool", "uint8"):
+            return x
+        return self.select(self.lt(x, self.zero(x)), self.neg(x), x)
+
+    def sign(self, x):
+        if x.dtype == "bool":
+            return x
+        pos = self.convert(self.gt(x, self.zero(x)), x.dtype)
+        neg = self.convert(self.lt(x, self.zero(x)), x.dtype)
+        s = self.sub(pos, neg)
+        if is_float(x.dtype):  # sign(NaN) is NaN
+            return self.select(self.ne(x, x), x, s)
+        return s
+
+    def maximum(self, x, y):
+        if is_float(x.dtype):
+            return self._intrinsic("maximum", x, y)
+        return self.select(self.ge(x, y), x, y)
+
+    def minimum(self, x, y):
+        if is_float(x.dtype):
+            return self._intrinsic("minimum", x, y)
+        return self.select(self.le(x, y), x, y)
+
+    def sigmoid(self, x):
+        one = self.one(x)
+        e = self.exp(self.neg(self.abs(x)))
+        d = self.add(one, e)
+        return self.select(self.ge(x, self.zero(x)), self.div(one, d), self.div(e, d))
+
+    def softplus(self, x):
+        e = self.exp(self.neg(self.abs(x)))
+        return self.add(self.maximum(x, self.zero(x)), self.log1p(e))
+
+    def select(self, c, x, y):
+        return Value(self.fb.op(f"select i1 {c.ref}, {x.ty} {x.ref}, {y.ty} {y.ref}"), x.dtype)
+
+    # -- comparisons and logic (results are bool)
+    def _cmp(self, fcond: str, icond: str, x: Value, y: Value) -> Value:
+        if is_float(x.dtype):
+            return Value(self.fb.op(f"fcmp {fcond} {x.ty} {x.ref}, {y.ref}"), "bool")
+        if x.dtype in ("bool", "uint8") and icond[0] == "s":
+            icond = "u" + icond[1:]
+        return Value(self.fb.op(f"icmp {icond} {x.ty} {x.ref}, {y.ref}"), "bool")
+
+    def lt(self, x, y): return self._cmp("olt", "slt", x, y)
+    def le(self, x, y): return self._cmp("ole", "sle", x, y)
+    def gt(self, x, y): return self._cmp("ogt", "sgt", x, y)
+    def ge(self, x, y): return self._cmp("oge", "sge", x, y)
+    def eq(self, x, y): return self._cmp("oeq", "eq", x, y)
+    def ne(self, x, y): return self._cmp("une", "ne", x, y)
+
+    def and_(self, x, y):
+        x, y = self.convert(x, "bool"), self.convert(y, "bool")
+        return Value(self.fb.op(f"and i1 {x.ref}, {y.ref}"), "bool")
+
+    def or_(self, x, y):
+        x, y = self.convert(x, "bool"), self.convert(y, "bool")
+        return Value(self.fb.op(f"or i1 {x.ref}, {y.ref}"), "bool")
+
+    def not_(self, x):
+        x = self.convert(x, "bool")
+        return Value(self.fb.op(f"xor i1 {x.ref}, true"), "bool")
+
+    def isnan(self, x):
+        return Value(self.fb.op(f"fcmp uno {x.ty} {x.ref}, {x.ref}"), "bool")
+
+
+INTRINSIC_DECLARATIONS = "\n".join(
+    [f"declare {t} @llvm.{n}.{s}({', '.join([t] * k)})"
+     for t, s in (("float", "f32"), ("double", "f64"))
+     for n, k in (("sqrt", 1), ("fabs", 1), ("maximum", 2), ("minimum", 2))]
+    + [f"declare {i} @llvm.fptosi.sat.{i}.{f}({f})"
+       for i in ("i8", "i16", "i32", "i64") for f in ("float", "double")]
+    + ["declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
+       "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)"]
+)
