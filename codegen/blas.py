@@ -114,13 +114,12 @@ def bind_symbols() -> None:
     with _bind_lock:
         if _bound:
             return
-        from .jit import llvm
+        from .jit import add_symbol
 
-        binding = llvm()
         lib = library()
         for routine in _ROUTINES:
             fn = getattr(lib.cdll, lib.cblas(routine))
-            binding.add_symbol(_ALIAS + routine, ctypes.cast(fn, ctypes.c_void_p).value)
+            add_symbol(_ALIAS + routine, ctypes.cast(fn, ctypes.c_void_p).value)
         _bound = True
 
 

@@ -1,4 +1,4 @@
-"""Compile cache: skip LLVM entirely for IR that was compiled before.
+"""Compile cache: skip LLVM (and, for whole programs, the lowering) for code compiled before.
 
 Why: an O3 compile of a real graph takes 0.5-1.6 s, loading its object code 3 ms (llvm-notes
 section 5).  Compiled modules are kept in memory for this process and their object code on disk
@@ -7,6 +7,15 @@ next one.  The key covers everything that changes the machine code: the IR text,
 llvmlite and LLVM versions, target triple, CPU name and feature string, and the opt level.
 Object code never contains raw addresses of external functions (BLAS, libm, libmvec are bound
 by name when loading), so it is valid in any process on the same machine type.
+
+Two levels.  ``compile_cached`` keys on IR text (``<key>.o``).  Whole programs of the llvm
+backend are also kept under a key computed *before* lowering (:func:`program_key`: a canonical
+signature of the rewritten graph, see :mod:`codegen.signature`, plus a hash of the compiler's
+own source files, so editing the lowering invalidates them): ``<key>.sgp`` holds the object
+code and the metadata the program needs besides it (``marshal``-ed plain data), so a warm
+start in a new process does no lowering and no LLVM work but loading.  Files are validated
+(magic, sha256, then the metadata's format and structure) and written atomically; anything
+unreadable is ignored and recompiled.
 """
 
 from __future__ import annotations
@@ -14,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import marshal
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,13 +33,17 @@ from typing import Any
 
 from .jit import CompiledModule
 
-__all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "clear_cache", "compile_cached"]
+__all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "clear_cache", "compile_cached",
+           "load_program", "program_key", "source_fingerprint", "store_program"]
 
 #: Bump when the meaning of cached object code changes (ABI of generated code, binding scheme).
 CACHE_FORMAT = 1
 _SUFFIX = ".o"
+_PROGRAM_SUFFIX = ".sgp"
+_PROGRAM_MAGIC = b"SGP1"
 
 _memory: dict[str, CompiledModule] = {}
+_programs: dict[str, tuple[CompiledModule, dict]] = {}
 _lock = threading.Lock()
 
 
@@ -57,13 +70,29 @@ def _package_version() -> str:
         return "unknown"
 
 
-def cache_key(ir_text: str, *, opt_level: int = 3, loop_unrolling: bool = True) -> str:
-    """sha256 hex digest identifying the machine code ``ir_text`` compiles to on this host."""
+@functools.cache
+def source_fingerprint() -> str:
+    """sha256 of the source of the ``codegen`` and ``symgraph`` packages (what generates IR)."""
+    h = hashlib.sha256()
+    for pkg in ("codegen", "symgraph"):
+        root = Path(__file__).resolve().parent.parent / pkg
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    h.update(os.path.relpath(path, root.parent).encode() + b"\0")
+                    h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def _host_parts(opt_level: int, loop_unrolling: bool) -> tuple[str, ...]:
     from .jit import host_target
 
     host = host_target()
-    h = hashlib.sha256()
-    for part in (
+    return (
         f"format={CACHE_FORMAT}",
         f"symgraph={_package_version()}",
         f"llvmlite={host.llvmlite_version}",
@@ -73,7 +102,31 @@ def cache_key(ir_text: str, *, opt_level: int = 3, loop_unrolling: bool = True) 
         f"features={host.features}",
         f"opt={opt_level}",
         *(() if loop_unrolling else ("unroll=0",)),
-    ):
+    )
+
+
+def program_key(signature: str, *, opt_level: int = 3, loop_unrolling: bool = True,
+                extra: str = "") -> str:
+    """sha256 hex key of a whole program: its graph ``signature``, the compiler's source
+    (:func:`source_fingerprint`), numpy's and Python's versions (BLAS ABI, object layouts the
+    trampoline reads, the metadata's ``marshal`` format), the host and the options."""
+    import numpy
+
+    h = hashlib.sha256()
+    for part in (*_host_parts(opt_level, loop_unrolling), "kind=program",
+                 f"source={source_fingerprint()}", f"numpy={numpy.__version__}",
+                 f"python={sys.version}|{sys.implementation.cache_tag}|{sys.abiflags}",
+                 f"extra={extra}"):
+        h.update(part.encode())
+        h.update(b"\0")
+    h.update(signature.encode())
+    return h.hexdigest()
+
+
+def cache_key(ir_text: str, *, opt_level: int = 3, loop_unrolling: bool = True) -> str:
+    """sha256 hex digest identifying the machine code ``ir_text`` compiles to on this host."""
+    h = hashlib.sha256()
+    for part in _host_parts(opt_level, loop_unrolling):
         h.update(part.encode())
         h.update(b"\0")
     h.update(ir_text.encode())
@@ -86,6 +139,8 @@ def _with_stats(cm: CompiledModule, stats: dict[str, Any]) -> CompiledModule:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    import tempfile  # only when writing: its imports cost a warm start ~3 ms
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=_SUFFIX)
     try:
@@ -150,16 +205,77 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
         return cm
 
 
+def load_program(key: str, *, disk: bool = True) -> tuple[CompiledModule, dict] | None:
+    """The module and metadata stored under a :func:`program_key`, or ``None``.
+
+    ``stats["cache"]`` is ``"memory"`` or ``"disk"`` (``read``, ``load``).  A file that is
+    truncated, corrupt or of another format is ignored (the caller compiles and overwrites).
+    """
+    from .jit import load_object
+
+    hit = _programs.get(key)
+    if hit is not None:
+        return _with_stats(hit[0], {"cache": "memory", "opt_level": hit[0].stats.get(
+            "opt_level", 3)}), hit[1]
+    if not disk:
+        return None
+    path = cache_dir() / (key + _PROGRAM_SUFFIX)
+    t0 = time.perf_counter()
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        head = len(_PROGRAM_MAGIC)
+        if blob[:head] != _PROGRAM_MAGIC or len(blob) < head + 40:
+            raise ValueError("not a program cache file")
+        body = blob[head + 32:]
+        if hashlib.sha256(body).digest() != blob[head:head + 32]:
+            raise ValueError("checksum mismatch")
+        nmeta = int.from_bytes(body[:8], "little")
+        meta = marshal.loads(body[8:8 + nmeta])
+        code = body[8 + nmeta:]
+        if not isinstance(meta, dict) or meta.get("key") != key or not code:
+            raise ValueError("metadata does not match the key")
+        stats = {"cache": "disk", "opt_level": meta.get("opt_level", 3),
+                 "read": time.perf_counter() - t0}
+        with _lock:
+            cm = load_object(bytes(code), stats)
+    except (ValueError, EOFError, TypeError, RuntimeError, OSError):
+        return None
+    _programs[key] = (cm, meta)
+    return cm, meta
+
+
+def store_program(key: str, cm: CompiledModule, meta: dict, *, disk: bool = True) -> None:
+    """Keep ``cm`` and ``meta`` (dicts, lists, str, int, bool) under ``key``, in memory and
+    (atomically) on disk.  Disk errors are ignored: the cache is an optimisation."""
+    meta = dict(meta, key=key, opt_level=cm.stats.get("opt_level", 3))
+    _programs[key] = (cm, meta)
+    if not disk:
+        return
+    data = marshal.dumps(meta)  # no import cost, unlike json; the key pins Python's version
+    body = len(data).to_bytes(8, "little") + data + cm.object_code
+    try:
+        _write_atomic(cache_dir() / (key + _PROGRAM_SUFFIX),
+                      _PROGRAM_MAGIC + hashlib.sha256(body).digest() + body)
+    except OSError:
+        pass
+
+
 def clear_cache(memory: bool = True, disk: bool = True) -> None:
-    """Forget in-memory modules (already returned ones stay valid) and/or delete cached files."""
+    """Forget in-memory modules and programs (already returned ones stay valid) and/or delete
+    the cache's files (object code, programs and leftover temporary files)."""
     if memory:
         with _lock:
             _memory.clear()
+            _programs.clear()
     if disk:
         d = cache_dir()
         if d.is_dir():
             for p in d.iterdir():
-                if p.suffix == _SUFFIX and p.is_file():
+                if (p.suffix in (_SUFFIX, _PROGRAM_SUFFIX) or p.name.startswith(".tmp-")) \
+                        and p.is_file():
                     try:
                         p.unlink()
                     except FileNotFoundError:

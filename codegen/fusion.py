@@ -13,10 +13,23 @@ Why: the speed of a compiled step comes from few memory passes.  Every variable 
 * ``buffer`` — materialised by its own kernel; ``dead`` — only its shape is used.
 
 The rules are local and bounded (one pass in topological order), as the style guide asks.
+
+In-place updates (:func:`plan_inplace`).  Why: double-buffered parameters cost a write into
+a cold buffer per update, and plain SGD can only fold into the weight-gradient gemm
+(``beta = 1, C = W``) when ``W`` is written where it lives.  A shared variable's value is a
+buffer the program owns (``get_value`` copies, ``set_value`` replaces), so an update may write
+into it when (a) every other reader of the old value runs before the writing kernel (update
+kernels and what depends on them are ordered last; a kernel that reads the variable at another
+index than the one it writes, an output or another update that is the old value, or a later
+reader, forbids it); (b) no fallible kernel (integer-index bounds checks) runs after the
+write, so a failed call still changes no shared variable.  ``Analysis.root`` then maps the
+update expression to the variable's own buffer.  ``W - c * (A @ B)`` whose gemm result has no
+other use is *folded*: one gemm with ``alpha = -c, beta = 1`` into ``W``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from symgraph.graph import Apply, Constant, SharedVariable, Variable, toposort
@@ -82,9 +95,19 @@ class Analysis:
     uses: dict[Variable, list[tuple[Apply, int]]] = field(default_factory=dict)
     kernels: list[Variable] = field(default_factory=list)
     members: dict[Variable, list[Apply]] = field(default_factory=dict)
+    #: update expression -> the shared variable whose buffer it is written into
+    inplace: dict[Variable, Variable] = field(default_factory=dict)
+    #: folded SGD update expression -> (gemm result it absorbs, the 0-d constant scale c)
+    folded: dict[Variable, tuple[Variable, Variable]] = field(default_factory=dict)
 
     def root(self, var: Variable) -> Variable:
-        """The variable whose memory ``var`` lives in (follows aliases)."""
+        """The variable whose memory ``var`` lives in (follows aliases and in-place updates)."""
+        while self.mode.get(var) == "alias":
+            var = var.owner.inputs[0]
+        return self.inplace.get(var, var)
+
+    def base_root(self, var: Variable) -> Variable:
+        """Like :meth:`root` but ignoring in-place updates."""
         while self.mode.get(var) == "alias":
             var = var.owner.inputs[0]
         return var
@@ -94,8 +117,10 @@ def _value_uses(node: Apply) -> list[tuple[int, Variable]]:
     return [(i, x) for i, x in enumerate(node.inputs) if not shape_only(node.op, i)]
 
 
-def analyse(outputs: list[Variable]) -> Analysis:
-    """Decide every variable's mode (see module docstring)."""
+def analyse(outputs: list[Variable], updates=None) -> Analysis:
+    """Decide every variable's mode (see module docstring); with ``updates`` (pairs of shared
+    variable and update expression, the expressions among ``outputs``), also which updates
+    are written in place (:func:`plan_inplace`)."""
     all_nodes = toposort(outputs)
     # liveness: which nodes' values are needed (shape-only uses do not need the value)
     needed: set[Variable] = set(outputs)
@@ -127,6 +152,8 @@ def analyse(outputs: list[Variable]) -> Analysis:
         if an.mode[var] == "buffer":
             an.kernels.append(var)
             an.members[var] = _members(an, node)
+    if updates:
+        plan_inplace(an, list(updates))
     return an
 
 
@@ -224,6 +251,8 @@ def _reads_any(an: Analysis, var: Variable, members: set) -> bool:
 
 def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
     first = group[0]
+    if first in an.folded or var in an.folded:  # a gemm, not a loop
+        return False
     if not (isinstance(first.owner.op, _GROUPABLE) and isinstance(var.owner.op, _GROUPABLE)):
         return False
     shape = tuple(first.shape)
@@ -243,3 +272,147 @@ def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
             elif an.mode.get(x) in ("inline", "view"):
                 stack.append(x.owner)
     return True
+
+
+# --------------------------------------------------------------------------- in-place updates
+#: ops whose kernels check integer indices at run time (may fail after starting)
+def _fallible(an: Analysis, kv: Variable) -> bool:
+    return any(isinstance(n.op, (AdvancedSubtensor, AdvancedIncSubtensor))
+               for n in an.members[kv])
+
+
+def _kernel_reads(an: Analysis, kv: Variable) -> set:
+    """Base roots whose values the kernel of ``kv`` reads."""
+    out = set()
+    for node in an.members[kv]:
+        for _, x in _value_uses(node):
+            if an.mode.get(x) not in ("inline", "view"):
+                out.add(an.base_root(x))
+    return out
+
+
+def _same_shape(a, b) -> bool:
+    return tuple(a.shape) == tuple(b.shape) and all(d is not None for d in a.shape)
+
+
+def _reads_only_at_own_index(an: Analysis, kv: Variable, var: Variable) -> bool:
+    """Does the kernel of ``kv`` (shape of ``var``) read ``var`` only at the index it writes,
+    through elementwise nodes of the full shape?  Then an in-place store is safe."""
+    total = sum(1 for node in an.members[kv] for _, x in _value_uses(node)
+                if an.base_root(x) is var)
+    ok, stack, seen = 0, [kv.owner], set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if not (isinstance(node.op, (Elemwise, Cast)) and _same_shape(node.outputs[0], var)):
+            continue
+        for _, x in _value_uses(node):
+            if x is var:
+                ok += 1
+            elif an.mode.get(x) == "inline" and x.owner in an.members[kv]:
+                stack.append(x.owner)
+    return ok == total
+
+
+def _sgd_fold(an: Analysis, expr: Variable, var: Variable):
+    """``var - c * (A @ B)`` with a 0-d constant ``c`` and a 2-d gemm used only here:
+    (gemm result, c), else None."""
+    node = expr.owner
+    if not (isinstance(node.op, Elemwise) and node.op.scalar_op.name == "sub"):
+        return None
+    w, scaled = node.inputs
+    if w is not var or an.mode.get(scaled) != "inline":
+        return None
+    mul = scaled.owner
+    if not (isinstance(mul.op, Elemwise) and mul.op.scalar_op.name == "mul"):
+        return None
+    c, g = mul.inputs
+    if an.mode.get(g) == "literal":
+        c, g = g, c
+    if an.mode.get(c) != "literal" or g.owner is None or not isinstance(g.owner.op, MatMul):
+        return None
+    scale = float(c.value)
+    if scale == 0 or scale != scale or abs(scale) == float("inf"):  # BLAS skips alpha = 0
+        return None
+    dt = var.dtype
+    if (an.mode.get(g) != "buffer" or len(an.uses.get(g, [])) != 1 or g in an.outputs
+            or dt.name not in ("float32", "float64")
+            or not all(x.dtype == dt for x in (c, g, scaled, expr))
+            or not all(x.ndim == 2 for x in g.owner.inputs)
+            or not _same_shape(g, var) or not _same_shape(expr, var)):
+        return None
+    for x in g.owner.inputs:
+        src = x.owner.inputs[0] if an.mode.get(x) == "view" and is_transpose2d(x.owner.op) \
+            else x
+        if an.mode.get(src) not in ADDRESSABLE or an.base_root(src) is var:
+            return None
+    return g, c
+
+
+def plan_inplace(an: Analysis, updates: list) -> None:
+    """Choose the updates written in place and order the kernels (see module docstring)."""
+    count = Counter(e for _, e in updates)
+    cand: dict[Variable, Variable] = {}
+    for var, e in updates:
+        if (isinstance(var, SharedVariable) and an.mode.get(e) == "buffer" and count[e] == 1
+                and e.owner is not None and e.dtype == var.dtype and _same_shape(e, var)
+                and var not in cand.values()):
+            cand[e] = var
+    # the old value is an output or another update's value: it must survive the call
+    for x in an.outputs:
+        r = an.base_root(x)
+        for e, var in list(cand.items()):
+            if r is var and x is not e:
+                del cand[e]
+    folds = {e: f for e, var in cand.items() if (f := _sgd_fold(an, e, var)) is not None}
+    base_kernels, base_members = list(an.kernels), dict(an.members)
+    for _ in range(len(cand) + 1):
+        fold = {e: folds[e] for e in cand if e in folds}
+        gone = {g for g, _ in fold.values()}
+        kernels = [kv for kv in base_kernels if kv not in gone]
+        for g in gone:
+            an.mode[g] = "inline"
+        members = dict(base_members)
+        for e in fold:
+            members[e] = _members(an, e.owner)
+        for g in gone:
+            an.mode[g] = "buffer"
+        saved = an.members, an.kernels, an.folded
+        an.members, an.folded = members, fold
+        reads = {kv: _kernel_reads(an, kv) for kv in kernels}
+        late: set = set()
+        for kv in kernels:  # update kernels and everything that reads them go last
+            if kv in cand or reads[kv] & late:
+                late.add(kv)
+        order = [kv for kv in kernels if kv not in late] + [kv for kv in kernels if kv in late]
+        an.kernels = order
+        groups = group_kernels(an)  # execution order (scalars may be hoisted)
+        pos = {kv: n for n, kv in enumerate(kv for group in groups for kv in group)}
+        group_of = {kv: group for group in groups for kv in group}
+        last_fallible = max((pos[kv] for kv in order if _fallible(an, kv)), default=-1)
+        drop = set()
+        for e, var in cand.items():
+            if pos[e] <= last_fallible or any(
+                    var in reads[kv] and pos[kv] > pos[e] for kv in order if kv is not e):
+                drop.add(e)
+            # one loop: every member reading var must read it at the index being written
+            elif not all(_reads_only_at_own_index(an, kv, var) for kv in group_of[e]
+                         if var in reads[kv]):
+                drop.add(e)
+        an.members, an.kernels, an.folded = saved
+        if not drop:
+            break
+        for e in drop:
+            del cand[e]
+    else:  # did not settle (cannot happen: each round drops one): no in-place updates
+        return
+    if not cand:
+        return
+    for g in gone:
+        an.mode[g] = "inline"
+    an.members = {kv: members[kv] for kv in order}
+    an.kernels = order
+    an.inplace = dict(cand)
+    an.folded = fold

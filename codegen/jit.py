@@ -3,10 +3,11 @@
 Why this module exists: every compiled graph goes through the same steps (parse, optimise with
 the new pass manager, generate machine code, load it into an MCJIT engine), and the lowering
 should not care about llvmlite's API churn.  llvmlite is imported lazily, on first use, so that
-importing ``symgraph`` stays cheap.  Code generation always goes through an object file
-(``TargetMachine.emit_object``) which is then loaded into an MCJIT engine: the object bytes are
-exactly what the disk cache (:mod:`codegen.cache`) stores, so a cached and a fresh compile run
-the same loading path.
+importing ``symgraph`` stays cheap; loading cached object code does not import
+``llvmlite.binding`` at all when :mod:`codegen.llvmffi` supports the installed llvmlite.  Code
+generation always goes through an object file (``TargetMachine.emit_object``) which is then
+loaded into an MCJIT engine: the object bytes are exactly what the disk cache
+(:mod:`codegen.cache`) stores, so a cached and a fresh compile run the same loading path.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ __all__ = [
     "FAST_MATH_FLAGS",
     "CompiledModule",
     "HostTarget",
+    "add_symbol",
     "bind_external_symbols",
     "compile_module",
     "fast_math_flags",
     "function_attributes",
     "host_target",
     "llvm",
+    "load_library_permanently",
     "load_object",
     "target_machine",
 ]
@@ -70,9 +73,51 @@ class HostTarget:
         return f"+{name}" in self.features.split(",")
 
 
+def _use_ffi() -> bool:
+    """Load object code without importing ``llvmlite.binding`` (see :mod:`codegen.llvmffi`)?"""
+    from . import llvmffi
+
+    return llvmffi.available()
+
+
+def add_symbol(name: str, address: int) -> None:
+    """``llvm.add_symbol``, without importing ``llvmlite.binding`` when it is not yet."""
+    if _use_ffi():
+        from . import llvmffi
+
+        with _lock:
+            llvmffi.add_symbol(name, address)
+    else:
+        llvm().add_symbol(name, address)
+
+
+def load_library_permanently(filename: str) -> None:
+    """``llvm.load_library_permanently``, without importing ``llvmlite.binding`` if possible."""
+    if _use_ffi():
+        from . import llvmffi
+
+        with _lock:
+            llvmffi.load_library_permanently(filename)
+    else:
+        llvm().load_library_permanently(filename)
+
+
 def host_target() -> HostTarget:
     """Return the (cached) host target description."""
     global _host
+    if _host is None and _use_ffi():
+        import llvmlite
+
+        from . import llvmffi
+
+        with _lock:
+            _host = HostTarget(
+                triple=llvmffi.process_triple(),
+                cpu=llvmffi.host_cpu_name(),
+                features=llvmffi.host_cpu_features(),
+                llvm_version=llvmffi.version_info(),
+                llvmlite_version=llvmlite.__version__,
+            )
     if _host is None:
         binding = llvm()
         import llvmlite
@@ -212,10 +257,18 @@ def load_object(object_code: bytes, stats: dict[str, Any] | None = None) -> Comp
 
     External symbols (libm, libmvec, BLAS) are bound first, see :func:`bind_external_symbols`.
     """
-    binding = llvm()
     stats = {} if stats is None else stats
     t0 = time.perf_counter()
     bind_external_symbols(object_code)
+    if _use_ffi():
+        from . import llvmffi
+
+        host = host_target()
+        with _lock:
+            engine = llvmffi.Engine(object_code, host.triple, host.cpu, host.features)
+        stats["load"] = time.perf_counter() - t0
+        return CompiledModule(object_code=object_code, stats=stats, _engine=engine)
+    binding = llvm()
     with _lock:
         empty = binding.parse_assembly("")
         engine = binding.create_mcjit_compiler(empty, _create_target_machine(3))

@@ -16,8 +16,10 @@ from an int64 *table* that the Python side fills once per shape signature, so on
 function serves every batch size.  Entry point ABI (:mod:`codegen.pycall`):
 ``i32 sg_step(ptr bufs, ptr dims)`` with ``bufs = [inputs, shared values, update targets,
 arena, table, constants]``.  A non-zero return is ``1 + kernel index`` of a kernel that found
-an out-of-bounds index; kernels only ever write the arena and the update targets (buffers the
-caller adopts after success), so a failed call changes no shared variable.
+an out-of-bounds index; kernels only ever write the arena, the update targets (buffers the
+caller adopts after success) and, for in-place updates, the shared variable's own buffer --
+only after every fallible kernel has run (:func:`codegen.fusion.plan_inplace`) -- so a failed
+call changes no shared variable.
 """
 
 from __future__ import annotations
@@ -272,6 +274,13 @@ def _inline_elemwise(k: Kernel, node: Apply, idx: list[str]) -> Value:
     lower = sop.lower
     if lower is None:
         raise node_error(node, "the scalar op has no lower()")
+    if (sop.name == "div" and out.ndim and dtypes[1] in ("float32", "float64")
+            and all(d == 1 for d in node.inputs[1].shape)):
+        # x / s with a loop-invariant s (Adam's bias corrections): one reciprocal, which
+        # LICM hoists out of the loop, and a multiply per element (``arcp`` allows it) --
+        # a vector division costs as much as the memory traffic of the whole update
+        recip = k.sb.div(k.sb.const(1, dtypes[1]), args[1])
+        return k.sb.convert(k.sb.mul(args[0], recip), out_dtype)
     return k.sb.convert(lower(k.sb, *args), out_dtype)
 
 
@@ -398,7 +407,9 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
 
 
 def lower_node(k: Kernel, node: Apply) -> None:
-    from .lowerings import LOWERINGS
+    from .lowerings import LOWERINGS, lower_folded_sgd
+    if node.outputs[0] in k.an.folded:  # W - c * (A @ B) as one gemm into W
+        return lower_folded_sgd(k, node)
     if type(node.op) in INLINE_RULES:
         return lower_elementwise_kernel(k, node)
     rule = LOWERINGS.get(type(node.op))
@@ -420,11 +431,17 @@ def check_lowerable(an: Analysis) -> None:
                 raise node_error(node, f"constant of dtype {x.dtype.name}")
 
 
+#: float32 vector division and square root through the hardware estimates plus one
+#: Newton-Raphson step (~1 ulp; ``arcp``/``afn`` already allow it): a vectorised ``vdivps`` /
+#: ``vsqrtps`` costs more than the memory traffic of an elementwise pass (Adam's update)
+RECIP = '"reciprocal-estimates"="vec-divf:1,vec-sqrtf:1"'
+
+
 def module_header() -> str:
     return "\n".join([
         INTRINSIC_DECLARATIONS,
         "!0 = !{}",
-        f"attributes #0 = {{ nounwind {function_attrs()} }}",
+        f"attributes #0 = {{ nounwind {function_attrs()} {RECIP} }}",
         # the step itself stays one function (sg_epoch calls it instead of a second copy)
         f"attributes #1 = {{ nounwind noinline {function_attrs()} }}",
     ])

@@ -253,6 +253,32 @@ def lower_matmul(k: Kernel, node: Apply) -> None:
         return _naive_matmul(k, node)
 
 
+def lower_folded_sgd(k: Kernel, node: Apply) -> None:
+    """``W <- W - c * (A @ B)`` written in place as ``gemm(alpha=-c, beta=1, C=W)``: no
+    gradient buffer, no update pass (``codegen.fusion.plan_inplace`` chose it)."""
+    expr = node.outputs[0]
+    g, c = k.an.folded[expr]
+    a, b = g.owner.inputs
+    dt = expr.dtype.name
+    k.ctx.uses_blas = True
+    sa, ta = _pointer_operand(k, a)
+    sb_, tb = _pointer_operand(k, b)
+    m, n, kk = k.dim(a, 0), k.dim(b, 1), k.dim(a, 1)
+    pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(expr)  # pc is W's own buffer
+    fb = k.fb
+    work = fb.op(f"mul i64 {k.mul_i64(m, n)}, {kk}")
+    empty = fb.op(f"icmp eq i64 {work}, 0")
+    then = fb.if_begin(empty)  # A @ B is zero (or W empty): W stays as it is
+    fb.emit("ret i32 0")
+    fb.start_block(fb.label("unreachable"))
+    fb.if_end(then)
+    if blas.library().int_bits == 32:
+        m, n, kk = (d if d.isdigit() else fb.op(f"trunc i64 {d} to i32") for d in (m, n, kk))
+    alpha = -float(np.asarray(c.value, dtype=dt)[()])
+    fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=m, n=n, k=kk, trans_a=ta, trans_b=tb,
+                           alpha=alpha, beta=1.0))
+
+
 def _naive_matmul(k: Kernel, node: Apply) -> None:
     a, b = node.inputs
     out = node.outputs[0]

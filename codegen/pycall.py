@@ -42,6 +42,7 @@ __all__ = [
     "KernelContext",
     "bind_python_symbols",
     "make_builtin",
+    "register_trampoline",
     "trampoline_ir",
 ]
 
@@ -108,21 +109,27 @@ def bind_python_symbols() -> None:
     global _bound
     if _bound:
         return
-    from .jit import llvm
+    from .jit import add_symbol
 
-    binding = llvm()
     api = ctypes.pythonapi
     for name in _PY_SYMBOLS:
-        binding.add_symbol(f"sg_{name}", ctypes.cast(getattr(api, name), ctypes.c_void_p).value)
-    binding.add_symbol("sg_Py_None", id(None))
-    binding.add_symbol(
+        add_symbol(f"sg_{name}", ctypes.cast(getattr(api, name), ctypes.c_void_p).value)
+    add_symbol("sg_Py_None", id(None))
+    add_symbol(
         "sg_PyExc_TypeError", ctypes.addressof(ctypes.c_void_p.in_dll(api, "PyExc_TypeError"))
     )
     _bound = True
 
 
-def trampoline_ir(ranks: Sequence[int], nowned: int, name: str = "sg_trampoline") -> str:
-    """IR text of the ``METH_FASTCALL`` trampoline for array arguments of the given ranks."""
+def trampoline_ir(ranks: Sequence[int], nowned: int, name: str = "sg_trampoline", *,
+                  embedded: bool = False) -> str:
+    """IR text of the ``METH_FASTCALL`` trampoline for array arguments of the given ranks.
+
+    ``embedded``: for appending to another module (the backend puts its step's trampoline
+    into the step's own module, so loading it costs nothing extra): private names are
+    prefixed with ``name``, the branch weights are inline metadata, and
+    ``llvm.memcpy`` is declared only when ``embedded`` is false (the host module declares it).
+    """
     nargs = len(ranks)
     nbuf = nargs + nowned
     ndims = max(1, sum(ranks))
@@ -159,22 +166,26 @@ def trampoline_ir(ranks: Sequence[int], nowned: int, name: str = "sg_trampoline"
             f"  call void @llvm.memcpy.p0.p0.i64(ptr %bo, ptr %own, i64 {nowned * _PTR}, i1 0)",
         ]
     lines = "\n".join(body)
+    msg_name = f"@.{name}.msg" if embedded else "@.msg"
+    prof = '!{!"branch_weights", i32 1000, i32 1}' if embedded else "!0"
+    memcpy = "" if embedded else "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)"
+    weights = "" if embedded else '!0 = !{!"branch_weights", i32 1000, i32 1}'
     return f"""
 @sg_Py_None = external global i8
 @sg_PyExc_TypeError = external global ptr
-@.msg = private unnamed_addr constant [{len(msg) + 1} x i8] c"{msg_ir}"
+{msg_name} = private unnamed_addr constant [{len(msg) + 1} x i8] c"{msg_ir}"
 declare void @sg_Py_IncRef(ptr)
 declare ptr @sg_PyLong_FromLong(i64)
 declare void @sg_PyErr_SetString(ptr, ptr)
-declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
+{memcpy}
 
 define ptr @{name}(ptr %self, ptr %args, i64 %nargs) {{
 entry:
   %ok = icmp eq i64 %nargs, {nargs}
-  br i1 %ok, label %body, label %bad, !prof !0
+  br i1 %ok, label %body, label %bad, !prof {prof}
 bad:
   %exc = load ptr, ptr @sg_PyExc_TypeError
-  call void @sg_PyErr_SetString(ptr %exc, ptr @.msg)
+  call void @sg_PyErr_SetString(ptr %exc, ptr {msg_name})
   ret ptr null
 body:
   %bufs = alloca [{max(1, nbuf)} x ptr]
@@ -185,7 +196,7 @@ body:
 {lines}
   %st = call i32 %kernel(ptr %bufs, ptr %dims)
   %zero = icmp eq i32 %st, 0
-  br i1 %zero, label %none, label %status, !prof !0
+  br i1 %zero, label %none, label %status, !prof {prof}
 none:
   call void @sg_Py_IncRef(ptr @sg_Py_None)
   ret ptr @sg_Py_None
@@ -194,8 +205,17 @@ status:
   %r = call ptr @sg_PyLong_FromLong(i64 %st64)
   ret ptr %r
 }}
-!0 = !{{!"branch_weights", i32 1000, i32 1}}
+{weights}
 """
+
+
+def register_trampoline(ranks: Sequence[int], nowned: int, module: Any, address: int) -> None:
+    """Use an already compiled trampoline (``trampoline_ir(..., embedded=True)`` inside
+    ``module``) for every later builtin with these ``(ranks, nowned)``; keeps ``module`` alive.
+    A trampoline registered or compiled earlier for the same key stays in use."""
+    key = (tuple(int(r) for r in ranks), int(nowned))
+    with _lock:
+        _trampolines.setdefault(key, (module, int(address)))
 
 
 def _trampoline(ranks: tuple[int, ...], nowned: int) -> tuple[Any, int]:

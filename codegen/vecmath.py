@@ -68,9 +68,12 @@ def scalar_symbol(name: str, dtype: str) -> str:
 
 @functools.cache
 def _libm() -> ctypes.CDLL:
-    import ctypes.util
+    try:  # glibc's soname: find_library runs ldconfig in a subprocess (1-8 ms per process)
+        return ctypes.CDLL("libm.so.6")
+    except OSError:
+        from ctypes.util import find_library
 
-    return ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        return ctypes.CDLL(find_library("m") or "libm.so.6")
 
 
 @functools.cache
@@ -179,16 +182,15 @@ def bind_symbols() -> None:
     with _bind_lock:
         if _bound:
             return
-        from .jit import llvm
+        from .jit import add_symbol, load_library_permanently
 
-        binding = llvm()
         if _libmvec() is not None:
-            binding.load_library_permanently("libmvec.so.1")
+            load_library_permanently("libmvec.so.1")
         libm = _libm()
         for name in FUNCTIONS:
             for dtype in _IR_TYPE:
                 fn = getattr(libm, _libm_name(name, dtype))
-                binding.add_symbol(
+                add_symbol(
                     scalar_symbol(name, dtype), ctypes.cast(fn, ctypes.c_void_p).value
                 )
         _bound = True

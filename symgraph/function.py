@@ -223,7 +223,8 @@ class Function:
         if shuffle is not None:
             order = np.random.default_rng(shuffle).permutation(n)
             arrays = [a[order] for a in arrays]
-        saved = [(var, var._value) for var in self.shared]
+        # copies: a backend may update a shared variable's buffer in place
+        saved = [(var, var._value.copy()) for var in self.shared]
         try:
             steps = [self(*[a[i:i + batch_size] for a in arrays])
                      for i in range(0, n, batch_size)]

@@ -121,3 +121,249 @@ def test_key_and_corrupt_file(cache_env):
     cache.clear_cache(memory=True, disk=False)
     cm = cache.compile_cached(KERNEL_IR)
     assert cm.stats["cache"] == "miss"
+
+
+# --------------------------------------------------------------------------- program cache
+
+PROGRAM_CHILD = """
+import json, sys
+import numpy as np, symgraph as sg
+from codegen import backend, cache, jit
+calls = {"lower": 0, "compile": 0, "cached": 0}
+lower, compile_module = backend.LLVMProgram._lower, jit.compile_module
+compile_cached = cache.compile_cached
+def counting_cached(*a, **k):
+    calls["cached"] += 1
+    return compile_cached(*a, **k)
+cache.compile_cached = counting_cached
+def counting_lower(self):
+    calls["lower"] += 1
+    return lower(self)
+def counting_compile(*a, **k):
+    calls["compile"] += 1
+    return compile_module(*a, **k)
+backend.LLVMProgram._lower = counting_lower
+jit.compile_module = counting_compile
+x = sg.tensor("x", ("batch", 6), "float32"); y = sg.tensor("y", ("batch",), "int64")
+rng = np.random.default_rng(0)
+w = sg.shared(rng.normal(size=(6, 4)).astype("float32"), name="w")
+b = sg.shared(np.zeros(4, "float32"), name="b")
+loss = sg.nn.cross_entropy(sg.nn.relu(x @ w + b) * 0.5, y)
+gw, gb = sg.grad(loss, [w, b])
+f = sg.function([x, y], loss, updates={w: w - 0.1 * gw, b: b - 0.1 * gb})
+counted = dict(calls)
+X = rng.normal(size=(5, 6)).astype("float32"); Y = rng.integers(0, 4, 5)
+losses = [float(f(X, Y)) for _ in range(3)]
+counted["after_calls"] = calls["cached"]  # the step's trampoline is inside its module
+stats = {k: v for k, v in f.compile_stats.items()}
+print(json.dumps({"calls": counted, "stats": stats, "losses": losses,
+                  "w": w.get_value().tolist(), "kernels": [k.name for k in f.kernels],
+                  "binding": "llvmlite.binding" in sys.modules}))
+"""
+
+
+def _program_child(cache_dir: Path) -> dict:
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_dir), PYTHONPATH=str(ROOT))
+    env.pop("SYMGRAPH_LLVM_FFI", None)
+    out = subprocess.run(
+        [sys.executable, "-c", PROGRAM_CHILD], env=env, capture_output=True, text=True,
+        check=True, cwd=ROOT,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def test_second_process_skips_lowering_and_llvm(cache_env):
+    first = _program_child(cache_env)
+    assert first["calls"] == {"lower": 1, "compile": 1, "cached": 0, "after_calls": 0}
+    assert first["stats"]["cache"] == "miss" and first["stats"]["lowered"] is True
+    assert len(list(cache_env.glob("*.sgp"))) == 1
+    second = _program_child(cache_env)
+    # no lowering, no LLVM optimisation, no separate trampoline
+    assert second["calls"] == {"lower": 0, "compile": 0, "cached": 0, "after_calls": 0}
+    st = second["stats"]
+    assert st["cache"] == "disk" and st["cache_level"] == "program" and st["lowered"] is False
+    assert st["lower"] == 0.0 and st["llvm_optimize"] == 0.0 and st["machine_code"] == 0.0
+    assert second["losses"] == first["losses"] and second["w"] == first["w"]
+    assert second["kernels"] == first["kernels"]
+    from codegen import llvmffi
+
+    if llvmffi._version() in llvmffi.SUPPORTED:  # loaded without importing llvmlite.binding
+        assert second["binding"] is False and first["binding"] is True
+
+
+def _mlp_function(act="relu", shape=(6, 4), dtype="float32", scale=0.5, lr=0.1):
+    import numpy as np
+
+    import symgraph as sg
+
+    x = sg.tensor("x", ("batch", shape[0]), dtype)
+    w = sg.shared(np.linspace(-1, 1, shape[0] * shape[1]).reshape(shape).astype(dtype),
+                  name="w")
+    h = getattr(sg.nn, act)(x @ w) * scale
+    loss = sg.sum(h * h)
+    return sg.function([x], loss, updates={w: w - lr * sg.grad(loss, w)}), x, w
+
+
+def test_changed_graph_misses_equal_graph_hits(cache_env):
+    import numpy as np
+
+    f0, _, _ = _mlp_function()
+    assert f0.compile_stats["lowered"] is True
+    again, _, _ = _mlp_function()  # new Variables, same graph: a program hit, no lowering
+    assert again.compile_stats["lowered"] is False
+    assert again.compile_stats["cache"] == "memory"
+    for changed in (dict(act="sigmoid"), dict(shape=(6, 3)), dict(dtype="float64"),
+                    dict(scale=0.25), dict(lr=0.2)):
+        f, _, _ = _mlp_function(**changed)
+        assert f.compile_stats["lowered"] is True, changed
+    X = np.ones((3, 6), "float32")
+    f1, _, w1 = _mlp_function()
+    f2, _, w2 = _mlp_function(scale=0.25)
+    assert f1.compile_stats["lowered"] is False and f2.compile_stats["lowered"] is False
+    assert float(f1(X)) != float(f2(X))  # the constant is really part of the key
+
+
+def test_program_hit_introspection_lowers_on_demand(cache_env):
+    import numpy as np
+
+    f1, _, _ = _mlp_function()
+    text = f1.llvm_ir(optimized=False)
+    cache.clear_cache(memory=True, disk=False)
+    f2, _, _ = _mlp_function()
+    st = f2.compile_stats
+    assert st["lowered"] is False and st["cache"] == "disk"
+    assert "ir_text" not in vars(f2.program)
+    assert f2.llvm_ir(optimized=False) == text  # lowered lazily, identical
+    assert "sg_step" in f2.asm()
+    rows = f2.profile(np.ones((3, 6), "float32"), n=2)
+    assert len(rows) == len(f2.kernels)
+
+
+def test_corrupt_program_metadata_recompiles(cache_env):
+    import hashlib
+    import marshal
+
+    import numpy as np
+
+    f1, _, _ = _mlp_function()
+    ref = float(f1(np.ones((3, 6), "float32")))
+    (path,) = cache_env.glob("*.sgp")
+    good = path.read_bytes()
+
+    def rewrite(meta_edit):
+        body = good[36:]
+        n = int.from_bytes(body[:8], "little")
+        meta = marshal.loads(body[8:8 + n])
+        meta_edit(meta)
+        data = marshal.dumps(meta)
+        new = len(data).to_bytes(8, "little") + data + body[8 + n:]
+        path.write_bytes(good[:4] + hashlib.sha256(new).digest() + new)
+
+    def bad_kernel(meta):
+        meta["program"]["kernels"][0]["reads"] = [10 ** 6]
+
+    def bad_format(meta):
+        meta["program"]["format"] = -1
+
+    def bad_slot(meta):
+        meta["program"]["slots"] = [["nonsense", 0]]
+
+    corruptions = [lambda: path.write_bytes(good[:50]),  # truncated
+                   lambda: path.write_bytes(b"garbage"),
+                   lambda: path.write_bytes(good[:-1] + bytes([good[-1] ^ 1])),  # checksum
+                   lambda: rewrite(bad_kernel), lambda: rewrite(bad_format),
+                   lambda: rewrite(bad_slot)]
+    for corrupt in corruptions:
+        corrupt()
+        cache.clear_cache(memory=True, disk=False)
+        f, _, _ = _mlp_function()
+        assert f.compile_stats["lowered"] is True
+        assert float(f(np.ones((3, 6), "float32"))) == ref
+        assert path.read_bytes() == good  # rewritten cleanly
+
+
+def test_clear_cache_removes_programs(cache_env):
+    _mlp_function()
+    assert list(cache_env.glob("*.sgp")) and list(cache_env.glob("*.o"))
+    cache.clear_cache()
+    assert not list(cache_env.iterdir())
+    f, _, _ = _mlp_function()
+    assert f.compile_stats["cache"] == "miss" and f.compile_stats["lowered"] is True
+
+
+def test_program_key_covers_options_and_source(cache_env):
+    sig = "some graph"
+    key = cache.program_key(sig)
+    assert key == cache.program_key(sig) != cache.program_key(sig + " ")
+    assert key != cache.program_key(sig, opt_level=2)
+    assert key != cache.program_key(sig, loop_unrolling=False)
+    assert len(cache.source_fingerprint()) == 64
+
+
+def test_code_outside_the_package_is_not_program_cached():
+    import types
+
+    from codegen import signature
+    from symgraph.graph import Op
+
+    class LocalOp(Op):  # its lowering could change without the source fingerprint changing
+        pass
+
+    with pytest.raises(signature.Unsupported):
+        signature._check_own_code(types.SimpleNamespace(op=LocalOp()))
+    with pytest.raises(signature.Unsupported):
+        signature._canon(object())
+    assert signature._canon((1, 0.5, None, "a")) == signature._canon([1, 0.5, None, "a"])
+
+
+def test_compile_stats_report_every_stage(cache_env):
+    f, _, _ = _mlp_function()
+    st = f.compile_stats
+    for stage in ("rewrite", "analyse", "llvm_init", "signature", "program_load", "lower",
+                  "llvm_optimize", "machine_code", "load", "compile_total"):
+        assert isinstance(st[stage], float) and st[stage] >= 0.0, stage
+    assert st["cache"] == "miss" and st["cache_level"] == "ir" and st["lowered"] is True
+    assert st["llvm_optimize"] > 0 and st["machine_code"] > 0 and st["lower"] > 0
+
+
+FFI_CHILD = """
+import json, sys
+import numpy as np, symgraph as sg
+from codegen import jit, llvmffi
+assert llvmffi.available()
+host = jit.host_target()
+x = sg.tensor("x", ("b", 3), "float64")
+f = sg.function([x], sg.sum(sg.exp(x) * 2), backend="llvm")  # from the disk cache
+assert "llvmlite.binding" not in sys.modules and f.compile_stats["cache"] == "disk"
+g = sg.function([x], sg.sum(sg.tanh(x) * 3), backend="llvm")  # compiled: imports llvmlite
+import llvmlite.binding as llvm
+X = np.arange(6.0).reshape(2, 3)
+print(json.dumps({
+    "host": [host.triple, host.cpu, host.features, list(host.llvm_version)],
+    "llvmlite": [llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                 llvm.get_host_cpu_features().flatten(), list(llvm.llvm_version_info)],
+    "f": float(f(X)), "g": float(g(X)), "g_stats": g.compile_stats["cache"],
+    "ref": [float(np.sum(np.exp(X) * 2)), float(np.sum(np.tanh(X) * 3))],
+    "f_again": float(f(X))}))
+"""
+
+
+def test_ffi_loader_matches_llvmlite_and_mixes_with_it(cache_env):
+    from codegen import llvmffi
+
+    if llvmffi._version() not in llvmffi.SUPPORTED:
+        pytest.skip("llvmlite version not supported by codegen.llvmffi")
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_env), PYTHONPATH=str(ROOT))
+    env.pop("SYMGRAPH_LLVM_FFI", None)
+    warm = ("import symgraph as sg\n"
+            "x = sg.tensor('x', ('b', 3), 'float64')\n"
+            "sg.function([x], sg.sum(sg.exp(x) * 2), backend='llvm')\n")
+    subprocess.run([sys.executable, "-c", warm], env=env, check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", FFI_CHILD], env=env, capture_output=True,
+                         text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["host"] == res["llvmlite"]  # same key whichever way LLVM was reached
+    assert res["g_stats"] == "miss"
+    assert res["f"] == pytest.approx(res["ref"][0]) and res["g"] == pytest.approx(res["ref"][1])
+    assert res["f_again"] == res["f"]
