@@ -60,16 +60,7 @@ def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
     """Values of ``outputs`` given values for the graph's inputs and shared variables."""
     env: dict[Variable, np.ndarray] = dict(values)
     for node in toposort(outputs):
-        args = []
-        for inp in node.inputs:
-            if inp in env:
-                args.append(env[inp])
-            elif isinstance(inp, Constant):
-                args.append(inp.value)
-            elif isinstance(inp, SharedVariable):
-                args.append(inp._value)
-            else:
-                raise EvaluationError(f"no value for input {inp!r}")
+        args = [_value_of(inp, env) for inp in node.inputs]
         ctx = NodeContext(node, bindings)
         try:
             with np.errstate(over="ignore", under="ignore"):
@@ -85,14 +76,14 @@ def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
             if problem:
                 raise _node_error(node, args, f"output shape: {problem}")
             env[var] = result
-    out = []
-    for var in outputs:
-        if var in env:
-            out.append(env[var])
-        elif isinstance(var, Constant):
-            out.append(var.value)
-        elif isinstance(var, SharedVariable):
-            out.append(var._value)
-        else:
-            raise EvaluationError(f"no value for {var!r}")
-    return out
+    return [_value_of(var, env) for var in outputs]
+
+
+def _value_of(var: Variable, env: dict) -> np.ndarray:
+    if var in env:
+        return env[var]
+    if isinstance(var, Constant):
+        return var.value
+    if isinstance(var, SharedVariable):
+        return var._value
+    raise EvaluationError(f"no value for {var!r}: it is not an input of the function")

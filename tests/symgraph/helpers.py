@@ -84,6 +84,11 @@ def numeric_grad(f: Callable, arrays: Sequence, eps: float = 1e-6) -> list[np.nd
     return grads
 
 
+def fd_grad(f: Callable, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``numeric_grad`` of a scalar function of one array."""
+    return numeric_grad(f, [x], eps)[0]
+
+
 def numeric_jacobian(f: Callable, x, eps: float = 1e-6) -> np.ndarray:
     """Central-difference Jacobian of ``f(x)`` (any shape out): shape ``out.shape + x.shape``."""
     x = np.array(x, dtype=np.float64)

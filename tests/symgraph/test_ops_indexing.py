@@ -6,6 +6,7 @@ Oracles: numpy indexing for values; central finite differences in float64 and
 
 import numpy as np
 import pytest
+from helpers import fd_grad
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,22 +15,6 @@ import symgraph as sg
 # the backend fixture is a constant parameter, safe to share between examples
 FIXTURE_OK = settings(suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-def fd_grad(fn, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central finite differences of scalar ``fn`` at ``x`` (float64)."""
-    x = np.array(x, dtype=np.float64)
-    out = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), out.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
-        up = fn(x)
-        flat[i] = saved - eps
-        down = fn(x)
-        flat[i] = saved
-        gflat[i] = (up - down) / (2 * eps)
-    return out
 
 
 def check_index(backend, shape, index, seed=0):

@@ -6,6 +6,7 @@ of the numpy reference for gradients.
 
 import numpy as np
 import pytest
+from helpers import fd_grad
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,22 +17,6 @@ FIXTURE_OK = settings(suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 
 REDUCERS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
-
-
-def fd_grad(fn, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central finite differences of scalar ``fn`` at ``x`` (float64)."""
-    x = np.array(x, dtype=np.float64)
-    out = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), out.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
-        up = fn(x)
-        flat[i] = saved - eps
-        down = fn(x)
-        flat[i] = saved
-        gflat[i] = (up - down) / (2 * eps)
-    return out
 
 
 def np_logsumexp(x, axis=None, keepdims=False):

@@ -6,24 +6,9 @@ differences in float64 of that numpy function for gradients.
 
 import numpy as np
 import pytest
+from helpers import fd_grad
 
 import symgraph as sg
-
-
-def fd_grad(fn, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central finite differences of scalar ``fn`` at ``x`` (float64)."""
-    x = np.array(x, dtype=np.float64)
-    out = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), out.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
-        up = fn(x)
-        flat[i] = saved - eps
-        down = fn(x)
-        flat[i] = saved
-        gflat[i] = (up - down) / (2 * eps)
-    return out
 
 
 def check_op(backend, build, ref, shapes, seed=0, rtol=1e-6, atol=1e-8):
