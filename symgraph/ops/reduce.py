@@ -70,7 +70,17 @@ class Reduce(Op):
         return [TensorType(dtype, reduced_shape(x.shape, self.axes, self.keepdims))]
 
     def perform(self, inputs, ctx):
-        out = self._numpy[self.kind](inputs[0], axis=self.axes, keepdims=self.keepdims)
+        x = inputs[0]
+        if self.kind == "mean":
+            # np.mean's own arithmetic (sum, then divide by the count), without its warning
+            # for an empty batch: the mean of nothing is NaN, as in numpy
+            total = np.sum(x, axis=self.axes, keepdims=self.keepdims,
+                           dtype=ctx.out_dtype if x.dtype.kind != "f" else None)
+            count = int(np.prod([x.shape[a] for a in self.axes]))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = np.true_divide(total, count)
+        else:
+            out = self._numpy[self.kind](x, axis=self.axes, keepdims=self.keepdims)
         return [np.asarray(out, dtype=ctx.out_dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
