@@ -26,7 +26,6 @@ succeeded.  ``call`` reassigns only the variables whose array changed.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +96,7 @@ class LLVMProgram:
             if an.mode.get(expr) == "buffer" and expr not in self.direct:
                 self.direct[expr] = j
         self.target_index = {expr: len(self.args) + n for n, expr in enumerate(self.direct)}
+        self._direct_vars = [self.update_vars[j] for j in self.direct.values()]
         self.consts = [v for v, m in an.mode.items() if m in ("const", "literal")
                        and isinstance(v, Constant)]
         if loop_unrolling is None:  # halves compile time; loops stay vectorised
@@ -627,8 +627,8 @@ class LLVMProgram:
         if extra["bad_update"]:
             raise ValueError(extra["bad_update"])
         if extra["pools"]:
-            chosen = [arrays[pool] if pool.__class__ is int else self._free_target(pool)
-                      for pool in plan.targets]
+            chosen = [arrays[pool] if pool.__class__ is int else self._free_target(pool, var)
+                      for pool, var in zip(plan.targets, self._direct_vars)]
         else:  # every direct update is in place (or there is none)
             chosen = [arrays[pool] for pool in plan.targets]
         status = plan.builtin(*arrays, *chosen)
@@ -660,14 +660,14 @@ class LLVMProgram:
         return outs, new
 
     @staticmethod
-    def _free_target(pool: list) -> np.ndarray:
-        """A buffer of ``pool`` nothing outside the pool references (not a shared variable's
-        current value, not kept by an ``epoch`` for rollback); a new one if all are taken."""
-        for i in range(len(pool)):
-            if sys.getrefcount(pool[i]) == 2:  # the pool's reference and the argument's
-                return pool[i]
-        pool.append(np.empty_like(pool[0]))
-        return pool[-1]
+    def _free_target(pool: list, var: Variable) -> np.ndarray:
+        """The buffer of ``var``'s pair that is not its current value.
+
+        A pool buffer is only ever adopted as ``var``'s own value (outputs, ``get_value``,
+        ``profile`` and ``epoch`` rollback all copy), so the other one is free. Decided by
+        identity, not reference counts, which differ between Python versions.
+        """
+        return pool[1] if pool[0] is var._value else pool[0]
 
     def _raise(self, status: int):
         info = self.kernels[status - 1]

@@ -247,3 +247,18 @@ def test_profile_changes_nothing():
     f.profile(X, np.zeros(4, "int64"), n=3)
     for a, p in zip(before, shared):
         np.testing.assert_array_equal(p.get_value(), a)
+
+
+def test_double_buffered_updates_across_two_functions_never_alias():
+    # swaps cannot be written in place: each function double-buffers its updates, and the
+    # buffer it writes must never be one that a shared variable currently holds
+    a = sg.shared(np.arange(3.0), name="a")
+    b = sg.shared(np.arange(3.0) + 10, name="b")
+    swap = sg.function([], [], updates={a: b, b: a}, backend="llvm")
+    bump = sg.function([], [], updates={a: b + 1, b: a * 2}, backend="llvm")
+    ref_a, ref_b = np.arange(3.0), np.arange(3.0) + 10
+    for step in range(6):
+        (swap if step % 2 else bump)()
+        ref_a, ref_b = (ref_b, ref_a) if step % 2 else (ref_b + 1, ref_a * 2)
+        np.testing.assert_array_equal(a.get_value(), ref_a)
+        np.testing.assert_array_equal(b.get_value(), ref_b)
