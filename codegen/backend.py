@@ -11,7 +11,7 @@ shapes, a *plan* (concrete shapes, an arena, the int64 table of sizes and offset
 is a dict lookup and one builtin call.
 
 ``call`` replaces ``Function.__call__`` with the same checks cached per signature of
-argument dtypes and shapes (a call costs a few microseconds), ``epoch`` runs all full
+argument dtypes and shapes (a repeated call costs about a microsecond), ``epoch`` runs all full
 minibatches in one native call (``sg_epoch``), and ``profile`` times each fused kernel.
 
 Updates are simultaneous and failure-safe.  Most are written *in place*, into the shared
@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -566,50 +567,105 @@ class LLVMProgram:
 
     def call(self, function, args: tuple):
         """``Function.__call__`` with its checks cached per signature of argument dtypes and
-        shapes (the checks depend on nothing else): a repeated call costs a few
-        microseconds.  Same semantics: outputs copied, updates adopted after success."""
-        shared = [v._value for v in self.shared]
+        shapes (the checks depend on nothing else): a repeated call is one dict lookup and
+        the plan's runner (``_runner``).  Same semantics: outputs copied, updates adopted
+        after success."""
+        # the key: (shape, dtype, C-contiguity) of each argument, then each shared value's
+        # shape (plain loops: cheaper than comprehensions on the hot path)
+        key, shared = [], []
         try:
-            key = (tuple([(a.shape, a.dtype, a.flags.c_contiguous) for a in args]),
-                   tuple([v.shape for v in shared]))
-            hit = self._checked.get(key)
+            for a in args:
+                key += (a.shape, a.dtype, a.flags.c_contiguous)
         except AttributeError:  # not all ndarrays: the general path
-            key = hit = None
-        if hit is not None:
-            plan, arrays = hit, [*args, *shared]
-        else:
-            values, bindings = function.check_inputs(args)
-            arrays = [contiguous(values[v]) for v in self.inputs]
-            plan = self._plan_for(arrays + shared, bindings)
-            if key is not None and all(b is a for b, a in zip(arrays, args)):
-                if len(self._checked) >= 64:
-                    self._checked.clear()
-                self._checked[key] = plan
-            arrays += shared
-        extra = plan.extra
-        if extra["pools"] or extra["bad_update"]:
-            outputs, chosen = self._launch(plan, arrays)
-        else:  # the common case, inline: every direct update is in place (or there is none)
-            chosen = [arrays[t] for t in plan.targets]
-            status = plan.builtin(*arrays, *chosen)
-            if status is not None:
-                self._raise(status)
-            outputs = extra["fixed_outputs"]
-            if outputs is None:
-                outputs = self._outputs(plan, arrays, chosen)
-        # adopt the new values (in-place updates already are): fresh arrays of the right
-        # shape and dtype, nothing else references them
-        for var, kind, where, shape in plan.extra["assign"]:
-            if kind == "chosen":
-                var._value = chosen[where]
-            elif kind == "fixed":
-                var._value = where.copy()
-            else:
-                var._value = (chosen if kind == "direct" else arrays)[where].reshape(shape).copy()
-        if function.single:
-            o = outputs[0]
-            return o[()] if o.ndim == 0 else o.copy()
-        return [o[()] if o.ndim == 0 else o.copy() for o in outputs]
+            key = None
+        for v in self.shared:
+            v = v._value
+            shared.append(v)
+            if key is not None:
+                key.append(v.shape)
+        if key is not None:
+            key = tuple(key)
+            run = self._checked.get(key)
+            if run is not None:
+                return run(args, shared)
+        values, bindings = function.check_inputs(args)
+        arrays = [contiguous(values[v]) for v in self.inputs]
+        plan = self._plan_for(arrays + shared, bindings)
+        run = plan.extra.get("run")
+        if run is None:
+            run = plan.extra["run"] = self._runner(plan, function.single)
+        if key is not None and all(b is a for b, a in zip(arrays, args)):
+            if len(self._checked) >= 64:
+                self._checked.clear()
+            self._checked[key] = run
+        return run(arrays, shared)
+
+    def _runner(self, plan: Plan, single: bool):
+        """The rest of ``call`` for one plan, specialised: ``run(inputs, shared values)``
+        launches the step, adopts the new values and returns the copied outputs."""
+        extra, builtin, raise_ = plan.extra, plan.builtin, self._raise
+        outs, assign = extra["fixed_outputs"], extra["assign"]
+        targets = tuple(plan.targets)
+        if not (extra["pools"] or extra["bad_update"] or assign) and outs is not None:
+            # the common case: every direct update is in place (or there is none), the
+            # outputs live in the arena or are constants, no variable changes its array
+            if single:
+                o = outs[0]
+                scalar = o.ndim == 0  # a numpy scalar, else a copy
+                if not targets:
+                    def run(args, shared):
+                        status = builtin(*args, *shared)
+                        if status is not None:
+                            raise_(status)
+                        return o[()] if scalar else o.copy()
+                    return run
+
+                if len(targets) == 1:
+                    t0 = targets[0]
+
+                    def run(args, shared):
+                        arrays = (*args, *shared)
+                        status = builtin(*arrays, arrays[t0])
+                        if status is not None:
+                            raise_(status)
+                        return o[()] if scalar else o.copy()
+                    return run
+                pick = itemgetter(*targets)  # a tuple: two targets or more
+
+                def run(args, shared):
+                    arrays = (*args, *shared)
+                    status = builtin(*arrays, *pick(arrays))
+                    if status is not None:
+                        raise_(status)
+                    return o[()] if scalar else o.copy()
+                return run
+        launch, outputs = self._launch, self._outputs
+
+        def run(args, shared):
+            arrays = [*args, *shared]
+            if extra["pools"] or extra["bad_update"]:
+                outputs_, chosen = launch(plan, arrays)
+            else:  # every direct update is in place (or there is none)
+                chosen = [arrays[t] for t in targets]
+                status = builtin(*arrays, *chosen)
+                if status is not None:
+                    raise_(status)
+                outputs_ = outs if outs is not None else outputs(plan, arrays, chosen)
+            # adopt the new values (in-place updates already are): fresh arrays of the right
+            # shape and dtype, nothing else references them
+            for var, kind, where, shape in assign:
+                if kind == "chosen":
+                    var._value = chosen[where]
+                elif kind == "fixed":
+                    var._value = where.copy()
+                else:
+                    var._value = (chosen if kind == "direct" else
+                                  arrays)[where].reshape(shape).copy()
+            if single:
+                o = outputs_[0]
+                return o[()] if o.ndim == 0 else o.copy()
+            return [o[()] if o.ndim == 0 else o.copy() for o in outputs_]
+        return run
 
     def _plan_for(self, arrays: list[np.ndarray], bindings: dict) -> Plan:
         key = tuple(a.shape for a in arrays)

@@ -461,3 +461,48 @@ def test_fast_call_path_keeps_checks():
         with pytest.raises(TypeError):
             f(X.astype(np.complex128))
     assert isinstance(f(X[0:0]), np.ndarray) and f(X[0:0]).shape == (0, 2)
+
+
+def test_cached_call_runners_match_numpy_backend():
+    # the per-signature runners of ``LLVMProgram.call``: scalar output with in-place updates,
+    # an array output with no updates, several outputs, and the checks that precede them
+    def build(backend):
+        w = sg.shared(np.arange(6.0).reshape(3, 2), name="w", shape=("n", "h"))
+        x = sg.tensor("x", ("b", "n"), "float64")
+        loss = O.sum(O.tanh(x @ w))
+        step = sg.function([x], loss, {w: w - 0.1 * sg.grad(loss, w)}, backend=backend)
+        both = sg.function([x], [x @ w, loss], backend=backend)
+        plus = sg.function([x], x + 1, backend=backend)
+        return w, step, both, plus
+
+    (w1, step1, both1, plus1), (w2, step2, both2, _) = build("llvm"), build("numpy")
+    X = np.linspace(-1, 1, 12).reshape(4, 3)
+    for _ in range(3):
+        a, b = step1(X), step2(X)
+        assert type(a) is type(b) and np.allclose(a, b)
+        np.testing.assert_allclose(w1.get_value(), w2.get_value())
+        for o1, o2 in zip(both1(X), both2(X)):
+            assert type(o1) is type(o2) and np.allclose(o1, o2)
+        out = plus1(X)
+        out[...] = 0  # a copy: the next call is unaffected
+        np.testing.assert_array_equal(plus1(X), X + 1)
+        with pytest.raises(TypeError):
+            step1(X, X)
+        with pytest.raises(TypeError):
+            plus1()
+    # a shared value of another shape after the runner was cached: checked again
+    w1.set_value(np.ones((3, 5)))
+    w2.set_value(np.ones((3, 5)))
+    np.testing.assert_allclose(step1(X), step2(X), atol=1e-12)
+    np.testing.assert_allclose(w1.get_value(), w2.get_value())
+    w1.set_value(np.ones((4, 2)))  # now x's dim 1 must be 4
+    with pytest.raises(ValueError):
+        step1(X)
+    np.testing.assert_array_equal(w1.get_value(), np.ones((4, 2)))
+    i = sg.tensor("i", ("k",), "int64")
+    v = sg.shared(np.ones(3), name="v")
+    g = sg.function([i], O.sum(v[i]), backend="llvm")
+    for _ in range(2):
+        assert g(np.array([0, 2])) == 2.0
+        with pytest.raises(IndexError):
+            g(np.array([0, 3]))
