@@ -12,7 +12,7 @@ numpy; ``symgraph.grad`` sums gradients back to each input's shape.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,7 +53,6 @@ class ScalarOp:
     lower: Callable | None  # (builder, *args) -> builder value
     dtype_rule: Callable = _same
     infix: str | None = None  # "+" for printing
-    differentiable_inputs: tuple = field(default=())
 
 
 class Elemwise(Op):
