@@ -151,6 +151,12 @@ def _format_index_entry(entry) -> str:
     return text if entry.step is None else f"{text}:{sh.format_dim(entry.step)}"
 
 
+def _array_index(pattern: tuple, arrays: list) -> str:
+    """``i, :, j`` for an integer-array index: printed arrays where the pattern has "a"."""
+    it = iter(arrays)
+    return ", ".join(next(it)[0] if p == "a" else ":" for p in pattern)
+
+
 def _format_index(index: Sequence) -> str:
     return ", ".join(_format_index_entry(e) for e in index) or ":"
 
@@ -280,14 +286,11 @@ def _render(node: Apply, args: list[_Expr]) -> _Expr:
     if isinstance(op, Subtensor):
         return f"{_operand(args[0])}[{_format_index(op.index)}]", True
     if isinstance(op, AdvancedSubtensor):
-        arrays = iter(args[1:])
-        index = ", ".join(next(arrays)[0] if p == "a" else ":" for p in op.pattern)
-        return f"{_operand(args[0])}[{index}]", True
+        return f"{_operand(args[0])}[{_array_index(op.pattern, args[1:])}]", True
     if isinstance(op, SubtensorGrad):
         return f"setitem_zeros({args[0][0]}, [{_format_index(op.index)}], {args[1][0]})", True
     if isinstance(op, AdvancedIncSubtensor):
-        arrays = iter(args[2:])
-        index = ", ".join(next(arrays)[0] if p == "a" else ":" for p in op.pattern)
+        index = _array_index(op.pattern, args[2:])
         return f"scatter_add({args[0][0]}, [{index}], {args[1][0]})", True
     parts = [text for text, _ in args] + op_params(node)
     return f"{op_name(op)}({', '.join(parts)})", True
