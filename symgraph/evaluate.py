@@ -49,7 +49,8 @@ def _node_error(node: Apply, values: Sequence, problem: str,
     if node.grad_of is not None:
         tag = f"\n  (gradient node made by the bprop of {node.grad_of.op.name}"
         tag += f" created at {node.grad_of.site})" if node.grad_of.site else ")"
-    message = f"{node.op.name}: {problem}; input shapes {shapes}{where}{tag}"
+    scope = f" in {node.scope}" if node.scope else ""
+    message = f"{node.op.name}{scope}: {problem}; input shapes {shapes}{where}{tag}"
     if cause is not None and type(cause) in _KEPT_TYPES:
         return type(cause)(message)
     return EvaluationError(message)

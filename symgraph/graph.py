@@ -121,6 +121,34 @@ def _current_tag():
     return getattr(_tag_state, "tag", None)
 
 
+# --------------------------------------------------------------------------- name scopes
+
+
+@contextlib.contextmanager
+def name_scope(name: str):
+    """Nodes built inside this block record ``name`` as their ``scope`` (nested: ``a/b``).
+
+    Layers of the model API wrap their graph-building in their own name, so
+    printed graphs, pictures and errors read as the model does.
+
+    >>> with sg.name_scope("dense_1"):
+    ...     h = x @ W + b            # h.owner.scope == "dense_1"
+    """
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"a name scope is a non-empty string without '/', got {name!r}")
+    previous = getattr(_tag_state, "scope", None)
+    _tag_state.scope = name if previous is None else f"{previous}/{name}"
+    try:
+        yield _tag_state.scope
+    finally:
+        _tag_state.scope = previous
+
+
+def current_scope() -> str | None:
+    """The innermost active ``name_scope`` (``"outer/inner"``), or None."""
+    return getattr(_tag_state, "scope", None)
+
+
 # --------------------------------------------------------------------------- variables
 
 
@@ -293,6 +321,11 @@ class Apply:
         self.site = user_site()
         tag = _current_tag()
         self.grad_of, self.grad_call = tag if tag is not None else (None, None)
+        # a gradient node belongs to the scope of the forward node whose bprop made it
+        scope = current_scope()
+        if scope is None and self.grad_of is not None:
+            scope = self.grad_of.scope
+        self.scope: str | None = scope
         self.outputs = [Variable(t, self, i) for i, t in enumerate(output_types)]
 
     @property
@@ -363,7 +396,9 @@ class Op:
             shown = ", ".join(str(x.type) for x in inputs)
             site = user_site()
             where = f"\n  at {site}" if site is not None else ""
-            raise type(err)(f"{self.name}: {err}; inputs {shown}{where}") from None
+            scope = current_scope()
+            name = f"{self.name} in {scope}" if scope else self.name
+            raise type(err)(f"{name}: {err}; inputs {shown}{where}") from None
         return Apply(self, inputs, types)
 
 
@@ -478,3 +513,39 @@ def clients(outputs: Iterable[Variable]) -> dict[Variable, list[tuple[Apply, int
         for i, inp in enumerate(node.inputs):
             table.setdefault(inp, []).append((node, i))
     return table
+
+
+def clone_replace(outputs: Sequence[Variable], replace: dict[Variable, Variable] | None = None,
+                  substitute=None) -> list[Variable]:
+    """``outputs`` rebuilt with ``replace``'s keys swapped for its values (Theano's ``clone``).
+
+    Nodes none of whose inputs changed are shared, not copied; a copied node
+    keeps the creation site, name scope and gradient tags of the node it copies,
+    so errors and pictures still point at the user's code. ``substitute(var,
+    new_inputs)``, if given, is asked first for every op output (with its
+    owner's rebuilt inputs) and may return a replacement (the model API builds
+    inference graphs this way: dropout off, batch norm on running statistics).
+    """
+    mapping: dict[Variable, Variable] = dict(replace or {})
+    for node in toposort(outputs):
+        inputs = [mapping.get(x, x) for x in node.inputs]
+        if all(node.outputs[i] in mapping for i in range(len(node.outputs))):
+            continue
+        if substitute is not None:
+            found = False
+            for out in node.outputs:
+                new = substitute(out, inputs)
+                if new is not None:
+                    mapping[out] = new
+                    found = True
+            if found:
+                continue
+        if all(a is b for a, b in zip(inputs, node.inputs)):
+            continue
+        new_node = node.op.make_node(*inputs)
+        new_node.site, new_node.scope = node.site, node.scope
+        new_node.grad_of, new_node.grad_call = node.grad_of, node.grad_call
+        for old, new in zip(node.outputs, new_node.outputs):
+            new.site, new.name = old.site, old.name
+            mapping[old] = new
+    return [mapping.get(v, v) for v in outputs]

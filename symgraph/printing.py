@@ -602,7 +602,9 @@ def to_networkx(outputs: GraphLike, *, updates: UpdatesLike = None) -> networkx.
     (str or None), ``dtype`` (str), ``shape`` (tuple of int / str for symbolic dims /
     None), ``role`` (input / parameter / constant / forward / gradient / update),
     ``label`` (the ``debugprint`` line), ``grad_of`` (op name of the forward node whose
-    bprop made it, or None) and ``variable`` (the Variable itself). Edge attributes:
+    bprop made it, or None), ``scope`` (the ``sg.name_scope`` — e.g. the model layer — that
+    built it, or None), ``site`` (``file:line`` of the user's code, or None) and
+    ``variable`` (the Variable itself). Edge attributes:
     ``index`` (first input position) and ``indices`` (all positions, e.g. ``x * x``).
     Graph attributes: ``outputs`` (ids) and ``updates`` (shared id -> expression id).
     """
@@ -625,6 +627,8 @@ def to_networkx(outputs: GraphLike, *, updates: UpdatesLike = None) -> networkx.
             role=role_of(var, update_only),
             label=_leaf_line(var) if node is None else _node_line(var, update_only),
             grad_of=None if node is None or node.grad_of is None else op_name(node.grad_of.op),
+            scope=None if node is None else node.scope,
+            site=None if var.site is None else f"{var.site.filename}:{var.site.lineno}",
             variable=var,
         )
     for node in nodes:

@@ -263,6 +263,7 @@ class _Rewriter:
 def _copy_tags(new: Apply, old: Apply) -> None:
     """Creation site and gradient tags of ``old`` onto ``new`` (and its outputs)."""
     new.site, new.grad_of, new.grad_call = old.site, old.grad_of, old.grad_call
+    new.scope = old.scope
     for var in new.outputs:
         var.site = old.site
 
