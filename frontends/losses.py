@@ -1,0 +1,387 @@
+"""Training losses: objects that turn a model's output and its targets into a scalar cost.
+
+``Model.compile(loss=...)`` takes a name, a config dict or a ``Loss``; it asks
+the loss for the targets' graph input (``loss.target(outputs)``), builds
+``loss(outputs, targets)`` and differentiates it with ``sg.grad``. Every loss
+is a composition of stable symgraph ops (log-softmax, softplus, ...) so it
+stays finite and differentiable (twice) for extreme logits, and it checks the
+shapes it is given while the graph is built: a (batch, 1) output against
+(batch,) targets would otherwise broadcast to (batch, batch) and train on
+nonsense without a word.
+
+Every loss is the mean over the batch; see each class for what is summed or
+averaged within one example (Keras' and PyTorch's conventions, noted where
+they differ).
+
+>>> loss = losses.get("cross_entropy")
+>>> y = loss.target(logits)                 # ("batch",) int64 graph input
+>>> cost = loss(logits, y)                   # scalar, logits' dtype
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+import symgraph as sg
+from symgraph import shapes as sh
+
+__all__ = ["BinaryCrossEntropy", "CrossEntropy", "GaussianNLL", "Hinge", "Loss",
+           "MeanAbsoluteError", "MeanSquaredError", "get"]
+
+
+class Loss:
+    """A training loss: ``loss(outputs, targets)`` is a scalar, the mean over the batch.
+
+    Subclasses set ``name`` (the string ``get`` knows them by), implement
+    ``_build`` (after the shared argument checks) and ``target``, and list
+    their constructor arguments in ``get_config``.
+    """
+
+    name: str = ""
+
+    def __call__(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
+        """The scalar loss (in ``outputs``' dtype) of a batch of outputs against targets."""
+        outputs, targets = self._outputs(outputs), _as_variable(targets, self.name)
+        return self._build(outputs, targets)
+
+    def _outputs(self, outputs) -> sg.Variable:
+        outputs = _as_variable(outputs, self.name)
+        if not _is_float(outputs.dtype):
+            raise TypeError(f"{self.name}: the model's outputs must be floats, "
+                            f"got {outputs.dtype.name}")
+        return outputs
+
+    def _build(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
+        raise NotImplementedError
+
+    def target(self, outputs: sg.Variable, name: str = "y") -> sg.Variable:
+        """A new graph input for the targets, shaped for this loss given the model's output."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        """``{"type": name, <constructor arguments>}``; ``get(config)`` rebuilds the loss."""
+        return {"type": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.get_config().items())))
+
+
+# --------------------------------------------------------------------------- shared checks
+# (also used by frontends.metrics, which scores the same outputs against the same targets)
+
+
+def _as_variable(x, who: str) -> sg.Variable:
+    if isinstance(x, sg.Variable):
+        return x
+    if isinstance(x, (np.ndarray, np.generic, int, float, list, tuple)):
+        return sg.constant(np.asarray(x))
+    raise TypeError(f"{who}: expected a symgraph Variable or an array, got {type(x).__name__}")
+
+
+def _is_float(dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+def _dims_clash(a, b) -> bool:
+    """Two dims that cannot be the same length, or that would silently broadcast."""
+    if sh.dims_equal(a, b) is False:
+        return True
+    # only a static 1 broadcasts: 1 against anything not known to be 1 would broadcast
+    return (a == 1) != (b == 1) and a is not None and b is not None
+
+
+def _check_same_shape(who: str, outputs: sg.Variable, targets: sg.Variable) -> None:
+    """Elementwise losses: targets must have exactly the outputs' shape (no broadcasting)."""
+    if targets.ndim != outputs.ndim or any(
+            _dims_clash(a, b) for a, b in zip(outputs.shape, targets.shape)):
+        raise sh.ShapeError(
+            f"{who}: targets of shape {sh.format_shape(targets.shape)} do not match the "
+            f"model's outputs {sh.format_shape(outputs.shape)}; they must have the same shape "
+            "(broadcasting one against the other would average the wrong pairs)")
+
+
+def _check_class_outputs(who: str, outputs: sg.Variable) -> int:
+    """Class scores must be (batch, classes) with a fixed class count; -> classes."""
+    if outputs.ndim != 2:
+        raise sh.ShapeError(f"{who}: the model's outputs must be (batch, classes), "
+                            f"got shape {sh.format_shape(outputs.shape)}")
+    classes = outputs.shape[1]
+    if not sh.is_fixed(classes):
+        raise sh.ShapeError(f"{who}: the number of classes (outputs' dim 1) must be a fixed "
+                            f"int, got {sh.format_dim(classes)}")
+    return classes
+
+
+def _check_class_scores(who: str, outputs: sg.Variable, labels: sg.Variable) -> int:
+    """Outputs (batch, classes) with a fixed class count, integer labels (batch,); -> classes."""
+    classes = _check_class_outputs(who, outputs)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{who}: targets must be integer class labels, got "
+                        f"{labels.dtype.name} (one-hot targets: take their argmax)")
+    if labels.ndim != 1 or _dims_clash(outputs.shape[0], labels.shape[0]):
+        raise sh.ShapeError(
+            f"{who}: labels must be (batch,) matching outputs {sh.format_shape(outputs.shape)}, "
+            f"got shape {sh.format_shape(labels.shape)}")
+    return classes
+
+
+def _label_scores(scores: sg.Variable, labels: sg.Variable) -> sg.Variable:
+    """``scores[i, labels[i]]`` as a (batch, 1) column.
+
+    With a known batch dim this is integer-array indexing, whose run-time
+    bounds check rejects a label >= classes. With an unknown batch dim
+    (``arange`` needs a length) it is a masked row sum, where an out-of-range
+    label picks nothing (0) — name the batch dim to get the check.
+    """
+    if scores.shape[0] is not None:
+        picked = scores[sg.arange(scores.shape[0]), labels]
+        return sg.expand_dims(picked, 1)
+    mask = sg.equal(sg.expand_dims(labels, 1), sg.arange(scores.shape[1], labels.dtype))
+    # where, not mask * scores: 0 * inf would be NaN for an infinite score elsewhere in the row
+    return sg.sum(sg.where(mask, scores, 0), axis=1, keepdims=True)
+
+
+def _label_target(who: str, outputs: sg.Variable, name: str) -> sg.Variable:
+    _check_class_outputs(who, outputs)
+    return sg.tensor(name, shape=(outputs.shape[0],), dtype="int64")
+
+
+def _check_number(who: str, arg: str, value, minimum: float | None = 0.0) -> float:
+    """A finite Python float (``>= minimum`` unless that is None), or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{who}: {arg} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum:g}"
+        raise ValueError(f"{who}: {arg} must be a finite number{bound}, got {value!r}")
+    return value
+
+
+def _lookup(identifier, registry: Mapping[str, Callable], base: type, kind: str):
+    """``get`` for losses, metrics and regularizers: a name, a config dict or an instance."""
+    if isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, str):
+        config = {"type": identifier}
+    elif isinstance(identifier, Mapping):
+        config = dict(identifier)
+        if "type" not in config:
+            raise ValueError(f"a {kind} config needs a 'type' key, got {dict(identifier)!r}")
+    else:
+        raise TypeError(f"a {kind} is given by name, config dict or {base.__name__} object, "
+                        f"not {type(identifier).__name__}")
+    key = config.pop("type")
+    factory = registry.get(key) if isinstance(key, str) else None
+    if factory is None:
+        raise ValueError(f"unknown {kind} {key!r}; valid names: {', '.join(sorted(registry))}")
+    try:
+        return factory(**config)
+    except TypeError as err:
+        raise TypeError(f"{kind} {key!r}: bad arguments {config!r}: {err}") from None
+
+
+# --------------------------------------------------------------------------- the losses
+
+
+class CrossEntropy(Loss):
+    """Softmax cross-entropy from logits (batch, classes) and integer labels (batch,).
+
+    ``mean_i [logsumexp(z_i) - z_i[y_i]]``, through ``sg.nn.cross_entropy``
+    (log-softmax with a max shift: finite for any finite logits). Equals
+    ``torch.nn.functional.cross_entropy`` and Keras'
+    ``SparseCategoricalCrossentropy(from_logits=True)``.
+    """
+
+    name = "cross_entropy"
+
+    def _build(self, outputs, targets):
+        _check_class_scores(self.name, outputs, targets)
+        return sg.nn.cross_entropy(outputs, targets)
+
+    def target(self, outputs, name="y"):
+        return _label_target(self.name, self._outputs(outputs), name)
+
+
+class BinaryCrossEntropy(Loss):
+    """Sigmoid cross-entropy from logits; targets in [0, 1] with the outputs' shape.
+
+    ``mean over all elements of softplus(z) - y z`` (= ``-y log s(z) - (1-y)
+    log(1 - s(z))`` without ever computing ``log(0)``), as
+    ``torch.nn.functional.binary_cross_entropy_with_logits``. Targets are cast
+    to the outputs' dtype; soft targets are allowed.
+    """
+
+    name = "binary_cross_entropy"
+
+    def _build(self, outputs, targets):
+        _check_same_shape(self.name, outputs, targets)
+        return sg.nn.binary_cross_entropy(outputs, targets)
+
+    def target(self, outputs, name="y"):
+        outputs = self._outputs(outputs)
+        return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
+
+
+class MeanSquaredError(Loss):
+    """Mean over all elements of ``(outputs - targets)^2`` (Keras and torch ``mse_loss``)."""
+
+    name = "mse"
+
+    def _build(self, outputs, targets):
+        _check_same_shape(self.name, outputs, targets)
+        return sg.nn.mse(outputs, targets)
+
+    def target(self, outputs, name="y"):
+        outputs = self._outputs(outputs)
+        return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
+
+
+class MeanAbsoluteError(Loss):
+    """Mean over all elements of ``|outputs - targets|`` (torch ``l1_loss``).
+
+    The gradient at an exact fit is 0 (the subgradient ``sign(0)``).
+    """
+
+    name = "mae"
+
+    def _build(self, outputs, targets):
+        _check_same_shape(self.name, outputs, targets)
+        return sg.mean(sg.abs(outputs - sg.cast(targets, outputs.dtype)))
+
+    def target(self, outputs, name="y"):
+        outputs = self._outputs(outputs)
+        return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
+
+
+class Hinge(Loss):
+    """Multiclass SVM hinge loss (Weston-Watkins, as in cs231n), integer labels.
+
+    ``mean_i sum_{j != y_i} max(0, s_ij - s_i,y_i + margin)``. The sum over
+    classes is *not* divided by the number of classes, whereas
+    ``torch.nn.functional.multi_margin_loss`` divides by it (ours = torch's
+    times ``classes``). At a kink (a margin exactly met) the gradient is 0.
+    """
+
+    name = "hinge"
+
+    def __init__(self, margin: float = 1.0):
+        self.margin = _check_number("Hinge", "margin", margin)
+
+    def _build(self, outputs, targets):
+        _check_class_scores(self.name, outputs, targets)
+        correct = _label_scores(outputs, targets)
+        margins = sg.nn.relu(outputs - correct + self.margin)
+        # the j == y term is max(0, margin) = margin for every example: subtract it exactly
+        # rather than masking, so no label-shaped mask is needed on top of the gather
+        per_example = sg.sum(margins, axis=1) - self.margin
+        return sg.mean(per_example)
+
+    def target(self, outputs, name="y"):
+        return _label_target(self.name, self._outputs(outputs), name)
+
+    def get_config(self):
+        return {"type": self.name, "margin": self.margin}
+
+
+class GaussianNLL(Loss):
+    """Gaussian negative log-likelihood with a learned variance (heteroscedastic regression).
+
+    Convention: the model's output has ``2k`` columns; the first ``k`` are the
+    mean ``mu``, the last ``k`` the *log*-variance ``v`` (any real number, so
+    the last layer needs no positivity constraint). Targets are (batch, k).
+
+    ``loss = mean_i sum_k 0.5 (v_ik + (y_ik - mu_ik)^2 exp(-v_ik) + log(2 pi))``:
+    the full negative log-density, summed over the ``k`` outputs of one
+    example and averaged over the batch. ``torch.nn.functional.gaussian_nll_loss``
+    differs in three ways: it takes the variance ``exp(v)``, drops the
+    ``log(2 pi)`` term unless ``full=True``, and (``reduction="mean"``)
+    averages over the ``k`` outputs too (ours = torch's, full, times ``k``).
+
+    ``min_log_var`` (default None: the exact formula) clamps the log-variance
+    from below in the forward pass only, as torch's ``eps`` does for the
+    variance: the gradient passes through as if unclamped (straight-through),
+    so a collapsing variance can still recover. Without it, ``exp(-v)``
+    overflows once ``v`` is below about -88 (float32) or -709 (float64).
+    """
+
+    name = "gaussian_nll"
+
+    def __init__(self, min_log_var: float | None = None):
+        if min_log_var is not None:
+            min_log_var = _check_number("GaussianNLL", "min_log_var", min_log_var, None)
+        self.min_log_var = min_log_var
+
+    def _mean_columns(self, outputs) -> int:
+        if outputs.ndim != 2:
+            raise sh.ShapeError(f"{self.name}: the model's outputs must be (batch, 2k): k means "
+                                f"then k log-variances, got shape "
+                                f"{sh.format_shape(outputs.shape)}")
+        width = outputs.shape[1]
+        if not sh.is_fixed(width) or width % 2 or width == 0:
+            raise sh.ShapeError(
+                f"{self.name}: the model's outputs need a fixed, even, non-zero number of "
+                f"columns (k means then k log-variances), got {sh.format_dim(width)}")
+        return width // 2
+
+    def _build(self, outputs, targets):
+        k = self._mean_columns(outputs)
+        if targets.ndim != 2 or _dims_clash(targets.shape[0], outputs.shape[0]) or _dims_clash(
+                targets.shape[1], k):
+            raise sh.ShapeError(
+                f"{self.name}: targets must be (batch, {k}) for outputs "
+                f"{sh.format_shape(outputs.shape)} (k = {k} means, {k} log-variances), got "
+                f"{sh.format_shape(targets.shape)}")
+        targets = sg.cast(targets, outputs.dtype)
+        mean, log_var = outputs[:, :k], outputs[:, k:]
+        if self.min_log_var is not None:
+            clamped = sg.maximum(log_var, self.min_log_var)
+            log_var = log_var + sg.stop_gradient(clamped - log_var)
+        nll = 0.5 * (log_var + sg.square(targets - mean) * sg.exp(-log_var)
+                     + math.log(2 * math.pi))
+        return sg.mean(sg.sum(nll, axis=1))
+
+    def target(self, outputs, name="y"):
+        outputs = self._outputs(outputs)
+        k = self._mean_columns(outputs)
+        return sg.tensor(name, shape=(outputs.shape[0], k), dtype=outputs.dtype)
+
+    def get_config(self):
+        return {"type": self.name, "min_log_var": self.min_log_var}
+
+
+_REGISTRY: dict[str, Callable[..., Loss]] = {
+    "cross_entropy": CrossEntropy,
+    "categorical_crossentropy": CrossEntropy,
+    "sparse_categorical_crossentropy": CrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+    "binary_crossentropy": BinaryCrossEntropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "hinge": Hinge,
+    "gaussian_nll": GaussianNLL,
+}
+_REGISTRY.update({cls.__name__: cls for cls in (
+    CrossEntropy, BinaryCrossEntropy, MeanSquaredError, MeanAbsoluteError, Hinge, GaussianNLL)})
+
+
+def get(identifier: str | Mapping | Loss) -> Loss:
+    """The loss named by ``identifier``: a name (``"mse"``), a config dict or a ``Loss``.
+
+    Unknown names raise ``ValueError`` listing the valid ones.
+
+    >>> get({"type": "hinge", "margin": 2.0})
+    Hinge(margin=2.0)
+    """
+    return _lookup(identifier, _REGISTRY, Loss, "loss")
