@@ -522,11 +522,16 @@ def clone_replace(outputs: Sequence[Variable], replace: dict[Variable, Variable]
     Nodes none of whose inputs changed are shared, not copied; a copied node
     keeps the creation site, name scope and gradient tags of the node it copies,
     so errors and pictures still point at the user's code. ``substitute(var,
-    new_inputs)``, if given, is asked first for every op output (with its
-    owner's rebuilt inputs) and may return a replacement (the model API builds
-    inference graphs this way: dropout off, batch norm on running statistics).
+    rebuilt)``, if given, is asked first for every op output and may return a
+    replacement; ``rebuilt(v)`` gives the new version of any variable the walk
+    has passed (every ancestor of ``var``). The model API builds inference graphs
+    this way: dropout off, batch norm on running statistics.
     """
     mapping: dict[Variable, Variable] = dict(replace or {})
+
+    def rebuilt(v: Variable) -> Variable:
+        return mapping.get(v, v)
+
     for node in toposort(outputs):
         inputs = [mapping.get(x, x) for x in node.inputs]
         if all(node.outputs[i] in mapping for i in range(len(node.outputs))):
@@ -534,7 +539,7 @@ def clone_replace(outputs: Sequence[Variable], replace: dict[Variable, Variable]
         if substitute is not None:
             found = False
             for out in node.outputs:
-                new = substitute(out, inputs)
+                new = substitute(out, rebuilt)
                 if new is not None:
                     mapping[out] = new
                     found = True

@@ -62,7 +62,7 @@ def test_clone_replace_substitute_hook():
     x = sg.tensor("x", (None, 3))
     h = sg.nn.relu(x)
     out = (h * 3.0).sum()
-    [new] = sg.clone_replace([out], substitute=lambda v, ins: sg.tanh(ins[0]) if v is h else None)
+    [new] = sg.clone_replace([out], substitute=lambda v, new: sg.tanh(new(x)) if v is h else None)
     f = sg.function([x], new, backend="numpy")
     X = np.array([[-1.0, 0.5, 2.0]])
     np.testing.assert_allclose(f(X), (np.tanh(X) * 3).sum())
