@@ -1,0 +1,156 @@
+"""Metrics reported during training: accuracy, top-k accuracy, binary accuracy.
+
+``Model.compile(metrics=[...])`` builds each metric's graph next to the loss
+(same outputs, same targets) so the compiled step returns it with the loss;
+``fit`` and ``evaluate`` report it under ``metric.name``. A metric is a
+scalar, the mean over the batch (of a 0/1 score per example), in the
+outputs' float dtype; it has no gradient and is never differentiated.
+
+Outputs are logits (the last layer's pre-activation), as for the losses.
+
+>>> acc = metrics.get("top_3_accuracy")(logits, y)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import symgraph as sg
+from frontends.losses import (
+    _as_variable,
+    _check_class_scores,
+    _check_number,
+    _check_same_shape,
+    _is_float,
+    _label_scores,
+    _lookup,
+)
+
+__all__ = ["Accuracy", "BinaryAccuracy", "Metric", "TopKAccuracy", "get"]
+
+
+class Metric:
+    """``metric(outputs, targets)``: scalar mean over the batch, in the outputs' dtype."""
+
+    name: str = ""
+
+    def __call__(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
+        """The metric of a batch (a graph node; compile it with the loss)."""
+        outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
+        if not _is_float(outputs.dtype):
+            raise TypeError(f"{self.name}: the model's outputs must be floats (logits), got "
+                            f"{outputs.dtype.name}")
+        return sg.mean(sg.cast(self._correct(outputs, targets), outputs.dtype))
+
+    def _correct(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
+        """A boolean per example (per element for binary accuracy): counted as correct."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        """``{"type": ..., <constructor arguments>}``; ``get(config)`` rebuilds the metric."""
+        return {"type": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.get_config().items())))
+
+
+class Accuracy(Metric):
+    """Fraction of examples whose largest logit is at the integer label.
+
+    Outputs (batch, classes), labels (batch,). Ties go to the first maximal
+    class (``argmax``, as numpy and Keras), so an all-equal row is correct
+    only for label 0.
+    """
+
+    name = "accuracy"
+
+    def _correct(self, outputs, targets):
+        _check_class_scores(self.name, outputs, targets)
+        return sg.equal(sg.argmax(outputs, axis=1), targets)
+
+
+class TopKAccuracy(Metric):
+    """Fraction of examples whose label's logit is among the ``k`` largest.
+
+    Ties are resolved in the label's favour: a label is correct when fewer
+    than ``k`` logits are *strictly* greater than its own (so all-equal logits
+    count as correct, as ``tf.math.in_top_k`` does, whereas ``torch.topk``
+    would break the tie by position). A NaN label logit is never correct.
+    ``k >= classes`` makes every non-NaN example correct.
+    """
+
+    def __init__(self, k: int = 5):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"TopKAccuracy: k must be an int >= 1, got {k!r}")
+        self.k = k
+
+    @property
+    def name(self) -> str:
+        return f"top_{self.k}_accuracy"
+
+    def _correct(self, outputs, targets):
+        _check_class_scores(self.name, outputs, targets)
+        label_logit = _label_scores(outputs, targets)
+        above = sg.sum(sg.cast(outputs > label_logit, "int64"), axis=1)
+        not_nan = sg.equal(label_logit[:, 0], label_logit[:, 0])
+        return sg.logical_and(above < self.k, not_nan)
+
+    def get_config(self):
+        return {"type": "top_k_accuracy", "k": self.k}
+
+
+class BinaryAccuracy(Metric):
+    """Fraction of elements whose thresholded logit matches the 0/1 target.
+
+    Outputs are logits, so the prediction is 1 where ``logit > threshold``
+    (default 0.0, i.e. probability > 0.5). A target counts as 1 where it is
+    > 0.5, so soft or smoothed targets are rounded rather than never matching.
+    Targets have the outputs' shape; the mean is over all elements.
+    """
+
+    name = "binary_accuracy"
+
+    def __init__(self, threshold: float = 0.0):
+        self.threshold = _check_number("BinaryAccuracy", "threshold", threshold, None)
+
+    def _correct(self, outputs, targets):
+        _check_same_shape(self.name, outputs, targets)
+        if targets.dtype.kind == "b":
+            positive = targets
+        else:
+            positive = targets > 0.5
+        return sg.equal(outputs > self.threshold, positive)
+
+    def get_config(self):
+        return {"type": self.name, "threshold": self.threshold}
+
+
+_TOP_K = re.compile(r"top_(\d+)_accuracy")
+
+_REGISTRY = {
+    "accuracy": Accuracy, "acc": Accuracy, "Accuracy": Accuracy,
+    "top_k_accuracy": TopKAccuracy, "TopKAccuracy": TopKAccuracy,
+    "binary_accuracy": BinaryAccuracy, "BinaryAccuracy": BinaryAccuracy,
+}
+
+
+def get(identifier: str | Mapping | Metric) -> Metric:
+    """The metric named by ``identifier``: a name, a config dict or a ``Metric``.
+
+    Names: ``"accuracy"``, ``"binary_accuracy"``, ``"top_k_accuracy"`` (k=5)
+    and ``"top_<k>_accuracy"`` for any k (``"top_3_accuracy"``). Unknown
+    names raise ``ValueError`` listing the valid ones.
+    """
+    if isinstance(identifier, str):
+        match = _TOP_K.fullmatch(identifier)
+        if match:
+            return TopKAccuracy(int(match.group(1)))
+    return _lookup(identifier, _REGISTRY, Metric, "metric")

@@ -1,0 +1,158 @@
+"""``frontends.metrics``: accuracy, top-k and binary accuracy against numpy (ties included)."""
+
+import numpy as np
+import pytest
+import torch
+
+import symgraph as sg
+from frontends import metrics
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(2)
+
+
+def evaluate(metric, outputs, targets, backend, dtype="float64", batch="batch"):
+    z = sg.tensor("z", (batch,) + outputs.shape[1:], dtype)
+    t = sg.tensor("t", (batch,) + targets.shape[1:], targets.dtype)
+    score = metric(z, t)
+    assert score.ndim == 0 and score.dtype == np.dtype(dtype)
+    return sg.function([z, t], score, backend=backend)(outputs.astype(dtype), targets)
+
+
+def tied_logits(rng, shape):
+    # small integers: most rows have ties, some at the maximum
+    return rng.integers(0, 4, size=shape).astype(float)
+
+
+def test_accuracy_matches_numpy_with_ties_to_the_first_maximum(backend, rng):
+    z, labels = tied_logits(rng, (40, 5)), rng.integers(0, 5, 40)
+    expected = np.mean(np.argmax(z, axis=1) == labels)
+    assert any(np.sum(row == row.max()) > 1 for row in z)  # the data does contain ties
+    assert evaluate(metrics.Accuracy(), z, labels, backend) == pytest.approx(expected)
+    # an all-equal row is correct for label 0 only
+    flat = np.zeros((2, 3))
+    assert evaluate(metrics.Accuracy(), flat, np.array([0, 1]), backend) == 0.5
+
+
+def test_accuracy_float32_stays_float32(backend, rng):
+    z, labels = rng.normal(size=(16, 4)), rng.integers(0, 4, 16)
+    value = evaluate(metrics.Accuracy(), z, labels, backend, dtype="float32")
+    assert value.dtype == np.float32
+    assert value == pytest.approx(np.mean(np.argmax(z, axis=1) == labels))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+def test_top_k_accuracy_matches_numpy_with_ties_for_the_label(backend, rng, k):
+    # oracle: correct iff the label's logit is >= the k-th largest logit of its row
+    z, labels = tied_logits(rng, (40, 5)), rng.integers(0, 5, 40)
+    kth_largest = -np.sort(-z, axis=1)[:, min(k, 5) - 1]
+    expected = np.mean(z[np.arange(40), labels] >= kth_largest)
+    assert evaluate(metrics.TopKAccuracy(k), z, labels, backend) == pytest.approx(expected)
+
+
+def test_top_k_accuracy_without_ties_matches_torch_topk(backend, rng):
+    z, labels = rng.normal(size=(30, 6)), rng.integers(0, 6, 30)
+    top = torch.topk(torch.tensor(z), 3, dim=1).indices.numpy()
+    expected = np.mean([labels[i] in top[i] for i in range(30)])
+    assert evaluate(metrics.get("top_3_accuracy"), z, labels, backend) == pytest.approx(expected)
+
+
+def test_top_1_accuracy_is_accuracy_without_ties(backend, rng):
+    z, labels = rng.normal(size=(30, 4)), rng.integers(0, 4, 30)
+    assert (evaluate(metrics.TopKAccuracy(1), z, labels, backend)
+            == evaluate(metrics.Accuracy(), z, labels, backend))
+
+
+def test_top_k_counts_a_nan_label_logit_as_wrong(backend):
+    z = np.array([[np.nan, 1.0, 2.0], [0.0, 1.0, 2.0]])
+    assert evaluate(metrics.TopKAccuracy(3), z, np.array([0, 0]), backend) == 0.5
+
+
+def test_top_k_with_unknown_batch_dim_and_infinite_logits(backend):
+    # the unknown-batch path picks the label's logit with a mask; -inf elsewhere must not NaN
+    z = np.array([[-np.inf, 0.0, 1.0], [5.0, -np.inf, -np.inf], [0.0, 1.0, 2.0]])
+    labels = np.array([1, 0, 0])
+    assert evaluate(metrics.TopKAccuracy(2), z, labels, backend, batch=None) == pytest.approx(
+        2 / 3)
+
+
+def test_top_k_label_out_of_range_raises(backend):
+    z, t = sg.tensor("z", ("batch", 3)), sg.tensor("t", ("batch",), "int64")
+    f = sg.function([z, t], metrics.TopKAccuracy(2)(z, t), backend=backend)
+    with pytest.raises(IndexError):
+        f(np.zeros((2, 3)), np.array([1, 5]))
+
+
+def test_binary_accuracy_thresholds_logits_at_zero(backend, rng):
+    z = rng.normal(size=(20, 3))
+    targets = (rng.uniform(size=(20, 3)) > 0.5).astype(float)
+    expected = np.mean((z > 0) == (targets > 0.5))
+    assert evaluate(metrics.BinaryAccuracy(), z, targets, backend) == pytest.approx(expected)
+    # probability > 0.5 is the same decision as logit > 0
+    p = torch.sigmoid(torch.tensor(z)).numpy()
+    assert expected == np.mean((p > 0.5) == (targets > 0.5))
+
+
+def test_binary_accuracy_threshold_soft_and_bool_targets(backend, rng):
+    z = rng.normal(size=(20, 2))
+    soft = np.clip(rng.normal(0.5, 0.4, (20, 2)), 0, 1)
+    expected = np.mean((z > 0.3) == (soft > 0.5))
+    assert evaluate(metrics.BinaryAccuracy(0.3), z, soft, backend) == pytest.approx(expected)
+    flags = soft > 0.5
+    assert evaluate(metrics.BinaryAccuracy(0.3), z, flags, backend) == pytest.approx(expected)
+    ints = flags.astype(np.int64)
+    assert evaluate(metrics.BinaryAccuracy(0.3), z, ints, backend) == pytest.approx(expected)
+
+
+def test_metrics_reject_bad_inputs():
+    z = sg.tensor("z", ("batch", 4))
+    with pytest.raises(TypeError, match="integer class labels"):
+        metrics.Accuracy()(z, sg.tensor("t", ("batch",)))
+    with pytest.raises(ValueError, match=r"labels must be \(batch,\)"):
+        metrics.TopKAccuracy(2)(z, sg.tensor("t", ("batch", 1), "int64"))
+    with pytest.raises(ValueError, match=r"\(batch, classes\)"):
+        metrics.Accuracy()(sg.tensor("v", ("batch",)), sg.tensor("t", ("batch",), "int64"))
+    with pytest.raises(TypeError, match="must be floats"):
+        metrics.Accuracy()(sg.tensor("zi", ("batch", 4), "int64"),
+                           sg.tensor("t", ("batch",), "int64"))
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.BinaryAccuracy()(sg.tensor("z1", ("batch", 1)), sg.tensor("t", ("batch",)))
+    for k in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="k must be an int >= 1"):
+            metrics.TopKAccuracy(k)
+
+
+def test_names():
+    assert metrics.Accuracy().name == "accuracy"
+    assert metrics.TopKAccuracy(3).name == "top_3_accuracy"
+    assert metrics.TopKAccuracy().name == "top_5_accuracy"
+    assert metrics.BinaryAccuracy().name == "binary_accuracy"
+
+
+@pytest.mark.parametrize("metric", [metrics.Accuracy(), metrics.TopKAccuracy(7),
+                                    metrics.BinaryAccuracy(threshold=-0.5)])
+def test_config_round_trip(metric):
+    config = metric.get_config()
+    rebuilt = metrics.get(config)
+    assert type(rebuilt) is type(metric) and rebuilt.get_config() == config
+    by_name = metrics.get(metric.name)  # the name carries k, not a threshold
+    assert type(by_name) is type(metric) and getattr(by_name, "k", 0) == getattr(metric, "k", 0)
+
+
+def test_get_names_and_errors():
+    assert metrics.get("accuracy") == metrics.Accuracy()
+    assert metrics.get("acc") == metrics.Accuracy()
+    assert metrics.get("top_3_accuracy") == metrics.TopKAccuracy(3)
+    assert metrics.get("top_k_accuracy") == metrics.TopKAccuracy(5)
+    assert metrics.get({"type": "TopKAccuracy", "k": 2}).k == 2
+    assert metrics.get("binary_accuracy") == metrics.BinaryAccuracy(0.0)
+    m = metrics.BinaryAccuracy()
+    assert metrics.get(m) is m
+    with pytest.raises(ValueError, match="unknown metric 'precision'.*accuracy"):
+        metrics.get("precision")
+    with pytest.raises(ValueError, match="k must be an int >= 1"):
+        metrics.get("top_0_accuracy")
+    with pytest.raises(TypeError, match="name, config dict or Metric"):
+        metrics.get(None)
