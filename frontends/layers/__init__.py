@@ -1,0 +1,40 @@
+"""Layers of the model API; ``get(name)`` finds a layer class by name (spec files use it)."""
+
+from frontends.layers.activations import (
+    ELU,
+    RBF,
+    Abs,
+    Activation,
+    Cos,
+    HardTanh,
+    LeakyReLU,
+    Maxout,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from frontends.layers.base import Layer
+from frontends.layers.core import Add, Concatenate, Dense, Dropout, Embedding, Flatten, Reshape
+from frontends.layers.normalization import BatchNorm
+
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (
+        Dense, Dropout, BatchNorm, Embedding, Flatten, Reshape, Add, Concatenate, Activation,
+        ReLU, LeakyReLU, PReLU, ELU, Tanh, Sigmoid, Softplus, HardTanh, Abs, Cos, Softmax,
+        Maxout, RBF)
+}
+
+
+def get(name: str) -> type[Layer]:
+    """The layer class called ``name`` (``"Dense"``)."""
+    try:
+        return LAYERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown layer type {name!r}; valid: {', '.join(sorted(LAYERS))}") \
+            from None
+
+
+__all__ = ["LAYERS", "get", *LAYERS]

@@ -1,0 +1,193 @@
+"""Hidden-unit nonlinearities (background.md section 2) as functions and as layers.
+
+``ACTIVATIONS`` maps the names ``Dense(activation=...)`` accepts to graph
+functions; each also exists as a layer (``ReLU()``, ``Tanh()``, ...). The
+layers with parameters or grouping live here too: ``PReLU`` (a learned slope
+per unit), ``Maxout`` (max over groups of affine pieces) and ``RBF``
+(Gaussian radial-basis units).
+"""
+
+from __future__ import annotations
+
+import math
+
+import symgraph as sg
+from frontends.layers.base import Layer, fixed_features, weight_dtype
+
+
+def linear(x: sg.Variable) -> sg.Variable:
+    return x
+
+
+def elu(x: sg.Variable, alpha: float = 1.0) -> sg.Variable:
+    """``x`` if positive else ``alpha (e^x - 1)``; ``min(x, 0)`` keeps the unused branch's
+    gradient finite for large ``x``."""
+    return sg.where(x > 0, x, alpha * sg.expm1(sg.minimum(x, 0.0)))
+
+
+ACTIVATIONS = {
+    "linear": linear,
+    "relu": sg.nn.relu,
+    "leaky_relu": sg.nn.leaky_relu,
+    "elu": elu,
+    "tanh": sg.tanh,
+    "sigmoid": sg.nn.sigmoid,
+    "softplus": sg.nn.softplus,
+    "hard_tanh": sg.nn.hard_tanh,
+    "abs": sg.abs,
+    "cos": sg.cos,
+    "softmax": sg.nn.softmax,
+}
+
+
+def get_activation(name):
+    """A graph function from a name (``None`` is linear) or a callable."""
+    if name is None:
+        return linear
+    if callable(name):
+        return name
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown activation {name!r}; valid: "
+                         f"{', '.join(sorted(ACTIVATIONS))}") from None
+
+
+class Activation(Layer):
+    """``Activation("relu")``: apply a named nonlinearity."""
+
+    config_args = ("activation",)
+
+    def __init__(self, activation: str, name: str | None = None):
+        super().__init__(name)
+        self.fn = get_activation(activation)
+        self.activation = activation
+
+    def call(self, x, training):
+        return self.fn(x)
+
+
+def _fixed(fn_name: str, doc: str):
+    class Fixed(Layer):
+        def call(self, x, training):
+            return ACTIVATIONS[fn_name](x)
+    Fixed.__doc__ = doc
+    return Fixed
+
+
+class ReLU(_fixed("relu", "``max(0, x)``.")): pass
+class Tanh(_fixed("tanh", "``tanh(x)``.")): pass
+class Sigmoid(_fixed("sigmoid", "``1 / (1 + e^-x)``.")): pass
+class Softplus(_fixed("softplus", "``log(1 + e^x)``, a smooth ReLU.")): pass
+class HardTanh(_fixed("hard_tanh", "``max(-1, min(1, x))``.")): pass
+class Abs(_fixed("abs", "``|x|``: absolute-value rectification.")): pass
+class Cos(_fixed("cos", "``cos(x)``.")): pass
+
+
+class LeakyReLU(Layer):
+    """``x`` if positive else ``alpha x`` (a fixed small slope)."""
+
+    config_args = ("alpha",)
+
+    def __init__(self, alpha: float = 0.01, name: str | None = None):
+        super().__init__(name)
+        self.alpha = float(alpha)
+
+    def call(self, x, training):
+        return sg.nn.leaky_relu(x, self.alpha)
+
+
+class ELU(Layer):
+    """``x`` if positive else ``alpha (e^x - 1)`` (Clevert et al., 2015)."""
+
+    config_args = ("alpha",)
+
+    def __init__(self, alpha: float = 1.0, name: str | None = None):
+        super().__init__(name)
+        self.alpha = float(alpha)
+
+    def call(self, x, training):
+        return elu(x, self.alpha)
+
+
+class Softmax(Layer):
+    """Softmax over ``axis`` (computed as ``softmax(z - max z)``)."""
+
+    config_args = ("axis",)
+
+    def __init__(self, axis: int = -1, name: str | None = None):
+        super().__init__(name)
+        self.axis = int(axis)
+
+    def call(self, x, training):
+        return sg.nn.softmax(x, self.axis)
+
+
+class PReLU(Layer):
+    """Leaky ReLU whose slope is learned, one per unit (He et al., 2015)."""
+
+    config_args = ("alpha_init",)
+
+    def __init__(self, alpha_init: float = 0.25, name: str | None = None):
+        super().__init__(name)
+        self.alpha_init = float(alpha_init)
+
+    def build(self, x):
+        n = fixed_features(self, x, "units")
+        self.alpha = self.add_weight("alpha", (n,), self.alpha_init, weight_dtype(x))
+
+    def call(self, x, training):
+        # max(0, x) + alpha min(0, x): the slope's gradient is min(0, x)
+        return sg.nn.relu(x) + self.alpha * sg.minimum(x, 0.0)
+
+
+class Maxout(Layer):
+    """``units`` outputs, each the max of ``pieces`` affine functions of the input
+    (Goodfellow et al., 2013)."""
+
+    config_args = ("units", "pieces", "init")
+
+    def __init__(self, units: int, pieces: int = 2, init="glorot_uniform",
+                 name: str | None = None):
+        super().__init__(name)
+        if int(units) <= 0 or int(pieces) <= 0:
+            raise ValueError(f"Maxout: units and pieces must be positive, got {units}, {pieces}")
+        self.units, self.pieces, self.init = int(units), int(pieces), init
+
+    def build(self, x):
+        n, dt = fixed_features(self, x), weight_dtype(x)
+        self.W = self.add_weight("W", (n, self.units * self.pieces), self.init, dt,
+                                 fan_out=self.units, regularizable=True)
+        self.b = self.add_weight("b", (self.units * self.pieces,), "zeros", dt)
+
+    def call(self, x, training):
+        z = x @ self.W + self.b
+        return sg.reshape(z, (-1, self.units, self.pieces)).max(axis=2)
+
+
+class RBF(Layer):
+    """Gaussian radial-basis units: ``exp(-||x - c_i||^2 / s_i^2)`` with learned centres
+    ``c_i`` and widths ``s_i``."""
+
+    config_args = ("units", "init", "width")
+
+    def __init__(self, units: int, init="uniform", width: float | None = None,
+                 name: str | None = None):
+        super().__init__(name)
+        if int(units) <= 0:
+            raise ValueError(f"RBF: units must be positive, got {units}")
+        self.units, self.init, self.width = int(units), init, width
+
+    def build(self, x):
+        n, dt = fixed_features(self, x), weight_dtype(x)
+        # default width sqrt(n): a unit-variance input is at squared distance ~n from a centre
+        width = math.sqrt(n) if self.width is None else float(self.width)
+        self.centers = self.add_weight("centers", (self.units, n), self.init, dt,
+                                       fan_in=n, fan_out=self.units)
+        self.s = self.add_weight("s", (self.units,), width, dt)
+
+    def call(self, x, training):
+        # ||x - c||^2 = |x|^2 - 2 x.c + |c|^2, as one gemm rather than a (batch, units, n) tensor
+        d2 = ((x * x).sum(axis=1, keepdims=True) - 2.0 * (x @ self.centers.T)
+              + (self.centers * self.centers).sum(axis=1))
+        return sg.exp(-sg.maximum(d2, 0.0) / (self.s * self.s))

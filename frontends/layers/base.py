@@ -1,0 +1,188 @@
+"""The ``Layer``: parameters plus a rule that adds nodes to a symgraph graph.
+
+A layer is called on symgraph ``Variable``s and returns one, so a model is
+any graph built by calling layers (skip connections, several inputs). Every
+node a call creates records the layer's name as its ``scope``
+(``sg.name_scope``), so printed graphs, pictures and errors read as the model
+does. Parameters are shared variables named ``<layer>/<param>`` (``dense_1/W``).
+
+A call builds the *training* graph. Layers whose behaviour differs at
+inference (``Dropout``, ``BatchNorm``) set ``has_mode``; the model rebuilds
+its inference graph by calling them again with ``training=False``
+(``symgraph.clone_replace``). Running statistics and other state a training
+step must change are returned by ``state_updates`` and become part of the
+compiled training step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections import defaultdict
+
+import numpy as np
+
+import symgraph as sg
+from frontends import initializers
+
+_counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, c in enumerate(name):
+        if c.isupper() and i and (not name[i - 1].isupper()
+                                  or (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(c.lower())
+    return "".join(out)
+
+
+class Weight:
+    """One parameter of a layer: its shared variable and how to (re)draw its value."""
+
+    def __init__(self, var: sg.SharedVariable, init: initializers.Initializer, fan_in: int,
+                 fan_out: int, trainable: bool, regularizable: bool):
+        self.var = var
+        self.init = init
+        self.fan_in, self.fan_out = fan_in, fan_out
+        self.trainable = trainable
+        self.regularizable = regularizable
+
+    def draw(self, rng: np.random.Generator) -> None:
+        value = self.init(self.var.get_value().shape, self.fan_in, self.fan_out, rng,
+                          self.var.dtype)
+        self.var.set_value(value)
+
+
+class Layer:
+    """Base class. Subclasses implement ``build(input_var)`` (create weights with
+    ``add_weight``) and ``call(x, training)`` (graph ops); ``config_args`` lists the
+    constructor arguments that ``get_config`` saves."""
+
+    has_mode = False          # output differs between training and inference
+    config_args: tuple[str, ...] = ()
+
+    def __init__(self, name: str | None = None):
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"a layer name is a non-empty string without '/', got {name!r}")
+        self.name = name
+        self._weights: list[Weight] = []
+        self.built = False
+        self.state_updates: dict[sg.SharedVariable, sg.Variable] = {}
+        self.input_shape: tuple | None = None
+        self.output_shape: tuple | None = None
+
+    # -- naming
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def ensure_name(self, taken: set[str] | None = None) -> str:
+        """Give the layer a name if it has none: ``dense_1``, ``dense_2``, ... (per model
+        when ``taken`` is given, else per process)."""
+        if self.name is None:
+            prefix = _snake(self.kind)
+            if taken is None:
+                self.name = f"{prefix}_{next(_counters[prefix])}"
+            else:
+                k = 1
+                while f"{prefix}_{k}" in taken:
+                    k += 1
+                self.name = f"{prefix}_{k}"
+        return self.name
+
+    # -- weights
+    def add_weight(self, pname: str, shape: tuple[int, ...], init, dtype, *,
+                   fan_in: int | None = None, fan_out: int | None = None,
+                   trainable: bool = True, regularizable: bool = False) -> sg.SharedVariable:
+        """A parameter ``<layer>/<pname>``, drawn now from a stream seeded by the layer's name
+        (a model redraws every weight from its own seed)."""
+        init = initializers.get(init)
+        shape = tuple(int(d) for d in shape)
+        fan_in = shape[0] if fan_in is None else fan_in
+        fan_out = shape[-1] if fan_out is None else fan_out
+        var = sg.shared(np.zeros(shape, dtype), name=f"{self.name}/{pname}")
+        weight = Weight(var, init, fan_in, fan_out, trainable, regularizable)
+        weight.draw(np.random.default_rng(zlib.crc32(var.name.encode())))
+        self._weights.append(weight)
+        return var
+
+    @property
+    def weights(self) -> list[sg.SharedVariable]:
+        """All parameters in Keras order (e.g. kernel then bias; BN: gamma, beta, mean, var)."""
+        return [w.var for w in self._weights]
+
+    @property
+    def trainable_weights(self) -> list[sg.SharedVariable]:
+        return [w.var for w in self._weights if w.trainable]
+
+    @property
+    def regularizable_weights(self) -> list[sg.SharedVariable]:
+        return [w.var for w in self._weights if w.regularizable and w.trainable]
+
+    @property
+    def state(self) -> list[sg.SharedVariable]:
+        """Variables the layer changes as it runs but that are not weights (dropout's counter)."""
+        return []
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        """Redraw every weight from ``rng`` (the model's stream for this layer)."""
+        for w in self._weights:
+            w.draw(rng)
+
+    def count_params(self) -> int:
+        return int(sum(np.prod(w.var.shape, dtype=np.int64) for w in self._weights))
+
+    # -- graph building
+    def build(self, x: sg.Variable) -> None:
+        """Create the weights for input ``x`` (its static shape and dtype)."""
+
+    def call(self, x: sg.Variable, training: bool) -> sg.Variable:
+        raise NotImplementedError
+
+    def __call__(self, x: sg.Variable, *, training: bool = True) -> sg.Variable:
+        """Add this layer's nodes to ``x``'s graph (training mode, unless told otherwise)."""
+        if not isinstance(x, sg.Variable):
+            raise TypeError(f"layer {self.name or self.kind} is called on symgraph Variables "
+                            f"(e.g. fe.Input(shape)), got {type(x).__name__}")
+        self.ensure_name()
+        with sg.name_scope(self.name):
+            if not self.built:
+                self.input_shape = tuple(x.shape)
+                self.build(x)
+                self.built = True
+            out = self.call(x, training)
+        out.layer, out.layer_input = self, x  # the model's inference rebuild reads these
+        if self.output_shape is None:
+            self.output_shape = tuple(out.shape)
+        return out
+
+    # -- configuration
+    def get_config(self) -> dict:
+        """Constructor arguments (JSON-able): saved with the model, and a spec file's keys."""
+        config = {"type": self.kind}
+        for arg in self.config_args:
+            value = getattr(self, arg)
+            if hasattr(value, "get_config"):
+                value = value.get_config()
+            config[arg] = value
+        config["name"] = self.name
+        return config
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.name or '(unnamed)'}>"
+
+
+def fixed_features(layer: Layer, x: sg.Variable, what: str = "features") -> int:
+    """The fixed size of ``x``'s last dim, or an error naming the layer."""
+    d = x.shape[-1] if x.ndim else None
+    if not isinstance(d, int):
+        raise ValueError(f"layer {layer.name}: the number of input {what} (last dim) must be a "
+                         f"fixed size, got shape {x.shape}")
+    return d
+
+
+def weight_dtype(x: sg.Variable, default="float32") -> str:
+    """Weights take the input's float dtype (float32 models stay float32)."""
+    return x.dtype.name if x.dtype.kind == "f" else default

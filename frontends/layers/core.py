@@ -1,0 +1,184 @@
+"""The everyday layers: ``Dense``, ``Dropout``, ``Embedding``, ``Flatten``, ``Reshape``, and
+the merges ``Add`` / ``Concatenate`` for functional models with skip connections."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+import symgraph as sg
+from frontends.layers.activations import get_activation
+from frontends.layers.base import Layer, fixed_features, weight_dtype
+from symgraph.ops.elemwise import DropoutMask
+
+
+class Dense(Layer):
+    """``activation(x @ W + b)``; ``W`` is (in, units), Glorot-uniform by default, ``b`` zeros
+    (``bias_init=0.1`` is the usual choice under ReLU). Only ``W`` is regularised."""
+
+    config_args = ("units", "activation", "init", "bias_init", "use_bias")
+
+    def __init__(self, units: int, activation=None, init="glorot_uniform", bias_init="zeros",
+                 use_bias: bool = True, name: str | None = None):
+        super().__init__(name)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
+        self.units = int(units)
+        self.fn = get_activation(activation)
+        self.activation = activation if isinstance(activation, str) or activation is None \
+            else getattr(activation, "__name__", "custom")
+        self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
+
+    def build(self, x):
+        if x.ndim != 2:
+            raise ValueError(f"layer {self.name}: Dense takes (batch, features), got shape "
+                             f"{x.shape}; add a Flatten() first")
+        n, dt = fixed_features(self, x), weight_dtype(x)
+        self.W = self.add_weight("W", (n, self.units), self.init, dt, regularizable=True)
+        self.b = self.add_weight("b", (self.units,), self.bias_init, dt) if self.use_bias \
+            else None
+
+    def call(self, x, training):
+        z = x @ self.W
+        if self.b is not None:
+            z = z + self.b
+        return self.fn(z)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, each unit is zeroed with probability ``rate`` and the
+    rest scaled by ``1 / (1 - rate)``; at inference the identity (Keras convention).
+
+    The mask comes from a counter-based hash (``symgraph``'s ``DropoutMask``): a hidden
+    int64 counter, bumped by every training step, selects the mask, and the model seed
+    sets where the counter starts, so runs are reproducible and the backward pass sees
+    the same mask as the forward one (it is one node)."""
+
+    config_args = ("rate",)
+    has_mode = True
+
+    def __init__(self, rate: float, name: str | None = None):
+        super().__init__(name)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.counter = None
+
+    def build(self, x):
+        self.counter = sg.shared(np.int64(0), name=f"{self.name}/counter")
+        self.counter.default_update = self.counter + 1
+
+    @property
+    def state(self):
+        return [self.counter] if self.counter is not None else []
+
+    def initialize(self, rng):
+        # the model seed picks the stream: counters start at a seed-dependent point
+        self.counter.set_value(np.int64(rng.integers(0, 2**40) << 20))
+
+    def call(self, x, training):
+        if not training or self.rate == 0.0:
+            return x
+        if x.dtype.kind != "f":
+            raise TypeError(f"layer {self.name}: dropout needs a float input, got {x.dtype}")
+        seed = zlib.crc32(self.name.encode())
+        return x * DropoutMask(1.0 - self.rate, seed)(x, self.counter)
+
+
+class Flatten(Layer):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)."""
+
+    def call(self, x, training):
+        if x.ndim <= 2:
+            return x
+        rest = x.shape[1:]
+        if not all(isinstance(d, int) for d in rest):
+            raise ValueError(f"layer {self.name}: Flatten needs fixed non-batch dims, got "
+                             f"{x.shape}")
+        return sg.reshape(x, (-1, int(np.prod(rest))))
+
+
+class Reshape(Layer):
+    """(batch, ...) -> (batch, *shape); one entry of ``shape`` may be -1."""
+
+    config_args = ("shape",)
+
+    def __init__(self, shape, name: str | None = None):
+        super().__init__(name)
+        self.shape = [int(d) for d in shape]
+
+    def call(self, x, training):
+        batch = x.shape[0] if x.ndim else None
+        lead = -1 if -1 in self.shape or not isinstance(batch, (int, str)) else batch
+        if -1 in self.shape and not isinstance(batch, int):
+            rest = [d for d in x.shape[1:]]
+            if not all(isinstance(d, int) for d in rest):
+                raise ValueError(f"layer {self.name}: Reshape with -1 needs fixed input dims")
+            known = int(np.prod([d for d in self.shape if d != -1]))
+            total = int(np.prod(rest))
+            if total % known:
+                raise ValueError(f"layer {self.name}: cannot reshape {x.shape} to "
+                                 f"(batch, {self.shape})")
+            target = [total // known if d == -1 else d for d in self.shape]
+            return sg.reshape(x, (-1, *target))
+        if lead == -1:
+            return sg.reshape(x, (-1, *self.shape))
+        return sg.reshape(x, (x.shape[0], *self.shape))
+
+
+class Embedding(Layer):
+    """Integer ids (batch, ...) -> vectors (batch, ..., dim): rows of a learned (n, dim)
+    table; the gradient scatters into the rows used."""
+
+    config_args = ("n", "dim", "init", "dtype")
+
+    def __init__(self, n: int, dim: int, init="uniform", dtype: str = "float32",
+                 name: str | None = None):
+        super().__init__(name)
+        if int(n) <= 0 or int(dim) <= 0:
+            raise ValueError(f"Embedding: n and dim must be positive, got {n}, {dim}")
+        self.n, self.dim, self.init, self.dtype = int(n), int(dim), init, str(dtype)
+
+    def build(self, x):
+        if x.dtype.kind not in "iu":
+            raise TypeError(f"layer {self.name}: Embedding takes integer ids, got {x.dtype}")
+        self.table = self.add_weight("table", (self.n, self.dim), self.init, self.dtype)
+
+    def call(self, x, training):
+        return self.table[x]
+
+
+class Add(Layer):
+    """Sum of several tensors of one shape (residual connections): ``Add()([a, b])``."""
+
+    def __call__(self, xs, *, training: bool = True):
+        xs = list(xs)
+        if len(xs) < 2:
+            raise ValueError(f"{self.kind}: takes a list of at least two tensors")
+        self.ensure_name()
+        with sg.name_scope(self.name):
+            out = self.merge(xs)
+        out.layer, out.layer_input = self, xs
+        self.built = True
+        self.output_shape = tuple(out.shape)
+        return out
+
+    def merge(self, xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concatenate(Add):
+    """Concatenation along ``axis`` (default: the feature axis)."""
+
+    config_args = ("axis",)
+
+    def __init__(self, axis: int = -1, name: str | None = None):
+        super().__init__(name)
+        self.axis = int(axis)
+
+    def merge(self, xs):
+        return sg.concatenate(xs, axis=self.axis % xs[0].ndim)

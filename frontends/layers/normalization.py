@@ -1,0 +1,69 @@
+"""Batch normalisation (Ioffe & Szegedy, 2015; background.md section 4)."""
+
+from __future__ import annotations
+
+import symgraph as sg
+from frontends.layers.base import Layer, weight_dtype
+
+
+class BatchNorm(Layer):
+    """Normalise each unit over the batch, then scale and shift: ``gamma x_hat + beta``.
+
+    Training: batch mean and (biased) variance, and the gradient flows through
+    both; the running averages move as ``running = momentum running + (1 -
+    momentum) batch`` (Keras's convention and defaults: momentum 0.99, eps 1e-3)
+    as part of the compiled step. Inference: the running averages. ``axis`` is
+    the unit axis (1: features of (batch, features), channels of NCHW); the
+    statistics are over every other axis.
+    """
+
+    config_args = ("momentum", "eps", "axis")
+    has_mode = True
+
+    def __init__(self, momentum: float = 0.99, eps: float = 1e-3, axis: int = 1,
+                 name: str | None = None):
+        super().__init__(name)
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1), got {momentum}")
+        if not float(eps) > 0:
+            raise ValueError(f"BatchNorm: eps must be positive, got {eps}")
+        self.momentum, self.eps, self.axis = float(momentum), float(eps), int(axis)
+
+    def build(self, x):
+        if x.ndim < 2:
+            raise ValueError(f"layer {self.name}: BatchNorm needs (batch, units, ...), got "
+                             f"shape {x.shape}")
+        self.axis_ = self.axis % x.ndim
+        n = x.shape[self.axis_]
+        if not isinstance(n, int) or self.axis_ == 0:
+            raise ValueError(f"layer {self.name}: the unit axis {self.axis} of {x.shape} must "
+                             "be a fixed, non-batch dim")
+        dt = weight_dtype(x)
+        self.gamma = self.add_weight("gamma", (n,), "ones", dt)
+        self.beta = self.add_weight("beta", (n,), "zeros", dt)
+        self.running_mean = self.add_weight("running_mean", (n,), "zeros", dt, trainable=False)
+        self.running_var = self.add_weight("running_var", (n,), "ones", dt, trainable=False)
+
+    def _broadcast(self, v, ndim):
+        # (n,) -> shape broadcastable against the input along the unit axis
+        for _ in range(ndim - 1 - self.axis_):
+            v = sg.expand_dims(v, -1)
+        return v
+
+    def call(self, x, training):
+        axes = tuple(a for a in range(x.ndim) if a != self.axis_)
+        b = lambda v: self._broadcast(v, x.ndim)  # noqa: E731
+        if training:
+            mean = x.mean(axis=axes)
+            centred = x - b(mean)
+            var = sg.square(centred).mean(axis=axes)
+            m = self.momentum
+            self.state_updates = {
+                self.running_mean: m * self.running_mean + (1.0 - m) * mean,
+                self.running_var: m * self.running_var + (1.0 - m) * var,
+            }
+        else:
+            centred = x - b(self.running_mean)
+            var = self.running_var
+        x_hat = centred / b(sg.sqrt(var + self.eps))
+        return b(self.gamma) * x_hat + b(self.beta)

@@ -1,0 +1,331 @@
+"""``Model`` and ``Sequential``: a graph of layers that compiles into training functions.
+
+A model owns two graphs built from the same layers and parameters: the
+*training* graph (what the user's layer calls built: dropout on, batch norm on
+batch statistics) and the *inference* graph (rebuilt with ``clone_replace``:
+dropout off, batch norm on running statistics). ``compile`` adds the loss,
+``sg.grad`` and the optimizer's updates to the training graph and compiles it
+into ONE ``sg.function`` — forward, backward and update in a single native
+call (``model.train_function``); ``evaluate`` and ``predict`` compile the
+inference graph. ``fit`` lives in ``frontends.training``; files in
+``frontends.saving``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+import symgraph as sg
+from frontends.layers.base import Layer
+from symgraph.graph import toposort
+
+
+def Input(shape: Sequence[int], dtype: str = "float32", name: str = "x") -> sg.Variable:
+    """A model input: ``(batch, *shape)``, the batch dim symbolic.
+
+    >>> x = fe.Input((64,)); h = fe.layers.Dense(32, activation="relu")(x)
+    """
+    return sg.tensor(name, ("batch", *[int(d) for d in shape]), dtype)
+
+
+class Model:
+    """A model from a graph built by calling layers: ``Model(inputs, outputs, seed=0)``.
+
+    Every weight is redrawn from ``seed`` (one stream per layer, in the order the layers
+    were first called), so two models built the same way are equal bit for bit.
+    """
+
+    def __init__(self, inputs, outputs, *, seed: int = 0, name: str | None = None):
+        self.inputs = [inputs] if isinstance(inputs, sg.Variable) else list(inputs)
+        outputs = [outputs] if isinstance(outputs, sg.Variable) else list(outputs)
+        if len(outputs) != 1:
+            raise ValueError(f"a model has one output (the loss is applied to it), got "
+                             f"{len(outputs)}")
+        self.output = outputs[0]
+        self.seed = int(seed)
+        self.name = name or "model"
+        for x in self.inputs:
+            if not isinstance(x, sg.Variable) or x.owner is not None:
+                raise TypeError(f"model inputs must be graph inputs (fe.Input), got {x!r}")
+        self.layers = _layers_of(self.output)
+        names = [layer.name for layer in self.layers]
+        duplicated = {n for n in names if names.count(n) > 1}
+        if duplicated:
+            raise ValueError(f"two layers of the model share the name {sorted(duplicated)[0]!r}")
+        missing = [v for v in sg.graph.graph_inputs([self.output])
+                   if not isinstance(v, (sg.SharedVariable, sg.Constant))
+                   and v not in self.inputs]
+        if missing:
+            raise ValueError(f"the model's output needs input {missing[0].name!r}, which is not "
+                             "in its inputs")
+        self.initialize(self.seed)
+        self.inference_output = self._inference_graph()
+        self.compiled = False
+        self.stop_training = False
+        self._predict_function = None
+
+    # -- graphs
+    def _inference_graph(self) -> sg.Variable:
+        if not any(layer.has_mode for layer in self.layers):
+            return self.output
+
+        def substitute(var, rebuilt):
+            layer = getattr(var, "layer", None)
+            if layer is None or not layer.has_mode:
+                return None
+            with sg.name_scope(layer.name):
+                return layer.call(rebuilt(var.layer_input), training=False)
+
+        [out] = sg.clone_replace([self.output], substitute=substitute)
+        return out
+
+    def initialize(self, seed: int | None = None) -> None:
+        """Redraw every weight from ``seed`` (default: the model's): one stream per layer."""
+        seed = self.seed if seed is None else int(seed)
+        for index, layer in enumerate(self.layers):
+            layer.initialize(np.random.default_rng([seed, index]))
+
+    # -- weights
+    @property
+    def weights(self) -> list[sg.SharedVariable]:
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[sg.SharedVariable]:
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def regularizable_weights(self) -> list[sg.SharedVariable]:
+        """Kernels; biases and batch-norm parameters are not regularised."""
+        return [w for layer in self.layers for w in layer.regularizable_weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every weight, Keras order (per layer: kernel (in, out), bias, ...)."""
+        return [w.get_value() for w in self.weights]
+
+    def set_weights(self, values: Sequence[np.ndarray]) -> None:
+        """Set every weight (same order and shapes as ``get_weights``); checks all first."""
+        values = list(values)
+        weights = self.weights
+        if len(values) != len(weights):
+            raise ValueError(f"set_weights: the model has {len(weights)} weights, got "
+                             f"{len(values)} arrays")
+        arrays = []
+        for var, value in zip(weights, values):
+            array = np.asarray(value)
+            if array.shape != var.get_value().shape:
+                raise ValueError(f"set_weights: {var.name} has shape {var.get_value().shape}, "
+                                 f"got {array.shape}")
+            if not np.can_cast(array.dtype, var.dtype, "same_kind"):
+                raise TypeError(f"set_weights: {var.name} is {var.dtype}, got {array.dtype}")
+            arrays.append(array)
+        for var, array in zip(weights, arrays):  # only now: a bad list changes nothing
+            var.set_value(array)
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self.layers)
+
+    # -- compile
+    def compile(self, loss="cross_entropy", optimizer="sgd", regularizer=None, metrics=None,
+                *, backend: str | None = None) -> None:
+        """Build the loss, its gradient and the updates, and compile the training step.
+
+        >>> model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(lr=1e-3),
+        ...               regularizer=fe.regularizers.L2(1e-4), metrics=["accuracy"])
+        """
+        from frontends import losses, optimizers, regularizers
+        from frontends import metrics as metric_lib
+
+        self.loss = losses.get(loss)
+        self.optimizer = optimizers.get(optimizer)
+        self.regularizer = None if regularizer is None else regularizers.get(regularizer)
+        self.metrics = [metric_lib.get(m) for m in (metrics or [])]
+        self.backend = backend
+        self.target = self.loss.target(self.output, name="y")
+
+        train_loss = self._total_loss(self.output)
+        params = self.trainable_weights
+        grads = sg.grad(train_loss, params)
+        updates = dict(self.optimizer.get_updates(params, grads))
+        for layer in self.layers:
+            for var, expr in layer.state_updates.items():
+                if var in updates:
+                    raise ValueError(f"{var.name} is updated twice (a layer called twice?)")
+                updates[var] = expr
+        train_outputs = [train_loss] + [m(self.output, self.target) for m in self.metrics]
+        self.train_graph = (train_outputs, grads, updates)
+        self.train_function = sg.function(self.inputs + [self.target], train_outputs,
+                                          updates=updates, backend=backend, name="train")
+        test_outputs = ([self._total_loss(self.inference_output)]
+                        + [m(self.inference_output, self.target) for m in self.metrics])
+        self.test_function = sg.function(self.inputs + [self.target], test_outputs,
+                                         backend=backend, name="test")
+        self._predict_function = None
+        self.node_counts = _node_counts(train_outputs + list(updates.values()))
+        self.compiled = True
+
+    def _total_loss(self, output: sg.Variable) -> sg.Variable:
+        total = self.loss(output, self.target)
+        if self.regularizer is not None and self.regularizable_weights:
+            total = total + self.regularizer(self.regularizable_weights)
+        return total
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return ["loss"] + [m.name for m in self.metrics]
+
+    @property
+    def predict_function(self) -> sg.Function:
+        """The inference graph compiled (on first use): dropout off, batch norm running stats."""
+        if self._predict_function is None:
+            self._predict_function = sg.function(self.inputs, self.inference_output,
+                                                 backend=getattr(self, "backend", None),
+                                                 name="predict")
+        return self._predict_function
+
+    # -- running
+    def fit(self, x, y, **kwargs):
+        """Train; see ``frontends.training.fit`` for the arguments. Returns a ``History``."""
+        from frontends.training import fit
+        return fit(self, x, y, **kwargs)
+
+    def evaluate(self, x, y, batch_size: int = 256) -> dict[str, float]:
+        """Loss and metrics on ``(x, y)`` in inference mode, averaged over examples.
+
+        >>> model.evaluate(Xt, yt)
+        {'loss': 0.08, 'accuracy': 0.975}
+        """
+        self._require_compiled("evaluate")
+        arrays = self._arrays(x, y, "evaluate")
+        n = len(arrays[0])
+        if n == 0:
+            raise ValueError("evaluate: no examples")
+        steps = self.test_function.epoch(*arrays, batch_size=batch_size)
+        sizes = np.array([min(batch_size, n - i) for i in range(0, n, batch_size)], np.float64)
+        return {name: float(np.dot(np.asarray(v, np.float64).reshape(-1), sizes) / n)
+                for name, v in zip(self.metrics_names, steps)}
+
+    def predict(self, x, batch_size: int = 256) -> np.ndarray:
+        """The model's output (the last layer's) in inference mode."""
+        arrays = self._inputs(x, "predict")
+        out = self.predict_function.epoch(*arrays, batch_size=batch_size)
+        if out.ndim == self.inference_output.ndim + 1:  # equal batches come back stacked
+            out = out.reshape(-1, *out.shape[2:])
+        return out
+
+    def _require_compiled(self, what: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(f"{what}: compile the model first (model.compile(loss=..., "
+                               "optimizer=...))")
+
+    def _inputs(self, x, what: str) -> list[np.ndarray]:
+        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(xs) != len(self.inputs):
+            raise ValueError(f"{what}: the model has {len(self.inputs)} inputs, got {len(xs)} "
+                             "arrays")
+        arrays = [np.asarray(a) for a in xs]
+        for var, a in zip(self.inputs, arrays):
+            if a.ndim != var.ndim:
+                raise ValueError(f"{what}: input {var.name!r} expects shape "
+                                 f"{sg.shapes.format_shape(var.shape)}, got {a.shape}")
+            if len(a) != len(arrays[0]):
+                raise ValueError(f"{what}: input {var.name!r} has {len(a)} examples, the first "
+                                 f"input {len(arrays[0])}")
+        return arrays
+
+    def _arrays(self, x, y, what: str) -> list[np.ndarray]:
+        arrays = self._inputs(x, what)
+        y = np.asarray(y)
+        if len(y) != len(arrays[0]):
+            raise ValueError(f"{what}: x has {len(arrays[0])} examples, y has {len(y)}")
+        return arrays + [y]
+
+    # -- description
+    def summary(self, print_fn=print) -> str:
+        """Layers, output shapes and parameter counts (and graph sizes once compiled)."""
+        from frontends.summary import summary_text
+        text = summary_text(self)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def save(self, path) -> None:
+        """Architecture (JSON), weights and optimizer state in one ``.npz`` file."""
+        from frontends.saving import save_model
+        save_model(self, path)
+
+    def load_weights(self, path) -> None:
+        """Weights from a file written by ``save`` for the same architecture."""
+        from frontends.saving import load_weights
+        load_weights(self, path)
+
+    def plot_graph(self, path, view: str = "ops", **kwargs):
+        """Draw the training graph (``sg.render``, see the visualisation issue)."""
+        render = getattr(sg, "render", None)
+        if render is None:
+            raise NotImplementedError("sg.render is not available yet; use "
+                                      "sg.to_dot(model.train_graph[0]) for DOT text")
+        return render(self.train_function, path, view=view, **kwargs)
+
+    def get_config(self) -> dict:
+        from frontends.saving import functional_config
+        return functional_config(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: {len(self.layers)} layers, " \
+               f"{self.count_params()} parameters>"
+
+
+class Sequential(Model):
+    """A chain of layers on one input of shape ``(batch, *input_shape)``.
+
+    >>> model = fe.Sequential([fe.layers.Dense(64, activation="relu"), fe.layers.Dense(10)],
+    ...                       input_shape=(64,), dtype="float32", seed=0)
+    """
+
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int],
+                 dtype: str = "float32", seed: int = 0, name: str | None = None):
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        taken: set[str] = {layer.name for layer in layers if layer.name is not None}
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential takes layers, got {type(layer).__name__}")
+            if layer.built:
+                raise ValueError(f"layer {layer.name} already belongs to another model")
+            taken.add(layer.ensure_name(taken))
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.dtype = str(np.dtype(dtype))
+        x = Input(self.input_shape, self.dtype)
+        h = x
+        for layer in layers:
+            h = layer(h)
+        super().__init__([x], h, seed=seed, name=name or "sequential")
+
+    def get_config(self) -> dict:
+        return {"input_shape": list(self.input_shape), "dtype": self.dtype, "seed": self.seed,
+                "name": self.name, "layers": [layer.get_config() for layer in self.layers]}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _layers_of(output: sg.Variable) -> list[Layer]:
+    """Layers whose calls built ``output``, in the order of their first call."""
+    seen: dict[int, Layer] = {}
+    for node in toposort([output]):
+        for var in node.outputs:
+            layer = getattr(var, "layer", None)
+            if layer is not None and id(layer) not in seen:
+                seen[id(layer)] = layer
+    # layers with weights but whose output var is interior (rare) are found through params
+    return list(seen.values())
+
+
+def _node_counts(outputs: list[sg.Variable]) -> dict[str, int]:
+    nodes = toposort(outputs)
+    grad = sum(1 for n in nodes if n.grad_call is not None)
+    return {"forward": len(nodes) - grad, "gradient": grad}

@@ -1,0 +1,30 @@
+"""``model.summary()``: the model as a table — layers, output shapes, parameter counts."""
+
+from __future__ import annotations
+
+from symgraph.shapes import format_shape
+
+
+def summary_text(model) -> str:
+    rows = [("Layer (type)", "Output shape", "Params")]
+    for layer in model.layers:
+        shape = format_shape(layer.output_shape) if layer.output_shape is not None else "?"
+        rows.append((f"{layer.name} ({layer.kind})", shape, f"{layer.count_params():,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    rule = "-" * (sum(widths) + 4)
+
+    def line(r):
+        return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"
+
+    trainable = sum(int(w.get_value().size) for w in model.trainable_weights)
+    total = model.count_params()
+    out = [f'Model "{model.name}"', rule, line(rows[0]), rule]
+    out += [line(r) for r in rows[1:]]
+    out += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}"]
+    if model.compiled:
+        counts = model.node_counts
+        out.append(f"Training graph: {counts['forward']} forward nodes, {counts['gradient']} "
+                   f"gradient nodes (loss {model.loss.name}, optimizer "
+                   f"{type(model.optimizer).__name__})")
+    return "\n".join(out)

@@ -1,0 +1,208 @@
+"""``fit``: the training loop around the compiled step.
+
+Each epoch runs through ``model.train_function.epoch`` — a whole chunk of
+minibatches in ONE native call, forward + backward + update fused — sized so
+the progress bar still moves about every quarter second. Between chunks
+Python only slices the (shuffled) data and accumulates the step losses. After
+each epoch: validation in inference mode, callbacks, the optimizer's host-side
+schedule hooks (reduce-on-plateau), early stopping.
+
+Ctrl-C never leaves half an update: SIGINT is held while a chunk runs and
+raised as ``KeyboardInterrupt`` right after it, when every parameter is the
+result of whole steps (and early stopping's best parameters are restored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from frontends.callbacks import Callback, EarlyStopping, History
+
+TARGET_CHUNK_SECONDS = 0.25
+
+
+def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=None,
+        validation_split: float = 0.0, shuffle: bool = True, early_stopping: int | None = None,
+        callbacks: Sequence[Callback] = (), progress: bool = True, verbose: bool = True,
+        initial_epoch: int = 0) -> History:
+    """Train ``model`` on ``(x, y)``; returns a ``History`` of per-epoch loss and metrics.
+
+    * ``validation_data=(xv, yv)`` or ``validation_split`` (the last fraction of the
+      examples, before shuffling, as Keras) is evaluated after every epoch (``val_*``).
+    * ``shuffle`` permutes the examples every epoch with a stream from the model seed.
+    * ``early_stopping=patience`` stops after ``patience`` epochs without improvement of
+      ``val_loss`` (``loss`` without validation data) and restores the best parameters.
+    * ``callbacks``: Keras-style objects (``on_epoch_end(epoch, logs)``, ...).
+    * ``progress``: a tqdm bar when standard error is a terminal; ``verbose`` prints one
+      line per epoch otherwise.
+
+    >>> history = model.fit(X, y, batch_size=128, epochs=20, validation_data=(Xv, yv),
+    ...                     early_stopping=5)
+    """
+    model._require_compiled("fit")
+    arrays = model._arrays(x, y, "fit")
+    if isinstance(batch_size, bool) or int(batch_size) <= 0:
+        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
+    if int(epochs) < 0:
+        raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
+    batch_size, epochs = int(batch_size), int(epochs)
+    if validation_data is None and validation_split:
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
+        cut = len(arrays[0]) - int(round(len(arrays[0]) * validation_split))
+        validation = [a[cut:] for a in arrays]
+        arrays = [a[:cut] for a in arrays]
+    elif validation_data is not None:
+        if len(validation_data) != 2:
+            raise ValueError("fit: validation_data is (x, y)")
+        validation = model._arrays(*validation_data, "fit (validation_data)")
+    else:
+        validation = None
+    n = len(arrays[0])
+    if n == 0:
+        raise ValueError("fit: no training examples")
+
+    history = History()
+    callbacks = list(callbacks)
+    stopper = None
+    if early_stopping:
+        stopper = EarlyStopping(monitor="val_loss" if validation else "loss",
+                                patience=int(early_stopping), restore_best_weights=True)
+        callbacks.append(stopper)
+    callbacks = [history, *callbacks]
+    history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
+                      "validation_samples": 0 if validation is None else len(validation[0])}
+    for cb in callbacks:
+        cb.set_model(model)
+    model.stop_training = False
+    bar = _ProgressBar(progress, n)
+    rng = np.random.default_rng([model.seed, 0x5F17])
+    for _ in range(initial_epoch):  # resume: the same shuffles as an uninterrupted run
+        rng.permutation(n)
+    chunk = 8
+    for cb in callbacks:
+        cb.on_train_begin({})
+    try:
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch, {})
+            start = time.perf_counter()
+            order = rng.permutation(n) if shuffle else None
+            totals = np.zeros(len(model.metrics_names))
+            bar.start(epoch, epochs)
+            done = 0
+            while done < n:
+                stop = min(n, done + chunk * batch_size)
+                part = slice(done, stop)
+                batch = [a[order[part]] if order is not None else a[part] for a in arrays]
+                tick = time.perf_counter()
+                with _hold_interrupts():
+                    steps = model.train_function.epoch(*batch, batch_size=batch_size)
+                elapsed = time.perf_counter() - tick
+                sizes = np.array([min(batch_size, stop - done - i)
+                                  for i in range(0, stop - done, batch_size)], np.float64)
+                totals += [float(np.dot(np.asarray(v, np.float64).reshape(-1), sizes))
+                           for v in steps]
+                done = stop
+                bar.update(done, totals[0] / done)
+                chunk = _next_chunk(chunk, elapsed)
+            logs = {name: float(t / n) for name, t in zip(model.metrics_names, totals)}
+            if not math.isfinite(logs["loss"]):
+                bar.close()
+                raise FloatingPointError(
+                    f"fit: the training loss became {logs['loss']} in epoch {epoch + 1}; "
+                    "lower the learning rate, or check the data for NaN/inf")
+            if validation is not None:
+                for name, value in model.evaluate(validation[:-1], validation[-1]).items():
+                    logs[f"val_{name}"] = value
+            logs["time"] = time.perf_counter() - start
+            bar.finish(logs)
+            if verbose and not bar.enabled:
+                print(_epoch_line(epoch, epochs, logs), flush=True)
+            model.optimizer.on_epoch_end(epoch, logs)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    finally:
+        bar.close()
+        for cb in callbacks:
+            cb.on_train_end({})
+    return history
+
+
+def _next_chunk(chunk: int, elapsed: float) -> int:
+    """Batches per native call so one call takes about ``TARGET_CHUNK_SECONDS``."""
+    if elapsed <= 0:
+        return chunk * 2
+    ideal = chunk * TARGET_CHUNK_SECONDS / elapsed
+    return int(max(1, min(chunk * 4, ideal)))
+
+
+def _epoch_line(epoch: int, epochs: int, logs: dict) -> str:
+    parts = [f"epoch {epoch + 1}/{epochs}"]
+    parts += [f"{k} {v:.4f}" for k, v in logs.items() if k != "time"]
+    parts.append(f"({logs['time']:.2f} s)")
+    return "  ".join(parts)
+
+
+@contextlib.contextmanager
+def _hold_interrupts():
+    """Hold SIGINT while a native chunk runs; raise it after (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def hold(signum, frame):
+        received.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+class _ProgressBar:
+    """A tqdm bar per epoch when standard error is a terminal (and ``progress``)."""
+
+    def __init__(self, progress: bool, n: int):
+        self.enabled = bool(progress) and sys.stderr.isatty()
+        self.n = n
+        self.bar = None
+
+    def start(self, epoch: int, epochs: int) -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.n, desc=f"epoch {epoch + 1}/{epochs}", unit="ex",
+                            leave=True, dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, done: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+
+    def finish(self, logs: dict) -> None:
+        if self.bar is not None:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "time")
+            self.bar.set_postfix_str(shown)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
