@@ -1,0 +1,438 @@
+"""Optimizers as graph updates: ``(params, grads) -> {shared_var: new_value_expr}``.
+
+An optimizer does not step anything itself. ``get_updates`` builds the update
+expressions of the parameters and of the optimizer's own state (velocities,
+accumulators, the step counter), all shared variables, so that forward,
+backward and update compile into ONE native function::
+
+    opt = Adam(lr=1e-3)
+    f = sg.function([x, y], loss, updates=opt.get_updates(params, sg.grad(loss, params)))
+
+The base learning rate is a 0-d shared variable in the parameters' dtype
+(``opt.lr``): setting ``opt.learning_rate`` changes it for the next call of the
+already compiled function. In-graph schedules (``frontends.schedules``) turn it
+into an effective rate from the ``iterations`` counter; ``clip_norm`` rescales
+the gradients by their global norm inside the graph.
+
+Update rules (background.md section 3; ``g`` the gradient, ``t`` the 1-based step):
+
+* SGD: ``p - lr * g`` -- exactly this expression, so the LLVM backend can fold it
+  into the weight gradient's gemm (``codegen.fusion._sgd_fold``);
+* momentum: ``v = mu v - lr g; p += v``; Nesterov (variable-changed form):
+  ``v' = mu v - lr g; p += -mu v + (1 + mu) v'``;
+* Adagrad: ``c += g^2; p -= lr g / (sqrt(c) + eps)``;
+* RMSProp: ``c = d c + (1 - d) g^2; p -= lr g / (sqrt(c) + eps)``;
+* Adadelta (Zeiler 2012): ``a = r a + (1 - r) g^2;
+  u = sqrt(s + eps) / sqrt(a + eps) g; s = r s + (1 - r) u^2; p -= lr u``;
+* Adam: ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+  p -= lr m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)``,
+  ``v_hat = v / (1 - b2^t)``, written as ``(lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)``
+  so the bias corrections are 0-d values computed once per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import symgraph as sg
+from frontends import schedules as schedules_module
+from frontends.schedules import Schedule, build_from_config
+from symgraph.shapes import dims_equal
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adadelta", "Adam",
+           "clip_by_global_norm", "get"]
+
+#: added to the global norm before dividing (torch.nn.utils.clip_grad_norm_ uses the same)
+CLIP_TINY = 1e-6
+
+
+def _number(owner: str, name: str, value, lo: float = 0.0, hi: float = math.inf,
+            hi_open: bool = False) -> float:
+    """``value`` as a float in ``[lo, hi]`` (``[lo, hi)`` when ``hi_open``), else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    value = float(value)
+    ok = math.isfinite(value) and lo <= value and (value < hi if hi_open else value <= hi)
+    if not ok:
+        upper = (f", < {hi}" if hi_open else f", <= {hi}") if hi != math.inf else ""
+        raise ValueError(f"{owner}: {name} must be a finite number >= {lo}{upper}, "
+                         f"got {value!r}")
+    return value
+
+
+def clip_by_global_norm(grads: Sequence[sg.Variable], clip_norm: float) -> list[sg.Variable]:
+    """``g * min(1, clip_norm / (||grads||_global + 1e-6))`` for every ``g``, in the graph.
+
+    The global norm is the 2-norm of all gradients concatenated (as
+    ``torch.nn.utils.clip_grad_norm_``); the scale is one 0-d value, so the
+    direction of the whole update is kept.
+    """
+    grads = list(grads)
+    if not grads:
+        return []
+    dtype = np.result_type(*(g.dtype for g in grads))
+    total = None
+    for g in grads:
+        part = sg.cast(sg.sum(g * g), dtype)
+        total = part if total is None else total + part
+    scale = sg.minimum(1.0, clip_norm / (sg.sqrt(total) + CLIP_TINY))
+    return [g * sg.cast(scale, g.dtype) for g in grads]
+
+
+def _param_labels(params: list[sg.SharedVariable]) -> list[str]:
+    """Names for the state variables: the parameter's name, made unique by its position."""
+    names = [p.name or f"param{i}" for i, p in enumerate(params)]
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    return [n if counts[n] == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+
+
+class Optimizer:
+    """Base class: learning rate, schedule, clipping, step counter and state bookkeeping.
+
+    Subclasses set ``slot_names`` (per-parameter state, in ``variables()`` order) and
+    implement ``_update_rule(param, grad, lr, slots)`` returning the updates of one
+    parameter and its slots.
+    """
+
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: float, *, schedule: Schedule | str | dict | None = None,
+                 clip_norm: float | None = None, name: str | None = None):
+        kind = type(self).__name__
+        self._lr_value = _number(kind, "lr", lr)
+        self.schedule: Schedule | None = (None if schedule is None
+                                          else schedules_module.get(schedule))
+        self.clip_norm = None if clip_norm is None else _number(kind, "clip_norm", clip_norm)
+        if self.clip_norm == 0:
+            raise ValueError(f"{kind}: clip_norm must be > 0 (or None for no clipping)")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"{kind}: name must be a non-empty string, got {name!r}")
+        self.name = name or kind
+        #: number of steps taken (int64, incremented by the update)
+        self.iterations = sg.shared(np.int64(0), name=f"{self.name}/iterations")
+        #: the effective learning rate of the current step (0-d Variable), after get_updates
+        self.effective_lr: sg.Variable | None = None
+        self._lr: sg.SharedVariable | None = None
+        self._slots: list[sg.SharedVariable] = []
+        self._step_counts: dict[np.dtype, sg.Variable] = {}
+
+    # -- learning rate
+    @property
+    def lr(self) -> sg.SharedVariable:
+        """The 0-d shared variable holding the base learning rate (created by get_updates)."""
+        if self._lr is None:
+            raise AttributeError(f"{self.name}.lr (the learning-rate shared variable) is created "
+                                 "by get_updates, in the parameters' dtype; before that use "
+                                 "learning_rate")
+        return self._lr
+
+    @property
+    def learning_rate(self) -> float:
+        """The current base learning rate (schedules scale it inside the graph)."""
+        if self._lr is None:
+            return self._lr_value
+        return float(self._lr.get_value())
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        value = _number(self.name, "learning_rate", value)
+        if self._lr is None:
+            self._lr_value = value
+        else:  # a shared variable: compiled functions see it on their next call
+            self._lr.set_value(np.asarray(value, dtype=self._lr.dtype))
+
+    # -- building the updates
+    def get_updates(self, params: Sequence[sg.SharedVariable],
+                    grads: Sequence[sg.Variable]) -> dict[sg.SharedVariable, sg.Variable]:
+        """Updates of the parameters, the optimizer state and ``iterations``, for
+        ``sg.function(..., updates=...)``. Call once: the state belongs to these params."""
+        if self._lr is not None:
+            raise RuntimeError(f"{self.name}: get_updates was already called; an optimizer's "
+                               "state belongs to one set of parameters (create another one)")
+        params, grads = list(params), list(grads)
+        self._check(params, grads)
+        dtype = np.result_type(*(p.dtype for p in params))
+        self._lr = sg.shared(np.asarray(self._lr_value, dtype=dtype), name=f"{self.name}/lr")
+        lr = self._lr
+        if self.schedule is not None:
+            lr = self.schedule(self._lr, self.iterations)
+            if not isinstance(lr, sg.Variable) or lr.ndim != 0 or lr.dtype != dtype:
+                raise TypeError(f"{self.name}: schedule {self.schedule!r} must return a 0-d "
+                                f"{dtype.name} Variable, got {lr!r}")
+        self.effective_lr = lr
+        if self.clip_norm is not None:
+            grads = clip_by_global_norm(grads, self.clip_norm)
+        lr_of = {dtype: lr}
+        updates: dict[sg.SharedVariable, sg.Variable] = {}
+        for p, g, label in zip(params, grads, _param_labels(params)):
+            if p.dtype not in lr_of:
+                lr_of[p.dtype] = sg.cast(lr, p.dtype)
+            slots = [self._slot(p, label, s) for s in self.slot_names]
+            updates.update(self._update_rule(p, g, lr_of[p.dtype], slots))
+        updates[self.iterations] = self._next_iteration
+        return updates
+
+    def _check(self, params: list, grads: list) -> None:
+        if not params:
+            raise ValueError(f"{self.name}.get_updates: no parameters to optimize")
+        if len(params) != len(grads):
+            raise ValueError(f"{self.name}.get_updates: {len(params)} parameters but "
+                             f"{len(grads)} gradients")
+        seen = set()
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if not isinstance(p, sg.SharedVariable):
+                raise TypeError(f"{self.name}.get_updates: parameter {i} ({p!r}) is not a "
+                                "shared variable")
+            if p in seen:
+                raise ValueError(f"{self.name}.get_updates: parameter {p.name!r} is listed twice")
+            seen.add(p)
+            if p.dtype.kind != "f":
+                raise TypeError(f"{self.name}.get_updates: parameter {p.name!r} is "
+                                f"{p.dtype.name}; only float parameters can be trained")
+            if not isinstance(g, sg.Variable):
+                raise TypeError(f"{self.name}.get_updates: the gradient of {p.name!r} is "
+                                f"{type(g).__name__}, not a Variable")
+            if g.dtype != p.dtype or g.ndim != p.ndim or any(
+                    dims_equal(a, b) is False for a, b in zip(g.shape, p.shape)):
+                raise TypeError(f"{self.name}.get_updates: the gradient of {p.name!r} is "
+                                f"{g.type}, the parameter {p.type}")
+
+    @property
+    def _next_iteration(self) -> sg.Variable:
+        if "next" not in self._step_counts:
+            self._step_counts["next"] = self.iterations + 1
+        return self._step_counts["next"]
+
+    def _step_count(self, dtype) -> sg.Variable:
+        """The 1-based number of the step being taken, as a 0-d ``dtype`` value."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._step_counts:
+            self._step_counts[dtype] = sg.cast(self._next_iteration, dtype)
+        return self._step_counts[dtype]
+
+    def _slot(self, param: sg.SharedVariable, label: str, slot: str) -> sg.SharedVariable:
+        zeros = np.zeros(param.get_value().shape, dtype=param.dtype)
+        var = sg.shared(zeros, name=f"{self.name}/{label}/{slot}", shape=param.type.shape)
+        self._slots.append(var)
+        return var
+
+    def _update_rule(self, param, grad, lr, slots) -> dict:
+        raise NotImplementedError
+
+    # -- state, hooks, config
+    def variables(self) -> list[sg.SharedVariable]:
+        """All optimizer state: ``lr`` (once built), ``iterations``, then each parameter's
+        slots in parameter order (names ``"<opt name>/<param name>/<slot>"``)."""
+        head = [] if self._lr is None else [self._lr]
+        return head + [self.iterations] + list(self._slots)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        """Host-side hook for the training loop (``ReduceOnPlateau`` acts here)."""
+        if self.schedule is not None:
+            self.schedule.on_epoch_end(self, epoch, logs)
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        return {}
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able config; ``get(config)`` rebuilds an equal optimizer. ``lr`` is the
+        current base learning rate (after any ReduceOnPlateau reductions)."""
+        config = {"type": type(self).__name__, "lr": self.learning_rate}
+        config.update(self._hyperparameters())
+        config["schedule"] = None if self.schedule is None else self.schedule.get_config()
+        config["clip_norm"] = self.clip_norm
+        if self.name != type(self).__name__:
+            config["name"] = self.name
+        return config
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()
+                         if k != "type" and v is not None)
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Minibatch SGD, with optional (Nesterov) momentum.
+
+    >>> SGD(lr=0.1); SGD(lr=0.1, momentum=0.9); SGD(lr=0.1, momentum=0.9, nesterov=True)
+
+    Momentum keeps ``v = mu v - lr g`` (lr inside the velocity, as background.md and
+    Sutskever et al.); torch keeps ``b = mu b + g`` and steps ``-lr b``: the same
+    iterates while the learning rate is constant, different ones under a schedule.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, *,
+                 schedule=None, clip_norm=None, name=None):
+        super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
+        self.momentum = _number("SGD", "momentum", momentum, 0.0, 1.0, hi_open=True)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"SGD: nesterov must be True or False, got {nesterov!r}")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("SGD: nesterov=True needs a momentum > 0")
+        self.slot_names = ("velocity",) if self.momentum else ()
+
+    def _update_rule(self, param, grad, lr, slots):
+        if not self.momentum:
+            return {param: param - lr * grad}  # the gemm-foldable form; nothing else
+        (velocity,) = slots
+        mu = self.momentum
+        new_velocity = mu * velocity - lr * grad
+        if self.nesterov:
+            new_param = param - mu * velocity + (1.0 + mu) * new_velocity
+        else:
+            new_param = param + new_velocity
+        return {velocity: new_velocity, param: new_param}
+
+    def _hyperparameters(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al. 2011): ``c += g^2; p -= lr g / (sqrt(c) + eps)``, eps outside
+    the square root (as torch.optim.Adagrad with ``initial_accumulator_value=0``)."""
+
+    slot_names = ("accumulator",)
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-8, *, schedule=None, clip_norm=None,
+                 name=None):
+        super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
+        self.eps = _number("Adagrad", "eps", eps)
+
+    def _update_rule(self, param, grad, lr, slots):
+        (acc,) = slots
+        new_acc = acc + grad * grad
+        return {acc: new_acc, param: param - lr * grad / (sg.sqrt(new_acc) + self.eps)}
+
+    def _hyperparameters(self):
+        return {"eps": self.eps}
+
+
+class RMSProp(Optimizer):
+    """RMSProp (Tieleman and Hinton 2012): ``c = d c + (1 - d) g^2;
+    p -= lr g / (sqrt(c) + eps)``, eps outside the root (as torch.optim.RMSprop, alpha=d)."""
+
+    slot_names = ("mean_square",)
+
+    def __init__(self, lr: float = 0.001, decay: float = 0.99, eps: float = 1e-8, *,
+                 schedule=None, clip_norm=None, name=None):
+        super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
+        self.decay = _number("RMSProp", "decay", decay, 0.0, 1.0, hi_open=True)
+        self.eps = _number("RMSProp", "eps", eps)
+
+    def _update_rule(self, param, grad, lr, slots):
+        (ms,) = slots
+        d = self.decay
+        new_ms = d * ms + (1.0 - d) * (grad * grad)
+        return {ms: new_ms, param: param - lr * grad / (sg.sqrt(new_ms) + self.eps)}
+
+    def _hyperparameters(self):
+        return {"decay": self.decay, "eps": self.eps}
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012), eps inside both square roots (as torch.optim.Adadelta):
+    ``a = r a + (1-r) g^2; u = sqrt(s + eps) / sqrt(a + eps) g; s = r s + (1-r) u^2;
+    p -= lr u``. ``lr=1.0`` is the paper's method."""
+
+    slot_names = ("mean_square_grad", "mean_square_delta")
+
+    def __init__(self, lr: float = 1.0, rho: float = 0.95, eps: float = 1e-6, *,
+                 schedule=None, clip_norm=None, name=None):
+        super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
+        self.rho = _number("Adadelta", "rho", rho, 0.0, 1.0, hi_open=True)
+        self.eps = _number("Adadelta", "eps", eps)
+        if self.eps == 0:
+            raise ValueError("Adadelta: eps must be > 0 (the first step is sqrt(eps) / ...)")
+
+    def _update_rule(self, param, grad, lr, slots):
+        msg, msd = slots
+        r, eps = self.rho, self.eps
+        new_msg = r * msg + (1.0 - r) * (grad * grad)
+        delta = sg.sqrt(msd + eps) / sg.sqrt(new_msg + eps) * grad
+        new_msd = r * msd + (1.0 - r) * (delta * delta)
+        return {msg: new_msg, msd: new_msd, param: param - lr * delta}
+
+    def _hyperparameters(self):
+        return {"rho": self.rho, "eps": self.eps}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba 2015) with bias correction; eps is added to ``sqrt(v_hat)``
+    (outside the root), as in the paper and torch.optim.Adam."""
+
+    slot_names = ("m", "v")
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, *, schedule=None, clip_norm=None, name=None):
+        super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
+        self.beta1 = _number("Adam", "beta1", beta1, 0.0, 1.0, hi_open=True)
+        self.beta2 = _number("Adam", "beta2", beta2, 0.0, 1.0, hi_open=True)
+        self.eps = _number("Adam", "eps", eps)
+        self._corrections: dict = {}
+
+    def _bias_corrections(self, dtype) -> tuple[sg.Variable, sg.Variable]:
+        """``(1 - b1^t, sqrt(1 - b2^t))``: 0-d, once per dtype and step."""
+        if dtype not in self._corrections:
+            t = self._step_count(dtype)
+            self._corrections[dtype] = (1.0 - self.beta1 ** t, sg.sqrt(1.0 - self.beta2 ** t))
+        return self._corrections[dtype]
+
+    def _update_rule(self, param, grad, lr, slots):
+        m, v = slots
+        b1, b2 = self.beta1, self.beta2
+        bc1, sqrt_bc2 = self._bias_corrections(param.dtype)
+        new_m = b1 * m + (1.0 - b1) * grad
+        new_v = b2 * v + (1.0 - b2) * (grad * grad)
+        new_param = param - (lr / bc1) * new_m / (sg.sqrt(new_v) / sqrt_bc2 + self.eps)
+        return {m: new_m, v: new_v, param: new_param}
+
+    def _hyperparameters(self):
+        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+#: lower-case name -> (class, default arguments); "momentum"/"nesterov" are SGD spellings
+_OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
+    "sgd": (SGD, {}),
+    "momentum": (SGD, {"momentum": 0.9}),
+    "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}),
+    "adagrad": (Adagrad, {}),
+    "rmsprop": (RMSProp, {}),
+    "adadelta": (Adadelta, {}),
+    "adam": (Adam, {}),
+}
+
+
+def get(identifier: str | dict | Optimizer) -> Optimizer:
+    """An optimizer from a name (``"adam"``, ``"SGD"``, ``"momentum"``), a config dict
+    (``{"type": "Adam", "lr": 1e-3}``, as ``get_config`` writes) or an instance (returned).
+
+    >>> get({"type": "SGD", "lr": 0.1, "momentum": 0.9})
+    SGD(lr=0.1, momentum=0.9, nesterov=False)
+    """
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        name, kwargs = identifier, {}
+    elif isinstance(identifier, dict):
+        if "type" not in identifier:
+            raise ValueError(f"optimizer config {identifier!r} has no 'type' key "
+                             f"(one of {sorted(_OPTIMIZERS)})")
+        kwargs = dict(identifier)
+        name = kwargs.pop("type")
+        if not isinstance(name, str):
+            raise TypeError(f"optimizer type must be a string, got {name!r}")
+    else:
+        raise TypeError(f"an optimizer is a name, a config dict or an Optimizer, "
+                        f"got {type(identifier).__name__}")
+    entry = _OPTIMIZERS.get(name.replace("_", "").lower())
+    if entry is None:
+        raise ValueError(f"unknown optimizer {name!r}; valid: {sorted(_OPTIMIZERS)}")
+    cls, defaults = entry
+    return build_from_config(cls, {**defaults, **kwargs})

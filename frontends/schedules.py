@@ -1,0 +1,271 @@
+"""Learning-rate schedules for ``frontends.optimizers``.
+
+Two kinds, because a schedule either depends only on the step count or on what
+happened during training:
+
+* **in-graph** (``Step``, ``Exponential``, ``InverseTime``): the effective
+  learning rate is an expression of the optimizer's base-lr shared scalar and
+  its ``iterations`` counter, built once into the compiled training step, so
+  changing the rate costs no recompilation and no host work per step;
+* **host-side** (``ReduceOnPlateau``): the training loop calls
+  ``optimizer.on_epoch_end(epoch, logs)`` and the schedule rescales the base-lr
+  shared scalar when the monitored value stops improving ("halve the learning
+  rate when the validation error stops improving").
+
+Step counts are *optimizer steps* (minibatches), as Keras's ``decay_steps``;
+step ``t`` is the number of steps already taken, so the first step uses the
+base learning rate. The counter arithmetic is done in float64 on 0-d values
+(exact for any realistic count) and only the final factor is cast to the
+learning rate's dtype, so a float32 model's elementwise updates stay float32.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import TYPE_CHECKING, Any
+
+import symgraph as sg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from frontends.optimizers import Optimizer
+
+__all__ = ["Schedule", "Step", "Exponential", "InverseTime", "ReduceOnPlateau", "get"]
+
+
+def _positive_number(owner: str, name: str, value, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
+    return value
+
+
+def _positive_int(owner: str, name: str, value, *, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if not (isinstance(value, float) and value.is_integer()):
+            raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{owner}: {name} must be {'>= 0' if allow_zero else '> 0'}, "
+                         f"got {value}")
+    return value
+
+
+class Schedule:
+    """Base class: the identity schedule (the base learning rate at every step).
+
+    Subclasses override ``__call__`` (in-graph) and/or ``on_epoch_end`` (host-side).
+    """
+
+    def __call__(self, lr: sg.Variable, iterations: sg.Variable) -> sg.Variable:
+        """The effective learning rate of the step after ``iterations`` steps, as a graph
+        expression in ``lr``'s dtype (0-d)."""
+        return lr
+
+    def on_epoch_end(self, optimizer: Optimizer, epoch: int, logs: dict[str, float]) -> None:
+        """Host-side hook, called once per epoch by the training loop; default: nothing."""
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able constructor arguments plus ``type``; ``get(config)`` rebuilds it."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+def _scaled(lr: sg.Variable, factor64: sg.Variable) -> sg.Variable:
+    """``lr * factor`` with the float64 0-d factor cast to the learning rate's dtype."""
+    return lr * sg.cast(factor64, lr.dtype)
+
+
+def _step_ratio(iterations: sg.Variable, steps: float, staircase: bool) -> sg.Variable:
+    """``t / steps`` (float64), floored when ``staircase`` (t >= 0, so truncation floors)."""
+    ratio = sg.cast(iterations, "float64") / float(steps)
+    if staircase:
+        ratio = sg.cast(sg.cast(ratio, "int64"), "float64")
+    return ratio
+
+
+class Step(Schedule):
+    """Step decay: ``lr * drop ** floor(t / every)``, ``t`` in optimizer steps.
+
+    >>> Adam(lr=1e-3, schedule=Step(drop=0.5, every=1000))   # halve every 1000 minibatches
+    """
+
+    def __init__(self, drop: float = 0.5, every: int = 10):
+        self.drop = _positive_number("Step", "drop", drop)
+        self.every = _positive_int("Step", "every", every)
+
+    def __call__(self, lr, iterations):
+        return _scaled(lr, self.drop ** _step_ratio(iterations, self.every, staircase=True))
+
+    def get_config(self):
+        return {"type": "Step", "drop": self.drop, "every": self.every}
+
+
+class Exponential(Schedule):
+    """Exponential decay (Keras ``ExponentialDecay``): ``lr * rate ** (t / steps)``;
+    with ``staircase=True`` the exponent is ``floor(t / steps)``."""
+
+    def __init__(self, rate: float, steps: int, staircase: bool = False):
+        self.rate = _positive_number("Exponential", "rate", rate)
+        self.steps = _positive_int("Exponential", "steps", steps)
+        self.staircase = bool(staircase)
+
+    def __call__(self, lr, iterations):
+        return _scaled(lr, self.rate ** _step_ratio(iterations, self.steps, self.staircase))
+
+    def get_config(self):
+        return {"type": "Exponential", "rate": self.rate, "steps": self.steps,
+                "staircase": self.staircase}
+
+
+class InverseTime(Schedule):
+    """1/t decay (Keras ``InverseTimeDecay``): ``lr / (1 + rate * t / steps)``;
+    with ``staircase=True`` the ratio ``t / steps`` is floored."""
+
+    def __init__(self, rate: float, steps: int = 1, staircase: bool = False):
+        self.rate = _positive_number("InverseTime", "rate", rate, allow_zero=True)
+        self.steps = _positive_int("InverseTime", "steps", steps)
+        self.staircase = bool(staircase)
+
+    def __call__(self, lr, iterations):
+        ratio = _step_ratio(iterations, self.steps, self.staircase)
+        return _scaled(lr, 1.0 / (1.0 + self.rate * ratio))
+
+    def get_config(self):
+        return {"type": "InverseTime", "rate": self.rate, "steps": self.steps,
+                "staircase": self.staircase}
+
+
+class ReduceOnPlateau(Schedule):
+    """Multiply the learning rate by ``factor`` when ``logs[monitor]`` has not improved for
+    ``patience`` epochs (host-side; Keras's ``ReduceLROnPlateau`` counting, so ``patience=2``
+    reduces on the second epoch without improvement, and 0 acts as 1).
+
+    Improvement means ``value < best - min_delta`` (``mode="min"``) or
+    ``value > best + min_delta`` (``mode="max"``); a NaN never improves. The ``cooldown``
+    epochs after a reduction are not counted (as torch's ``ReduceLROnPlateau``; Keras
+    skips one fewer). The rate never goes below ``min_lr``. The change goes into the
+    optimizer's base-lr shared variable, so the compiled step uses it on its next call
+    without recompiling.
+    """
+
+    def __init__(self, factor: float = 0.5, patience: int = 2, monitor: str = "val_loss",
+                 min_lr: float = 0.0, mode: str = "min", min_delta: float = 0.0,
+                 cooldown: int = 0):
+        self.factor = _positive_number("ReduceOnPlateau", "factor", factor)
+        if self.factor >= 1:
+            raise ValueError(f"ReduceOnPlateau: factor must be < 1 (it reduces the rate), "
+                             f"got {factor!r}")
+        self.patience = _positive_int("ReduceOnPlateau", "patience", patience, allow_zero=True)
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f"ReduceOnPlateau: monitor must be a log key such as 'val_loss', "
+                            f"got {monitor!r}")
+        self.monitor = monitor
+        self.min_lr = _positive_number("ReduceOnPlateau", "min_lr", min_lr, allow_zero=True)
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceOnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        self.mode = mode
+        self.min_delta = _positive_number("ReduceOnPlateau", "min_delta", min_delta,
+                                          allow_zero=True)
+        self.cooldown = _positive_int("ReduceOnPlateau", "cooldown", cooldown, allow_zero=True)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the training history (best value, patience and cooldown counters)."""
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, optimizer, epoch, logs):
+        if self.monitor not in logs:
+            raise KeyError(f"ReduceOnPlateau monitors {self.monitor!r}, which is not in the "
+                           f"epoch logs (keys: {sorted(logs)}); pass validation data or set "
+                           "monitor= to one of them")
+        value = float(logs[self.monitor])
+        if self._improved(value):
+            self.best = value
+            self.wait = 0
+        else:
+            self.wait += 1
+        if self.cooldown_left > 0:  # epochs right after a reduction do not count
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self.wait >= max(self.patience, 1):
+            old = optimizer.learning_rate
+            if old > self.min_lr:
+                optimizer.learning_rate = max(old * self.factor, self.min_lr)
+            self.cooldown_left = self.cooldown
+            self.wait = 0
+
+    def get_config(self):
+        return {"type": "ReduceOnPlateau", "factor": self.factor, "patience": self.patience,
+                "monitor": self.monitor, "min_lr": self.min_lr, "mode": self.mode,
+                "min_delta": self.min_delta, "cooldown": self.cooldown}
+
+
+_SCHEDULES: dict[str, type[Schedule]] = {
+    "step": Step, "exponential": Exponential, "inversetime": InverseTime,
+    "reduceonplateau": ReduceOnPlateau,
+}
+
+
+def _key(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
+
+
+def get(identifier: str | dict | Schedule) -> Schedule:
+    """A schedule from a name (``"step"``, ``"ReduceOnPlateau"``, ``"inverse_time"``), a
+    config dict (``{"type": "Exponential", "rate": 0.96, "steps": 100}``) or an instance.
+
+    >>> get({"type": "Step", "drop": 0.5, "every": 100})
+    Step(drop=0.5, every=100)
+    """
+    if isinstance(identifier, Schedule):
+        return identifier
+    if isinstance(identifier, str):
+        name, kwargs = identifier, {}
+    elif isinstance(identifier, dict):
+        if "type" not in identifier:
+            raise ValueError(f"schedule config {identifier!r} has no 'type' key "
+                             f"(one of {_valid_names()})")
+        kwargs = dict(identifier)
+        name = kwargs.pop("type")
+        if not isinstance(name, str):
+            raise TypeError(f"schedule type must be a string, got {name!r}")
+    else:
+        raise TypeError(f"a schedule is a name, a config dict or a Schedule, "
+                        f"got {type(identifier).__name__}")
+    cls = _SCHEDULES.get(_key(name))
+    if cls is None:
+        raise ValueError(f"unknown schedule {name!r}; valid: {_valid_names()}")
+    return build_from_config(cls, kwargs)
+
+
+def build_from_config(cls: type, kwargs: dict):
+    """``cls(**kwargs)`` with unknown or missing arguments reported by name (configs come
+    from spec files, so a typo must say which key is wrong)."""
+    params = inspect.signature(cls.__init__).parameters
+    unknown = [k for k in kwargs if k not in params or k == "self"]
+    if unknown:
+        valid = [p for p in params if p != "self"]
+        raise ValueError(f"{cls.__name__}: unknown argument(s) {unknown}; valid: {valid}")
+    missing = [p.name for p in params.values() if p.name != "self"
+               and p.default is inspect.Parameter.empty and p.name not in kwargs]
+    if missing:
+        raise ValueError(f"{cls.__name__} needs argument(s) {missing}")
+    return cls(**kwargs)
+
+
+def _valid_names() -> list[str]:
+    return [cls.__name__ for cls in _SCHEDULES.values()]
