@@ -24,7 +24,9 @@ index than the one it writes, an output or another update that is the old value,
 reader, forbids it); (b) no fallible kernel (integer-index bounds checks) runs after the
 write, so a failed call still changes no shared variable.  ``Analysis.root`` then maps the
 update expression to the variable's own buffer.  ``W - c * (A @ B)`` whose gemm result has no
-other use is *folded*: one gemm with ``alpha = -c, beta = 1`` into ``W``.
+other use is *folded*: one gemm with ``alpha = -c, beta = 1`` into ``W``; ``c`` is a 0-d literal
+or a 0-d value read at run time (a shared learning rate, so a schedule changes it without
+recompiling; see :func:`_sgd_fold`).
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class Analysis:
     members: dict[Variable, list[Apply]] = field(default_factory=dict)
     #: update expression -> the shared variable whose buffer it is written into
     inplace: dict[Variable, Variable] = field(default_factory=dict)
-    #: folded SGD update expression -> (gemm result it absorbs, the 0-d constant scale c)
+    #: folded SGD update expression -> (gemm result it absorbs, the 0-d scale c: a literal,
+    #: or a variable whose value the kernel reads at run time)
     folded: dict[Variable, tuple[Variable, Variable]] = field(default_factory=dict)
 
     def root(self, var: Variable) -> Variable:
@@ -316,9 +319,25 @@ def _reads_only_at_own_index(an: Analysis, kv: Variable, var: Variable) -> bool:
     return ok == total
 
 
+#: modes of a 0-d scale ``c`` whose value the folded kernel reads at run time, before its gemm
+RUNTIME_SCALE_MODES = ("arg", "buffer", "alias", "inline")
+
+
 def _sgd_fold(an: Analysis, expr: Variable, var: Variable):
-    """``var - c * (A @ B)`` with a 0-d constant ``c`` and a 2-d gemm used only here:
-    (gemm result, c), else None."""
+    """``var - c * (A @ B)`` with a 2-d gemm used only here and a 0-d scale ``c`` of
+    ``var``'s dtype: (gemm result, c), else None.
+
+    ``c`` is a literal (then 0, NaN and inf are refused here: OpenBLAS returns early for
+    ``alpha = 0`` and adds ``alpha * A_k @ B_k`` per block of the inner dimension, so neither
+    propagates NaN/inf like ``W - c * (A @ B)``), or a value read at run time
+    (:data:`RUNTIME_SCALE_MODES`: a shared variable or input, a scalar computed by an earlier
+    kernel, or an elementwise scalar tree computed inside the folded kernel, e.g.
+    ``lr * decay ** t``).  A runtime ``c`` is loaded once before the gemm, and the kernel
+    takes the unfolded route when it is 0, NaN or inf
+    (:func:`codegen.lowerings.lower_folded_sgd`).  It is the value of the step: the old value
+    of a shared ``lr`` the same step updates, because :func:`plan_inplace` counts ``c``'s
+    leaves among the folded kernel's reads (an in-place write of ``lr`` must then run after
+    it, or ``lr`` is double-buffered)."""
     node = expr.owner
     if not (isinstance(node.op, Elemwise) and node.op.scalar_op.name == "sub"):
         return None
@@ -329,12 +348,16 @@ def _sgd_fold(an: Analysis, expr: Variable, var: Variable):
     if not (isinstance(mul.op, Elemwise) and mul.op.scalar_op.name == "mul"):
         return None
     c, g = mul.inputs
-    if an.mode.get(g) == "literal":
+    if g.ndim == 0 and c.ndim == 2:
         c, g = g, c
-    if an.mode.get(c) != "literal" or g.owner is None or not isinstance(g.owner.op, MatMul):
+    if c.ndim != 0 or g.owner is None or not isinstance(g.owner.op, MatMul):
         return None
-    scale = float(c.value)
-    if scale == 0 or scale != scale or abs(scale) == float("inf"):  # BLAS skips alpha = 0
+    mode = an.mode.get(c)
+    if mode == "literal":
+        scale = float(c.value)
+        if scale == 0 or scale != scale or abs(scale) == float("inf"):  # see docstring
+            return None
+    elif mode not in RUNTIME_SCALE_MODES:
         return None
     dt = var.dtype
     if (an.mode.get(g) != "buffer" or len(an.uses.get(g, [])) != 1 or g in an.outputs
