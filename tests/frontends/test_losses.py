@@ -110,6 +110,17 @@ def test_hinge_is_zero_when_every_margin_is_met(backend):
     assert value == 0.0 and not grad.any()
 
 
+def test_hinge_gradient_at_an_exactly_met_margin_is_zero_as_in_torch(backend):
+    z = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 0.5]])  # row 0: s_1 - s_0 + 1 == 0 exactly
+    labels = np.array([0, 2])
+    value, grad = run(losses.Hinge(), z, labels, backend)
+    t_value, t_grad = torch_value_and_grad(
+        lambda t, y: 3 * F.multi_margin_loss(t, y), z, torch.tensor(labels))
+    np.testing.assert_allclose(value, t_value, rtol=1e-12)
+    np.testing.assert_array_equal(grad, t_grad)
+    assert not grad[0].any()
+
+
 def test_gaussian_nll_matches_torch_full_sum(backend, rng):
     k = 3
     out = np.concatenate([rng.normal(size=(BATCH, k)), rng.uniform(-2, 2, (BATCH, k))], axis=1)
