@@ -1,0 +1,160 @@
+"""Model and Sequential: graphs, weights, compile, evaluate/predict against independent oracles
+(a hand-written symgraph network, numpy forward passes)."""
+
+import numpy as np
+import pytest
+
+import frontends as fe
+import symgraph as sg
+
+L = fe.layers
+
+
+def _data(n=96, d=8, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype("float32")
+    y = (X[:, :k].argmax(1)).astype("int64")
+    return X, y
+
+
+def _mlp(seed=0, dtype="float32"):
+    return fe.Sequential([L.Dense(16, activation="relu"), L.Dense(3)], input_shape=(8,),
+                         dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_one_epoch_of_sgd_equals_the_network_written_by_hand(backend):
+    X, y = _data(n=100)
+    model = _mlp()
+    W1, b1, W2, b2 = [sg.shared(w, name=f"hand{i}") for i, w in enumerate(model.get_weights())]
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(lr=0.1), backend=backend)
+    model.fit(X, y, batch_size=16, epochs=1, shuffle=False, progress=False, verbose=False)
+
+    x = sg.tensor("x", ("batch", 8), "float32")
+    t = sg.tensor("t", ("batch",), "int64")
+    loss = sg.nn.cross_entropy(sg.nn.relu(x @ W1 + b1) @ W2 + b2, t)
+    params = [W1, b1, W2, b2]
+    lr = sg.shared(np.float32(0.1), name="lr")
+    grads = sg.grad(loss, params)
+    step = sg.function([x, t], loss, updates={p: p - lr * g for p, g in zip(params, grads)},
+                       backend=backend)
+    step.epoch(X, y, batch_size=16)
+    for mine, theirs in zip(model.get_weights(), [p.get_value() for p in params]):
+        np.testing.assert_array_equal(mine, theirs)  # bit for bit: the same graph, same steps
+
+
+def test_weights_named_by_layer_in_keras_order_and_set_weights_is_all_or_nothing():
+    model = fe.Sequential([L.Dense(4, name="hidden"), L.BatchNorm(), L.Dense(2)],
+                          input_shape=(3,), seed=1)
+    names = [w.name for w in model.weights]
+    assert names == ["hidden/W", "hidden/b", "batch_norm_1/gamma", "batch_norm_1/beta",
+                     "batch_norm_1/running_mean", "batch_norm_1/running_var", "dense_1/W",
+                     "dense_1/b"]
+    ws = model.get_weights()
+    assert [w.shape for w in ws] == [(3, 4), (4,), (4,), (4,), (4,), (4,), (4, 2), (2,)]
+    before = model.get_weights()
+    bad = [w + 1 for w in ws]
+    bad[-1] = np.zeros(5, "float32")
+    with pytest.raises(ValueError, match=r"dense_1/b has shape \(2,\), got \(5,\)"):
+        model.set_weights(bad)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # nothing changed
+    with pytest.raises(ValueError, match="8 weights, got 2"):
+        model.set_weights(ws[:2])
+    model.set_weights([w * 0 + 2 for w in ws])
+    assert all((w == 2).all() for w in model.get_weights())
+
+
+def test_same_seed_same_model_and_regularisable_weights_are_kernels():
+    a, b, c = _mlp(seed=3), _mlp(seed=3), _mlp(seed=4)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+    assert [w.name for w in a.regularizable_weights] == ["dense_1/W", "dense_2/W"]
+
+
+def _forward_numpy(ws, X):
+    W1, b1, g, be, rm, rv, W2, b2 = ws
+    h = np.maximum(X @ W1 + b1, 0)
+    h = g * (h - rm) / np.sqrt(rv + 1e-3) + be
+    return h @ W2 + b2
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_predict_is_inference_mode_and_evaluate_averages_over_examples(backend):
+    X, y = _data(n=70)
+    model = fe.Sequential([L.Dense(16, activation="relu"), L.Dropout(0.5), L.BatchNorm(),
+                           L.Dense(3)], input_shape=(8,), seed=0)
+    model.compile(loss="cross_entropy", optimizer="adam", metrics=["accuracy"],
+                  backend=backend)
+    model.fit(X, y, batch_size=16, epochs=2, progress=False, verbose=False)
+    ws = model.get_weights()
+    assert not np.allclose(ws[4], 0)  # running mean moved during training
+    expected = _forward_numpy([w.astype(np.float64) for w in ws], X.astype(np.float64))
+    np.testing.assert_allclose(model.predict(X, batch_size=32), expected, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(model.predict(X, batch_size=7), expected, rtol=2e-4, atol=2e-5)
+    logits = expected
+    logp = logits - logits.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    result = model.evaluate(X, y, batch_size=32)  # batches of 32, 32, 6: weighted by size
+    assert result["loss"] == pytest.approx(-logp[np.arange(70), y].mean(), rel=1e-4)
+    assert result["accuracy"] == pytest.approx((logits.argmax(1) == y).mean(), abs=1e-6)
+
+
+def test_functional_model_with_two_inputs_and_a_residual():
+    a, b = fe.Input((4,), name="a"), fe.Input((4,), name="b")
+    h = L.Dense(4, activation="tanh")(a)
+    s = L.Add()([h, b])
+    out = L.Dense(2)(L.Concatenate()([s, a]))
+    model = fe.Model([a, b], out, seed=5)
+    assert [layer.kind for layer in model.layers] == ["Dense", "Add", "Concatenate", "Dense"]
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
+    W1, b1, W2, b2 = model.get_weights()
+    s_np = np.tanh(A @ W1 + b1) + B
+    expected = np.concatenate([s_np, A], 1) @ W2 + b2
+    np.testing.assert_allclose(model.predict([A.astype("float32"), B.astype("float32")]),
+                               expected, rtol=1e-5, atol=1e-5)
+    model.compile(loss="mse", optimizer=fe.optimizers.SGD(lr=0.05))
+    target = rng.normal(size=(10, 2)).astype("float32")
+    first = model.evaluate([A, B], target)["loss"]
+    model.fit([A, B], target, batch_size=5, epochs=20, progress=False, verbose=False)
+    assert model.evaluate([A, B], target)["loss"] < 0.5 * first
+
+
+def test_nodes_carry_layer_scopes_through_grad():
+    model = _mlp()
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    outputs, grads, _ = model.train_graph
+    nodes = sg.graph.toposort(outputs + grads)
+    scopes = {n.scope for n in nodes}
+    assert {"dense_1", "dense_2"} <= scopes
+    grad_scopes = {n.scope for n in nodes if n.grad_call is not None}
+    assert {"dense_1", "dense_2"} <= grad_scopes
+
+
+def test_summary_counts_parameters():
+    model = fe.Sequential([L.Dense(5), L.BatchNorm(), L.Dense(2)], input_shape=(3,), seed=0)
+    text = model.summary(print_fn=None)
+    assert "dense_1 (Dense)" in text and "(batch, 5)" in text
+    total = sum(w.size for w in model.get_weights())
+    assert f"Total params: {total:,}" in text
+    assert "Non-trainable params: 10" in text  # running mean and variance of 5 units
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    assert "gradient nodes" in model.summary(print_fn=None)
+
+
+def test_model_errors_name_the_problem():
+    layer = L.Dense(3)
+    fe.Sequential([layer], input_shape=(2,))
+    with pytest.raises(ValueError, match="already belongs"):
+        fe.Sequential([layer], input_shape=(2,))
+    with pytest.raises(ValueError, match="Dense takes \\(batch, features\\)"):
+        fe.Sequential([L.Dense(3)], input_shape=(2, 2))
+    model = _mlp()
+    with pytest.raises(RuntimeError, match="compile the model first"):
+        model.evaluate(*_data())
+    x = fe.Input((3,))
+    other = fe.Input((3,), name="other")
+    with pytest.raises(ValueError, match="needs input 'other'"):
+        fe.Model([x], L.Add()([L.Dense(3)(x), other]))

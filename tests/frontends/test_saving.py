@@ -1,0 +1,93 @@
+"""save / load_model / load_weights: round trips and files that are not ours."""
+
+import numpy as np
+import pytest
+
+import frontends as fe
+
+L = fe.layers
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 5)).astype("float32")
+    return X, (X[:, 0] > 0).astype("int64")
+
+
+def _trained(tmp_path):
+    X, y = _data()
+    model = fe.Sequential([L.Dense(8, activation="relu", bias_init=0.1), L.Dropout(0.25),
+                           L.BatchNorm(), L.Dense(2)], input_shape=(5,), seed=3)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(lr=0.01),
+                  regularizer=fe.regularizers.L2(1e-3), metrics=["accuracy"])
+    model.fit(X, y, batch_size=16, epochs=2, progress=False, verbose=False)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    return model, path, X, y
+
+
+def test_round_trip_keeps_weights_predictions_and_optimizer_state(tmp_path):
+    model, path, X, y = _trained(tmp_path)
+    loaded = fe.load_model(path)
+    assert [layer.get_config() for layer in loaded.layers] == \
+        [layer.get_config() for layer in model.layers]
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.predict(X), loaded.predict(X))
+    assert loaded.evaluate(X, y) == model.evaluate(X, y)
+    # training on from the file continues exactly where the original is (Adam moments,
+    # step count, dropout counter included)
+    for m in (model, loaded):
+        m.fit(X, y, batch_size=16, epochs=1, shuffle=False, progress=False, verbose=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_functional_model_round_trip(tmp_path):
+    a = fe.Input((3,), name="a")
+    h = L.Dense(4, activation="tanh")(a)
+    out = L.Dense(2)(L.Add()([h, L.Dense(4)(a)]))
+    model = fe.Model(a, out, seed=9)
+    model.save(tmp_path / "f.npz")
+    loaded = fe.load_model(tmp_path / "f.npz")
+    X = np.random.default_rng(1).normal(size=(6, 3)).astype("float32")
+    np.testing.assert_array_equal(model.predict(X), loaded.predict(X))
+    assert not loaded.compiled
+
+
+def test_functional_model_with_raw_ops_cannot_be_saved_but_weights_load(tmp_path):
+    def build():
+        x = fe.Input((3,))
+        return fe.Model(x, L.Dense(2)(L.Dense(3)(x) * 2.0), seed=0)
+    model = build()
+    with pytest.raises(NotImplementedError, match="symgraph ops between layers"):
+        model.save(tmp_path / "raw.npz")
+    plain = fe.Sequential([L.Dense(3), L.Dense(2)], input_shape=(3,), seed=4)
+    plain.save(tmp_path / "plain.npz")
+    model.load_weights(tmp_path / "plain.npz")  # same weight shapes: accepted
+    for a, b in zip(model.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_files_raise_clear_errors_and_change_nothing(tmp_path):
+    model, path, X, y = _trained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        fe.load_model(tmp_path / "missing.npz")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"this is not a zip file at all" * 10)
+    with pytest.raises(fe.ModelFileError, match="junk.npz"):
+        fe.load_model(junk)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(fe.ModelFileError, match="cut.npz"):
+        fe.load_model(cut)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.zeros(3))
+    with pytest.raises(fe.ModelFileError, match="foreign.npz.*not a symgraph model"):
+        fe.load_model(foreign)
+    other = fe.Sequential([L.Dense(7), L.Dense(2)], input_shape=(5,), seed=0)
+    before = other.get_weights()
+    with pytest.raises(fe.ModelFileError, match="m.npz.*another architecture"):
+        other.load_weights(path)
+    for a, b in zip(before, other.get_weights()):
+        np.testing.assert_array_equal(a, b)
