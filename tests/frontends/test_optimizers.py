@@ -228,6 +228,25 @@ def test_float32_sgd_update_is_p_minus_lr_times_g_with_no_float64():
     assert _float64_nodes(f.graph_updates) == []
 
 
+@pytest.mark.parametrize("schedule", [None, schedules.Step(0.5, 2)], ids=["const", "step"])
+def test_llvm_folds_the_sgd_update_into_the_weight_gradient_gemm(schedule):
+    """Performance: ``W - lr * (h.T @ d)`` with the 0-d shared (or scheduled) lr is one gemm
+    (``codegen.fusion._sgd_fold``) -- and the folded step still matches the numpy backend."""
+    finals = {}
+    for backend in ("llvm", "numpy"):
+        x, y, loss, params, (X32, y32) = _mlp32()
+        opt = SGD(lr=0.05, schedule=schedule)
+        f = sg.function([x, y], loss, updates=opt.get_updates(params, sg.grad(loss, params)),
+                        backend=backend)
+        for _ in range(3):
+            f(X32, y32)
+        finals[backend] = [p.get_value() for p in params]
+        if backend == "llvm":
+            assert {e.owner.inputs[0].name for e in f.program.analysis.folded} == {"W1", "W2"}
+    for a, b in zip(finals["numpy"], finals["llvm"]):
+        np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
+
+
 def test_float32_adam_llvm_matches_numpy_backend_and_stays_float32():
     finals = {}
     for backend in ("numpy", "llvm"):

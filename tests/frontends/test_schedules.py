@@ -67,6 +67,19 @@ def test_effective_lr_matches_the_closed_form_and_drives_the_update(case, backen
     np.testing.assert_allclose(W.get_value(), _numpy_sgd(want), rtol=1e-12)
 
 
+def test_schedule_advances_every_step_inside_one_native_epoch_call(backend):
+    """``f.epoch`` runs all minibatches in one call: the counter still moves per step."""
+    opt = SGD(lr=0.2, schedule=Step(drop=0.5, every=2))
+    x, y, loss, W = _model()
+    updates = opt.get_updates([W], [sg.grad(loss, W)])
+    f = sg.function([x, y], [loss, opt.effective_lr], updates=updates, backend=backend)
+    Xs, Ys = np.tile(X, (3, 1)), np.tile(Y, (3, 1))  # 3 batches of the same 6 rows
+    _, rates = f.epoch(Xs, Ys, batch_size=6)
+    np.testing.assert_allclose(rates, [0.2, 0.2, 0.1], rtol=1e-15)
+    assert opt.iterations.get_value() == 3
+    np.testing.assert_allclose(W.get_value(), _numpy_sgd([0.2, 0.2, 0.1]), rtol=1e-12)
+
+
 def test_schedule_follows_a_changed_base_rate_without_recompiling(backend):
     opt = SGD(lr=0.2, schedule=Exponential(0.5, 2))
     x, y, loss, W = _model()
