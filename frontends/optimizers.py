@@ -137,14 +137,16 @@ class Optimizer:
         """The current base learning rate (schedules scale it inside the graph)."""
         if self._lr is None:
             return self._lr_value
-        return float(self._lr.get_value())
+        current = self._lr.get_value()
+        if current == np.asarray(self._lr_value, dtype=self._lr.dtype):
+            return self._lr_value  # 1e-3, not float32's 0.0010000000474974513, in configs
+        return float(current)  # set through opt.lr.set_value
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         value = _number(self.name, "learning_rate", value)
-        if self._lr is None:
-            self._lr_value = value
-        else:  # a shared variable: compiled functions see it on their next call
+        self._lr_value = value
+        if self._lr is not None:  # a shared variable: compiled functions see it next call
             self._lr.set_value(np.asarray(value, dtype=self._lr.dtype))
 
     # -- building the updates

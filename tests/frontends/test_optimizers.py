@@ -328,6 +328,9 @@ def test_learning_rate_before_get_updates_is_a_python_float():
     _, y, loss, params = _sg_model("float32")
     opt.get_updates(params, sg.grad(loss, params))
     assert opt.lr.get_value() == np.float32(0.02) and opt.lr.dtype == np.float32
+    assert opt.learning_rate == 0.02 and opt.get_config()["lr"] == 0.02  # not float32-rounded
+    opt.lr.set_value(np.float32(0.5))  # set behind the optimizer's back: the value is read
+    assert opt.learning_rate == 0.5
     with pytest.raises(ValueError, match="learning_rate"):
         opt.learning_rate = -1.0
     with pytest.raises(TypeError, match="learning_rate"):
