@@ -1,17 +1,34 @@
 """The ``symgraph`` command line.
 
-``symgraph info`` reports versions and what this machine offers the
-compiler; ``symgraph train`` arrives with the model API (frontends issue).
+* ``symgraph train [SPEC] [--epochs N] [--out DIR] [--seed S]`` — the main job:
+  trains the model a spec file describes (default: an MLP on the embedded
+  digits), shows progress, prints the test metrics, and with ``--out`` writes
+  the trained model, the history (JSON and CSV) and the learning curves (PNG,
+  with the ``[plot]`` extra).
+* ``symgraph info [SPEC]`` — the model summary (layers, shapes, parameters,
+  graph sizes); without a spec, versions of symgraph and its dependencies.
+* ``symgraph graph SPEC -o FILE`` — the training graph as DOT, or drawn by
+  Graphviz's ``dot`` (svg, png, pdf).
+
+A bad spec or a missing file exits with status 2 and one line, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import shutil
+import subprocess
 import sys
+import time
 
 
-def _info() -> int:
+class UsageError(Exception):
+    """A mistake of the user's (bad spec, missing file): one line, exit status 2."""
+
+
+def _versions() -> int:
     import numpy
     import sympy
 
@@ -31,15 +48,145 @@ def _info() -> int:
     return 0
 
 
+def _load(spec: str | None, backend: str | None = None):
+    from frontends.spec import DEFAULT_SPEC, SpecError, load_spec
+    path = DEFAULT_SPEC if spec is None else spec
+    if spec is not None and not os.path.exists(spec):
+        raise UsageError(f"no spec file {spec!r}")
+    try:
+        model, cfg = load_spec(path, backend=backend)
+    except SpecError as err:
+        raise UsageError(str(err)) from None
+    return model, cfg, ("the default digits MLP" if spec is None else spec)
+
+
+def _train(args) -> int:
+    from frontends import datasets
+    start = time.perf_counter()
+    model, cfg, label = _load(args.spec, args.backend)
+    if cfg["compile"] is None:
+        raise UsageError(f"{label}: the spec has no 'compile' section (loss, optimizer); "
+                         "nothing to train")
+    if args.seed is not None:
+        model.seed = args.seed
+        model.initialize(args.seed)
+    fit = dict(cfg["fit"])
+    if args.epochs is not None:
+        fit["epochs"] = args.epochs
+    data_cfg = dict(cfg["data"])
+    try:
+        data = datasets.load(data_cfg.pop("name"), **data_cfg)
+    except ValueError as err:
+        raise UsageError(f"{label}: data: {err}") from None
+    (X, y), test = data.train, data.test
+    print(f"symgraph train: {label}: {model.count_params():,} parameters, "
+          f"{len(X)} training / {0 if data.validation is None else len(data.validation[0])} "
+          f"validation / {len(test[0])} test examples "
+          f"(compiled in {time.perf_counter() - start:.2f} s)", flush=True)
+    try:
+        history = model.fit(X, y, batch_size=fit["batch_size"], epochs=fit["epochs"],
+                            validation_data=data.validation, shuffle=fit["shuffle"],
+                            early_stopping=fit["early_stopping"], progress=not args.quiet,
+                            verbose=not args.quiet)
+    except KeyboardInterrupt:
+        print("symgraph train: interrupted; the model holds the parameters of the last "
+              "completed steps", file=sys.stderr)
+        if args.out:
+            _write(args.out, model, None)
+        return 130
+    results = model.evaluate(*test)
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in results.items())
+    epochs = len(history.epoch)
+    stopped = " (early stopping: best epoch restored)" if epochs < fit["epochs"] else ""
+    print(f"test: {shown}   [{epochs} epochs{stopped}, {time.perf_counter() - start:.1f} s]")
+    if args.out:
+        _write(args.out, model, history, {"test": results, "spec": str(label)})
+    else:
+        print("(--out DIR saves the model, the history and the learning curves)")
+    return 0
+
+
+def _write(out: str, model, history, extra: dict | None = None) -> None:
+    import json
+    os.makedirs(out, exist_ok=True)
+    model.save(os.path.join(out, "model.npz"))
+    written = ["model.npz"]
+    if history is not None:
+        with open(os.path.join(out, "history.json"), "w") as fh:
+            payload = json.loads(history.to_json())
+            payload.update(extra or {})
+            json.dump(payload, fh, indent=1)
+        with open(os.path.join(out, "history.csv"), "w") as fh:
+            fh.write(history.to_csv())
+        written += ["history.json", "history.csv"]
+        try:
+            history.plot(os.path.join(out, "curves.png"))
+            written.append("curves.png")
+        except ImportError:
+            print("(learning curves need matplotlib: pip install 'symgraph[plot]')")
+    print(f"wrote {', '.join(written)} to {out}")
+
+
+def _info(args) -> int:
+    if args.spec is None:
+        return _versions()
+    model, cfg, _ = _load(args.spec, args.backend)
+    model.summary()
+    return 0
+
+
+def _graph(args) -> int:
+    import symgraph as sg
+    model, cfg, label = _load(args.spec, "numpy")  # the graph only: no native compile
+    if cfg["compile"] is None:
+        raise UsageError(f"{label}: the spec has no 'compile' section: there is no training "
+                         "graph to draw")
+    outputs, grads, updates = model.train_graph
+    dot = sg.to_dot(outputs + grads, updates=updates)
+    target = args.output
+    base, ext = os.path.splitext(target)
+    if ext in ("", ".dot", ".gv"):
+        with open(target, "w") as fh:
+            fh.write(dot)
+        print(f"wrote {target}")
+        return 0
+    if ext not in (".svg", ".png", ".pdf"):
+        raise UsageError(f"{target}: the picture format is .svg, .png, .pdf or .dot")
+    with open(base + ".dot", "w") as fh:
+        fh.write(dot)
+    if shutil.which("dot") is None:
+        raise UsageError(f"Graphviz's 'dot' is not installed (apt-get install graphviz); the "
+                         f"DOT text is in {base}.dot")
+    subprocess.run(["dot", f"-T{ext[1:]}", base + ".dot", "-o", target], check=True)
+    print(f"wrote {target} (and {base}.dot)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="symgraph", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="versions of symgraph and its dependencies")
+    train = commands.add_parser("train", help="train a model from a spec file (default: the "
+                                "digits MLP on the embedded data set)")
+    train.add_argument("spec", nargs="?", help="a YAML or TOML spec file")
+    train.add_argument("--epochs", type=int, help="override the spec's fit.epochs")
+    train.add_argument("--out", help="directory for the model, history and learning curves")
+    train.add_argument("--seed", type=int, help="override the model seed")
+    train.add_argument("--backend", choices=("llvm", "numpy"), default=None)
+    train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    info = commands.add_parser("info", help="model summary of a spec (versions without one)")
+    info.add_argument("spec", nargs="?")
+    info.add_argument("--backend", choices=("llvm", "numpy"), default="numpy")
+    graph = commands.add_parser("graph", help="draw the training graph of a spec")
+    graph.add_argument("spec")
+    graph.add_argument("-o", "--output", required=True, help="FILE.svg|.png|.pdf|.dot")
     args = parser.parse_args(argv)
-    if args.command == "info":
-        return _info()
-    parser.error(f"unknown command {args.command}")
-    return 2
+    if getattr(args, "epochs", None) is not None and args.epochs < 0:
+        parser.error("--epochs must be >= 0")
+    try:
+        return {"train": _train, "info": _info, "graph": _graph}[args.command](args)
+    except UsageError as err:
+        print(f"symgraph {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

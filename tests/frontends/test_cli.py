@@ -1,8 +1,28 @@
-"""The `symgraph` console script's `info` command reports real versions."""
+"""The `symgraph` console script: train (the main job), info, graph; exit codes for mistakes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy
+import pytest
 
 from frontends.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = """
+model:
+  input_shape: [64]
+  seed: 0
+  layers:
+    - {type: Dense, units: 32, activation: relu}
+    - {type: Dense, units: 10}
+compile: {loss: cross_entropy, optimizer: {type: Adam, lr: 0.01}, metrics: [accuracy]}
+fit: {batch_size: 64, epochs: 3}
+data: {name: digits, standardize: true}
+"""
 
 
 def test_info_prints_versions(capsys):
@@ -10,3 +30,63 @@ def test_info_prints_versions(capsys):
     out = capsys.readouterr().out
     assert f"numpy    {numpy.__version__}" in out
     assert out.startswith("symgraph ")
+
+
+def test_info_of_a_spec_prints_the_summary(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    assert main(["info", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "dense_1 (Dense)" in out and f"Total params: {64 * 32 + 32 + 32 * 10 + 10:,}" in out
+    assert "gradient nodes" in out
+
+
+def test_train_writes_model_history_and_curves(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    out_dir = tmp_path / "run"
+    assert main(["train", str(spec), "--epochs", "2", "--out", str(out_dir), "--seed", "1",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    history = json.loads((out_dir / "history.json").read_text())
+    assert len(history["loss"]) == 2 and history["epoch"] == [0, 1]
+    assert (out_dir / "history.csv").read_text().startswith("epoch,loss,accuracy")
+    import frontends as fe
+    model = fe.load_model(out_dir / "model.npz")
+    (_, _), (Xt, yt) = fe.datasets.load_digits()
+    Xs = fe.datasets.standardize(fe.datasets.load_digits()[0][0], Xt)[1]
+    acc = model.evaluate(Xs, yt)["accuracy"]
+    assert f"accuracy {acc:.4f}" in printed  # the printed test metric is the saved model's
+    assert history["test"]["accuracy"] == pytest.approx(acc)
+    pytest.importorskip("matplotlib")
+    assert (out_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_graph_writes_dot(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    assert main(["graph", str(spec), "-o", str(tmp_path / "g.dot")]) == 0
+    text = (tmp_path / "g.dot").read_text()
+    assert text.startswith("digraph") and "dense_1/W" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no/such/spec.yaml"], "no spec file 'no/such/spec.yaml'"),
+    (["info", "{bad}"], "no spec file"),
+])
+def test_missing_files_exit_2_with_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_spec_exits_2_naming_key_and_line(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SPEC.replace("units: 32", "units: many"))
+    result = subprocess.run([sys.executable, "-m", "frontends.cli", "train", str(spec)],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "model.layers[0].units" in result.stderr and "bad.yaml:6" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
