@@ -163,7 +163,7 @@ class Model:
         self.test_function = sg.function(self.inputs + [self.target], test_outputs,
                                          backend=backend, name="test")
         self._predict_function = None
-        self.node_counts = _node_counts(train_outputs + list(updates.values()))
+        self.node_counts = _node_counts(train_outputs, list(updates.values()))
         self.compiled = True
 
     def _total_loss(self, output: sg.Variable) -> sg.Variable:
@@ -325,7 +325,11 @@ def _layers_of(output: sg.Variable) -> list[Layer]:
     return list(seen.values())
 
 
-def _node_counts(outputs: list[sg.Variable]) -> dict[str, int]:
-    nodes = toposort(outputs)
-    grad = sum(1 for n in nodes if n.grad_call is not None)
-    return {"forward": len(nodes) - grad, "gradient": grad}
+def _node_counts(outputs: list[sg.Variable], updates: list[sg.Variable]) -> dict[str, int]:
+    """Nodes of the training step: forward (loss, metrics), gradient (made by ``sg.grad``)
+    and update (the optimizer's and the layers' state arithmetic), before rewrites."""
+    step = toposort(outputs + updates)
+    forward = {id(n) for n in toposort(outputs)}
+    grad = sum(1 for n in step if n.grad_call is not None)
+    return {"forward": len(forward), "gradient": grad,
+            "update": len(step) - len(forward) - grad}

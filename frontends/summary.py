@@ -24,7 +24,7 @@ def summary_text(model) -> str:
             f"Non-trainable params: {total - trainable:,}"]
     if model.compiled:
         counts = model.node_counts
-        out.append(f"Training graph: {counts['forward']} forward nodes, {counts['gradient']} "
-                   f"gradient nodes (loss {model.loss.name}, optimizer "
-                   f"{type(model.optimizer).__name__})")
+        out.append(f"Training step: {counts['forward']} forward nodes, {counts['gradient']} "
+                   f"gradient nodes, {counts['update']} update nodes (loss {model.loss.name}, "
+                   f"optimizer {type(model.optimizer).__name__})")
     return "\n".join(out)

@@ -69,6 +69,10 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     n = len(arrays[0])
     if n == 0:
         raise ValueError("fit: no training examples")
+    monitor = getattr(model.optimizer.schedule, "monitor", None)
+    if validation is None and isinstance(monitor, str) and monitor.startswith("val_"):
+        raise ValueError(f"fit: the learning-rate schedule watches {monitor!r}, which needs "
+                         "validation_data or validation_split")
 
     history = History()
     callbacks = list(callbacks)
