@@ -1,0 +1,754 @@
+"""Declarative spec files: a model, its training set-up and its data in YAML or TOML.
+
+``load_spec(path)`` reads the file, checks every key against what the Python
+API accepts (layer constructors by ``inspect.signature``, the optimizer,
+loss, regularizer and metric registries, the embedded data sets' options) and
+returns the built, compiled ``Sequential`` and the normalised configuration.
+The keys mirror the Python API (api.md, "Spec files"):
+
+    model:   {input_shape: [64], dtype: float32, seed: 0, name: null,
+              layers: [{type: Dense, units: 128, activation: relu}, {type: Dense, units: 10}]}
+    compile: {loss: cross_entropy, optimizer: {type: Adam, lr: 0.001}, metrics: [accuracy],
+              regularizer: {type: L2, l: 1.0e-4}}
+    data:    {name: digits, standardize: true, validation_split: 0.1}
+    fit:     {batch_size: 32, epochs: 30, early_stopping: 5, shuffle: true}
+
+Every mistake raises ``SpecError`` (a ``ValueError``) whose message reads like a
+compiler's: ``digits.yaml:7: model.layers[1].units: expected an integer, got 'abc'``
+-- the file, the line, the key path and what was expected. The YAML line comes
+from PyYAML's node marks; tomllib keeps no positions, so for TOML a small scanner
+over the (already parsed, hence valid) text finds the line of each key, table
+header and array element -- best effort: if it cannot place a key it reports the
+nearest enclosing one it could place.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
+
+__all__ = ["DEFAULT_SPEC", "SpecError", "load_spec"]
+
+#: The spec ``symgraph train`` runs by default: an MLP on the embedded digits data set.
+DEFAULT_SPEC: Traversable = resources.files("frontends.datasets").joinpath("digits_mlp.yaml")
+
+KeyPath = tuple  # of str (mapping keys) and int (list indices)
+
+_SECTIONS = ("model", "compile", "data", "fit")
+_DTYPES = ("float32", "float64")
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be used; the message names the file, the line, the key
+    path and what was expected. The parts are kept as ``file``, ``line`` (1-based, or
+    ``None``), ``key`` (e.g. ``"model.layers[1].units"``) and ``problem``."""
+
+    def __init__(self, file: str, key: str, line: int | None, problem: str):
+        self.file, self.key, self.line, self.problem = file, key, line, problem
+        where = f"{file}:{line}" if line is not None else file
+        super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+
+
+def format_key(path: KeyPath) -> str:
+    """``("model", "layers", 1, "units")`` -> ``"model.layers[1].units"``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Source:
+    """The parsed file's name and where each key path sits in it."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.value_lines: dict[KeyPath, int] = {}  # line where a path's value starts
+        self.key_lines: dict[KeyPath, int] = {}    # line of the key itself (or table header)
+
+    def line(self, path: KeyPath, key: bool = False) -> int | None:
+        """The line of ``path`` (its key's line if ``key``), else of its nearest ancestor."""
+        for n in range(len(path), -1, -1):
+            sub = path[:n]
+            first, second = ((self.key_lines, self.value_lines) if key or n < len(path)
+                             else (self.value_lines, self.key_lines))
+            if sub in first:
+                return first[sub]
+            if sub in second:
+                return second[sub]
+        return None
+
+    def error(self, path: KeyPath, problem: str, key: bool = False) -> SpecError:
+        return SpecError(self.file, format_key(path), self.line(path, key), problem)
+
+
+def _read_text(path) -> tuple[str, str]:
+    """``(display name, text)``; any failure is a ``SpecError`` naming the file."""
+    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
+    try:
+        data = path.read_bytes() if isinstance(path, Traversable) else open(path, "rb").read()
+    except FileNotFoundError:
+        raise SpecError(name, "", None, "no such file") from None
+    except IsADirectoryError:
+        raise SpecError(name, "", None, "is a directory, not a spec file") from None
+    except OSError as err:
+        raise SpecError(name, "", None, f"cannot read: {err.strerror or err}") from None
+    try:
+        return name, data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise SpecError(name, "", line, f"not UTF-8 text (byte {err.start})") from None
+
+
+def _parse(path) -> tuple[Any, _Source]:
+    name, text = _read_text(path)
+    suffix = os.path.splitext(name)[1].lower()
+    source = _Source(name)
+    if suffix in (".yaml", ".yml"):
+        return _parse_yaml(text, source), source
+    if suffix == ".toml":
+        return _parse_toml(text, source), source
+    raise SpecError(name, "", None, f"unknown spec file type {suffix or '(no extension)'!r}; "
+                    "expected .yaml, .yml or .toml")
+
+
+def _yaml_loader():
+    """``yaml.SafeLoader`` that also reads ``1e-4`` as a float (YAML 1.2, and what
+    everyone writes for a regularisation constant; YAML 1.1 wants ``1.0e-4``
+    and would silently give the string ``"1e-4"``)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"))
+    return Loader
+
+
+def _parse_yaml(text: str, source: _Source):
+    import yaml
+
+    loader = _yaml_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise SpecError(source.file, "", None, "empty spec file; expected a mapping with "
+                            "a 'model' section")
+        _yaml_positions(node, (), source, set())
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        problem = getattr(err, "problem", None) or str(err)
+        if mark is None:
+            raise SpecError(source.file, "", None, f"invalid YAML: {problem}") from None
+        raise SpecError(source.file, "", mark.line + 1,
+                        f"invalid YAML: {problem} (line {mark.line + 1}, column "
+                        f"{mark.column + 1})") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_positions(node, path: KeyPath, source: _Source, active: set[int]) -> None:
+    """Record the line of every key and value under ``node`` (aliases visited once per
+    branch: a recursive anchor would otherwise never end)."""
+    import yaml
+
+    if id(node) in active:
+        return
+    source.value_lines.setdefault(path, node.start_mark.line + 1)
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                _yaml_positions(value_node, path, source, active)
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                continue
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise SpecError(source.file, format_key(path + (key,)), line,
+                                f"duplicate key {key!r} (first at line {seen[key]})")
+            seen[key] = line
+            source.key_lines[path + (key,)] = line
+            source.value_lines[path + (key,)] = value_node.start_mark.line + 1
+            _yaml_positions(value_node, path + (key,), source, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _yaml_positions(item, path + (i,), source, active)
+    active.discard(id(node))
+
+
+def _parse_toml(text: str, source: _Source):
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise SpecError(source.file, "", None, "reading TOML needs Python 3.11+ (tomllib) "
+                            "or the tomli package; use a .yaml spec instead") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        found = re.search(r"line (\d+)", str(err))
+        line = int(found.group(1)) if found else None
+        if line is None and "end of document" in str(err):
+            line = text.count("\n") + (not text.endswith("\n"))
+        raise SpecError(source.file, "", line, f"invalid TOML: {err}") from None
+    try:
+        _TomlPositions(text, source, tomllib).scan()
+    except Exception:  # noqa: BLE001 -- positions are best effort; the data is already valid
+        pass
+    return data
+
+
+class _TomlPositions:
+    """Finds the line of each key, table header and array element in valid TOML text.
+
+    A small scanner rather than a parser: tomllib has already accepted the text,
+    so it only tracks tables (``[a.b]``, ``[[a.b]]`` with their running index),
+    keys (bare, quoted, dotted) and the nesting of arrays and inline tables,
+    skipping strings (all four kinds) and comments.
+    """
+
+    def __init__(self, text: str, source: _Source, toml_module):
+        self.s, self.i, self.lineno, self.source = text, 0, 1, source
+        self.toml = toml_module  # decodes quoted keys exactly as the parser did
+        self.array_tables: dict[KeyPath, int] = {}
+
+    def scan(self) -> None:
+        table: KeyPath = ()
+        while True:
+            self.skip_space(newlines=True)
+            if self.i >= len(self.s):
+                return
+            if self.s.startswith("[[", self.i):
+                self.i += 2
+                parts = self.key(("]]",))
+                self.i += 2
+                array = self.resolve(parts[:-1]) + (parts[-1],)
+                index = self.array_tables.get(array, 0)
+                self.array_tables[array] = index + 1
+                table = array + (index,)
+                self.mark_parents(array)
+                self.mark(array, key=True, keep=True)
+                self.mark(table, key=True)
+            elif self.s[self.i] == "[":
+                self.i += 1
+                table = self.resolve(self.key(("]",)))
+                self.i += 1
+                self.mark_parents(table)
+                self.mark(table, key=True)
+            else:
+                self.key_value(table)
+
+    def resolve(self, parts: KeyPath) -> KeyPath:
+        """A header's key path with the current index of each array of tables in it."""
+        out: KeyPath = ()
+        for part in parts:
+            out += (part,)
+            if out in self.array_tables:
+                out += (self.array_tables[out] - 1,)
+        return out
+
+    def mark(self, path: KeyPath, key: bool = False, keep: bool = False) -> None:
+        for table in (self.source.key_lines, self.source.value_lines) if key else (
+                self.source.value_lines,):
+            if keep:
+                table.setdefault(path, self.lineno)
+            else:
+                table[path] = self.lineno
+
+    def mark_parents(self, path: KeyPath) -> None:
+        """A header ``[a.b.c]`` defines ``a`` and ``a.b`` here unless they appeared before."""
+        for n in range(1, len(path)):
+            self.mark(path[:n], key=True, keep=True)
+
+    def key_value(self, table: KeyPath) -> None:
+        parts = self.key(("=",))
+        self.i += 1  # '='
+        path = table + parts
+        for n in range(len(table) + 1, len(path)):  # dotted keys define their parents
+            self.mark(path[:n], key=True, keep=True)
+        self.source.key_lines[path] = self.lineno
+        self.skip_space()
+        self.value(path)
+
+    def key(self, stops: tuple[str, ...]) -> KeyPath:
+        """A (dotted) key up to one of ``stops``, which is not consumed."""
+        parts = []
+        while True:
+            self.skip_space()
+            if self.s[self.i] in "\"'":
+                start = self.i
+                self.skip_string()
+                parts.append(next(iter(self.toml.loads(self.s[start:self.i] + " = 0"))))
+            else:
+                found = re.compile(r"[A-Za-z0-9_-]+").match(self.s, self.i)
+                parts.append(found.group())
+                self.i = found.end()
+            self.skip_space()
+            if self.s[self.i] == ".":
+                self.i += 1
+                continue
+            if any(self.s.startswith(stop, self.i) for stop in stops):
+                return tuple(parts)
+            raise ValueError(f"unexpected {self.s[self.i]!r} in a key")
+
+    def value(self, path: KeyPath) -> None:
+        self.mark(path)
+        c = self.s[self.i]
+        if c == "[":
+            self.i += 1
+            index = 0
+            while True:
+                self.skip_space(newlines=True)
+                if self.s[self.i] == "]":
+                    self.i += 1
+                    return
+                self.value(path + (index,))
+                index += 1
+                self.skip_space(newlines=True)
+                if self.s[self.i] == ",":
+                    self.i += 1
+        elif c == "{":
+            self.i += 1
+            while True:
+                self.skip_space(newlines=True)
+                if self.s[self.i] == "}":
+                    self.i += 1
+                    return
+                self.key_value(path)
+                self.skip_space(newlines=True)
+                if self.s[self.i] == ",":
+                    self.i += 1
+        elif c in "\"'":
+            self.skip_string()
+        else:
+            found = re.compile(r"[^,\]}#\n]*").match(self.s, self.i)
+            self.i = found.end()
+
+    def skip_space(self, newlines: bool = False) -> None:
+        s = self.s
+        while self.i < len(s):
+            c = s[self.i]
+            if c in " \t\r":
+                self.i += 1
+            elif c == "#":
+                while self.i < len(s) and s[self.i] != "\n":
+                    self.i += 1
+            elif c == "\n" and newlines:
+                self.i += 1
+                self.lineno += 1
+            else:
+                return
+
+    def skip_string(self) -> None:
+        s, quote = self.s, self.s[self.i]
+        escapes = quote == '"'
+        delimiter = quote * 3 if s.startswith(quote * 3, self.i) else quote
+        self.i += len(delimiter)
+        while not s.startswith(delimiter, self.i):
+            if escapes and s[self.i] == "\\":
+                self.i += 1
+            if s[self.i] == "\n":
+                self.lineno += 1
+            self.i += 1
+        self.i += len(delimiter)
+        if len(delimiter) == 3:  # up to two quotes may end the content: """a"""""
+            for _ in range(2):
+                if self.i < len(s) and s[self.i] == quote:
+                    self.i += 1
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _describe(value) -> str:
+    """``'abc'`` -> ``'abc'``; a list -> ``a list``: what the user wrote, briefly."""
+    if isinstance(value, (dict, list)):
+        kind = "a mapping" if isinstance(value, dict) else "a list"
+        text = repr(value)
+        return f"{kind} {text}" if len(text) <= 40 else kind
+    return repr(value)
+
+
+def _suggest(key: str, valid: Sequence[str]) -> str:
+    """`` (did you mean 'units'?)`` for a near miss, else nothing."""
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Checker:
+    """Validation helpers that raise ``SpecError`` at the right line."""
+
+    def __init__(self, source: _Source):
+        self.source = source
+
+    def fail(self, path: KeyPath, problem: str, key: bool = False) -> typing.NoReturn:
+        raise self.source.error(path, problem, key)
+
+    def mapping(self, value, path: KeyPath, what: str) -> dict:
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping ({what}), got {_describe(value)}")
+        for key in value:
+            if not isinstance(key, str):
+                self.fail(path, f"keys must be strings, got {key!r}")
+        return value
+
+    def keys(self, mapping: dict, path: KeyPath, valid: Sequence[str], what: str) -> None:
+        for key in mapping:
+            if key not in valid:
+                self.fail(path + (key,), f"unknown key {key!r} in {what}{_suggest(key, valid)}; "
+                          f"valid keys: {', '.join(valid)}", key=True)
+
+    def required(self, mapping: dict, path: KeyPath, key: str, what: str) -> Any:
+        if key not in mapping:
+            self.fail(path, f"missing required key {key!r} in {what}", key=True)
+        return mapping[key]
+
+    def positive_int(self, value, path: KeyPath) -> int:
+        if not (_is_int(value) and value > 0):
+            self.fail(path, f"expected a positive integer, got {_describe(value)}")
+        return value
+
+    def non_negative_int(self, value, path: KeyPath) -> int:
+        if not (_is_int(value) and value >= 0):
+            self.fail(path, f"expected a non-negative integer, got {_describe(value)}")
+        return value
+
+    def boolean(self, value, path: KeyPath) -> bool:
+        if not isinstance(value, bool):
+            self.fail(path, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def string(self, value, path: KeyPath) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"expected a non-empty string, got {_describe(value)}")
+        return value
+
+    def arguments(self, factory, args: dict, path: KeyPath, what: str) -> tuple[dict, dict]:
+        """Check ``args`` against ``factory``'s signature: names, required ones, and basic
+        types where annotated. Returns ``(call_args, cfg_args)``: the values to call with
+        (tuples where a tuple is annotated) and to record (lists, as a file has them)."""
+        params = inspect.signature(factory).parameters
+        named = [n for n, p in params.items()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            for key in args:
+                if key not in named:
+                    self.fail(path + (key,), f"unknown argument {key!r} for {what}"
+                              f"{_suggest(key, named)}; valid: {', '.join(named) or '(none)'}",
+                              key=True)
+        missing = [n for n in named if params[n].default is inspect.Parameter.empty
+                   and n not in args]
+        if missing:
+            self.fail(path, f"{what} needs {', '.join(map(repr, missing))} "
+                      f"(missing required argument{'s' * (len(missing) > 1)})", key=True)
+        try:  # the constructors use postponed annotations: resolve them in their module
+            hints = typing.get_type_hints(getattr(factory, "__init__", factory))
+        except Exception:  # noqa: BLE001 -- an unresolvable annotation is simply not checked
+            hints = {}
+        call_args, cfg_args = {}, {}
+        for key, value in args.items():
+            call_args[key], cfg_args[key] = value, value
+            if key in hints:
+                ok, converted = _conform(value, hints[key])
+                if not ok:
+                    self.fail(path + (key,), f"expected {_expected(hints[key])}, "
+                              f"got {_describe(value)}")
+                call_args[key] = converted
+                if isinstance(converted, float):
+                    cfg_args[key] = converted
+        return call_args, cfg_args
+
+    def construct(self, factory, call_args: dict, path: KeyPath, what: str):
+        """``factory(**call_args)``; its ValueError/TypeError becomes a SpecError at the
+        argument its message names (if exactly one), else at the entry itself."""
+        try:
+            return factory(**call_args)
+        except (ValueError, TypeError) as err:
+            message = str(err) if str(err).startswith(what) else f"{what}: {err}"
+            self.fail(self.blame(err, call_args, path), message)
+
+    def blame(self, err: Exception, args: Mapping, path: KeyPath) -> KeyPath:
+        named = [k for k in args if k != "type" and re.search(rf"\b{re.escape(k)}\b", str(err))]
+        return path + (named[0],) if len(named) == 1 else path
+
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            type(None): "null"}
+
+
+def _conform(value, hint) -> tuple[bool, Any]:
+    """``(ok, converted)``: does ``value`` (as read from a file) fit the annotation
+    ``hint``? Annotations this does not understand (callables, classes) accept anything:
+    the constructor itself then has the last word."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is typing.Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        if not all(_understood(a) for a in args):
+            return True, value
+        for arm in args:
+            ok, converted = _conform(value, arm)
+            if ok:
+                return True, converted
+        return False, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return _is_int(value), value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if hint is str:
+        return isinstance(value, str), value
+    if hint is type(None):
+        return value is None, value
+    if hint in (tuple, list) or origin in (tuple, list, Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        if args and args[-1] is Ellipsis:
+            args = (args[0],) * len(value)
+        if args and len(args) != len(value):
+            return False, value
+        items = []
+        for item, arm in zip(value, args or [typing.Any] * len(value)):
+            ok, converted = _conform(item, arm)
+            if not ok:
+                return False, value
+            items.append(converted)
+        return True, tuple(items) if (hint is tuple or origin is tuple) else items
+    return True, value
+
+
+def _understood(hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return all(_understood(a) for a in typing.get_args(hint))
+    return (hint in _SCALARS or hint in (tuple, list)
+            or origin in (tuple, list, Sequence))
+
+
+def _expected(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args)
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    if args:
+        return f"a list of {_expected(args[0]).removeprefix('an ').removeprefix('a ')}s"
+    return "a list"
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _check_model(check: _Checker, section) -> tuple[dict, list]:
+    """The normalised ``model`` section and the constructed layers."""
+    from frontends import layers as layer_registry
+
+    path = ("model",)
+    section = check.mapping(section, path, "the model section")
+    check.keys(section, path, ("input_shape", "dtype", "seed", "name", "layers"), "model")
+    shape = check.required(section, path, "input_shape", "model")
+    if _is_int(shape):
+        shape = [shape]
+    if not isinstance(shape, list) or not shape:
+        check.fail(path + ("input_shape",), "expected a non-empty list of positive integers "
+                   f"(one example's shape, without the batch), got {_describe(shape)}")
+    shape = [check.positive_int(d, path + ("input_shape", i)) for i, d in enumerate(shape)]
+    dtype = section.get("dtype", "float32")
+    if dtype not in _DTYPES:
+        check.fail(path + ("dtype",), f"expected one of {', '.join(_DTYPES)}, "
+                   f"got {_describe(dtype)}")
+    seed = check.non_negative_int(section.get("seed", 0), path + ("seed",))
+    name = section.get("name")
+    if name is not None:
+        check.string(name, path + ("name",))
+    entries = check.required(section, path, "layers", "model")
+    if not isinstance(entries, list) or not entries:
+        check.fail(path + ("layers",), f"expected a non-empty list of layers, "
+                   f"got {_describe(entries)}")
+    valid = sorted(layer_registry.LAYERS)
+    built, cfg_layers = [], []
+    for i, entry in enumerate(entries):
+        at = path + ("layers", i)
+        entry = check.mapping(entry, at, "a layer: {type: <class name>, <its arguments>}")
+        kind = check.required(entry, at, "type", "a layer")
+        if not isinstance(kind, str) or kind not in layer_registry.LAYERS:
+            check.fail(at + ("type",), f"unknown layer type {_describe(kind)}"
+                       f"{_suggest(kind, valid) if isinstance(kind, str) else ''}; "
+                       f"valid types: {', '.join(valid)}")
+        cls = layer_registry.LAYERS[kind]
+        args = {k: v for k, v in entry.items() if k != "type"}
+        call_args, cfg_args = check.arguments(cls, args, at, kind)
+        built.append(check.construct(cls, call_args, at, kind))
+        cfg_layers.append({"type": kind, **cfg_args})
+    cfg = {"input_shape": shape, "dtype": dtype, "seed": seed, "name": name,
+           "layers": cfg_layers}
+    return cfg, built
+
+
+def _component(check: _Checker, get, value, path: KeyPath, kind: str):
+    """``get(value)`` from a registry (a name or ``{type: ..., <arguments>}``), its
+    errors placed at the key they are about."""
+    if isinstance(value, dict):
+        check.mapping(value, path, f"a {kind}: {{type: <name>, <its arguments>}}")
+        check.required(value, path, "type", f"a {kind}")
+    elif not isinstance(value, str):
+        check.fail(path, f"expected a {kind} name or {{type: <name>, <arguments>}}, "
+                   f"got {_describe(value)}")
+    try:
+        return get(dict(value) if isinstance(value, dict) else value)
+    except (ValueError, TypeError) as err:
+        if isinstance(value, dict) and "unknown" in str(err) and repr(value["type"]) in str(err):
+            check.fail(path + ("type",), str(err))
+        check.fail(check.blame(err, value if isinstance(value, dict) else {}, path), str(err))
+
+
+def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
+    """The normalised ``compile`` section and ``model.compile``'s arguments (``None`` if
+    the file has no compile section)."""
+    if section is None:
+        return None, None
+    from frontends import losses, metrics, optimizers, regularizers
+    from frontends.model import Model
+
+    path = ("compile",)
+    keys = ("loss", "optimizer", "metrics", "regularizer")
+    section = check.mapping(section, path, "the compile section")
+    check.keys(section, path, keys, "compile")
+    section = {**_defaults(Model.compile, keys), **section}
+    loss = section["loss"]
+    _component(check, losses.get, loss, path + ("loss",), "loss")
+    optimizer = _component(check, optimizers.get, section["optimizer"], path + ("optimizer",),
+                           "optimizer")
+    regularizer = section["regularizer"]
+    if regularizer is not None:
+        regularizer = _component(check, regularizers.get, regularizer,
+                                 path + ("regularizer",), "regularizer")
+    names = [] if section["metrics"] is None else section["metrics"]
+    if not isinstance(names, list):
+        check.fail(path + ("metrics",), f"expected a list of metric names, got "
+                   f"{_describe(names)}")
+    for i, metric in enumerate(names):
+        _component(check, metrics.get, metric, path + ("metrics", i), "metric")
+    cfg = {"loss": loss, "optimizer": section["optimizer"], "metrics": names,
+           "regularizer": section["regularizer"]}
+    args = {"loss": loss, "optimizer": optimizer, "regularizer": regularizer,
+            "metrics": list(names)}
+    return cfg, args
+
+
+def _check_data(check: _Checker, section) -> dict:
+    from frontends import datasets
+
+    path = ("data",)
+    section = check.mapping({} if section is None else section, path, "the data section")
+    name = section.get("name", "digits")
+    if not isinstance(name, str) or name not in datasets.DATASETS:
+        check.fail(path + ("name",), f"unknown data set {_describe(name)}; available: "
+                   f"{', '.join(datasets.DATASETS)}")
+    valid = ["name", *inspect.signature(datasets.DATASETS[name]).parameters]
+    check.keys(section, path, valid, f"data (for {name!r})")
+    try:
+        options = datasets.options(name, **{k: v for k, v in section.items() if k != "name"})
+    except datasets.DatasetError as err:
+        check.fail(path + ((err.key,) if err.key else ()), str(err))
+    return {"name": name, **options}
+
+
+_FIT_KEYS = ("batch_size", "epochs", "early_stopping", "shuffle")
+
+
+def _defaults(function, keys: Sequence[str]) -> dict:
+    """The defaults of ``function``'s arguments ``keys``: a spec that leaves a key out
+    gets what the Python call would (one source of truth)."""
+    params = inspect.signature(function).parameters
+    return {key: params[key].default for key in keys}
+
+
+def _check_fit(check: _Checker, section) -> dict:
+    from frontends.training import fit
+
+    path = ("fit",)
+    section = check.mapping({} if section is None else section, path, "the fit section")
+    check.keys(section, path, _FIT_KEYS, "fit")
+    cfg = {**_defaults(fit, _FIT_KEYS), **section}
+    check.positive_int(cfg["batch_size"], path + ("batch_size",))
+    check.positive_int(cfg["epochs"], path + ("epochs",))
+    if cfg["early_stopping"] is False:  # "early_stopping: false" reads naturally as "off"
+        cfg["early_stopping"] = None
+    if cfg["early_stopping"] is not None and not (_is_int(cfg["early_stopping"])
+                                                  and cfg["early_stopping"] > 0):
+        check.fail(path + ("early_stopping",), "expected a positive integer (epochs without "
+                   f"improvement) or false, got {_describe(cfg['early_stopping'])}")
+    check.boolean(cfg["shuffle"], path + ("shuffle",))
+    return cfg
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = None):
+    """Build the model a spec file describes: ``(model, cfg)``.
+
+    ``model`` is a ``Sequential`` with the file's layers, compiled when the file
+    has a ``compile`` section; ``cfg`` holds all four sections checked and with
+    defaults filled (``compile`` is ``None`` if absent), for the caller to load
+    the data (``datasets.load(**cfg["data"])``) and fit (``cfg["fit"]``).
+    ``backend`` is passed to ``model.compile`` (``None``: symgraph's default).
+    Raises ``SpecError`` naming the file, line and key of any mistake.
+
+    >>> model, cfg = load_spec("examples/digits.yaml")
+    >>> cfg["fit"]["batch_size"], model.layers[0].units
+    (32, 128)
+    """
+    data, source = _parse(path)
+    check = _Checker(source)
+    root = check.mapping(data, (), "a spec with sections " + ", ".join(_SECTIONS))
+    check.keys(root, (), _SECTIONS, "the spec file")
+    check.required(root, (), "model", "the spec file")
+    model_cfg, layers = _check_model(check, root["model"])
+    compile_cfg, compile_args = _check_compile(check, root.get("compile"))
+    cfg = {"model": model_cfg, "compile": compile_cfg,
+           "data": _check_data(check, root.get("data")), "fit": _check_fit(check, root.get("fit"))}
+
+    from frontends.model import Sequential
+
+    try:
+        model = Sequential(layers, input_shape=tuple(model_cfg["input_shape"]),
+                           dtype=model_cfg["dtype"], seed=model_cfg["seed"],
+                           name=model_cfg["name"])
+    except (ValueError, TypeError) as err:  # e.g. a layer that does not fit its input
+        at = [i for i, layer in enumerate(layers)
+              if layer.name and re.search(rf"\b{re.escape(layer.name)}\b", str(err))]
+        check.fail(("model", "layers", at[0]) if len(at) == 1 else ("model",), str(err),
+                   key=True)
+    if compile_args is not None:
+        try:
+            model.compile(**compile_args, backend=backend)
+        except (ValueError, TypeError) as err:
+            check.fail(("compile",), str(err), key=True)
+    return model, cfg
