@@ -16,3 +16,82 @@ def test_xor_example_trains_to_zero_error():
     assert "training errors: 0 of 4" in out.stdout
     assert "d(loss)/d(W1)" in out.stdout      # the gradient graph was printed
     assert "gradient check: worst relative error" in out.stdout
+
+
+# ---------------------------------------------------------------- the model-API examples
+# Each runs as a user would (a subprocess) at a small setting, and the test checks what the
+# example claims from its printed numbers, not just the exit status.
+
+def run_example(name: str, *args: str, cwd: Path | None = None) -> str:
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args],
+                         capture_output=True, text=True, timeout=120, cwd=cwd,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def number_after(text: str, label: str) -> float:
+    """The first number printed after ``label`` (fails the test if there is none)."""
+    import re
+    match = re.search(re.escape(label) + r"\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)", text)
+    assert match, f"{label!r} not in the output:\n{text}"
+    return float(match.group(1))
+
+
+def test_xor_model_api_learns_xor_and_the_textbook_solution_is_exact():
+    out = run_example("xor.py")
+    assert "training errors: 0 of 4" in out
+    assert "predictions [0, 1, 1, 0]" in out
+    assert number_after(out, "smallest margin") > 0          # the output is linear in h
+    assert "relu(x W + c) from get_weights (numpy): True" in out
+    assert "textbook outputs [0.0, 1.0, 1.0, 0.0], mse 0\n" in out
+    # the textbook hidden layer maps (0,1) and (1,0) to the same point h = (1, 0)
+    assert out.count("h = [ 1.00  0.00]") == 2 and "h = [ 2.00  1.00]" in out
+
+
+def test_digits_mlp_trains_saves_and_reloads_identically(tmp_path):
+    path = tmp_path / "m.npz"
+    out = run_example("digits_mlp.py", "--epochs", "3", "--hidden", "64", "--save", str(path))
+    assert path.stat().st_size > 0
+    assert "predictions identical True" in out
+    assert number_after(out, "test accuracy") > 0.85           # 3 epochs already go far
+    assert number_after(out, "trained") == 3
+
+
+def test_autoencoder_beats_the_mean_image():
+    out = run_example("autoencoder.py", "--epochs", "5")
+    ae_bce, mean_bce = (number_after(out, name) for name in ("autoencoder",
+                                                              "mean training image"))
+    assert ae_bce < mean_bce
+    assert number_after(out, "relative to the mean-image baseline:") < 0.8
+    # the model's own test loss is the same binary cross-entropy numpy computes
+    assert abs(number_after(out, "on the test set: loss") - ae_bce) < 1e-3
+
+
+def test_newton_hessian_is_exact_and_needs_far_fewer_steps():
+    out = run_example("newton.py", "--tol", "1e-5")
+    assert number_after(out, "max abs diff") < 1e-10          # sg.hessian vs closed form
+    newton = number_after(out, "Newton:")
+    gd = number_after(out, "gradient descent:")
+    assert newton <= 10 and gd > 10 * newton
+
+
+def test_regularization_compares_four_variants(tmp_path):
+    png = tmp_path / "reg.png"
+    out = run_example("regularization.py", "--epochs", "4", "--hidden", "64", "--train", "200",
+                      "--l2", "0.01", "--png", str(png))
+    assert "plain          L2     dropout   batchnorm" in out
+    assert number_after(out, "(variants without a penalty): max diff") < 1e-5
+    norms = {v: float(line.split()[-1]) for line in out.splitlines()
+             for v in ("plain", "L2") if line.startswith(v + " ")}
+    assert norms["L2"] < norms["plain"]                         # the penalty shrinks kernels
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_saturation_cross_entropy_learns_mse_does_not():
+    out = run_example("saturation.py", "--steps", "60")
+    binary, softmax = out.split("digits, 10 classes")
+    for part in (binary, softmax):
+        assert number_after(part, "(ratio") > 100                # gradient norm xent / mse
+    assert number_after(binary, "cross-entropy") > 0.8           # accuracy after 60 steps
+    assert number_after(binary, ", mse") < 0.05
