@@ -32,8 +32,12 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from importlib.resources.abc import Traversable
 from typing import Any
+
+try:
+    from importlib.resources.abc import Traversable
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable
 
 __all__ = ["DEFAULT_SPEC", "SpecError", "load_spec"]
 
@@ -77,15 +81,15 @@ class _Source:
         self.key_lines: dict[KeyPath, int] = {}    # line of the key itself (or table header)
 
     def line(self, path: KeyPath, key: bool = False) -> int | None:
-        """The line of ``path`` (its key's line if ``key``), else of its nearest ancestor."""
+        """The line of ``path``'s value (of its key if ``key``: where a key is unknown or
+        lacks a required entry), else the key line of its nearest placed ancestor."""
         for n in range(len(path), -1, -1):
             sub = path[:n]
-            first, second = ((self.key_lines, self.value_lines) if key or n < len(path)
-                             else (self.value_lines, self.key_lines))
-            if sub in first:
-                return first[sub]
-            if sub in second:
-                return second[sub]
+            prefer_value = n == len(path) and not key
+            for lines in ((self.value_lines, self.key_lines) if prefer_value
+                          else (self.key_lines, self.value_lines)):
+                if sub in lines:
+                    return lines[sub]
         return None
 
     def error(self, path: KeyPath, problem: str, key: bool = False) -> SpecError:
@@ -94,9 +98,14 @@ class _Source:
 
 def _read_text(path) -> tuple[str, str]:
     """``(display name, text)``; any failure is a ``SpecError`` naming the file."""
-    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
+    on_disk = isinstance(path, (str, os.PathLike))
+    name = os.fspath(path) if on_disk else str(path)
     try:
-        data = path.read_bytes() if isinstance(path, Traversable) else open(path, "rb").read()
+        if on_disk:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        else:  # a Traversable, e.g. DEFAULT_SPEC inside a zipped install
+            data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(name, "", None, "no such file") from None
     except IsADirectoryError:
@@ -491,8 +500,27 @@ class _Checker:
             self.fail(self.blame(err, call_args, path), message)
 
     def blame(self, err: Exception, args: Mapping, path: KeyPath) -> KeyPath:
-        named = [k for k in args if k != "type" and re.search(rf"\b{re.escape(k)}\b", str(err))]
+        """The argument an error message is about: the only one it names, else the only
+        one whose (string) value it quotes, else none (``path`` itself)."""
+        message = str(err)
+        named = [k for k in args if k != "type" and re.search(rf"\b{re.escape(k)}\b", message)]
+        if len(named) != 1:
+            named = [k for k, v in args.items()
+                     if k != "type" and isinstance(v, str) and repr(v) in message]
         return path + (named[0],) if len(named) == 1 else path
+
+    def blame_layer(self, err: Exception, layers: list, cfg_layers: list[dict]) -> KeyPath:
+        """Where a model-building error belongs: the layer its message names (layers are
+        named by then), else the one layer argument whose value it quotes."""
+        message = str(err)
+        at = [i for i, layer in enumerate(layers)
+              if layer.name and re.search(rf"\b{re.escape(layer.name)}\b", message)]
+        if len(at) == 1:
+            return self.blame(err, cfg_layers[at[0]], ("model", "layers", at[0]))
+        quoted = [("model", "layers", i, k) for i, args in enumerate(cfg_layers)
+                  for k, v in args.items()
+                  if k != "type" and isinstance(v, str) and repr(v) in message]
+        return quoted[0] if len(quoted) == 1 else ("model",)
 
 
 _SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
@@ -742,10 +770,7 @@ def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = No
                            dtype=model_cfg["dtype"], seed=model_cfg["seed"],
                            name=model_cfg["name"])
     except (ValueError, TypeError) as err:  # e.g. a layer that does not fit its input
-        at = [i for i, layer in enumerate(layers)
-              if layer.name and re.search(rf"\b{re.escape(layer.name)}\b", str(err))]
-        check.fail(("model", "layers", at[0]) if len(at) == 1 else ("model",), str(err),
-                   key=True)
+        check.fail(check.blame_layer(err, layers, model_cfg["layers"]), str(err), key=True)
     if compile_args is not None:
         try:
             model.compile(**compile_args, backend=backend)

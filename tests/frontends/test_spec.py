@@ -88,6 +88,17 @@ CASES = {
         HEAD_TOML + '[[model.layers]]\ntype = "Dense"\nunits = 8\n'
         '[[model.layers]]  #M\ntype = "Reshape"\nshape = [-1, 3]\n',
         "model.layers[1]", "cannot reshape"),
+    "bad value found while building": (
+        HEAD_YAML + "    - {type: Dense, units: 8}\n"
+        "    - {type: Dense, units: 4, init: bogus}  #M\n",
+        HEAD_TOML + 'layers = [\n  {type = "Dense", units = 8},\n'
+        '  {type = "Dense", units = 4, init = "bogus"},  #M\n]\n',
+        "model.layers[1].init", "unknown initialiser 'bogus'"),
+    "compile fails": (
+        HEAD_YAML + "    - {type: Dense, units: 3}\ncompile:  #M\n  loss: gaussian_nll\n",
+        HEAD_TOML + 'layers = [{type = "Dense", units = 3}]\n[compile]  #M\n'
+        'loss = "gaussian_nll"\n',
+        "compile", "gaussian_nll: .*even"),
     "unknown section": (
         HEAD_YAML + "    - {type: Dense, units: 8}\nmodle: {}  #M\n",
         'modle = 1  #M\n' + HEAD_TOML + '[[model.layers]]\ntype = "Dense"\nunits = 8\n',
@@ -207,6 +218,13 @@ def test_syntax_errors_carry_the_parser_line(tmp_path):
     assert err.problem.startswith("invalid TOML:") and err.line == 3
     err = spec_error(tmp_path, "y.toml", "[model]\ninput_shape = [64")
     assert err.line == 2 and "Unclosed array" in err.problem
+
+
+def test_yaml_is_read_safely(tmp_path):
+    # safe_load semantics: no Python object construction from tags
+    text = HEAD_YAML + "    - {type: Dense, units: 3}\nfit: !!python/object/apply:os.getcwd []\n"
+    err = spec_error(tmp_path, "u.yaml", text)
+    assert err.line == 5 and "could not determine a constructor" in err.problem
 
 
 def test_duplicate_yaml_key_is_an_error_not_last_wins(tmp_path):
