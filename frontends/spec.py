@@ -600,7 +600,7 @@ def _check_model(check: _Checker, section) -> tuple[dict, list]:
     section = check.mapping(section, path, "the model section")
     check.keys(section, path, ("input_shape", "dtype", "seed", "name", "layers"), "model")
     shape = check.required(section, path, "input_shape", "model")
-    if _is_int(shape):
+    if _is_int(shape):  # "input_shape: 64" is shorthand for [64]
         shape = [shape]
     if not isinstance(shape, list) or not shape:
         check.fail(path + ("input_shape",), "expected a non-empty list of positive integers "
