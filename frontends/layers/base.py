@@ -24,6 +24,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends import initializers
+from symgraph.ops import elemwise as ew
 
 _counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
 
@@ -153,6 +154,11 @@ class Layer:
                 self.build(x)
                 self.built = True
             out = self.call(x, training)
+            if out is x or out.owner is None:
+                # a call that adds no node (Flatten of a matrix, Dropout(0), a linear
+                # Activation) still gets one: tagging ``x`` itself would take it from the
+                # layer that made it (that layer and its weights would drop out of the model)
+                out = ew.apply(ew.identity, out)
         out.layer, out.layer_input = self, x  # the model's inference rebuild reads these
         if self.output_shape is None:
             self.output_shape = tuple(out.shape)
