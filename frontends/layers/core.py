@@ -100,31 +100,48 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    """(batch, ...) -> (batch, *shape); one entry of ``shape`` may be -1."""
+    """(batch, ...) -> (batch, *shape); one entry of ``shape`` may be -1 (inferred)."""
 
     config_args = ("shape",)
 
     def __init__(self, shape, name: str | None = None):
         super().__init__(name)
-        self.shape = [int(d) for d in shape]
+        if isinstance(shape, (int, np.integer)):
+            shape = (shape,)
+        try:
+            dims = [_as_int(d) for d in shape]
+        except (TypeError, ValueError):
+            raise ValueError(f"Reshape: shape must be a sequence of integers, got {shape!r}") \
+                from None
+        if any(d == 0 or d < -1 for d in dims) or dims.count(-1) > 1:
+            raise ValueError(f"Reshape: shape entries are positive, with at most one -1; got "
+                             f"{tuple(dims)}")
+        self.shape = dims
 
     def call(self, x, training):
+        # the batch dim passes through as it is (a symbol stays that symbol), so the target
+        # is checked per example: (batch, 5, 6) -> (batch, 7) is an error, not a reshape of
+        # the whole batch that happens to fit
         batch = x.shape[0] if x.ndim else None
-        lead = -1 if -1 in self.shape or not isinstance(batch, (int, str)) else batch
-        if -1 in self.shape and not isinstance(batch, int):
-            rest = [d for d in x.shape[1:]]
-            if not all(isinstance(d, int) for d in rest):
-                raise ValueError(f"layer {self.name}: Reshape with -1 needs fixed input dims")
-            known = int(np.prod([d for d in self.shape if d != -1]))
-            total = int(np.prod(rest))
-            if total % known:
+        rest = x.shape[1:]
+        target = list(self.shape)
+        if all(isinstance(d, int) for d in rest):
+            total = int(np.prod(rest, dtype=np.int64))
+            known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+            if (-1 in target and total % known) or (-1 not in target and total != known):
                 raise ValueError(f"layer {self.name}: cannot reshape {x.shape} to "
-                                 f"(batch, {self.shape})")
-            target = [total // known if d == -1 else d for d in self.shape]
-            return sg.reshape(x, (-1, *target))
-        if lead == -1:
-            return sg.reshape(x, (-1, *self.shape))
-        return sg.reshape(x, (x.shape[0], *self.shape))
+                                 f"(batch, {', '.join(map(str, self.shape))})")
+            target = [total // known if d == -1 else d for d in target]
+        elif -1 in target:
+            raise ValueError(f"layer {self.name}: Reshape with -1 needs fixed non-batch input "
+                             f"dims, got {x.shape}")
+        return sg.reshape(x, (-1 if batch is None else batch, *target))
+
+
+def _as_int(d) -> int:
+    if isinstance(d, bool) or int(d) != d:
+        raise ValueError(d)
+    return int(d)
 
 
 class Embedding(Layer):
