@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import symgraph as sg
-from frontends.layers.base import Layer, fixed_features, weight_dtype
+from frontends.layers.base import Layer, fixed_features, positive_int, weight_dtype
 
 
 def linear(x: sg.Variable) -> sg.Variable:
@@ -150,11 +150,12 @@ class Maxout(Layer):
     def __init__(self, units: int, pieces: int = 2, init="glorot_uniform",
                  name: str | None = None):
         super().__init__(name)
-        if int(units) <= 0 or int(pieces) <= 0:
-            raise ValueError(f"Maxout: units and pieces must be positive, got {units}, {pieces}")
-        self.units, self.pieces, self.init = int(units), int(pieces), init
+        self.units = positive_int("Maxout", "units", units)
+        self.pieces = positive_int("Maxout", "pieces", pieces)
+        self.init = init
 
     def build(self, x):
+        _require_matrix(self, x)
         n, dt = fixed_features(self, x), weight_dtype(x)
         self.W = self.add_weight("W", (n, self.units * self.pieces), self.init, dt,
                                  fan_out=self.units, regularizable=True)
@@ -174,11 +175,13 @@ class RBF(Layer):
     def __init__(self, units: int, init="uniform", width: float | None = None,
                  name: str | None = None):
         super().__init__(name)
-        if int(units) <= 0:
-            raise ValueError(f"RBF: units must be positive, got {units}")
-        self.units, self.init, self.width = int(units), init, width
+        self.units = positive_int("RBF", "units", units)
+        if width is not None and not float(width) > 0:
+            raise ValueError(f"RBF: width must be positive, got {width}")
+        self.init, self.width = init, width
 
     def build(self, x):
+        _require_matrix(self, x)
         n, dt = fixed_features(self, x), weight_dtype(x)
         # default width sqrt(n): a unit-variance input is at squared distance ~n from a centre
         width = math.sqrt(n) if self.width is None else float(self.width)
@@ -191,3 +194,9 @@ class RBF(Layer):
         d2 = ((x * x).sum(axis=1, keepdims=True) - 2.0 * (x @ self.centers.T)
               + (self.centers * self.centers).sum(axis=1))
         return sg.exp(-sg.maximum(d2, 0.0) / (self.s * self.s))
+
+
+def _require_matrix(layer: Layer, x: sg.Variable) -> None:
+    if x.ndim != 2:
+        raise ValueError(f"layer {layer.name}: {layer.kind} takes (batch, features), got shape "
+                         f"{x.shape}; add a Flatten() first")

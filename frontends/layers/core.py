@@ -9,7 +9,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends.layers.activations import get_activation
-from frontends.layers.base import Layer, fixed_features, weight_dtype
+from frontends.layers.base import Layer, fixed_features, positive_int, weight_dtype
 from symgraph.ops.elemwise import DropoutMask
 
 
@@ -22,9 +22,7 @@ class Dense(Layer):
     def __init__(self, units: int, activation=None, init="glorot_uniform", bias_init="zeros",
                  use_bias: bool = True, name: str | None = None):
         super().__init__(name)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
-        self.units = int(units)
+        self.units = positive_int("Dense", "units", units)
         self.fn = get_activation(activation)
         self.activation = activation if isinstance(activation, str) or activation is None \
             else getattr(activation, "__name__", "custom")
@@ -153,9 +151,11 @@ class Embedding(Layer):
     def __init__(self, n: int, dim: int, init="uniform", dtype: str = "float32",
                  name: str | None = None):
         super().__init__(name)
-        if int(n) <= 0 or int(dim) <= 0:
-            raise ValueError(f"Embedding: n and dim must be positive, got {n}, {dim}")
-        self.n, self.dim, self.init, self.dtype = int(n), int(dim), init, str(dtype)
+        self.n = positive_int("Embedding", "n", n)
+        self.dim = positive_int("Embedding", "dim", dim)
+        if np.dtype(dtype).kind != "f":
+            raise ValueError(f"Embedding: dtype must be a float type, got {dtype!r}")
+        self.init, self.dtype = init, str(np.dtype(dtype))
 
     def build(self, x):
         if x.dtype.kind not in "iu":
