@@ -33,6 +33,9 @@ class BatchNorm(Layer):
         if x.ndim < 2:
             raise ValueError(f"layer {self.name}: BatchNorm needs (batch, units, ...), got "
                              f"shape {x.shape}")
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"layer {self.name}: axis {self.axis} is out of range for input "
+                             f"shape {x.shape}")
         self.axis_ = self.axis % x.ndim
         n = x.shape[self.axis_]
         if not isinstance(n, int) or self.axis_ == 0:
