@@ -49,7 +49,7 @@ for _p in (str(BENCH), str(ROOT)):
         sys.path.insert(0, _p)
 
 import numpy as np  # noqa: E402
-from timing import LoadMeter  # noqa: E402  (stdlib only: also runs in the Keras venv)
+from timing import LoadMeter, TimingConfig, wait_quiet  # noqa: E402  (stdlib only: Keras venv)
 
 SECTIONS = ("llvm", "numpy", "torch", "keras")
 LABELS = {"llvm": "symgraph fit (llvm)", "numpy": "symgraph fit (numpy)",
@@ -72,7 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="per-section time limit")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.epochs < 1 or args.examples < BATCH:
+        ap.error(f"--epochs must be >= 1 and --examples >= {BATCH}")
+    return args
 
 
 def make_data(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,18 +87,25 @@ def make_data(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def timed_epochs(run_epoch, epochs: int) -> dict[str, Any]:
-    """Warm-up epoch, then ``epochs`` timed ones; each epoch's seconds and background load."""
+    """Warm-up epoch, then ``epochs`` timed ones; each epoch's seconds and background load.
+
+    Before each timed epoch it waits (up to a few seconds) for other processes to go quiet;
+    an epoch during which they used >= 0.3 cores counts as not clean (``clean`` fraction).
+    """
+    quiet = TimingConfig(quiet_wait_s=5.0)
     t0 = time.perf_counter()
     run_epoch()
     warm = time.perf_counter() - t0
     seconds, loads = [], []
     for _ in range(epochs):
+        wait_quiet(quiet)
         with LoadMeter() as meter:
             t0 = time.perf_counter()
             loss = run_epoch()
             seconds.append(time.perf_counter() - t0)
         loads.append(meter.bg)
     return dict(warmup_s=warm, epoch_s=seconds, bg=loads, median_s=statistics.median(seconds),
+                clean=sum(b < quiet.bg_thresh for b in loads) / len(loads),
                 last_loss=None if loss is None else float(loss))
 
 
@@ -307,7 +317,7 @@ def report(rows: list[dict[str, Any]]) -> str:
     torch_rate = next((r["examples_per_s"] for r in rows
                        if r["section"] == "torch" and r["status"] == "ok"), None)
     lines.append(f"\n{'framework':<22}{'examples/s':>12}{'vs PyTorch':>12}{'epoch s':>9}"
-                 f"{'p10..p90 s':>14}{'bg cores':>9}{'warm-up s':>10}{'last loss':>10}")
+                 f"{'p10..p90 s':>14}{'clean':>7}{'warm-up s':>10}{'last loss':>10}")
     for r in rows:
         name = LABELS[r["section"]]
         if r["status"] != "ok":
@@ -317,7 +327,7 @@ def report(rows: list[dict[str, Any]]) -> str:
         spread = f"{ts[int(0.1 * (len(ts) - 1))]:.2f}..{ts[int(0.9 * (len(ts) - 1))]:.2f}"
         ratio = f"{r['examples_per_s'] / torch_rate:.2f}x" if torch_rate else "n/a"
         lines.append(f"{name:<22}{r['examples_per_s']:>12,.0f}{ratio:>12}{r['median_s']:>9.3f}"
-                     f"{spread:>14}{statistics.mean(r['bg']):>9.2f}{r['warmup_s']:>10.2f}"
+                     f"{spread:>14}{r['clean']:>7.0%}{r['warmup_s']:>10.2f}"
                      f"{r['last_loss']:>10.4f}")
     llvm = next((r for r in rows if r["section"] == "llvm" and r["status"] == "ok"), None)
     if llvm and torch_rate:
