@@ -14,6 +14,7 @@ for ReLU biases).
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -116,6 +117,9 @@ class Constant(Initializer):
     args = ("value",)
 
     def __init__(self, value: float = 0.0):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
+            raise ValueError(f"constant: value must be a finite number, got {value!r}")
         self.value = float(value)
 
     def sample(self, shape, fan_in, fan_out, rng):
@@ -163,14 +167,20 @@ def get(identifier) -> Initializer:
     """
     if isinstance(identifier, Initializer):
         return identifier
-    if isinstance(identifier, bool):
+    if isinstance(identifier, (bool, np.bool_)):
         raise TypeError(f"not an initialiser: {identifier!r}")
-    if isinstance(identifier, (int, float)):
+    if isinstance(identifier, numbers.Real):  # numpy scalars too (np.float32(0.1))
         return Constant(identifier)
     if isinstance(identifier, dict):
         config = dict(identifier)
-        kind = config.pop("type", None)
-        return _lookup(kind)(**config)
+        if "type" not in config:
+            raise ValueError(f"initialiser config {identifier!r} has no 'type' key")
+        cls = _lookup(config.pop("type"))
+        unknown = sorted(set(config) - set(cls.args))
+        if unknown:
+            raise ValueError(f"initialiser {cls.name}: unknown argument {unknown[0]!r}; it takes "
+                             f"{', '.join(cls.args) or 'no arguments'}")
+        return cls(**config)
     if isinstance(identifier, str):
         return _lookup(identifier)()
     raise TypeError(f"not an initialiser: {identifier!r}; use a name such as 'glorot_uniform', "
