@@ -62,6 +62,7 @@ class Dropout(Layer):
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
         self.rate = float(rate)
         self.counter = None
+        self._calls = 0  # training-mode calls so far (each gets its own mask stream)
 
     def build(self, x):
         self.counter = sg.shared(np.int64(0), name=f"{self.name}/counter")
@@ -80,8 +81,11 @@ class Dropout(Layer):
             return x
         if x.dtype.kind != "f":
             raise TypeError(f"layer {self.name}: dropout needs a float input, got {x.dtype}")
-        seed = zlib.crc32(self.name.encode())
-        return x * DropoutMask(1.0 - self.rate, seed)(x, self.counter)
+        # a layer called on several tensors draws a different mask for each call: the same
+        # (seed, counter) would give every call of one shape the identical mask
+        key = self.name if not self._calls else f"{self.name}#{self._calls}"
+        self._calls += 1
+        return x * DropoutMask(1.0 - self.rate, zlib.crc32(key.encode()))(x, self.counter)
 
 
 class Flatten(Layer):
