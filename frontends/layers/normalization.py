@@ -57,6 +57,12 @@ class BatchNorm(Layer):
         axes = tuple(a for a in range(x.ndim) if a != self.axis_)
         b = lambda v: self._broadcast(v, x.ndim)  # noqa: E731
         if training:
+            if self.state_updates:
+                # one step cannot apply two running-average updates to one variable; the
+                # second call would silently replace the first call's statistics
+                raise ValueError(f"layer {self.name}: a BatchNorm layer can be called once in "
+                                 "training mode (its running statistics get one update per "
+                                 "step); use one BatchNorm layer per call")
             mean = x.mean(axis=axes)
             centred = x - b(mean)
             var = sg.square(centred).mean(axis=axes)
