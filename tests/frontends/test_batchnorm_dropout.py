@@ -346,3 +346,26 @@ def test_dropout_backward_uses_the_forward_mask(backend, rng):
 def test_dropout_rejects_integer_input():
     with pytest.raises(TypeError, match="drop_int.*float input"):
         L.Dropout(0.5, name="drop_int")(fe.Input((3,), dtype="int64"))
+
+
+def test_a_dropout_layer_called_twice_draws_two_different_masks():
+    # both calls share the counter; they used to share the seed too, so every call on a
+    # tensor of one shape got the identical mask
+    x = fe.Input((200,), "float64")
+    layer = L.Dropout(0.5)
+    model = fe.Model(x, L.Concatenate()([layer(x), layer(x)]), seed=0)
+    out = sg.function(model.inputs, model.output, backend="numpy")(np.ones((2, 200)))
+    first, second = out[:, :200] != 0, out[:, 200:] != 0
+    assert not np.array_equal(first, second)
+    assert abs(np.mean(first == second) - 0.5) < 5 * np.sqrt(0.25 / first.size)  # independent
+    np.testing.assert_array_equal(model.predict(np.ones((2, 200))), np.ones((2, 400)))
+
+
+def test_a_batchnorm_layer_called_twice_in_training_mode_is_an_error():
+    # the second call's running-statistics update used to replace the first's silently
+    x = fe.Input((3,), "float64")
+    layer = L.BatchNorm(name="bn_shared")
+    layer(x)
+    layer(x, training=False)  # inference calls add no update: fine
+    with pytest.raises(ValueError, match="bn_shared.*once in training mode"):
+        layer(x * 2.0)
