@@ -181,6 +181,20 @@ def test_batchnorm_running_statistics_after_three_compiled_steps_and_predict(
     assert not np.allclose(predicted, batch_stats, atol=1e-2)
 
 
+def test_fit_updates_the_running_statistics_after_every_minibatch(backend, rng):
+    model = fe.Sequential([L.BatchNorm()], input_shape=(3,), dtype="float64", seed=0)
+    model.compile(loss="mse", optimizer=fe.optimizers.SGD(lr=0.1), backend=backend)
+    X, Y = rng.normal(size=(10, 3)) * 2 + 1, rng.normal(size=(10, 3))
+    model.fit(X, Y, epochs=2, batch_size=4, shuffle=False, progress=False, verbose=False)
+    rm, rv = np.zeros(3), np.ones(3)
+    for _ in range(2):
+        for i in range(0, 10, 4):  # the last batch of 2 is a step too
+            _, rm, rv = bn_train_numpy(X[i:i + 4], np.ones(3), np.zeros(3), rm, rv)
+    layer = model.layers[0]
+    np.testing.assert_allclose(layer.running_mean.get_value(), rm, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(layer.running_var.get_value(), rv, rtol=1e-12)
+
+
 def test_batchnorm_training_output_on_nchw_matches_torch(backend, rng):
     x = fe.Input((3, 2, 2), "float64")
     layer = L.BatchNorm(axis=1)
