@@ -348,11 +348,12 @@ def test_reshape_checks_each_example_not_the_whole_batch():
 def test_layers_that_add_no_op_keep_the_previous_layer_in_the_model(backend, rng):
     # Flatten of a matrix and a linear Activation return their input unchanged; they used to
     # tag the Dense output as theirs, so Dense and its weights vanished from the model
-    model = fe.Sequential([L.Dense(3), L.Flatten(), L.Activation("linear")],
+    model = fe.Sequential([L.Dense(3), L.Flatten(), L.Activation("linear"), L.Reshape([3])],
                           input_shape=(4,), dtype="float64", seed=0)
-    assert [layer.name for layer in model.layers] == ["dense_1", "flatten_1", "activation_1"]
+    assert [layer.name for layer in model.layers] == ["dense_1", "flatten_1", "activation_1",
+                                                      "reshape_1"]
     assert [w.name for w in model.weights] == ["dense_1/W", "dense_1/b"]
-    assert model.output.owner.scope == "activation_1"
+    assert model.output.owner.scope == "reshape_1"
     X = rng.normal(size=(2, 4))
     W, b = model.get_weights()
     np.testing.assert_allclose(sg.function(model.inputs, model.output, backend=backend)(X),
