@@ -60,7 +60,9 @@ class Model:
         if missing:
             raise ValueError(f"the model's output needs input {missing[0].name!r}, which is not "
                              "in its inputs")
-        self.initialize(self.seed)
+        # draw from this model's seed; layers another model already seeded keep their weights
+        # (a feature extractor Model(x, layer.output) shares them, it does not reset them)
+        self.initialize(self.seed, layers=[la for la in self.layers if not la.seeded])
         self.inference_output = self._inference_graph()
         self.compiled = False
         self.stop_training = False
@@ -81,11 +83,15 @@ class Model:
         [out] = sg.clone_replace([self.output], substitute=substitute)
         return out
 
-    def initialize(self, seed: int | None = None) -> None:
-        """Redraw every weight from ``seed`` (default: the model's): one stream per layer."""
+    def initialize(self, seed: int | None = None, layers: Sequence[Layer] | None = None) -> None:
+        """Redraw every weight (or those of ``layers``) from ``seed`` (default: the model's):
+        layer ``i`` draws from ``default_rng([seed, i])``."""
         seed = self.seed if seed is None else int(seed)
+        chosen = None if layers is None else {id(layer) for layer in layers}
         for index, layer in enumerate(self.layers):
-            layer.initialize(np.random.default_rng([seed, index]))
+            if chosen is None or id(layer) in chosen:
+                layer.initialize(np.random.default_rng([seed, index]))
+                layer.seeded = True
 
     # -- weights
     @property
@@ -147,8 +153,9 @@ class Model:
 
         train_loss = self._total_loss(self.output)
         params = self.trainable_weights
-        grads = sg.grad(train_loss, params)
-        updates = dict(self.optimizer.get_updates(params, grads))
+        # a model without trainable weights (fixed features, dropout only) still evaluates
+        grads = sg.grad(train_loss, params) if params else []
+        updates = dict(self.optimizer.get_updates(params, grads)) if params else {}
         for layer in self.layers:
             for var, expr in layer.state_updates.items():
                 if var in updates:
@@ -210,6 +217,9 @@ class Model:
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """The model's output (the last layer's) in inference mode."""
         arrays = self._inputs(x, "predict")
+        if len(arrays[0]) == 0:
+            shape = [d if isinstance(d, int) else 0 for d in self.inference_output.shape]
+            return np.zeros(shape, self.inference_output.dtype)
         out = self.predict_function.epoch(*arrays, batch_size=batch_size)
         if out.ndim == self.inference_output.ndim + 1:  # equal batches come back stacked
             out = out.reshape(-1, *out.shape[2:])
@@ -321,7 +331,6 @@ def _layers_of(output: sg.Variable) -> list[Layer]:
             layer = getattr(var, "layer", None)
             if layer is not None and id(layer) not in seen:
                 seen[id(layer)] = layer
-    # layers with weights but whose output var is interior (rare) are found through params
     return list(seen.values())
 
 

@@ -73,6 +73,8 @@ class Layer:
         self.state_updates: dict[sg.SharedVariable, sg.Variable] = {}
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
+        self.output: sg.Variable | None = None
+        self.seeded = False  # weights drawn from a model's seed (Model.initialize)
 
     # -- naming
     @property
@@ -160,6 +162,7 @@ class Layer:
                 # layer that made it (that layer and its weights would drop out of the model)
                 out = ew.apply(ew.identity, out)
         out.layer, out.layer_input = self, x  # the model's inference rebuild reads these
+        self.output = out  # the latest call's output (feature extractors: Model(x, layer.output))
         if self.output_shape is None:
             self.output_shape = tuple(out.shape)
         return out
@@ -172,6 +175,11 @@ class Layer:
             value = getattr(self, arg)
             if hasattr(value, "get_config"):
                 value = value.get_config()
+            if callable(value):
+                raise ValueError(
+                    f"layer {self.name}: {arg}={getattr(value, '__name__', value)!r} is a Python "
+                    "function, which a model file or spec cannot hold; keep the weights "
+                    "(model.get_weights(), np.savez) and rebuild the model in code")
             config[arg] = value
         config["name"] = self.name
         return config

@@ -24,8 +24,7 @@ class Dense(Layer):
         super().__init__(name)
         self.units = positive_int("Dense", "units", units)
         self.fn = get_activation(activation)
-        self.activation = activation if isinstance(activation, str) or activation is None \
-            else getattr(activation, "__name__", "custom")
+        self.activation = activation  # a name, or a function (then the model cannot be saved)
         self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
 
     def build(self, x):

@@ -158,3 +158,26 @@ def test_model_errors_name_the_problem():
     other = fe.Input((3,), name="other")
     with pytest.raises(ValueError, match="needs input 'other'"):
         fe.Model([x], L.Add()([L.Dense(3)(x), other]))
+
+
+def test_predict_of_no_examples_and_a_model_without_trainable_weights():
+    model = fe.Sequential([L.Dense(2)], input_shape=(3,))
+    assert model.predict(np.zeros((0, 3), "float32")).shape == (0, 2)
+    fixed = fe.Sequential([L.Dropout(0.5)], input_shape=(3,), seed=0)
+    fixed.compile(loss="mse")
+    X = np.ones((4, 3), "float32")
+    assert fixed.evaluate(X, X) == {"loss": 0.0}  # inference: dropout off
+    # training: every unit is 0 or 2, so every squared error is exactly 1
+    assert fixed.fit(X, X, progress=False, verbose=False).history["loss"] == [1.0]
+
+
+def test_layer_output_gives_a_feature_extractor():
+    model = fe.Sequential([L.Dense(4, activation="tanh"), L.Dense(2)], input_shape=(3,), seed=0)
+    before = model.get_weights()
+    features = fe.Model(model.inputs, model.layers[0].output, seed=1)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # a second model on the same layers resets nothing
+    X = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    W, b = model.get_weights()[:2]
+    np.testing.assert_allclose(features.predict(X), np.tanh(X @ W + b), rtol=1e-5, atol=1e-6)
+    assert features.weights == model.weights[:2]  # the same shared variables

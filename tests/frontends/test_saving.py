@@ -91,3 +91,13 @@ def test_bad_files_raise_clear_errors_and_change_nothing(tmp_path):
         other.load_weights(path)
     for a, b in zip(before, other.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_custom_activation_is_refused_when_saving_not_when_loading(tmp_path):
+    def mish(x):
+        return x * fe.layers.activations.ACTIVATIONS["tanh"](
+            fe.layers.activations.ACTIVATIONS["softplus"](x))
+    model = fe.Sequential([L.Dense(2, activation=mish)], input_shape=(3,))
+    with pytest.raises(ValueError, match="activation='mish' is a Python function"):
+        model.save(tmp_path / "custom.npz")
+    assert not (tmp_path / "custom.npz").exists()
