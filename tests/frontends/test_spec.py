@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import frontends as fe
-from frontends import spec as spec_module
+from frontends import spec_source
 from frontends.spec import DEFAULT_SPEC, SpecError, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -282,8 +282,8 @@ def test_toml_positions_scanner():
         t = 1979-05-27 07:32:00
         u = 2              #U
     ''')
-    source = spec_module._Source("t.toml")
-    data = spec_module._parse_toml(text, source)
+    source = spec_source.Source("t.toml")
+    data = spec_source._parse_toml(text, source)
     assert data["model"]["layers"][1]["ids"][0]["v"] == 1  # tomllib agrees on the structure
     expect = {
         ("model",): "#MODEL", ("model", "input_shape"): "#IS",
@@ -371,7 +371,7 @@ def test_spec_builds_the_python_api_model(tmp_path, backend, fmt):
 def test_yaml_reads_1e_minus_3_as_a_number_unlike_yaml_1_1():
     # plain yaml.safe_load (YAML 1.1) gives the string '1e-3': the spec loader must not
     assert yaml.safe_load("l: 1e-3") == {"l": "1e-3"}
-    loader = spec_module._yaml_loader()("a: 1e-3\nb: -2E+2\nc: 1.5\nd: 12\ne: 1e3x\n")
+    loader = spec_source._yaml_loader()("a: 1e-3\nb: -2E+2\nc: 1.5\nd: 12\ne: 1e3x\n")
     try:
         assert loader.get_single_data() == {"a": 1e-3, "b": -200.0, "c": 1.5, "d": 12,
                                             "e": "1e3x"}
