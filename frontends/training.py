@@ -154,7 +154,8 @@ def _next_chunk(chunk: int, elapsed: float) -> int:
 def _epoch_line(epoch: int, epochs: int, logs: dict) -> str:
     parts = [f"epoch {epoch + 1}/{epochs}"]
     parts += [f"{k} {v:.4f}" for k, v in logs.items() if k != "time"]
-    parts.append(f"({logs['time']:.2f} s)")
+    seconds = logs["time"]
+    parts.append(f"({seconds * 1000:.0f} ms)" if seconds < 1 else f"({seconds:.1f} s)")
     return "  ".join(parts)
 
 
