@@ -35,15 +35,10 @@ TEXTBOOK = [np.array([[1, 1], [1, 1]], np.float32), np.array([0, -1], np.float32
 def hidden_function(model: fe.Model, backend: str | None) -> sg.Function:
     """``x -> relu(W^T x + c)``: the first layer's output node, compiled on its own.
 
-    A layer's output is an ordinary graph node over the model's shared weights (it
-    carries ``.layer``), so the hidden representation is one ``sg.function`` away.
+    A layer's output (``layer.output``) is an ordinary graph node over the model's
+    shared weights, so the hidden representation is one ``sg.function`` away.
     """
-    first = model.layers[0]
-    for node in sg.graph.toposort([model.output]):
-        for var in node.outputs:
-            if getattr(var, "layer", None) is first:
-                return sg.function(model.inputs, var, backend=backend)
-    raise LookupError("the first layer's output is not in the model's graph")
+    return sg.function(model.inputs, model.layers[0].output, backend=backend)
 
 
 def show_points(title: str, h: np.ndarray, logits: np.ndarray) -> float:
