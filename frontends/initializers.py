@@ -18,10 +18,13 @@ import numbers
 
 import numpy as np
 
+from frontends.config import Configurable, resolve
 
-class Initializer:
+
+class Initializer(Configurable):
     """Base class: subclasses implement ``sample`` and list their arguments in ``args``."""
 
+    kind = "initialiser"
     name = "initializer"
     args: tuple[str, ...] = ()
 
@@ -36,10 +39,6 @@ class Initializer:
 
     def get_config(self) -> dict:
         return {"type": self.name, **{a: getattr(self, a) for a in self.args}}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{a}={getattr(self, a)!r}" for a in self.args)
-        return f"{self.name}({args})"
 
 
 class GlorotUniform(Initializer):
@@ -165,31 +164,9 @@ def get(identifier) -> Initializer:
 
     >>> get("glorot_uniform"); get(0.1); get({"type": "uniform", "a": 0.1})
     """
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, (bool, np.bool_)):
-        raise TypeError(f"not an initialiser: {identifier!r}")
-    if isinstance(identifier, numbers.Real):  # numpy scalars too (np.float32(0.1))
+    # numpy scalars too (np.float32(0.1)); a bool is a mistake, not a constant
+    if isinstance(identifier, numbers.Real) and not isinstance(identifier, (bool, np.bool_)):
         return Constant(identifier)
-    if isinstance(identifier, dict):
-        config = dict(identifier)
-        if "type" not in config:
-            raise ValueError(f"initialiser config {identifier!r} has no 'type' key")
-        cls = _lookup(config.pop("type"))
-        unknown = sorted(set(config) - set(cls.args))
-        if unknown:
-            raise ValueError(f"initialiser {cls.name}: unknown argument {unknown[0]!r}; it takes "
-                             f"{', '.join(cls.args) or 'no arguments'}")
-        return cls(**config)
-    if isinstance(identifier, str):
-        return _lookup(identifier)()
-    raise TypeError(f"not an initialiser: {identifier!r}; use a name such as 'glorot_uniform', "
-                    "a number, a config dict or an Initializer")
-
-
-def _lookup(name) -> type[Initializer]:
-    try:
-        return INITIALIZERS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown initialiser {name!r}; valid: "
-                         f"{', '.join(sorted(INITIALIZERS))}") from None
+    return resolve(identifier, INITIALIZERS, Initializer,
+                   accepts="a name such as 'glorot_uniform', a number, a config dict or "
+                           "an Initializer")

@@ -26,20 +26,23 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 import symgraph as sg
+from frontends.config import ConfigValue, resolve
 from symgraph import shapes as sh
 
 __all__ = ["BinaryCrossEntropy", "CrossEntropy", "GaussianNLL", "Hinge", "Loss",
            "MeanAbsoluteError", "MeanSquaredError", "get"]
 
 
-class Loss:
+class Loss(ConfigValue):
     """A training loss: ``loss(outputs, targets)`` is a scalar, the mean over the batch.
 
     Subclasses set ``name`` (the string ``get`` knows them by), implement
     ``_build`` (after the shared argument checks) and ``target``, and list
-    their constructor arguments in ``get_config``.
+    their constructor arguments in ``get_config`` (which also gives ``repr``,
+    ``==`` and ``hash``).
     """
 
+    kind = "loss"
     name: str = ""
 
     def __call__(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
@@ -64,16 +67,6 @@ class Loss:
     def get_config(self) -> dict:
         """``{"type": name, <constructor arguments>}``; ``get(config)`` rebuilds the loss."""
         return {"type": self.name}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self.get_config().items())))
 
 
 # --------------------------------------------------------------------------- shared checks
@@ -165,29 +158,6 @@ def _check_number(who: str, arg: str, value, minimum: float | None = 0.0) -> flo
         bound = "" if minimum is None else f" >= {minimum:g}"
         raise ValueError(f"{who}: {arg} must be a finite number{bound}, got {value!r}")
     return value
-
-
-def _lookup(identifier, registry: Mapping[str, Callable], base: type, kind: str):
-    """``get`` for losses, metrics and regularizers: a name, a config dict or an instance."""
-    if isinstance(identifier, base):
-        return identifier
-    if isinstance(identifier, str):
-        config = {"type": identifier}
-    elif isinstance(identifier, Mapping):
-        config = dict(identifier)
-        if "type" not in config:
-            raise ValueError(f"a {kind} config needs a 'type' key, got {dict(identifier)!r}")
-    else:
-        raise TypeError(f"a {kind} is given by name, config dict or {base.__name__} object, "
-                        f"not {type(identifier).__name__}")
-    key = config.pop("type")
-    factory = registry.get(key) if isinstance(key, str) else None
-    if factory is None:
-        raise ValueError(f"unknown {kind} {key!r}; valid names: {', '.join(sorted(registry))}")
-    try:
-        return factory(**config)
-    except TypeError as err:
-        raise TypeError(f"{kind} {key!r}: bad arguments {config!r}: {err}") from None
 
 
 # --------------------------------------------------------------------------- the losses
@@ -379,9 +349,9 @@ _REGISTRY.update({cls.__name__: cls for cls in (
 def get(identifier: str | Mapping | Loss) -> Loss:
     """The loss named by ``identifier``: a name (``"mse"``), a config dict or a ``Loss``.
 
-    Unknown names raise ``ValueError`` listing the valid ones.
+    Unknown names and arguments raise ``ValueError`` listing the valid ones.
 
     >>> get({"type": "hinge", "margin": 2.0})
     Hinge(margin=2.0)
     """
-    return _lookup(identifier, _REGISTRY, Loss, "loss")
+    return resolve(identifier, _REGISTRY, Loss)

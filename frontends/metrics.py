@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 
 import symgraph as sg
+from frontends.config import ConfigValue, resolve
 from frontends.losses import (
     _as_variable,
     _check_class_scores,
@@ -24,15 +25,15 @@ from frontends.losses import (
     _check_same_shape,
     _is_float,
     _label_scores,
-    _lookup,
 )
 
 __all__ = ["Accuracy", "BinaryAccuracy", "Metric", "TopKAccuracy", "get"]
 
 
-class Metric:
+class Metric(ConfigValue):
     """``metric(outputs, targets)``: scalar mean over the batch, in the outputs' dtype."""
 
+    kind = "metric"
     name: str = ""
 
     def __call__(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
@@ -50,16 +51,6 @@ class Metric:
     def get_config(self) -> dict:
         """``{"type": ..., <constructor arguments>}``; ``get(config)`` rebuilds the metric."""
         return {"type": self.name}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self.get_config().items())))
 
 
 class Accuracy(Metric):
@@ -147,10 +138,10 @@ def get(identifier: str | Mapping | Metric) -> Metric:
 
     Names: ``"accuracy"``, ``"binary_accuracy"``, ``"top_k_accuracy"`` (k=5)
     and ``"top_<k>_accuracy"`` for any k (``"top_3_accuracy"``). Unknown
-    names raise ``ValueError`` listing the valid ones.
+    names and arguments raise ``ValueError`` listing the valid ones.
     """
     if isinstance(identifier, str):
         match = _TOP_K.fullmatch(identifier)
         if match:
             return TopKAccuracy(int(match.group(1)))
-    return _lookup(identifier, _REGISTRY, Metric, "metric")
+    return resolve(identifier, _REGISTRY, Metric)

@@ -33,14 +33,16 @@ Update rules (background.md section 3; ``g`` the gradient, ``t`` the 1-based ste
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 import symgraph as sg
 from frontends import schedules as schedules_module
-from frontends.schedules import Schedule, build_from_config
+from frontends.config import Configurable, resolve
+from frontends.schedules import Schedule
 from symgraph.shapes import dims_equal
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adadelta", "Adam",
@@ -92,14 +94,15 @@ def _param_labels(params: list[sg.SharedVariable]) -> list[str]:
     return [n if counts[n] == 1 else f"{n}#{i}" for i, n in enumerate(names)]
 
 
-class Optimizer:
+class Optimizer(Configurable):
     """Base class: learning rate, schedule, clipping, step counter and state bookkeeping.
 
     Subclasses set ``slot_names`` (per-parameter state, in ``variables()`` order) and
     implement ``_update_rule(param, grad, lr, slots)`` returning the updates of one
-    parameter and its slots.
+    parameter and its slots. Compared by identity: an optimizer owns its state.
     """
 
+    kind = "optimizer"
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, lr: float, *, schedule: Schedule | str | dict | None = None,
@@ -253,11 +256,6 @@ class Optimizer:
             config["name"] = self.name
         return config
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()
-                         if k != "type" and v is not None)
-        return f"{type(self).__name__}({args})"
-
 
 class SGD(Optimizer):
     """Minibatch SGD, with optional (Nesterov) momentum.
@@ -399,42 +397,25 @@ class Adam(Optimizer):
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
 
-#: lower-case name -> (class, default arguments); "momentum"/"nesterov" are SGD spellings
-_OPTIMIZERS: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
-    "sgd": (SGD, {}),
-    "momentum": (SGD, {"momentum": 0.9}),
-    "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}),
-    "adagrad": (Adagrad, {}),
-    "rmsprop": (RMSProp, {}),
-    "adadelta": (Adadelta, {}),
-    "adam": (Adam, {}),
+#: lower-case name -> factory; "momentum"/"nesterov" are SGD with preset arguments
+_OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+    "sgd": SGD,
+    "momentum": partial(SGD, momentum=0.9),
+    "nesterov": partial(SGD, momentum=0.9, nesterov=True),
+    "adagrad": Adagrad,
+    "rmsprop": RMSProp,
+    "adadelta": Adadelta,
+    "adam": Adam,
 }
 
 
-def get(identifier: str | dict | Optimizer) -> Optimizer:
-    """An optimizer from a name (``"adam"``, ``"SGD"``, ``"momentum"``), a config dict
-    (``{"type": "Adam", "lr": 1e-3}``, as ``get_config`` writes) or an instance (returned).
+def get(identifier: str | Mapping | Optimizer) -> Optimizer:
+    """An optimizer from a name (``"adam"``, ``"SGD"``, ``"momentum"``; case and ``_``
+    ignored), a config dict (``{"type": "Adam", "lr": 1e-3}``, as ``get_config`` writes)
+    or an instance (returned). Unknown names and arguments raise ``ValueError``.
 
     >>> get({"type": "SGD", "lr": 0.1, "momentum": 0.9})
     SGD(lr=0.1, momentum=0.9, nesterov=False)
     """
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, str):
-        name, kwargs = identifier, {}
-    elif isinstance(identifier, dict):
-        if "type" not in identifier:
-            raise ValueError(f"optimizer config {identifier!r} has no 'type' key "
-                             f"(one of {sorted(_OPTIMIZERS)})")
-        kwargs = dict(identifier)
-        name = kwargs.pop("type")
-        if not isinstance(name, str):
-            raise TypeError(f"optimizer type must be a string, got {name!r}")
-    else:
-        raise TypeError(f"an optimizer is a name, a config dict or an Optimizer, "
-                        f"got {type(identifier).__name__}")
-    entry = _OPTIMIZERS.get(name.replace("_", "").lower())
-    if entry is None:
-        raise ValueError(f"unknown optimizer {name!r}; valid: {sorted(_OPTIMIZERS)}")
-    cls, defaults = entry
-    return build_from_config(cls, {**defaults, **kwargs})
+    return resolve(identifier, _OPTIMIZERS, Optimizer,
+                   normalize=lambda name: name.replace("_", "").lower())

@@ -20,18 +20,21 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 import symgraph as sg
-from frontends.losses import _check_number, _lookup
+from frontends.config import ConfigValue, resolve
+from frontends.losses import _check_number
 
 __all__ = ["L1", "L1L2", "L2", "ElasticNet", "Regularizer", "get"]
 
 
-class Regularizer:
+class Regularizer(ConfigValue):
     """``regularizer(params)`` is a scalar penalty, summed over the given parameters.
 
     The result has the parameters' (common) float dtype, so adding it to a
     float32 loss keeps the loss float32. An empty list gives a constant 0 of
     ``dtype`` (default float32: adding it never widens a loss's dtype).
     """
+
+    kind = "regularizer"
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
         name = type(self).__name__
@@ -58,16 +61,6 @@ class Regularizer:
     def get_config(self) -> dict:
         """``{"type": class name, coefficients}``; ``get(config)`` rebuilds the regularizer."""
         return {"type": type(self).__name__, "l1": self.l1, "l2": self.l2}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self.get_config().items())))
 
 
 def _check_params(who: str, params) -> list[sg.Variable]:
@@ -132,6 +125,6 @@ def get(identifier: str | Mapping | Regularizer) -> Regularizer:
     """The regularizer named by ``identifier``: ``"l2"``, ``{"type": "L2", "l": 1e-4}`` or one.
 
     A bare name gets the default coefficient (0.01, as in Keras). Unknown
-    names raise ``ValueError`` listing the valid ones.
+    names and arguments raise ``ValueError`` listing the valid ones.
     """
-    return _lookup(identifier, _REGISTRY, Regularizer, "regularizer")
+    return resolve(identifier, _REGISTRY, Regularizer)

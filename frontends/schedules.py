@@ -21,11 +21,12 @@ learning rate's dtype, so a float32 model's elementwise updates stay float32.
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import symgraph as sg
+from frontends.config import Configurable, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     from frontends.optimizers import Optimizer
@@ -54,11 +55,14 @@ def _positive_int(owner: str, name: str, value, *, allow_zero: bool = False) -> 
     return value
 
 
-class Schedule:
+class Schedule(Configurable):
     """Base class: the identity schedule (the base learning rate at every step).
 
-    Subclasses override ``__call__`` (in-graph) and/or ``on_epoch_end`` (host-side).
+    Subclasses override ``__call__`` (in-graph) and/or ``on_epoch_end`` (host-side), and
+    ``get_config``. Compared by identity: a host-side schedule carries training history.
     """
+
+    kind = "schedule"
 
     def __call__(self, lr: sg.Variable, iterations: sg.Variable) -> sg.Variable:
         """The effective learning rate of the step after ``iterations`` steps, as a graph
@@ -67,14 +71,6 @@ class Schedule:
 
     def on_epoch_end(self, optimizer: Optimizer, epoch: int, logs: dict[str, float]) -> None:
         """Host-side hook, called once per epoch by the training loop; default: nothing."""
-
-    def get_config(self) -> dict[str, Any]:
-        """JSON-able constructor arguments plus ``type``; ``get(config)`` rebuilds it."""
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
-        return f"{type(self).__name__}({args})"
 
 
 def _scaled(lr: sg.Variable, factor64: sg.Variable) -> sg.Variable:
@@ -215,57 +211,16 @@ class ReduceOnPlateau(Schedule):
 
 
 _SCHEDULES: dict[str, type[Schedule]] = {
-    "step": Step, "exponential": Exponential, "inversetime": InverseTime,
-    "reduceonplateau": ReduceOnPlateau,
-}
+    cls.__name__: cls for cls in (Step, Exponential, InverseTime, ReduceOnPlateau)}
 
 
-def _key(name: str) -> str:
-    return name.replace("_", "").replace("-", "").lower()
-
-
-def get(identifier: str | dict | Schedule) -> Schedule:
-    """A schedule from a name (``"step"``, ``"ReduceOnPlateau"``, ``"inverse_time"``), a
-    config dict (``{"type": "Exponential", "rate": 0.96, "steps": 100}``) or an instance.
+def get(identifier: str | Mapping | Schedule) -> Schedule:
+    """A schedule from a name (``"step"``, ``"ReduceOnPlateau"``, ``"inverse_time"``; case,
+    ``_`` and ``-`` ignored), a config dict (``{"type": "Exponential", "rate": 0.96,
+    "steps": 100}``) or an instance. Unknown names and arguments raise ``ValueError``.
 
     >>> get({"type": "Step", "drop": 0.5, "every": 100})
     Step(drop=0.5, every=100)
     """
-    if isinstance(identifier, Schedule):
-        return identifier
-    if isinstance(identifier, str):
-        name, kwargs = identifier, {}
-    elif isinstance(identifier, dict):
-        if "type" not in identifier:
-            raise ValueError(f"schedule config {identifier!r} has no 'type' key "
-                             f"(one of {_valid_names()})")
-        kwargs = dict(identifier)
-        name = kwargs.pop("type")
-        if not isinstance(name, str):
-            raise TypeError(f"schedule type must be a string, got {name!r}")
-    else:
-        raise TypeError(f"a schedule is a name, a config dict or a Schedule, "
-                        f"got {type(identifier).__name__}")
-    cls = _SCHEDULES.get(_key(name))
-    if cls is None:
-        raise ValueError(f"unknown schedule {name!r}; valid: {_valid_names()}")
-    return build_from_config(cls, kwargs)
-
-
-def build_from_config(cls: type, kwargs: dict):
-    """``cls(**kwargs)`` with unknown or missing arguments reported by name (configs come
-    from spec files, so a typo must say which key is wrong)."""
-    params = inspect.signature(cls.__init__).parameters
-    unknown = [k for k in kwargs if k not in params or k == "self"]
-    if unknown:
-        valid = [p for p in params if p != "self"]
-        raise ValueError(f"{cls.__name__}: unknown argument(s) {unknown}; valid: {valid}")
-    missing = [p.name for p in params.values() if p.name != "self"
-               and p.default is inspect.Parameter.empty and p.name not in kwargs]
-    if missing:
-        raise ValueError(f"{cls.__name__} needs argument(s) {missing}")
-    return cls(**kwargs)
-
-
-def _valid_names() -> list[str]:
-    return [cls.__name__ for cls in _SCHEDULES.values()]
+    return resolve(identifier, _SCHEDULES, Schedule,
+                   normalize=lambda name: name.replace("_", "").replace("-", "").lower())

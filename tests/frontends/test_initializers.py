@@ -132,15 +132,17 @@ def test_get_config_dicts_numbers_and_instances():
     assert isinstance(constant, inits.Constant) and constant.value == 0.1
     assert inits.get(np.float32(0.25)).value == 0.25 and inits.get(np.int64(2)).value == 2.0
     assert inits.get(normal) is normal
-    assert repr(normal) == "normal(std=0.01)"
+    assert repr(normal) == "Normal(std=0.01)"
 
 
 @pytest.mark.parametrize("identifier, error, match", [
     ("he_uniformm", ValueError, r"unknown initialiser 'he_uniformm'; valid: .*he_uniform"),
     ({"type": "nope"}, ValueError, "unknown initialiser 'nope'"),
     ({"std": 0.1}, ValueError, "no 'type' key"),
-    ({"type": "normal", "sd": 0.1}, ValueError, "initialiser normal: unknown argument 'sd'"),
-    ({"type": "zeros", "value": 1}, ValueError, "zeros: unknown argument 'value'"),
+    ({"type": "normal", "sd": 0.1}, ValueError,
+     r"initialiser Normal: unknown argument\(s\) \['sd'\]; valid: \['std'\]"),
+    ({"type": "zeros", "value": 1}, ValueError,
+     r"initialiser Zeros: unknown argument\(s\) \['value'\]; valid: \[\]"),
     ({"type": "normal", "std": 0.0}, ValueError, "normal: std must be positive"),
     ({"type": "uniform", "a": -1}, ValueError, "uniform: a must be positive"),
     ({"type": "constant", "value": "x"}, ValueError, "constant: value must be a finite number"),

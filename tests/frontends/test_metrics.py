@@ -154,5 +154,5 @@ def test_get_names_and_errors():
         metrics.get("precision")
     with pytest.raises(ValueError, match="k must be an int >= 1"):
         metrics.get("top_0_accuracy")
-    with pytest.raises(TypeError, match="name, config dict or Metric"):
+    with pytest.raises(TypeError, match="a name, a config dict or a Metric"):
         metrics.get(None)

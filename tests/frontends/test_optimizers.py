@@ -420,8 +420,10 @@ def test_get_by_name_and_spellings():
 def test_get_errors_name_what_is_wrong():
     with pytest.raises(ValueError, match="unknown optimizer 'adamw'.*'adagrad'.*'sgd'"):
         opt_module.get("adamw")
-    with pytest.raises(ValueError, match="no 'type' key"):
+    with pytest.raises(ValueError, match=r"no 'type' key; valid types: \['adadelta'"):
         opt_module.get({"lr": 0.1})
+    with pytest.raises(ValueError, match="unknown optimizer 5; valid"):  # was a TypeError
+        opt_module.get({"type": 5})
     with pytest.raises(ValueError, match=r"Adam: unknown argument\(s\) \['momentum'\]"):
         opt_module.get({"type": "Adam", "momentum": 0.9})
     with pytest.raises(TypeError, match="name, a config dict or an Optimizer"):

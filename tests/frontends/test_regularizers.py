@@ -131,5 +131,6 @@ def test_get_names_and_errors():
     assert regularizers.get(reg) is reg and reg.l == 0.3
     with pytest.raises(ValueError, match="unknown regularizer 'l3'.*L2"):
         regularizers.get("l3")
-    with pytest.raises(TypeError, match="'L2'.*bad arguments"):
+    with pytest.raises(ValueError,
+                       match=r"regularizer L2: unknown argument\(s\) \['l2'\]; valid: \['l'\]"):
         regularizers.get({"type": "L2", "l2": 0.1})

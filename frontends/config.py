@@ -1,0 +1,119 @@
+"""Configurable components: one way to name, build, compare and print them.
+
+Losses, metrics, regularizers, optimizers, schedules and initialisers are each
+given as a name (``"adam"``), a config dict as ``get_config`` writes it and spec
+files hold (``{"type": "Adam", "lr": 1e-3}``) or an object. Each module keeps
+its registry of names and its public ``get``, a call to ``resolve`` here, so a
+mistake in a config file is reported the same way everywhere, naming the valid
+choices (all ``ValueError``; an identifier of the wrong kind is a ``TypeError``)::
+
+    unknown optimizer 'adamw'; valid: ['adadelta', 'adagrad', ...]
+    optimizer config {'lr': 0.1} has no 'type' key; valid types: [...]
+    optimizer Adam: unknown argument(s) ['momentum']; valid: ['lr', 'beta1', ...]
+    schedule Exponential needs argument(s) ['rate', 'steps']
+"""
+
+from __future__ import annotations
+
+import inspect
+import reprlib
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+__all__ = ["ConfigValue", "Configurable", "build", "resolve"]
+
+T = TypeVar("T")
+
+
+class Configurable:
+    """Mixin for a component described by ``get_config()``: its ``repr`` is the constructor
+    call that rebuilds it (``Adam(lr=0.001, ...)``; ``None`` arguments, always defaults,
+    left out). ``kind`` ("loss", "optimizer", ...) names the family in error messages."""
+
+    kind: str = "component"
+
+    def get_config(self) -> dict[str, Any]:
+        """``{"type": <name get knows>, <constructor arguments>}``; ``get(config)``
+        rebuilds an equal component."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()
+                         if k != "type" and v is not None)
+        return f"{type(self).__name__}({args})"
+
+
+class ConfigValue(Configurable):
+    """A stateless ``Configurable`` that *is* its config: equal to (and hashed like) any
+    object of its class with the same config, so ``get("mse") == MeanSquaredError()``.
+    Components with training state (optimizers, schedules) stay plain ``Configurable``."""
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.get_config() == self.get_config()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.get_config().items())))
+
+
+def build(factory: Callable[..., T], kwargs: Mapping[str, Any], label: str) -> T:
+    """``factory(**kwargs)``, but unknown or missing arguments are a ``ValueError`` naming
+    them (configs come from files: a typo must say which key is wrong). Works for classes
+    and ``functools.partial`` (bound arguments count as given); ``label`` starts the message.
+
+    >>> build(Adam, {"lr": 0.1, "momentum": 0.9}, "optimizer Adam")
+    ValueError: optimizer Adam: unknown argument(s) ['momentum']; valid: ['lr', 'beta1', ...]
+    """
+    params = inspect.signature(factory).parameters.values()
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        valid = [p.name for p in named]
+        unknown = [k for k in kwargs if k not in valid]
+        if unknown:
+            raise ValueError(f"{label}: unknown argument(s) {unknown}; valid: {valid}")
+    missing = [p.name for p in named if p.default is p.empty and p.name not in kwargs]
+    if missing:
+        raise ValueError(f"{label} needs argument(s) {missing}")
+    return factory(**kwargs)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def resolve(identifier: Any, registry: Mapping[str, Callable[..., T]], base: type[T], *,
+            normalize: Callable[[str], str] | None = None, accepts: str | None = None) -> T:
+    """The ``base`` object ``identifier`` stands for: an instance (returned as is), a
+    registry name (built with no arguments) or a config dict ``{"type": name, **kwargs}``.
+
+    ``registry`` maps names to factories (classes, or ``functools.partial`` for a name
+    with preset arguments); ``normalize`` (e.g. lower-casing) applies to the given name
+    and the registry's before matching. ``base.kind`` names the family in messages,
+    ``accepts`` the accepted forms in the ``TypeError`` for anything else.
+
+    >>> resolve({"type": "hinge", "margin": 2.0}, {"hinge": Hinge}, Loss)
+    Hinge(margin=2.0)
+    """
+    kind = getattr(base, "kind", base.__name__)
+    if isinstance(identifier, base):
+        return identifier
+    valid = sorted(registry)
+    if isinstance(identifier, str):
+        name, kwargs = identifier, {}
+    elif isinstance(identifier, Mapping):
+        if "type" not in identifier:
+            raise ValueError(f"{kind} config {dict(identifier)!r} has no 'type' key; "
+                             f"valid types: {valid}")
+        kwargs = dict(identifier)
+        name = kwargs.pop("type")
+    else:
+        accepts = accepts or (f"a name, a config dict or {_article(base.__name__)} "
+                              f"{base.__name__}")
+        raise TypeError(f"not {_article(kind)} {kind}: {reprlib.repr(identifier)} "
+                        f"({type(identifier).__name__}); expected {accepts}")
+    normalize = normalize or (lambda key: key)
+    factory = ({normalize(key): value for key, value in registry.items()}
+               .get(normalize(name)) if isinstance(name, str) else None)
+    if factory is None:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {valid}")
+    cls = getattr(factory, "func", factory)  # a partial's class
+    return build(factory, kwargs, f"{kind} {getattr(cls, '__name__', name)}")
