@@ -313,7 +313,7 @@ def _component(check: _Checker, get, value, path: KeyPath, kind: str):
     try:
         return get(dict(value) if isinstance(value, dict) else value)
     except (ValueError, TypeError) as err:
-        if isinstance(value, dict) and "unknown" in str(err) and repr(value["type"]) in str(err):
+        if isinstance(value, dict) and str(err).startswith(f"unknown {kind} "):
             check.fail(path + ("type",), str(err))
         check.fail(check.blame(err, value if isinstance(value, dict) else {}, path), str(err))
 

@@ -425,3 +425,12 @@ def test_import_frontends_does_not_import_yaml():
     code = ("import sys, frontends, frontends.spec; "
             "assert 'yaml' not in sys.modules and 'tomllib' not in sys.modules, 'eager'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unknown_argument_named_like_its_type_is_placed_at_the_argument(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("model: {input_shape: [4], layers: [{type: Dense, units: 2}]}\n"
+                    "compile:\n  loss: mse\n  regularizer: {type: l2, l2: 0.1}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert err.value.key == "compile.regularizer.l2" and err.value.line == 4
