@@ -16,11 +16,12 @@ choices (all ``ValueError``; an identifier of the wrong kind is a ``TypeError``)
 from __future__ import annotations
 
 import inspect
+import math
 import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-__all__ = ["ConfigValue", "Configurable", "build", "resolve"]
+__all__ = ["ConfigValue", "Configurable", "build", "integer", "number", "resolve"]
 
 T = TypeVar("T")
 
@@ -117,3 +118,46 @@ def resolve(identifier: Any, registry: Mapping[str, Callable[..., T]], base: typ
         raise ValueError(f"unknown {kind} {name!r}; valid: {valid}")
     cls = getattr(factory, "func", factory)  # a partial's class
     return build(factory, kwargs, f"{kind} {getattr(cls, '__name__', name)}")
+
+
+def number(owner: str, name: str, value, *, lo: float | None = 0.0, hi: float = math.inf,
+           lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a finite float within the bounds (``lo=None``: no lower bound), else an
+    error naming the component and argument: a config's ``lr: "0.1"`` or ``eps: -1`` must
+    fail where it is built, not as a NaN three epochs later.
+
+    >>> number("Adam", "beta1", 0.9, hi=1.0, hi_open=True)
+    0.9
+    """
+    import numbers
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    value = float(value)
+    ok = math.isfinite(value)
+    if lo is not None:
+        ok = ok and (value > lo if lo_open else value >= lo)
+    ok = ok and (value < hi if hi_open else value <= hi)
+    if not ok:
+        bounds = []
+        if lo is not None:
+            bounds.append(f"{'>' if lo_open else '>='} {float(lo)}")
+        if hi != math.inf:
+            bounds.append(f"{'<' if hi_open else '<='} {float(hi)}")
+        shown = " " + ", ".join(bounds) if bounds else ""
+        raise ValueError(f"{owner}: {name} must be a finite number{shown}, got {value!r}")
+    return value
+
+
+def integer(owner: str, name: str, value, *, lo: int = 1) -> int:
+    """``value`` as an int ``>= lo`` (an integral float such as ``10.0`` from a config is
+    accepted; ``2.5`` or ``True`` is a ValueError, not silently an int), else an error
+    naming the argument; a non-number is a TypeError."""
+    import numbers
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
+    if isinstance(value, bool) or not (isinstance(value, numbers.Integral)
+                                       or float(value).is_integer()):
+        raise ValueError(f"{owner}: {name} must be an integer, got {value!r}")
+    if int(value) < lo:
+        raise ValueError(f"{owner}: {name} must be an integer >= {lo}, got {value!r}")
+    return int(value)

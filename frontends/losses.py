@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 import symgraph as sg
-from frontends.config import ConfigValue, resolve
+from frontends.config import ConfigValue, number, resolve
 from symgraph import shapes as sh
 
 __all__ = ["BinaryCrossEntropy", "CrossEntropy", "GaussianNLL", "Hinge", "Loss",
@@ -149,17 +149,6 @@ def _label_target(who: str, outputs: sg.Variable, name: str) -> sg.Variable:
     return sg.tensor(name, shape=(outputs.shape[0],), dtype="int64")
 
 
-def _check_number(who: str, arg: str, value, minimum: float | None = 0.0) -> float:
-    """A finite Python float (``>= minimum`` unless that is None), or a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{who}: {arg} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (minimum is not None and value < minimum):
-        bound = "" if minimum is None else f" >= {minimum:g}"
-        raise ValueError(f"{who}: {arg} must be a finite number{bound}, got {value!r}")
-    return value
-
-
 # --------------------------------------------------------------------------- the losses
 
 
@@ -245,7 +234,7 @@ class Hinge(Loss):
     name = "hinge"
 
     def __init__(self, margin: float = 1.0):
-        self.margin = _check_number("Hinge", "margin", margin)
+        self.margin = number("Hinge", "margin", margin)
 
     def _build(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
@@ -288,7 +277,7 @@ class GaussianNLL(Loss):
 
     def __init__(self, min_log_var: float | None = None):
         if min_log_var is not None:
-            min_log_var = _check_number("GaussianNLL", "min_log_var", min_log_var, None)
+            min_log_var = number("GaussianNLL", "min_log_var", min_log_var, lo=None)
         self.min_log_var = min_log_var
 
     def _mean_columns(self, outputs) -> int:

@@ -17,11 +17,10 @@ import re
 from collections.abc import Mapping
 
 import symgraph as sg
-from frontends.config import ConfigValue, resolve
+from frontends.config import ConfigValue, number, resolve
 from frontends.losses import (
     _as_variable,
     _check_class_scores,
-    _check_number,
     _check_same_shape,
     _is_float,
     _label_scores,
@@ -110,7 +109,7 @@ class BinaryAccuracy(Metric):
     name = "binary_accuracy"
 
     def __init__(self, threshold: float = 0.0):
-        self.threshold = _check_number("BinaryAccuracy", "threshold", threshold, None)
+        self.threshold = number("BinaryAccuracy", "threshold", threshold, lo=None)
 
     def _correct(self, outputs, targets):
         _check_same_shape(self.name, outputs, targets)

@@ -32,7 +32,6 @@ Update rules (background.md section 3; ``g`` the gradient, ``t`` the 1-based ste
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -41,7 +40,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends import schedules as schedules_module
-from frontends.config import Configurable, resolve
+from frontends.config import Configurable, number, resolve
 from frontends.schedules import Schedule
 from symgraph.shapes import dims_equal
 
@@ -50,20 +49,6 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adadelta", "Adam",
 
 #: added to the global norm before dividing (torch.nn.utils.clip_grad_norm_ uses the same)
 CLIP_TINY = 1e-6
-
-
-def _number(owner: str, name: str, value, lo: float = 0.0, hi: float = math.inf,
-            hi_open: bool = False) -> float:
-    """``value`` as a float in ``[lo, hi]`` (``[lo, hi)`` when ``hi_open``), else a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
-    value = float(value)
-    ok = math.isfinite(value) and lo <= value and (value < hi if hi_open else value <= hi)
-    if not ok:
-        upper = (f", < {hi}" if hi_open else f", <= {hi}") if hi != math.inf else ""
-        raise ValueError(f"{owner}: {name} must be a finite number >= {lo}{upper}, "
-                         f"got {value!r}")
-    return value
 
 
 def clip_by_global_norm(grads: Sequence[sg.Variable], clip_norm: float) -> list[sg.Variable]:
@@ -108,12 +93,11 @@ class Optimizer(Configurable):
     def __init__(self, lr: float, *, schedule: Schedule | str | dict | None = None,
                  clip_norm: float | None = None, name: str | None = None):
         kind = type(self).__name__
-        self._lr_value = _number(kind, "lr", lr)
+        self._lr_value = number(kind, "lr", lr)
         self.schedule: Schedule | None = (None if schedule is None
                                           else schedules_module.get(schedule))
-        self.clip_norm = None if clip_norm is None else _number(kind, "clip_norm", clip_norm)
-        if self.clip_norm == 0:
-            raise ValueError(f"{kind}: clip_norm must be > 0 (or None for no clipping)")
+        self.clip_norm = None if clip_norm is None else number(kind, "clip_norm", clip_norm,
+                                                                 lo_open=True)
         if name is not None and (not isinstance(name, str) or not name):
             raise TypeError(f"{kind}: name must be a non-empty string, got {name!r}")
         self.name = name or kind
@@ -147,7 +131,7 @@ class Optimizer(Configurable):
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        value = _number(self.name, "learning_rate", value)
+        value = number(self.name, "learning_rate", value)
         self._lr_value = value
         if self._lr is not None:  # a shared variable: compiled functions see it next call
             self._lr.set_value(np.asarray(value, dtype=self._lr.dtype))
@@ -270,7 +254,7 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, *,
                  schedule=None, clip_norm=None, name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
-        self.momentum = _number("SGD", "momentum", momentum, 0.0, 1.0, hi_open=True)
+        self.momentum = number("SGD", "momentum", momentum, hi=1.0, hi_open=True)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"SGD: nesterov must be True or False, got {nesterov!r}")
         self.nesterov = bool(nesterov)
@@ -303,7 +287,7 @@ class Adagrad(Optimizer):
     def __init__(self, lr: float = 0.01, eps: float = 1e-8, *, schedule=None, clip_norm=None,
                  name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
-        self.eps = _number("Adagrad", "eps", eps)
+        self.eps = number("Adagrad", "eps", eps)
 
     def _update_rule(self, param, grad, lr, slots):
         (acc,) = slots
@@ -323,8 +307,8 @@ class RMSProp(Optimizer):
     def __init__(self, lr: float = 0.001, decay: float = 0.99, eps: float = 1e-8, *,
                  schedule=None, clip_norm=None, name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
-        self.decay = _number("RMSProp", "decay", decay, 0.0, 1.0, hi_open=True)
-        self.eps = _number("RMSProp", "eps", eps)
+        self.decay = number("RMSProp", "decay", decay, hi=1.0, hi_open=True)
+        self.eps = number("RMSProp", "eps", eps)
 
     def _update_rule(self, param, grad, lr, slots):
         (ms,) = slots
@@ -346,8 +330,8 @@ class Adadelta(Optimizer):
     def __init__(self, lr: float = 1.0, rho: float = 0.95, eps: float = 1e-6, *,
                  schedule=None, clip_norm=None, name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
-        self.rho = _number("Adadelta", "rho", rho, 0.0, 1.0, hi_open=True)
-        self.eps = _number("Adadelta", "eps", eps)
+        self.rho = number("Adadelta", "rho", rho, hi=1.0, hi_open=True)
+        self.eps = number("Adadelta", "eps", eps)
         if self.eps == 0:
             raise ValueError("Adadelta: eps must be > 0 (the first step is sqrt(eps) / ...)")
 
@@ -372,9 +356,9 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, *, schedule=None, clip_norm=None, name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
-        self.beta1 = _number("Adam", "beta1", beta1, 0.0, 1.0, hi_open=True)
-        self.beta2 = _number("Adam", "beta2", beta2, 0.0, 1.0, hi_open=True)
-        self.eps = _number("Adam", "eps", eps)
+        self.beta1 = number("Adam", "beta1", beta1, hi=1.0, hi_open=True)
+        self.beta2 = number("Adam", "beta2", beta2, hi=1.0, hi_open=True)
+        self.eps = number("Adam", "eps", eps)
         self._corrections: dict = {}
 
     def _bias_corrections(self, dtype) -> tuple[sg.Variable, sg.Variable]:

@@ -20,8 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 import symgraph as sg
-from frontends.config import ConfigValue, resolve
-from frontends.losses import _check_number
+from frontends.config import ConfigValue, number, resolve
 
 __all__ = ["L1", "L1L2", "L2", "ElasticNet", "Regularizer", "get"]
 
@@ -38,8 +37,8 @@ class Regularizer(ConfigValue):
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0):
         name = type(self).__name__
-        self.l1 = _check_number(name, "l1", l1)
-        self.l2 = _check_number(name, "l2", l2)
+        self.l1 = number(name, "l1", l1)
+        self.l2 = number(name, "l2", l2)
 
     def __call__(self, params: Sequence[sg.Variable], dtype=None) -> sg.Variable:
         """``l1 * sum |W| + l2 * sum W^2`` over every W in ``params`` (zero terms skipped)."""

@@ -26,33 +26,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import symgraph as sg
-from frontends.config import Configurable, resolve
+from frontends.config import Configurable, integer, number, resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     from frontends.optimizers import Optimizer
 
 __all__ = ["Schedule", "Step", "Exponential", "InverseTime", "ReduceOnPlateau", "get"]
-
-
-def _positive_number(owner: str, name: str, value, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
-    return value
-
-
-def _positive_int(owner: str, name: str, value, *, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if not (isinstance(value, float) and value.is_integer()):
-            raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{owner}: {name} must be {'>= 0' if allow_zero else '> 0'}, "
-                         f"got {value}")
-    return value
 
 
 class Schedule(Configurable):
@@ -93,8 +72,8 @@ class Step(Schedule):
     """
 
     def __init__(self, drop: float = 0.5, every: int = 10):
-        self.drop = _positive_number("Step", "drop", drop)
-        self.every = _positive_int("Step", "every", every)
+        self.drop = number("Step", "drop", drop, lo_open=True)
+        self.every = integer("Step", "every", every)
 
     def __call__(self, lr, iterations):
         return _scaled(lr, self.drop ** _step_ratio(iterations, self.every, staircase=True))
@@ -108,8 +87,8 @@ class Exponential(Schedule):
     with ``staircase=True`` the exponent is ``floor(t / steps)``."""
 
     def __init__(self, rate: float, steps: int, staircase: bool = False):
-        self.rate = _positive_number("Exponential", "rate", rate)
-        self.steps = _positive_int("Exponential", "steps", steps)
+        self.rate = number("Exponential", "rate", rate, lo_open=True)
+        self.steps = integer("Exponential", "steps", steps)
         self.staircase = bool(staircase)
 
     def __call__(self, lr, iterations):
@@ -125,8 +104,8 @@ class InverseTime(Schedule):
     with ``staircase=True`` the ratio ``t / steps`` is floored."""
 
     def __init__(self, rate: float, steps: int = 1, staircase: bool = False):
-        self.rate = _positive_number("InverseTime", "rate", rate, allow_zero=True)
-        self.steps = _positive_int("InverseTime", "steps", steps)
+        self.rate = number("InverseTime", "rate", rate)
+        self.steps = integer("InverseTime", "steps", steps)
         self.staircase = bool(staircase)
 
     def __call__(self, lr, iterations):
@@ -154,22 +133,21 @@ class ReduceOnPlateau(Schedule):
     def __init__(self, factor: float = 0.5, patience: int = 2, monitor: str = "val_loss",
                  min_lr: float = 0.0, mode: str = "min", min_delta: float = 0.0,
                  cooldown: int = 0):
-        self.factor = _positive_number("ReduceOnPlateau", "factor", factor)
+        self.factor = number("ReduceOnPlateau", "factor", factor, lo_open=True)
         if self.factor >= 1:
             raise ValueError(f"ReduceOnPlateau: factor must be < 1 (it reduces the rate), "
                              f"got {factor!r}")
-        self.patience = _positive_int("ReduceOnPlateau", "patience", patience, allow_zero=True)
+        self.patience = integer("ReduceOnPlateau", "patience", patience, lo=0)
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f"ReduceOnPlateau: monitor must be a log key such as 'val_loss', "
                             f"got {monitor!r}")
         self.monitor = monitor
-        self.min_lr = _positive_number("ReduceOnPlateau", "min_lr", min_lr, allow_zero=True)
+        self.min_lr = number("ReduceOnPlateau", "min_lr", min_lr)
         if mode not in ("min", "max"):
             raise ValueError(f"ReduceOnPlateau: mode must be 'min' or 'max', got {mode!r}")
         self.mode = mode
-        self.min_delta = _positive_number("ReduceOnPlateau", "min_delta", min_delta,
-                                          allow_zero=True)
-        self.cooldown = _positive_int("ReduceOnPlateau", "cooldown", cooldown, allow_zero=True)
+        self.min_delta = number("ReduceOnPlateau", "min_delta", min_delta)
+        self.cooldown = integer("ReduceOnPlateau", "cooldown", cooldown, lo=0)
         self.reset()
 
     def reset(self) -> None:

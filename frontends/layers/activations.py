@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 import symgraph as sg
-from frontends.layers.base import Layer, fixed_features, positive_int, weight_dtype
+from frontends.config import integer
+from frontends.layers.base import Layer, fixed_features, weight_dtype
 
 
 def linear(x: sg.Variable) -> sg.Variable:
@@ -150,8 +151,8 @@ class Maxout(Layer):
     def __init__(self, units: int, pieces: int = 2, init="glorot_uniform",
                  name: str | None = None):
         super().__init__(name)
-        self.units = positive_int("Maxout", "units", units)
-        self.pieces = positive_int("Maxout", "pieces", pieces)
+        self.units = integer("Maxout", "units", units)
+        self.pieces = integer("Maxout", "pieces", pieces)
         self.init = init
 
     def build(self, x):
@@ -175,7 +176,7 @@ class RBF(Layer):
     def __init__(self, units: int, init="uniform", width: float | None = None,
                  name: str | None = None):
         super().__init__(name)
-        self.units = positive_int("RBF", "units", units)
+        self.units = integer("RBF", "units", units)
         if width is not None and not float(width) > 0:
             raise ValueError(f"RBF: width must be positive, got {width}")
         self.init, self.width = init, width

@@ -197,15 +197,6 @@ def fixed_features(layer: Layer, x: sg.Variable, what: str = "features") -> int:
     return d
 
 
-def positive_int(kind: str, what: str, value) -> int:
-    """``value`` as an int if it is a positive integer, else a ValueError naming the layer
-    type and argument (``Maxout(2.5)`` must not silently become ``Maxout(2)``)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value <= 0:
-        raise ValueError(f"{kind}: {what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def weight_dtype(x: sg.Variable, default="float32") -> str:
     """Weights take the input's float dtype (float32 models stay float32)."""
     return x.dtype.name if x.dtype.kind == "f" else default

@@ -8,8 +8,9 @@ import zlib
 import numpy as np
 
 import symgraph as sg
+from frontends.config import integer
 from frontends.layers.activations import get_activation
-from frontends.layers.base import Layer, fixed_features, positive_int, weight_dtype
+from frontends.layers.base import Layer, fixed_features, weight_dtype
 from symgraph.ops.elemwise import DropoutMask
 
 
@@ -22,7 +23,7 @@ class Dense(Layer):
     def __init__(self, units: int, activation=None, init="glorot_uniform", bias_init="zeros",
                  use_bias: bool = True, name: str | None = None):
         super().__init__(name)
-        self.units = positive_int("Dense", "units", units)
+        self.units = integer("Dense", "units", units)
         self.fn = get_activation(activation)
         self.activation = activation  # a name, or a function (then the model cannot be saved)
         self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
@@ -154,8 +155,8 @@ class Embedding(Layer):
     def __init__(self, n: int, dim: int, init="uniform", dtype: str = "float32",
                  name: str | None = None):
         super().__init__(name)
-        self.n = positive_int("Embedding", "n", n)
-        self.dim = positive_int("Embedding", "dim", dim)
+        self.n = integer("Embedding", "n", n)
+        self.dim = integer("Embedding", "dim", dim)
         if np.dtype(dtype).kind != "f":
             raise ValueError(f"Embedding: dtype must be a float type, got {dtype!r}")
         self.init, self.dtype = init, str(np.dtype(dtype))

@@ -439,7 +439,7 @@ def test_bad_arguments_raise_clear_errors():
         SGD(nesterov=True)
     with pytest.raises(ValueError, match="Adam: beta1 must be .* < 1.0"):
         Adam(beta1=1.0)
-    with pytest.raises(ValueError, match="clip_norm must be > 0"):
+    with pytest.raises(ValueError, match="RMSProp: clip_norm must be a finite number > 0"):
         RMSProp(clip_norm=0)
     with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
         Adam(schedule="cosine")

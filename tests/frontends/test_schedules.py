@@ -218,9 +218,9 @@ def test_get_by_name_and_errors():
 
 
 def test_bad_arguments_raise_clear_errors():
-    with pytest.raises(ValueError, match="Step: every must be > 0"):
+    with pytest.raises(ValueError, match="Step: every must be an integer >= 1"):
         Step(every=0)
-    with pytest.raises(TypeError, match="Step: every must be an integer"):
+    with pytest.raises(ValueError, match="Step: every must be an integer, got 2.5"):
         Step(every=2.5)
     with pytest.raises(ValueError, match="Exponential: rate must be a finite number > 0"):
         Exponential(rate=-1, steps=10)
