@@ -76,6 +76,32 @@ class GradCall:
         return f"<grad call {self.number}>"
 
 
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def derivative_label(numerator: str, denominators: Sequence[str]) -> str:
+    """``d(f)/d(x)``, ``d²(f)/d(x)²``, ``d²(f)/d(x)d(y)``: the name of a gradient node."""
+    order = len(denominators)
+    if order == 1:
+        return f"d({numerator})/d({denominators[0]})"
+    sup = str(order).translate(_SUPERSCRIPTS)
+    if len(set(denominators)) == 1:
+        return f"d{sup}({numerator})/d({denominators[0]}){sup}"
+    return f"d{sup}({numerator})/" + "".join(f"d({d})" for d in denominators)
+
+
+def _cost_label(cost: Variable | None) -> tuple[str, list[str]]:
+    """(numerator, denominators so far): a gradient's own derivative label, else the cost's
+    name, else its expression when short (``sum(x ** 3)``), else ``cost``."""
+    if cost is None:
+        return "cost", []
+    if getattr(cost, "derivative", None) is not None:
+        numerator, denominators = cost.derivative
+        return numerator, list(denominators)
+    from symgraph.printing import short_label
+    return short_label(cost) or "cost", []
+
+
 def _differentiable(v: Variable) -> bool:
     return is_float(v.dtype)
 
@@ -148,10 +174,11 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
     call = GradCall(cost, wrt)
     table: dict[Variable, list] = {}
     seeds: list[Variable] = []
+    numerator, denominators = _cost_label(cost)
     with grad_tag(None, call):
         if cost is not None:
             seed = ops.ones_like(cost)
-            seed.name = f"d({cost.name or 'cost'})/d({cost.name or 'cost'})"
+            seed.name = f"d({numerator})/d({numerator})"
             table[cost] = [seed]
             seeds.append(cost)
         for var, g in (known_grads or {}).items():
@@ -162,7 +189,6 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
     nodes = _relevant_nodes(seeds, wrt)
     needed = {o for node in nodes for o in node.outputs} | set(wrt)
     done: dict[Variable, object] = {}
-    cost_name = (cost.name if cost is not None else None) or "cost"
 
     def total(var: Variable):
         if var not in done:
@@ -172,7 +198,8 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
             # name only nodes this call made: a known_grads value may be the user's variable
             if (isinstance(g, Variable) and var.name and g.name is None
                     and g.owner is not None and g.owner.grad_call is call):
-                g.name = f"d({cost_name})/d({var.name})"
+                g.derivative = (numerator, (*denominators, var.name))
+                g.name = derivative_label(*g.derivative)
         return done[var]
 
     for node in reversed(nodes):
@@ -260,8 +287,12 @@ def jacobian(expr: Variable, wrt, *, disconnected: str = "raise"):
         if expr.ndim != 1 or not isinstance(expr.shape[0], int):
             raise ValueError("jacobian needs a scalar or a vector of fixed length, "
                              f"got shape {expr.shape}")
-        rows = [grad(expr[i], wrt_list, disconnected=disconnected)
-                for i in range(expr.shape[0])]
+        rows = []
+        for i in range(expr.shape[0]):
+            entry = expr[i]
+            if entry.name is None and expr.name:
+                entry.name = f"{expr.name}[{i}]"
+            rows.append(grad(entry, wrt_list, disconnected=disconnected))
         result = [ops.stack([row[k] for row in rows]) for k in range(len(wrt_list))]
     return result[0] if single else result
 
@@ -275,7 +306,12 @@ def hessian(cost: Variable, wrt, *, disconnected: str = "raise"):
         if w.ndim != 1:
             raise ValueError(f"hessian: {_describe(w)} must be a vector, got shape {w.shape}")
         g = grad(cost, w, disconnected=disconnected)
-        out.append(jacobian(g, w, disconnected="zero"))
+        h = jacobian(g, w, disconnected="zero")
+        if getattr(g, "derivative", None) is not None and h.name is None:
+            numerator, denominators = g.derivative
+            h.derivative = (numerator, (*denominators, w.name or "w"))
+            h.name = derivative_label(*h.derivative)
+        out.append(h)
     return out[0] if single else out
 
 
@@ -294,5 +330,10 @@ def hvp(cost: Variable, wrt, vectors, *, disconnected: str = "raise"):
         term = ops.sum(g * v)
         dot = term if dot is None else dot + term
     out = grad(dot, wrt_list, disconnected="zero")
+    numerator, _ = _cost_label(cost)
+    for w, v, hv in zip(wrt_list, v_list, out):
+        if w.name and hv.owner is not None and hv.owner.grad_call is not None:
+            v_name = getattr(v, "name", None) or "v"
+            hv.name = f"{derivative_label(numerator, [w.name, w.name])}·{v_name}"
     return out[0] if single else out
 

@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
+import numpy as np
+
 from symgraph import shapes as sh
 from symgraph.graph import Apply, Constant, Op, Variable, toposort
 from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
@@ -361,7 +363,14 @@ def pprint(outputs: GraphLike, *, updates: UpdatesLike = None) -> str:
     lines: list[str] = []
     top = outs[0] if single else None
     inline: set[int] = set()  # ids printed as their expression, not a label
+    folded = _constant_values(nodes)
     for node in nodes:
+        if node.outputs[0].id in folded and not node.outputs[0].name:
+            # ``3.0 - 1.0`` (a bprop's arithmetic on constants) prints as ``2.0``
+            text = constant_text(folded[node.outputs[0].id])
+            exprs[node.outputs[0].id] = text, not text.startswith("-")
+            inline.add(node.outputs[0].id)
+            continue
         for inp in node.inputs:
             if inp.id in inline and len(exprs[inp.id][0]) > WRAP_LIMIT:
                 label = names.fresh("x")
@@ -393,6 +402,54 @@ def pprint(outputs: GraphLike, *, updates: UpdatesLike = None) -> str:
         label = exprs[target.id][0] if target.id in exprs else target.name or "<unnamed>"
         lines.append(f"{label} <- {exprs[expr_var.id][0]}")
     return "\n".join(lines)
+
+
+def _constant_values(nodes: Sequence[Apply]) -> dict[int, Constant]:
+    """Single-output nodes computed from constants alone, with few elements: their value.
+
+    Folding uses the reference evaluator, so what prints is what the graph computes.
+    """
+    from symgraph.evaluate import evaluate
+    values: dict[int, Constant] = {}
+    for node in nodes:
+        if len(node.outputs) != 1 or node.op.name in ("dropout_mask", "arange"):
+            continue
+        if not all(isinstance(i, Constant) or i.id in values for i in node.inputs):
+            continue
+        out = node.outputs[0]
+        if not all(isinstance(d, int) for d in out.shape) or \
+                int(np.prod(out.shape, dtype=np.int64)) > CONSTANT_VALUES_LIMIT:
+            continue
+        try:
+            [value] = evaluate([out], {}, {})
+        except Exception:  # noqa: BLE001 - a constant that fails to compute prints as built
+            continue
+        values[out.id] = Constant(np.asarray(value, dtype=out.dtype))
+    return values
+
+
+def short_label(var: Variable, limit: int = 40) -> str | None:
+    """``var`` as one line of infix math (named nodes as their names), or None when it
+    would be longer than ``limit``: how ``grad`` names a nameless cost (``d(sum(x ** 3))/d(x)``).
+    """
+    if var.name:
+        return var.name
+
+    def render(v: Variable, depth: int) -> _Expr | None:
+        if v.name:
+            return _label_expr(v.name)
+        if isinstance(v, Constant):
+            text = constant_text(v)
+            return text, not text.startswith("-")
+        if v.owner is None or depth == 0:
+            return None
+        args = [render(i, depth - 1) for i in v.owner.inputs]
+        if any(a is None for a in args):
+            return None
+        return _render(v.owner, args)
+
+    expr = render(var, 4)
+    return expr[0] if expr is not None and len(expr[0]) <= limit else None
 
 
 def _is_small(expr: _Expr, node: Apply) -> bool:

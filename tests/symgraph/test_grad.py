@@ -476,4 +476,4 @@ def test_grad_does_not_rename_the_users_variables(backend):
     xv = np.array([0.0, 1.0, 2.0])
     np.testing.assert_allclose(sg.function([x], g, backend=backend)(xv), np.exp(xv))
     named = sg.grad(sg.sum(x * x), x)
-    assert named.name == "d(cost)/d(x)"
+    assert named.name == "d(sum(x * x))/d(x)"  # labelled by the cost expression (issue 7, #12)

@@ -326,6 +326,7 @@ def test_to_dot_escapes_quotes_and_angle_brackets():
     name = 'W<"1"> \\ {x}'
     W = sg.shared(np.ones(3), name=name)
     cost = (W * W).sum()
+    cost.name = "cost"
     g = sg.grad(cost, W)
     text = sg.to_dot([cost, g])
     nodes, _ = _parse_dot(text)

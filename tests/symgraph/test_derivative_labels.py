@@ -1,0 +1,49 @@
+"""Gradient labels name the cost and the order of differentiation; printed gradients fold
+constant arithmetic (issue 7, defect 12)."""
+
+import numpy as np
+
+import symgraph as sg
+
+
+def test_labels_name_the_cost_and_the_order():
+    x = sg.vector("x", 3)
+    f = (x ** 3).sum()
+    f.name = "f"
+    g = sg.grad(f, x)
+    assert g.name == "d(f)/d(x)"
+    H = sg.hessian(f, x)
+    assert H.name == "d²(f)/d(x)²" and H.name != g.name
+    s, t = sg.scalar("s"), sg.scalar("t")
+    ds = sg.grad(s ** 4 * t, s)
+    assert ds.name == "d((s ** 4.0) * t)/d(s)"          # a nameless cost: its expression
+    assert sg.grad(ds, s).name == "d²((s ** 4.0) * t)/d(s)²"
+    assert sg.grad(ds, t).name == "d²((s ** 4.0) * t)/d(s)d(t)"
+    assert sg.grad(sg.grad(sg.grad(ds, s), s), t).name == "d⁴((s ** 4.0) * t)/d(s)d(s)d(s)d(t)"
+    v = sg.vector("v", 3)
+    assert sg.hvp(f, x, v).name == "d²(f)/d(x)²·v"
+    long_cost = sg.exp(sg.tanh(sg.sin(sg.cos(x * x + 1.0) * 2.0) - 3.0)).sum()
+    assert sg.grad(long_cost, x).name == "d(cost)/d(x)"  # too long to be a label
+
+
+def test_hessian_rows_are_not_labelled_as_the_gradient():
+    w = sg.vector("w", 2)
+    cost = (w * w * w).sum()
+    cost.name = "c"
+    text = sg.pprint(sg.hessian(cost, w))
+    rows = [line.split(" := ")[0] for line in text.splitlines() if " := " in line]
+    assert "d(c)/d(w)" in rows                          # the gradient, once
+    assert "d(d(c)/d(w)[0])/d(w)" in rows and "d(d(c)/d(w)[1])/d(w)" in rows
+
+
+def test_printed_gradients_fold_constant_arithmetic():
+    x = sg.vector("x", 3)
+    f = (x ** 3).sum()
+    f.name = "f"
+    text = sg.pprint(sg.grad(f, x))
+    assert "3.0 - 1.0" not in text and "x ** 2.0" in text
+    hessian_text = sg.pprint(sg.hessian(f, x))
+    assert "(3.0 - 1.0) - 1.0" not in hessian_text and "x ** 1.0" in hessian_text
+    # folding is printing only: the graph still computes the same values
+    H = sg.function([x], sg.hessian(f, x), backend="numpy")(np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(H, np.diag([6.0, 12.0, 18.0]))
