@@ -94,8 +94,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "pprint": "symgraph.printing",
     "debugprint": "symgraph.printing",
-    "to_dot": "symgraph.printing",
-    "to_networkx": "symgraph.printing",
+    "to_dot": "symgraph.export",
+    "to_networkx": "symgraph.export",
 }
 
 

@@ -1,4 +1,4 @@
-"""Printing: pprint, debugprint, to_dot, to_networkx (symgraph.printing)."""
+"""Printing: pprint, debugprint (symgraph.printing), to_dot, to_networkx (symgraph.export)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
+import symgraph.export  # noqa: F401  (sg.export.DOT_STYLES)
 from symgraph.graph import variables
 
 # --------------------------------------------------------------------------- graphs
@@ -299,7 +300,7 @@ def test_to_dot_is_structurally_valid_and_styles_gradients():
     assert len(nodes) == len({v.id for v in variables([g["loss"], gW1])})
     gW1_node = nodes[f"v{gW1.id}"]
     assert gW1_node["class"] == "gradient"
-    assert gW1_node["fillcolor"] == sg.printing.DOT_STYLES["gradient"]["fillcolor"]
+    assert gW1_node["fillcolor"] == sg.export.DOT_STYLES["gradient"]["fillcolor"]
     assert "d(loss)/d(W1)" in gW1_node["label"].split("\n")
     forward = nodes[f"v{g['h'].id}"]
     assert forward["class"] == "forward" and forward["fillcolor"] != gW1_node["fillcolor"]
