@@ -21,8 +21,10 @@ buffer the program owns (``get_value`` copies, ``set_value`` replaces), so an up
 into it when (a) every other reader of the old value runs before the writing kernel (update
 kernels and what depends on them are ordered last; a kernel that reads the variable at another
 index than the one it writes, an output or another update that is the old value, or a later
-reader, forbids it); (b) no fallible kernel (integer-index bounds checks) runs after the
-write, so a failed call still changes no shared variable.  ``Analysis.root`` then maps the
+reader, forbids it); (b) no fallible kernel (integer-index bounds checks, one-hot label
+checks; :data:`FALLIBLE`) runs after the write (checks run before their kernel's main loop,
+so one in the writing kernel's own loop is fine), so a failed call still changes no shared
+variable.  ``Analysis.root`` then maps the
 update expression to the variable's own buffer.  ``W - c * (A @ B)`` whose gemm result has no
 other use is *folded*: one gemm with ``alpha = -c, beta = 1`` into ``W``; ``c`` is a 0-d literal
 or a 0-d value read at run time (a shared learning rate, so a schedule changes it without
@@ -278,10 +280,13 @@ def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
 
 
 # --------------------------------------------------------------------------- in-place updates
-#: ops whose kernels check integer indices at run time (may fail after starting)
+#: ops whose kernels check values at run time (integer indices, one-hot labels): a kernel
+#: that computes one may fail after others have run
+FALLIBLE = (AdvancedSubtensor, AdvancedIncSubtensor, OneHot)
+
+
 def _fallible(an: Analysis, kv: Variable) -> bool:
-    return any(isinstance(n.op, (AdvancedSubtensor, AdvancedIncSubtensor))
-               for n in an.members[kv])
+    return any(isinstance(n.op, FALLIBLE) for n in an.members[kv])
 
 
 def _kernel_reads(an: Analysis, kv: Variable) -> set:
@@ -414,10 +419,14 @@ def plan_inplace(an: Analysis, updates: list) -> None:
         groups = group_kernels(an)  # execution order (scalars may be hoisted)
         pos = {kv: n for n, kv in enumerate(kv for group in groups for kv in group)}
         group_of = {kv: group for group in groups for kv in group}
-        last_fallible = max((pos[kv] for kv in order if _fallible(an, kv)), default=-1)
+        # a kernel's checks run before its main loop (codegen.lower), so a fallible group of
+        # kernels (one loop) fails before any member writes: count failures per group
+        group_at = {kv: n for n, group in enumerate(groups) for kv in group}
+        last_fallible = max((n for n, group in enumerate(groups)
+                             if any(_fallible(an, kv) for kv in group)), default=-1)
         drop = set()
         for e, var in cand.items():
-            if pos[e] <= last_fallible or any(
+            if group_at[e] < last_fallible or any(
                     var in reads[kv] and pos[kv] > pos[e] for kv in order if kv is not e):
                 drop.add(e)
             # one loop: every member reading var must read it at the index being written

@@ -194,7 +194,7 @@ class ScalarBuilder:
             kind = "uitofp" if src in ("bool", "uint8") else "sitofp"
             return Value(fb.op(f"{kind} {x.ty} {x.ref} to {dst}"), dtype)
         if is_float(src):
-            return Value(fb.op(f"call {dst} @llvm.fptosi.sat.{dst}.{x.ty}({x.ty} {x.ref})"), dtype)
+            return self._float_to_int(x, dtype)
         sbits = 1 if src == "bool" else ITEMSIZE[src] * 8
         dbits = ITEMSIZE[dtype] * 8
         if sbits == dbits:
@@ -203,6 +203,33 @@ class ScalarBuilder:
             return Value(fb.op(f"trunc {x.ty} {x.ref} to {dst}"), dtype)
         kind = "zext" if src in ("bool", "uint8") else "sext"
         return Value(fb.op(f"{kind} {x.ty} {x.ref} to {dst}"), dtype)
+
+    def _float_to_int(self, x: Value, dtype: str) -> Value:
+        """float -> integer as numpy does on x86-64 (C's ``(T)x``, compiled to ``cvttsd2si``).
+
+        In range (after truncation toward zero) every target gets the exact value.  Out of
+        range C leaves the result undefined and numpy warns; x86-64 converts to 32 bits (64
+        for int64) and yields the "integer indefinite" ``INT_MIN`` for NaN, +-inf and values
+        beyond that width, and narrower targets (int8, int16, uint8) keep the low bits of the
+        32-bit result: ``300.0 -> uint8 44``, ``-1.0 -> uint8 255``, ``200.0 -> int8 -56``,
+        ``nan -> 0``.  We compute exactly that (saturating conversion, then ``INT_MIN`` where
+        the value is outside the 32/64-bit range or NaN, then truncation), so the llvm backend
+        agrees with the numpy reference on this platform for every input.  (Converting
+        straight to the narrow type would saturate: ``200.7 -> uint8`` gave 127.)
+        """
+        fb = self.fb
+        wide = "int64" if dtype == "int64" else "int32"
+        wty, bits = IR_TYPE[wide], ITEMSIZE[wide] * 8
+        sat = fb.op(f"call {wty} @llvm.fptosi.sat.{wty}.{x.ty}({x.ty} {x.ref})")
+        # -2**(bits-1) is representable in both float widths; 2**(bits-1) is the first value
+        # out of range above (ordered comparisons: NaN is out of range)
+        lo = fb.op(f"fcmp oge {x.ty} {x.ref}, {literal(-2.0 ** (bits - 1), x.dtype)}")
+        hi = fb.op(f"fcmp olt {x.ty} {x.ref}, {literal(2.0 ** (bits - 1), x.dtype)}")
+        ok = fb.op(f"and i1 {lo}, {hi}")
+        value = fb.op(f"select i1 {ok}, {wty} {sat}, {wty} {literal(-2 ** (bits - 1), wide)}")
+        if dtype == wide:
+            return Value(value, dtype)
+        return Value(fb.op(f"trunc {wty} {value} to {IR_TYPE[dtype]}"), dtype)
 
     def _bin(self, fop: str, iop: str, x: Value, y: Value) -> Value:
         if is_float(x.dtype):

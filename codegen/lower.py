@@ -16,10 +16,17 @@ from an int64 *table* that the Python side fills once per shape signature, so on
 function serves every batch size.  Entry point ABI (:mod:`codegen.pycall`):
 ``i32 sg_step(ptr bufs, ptr dims)`` with ``bufs = [inputs, shared values, update targets,
 arena, table, constants]``.  A non-zero return is ``1 + kernel index`` of a kernel that found
-an out-of-bounds index; kernels only ever write the arena, the update targets (buffers the
-caller adopts after success) and, for in-place updates, the shared variable's own buffer --
+an out-of-bounds index or label; kernels only ever write the arena, the update targets (buffers
+the caller adopts after success) and, for in-place updates, the shared variable's own buffer --
 only after every fallible kernel has run (:func:`codegen.fusion.plan_inplace`) -- so a failed
 call changes no shared variable.
+
+Runtime checks (integer indices, one-hot labels) run in a loop over the checked values before
+the kernel's main loop, which therefore stays free of early exits (and vectorises).  A failing
+check writes an *error record* into reserved table slots (:meth:`Kernel.fail_if`: the node,
+the input, the bad value, its position, the axis and its size) and returns;
+:func:`runtime_error` turns the record into the exception the numpy reference raises for the
+same call, with the same message.
 """
 
 from __future__ import annotations
@@ -97,9 +104,30 @@ class ModuleContext:
             self.slots.append(fn)
         return index
 
+    def error_slot(self, field: int) -> int:
+        """Table slot of field ``field`` of the error record (see :data:`ERROR_FIELDS`)."""
+        return self.slot(("error", field), _zero_slot)
+
+    def node_position(self, node: Apply) -> int:
+        positions = getattr(self, "_node_positions", None)
+        if positions is None:
+            positions = self._node_positions = {n: i for i, n in
+                                                enumerate(self.an.all_nodes)}
+        return positions[node]
+
 
 def _dim_fn(var: Variable, axis: int) -> SlotFn:
     return lambda shapes, offsets: shapes[var][axis]
+
+
+def _zero_slot(shapes, env) -> int:
+    """An error-record slot: zero until a failing check writes it."""
+    return 0
+
+
+#: error record: (position of the failing node in ``Analysis.all_nodes``, its input index,
+#: axis (-1 for labels), bad value, size of the axis (or the depth), position coordinates...)
+ERROR_FIELDS = 5
 
 
 class Kernel:
@@ -193,6 +221,39 @@ class Kernel:
         if dtype == "bool":
             ref = self.fb.op(f"zext i1 {ref} to i8")
         self.fb.emit(f"store {MEM_TYPE[dtype]} {ref}, ptr {self.address(var, idx)}")
+
+    # -- runtime checks --------------------------------------------------------------------
+    def fail_if(self, bad: str, node: Apply, input_index: int, axis: int, value: str,
+                size: str, position: list[str]) -> None:
+        """If ``bad`` (i1): write the error record (see :data:`ERROR_FIELDS`) and return 1.
+        ``value``/``size``/``position`` are i64 operands."""
+        self.fallible = True
+        done = self.fb.if_begin(bad)
+        fields = [str(self.ctx.node_position(node)), str(input_index), str(axis), value, size,
+                  *position]
+        for n, field_value in enumerate(fields):
+            index = self.ctx.error_slot(n)
+            p = self.fb.entry_op(f"ep{index}",
+                                 f"getelementptr inbounds i64, ptr %tab, i64 {index}")
+            self.fb.emit(f"store i64 {field_value}, ptr {p}")
+        self.fb.emit("ret i32 1")
+        self.fb.start_block(self.fb.label("dead"))
+        self.fb.if_end(done)
+
+    def check_labels(self, nodes: list[Apply]) -> None:
+        """Before the main loop: every label of each one-hot among ``nodes`` is in
+        ``[0, depth)`` (one pass over the labels, not one check per one-hot element)."""
+        for node in nodes:
+            if not isinstance(node.op, OneHot):
+                continue
+            labels = node.inputs[0]
+            idx, toks = self.open_loops(labels, range(labels.ndim))
+            position = [idx[a] for a in range(labels.ndim)]
+            label = self.sb.convert(self.value_at(labels, position), "int64").ref
+            depth = str(node.op.depth)
+            bad = self.fb.op(f"icmp uge i64 {label}, {depth}")  # negatives are huge unsigned
+            self.fail_if(bad, node, 0, -1, label, depth, position)
+            self.close_loops(toks)
 
     # -- loops -----------------------------------------------------------------------------
     def open_loops(self, var: Variable, axes) -> tuple[dict[int, str], list]:
@@ -389,6 +450,8 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
     member reads an earlier one at the same index, which LLVM forwards from the store, so
     each element is loaded and stored once."""
     first = group[0]
+    if len(group) > 1:  # (a single variable's kernel checked its labels in lower_node)
+        k.check_labels([n for var in group for n in k.an.members.get(var, [var.owner])])
     wide = [a for a, d in enumerate(first.shape) if d != 1]
     if wide and _flat_ok(k, group):
         # the flat index goes on the last axis that is not a static 1 (its stride is 1)
@@ -408,6 +471,7 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
 
 def lower_node(k: Kernel, node: Apply) -> None:
     from .lowerings import LOWERINGS, lower_folded_sgd
+    k.check_labels(k.an.members.get(node.outputs[0], [node]))
     if node.outputs[0] in k.an.folded:  # W - c * (A @ B) as one gemm into W
         return lower_folded_sgd(k, node)
     if type(node.op) in INLINE_RULES:
@@ -456,5 +520,60 @@ def math_declarations(used: set[tuple[str, str]]) -> str:
     return vecmath.math_declarations(used)
 
 
-__all__ = ["FMF", "Kernel", "KernelInfo", "LoweringError", "ModuleContext",
-           "check_lowerable", "lower_node", "module_header"]
+def runtime_failure(ctx: ModuleContext, table: np.ndarray) -> tuple[Apply, Exception] | None:
+    """The node whose runtime check failed and the exception its numpy ``perform`` raises
+    for the same bad value (same type, same message), read from the error record that
+    :meth:`Kernel.fail_if` wrote into ``table`` (the plan's table); None without a record."""
+    from symgraph.ops.indexing import (
+        AdvancedIncSubtensor,
+        AdvancedSubtensor,
+        describe_input,
+        index_error_text,
+    )
+    from symgraph.ops.nn import label_error_text
+
+    slots = [ctx._slot_keys.get(("error", n)) for n in range(ERROR_FIELDS)]
+    if None in slots:
+        return None
+    node_at, input_index, axis, value, size = (int(table[i]) for i in slots)
+    if not 0 <= node_at < len(ctx.an.all_nodes):
+        return None
+    node = ctx.an.all_nodes[node_at]
+    checked = node.inputs[input_index]
+    position = []
+    for n in range(checked.ndim):
+        index = ctx._slot_keys.get(("error", ERROR_FIELDS + n))
+        if index is None:
+            return None
+        position.append(int(table[index]))
+    source = describe_input(checked)
+    if isinstance(node.op, OneHot):
+        return node, IndexError(label_error_text(value, size, source, tuple(position)))
+    if isinstance(node.op, (AdvancedSubtensor, AdvancedIncSubtensor)):
+        return node, IndexError(index_error_text(value, axis, size, source, tuple(position)))
+    return None
+
+
+class _Shape:
+    """Stands for an input value in an error message (only its shape is shown)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+
+def runtime_error(ctx: ModuleContext, table: np.ndarray, shapes: dict) -> Exception | None:
+    """The exception for a failed call of a compiled step, worded exactly as the numpy
+    backend words it (:func:`symgraph.evaluate` reports node errors), from the error record
+    in the plan's ``table`` and the plan's concrete ``shapes``; None without a record."""
+    from symgraph.evaluate import _node_error
+
+    found = runtime_failure(ctx, table)
+    if found is None:
+        return None
+    node, err = found
+    values = [_Shape(shapes.get(x, x.shape)) for x in node.inputs]
+    return _node_error(node, values, f"{type(err).__name__}: {err}", err)
+
+
+__all__ = ["ERROR_FIELDS", "FMF", "Kernel", "KernelInfo", "LoweringError", "ModuleContext",
+           "check_lowerable", "lower_node", "module_header", "runtime_error", "runtime_failure"]

@@ -491,10 +491,33 @@ def lower_subtensor_grad(k: Kernel, node: Apply) -> None:
     k.close_loops(toks)
 
 
+def _full_pattern(pattern, x: Variable) -> tuple:
+    return tuple(pattern) + (":",) * (x.ndim - len(pattern))
+
+
+def _check_indices(k: Kernel, node: Apply, pattern, x: Variable, first: int) -> None:
+    """Before the main loop: every entry of each index array (inputs ``first``, ... of
+    ``node``) is inside its axis of ``x`` (numpy's ``-size <= i < size``); the first bad
+    one, in pattern then C order (as the numpy reference checks), fails the call."""
+    axes = [axis for axis, p in enumerate(_full_pattern(pattern, x)) if p == "a"]
+    for n, axis in enumerate(axes):
+        arr = node.inputs[first + n]
+        idx, toks = k.open_loops(arr, range(arr.ndim))
+        position = [idx[a] for a in range(arr.ndim)]
+        v = k.sb.convert(k.value_at(arr, position), "int64").ref
+        d = k.dim(x, axis)
+        wrapped = k.fb.op(f"select i1 {k.fb.op(f'icmp slt i64 {v}, 0')}, "
+                          f"i64 {k.fb.op(f'add i64 {v}, {d}')}, i64 {v}")
+        k.fail_if(k.fb.op(f"icmp uge i64 {wrapped}, {d}"), node, first + n, axis, v, d,
+                  position)
+        k.close_loops(toks)
+
+
 def _advanced_map(k: Kernel, node: Apply, pattern, x: Variable, indices: list[Variable],
                   space: Variable, oidx: list[str]) -> list[str]:
-    """x index for element ``oidx`` of the advanced-indexing result (shape of ``space``)."""
-    pattern = tuple(pattern) + (":",) * (x.ndim - len(pattern))
+    """x index for element ``oidx`` of the advanced-indexing result (shape of ``space``);
+    the indices were checked by :func:`_check_indices` (negative ones wrap here)."""
+    pattern = _full_pattern(pattern, x)
     positions = [i for i, p in enumerate(pattern) if p == "a"]
     nb = space.ndim - (x.ndim - len(positions))
     adjacent = positions == list(range(positions[0], positions[-1] + 1))
@@ -510,14 +533,7 @@ def _advanced_map(k: Kernel, node: Apply, pattern, x: Variable, indices: list[Va
             d = k.dim(x, axis)
             neg = k.fb.op(f"icmp slt i64 {v}, 0")
             wrapped = k.fb.op(f"add i64 {v}, {d}")
-            v = k.fb.op(f"select i1 {neg}, i64 {wrapped}, i64 {v}")
-            bad = k.fb.op(f"icmp uge i64 {v}, {d}")
-            k.fallible = True
-            done = k.fb.if_begin(bad)
-            k.fb.emit("ret i32 1")
-            k.fb.start_block(k.fb.label("dead"))
-            k.fb.if_end(done)
-            xi.append(v)
+            xi.append(k.fb.op(f"select i1 {neg}, i64 {wrapped}, i64 {v}"))
         else:
             if adjacent:
                 pos = axis if axis < positions[0] else axis - len(positions) + nb
@@ -531,6 +547,7 @@ def _advanced_map(k: Kernel, node: Apply, pattern, x: Variable, indices: list[Va
 def lower_advanced_subtensor(k: Kernel, node: Apply) -> None:
     x, *indices = node.inputs
     out = node.outputs[0]
+    _check_indices(k, node, node.op.pattern, x, 1)
     idx, toks = k.open_loops(out, range(out.ndim))
     oi = [idx[a] for a in range(out.ndim)]
     xi = _advanced_map(k, node, node.op.pattern, x, indices, out, oi)
@@ -541,6 +558,7 @@ def lower_advanced_subtensor(k: Kernel, node: Apply) -> None:
 def lower_advanced_inc_subtensor(k: Kernel, node: Apply) -> None:
     x, g, *indices = node.inputs
     out = node.outputs[0]
+    _check_indices(k, node, node.op.pattern, x, 2)
     _zero_fill(k, out)
     idx, toks = k.open_loops(g, range(g.ndim))
     gi = [idx[a] for a in range(g.ndim)]

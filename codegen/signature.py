@@ -183,6 +183,10 @@ def _rebuild_slot(key: tuple, num: Numbering):
     if kind == "off":
         root = key[1]
         return lambda shapes, env, r=root: env["offsets"][r]
+    if kind == "error":  # a field of the error record (codegen.lower.Kernel.fail_if)
+        from .lower import _zero_slot
+
+        return _zero_slot
     if kind == "sub":
         from .lowerings import _subtensor_fn
 
@@ -217,6 +221,9 @@ def _same_function(a, b) -> bool:
 
 
 def _encode_slot_key(key: tuple, num: Numbering) -> list:
+    if isinstance(key, tuple) and len(key) == 2 and key[0] == "error" and \
+            isinstance(key[1], int):
+        return ["error", -1, key[1]]
     if not (isinstance(key, tuple) and len(key) >= 2 and isinstance(key[0], str)
             and isinstance(key[1], int) and key[1] in num.by_id):
         raise Unsupported(f"table slot key {key!r}")
@@ -227,6 +234,8 @@ def _encode_slot_key(key: tuple, num: Numbering) -> list:
 
 
 def _decode_slot_key(item: list, num: Numbering) -> tuple:
+    if item[0] == "error":
+        return ("error", int(item[2]))
     return (item[0], num.variables[item[1]], *item[2:])
 
 
@@ -294,5 +303,5 @@ def decode_meta(meta: dict, analysis, numbering: Numbering):
     for item in meta["slots"]:
         key = _decode_slot_key(list(item), num)
         fn = _rebuild_slot(key, num)
-        ctx.slot((key[0], key[1].id, *key[2:]), fn)
+        ctx.slot(key if key[0] == "error" else (key[0], key[1].id, *key[2:]), fn)
     return kernels, ctx

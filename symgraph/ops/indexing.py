@@ -3,6 +3,16 @@
 Basic indices (ints and slices, whose bounds may be symbolic dims) are static
 op parameters. Integer-array indices are graph inputs; the gradient of
 ``x[i]`` is a scatter-add (``np.add.at``), so repeated indices accumulate.
+
+Mixed indices (``x[i, 1]``, ``x[1:, i]``, ``x[i, :, j]``) follow numpy: partial
+slices are applied first (a ``Subtensor``, which keeps every axis), and an int
+next to an index array is itself an advanced index (a 0-d constant), so all
+advanced indices broadcast together and their dims go where the first one was
+when they are adjacent, in front otherwise.
+
+An index outside its axis is an error at call time on both backends, with one
+message (:func:`index_error_text`): the index array, the bad value, its position
+in the array, the axis and its size.
 """
 
 from __future__ import annotations
@@ -61,6 +71,40 @@ def _slice_length(d, s: slice):
     start, stop = absolute(start, 0), absolute(stop, d)
     length = sympy.Max(0, sympy.Min(stop, d) - sympy.Max(start, 0))
     return int(length) if length.is_Integer else length
+
+
+def describe_input(var: Variable) -> str:
+    """How an error names a graph value: its name, else its expression (shortened)."""
+    if var.name:
+        return repr(var.name)
+    from symgraph.printing import pprint
+    text = pprint(var)
+    return f"`{text if len(text) <= 60 else text[:57] + '...'}`"
+
+
+def position_text(position: tuple) -> str:
+    return str(position[0]) if len(position) == 1 else str(tuple(position))
+
+
+def first_outside(values, lo: int, hi: int) -> tuple[int, tuple] | None:
+    """``(value, position)`` of the first entry (C order) outside ``[lo, hi)``, else None."""
+    values = np.asarray(values)
+    bad = (values < lo) | (values >= hi)
+    if not bad.any():
+        return None
+    flat = int(np.argmax(bad.reshape(-1)))
+    position = tuple(int(i) for i in np.unravel_index(flat, values.shape))
+    return int(values.reshape(-1)[flat]), position
+
+
+def index_error_text(value: int, axis: int, size: int, source: str | None,
+                     position: tuple) -> str:
+    """The out-of-bounds message of both backends (numpy's wording, plus where it came from):
+    ``index 3 of 'i' at position 1 is out of bounds for axis 0 with size 3``."""
+    where = f" of {source}" if source else ""
+    if position:
+        where += f" at position {position_text(position)}"
+    return f"index {value}{where} is out of bounds for axis {axis} with size {size}"
 
 
 class Subtensor(Op):
@@ -169,8 +213,21 @@ class AdvancedSubtensor(Op):
         it = iter(indices)
         return tuple(next(it) if p == "a" else slice(None) for p in self.pattern)
 
+    def check_bounds(self, x_shape: tuple, indices: list, index_vars: list) -> None:
+        """Raise :class:`IndexError` (:func:`index_error_text`) for the first index, in
+        pattern then C order, outside its axis -- what the llvm kernels check too."""
+        axes = [axis for axis, p in enumerate(self.pattern) if p == "a"]
+        for axis, idx, var in zip(axes, indices, index_vars):
+            size = x_shape[axis]
+            found = first_outside(idx, -size, size)
+            if found is not None:
+                value, position = found
+                raise IndexError(index_error_text(value, axis, size, describe_input(var),
+                                                  position))
+
     def perform(self, inputs, ctx):
         x, *indices = inputs
+        self.check_bounds(np.shape(x), indices, ctx.node.inputs[1:])
         return [_contiguous(x[self.runtime_index(indices)])]
 
     def bprop(self, inputs, outputs, index, grads):
@@ -197,6 +254,7 @@ class AdvancedIncSubtensor(Op):
 
     def perform(self, inputs, ctx):
         x, g, *indices = inputs
+        AdvancedSubtensor(self.pattern).check_bounds(np.shape(x), indices, ctx.node.inputs[2:])
         out = np.zeros(np.shape(x), dtype=ctx.out_dtype)
         np.add.at(out, AdvancedSubtensor(self.pattern).runtime_index(indices), g)
         return [out]
@@ -209,8 +267,11 @@ class AdvancedIncSubtensor(Op):
 
 
 def getitem(x: Variable, index) -> Variable:
-    """``x[index]``: basic (ints, slices) or integer-array indexing, numpy semantics."""
-    from symgraph.graph import Constant
+    """``x[index]``: basic (ints, slices) or integer-array indexing, numpy semantics.
+
+    Example: ``logp[sg.arange(n), y]`` picks one entry per row; ``x[:, [0, 2]]`` two
+    columns; ``x[i, 1]`` entry ``(i[k], 1)`` for every ``k``.
+    """
     if not isinstance(index, tuple):
         index = (index,)
     if any(e is None or e is Ellipsis for e in index):
@@ -230,17 +291,53 @@ def getitem(x: Variable, index) -> Variable:
 
     if not any(is_array(e) for e in index):
         return Subtensor(index)(x)
-    pattern, arrays = [], []
-    for e in index:
-        if is_array(e):
-            var = e if isinstance(e, Variable) else Constant(np.asarray(e))
-            if var.dtype.kind == "b":
-                raise IndexError("boolean mask indexing is not supported; use sg.where")
-            pattern.append("a")
-            arrays.append(var)
-        elif isinstance(e, slice) and e == slice(None):
+    return _mixed_getitem(x, index)
+
+
+def _index_array(e) -> Variable:
+    from symgraph.graph import Constant
+    if isinstance(e, Variable):
+        var = e
+    else:
+        array = np.asarray(e)
+        if array.size == 0 and array.dtype.kind == "f":  # ``[]``: numpy indexes with intp
+            array = array.astype(np.int64)
+        var = Constant(array)
+    if var.dtype.kind == "b":
+        raise IndexError("boolean mask indexing is not supported; use sg.where")
+    if var.dtype.kind not in "iu":
+        raise IndexError(f"array indices must be integers, got {var.dtype.name}")
+    return var
+
+
+def _mixed_getitem(x: Variable, index: tuple) -> Variable:
+    """Integer arrays with ints and slices, numpy's rules (see the module docstring)."""
+    from symgraph.graph import Constant
+    if len(index) > x.ndim:
+        raise IndexError(f"too many indices ({len(index)}) for {x.ndim} dims")
+    pattern, arrays, slices = [], [], []
+    for axis, e in enumerate(index):
+        if isinstance(e, slice):
             pattern.append(":")
+            slices.append(e)
+            continue
+        slices.append(slice(None))
+        pattern.append("a")
+        if isinstance(e, (bool, np.bool_)):
+            raise IndexError("boolean indices are not supported; use sg.where")
+        if isinstance(e, (int, np.integer)):
+            # an int among index arrays is an advanced index (numpy): a 0-d constant
+            e, d = int(e), x.shape[axis]
+            if isinstance(d, int) and not -d <= e < d:
+                raise IndexError(f"index {e} is out of bounds for axis {axis} with size {d}")
+            arrays.append(Constant(np.int64(e)))
+        elif isinstance(e, (str, sympy.Basic)):
+            raise IndexError(f"a symbolic index ({e}) cannot be mixed with index arrays; "
+                             "index with it first, then with the arrays")
         else:
-            raise IndexError("mixing integer-array indices with ints or partial slices "
-                             "is not supported; slice first, then index")
+            arrays.append(_index_array(e))
+    if any(s != slice(None) for s in slices):
+        x = Subtensor(tuple(slices))(x)  # slices keep every axis: the pattern still applies
+    while pattern and pattern[-1] == ":":
+        pattern.pop()
     return AdvancedSubtensor(tuple(pattern))(x, *arrays)

@@ -102,27 +102,54 @@ class LogSumExp(Op):
 
 
 class OneHot(Op):
+    """``labels[..., None] == arange(depth)`` as ``dtype``.
+
+    A label outside ``[0, depth)`` is an error at call time on both backends (not a row of
+    zeros, which made ``cross_entropy`` a finite, wrong loss), with one message:
+    :func:`label_error_text`.  ``depth`` must be a positive int (checked when building).
+    """
+
     props = ("depth", "dtype")
 
     def __init__(self, depth: int, dtype):
-        self.depth, self.dtype = int(depth), np.dtype(dtype)
+        if isinstance(depth, (int, np.integer)) and not isinstance(depth, (bool, np.bool_)):
+            depth = int(depth)
+        self.depth, self.dtype = depth, np.dtype(dtype)
 
     @property
     def name(self) -> str:
         return "one_hot"
 
     def infer(self, labels):
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth <= 0:
+            raise ValueError(f"depth must be a positive int (the number of classes), "
+                             f"got {self.depth!r}")
         if labels.dtype.kind not in "iu":
             raise TypeError(f"labels must be integers, got {labels.dtype.name}")
         return [TensorType(self.dtype, labels.shape + (self.depth,))]
 
     def perform(self, inputs, ctx):
+        from symgraph.ops.indexing import describe_input, first_outside
         labels = inputs[0]
+        found = first_outside(labels, 0, self.depth)
+        if found is not None:
+            raise IndexError(label_error_text(found[0], self.depth,
+                                              describe_input(ctx.node.inputs[0]), found[1]))
         return [(labels[..., None] == np.arange(self.depth)).astype(self.dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
         from symgraph.grad import DISCONNECTED
         return DISCONNECTED
+
+
+def label_error_text(value: int, depth: int, source: str | None, position: tuple) -> str:
+    """The out-of-range label message of both backends:
+    ``label 5 of 'y' at position 1 is out of range [0, 3)``."""
+    from symgraph.ops.indexing import position_text
+    where = f" of {source}" if source else ""
+    if position:
+        where += f" at position {position_text(position)}"
+    return f"label {value}{where} is out of range [0, {depth})"
 
 
 class Arange(Op):

@@ -201,7 +201,7 @@ def test_integer_array_index_errors():
     with pytest.raises(IndexError):
         x[np.array([True, False, True])]  # boolean masks are not supported
     with pytest.raises(IndexError):
-        x[0, np.array([1, 2])]  # ints mixed with arrays are not supported
+        x[0, np.array([1, 2.5])]  # float index array mixed with an int
 
 
 def test_integer_array_out_of_bounds_raises_at_run_time(backend):
