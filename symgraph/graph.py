@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import linecache
+import numbers
 import os
 import sys
 import threading
@@ -157,8 +158,28 @@ def _ops():
     return ops
 
 
+#: operands that ``==``/``!=`` compare elementwise (numpy semantics); see ``Variable.__eq__``
+_ELEMENTWISE_OPERANDS = (numbers.Number, np.generic, np.ndarray, list, tuple)
+# hashes of Variables stay clear of small ints, so a dict or set mixing Variables with
+# numbers never calls ``0 == v`` (an op) to break a hash tie; the low bits (and so the
+# iteration order of sets of Variables) are those of the creation counter
+_HASH_BIT = 1 << 60
+
+
 class Variable:
-    """A value in the graph. Operators build new nodes (see ``symgraph.ops``)."""
+    """A value in the graph. Operators build new nodes (see ``symgraph.ops``).
+
+    Comparisons: ``<``, ``<=``, ``>``, ``>=`` always build elementwise ops, and so
+    do ``==`` and ``!=`` when the other operand is a number, a numpy scalar or array,
+    or a list/tuple of numbers (``v == 0`` is ``sg.equal(v, 0)``, as in numpy).
+    Between two Variables ``==`` and ``!=`` are identity (a Python bool), because
+    Python's containers call them: ``x in [a, b]``, ``list.index``/``remove`` and
+    comparing lists or tuples of Variables would otherwise build nodes (or fail on
+    shapes that do not broadcast) and then raise on the truth value. Hashing is by
+    identity. For the elementwise comparison of two tensors use ``sg.equal(a, b)`` /
+    ``sg.not_equal(a, b)``; ``sg.where`` rejects a Python bool condition, which is what
+    ``sg.where(a == b, ...)`` would otherwise silently receive.
+    """
 
     __array_priority__ = 1000  # numpy arrays on the left defer to our operators
 
@@ -196,13 +217,28 @@ class Variable:
         return f"<{type(self).__name__} {label}: {self.type}>"
 
     def __hash__(self) -> int:
-        return self.id
+        return self.id | _HASH_BIT
 
-    def __eq__(self, other):  # identity; elementwise == is sg.equal
-        return self is other
+    def __eq__(self, other):
+        """Elementwise ``sg.equal`` with a number or array; identity with a Variable."""
+        if isinstance(other, Variable):
+            return self is other
+        if isinstance(other, _ELEMENTWISE_OPERANDS):
+            return _ops().equal(self, other)
+        return NotImplemented
+
+    def __ne__(self, other):
+        """Elementwise ``sg.not_equal`` with a number or array; identity with a Variable."""
+        if isinstance(other, Variable):
+            return self is not other
+        if isinstance(other, _ELEMENTWISE_OPERANDS):
+            return _ops().not_equal(self, other)
+        return NotImplemented
 
     def __bool__(self):
-        raise TypeError("a symbolic Variable has no truth value; use sg.where / comparisons")
+        raise TypeError("a symbolic Variable has no truth value (as in `if v:`, `v and w`, "
+                        "`v in [0, 1]`); use sg.where, sg.logical_and/logical_or, and "
+                        "sg.equal for elementwise ==")
 
     def __len__(self):
         raise TypeError("len() of a symbolic Variable is undefined; use .shape[0]")

@@ -9,6 +9,7 @@ of fixed dims is reported at the user's line instead of deep inside a call.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 
 import sympy
@@ -187,6 +188,39 @@ def bind_shape(static: tuple, actual: tuple, bindings: dict) -> str | None:
         if want != n:
             return (f"dim {axis} is {d} = {want}, got {n} (shape {tuple(actual)})")
     return None
+
+
+def normalize_axis(axis, ndim: int, of: str = "an input") -> int:
+    """``axis`` as an index in ``[0, ndim)``, negative counting from the end (numpy's rule).
+
+    An axis outside ``[-ndim, ndim)`` raises numpy's ``AxisError`` (both a ValueError
+    and an IndexError) naming the axis and the rank, instead of wrapping silently
+    (``axis % ndim`` turned ``stack(axis=77)`` into a valid but wrong axis); ``of``
+    says whose rank it is ("the result" for stack and expand_dims). A non-integer
+    axis (a float, a bool) is a TypeError, as in numpy.
+
+    >>> normalize_axis(-1, 3)
+    2
+    """
+    from numpy.exceptions import AxisError
+    if isinstance(axis, bool):
+        raise TypeError(f"an axis must be an integer, not the bool {axis}")
+    try:
+        index = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"an axis must be an integer, not {axis!r}") from None
+    if not -ndim <= index < ndim:
+        valid = f"valid axes are {-ndim}..{ndim - 1}" if ndim else "it has no axes"
+        raise AxisError(f"axis {index} is out of bounds for {of} of rank {ndim} ({valid})")
+    return index % ndim
+
+
+def check_normalized_axis(axis, ndim: int, of: str = "an input") -> None:
+    """What an op's shape rule checks of the axis its user function normalised: in
+    ``[0, ndim)`` (``AxisError`` naming axis and rank otherwise, as ``normalize_axis``)."""
+    if normalize_axis(axis, ndim, of) != axis:
+        raise ValueError(f"the op takes axis {axis} as a non-negative index; the user "
+                         "functions (sg.stack, sg.sum, ...) normalise it")
 
 
 def contiguous(array):

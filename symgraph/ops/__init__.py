@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import sympy
+from numpy.exceptions import AxisError
 
 from symgraph import shapes as sh
-from symgraph.graph import Constant, SharedVariable, Variable, as_variable, is_float
+from symgraph.graph import Constant, SharedVariable, Variable, as_variable, is_float, user_site
 from symgraph.ops import elemwise as ew
 from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
 from symgraph.ops.indexing import getitem as getitem  # Variable.__getitem__ uses it
@@ -18,6 +19,35 @@ from symgraph.ops.linalg import MatMul
 from symgraph.ops.nn import Arange, LogSoftmax, LogSumExp, OneHot, Softmax
 from symgraph.ops.reduce import Argmax, Reduce, Size, normalize_axes
 from symgraph.ops.structure import Concatenate, DimShuffle, Reshape, Stack
+
+# --------------------------------------------------------------------------- argument checks
+
+
+_ARGUMENT_ERRORS = (AxisError, TypeError, ValueError)
+
+
+def _argument_error(function: str, err: Exception, inputs) -> Exception:
+    """``err`` (same type: AxisError stays AxisError) naming ``function``, its inputs'
+    types and the user's line, as ``Op.make_node`` does for shape errors."""
+    shown = ", ".join(str(x.type) for x in inputs)
+    site = user_site()
+    where = f"\n  at {site}" if site is not None else ""
+    return type(err)(f"{function}: {err}; inputs {shown}{where}")
+
+
+def _axis(function: str, axis, ndim: int, *inputs: Variable, of: str = "an input") -> int:
+    try:
+        return sh.normalize_axis(axis, ndim, of)
+    except _ARGUMENT_ERRORS as err:
+        raise _argument_error(function, err, inputs) from None
+
+
+def _axes(function: str, axis, x: Variable) -> tuple[int, ...]:
+    try:
+        return normalize_axes(axis, x.ndim)
+    except _ARGUMENT_ERRORS as err:
+        raise _argument_error(function, err, [x]) from None
+
 
 # --------------------------------------------------------------------------- elementwise
 
@@ -46,6 +76,22 @@ stop_gradient = _unary(ew.stop_gradient)
 logical_not = _unary(ew.logical_not)
 add, sub, mul, div = _binary(ew.add), _binary(ew.sub), _binary(ew.mul), _binary(ew.div)
 power, maximum, minimum = _binary(ew.power), _binary(ew.maximum), _binary(ew.minimum)
+maximum.__doc__ = """Elementwise maximum, numpy broadcasting; NaN propagates (``np.maximum``).
+
+The gradient goes to the larger operand; at a tie each side gets half (as torch, jax
+and ``stack([a, b]).max(axis=0)``), so ``maximum(x, 0)`` at ``x == 0`` has gradient 0.5,
+while ``sg.nn.relu`` keeps torch's 0 there. A NaN operand passes no gradient.
+"""
+minimum.__doc__ = """Elementwise minimum, numpy broadcasting; NaN propagates (``np.minimum``).
+
+The gradient goes to the smaller operand; at a tie each side gets half (see ``maximum``).
+"""
+power.__doc__ = """``x ** y``, numpy broadcasting, computed in floats.
+
+Gradients follow torch and jax where they agree (see ``elemwise._power_grad``): at
+``x == 0`` the gradient in ``y`` is 0 for ``y >= 0`` (``0 ** y`` is constant there)
+and the gradient in ``x`` is 0 for ``y == 0``.
+"""
 less, less_equal = _binary(ew.less), _binary(ew.less_equal)
 greater, greater_equal = _binary(ew.greater), _binary(ew.greater_equal)
 equal, not_equal = _binary(ew.equal), _binary(ew.not_equal)
@@ -55,7 +101,16 @@ negative = neg
 
 
 def where(condition, x, y) -> Variable:
-    """``x`` where ``condition`` else ``y`` (numpy broadcasting)."""
+    """``x`` where ``condition`` else ``y`` (numpy broadcasting).
+
+    A Python ``bool`` condition is refused: it is what ``a == b`` of two Variables gives
+    (identity, see ``Variable``), so ``where(a == b, ...)`` would silently pick one
+    branch everywhere. Use ``sg.equal(a, b)`` (or ``np.bool_`` for a constant condition).
+    """
+    if isinstance(condition, bool):
+        raise TypeError(f"where: the condition is the Python bool {condition}, so one branch "
+                        "would be taken everywhere; `a == b` and `a != b` of two Variables "
+                        "compare identity: use sg.equal(a, b) / sg.not_equal(a, b)")
     condition = as_variable(condition)
     if condition.dtype.kind != "b":
         condition = cast(condition, "bool")
@@ -100,8 +155,7 @@ def cast(x, dtype) -> Variable:
 def _reduce(kind):
     def f(x, axis=None, keepdims: bool = False) -> Variable:
         x = as_variable(x)
-        axes = normalize_axes(axis, x.ndim)
-        return Reduce(kind, axes, keepdims)(x)
+        return Reduce(kind, _axes(kind, axis, x), keepdims)(x)
     f.__name__ = kind
     f.__doc__ = f"{kind} over ``axis`` (all axes when None), numpy semantics."
     return f
@@ -113,7 +167,7 @@ sum, mean, max, min = _reduce("sum"), _reduce("mean"), _reduce("max"), _reduce("
 def argmax(x, axis: int | None = None, keepdims: bool = False) -> Variable:
     x = as_variable(x)
     if axis is not None:
-        axis = normalize_axes(axis, x.ndim)[0]
+        axis = _axis("argmax", axis, x.ndim, x)
     elif keepdims:
         raise ValueError("argmax(axis=None, keepdims=True) is not supported")
     return Argmax(axis, keepdims)(x)
@@ -128,21 +182,24 @@ def size(x, axes=None, dtype="int64") -> Variable:
 def logsumexp(x, axis=None, keepdims: bool = False) -> Variable:
     """``log(sum(exp(x)))``, computed with a max-shift so it never overflows."""
     x = as_variable(x)
-    return LogSumExp(normalize_axes(axis, x.ndim), keepdims)(x)
+    return LogSumExp(_axes("logsumexp", axis, x), keepdims)(x)
 
 
 # --------------------------------------------------------------------------- structure
 
 
 def transpose(x, axes=None) -> Variable:
+    """Permute the axes (reverse them when ``axes`` is None); negative axes count from the end."""
     x = as_variable(x)
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
     elif len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
-    axes = tuple(a % x.ndim for a in axes) if x.ndim else ()
+    given = tuple(axes)
+    axes = tuple(_axis("transpose", a, x.ndim, x) for a in given)
     if sorted(axes) != list(range(x.ndim)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dims")
+        raise _argument_error("transpose", ValueError(
+            f"axes {given} are not a permutation of {x.ndim} dims"), [x])
     if axes == tuple(range(x.ndim)):
         return x
     return DimShuffle(axes, x.ndim)(x)
@@ -151,9 +208,11 @@ def transpose(x, axes=None) -> Variable:
 def expand_dims(x, axis) -> Variable:
     """Insert length-1 axes at ``axis`` (an int or tuple of output positions)."""
     x = as_variable(x)
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    ndim_out = x.ndim + len(axes)
-    axes = sorted(a % ndim_out for a in axes)
+    given = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    ndim_out = x.ndim + len(given)
+    axes = sorted(_axis("expand_dims", a, ndim_out, x, of="the result") for a in given)
+    if len(set(axes)) != len(axes):
+        raise _argument_error("expand_dims", ValueError(f"repeated axis in {given}"), [x])
     order, source = [], iter(range(x.ndim))
     for i in range(ndim_out):
         order.append("x" if i in axes else next(source))
@@ -163,7 +222,7 @@ def expand_dims(x, axis) -> Variable:
 def squeeze(x, axis=None) -> Variable:
     x = as_variable(x)
     axes = (tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None
-            else normalize_axes(axis, x.ndim))
+            else _axes("squeeze", axis, x))
     return DimShuffle(tuple(i for i in range(x.ndim) if i not in axes), x.ndim)(x)
 
 
@@ -188,15 +247,19 @@ def reshape(x, shape) -> Variable:
 
 
 def concatenate(xs, axis: int = 0) -> Variable:
+    """Join along an existing ``axis`` (negative counts from the end), as numpy."""
     xs = [as_variable(x) for x in xs]
     ndim = xs[0].ndim if xs else 0
-    return Concatenate(axis % ndim if ndim else axis)(*xs)
+    if ndim:  # no inputs or scalars: the op says what is wrong
+        axis = _axis("concatenate", axis, ndim, *xs)
+    return Concatenate(axis)(*xs)
 
 
 def stack(xs, axis: int = 0) -> Variable:
+    """Join along a new ``axis`` of the result (``-1``: last), as numpy."""
     xs = [as_variable(x) for x in xs]
     ndim = (xs[0].ndim if xs else 0) + 1
-    return Stack(axis % ndim)(*xs)
+    return Stack(_axis("stack", axis, ndim, *xs, of="the result"))(*xs)
 
 
 def matmul(a, b) -> Variable:
@@ -226,14 +289,15 @@ def arange(n, dtype="int64") -> Variable:
 
 
 def softmax(x, axis: int = -1) -> Variable:
+    """``exp(x) / sum(exp(x))`` along ``axis``, computed with a max-shift."""
     x = as_variable(x)
-    return Softmax(axis % x.ndim)(x)
+    return Softmax(_axis("softmax", axis, x.ndim, x))(x)
 
 
 def log_softmax(x, axis: int = -1) -> Variable:
     """``x - logsumexp(x)``: stable where ``log(softmax(x))`` is not."""
     x = as_variable(x)
-    return LogSoftmax(axis % x.ndim)(x)
+    return LogSoftmax(_axis("log_softmax", axis, x.ndim, x))(x)
 
 
 def one_hot(labels, depth: int, dtype="float64") -> Variable:

@@ -191,6 +191,54 @@ def _np_log(f):
     return run
 
 
+def _power_grad(i, o, g):
+    """Gradients of ``x ** y`` that agree with torch and jax where those agree.
+
+    * d/dx = ``y * x ** (y - 1)``, but 0 at ``x == 0, y == 0``: ``x ** 0`` is the
+      constant 1 and the formula would give ``0 * inf`` (torch: 0, jax: NaN).
+    * d/dy = ``x ** y * log(x)``, but 0 at ``x == 0, y >= 0``, where ``0 ** y`` is
+      constant and the formula would give ``0 * -inf`` (both: 0). At ``x == 0, y < 0``
+      it stays ``inf * -inf`` (torch; jax: NaN); at ``x < 0`` it is NaN (both).
+
+    At those points the formula is evaluated at base 1 (jax's trick) as well as masked,
+    so the masked branch's own derivative is finite and second derivatives there are 0,
+    as for a constant exponent, not ``0 * inf = NaN`` (torch and jax give NaN for
+    d2/dx2 at (0, 0) and torch for d2/dy2 at ``0 ** y``). With a constant exponent
+    (``x ** 2``) the masks fold away when no entry is 0, and ``y - 1`` is computed here.
+    """
+    ops = _ops()
+    x, y = i
+    if isinstance(y, Constant):
+        y_minus_one = Constant(np.asarray(y.value - 1, dtype=y.dtype))
+        y_has_zero = bool(np.any(y.value == 0))
+    else:
+        y_minus_one, y_has_zero = y - 1, True
+    if y_has_zero:
+        constant_one = ops.logical_and(ops.equal(x, 0), ops.equal(y, 0))
+        gx = ops.where(constant_one, 0,
+                       g * y * ops.power(ops.where(constant_one, 1, x), y_minus_one))
+    else:
+        gx = g * y * ops.power(x, y_minus_one)
+    if not is_float(y.dtype):
+        from symgraph.grad import DISCONNECTED
+        return [gx, DISCONNECTED]
+    constant_base = ops.logical_and(ops.equal(x, 0), ops.greater_equal(y, 0))
+    gy = g * o * ops.log(ops.where(constant_base, 1, x))
+    return [gx, gy]
+
+
+def _extremum_grad(wins: str):
+    """bprop of maximum (``wins`` = "gt") or minimum ("lt"): the winner gets ``g``, a
+    tie gives ``g / 2`` to each side, a NaN operand gives 0 to both."""
+    def rule(i, o, g):
+        ops = _ops()
+        x, y = i
+        beats = ELEMWISE[wins]
+        tie = ops.where(ops.equal(x, y), g * 0.5, 0)
+        return [ops.where(apply(beats, x, y), g, tie), ops.where(apply(beats, y, x), g, tie)]
+    return rule
+
+
 # --------------------------------------------------------------------------- the table
 # bprop rules: (inputs, out, g) -> one gradient per input, as graph expressions.
 
@@ -203,19 +251,15 @@ mul = scalar_op("mul", 2, np.multiply, lambda i, o, g: [g * i[1], g * i[0]],
 div = scalar_op("div", 2, _np_div,
                 lambda i, o, g: [g / i[1], -g * i[0] / (i[1] * i[1])],
                 lambda b, x, y: b.div(x, y), _to_float, infix="/")
-power = scalar_op(
-    "pow", 2, _np_power,
-    lambda i, o, g: [g * i[1] * _ops().power(i[0], i[1] - 1),
-                     g * o * _ops().log(i[0])],
-    lambda b, x, y: b.pow(x, y), _to_float, infix="**")
-maximum = scalar_op(
-    "maximum", 2, np.maximum,
-    lambda i, o, g: [_ops().where(i[0] >= i[1], g, 0), _ops().where(i[0] >= i[1], 0, g)],
-    lambda b, x, y: b.maximum(x, y))  # NaN-propagating, like np.maximum
-minimum = scalar_op(
-    "minimum", 2, np.minimum,
-    lambda i, o, g: [_ops().where(i[0] <= i[1], g, 0), _ops().where(i[0] <= i[1], 0, g)],
-    lambda b, x, y: b.minimum(x, y))
+power = scalar_op("pow", 2, _np_power, _power_grad, lambda b, x, y: b.pow(x, y), _to_float,
+                  infix="**")
+# ties (x == y) split the gradient evenly, as torch, jax and symgraph's own reduce max/min do,
+# so maximum(a, b) and stack([a, b]).max(axis=0) agree; maximum(x, 0) at 0 gives 0.5 (relu
+# keeps torch's 0 at 0). A NaN operand gets no gradient on either side (as jax).
+maximum = scalar_op("maximum", 2, np.maximum, _extremum_grad("gt"),
+                    lambda b, x, y: b.maximum(x, y))  # NaN-propagating, like np.maximum
+minimum = scalar_op("minimum", 2, np.minimum, _extremum_grad("lt"),
+                    lambda b, x, y: b.minimum(x, y))
 
 neg = scalar_op("neg", 1, np.negative, lambda i, o, g: [-g], lambda b, x: b.neg(x), _no_bool,
                 infix="-")

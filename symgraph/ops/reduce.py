@@ -13,16 +13,15 @@ from symgraph.graph import Op, TensorType, Variable
 
 
 def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None for all, an int, or a sequence of ints) as sorted non-negative axes.
+
+    Out-of-range axes raise numpy's ``AxisError`` and repeated ones a ValueError, as numpy.
+    """
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, (int, np.integer)):
-        axis = (int(axis),)
-    out = []
-    for a in axis:
-        a = int(a)
-        if not -ndim <= a < ndim:
-            raise IndexError(f"axis {a} is out of range for {ndim} dims")
-        out.append(a % ndim)
+    if not isinstance(axis, (tuple, list)):
+        axis = (axis,)
+    out = [sh.normalize_axis(a, ndim) for a in axis]
     if len(set(out)) != len(out):
         raise ValueError(f"repeated axis in {tuple(axis)}")
     return tuple(sorted(out))
@@ -56,8 +55,7 @@ class Reduce(Op):
 
     def infer(self, x):
         for a in self.axes:
-            if a >= x.ndim:
-                raise IndexError(f"axis {a} is out of range for {x.ndim} dims")
+            sh.check_normalized_axis(a, x.ndim)
         if self.kind in ("max", "min"):
             for a in self.axes:
                 if x.shape[a] == 0:
@@ -109,6 +107,7 @@ class Argmax(Op):
         if self.axis is None:
             shape = (1,) * x.ndim if self.keepdims else ()
         else:
+            sh.check_normalized_axis(self.axis, x.ndim)
             shape = reduced_shape(x.shape, (self.axis,), self.keepdims)
         return [TensorType(np.dtype("int64"), shape)]
 

@@ -170,8 +170,7 @@ class Concatenate(Op):
             raise ValueError("cannot concatenate scalars (use stack)")
         if any(x.ndim != ndim for x in xs):
             raise ValueError("all inputs must have the same number of dims")
-        if not 0 <= self.axis < ndim:
-            raise IndexError(f"axis {self.axis} out of range for {ndim} dims")
+        sh.check_normalized_axis(self.axis, ndim)
         shape = list(xs[0].shape)
         for x in xs[1:]:
             for i, d in enumerate(x.shape):
@@ -255,8 +254,7 @@ class Stack(Op):
             for a, b in zip(x.shape, shape):
                 if sh.dims_equal(a, b) is False:
                     raise sh.ShapeError("all inputs must have the same shape")
-        if not 0 <= self.axis <= len(shape):
-            raise IndexError(f"axis {self.axis} out of range")
+        sh.check_normalized_axis(self.axis, len(shape) + 1, "the result")
         out = list(shape)
         out.insert(self.axis, len(xs))
         return [TensorType(np.result_type(*(x.dtype for x in xs)), tuple(out))]
