@@ -15,6 +15,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
+# the issue-7 differential fuzz run: tests/fuzz reads its graph count from the profile
+settings.register_profile(
+    "long", max_examples=10_000, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("SYMGRAPH_HYPOTHESIS_PROFILE", "ci"))
 
 # SYMGRAPH_TEST_BACKENDS=numpy,llvm runs every graph test on both backends ("llvm" joins the
