@@ -73,8 +73,12 @@ def _slice_length(d, s: slice):
     return int(length) if length.is_Integer else length
 
 
-def describe_input(var: Variable) -> str:
-    """How an error names a graph value: its name, else its expression (shortened)."""
+def describe_input(var: Variable) -> str | None:
+    """How an error names a graph value: its name, else its expression (shortened); None
+    for a 0-d constant (an int index: the message shows its value already)."""
+    from symgraph.graph import Constant
+    if isinstance(var, Constant) and var.ndim == 0 and not var.name:
+        return None
     if var.name:
         return repr(var.name)
     from symgraph.printing import pprint
