@@ -64,9 +64,13 @@ def check_case(case: GraphCase) -> dict:
         _restore(shared, initial)
         trace = []
         for args in calls:
-            out = _as_list(f(*[a.copy() for a in args]), n)
+            try:
+                out = _as_list(f(*[a.copy() for a in args]), n)
+            except (ValueError, IndexError, TypeError) as err:  # a run-time check
+                out = err
             trace.append((out, _state(shared)))
         results[name] = trace
+    _same_errors(results, case)
     for k, ((out_ll, st_ll), (out_np, st_np)) in enumerate(zip(results["llvm"],
                                                                results["numpy"])):
         for i, (a, e) in enumerate(zip(out_ll, out_np)):
@@ -94,6 +98,18 @@ def check_case(case: GraphCase) -> dict:
         compared["epoch"] = True
     _restore(shared, initial)
     return compared
+
+
+def _same_errors(results: dict, case: GraphCase) -> None:
+    """A call that fails on one backend fails on the other, with the same exception type."""
+    for k, ((out_ll, _), (out_np, _)) in enumerate(zip(results["llvm"], results["numpy"])):
+        kinds = [type(o).__name__ if isinstance(o, Exception) else "values"
+                 for o in (out_ll, out_np)]
+        assert kinds[0] == kinds[1], (f"call {k + 1}: llvm gave {kinds[0]} ({out_ll}), "
+                                      f"numpy {kinds[1]} ({out_np})")
+        if isinstance(out_np, Exception):
+            raise AssertionError(f"the generator built a graph that fails at run time "
+                                 f"(both backends agree): {out_np}")
 
 
 def _inputs_text(case: GraphCase, arrays) -> str:

@@ -49,7 +49,8 @@ class Node:
 
     @property
     def shape(self) -> tuple:
-        return tuple(BATCH if not isinstance(d, int) else d for d in self.var.shape)
+        # symbolic dims by name: "batch", or an expression such as "2*batch"
+        return tuple(d if isinstance(d, int) else str(d) for d in self.var.shape)
 
     @property
     def ndim(self) -> int:
@@ -174,11 +175,15 @@ class Builder:
             dtype = {"f": self.fdt, "b": "bool"}.get(kind) or self.pick(INT_DTYPES)
         if np.dtype(dtype).kind == "u":
             lo = max(lo, 0)
+        # a leaf cannot have a derived dim ("2*batch"): it broadcasts along it instead
+        shape = tuple(1 if isinstance(d, str) and d != BATCH else d for d in shape)
         has_batch = BATCH in shape
-        if has_batch and self.epoch_mode and shape[0] != BATCH:
-            # epoch slices the first dim of every input: broadcast along the batch instead
-            shape = tuple(1 if d == BATCH else d for d in shape)
-            has_batch = False
+        if has_batch and self.epoch_mode:
+            # epoch slices the first dim of every input: elsewhere broadcast along the batch
+            shape = shape[:1] + tuple(1 if d == BATCH else d for d in shape[1:])
+            if shape[0] != BATCH:
+                shape = tuple(1 if d == BATCH else d for d in shape)
+            has_batch = BATCH in shape
         if has_batch:
             role = "input"
         elif self.epoch_mode:
@@ -316,12 +321,16 @@ class Builder:
             self.emit(a.var ** k, f"{a.code} ** {k}", "f", a.bound ** k, a.exact and k < 3,
                       "pow_const")
         elif fname == "pow_tensor":
-            # defect 7: pow at base 0 -> the base is x*x + 0.5, never 0
             base = self.squash(a, 3.0)
             e = self.squash(self.partner(a, "f"), 2.0)
-            self.emit((sg.square(base.var) + 0.5) ** e.var,
-                      f"(sg.square({base.code}) + 0.5) ** {e.code}", "f",
-                      (base.bound ** 2 + 0.5) ** 2, False, "pow")
+            if self.boolean():  # base >= 0.5, any exponent
+                self.emit((sg.square(base.var) + 0.5) ** e.var,
+                          f"(sg.square({base.code}) + 0.5) ** {e.code}", "f",
+                          (base.bound ** 2 + 0.5) ** 2, False, "pow")
+            else:  # base x*x (exactly 0 with halves), exponent in (1, 3): finite gradients
+                self.emit(sg.square(base.var) ** (1 + 2 * sg.nn.sigmoid(e.var)),
+                          f"sg.square({base.code}) ** (1 + 2 * sg.nn.sigmoid({e.code}))", "f",
+                          max(1.0, base.bound ** 2) ** 3, False, "pow:base0")
         else:
             self.emit(sg.stop_gradient(v), f"sg.stop_gradient({c})", a.kind, b, a.exact,
                       "stop_gradient")
@@ -449,11 +458,13 @@ class Builder:
             a = self.reshape_to(a, (a.shape[0], -1) if a.shape[0] == BATCH else (-1, a.shape[-1]))
         a = self.squash(a, 10.0)
         k = a.shape[-1]
-        contraction = 8 if k == BATCH else k
+        contraction = k if isinstance(k, int) else 8
         pool = [n for n in self.nodes if n.kind == "f" and 1 <= n.ndim <= 2
                 and n.shape[0] == k and (n.ndim == 1 or k != BATCH or n.shape[1] != BATCH)]
         if pool and self.boolean():
             b = self.pick(pool)
+        elif isinstance(k, str) and k != BATCH:
+            return  # a derived dim ("2*batch"): no leaf can match it
         else:
             shape = (k,) if self.boolean() else (k, self.dim())
             b = self.leaf(shape, "f")
@@ -471,8 +482,34 @@ class Builder:
         return self.emit(sg.reshape(a.var, shape), f"sg.reshape({a.code}, {shape!r})", a.kind,
                          a.bound, a.exact, "reshape")
 
+    def probe_bad_axis(self, a: Node) -> None:
+        """An out-of-range axis raises ValueError at build time, never wraps (defect 8)."""
+        fname = self.pick(["sum", "max", "concatenate", "stack", "expand_dims", "softmax",
+                           "squeeze", "logsumexp", "argmax"])
+        nd = a.ndim + (1 if fname in ("stack", "expand_dims") else 0)
+        axis = self.pick([nd, nd + 3, -nd - 1, 77])
+        build = {
+            "sum": lambda: sg.sum(a.var, axis=axis), "max": lambda: sg.max(a.var, axis=axis),
+            "concatenate": lambda: sg.concatenate([a.var, a.var], axis=axis),
+            "stack": lambda: sg.stack([a.var, a.var], axis=axis),
+            "expand_dims": lambda: sg.expand_dims(a.var, axis),
+            "softmax": lambda: sg.nn.softmax(a.var, axis=axis),
+            "squeeze": lambda: sg.squeeze(a.var, axis),
+            "logsumexp": lambda: sg.logsumexp(a.var, axis=axis),
+            "argmax": lambda: sg.argmax(a.var, axis=axis)}[fname]
+        try:
+            var = build()
+        except ValueError:
+            self.ops.add("bad_axis_raises")
+            return
+        raise AssertionError(f"{fname}(<{a.var.type}>, axis={axis}) built {var.type} "
+                             "instead of raising ValueError (an out-of-range axis)")
+
     def op_structure(self) -> None:
         a = self.operand()
+        if self.integer(0, 7) == 0:
+            self.probe_bad_axis(a)
+            return
         fname = self.pick(["transpose", "reshape", "expand_dims", "squeeze", "concatenate",
                            "stack", "T"])
         nd = a.ndim
@@ -485,6 +522,9 @@ class Builder:
                       a.bound, a.exact, "transpose")
         elif fname == "reshape":
             fixed = [d for d in a.shape if d != BATCH]
+            if not all(isinstance(d, int) for d in fixed):
+                self.reshape_to(a, (-1,))
+                return
             size = math.prod(fixed)
             factors = [f for f in range(1, size + 1) if size % f == 0]
             first = self.pick(factors)
@@ -506,9 +546,9 @@ class Builder:
             self.emit(sg.squeeze(a.var, axis), f"sg.squeeze({a.code}, {axis!r})", a.kind,
                       a.bound, a.exact, "squeeze")
         elif fname == "concatenate" and nd:
-            fixed_axes = [i for i, d in enumerate(a.shape) if d != BATCH]
+            fixed_axes = [i for i, d in enumerate(a.shape) if isinstance(d, int)]
             axis = self.pick(fixed_axes) if fixed_axes else 0
-            if a.shape[axis] == BATCH:
+            if not isinstance(a.shape[axis], int):
                 other = a  # x ++ x along the batch dim
             else:
                 shape = list(a.shape)
@@ -554,7 +594,7 @@ class Builder:
         if mode == "basic":
             index, parts = [], []
             for d in a.shape[: self.integer(1, a.ndim)]:
-                if d == BATCH:
+                if not isinstance(d, int):
                     index.append(slice(None))
                     parts.append(":")
                     continue
@@ -603,7 +643,8 @@ class Builder:
             i1 = self.index_input(shape if self.boolean() else (1,), a.shape[1])
             self.emit(a.var[i0.var, i1.var], f"{a.code}[{i0.code}, {i1.code}]", a.kind,
                       a.bound, a.exact, "getitem:pairs")
-        elif a.ndim == 2 and a.shape[1] != BATCH:
+        elif a.ndim == 2 and isinstance(a.shape[1], int) and a.shape[0] in (BATCH,) + tuple(
+                range(1, 5)):
             # logp[arange(n), y]: the cross-entropy pattern
             labels = self.index_input((a.shape[0],), a.shape[1], negative=self.boolean())
             self.emit(a.var[sg.arange(a.var.shape[0]), labels.var],
@@ -619,7 +660,8 @@ class Builder:
             logits = self.pick(pool) if pool and self.boolean() else self.leaf(
                 (BATCH if self.epoch_mode or self.boolean() else self.dim(), self.integer(2, 5)),
                 "f")
-            if logits.shape[0] != BATCH and self.epoch_mode:
+            if (logits.shape[0] != BATCH and self.epoch_mode) or isinstance(
+                    logits.shape[0], str) and logits.shape[0] != BATCH:
                 return
             logits = self.squash(logits, 30.0)
             # defect 3: labels are always valid here; invalid labels are a hostile input
@@ -772,7 +814,9 @@ def graph_cases(draw, max_steps: int = 7) -> GraphCase:
     b.lines.append(f"f = sg.function([{inputs}], outputs, updates=updates)  # and backend='numpy'")
     epoch = None
     # epoch stacks per-example outputs along their first dim: only a leading batch dim
-    stackable = all(BATCH not in n.shape[1:] for n in forward)
+    stackable = all(all(isinstance(d, int) for d in n.shape[1:])
+                    and (not n.shape or n.shape[0] == BATCH or isinstance(n.shape[0], int))
+                    for n in forward)
     if (epoch_mode and stackable and b.inputs
             and all(s.shape and s.shape[0] == BATCH for s in b.inputs)):
         size = draw(st.integers(1, 4))
