@@ -810,9 +810,11 @@ def graph_cases(draw, max_steps: int = 7) -> GraphCase:
     updates: dict = {}
     grads = []
     if floats and wrt:
-        # a scalar whose gradient weights every element differently (a permutation shows)
-        cost = sum(sg.sum(sg.sin(n.var)) for n in floats)
-        b.lines.append("cost = " + " + ".join(f"sg.sum(sg.sin({n.code}))" for n in floats))
+        # a scalar whose gradient weights every element by its value (a permutation shows),
+        # and as well conditioned as the outputs (sin of a large output would amplify ulps)
+        cost = sum(0.5 * sg.sum(sg.square(n.var)) for n in floats)
+        b.lines.append("cost = " + " + ".join(f"0.5 * sg.sum(sg.square({n.code}))"
+                                              for n in floats))
         grads = sg.grad(cost, wrt, disconnected="zero")
         names = ", ".join(w.name for w in wrt)
         b.lines.append(f"grads = sg.grad(cost, [{names}], disconnected='zero')")
@@ -824,17 +826,19 @@ def graph_cases(draw, max_steps: int = 7) -> GraphCase:
                 continue
             rule = draw(st.sampled_from(["sgd", "momentum", "none"]))
             if rule == "sgd":
-                updates[w] = w - 0.125 * g
-                lines.append(f"{w.name}: {w.name} - 0.125 * grads[{wrt.index(w)}]")
+                # tanh: a step of at most 0.125, so two calls stay in the finite domain
+                updates[w] = w - 0.125 * sg.tanh(g)
+                lines.append(f"{w.name}: {w.name} - 0.125 * sg.tanh(grads[{wrt.index(w)}])")
             elif rule == "momentum":
                 velocity = sg.shared(np.zeros(w.get_value().shape, w.dtype), name=w.name + "_v")
                 b.shared.append(velocity)
                 b.lines.append(f"{velocity.name} = sg.shared(np.zeros({w.get_value().shape}, "
                                f"{w.dtype.name!r}), name={velocity.name!r})")
                 # simultaneous: w moves with the old velocity
-                updates[velocity] = 0.5 * velocity + g
+                updates[velocity] = 0.5 * velocity + sg.tanh(g)
                 updates[w] = w - 0.125 * velocity
-                lines.append(f"{velocity.name}: 0.5 * {velocity.name} + grads[{wrt.index(w)}]")
+                lines.append(f"{velocity.name}: 0.5 * {velocity.name} + "
+                             f"sg.tanh(grads[{wrt.index(w)}])")
                 lines.append(f"{w.name}: {w.name} - 0.125 * {velocity.name}")
         if draw(st.booleans()):
             counter = sg.shared(np.int64(0), name="calls")
