@@ -35,10 +35,10 @@ import symgraph as sg
 
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
 
-# Issue-7 defects whose patterns are not drawn until the fix lands: remove a number to lift it.
-#   9: llvm float -> uint8 casts above 127 saturate at 127
-#  10: integer-array indices mixed with ints or partial slices raise "not supported"
-KNOWN_DEFECTS = {9, 10}
+# Issue-7 defects whose patterns are not drawn until the fix lands: add a number to exclude
+# its pattern again.  Lifted: 9 (float -> uint8 above 127) and 10 (integer arrays mixed with
+# ints and slices), both fixed in 0380206.
+KNOWN_DEFECTS: set[int] = set()
 BATCH = "batch"
 
 
