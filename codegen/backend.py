@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -34,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from symgraph.graph import Constant, SharedVariable, Variable
-from symgraph.shapes import contiguous
 
 from . import blas, pycall
 from .cache import compile_cached
@@ -59,8 +59,50 @@ EPOCH = "sg_epoch"
 TRAMPOLINE = "sg_step_trampoline"
 #: attributes only the lowering produces (see ``LLVMProgram.__getattr__``)
 _LAZY = ("ir_text", "_parts", "_functions", "_kernel_roots")
-#: shape signatures (arenas) kept per compiled function
+#: What a compiled function keeps between calls (module docstring, "Memory"): at most
+#: ``MAX_PLANS`` shape signatures, least recently used first out, together at most
+#: ``MAX_KEPT_BYTES`` of arenas and update buffers; a signature whose own buffers exceed
+#: ``MAX_PLAN_BYTES`` (a one-off huge batch) is built for its call and dropped after it.
 MAX_PLANS = 8
+MAX_PLAN_BYTES = 64 << 20
+MAX_KEPT_BYTES = 256 << 20
+
+
+def native_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` as the step builtin accepts it: an exact, aligned, C-contiguous
+    ``numpy.ndarray`` of ``dtype`` (itself when it is one, else a converted copy or view)."""
+    if array.__class__ is not np.ndarray or not array.flags.aligned:
+        array = np.array(array, dtype=dtype, order="C", copy=True, subok=False)
+    elif array.dtype != dtype:
+        array = array.astype(dtype, order="C")
+    elif not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    if array.dtype.num != dtype.num or array.dtype.byteorder != dtype.byteorder:
+        array = array.view(dtype)  # equal but not equivalent for the builtin ('q' for 'l')
+    return array
+
+
+class ArgumentRejected(TypeError):
+    """The step builtin refused an argument that the backend itself prepared (a bug)."""
+
+
+class Rejected:
+    """What a runner returns when the step builtin refused argument ``index`` (not an
+    exact, aligned, C-contiguous ndarray of the planned dtype and shape); nothing ran.
+    ``call`` then takes its checked path, which converts; a plain value, not an exception,
+    because refusing is the common way a plan's fast path finds out it does not apply."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def error(self, program: LLVMProgram) -> ArgumentRejected:
+        names = [v.name or "?" for v in program.args] + [
+            f"new value of {program.update_vars[j].name}" for j in program.direct.values()]
+        return ArgumentRejected(f"argument {self.index} ({names[self.index]}) is not an "
+                                "aligned, C-contiguous numpy.ndarray of the compiled dtype "
+                                "and shape")
 
 
 @dataclass
@@ -75,6 +117,7 @@ class Plan:
     targets: list  # per direct update: a pool [array, array, ...], or the argument index of
     #: the shared variable it is written into (in place)
     extra: dict = field(default_factory=dict)
+    nbytes: int = 0  # arena and update buffers: what keeping this plan costs
 
 
 class LLVMProgram:
@@ -103,8 +146,15 @@ class LLVMProgram:
         if loop_unrolling is None:  # halves compile time; loops stay vectorised
             loop_unrolling = os.environ.get("SYMGRAPH_LLVM_UNROLL", "0") == "1"
         self._compile(function, t0, opt_level, loop_unrolling)
-        self._plans: dict[tuple, Plan] = {}
-        self._checked: dict[tuple, dict] = {}  # argument signature -> bindings
+        #: argument signature -> the runner of its plan (``run.plan``), least recently used
+        #: first; the signature of argument ``a`` is ``(type(a), a.shape, a.dtype)``, then the
+        #: shared values' shapes (``_signature``)
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._last = None  # the runner used last: kept in ``_cache``, its most recent entry
+        self._nin = len(self.inputs)
+        self._kept_bytes = 0
+        self.single = function.single
+        self._check_inputs = function.check_inputs
         #: the new values ``run`` returns are arrays nothing else references (Function
         #: adopts them without a copy)
         self.fresh_updates = True
@@ -283,8 +333,8 @@ class LLVMProgram:
         converted to seconds with the wall time of the whole profiled call.
         """
         values, bindings = function.check_inputs(args)
-        arrays = [contiguous(values[v]) for v in self.inputs] + [v._value.copy()
-                                                                  for v in self.shared]
+        arrays = [native_array(values[v], v.dtype) for v in self.inputs] + [
+            native_array(v._value, v.dtype).copy() for v in self.shared]
         plan = self._plan_for(arrays, bindings)
         if plan.extra["bad_update"]:
             raise ValueError(plan.extra["bad_update"])
@@ -298,7 +348,8 @@ class LLVMProgram:
         ranks = [a.ndim for a in arrays] + [t.ndim for t in targets]
         owned = [plan.arena, plan.table, *[c.value for c in self.consts], counters]
         builtin = pycall.make_builtin(self._profile_module.address(f"{ENTRY}_profile"), ranks,
-                                      owned, keepalive=self._profile_module)
+                                      owned, keepalive=self._profile_module,
+                                      **self._arg_checks(plan, arrays))
         builtin(*arrays, *targets)  # warm up
         counters[:] = 0
         t0 = time.perf_counter()
@@ -375,9 +426,9 @@ class LLVMProgram:
         """``Function.epoch`` in one native call for the full minibatches (see
         :meth:`_epoch_function`); the last partial batch is an ordinary call.  Falls back to
         the Python loop when an output or update is not a plain buffer."""
-        from symgraph.function import Function, _stack_steps
+        from symgraph.function import _stack_steps
 
-        reference = Function.epoch.__get__(function)
+        reference = function._epoch_steps  # the caller (Function.epoch) holds the lock
         if len(arrays) != len(self.inputs) or batch_size <= 0:
             return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
         arrays = [np.asarray(a) for a in arrays]
@@ -393,8 +444,9 @@ class LLVMProgram:
             arrays = [a[order] for a in arrays]
         first = [a[:batch_size] for a in arrays]
         values, bindings = function.check_inputs(first)
-        arrays = [contiguous(np.asarray(a, dtype=v.dtype)) for a, v in zip(arrays, self.inputs)]
-        batch = [values[v] for v in self.inputs] + [v._value for v in self.shared]
+        arrays = [native_array(np.asarray(a), v.dtype) for a, v in zip(arrays, self.inputs)]
+        batch = [native_array(values[v], v.dtype) for v in self.inputs] + [
+            native_array(v._value, v.dtype) for v in self.shared]
         plan = self._plan_for(batch, bindings)
         if plan.extra["bad_update"] or any(spec[0] != "fixed" for spec in plan.extra["outputs"]):
             return reference(*arrays, batch_size=batch_size, shuffle=None)
@@ -412,7 +464,7 @@ class LLVMProgram:
         for a in arrays:
             ctl += [a.ctypes.data, a.strides[0] * batch_size if a.shape[0] else 0]
         for j, pair, pool in zip(self.direct.values(), fresh, plan.targets):
-            orig = pair[0] if isinstance(pool, int) else self.update_vars[j]._value
+            orig = pair[0] if isinstance(pool, int) else batch[self.args.index(self.update_vars[j])]
             ctl += [orig.ctypes.data, pair[0].ctypes.data, pair[1].ctypes.data]
         for spec, st in zip(plan.extra["outputs"], stacks):
             ctl += [spec[1].ctypes.data, st.ctypes.data, spec[1].nbytes]
@@ -513,16 +565,64 @@ class LLVMProgram:
             targets.append([np.empty(shapes[expr], var.dtype), np.empty(shapes[expr], var.dtype)])
         ranks = [a.ndim for a in arrays] + [len(shapes[e]) for e in self.direct]
         owned = [arena, table, *[c.value for c in self.consts]]
-        builtin = pycall.make_builtin(self.entry, ranks, owned, name="sg_step",
-                                      keepalive=self.module)
-        return Plan(builtin, shapes, arena, table, views, targets)
-
-    def _new_plan(self, key: tuple, arrays: list[np.ndarray], bindings: dict) -> Plan:
-        if len(self._plans) >= MAX_PLANS:  # bound the arenas kept (oldest signature goes)
-            self._plans.pop(next(iter(self._plans)))
-        plan = self._plans[key] = self._make_plan(arrays, bindings)
-        self._getters(plan)
+        plan = Plan(None, shapes, arena, table, views, targets)
+        plan.builtin = pycall.make_builtin(self.entry, ranks, owned, name="sg_step",
+                                           keepalive=self.module,
+                                           **self._arg_checks(plan, arrays))
+        plan.nbytes = arena.nbytes + table.nbytes + sum(
+            b.nbytes for pool in targets if not isinstance(pool, int) for b in pool)
         return plan
+
+    def _arg_checks(self, plan: Plan, arrays: list[np.ndarray]) -> dict:
+        """What the step builtin checks natively per argument (``pycall.make_builtin``):
+        inputs, shared values, then update targets (written: writeable)."""
+        targets = [self.update_vars[j] for j in self.direct.values()]
+        return {"dtypes": [v.dtype for v in self.args] + [v.dtype for v in targets],
+                "shapes": [a.shape for a in arrays] + [plan.shapes[e] for e in self.direct],
+                "writeable": [False] * len(self.args) + [True] * len(targets)}
+
+    def _signature(self, arrays: list[np.ndarray]) -> tuple:
+        """The cache key of canonical ``arrays`` (inputs then shared values): what ``call``
+        computes from its arguments when they need no conversion."""
+        key: list = []
+        for a in arrays[:len(self.inputs)]:
+            key += (a.__class__, a.shape, a.dtype)
+        key += [a.shape for a in arrays[len(self.inputs):]]
+        return tuple(key)
+
+    def _runner_for(self, arrays: list[np.ndarray], bindings: dict):
+        """The runner (``_runner``) of the plan for canonical ``arrays``: from the cache, or
+        built, and kept if it fits (``MAX_PLAN_BYTES``; then least recently used plans go
+        until ``MAX_PLANS`` and ``MAX_KEPT_BYTES`` hold)."""
+        key = self._signature(arrays)
+        cache = self._cache
+        run = cache.get(key)
+        if run is not None:
+            cache.move_to_end(key)
+            if not run.plan.extra["bad_update"]:  # it raises before the builtin checks
+                self._last = run  # the most recently used plan: the fast path's first guess
+            return run
+        plan = self._make_plan(arrays, bindings)
+        self._getters(plan)
+        run = plan.extra["run"] = self._runner(plan, self.single)
+        run.plan = plan
+        if plan.nbytes <= min(MAX_PLAN_BYTES, MAX_KEPT_BYTES):
+            cache[key] = run
+            if not plan.extra["bad_update"]:
+                self._last = run
+            self._kept_bytes += plan.nbytes
+            while len(cache) > MAX_PLANS or self._kept_bytes > MAX_KEPT_BYTES:
+                _, old = cache.popitem(last=False)
+                self._kept_bytes -= old.plan.nbytes
+                if old is self._last:
+                    self._last = None
+        return run
+
+    def memory_kept(self) -> dict:
+        """What this program keeps between calls: ``plans`` (shape signatures), ``bytes``
+        (their arenas and update buffers), ``largest`` (bytes of the biggest plan)."""
+        sizes = [run.plan.nbytes for run in self._cache.values()]
+        return {"plans": len(sizes), "bytes": sum(sizes), "largest": max(sizes, default=0)}
 
     # -- calling ---------------------------------------------------------------------------
     def _getters(self, plan: Plan) -> None:
@@ -565,45 +665,65 @@ class LLVMProgram:
             if all(spec[0] == "fixed" for spec in outs) else None
         plan.extra["pools"] = any(not isinstance(t, int) for t in plan.targets)
 
-    def call(self, function, args: tuple):
-        """``Function.__call__`` with its checks cached per signature of argument dtypes and
-        shapes (the checks depend on nothing else): a repeated call is one dict lookup and
-        the plan's runner (``_runner``).  Same semantics: outputs copied, updates adopted
-        after success."""
-        # the key: (shape, dtype, C-contiguity) of each argument, then each shared value's
-        # shape (plain loops: cheaper than comprehensions on the hot path)
-        key, shared = [], []
+    def call(self, args: tuple):
+        """``Function.__call__`` with its checks cached: same semantics (outputs copied,
+        updates adopted after success), a repeated call costs about a microsecond.
+
+        The fast path hands the caller's objects straight to the runner of the last plan
+        used: its step builtin checks each argument natively before reading it
+        (``codegen.pycall``: an exact, aligned, C-contiguous ndarray of the plan's dtype and
+        shape, and the shared values' shapes), and that is all a plan needs to apply,
+        because ``Function.check_inputs`` depends on nothing but dtypes and shapes.  A refused
+        call ran nothing; it tries the plan of its signature, then the checked path, which
+        converts.  ``Function`` serialises calls, so one call at a time uses a plan's arena.
+        """
+        shared = []
+        for v in self.shared:
+            shared.append(v._value)
+        run = self._last
+        if run is not None and len(args) == self._nin:
+            out = run(args, shared)
+            if out.__class__ is not Rejected:
+                return out
+        # the signature: (type, shape, dtype) of each argument, then the shared shapes
+        key = []
         try:
             for a in args:
-                key += (a.shape, a.dtype, a.flags.c_contiguous)
-        except AttributeError:  # not all ndarrays: the general path
+                key += (a.__class__, a.shape, a.dtype)
+        except AttributeError:  # not all ndarrays: the checked path
             key = None
-        for v in self.shared:
-            v = v._value
-            shared.append(v)
-            if key is not None:
-                key.append(v.shape)
         if key is not None:
+            for v in shared:
+                key.append(v.shape)
             key = tuple(key)
-            run = self._checked.get(key)
+            try:
+                run = self._cache.get(key)
+            except TypeError:  # an unhashable .shape or .dtype: not an ndarray
+                run = None
             if run is not None:
-                return run(args, shared)
-        values, bindings = function.check_inputs(args)
-        arrays = [contiguous(values[v]) for v in self.inputs]
-        plan = self._plan_for(arrays + shared, bindings)
-        run = plan.extra.get("run")
-        if run is None:
-            run = plan.extra["run"] = self._runner(plan, function.single)
-        if key is not None and all(b is a for b, a in zip(arrays, args)):
-            if len(self._checked) >= 64:
-                self._checked.clear()
-            self._checked[key] = run
-        return run(arrays, shared)
+                out = run(args, shared)
+                if out.__class__ is not Rejected:
+                    self._cache.move_to_end(key)
+                    self._last = run
+                    return out
+        return self._checked_call(args, shared)
+
+    def _checked_call(self, args: tuple, shared: list):
+        """The general path: ``Function.check_inputs`` (casts, shapes, bindings), then the
+        arrays made what the builtin accepts (``native_array``)."""
+        values, bindings = self._check_inputs(args)
+        arrays = [native_array(values[v], v.dtype) for v in self.inputs]
+        shared = [native_array(a, v.dtype) for a, v in zip(shared, self.shared)]
+        out = self._runner_for(arrays + shared, bindings)(arrays, shared)
+        if out.__class__ is Rejected:
+            raise out.error(self)
+        return out
 
     def _runner(self, plan: Plan, single: bool):
         """The rest of ``call`` for one plan, specialised: ``run(inputs, shared values)``
-        launches the step, adopts the new values and returns the copied outputs."""
-        extra, builtin, raise_ = plan.extra, plan.builtin, self._raise
+        launches the step, adopts the new values and returns the copied outputs -- or a
+        ``Rejected`` when the builtin refused an argument (nothing ran, nothing changed)."""
+        extra, builtin, raise_ = plan.extra, plan.builtin, self._status
         outs, assign = extra["fixed_outputs"], extra["assign"]
         targets = tuple(plan.targets)
         if not (extra["pools"] or extra["bad_update"] or assign) and outs is not None:
@@ -616,7 +736,7 @@ class LLVMProgram:
                     def run(args, shared):
                         status = builtin(*args, *shared)
                         if status is not None:
-                            raise_(status)
+                            return raise_(status)
                         return o[()] if scalar else o.copy()
                     return run
 
@@ -627,7 +747,7 @@ class LLVMProgram:
                         arrays = (*args, *shared)
                         status = builtin(*arrays, arrays[t0])
                         if status is not None:
-                            raise_(status)
+                            return raise_(status)
                         return o[()] if scalar else o.copy()
                     return run
                 pick = itemgetter(*targets)  # a tuple: two targets or more
@@ -636,7 +756,7 @@ class LLVMProgram:
                     arrays = (*args, *shared)
                     status = builtin(*arrays, *pick(arrays))
                     if status is not None:
-                        raise_(status)
+                        return raise_(status)
                     return o[()] if scalar else o.copy()
                 return run
         launch, outputs = self._launch, self._outputs
@@ -645,11 +765,13 @@ class LLVMProgram:
             arrays = [*args, *shared]
             if extra["pools"] or extra["bad_update"]:
                 outputs_, chosen = launch(plan, arrays)
+                if chosen is None:
+                    return outputs_  # Rejected
             else:  # every direct update is in place (or there is none)
                 chosen = [arrays[t] for t in targets]
                 status = builtin(*arrays, *chosen)
                 if status is not None:
-                    raise_(status)
+                    return raise_(status)
                 outputs_ = outs if outs is not None else outputs(plan, arrays, chosen)
             # adopt the new values (in-place updates already are): fresh arrays of the right
             # shape and dtype, nothing else references them
@@ -668,17 +790,17 @@ class LLVMProgram:
         return run
 
     def _plan_for(self, arrays: list[np.ndarray], bindings: dict) -> Plan:
-        key = tuple(a.shape for a in arrays)
-        plan = self._plans.get(key)
-        return plan if plan is not None else self._new_plan(key, arrays, bindings)
+        """The plan of canonical ``arrays`` (inputs then shared values), through the cache."""
+        return self._runner_for(arrays, bindings).plan
 
     def run(self, values: dict, bindings: dict):
-        arrays = [contiguous(values[v]) for v in self.inputs]
-        arrays += [v._value for v in self.shared]
+        arrays = [native_array(values[v], v.dtype) for v in self.inputs]
+        arrays += [native_array(v._value, v.dtype) for v in self.shared]
         return self._execute(self._plan_for(arrays, bindings), arrays)
 
     def _launch(self, plan: Plan, arrays: list[np.ndarray]):
-        """Run the step: (output arrays, the update target chosen per direct update)."""
+        """Run the step: (output arrays, the update target chosen per direct update), or
+        (``Rejected``, None) when the builtin refused an argument."""
         extra = plan.extra
         if extra["bad_update"]:
             raise ValueError(extra["bad_update"])
@@ -689,7 +811,7 @@ class LLVMProgram:
             chosen = [arrays[pool] for pool in plan.targets]
         status = plan.builtin(*arrays, *chosen)
         if status is not None:
-            self._raise(status)
+            return self._status(status), None
         outs = extra["fixed_outputs"]
         return (outs if outs is not None else self._outputs(plan, arrays, chosen)), chosen
 
@@ -701,6 +823,8 @@ class LLVMProgram:
 
     def _execute(self, plan: Plan, arrays: list[np.ndarray]):
         outs, chosen = self._launch(plan, arrays)
+        if chosen is None:
+            raise outs.error(self)
         if plan.extra["all_direct"]:
             return outs, chosen
         new, n = [], 0
@@ -725,7 +849,16 @@ class LLVMProgram:
         """
         return pool[1] if pool[0] is var._value else pool[0]
 
+    def _status(self, status: int) -> Rejected:
+        """A builtin's non-None status: ``Rejected`` for a refused argument (negative), else
+        the kernel's runtime error, raised."""
+        if status < 0:  # the builtin refused argument -status - 1 (codegen.pycall)
+            return Rejected(-status - 1)
+        self._raise(status)
+
     def _raise(self, status: int):
+        if status < 0:
+            raise Rejected(-status - 1).error(self)
         info = self.kernels[status - 1]
         node = info.output.owner
         where = f"\n  created at {node.site}" if node.site else ""

@@ -61,23 +61,200 @@ def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
     """Values of ``outputs`` given values for the graph's inputs and shared variables."""
     env: dict[Variable, np.ndarray] = dict(values)
     for node in toposort(outputs):
-        args = [_value_of(inp, env) for inp in node.inputs]
-        ctx = NodeContext(node, bindings)
-        try:
-            with np.errstate(over="ignore", under="ignore"):
-                results = node.op.perform(args, ctx)
-        except Exception as err:  # numpy's errors, reported against the node
-            raise _node_error(node, args, f"{type(err).__name__}: {err}", err) from err
-        for var, result in zip(node.outputs, results):
-            result = np.asarray(result)
-            if result.dtype != var.dtype:
-                raise _node_error(node, args, f"produced {result.dtype.name}, expected "
-                                  f"{var.dtype.name} (op bug)")
-            problem = sh.bind_shape(var.shape, result.shape, bindings)
-            if problem:
-                raise _node_error(node, args, f"output shape: {problem}")
-            env[var] = result
+        _perform(node, env, bindings)
     return [_value_of(var, env) for var in outputs]
+
+
+def _perform(node: Apply, env: dict, bindings: dict) -> None:
+    """Run one node on the values in ``env`` and store its checked results there."""
+    args = [_value_of(inp, env) for inp in node.inputs]
+    ctx = NodeContext(node, bindings)
+    try:
+        with np.errstate(over="ignore", under="ignore"):
+            results = node.op.perform(args, ctx)
+    except Exception as err:  # numpy's errors, reported against the node
+        raise _node_error(node, args, f"{type(err).__name__}: {err}", err) from err
+    for var, result in zip(node.outputs, results):
+        result = np.asarray(result)
+        if result.dtype != var.dtype:
+            raise _node_error(node, args, f"produced {result.dtype.name}, expected "
+                              f"{var.dtype.name} (op bug)")
+        problem = sh.bind_shape(var.shape, result.shape, bindings)
+        if problem:
+            raise _node_error(node, args, f"output shape: {problem}")
+        env[var] = result
+
+
+# --------------------------------------------------------------------------- NaN/Inf debugger
+
+
+class NonFiniteError(FloatingPointError):
+    """A call of a ``check_finite`` function produced NaN or Inf (no parameter changed).
+
+    The message names where the first non-finite value came from, found by re-running the
+    call node by node on this evaluator: ``node`` (the first node that produced a non-finite
+    value from finite inputs; for a non-finite input, the node where it enters), ``variable``
+    (that value, or the non-finite input / shared variable / constant), ``bad`` (the outputs
+    and updates that came out non-finite) and ``step`` (the minibatch of ``f.epoch``, else
+    None).
+    """
+
+    def __init__(self, message: str, *, node: Apply | None = None,
+                 variable: Variable | None = None, bad: Sequence[str] = ()):
+        super().__init__(message)
+        self.node = node
+        self.variable = variable
+        self.bad = list(bad)
+        self.step: int | None = None
+
+
+def is_finite(value) -> bool:
+    """True when ``value`` has no NaN or Inf (integers and booleans always)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fc":
+        return True
+    if array.size > 4096:  # a sum is finite only if every element is (no temporary array)
+        with np.errstate(all="ignore"):
+            if np.isfinite(np.add.reduce(array, axis=None)):
+                return True
+    return bool(np.isfinite(array).all())
+
+
+def trace_nonfinite(targets: Sequence[tuple[str, Variable]], values: dict[Variable, np.ndarray],
+                    bindings: dict) -> NonFiniteError:
+    """Re-run the graph of ``targets`` ((label, variable) pairs: a call's outputs and update
+    expressions) node by node and explain where its NaN/Inf came from.
+
+    The culprit is the earliest (in evaluation order) *source* of non-finite values that
+    reaches a non-finite target through non-finite values only: a node whose inputs are all
+    finite, or a non-finite leaf (input, shared variable, constant).  A NaN that a ``where``
+    masks, or that no target sees, is not blamed.
+    """
+    env: dict[Variable, np.ndarray] = dict(values)
+    order = toposort([var for _, var in targets])
+    failure = None
+    with np.errstate(all="ignore"):
+        for node in order:
+            try:
+                _perform(node, env, bindings)
+            except Exception as err:  # noqa: BLE001  (a later node failed on a NaN: say so)
+                failure = err
+                break
+    bad = [(label, var) for label, var in targets
+           if (var in env or var.owner is None) and not is_finite(_value_of(var, env))]
+    if not bad and failure is not None:  # stopped by what a NaN did (an index, a shape)
+        bad = [(f"the replay, which then failed: {failure}", v) for node in order
+               for v in node.outputs if v in env and not is_finite(env[v])][-1:]
+    if not bad:
+        stopped = f"; the replay stopped: {failure}" if failure is not None else ""
+        return NonFiniteError(
+            "non-finite values in " + ", ".join(label for label, _ in targets)
+            + " from the compiled code, but the reference evaluator (backend='numpy') "
+            f"computes them finite: a backend bug{stopped}",
+            bad=[label for label, _ in targets])
+    position = {node: n for n, node in enumerate(order)}
+
+    def rank(var: Variable) -> int:
+        if var.owner is not None:
+            return position.get(var.owner, len(order))
+        return min((position[n] for n in order if var in n.inputs), default=-1)
+
+    culprit = min(_sources([var for _, var in bad], env), key=rank)
+    return _explain(culprit, env, order, [label for label, _ in bad])
+
+
+def _sources(bad: list[Variable], env: dict) -> list[Variable]:
+    """Non-finite variables reached backwards from ``bad`` through non-finite values whose
+    own inputs are all finite (or that have no inputs)."""
+    sources, seen, stack = [], set(), list(bad)
+    finite: dict[Variable, bool] = {}
+
+    def is_finite_var(x: Variable) -> bool:
+        if x not in finite:
+            finite[x] = is_finite(_value_of(x, env))
+        return finite[x]
+    while stack:
+        var = stack.pop()
+        if var in seen:
+            continue
+        seen.add(var)
+        node = var.owner
+        if node is None:
+            sources.append(var)
+            continue
+        upstream = [x for x in node.inputs if not is_finite_var(x)]
+        if upstream:
+            stack.extend(upstream)
+        else:
+            sources.append(var)
+    return sources
+
+
+def _count(array: np.ndarray) -> str:
+    """``"2 nan, 1 inf (first at index (0, 3))"``."""
+    array = np.asarray(array)
+    nan, pos, neg = (int(np.count_nonzero(m)) for m in
+                     (np.isnan(array), np.isposinf(array), np.isneginf(array)))
+    parts = [f"{n} {name}" for n, name in ((nan, "nan"), (pos, "+inf"), (neg, "-inf")) if n]
+    first = np.argwhere(~np.isfinite(array))
+    where = f" (first at index {tuple(int(i) for i in first[0])})" if array.ndim else ""
+    return ", ".join(parts) + f" of {array.size}" + where
+
+
+def _range(array: np.ndarray) -> str:
+    """Shape, dtype and [min, max] of the finite part; the non-finite count if any."""
+    array = np.asarray(array)
+    head = f"{array.dtype.name} {tuple(array.shape)}"
+    if array.size == 0:
+        return head + " (empty)"
+    if array.dtype.kind == "b":
+        return head + f" ({int(np.count_nonzero(array))} true)"
+    finite = array[np.isfinite(array)] if array.dtype.kind in "fc" else array
+    span = (f" range [{finite.min()}, {finite.max()}]" if finite.size else
+            " no finite value")
+    if finite.size == array.size:
+        return head + span
+    return head + span + "; NON-FINITE: " + _count(array)
+
+
+def _label(var: Variable) -> str:
+    if var.name:
+        return repr(var.name)
+    if var.owner is not None:
+        return f"the {var.owner.op.name} value"
+    return f"a {var.role}"
+
+
+def _site(node: Apply) -> str:
+    text = ""
+    if node.site:
+        text += f"\n  created at {node.site}"
+    if node.grad_of is not None:
+        forward = node.grad_of
+        scope = f" in {forward.scope}" if forward.scope else ""
+        at = f" created at {forward.site}" if forward.site else ""
+        text += (f"\n  a gradient node, made by the bprop of {forward.op.name}{scope}{at}")
+    return text
+
+
+def _explain(var: Variable, env: dict, order: list[Apply], labels: list[str]
+             ) -> NonFiniteError:
+    value = _value_of(var, env)
+    reached = "\n  it made non-finite: " + ", ".join(labels)
+    if var.owner is None:  # a non-finite leaf: say where it enters the graph
+        entry = next((node for node in order if var in node.inputs), None)
+        message = f"{var.role} {_label(var)} holds non-finite values: {_count(value)}"
+        if entry is not None:
+            scope = f" in {entry.scope}" if entry.scope else ""
+            message += f"\n  it enters the graph at {entry.op.name}{scope}{_site(entry)}"
+        return NonFiniteError(message + reached, node=entry, variable=var, bad=labels)
+    node = var.owner
+    scope = f" in {node.scope}" if node.scope else ""
+    inputs = "".join(f"\n    {k}: {_label(x)} {_range(_value_of(x, env))}"
+                     for k, x in enumerate(node.inputs))
+    message = (f"{node.op.name}{scope} produced non-finite values from finite inputs: "
+               f"{_count(value)}{_site(node)}\n  inputs:{inputs}")
+    return NonFiniteError(message + reached, node=node, variable=var, bad=labels)
 
 
 def _value_of(var: Variable, env: dict) -> np.ndarray:

@@ -8,18 +8,25 @@ whole step succeeded, so a failed call changes no parameter. What a backend
 supplies is a *program*: ``run(input_values, bindings) -> (outputs, updates)``.
 The reference backend, ``numpy``, is ``symgraph.evaluate``; ``llvm`` is the
 ``codegen`` package (imported only when asked for).
+
+Threads: every call of one ``Function`` (``f(...)``, ``f.epoch``, ``f.profile``) holds the
+function's lock, so calls from any number of threads run one at a time, each sees the
+updates of the calls before it, and none gets another's outputs.  ``check_finite=True``
+makes a function check every output and update for NaN/Inf and explain the first bad value
+(``symgraph.evaluate.trace_nonfinite``) instead of applying it.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from symgraph import shapes as sh
-from symgraph.evaluate import evaluate
+from symgraph.evaluate import NonFiniteError, evaluate, is_finite, trace_nonfinite
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs
 
 DEFAULT_BACKEND = "llvm"
@@ -67,11 +74,21 @@ def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
 
 
 class Function:
-    """A callable graph: ``f(*inputs)`` returns the outputs and applies the updates."""
+    """A callable graph: ``f(*inputs)`` returns the outputs and applies the updates.
+
+    Thread safety: calls of one function -- ``f(...)``, ``f.epoch``, ``f.profile`` -- are
+    serialised by a lock of the function's own (re-entrant), held for the whole call.  So any
+    number of threads may call one function: every call sees the updates of the calls before
+    it (none is lost) and returns its own outputs.  Different functions are not serialised
+    with each other: threads that call two functions updating the same shared variable, or
+    ``set_value`` while a call runs, must hold a lock of their own around them.
+    """
 
     def __init__(self, inputs: Sequence[Variable], outputs, updates=None, *,
-                 backend: str | None = None, rewrite: bool = True, name: str | None = None):
+                 backend: str | None = None, rewrite: bool = True, name: str | None = None,
+                 check_finite: bool = False):
         self.name = name
+        self.check_finite = bool(check_finite)
         self.single = isinstance(outputs, Variable)
         out_list = [outputs] if self.single else [as_variable(o) for o in (outputs or [])]
         self.inputs = list(inputs)
@@ -96,9 +113,14 @@ class Function:
                 self.shared.append(var)
 
         self.backend = backend or DEFAULT_BACKEND
+        self._lock = threading.RLock()
         start = time.perf_counter()
         self.program = self._make_program()
         self.compile_seconds = time.perf_counter() - start
+        # what one call does, chosen once: the call path checks no flag
+        step = getattr(self.program, "call", None) or self._reference_step
+        self._unchecked_step = step
+        self._step = self._finite_step if self.check_finite else step
 
     # -- construction helpers
     def _check_inputs_declared(self, outputs):
@@ -148,8 +170,8 @@ class Function:
             self.kernels = program.kernels
             self.llvm_ir = program.llvm_ir
             self.asm = program.asm
-            self.epoch = functools.partial(program.epoch, self)  # one native call
-            self.profile = functools.partial(program.profile, self)  # time per kernel
+            self.profile = self._locked(functools.partial(program.profile, self))
+            self.memory_kept = program.memory_kept
             return program
         raise ValueError(f"unknown backend {self.backend!r}; use 'numpy' or 'llvm'")
 
@@ -178,10 +200,24 @@ class Function:
             values[var] = array
         return values, bindings
 
+    def _locked(self, method):
+        """``method`` run under the function's lock (see the class docstring)."""
+        @functools.wraps(method)
+        def locked(*args, **kwargs):
+            with self._lock:
+                return method(*args, **kwargs)
+        return locked
+
     def __call__(self, *args):
-        fast = getattr(self.program, "call", None)  # a program may own the whole call
-        if fast is not None:
-            return fast(self, args)
+        lock = self._lock
+        lock.acquire()
+        try:
+            return self._step(args)
+        finally:
+            lock.release()
+
+    def _reference_step(self, args: tuple):
+        """One call through ``program.run`` (a program with ``call`` owns the whole call)."""
         values, bindings = self.check_inputs(args)
         outputs, new_values = self.program.run(values, bindings)
         checked = []
@@ -199,6 +235,30 @@ class Function:
         result = [o[()] if np.ndim(o) == 0 else np.array(o, copy=True) for o in outputs]
         return result[0] if self.single else result
 
+    def _finite_step(self, args: tuple):
+        """A call of a ``check_finite`` function: the call, then every float output and new
+        value checked; on NaN/Inf the updated variables get their values back and the call
+        is replayed node by node on the reference evaluator to name the culprit."""
+        updated = [var for var, _ in self.updates]
+        # the llvm backend writes most updates in place: keep copies to restore
+        saved = [var._value.copy() if self.backend != "numpy" else var._value
+                 for var in updated]
+        result = self._unchecked_step(args)
+        outputs = [result] if self.single else result
+        bad = [(f"output {k}" + (f" ({user.name!r})" if user.name else ""), v)
+               for k, (user, v, value) in enumerate(zip(self.outputs, self.graph_outputs,
+                                                        outputs))
+               if not is_finite(value)]
+        bad += [(f"the update of {var.name!r}", expr)
+                for var, expr in zip(updated, self.graph_updates) if not is_finite(var._value)]
+        if not bad:
+            return result
+        for var, value in zip(updated, saved):  # no parameter changes on this call
+            var._value = value
+        values, bindings = self.check_inputs(args)
+        values.update({var: var._value for var in self.shared})
+        raise trace_nonfinite(bad, values, bindings)
+
     def epoch(self, *arrays, batch_size: int = 128, shuffle: int | None = None):
         """Run over consecutive minibatches of ``arrays`` (first dim = batch).
 
@@ -206,8 +266,18 @@ class Function:
         is a smaller step. Returns each output stacked over steps (outputs
         with a per-example first dim are concatenated instead). The reference
         is exactly the Python loop of single steps; if any step fails, every
-        shared variable is restored to its value before the epoch.
+        shared variable is restored to its value before the epoch. The llvm
+        backend runs the full minibatches in one native call (unless
+        ``check_finite``, which checks each step and names the failing one).
         """
+        with self._lock:
+            native = getattr(self.program, "epoch", None)
+            if native is not None and not self.check_finite:
+                return native(self, *arrays, batch_size=batch_size, shuffle=shuffle)
+            return self._epoch_steps(*arrays, batch_size=batch_size, shuffle=shuffle)
+
+    def _epoch_steps(self, *arrays, batch_size: int = 128, shuffle: int | None = None):
+        """``epoch`` as the Python loop of single steps (the caller holds the lock)."""
         if len(arrays) != len(self.inputs):
             raise TypeError(f"epoch takes {len(self.inputs)} arrays, got {len(arrays)}")
         arrays = [np.asarray(a) for a in arrays]
@@ -225,12 +295,18 @@ class Function:
             arrays = [a[order] for a in arrays]
         # copies: a backend may update a shared variable's buffer in place
         saved = [(var, var._value.copy()) for var in self.shared]
+        steps = []
         try:
-            steps = [self(*[a[i:i + batch_size] for a in arrays])
-                     for i in range(0, n, batch_size)]
-        except Exception:
+            for i in range(0, n, batch_size):
+                steps.append(self._step(tuple(a[i:i + batch_size] for a in arrays)))
+        except Exception as err:
             for var, value in saved:  # a failed epoch changes nothing either
                 var._value = value
+            if isinstance(err, NonFiniteError):
+                err.step = len(steps)
+                end = min(i + batch_size, n)
+                err.args = (f"epoch step {len(steps)} (examples {i}:{end}; the epoch's "
+                            f"updates are undone): {err.args[0]}",)
             raise
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
         per_output = [steps] if self.single else [[s[k] for s in steps]
@@ -252,10 +328,19 @@ def _stack_steps(values: list, sizes: list[int]) -> np.ndarray:
 
 
 def function(inputs: Sequence[Variable], outputs, updates=None, *, backend: str | None = None,
-             rewrite: bool = True, name: str | None = None) -> Function:
+             rewrite: bool = True, name: str | None = None,
+             check_finite: bool = False) -> Function:
     """Compile ``outputs`` (and ``updates``) as a function of ``inputs``.
+
+    ``check_finite=True`` is a NaN/Inf debugger: a call whose outputs or new values hold
+    NaN/Inf changes no parameter and raises ``NonFiniteError`` (a ``FloatingPointError``)
+    naming the first node that made a non-finite value from finite inputs -- op, name scope,
+    its inputs' shapes and ranges, the user's line, and for a gradient node the forward node
+    whose bprop made it -- or the input that brought one in. Off (the default) it costs
+    nothing; calls of one function are safe from any number of threads (see ``Function``).
 
     >>> f = function([x, y], [loss, acc], updates={W: W - 0.1 * gW})
     >>> loss_val, acc_val = f(X, Y)
     """
-    return Function(inputs, outputs, updates, backend=backend, rewrite=rewrite, name=name)
+    return Function(inputs, outputs, updates, backend=backend, rewrite=rewrite, name=name,
+                    check_finite=check_finite)
