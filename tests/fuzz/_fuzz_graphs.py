@@ -32,6 +32,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import symgraph as sg
+from symgraph.graph import variables
 
 INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
 
@@ -798,10 +799,15 @@ def graph_cases(draw, max_steps: int = 7) -> GraphCase:
         b.step()
     if not b.nodes:
         b.leaf(b.new_shape(), "f")
-    # outputs: the last node and up to two others
+    # outputs: every computed node nothing else consumes (so every op is live), last first
+    used = set()
+    for n in b.nodes:
+        if n.var.owner is not None:
+            used.update(id(v) for v in variables(n.var.owner.inputs))
     last = b.nodes[-1]
-    extra = draw(st.lists(st.sampled_from(b.nodes), max_size=2, unique_by=lambda n: n.code))
-    forward = [last] + [n for n in extra if n is not last]
+    sinks = [n for n in b.nodes if n.var.owner is not None and id(n.var) not in used
+             and n is not last]
+    forward = [last] + sinks[-4:]
     outputs = [n.var for n in forward]
     b.lines.append(f"outputs = [{', '.join(n.code for n in forward)}]")
     floats = [n for n in forward if n.kind == "f"]

@@ -16,7 +16,7 @@ from _fuzz_check import check_case
 from _fuzz_graphs import graph_cases
 from hypothesis import given, settings
 
-MIN_GRAPHS = 60
+MIN_GRAPHS = 150
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,6 +29,6 @@ def _private_cache(tmp_path_factory):
 
 
 @settings(max_examples=max(MIN_GRAPHS, settings.default.max_examples))
-@given(graph_cases())
+@given(graph_cases(max_steps=10))
 def test_llvm_matches_numpy(case):
     check_case(case)
