@@ -604,8 +604,9 @@ class LLVMProgram:
             return run
         plan = self._make_plan(arrays, bindings)
         self._getters(plan)
-        run = plan.extra["run"] = self._runner(plan, self.single)
-        run.plan = plan
+        run = self._runner(plan, self.single)
+        run.plan = plan  # (the plan must not point back: no cycle, a dropped arena is freed
+        # at once, not at the next garbage collection)
         if plan.nbytes <= min(MAX_PLAN_BYTES, MAX_KEPT_BYTES):
             cache[key] = run
             if not plan.extra["bad_update"]:
