@@ -246,15 +246,19 @@ def _explain(var: Variable, env: dict, order: list[Apply], labels: list[str]
         message = f"{var.role} {_label(var)} holds non-finite values: {_count(value)}"
         if entry is not None:
             scope = f" in {entry.scope}" if entry.scope else ""
-            message += f"\n  it enters the graph at {entry.op.name}{scope}{_site(entry)}"
+            message += (f"\n  it enters the graph at {entry.op.name}{scope}{_site(entry)}"
+                        f"{_inputs(entry, env)}")
         return NonFiniteError(message + reached, node=entry, variable=var, bad=labels)
     node = var.owner
     scope = f" in {node.scope}" if node.scope else ""
-    inputs = "".join(f"\n    {k}: {_label(x)} {_range(_value_of(x, env))}"
-                     for k, x in enumerate(node.inputs))
     message = (f"{node.op.name}{scope} produced non-finite values from finite inputs: "
-               f"{_count(value)}{_site(node)}\n  inputs:{inputs}")
+               f"{_count(value)}{_site(node)}{_inputs(node, env)}")
     return NonFiniteError(message + reached, node=node, variable=var, bad=labels)
+
+
+def _inputs(node: Apply, env: dict) -> str:
+    return "\n  inputs:" + "".join(f"\n    {k}: {_label(x)} {_range(_value_of(x, env))}"
+                                   for k, x in enumerate(node.inputs))
 
 
 def _value_of(var: Variable, env: dict) -> np.ndarray:
