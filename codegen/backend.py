@@ -11,8 +11,19 @@ shapes, a *plan* (concrete shapes, an arena, the int64 table of sizes and offset
 is a dict lookup and one builtin call.
 
 ``call`` replaces ``Function.__call__`` with the same checks cached per signature of
-argument dtypes and shapes (a repeated call costs about a microsecond), ``epoch`` runs all full
+argument dtypes and shapes (a repeated call costs under a microsecond), ``epoch`` runs all full
 minibatches in one native call (``sg_epoch``), and ``profile`` times each fused kernel.
+
+Safety: the step builtin checks every argument natively before reading it (type exactly
+``ndarray``, rank, C-contiguous, aligned, dtype, the plan's shape; ``codegen.pycall``), so no
+Python object can make it touch memory it does not own; a refused call runs nothing and takes
+the converting path.  ``Function`` serialises the calls of one function (a lock), so one call
+at a time uses a plan's arena and the shared variables.
+
+Memory: what a program keeps between calls is its plans, least recently used out first: at
+most ``MAX_PLANS`` shape signatures and ``MAX_KEPT_BYTES`` of arenas and update buffers; a
+plan bigger than ``MAX_PLAN_BYTES`` (a one-off huge batch) is built for its call and freed
+right after it.  ``memory_kept()`` reports it.
 
 Updates are simultaneous and failure-safe.  Most are written *in place*, into the shared
 variable's own array (``codegen.fusion.plan_inplace`` proves that every other reader of the old

@@ -44,6 +44,11 @@ class NumpyProgram:
         n = len(self.outputs)
         return results[:n], results[n:]
 
+    @staticmethod
+    def memory_kept() -> dict:
+        """Nothing is kept between calls (the llvm backend keeps per-shape plans)."""
+        return {"plans": 0, "bytes": 0, "largest": 0}
+
 
 def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
     if updates is None:
@@ -117,6 +122,8 @@ class Function:
         start = time.perf_counter()
         self.program = self._make_program()
         self.compile_seconds = time.perf_counter() - start
+        #: what this function keeps between calls: {"plans", "bytes", "largest"}
+        self.memory_kept = self._locked(self.program.memory_kept)
         # what one call does, chosen once: the call path checks no flag
         step = getattr(self.program, "call", None) or self._reference_step
         self._unchecked_step = step
@@ -171,7 +178,6 @@ class Function:
             self.llvm_ir = program.llvm_ir
             self.asm = program.asm
             self.profile = self._locked(functools.partial(program.profile, self))
-            self.memory_kept = program.memory_kept
             return program
         raise ValueError(f"unknown backend {self.backend!r}; use 'numpy' or 'llvm'")
 
