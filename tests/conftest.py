@@ -3,9 +3,15 @@
 The ``backend`` fixture is the seam: the numpy reference evaluator is the
 oracle for the LLVM backend, and both run the same suite.
 ``SYMGRAPH_TEST_BACKENDS=numpy`` (comma-separated) narrows the list.
+
+The compile cache of a test run lives in a temporary directory, removed at the
+end (subprocesses inherit it): tests never write into the user's
+``~/.cache/symgraph``.
 """
 
 import os
+import shutil
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -25,6 +31,14 @@ settings.load_profile(os.environ.get("SYMGRAPH_HYPOTHESIS_PROFILE", "ci"))
 # SYMGRAPH_TEST_BACKENDS=numpy,llvm runs every graph test on both backends ("llvm" joins the
 # default list once the two check_grad tests with test-local ops pin backend="numpy").
 BACKENDS = os.environ.get("SYMGRAPH_TEST_BACKENDS", "numpy,llvm").split(",")
+
+
+_CACHE = tempfile.mkdtemp(prefix="symgraph-test-cache-")
+os.environ["SYMGRAPH_CACHE_DIR"] = _CACHE  # before any test compiles anything
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(params=BACKENDS)
