@@ -243,7 +243,8 @@ def _explain(var: Variable, env: dict, order: list[Apply], labels: list[str]
     reached = "\n  it made non-finite: " + ", ".join(labels)
     if var.owner is None:  # a non-finite leaf: say where it enters the graph
         entry = next((node for node in order if var in node.inputs), None)
-        message = f"{var.role} {_label(var)} holds non-finite values: {_count(value)}"
+        leaf = f"{var.role} {var.name!r}" if var.name else f"a {var.role}"
+        message = f"{leaf} holds non-finite values: {_count(value)}"
         if entry is not None:
             scope = f" in {entry.scope}" if entry.scope else ""
             message += (f"\n  it enters the graph at {entry.op.name}{scope}{_site(entry)}"

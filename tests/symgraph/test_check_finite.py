@@ -214,3 +214,16 @@ def test_is_finite():
     assert is_finite(big)
     big[-1] = np.nan
     assert not is_finite(big)
+
+
+def test_a_non_finite_parameter_is_named_as_the_parameter(backend):
+    x = sg.tensor("x", shape=(2,))
+    W = sg.shared(np.array([1.0, np.nan]), name="W")
+    f = sg.function([x], (x * W).sum(), updates={W: W * 0.5}, backend=backend,
+                    check_finite=True)
+    with pytest.raises(NonFiniteError) as info:
+        f(np.ones(2))
+    assert info.value.variable is W and info.value.node.op.name == "mul"
+    assert str(info.value).startswith("parameter 'W' holds non-finite values: 1 nan of 2")
+    assert info.value.bad == ["output 0", "the update of 'W'"]
+    np.testing.assert_array_equal(W.get_value(), [1.0, np.nan])
