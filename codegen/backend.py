@@ -36,6 +36,7 @@ succeeded.  ``call`` reassigns only the variables whose array changed.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import OrderedDict
@@ -367,7 +368,7 @@ class LLVMProgram:
         for _ in range(n):
             status = builtin(*arrays, *targets)
             if status is not None:
-                self._raise(status)
+                self._raise(status, plan)
         wall = (time.perf_counter() - t0) / n
         total = max(1, int(counters.sum()))
         rows = [{"kernel": info.name, "ops": [node.op.name for node in info.nodes],
@@ -487,7 +488,7 @@ class LLVMProgram:
         ctl_array = np.array(ctl, dtype=np.uint64)
         status = self._epoch_fn()(ctl_array.ctypes.data)
         if status:
-            self._raise(status)
+            self._raise(status, plan)
         last = (full - 1) % 2
         saved = [(var, var._value) for var in self.shared]
         for j, pair in zip(self.direct.values(), fresh):
@@ -735,7 +736,8 @@ class LLVMProgram:
         """The rest of ``call`` for one plan, specialised: ``run(inputs, shared values)``
         launches the step, adopts the new values and returns the copied outputs -- or a
         ``Rejected`` when the builtin refused an argument (nothing ran, nothing changed)."""
-        extra, builtin, raise_ = plan.extra, plan.builtin, self._status
+        extra, builtin = plan.extra, plan.builtin
+        raise_ = functools.partial(self._status, plan=plan)
         outs, assign = extra["fixed_outputs"], extra["assign"]
         targets = tuple(plan.targets)
         if not (extra["pools"] or extra["bad_update"] or assign) and outs is not None:
@@ -823,7 +825,7 @@ class LLVMProgram:
             chosen = [arrays[pool] for pool in plan.targets]
         status = plan.builtin(*arrays, *chosen)
         if status is not None:
-            return self._status(status), None
+            return self._status(status, plan), None
         outs = extra["fixed_outputs"]
         return (outs if outs is not None else self._outputs(plan, arrays, chosen)), chosen
 
@@ -861,16 +863,24 @@ class LLVMProgram:
         """
         return pool[1] if pool[0] is var._value else pool[0]
 
-    def _status(self, status: int) -> Rejected:
+    def _status(self, status: int, plan: Plan | None = None) -> Rejected:
         """A builtin's non-None status: ``Rejected`` for a refused argument (negative), else
         the kernel's runtime error, raised."""
         if status < 0:  # the builtin refused argument -status - 1 (codegen.pycall)
             return Rejected(-status - 1)
-        self._raise(status)
+        self._raise(status, plan)
 
-    def _raise(self, status: int):
+    def _raise(self, status: int, plan: Plan | None = None):
         if status < 0:
             raise Rejected(-status - 1).error(self)
+        if plan is not None:
+            # the failed check's error record (codegen.lower): the numpy backend's exception,
+            # word for word -- value, position, axis, size, the user's line. Read while the
+            # function's lock is still held, before another call can overwrite the table.
+            from .lower import runtime_error
+            err = runtime_error(self.ctx, plan.table, plan.shapes)
+            if err is not None:
+                raise err
         info = self.kernels[status - 1]
         node = info.output.owner
         where = f"\n  created at {node.site}" if node.site else ""

@@ -572,7 +572,7 @@ def runtime_error(ctx: ModuleContext, table: np.ndarray, shapes: dict) -> Except
         return None
     node, err = found
     values = [_Shape(shapes.get(x, x.shape)) for x in node.inputs]
-    return _node_error(node, values, f"{type(err).__name__}: {err}", err)
+    return _node_error(node, values, str(err), err)
 
 
 __all__ = ["ERROR_FIELDS", "FMF", "Kernel", "KernelInfo", "LoweringError", "ModuleContext",

@@ -13,6 +13,7 @@ to the same graph -> ``function`` rewrites it and hands it to a backend
 
 from symgraph import nn
 from symgraph.check import GradientCheckError, check_grad
+from symgraph.evaluate import NonFiniteError
 from symgraph.function import Function, function
 from symgraph.grad import (
     DISCONNECTED,
@@ -110,7 +111,8 @@ def __getattr__(name):
 
 __all__ = [
     "DISCONNECTED", "Apply", "Constant", "DisconnectedInputError", "Function",
-    "GradNotImplementedError", "GradientCheckError", "Op", "ShapeError", "SharedVariable",
+    "GradNotImplementedError", "GradientCheckError", "NonFiniteError", "Op", "ShapeError",
+    "SharedVariable",
     "TensorType", "Undefined", "UndefinedGradError", "Variable", "abs", "arange", "argmax",
     "cast", "check_grad", "clip", "clone_replace", "concatenate", "constant", "cos",
     "debugprint", "dot", "equal", "exp", "expand_dims", "expm1", "function", "grad", "greater",

@@ -50,10 +50,11 @@ def _node_error(node: Apply, values: Sequence, problem: str,
         tag = f"\n  (gradient node made by the bprop of {node.grad_of.op.name}"
         tag += f" created at {node.grad_of.site})" if node.grad_of.site else ")"
     scope = f" in {node.scope}" if node.scope else ""
+    kept = cause is not None and type(cause) in _KEPT_TYPES
+    if cause is not None and not kept:  # the exception's own type says it otherwise
+        problem = f"{type(cause).__name__}: {problem}"
     message = f"{node.op.name}{scope}: {problem}; input shapes {shapes}{where}{tag}"
-    if cause is not None and type(cause) in _KEPT_TYPES:
-        return type(cause)(message)
-    return EvaluationError(message)
+    return type(cause)(message) if kept else EvaluationError(message)
 
 
 def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
@@ -73,7 +74,7 @@ def _perform(node: Apply, env: dict, bindings: dict) -> None:
         with np.errstate(over="ignore", under="ignore"):
             results = node.op.perform(args, ctx)
     except Exception as err:  # numpy's errors, reported against the node
-        raise _node_error(node, args, f"{type(err).__name__}: {err}", err) from err
+        raise _node_error(node, args, str(err), err) from err
     for var, result in zip(node.outputs, results):
         result = np.asarray(result)
         if result.dtype != var.dtype:

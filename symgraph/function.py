@@ -196,9 +196,12 @@ class Function:
             array = np.asarray(value)
             if array.dtype != var.dtype:
                 if not np.can_cast(array.dtype, var.dtype, "same_kind"):
-                    raise TypeError(f"input {var.name!r} is {var.dtype.name}; got a "
-                                    f"{array.dtype.name} array, which does not cast safely "
-                                    "(same_kind)")
+                    got = ("an array of Python objects (dtype object)"
+                           if array.dtype.kind == "O" else
+                           f"{'an' if array.dtype.name[0] in 'aeiou' else 'a'} "
+                           f"{array.dtype.name} array")
+                    raise TypeError(f"input {var.name!r} is {var.dtype.name}; got {got}, "
+                                    "which does not cast safely (same_kind)")
                 array = array.astype(var.dtype)
             problem = sh.bind_shape(var.shape, array.shape, bindings)
             if problem:

@@ -14,17 +14,6 @@ import pytest
 
 import symgraph as sg
 
-#: the llvm backend words a failed check like the numpy reference once
-#: ``LLVMProgram._raise`` reads the kernels' error record (codegen.lower.runtime_error)
-LLVM_RAISE_USES_RECORD = False
-
-
-def _expect_message(request, backend: str) -> None:
-    if backend == "llvm" and not LLVM_RAISE_USES_RECORD:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="codegen/backend.py _raise does not call "
-                                "codegen.lower.runtime_error yet"))
-
 
 def _training_step(backend: str):
     """A softmax-regression SGD step (in-place updates, the SGD gemm fold)."""
@@ -91,16 +80,14 @@ def _one_hot_error(backend, labels: np.ndarray, depth: int, make=lambda y: y, na
     (np.array(5), 5, 5, None),
 ])
 def test_one_hot_message_names_input_value_position_range(labels, depth, value, position,
-                                                          backend, request):
-    _expect_message(request, backend)
+                                                          backend):
     text = _one_hot_error(backend, labels, depth, name="labels")
     where = f" at position {position}" if position else ""
     assert f"label {value} of 'labels'{where} is out of range [0, {depth})" in text, text
     assert "one_hot" in text and "test_labels.py" in text  # the op and the user's line
 
 
-def test_cross_entropy_message(backend, request):
-    _expect_message(request, backend)
+def test_cross_entropy_message(backend):
     z = sg.tensor("logits", (3, 4))
     y = sg.tensor("targets", (3,), dtype="int64")
     f = sg.function([z, y], sg.nn.cross_entropy(z, y), backend=backend)
@@ -109,14 +96,12 @@ def test_cross_entropy_message(backend, request):
     assert "label 4 of 'targets' at position 1 is out of range [0, 4)" in str(info.value)
 
 
-def test_computed_labels_are_named_by_their_expression(backend, request):
-    _expect_message(request, backend)
+def test_computed_labels_are_named_by_their_expression(backend):
     text = _one_hot_error(backend, np.array([0, 2]), 3, make=lambda y: y + 1)
     assert "label 3 of `y + 1` at position 1 is out of range [0, 3)" in text, text
 
 
-def test_messages_identical_on_both_backends(backend, request):
-    _expect_message(request, backend)
+def test_messages_identical_on_both_backends(backend):
     labels = np.array([[0, 1, 2], [3, 0, 8]])
     reference = _one_hot_error("numpy", labels, 3)
     assert _one_hot_error(backend, labels, 3) == reference

@@ -12,10 +12,6 @@ import pytest
 
 import symgraph as sg
 
-#: as in test_labels.py: True once ``LLVMProgram._raise`` reads the kernels' error record
-#: (codegen.lower.runtime_error); then the llvm messages are checked too
-LLVM_RAISE_USES_RECORD = False
-
 I3 = np.array([2, 0, 2])  # a repeated index
 INEG = np.array([-1, 1, -1, 0])  # negative and repeated
 I2D = np.array([[0, 2], [2, 2]])
@@ -172,8 +168,6 @@ def test_out_of_bounds_raises_at_call_time(index, axis, value, position, backend
     f = sg.function([x, *inputs], x[sym], backend=backend)
     with pytest.raises(IndexError) as info:
         f(np.zeros((4, 5)), *values)
-    if backend == "llvm" and not LLVM_RAISE_USES_RECORD:
-        return  # the generic message, until LLVMProgram._raise reads the error record
     name = inputs[0 if axis == 0 or len(inputs) == 1 else 1].name
     assert (f"index {value} of '{name}' at position {position} is out of bounds for "
             f"axis {axis} with size {(4, 5)[axis]}") in str(info.value)
@@ -186,8 +180,7 @@ def test_int_beyond_a_symbolic_dim_raises_at_call_time(backend):
     np.testing.assert_array_equal(f(np.arange(9.0).reshape(3, 3), np.array([0, 2])), [6, 8])
     with pytest.raises(IndexError) as info:
         f(np.zeros((2, 3)), np.array([0, 2]))
-    if backend == "numpy" or LLVM_RAISE_USES_RECORD:
-        assert "index 2 is out of bounds for axis 0 with size 2" in str(info.value)
+    assert "index 2 is out of bounds for axis 0 with size 2" in str(info.value)
 
 
 def test_failed_gather_changes_no_shared_variable(backend):

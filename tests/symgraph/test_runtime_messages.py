@@ -1,0 +1,57 @@
+"""Runtime errors name the op, the input, the offending value and shapes and the user's line,
+worded identically on both backends (issue 7, defect 11)."""
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+
+
+def _messages(build, *args):
+    texts = {}
+    for backend in ("numpy", "llvm"):
+        f = sg.function(*build(), backend=backend)
+        with pytest.raises(IndexError) as info:
+            f(*args)
+        texts[backend] = str(info.value)
+    return texts
+
+
+def test_out_of_bounds_index_message_is_complete_and_identical():
+    def build():
+        x = sg.vector("x", 3)
+        i = sg.tensor("i", (2,), dtype="int64")
+        return [x, i], x[i] * 2.0
+    texts = _messages(build, np.zeros(3), np.array([0, 3]))
+    assert texts["numpy"] == texts["llvm"]
+    text = texts["llvm"]
+    assert "take: index 3 of 'i' at position 1 is out of bounds for axis 0 with size 3" in text
+    assert "input shapes (3,), (2,)" in text and __file__ in text
+    assert "IndexError:" not in text  # the exception's type is not repeated in its message
+
+
+def test_label_message_is_identical_on_both_backends():
+    def build():
+        logits = sg.matrix("logits", (None, 3))
+        y = sg.tensor("y", (None,), dtype="int64")
+        return [logits, y], sg.nn.cross_entropy(logits, y)
+    texts = _messages(build, np.zeros((2, 3)), np.array([1, 7]))
+    assert texts["numpy"] == texts["llvm"]
+    assert "label 7 of 'y' at position 1 is out of range [0, 3)" in texts["llvm"]
+
+
+def test_softmax_of_a_scalar_is_a_build_time_axis_error():
+    with pytest.raises(np.exceptions.AxisError, match="rank 0"):
+        sg.nn.softmax(sg.scalar("s"))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_uncastable_input_messages_read_well(backend):
+    x = sg.vector("x", None, dtype="float64")
+    f = sg.function([x], x * 2.0, backend=backend)
+    with pytest.raises(TypeError, match=r"input 'x' is float64; got an array of Python objects"):
+        f(np.array([object()], dtype=object))
+    i = sg.vector("i", None, dtype="int64")
+    g = sg.function([i], i + 1, backend=backend)
+    with pytest.raises(TypeError, match=r"input 'i' is int64; got a float64 array"):
+        g(np.array([1.5]))
