@@ -65,6 +65,7 @@ class Model:
         self.initialize(self.seed, layers=[la for la in self.layers if not la.seeded])
         self.inference_output = self._inference_graph()
         self.compiled = False
+        self.backend: str | None = None
         self.stop_training = False
         self._predict_function = None
 
@@ -121,8 +122,8 @@ class Model:
         arrays = []
         for var, value in zip(weights, values):
             array = np.asarray(value)
-            if array.shape != var.get_value().shape:
-                raise ValueError(f"set_weights: {var.name} has shape {var.get_value().shape}, "
+            if array.shape != tuple(var.shape):
+                raise ValueError(f"set_weights: {var.name} has shape {tuple(var.shape)}, "
                                  f"got {array.shape}")
             if not np.can_cast(array.dtype, var.dtype, "same_kind"):
                 raise TypeError(f"set_weights: {var.name} is {var.dtype}, got {array.dtype}")
@@ -188,8 +189,7 @@ class Model:
         """The inference graph compiled (on first use): dropout off, batch norm running stats."""
         if self._predict_function is None:
             self._predict_function = sg.function(self.inputs, self.inference_output,
-                                                 backend=getattr(self, "backend", None),
-                                                 name="predict")
+                                                 backend=self.backend, name="predict")
         return self._predict_function
 
     # -- running

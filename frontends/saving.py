@@ -32,7 +32,7 @@ def save_model(model, path) -> None:
     header = {
         "format": FORMAT, "version": VERSION, "class": type(model).__name__,
         "config": model.get_config(),
-        "weights": [[w.name, list(w.get_value().shape), w.dtype.name] for w in model.weights],
+        "weights": [[w.name, [int(d) for d in w.shape], w.dtype.name] for w in model.weights],
         "compile": _compile_config(model),
     }
     arrays = {f"weight_{i}": w.get_value() for i, w in enumerate(model.weights)}
@@ -91,9 +91,9 @@ def _assign_weights(model, header: dict, arrays: dict, path) -> None:
         if value is None or list(value.shape) != list(shape):
             raise ModelFileError(f"{os.fspath(path)!r} is damaged: weight {name} is missing or "
                                  "has the wrong shape")
-        if tuple(shape) != var.get_value().shape:
+        if tuple(shape) != tuple(var.shape):
             raise ModelFileError(f"{os.fspath(path)!r}: weight {name} has shape {tuple(shape)}, "
-                                 f"the model's {var.name} {var.get_value().shape}: another "
+                                 f"the model's {var.name} {tuple(var.shape)}: another "
                                  "architecture")
         values.append(value)
     model.set_weights(values)
@@ -148,7 +148,7 @@ def load_model(path, compile: bool = True):
         opt_vars = model.optimizer.variables()
         for i, var in enumerate(opt_vars):
             if f"optimizer_{i}" in arrays and arrays[f"optimizer_{i}"].shape == \
-                    var.get_value().shape:
+                    tuple(var.shape):
                 var.set_value(arrays[f"optimizer_{i}"])
     return model
 

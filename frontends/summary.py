@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from symgraph.shapes import format_shape
 
 
@@ -16,7 +18,7 @@ def summary_text(model) -> str:
     def line(r):
         return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"
 
-    trainable = sum(int(w.get_value().size) for w in model.trainable_weights)
+    trainable = sum(int(np.prod(w.shape, dtype=np.int64)) for w in model.trainable_weights)
     total = model.count_params()
     out = [f'Model "{model.name}"', rule, line(rows[0]), rule]
     out += [line(r) for r in rows[1:]]

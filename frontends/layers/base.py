@@ -51,7 +51,7 @@ class Weight:
         self.regularizable = regularizable
 
     def draw(self, rng: np.random.Generator) -> None:
-        value = self.init(self.var.get_value().shape, self.fan_in, self.fan_out, rng,
+        value = self.init(tuple(self.var.shape), self.fan_in, self.fan_out, rng,
                           self.var.dtype)
         self.var.set_value(value)
 
