@@ -76,11 +76,9 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
 
     history = History()
     callbacks = list(callbacks)
-    stopper = None
     if early_stopping:
-        stopper = EarlyStopping(monitor="val_loss" if validation else "loss",
-                                patience=int(early_stopping), restore_best_weights=True)
-        callbacks.append(stopper)
+        callbacks.append(EarlyStopping(monitor="val_loss" if validation else "loss",
+                                       patience=int(early_stopping), restore_best_weights=True))
     callbacks = [history, *callbacks]
     history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
                       "validation_samples": 0 if validation is None else len(validation[0])}
