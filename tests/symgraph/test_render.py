@@ -1,0 +1,245 @@
+"""sg.render: the ops and layers views of a small MLP's training graph, as SVG and DOT text;
+max_nodes elision; the missing-dot fallback (DOT text written, install hint raised)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import frontends as fe
+import symgraph as sg
+from symgraph.export import DOT_STYLES
+from symgraph.render import GraphvizNotFound, render, render_source
+
+HAS_DOT = shutil.which("dot") is not None
+needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
+SVG = "{http://www.w3.org/2000/svg}"
+GRADIENT_FILL = DOT_STYLES["gradient"]["fillcolor"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = fe.Sequential([fe.layers.Dense(8, activation="relu"), fe.layers.Dense(3)],
+                      input_shape=(4,), seed=0)
+    m.compile(loss="cross_entropy", optimizer="sgd", backend="numpy")
+    return m
+
+
+def svg_nodes(path) -> dict[str, tuple[list[str], set[str]]]:
+    """{graphviz node id: (text lines, fill colours)} from an SVG dot wrote."""
+    root = ET.parse(path).getroot()
+    nodes = {}
+    for group in root.iter(f"{SVG}g"):
+        if "node" not in group.get("class", "").split():
+            continue
+        title = group.find(f"{SVG}title").text
+        texts = [t.text or "" for t in group.iter(f"{SVG}text")]
+        fills = {e.get("fill") for e in group.iter() if e.get("fill")}
+        nodes[title] = (texts, fills)
+    return nodes
+
+
+def svg_clusters(path) -> list[str]:
+    root = ET.parse(path).getroot()
+    return [" ".join(t.text or "" for t in g.iter(f"{SVG}text"))
+            for g in root.iter(f"{SVG}g") if g.get("class") == "cluster"]
+
+
+def dot_nodes(text: str) -> dict[str, str]:
+    """{node id: attribute text} of the node statements in DOT text."""
+    return dict(re.findall(r"^\s*(v\d+|b\d+|u\d+|elided) \[(.*)\]$", text, re.M))
+
+
+# --------------------------------------------------------------------------- ops view
+
+
+@needs_dot
+def test_ops_view_svg_labels_clusters_and_gradient_fill(model, tmp_path):
+    _, grads, _ = model.train_graph
+    path = render(model.train_function, tmp_path / "g.svg", view="ops")
+    assert path == str(tmp_path / "g.svg")
+    nodes = svg_nodes(path)
+    gW = grads[0]
+    texts, fills = nodes[f"v{gW.id}"]
+    assert "d(cost)/d(dense_1/W)" in texts
+    assert GRADIENT_FILL in fills
+    # every node grad made carries the gradient fill, and no forward node does
+    for var in sg.graph.toposort(grads):
+        for out in var.outputs:
+            if f"v{out.id}" in nodes:
+                assert (GRADIENT_FILL in nodes[f"v{out.id}"][1]) == (out.role == "gradient")
+    clusters = svg_clusters(path)
+    assert any(c.startswith("dense_1") for c in clusters)
+    assert any(c.startswith("dense_2") for c in clusters)
+    assert any(c.startswith("gradient of cost") for c in clusters)
+    legend_text, legend_fills = nodes["legend"]
+    assert {"input", "parameter", "forward", "gradient", "update"} <= set(legend_text)
+    assert GRADIENT_FILL in legend_fills
+
+
+def test_ops_view_dot_text(model, tmp_path):
+    path = render(model.train_function, tmp_path / "g.dot", view="ops")
+    text = open(path).read()
+    assert text.startswith("digraph")
+    nodes = dot_nodes(text)
+    _, grads, updates = model.train_graph
+    assert 'class="gradient"' in nodes[f"v{grads[0].id}"]
+    assert "d(cost)/d(dense_1/W)" in nodes[f"v{grads[0].id}"]
+    # parameters sit in their layer's cluster; the gradient compartment nests inside it
+    dense_1 = text[text.index("label=dense_1"):]
+    assert dense_1.index("dense_1/W\\n") < dense_1.index("label=\"gradient of cost\"")
+    # each kept update gets a dashed "(new)" node fed by its expression
+    assert text.count("(new)") == len(updates)
+    # edges carry the source's shape; positions only where the op is not symmetric
+    assert re.search(r'-> v\d+ \[label="\(batch, 8\)"', text)
+    assert re.search(r'label="1: \(8, 3\)"', text) or re.search(r'label="0: \(', text)
+    if HAS_DOT:
+        import subprocess
+        done = subprocess.run(["dot", "-Tplain"], input=text.encode(), capture_output=True)
+        assert done.returncode == 0, done.stderr
+
+
+def test_nested_scopes_make_nested_clusters(tmp_path):
+    x = sg.matrix("x")
+    W = sg.shared(np.ones((3, 2), dtype="float32"), name="W")
+    with sg.name_scope("a"):
+        h = sg.tanh(x @ W)
+        with sg.name_scope("b"):
+            y = sg.sum(h * h)
+    (gW,) = sg.grad(y, [W])
+    text = render_source([y, gW], view="ops")
+    a = re.search(r"subgraph (cluster_\d+) \{\n[^\n]*label=a ", text)
+    b = re.search(r"subgraph (cluster_\d+) \{\n[^\n]*label=b ", text)
+    assert a and b and a.start() < b.start()
+    # cluster b is closed before a: count braces between a's start and b's start
+    between = text[a.end():b.start()]
+    assert between.count("{") >= between.count("}")
+
+
+def test_two_grad_calls_get_their_own_compartments():
+    x = sg.vector("x")
+    cost = sg.sum(sg.exp(x))
+    (g1,) = sg.grad(cost, [x])
+    (g2,) = sg.grad(sg.sum(g1 * g1), [x])
+    text = render_source([cost, g1, g2], view="ops")
+    labels = sorted(set(re.findall(r'label="(gradient \d of [^"]*)"', text)))
+    assert labels == ["gradient 1 of sum(exp(x))", "gradient 2 of cost"]
+    lines = text[text.index('label="gradient 2'):].splitlines()
+    compartment_2 = "\n".join(lines[:next(i for i, ln in enumerate(lines) if ln.strip() == "}")])
+    assert f"v{g2.id} " in compartment_2 and f"v{g1.id} " not in compartment_2
+
+
+# --------------------------------------------------------------------------- layers view
+
+
+@needs_dot
+def test_layers_view_svg(model, tmp_path):
+    path = render(model.train_function, tmp_path / "layers.svg", view="layers")
+    nodes = svg_nodes(path)
+    texts = {title: " ".join(t) for title, (t, _) in nodes.items()}
+    fills = {title: f for title, (_, f) in nodes.items()}
+    grad_boxes = [t for t, text in texts.items() if text.startswith("∂ dense_")]
+    assert sorted(texts[t].split()[1] for t in grad_boxes) == ["dense_1", "dense_2"]
+    assert all(GRADIENT_FILL in fills[t] for t in grad_boxes)
+    clusters = svg_clusters(path)
+    for name in ("dense_1", "dense_2", "loss", "updates"):
+        assert any(c.startswith(name) for c in clusters), name
+    assert any("W (4, 8)" in text for text in texts.values())
+
+
+def test_layers_view_dot_boxes_and_flows(model, tmp_path):
+    text = open(render(model.train_function, tmp_path / "layers.gv", view="layers")).read()
+    nodes = dot_nodes(text)
+    by_label = {re.search(r'label="([^"\\]*)', attrs).group(1): box
+                for box, attrs in nodes.items()}
+    # the data flows dense_1 -> dense_2 -> loss, the gradient back the other way
+    fwd1 = next(b for lab, b in by_label.items() if lab.startswith("W (4, 8)"))
+    fwd2 = next(b for lab, b in by_label.items() if lab.startswith("W (8, 3)"))
+    grad1, grad2 = by_label["∂ dense_1"], by_label["∂ dense_2"]
+    assert re.search(rf"\b{fwd1} -> {fwd2} \[", text)
+    assert re.search(rf"\b{grad2} -> {grad1} \[", text)
+    assert not re.search(rf"\b{fwd2} -> {fwd1} \[", text)
+    assert by_label["∂ loss"]
+    n_updates = len(model.train_function.updates)  # 4 weights and SGD's step counter
+    updates = next(a for a in nodes.values() if f"{n_updates} parameters updated" in a)
+    assert 'class="update"' in updates or "class=update" in updates
+
+
+# --------------------------------------------------------------------------- large graphs
+
+
+def chain(depth: int):
+    x = sg.matrix("x")
+    h, weights = x, []
+    for i in range(depth):
+        W = sg.shared(np.eye(4, dtype="float32"), name=f"W{i}")
+        weights.append(W)
+        h = sg.tanh(h @ W)
+    cost = sg.sum(h)
+    return [cost, *sg.grad(cost, weights)]
+
+
+@pytest.mark.parametrize("view", ["ops", "layers"])
+def test_max_nodes_elides_with_a_note(tmp_path, view):
+    outputs = chain(20)
+    full = render_source(outputs, view="ops", max_nodes=None)
+    total = len(dot_nodes(full))
+    text = render_source(outputs, view=view, max_nodes=30)
+    note = re.search(r'elided \[label="(\d+) of (\d+) nodes elided\\n\(max_nodes=30\)', text)
+    assert note, text[-500:]
+    assert int(note.group(2)) == total and int(note.group(1)) == total - 30
+    if view == "ops":
+        assert len([n for n in dot_nodes(text) if n.startswith("v")]) == 30
+    assert "elided" not in render_source(outputs, view=view, max_nodes=total)
+
+
+def test_long_labels_are_capped():
+    x = sg.vector("x_" + "very_long_name" * 6)
+    text = render_source(sg.exp(x), view="ops")
+    label = re.search(r'label="(x_very[^"\\]*)', text).group(1)
+    assert len(label) <= 36 and label.endswith("…")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_without_dot_the_dot_text_is_written_and_the_hint_raised(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    target = tmp_path / "train.svg"
+    with pytest.raises(GraphvizNotFound) as info:
+        render(model.train_function, target, view="layers")
+    message = str(info.value)
+    assert isinstance(info.value, RuntimeError)
+    assert "apt-get install graphviz" in message and "brew install graphviz" in message
+    assert "conda" in message and str(tmp_path / "train.dot") in message
+    assert info.value.dot_path == str(tmp_path / "train.dot")
+    assert not target.exists()
+    written = (tmp_path / "train.dot").read_text()
+    assert written.startswith("digraph") and "∂ dense_1" in written
+
+
+def test_bad_arguments(model, tmp_path):
+    with pytest.raises(ValueError, match="unknown view 'kernel'"):
+        render(model.train_function, tmp_path / "g.svg", view="kernel")
+    with pytest.raises(ValueError, match="format of .*g.jpeg"):
+        render(model.train_function, tmp_path / "g.jpeg")
+    with pytest.raises(ValueError, match="max_nodes"):
+        render(model.train_function, tmp_path / "g.dot", max_nodes=0)
+    with pytest.raises(TypeError, match="rewritten=True .* not a Function"):
+        render(model.train_graph[0], tmp_path / "g.dot", rewritten=True)
+    with pytest.raises(TypeError, match="Variables"):
+        render([1.0], tmp_path / "g.dot")
+
+
+def test_rewritten_graph_of_a_function(model):
+    before = render_source(model.train_function, view="ops", max_nodes=None)
+    after = render_source(model.train_function, view="ops", rewritten=True, max_nodes=None)
+    f = model.train_function
+    after_ids = {f"v{v.id}" for v in f.graph_outputs + f.graph_updates}
+    assert after_ids <= set(dot_nodes(after))
+    assert not after_ids & set(dot_nodes(before))
+    assert after.count("(new)") == before.count("(new)") == len(f.updates)
