@@ -419,6 +419,10 @@ def _layers_view(graph: _Graph, g: graphviz.Digraph) -> None:
             if src_side == "forward":
                 # activations kept for the backward pass: drawn, but they do not set ranks
                 attrs.update(style="dotted", constraint="false")
+            elif src_side == "gradient":
+                # the gradient flows back up beside the forward boxes: ranks come from the
+                # forward pass, or each layer's rank=same pair would make a cycle
+                attrs["constraint"] = "false"
         if dst_side == "update":
             attrs.update(color="#5e35b1")
         g.edge(src, dst, **attrs)
