@@ -7,8 +7,8 @@
   with the ``[plot]`` extra).
 * ``symgraph info [SPEC]`` — the model summary (layers, shapes, parameters,
   graph sizes); without a spec, versions of symgraph and its dependencies.
-* ``symgraph graph SPEC -o FILE`` — the training graph as DOT, or drawn by
-  Graphviz's ``dot`` (svg, png, pdf).
+* ``symgraph graph SPEC -o FILE [--view ops|layers]`` — the training graph drawn by
+  ``sg.render`` (svg, png, pdf through Graphviz's ``dot``; .dot for the text).
 
 A bad spec or a missing file exits with status 2 and one line, no traceback.
 """
@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
 
@@ -137,28 +135,19 @@ def _info(args) -> int:
 
 def _graph(args) -> int:
     import symgraph as sg
+    from symgraph.rendering import GraphvizNotFound
     model, cfg, label = _load(args.spec, "numpy")  # the graph only: no native compile
     if cfg["compile"] is None:
         raise UsageError(f"{label}: the spec has no 'compile' section: there is no training "
                          "graph to draw")
-    outputs, grads, updates = model.train_graph
-    dot = sg.to_dot(outputs + grads, updates=updates)
-    target = args.output
-    base, ext = os.path.splitext(target)
-    if ext in ("", ".dot", ".gv"):
-        with open(target, "w") as fh:
-            fh.write(dot)
-        print(f"wrote {target}")
-        return 0
-    if ext not in (".svg", ".png", ".pdf"):
-        raise UsageError(f"{target}: the picture format is .svg, .png, .pdf or .dot")
-    with open(base + ".dot", "w") as fh:
-        fh.write(dot)
-    if shutil.which("dot") is None:
-        raise UsageError(f"Graphviz's 'dot' is not installed (apt-get install graphviz); the "
-                         f"DOT text is in {base}.dot")
-    subprocess.run(["dot", f"-T{ext[1:]}", base + ".dot", "-o", target], check=True)
-    print(f"wrote {target} (and {base}.dot)")
+    try:
+        written = sg.render(model.train_function, args.output, view=args.view,
+                            max_nodes=args.max_nodes)
+    except GraphvizNotFound as err:
+        raise UsageError(str(err).splitlines()[0] + f" (DOT text in {err.dot_path})") from None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {written}")
     return 0
 
 
@@ -179,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     graph = commands.add_parser("graph", help="draw the training graph of a spec")
     graph.add_argument("spec")
     graph.add_argument("-o", "--output", required=True, help="FILE.svg|.png|.pdf|.dot")
+    graph.add_argument("--view", default="ops", choices=("ops", "layers"),
+                       help="ops: every node; layers: one box per layer (forward | gradient)")
+    graph.add_argument("--max-nodes", type=int, default=400, help="elide nodes beyond this")
     args = parser.parse_args(argv)
     if getattr(args, "epochs", None) is not None and args.epochs < 0:
         parser.error("--epochs must be >= 0")

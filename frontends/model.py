@@ -271,13 +271,11 @@ class Model:
         from frontends.saving import load_weights
         load_weights(self, path)
 
-    def plot_graph(self, path, view: str = "ops", **kwargs):
-        """Draw the training graph (``sg.render``, see the visualisation issue)."""
-        render = getattr(sg, "render", None)
-        if render is None:
-            raise NotImplementedError("sg.render is not available yet; use "
-                                      "sg.to_dot(model.train_graph[0]) for DOT text")
-        return render(self.train_function, path, view=view, **kwargs)
+    def plot_graph(self, path, view: str = "ops", **kwargs) -> str:
+        """Draw the compiled training step (forward, gradient, updates) with ``sg.render``:
+        ``view="ops"`` every node, ``"layers"`` one box per layer."""
+        self._require_compiled("plot_graph")
+        return sg.render(self.train_function, path, view=view, **kwargs)
 
     def get_config(self) -> dict:
         from frontends.saving import functional_config

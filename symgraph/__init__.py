@@ -97,6 +97,9 @@ _LAZY = {
     "debugprint": "symgraph.printing",
     "to_dot": "symgraph.export",
     "to_networkx": "symgraph.export",
+    "render": "symgraph.rendering",
+    "render_source": "symgraph.rendering",
+    "GraphvizNotFound": "symgraph.rendering",
 }
 
 
@@ -111,15 +114,15 @@ def __getattr__(name):
 
 __all__ = [
     "DISCONNECTED", "Apply", "Constant", "DisconnectedInputError", "Function",
-    "GradNotImplementedError", "GradientCheckError", "NonFiniteError", "Op", "ShapeError",
-    "SharedVariable",
-    "TensorType", "Undefined", "UndefinedGradError", "Variable", "abs", "arange", "argmax",
-    "cast", "check_grad", "clip", "clone_replace", "concatenate", "constant", "cos",
-    "debugprint", "dot", "equal", "exp", "expand_dims", "expm1", "function", "grad", "greater",
-    "greater_equal", "hessian", "hvp", "jacobian", "less", "less_equal", "log", "log1p",
-    "logical_and", "logical_not", "logical_or", "logsumexp", "matmul", "matrix", "max",
-    "maximum", "mean", "min", "minimum", "name_scope", "nn", "not_equal", "ones_like", "power",
-    "pprint", "reshape", "scalar", "shared", "sign", "sin", "sqrt", "square", "squeeze",
-    "stack", "stop_gradient", "sum", "tanh", "tensor", "to_dot", "to_networkx", "transpose",
-    "vector", "where", "zeros_like",
+    "GradNotImplementedError", "GradientCheckError", "GraphvizNotFound", "NonFiniteError",
+    "Op", "ShapeError", "SharedVariable", "TensorType", "Undefined", "UndefinedGradError",
+    "Variable", "abs", "arange", "argmax", "cast", "check_grad", "clip", "clone_replace",
+    "concatenate", "constant", "cos", "debugprint", "dot", "equal", "exp", "expand_dims",
+    "expm1", "function", "grad", "greater", "greater_equal", "hessian", "hvp", "jacobian",
+    "less", "less_equal", "log", "log1p", "logical_and", "logical_not", "logical_or",
+    "logsumexp", "matmul", "matrix", "max", "maximum", "mean", "min", "minimum", "name_scope",
+    "nn", "not_equal", "ones_like", "power", "pprint", "render", "render_source", "reshape",
+    "scalar", "shared", "sign", "sin", "sqrt", "square", "squeeze", "stack", "stop_gradient",
+    "sum", "tanh", "tensor", "to_dot", "to_networkx", "transpose", "vector", "where",
+    "zeros_like",
 ]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,12 +63,17 @@ def test_train_writes_model_history_and_curves(tmp_path, capsys):
     assert (out_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_graph_writes_dot(tmp_path):
+def test_graph_writes_dot_and_pictures(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     spec.write_text(SPEC)
     assert main(["graph", str(spec), "-o", str(tmp_path / "g.dot")]) == 0
     text = (tmp_path / "g.dot").read_text()
-    assert text.startswith("digraph") and "dense_1/W" in text
+    assert text.startswith("digraph") and "dense_1" in text and "d(" in text
+    assert main(["graph", str(spec), "-o", str(tmp_path / "g.xyz")]) == 2
+    assert "g.xyz" in capsys.readouterr().err
+    if shutil.which("dot"):
+        assert main(["graph", str(spec), "-o", str(tmp_path / "l.svg"), "--view", "layers"]) == 0
+        assert "dense_2" in (tmp_path / "l.svg").read_text()
 
 
 @pytest.mark.parametrize("args, message", [

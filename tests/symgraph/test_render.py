@@ -13,7 +13,7 @@ import pytest
 import frontends as fe
 import symgraph as sg
 from symgraph.export import DOT_STYLES
-from symgraph.render import GraphvizNotFound, render, render_source
+from symgraph.rendering import GraphvizNotFound, render, render_source
 
 HAS_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
@@ -243,3 +243,8 @@ def test_rewritten_graph_of_a_function(model):
     assert after_ids <= set(dot_nodes(after))
     assert not after_ids & set(dot_nodes(before))
     assert after.count("(new)") == before.count("(new)") == len(f.updates)
+
+
+def test_sg_render_is_the_function_even_after_its_module_is_imported():
+    import symgraph.rendering  # noqa: F401  (a submodule named like the function would shadow it)
+    assert callable(sg.render) and sg.render is render
