@@ -32,6 +32,10 @@ gemm); that array is private to the variable (``get_value`` copies), ``epoch`` s
 private copy and ``profile`` on copies.  The others are double-buffered: the kernel writes the
 new value into a buffer of the program's that ``Function`` adopts only after the call
 succeeded.  ``call`` reassigns only the variables whose array changed.
+
+Split: the IR of the entry ``sg_step`` lives in :mod:`codegen.entry`, ``epoch`` (its IR and
+driver) in :mod:`codegen.epoch`, building a plan in :mod:`codegen.plans`; this module keeps
+compiling, keeping plans, calling, errors and introspection.
 """
 
 from __future__ import annotations
@@ -40,7 +44,6 @@ import functools
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -50,12 +53,12 @@ from symgraph.graph import Constant, SharedVariable, Variable
 
 from . import blas, pycall
 from .cache import compile_cached
+from .entry import ENTRY, TRAMPOLINE, entry_function
+from .epoch import epoch_function, run_epoch
 from .fusion import analyse, group_kernels
-from .irgen import ITEMSIZE, FunctionBuilder
 from .lower import (
     Kernel,
     KernelInfo,
-    LoweringError,
     ModuleContext,
     check_lowerable,
     lower_elementwise_group,
@@ -63,12 +66,8 @@ from .lower import (
     math_declarations,
     module_header,
 )
-from .memory import aligned_empty, infer_shapes, plan_arena
+from .plans import Plan, arg_checks, getters, make_plan, native_array
 
-ENTRY = "sg_step"
-EPOCH = "sg_epoch"
-#: the step's METH_FASTCALL trampoline (codegen.pycall), compiled into the step's module
-TRAMPOLINE = "sg_step_trampoline"
 #: attributes only the lowering produces (see ``LLVMProgram.__getattr__``)
 _LAZY = ("ir_text", "_parts", "_functions", "_kernel_roots")
 #: What a compiled function keeps between calls (module docstring, "Memory"): at most
@@ -78,20 +77,6 @@ _LAZY = ("ir_text", "_parts", "_functions", "_kernel_roots")
 MAX_PLANS = 8
 MAX_PLAN_BYTES = 64 << 20
 MAX_KEPT_BYTES = 256 << 20
-
-
-def native_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``array`` as the step builtin accepts it: an exact, aligned, C-contiguous
-    ``numpy.ndarray`` of ``dtype`` (itself when it is one, else a converted copy or view)."""
-    if array.__class__ is not np.ndarray or not array.flags.aligned:
-        array = np.array(array, dtype=dtype, order="C", copy=True, subok=False)
-    elif array.dtype != dtype:
-        array = array.astype(dtype, order="C")
-    elif not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array)
-    if array.dtype.num != dtype.num or array.dtype.byteorder != dtype.byteorder:
-        array = array.view(dtype)  # equal but not equivalent for the builtin ('q' for 'l')
-    return array
 
 
 class ArgumentRejected(TypeError):
@@ -115,21 +100,6 @@ class Rejected:
         return ArgumentRejected(f"argument {self.index} ({names[self.index]}) is not an "
                                 "aligned, C-contiguous numpy.ndarray of the compiled dtype "
                                 "and shape")
-
-
-@dataclass
-class Plan:
-    """Everything that depends on the concrete shapes of one call signature."""
-
-    builtin: Any
-    shapes: dict
-    arena: np.ndarray
-    table: np.ndarray
-    views: dict  # arena variable -> ndarray view with its concrete shape
-    targets: list  # per direct update: a pool [array, array, ...], or the argument index of
-    #: the shared variable it is written into (in place)
-    extra: dict = field(default_factory=dict)
-    nbytes: int = 0  # arena and update buffers: what keeping this plan costs
 
 
 class LLVMProgram:
@@ -275,67 +245,14 @@ class LLVMProgram:
                 k.ptr(var)
             functions.append(k.finish(info))
             kernels.append((info, list(k.params)))
-        main = self._entry_function(ctx, kernels)
+        main = entry_function(self, ctx, kernels)
         parts = [module_header(), math_declarations(ctx.math_used)]
         if ctx.uses_blas:
             parts.append(blas.blas_declarations())
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
         tramp = pycall.trampoline_ir(self._ranks(), self._nowned(), TRAMPOLINE, embedded=True)
-        text = "\n\n".join(parts + functions + [main, self._epoch_function(), tramp]) + "\n"
+        text = "\n\n".join(parts + functions + [main, epoch_function(self), tramp]) + "\n"
         return text, [info for info, _ in kernels], ctx
-
-    def _root_pointer(self, fb: FunctionBuilder, ctx: ModuleContext, root: Variable) -> str:
-        an = self.analysis
-        mode = an.mode[root]
-        nargs = len(self.args) + len(self.direct)
-        if mode == "arg" or root in self.direct:
-            index = self.args.index(root) if mode == "arg" else self.target_index[root]
-            p = fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
-            return fb.entry_op(f"b{index}", f"load ptr, ptr {p}")
-        if mode in ("const", "literal"):
-            index = nargs + 2 + self.consts.index(root)
-            p = fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
-            return fb.entry_op(f"b{index}", f"load ptr, ptr {p}")
-        if mode != "buffer":
-            raise LoweringError(f"internal: root {root!r} has mode {mode}")
-        slot = ctx.slot(("off", root.id), lambda shapes, env, r=root: env["offsets"][r])
-        arena = fb.entry_op("arena", f"load ptr, ptr {self._own(fb, nargs)}")
-        tp = fb.entry_op(f"op{slot}", f"getelementptr inbounds i64, ptr %tab, i64 {slot}")
-        off = fb.entry_op(f"ov{slot}", f"load i64, ptr {tp}")
-        return fb.entry_op(f"rp{root.id}", f"getelementptr inbounds i8, ptr {arena}, i64 {off}")
-
-    @staticmethod
-    def _own(fb: FunctionBuilder, index: int) -> str:
-        return fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
-
-    def _entry_function(self, ctx: ModuleContext, kernels, profile: bool = False) -> str:
-        """``sg_step``; with ``profile``, ``sg_step_profile`` that also adds each kernel's
-        cycle count to an int64 array passed after the constants."""
-        fb = FunctionBuilder("m")
-        nargs = len(self.args) + len(self.direct)
-        fb.entry.append(f"  %tab = load ptr, ptr {self._own(fb, nargs + 1)}")
-        if profile:
-            counters = fb.entry_op("cnt", f"load ptr, ptr "
-                                   f"{self._own(fb, nargs + 2 + len(self.consts))}")
-        for n, (info, roots) in enumerate(kernels):
-            ptrs = [f"ptr {self._root_pointer(fb, ctx, r)}" for r in roots]
-            if profile:
-                t0 = fb.op("call i64 @llvm.readcyclecounter()")
-            status = fb.op(f"call i32 @{info.name}({', '.join(ptrs + ['ptr %tab'])})")
-            if profile:
-                t1 = fb.op("call i64 @llvm.readcyclecounter()")
-                slot = fb.op(f"getelementptr inbounds i64, ptr {counters}, i64 {n}")
-                spent = fb.op(f"sub i64 {t1}, {t0}")
-                total = fb.op(f"add i64 {fb.op(f'load i64, ptr {slot}')}, {spent}")
-                fb.emit(f"store i64 {total}, ptr {slot}")
-            if info.fallible:
-                bad = fb.op(f"icmp ne i32 {status}, 0")
-                done = fb.if_begin(bad)
-                fb.emit(f"ret i32 {n + 1}")
-                fb.start_block(fb.label("dead"))
-                fb.if_end(done)
-        name = f"{ENTRY}_profile" if profile else ENTRY
-        return fb.finish(f"define i32 @{name}(ptr noalias %bufs, ptr noalias %dims) #1 {{")
 
     def profile(self, function, *args, n: int = 100) -> list[dict]:
         """Time each fused kernel over ``n`` calls on ``args`` (no shared variable changes).
@@ -352,7 +269,7 @@ class LLVMProgram:
             raise ValueError(plan.extra["bad_update"])
         if getattr(self, "_profile_module", None) is None:
             text = "\n\n".join(self._parts + self._functions + [
-                self._entry_function(self.ctx, self._kernel_roots, profile=True),
+                entry_function(self, self.ctx, self._kernel_roots, profile=True),
                 "declare i64 @llvm.readcyclecounter()"]) + "\n"
             self._profile_module = compile_cached(text, opt_level=3, loop_unrolling=False)
         counters = np.zeros(max(1, len(self.kernels)), dtype=np.int64)
@@ -361,7 +278,7 @@ class LLVMProgram:
         owned = [plan.arena, plan.table, *[c.value for c in self.consts], counters]
         builtin = pycall.make_builtin(self._profile_module.address(f"{ENTRY}_profile"), ranks,
                                       owned, keepalive=self._profile_module,
-                                      **self._arg_checks(plan, arrays))
+                                      **arg_checks(self, plan, arrays))
         builtin(*arrays, *targets)  # warm up
         counters[:] = 0
         t0 = time.perf_counter()
@@ -376,222 +293,17 @@ class LLVMProgram:
                 for info, c in zip(self.kernels, counters)]
         return sorted(rows, key=lambda r: -r["seconds"])
 
-    def _epoch_function(self) -> str:
-        """``i32 sg_epoch(ptr ctl)``: ``sg_step`` over consecutive minibatches in one call.
-
-        ``ctl`` (int64): ``[nsteps, template bufs, (base, step bytes) per input,
-        (original, A, B) per direct update, (source, destination, bytes) per output]``.  Step
-        ``s`` reads each updated variable from the previous step's target and writes the
-        other of A/B, so the caller's arrays are never written (a failed epoch changes
-        nothing); outputs are copied out of the arena after every step.
-        """
-        fb = FunctionBuilder("e")
-        nin, nupd, nout = len(self.inputs), len(self.direct), len(self.outputs)
-        nbufs = len(self.args) + nupd + 2 + len(self.consts)
-
-        def ctl(i: int, ty: str) -> str:
-            p = fb.op(f"getelementptr inbounds i64, ptr %ctl, i64 {i}")
-            return fb.op(f"load {ty}, ptr {p}")
-
-        def slot(i: int) -> str:
-            return fb.op(f"getelementptr inbounds ptr, ptr %bufs, i64 {i}")
-
-        fb.entry.append(f"  %bufs = alloca [{nbufs} x ptr]")
-        nsteps = ctl(0, "i64")
-        tmpl = ctl(1, "ptr")
-        fb.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr %bufs, ptr {tmpl}, i64 {nbufs * 8}, "
-                "i1 0)")
-        s, tok = fb.loop_begin(nsteps)
-        for k in range(nin):
-            base, step = ctl(2 + 2 * k, "ptr"), ctl(3 + 2 * k, "i64")
-            off = fb.op(f"mul i64 {s}, {step}")
-            fb.emit(f"store ptr {fb.op(f'getelementptr inbounds i8, ptr {base}, i64 {off}')}, "
-                    f"ptr {slot(k)}")
-        parity = fb.op(f"and i64 {s}, 1")
-        odd = fb.op(f"icmp ne i64 {parity}, 0")
-        first = fb.op(f"icmp eq i64 {s}, 0")
-        for n, expr in enumerate(self.direct):
-            j = self.direct[expr]
-            base = 2 + 2 * nin + 3 * n
-            orig, a, b = ctl(base, "ptr"), ctl(base + 1, "ptr"), ctl(base + 2, "ptr")
-            prev = fb.op(f"select i1 {odd}, ptr {a}, ptr {b}")
-            cur = fb.op(f"select i1 {first}, ptr {orig}, ptr {prev}")
-            target = fb.op(f"select i1 {odd}, ptr {b}, ptr {a}")
-            fb.emit(f"store ptr {cur}, ptr {slot(self.args.index(self.update_vars[j]))}")
-            fb.emit(f"store ptr {target}, ptr {slot(self.target_index[expr])}")
-        status = fb.op(f"call i32 @{ENTRY}(ptr %bufs, ptr null)")
-        bad = fb.op(f"icmp ne i32 {status}, 0")
-        done = fb.if_begin(bad)
-        fb.emit(f"ret i32 {status}")
-        fb.start_block(fb.label("dead"))
-        fb.if_end(done)
-        for o in range(nout):
-            base = 2 + 2 * nin + 3 * nupd + 3 * o
-            src, dst, nbytes = ctl(base, "ptr"), ctl(base + 1, "ptr"), ctl(base + 2, "i64")
-            off = fb.op(f"mul i64 {s}, {nbytes}")
-            d = fb.op(f"getelementptr inbounds i8, ptr {dst}, i64 {off}")
-            fb.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {d}, ptr {src}, i64 {nbytes}, i1 0)")
-        fb.loop_end(tok)
-        return fb.finish(f"define i32 @{EPOCH}(ptr noalias %ctl) {{")
-
     def epoch(self, function, *arrays, batch_size: int = 128, shuffle: int | None = None):
-        """``Function.epoch`` in one native call for the full minibatches (see
-        :meth:`_epoch_function`); the last partial batch is an ordinary call.  Falls back to
-        the Python loop when an output or update is not a plain buffer."""
-        from symgraph.function import _stack_steps
-
-        reference = function._epoch_steps  # the caller (Function.epoch) holds the lock
-        if len(arrays) != len(self.inputs) or batch_size <= 0:
-            return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
-        arrays = [np.asarray(a) for a in arrays]
-        if any(a.ndim == 0 for a in arrays) or any(a.shape[0] != arrays[0].shape[0]
-                                                   for a in arrays):
-            return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
-        n = arrays[0].shape[0]
-        full = n // batch_size
-        if full < 2 or len(self.direct) != len(self.update_exprs):
-            return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
-        if shuffle is not None:
-            order = np.random.default_rng(shuffle).permutation(n)
-            arrays = [a[order] for a in arrays]
-        first = [a[:batch_size] for a in arrays]
-        values, bindings = function.check_inputs(first)
-        arrays = [native_array(np.asarray(a), v.dtype) for a, v in zip(arrays, self.inputs)]
-        batch = [native_array(values[v], v.dtype) for v in self.inputs] + [
-            native_array(v._value, v.dtype) for v in self.shared]
-        plan = self._plan_for(batch, bindings)
-        if plan.extra["bad_update"] or any(spec[0] != "fixed" for spec in plan.extra["outputs"]):
-            return reference(*arrays, batch_size=batch_size, shuffle=None)
-        # in-place updates step on one private copy (the caller's arrays are never written)
-        fresh = []
-        for pool in plan.targets:
-            if isinstance(pool, int):
-                copy = batch[pool].copy()
-                fresh.append([copy, copy])
-            else:
-                fresh.append([np.empty_like(pool[0]), np.empty_like(pool[0])])
-        stacks = [np.empty((full, *spec[1].shape), spec[1].dtype)
-                  for spec in plan.extra["outputs"]]
-        ctl = [full, 0]
-        for a in arrays:
-            ctl += [a.ctypes.data, a.strides[0] * batch_size if a.shape[0] else 0]
-        for j, pair, pool in zip(self.direct.values(), fresh, plan.targets):
-            orig = pair[0] if isinstance(pool, int) else batch[self.args.index(self.update_vars[j])]
-            ctl += [orig.ctypes.data, pair[0].ctypes.data, pair[1].ctypes.data]
-        for spec, st in zip(plan.extra["outputs"], stacks):
-            ctl += [spec[1].ctypes.data, st.ctypes.data, spec[1].nbytes]
-        template = np.array([a.ctypes.data for a in batch]
-                            + [pair[0].ctypes.data for pair in fresh]
-                            + [plan.arena.ctypes.data, plan.table.ctypes.data]
-                            + [c.value.ctypes.data for c in self.consts], dtype=np.uint64)
-        ctl[1] = template.ctypes.data
-        ctl_array = np.array(ctl, dtype=np.uint64)
-        status = self._epoch_fn()(ctl_array.ctypes.data)
-        if status:
-            self._raise(status, plan)
-        last = (full - 1) % 2
-        saved = [(var, var._value) for var in self.shared]
-        for j, pair in zip(self.direct.values(), fresh):
-            var = self.update_vars[j]
-            var._value = pair[last]
-        steps = [list(st) for st in stacks]
-        sizes = [batch_size] * full
-        try:
-            if n > full * batch_size:
-                rest = function(*[a[full * batch_size:] for a in arrays])
-                rest = [rest] if function.single else rest
-                for k, value in enumerate(rest):
-                    steps[k].append(value)
-                sizes.append(n - full * batch_size)
-        except Exception:
-            for var, value in saved:
-                var._value = value
-            raise
-        stacked = [_stack_steps(values, sizes) for values in steps]
-        return stacked[0] if function.single else stacked
-
-    def _epoch_fn(self):
-        fn = getattr(self, "_epoch_cfunc", None)
-        if fn is None:
-            import ctypes
-            fn = self._epoch_cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(
-                self.module.address(EPOCH))
-        return fn
+        """``Function.epoch`` in one native call for the full minibatches
+        (:func:`codegen.epoch.run_epoch`); the last partial batch is an ordinary call.  Falls
+        back to the Python loop when an output or update is not a plain buffer."""
+        return run_epoch(self, function, *arrays, batch_size=batch_size, shuffle=shuffle)
 
     # -- per-signature plans ---------------------------------------------------------------
     def _make_plan(self, arrays: list[np.ndarray], bindings: dict) -> Plan:
-        an = self.analysis
-        shapes: dict = {v: a.shape for v, a in zip(self.args, arrays)}
-        for v in an.mode:
-            if isinstance(v, Constant):
-                shapes[v] = v.value.shape
-        infer_shapes(an.all_nodes, shapes, bindings)
-        for node in an.nodes:  # numpy refuses max/min over an empty axis with a non-empty result
-            from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
-            from symgraph.ops.reduce import Argmax, Reduce
-            op = node.op
-            axes = None
-            if isinstance(op, Reduce) and op.kind in ("max", "min"):
-                axes = op.axes
-            elif isinstance(op, (Softmax, LogSoftmax)):
-                axes = (op.axis,)
-            elif isinstance(op, LogSumExp):
-                axes = op.axes
-            elif isinstance(op, Argmax):
-                axes = tuple(range(node.inputs[0].ndim)) if op.axis is None else (op.axis,)
-            if axes is not None:
-                xs = shapes[node.inputs[0]]
-                if any(xs[a] == 0 for a in axes) and np.prod(xs) == 0 and \
-                        np.prod([xs[a] for a in range(len(xs)) if a not in axes]) > 0:
-                    where = f"\n  created at {node.site}" if node.site else ""
-                    raise ValueError(f"{op.name}: zero-size reduction without identity{where}")
-        # arena
-        step_of = {v: n for n, info in enumerate(self.kernels) for v in info.outputs}
-        sizes, birth, death = {}, {}, {}
-        forever = len(self.kernels) + 1
-        keep = {an.root(v) for v in self.outputs + self.update_exprs}
-        for var in self._arena_vars:
-            sizes[var] = int(np.prod(shapes[var], dtype=np.int64)) * ITEMSIZE[var.dtype.name]
-            birth[var] = death[var] = step_of[var]
-            if var in keep:
-                death[var] = forever
-        for n, info in enumerate(self.kernels):
-            for root in info.reads:
-                if root in death and root not in info.outputs:
-                    death[root] = max(death[root], n)
-        offsets, total = plan_arena(sizes, birth, death)
-        arena = aligned_empty(max(total, 64))
-        env = {"bindings": bindings, "offsets": offsets}
-        table = np.array([fn(shapes, env) for fn in self.ctx.slots] or [0], dtype=np.int64)
-        views = {}
-        for var, off in offsets.items():
-            n = int(np.prod(shapes[var], dtype=np.int64))
-            views[var] = np.frombuffer(arena, dtype=var.dtype, count=n,
-                                       offset=off).reshape(shapes[var])
-        targets = []  # per direct update: a pool of buffers, or (in place) the argument index
-        for expr, j in self.direct.items():
-            var = self.update_vars[j]
-            if expr in an.inplace:
-                targets.append(self.args.index(var))
-                continue
-            targets.append([np.empty(shapes[expr], var.dtype), np.empty(shapes[expr], var.dtype)])
-        ranks = [a.ndim for a in arrays] + [len(shapes[e]) for e in self.direct]
-        owned = [arena, table, *[c.value for c in self.consts]]
-        plan = Plan(None, shapes, arena, table, views, targets)
-        plan.builtin = pycall.make_builtin(self.entry, ranks, owned, name="sg_step",
-                                           keepalive=self.module,
-                                           **self._arg_checks(plan, arrays))
-        plan.nbytes = arena.nbytes + table.nbytes + sum(
-            b.nbytes for pool in targets if not isinstance(pool, int) for b in pool)
-        return plan
-
-    def _arg_checks(self, plan: Plan, arrays: list[np.ndarray]) -> dict:
-        """What the step builtin checks natively per argument (``pycall.make_builtin``):
-        inputs, shared values, then update targets (written: writeable)."""
-        targets = [self.update_vars[j] for j in self.direct.values()]
-        return {"dtypes": [v.dtype for v in self.args] + [v.dtype for v in targets],
-                "shapes": [a.shape for a in arrays] + [plan.shapes[e] for e in self.direct],
-                "writeable": [False] * len(self.args) + [True] * len(targets)}
+        """A new plan for canonical ``arrays`` (:func:`codegen.plans.make_plan`); a method so
+        that ``_runner_for`` builds plans through the program."""
+        return make_plan(self, arrays, bindings)
 
     def _signature(self, arrays: list[np.ndarray]) -> tuple:
         """The cache key of canonical ``arrays`` (inputs then shared values): what ``call``
@@ -615,7 +327,7 @@ class LLVMProgram:
                 self._last = run  # the most recently used plan: the fast path's first guess
             return run
         plan = self._make_plan(arrays, bindings)
-        self._getters(plan)
+        getters(self, plan)
         run = self._runner(plan, self.single)
         run.plan = plan  # (the plan must not point back: no cycle, a dropped arena is freed
         # at once, not at the next garbage collection)
@@ -638,46 +350,6 @@ class LLVMProgram:
         return {"plans": len(sizes), "bytes": sum(sizes), "largest": max(sizes, default=0)}
 
     # -- calling ---------------------------------------------------------------------------
-    def _getters(self, plan: Plan) -> None:
-        """Per plan: how to fetch each output / update value after a call."""
-        direct = list(self.direct)
-        arg_pos = {v: k for k, v in enumerate(self.args)}
-
-        def getter(var):
-            root, shape = self.analysis.root(var), plan.shapes[var]
-            if root in self.direct:
-                return ("direct", direct.index(root), shape)
-            if root in arg_pos:
-                return ("arg", arg_pos[root], shape)
-            if isinstance(root, Constant):
-                return ("fixed", root.value.reshape(shape), None)
-            return ("fixed", plan.views[root].reshape(shape), None)
-        plan.extra["outputs"] = [getter(v) for v in self.outputs]
-        plan.extra["updates"] = [None if self.direct.get(e) == j else getter(e)
-                                 for j, e in enumerate(self.update_exprs)]
-        plan.extra["all_direct"] = all(spec is None for spec in plan.extra["updates"])
-        plan.extra["bad_update"] = None
-        for var, expr in zip(self.update_vars, self.update_exprs):
-            old = plan.shapes[var] if var in plan.shapes else var._value.shape
-            if tuple(plan.shapes[expr]) != tuple(old):
-                plan.extra["bad_update"] = (f"update of {var.name!r} would change its shape "
-                                            f"from {tuple(old)} to {tuple(plan.shapes[expr])}")
-        # for ``call``: the variables whose value object changes (an in-place update keeps
-        # its array), each with its getter spec ("chosen", n) or the output-style spec
-        assign, n = [], 0
-        for var, spec in zip(self.update_vars, plan.extra["updates"]):
-            if spec is None:
-                if not isinstance(plan.targets[n], int):
-                    assign.append((var, "chosen", n, None))
-                n += 1
-            else:
-                assign.append((var, *spec))
-        plan.extra["assign"] = assign
-        outs = plan.extra["outputs"]
-        plan.extra["fixed_outputs"] = [spec[1] for spec in outs] \
-            if all(spec[0] == "fixed" for spec in outs) else None
-        plan.extra["pools"] = any(not isinstance(t, int) for t in plan.targets)
-
     def call(self, args: tuple):
         """``Function.__call__`` with its checks cached: same semantics (outputs copied,
         updates adopted after success), a repeated call costs about a microsecond.

@@ -1,0 +1,83 @@
+"""IR of the step's entry function, ``sg_step``, and of its profiling twin.
+
+Split out of :mod:`codegen.backend` so that the program class keeps to compiling and calling:
+this module only knows how ``sg_step(bufs, dims)`` finds each kernel's buffers (arguments,
+update targets, constants, arena offsets read from the int64 table) and calls the kernels in
+order, returning the 1-based number of the first fallible kernel that failed.
+``codegen.epoch`` calls ``sg_step`` once per minibatch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from symgraph.graph import Variable
+
+from .irgen import FunctionBuilder
+from .lower import LoweringError, ModuleContext
+
+if TYPE_CHECKING:
+    from .backend import LLVMProgram
+
+ENTRY = "sg_step"
+#: the step's METH_FASTCALL trampoline (codegen.pycall), compiled into the step's module
+TRAMPOLINE = "sg_step_trampoline"
+
+
+def root_pointer(program: LLVMProgram, fb: FunctionBuilder, ctx: ModuleContext,
+                 root: Variable) -> str:
+    """The entry's pointer to ``root``'s buffer: an argument, an update target, a constant
+    (all slots of ``bufs``) or an offset into the arena read from the int64 table."""
+    an = program.analysis
+    mode = an.mode[root]
+    nargs = len(program.args) + len(program.direct)
+    if mode == "arg" or root in program.direct:
+        index = program.args.index(root) if mode == "arg" else program.target_index[root]
+        p = fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
+        return fb.entry_op(f"b{index}", f"load ptr, ptr {p}")
+    if mode in ("const", "literal"):
+        index = nargs + 2 + program.consts.index(root)
+        p = fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
+        return fb.entry_op(f"b{index}", f"load ptr, ptr {p}")
+    if mode != "buffer":
+        raise LoweringError(f"internal: root {root!r} has mode {mode}")
+    slot = ctx.slot(("off", root.id), lambda shapes, env, r=root: env["offsets"][r])
+    arena = fb.entry_op("arena", f"load ptr, ptr {own(fb, nargs)}")
+    tp = fb.entry_op(f"op{slot}", f"getelementptr inbounds i64, ptr %tab, i64 {slot}")
+    off = fb.entry_op(f"ov{slot}", f"load i64, ptr {tp}")
+    return fb.entry_op(f"rp{root.id}", f"getelementptr inbounds i8, ptr {arena}, i64 {off}")
+
+
+def own(fb: FunctionBuilder, index: int) -> str:
+    """Address of slot ``index`` of ``bufs`` (the arena, the table, constants, counters)."""
+    return fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
+
+
+def entry_function(program: LLVMProgram, ctx: ModuleContext, kernels, profile: bool = False) -> str:
+    """``sg_step``; with ``profile``, ``sg_step_profile`` that also adds each kernel's
+    cycle count to an int64 array passed after the constants."""
+    fb = FunctionBuilder("m")
+    nargs = len(program.args) + len(program.direct)
+    fb.entry.append(f"  %tab = load ptr, ptr {own(fb, nargs + 1)}")
+    if profile:
+        counters = fb.entry_op("cnt", f"load ptr, ptr "
+                               f"{own(fb, nargs + 2 + len(program.consts))}")
+    for n, (info, roots) in enumerate(kernels):
+        ptrs = [f"ptr {root_pointer(program, fb, ctx, r)}" for r in roots]
+        if profile:
+            t0 = fb.op("call i64 @llvm.readcyclecounter()")
+        status = fb.op(f"call i32 @{info.name}({', '.join(ptrs + ['ptr %tab'])})")
+        if profile:
+            t1 = fb.op("call i64 @llvm.readcyclecounter()")
+            slot = fb.op(f"getelementptr inbounds i64, ptr {counters}, i64 {n}")
+            spent = fb.op(f"sub i64 {t1}, {t0}")
+            total = fb.op(f"add i64 {fb.op(f'load i64, ptr {slot}')}, {spent}")
+            fb.emit(f"store i64 {total}, ptr {slot}")
+        if info.fallible:
+            bad = fb.op(f"icmp ne i32 {status}, 0")
+            done = fb.if_begin(bad)
+            fb.emit(f"ret i32 {n + 1}")
+            fb.start_block(fb.label("dead"))
+            fb.if_end(done)
+    name = f"{ENTRY}_profile" if profile else ENTRY
+    return fb.finish(f"define i32 @{name}(ptr noalias %bufs, ptr noalias %dims) #1 {{")

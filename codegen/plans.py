@@ -1,0 +1,170 @@
+"""Per-signature plans of an ``LLVMProgram``: what depends on one call's concrete shapes.
+
+Split out of :mod:`codegen.backend` so that building a plan -- shape inference, the zero-size
+reduction check, the arena layout, the int64 table of sizes and offsets, the update targets
+(in place or a pool of two buffers) and the ``METH_FASTCALL`` step builtin with its native
+argument checks -- and the per-plan getters of outputs and new values are read in one place.
+Keeping plans (the LRU, ``memory_kept``) and calling them stay with the program.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from symgraph.graph import Constant
+
+from . import pycall
+from .irgen import ITEMSIZE
+from .memory import aligned_empty, infer_shapes, plan_arena
+
+if TYPE_CHECKING:
+    from .backend import LLVMProgram
+
+
+def native_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` as the step builtin accepts it: an exact, aligned, C-contiguous
+    ``numpy.ndarray`` of ``dtype`` (itself when it is one, else a converted copy or view)."""
+    if array.__class__ is not np.ndarray or not array.flags.aligned:
+        array = np.array(array, dtype=dtype, order="C", copy=True, subok=False)
+    elif array.dtype != dtype:
+        array = array.astype(dtype, order="C")
+    elif not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    if array.dtype.num != dtype.num or array.dtype.byteorder != dtype.byteorder:
+        array = array.view(dtype)  # equal but not equivalent for the builtin ('q' for 'l')
+    return array
+
+
+@dataclass
+class Plan:
+    """Everything that depends on the concrete shapes of one call signature."""
+
+    builtin: Any
+    shapes: dict
+    arena: np.ndarray
+    table: np.ndarray
+    views: dict  # arena variable -> ndarray view with its concrete shape
+    targets: list  # per direct update: a pool [array, array, ...], or the argument index of
+    #: the shared variable it is written into (in place)
+    extra: dict = field(default_factory=dict)
+    nbytes: int = 0  # arena and update buffers: what keeping this plan costs
+
+
+def make_plan(program: LLVMProgram, arrays: list[np.ndarray], bindings: dict) -> Plan:
+    an = program.analysis
+    shapes: dict = {v: a.shape for v, a in zip(program.args, arrays)}
+    for v in an.mode:
+        if isinstance(v, Constant):
+            shapes[v] = v.value.shape
+    infer_shapes(an.all_nodes, shapes, bindings)
+    for node in an.nodes:  # numpy refuses max/min over an empty axis with a non-empty result
+        from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
+        from symgraph.ops.reduce import Argmax, Reduce
+        op = node.op
+        axes = None
+        if isinstance(op, Reduce) and op.kind in ("max", "min"):
+            axes = op.axes
+        elif isinstance(op, (Softmax, LogSoftmax)):
+            axes = (op.axis,)
+        elif isinstance(op, LogSumExp):
+            axes = op.axes
+        elif isinstance(op, Argmax):
+            axes = tuple(range(node.inputs[0].ndim)) if op.axis is None else (op.axis,)
+        if axes is not None:
+            xs = shapes[node.inputs[0]]
+            if any(xs[a] == 0 for a in axes) and np.prod(xs) == 0 and \
+                    np.prod([xs[a] for a in range(len(xs)) if a not in axes]) > 0:
+                where = f"\n  created at {node.site}" if node.site else ""
+                raise ValueError(f"{op.name}: zero-size reduction without identity{where}")
+    # arena
+    step_of = {v: n for n, info in enumerate(program.kernels) for v in info.outputs}
+    sizes, birth, death = {}, {}, {}
+    forever = len(program.kernels) + 1
+    keep = {an.root(v) for v in program.outputs + program.update_exprs}
+    for var in program._arena_vars:
+        sizes[var] = int(np.prod(shapes[var], dtype=np.int64)) * ITEMSIZE[var.dtype.name]
+        birth[var] = death[var] = step_of[var]
+        if var in keep:
+            death[var] = forever
+    for n, info in enumerate(program.kernels):
+        for root in info.reads:
+            if root in death and root not in info.outputs:
+                death[root] = max(death[root], n)
+    offsets, total = plan_arena(sizes, birth, death)
+    arena = aligned_empty(max(total, 64))
+    env = {"bindings": bindings, "offsets": offsets}
+    table = np.array([fn(shapes, env) for fn in program.ctx.slots] or [0], dtype=np.int64)
+    views = {}
+    for var, off in offsets.items():
+        n = int(np.prod(shapes[var], dtype=np.int64))
+        views[var] = np.frombuffer(arena, dtype=var.dtype, count=n,
+                                   offset=off).reshape(shapes[var])
+    targets = []  # per direct update: a pool of buffers, or (in place) the argument index
+    for expr, j in program.direct.items():
+        var = program.update_vars[j]
+        if expr in an.inplace:
+            targets.append(program.args.index(var))
+            continue
+        targets.append([np.empty(shapes[expr], var.dtype), np.empty(shapes[expr], var.dtype)])
+    ranks = [a.ndim for a in arrays] + [len(shapes[e]) for e in program.direct]
+    owned = [arena, table, *[c.value for c in program.consts]]
+    plan = Plan(None, shapes, arena, table, views, targets)
+    plan.builtin = pycall.make_builtin(program.entry, ranks, owned, name="sg_step",
+                                       keepalive=program.module,
+                                       **arg_checks(program, plan, arrays))
+    plan.nbytes = arena.nbytes + table.nbytes + sum(
+        b.nbytes for pool in targets if not isinstance(pool, int) for b in pool)
+    return plan
+
+
+def arg_checks(program: LLVMProgram, plan: Plan, arrays: list[np.ndarray]) -> dict:
+    """What the step builtin checks natively per argument (``pycall.make_builtin``):
+    inputs, shared values, then update targets (written: writeable)."""
+    targets = [program.update_vars[j] for j in program.direct.values()]
+    return {"dtypes": [v.dtype for v in program.args] + [v.dtype for v in targets],
+            "shapes": [a.shape for a in arrays] + [plan.shapes[e] for e in program.direct],
+            "writeable": [False] * len(program.args) + [True] * len(targets)}
+
+
+def getters(program: LLVMProgram, plan: Plan) -> None:
+    """Per plan: how to fetch each output / update value after a call."""
+    direct = list(program.direct)
+    arg_pos = {v: k for k, v in enumerate(program.args)}
+
+    def getter(var):
+        root, shape = program.analysis.root(var), plan.shapes[var]
+        if root in program.direct:
+            return ("direct", direct.index(root), shape)
+        if root in arg_pos:
+            return ("arg", arg_pos[root], shape)
+        if isinstance(root, Constant):
+            return ("fixed", root.value.reshape(shape), None)
+        return ("fixed", plan.views[root].reshape(shape), None)
+    plan.extra["outputs"] = [getter(v) for v in program.outputs]
+    plan.extra["updates"] = [None if program.direct.get(e) == j else getter(e)
+                             for j, e in enumerate(program.update_exprs)]
+    plan.extra["all_direct"] = all(spec is None for spec in plan.extra["updates"])
+    plan.extra["bad_update"] = None
+    for var, expr in zip(program.update_vars, program.update_exprs):
+        old = plan.shapes[var] if var in plan.shapes else var._value.shape
+        if tuple(plan.shapes[expr]) != tuple(old):
+            plan.extra["bad_update"] = (f"update of {var.name!r} would change its shape "
+                                        f"from {tuple(old)} to {tuple(plan.shapes[expr])}")
+    # for ``call``: the variables whose value object changes (an in-place update keeps
+    # its array), each with its getter spec ("chosen", n) or the output-style spec
+    assign, n = [], 0
+    for var, spec in zip(program.update_vars, plan.extra["updates"]):
+        if spec is None:
+            if not isinstance(plan.targets[n], int):
+                assign.append((var, "chosen", n, None))
+            n += 1
+        else:
+            assign.append((var, *spec))
+    plan.extra["assign"] = assign
+    outs = plan.extra["outputs"]
+    plan.extra["fixed_outputs"] = [spec[1] for spec in outs] \
+        if all(spec[0] == "fixed" for spec in outs) else None
+    plan.extra["pools"] = any(not isinstance(t, int) for t in plan.targets)
