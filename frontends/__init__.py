@@ -22,8 +22,8 @@ register_internal_package(__file__)
 
 from frontends import callbacks, initializers, layers  # noqa: E402
 from frontends.callbacks import Callback, EarlyStopping, History  # noqa: E402
-from frontends.model import Input, Model, Sequential  # noqa: E402
-from frontends.saving import ModelFileError, load_model  # noqa: E402
+from frontends.model import Input, Model, Sequential, load_model  # noqa: E402
+from frontends.saving import ModelFileError  # noqa: E402
 
 _SUBMODULES = ("losses", "metrics", "optimizers", "regularizers", "schedules", "datasets",
                "spec", "training", "saving")

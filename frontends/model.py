@@ -13,12 +13,15 @@ inference graph. ``fit`` lives in ``frontends.training``; files in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
 import symgraph as sg
+from frontends import layers as layer_lib
 from frontends.layers.base import Layer
+from frontends.saving import ModelFileError, assign_weights, load_weights, read_file, save_model
 from symgraph.graph import toposort
 
 
@@ -263,12 +266,10 @@ class Model:
 
     def save(self, path) -> None:
         """Architecture (JSON), weights and optimizer state in one ``.npz`` file."""
-        from frontends.saving import save_model
         save_model(self, path)
 
     def load_weights(self, path) -> None:
         """Weights from a file written by ``save`` for the same architecture."""
-        from frontends.saving import load_weights
         load_weights(self, path)
 
     def plot_graph(self, path, view: str = "ops", **kwargs) -> str:
@@ -278,8 +279,7 @@ class Model:
         return sg.render(self.train_function, path, view=view, **kwargs)
 
     def get_config(self) -> dict:
-        from frontends.saving import functional_config
-        return functional_config(self)
+        return _functional_config(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}: {len(self.layers)} layers, " \
@@ -340,3 +340,85 @@ def _node_counts(outputs: list[sg.Variable], updates: list[sg.Variable]) -> dict
     grad = sum(1 for n in step if n.grad_call is not None)
     return {"forward": len(forward), "gradient": grad,
             "update": len(step) - len(forward) - grad}
+
+
+# --------------------------------------------------------------------------- files
+
+
+def load_model(path, compile: bool = True) -> Model:
+    """A model saved with ``model.save``: same architecture, weights and (when it was
+    compiled and ``compile``) the same compile settings and optimizer state.
+
+    >>> model = fe.load_model("digits.npz"); model.evaluate(Xt, yt)
+    """
+    header, arrays = read_file(path)
+    config = header["config"]
+    try:
+        if header["class"] == "Sequential":
+            built = [layer_lib.get(c["type"])(**_layer_args(c)) for c in config["layers"]]
+            model = Sequential(built, input_shape=config["input_shape"], dtype=config["dtype"],
+                               seed=config["seed"], name=config["name"])
+        elif header["class"] == "Model":
+            inputs = [Input(shape, dtype, name) for name, shape, dtype in config["inputs"]]
+            made = [layer_lib.get(c["type"])(**_layer_args(c)) for c in config["layers"]]
+            values: list[sg.Variable] = []
+            for layer_index, refs in config["calls"]:
+                args = [inputs[k] if kind == "input" else values[k] for kind, k in refs]
+                layer = made[layer_index]
+                values.append(layer(args if getattr(layer, "merge", None) else args[0]))
+            out = values[config["output"][1]] if config["output"][0] == "call" \
+                else inputs[config["output"][1]]
+            model = Model(inputs, out, seed=config["seed"], name=config["name"])
+        else:
+            raise ModelFileError(f"{os.fspath(path)!r}: unknown model class "
+                                 f"{header['class']!r}")
+    except (KeyError, TypeError, IndexError) as err:
+        raise ModelFileError(f"{os.fspath(path)!r} has a damaged architecture entry: "
+                             f"{err!r}") from None
+    assign_weights(model, header, arrays, path)
+    if compile and header.get("compile"):
+        c = header["compile"]
+        model.compile(loss=c["loss"], optimizer=c["optimizer"], regularizer=c["regularizer"],
+                      metrics=c["metrics"])
+        opt_vars = model.optimizer.variables()
+        for i, var in enumerate(opt_vars):
+            if f"optimizer_{i}" in arrays and arrays[f"optimizer_{i}"].shape == \
+                    tuple(var.shape):
+                var.set_value(arrays[f"optimizer_{i}"])
+    return model
+
+
+def _layer_args(layer_config: dict) -> dict:
+    return {k: v for k, v in layer_config.items() if k != "type"}
+
+
+def _functional_config(model: Model) -> dict:
+    """A functional model as layer configs plus who feeds whom; only graphs made of layer
+    calls can be saved this way (raw symgraph ops between layers cannot)."""
+    calls: list = []
+    index_of_call: dict[int, int] = {}
+    layer_index = {id(layer): i for i, layer in enumerate(model.layers)}
+
+    def ref(var):
+        if var in model.inputs:
+            return ["input", model.inputs.index(var)]
+        layer = getattr(var, "layer", None)
+        if layer is None:
+            raise NotImplementedError(
+                f"model.save: the graph has symgraph ops between layers (at {var!r}, created "
+                f"at {var.site}); such a model cannot be rebuilt from a file. Use layers for "
+                "every step (fe.layers.Add for residuals), or rebuild it in code and use "
+                "model.load_weights(path)")
+        if var.id not in index_of_call:
+            sources = var.layer_input if isinstance(var.layer_input, list) else [var.layer_input]
+            refs = [ref(s) for s in sources]
+            index_of_call[var.id] = len(calls)
+            calls.append([layer_index[id(layer)], refs])
+        return ["call", index_of_call[var.id]]
+
+    output = ref(model.output)
+    return {"name": model.name, "seed": model.seed,
+            "inputs": [[x.name, [int(d) for d in x.shape[1:]], x.dtype.name]
+                       for x in model.inputs],
+            "layers": [layer.get_config() for layer in model.layers],
+            "calls": calls, "output": output}
