@@ -234,7 +234,13 @@ class Model:
                                "optimizer=...))")
 
     def _inputs(self, x, what: str) -> list[np.ndarray]:
-        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(self.inputs) == 1:
+            # one input: a list is its data (nested lists of numbers), unless it is [array]
+            single = (isinstance(x, (list, tuple)) and len(x) == 1
+                      and np.ndim(x[0]) == self.inputs[0].ndim)
+            xs = [x[0]] if single else [x]
+        else:
+            xs = list(x) if isinstance(x, (list, tuple)) else [x]
         if len(xs) != len(self.inputs):
             raise ValueError(f"{what}: the model has {len(self.inputs)} inputs, got {len(xs)} "
                              "arrays")
@@ -251,8 +257,16 @@ class Model:
     def _arrays(self, x, y, what: str) -> list[np.ndarray]:
         arrays = self._inputs(x, what)
         y = np.asarray(y)
-        if len(y) != len(arrays[0]):
-            raise ValueError(f"{what}: x has {len(arrays[0])} examples, y has {len(y)}")
+        if y.ndim == 0 or len(y) != len(arrays[0]):
+            raise ValueError(f"{what}: x has {len(arrays[0])} examples, y has "
+                             f"{len(y) if y.ndim else 'none (a scalar)'}")
+        target = getattr(self, "target", None)
+        if target is not None and y.ndim != target.ndim:
+            hint = (" (one-hot rows? pass the class indices: y.argmax(1))"
+                    if target.ndim == 1 and y.ndim == 2 else "")
+            raise ValueError(f"{what}: the loss {self.loss.name} takes targets of shape "
+                             f"{sg.shapes.format_shape(target.shape)} ({target.dtype.name}), "
+                             f"got y of shape {y.shape}{hint}")
         return arrays + [y]
 
     # -- description
@@ -305,6 +319,8 @@ class Sequential(Model):
             if layer.built:
                 raise ValueError(f"layer {layer.name} already belongs to another model")
             taken.add(layer.ensure_name(taken))
+        if isinstance(input_shape, (int, np.integer)):
+            input_shape = (input_shape,)  # Sequential(..., input_shape=64)
         self.input_shape = tuple(int(d) for d in input_shape)
         self.dtype = str(np.dtype(dtype))
         x = Input(self.input_shape, self.dtype)

@@ -161,3 +161,18 @@ def test_ctrl_c_during_a_chunk_finishes_the_chunk_then_stops():
     for a, b in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_friendly_inputs_and_target_shape_errors():
+    X, y = _data(n=40)
+    model = fe.Sequential([L.Dense(2)], input_shape=6, seed=0)  # an int input shape
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"cross_entropy takes targets of shape \(batch,\) "
+                                         r"\(int64\), got y of shape \(40, 2\).*argmax"):
+        model.fit(X, np.eye(2)[y], progress=False)
+    twin = fe.Sequential([L.Dense(2)], input_shape=(6,), seed=0)
+    twin.compile(loss="cross_entropy", optimizer="sgd")
+    model.fit(X.tolist(), y.tolist(), shuffle=False, progress=False, verbose=False)  # lists
+    twin.fit([X], y, shuffle=False, progress=False, verbose=False)  # [array] for one input
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
