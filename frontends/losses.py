@@ -171,7 +171,23 @@ class CrossEntropy(Loss):
         return _label_target(self.name, self._outputs(outputs), name)
 
 
-class BinaryCrossEntropy(Loss):
+class _SameShapeLoss(Loss):
+    """Elementwise losses: the targets have the outputs' shape and dtype (no broadcasting:
+    ``(batch, 1)`` against ``(batch,)`` would silently become ``(batch, batch)``)."""
+
+    def _build(self, outputs, targets):
+        _check_same_shape(self.name, outputs, targets)
+        return self._elementwise(outputs, targets)
+
+    def _elementwise(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
+        raise NotImplementedError
+
+    def target(self, outputs, name="y"):
+        outputs = self._outputs(outputs)
+        return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
+
+
+class BinaryCrossEntropy(_SameShapeLoss):
     """Sigmoid cross-entropy from logits; targets in [0, 1] with the outputs' shape.
 
     ``mean over all elements of softplus(z) - y z`` (= ``-y log s(z) - (1-y)
@@ -182,30 +198,20 @@ class BinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy"
 
-    def _build(self, outputs, targets):
-        _check_same_shape(self.name, outputs, targets)
+    def _elementwise(self, outputs, targets):
         return sg.nn.binary_cross_entropy(outputs, targets)
 
-    def target(self, outputs, name="y"):
-        outputs = self._outputs(outputs)
-        return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
 
-
-class MeanSquaredError(Loss):
+class MeanSquaredError(_SameShapeLoss):
     """Mean over all elements of ``(outputs - targets)^2`` (Keras and torch ``mse_loss``)."""
 
     name = "mse"
 
-    def _build(self, outputs, targets):
-        _check_same_shape(self.name, outputs, targets)
+    def _elementwise(self, outputs, targets):
         return sg.nn.mse(outputs, targets)
 
-    def target(self, outputs, name="y"):
-        outputs = self._outputs(outputs)
-        return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
 
-
-class MeanAbsoluteError(Loss):
+class MeanAbsoluteError(_SameShapeLoss):
     """Mean over all elements of ``|outputs - targets|`` (torch ``l1_loss``).
 
     The gradient at an exact fit is 0 (the subgradient ``sign(0)``).
@@ -213,13 +219,8 @@ class MeanAbsoluteError(Loss):
 
     name = "mae"
 
-    def _build(self, outputs, targets):
-        _check_same_shape(self.name, outputs, targets)
+    def _elementwise(self, outputs, targets):
         return sg.mean(sg.abs(outputs - sg.cast(targets, outputs.dtype)))
-
-    def target(self, outputs, name="y"):
-        outputs = self._outputs(outputs)
-        return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
 
 
 class Hinge(Loss):
