@@ -1,8 +1,11 @@
-"""Keras-style callbacks: hooks ``fit`` calls around epochs (``History``, ``EarlyStopping``).
+"""Keras-style callbacks: hooks ``fit`` calls around epochs (``History``, ``EarlyStopping``,
+``Diagnostics``).
 
-A callback sees the model (``self.model``) and the epoch's ``logs`` (loss,
-metrics, ``val_*``, ``time``); setting ``model.stop_training = True`` ends
-training after the current epoch.
+A callback sees the model (``self.model``), the arrays it trains on
+(``self.training_data``, after any validation split) and the epoch's ``logs``
+(loss, metrics, ``val_*``, ``time``); setting ``model.stop_training = True``
+ends training after the current epoch. ``fit`` keeps its ``History`` as
+``model.history``, where ``Diagnostics`` records per-layer statistics.
 """
 
 from __future__ import annotations
@@ -17,9 +20,16 @@ class Callback:
     """Base class: override the hooks you need."""
 
     model = None
+    #: ``(x, y)``: the arrays ``fit`` trains on (after a validation split), or ``None``
+    training_data = None
 
     def set_model(self, model) -> None:
         self.model = model
+
+    def set_training_data(self, x, y) -> None:
+        """Called by ``fit`` before ``on_train_begin``: the raw ``x`` (an array, or a list of
+        arrays for a model with several inputs) and ``y`` the model trains on."""
+        self.training_data = (x, y)
 
     def on_train_begin(self, logs: dict) -> None: pass
     def on_epoch_begin(self, epoch: int, logs: dict) -> None: pass
@@ -45,6 +55,17 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.params: dict = {}
+        #: ``Diagnostics``' records: ``diagnostics[layer][stat]``, one entry per probed epoch
+        self.diagnostics: dict[str, dict[str, list]] = {}
+        #: the epochs (0-based) those entries belong to
+        self.diagnostics_epoch: list[int] = []
+
+    def record_diagnostics(self, epoch: int, stats: dict[str, dict]) -> None:
+        """Append one probe's statistics (``Probe.stats()``) as epoch ``epoch``."""
+        self.diagnostics_epoch.append(int(epoch))
+        for layer, values in stats.items():
+            for stat, value in values.items():
+                self.diagnostics.setdefault(layer, {}).setdefault(stat, []).append(value)
 
     def on_epoch_end(self, epoch, logs):
         self.epoch.append(epoch)
@@ -52,8 +73,14 @@ class History(Callback):
             self.history.setdefault(key, []).append(float(value))
 
     def to_json(self) -> str:
-        return json.dumps({"epoch": self.epoch, "params": self.params, **self.history},
-                          indent=1)
+        record = {"epoch": self.epoch, "params": self.params, **self.history}
+        if self.diagnostics_epoch:
+            record["diagnostics_epoch"] = self.diagnostics_epoch
+            # nan (zero weights' update ratio) is not JSON: null
+            record["diagnostics"] = {
+                layer: {stat: [_json_value(v) for v in values] for stat, values in stats.items()}
+                for layer, stats in self.diagnostics.items()}
+        return json.dumps(record, indent=1)
 
     def to_csv(self) -> str:
         keys = list(self.history)
@@ -67,6 +94,20 @@ class History(Callback):
         needs matplotlib (``pip install 'symgraph[plot]'``)."""
         from frontends.plotting import plot_history
         plot_history(self, path)
+
+    def plot_diagnostics(self, path) -> None:
+        """The ``Diagnostics`` records as one picture: weight and gradient norms, the
+        update/weight ratio against the healthy band around 1e-3, dead and saturated
+        fractions, and the last probed epoch's activation histograms per layer."""
+        from frontends.plotting import plot_diagnostics
+        plot_diagnostics(self, path)
+
+
+def _json_value(value):
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        return float(array) if math.isfinite(array) else None
+    return [float(v) if math.isfinite(v) else None for v in array.tolist()]
 
 
 class EarlyStopping(Callback):
@@ -114,3 +155,53 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+class Diagnostics(Callback):
+    """Per-layer training health after every ``every``-th epoch, into ``model.history``.
+
+    Weight and gradient norms, the update/weight ratio (healthy about 1e-3), the
+    fractions of dead ReLU and saturated sigmoid/tanh units and activation
+    histograms, from ONE compiled probe function on the first ``probe_size``
+    training examples (``frontends.diagnostics.Probe``; see its module for the
+    definitions). The probe reads and never writes model state: training is the
+    same, bit for bit, with or without this callback.
+
+    >>> history = model.fit(X, y, epochs=20, callbacks=[fe.callbacks.Diagnostics()])
+    >>> history.diagnostics["dense_1"]["update_ratio/W"]      # one value per epoch
+    >>> history.plot_diagnostics("diag.png")
+    """
+
+    def __init__(self, every: int = 1, probe_size: int = 256):
+        for name, value in (("every", every), ("probe_size", probe_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"Diagnostics: {name} must be a positive integer, got "
+                                 f"{value!r}")
+        self.every, self.probe_size = int(every), int(probe_size)
+        self.probe = None
+
+    def on_train_begin(self, logs):
+        from frontends.diagnostics import Probe
+        if self.training_data is None:
+            raise RuntimeError("Diagnostics: no training data; fit passes it "
+                               "(set_training_data(x, y)) before training begins")
+        history = getattr(self.model, "history", None)
+        if not isinstance(history, History):
+            raise RuntimeError("Diagnostics: the model has no History (model.history); run "
+                               "it as a callback of model.fit")
+        self.history = history
+        x, y = self.training_data
+        if not self._probe_fits(x, y):  # a second fit on the same data keeps the compiled probe
+            self.probe = Probe(self.model, x, y, size=self.probe_size)
+
+    def _probe_fits(self, x, y) -> bool:
+        probe = self.probe
+        if probe is None or probe.train_function is not self.model.train_function:
+            return False  # another model, or this one compiled again (a new optimizer)
+        arrays = self.model._arrays(x, y, "Diagnostics")
+        return (len(arrays[0]) >= probe.size
+                and all(np.array_equal(a[:probe.size], b) for a, b in zip(arrays, probe.batch)))
+
+    def on_epoch_end(self, epoch, logs):
+        if (epoch + 1) % self.every == 0:
+            self.history.record_diagnostics(epoch, self.probe.stats())

@@ -40,7 +40,9 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     * ``shuffle`` permutes the examples every epoch with a stream from the model seed.
     * ``early_stopping=patience`` stops after ``patience`` epochs without improvement of
       ``val_loss`` (``loss`` without validation data) and restores the best parameters.
-    * ``callbacks``: Keras-style objects (``on_epoch_end(epoch, logs)``, ...).
+    * ``callbacks``: Keras-style objects (``on_epoch_end(epoch, logs)``, ...); each gets the
+      training arrays (``set_training_data``) before ``on_train_begin``, and the returned
+      ``History`` is ``model.history`` while training runs (as Keras).
     * ``progress``: a tqdm bar when standard error is a terminal; ``verbose`` prints one
       line per epoch otherwise.
 
@@ -82,8 +84,12 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     callbacks = [history, *callbacks]
     history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
                       "validation_samples": 0 if validation is None else len(validation[0])}
+    model.history = history
+    train_x = arrays[0] if len(arrays) == 2 else arrays[:-1]
     for cb in callbacks:
         cb.set_model(model)
+        if hasattr(cb, "set_training_data"):  # duck-typed callbacks may not have it
+            cb.set_training_data(train_x, arrays[-1])
     model.stop_training = False
     bar = _ProgressBar(progress, n)
     rng = np.random.default_rng([model.seed, 0x5F17])
