@@ -1,10 +1,11 @@
 """The ``symgraph`` command line.
 
-* ``symgraph train [SPEC] [--epochs N] [--out DIR] [--seed S]`` — the main job:
-  trains the model a spec file describes (default: an MLP on the embedded
-  digits), shows progress, prints the test metrics, and with ``--out`` writes
-  the trained model, the history (JSON and CSV) and the learning curves (PNG,
-  with the ``[plot]`` extra).
+* ``symgraph train [SPEC] [--epochs N] [--out DIR] [--seed S] [--tensorboard DIR]`` —
+  the main job: trains the model a spec file describes (default: an MLP on the
+  embedded digits), shows progress, prints the test metrics, and with ``--out``
+  writes the trained model, the history (JSON and CSV) and the learning curves
+  (PNG, with the ``[plot]`` extra); ``--tensorboard`` logs the run for TensorBoard
+  (``frontends.tensorboard``, the ``[tensorboard]`` extra).
 * ``symgraph info [SPEC]`` — the model summary (layers, shapes, parameters,
   graph sizes); without a spec, versions of symgraph and its dependencies.
 * ``symgraph graph SPEC -o FILE [--view ops|layers]`` — the training graph drawn by
@@ -58,9 +59,21 @@ def _load(spec: str | None, backend: str | None = None):
     return model, cfg, ("the default digits MLP" if spec is None else spec)
 
 
+def _tensorboard(log_dir: str | None) -> list:
+    """The TensorBoard callback for ``--tensorboard DIR`` (checked before any training)."""
+    if log_dir is None:
+        return []
+    from frontends.tensorboard import TensorBoard
+    try:
+        return [TensorBoard(log_dir)]
+    except ImportError as err:
+        raise UsageError(f"--tensorboard: {err}") from None
+
+
 def _train(args) -> int:
     from frontends import datasets
     start = time.perf_counter()
+    callbacks = _tensorboard(args.tensorboard)
     model, cfg, label = _load(args.spec, args.backend)
     if cfg["compile"] is None:
         raise UsageError(f"{label}: the spec has no 'compile' section (loss, optimizer); "
@@ -85,7 +98,7 @@ def _train(args) -> int:
         history = model.fit(X, y, batch_size=fit["batch_size"], epochs=fit["epochs"],
                             validation_data=data.validation, shuffle=fit["shuffle"],
                             early_stopping=fit["early_stopping"], progress=not args.quiet,
-                            verbose=not args.quiet)
+                            verbose=not args.quiet, callbacks=callbacks)
     except KeyboardInterrupt:
         print("symgraph train: interrupted; the model holds the parameters of the last "
               "completed steps", file=sys.stderr)
@@ -101,6 +114,8 @@ def _train(args) -> int:
         _write(args.out, model, history, {"test": results, "spec": str(label)})
     else:
         print("(--out DIR saves the model, the history and the learning curves)")
+    for board in callbacks:
+        print(f"TensorBoard logs in {board.run_dir} (view: tensorboard --logdir {board.log_dir})")
     return 0
 
 
@@ -162,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, help="override the model seed")
     train.add_argument("--backend", choices=("llvm", "numpy"), default=None)
     train.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    train.add_argument("--tensorboard", metavar="DIR", help="log scalars, the learning rate and "
+                       "histograms for TensorBoard under DIR/<run> (needs symgraph[tensorboard])")
     info = commands.add_parser("info", help="model summary of a spec (versions without one)")
     info.add_argument("spec", nargs="?")
     info.add_argument("--backend", choices=("llvm", "numpy"), default="numpy")

@@ -96,3 +96,41 @@ def test_bad_spec_exits_2_naming_key_and_line(tmp_path):
     assert "Traceback" not in result.stderr
     assert "model.layers[0].units" in result.stderr and "bad.yaml:6" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_tensorboard_logs_the_history(tmp_path, capsys, monkeypatch):
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    pytest.importorskip("tensorboardX")
+    import frontends as fe
+
+    def no_curves(self, path):  # --out for history.json only; the curves are tested above
+        raise ImportError("not drawn in this test")
+    monkeypatch.setattr(fe.callbacks.History, "plot", no_curves)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    logs, out_dir = tmp_path / "tb", tmp_path / "run"
+    assert main(["train", str(spec), "--epochs", "2", "--tensorboard", str(logs), "--out",
+                 str(out_dir), "--quiet", "--backend", "numpy"]) == 0
+    (run,) = os.listdir(logs)
+    assert f"TensorBoard logs in {logs / run}" in capsys.readouterr().out
+    history = json.loads((out_dir / "history.json").read_text())
+    reader = event_accumulator.EventAccumulator(str(logs / run / "train"))
+    reader.Reload()
+    for key in ("loss", "accuracy"):
+        events = reader.Scalars(f"epoch_{key}")
+        assert [e.step for e in events] == history["epoch"] == [0, 1]
+        assert [e.value for e in events] == [float(numpy.float32(v)) for v in history[key]]
+    rates = [e.value for e in reader.Scalars("epoch_learning_rate")]
+    assert rates == [float(numpy.float32(0.01))] * 2  # the spec's Adam(lr=0.01), no schedule
+    assert "weights/dense_1/W" in reader.Tags()["histograms"]
+
+
+def test_train_tensorboard_without_the_writer_exits_2_with_the_install_hint(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails as if not installed
+    assert main(["train", "--tensorboard", str(tmp_path / "tb"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'symgraph[tensorboard]'" in err and "--tensorboard" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "tb").exists()

@@ -126,6 +126,57 @@ def test_weight_histograms_describe_each_epochs_weights(tmp_path):
     assert first[0].histogram_value.sum != first[1].histogram_value.sum
 
 
+def _torch_gradients(weights, X, y):
+    """The mean cross-entropy gradient of the tanh MLP of ``_model`` (float64, torch)."""
+    torch = pytest.importorskip("torch")
+    W1, b1, W2, b2 = (torch.tensor(w, dtype=torch.float64, requires_grad=True)
+                      for w in weights)
+    logits = torch.tanh(torch.tensor(X, dtype=torch.float64) @ W1 + b1) @ W2 + b2
+    torch.nn.functional.cross_entropy(logits, torch.tensor(y)).backward()
+    return [t.grad.numpy() for t in (W1, b1, W2, b2)]
+
+
+def test_gradient_histograms_describe_the_gradient_on_the_probe_batch(tmp_path):
+    X, y = _data()  # 90 examples: the probe batch (the first 256) is all of them
+    model = _model(fe.optimizers.SGD(lr=0.5))
+    recorder = WeightRecorder()
+    board = TensorBoard(tmp_path)
+    model.fit(X, y, batch_size=16, epochs=2, callbacks=[recorder, board], progress=False,
+              verbose=False)
+    reader = _read(os.path.join(board.run_dir, "train"))
+    names = [w.name for w in model.trainable_weights]
+    assert sorted(t for t in reader.Tags()["histograms"] if t.startswith("gradients/")) == \
+        sorted(f"gradients/{n}" for n in names)
+    for i, name in enumerate(names):
+        events = reader.Histograms(f"gradients/{name}")
+        assert [e.step for e in events] == [0, 1]
+        for event in events:
+            expected = _torch_gradients(recorder.weights[event.step], X, y)[i]
+            hist = event.histogram_value
+            assert hist.num == expected.size == sum(hist.bucket)
+            scale = np.abs(expected).max()
+            assert hist.min == pytest.approx(expected.min(), abs=1e-5 * scale)
+            assert hist.max == pytest.approx(expected.max(), abs=1e-5 * scale)
+            assert hist.sum_squares == pytest.approx((expected ** 2).sum(), rel=1e-4)
+
+
+def test_non_finite_entries_are_left_out_with_a_warning(tmp_path):
+    model = _model()
+    weights = model.get_weights()
+    weights[1][2] = np.nan  # dense_1/b
+    model.set_weights(weights)
+    board = TensorBoard(tmp_path)
+    board.set_model(model)  # no fit, so no training data: weights only
+    board.on_train_begin({})
+    with pytest.warns(RuntimeWarning, match=r"weights/dense_1/b has 1 non-finite entries of 7"):
+        board.on_epoch_end(0, {"loss": 1.0})
+    board.on_train_end({})
+    hist = _read(os.path.join(board.run_dir, "train")).Histograms("weights/dense_1/b")
+    finite = np.delete(weights[1], 2).astype(np.float64)
+    assert hist[0].histogram_value.num == 6
+    assert hist[0].histogram_value.sum == pytest.approx(finite.sum(), rel=1e-12, abs=1e-15)
+
+
 def test_runs_get_their_own_directories_and_a_second_fit_continues_a_run(tmp_path):
     X, y = _data()
     boards = [TensorBoard(tmp_path, histograms=False) for _ in range(2)]
