@@ -66,7 +66,7 @@ def _tensorboard(log_dir: str | None) -> list:
     from frontends.tensorboard import TensorBoard
     try:
         return [TensorBoard(log_dir)]
-    except ImportError as err:
+    except (ImportError, ValueError) as err:
         raise UsageError(f"--tensorboard: {err}") from None
 
 

@@ -72,6 +72,9 @@ class TensorBoard(Callback):
                  histogram_every: int = 1):
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise TypeError(f"TensorBoard: log_dir must be a directory path, got {log_dir!r}")
+        if os.path.exists(log_dir) and not os.path.isdir(log_dir):
+            raise ValueError(f"TensorBoard: log_dir {os.fspath(log_dir)!r} is a file, not a "
+                             "directory")
         if not isinstance(histograms, (bool, np.bool_)):
             raise TypeError(f"TensorBoard: histograms must be True or False, got {histograms!r}")
         if (isinstance(histogram_every, (bool, np.bool_))

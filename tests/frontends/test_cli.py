@@ -134,3 +134,11 @@ def test_train_tensorboard_without_the_writer_exits_2_with_the_install_hint(
     assert "pip install 'symgraph[tensorboard]'" in err and "--tensorboard" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "tb").exists()
+
+
+def test_train_tensorboard_dir_that_is_a_file_exits_2(tmp_path, capsys):
+    pytest.importorskip("tensorboardX")
+    (tmp_path / "tb").write_text("")
+    assert main(["train", "--tensorboard", str(tmp_path / "tb"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a directory" in err and len(err.strip().splitlines()) == 1

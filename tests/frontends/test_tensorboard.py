@@ -136,9 +136,9 @@ def _torch_gradients(weights, X, y):
     return [t.grad.numpy() for t in (W1, b1, W2, b2)]
 
 
-def test_gradient_histograms_describe_the_gradient_on_the_probe_batch(tmp_path):
+def test_gradient_histograms_describe_the_gradient_on_the_probe_batch(tmp_path, backend):
     X, y = _data()  # 90 examples: the probe batch (the first 256) is all of them
-    model = _model(fe.optimizers.SGD(lr=0.5))
+    model = _model(fe.optimizers.SGD(lr=0.5), backend=backend)
     recorder = WeightRecorder()
     board = TensorBoard(tmp_path)
     model.fit(X, y, batch_size=16, epochs=2, callbacks=[recorder, board], progress=False,
@@ -211,6 +211,9 @@ def test_bad_arguments_are_named(tmp_path, kwargs, error, message):
         TensorBoard(tmp_path, **kwargs)
 
 
-def test_bad_log_dir_is_named():
+def test_bad_log_dir_is_named(tmp_path):
     with pytest.raises(TypeError, match="log_dir must be a directory path"):
         TensorBoard(3)
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match=r"log_dir '.*f' is a file, not a directory"):
+        TensorBoard(tmp_path / "f")
