@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from symgraph.graph import Constant, SharedVariable, Variable
+from symgraph.profiling import describe_nodes
 
 from . import blas, pycall
 from .cache import compile_cached
@@ -258,8 +259,10 @@ class LLVMProgram:
         """Time each fused kernel over ``n`` calls on ``args`` (no shared variable changes).
 
         Returns one dict per kernel, slowest first: ``kernel``, ``ops`` (graph ops it
-        computes), ``seconds`` (per call) and ``fraction`` of the step.  Kernel cycles are
-        converted to seconds with the wall time of the whole profiled call.
+        computes), ``nodes``/``sites``/``scopes`` (the user's nodes it computes, through the
+        rewrites' provenance; ``symgraph.profiling``), ``blas``, ``seconds`` (per call) and
+        ``fraction`` of the step.  Kernel cycles are converted to seconds with the wall time
+        of the whole profiled call.
         """
         values, bindings = function.check_inputs(args)
         arrays = [native_array(values[v], v.dtype) for v in self.inputs] + [
@@ -288,9 +291,12 @@ class LLVMProgram:
                 self._raise(status, plan)
         wall = (time.perf_counter() - t0) / n
         total = max(1, int(counters.sum()))
-        rows = [{"kernel": info.name, "ops": [node.op.name for node in info.nodes],
-                 "seconds": wall * int(c) / total, "fraction": int(c) / total}
-                for info, c in zip(self.kernels, counters)]
+        rows = []
+        for info, c in zip(self.kernels, counters):
+            row = {"kernel": info.name, "ops": [node.op.name for node in info.nodes]}
+            row.update(describe_nodes(info.user_nodes))
+            row.update(blas=info.blas, seconds=wall * int(c) / total, fraction=int(c) / total)
+            rows.append(row)
         return sorted(rows, key=lambda r: -r["seconds"])
 
     def epoch(self, function, *arrays, batch_size: int = 128, shuffle: int | None = None):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from symgraph.graph import Apply, Constant, Variable
+from symgraph.graph import Apply, Constant, Variable, user_nodes
 from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
 from symgraph.ops.nn import Arange, OneHot
 from symgraph.ops.reduce import Size
@@ -81,6 +81,17 @@ class KernelInfo:
     reads: list[Variable] = field(default_factory=list)  # root buffers read
     fallible: bool = False
     outputs: list[Variable] = field(default_factory=list)  # all variables it writes
+    blas: bool = False  # calls BLAS (gemm or gemv)
+
+    @property
+    def user_nodes(self) -> list[Apply]:
+        """The nodes of the user's graph this kernel computes, in creation order: the
+        rewrites' provenance (``symgraph.graph.user_nodes``) of every node it holds."""
+        found: dict[int, Apply] = {}
+        for node in self.nodes:
+            for user in user_nodes(node):
+                found.setdefault(id(user), user)
+        return sorted(found.values(), key=lambda n: n.outputs[0].id)
 
     def __repr__(self) -> str:
         ops = ", ".join(n.op.name for n in self.nodes)
@@ -140,6 +151,7 @@ class Kernel:
         self.params: dict[Variable, str] = {}  # root -> %pN
         self._strides: dict[Variable, list[str]] = {}
         self.fallible = False
+        self.blas = False
 
     # -- table and buffers -----------------------------------------------------------------
     def table(self, key, fn: SlotFn) -> str:
@@ -292,6 +304,7 @@ class Kernel:
         self.ctx.math_used |= self.fb.math_used
         out_info.reads = list(self.params)
         out_info.fallible = self.fallible
+        out_info.blas = self.blas
         return self.fb.finish(header)
 
 

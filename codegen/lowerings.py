@@ -223,7 +223,7 @@ def lower_matmul(k: Kernel, node: Apply) -> None:
     dt = out.dtype.name
     if not is_float(dt) or a.dtype.name != dt or b.dtype.name != dt:
         return _naive_matmul(k, node)
-    k.ctx.uses_blas = True
+    k.ctx.uses_blas = k.blas = True
     sa, ta = _pointer_operand(k, a)
     sb_, tb = _pointer_operand(k, b)
     m = k.dim(a, 0) if a.ndim == 2 else "1"
@@ -273,7 +273,7 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
     g, c = k.an.folded[expr]
     a, b = g.owner.inputs
     dt = expr.dtype.name
-    k.ctx.uses_blas = True
+    k.ctx.uses_blas = k.blas = True
     sa, ta = _pointer_operand(k, a)
     sb_, tb = _pointer_operand(k, b)
     m, n, kk = k.dim(a, 0), k.dim(b, 1), k.dim(a, 1)

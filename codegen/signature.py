@@ -269,6 +269,7 @@ def encode_meta(program, kernels, ctx, numbering: Numbering) -> dict:
                 "reads": [num.index[v] for v in info.reads],
                 "outputs": [num.index[v] for v in info.outputs],
                 "fallible": bool(info.fallible),
+                "blas": bool(info.blas),
             })
         except KeyError as err:
             raise Unsupported("a kernel refers to a variable outside the graph") from err
@@ -298,6 +299,7 @@ def decode_meta(meta: dict, analysis, numbering: Numbering):
                           [node[int(i)] for i in k["nodes"]], outputs=vars_(k["outputs"]))
         info.reads = vars_(k["reads"])
         info.fallible = bool(k["fallible"])
+        info.blas = bool(k["blas"])
         kernels.append(info)
     ctx = ModuleContext(analysis)
     for item in meta["slots"]:

@@ -100,6 +100,7 @@ _LAZY = {
     "render": "symgraph.rendering",
     "render_source": "symgraph.rendering",
     "GraphvizNotFound": "symgraph.rendering",
+    "format_profile": "symgraph.profiling",
 }
 
 
@@ -118,7 +119,7 @@ __all__ = [
     "Op", "ShapeError", "SharedVariable", "TensorType", "Undefined", "UndefinedGradError",
     "Variable", "abs", "arange", "argmax", "cast", "check_grad", "clip", "clone_replace",
     "concatenate", "constant", "cos", "debugprint", "dot", "equal", "exp", "expand_dims",
-    "expm1", "function", "grad", "greater", "greater_equal", "hessian", "hvp", "jacobian",
+    "expm1", "format_profile", "function", "grad", "greater", "greater_equal", "hessian", "hvp", "jacobian",
     "less", "less_equal", "log", "log1p", "logical_and", "logical_not", "logical_or",
     "logsumexp", "matmul", "matrix", "max", "maximum", "mean", "min", "minimum", "name_scope",
     "nn", "not_equal", "ones_like", "power", "pprint", "render", "render_source", "reshape",

@@ -362,6 +362,9 @@ class Apply:
         if scope is None and self.grad_of is not None:
             scope = self.grad_of.scope
         self.scope: str | None = scope
+        #: the user's nodes this one stands for, when the rewrites made it (empty: the node
+        #: is the user's own); see :func:`user_nodes`
+        self.origins: tuple[Apply, ...] = ()
         self.outputs = [Variable(t, self, i) for i, t in enumerate(output_types)]
 
     @property
@@ -370,6 +373,18 @@ class Apply:
 
     def __repr__(self) -> str:
         return f"<Apply {self.op.name}({', '.join(map(repr, self.inputs))})>"
+
+
+def user_nodes(node: Apply) -> tuple[Apply, ...]:
+    """The nodes of the user's graph that ``node`` computes.
+
+    Why: the rewrites rebuild the graph, merge equal nodes and replace patterns, so a
+    compiled function's kernels hold copies; each copy records the user's nodes it
+    replaces (``Apply.origins``), and profiles and pictures name those, with their source
+    lines, instead of anonymous rewritten nodes. A node of the user's own graph is its own
+    origin.
+    """
+    return node.origins or (node,)
 
 
 class Op:

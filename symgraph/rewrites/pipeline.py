@@ -33,7 +33,7 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph.evaluate import NodeContext
-from symgraph.graph import Apply, Constant, Variable, toposort
+from symgraph.graph import Apply, Constant, Variable, toposort, user_nodes
 from symgraph.ops.elemwise import DropoutMask
 from symgraph.ops.reduce import Size
 from symgraph.rewrites.rules import RULES, Rule, rule_key
@@ -160,6 +160,7 @@ class _Rewriter:
         existing = self.merged.get(key)
         if existing is not None:
             self.fired["merge"] += 1
+            _absorb(existing, node)
             return existing.outputs
         if self.fold:
             folded = self._fold(node)
@@ -189,6 +190,7 @@ class _Rewriter:
         if var.owner is None:
             return self.leaf(var)
         if id(var.owner) in self.settled:
+            _absorb(var.owner, origin)  # e.g. x * 1 -> x: x's node now also stands for it
             return var
         local: dict[Variable, Variable] = {}
         for node in self._fresh_nodes(var):
@@ -261,11 +263,20 @@ class _Rewriter:
 
 
 def _copy_tags(new: Apply, old: Apply) -> None:
-    """Creation site and gradient tags of ``old`` onto ``new`` (and its outputs)."""
+    """Creation site, gradient tags and provenance of ``old`` onto ``new`` (and its
+    outputs)."""
     new.site, new.grad_of, new.grad_call = old.site, old.grad_of, old.grad_call
     new.scope = old.scope
+    new.origins = user_nodes(old)
     for var in new.outputs:
         var.site = old.site
+
+
+def _absorb(kept: Apply, gone: Apply) -> None:
+    """``kept`` (a node of the new graph) now also computes what ``gone`` stood for."""
+    extra = [n for n in user_nodes(gone) if n not in kept.origins]
+    if extra:
+        kept.origins = user_nodes(kept) + tuple(extra)
 
 
 # --------------------------------------------------------------------------- the pipeline
