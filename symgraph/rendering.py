@@ -40,6 +40,7 @@ from symgraph.printing import (
     op_name,
     role_of,
 )
+from symgraph.render_collapse import Block
 
 if TYPE_CHECKING:
     import graphviz
@@ -49,7 +50,7 @@ __all__ = ["GraphvizNotFound", "render", "render_source"]
 #: Output formats drawn by ``dot`` (by the path's extension); .dot and .gv write the text.
 FORMATS = ("svg", "png", "pdf")
 TEXT_FORMATS = ("dot", "gv")
-VIEWS = ("ops", "layers")
+VIEWS = ("ops", "layers", "kernels", "profile")
 #: Longest line of a node label; longer text is cut with an ellipsis.
 LABEL_LIMIT = 36
 #: Ops whose edges need no input position (their inputs commute).
@@ -64,6 +65,8 @@ GRADIENT_CLUSTER = {"style": "dashed,rounded,filled", "color": "#d84315",
                     "fillcolor": "#fff3ef", "fontcolor": "#bf360c"}
 SCOPE_CLUSTER = {"style": "rounded,filled", "color": "#607d8b", "fillcolor": "#f5f7f8",
                  "fontname": "Helvetica-Bold", "fontsize": "12"}
+BLOCK_CLUSTER = {**SCOPE_CLUSTER, "style": "rounded,filled,bold", "fillcolor": "#eceff1",
+                 "penwidth": "2"}
 NOTE_STYLE = {"shape": "note", "style": "filled", "fillcolor": "#fffde7", "color": "#9e9d24"}
 UPDATE_TARGET_STYLE = {"shape": "box", "style": "dashed,rounded", "color": "#5e35b1"}
 INSTALL_HINT = ("install Graphviz's dot program: `apt-get install graphviz` (Debian/Ubuntu), "
@@ -115,7 +118,7 @@ class _Graph:
     """The reached graph with each variable's role, scope and ``grad`` call, capped."""
 
     def __init__(self, outputs: GraphLike, updates: UpdatesLike, rewritten: bool,
-                 max_nodes: int | None):
+                 max_nodes: int | None, collapse: bool = False):
         if max_nodes is not None and (not isinstance(max_nodes, int) or max_nodes < 1):
             raise ValueError(f"max_nodes must be a positive int or None, got {max_nodes!r}")
         if rewritten:
@@ -140,10 +143,6 @@ class _Graph:
                 ordered.setdefault(var.id, var)
         reached = list(ordered.values())
         self.total = len(reached)
-        self.kept = reached if max_nodes is None else reached[:max_nodes]
-        self.elided = reached[len(self.kept):]
-        self.max_nodes = max_nodes
-        self.kept_ids = {v.id for v in self.kept}
         self.role = {v.id: role_of(v, update_only) for v in reached}
         scopes = {n.scope for n in nodes if n.scope}
         self.scope = {v.id: self._scope_of(v, scopes) for v in reached}
@@ -158,7 +157,86 @@ class _Graph:
             for inp in node.inputs:
                 if inp.owner is None and self.role[node.outputs[0].id] == "forward":
                     self.forward_users[inp.id].append(node.outputs[0])
+        # repeated units become blocks (before the cap, so the cap counts what is drawn)
+        self.blocks: list[Block] = []
+        self.block_of: dict[int, Block] = {}
+        self.part_of: dict[int, str] = {}  # block member id -> its drawn node's id
+        self.parts: dict[str, list[Variable]] = {}  # that node's id -> its members
+        items: list[Variable | Block] = reached
+        if collapse:
+            items = self._collapse(reached)
+        kept_items = items if max_nodes is None else self._capped(items, max_nodes)
+        self.items = kept_items  # what is drawn, in order: variables and blocks
+        self.kept = [v for v in kept_items if isinstance(v, Variable)]
+        self.blocks = [b for b in kept_items if isinstance(b, Block)]
+        self.elided = [v for item in items[len(kept_items):]
+                       for v in ([item] if isinstance(item, Variable) else item.members)]
+        self.max_nodes = max_nodes
+        self.kept_ids = {v.id for v in self.kept}
+        kept_numbers = {b.number for b in self.blocks}
+        self.block_of = {i: b for i, b in self.block_of.items() if b.number in kept_numbers}
+        self.part_of = {i: p for i, p in self.part_of.items() if i in self.block_of}
+        self.parts = {p: m for p, m in self.parts.items() if m[0].id in self.block_of}
         self.output_ids = {v.id for v in outs}
+
+    def _collapse(self, reached: list[Variable]) -> list[Variable | Block]:
+        """``reached`` with each block's members replaced by the block (where its first was)."""
+        from symgraph.render_collapse import find_blocks
+
+        blocks = find_blocks(self.nodes, reached, self.role, self.scope, self.grad_calls)
+        number = {v.id: b.number for b in blocks for v in b.members}
+        readers: dict[int, Variable] = {}  # leaf id -> its first reader in the same block
+        for node in self.nodes:
+            out = node.outputs[0]
+            for inp in node.inputs:
+                if inp.owner is None and number.get(inp.id, -1) == number.get(out.id, -2):
+                    readers.setdefault(inp.id, out)
+        for block in blocks:
+            for var in block.members:
+                self.block_of[var.id] = block
+                if var.owner is not None:
+                    role = self.role[var.id]
+                    side = {"gradient": "g", "update": "u"}.get(role, "f")
+                    call = self.grad_calls.get(var.owner.grad_call, "")
+                    self.part_of[var.id] = f"r{block.number}{side}{call}"
+            for var in block.members:  # a leaf is drawn with its first reader in the block
+                if var.owner is None:
+                    reader = readers.get(var.id)
+                    self.part_of[var.id] = (self.part_of[reader.id] if reader is not None
+                                            else f"r{block.number}f")
+            for var in block.members:
+                self.parts.setdefault(self.part_of[var.id], []).append(var)
+        items: list[Variable | Block] = []
+        placed: set[int] = set()
+        for var in reached:
+            block = self.block_of.get(var.id)
+            if block is None:
+                items.append(var)
+            elif block.number not in placed:
+                placed.add(block.number)
+                items.append(block)
+        return items
+
+    def _capped(self, items: list[Variable | Block], max_nodes: int) -> list[Variable | Block]:
+        """The first items that fit in ``max_nodes`` drawn nodes (a block draws one a part)."""
+        used = 0
+        for count, item in enumerate(items):
+            cost = 1 if isinstance(item, Variable) else len(
+                {self.part_of[v.id] for v in item.members})
+            if used + cost > max_nodes:
+                return items[:count]
+            used += cost
+        return items
+
+    def endpoint(self, var: Variable) -> str | None:
+        """The drawn node standing for ``var``: its own, its block's part, or None (elided)."""
+        if var.id in self.kept_ids:
+            return f"v{var.id}"
+        return self.part_of.get(var.id)
+
+    def shown(self) -> list[Variable]:
+        """Kept variables and the members of kept blocks."""
+        return self.kept + [v for b in self.blocks for v in b.members]
 
     @staticmethod
     def _scope_of(var: Variable, scopes: set[str]) -> str | None:
@@ -212,7 +290,8 @@ def _digraph(name: str, rankdir: str) -> graphviz.Digraph:
     return g
 
 
-def _legend(g: graphviz.Digraph, roles: Sequence[str], update_target: bool = False) -> None:
+def _legend(g: graphviz.Digraph, roles: Sequence[str], update_target: bool = False,
+            repeated: bool = False) -> None:
     """One compact table node (a cluster of nodes would stretch over the graph's ranks)."""
     from html import escape
 
@@ -224,6 +303,8 @@ def _legend(g: graphviz.Digraph, roles: Sequence[str], update_target: bool = Fal
                     f"{escape(role)}</td></tr>")
     if update_target:
         rows.append('<tr><td border="1" style="dashed" color="#5e35b1">updated parameter</td></tr>')
+    if repeated:
+        rows.append('<tr><td border="1">×N: N repeats drawn once</td></tr>')
     table = ('<<table border="0" cellborder="0" cellspacing="4" cellpadding="3">'
              '<tr><td><b>legend</b></td></tr>' + "".join(rows) + "</table>>")
     with g.subgraph(name="cluster_legend") as leg:
@@ -258,12 +339,41 @@ class _Clusters:
                 self.emit(sub, child, labels)
 
 
+def _scope_key(scope: str | None, labels: dict[tuple, tuple[str, dict]]) -> tuple:
+    """The cluster path of a scope (``a/b`` -> ("a", "b")), its labels registered."""
+    if not scope:
+        return ()
+    parts = scope.split("/")
+    for depth in range(1, len(parts) + 1):
+        labels[tuple(parts[:depth])] = (parts[depth - 1], SCOPE_CLUSTER)
+    return tuple(parts)
+
+
+def _grad_key(graph: _Graph, key: tuple, var: Variable,
+              labels: dict[tuple, tuple[str, dict]]) -> tuple:
+    """``key`` extended by the compartment of ``var``'s ``grad`` call, if it has one."""
+    call = var.owner.grad_call if var.owner is not None else None
+    if call is None:
+        return key
+    call_key = key + (f"grad{graph.grad_calls[call]}",)
+    labels[call_key] = (graph.grad_call_label(call), GRADIENT_CLUSTER)
+    return call_key
+
+
 def _ops_view(graph: _Graph, g: graphviz.Digraph) -> None:
     from symgraph.export import dot_quote
 
+    def statement(name: str, attrs: dict) -> str:
+        body = ", ".join(f"{k}={dot_quote(str(v))}" for k, v in attrs.items())
+        return f"\t{name} [{body}]\n"
+
     clusters = _Clusters()
     labels: dict[tuple, tuple[str, dict]] = {}
-    for var in graph.kept:
+    for item in graph.items:
+        if isinstance(item, Block):
+            _block_statements(graph, item, clusters, labels, statement)
+            continue
+        var = item
         role = graph.role[var.id]
         attrs = dict(DOT_STYLES[role])
         attrs.update(label=_node_label(var), **{"class": role})
@@ -275,24 +385,23 @@ def _ops_view(graph: _Graph, g: graphviz.Digraph) -> None:
                 f" created at {var.owner.grad_of.site}" if var.owner.grad_of.site else "")
         if tooltip:
             attrs["tooltip"] = tooltip
-        scope = graph.scope[var.id]
-        key: tuple = ()
-        if scope:
-            parts = scope.split("/")
-            for depth in range(1, len(parts) + 1):
-                labels[tuple(parts[:depth])] = (parts[depth - 1], SCOPE_CLUSTER)
-            key = tuple(parts)
-        call = var.owner.grad_call if var.owner is not None else None
-        if call is not None:
-            call_key = key + (f"grad{graph.grad_calls[call]}",)
-            labels[call_key] = (graph.grad_call_label(call), GRADIENT_CLUSTER)
-            key = call_key
-        body = ", ".join(f"{k}={dot_quote(str(v))}" for k, v in attrs.items())
-        clusters.add(key, f"\tv{var.id} [{body}]\n")
+        key = _grad_key(graph, _scope_key(graph.scope[var.id], labels), var, labels)
+        clusters.add(key, statement(f"v{var.id}", attrs))
     clusters.emit(g, (), labels)
 
+    carried: dict[tuple[str, str], dict[int, Variable]] = defaultdict(dict)
+    dst_role: dict[tuple[str, str], str] = {}
     for inp, out, index in graph.edges():
-        if inp.id not in graph.kept_ids or out.id not in graph.kept_ids:
+        src, dst = graph.endpoint(inp), graph.endpoint(out)
+        if src is None or dst is None:
+            continue
+        if src[0] == "r" or dst[0] == "r":
+            block = graph.block_of.get(inp.id)
+            if src == dst and block.unit_of[inp.id] == block.unit_of[out.id]:
+                continue  # inside one unit; what is left in a block links unit k to k + 1
+            carried[(src, dst)][inp.id] = inp
+            if dst_role.get((src, dst)) != "gradient":
+                dst_role[(src, dst)] = graph.role[out.id]
             continue
         # the position matters only where the op is not symmetric in its inputs
         symmetric = op_name(out.owner.op) in SYMMETRIC_OPS
@@ -301,16 +410,93 @@ def _ops_view(graph: _Graph, g: graphviz.Digraph) -> None:
         attrs = {"label": label}
         if graph.role[out.id] == "gradient":
             attrs["color"] = "#d84315"
-        g.edge(f"v{inp.id}", f"v{out.id}", **attrs)
+        g.edge(src, dst, **attrs)
+    for (src, dst), tensors in carried.items():
+        label = _carried_label(list(tensors.values())) if src != dst else f"×{len(tensors)}"
+        attrs = {"label": label, "penwidth": "1.6"}
+        if dst_role[(src, dst)] == "gradient":
+            attrs["color"] = "#d84315"
+        elif dst_role[(src, dst)] == "forward" and src != dst:
+            attrs["weight"] = "8"  # keep the chain through a block straight
+        elif dst_role[(src, dst)] == "update" and dst[0] == "r" and src != dst:
+            # a block of update arithmetic reads every layer's weights and gradients;
+            # ranking it by all of them made dot fail ("trouble in init_rank")
+            attrs["constraint"] = "false"
+        g.edge(src, dst, **attrs)
+    block_targets: dict[str, int] = Counter()
     for k, (target, expr) in enumerate(graph.pairs):
-        if expr.id not in graph.kept_ids:
+        end = graph.endpoint(expr)
+        if end is None:
+            continue
+        if end[0] == "r":
+            block_targets[end] += 1
             continue
         g.node(f"u{k}", f"{_cap(target.name or '<unnamed>')} (new)", **UPDATE_TARGET_STYLE,
                **{"class": "update_target"})
-        g.edge(f"v{expr.id}", f"u{k}", style="dashed", color="#5e35b1", label="update")
+        g.edge(end, f"u{k}", style="dashed", color="#5e35b1", label="update")
+    for end, count in block_targets.items():
+        g.node(f"{end}_new", f"{count} parameters (new)", **UPDATE_TARGET_STYLE,
+               **{"class": "update_target"})
+        g.edge(end, f"{end}_new", style="dashed", color="#5e35b1", label=f"update ×{count}")
     _elision(graph, g)
     roles = [r for r in DOT_STYLES if r in set(graph.role.values())]
-    _legend(g, roles, update_target=bool(graph.pairs))
+    _legend(g, roles, update_target=bool(graph.pairs), repeated=bool(graph.blocks))
+
+
+def _block_statements(graph: _Graph, block: Block, clusters: _Clusters,
+                      labels: dict[tuple, tuple[str, dict]], statement) -> None:
+    """One node per part of ``block``: a scope block is a cluster of its own, like a layer;
+    a block of loop iterations sits where its nodes would (their scope, their compartment)."""
+    for part in dict.fromkeys(graph.part_of[v.id] for v in block.members):
+        members = graph.parts[part]
+        head = next((v for v in members if v.owner is not None), members[0])
+        key = _scope_key(block.scope, labels)
+        if block.kind == "scope":
+            key += (("block", block.number),)  # a tuple: never equal to a scope name
+            labels[key] = (_cap(block.title, 2 * LABEL_LIMIT), BLOCK_CLUSTER)
+        key = _grad_key(graph, key, head, labels)
+        clusters.add(key, statement(part, _block_node(graph, block, part, members, "ops")))
+
+
+def _carried_label(tensors: list[Variable]) -> str:
+    """What an edge into or out of a block carries: ``(batch, 16)``, ``(16, 16) ×97``."""
+    shapes = Counter(_shape_text(v) for v in tensors)
+    if len(shapes) > 2:
+        return f"{len(tensors)} tensors"
+    return _cap(", ".join(s if n == 1 else f"{s} ×{n}" for s, n in shapes.items()))
+
+
+def _block_node(graph: _Graph, block: Block, part: str, members: list[Variable],
+                view: str) -> dict[str, str]:
+    """Attributes of the node drawing one part (forward, gradient...) of a block."""
+    ops = [v for v in members if v.owner is not None]
+    role = graph.role[ops[0].id] if ops else "forward"
+    if block.kind == "scope":
+        lines = [f"×{block.count} like {block.like}"]
+    else:
+        lines = [f"×{block.count} iterations", block.title]
+    if role == "gradient" and view == "layers":
+        lines[0] = "∂ " + lines[0]
+    weights = [v for v in members if v.owner is None and block.unit_of[v.id] == 0
+               and graph.role[v.id] == "parameter"]
+    if weights:
+        text = ", ".join(f"{_param_short(w)} {sh.format_shape(w.shape)}" for w in weights)
+        lines.extend(_wrap(text, max_lines=2))
+    counts = Counter(op_name(v.owner.op) for v in ops)
+    per_unit = [(name, n // block.count) for name, n in counts.items()]
+    lines.extend(_wrap(", ".join(f"{name}×{n}" if n > 1 else name for name, n in per_unit)))
+    style = {**DOT_STYLES[role], "shape": "box3d", "style": "filled"}
+    tip = (f"{block.count} repeated units ({block.title}), each drawn as {block.like}")
+    return {**style, "label": "\n".join(_cap(ln) for ln in lines),
+            "tooltip": tip, "class": f"{role} repeated"}
+
+
+def _param_short(var: Variable) -> str:
+    """``dense_7/W`` -> ``W``, ``W7`` -> ``W``: the name without what differs per unit."""
+    import re
+
+    short = re.sub(r"[_\d]+$", "", (var.name or "").rsplit("/", 1)[-1])
+    return short or "weight"
 
 
 def _elision(graph: _Graph, g: graphviz.Digraph) -> None:
@@ -318,10 +504,13 @@ def _elision(graph: _Graph, g: graphviz.Digraph) -> None:
         return
     g.node("elided", graph.elided_note(), **NOTE_STYLE, **{"class": "elided"})
     elided_ids = {v.id for v in graph.elided}
-    feeding = sorted({inp.id for inp, out, _ in graph.edges()
-                      if inp.id in graph.kept_ids and out.id in elided_ids})
-    for var_id in feeding[:12]:  # a few arrows show where the cut is, not every one
-        g.edge(f"v{var_id}", "elided", style="dotted", color="#9e9d24")
+    feeding: dict[str, None] = {}
+    for inp, out, _ in graph.edges():
+        end = graph.endpoint(inp)
+        if end is not None and out.id in elided_ids:
+            feeding[end] = None
+    for end in list(feeding)[:12]:  # a few arrows show where the cut is, not every one
+        g.edge(end, "elided", style="dotted", color="#9e9d24")
 
 
 # --------------------------------------------------------------------------- layers view
@@ -335,13 +524,23 @@ def _group_of(graph: _Graph, var: Variable) -> tuple[str, str] | None:
     if role == "input":
         return (f"input {var.name or var.id}", "input")
     scope = graph.scope[var.id]
+    if role == "parameter" and var.id in graph.block_of:
+        # a weight a block owns goes where the block's first reader of it goes
+        reader = next((v for v in graph.parts[graph.part_of[var.id]] if v.owner is not None),
+                      None)
+        if reader is not None:
+            return _group_of(graph, reader)
     if role == "parameter" and scope is None:
         # an unscoped weight goes with the forward op that reads it; the optimizer's
         # learning rate and step counter, read only by update arithmetic, with the updates
         users = graph.forward_users.get(var.id)
         if not users:
             return ("updates", "update")
-        scope = graph.scope[users[0].id]
+        var, scope = users[0], graph.scope[users[0].id]
+    block = graph.block_of.get(var.id)
+    if block is not None and block.kind == "scope" and role != "update":
+        # repeated layers are one box pair (a block of loop iterations stays in its box)
+        return (block.title, "gradient" if role == "gradient" else "forward")
     if role == "update":
         return ("updates", "update")
     side = "gradient" if role == "gradient" else "forward"
@@ -350,10 +549,14 @@ def _group_of(graph: _Graph, var: Variable) -> tuple[str, str] | None:
 
 def _layers_view(graph: _Graph, g: graphviz.Digraph) -> None:
     groups: dict[tuple[str, str], list[Variable]] = defaultdict(list)
-    for var in graph.kept:
+    block_box: dict[str, Block] = {}
+    for var in graph.shown():
         key = _group_of(graph, var)
         if key is not None:
             groups[key].append(var)
+            block = graph.block_of.get(var.id)
+            if block is not None and key[0] == block.title:
+                block_box[key[0]] = block
     box_id = {key: f"b{i}" for i, key in enumerate(groups)}
     boxes_of: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for box, side in groups:
@@ -390,7 +593,13 @@ def _layers_view(graph: _Graph, g: graphviz.Digraph) -> None:
             continue
         with g.subgraph(name=f"cluster_{box_id[keys[0]]}") as sub:
             sub.attr(label=box, **SCOPE_CLUSTER)
+            if box in block_box:
+                sub.attr(**BLOCK_CLUSTER)
             for key in keys:
+                if box in block_box:
+                    attrs = _block_node(graph, block_box[box], box_id[key], groups[key], "layers")
+                    sub.node(box_id[key], **{**attrs, "label": _dot_lines(attrs["label"])})
+                    continue
                 role = {"forward": "forward", "gradient": "gradient", "update": "update"}[key[1]]
                 style = {**DOT_STYLES[role], "shape": "box", "style": "filled,rounded"}
                 sub.node(box_id[key], describe(key, groups[key]), **style, **{"class": role})
@@ -401,19 +610,25 @@ def _layers_view(graph: _Graph, g: graphviz.Digraph) -> None:
                         same.node(box_id[key])
 
     flows: dict[tuple[str, str], list[Variable]] = defaultdict(list)
+    chained: dict[str, dict[int, Variable]] = defaultdict(dict)  # unit k -> k + 1 in a block
     for inp, out, _ in graph.edges():
-        if inp.id not in graph.kept_ids or out.id not in graph.kept_ids:
+        if graph.endpoint(inp) is None or graph.endpoint(out) is None:
             continue
         src, dst = _group_of(graph, inp), _group_of(graph, out)
-        if src is None or dst is None or src == dst:
+        if src is None or dst is None:
+            continue
+        if src == dst:
+            block = block_box.get(src[0])
+            if block is not None and block.unit_of[inp.id] != block.unit_of[out.id]:
+                chained[box_id[src]][inp.id] = inp
             continue
         if inp not in flows[(box_id[src], box_id[dst])]:
             flows[(box_id[src], box_id[dst])].append(inp)
+    box_side = {b: key[1] for key, b in box_id.items()}
     for (src, dst), carried in flows.items():
-        label = _shape_text(carried[0]) if len(carried) == 1 else f"{len(carried)} tensors"
+        label = _shape_text(carried[0]) if len(carried) == 1 else _carried_label(carried)
         attrs = {"label": label}
-        dst_side = next(k for k, b in box_id.items() if b == dst)[1]
-        src_side = next(k for k, b in box_id.items() if b == src)[1]
+        dst_side, src_side = box_side[dst], box_side[src]
         if dst_side == "gradient":
             attrs["color"] = "#d84315"
             if src_side == "forward":
@@ -426,9 +641,12 @@ def _layers_view(graph: _Graph, g: graphviz.Digraph) -> None:
         if dst_side == "update":
             attrs.update(color="#5e35b1")
         g.edge(src, dst, **attrs)
+    for box, tensors in chained.items():
+        color = "#d84315" if box_side[box] == "gradient" else "#546e7a"
+        g.edge(box, box, label=f"×{len(tensors)}", color=color, penwidth="1.6")
     _elision_boxes(graph, g)
     _legend(g, [r for r in ("input", "forward", "gradient", "update")
-                if any(k[1] == r for k in groups)])
+                if any(k[1] == r for k in groups)], repeated=bool(block_box))
 
 
 def _elision_boxes(graph: _Graph, g: graphviz.Digraph) -> None:
@@ -452,16 +670,22 @@ def _wrap(text: str, width: int = LABEL_LIMIT, max_lines: int = 3) -> list[str]:
 
 def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: bool = False,
                   max_nodes: int | None = 400, updates: UpdatesLike = None,
-                  rankdir: str = "TB") -> str:
+                  rankdir: str = "TB", collapse: bool = True) -> str:
     """The DOT text ``render`` would draw (for a notebook's own display, or a diff).
 
     >>> text = sg.render_source(f, view="layers")   # 'digraph ...'
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}: expected one of {', '.join(VIEWS)}")
-    graph = _Graph(vars_or_function, updates, rewritten, max_nodes)
+    if view in ("kernels", "profile"):
+        from symgraph.kernel_view import kernel_source
+
+        return kernel_source(vars_or_function, view, rewritten=rewritten, max_nodes=max_nodes,
+                             rankdir=rankdir)
+    graph = _Graph(vars_or_function, updates, rewritten, max_nodes, collapse=collapse)
     g = _digraph(getattr(vars_or_function, "name", None) or "symgraph", rankdir)
-    if view == "layers" or len(graph.kept) <= NEWRANK_LIMIT:
+    drawn = len(graph.kept) + len(graph.parts)
+    if view == "layers" or drawn <= NEWRANK_LIMIT:
         g.attr(newrank="true")
     (_ops_view if view == "ops" else _layers_view)(graph, g)
     return g.source
@@ -469,7 +693,7 @@ def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: 
 
 def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "ops", *,
            rewritten: bool = False, max_nodes: int | None = 400, updates: UpdatesLike = None,
-           view_file: bool = False, rankdir: str = "TB") -> str:
+           view_file: bool = False, rankdir: str = "TB", collapse: bool = True) -> str:
     """Draw the graph to ``path`` (.svg, .png, .pdf through ``dot``; .dot/.gv: DOT text).
 
     Pictures show what ``grad`` added and which layer made each node, which the text
@@ -486,7 +710,7 @@ def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "op
         raise ValueError(f"cannot tell the format of {path!r}: end it in "
                          f"{', '.join('.' + f for f in FORMATS + TEXT_FORMATS)}")
     source = render_source(vars_or_function, view, rewritten=rewritten, max_nodes=max_nodes,
-                           updates=updates, rankdir=rankdir)
+                           updates=updates, rankdir=rankdir, collapse=collapse)
     if ext in TEXT_FORMATS:
         _write_text(path, source)
         return path
