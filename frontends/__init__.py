@@ -26,7 +26,7 @@ from frontends.model import Input, Model, Sequential, load_model  # noqa: E402
 from frontends.saving import ModelFileError  # noqa: E402
 
 _SUBMODULES = ("losses", "metrics", "optimizers", "regularizers", "schedules", "datasets",
-               "spec", "training", "saving")
+               "spec", "training", "saving", "diagnostics", "plotting")
 
 
 def __getattr__(name):
@@ -35,9 +35,12 @@ def __getattr__(name):
         return importlib.import_module(f"frontends.{name}")
     if name == "load_spec":
         return importlib.import_module("frontends.spec").load_spec
+    if name == "plot_weights":  # matplotlib is imported only when a picture is drawn
+        return importlib.import_module("frontends.plotting").plot_weights
     raise AttributeError(f"module 'frontends' has no attribute {name!r}")
 
 
 __all__ = ["Callback", "EarlyStopping", "History", "Input", "Model", "ModelFileError",
            "Sequential", "callbacks", "initializers", "layers", "load_model", "load_spec",
+           "plot_weights",
            *_SUBMODULES]

@@ -151,19 +151,42 @@ def _info(args) -> int:
 def _graph(args) -> int:
     import symgraph as sg
     from symgraph.rendering import GraphvizNotFound
-    model, cfg, label = _load(args.spec, "numpy")  # the graph only: no native compile
+    compiled = args.view in ("kernels", "profile")
+    # ops and layers draw the graph only (no native compile); kernels are the llvm program's
+    backend = (args.backend or "llvm") if compiled else "numpy"
+    if args.view == "kernels" and backend != "llvm":
+        raise UsageError("--view kernels draws the llvm backend's fused kernels; "
+                         "drop --backend numpy or use --view profile")
+    model, cfg, label = _load(args.spec, backend)
     if cfg["compile"] is None:
         raise UsageError(f"{label}: the spec has no 'compile' section: there is no training "
                          "graph to draw")
+    f = model.train_function
+    if args.view == "profile":
+        rows = _profile_train_step(model, cfg, label)
+        print(sg.format_profile(rows, limit=8))
     try:
-        written = sg.render(model.train_function, args.output, view=args.view,
-                            max_nodes=args.max_nodes)
+        written = sg.render(f, args.output, view=args.view, max_nodes=args.max_nodes)
     except GraphvizNotFound as err:
         raise UsageError(str(err).splitlines()[0] + f" (DOT text in {err.dot_path})") from None
     except ValueError as err:
         raise UsageError(str(err)) from None
     print(f"wrote {written}")
     return 0
+
+
+def _profile_train_step(model, cfg, label) -> list[dict]:
+    """``f.profile`` of one training step on the spec's first minibatch (no parameter
+    changes)."""
+    from frontends import datasets
+    data_cfg = dict(cfg["data"])
+    try:
+        data = datasets.load(data_cfg.pop("name"), **data_cfg)
+    except ValueError as err:
+        raise UsageError(f"{label}: data: {err}") from None
+    X, y = data.train
+    batch = cfg["fit"]["batch_size"]
+    return model.profile(X[:batch], y[:batch], n=200)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     graph = commands.add_parser("graph", help="draw the training graph of a spec")
     graph.add_argument("spec")
     graph.add_argument("-o", "--output", required=True, help="FILE.svg|.png|.pdf|.dot")
-    graph.add_argument("--view", default="ops", choices=("ops", "layers"),
-                       help="ops: every node; layers: one box per layer (forward | gradient)")
+    graph.add_argument("--view", default="ops", choices=("ops", "layers", "kernels", "profile"),
+                       help="ops: every node; layers: one box per layer (forward | gradient); "
+                       "kernels: the compiled step's fused kernels around the nodes they "
+                       "compute; profile: kernels shaded by their share of a step's time")
+    graph.add_argument("--backend", choices=("llvm", "numpy"), default=None,
+                       help="for --view profile: whose step to time (default llvm)")
     graph.add_argument("--max-nodes", type=int, default=400, help="elide nodes beyond this")
     args = parser.parse_args(argv)
     if getattr(args, "epochs", None) is not None and args.epochs < 0:

@@ -288,9 +288,17 @@ class Model:
 
     def plot_graph(self, path, view: str = "ops", **kwargs) -> str:
         """Draw the compiled training step (forward, gradient, updates) with ``sg.render``:
-        ``view="ops"`` every node, ``"layers"`` one box per layer."""
+        ``view="ops"`` every node, ``"layers"`` one box per layer, ``"kernels"`` the fused
+        kernels (llvm), ``"profile"`` kernels shaded by time (after ``model.profile``)."""
         self._require_compiled("plot_graph")
         return sg.render(self.train_function, path, view=view, **kwargs)
+
+    def profile(self, x, y, n: int = 100) -> list[dict]:
+        """Where one training step on the minibatch ``(x, y)`` spends its time, averaged over
+        ``n`` steps that change no parameter: ``train_function.profile`` rows naming the
+        layers and ops (``print(sg.format_profile(rows))``)."""
+        self._require_compiled("profile")
+        return self.train_function.profile(*self._arrays(x, y, "profile"), n=n)
 
     def get_config(self) -> dict:
         return _functional_config(self)

@@ -670,7 +670,8 @@ def _wrap(text: str, width: int = LABEL_LIMIT, max_lines: int = 3) -> list[str]:
 
 def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: bool = False,
                   max_nodes: int | None = 400, updates: UpdatesLike = None,
-                  rankdir: str = "TB", collapse: bool = True) -> str:
+                  rankdir: str = "TB", collapse: bool = True,
+                  profile: Sequence[dict] | None = None) -> str:
     """The DOT text ``render`` would draw (for a notebook's own display, or a diff).
 
     >>> text = sg.render_source(f, view="layers")   # 'digraph ...'
@@ -681,7 +682,7 @@ def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: 
         from symgraph.kernel_view import kernel_source
 
         return kernel_source(vars_or_function, view, rewritten=rewritten, max_nodes=max_nodes,
-                             rankdir=rankdir)
+                             rankdir=rankdir, profile=profile)
     graph = _Graph(vars_or_function, updates, rewritten, max_nodes, collapse=collapse)
     g = _digraph(getattr(vars_or_function, "name", None) or "symgraph", rankdir)
     drawn = len(graph.kept) + len(graph.parts)
@@ -693,13 +694,17 @@ def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: 
 
 def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "ops", *,
            rewritten: bool = False, max_nodes: int | None = 400, updates: UpdatesLike = None,
-           view_file: bool = False, rankdir: str = "TB", collapse: bool = True) -> str:
+           view_file: bool = False, rankdir: str = "TB", collapse: bool = True,
+           profile: Sequence[dict] | None = None) -> str:
     """Draw the graph to ``path`` (.svg, .png, .pdf through ``dot``; .dot/.gv: DOT text).
 
     Pictures show what ``grad`` added and which layer made each node, which the text
     views cannot. ``vars_or_function`` is a Variable, a list, or a Function (its outputs
     and updates; ``rewritten=True``: the graph after its rewrites). ``max_nodes=None``
-    draws everything. Returns the path written.
+    draws everything. Views: ``"ops"``, ``"layers"``, and for a compiled function
+    ``"kernels"`` (its fused kernels around the user's nodes) and ``"profile"`` (kernels
+    shaded by ``profile=f.profile(...)``, by default the function's last profile; see
+    ``symgraph.kernel_view``). Returns the path written.
 
     >>> sg.render(model.train_function, "train.svg", view="layers")
     'train.svg'
@@ -710,7 +715,8 @@ def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "op
         raise ValueError(f"cannot tell the format of {path!r}: end it in "
                          f"{', '.join('.' + f for f in FORMATS + TEXT_FORMATS)}")
     source = render_source(vars_or_function, view, rewritten=rewritten, max_nodes=max_nodes,
-                           updates=updates, rankdir=rankdir, collapse=collapse)
+                           updates=updates, rankdir=rankdir, collapse=collapse,
+                           profile=profile)
     if ext in TEXT_FORMATS:
         _write_text(path, source)
         return path

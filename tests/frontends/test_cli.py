@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,23 @@ def test_graph_writes_dot_and_pictures(tmp_path, capsys):
     if shutil.which("dot"):
         assert main(["graph", str(spec), "-o", str(tmp_path / "l.svg"), "--view", "layers"]) == 0
         assert "dense_2" in (tmp_path / "l.svg").read_text()
+
+
+def test_graph_kernels_and_profile_views(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    assert main(["graph", str(spec), "-o", str(tmp_path / "k.dot"), "--view", "kernels"]) == 0
+    text = (tmp_path / "k.dot").read_text()
+    assert "subgraph cluster_k0" in text and "BLAS" in text and "dense_1" in text
+    capsys.readouterr()
+    assert main(["graph", str(spec), "-o", str(tmp_path / "p.dot"), "--view", "profile"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[:3] == ["share", "time", "unit"]  # the table
+    shares = [float(p) for p in re.findall(r"\\n(\d+\.\d)% · ", (tmp_path / "p.dot").read_text())]
+    assert shares and abs(sum(shares) - 100) < 0.1 * len(shares) + 0.5
+    assert main(["graph", str(spec), "-o", str(tmp_path / "n.dot"), "--view", "kernels",
+                 "--backend", "numpy"]) == 2
+    assert "llvm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
