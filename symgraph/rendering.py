@@ -11,9 +11,16 @@ update), op labels and ``DOT_STYLES``. What it adds is layout for humans:
 * ``view="layers"`` -- one cluster per scope with a forward box and a gradient box side
   by side; unscoped nodes go to "loss" (forward and gradient) and "updates".
 
-A graph over ``max_nodes`` keeps its first nodes in topological order (inputs, forward,
-then gradient and update arithmetic) and replaces the rest by one note naming how many
-were left out, so a 10,000-node chain still renders in seconds. The Python package
+Repeated structure is drawn once (``collapse=True``, ``symgraph.render_collapse`` finds
+it): a run of equal sibling scopes (``dense_2`` ... ``dense_100``) or of loop iterations
+(the same source lines) keeps its first and last unit and becomes one block in between,
+"×97 like dense_2", one node per part (forward, gradient, update) whose edges in and out
+carry the shapes and counts, and a self-loop the links from one unit to the next.
+
+Then a graph over ``max_nodes`` keeps its first nodes in topological order (inputs,
+forward, then gradient and update arithmetic; a block counts one a part) and replaces the
+rest by one note naming how many were left out, so a 10,000-node chain still renders in
+a second. The Python package
 ``graphviz`` builds the DOT text; the ``dot`` program draws it. Without ``dot`` the DOT
 text is written next to the requested file and ``GraphvizNotFound`` says how to install it.
 """
@@ -115,7 +122,13 @@ def _node_label(var: Variable) -> str:
 
 
 class _Graph:
-    """The reached graph with each variable's role, scope and ``grad`` call, capped."""
+    """The reached graph with each variable's role, scope and ``grad`` call, capped.
+
+    With ``collapse`` the repeated units become ``blocks``: ``kept`` holds the variables
+    drawn one by one, ``block_of``/``part_of``/``parts`` map block members to the node
+    drawing them, ``items`` is both in drawing order and ``endpoint`` says where an edge
+    of a variable lands.
+    """
 
     def __init__(self, outputs: GraphLike, updates: UpdatesLike, rewritten: bool,
                  max_nodes: int | None, collapse: bool = False):
@@ -674,6 +687,9 @@ def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: 
                   profile: Sequence[dict] | None = None) -> str:
     """The DOT text ``render`` would draw (for a notebook's own display, or a diff).
 
+    ``updates`` and ``collapse`` apply to the views "ops" and "layers"; ``profile`` to
+    "kernels" and "profile" (drawn by ``symgraph.kernel_view``).
+
     >>> text = sg.render_source(f, view="layers")   # 'digraph ...'
     """
     if view not in VIEWS:
@@ -701,7 +717,8 @@ def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "op
     Pictures show what ``grad`` added and which layer made each node, which the text
     views cannot. ``vars_or_function`` is a Variable, a list, or a Function (its outputs
     and updates; ``rewritten=True``: the graph after its rewrites). ``max_nodes=None``
-    draws everything. Views: ``"ops"``, ``"layers"``, and for a compiled function
+    draws everything; ``collapse=False`` draws repeated layers one by one instead of as
+    one "×N" block. Views: ``"ops"``, ``"layers"``, and for a compiled function
     ``"kernels"`` (its fused kernels around the user's nodes) and ``"profile"`` (kernels
     shaded by ``profile=f.profile(...)``, by default the function's last profile; see
     ``symgraph.kernel_view``). Returns the path written.
