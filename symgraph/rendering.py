@@ -711,7 +711,7 @@ def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: 
 def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "ops", *,
            rewritten: bool = False, max_nodes: int | None = 400, updates: UpdatesLike = None,
            view_file: bool = False, rankdir: str = "TB", collapse: bool = True,
-           profile: Sequence[dict] | None = None) -> str:
+           profile: Sequence[dict] | None = None, dpi: int = 110) -> str:
     """Draw the graph to ``path`` (.svg, .png, .pdf through ``dot``; .dot/.gv: DOT text).
 
     Pictures show what ``grad`` added and which layer made each node, which the text
@@ -721,7 +721,8 @@ def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "op
     one "×N" block. Views: ``"ops"``, ``"layers"``, and for a compiled function
     ``"kernels"`` (its fused kernels around the user's nodes) and ``"profile"`` (kernels
     shaded by ``profile=f.profile(...)``, by default the function's last profile; see
-    ``symgraph.kernel_view``). Returns the path written.
+    ``symgraph.kernel_view``). ``dpi`` sets a PNG's resolution (110: readable text without
+    multi-megabyte files). Returns the path written.
 
     >>> sg.render(model.train_function, "train.svg", view="layers")
     'train.svg'
@@ -731,6 +732,8 @@ def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "op
     if ext not in FORMATS + TEXT_FORMATS:
         raise ValueError(f"cannot tell the format of {path!r}: end it in "
                          f"{', '.join('.' + f for f in FORMATS + TEXT_FORMATS)}")
+    if not isinstance(dpi, int) or not 20 <= dpi <= 600:
+        raise ValueError(f"dpi must be an int from 20 to 600, got {dpi!r}")
     source = render_source(vars_or_function, view, rewritten=rewritten, max_nodes=max_nodes,
                            updates=updates, rankdir=rankdir, collapse=collapse,
                            profile=profile)
@@ -744,8 +747,7 @@ def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "op
                                f"{INSTALL_HINT}. The DOT text is in {dot_path}", dot_path)
     import subprocess
 
-    # png at 110 dpi: readable text without multi-megabyte files
-    done = subprocess.run(["dot", f"-T{ext}", *(["-Gdpi=110"] if ext == "png" else [])],
+    done = subprocess.run(["dot", f"-T{ext}", *([f"-Gdpi={dpi}"] if ext == "png" else [])],
                           input=source.encode(), capture_output=True, check=False)
     if done.returncode != 0:
         # dot can print thousands of lines (its rank dump); the first few say what failed

@@ -400,3 +400,19 @@ def test_layers_view_collapses_the_run_into_one_box_pair(deep, tmp_path):
     assert any(lab.startswith("∂ ×97 like layer_2") for lab in labels)
     assert "label=\"layer_3 … layer_99\"" in text or "label=layer_3" not in text
     assert re.search(r'(b\d+) -> \1 \[label="×96"', text)
+
+
+@needs_dot
+def test_png_dpi_sets_the_resolution(model, tmp_path):
+    import struct
+
+    def width(path) -> int:  # the PNG header's IHDR width
+        return struct.unpack(">I", path.read_bytes()[16:20])[0]
+
+    small = render(model.train_function, tmp_path / "a.png", view="layers", dpi=40)
+    large = render(model.train_function, tmp_path / "b.png", view="layers", dpi=80)
+    ratio = width(tmp_path / "b.png") / width(tmp_path / "a.png")
+    assert small.endswith("a.png") and large.endswith("b.png")
+    assert 1.9 < ratio < 2.1
+    with pytest.raises(ValueError, match="dpi"):
+        render(model.train_function, tmp_path / "c.png", dpi=5000)
