@@ -211,8 +211,7 @@ def plot_weights(layer, path, *, shape: tuple[int, int] | None = None) -> None:
     fig_h = max(2.0, height * scale) + 0.7  # and the title
     fig = plt.figure(figsize=(fig_w, fig_h))
     ax = fig.add_axes((0.02, 0.02, 1 - 1.2 / fig_w - 0.02, 1 - 0.7 / fig_h - 0.02))
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="white")  # the gaps between tiles
     image = ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=-limit, vmax=limit,
                       interpolation="nearest")
     ax.set_xticks([])

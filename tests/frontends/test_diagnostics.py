@@ -254,3 +254,18 @@ def test_errors():
     lone.set_model(model)
     with pytest.raises(RuntimeError, match="no training data"):
         lone.on_train_begin({})
+
+
+def test_float32_histogram_counts_in_the_activations_dtype():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(40, 5)).astype("float32")
+    model = fe.Sequential([L.Dense(7, activation="relu"), L.Dense(3)], input_shape=(5,), seed=1)
+    model.compile(backend="numpy")
+    stats = Probe(model, X, rng.integers(0, 3, 40)).stats()["dense_1"]
+    W, b = model.layers[0].W.get_value(), model.layers[0].b.get_value()
+    h = np.maximum(X @ W + b, np.float32(0))
+    counts, edges = stats["histogram"], stats["histogram_edges"]
+    assert counts.dtype == np.int64 and edges.dtype == np.float32
+    assert edges[0] == h.min() and edges[-1] == h.max()
+    np.testing.assert_array_equal(counts, np.histogram(h, bins=edges)[0])
+    assert stats["dead_fraction"] == pytest.approx((h.max(0) <= 0).mean())
