@@ -95,3 +95,26 @@ def test_saturation_cross_entropy_learns_mse_does_not():
         assert number_after(part, "(ratio") > 100                # gradient norm xent / mse
     assert number_after(binary, "cross-entropy") > 0.8           # accuracy after 60 steps
     assert number_after(binary, ", mse") < 0.05
+
+
+def test_visualize_writes_every_view_and_plot(tmp_path):
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    import pytest
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed")
+    out = run_example("visualize.py", "--out", str(tmp_path), "--epochs", "2")
+    assert "wrote 11 pictures" in out
+    texts = {}
+    for path in tmp_path.glob("*.svg"):
+        root = ET.parse(path).getroot()  # valid SVG
+        texts[path.stem] = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "d(cost)/d(dense_1/W)" in texts["digits_ops"]
+    assert "dense_1" in texts["digits_layers"] and "∂ dense_1" in texts["digits_layers"]
+    assert "BLAS" in texts["digits_kernels"] and "BLAS" in texts["digits_small_kernels"]
+    assert "%" in texts["digits_profile"] and "%" in texts["digits_small_profile"]
+    assert "d²" in texts["xor_hessian_ops"]  # the second-order graph
+    for name in ("curves", "diagnostics", "weights"):
+        assert (tmp_path / f"digits_{name}.png").read_bytes()[:4] == b"\x89PNG"
