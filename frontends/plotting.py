@@ -110,7 +110,7 @@ def plot_diagnostics(history, path) -> None:
     if not any_fraction:
         ax.text(0.5, 0.5, "no ReLU, sigmoid or tanh layers", ha="center", va="center",
                 transform=ax.transAxes, color="0.4")
-    _finish(ax, "dead ReLU / saturated units (fraction)", legend=any_fraction)
+    _finish(ax, "dead ReLU units / saturated activations (fraction)", legend=any_fraction)
 
     hist_axes = [ax for row in axes[1:] for ax in row]
     for ax, layer in zip(hist_axes, layers_with_histogram):
