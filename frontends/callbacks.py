@@ -205,3 +205,11 @@ class Diagnostics(Callback):
     def on_epoch_end(self, epoch, logs):
         if (epoch + 1) % self.every == 0:
             self.history.record_diagnostics(epoch, self.probe.stats())
+
+
+def __getattr__(name: str):
+    # fe.callbacks.TensorBoard lives in its own module, which subclasses Callback from here
+    if name == "TensorBoard":
+        from frontends.tensorboard import TensorBoard
+        return TensorBoard
+    raise AttributeError(f"module 'frontends.callbacks' has no attribute {name!r}")

@@ -57,6 +57,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends.layers.activations import ACTIVATIONS
+from frontends.model import inference_substitute
 
 __all__ = ["HISTOGRAM_BINS", "SIGMOID_SATURATION", "TANH_SATURATION", "Probe",
            "activation_kind"]
@@ -125,7 +126,7 @@ class Probe:
         # the inference versions of the model output and of every layer's output (one clone,
         # the model's own rule: has-mode layers called again with training=False)
         rebuilt = sg.clone_replace([model.output] + [v for _, v in tagged],
-                                   substitute=_inference_substitute)
+                                   substitute=inference_substitute)
         output, activations = rebuilt[0], rebuilt[1:]
         _check_no_default_updates(output)
         loss = model._total_loss(output)
@@ -216,16 +217,6 @@ def _layer_outputs(output: sg.Variable) -> list[tuple[object, sg.Variable]]:
                 found.pop(id(layer), None)
                 found[id(layer)] = (layer, var)
     return list(found.values())
-
-
-def _inference_substitute(var, rebuilt):
-    """The model's inference rule (``Model._inference_graph``): layers whose behaviour
-    depends on the mode are called again with ``training=False``."""
-    layer = getattr(var, "layer", None)
-    if layer is None or not layer.has_mode:
-        return None
-    with sg.name_scope(layer.name):
-        return layer.call(rebuilt(var.layer_input), training=False)
 
 
 def _check_no_default_updates(output: sg.Variable) -> None:

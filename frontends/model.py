@@ -33,6 +33,17 @@ def Input(shape: Sequence[int], dtype: str = "float32", name: str = "x") -> sg.V
     return sg.tensor(name, ("batch", *[int(d) for d in shape]), dtype)
 
 
+
+def inference_substitute(var: sg.Variable, rebuilt) -> sg.Variable | None:
+    """The inference rule, for ``sg.clone_replace(..., substitute=)``: the output of a
+    layer whose behaviour depends on the mode (dropout, batch norm) is rebuilt by calling
+    the layer again with ``training=False`` on its rebuilt input."""
+    layer = getattr(var, "layer", None)
+    if layer is None or not layer.has_mode:
+        return None
+    with sg.name_scope(layer.name):
+        return layer.call(rebuilt(var.layer_input), training=False)
+
 class Model:
     """A model from a graph built by calling layers: ``Model(inputs, outputs, seed=0)``.
 
@@ -76,15 +87,7 @@ class Model:
     def _inference_graph(self) -> sg.Variable:
         if not any(layer.has_mode for layer in self.layers):
             return self.output
-
-        def substitute(var, rebuilt):
-            layer = getattr(var, "layer", None)
-            if layer is None or not layer.has_mode:
-                return None
-            with sg.name_scope(layer.name):
-                return layer.call(rebuilt(var.layer_input), training=False)
-
-        [out] = sg.clone_replace([self.output], substitute=substitute)
+        [out] = sg.clone_replace([self.output], substitute=inference_substitute)
         return out
 
     def initialize(self, seed: int | None = None, layers: Sequence[Layer] | None = None) -> None:

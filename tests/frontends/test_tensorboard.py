@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import frontends as fe
-from frontends.tensorboard import TensorBoard
+from frontends.callbacks import TensorBoard
 
 pytest.importorskip("tensorboardX")
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
