@@ -20,46 +20,13 @@ import itertools
 from collections.abc import Mapping, Sequence
 
 from symgraph.graph import Apply, Variable, grad_tag, is_float, toposort
-
-
-class GradNotImplementedError(NotImplementedError):
-    """An op on the path has no gradient rule."""
-
-
-class DisconnectedInputError(ValueError):
-    """A ``wrt`` variable the cost does not depend on (differentiably)."""
-
-
-class UndefinedGradError(ValueError):
-    """The derivative w.r.t. a requested variable is undefined."""
-
-
-class _Disconnected:
-    """No differentiable path: the gradient is structurally absent (a typed zero)."""
-
-    _instance = None
-
-    def __new__(cls):
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self):
-        return "DISCONNECTED"
-
-
-DISCONNECTED = _Disconnected()
-
-
-class Undefined:
-    """The derivative exists as a path but has no value (e.g. w.r.t. a discrete choice)."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def __repr__(self):
-        return f"Undefined({self.reason!r})"
-
+from symgraph.sentinels import (  # noqa: F401  (re-exported: sg.grad's public names)
+    DISCONNECTED,
+    DisconnectedInputError,
+    GradNotImplementedError,
+    Undefined,
+    UndefinedGradError,
+)
 
 _grad_calls = itertools.count(1)
 

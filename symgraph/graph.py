@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph.sentinels import GradNotImplementedError
 from symgraph.shapes import contiguous as _contiguous
 
 _ids = itertools.count()
@@ -431,7 +432,6 @@ class Op:
         raise NotImplementedError
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import GradNotImplementedError
         raise GradNotImplementedError(f"op {self.name} has no gradient rule")
 
     # -- building
