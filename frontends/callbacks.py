@@ -15,26 +15,12 @@ import math
 
 import numpy as np
 
+from frontends.callback_base import Callback
+from frontends.diagnostics import Probe
+from frontends.plotting import plot_diagnostics, plot_history
+from frontends.tensorboard import TensorBoard
 
-class Callback:
-    """Base class: override the hooks you need."""
-
-    model = None
-    #: ``(x, y)``: the arrays ``fit`` trains on (after a validation split), or ``None``
-    training_data = None
-
-    def set_model(self, model) -> None:
-        self.model = model
-
-    def set_training_data(self, x, y) -> None:
-        """Called by ``fit`` before ``on_train_begin``: the raw ``x`` (an array, or a list of
-        arrays for a model with several inputs) and ``y`` the model trains on."""
-        self.training_data = (x, y)
-
-    def on_train_begin(self, logs: dict) -> None: pass
-    def on_epoch_begin(self, epoch: int, logs: dict) -> None: pass
-    def on_epoch_end(self, epoch: int, logs: dict) -> None: pass
-    def on_train_end(self, logs: dict) -> None: pass
+__all__ = ["Callback", "Diagnostics", "EarlyStopping", "History", "LambdaCallback", "TensorBoard"]
 
 
 class LambdaCallback(Callback):
@@ -92,14 +78,12 @@ class History(Callback):
     def plot(self, path) -> None:
         """Learning curves (loss and each metric, training and validation) to an image file;
         needs matplotlib (``pip install 'symgraph[plot]'``)."""
-        from frontends.plotting import plot_history
         plot_history(self, path)
 
     def plot_diagnostics(self, path) -> None:
         """The ``Diagnostics`` records as one picture: weight and gradient norms, the
         update/weight ratio against the healthy band around 1e-3, dead and saturated
         fractions, and the last probed epoch's activation histograms per layer."""
-        from frontends.plotting import plot_diagnostics
         plot_diagnostics(self, path)
 
 
@@ -181,7 +165,6 @@ class Diagnostics(Callback):
         self.probe = None
 
     def on_train_begin(self, logs):
-        from frontends.diagnostics import Probe
         if self.training_data is None:
             raise RuntimeError("Diagnostics: no training data; fit passes it "
                                "(set_training_data(x, y)) before training begins")
@@ -205,11 +188,3 @@ class Diagnostics(Callback):
     def on_epoch_end(self, epoch, logs):
         if (epoch + 1) % self.every == 0:
             self.history.record_diagnostics(epoch, self.probe.stats())
-
-
-def __getattr__(name: str):
-    # fe.callbacks.TensorBoard lives in its own module, which subclasses Callback from here
-    if name == "TensorBoard":
-        from frontends.tensorboard import TensorBoard
-        return TensorBoard
-    raise AttributeError(f"module 'frontends.callbacks' has no attribute {name!r}")

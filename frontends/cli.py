@@ -8,7 +8,7 @@
   (``frontends.tensorboard``, the ``[tensorboard]`` extra).
 * ``symgraph info [SPEC]`` — the model summary (layers, shapes, parameters,
   graph sizes); without a spec, versions of symgraph and its dependencies.
-* ``symgraph graph SPEC -o FILE [--view ops|layers]`` — the training graph drawn by
+* ``symgraph graph SPEC -o FILE [--view ops|layers|kernels|profile]`` — the training graph drawn by
   ``sg.render`` (svg, png, pdf through Graphviz's ``dot``; .dot for the text).
 
 A bad spec or a missing file exits with status 2 and one line, no traceback.
@@ -22,23 +22,26 @@ import platform
 import sys
 import time
 
+import numpy
+import sympy
+
+import symgraph as sg
+from frontends import datasets
+from frontends.spec import DEFAULT_SPEC, SpecError, load_spec
+from frontends.tensorboard import TensorBoard
+
 
 class UsageError(Exception):
     """A mistake of the user's (bad spec, missing file): one line, exit status 2."""
 
 
 def _versions() -> int:
-    import numpy
-    import sympy
-
-    import symgraph
-
-    print(f"symgraph {symgraph.__version__}")
+    print(f"symgraph {sg.__version__}")
     print(f"python   {platform.python_version()} ({platform.machine()})")
     print(f"numpy    {numpy.__version__}")
     print(f"sympy    {sympy.__version__}")
     try:
-        import llvmlite
+        import llvmlite  # lazy: the numpy backend works without it; report, don't fail
         import llvmlite.binding as llvm
         llvm_version = ".".join(map(str, llvm.llvm_version_info))
         print(f"llvmlite {llvmlite.__version__} (LLVM {llvm_version})")
@@ -48,7 +51,6 @@ def _versions() -> int:
 
 
 def _load(spec: str | None, backend: str | None = None):
-    from frontends.spec import DEFAULT_SPEC, SpecError, load_spec
     path = DEFAULT_SPEC if spec is None else spec
     if spec is not None and not os.path.exists(spec):
         raise UsageError(f"no spec file {spec!r}")
@@ -63,7 +65,6 @@ def _tensorboard(log_dir: str | None) -> list:
     """The TensorBoard callback for ``--tensorboard DIR`` (checked before any training)."""
     if log_dir is None:
         return []
-    from frontends.tensorboard import TensorBoard
     try:
         return [TensorBoard(log_dir)]
     except (ImportError, ValueError) as err:
@@ -71,7 +72,6 @@ def _tensorboard(log_dir: str | None) -> list:
 
 
 def _train(args) -> int:
-    from frontends import datasets
     start = time.perf_counter()
     callbacks = _tensorboard(args.tensorboard)
     model, cfg, label = _load(args.spec, args.backend)
@@ -149,8 +149,6 @@ def _info(args) -> int:
 
 
 def _graph(args) -> int:
-    import symgraph as sg
-    from symgraph.rendering import GraphvizNotFound
     compiled = args.view in ("kernels", "profile")
     # ops and layers draw the graph only (no native compile); kernels are the llvm program's
     backend = (args.backend or "llvm") if compiled else "numpy"
@@ -167,7 +165,7 @@ def _graph(args) -> int:
         print(sg.format_profile(rows, limit=8))
     try:
         written = sg.render(f, args.output, view=args.view, max_nodes=args.max_nodes)
-    except GraphvizNotFound as err:
+    except sg.GraphvizNotFound as err:
         raise UsageError(str(err).splitlines()[0] + f" (DOT text in {err.dot_path})") from None
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -178,7 +176,6 @@ def _graph(args) -> int:
 def _profile_train_step(model, cfg, label) -> list[dict]:
     """``f.profile`` of one training step on the spec's first minibatch (no parameter
     changes)."""
-    from frontends import datasets
     data_cfg = dict(cfg["data"])
     try:
         data = datasets.load(data_cfg.pop("name"), **data_cfg)

@@ -57,7 +57,8 @@ import numpy as np
 
 import symgraph as sg
 from frontends.layers.activations import ACTIVATIONS
-from frontends.model import inference_substitute
+from frontends.layers.base import inference_substitute
+from symgraph.graph import toposort
 
 __all__ = ["HISTOGRAM_BINS", "SIGMOID_SATURATION", "TANH_SATURATION", "Probe",
            "activation_kind"]
@@ -208,7 +209,6 @@ class Probe:
 
 def _layer_outputs(output: sg.Variable) -> list[tuple[object, sg.Variable]]:
     """``(layer, its output)`` in graph order; a layer called twice: its last call."""
-    from symgraph.graph import toposort
     found: dict[int, tuple[object, sg.Variable]] = {}
     for node in toposort([output]):
         for var in node.outputs:

@@ -20,8 +20,11 @@ import numpy as np
 
 import symgraph as sg
 from frontends import layers as layer_lib
-from frontends.layers.base import Layer
+from frontends import losses, optimizers, regularizers, training
+from frontends import metrics as metric_lib
+from frontends.layers.base import Layer, inference_substitute
 from frontends.saving import ModelFileError, assign_weights, load_weights, read_file, save_model
+from frontends.summary import summary_text
 from symgraph.graph import toposort
 
 
@@ -33,16 +36,6 @@ def Input(shape: Sequence[int], dtype: str = "float32", name: str = "x") -> sg.V
     return sg.tensor(name, ("batch", *[int(d) for d in shape]), dtype)
 
 
-
-def inference_substitute(var: sg.Variable, rebuilt) -> sg.Variable | None:
-    """The inference rule, for ``sg.clone_replace(..., substitute=)``: the output of a
-    layer whose behaviour depends on the mode (dropout, batch norm) is rebuilt by calling
-    the layer again with ``training=False`` on its rebuilt input."""
-    layer = getattr(var, "layer", None)
-    if layer is None or not layer.has_mode:
-        return None
-    with sg.name_scope(layer.name):
-        return layer.call(rebuilt(var.layer_input), training=False)
 
 class Model:
     """A model from a graph built by calling layers: ``Model(inputs, outputs, seed=0)``.
@@ -148,8 +141,6 @@ class Model:
         >>> model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(lr=1e-3),
         ...               regularizer=fe.regularizers.L2(1e-4), metrics=["accuracy"])
         """
-        from frontends import losses, optimizers, regularizers
-        from frontends import metrics as metric_lib
 
         self.loss = losses.get(loss)
         self.optimizer = optimizers.get(optimizer)
@@ -201,8 +192,7 @@ class Model:
     # -- running
     def fit(self, x, y, **kwargs):
         """Train; see ``frontends.training.fit`` for the arguments. Returns a ``History``."""
-        from frontends.training import fit
-        return fit(self, x, y, **kwargs)
+        return training.fit(self, x, y, **kwargs)
 
     def evaluate(self, x, y, batch_size: int = 256) -> dict[str, float]:
         """Loss and metrics on ``(x, y)`` in inference mode, averaged over examples.
@@ -275,7 +265,6 @@ class Model:
     # -- description
     def summary(self, print_fn=print) -> str:
         """Layers, output shapes and parameter counts (and graph sizes once compiled)."""
-        from frontends.summary import summary_text
         text = summary_text(self)
         if print_fn is not None:
             print_fn(text)

@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+import symgraph as sg
+
 #: the update/weight ratio band drawn as healthy (Karpathy's rule of thumb: about 1e-3)
 HEALTHY_UPDATE_RATIO = (1e-4, 1e-2)
 #: dots per inch of the diagnostics and weights pictures
@@ -225,7 +227,6 @@ def plot_weights(layer, path, *, shape: tuple[int, int] | None = None) -> None:
 
 
 def _kernel_of(layer) -> tuple[str, np.ndarray]:
-    import symgraph as sg
     if isinstance(layer, np.ndarray):
         return "weights", layer
     if isinstance(layer, sg.SharedVariable):

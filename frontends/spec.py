@@ -31,7 +31,11 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+from frontends import datasets, losses, metrics, optimizers, regularizers
+from frontends import layers as layer_registry
+from frontends.model import Model, Sequential
 from frontends.spec_source import KeyPath, Source, SpecError, parse
+from frontends.training import fit
 
 try:
     from importlib.resources.abc import Traversable
@@ -257,8 +261,6 @@ def _expected(hint) -> str:
 
 def _check_model(check: _Checker, section) -> tuple[dict, list]:
     """The normalised ``model`` section and the constructed layers."""
-    from frontends import layers as layer_registry
-
     path = ("model",)
     section = check.mapping(section, path, "the model section")
     check.keys(section, path, ("input_shape", "dtype", "seed", "name", "layers"), "model")
@@ -323,9 +325,6 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
     the file has no compile section)."""
     if section is None:
         return None, None
-    from frontends import losses, metrics, optimizers, regularizers
-    from frontends.model import Model
-
     path = ("compile",)
     keys = ("loss", "optimizer", "metrics", "regularizer")
     section = check.mapping(section, path, "the compile section")
@@ -353,8 +352,6 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
 
 
 def _check_data(check: _Checker, section) -> dict:
-    from frontends import datasets
-
     path = ("data",)
     section = check.mapping({} if section is None else section, path, "the data section")
     name = section.get("name", "digits")
@@ -381,8 +378,6 @@ def _defaults(function, keys: Sequence[str]) -> dict:
 
 
 def _check_fit(check: _Checker, section) -> dict:
-    from frontends.training import fit
-
     path = ("fit",)
     section = check.mapping({} if section is None else section, path, "the fit section")
     check.keys(section, path, _FIT_KEYS, "fit")
@@ -425,8 +420,6 @@ def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = No
     compile_cfg, compile_args = _check_compile(check, root.get("compile"))
     cfg = {"model": model_cfg, "compile": compile_cfg,
            "data": _check_data(check, root.get("data")), "fit": _check_fit(check, root.get("fit"))}
-
-    from frontends.model import Sequential
 
     try:
         model = Sequential(layers, input_shape=tuple(model_cfg["input_shape"]),

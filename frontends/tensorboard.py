@@ -39,7 +39,9 @@ import warnings
 
 import numpy as np
 
-from frontends.callbacks import Callback
+import symgraph as sg
+from frontends.callback_base import Callback
+from frontends.diagnostics import Probe
 
 INSTALL_HINT = "pip install 'symgraph[tensorboard]'"
 
@@ -143,7 +145,6 @@ class TensorBoard(Callback):
             data = getattr(self, "training_data", None)
             if data is None:
                 return {}
-            from frontends.diagnostics import Probe
             self._probe = Probe(self.model, *data)
         return self._probe.gradients()
 
@@ -170,7 +171,6 @@ def _learning_rate_function(model):
     effective = getattr(optimizer, "effective_lr", None)
     if effective is None:
         return None
-    import symgraph as sg
     # the in-graph schedule's expression of the lr and step-count shared variables,
     # evaluated by the numpy reference: nothing to compile
     return sg.function([], effective, backend="numpy")

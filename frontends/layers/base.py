@@ -200,3 +200,14 @@ def fixed_features(layer: Layer, x: sg.Variable, what: str = "features") -> int:
 def weight_dtype(x: sg.Variable, default="float32") -> str:
     """Weights take the input's float dtype (float32 models stay float32)."""
     return x.dtype.name if x.dtype.kind == "f" else default
+
+
+def inference_substitute(var: sg.Variable, rebuilt) -> sg.Variable | None:
+    """The inference rule, for ``sg.clone_replace(..., substitute=)``: the output of a
+    layer whose behaviour depends on the mode (dropout, batch norm) is rebuilt by calling
+    the layer again with ``training=False`` on its rebuilt input."""
+    layer = getattr(var, "layer", None)
+    if layer is None or not layer.has_mode:
+        return None
+    with sg.name_scope(layer.name):
+        return layer.call(rebuilt(var.layer_input), training=False)
