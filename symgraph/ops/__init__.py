@@ -6,10 +6,13 @@ turns user arguments (Python numbers, arrays, axes) into op applications.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import sympy
 from numpy.exceptions import AxisError
 
+from symgraph import dispatch
 from symgraph import shapes as sh
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, is_float, user_site
 from symgraph.ops import elemwise as ew
@@ -362,3 +365,8 @@ def dropout(x, keep_prob: float, seed: int) -> Variable:
 
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+# the builders the layers below (``Variable``'s operators, every op's ``bprop``) call as
+# ``dispatch.ops.<name>`` without importing this package
+dispatch.register({name: value for name, value in globals().items()
+                   if name in __all__ and isinstance(value, types.FunctionType)})

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph.dispatch import ops
 from symgraph.graph import Apply, Constant, Op, TensorType, Variable, as_variable, is_float
+from symgraph.sentinels import DISCONNECTED
 
 # dtype rules -----------------------------------------------------------------
 
@@ -147,22 +149,16 @@ def apply(op: Elemwise, *args) -> Variable:
 # helpers used by bprops (imported late to avoid a cycle with symgraph.ops.core)
 
 
-def _ops():
-    import symgraph.ops as ops
-    return ops
-
 
 def _no_grad(n):
     def rule(inputs, out, g):
-        from symgraph.grad import DISCONNECTED
         return [DISCONNECTED] * n
     return rule
 
 
 def _zero_grads(inputs, out, g):
     """Piecewise-constant functions: zero (not disconnected) for float inputs."""
-    from symgraph.grad import DISCONNECTED
-    return [_ops().zeros_like(x) if is_float(x.dtype) else DISCONNECTED for x in inputs]
+    return [ops.zeros_like(x) if is_float(x.dtype) else DISCONNECTED for x in inputs]
 
 
 def _np_sigmoid(x):
@@ -206,7 +202,6 @@ def _power_grad(i, o, g):
     d2/dx2 at (0, 0) and torch for d2/dy2 at ``0 ** y``). With a constant exponent
     (``x ** 2``) the masks fold away when no entry is 0, and ``y - 1`` is computed here.
     """
-    ops = _ops()
     x, y = i
     if isinstance(y, Constant):
         y_minus_one = Constant(np.asarray(y.value - 1, dtype=y.dtype))
@@ -220,7 +215,6 @@ def _power_grad(i, o, g):
     else:
         gx = g * y * ops.power(x, y_minus_one)
     if not is_float(y.dtype):
-        from symgraph.grad import DISCONNECTED
         return [gx, DISCONNECTED]
     constant_base = ops.logical_and(ops.equal(x, 0), ops.greater_equal(y, 0))
     gy = g * o * ops.log(ops.where(constant_base, 1, x))
@@ -231,7 +225,6 @@ def _extremum_grad(wins: str):
     """bprop of maximum (``wins`` = "gt") or minimum ("lt"): the winner gets ``g``, a
     tie gives ``g / 2`` to each side, a NaN operand gives 0 to both."""
     def rule(i, o, g):
-        ops = _ops()
         x, y = i
         beats = ELEMWISE[wins]
         tie = ops.where(ops.equal(x, y), g * 0.5, 0)
@@ -274,21 +267,21 @@ sqrt = scalar_op("sqrt", 1, _np_log(np.sqrt), lambda i, o, g: [g / (2 * o)],
                  lambda b, x: b.sqrt(x), _to_float)
 square = scalar_op("square", 1, np.square, lambda i, o, g: [g * 2 * i[0]],
                    lambda b, x: b.mul(x, x))
-abs_ = scalar_op("abs", 1, np.abs, lambda i, o, g: [g * _ops().sign(i[0])],
+abs_ = scalar_op("abs", 1, np.abs, lambda i, o, g: [g * ops.sign(i[0])],
                  lambda b, x: b.abs(x))
 sign = scalar_op("sign", 1, np.sign, _zero_grads, lambda b, x: b.sign(x), _no_bool)
-sin = scalar_op("sin", 1, np.sin, lambda i, o, g: [g * _ops().cos(i[0])],
+sin = scalar_op("sin", 1, np.sin, lambda i, o, g: [g * ops.cos(i[0])],
                 lambda b, x: b.sin(x), _to_float)
-cos = scalar_op("cos", 1, np.cos, lambda i, o, g: [-g * _ops().sin(i[0])],
+cos = scalar_op("cos", 1, np.cos, lambda i, o, g: [-g * ops.sin(i[0])],
                 lambda b, x: b.cos(x), _to_float)
 tanh = scalar_op("tanh", 1, np.tanh, lambda i, o, g: [g * (1 - o * o)],
                  lambda b, x: b.tanh(x), _to_float)
 sigmoid = scalar_op("sigmoid", 1, _np_sigmoid, lambda i, o, g: [g * o * (1 - o)],
                     lambda b, x: b.sigmoid(x), _to_float)
-softplus = scalar_op("softplus", 1, _np_softplus, lambda i, o, g: [g * _ops().sigmoid(i[0])],
+softplus = scalar_op("softplus", 1, _np_softplus, lambda i, o, g: [g * ops.sigmoid(i[0])],
                      lambda b, x: b.softplus(x), _to_float)
 relu = scalar_op("relu", 1, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-                 lambda i, o, g: [_ops().where(i[0] > 0, g, 0)],
+                 lambda i, o, g: [ops.where(i[0] > 0, g, 0)],
                  lambda b, x: b.maximum(x, b.zero(x)))
 identity = scalar_op("identity", 1, lambda x: x.copy(), lambda i, o, g: [g], lambda b, x: x)
 stop_gradient = scalar_op("stop_gradient", 1, lambda x: x.copy(), _no_grad(1), lambda b, x: x)
@@ -311,8 +304,6 @@ logical_not = scalar_op("not", 1, np.logical_not, _no_grad(1), lambda b, x: b.no
 
 
 def _where_grad(i, o, g):
-    from symgraph.grad import DISCONNECTED
-    ops = _ops()
     return [DISCONNECTED, ops.where(i[0], g, 0), ops.where(i[0], 0, g)]
 
 
@@ -325,7 +316,6 @@ where = scalar_op("where", 3, np.where, _where_grad,
 
 
 def _clip_grad(i, o, g):
-    ops = _ops()
     x, lo, hi = i
     inside = ops.logical_and(x >= lo, x <= hi)
     return [ops.where(inside, g, 0), ops.where(x < lo, g, 0), ops.where(x > hi, g, 0)]
@@ -336,7 +326,6 @@ clip = scalar_op("clip", 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi),
 
 
 def _fill_grad(i, o, g):
-    from symgraph.grad import DISCONNECTED
     return [DISCONNECTED, g]
 
 
@@ -365,11 +354,10 @@ class Cast(Op):
         return [inputs[0].astype(self.dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         x = inputs[0]
         if not (is_float(x.dtype) and is_float(self.dtype)):
             return DISCONNECTED
-        return _ops().cast(grads[0], x.dtype)
+        return ops.cast(grads[0], x.dtype)
 
 
 class DropoutMask(Op):
@@ -404,7 +392,6 @@ class DropoutMask(Op):
         return [np.where(keep, dtype.type(1.0 / self.keep_prob), dtype.type(0)).astype(dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         return DISCONNECTED
 
 

@@ -21,13 +21,9 @@ import numpy as np
 import sympy
 
 from symgraph import shapes as sh
-from symgraph.graph import Op, TensorType, Variable
+from symgraph.graph import Constant, Op, TensorType, Variable
+from symgraph.sentinels import DISCONNECTED
 from symgraph.shapes import contiguous as _contiguous
-
-
-def _ops():
-    import symgraph.ops as ops
-    return ops
 
 
 def _norm_bound(b):
@@ -76,12 +72,11 @@ def _slice_length(d, s: slice):
 def describe_input(var: Variable) -> str | None:
     """How an error names a graph value: its name, else its expression (shortened); None
     for a 0-d constant (an int index: the message shows its value already)."""
-    from symgraph.graph import Constant
     if isinstance(var, Constant) and var.ndim == 0 and not var.name:
         return None
     if var.name:
         return repr(var.name)
-    from symgraph.printing import pprint
+    from symgraph.printing import pprint  # lazy: printing imports the op classes (cycle)
     text = pprint(var)
     return f"`{text if len(text) <= 60 else text[:57] + '...'}`"
 
@@ -173,7 +168,6 @@ class SubtensorGrad(Op):
         return [out]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         if index == 0:
             return DISCONNECTED
         return Subtensor(self.index)(grads[0])
@@ -235,7 +229,6 @@ class AdvancedSubtensor(Op):
         return [_contiguous(x[self.runtime_index(indices)])]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         if index > 0:
             return DISCONNECTED
         return AdvancedIncSubtensor(self.pattern)(inputs[0], grads[0], *inputs[1:])
@@ -264,7 +257,6 @@ class AdvancedIncSubtensor(Op):
         return [out]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         if index != 1:
             return DISCONNECTED
         return AdvancedSubtensor(self.pattern)(grads[0], *inputs[2:])
@@ -299,7 +291,6 @@ def getitem(x: Variable, index) -> Variable:
 
 
 def _index_array(e) -> Variable:
-    from symgraph.graph import Constant
     if isinstance(e, Variable):
         var = e
     else:
@@ -316,7 +307,6 @@ def _index_array(e) -> Variable:
 
 def _mixed_getitem(x: Variable, index: tuple) -> Variable:
     """Integer arrays with ints and slices, numpy's rules (see the module docstring)."""
-    from symgraph.graph import Constant
     if len(index) > x.ndim:
         raise IndexError(f"too many indices ({len(index)}) for {x.ndim} dims")
     pattern, arrays, slices = [], [], []

@@ -10,12 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph.dispatch import ops
 from symgraph.graph import Op, TensorType
-
-
-def _ops():
-    import symgraph.ops as ops
-    return ops
 
 
 class MatMul(Op):
@@ -41,7 +37,6 @@ class MatMul(Op):
         return [np.asarray(np.matmul(a, b), dtype=ctx.out_dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        ops = _ops()
         a, b = inputs
         g = grads[0]
         if index == 0:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from symgraph.dispatch import ops
 from symgraph.graph import Op, TensorType, is_float
-
-
-def _ops():
-    import symgraph.ops as ops
-    return ops
+from symgraph.ops.indexing import describe_input, first_outside, position_text
+from symgraph.ops.reduce import reduced_shape
+from symgraph.sentinels import DISCONNECTED
 
 
 def _stable_lse(x, axis):
@@ -52,7 +51,7 @@ class Softmax(_AxisOp):
 
     def bprop(self, inputs, outputs, index, grads):
         s, g = outputs[0], grads[0]
-        return s * (g - _ops().sum(g * s, self.axis, keepdims=True))
+        return s * (g - ops.sum(g * s, self.axis, keepdims=True))
 
 
 class LogSoftmax(_AxisOp):
@@ -65,7 +64,6 @@ class LogSoftmax(_AxisOp):
         return [(x - _stable_lse(x, self.axis)).astype(x.dtype, copy=False)]
 
     def bprop(self, inputs, outputs, index, grads):
-        ops = _ops()
         g = grads[0]
         return g - Softmax(self.axis)(inputs[0]) * ops.sum(g, self.axis, keepdims=True)
 
@@ -81,7 +79,6 @@ class LogSumExp(Op):
         return "logsumexp"
 
     def infer(self, x):
-        from symgraph.ops.reduce import reduced_shape
         if not is_float(x.dtype):
             raise TypeError(f"needs a float input, got {x.dtype.name}")
         return [TensorType(x.dtype, reduced_shape(x.shape, self.axes, self.keepdims))]
@@ -94,7 +91,6 @@ class LogSumExp(Op):
         return [np.asarray(out, dtype=x.dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        ops = _ops()
         x, out, g = inputs[0], outputs[0], grads[0]
         if not self.keepdims:
             out, g = ops.expand_dims(out, self.axes), ops.expand_dims(g, self.axes)
@@ -129,7 +125,6 @@ class OneHot(Op):
         return [TensorType(self.dtype, labels.shape + (self.depth,))]
 
     def perform(self, inputs, ctx):
-        from symgraph.ops.indexing import describe_input, first_outside
         labels = inputs[0]
         found = first_outside(labels, 0, self.depth)
         if found is not None:
@@ -138,14 +133,12 @@ class OneHot(Op):
         return [(labels[..., None] == np.arange(self.depth)).astype(self.dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         return DISCONNECTED
 
 
 def label_error_text(value: int, depth: int, source: str | None, position: tuple) -> str:
     """The out-of-range label message of both backends:
     ``label 5 of 'y' at position 1 is out of range [0, 3)``."""
-    from symgraph.ops.indexing import position_text
     where = f" of {source}" if source else ""
     if position:
         where += f" at position {position_text(position)}"
@@ -171,6 +164,5 @@ class Arange(Op):
         return [np.arange(ctx.resolve(self.n), dtype=self.dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         return DISCONNECTED
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph.dispatch import ops
 from symgraph.graph import Op, TensorType, Variable
+from symgraph.sentinels import DISCONNECTED
 
 
 def normalize_axes(axis, ndim: int) -> tuple[int, ...]:
@@ -32,10 +34,6 @@ def reduced_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
-
-def _ops():
-    import symgraph.ops as ops
-    return ops
 
 
 class Reduce(Op):
@@ -82,7 +80,6 @@ class Reduce(Op):
         return [np.asarray(out, dtype=ctx.out_dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        ops = _ops()
         x, out, g = inputs[0], outputs[0], grads[0]
         g_kept = g if self.keepdims else ops.expand_dims(g, self.axes)
         if self.kind == "sum":
@@ -116,7 +113,6 @@ class Argmax(Op):
                            dtype=np.int64)]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         return DISCONNECTED
 
 
@@ -145,5 +141,4 @@ class Size(Op):
                            dtype=self.dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        from symgraph.grad import DISCONNECTED
         return DISCONNECTED

@@ -11,13 +11,10 @@ import numpy as np
 import sympy
 
 from symgraph import shapes as sh
+from symgraph.dispatch import ops
 from symgraph.graph import Op, TensorType
+from symgraph.sentinels import DISCONNECTED
 from symgraph.shapes import contiguous as _contiguous
-
-
-def _ops():
-    import symgraph.ops as ops
-    return ops
 
 
 class DimShuffle(Op):
@@ -127,7 +124,7 @@ class Reshape(Op):
         if sum(1 for d in x.shape if d is None) > 1:
             # a static reshape target can hold only one unknown dim: take x's run-time shape
             return ReshapeLike()(grads[0], x)
-        return _ops().reshape(grads[0], x.shape)
+        return ops.reshape(grads[0], x.shape)
 
 
 class ReshapeLike(Op):
@@ -151,7 +148,6 @@ class ReshapeLike(Op):
 
     def bprop(self, inputs, outputs, index, grads):
         if index != 0:
-            from symgraph.grad import DISCONNECTED
             return DISCONNECTED
         return ReshapeLike()(grads[0], inputs[0])
 
@@ -188,7 +184,6 @@ class Concatenate(Op):
         return [np.concatenate(inputs, axis=self.axis).astype(ctx.out_dtype, copy=False)]
 
     def bprop(self, inputs, outputs, index, grads):
-        ops = _ops()
         start = sh.shape_sum(x.shape[self.axis] for x in inputs[:index])
         length = inputs[index].shape[self.axis]
         if start is None or length is None:
@@ -229,9 +224,7 @@ class ConcatenateGrad(Op):
 
     def bprop(self, inputs, outputs, index, grads):
         if index != 0:
-            from symgraph.grad import DISCONNECTED
             return DISCONNECTED
-        ops = _ops()
         g, xs = inputs[0], inputs[1:]
         parts = [grads[0] if j == self.index else ops.zeros_like(x, dtype=g.dtype)
                  for j, x in enumerate(xs)]
@@ -265,4 +258,4 @@ class Stack(Op):
     def bprop(self, inputs, outputs, index, grads):
         key = [slice(None)] * outputs[0].ndim
         key[self.axis] = index
-        return _ops().cast(grads[0][tuple(key)], inputs[index].dtype)
+        return ops.cast(grads[0][tuple(key)], inputs[index].dtype)
