@@ -19,7 +19,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from symgraph.graph import Apply, Variable, grad_tag, is_float, toposort
+from symgraph import ops
+from symgraph.graph import Apply, Variable, is_float, toposort
+from symgraph.printing import short_label
+from symgraph.provenance import grad_tag
 from symgraph.sentinels import (  # noqa: F401  (re-exported: sg.grad's public names)
     DISCONNECTED,
     DisconnectedInputError,
@@ -65,7 +68,6 @@ def _cost_label(cost: Variable | None) -> tuple[str, list[str]]:
     if getattr(cost, "derivative", None) is not None:
         numerator, denominators = cost.derivative
         return numerator, list(denominators)
-    from symgraph.printing import short_label
     return short_label(cost) or "cost", []
 
 
@@ -81,7 +83,6 @@ def _describe(v: Variable) -> str:
 
 def unbroadcast(g: Variable, like: Variable) -> Variable:
     """Sum ``g`` over the axes where ``like`` was broadcast (statically known)."""
-    from symgraph import ops
     if g.ndim < like.ndim:
         raise ValueError(f"gradient of {_describe(like)} has fewer dims than the variable")
     lead = g.ndim - like.ndim
@@ -96,7 +97,6 @@ def unbroadcast(g: Variable, like: Variable) -> Variable:
 
 
 def _sum_parts(parts: list):
-    from symgraph import ops
     undefined = [p for p in parts if isinstance(p, Undefined)]
     if undefined:
         return undefined[0]
@@ -137,7 +137,6 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
 
     Returns, for each ``wrt``, a Variable, ``DISCONNECTED`` or an ``Undefined``.
     """
-    from symgraph import ops
     call = GradCall(cost, wrt)
     table: dict[Variable, list] = {}
     seeds: list[Variable] = []
@@ -204,7 +203,6 @@ def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
     may be None). ``disconnected="zero"`` returns zeros for a ``wrt`` the cost
     does not depend on instead of raising.
     """
-    from symgraph import ops
     single = isinstance(wrt, Variable)
     wrt_list = [wrt] if single else list(wrt)
     if disconnected not in ("raise", "zero"):
@@ -244,7 +242,6 @@ def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
 
 def jacobian(expr: Variable, wrt, *, disconnected: str = "raise"):
     """Jacobian of a vector ``expr``: shape ``expr.shape + wrt.shape`` (one grad per entry)."""
-    from symgraph import ops
     single = isinstance(wrt, Variable)
     wrt_list = [wrt] if single else list(wrt)
     if expr.ndim == 0:
@@ -284,7 +281,6 @@ def hessian(cost: Variable, wrt, *, disconnected: str = "raise"):
 
 def hvp(cost: Variable, wrt, vectors, *, disconnected: str = "raise"):
     """Hessian-vector product (Pearlmutter): ``grad(sum(grad(cost, w) * v), w)``."""
-    from symgraph import ops
     single = isinstance(wrt, Variable)
     wrt_list = [wrt] if single else list(wrt)
     v_list = [vectors] if single else list(vectors)

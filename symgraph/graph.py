@@ -9,32 +9,35 @@
 Nodes are immutable once built and never copied: ``grad`` adds new nodes
 that point at the forward ones. Each node records where the user created it
 (file, line, source text) so errors point at the user's code, and, when it
-was made by ``grad``, which forward node's ``bprop`` made it.
+was made by ``grad``, which forward node's ``bprop`` made it (those records live
+in ``symgraph.provenance``, re-exported here).
 
 Nothing backend-specific lives here: backends look lowerings up by op.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import linecache
 import numbers
-import os
-import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph.provenance import (  # noqa: F401  (re-exported: the IR's public names)
+    Site,
+    current_scope,
+    current_tag,
+    grad_tag,
+    name_scope,
+    register_internal_package,
+    user_site,
+)
 from symgraph.sentinels import GradNotImplementedError
 from symgraph.shapes import contiguous as _contiguous
 
 _ids = itertools.count()
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_INTERNAL_DIRS = (_PACKAGE_DIR,)
 
 
 # --------------------------------------------------------------------------- types
@@ -66,89 +69,6 @@ class TensorType:
 
     def __str__(self) -> str:
         return f"{self.dtype.name}{sh.format_shape(self.shape)}"
-
-
-# --------------------------------------------------------------------------- creation site
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where the user created a node: the first frame outside symgraph."""
-
-    filename: str
-    lineno: int
-
-    @property
-    def line(self) -> str:
-        return linecache.getline(self.filename, self.lineno).strip()
-
-    def __str__(self) -> str:
-        text = self.line
-        return f'File "{self.filename}", line {self.lineno}' + (f": {text}" if text else "")
-
-
-def register_internal_package(path: str) -> None:
-    """Frames under ``path`` are skipped when finding the user's line (frontends use it)."""
-    global _INTERNAL_DIRS
-    _INTERNAL_DIRS = (*_INTERNAL_DIRS, os.path.dirname(os.path.abspath(path)))
-
-
-def user_site() -> Site | None:
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_INTERNAL_DIRS):
-            return Site(filename, frame.f_lineno)
-        frame = frame.f_back
-    return None
-
-
-# --------------------------------------------------------------------------- grad tagging
-
-_tag_state = threading.local()
-
-
-@contextlib.contextmanager
-def grad_tag(forward_node: Apply | None, grad_call: object):
-    """Nodes built inside this block are tagged as made by ``forward_node``'s bprop."""
-    previous = getattr(_tag_state, "tag", None)
-    _tag_state.tag = (forward_node, grad_call)
-    try:
-        yield
-    finally:
-        _tag_state.tag = previous
-
-
-def _current_tag():
-    return getattr(_tag_state, "tag", None)
-
-
-# --------------------------------------------------------------------------- name scopes
-
-
-@contextlib.contextmanager
-def name_scope(name: str):
-    """Nodes built inside this block record ``name`` as their ``scope`` (nested: ``a/b``).
-
-    Layers of the model API wrap their graph-building in their own name, so
-    printed graphs, pictures and errors read as the model does.
-
-    >>> with sg.name_scope("dense_1"):
-    ...     h = x @ W + b            # h.owner.scope == "dense_1"
-    """
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(f"a name scope is a non-empty string without '/', got {name!r}")
-    previous = getattr(_tag_state, "scope", None)
-    _tag_state.scope = name if previous is None else f"{previous}/{name}"
-    try:
-        yield _tag_state.scope
-    finally:
-        _tag_state.scope = previous
-
-
-def current_scope() -> str | None:
-    """The innermost active ``name_scope`` (``"outer/inner"``), or None."""
-    return getattr(_tag_state, "scope", None)
 
 
 # --------------------------------------------------------------------------- variables
@@ -317,7 +237,6 @@ class SharedVariable(Variable):
         super().__init__(TensorType(array.dtype, tuple(static)), name=name)
         self._value = _contiguous(array)
         self.default_update: Variable | None = None
-        self._listeners: list = []  # compiled functions that keep a private copy
 
     @property
     def role(self) -> str:
@@ -325,7 +244,6 @@ class SharedVariable(Variable):
 
     def get_value(self) -> np.ndarray:
         """A copy of the current value."""
-        self._sync_from_listeners()
         return self._value.copy()
 
     def set_value(self, value) -> None:
@@ -338,12 +256,6 @@ class SharedVariable(Variable):
         if problem:
             raise ValueError(f"shared variable {self.name!r}: {problem}")
         self._value = np.array(array, dtype=self.dtype, copy=True, order="C")
-        for listener in self._listeners:
-            listener.shared_value_set(self)
-
-    def _sync_from_listeners(self) -> None:
-        for listener in self._listeners:
-            listener.shared_value_get(self)
 
 
 # --------------------------------------------------------------------------- apply / op
@@ -356,7 +268,7 @@ class Apply:
         self.op = op
         self.inputs = list(inputs)
         self.site = user_site()
-        tag = _current_tag()
+        tag = current_tag()
         self.grad_of, self.grad_call = tag if tag is not None else (None, None)
         # a gradient node belongs to the scope of the forward node whose bprop made it
         scope = current_scope()

@@ -26,11 +26,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Union
+from typing import Protocol
 
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph.evaluate import evaluate
 from symgraph.graph import Apply, Constant, Op, Variable, toposort
 from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
 from symgraph.ops.indexing import (
@@ -44,11 +45,19 @@ from symgraph.ops.nn import Arange, LogSoftmax, LogSumExp, OneHot, Softmax
 from symgraph.ops.reduce import Argmax, Reduce, Size
 from symgraph.ops.structure import Concatenate, DimShuffle, Reshape, Stack
 
-if TYPE_CHECKING:
 
-    from symgraph.function import Function
+class CompiledGraph(Protocol):
+    """What printing reads of a ``Function``: its outputs and update pairs.
 
-GraphLike = Union[Variable, Sequence[Variable], "Function"]
+    A protocol, not ``symgraph.function.Function``: printing sits below ``function`` in
+    the import order (``function`` reaches it through ``profiling``).
+    """
+
+    outputs: Sequence[Variable]
+    updates: Sequence[tuple[Variable, Variable]]
+
+
+GraphLike = Variable | Sequence[Variable] | CompiledGraph
 UpdatesLike = Mapping[Variable, Variable] | Sequence[tuple[Variable, Variable]] | None
 
 __all__ = ["debugprint", "pprint", "role_of", "short_label"]
@@ -408,7 +417,6 @@ def _constant_values(nodes: Sequence[Apply]) -> dict[int, Constant]:
 
     Folding uses the reference evaluator, so what prints is what the graph computes.
     """
-    from symgraph.evaluate import evaluate
     values: dict[int, Constant] = {}
     for node in nodes:
         if len(node.outputs) != 1 or node.op.name in ("dropout_mask", "arange"):

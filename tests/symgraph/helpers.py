@@ -6,8 +6,10 @@ compiled with ``sg.function(..., backend=backend)`` using the ``backend`` fixtur
 
 * ``inputs_like(arrays)`` / ``run_graph(fn, arrays, backend)``: build one ``sg.tensor``
   per array (same shape and dtype), apply ``fn``, compile and call.
-* ``numeric_grad(f, arrays, eps)`` / ``numeric_jacobian(f, x, eps)``: central finite
-  differences in float64 of a numpy function or a compiled ``sg.function``.
+* ``fd_grad(f, x, eps)``: central finite differences in float64 (gradient or Jacobian) of
+  a numpy function or a compiled ``sg.function`` of one array, through
+  ``symgraph.check.finite_differences`` (the one implementation; use it directly for
+  several arguments).
 * ``assert_grad_matches(fn, arrays, backend)``: ``sg.grad`` vs finite differences.
 * ``assert_close(actual, expected)``: dtype-aware ``assert_allclose`` (float32 is looser).
 * strategies: ``broadcast_shape_pairs()``, ``shapes()``, ``float_arrays(shape, ...)``,
@@ -26,11 +28,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import symgraph as sg
+from symgraph.check import finite_differences
 
 __all__ = [
     "FIXTURE_SETTINGS", "assert_close", "assert_grad_matches", "away_from",
-    "broadcast_shape_pairs", "float_arrays", "inputs_like", "numeric_grad",
-    "numeric_jacobian", "random_array", "run_graph", "seeds", "shapes", "tolerance",
+    "broadcast_shape_pairs", "fd_grad", "float_arrays", "inputs_like", "random_array",
+    "run_graph", "seeds", "shapes", "tolerance",
 ]
 
 # The ``backend`` fixture is function-scoped but holds only a string: reusing it across
@@ -61,50 +64,10 @@ def run_graph(fn: Callable, arrays: Sequence, backend: str):
 # --------------------------------------------------------------------------- finite differences
 
 
-def numeric_grad(f: Callable, arrays: Sequence, eps: float = 1e-6) -> list[np.ndarray]:
-    """Central differences ``(f(a+eps) - f(a-eps)) / 2eps`` of scalar ``f(*arrays)``.
-
-    ``f`` may be a numpy function or a compiled ``sg.function``; every array is
-    perturbed in float64 (copies: the caller's arrays are untouched).
-    """
-    arrays = [np.array(a, dtype=np.float64) for a in arrays]
-    grads = []
-    for a in arrays:
-        g = np.zeros_like(a)
-        flat, gflat = a.reshape(-1), g.reshape(-1)
-        for i in range(flat.size):
-            saved = flat[i]
-            flat[i] = saved + eps
-            up = float(f(*arrays))
-            flat[i] = saved - eps
-            down = float(f(*arrays))
-            flat[i] = saved
-            gflat[i] = (up - down) / (2 * eps)
-        grads.append(g)
-    return grads
-
-
 def fd_grad(f: Callable, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """``numeric_grad`` of a scalar function of one array."""
-    return numeric_grad(f, [x], eps)[0]
-
-
-def numeric_jacobian(f: Callable, x, eps: float = 1e-6) -> np.ndarray:
-    """Central-difference Jacobian of ``f(x)`` (any shape out): shape ``out.shape + x.shape``."""
-    x = np.array(x, dtype=np.float64)
-    out_shape = np.shape(f(x))
-    jac = np.zeros(out_shape + x.shape)
-    flat = x.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
-        up = np.asarray(f(x), dtype=np.float64)
-        flat[i] = saved - eps
-        down = np.asarray(f(x), dtype=np.float64)
-        flat[i] = saved
-        index = np.unravel_index(i, x.shape) if x.ndim else ()
-        jac[(Ellipsis, *index)] = (up - down) / (2 * eps)
-    return jac
+    """Central differences of ``f(x)`` w.r.t. one array: the gradient of a scalar ``f``,
+    the Jacobian (shape ``f(x).shape + x.shape``) of an array-valued one."""
+    return finite_differences(f, [x], eps)[0]
 
 
 def tolerance(dtype) -> dict:
@@ -138,10 +101,10 @@ def assert_grad_matches(fn: Callable, arrays: Sequence, backend: str, *, eps: fl
     grads = sg.grad(cost, [xs[k] for k in picked])
     symbolic = sg.function(xs, grads, backend=backend)(*arrays)
     f_cost = sg.function(xs, cost, backend=backend)
-    numeric = numeric_grad(f_cost, arrays, eps)
-    for k, got in zip(picked, symbolic):
+    numeric = finite_differences(f_cost, arrays, eps, wrt=picked)
+    for k, got, expected in zip(picked, symbolic, numeric):
         assert np.shape(got) == arrays[k].shape, (k, np.shape(got), arrays[k].shape)
-        np.testing.assert_allclose(got, numeric[k], rtol=rtol, atol=atol,
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol,
                                    err_msg=f"gradient of argument {k}")
     return [np.asarray(s) for s in symbolic]
 

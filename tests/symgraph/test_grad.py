@@ -1,7 +1,7 @@
 """``sg.grad`` and friends: Hessians, Jacobians, HVPs, graph structure, sentinels, errors.
 
 Oracles: closed forms (``x @ A @ x`` has Hessian ``A + A.T``), central finite
-differences (``helpers.numeric_grad``/``numeric_jacobian``) and the Hessian itself for
+differences (``helpers.fd_grad``) and the Hessian itself for
 ``hvp``.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from helpers import (
     FIXTURE_SETTINGS,
     assert_grad_matches,
-    numeric_jacobian,
+    fd_grad,
     random_array,
     seeds,
 )
@@ -101,7 +101,7 @@ def test_jacobian_of_vector_function_matches_finite_differences(backend, seed):
     rng = np.random.default_rng(seed)
     Av, xv = rng.normal(size=(3, 4)), rng.normal(size=4)
     f_expr, f_jac = _vector_function_and_jacobian(backend)
-    np.testing.assert_allclose(f_jac(xv, Av), numeric_jacobian(lambda a: f_expr(a, Av), xv),
+    np.testing.assert_allclose(f_jac(xv, Av), fd_grad(lambda a: f_expr(a, Av), xv),
                                rtol=1e-6, atol=1e-8)
 
 

@@ -8,6 +8,7 @@ the numpy closed-form gradient for second derivatives).
 
 import numpy as np
 import pytest
+from helpers import fd_grad
 
 import symgraph as sg
 
@@ -38,24 +39,6 @@ def np_sigmoid(z):
 
 def np_bce(z, y):
     return np.mean(np_softplus(z) - y * z)
-
-
-def fd_grad(fn, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central finite differences of ``fn`` (scalar or array valued) at ``x``; the
-    result has shape ``fn(x).shape + x.shape``."""
-    x = np.array(x, dtype=np.float64)
-    columns = []
-    flat = x.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + eps
-        up = np.asarray(fn(x), dtype=np.float64)
-        flat[i] = saved - eps
-        down = np.asarray(fn(x), dtype=np.float64)
-        flat[i] = saved
-        columns.append((up - down) / (2 * eps))
-    jac = np.stack(columns, axis=-1)
-    return jac.reshape(jac.shape[:-1] + x.shape)
 
 
 EXTREME_LOGITS = np.array([[1000.0, -1000.0, 0.0],
