@@ -60,7 +60,7 @@ def derivative_label(numerator: str, denominators: Sequence[str]) -> str:
     return f"d{sup}({numerator})/" + "".join(f"d({d})" for d in denominators)
 
 
-def _cost_label(cost: Variable | None) -> tuple[str, list[str]]:
+def cost_label(cost: Variable | None) -> tuple[str, list[str]]:
     """(numerator, denominators so far): a gradient's own derivative label, else the cost's
     name, else its expression when short (``sum(x ** 3)``), else ``cost``."""
     if cost is None:
@@ -140,7 +140,7 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
     call = GradCall(cost, wrt)
     table: dict[Variable, list] = {}
     seeds: list[Variable] = []
-    numerator, denominators = _cost_label(cost)
+    numerator, denominators = cost_label(cost)
     with grad_tag(None, call):
         if cost is not None:
             seed = ops.ones_like(cost)
@@ -293,10 +293,9 @@ def hvp(cost: Variable, wrt, vectors, *, disconnected: str = "raise"):
         term = ops.sum(g * v)
         dot = term if dot is None else dot + term
     out = grad(dot, wrt_list, disconnected="zero")
-    numerator, _ = _cost_label(cost)
+    numerator, _ = cost_label(cost)
     for w, v, hv in zip(wrt_list, v_list, out):
         if w.name and hv.owner is not None and hv.owner.grad_call is not None:
             v_name = getattr(v, "name", None) or "v"
             hv.name = f"{derivative_label(numerator, [w.name, w.name])}·{v_name}"
     return out[0] if single else out
-

@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from symgraph.export import DOT_STYLES, dot_quote
 from symgraph.graph import Apply, Constant, toposort, user_nodes
 from symgraph.printing import op_name
-from symgraph.rendering import (
+from symgraph.render_graph import (
     NEWRANK_LIMIT,
     NOTE_STYLE,
-    _cap,
-    _digraph,
-    _dot_lines,
-    _Graph,
-    _node_label,
-    _shape_text,
+    DrawnGraph,
+    cap,
+    dot_lines,
+    new_digraph,
+    node_label,
+    shape_text,
 )
 
 __all__ = ["kernel_source"]
@@ -164,15 +164,15 @@ def kernel_source(function, view: str = "kernels", *, rewritten: bool = False,
             raise ValueError("view='profile' needs timings: call f.profile(*args) first, or "
                              "pass profile=f.profile(*args)")
         _apply_profile(units, rows)
-    graph = _Graph(function, None, rewritten, max_nodes)
-    g = _digraph(getattr(function, "name", None) or "symgraph", rankdir)
+    graph = DrawnGraph(function, None, rewritten, max_nodes)
+    g = new_digraph(getattr(function, "name", None) or "symgraph", rankdir)
     if len(graph.kept) <= NEWRANK_LIMIT:
         g.attr(newrank="true")
     _draw(graph, g, units, _outside_status(function, rewritten), is_profile, clusters=llvm)
     return g.source
 
 
-def _draw(graph: _Graph, g, units: list[_Unit], status: dict[int, str], is_profile: bool,
+def _draw(graph: DrawnGraph, g, units: list[_Unit], status: dict[int, str], is_profile: bool,
           clusters: bool) -> None:
     # each drawn node belongs to the first unit that computes it (an inlined cheap node
     # can be recomputed by several kernels: the others are named in its tooltip)
@@ -205,7 +205,7 @@ def _draw(graph: _Graph, g, units: list[_Unit], status: dict[int, str], is_profi
             continue
         role = graph.role[var.id]
         attrs = dict(DOT_STYLES[role])
-        label = _node_label(var)
+        label = node_label(var)
         tooltip = []
         if var.owner is not None:
             if var.owner.scope:
@@ -248,7 +248,7 @@ def _draw(graph: _Graph, g, units: list[_Unit], status: dict[int, str], is_profi
                 if _dark(unit.fraction or 0.0, top):
                     style["fontcolor"] = "#ffffff"
             tip = ", ".join(unit.ops)
-            sub.attr(label=_dot_lines(_unit_label(unit, is_profile)), tooltip=_cap(tip, 200),
+            sub.attr(label=dot_lines(_unit_label(unit, is_profile)), tooltip=cap(tip, 200),
                      **style, **{"class": "kernel blas" if unit.blas else "kernel"})
             sub.body.extend(members[unit.name])
 
@@ -259,7 +259,7 @@ def _draw(graph: _Graph, g, units: list[_Unit], status: dict[int, str], is_profi
         if clusters and src is not None and src is dst:
             g.edge(f"v{inp.id}", f"v{out.id}", **FUSED_EDGE)
             continue
-        attrs = {"label": _shape_text(inp)}
+        attrs = {"label": shape_text(inp)}
         if clusters and dst is not None and (
                 _is_transpose(out) or graph.role[inp.id] == "forward"
                 and graph.role[out.id] == "gradient"):
@@ -272,7 +272,7 @@ def _draw(graph: _Graph, g, units: list[_Unit], status: dict[int, str], is_profi
         g.edge(f"v{inp.id}", f"v{out.id}", **attrs)
     for k, (target, expr) in enumerate(graph.pairs):
         if expr.id in graph.kept_ids:
-            g.node(f"u{k}", f"{_cap(target.name or '<unnamed>')} (new)", shape="box",
+            g.node(f"u{k}", f"{cap(target.name or '<unnamed>')} (new)", shape="box",
                    style="dashed,rounded", color="#5e35b1", **{"class": "update_target"})
             g.edge(f"v{expr.id}", f"u{k}", style="dashed", color="#5e35b1", label="update")
     _notes(graph, g, units, members, is_profile and clusters, drawn)
@@ -288,7 +288,7 @@ def _is_transpose(var) -> bool:
     return var.owner is not None and op_name(var.owner.op) == "transpose"
 
 
-def _notes(graph: _Graph, g, units: list[_Unit], members: dict, profile: bool,
+def _notes(graph: DrawnGraph, g, units: list[_Unit], members: dict, profile: bool,
            drawn: float) -> None:
     lines = []
     if graph.elided:
@@ -299,7 +299,7 @@ def _notes(graph: _Graph, g, units: list[_Unit], members: dict, profile: bool,
             lines.append(f"{len(hidden)} kernels not drawn: "
                          f"{100 * sum(u.fraction for u in hidden):.1f}% of the step")
     if lines:
-        g.node("elided", _dot_lines("\n".join(lines)), **NOTE_STYLE, **{"class": "elided"})
+        g.node("elided", dot_lines("\n".join(lines)), **NOTE_STYLE, **{"class": "elided"})
 
 
 def _legend(g, clusters: bool, profile: bool) -> None:

@@ -70,7 +70,7 @@ class _Run:
 
 def find_blocks(nodes: Sequence[Apply], reached: Sequence[Variable], role: dict[int, str],
                 scope: dict[int, str | None], grad_calls: dict[object, int]) -> list[Block]:
-    """Blocks of repeated units among ``reached`` (``role``/``scope`` as ``_Graph`` has them)."""
+    """Blocks of repeated units among ``reached`` (``role``/``scope`` as in ``DrawnGraph``)."""
     finder = _Finder(nodes, reached, role, scope, grad_calls)
     runs = finder.scope_runs()
     runs += finder.site_runs({v.id for run in runs for unit in run.units for v in unit})
