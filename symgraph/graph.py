@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph.dispatch import ops
 from symgraph.provenance import (  # noqa: F401  (re-exported: the IR's public names)
     Site,
     current_scope,
@@ -72,11 +73,6 @@ class TensorType:
 
 
 # --------------------------------------------------------------------------- variables
-
-
-def _ops():
-    import symgraph.ops as ops
-    return ops
 
 
 #: operands that ``==``/``!=`` compare elementwise (numpy semantics); see ``Variable.__eq__``
@@ -145,7 +141,7 @@ class Variable:
         if isinstance(other, Variable):
             return self is other
         if isinstance(other, _ELEMENTWISE_OPERANDS):
-            return _ops().equal(self, other)
+            return ops.equal(self, other)
         return NotImplemented
 
     def __ne__(self, other):
@@ -153,7 +149,7 @@ class Variable:
         if isinstance(other, Variable):
             return self is not other
         if isinstance(other, _ELEMENTWISE_OPERANDS):
-            return _ops().not_equal(self, other)
+            return ops.not_equal(self, other)
         return NotImplemented
 
     def __bool__(self):
@@ -167,40 +163,40 @@ class Variable:
     def __iter__(self):
         raise TypeError("a symbolic Variable is not iterable")
 
-    # -- arithmetic: thin forwards to symgraph.ops (imported late: ops imports graph)
-    def __add__(self, o): return _ops().add(self, o)
-    def __radd__(self, o): return _ops().add(o, self)
-    def __sub__(self, o): return _ops().sub(self, o)
-    def __rsub__(self, o): return _ops().sub(o, self)
-    def __mul__(self, o): return _ops().mul(self, o)
-    def __rmul__(self, o): return _ops().mul(o, self)
-    def __truediv__(self, o): return _ops().div(self, o)
-    def __rtruediv__(self, o): return _ops().div(o, self)
-    def __pow__(self, o): return _ops().power(self, o)
-    def __rpow__(self, o): return _ops().power(o, self)
-    def __matmul__(self, o): return _ops().matmul(self, o)
-    def __rmatmul__(self, o): return _ops().matmul(o, self)
-    def __neg__(self): return _ops().neg(self)
+    # -- arithmetic: thin forwards to the builders symgraph.ops registered in dispatch
+    def __add__(self, o): return ops.add(self, o)
+    def __radd__(self, o): return ops.add(o, self)
+    def __sub__(self, o): return ops.sub(self, o)
+    def __rsub__(self, o): return ops.sub(o, self)
+    def __mul__(self, o): return ops.mul(self, o)
+    def __rmul__(self, o): return ops.mul(o, self)
+    def __truediv__(self, o): return ops.div(self, o)
+    def __rtruediv__(self, o): return ops.div(o, self)
+    def __pow__(self, o): return ops.power(self, o)
+    def __rpow__(self, o): return ops.power(o, self)
+    def __matmul__(self, o): return ops.matmul(self, o)
+    def __rmatmul__(self, o): return ops.matmul(o, self)
+    def __neg__(self): return ops.neg(self)
     def __pos__(self): return self
-    def __abs__(self): return _ops().abs(self)
-    def __lt__(self, o): return _ops().less(self, o)
-    def __le__(self, o): return _ops().less_equal(self, o)
-    def __gt__(self, o): return _ops().greater(self, o)
-    def __ge__(self, o): return _ops().greater_equal(self, o)
-    def __getitem__(self, index): return _ops().getitem(self, index)
+    def __abs__(self): return ops.abs(self)
+    def __lt__(self, o): return ops.less(self, o)
+    def __le__(self, o): return ops.less_equal(self, o)
+    def __gt__(self, o): return ops.greater(self, o)
+    def __ge__(self, o): return ops.greater_equal(self, o)
+    def __getitem__(self, index): return ops.getitem(self, index)
 
     @property
     def T(self) -> Variable:
-        return _ops().transpose(self)
+        return ops.transpose(self)
 
-    def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return _ops().max(self, axis, keepdims)
-    def min(self, axis=None, keepdims=False): return _ops().min(self, axis, keepdims)
-    def reshape(self, *shape): return _ops().reshape(self, shape[0] if len(shape) == 1 else shape)
-    def astype(self, dtype): return _ops().cast(self, dtype)
-    def transpose(self, *axes): return _ops().transpose(self, axes or None)
-    def dot(self, o): return _ops().dot(self, o)
+    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
+    def min(self, axis=None, keepdims=False): return ops.min(self, axis, keepdims)
+    def reshape(self, *shape): return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
+    def astype(self, dtype): return ops.cast(self, dtype)
+    def transpose(self, *axes): return ops.transpose(self, axes or None)
+    def dot(self, o): return ops.dot(self, o)
 
 
 class Constant(Variable):
