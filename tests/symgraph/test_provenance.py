@@ -8,7 +8,7 @@ import numpy as np
 
 import symgraph as sg
 from symgraph.graph import toposort, user_nodes
-from symgraph.rewrite import rewrite_graph
+from symgraph.rewrites import rewrite_graph
 
 
 def _covered(outputs) -> set[int]:

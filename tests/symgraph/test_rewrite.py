@@ -14,7 +14,7 @@ from symgraph.ops import Cast, DropoutMask, Reduce, Size, fill
 from symgraph.ops.elemwise import ELEMWISE
 from symgraph.ops.nn import LogSoftmax
 from symgraph.ops.structure import DimShuffle, Reshape
-from symgraph.rewrite import FOLD_MAX_ELEMENTS, RewriteReport, count_nodes, rewrite_graph
+from symgraph.rewrites import FOLD_MAX_ELEMENTS, RewriteReport, count_nodes, rewrite_graph
 
 RNG = np.random.default_rng(0)
 
