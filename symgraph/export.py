@@ -149,7 +149,7 @@ def to_networkx(outputs: GraphLike, *, updates: UpdatesLike = None) -> networkx.
     ``index`` (first input position) and ``indices`` (all positions, e.g. ``x * x``).
     Graph attributes: ``outputs`` (ids) and ``updates`` (shared id -> expression id).
     """
-    import networkx  # only here: `import symgraph` must stay light
+    import networkx  # lazy: `import symgraph` must not import networkx
 
     outs, pairs, _ = _collect(outputs, updates)
     roots = outs + [e for _, e in pairs]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import sympy
+from numpy.exceptions import AxisError
 
 Dim = "int | sympy.Expr | None"
 
@@ -202,7 +204,6 @@ def normalize_axis(axis, ndim: int, of: str = "an input") -> int:
     >>> normalize_axis(-1, 3)
     2
     """
-    from numpy.exceptions import AxisError
     if isinstance(axis, bool):
         raise TypeError(f"an axis must be an integer, not the bool {axis}")
     try:
@@ -225,7 +226,6 @@ def check_normalized_axis(axis, ndim: int, of: str = "an input") -> None:
 
 def contiguous(array):
     """C-contiguous, without numpy's promotion of 0-d arrays to 1-d."""
-    import numpy as np
     array = np.asarray(array)
     return array if array.flags.c_contiguous else array.copy(order="C")
 
