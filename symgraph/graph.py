@@ -304,7 +304,7 @@ class Op:
     * ``perform(inputs, ctx) -> list[np.ndarray]`` — the numpy reference;
     * ``bprop(inputs, outputs, index, grads)`` — the gradient w.r.t.
       ``inputs[index]`` built from graph ops (a ``Variable``, or a
-      ``Disconnected``/``Undefined`` sentinel from ``symgraph.grad``).
+      ``DISCONNECTED``/``Undefined`` sentinel from ``symgraph.sentinels``).
 
     ``props`` names the attributes that make two instances equal, so merge
     (CSE) and the compile cache can compare ops by value.
