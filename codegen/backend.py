@@ -1,7 +1,8 @@
 """The ``llvm`` backend of ``sg.function``: one native function per compiled graph.
 
-``LLVMProgram`` is the *program* ``symgraph.function.Function`` asks a backend for
-(``run(values, bindings) -> (outputs, new values)``).  Compiling: fusion analysis
+``LLVMProgram`` is the ``llvm`` entry of the backend registry (``symgraph.backends``): a
+``Program`` built from the ``CompileRequest`` that ``symgraph.function.Function`` hands it,
+never calling back into ``Function``.  Compiling: fusion analysis
 (:mod:`codegen.fusion`), lowering to one LLVM module (:mod:`codegen.lower`), then
 :func:`codegen.cache.compile_cached` (memory and disk cache); a program whose graph signature is
 in the program cache (:func:`codegen.cache.load_program`) skips lowering and LLVM entirely
@@ -11,8 +12,9 @@ shapes, a *plan* (concrete shapes, an arena, the int64 table of sizes and offset
 is a dict lookup and one builtin call.
 
 ``call`` replaces ``Function.__call__`` with the same checks cached per signature of
-argument dtypes and shapes (a repeated call costs under a microsecond), ``epoch`` runs all full
-minibatches in one native call (``sg_epoch``), and ``profile`` times each fused kernel.
+argument dtypes and shapes (a repeated call costs under a microsecond), ``epoch_steps`` runs an
+epoch's full minibatches in one native call (``sg_epoch``; ``Function.epoch`` owns the rest),
+and ``profile`` times each fused kernel.
 
 Safety: the step builtin checks every argument natively before reading it (type exactly
 ``ndarray``, rank, C-contiguous, aligned, dtype, the plan's shape; ``codegen.pycall``), so no
@@ -49,14 +51,17 @@ from typing import Any
 
 import numpy as np
 
+from symgraph.backends import CompileRequest, Program
 from symgraph.graph import Constant, SharedVariable, Variable
 from symgraph.profiling import describe_nodes
 
-from . import blas, pycall
+from . import blas, cache, pycall
+from . import signature as sg_sig
 from .cache import compile_cached
 from .entry import ENTRY, TRAMPOLINE, entry_function
 from .epoch import epoch_function, run_epoch
 from .fusion import analyse, group_kernels
+from .jit import _lock, _optimize, host_target, llvm, target_machine
 from .lower import (
     Kernel,
     KernelInfo,
@@ -66,6 +71,7 @@ from .lower import (
     lower_node,
     math_declarations,
     module_header,
+    runtime_error,
 )
 from .plans import Plan, arg_checks, getters, make_plan, native_array
 
@@ -103,16 +109,24 @@ class Rejected:
                                 "and shape")
 
 
-class LLVMProgram:
-    """Compiled step of a ``Function`` (see module docstring)."""
+class LLVMProgram(Program):
+    """Compiled step of a ``Function`` (see module docstring): the ``llvm`` entry of the
+    backend registry (``symgraph.backends``), built from a ``CompileRequest``."""
 
-    def __init__(self, function, *, opt_level: int = 3, loop_unrolling: bool | None = None):
+    #: the new values ``run`` returns are arrays nothing else references (adopted without a
+    #: copy); most updates are written into the shared variables' own arrays
+    fresh_updates = True
+    updates_in_place = True
+
+    def __init__(self, request: CompileRequest, *, opt_level: int = 3,
+                 loop_unrolling: bool | None = None):
         t0 = time.perf_counter()
-        self.inputs: list[Variable] = list(function.inputs)
-        self.shared: list[SharedVariable] = list(function.shared)
-        self.outputs: list[Variable] = list(function.graph_outputs)
-        self.update_exprs: list[Variable] = list(function.graph_updates)
-        self.update_vars = [v for v, _ in function.updates]
+        super().__init__(request)
+        self.inputs: list[Variable] = list(request.inputs)
+        self.shared: list[SharedVariable] = list(request.shared)
+        self.outputs: list[Variable] = list(request.graph_outputs)
+        self.update_exprs: list[Variable] = request.graph_updates
+        self.update_vars = request.update_vars
         self.args = self.inputs + self.shared
         an = self.analysis = analyse(self.outputs + self.update_exprs,
                                      updates=list(zip(self.update_vars, self.update_exprs)))
@@ -128,7 +142,7 @@ class LLVMProgram:
                        and isinstance(v, Constant)]
         if loop_unrolling is None:  # halves compile time; loops stay vectorised
             loop_unrolling = os.environ.get("SYMGRAPH_LLVM_UNROLL", "0") == "1"
-        self._compile(function, t0, opt_level, loop_unrolling)
+        self._compile(request.rewrite_report, t0, opt_level, loop_unrolling)
         #: argument signature -> the runner of its plan (``run.plan``), least recently used
         #: first; the signature of argument ``a`` is ``(type(a), a.shape, a.dtype)``, then the
         #: shared values' shapes (``_signature``)
@@ -136,15 +150,12 @@ class LLVMProgram:
         self._last = None  # the runner used last: kept in ``_cache``, its most recent entry
         self._nin = len(self.inputs)
         self._kept_bytes = 0
-        self.single = function.single
-        self._check_inputs = function.check_inputs
-        #: the new values ``run`` returns are arrays nothing else references (Function
-        #: adopts them without a copy)
-        self.fresh_updates = True
+        self.single = request.single
+        self._check_inputs = request.check_inputs
         self._arena_vars = [v for v in an.kernels if v not in self.direct]
 
     # -- compiling (through the program cache) ----------------------------------------------
-    def _compile(self, function, t0: float, opt_level: int, loop_unrolling: bool) -> None:
+    def _compile(self, rewrite_report, t0: float, opt_level: int, loop_unrolling: bool) -> None:
         """Set ``kernels``, ``ctx``, ``module``, ``entry`` and ``compile_stats``.
 
         First the program cache (:func:`codegen.cache.load_program`), keyed on the canonical
@@ -152,10 +163,6 @@ class LLVMProgram:
         loading the object code (``ir_text`` is then lowered only if asked for).  Otherwise
         lower, compile through the IR-keyed cache, and store the program for next time.
         """
-        from . import cache
-        from . import signature as sg_sig
-        from .jit import host_target
-
         t_an = time.perf_counter()
         host_target()  # import llvmlite and initialise LLVM (once per process), timed apart
         t_llvm = time.perf_counter()
@@ -199,7 +206,7 @@ class LLVMProgram:
                                    self.module.address(TRAMPOLINE))
         stats = dict(self.module.stats)
         self.compile_stats = {
-            "rewrite": getattr(function.rewrite_report, "seconds", None),
+            "rewrite": getattr(rewrite_report, "seconds", None),
             "analyse": t_an - t0,
             "llvm_init": t_llvm - t_an,
             "signature": t_sig - t_llvm,
@@ -255,7 +262,7 @@ class LLVMProgram:
         text = "\n\n".join(parts + functions + [main, epoch_function(self), tramp]) + "\n"
         return text, [info for info, _ in kernels], ctx
 
-    def profile(self, function, *args, n: int = 100) -> list[dict]:
+    def profile(self, args, n: int = 100) -> list[dict]:
         """Time each fused kernel over ``n`` calls on ``args`` (no shared variable changes).
 
         Returns one dict per kernel, slowest first: ``kernel``, ``ops`` (graph ops it
@@ -264,7 +271,7 @@ class LLVMProgram:
         ``fraction`` of the step.  Kernel cycles are converted to seconds with the wall time
         of the whole profiled call.
         """
-        values, bindings = function.check_inputs(args)
+        values, bindings = self._check_inputs(args)
         arrays = [native_array(values[v], v.dtype) for v in self.inputs] + [
             native_array(v._value, v.dtype).copy() for v in self.shared]
         plan = self._plan_for(arrays, bindings)
@@ -299,11 +306,11 @@ class LLVMProgram:
             rows.append(row)
         return sorted(rows, key=lambda r: -r["seconds"])
 
-    def epoch(self, function, *arrays, batch_size: int = 128, shuffle: int | None = None):
-        """``Function.epoch`` in one native call for the full minibatches
-        (:func:`codegen.epoch.run_epoch`); the last partial batch is an ordinary call.  Falls
-        back to the Python loop when an output or update is not a plain buffer."""
-        return run_epoch(self, function, *arrays, batch_size=batch_size, shuffle=shuffle)
+    def epoch_steps(self, arrays: list[np.ndarray], batch_size: int) -> list | None:
+        """The full minibatches of ``Function.epoch`` in one native call
+        (:func:`codegen.epoch.run_epoch`); None (nothing ran) when an output or update is
+        not a plain buffer or there are fewer than two full minibatches."""
+        return run_epoch(self, arrays, batch_size)
 
     # -- per-signature plans ---------------------------------------------------------------
     def _make_plan(self, arrays: list[np.ndarray], bindings: dict) -> Plan:
@@ -555,7 +562,6 @@ class LLVMProgram:
             # the failed check's error record (codegen.lower): the numpy backend's exception,
             # word for word -- value, position, axis, size, the user's line. Read while the
             # function's lock is still held, before another call can overwrite the table.
-            from .lower import runtime_error
             err = runtime_error(self.ctx, plan.table, plan.shapes)
             if err is not None:
                 raise err
@@ -574,7 +580,6 @@ class LLVMProgram:
 
     def asm(self) -> str:
         """Assembly of the optimised module (re-optimised if it came from the disk cache)."""
-        from .jit import _lock, _optimize, llvm, target_machine
         with _lock:
             mod = llvm().parse_assembly(self.llvm_ir())
             if self.module.optimized_ir is None:

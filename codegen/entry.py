@@ -9,22 +9,17 @@ order, returning the 1-based number of the first fallible kernel that failed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from symgraph.graph import Variable
 
 from .irgen import FunctionBuilder
 from .lower import LoweringError, ModuleContext
-
-if TYPE_CHECKING:
-    from .backend import LLVMProgram
 
 ENTRY = "sg_step"
 #: the step's METH_FASTCALL trampoline (codegen.pycall), compiled into the step's module
 TRAMPOLINE = "sg_step_trampoline"
 
 
-def root_pointer(program: LLVMProgram, fb: FunctionBuilder, ctx: ModuleContext,
+def root_pointer(program, fb: FunctionBuilder, ctx: ModuleContext,
                  root: Variable) -> str:
     """The entry's pointer to ``root``'s buffer: an argument, an update target, a constant
     (all slots of ``bufs``) or an offset into the arena read from the int64 table."""
@@ -53,7 +48,7 @@ def own(fb: FunctionBuilder, index: int) -> str:
     return fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
 
 
-def entry_function(program: LLVMProgram, ctx: ModuleContext, kernels, profile: bool = False) -> str:
+def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) -> str:
     """``sg_step``; with ``profile``, ``sg_step_profile`` that also adds each kernel's
     cycle count to an int64 array passed after the constants."""
     fb = FunctionBuilder("m")

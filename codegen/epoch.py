@@ -1,15 +1,16 @@
-"""``LLVMProgram.epoch``: every full minibatch of an epoch in one native call.
+"""``LLVMProgram.epoch_steps``: every full minibatch of an epoch in one native call.
 
 Split out of :mod:`codegen.backend` because it is a driver of its own: the IR generator of
 ``sg_epoch`` (a loop calling ``sg_step`` of :mod:`codegen.entry` per minibatch, updates
 double-buffered so a failed epoch changes nothing) and the Python side that lays out its
-control block, falls back to ``Function``'s Python loop when the native loop cannot apply,
-and runs the last partial batch as an ordinary call.
+control block or says the native loop cannot apply.  ``Function.epoch`` owns the rest of
+the semantics (checks, shuffling, the last partial batch, restoring the shared variables on
+failure) and is the Python loop this native one must equal bit for bit.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import ctypes
 
 import numpy as np
 
@@ -17,14 +18,12 @@ from .entry import ENTRY
 from .irgen import FunctionBuilder
 from .plans import native_array
 
-if TYPE_CHECKING:
-    from .backend import LLVMProgram
-
 EPOCH = "sg_epoch"
 
 
-def epoch_function(program: LLVMProgram) -> str:
-    """``i32 sg_epoch(ptr ctl)``: ``sg_step`` over consecutive minibatches in one call.
+def epoch_function(program) -> str:
+    """``i32 sg_epoch(ptr ctl)``: ``sg_step`` over consecutive minibatches in one call of
+    ``program`` (an ``LLVMProgram``: its arguments, direct updates, constants).
 
     ``ctl`` (int64): ``[nsteps, template bufs, (base, step bytes) per input,
     (original, A, B) per direct update, (source, destination, bytes) per output]``.  Step
@@ -82,35 +81,25 @@ def epoch_function(program: LLVMProgram) -> str:
     return fb.finish(f"define i32 @{EPOCH}(ptr noalias %ctl) {{")
 
 
-def run_epoch(program: LLVMProgram, function, *arrays, batch_size: int = 128,
-              shuffle: int | None = None):
-    """``Function.epoch`` in one native call for the full minibatches (see
-    :func:`epoch_function`); the last partial batch is an ordinary call.  Falls back to
-    the Python loop when an output or update is not a plain buffer."""
-    from symgraph.function import _stack_steps
-
-    reference = function._epoch_steps  # the caller (Function.epoch) holds the lock
-    if len(arrays) != len(program.inputs) or batch_size <= 0:
-        return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
-    arrays = [np.asarray(a) for a in arrays]
-    if any(a.ndim == 0 for a in arrays) or any(a.shape[0] != arrays[0].shape[0]
-                                               for a in arrays):
-        return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
-    n = arrays[0].shape[0]
+def run_epoch(program, arrays: list[np.ndarray], batch_size: int) -> list | None:
+    """The full minibatches of ``Function.epoch`` in one native call (see
+    :func:`epoch_function`): ``arrays`` are checked (one per input, equal first dims) and
+    shuffled, ``batch_size`` positive.  Adopts the final values of the updated variables
+    and returns each output stacked over the steps, without writing the arrays the
+    variables held (``Function.epoch`` restores those if a later step fails).  None, having
+    run nothing, when the native loop cannot apply: fewer than two full minibatches, an
+    update that is not a plain buffer, or an output that is not in the arena."""
+    n = arrays[0].shape[0] if arrays else 0
     full = n // batch_size
     if full < 2 or len(program.direct) != len(program.update_exprs):
-        return reference(*arrays, batch_size=batch_size, shuffle=shuffle)
-    if shuffle is not None:
-        order = np.random.default_rng(shuffle).permutation(n)
-        arrays = [a[order] for a in arrays]
-    first = [a[:batch_size] for a in arrays]
-    values, bindings = function.check_inputs(first)
+        return None
+    values, bindings = program.request.check_inputs([a[:batch_size] for a in arrays])
     arrays = [native_array(np.asarray(a), v.dtype) for a, v in zip(arrays, program.inputs)]
     batch = [native_array(values[v], v.dtype) for v in program.inputs] + [
         native_array(v._value, v.dtype) for v in program.shared]
     plan = program._plan_for(batch, bindings)
     if plan.extra["bad_update"] or any(spec[0] != "fixed" for spec in plan.extra["outputs"]):
-        return reference(*arrays, batch_size=batch_size, shuffle=None)
+        return None
     # in-place updates step on one private copy (the caller's arrays are never written)
     fresh = []
     for pool in plan.targets:
@@ -140,32 +129,15 @@ def run_epoch(program: LLVMProgram, function, *arrays, batch_size: int = 128,
     if status:
         program._raise(status, plan)
     last = (full - 1) % 2
-    saved = [(var, var._value) for var in program.shared]
     for j, pair in zip(program.direct.values(), fresh):
-        var = program.update_vars[j]
-        var._value = pair[last]
-    steps = [list(st) for st in stacks]
-    sizes = [batch_size] * full
-    try:
-        if n > full * batch_size:
-            rest = function(*[a[full * batch_size:] for a in arrays])
-            rest = [rest] if function.single else rest
-            for k, value in enumerate(rest):
-                steps[k].append(value)
-            sizes.append(n - full * batch_size)
-    except Exception:
-        for var, value in saved:
-            var._value = value
-        raise
-    stacked = [_stack_steps(values, sizes) for values in steps]
-    return stacked[0] if function.single else stacked
+        program.update_vars[j]._value = pair[last]
+    return stacks
 
 
-def epoch_fn(program: LLVMProgram):
+def epoch_fn(program):
     """``sg_epoch`` of the program's module as a ctypes function, made once per program."""
     fn = getattr(program, "_epoch_cfunc", None)
     if fn is None:
-        import ctypes
         fn = program._epoch_cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(
             program.module.address(EPOCH))
     return fn

@@ -10,18 +10,17 @@ Keeping plans (the LRU, ``memory_kept``) and calling them stay with the program.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from symgraph.graph import Constant
+from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
+from symgraph.ops.reduce import Argmax, Reduce
 
 from . import pycall
 from .irgen import ITEMSIZE
 from .memory import aligned_empty, infer_shapes, plan_arena
-
-if TYPE_CHECKING:
-    from .backend import LLVMProgram
 
 
 def native_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -53,7 +52,9 @@ class Plan:
     nbytes: int = 0  # arena and update buffers: what keeping this plan costs
 
 
-def make_plan(program: LLVMProgram, arrays: list[np.ndarray], bindings: dict) -> Plan:
+def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
+    """The plan of ``program`` (an ``LLVMProgram``) for canonical ``arrays`` (inputs, then
+    shared values) and the symbolic dims' ``bindings``."""
     an = program.analysis
     shapes: dict = {v: a.shape for v, a in zip(program.args, arrays)}
     for v in an.mode:
@@ -61,8 +62,6 @@ def make_plan(program: LLVMProgram, arrays: list[np.ndarray], bindings: dict) ->
             shapes[v] = v.value.shape
     infer_shapes(an.all_nodes, shapes, bindings)
     for node in an.nodes:  # numpy refuses max/min over an empty axis with a non-empty result
-        from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
-        from symgraph.ops.reduce import Argmax, Reduce
         op = node.op
         axes = None
         if isinstance(op, Reduce) and op.kind in ("max", "min"):
@@ -120,7 +119,7 @@ def make_plan(program: LLVMProgram, arrays: list[np.ndarray], bindings: dict) ->
     return plan
 
 
-def arg_checks(program: LLVMProgram, plan: Plan, arrays: list[np.ndarray]) -> dict:
+def arg_checks(program, plan: Plan, arrays: list[np.ndarray]) -> dict:
     """What the step builtin checks natively per argument (``pycall.make_builtin``):
     inputs, shared values, then update targets (written: writeable)."""
     targets = [program.update_vars[j] for j in program.direct.values()]
@@ -129,7 +128,7 @@ def arg_checks(program: LLVMProgram, plan: Plan, arrays: list[np.ndarray]) -> di
             "writeable": [False] * len(program.args) + [True] * len(targets)}
 
 
-def getters(program: LLVMProgram, plan: Plan) -> None:
+def getters(program, plan: Plan) -> None:
     """Per plan: how to fetch each output / update value after a call."""
     direct = list(program.direct)
     arg_pos = {v: k for k, v in enumerate(program.args)}

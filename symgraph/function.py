@@ -18,7 +18,6 @@ makes a function check every output and update for NaN/Inf and explain the first
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -26,28 +25,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from symgraph import shapes as sh
-from symgraph.evaluate import NonFiniteError, evaluate, is_finite, trace_nonfinite
+from symgraph.backends import CompileRequest, make_program
+from symgraph.evaluate import NonFiniteError, is_finite, trace_nonfinite
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs
+from symgraph.ops import cast
+from symgraph.rewrites import rewrite_graph
 
 DEFAULT_BACKEND = "llvm"
-
-
-class NumpyProgram:
-    """The reference backend: evaluate the (rewritten) graph node by node."""
-
-    def __init__(self, outputs: list[Variable], update_exprs: list[Variable]):
-        self.outputs = outputs
-        self.update_exprs = update_exprs
-
-    def run(self, values: dict, bindings: dict):
-        results = evaluate(self.outputs + self.update_exprs, values, bindings)
-        n = len(self.outputs)
-        return results[:n], results[n:]
-
-    @staticmethod
-    def memory_kept() -> dict:
-        """Nothing is kept between calls (the llvm backend keeps per-shape plans)."""
-        return {"plans": 0, "bytes": 0, "largest": 0}
 
 
 def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
@@ -72,7 +56,6 @@ def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
                              f"{sh.format_shape(expr.shape)}, the variable "
                              f"{sh.format_shape(var.shape)}")
         if expr.dtype != var.dtype:
-            from symgraph.ops import cast
             expr = cast(expr, var.dtype)
         out.append((var, expr))
     return out
@@ -108,7 +91,6 @@ class Function:
         self.last_profile: list[dict] | None = None
         graph_outputs = out_list + [e for _, e in pairs]
         if rewrite:
-            from symgraph.rewrite import rewrite_graph
             graph_outputs, self.rewrite_report = rewrite_graph(graph_outputs)
         n = len(out_list)
         self.graph_outputs = graph_outputs[:n]
@@ -120,13 +102,16 @@ class Function:
 
         self.backend = backend or DEFAULT_BACKEND
         self._lock = threading.RLock()
+        #: what the backend compiles (``symgraph.backends``): plain data, no ``self``
+        self.request = CompileRequest(
+            tuple(self.inputs), tuple(self.shared), tuple(self.graph_outputs),
+            tuple((var, expr) for (var, _), expr in zip(pairs, self.graph_updates)),
+            rewrite_report=self.rewrite_report, single=self.single, name=name)
         start = time.perf_counter()
-        self.program = self._make_program()
+        self.program = make_program(self.backend, self.request)
         self.compile_seconds = time.perf_counter() - start
-        #: what this function keeps between calls: {"plans", "bytes", "largest"}
-        self.memory_kept = self._locked(self.program.memory_kept)
         # what one call does, chosen once: the call path checks no flag
-        step = getattr(self.program, "call", None) or self._reference_step
+        step = self.program.call or self._reference_step
         self._unchecked_step = step
         self._step = self._finite_step if self.check_finite else step
 
@@ -168,54 +153,37 @@ class Function:
             raise ValueError(f"the graph needs input {v.name or v!r}{where}, which is not in "
                              "the function's inputs")
 
-    def _make_program(self):
-        if self.backend == "numpy":
-            return NumpyProgram(self.graph_outputs, self.graph_updates)
-        if self.backend == "llvm":
-            from codegen.backend import LLVMProgram
-            program = LLVMProgram(self)
-            self.compile_stats = program.compile_stats
-            self.kernels = program.kernels
-            self.llvm_ir = program.llvm_ir
-            self.asm = program.asm
-            return program
-        raise ValueError(f"unknown backend {self.backend!r}; use 'numpy' or 'llvm'")
-
     # -- calling
     def check_inputs(self, args) -> tuple[dict, dict]:
-        """Validated input arrays and the symbolic-dim bindings of this call."""
-        if len(args) != len(self.inputs):
-            names = ", ".join(x.name or "?" for x in self.inputs)
-            raise TypeError(f"function takes {len(self.inputs)} inputs ({names}), "
-                            f"got {len(args)}")
-        bindings: dict = {}
-        for var in self.shared:
-            sh.bind_shape(var.shape, var._value.shape, bindings)
-        values = {}
-        for var, value in zip(self.inputs, args):
-            array = np.asarray(value)
-            if array.dtype != var.dtype:
-                if not np.can_cast(array.dtype, var.dtype, "same_kind"):
-                    got = ("an array of Python objects (dtype object)"
-                           if array.dtype.kind == "O" else
-                           f"{'an' if array.dtype.name[0] in 'aeiou' else 'a'} "
-                           f"{array.dtype.name} array")
-                    raise TypeError(f"input {var.name!r} is {var.dtype.name}; got {got}, "
-                                    "which does not cast safely (same_kind)")
-                array = array.astype(var.dtype)
-            problem = sh.bind_shape(var.shape, array.shape, bindings)
-            if problem:
-                raise ValueError(f"input {var.name!r}: {problem}")
-            values[var] = array
-        return values, bindings
+        """Validated input arrays and the symbolic-dim bindings of this call
+        (``CompileRequest.check_inputs``)."""
+        return self.request.check_inputs(args)
 
-    def _locked(self, method):
-        """``method`` run under the function's lock (see the class docstring)."""
-        @functools.wraps(method)
-        def locked(*args, **kwargs):
-            with self._lock:
-                return method(*args, **kwargs)
-        return locked
+    # -- inspection: the program's, with the numpy backend's defaults (symgraph.backends)
+    @property
+    def kernels(self) -> list | None:
+        """The fused kernels (``KernelInfo``: nodes, user's nodes, BLAS); None on a backend
+        that runs each node by itself (numpy)."""
+        return self.program.kernels
+
+    @property
+    def compile_stats(self) -> dict:
+        """Seconds per compile stage (llvm: ``analyse`` ... ``load``, the cache hit kind);
+        numpy: ``rewrite`` and ``compile_total`` (0: nothing is compiled)."""
+        return self.program.compile_stats
+
+    def llvm_ir(self, optimized: bool = True) -> str:
+        """The compiled module's LLVM IR (llvm backend; others raise NotImplementedError)."""
+        return self.program.llvm_ir(optimized)
+
+    def asm(self) -> str:
+        """The compiled module's assembly (llvm backend; others raise NotImplementedError)."""
+        return self.program.asm()
+
+    def memory_kept(self) -> dict:
+        """What this function keeps between calls: ``plans``, ``bytes``, ``largest``."""
+        with self._lock:
+            return self.program.memory_kept()
 
     def profile(self, *args, n: int = 100) -> list[dict]:
         """Where one call on ``args`` spends its time, averaged over ``n`` calls; no shared
@@ -226,12 +194,7 @@ class Function:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"profile: n must be a positive int, got {n!r}")
         with self._lock:
-            native = getattr(self.program, "profile", None)
-            if native is not None:
-                rows = native(self, *args, n=n)
-            else:
-                from symgraph.profiling import profile_numpy
-                rows = profile_numpy(self, args, n=n)
+            rows = self.program.profile(args, n=n)
             self.last_profile = rows  # what sg.render(f, ..., view="profile") shades by
             return rows
 
@@ -245,7 +208,7 @@ class Function:
 
     def _reference_step(self, args: tuple):
         """One call through ``program.run`` (a program with ``call`` owns the whole call)."""
-        values, bindings = self.check_inputs(args)
+        values, bindings = self.request.check_inputs(args)
         outputs, new_values = self.program.run(values, bindings)
         checked = []
         for (var, _), value in zip(self.updates, new_values):
@@ -254,8 +217,8 @@ class Function:
                 raise ValueError(f"update of {var.name!r} would change its shape from "
                                  f"{var._value.shape} to {value.shape}")
             checked.append((var, value))
-        # a program may promise fresh arrays that nothing else references (the llvm backend)
-        fresh = getattr(self.program, "fresh_updates", False)
+        # a program may promise fresh arrays that nothing else references
+        fresh = self.program.fresh_updates
         for var, value in checked:  # only now: a failed call changes nothing
             # never alias another variable or input
             var._value = value if fresh else np.array(value, copy=True)
@@ -267,8 +230,8 @@ class Function:
         value checked; on NaN/Inf the updated variables get their values back and the call
         is replayed node by node on the reference evaluator to name the culprit."""
         updated = [var for var, _ in self.updates]
-        # the llvm backend writes most updates in place: keep copies to restore
-        saved = [var._value.copy() if self.backend != "numpy" else var._value
+        # a backend that writes updates in place (llvm): keep copies to restore
+        saved = [var._value.copy() if self.program.updates_in_place else var._value
                  for var in updated]
         result = self._unchecked_step(args)
         outputs = [result] if self.single else result
@@ -293,51 +256,62 @@ class Function:
         is a smaller step. Returns each output stacked over steps (outputs
         with a per-example first dim are concatenated instead). The reference
         is exactly the Python loop of single steps; if any step fails, every
-        shared variable is restored to its value before the epoch. The llvm
-        backend runs the full minibatches in one native call (unless
-        ``check_finite``, which checks each step and names the failing one).
+        shared variable is restored to its value before the epoch. A backend may
+        run the full minibatches in one native call (``Program.epoch_steps``; the
+        llvm backend does, unless ``check_finite``, which checks each step and
+        names the failing one).
         """
         with self._lock:
-            native = getattr(self.program, "epoch", None)
-            if native is not None and not self.check_finite:
-                return native(self, *arrays, batch_size=batch_size, shuffle=shuffle)
-            return self._epoch_steps(*arrays, batch_size=batch_size, shuffle=shuffle)
+            if len(arrays) != len(self.inputs):
+                raise TypeError(f"epoch takes {len(self.inputs)} arrays, got {len(arrays)}")
+            arrays = [np.asarray(a) for a in arrays]
+            if any(a.ndim == 0 for a in arrays):
+                raise ValueError("epoch: every array needs a first (batch) dim")
+            n = arrays[0].shape[0] if arrays else 0
+            for var, a in zip(self.inputs, arrays):
+                if a.shape[0] != n:
+                    raise ValueError(f"epoch: input {var.name!r} has {a.shape[0]} examples, "
+                                     f"the first input {n}")
+            if batch_size <= 0:
+                raise ValueError("epoch: batch_size must be positive")
+            if shuffle is not None:
+                order = np.random.default_rng(shuffle).permutation(n)
+                arrays = [a[order] for a in arrays]
+            return self._epoch(arrays, n, batch_size)
 
-    def _epoch_steps(self, *arrays, batch_size: int = 128, shuffle: int | None = None):
-        """``epoch`` as the Python loop of single steps (the caller holds the lock)."""
-        if len(arrays) != len(self.inputs):
-            raise TypeError(f"epoch takes {len(self.inputs)} arrays, got {len(arrays)}")
-        arrays = [np.asarray(a) for a in arrays]
-        if any(a.ndim == 0 for a in arrays):
-            raise ValueError("epoch: every array needs a first (batch) dim")
-        n = arrays[0].shape[0] if arrays else 0
-        for var, a in zip(self.inputs, arrays):
-            if a.shape[0] != n:
-                raise ValueError(f"epoch: input {var.name!r} has {a.shape[0]} examples, "
-                                 f"the first input {n}")
-        if batch_size <= 0:
-            raise ValueError("epoch: batch_size must be positive")
-        if shuffle is not None:
-            order = np.random.default_rng(shuffle).permutation(n)
-            arrays = [a[order] for a in arrays]
-        # copies: a backend may update a shared variable's buffer in place
-        saved = [(var, var._value.copy()) for var in self.shared]
-        steps = []
+    def _epoch(self, arrays: list[np.ndarray], n: int, batch_size: int):
+        """The steps of ``epoch`` on checked, shuffled ``arrays`` (the caller holds the
+        lock): the backend's native loop over the full minibatches if it has one, then the
+        Python loop of calls over the rest; on failure every shared variable gets back its
+        value from before the epoch."""
+        saved = [(var, var._value) for var in self.shared]
+        per_output: list[list] = [[] for _ in self.outputs]
+        done = i = 0
         try:
-            for i in range(0, n, batch_size):
-                steps.append(self._step(tuple(a[i:i + batch_size] for a in arrays)))
+            native = None if self.check_finite else self.program.epoch_steps(arrays, batch_size)
+            if native is None:
+                # copies: a backend may update a shared variable's array in place (a
+                # native loop never writes the arrays it was given: no copies needed)
+                saved = [(var, value.copy()) for var, value in saved]
+            else:
+                for values, stacked in zip(per_output, native):
+                    values.extend(stacked)
+                done = len(native[0]) if native else n // batch_size
+            for i in range(done * batch_size, n, batch_size):
+                result = self._step(tuple(a[i:i + batch_size] for a in arrays))
+                for values, value in zip(per_output, [result] if self.single else result):
+                    values.append(value)
+                done += 1
         except Exception as err:
             for var, value in saved:  # a failed epoch changes nothing either
                 var._value = value
             if isinstance(err, NonFiniteError):
-                err.step = len(steps)
+                err.step = done
                 end = min(i + batch_size, n)
-                err.args = (f"epoch step {len(steps)} (examples {i}:{end}; the epoch's "
+                err.args = (f"epoch step {done} (examples {i}:{end}; the epoch's "
                             f"updates are undone): {err.args[0]}",)
             raise
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
-        per_output = [steps] if self.single else [[s[k] for s in steps]
-                                                  for k in range(len(self.outputs))]
         stacked = [_stack_steps(values, sizes) for values in per_output]
         return stacked[0] if self.single else stacked
 
