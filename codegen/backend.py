@@ -35,18 +35,17 @@ private copy and ``profile`` on copies.  The others are double-buffered: the ker
 new value into a buffer of the program's that ``Function`` adopts only after the call
 succeeded.  ``call`` reassigns only the variables whose array changed.
 
-Split: the IR of the entry ``sg_step`` lives in :mod:`codegen.entry`, ``epoch`` (its IR and
-driver) in :mod:`codegen.epoch`, building a plan in :mod:`codegen.plans`; this module keeps
-compiling, keeping plans, calling, errors and introspection.
+Split: the IR of the entry ``sg_step`` lives in :mod:`codegen.entry`, ``epoch_steps`` (its IR
+and driver) in :mod:`codegen.epoch`, building a plan and its specialised runner in
+:mod:`codegen.plans`; this module keeps compiling, keeping plans, calling, errors and
+introspection.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from collections import OrderedDict
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -73,7 +72,7 @@ from .lower import (
     module_header,
     runtime_error,
 )
-from .plans import Plan, arg_checks, getters, make_plan, native_array
+from .plans import Plan, arg_checks, getters, make_plan, make_runner, native_array
 
 #: attributes only the lowering produces (see ``LLVMProgram.__getattr__``)
 _LAZY = ("ir_text", "_parts", "_functions", "_kernel_roots")
@@ -328,9 +327,9 @@ class LLVMProgram(Program):
         return tuple(key)
 
     def _runner_for(self, arrays: list[np.ndarray], bindings: dict):
-        """The runner (``_runner``) of the plan for canonical ``arrays``: from the cache, or
-        built, and kept if it fits (``MAX_PLAN_BYTES``; then least recently used plans go
-        until ``MAX_PLANS`` and ``MAX_KEPT_BYTES`` hold)."""
+        """The runner (``codegen.plans.make_runner``) of the plan for canonical ``arrays``:
+        from the cache, or built, and kept if it fits (``MAX_PLAN_BYTES``; then least
+        recently used plans go until ``MAX_PLANS`` and ``MAX_KEPT_BYTES`` hold)."""
         key = self._signature(arrays)
         cache = self._cache
         run = cache.get(key)
@@ -341,7 +340,7 @@ class LLVMProgram(Program):
             return run
         plan = self._make_plan(arrays, bindings)
         getters(self, plan)
-        run = self._runner(plan, self.single)
+        run = make_runner(self, plan, self.single)
         run.plan = plan  # (the plan must not point back: no cycle, a dropped arena is freed
         # at once, not at the next garbage collection)
         if plan.nbytes <= min(MAX_PLAN_BYTES, MAX_KEPT_BYTES):
@@ -416,77 +415,6 @@ class LLVMProgram(Program):
         if out.__class__ is Rejected:
             raise out.error(self)
         return out
-
-    def _runner(self, plan: Plan, single: bool):
-        """The rest of ``call`` for one plan, specialised: ``run(inputs, shared values)``
-        launches the step, adopts the new values and returns the copied outputs -- or a
-        ``Rejected`` when the builtin refused an argument (nothing ran, nothing changed)."""
-        extra, builtin = plan.extra, plan.builtin
-        raise_ = functools.partial(self._status, plan=plan)
-        outs, assign = extra["fixed_outputs"], extra["assign"]
-        targets = tuple(plan.targets)
-        if not (extra["pools"] or extra["bad_update"] or assign) and outs is not None:
-            # the common case: every direct update is in place (or there is none), the
-            # outputs live in the arena or are constants, no variable changes its array
-            if single:
-                o = outs[0]
-                scalar = o.ndim == 0  # a numpy scalar, else a copy
-                if not targets:
-                    def run(args, shared):
-                        status = builtin(*args, *shared)
-                        if status is not None:
-                            return raise_(status)
-                        return o[()] if scalar else o.copy()
-                    return run
-
-                if len(targets) == 1:
-                    t0 = targets[0]
-
-                    def run(args, shared):
-                        arrays = (*args, *shared)
-                        status = builtin(*arrays, arrays[t0])
-                        if status is not None:
-                            return raise_(status)
-                        return o[()] if scalar else o.copy()
-                    return run
-                pick = itemgetter(*targets)  # a tuple: two targets or more
-
-                def run(args, shared):
-                    arrays = (*args, *shared)
-                    status = builtin(*arrays, *pick(arrays))
-                    if status is not None:
-                        return raise_(status)
-                    return o[()] if scalar else o.copy()
-                return run
-        launch, outputs = self._launch, self._outputs
-
-        def run(args, shared):
-            arrays = [*args, *shared]
-            if extra["pools"] or extra["bad_update"]:
-                outputs_, chosen = launch(plan, arrays)
-                if chosen is None:
-                    return outputs_  # Rejected
-            else:  # every direct update is in place (or there is none)
-                chosen = [arrays[t] for t in targets]
-                status = builtin(*arrays, *chosen)
-                if status is not None:
-                    return raise_(status)
-                outputs_ = outs if outs is not None else outputs(plan, arrays, chosen)
-            # adopt the new values (in-place updates already are): fresh arrays of the right
-            # shape and dtype, nothing else references them
-            for var, kind, where, shape in assign:
-                if kind == "chosen":
-                    var._value = chosen[where]
-                elif kind == "fixed":
-                    var._value = where.copy()
-                else:
-                    var._value = (chosen if kind == "direct" else
-                                  arrays)[where].reshape(shape).copy()
-            if single:
-                o = outputs_[0]
-                return o[()] if o.ndim == 0 else o.copy()
-            return [o[()] if o.ndim == 0 else o.copy() for o in outputs_]
-        return run
 
     def _plan_for(self, arrays: list[np.ndarray], bindings: dict) -> Plan:
         """The plan of canonical ``arrays`` (inputs then shared values), through the cache."""

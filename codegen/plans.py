@@ -3,13 +3,16 @@
 Split out of :mod:`codegen.backend` so that building a plan -- shape inference, the zero-size
 reduction check, the arena layout, the int64 table of sizes and offsets, the update targets
 (in place or a pool of two buffers) and the ``METH_FASTCALL`` step builtin with its native
-argument checks -- and the per-plan getters of outputs and new values are read in one place.
-Keeping plans (the LRU, ``memory_kept``) and calling them stay with the program.
+argument checks -- the per-plan getters of outputs and new values, and the plan's runner
+(the call path specialised for it: ``make_runner``) are read in one place.  Keeping plans
+(the LRU, ``memory_kept``) and choosing one per call stay with the program.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -167,3 +170,76 @@ def getters(program, plan: Plan) -> None:
     plan.extra["fixed_outputs"] = [spec[1] for spec in outs] \
         if all(spec[0] == "fixed" for spec in outs) else None
     plan.extra["pools"] = any(not isinstance(t, int) for t in plan.targets)
+
+
+def make_runner(program, plan: Plan, single: bool):
+    """The rest of ``LLVMProgram.call`` for one plan, specialised: ``run(inputs, shared
+    values)`` launches the step, adopts the new values and returns the copied outputs -- or
+    a ``Rejected`` when the builtin refused an argument (nothing ran, nothing changed).
+    Built once per plan, so the per-call path is this closure and nothing else."""
+    extra, builtin = plan.extra, plan.builtin
+    raise_ = functools.partial(program._status, plan=plan)
+    outs, assign = extra["fixed_outputs"], extra["assign"]
+    targets = tuple(plan.targets)
+    if not (extra["pools"] or extra["bad_update"] or assign) and outs is not None:
+        # the common case: every direct update is in place (or there is none), the
+        # outputs live in the arena or are constants, no variable changes its array
+        if single:
+            o = outs[0]
+            scalar = o.ndim == 0  # a numpy scalar, else a copy
+            if not targets:
+                def run(args, shared):
+                    status = builtin(*args, *shared)
+                    if status is not None:
+                        return raise_(status)
+                    return o[()] if scalar else o.copy()
+                return run
+
+            if len(targets) == 1:
+                t0 = targets[0]
+
+                def run(args, shared):
+                    arrays = (*args, *shared)
+                    status = builtin(*arrays, arrays[t0])
+                    if status is not None:
+                        return raise_(status)
+                    return o[()] if scalar else o.copy()
+                return run
+            pick = itemgetter(*targets)  # a tuple: two targets or more
+
+            def run(args, shared):
+                arrays = (*args, *shared)
+                status = builtin(*arrays, *pick(arrays))
+                if status is not None:
+                    return raise_(status)
+                return o[()] if scalar else o.copy()
+            return run
+    launch, outputs = program._launch, program._outputs
+
+    def run(args, shared):
+        arrays = [*args, *shared]
+        if extra["pools"] or extra["bad_update"]:
+            outputs_, chosen = launch(plan, arrays)
+            if chosen is None:
+                return outputs_  # Rejected
+        else:  # every direct update is in place (or there is none)
+            chosen = [arrays[t] for t in targets]
+            status = builtin(*arrays, *chosen)
+            if status is not None:
+                return raise_(status)
+            outputs_ = outs if outs is not None else outputs(plan, arrays, chosen)
+        # adopt the new values (in-place updates already are): fresh arrays of the right
+        # shape and dtype, nothing else references them
+        for var, kind, where, shape in assign:
+            if kind == "chosen":
+                var._value = chosen[where]
+            elif kind == "fixed":
+                var._value = where.copy()
+            else:
+                var._value = (chosen if kind == "direct" else
+                              arrays)[where].reshape(shape).copy()
+        if single:
+            o = outputs_[0]
+            return o[()] if o.ndim == 0 else o.copy()
+        return [o[()] if o.ndim == 0 else o.copy() for o in outputs_]
+    return run
