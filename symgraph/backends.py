@@ -212,7 +212,7 @@ def make_program(name: str, request: CompileRequest) -> Program:
         raise ValueError(f"unknown backend {name!r}; registered backends: {known}")
     if isinstance(factory, str):
         module, _, attribute = factory.partition(":")
-        # lazy: a backend's package (llvm: codegen, llvmlite) loads only when first used
-        factory = getattr(importlib.import_module(module), attribute)
+        # a backend's package (llvm: codegen, then llvmlite) loads only when first used
+        factory = getattr(importlib.import_module(module), attribute)  # lazy: on first use
         _REGISTRY[name] = factory
     return factory(request)
