@@ -1,7 +1,8 @@
 """Graph rewrites run by ``sg.function`` before evaluation (``rewrite=False`` turns them off).
 
 ``pipeline`` holds the walker, the stages and the report; ``rules`` holds the
-table of local algebraic rules. ``symgraph.rewrite`` re-exports the entry point.
+table of local algebraic rules. Callers import from the package:
+``from symgraph.rewrites import rewrite_graph``.
 """
 
 from symgraph.rewrites.pipeline import (
