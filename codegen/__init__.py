@@ -1,18 +1,24 @@
-"""Backend-independent JIT infrastructure for symgraph's LLVM backend.
+"""symgraph's LLVM backend, in two layers.
 
-The graph lowering produces LLVM IR *text*; the modules here turn it into callable native
-code: ``jit`` (target machine, optimisation, MCJIT), ``vecmath`` (vectorised transcendentals
-via glibc's libmvec), ``blas`` (numpy's bundled OpenBLAS), ``pycall`` (kernels exposed as fast
-Python builtins), ``cache`` (in-memory and on-disk cache of object code and of whole programs,
-keyed by ``signature``'s canonical graph signature) and ``llvmffi`` (loading cached object code
-without importing ``llvmlite.binding``).
+JIT plumbing (knows nothing about graphs: LLVM IR text in, callable native code out):
+``jit`` (target machine, optimisation, MCJIT, the registry of external-symbol binders),
+``vecmath`` (libm transcendentals, vectorised through glibc's libmvec), ``blas`` (numpy's
+bundled OpenBLAS), ``pycall`` (kernels exposed as fast Python builtins), ``cache`` (in-memory
+and on-disk cache of object code and of whole programs) and ``llvmffi`` (loading cached object
+code without importing ``llvmlite.binding``).
 
-The backend itself (``sg.function(..., backend="llvm")``): ``fusion`` (which variables get a
-buffer, which are computed inside their consumer's loop), ``irgen`` (IR text, loops, the scalar
-builder ``ScalarOp.lower`` is written against), ``lower`` (one kernel per buffered variable,
-elementwise fusion), ``lowerings`` (the table of non-elementwise ops keyed by op class),
-``memory`` (concrete shapes and the arena per shape signature) and ``backend``
+The graph backend (``sg.function(..., backend="llvm")``): ``registry`` (one ``Lowering``
+record per op class: its lowering and what fusion may do with it), ``fusion`` (which variables
+get a buffer, which are computed inside their consumer's loop), ``irgen`` (IR text, loops, the
+scalar builder ``ScalarOp.lower`` is written against), ``kernel`` (the kernel builder),
+``lower_elementwise`` / ``lowerings`` / ``lower_blas`` (the lowerings, each registered next to
+its function), ``lower`` (one kernel per buffered variable), ``memory`` (concrete shapes and
+the arena per shape signature), ``signature`` (the program cache key) and ``backend``
 (``LLVMProgram``: compile, plans, the fast call, native epochs, profiling).
 
-Importing this package is cheap: llvmlite is imported only when something is compiled.
+Importing this package is cheap: llvmlite is imported only when something is compiled.  It
+imports the modules whose symbols generated code calls, so their binders are registered with
+``jit`` before any object code (fresh or cached) is loaded.
 """
+
+from codegen import blas, pycall, vecmath  # noqa: F401  (register their symbol binders)

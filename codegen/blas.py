@@ -21,6 +21,8 @@ import struct
 import threading
 from dataclasses import dataclass
 
+from .jit import add_symbol, register_binder
+
 __all__ = [
     "BlasLibrary",
     "bind_symbols",
@@ -114,8 +116,6 @@ def bind_symbols() -> None:
     with _bind_lock:
         if _bound:
             return
-        from .jit import add_symbol
-
         lib = library()
         for routine in _ROUTINES:
             fn = getattr(lib.cdll, lib.cblas(routine))
@@ -262,3 +262,6 @@ def blas_info() -> dict[str, object]:
         "int_bits": lib.int_bits,
         "gemm_symbol": lib.cblas("sgemm"),
     }
+
+
+register_binder("blas", (b"sg_cblas_",), lambda object_code: bind_symbols())

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import jit
 from .jit import CompiledModule
 
 __all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "clear_cache", "compile_cached",
@@ -89,9 +90,7 @@ def source_fingerprint() -> str:
 
 
 def _host_parts(opt_level: int, loop_unrolling: bool) -> tuple[str, ...]:
-    from .jit import host_target
-
-    host = host_target()
+    host = jit.host_target()
     return (
         f"format={CACHE_FORMAT}",
         f"symgraph={_package_version()}",
@@ -164,8 +163,6 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
     stored; ``store`` is the write time).  Disk errors (read-only dir, corrupt file) fall back
     to compiling.  Files are ``sha256(object code) + object code``, written atomically.
     """
-    from .jit import compile_module, load_object
-
     t0 = time.perf_counter()
     key = cache_key(ir_text, opt_level=opt_level, loop_unrolling=loop_unrolling)
     t_key = time.perf_counter() - t0
@@ -187,11 +184,11 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
                     raise OSError(f"corrupt cache file {path}")
                 stats = {"cache": "disk", "key": t_key, "opt_level": opt_level}
                 stats["read"] = time.perf_counter() - t1
-                cm = load_object(data, stats)
+                cm = jit.load_object(data, stats)
             except (OSError, RuntimeError):
                 cm = None
         if cm is None:
-            cm = compile_module(ir_text, opt_level=opt_level, loop_unrolling=loop_unrolling)
+            cm = jit.compile_module(ir_text, opt_level=opt_level, loop_unrolling=loop_unrolling)
             cm.stats.update(cache="miss", key=t_key)
             if disk:
                 t2 = time.perf_counter()
@@ -211,8 +208,6 @@ def load_program(key: str, *, disk: bool = True) -> tuple[CompiledModule, dict] 
     ``stats["cache"]`` is ``"memory"`` or ``"disk"`` (``read``, ``load``).  A file that is
     truncated, corrupt or of another format is ignored (the caller compiles and overwrites).
     """
-    from .jit import load_object
-
     hit = _programs.get(key)
     if hit is not None:
         return _with_stats(hit[0], {"cache": "memory", "opt_level": hit[0].stats.get(
@@ -240,7 +235,7 @@ def load_program(key: str, *, disk: bool = True) -> tuple[CompiledModule, dict] 
         stats = {"cache": "disk", "opt_level": meta.get("opt_level", 3),
                  "read": time.perf_counter() - t0}
         with _lock:
-            cm = load_object(bytes(code), stats)
+            cm = jit.load_object(bytes(code), stats)
     except (ValueError, EOFError, TypeError, RuntimeError, OSError):
         return None
     _programs[key] = (cm, meta)

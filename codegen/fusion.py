@@ -22,7 +22,7 @@ into it when (a) every other reader of the old value runs before the writing ker
 kernels and what depends on them are ordered last; a kernel that reads the variable at another
 index than the one it writes, an output or another update that is the old value, or a later
 reader, forbids it); (b) no fallible kernel (integer-index bounds checks, one-hot label
-checks; :data:`FALLIBLE`) runs after the write (checks run before their kernel's main loop,
+checks; ``Lowering.fallible``) runs after the write (checks run before their kernel's main loop,
 so one in the writing kernel's own loop is fine), so a failed call still changes no shared
 variable.  ``Analysis.root`` then maps the
 update expression to the variable's own buffer.  ``W - c * (A @ B)`` whose gemm result has no
@@ -37,55 +37,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from symgraph.graph import Apply, Constant, SharedVariable, Variable, toposort
-from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
-from symgraph.ops.indexing import (
-    AdvancedIncSubtensor,
-    AdvancedSubtensor,
-    Subtensor,
-    SubtensorGrad,
-)
-from symgraph.ops.linalg import MatMul
-from symgraph.ops.nn import Arange, LogSoftmax, LogSumExp, OneHot, Softmax
-from symgraph.ops.reduce import Argmax, Reduce, Size
-from symgraph.ops.structure import (
-    Concatenate,
-    ConcatenateGrad,
-    DimShuffle,
-    Reshape,
-    ReshapeLike,
-    Stack,
-)
+from symgraph.ops import elemwise as ew
 
-#: ops whose output can be computed at any index inside another loop
-INLINABLE = (Elemwise, Cast, DropoutMask, Size, Arange, OneHot)
-#: inlinable ops cheap enough to recompute wherever they are read
-CHEAP = (Size, Arange, OneHot)
-#: consumers whose loops evaluate a whole elementwise tree per element
-FUSING_CONSUMERS = (Elemwise, Cast, Reduce)
-#: consumers that read their inputs element by element (through ``value_at``)
-VALUE_CONSUMERS = (*FUSING_CONSUMERS, Argmax, Softmax, LogSoftmax, LogSumExp, Concatenate,
-                   Stack, Subtensor, SubtensorGrad, AdvancedSubtensor, AdvancedIncSubtensor,
-                   OneHot, DropoutMask, Size, DimShuffle, ConcatenateGrad)
+from .registry import aliases_input, facts, shape_only
+
+__all__ = ["ADDRESSABLE", "Analysis", "analyse", "group_kernels", "is_transpose2d",
+           "plan_inplace", "shape_only"]
+
 #: modes whose values sit in memory with a C layout
 ADDRESSABLE = ("arg", "const", "literal", "buffer", "alias")
-#: (op class, input index) pairs that use only the input's shape
-SHAPE_ONLY = {(DropoutMask, 0), (Size, 0), (SubtensorGrad, 0), (AdvancedIncSubtensor, 0),
-              (ReshapeLike, 1)}
-
-
-def shape_only(op, index: int) -> bool:
-    """Does input ``index`` of ``op`` contribute only its shape?"""
-    return (type(op), index) in SHAPE_ONLY or isinstance(op, ConcatenateGrad) and index > 0
-
-
-def is_alias_dimshuffle(op: DimShuffle) -> bool:
-    """Inserting or dropping length-1 axes keeps the C layout: no copy needed."""
-    kept = [a for a in op.order if a != "x"]
-    return kept == sorted(kept)
 
 
 def is_transpose2d(op) -> bool:
-    return isinstance(op, DimShuffle) and op.ndim_in == 2 and tuple(op.order) == (1, 0)
+    """A 2-d transpose (a view a BLAS call reads through its transpose flag)?"""
+    return facts(op).view and getattr(op, "ndim_in", None) == 2 and \
+        tuple(getattr(op, "order", ())) == (1, 0)
+
+
+def _inlinable(op) -> bool:
+    """Can the op's value be computed at any index inside another op's loop?"""
+    rec = facts(op)
+    return rec.inline is not None and not rec.view
 
 
 @dataclass
@@ -171,31 +143,31 @@ def _leaf_mode(x: Variable) -> str:
 def _mode(an: Analysis, node: Apply, var: Variable, is_output: bool) -> str:
     op = node.op
     uses = an.uses.get(var, [])
-    if isinstance(op, (Reshape, ReshapeLike)) or isinstance(op, DimShuffle) and \
-            is_alias_dimshuffle(op):
+    if aliases_input(op):
         return "alias" if an.mode[node.inputs[0]] in ADDRESSABLE else "buffer"
     if is_output:
         return "buffer"
-    if isinstance(op, DimShuffle):
+    rec = facts(op)
+    if rec.view:
         src_mode = an.mode[node.inputs[0]]
         for client, _ in uses:
-            if isinstance(client.op, VALUE_CONSUMERS):
+            if facts(client.op).value_consumer:
                 continue
-            if (isinstance(client.op, MatMul) and is_transpose2d(op)
+            if (facts(client.op).transposed_operands and is_transpose2d(op)
                     and src_mode in ADDRESSABLE):
                 continue
             return "buffer"
         return "view"
-    if isinstance(op, CHEAP):
-        return "inline" if all(isinstance(c.op, VALUE_CONSUMERS) for c, _ in uses) else "buffer"
-    if isinstance(op, INLINABLE):
+    if rec.cheap:
+        return "inline" if all(facts(c.op).value_consumer for c, _ in uses) else "buffer"
+    if _inlinable(op):
         if len(uses) != 1:
             return "buffer"
         client, index = uses[0]
-        if not isinstance(client.op, FUSING_CONSUMERS):
+        fuses = facts(client.op).fuses
+        if fuses is None:
             return "buffer"
-        space = client.inputs[0].shape if isinstance(client.op, Reduce) else \
-            client.outputs[0].shape
+        space = client.inputs[0].shape if fuses == "input" else client.outputs[0].shape
         if var.ndim == 0 or tuple(var.shape) == tuple(space):
             return "inline"
         return "buffer"
@@ -215,10 +187,6 @@ def _members(an: Analysis, node: Apply) -> list[Apply]:
 
 def is_shared(var: Variable) -> bool:
     return isinstance(var, SharedVariable)
-
-
-#: ops whose buffered result is computed by a plain elementwise loop (groupable)
-_GROUPABLE = (Elemwise, Cast, DropoutMask, Size, Arange, OneHot)
 
 
 def group_kernels(an: Analysis) -> list[list[Variable]]:
@@ -258,7 +226,7 @@ def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
     first = group[0]
     if first in an.folded or var in an.folded:  # a gemm, not a loop
         return False
-    if not (isinstance(first.owner.op, _GROUPABLE) and isinstance(var.owner.op, _GROUPABLE)):
+    if not (_inlinable(first.owner.op) and _inlinable(var.owner.op)):
         return False
     shape = tuple(first.shape)
     if tuple(var.shape) != shape or any(d is None for d in shape):
@@ -271,7 +239,7 @@ def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
             if shape_only(node.op, i):
                 continue
             if x in members:
-                if not (isinstance(node.op, (Elemwise, Cast)) and
+                if not (facts(node.op).fuses == "output" and
                         tuple(node.outputs[0].shape) == shape and tuple(x.shape) == shape):
                     return False
             elif an.mode.get(x) in ("inline", "view"):
@@ -280,13 +248,12 @@ def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
 
 
 # --------------------------------------------------------------------------- in-place updates
-#: ops whose kernels check values at run time (integer indices, one-hot labels): a kernel
-#: that computes one may fail after others have run
-FALLIBLE = (AdvancedSubtensor, AdvancedIncSubtensor, OneHot)
 
 
 def _fallible(an: Analysis, kv: Variable) -> bool:
-    return any(isinstance(n.op, FALLIBLE) for n in an.members[kv])
+    """Does the kernel of ``kv`` check values at run time (``Lowering.fallible``: integer
+    indices, one-hot labels)?  It may then fail after other kernels have run."""
+    return any(facts(n.op).fallible for n in an.members[kv])
 
 
 def _kernel_reads(an: Analysis, kv: Variable) -> set:
@@ -314,7 +281,7 @@ def _reads_only_at_own_index(an: Analysis, kv: Variable, var: Variable) -> bool:
         if node in seen:
             continue
         seen.add(node)
-        if not (isinstance(node.op, (Elemwise, Cast)) and _same_shape(node.outputs[0], var)):
+        if not (facts(node.op).fuses == "output" and _same_shape(node.outputs[0], var)):
             continue
         for _, x in _value_uses(node):
             if x is var:
@@ -344,18 +311,18 @@ def _sgd_fold(an: Analysis, expr: Variable, var: Variable):
     leaves among the folded kernel's reads (an in-place write of ``lr`` must then run after
     it, or ``lr`` is double-buffered)."""
     node = expr.owner
-    if not (isinstance(node.op, Elemwise) and node.op.scalar_op.name == "sub"):
+    if node.op != ew.sub:
         return None
     w, scaled = node.inputs
     if w is not var or an.mode.get(scaled) != "inline":
         return None
     mul = scaled.owner
-    if not (isinstance(mul.op, Elemwise) and mul.op.scalar_op.name == "mul"):
+    if mul.op != ew.mul:
         return None
     c, g = mul.inputs
     if g.ndim == 0 and c.ndim == 2:
         c, g = g, c
-    if c.ndim != 0 or g.owner is None or not isinstance(g.owner.op, MatMul):
+    if c.ndim != 0 or g.owner is None or not facts(g.owner.op).transposed_operands:
         return None
     mode = an.mode.get(c)
     if mode == "literal":

@@ -4,8 +4,10 @@ Why text and not ``llvmlite.ir``: the notes measured text generation as fast and
 ``llvmlite.ir`` cannot write the call-site attributes the vector math needs.  This module knows
 nothing about graphs: :class:`FunctionBuilder` emits instructions and structured loops, and
 :class:`ScalarBuilder` is the backend-neutral scalar builder that ``ScalarOp.lower`` functions
-(symgraph/ops/elemwise.py) are written against.  Values are :class:`Value` s: an SSA operand
-plus its numpy dtype name (bool values are ``i1`` in registers, ``i8`` in memory).
+(symgraph/ops/elemwise.py) are written against; its ``math(name, ...)`` is the one way to call
+a transcendental (:mod:`codegen.vecmath` derives the scalar libm call and vector variants).
+Values are :class:`Value` s: an SSA operand plus its numpy dtype name (bool values are ``i1``
+in registers, ``i8`` in memory).
 """
 
 from __future__ import annotations
@@ -254,19 +256,13 @@ class ScalarBuilder:
             return Value(self.fb.op(f"fneg {FMF} {x.ty} {x.ref}"), x.dtype)
         return Value(self.fb.op(f"sub {x.ty} 0, {x.ref}"), x.dtype)
 
-    def pow(self, x, y):
-        return Value(self.fb.math("pow", x.dtype, [x.ref, y.ref]), x.dtype)
-
-    def _unary_math(self, name: str, x: Value) -> Value:
-        return Value(self.fb.math(name, x.dtype, [x.ref]), x.dtype)
-
-    def exp(self, x): return self._unary_math("exp", x)
-    def log(self, x): return self._unary_math("log", x)
-    def log1p(self, x): return self._unary_math("log1p", x)
-    def expm1(self, x): return self._unary_math("expm1", x)
-    def sin(self, x): return self._unary_math("sin", x)
-    def cos(self, x): return self._unary_math("cos", x)
-    def tanh(self, x): return self._unary_math("tanh", x)
+    def math(self, name: str, *xs: Value) -> Value:
+        """``name(*xs)`` through libm (vectorised through libmvec when it has the function):
+        the one entry point for transcendentals, named by the elementwise table's rows
+        (``math="exp"``) and by lowerings; :func:`codegen.vecmath.register` checks the name."""
+        x = xs[0]
+        vecmath.register(name, len(xs))
+        return Value(self.fb.math(name, x.dtype, [v.ref for v in xs]), x.dtype)
 
     def _intrinsic(self, name: str, x: Value, *more: Value) -> Value:
         suffix = "f32" if x.dtype == "float32" else "f64"
@@ -302,16 +298,6 @@ class ScalarBuilder:
         if is_float(x.dtype):
             return self._intrinsic("minimum", x, y)
         return self.select(self.le(x, y), x, y)
-
-    def sigmoid(self, x):
-        one = self.one(x)
-        e = self.exp(self.neg(self.abs(x)))
-        d = self.add(one, e)
-        return self.select(self.ge(x, self.zero(x)), self.div(one, d), self.div(e, d))
-
-    def softplus(self, x):
-        e = self.exp(self.neg(self.abs(x)))
-        return self.add(self.maximum(x, self.zero(x)), self.log1p(e))
 
     def select(self, c, x, y):
         return Value(self.fb.op(f"select i1 {c.ref}, {x.ty} {x.ref}, {y.ty} {y.ref}"), x.dtype)

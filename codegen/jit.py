@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import llvmffi
 
 __all__ = [
     "FAST_MATH_FLAGS",
@@ -30,6 +33,7 @@ __all__ = [
     "llvm",
     "load_library_permanently",
     "load_object",
+    "register_binder",
     "target_machine",
 ]
 
@@ -49,7 +53,7 @@ def llvm() -> Any:
     if _llvm is None:
         with _lock:
             if _llvm is None:
-                from llvmlite import binding
+                from llvmlite import binding  # lazy: ~15 ms, only when compiling
 
                 # llvm.initialize() raises in llvmlite >= 0.45; these two are still required.
                 binding.initialize_native_target()
@@ -75,16 +79,12 @@ class HostTarget:
 
 def _use_ffi() -> bool:
     """Load object code without importing ``llvmlite.binding`` (see :mod:`codegen.llvmffi`)?"""
-    from . import llvmffi
-
     return llvmffi.available()
 
 
 def add_symbol(name: str, address: int) -> None:
     """``llvm.add_symbol``, without importing ``llvmlite.binding`` when it is not yet."""
     if _use_ffi():
-        from . import llvmffi
-
         with _lock:
             llvmffi.add_symbol(name, address)
     else:
@@ -94,8 +94,6 @@ def add_symbol(name: str, address: int) -> None:
 def load_library_permanently(filename: str) -> None:
     """``llvm.load_library_permanently``, without importing ``llvmlite.binding`` if possible."""
     if _use_ffi():
-        from . import llvmffi
-
         with _lock:
             llvmffi.load_library_permanently(filename)
     else:
@@ -106,9 +104,7 @@ def host_target() -> HostTarget:
     """Return the (cached) host target description."""
     global _host
     if _host is None and _use_ffi():
-        import llvmlite
-
-        from . import llvmffi
+        import llvmlite  # lazy: the version string, only once LLVM is in use
 
         with _lock:
             _host = HostTarget(
@@ -120,7 +116,7 @@ def host_target() -> HostTarget:
             )
     if _host is None:
         binding = llvm()
-        import llvmlite
+        import llvmlite  # lazy: the version string, only once LLVM is in use
 
         _host = HostTarget(
             triple=binding.get_process_triple(),
@@ -231,25 +227,29 @@ def _optimize(mod: Any, opt_level: int, loop_unrolling: bool = True) -> None:
     pb.getModulePassManager().run(mod, pb)
 
 
+#: binders of external names: name -> (markers, bind); see :func:`register_binder`
+_BINDERS: dict[str, tuple[tuple[bytes, ...], Callable[[bytes], None]]] = {}
+
+
+def register_binder(name: str, markers: tuple[bytes, ...],
+                    bind: Callable[[bytes], None]) -> None:
+    """Register ``bind(object_code)``, run before loading object code that contains any of
+    ``markers`` (e.g. ``b"sg_cblas_"``).  The modules whose symbols generated code calls
+    (:mod:`codegen.blas`, :mod:`codegen.pycall`, :mod:`codegen.vecmath`) register themselves
+    when imported; ``codegen`` imports them, so every loaded object finds its binder."""
+    _BINDERS[name] = (tuple(markers), bind)
+
+
 def bind_external_symbols(object_code: bytes) -> None:
     """Bind the external names (``sg_*``) that ``object_code`` may reference.
 
     External symbols are resolved by *name* when code is loaded; their addresses are never
     baked into code, so cached object code stays valid in a new process.  Binding is
-    idempotent and cheap; BLAS is bound only if the object references it.
+    idempotent and cheap; each binder runs only if the object contains one of its markers.
     """
-    if b"sg_cblas_" in object_code:
-        from . import blas
-
-        blas.bind_symbols()
-    if b"sg_Py" in object_code:
-        from . import pycall
-
-        pycall.bind_python_symbols()
-    if b"sg_" in object_code or b"_ZGV" in object_code:
-        from . import vecmath
-
-        vecmath.bind_symbols()
+    for markers, bind in list(_BINDERS.values()):
+        if any(m in object_code for m in markers):
+            bind(object_code)
 
 
 def load_object(object_code: bytes, stats: dict[str, Any] | None = None) -> CompiledModule:
@@ -261,8 +261,6 @@ def load_object(object_code: bytes, stats: dict[str, Any] | None = None) -> Comp
     t0 = time.perf_counter()
     bind_external_symbols(object_code)
     if _use_ffi():
-        from . import llvmffi
-
         host = host_target()
         with _lock:
             engine = llvmffi.Engine(object_code, host.triple, host.cpu, host.features)

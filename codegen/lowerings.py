@@ -1,19 +1,20 @@
-"""Lowerings of the non-elementwise ops: one function per op class, in :data:`LOWERINGS`.
+"""Lowerings of the non-elementwise ops that loop over values: one function per op class.
 
-Each rule gets a :class:`codegen.lower.Kernel` (the function being built) and the graph node,
+Each rule gets a :class:`codegen.kernel.Kernel` (the function being built) and the graph node,
 and emits loops through ``Kernel.open_loops``/``value_at``/``store`` (so inputs may be
-buffers, transposing views or inlined cheap ops) or BLAS calls.  Reductions keep their
-accumulator in a register when the innermost axis is reduced and accumulate in input order
-otherwise (bias gradients), so both vectorise; max/min/softmax propagate NaN like numpy.
-Adding an op means adding one function here and one table row.
+buffers, transposing views or inlined cheap ops).  Reductions keep their accumulator in a
+register when the innermost axis is reduced and accumulate in input order otherwise (bias
+gradients), so both vectorise; max/min/softmax propagate NaN like numpy.  Matrix products
+are in :mod:`codegen.lower_blas`.  Adding an op means adding one function here and one
+:func:`codegen.registry.register_lowering` line at the end (its :class:`Lowering` flags say
+what fusion may do with it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
+from symgraph.evaluate import NodeContext
 from symgraph.graph import Apply, Variable
 from symgraph.ops.indexing import (
     AdvancedIncSubtensor,
@@ -21,9 +22,8 @@ from symgraph.ops.indexing import (
     Subtensor,
     SubtensorGrad,
 )
-from symgraph.ops.linalg import MatMul
 from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
-from symgraph.ops.reduce import Argmax, Reduce
+from symgraph.ops.reduce import Argmax, Reduce, reduction_identity
 from symgraph.ops.structure import (
     Concatenate,
     ConcatenateGrad,
@@ -32,21 +32,10 @@ from symgraph.ops.structure import (
     Stack,
 )
 
-from . import blas
-from .fusion import ADDRESSABLE, is_transpose2d
+from .fusion import ADDRESSABLE
 from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
-from .lower import Kernel, SlotFn, node_error
-
-
-def _identity(kind: str, dtype: str):
-    if kind in ("sum", "mean"):
-        return 0
-    if dtype == "bool":
-        return kind == "min"
-    if is_float(dtype):
-        return -np.inf if kind == "max" else np.inf
-    info = np.iinfo(dtype)
-    return info.min if kind == "max" else info.max
+from .kernel import Kernel, SlotFn, node_error
+from .registry import Lowering, register_lowering
 
 
 def _combine(k: Kernel, kind: str, acc: Value, v: Value) -> Value:
@@ -67,7 +56,7 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
     kind, axes, dt = op_.kind, op_.axes, out.dtype.name
     kept = [a for a in range(x.ndim) if a not in axes]
-    ident = k.sb.const(_identity(kind, dt), dt)
+    ident = k.sb.const(op_.identity(dt), dt)
     if x.ndim == 0 or (x.ndim - 1) in axes:
         # kept axes outside, reduced axes inside: the accumulator stays in a register
         idx, outer = k.open_loops(x, kept)
@@ -114,7 +103,7 @@ def lower_argmax(k: Kernel, node: Apply) -> None:
     kept = [a for a in range(x.ndim) if a not in axes]
     dt = x.dtype.name
     cmp_dt = "int8" if dt == "bool" else dt
-    ident = k.sb.const(_identity("max", cmp_dt), cmp_dt)
+    ident = k.sb.const(reduction_identity("max", cmp_dt), cmp_dt)
     idx, outer = k.open_loops(x, kept)
     best = k.fb.alloca(ident.ty, ident.ref)
     bidx = k.fb.alloca("i64", "0")
@@ -162,7 +151,7 @@ def _sum_exp_pass(k: Kernel, x: Variable, axes, idx: dict, m: Value) -> Value:
     idx_in, inner = k.open_loops(x, axes)
     idx.update(idx_in)
     v = k.value_at(x, [idx[a] for a in range(x.ndim)])
-    e = k.sb.exp(k.sb.sub(v, m))
+    e = k.sb.math("exp", k.sb.sub(v, m))
     cur = Value(k.fb.op(f"load {m.ty}, ptr {acc}"), dt)
     k.fb.emit(f"store {m.ty} {k.sb.add(cur, e).ref}, ptr {acc}")
     k.close_loops(inner)
@@ -184,7 +173,7 @@ def lower_softmax(k: Kernel, node: Apply) -> None:
     if log:
         m = _finite_or_zero(k, m)
     s = _sum_exp_pass(k, x, (axis,), idx, m)
-    lse = k.sb.add(m, k.sb.log(s)) if log else None
+    lse = k.sb.add(m, k.sb.math("log", s)) if log else None
     idx_in, inner = k.open_loops(x, (axis,))
     idx.update(idx_in)
     full = [idx[a] for a in range(x.ndim)]
@@ -192,7 +181,7 @@ def lower_softmax(k: Kernel, node: Apply) -> None:
     if log:
         k.store(out, full, k.sb.sub(v, lse))
     else:
-        k.store(out, full, k.sb.div(k.sb.exp(k.sb.sub(v, m)), s))
+        k.store(out, full, k.sb.div(k.sb.math("exp", k.sb.sub(v, m)), s))
     k.close_loops(inner)
     k.close_loops(outer)
 
@@ -204,188 +193,7 @@ def lower_logsumexp(k: Kernel, node: Apply) -> None:
     m = _finite_or_zero(k, _max_pass(k, x, op_.axes, idx))
     s = _sum_exp_pass(k, x, op_.axes, idx, m)
     k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, idx),
-            k.sb.add(m, k.sb.log(s)))
-    k.close_loops(outer)
-
-
-def _pointer_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
-    """(variable whose buffer holds the data, transposed?) for a BLAS operand."""
-    if k.an.mode[var] == "view" and is_transpose2d(var.owner.op):
-        return var.owner.inputs[0], True
-    if k.an.mode[var] not in ADDRESSABLE:
-        raise node_error(var.owner, "internal: BLAS operand not in memory")
-    return var, False
-
-
-def lower_matmul(k: Kernel, node: Apply) -> None:
-    a, b = node.inputs
-    out = node.outputs[0]
-    dt = out.dtype.name
-    if not is_float(dt) or a.dtype.name != dt or b.dtype.name != dt:
-        return _naive_matmul(k, node)
-    k.ctx.uses_blas = k.blas = True
-    sa, ta = _pointer_operand(k, a)
-    sb_, tb = _pointer_operand(k, b)
-    m = k.dim(a, 0) if a.ndim == 2 else "1"
-    n = k.dim(b, 1) if b.ndim == 2 else "1"
-    kk = k.dim(a, a.ndim - 1)
-    pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(out)
-    nbytes = k.mul_i64(k.mul_i64(m, n), str(ITEMSIZE[dt]))
-    fb = k.fb
-    work = fb.op(f"mul i64 {k.mul_i64(m, n)}, {kk}")
-    empty = fb.op(f"icmp eq i64 {work}, 0")
-    then = fb.if_begin(empty)
-    fb.emit(f"call void @llvm.memset.p0.i64(ptr {pc}, i8 0, i64 {nbytes}, i1 0)")
-    fb.emit("ret i32 0")
-    fb.start_block(fb.label("unreachable"))
-    fb.if_end(then)
-    if blas.library().int_bits == 32:  # an LP64 OpenBLAS takes 32-bit sizes
-        m, n, kk = (d if d.isdigit() else fb.op(f"trunc i64 {d} to i32") for d in (m, n, kk))
-    if a.ndim == 2 and b.ndim == 2:
-        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=m, n=n, k=kk, trans_a=ta, trans_b=tb))
-    elif a.ndim == 2:  # (m,k)@(k,) -> gemv on A (stored (k,m) when transposed)
-        rows, cols = (kk, m) if ta else (m, kk)
-        fb.emit(blas.gemv_call(dt, a=pa, x=pb, y=pc, m=rows, n=cols, trans=ta))
-    elif b.ndim == 2:  # (k,)@(k,n) -> y = B^T x
-        rows, cols = (n, kk) if tb else (kk, n)
-        fb.emit(blas.gemv_call(dt, a=pb, x=pa, y=pc, m=rows, n=cols, trans=not tb))
-    else:
-        return _naive_matmul(k, node)
-
-
-#: rows and columns of the stack tile of a runtime-scaled SGD fold's unfolded route
-#: (8 KiB in float64: a stack slot, not an arena buffer; that route is rare, not fast)
-SGD_TILE = 32
-
-
-def lower_folded_sgd(k: Kernel, node: Apply) -> None:
-    """``W <- W - c * (A @ B)`` written in place as ``gemm(alpha=-c, beta=1, C=W)``: no
-    gradient buffer, no update pass (``codegen.fusion.plan_inplace`` chose it).
-
-    A literal ``c`` is finite and non-zero (``codegen.fusion._sgd_fold``).  A runtime ``c``
-    (a shared learning rate) is read once, before anything is written; only when it is finite
-    and non-zero is it the gemm's alpha.  For 0, NaN or inf, BLAS would not give numpy's
-    ``W - c * (A @ B)`` (``alpha = 0`` returns early, so NaN/inf in ``A @ B`` would not
-    propagate; inf times per-block partial sums is not inf times the sum), so the kernel
-    takes the unfolded route: ``A @ B`` tile by tile into a stack buffer, then
-    ``W - c * tile`` per element as the unfolded update kernel computes it."""
-    expr = node.outputs[0]
-    g, c = k.an.folded[expr]
-    a, b = g.owner.inputs
-    dt = expr.dtype.name
-    k.ctx.uses_blas = k.blas = True
-    sa, ta = _pointer_operand(k, a)
-    sb_, tb = _pointer_operand(k, b)
-    m, n, kk = k.dim(a, 0), k.dim(b, 1), k.dim(a, 1)
-    pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(expr)  # pc is W's own buffer
-    fb = k.fb
-    if k.an.mode[c] == "literal":
-        # A @ B is zero (or W empty): W stays as it is
-        _return_if(k, fb.op(f"icmp eq i64 {fb.op(f'mul i64 {k.mul_i64(m, n)}, {kk}')}, 0"))
-        alpha = -float(np.asarray(c.value, dtype=dt)[()])
-        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, m), n=_blas_int(k, n),
-                               k=_blas_int(k, kk), trans_a=ta, trans_b=tb,
-                               alpha=alpha, beta=1.0))
-        return
-    scale = k.value_at(c, [])
-    ty = scale.ty
-    _return_if(k, fb.op(f"icmp eq i64 {k.mul_i64(m, n)}, 0"))  # W is empty
-    magnitude = fb.op(f"call {ty} @llvm.fabs.{'f32' if dt == 'float32' else 'f64'}"
-                      f"({ty} {scale.ref})")
-    nonzero = fb.op(f"fcmp ogt {ty} {magnitude}, {literal(0.0, dt)}")
-    finite = fb.op(f"fcmp olt {ty} {magnitude}, {literal(float('inf'), dt)}")  # NaN: false
-    then = fb.if_begin(fb.op(f"and i1 {nonzero}, {finite}"))
-    _return_if(k, fb.op(f"icmp eq i64 {kk}, 0"))  # A @ B is zero: W - c * 0 is W
-    alpha = fb.op(f"fneg {ty} {scale.ref}")
-    fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, m), n=_blas_int(k, n),
-                           k=_blas_int(k, kk), trans_a=ta, trans_b=tb, alpha=alpha, beta=1.0))
-    fb.emit("ret i32 0")
-    fb.start_block(fb.label("unreachable"))
-    fb.if_end(then)
-    _unfolded_sgd_tiles(k, expr, g, scale, (pa, ta), (pb, tb), (m, n, kk))
-
-
-def _return_if(k: Kernel, cond: str) -> None:
-    then = k.fb.if_begin(cond)
-    k.fb.emit("ret i32 0")
-    k.fb.start_block(k.fb.label("unreachable"))
-    k.fb.if_end(then)
-
-
-def _blas_int(k: Kernel, d: str) -> str:
-    """A size or leading dimension as BLAS takes it (an LP64 OpenBLAS takes 32 bits)."""
-    if blas.library().int_bits == 32 and not d.isdigit():
-        return k.fb.op(f"trunc i64 {d} to i32")
-    return d
-
-
-def _unfolded_sgd_tiles(k: Kernel, expr: Variable, g: Variable, scale: Value,
-                        a: tuple[str, bool], b: tuple[str, bool], sizes: tuple) -> None:
-    """``W <- W - c * (A @ B)`` through one ``SGD_TILE`` square stack tile of ``A @ B`` at a
-    time (see :func:`lower_folded_sgd`)."""
-    fb, dt, t = k.fb, expr.dtype.name, SGD_TILE
-    (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
-    ty = scale.ty
-    tile = fb.entry_op("sgd_tile", f"alloca [{t * t} x {ty}], align 64")
-    # k = 0: A @ B is zero and no gemm runs (OpenBLAS need not write C then)
-    fb.emit(f"call void @llvm.memset.p0.i64(ptr {tile}, i8 0, i64 {t * t * ITEMSIZE[dt]}, i1 0)")
-    any_k = fb.op(f"icmp ne i64 {kk}, 0")
-
-    def tiles(extent: str) -> tuple[str, str, tuple]:
-        """Open the loop over tiles of ``extent``: (first index, tile length, loop token)."""
-        count = fb.op(f"udiv i64 {fb.op(f'add nuw nsw i64 {extent}, {t - 1}')}, {t}")
-        index, token = fb.loop_begin(count)
-        first = fb.op(f"mul nuw nsw i64 {index}, {t}")
-        rest = fb.op(f"sub nsw i64 {extent}, {first}")
-        short = fb.op(f"icmp slt i64 {rest}, {t}")
-        return first, fb.op(f"select i1 {short}, i64 {rest}, i64 {t}"), token
-
-    i0, mt, row_tiles = tiles(m)
-    j0, nt, col_tiles = tiles(n)
-    # op(A) rows i0.. : A is (m, k), or (k, m) stored when transposed; op(B) likewise
-    a_at = fb.op(f"getelementptr inbounds {ty}, ptr {pa}, "
-                 f"i64 {i0 if ta else fb.op(f'mul nsw i64 {i0}, {kk}')}")
-    b_at = fb.op(f"getelementptr inbounds {ty}, ptr {pb}, "
-                 f"i64 {fb.op(f'mul nsw i64 {j0}, {kk}') if tb else j0}")
-    then = fb.if_begin(any_k)
-    fb.emit(blas.gemm_call(dt, a=a_at, b=b_at, c=tile, m=_blas_int(k, mt), n=_blas_int(k, nt),
-                           k=_blas_int(k, kk), trans_a=ta, trans_b=tb, alpha=1.0, beta=0.0,
-                           lda=_blas_int(k, m if ta else kk), ldb=_blas_int(k, kk if tb else n),
-                           ldc=t))
-    fb.if_end(then)
-    i, rows = fb.loop_begin(mt)
-    j, cols = fb.loop_begin(nt)
-    at = [fb.op(f"add nsw i64 {i0}, {i}"), fb.op(f"add nsw i64 {j0}, {j}")]
-    cell = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {i}, {t}')}, {j}")
-    product = Value(fb.op(f"load {ty}, ptr "
-                          f"{fb.op(f'getelementptr inbounds {ty}, ptr {tile}, i64 {cell}')}"), dt)
-    mul = expr.owner.inputs[1].owner  # c * g or g * c: keep the graph's operand order
-    scaled = k.sb.mul(scale, product) if mul.inputs[1] is g else k.sb.mul(product, scale)
-    k.store(expr, at, k.sb.sub(k.load(expr, at), scaled))
-    fb.loop_end(cols)
-    fb.loop_end(rows)
-    fb.loop_end(col_tiles)
-    fb.loop_end(row_tiles)
-
-
-def _naive_matmul(k: Kernel, node: Apply) -> None:
-    a, b = node.inputs
-    out = node.outputs[0]
-    dt = out.dtype.name
-    oidx, outer = k.open_loops(out, range(out.ndim))
-    o = [oidx[i] for i in range(out.ndim)]
-    zero = k.sb.const(0, dt)
-    acc = k.fb.alloca(zero.ty, zero.ref)
-    kdim = k.dim(a, a.ndim - 1)
-    j, tok = k.fb.loop_begin(kdim)
-    ia = [o[0], j] if a.ndim == 2 else [j]
-    ib = [j, o[-1]] if b.ndim == 2 else [j]
-    va = k.sb.convert(k.value_at(a, ia), dt)
-    vb = k.sb.convert(k.value_at(b, ib), dt)
-    cur = Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt)
-    k.fb.emit(f"store {zero.ty} {k.sb.add(cur, k.sb.mul(va, vb)).ref}, ptr {acc}")
-    k.fb.loop_end(tok)
-    k.store(out, o, Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt))
+            k.sb.add(m, k.sb.math("log", s)))
     k.close_loops(outer)
 
 
@@ -450,8 +258,6 @@ def _subtensor_map(k: Kernel, node: Apply, op_, x: Variable, oidx: list[str]) ->
 
 
 def _subtensor_fn(node: Apply, op_, axis: int, which: int) -> SlotFn:
-    from symgraph.evaluate import NodeContext
-
     def fn(shapes, offsets):
         x = node.inputs[0]
         bindings = offsets["bindings"]
@@ -568,23 +374,6 @@ def lower_advanced_inc_subtensor(k: Kernel, node: Apply) -> None:
     k.close_loops(toks)
 
 
-LOWERINGS: dict[type, Callable[[Kernel, Apply], None]] = {
-    Reduce: lower_reduce,
-    Argmax: lower_argmax,
-    Softmax: lower_softmax,
-    LogSoftmax: lower_softmax,
-    LogSumExp: lower_logsumexp,
-    MatMul: lower_matmul,
-    Concatenate: lower_concatenate,
-    ConcatenateGrad: lower_concatenate_grad,
-    Stack: lower_stack,
-    Subtensor: lower_subtensor,
-    SubtensorGrad: lower_subtensor_grad,
-    AdvancedSubtensor: lower_advanced_subtensor,
-    AdvancedIncSubtensor: lower_advanced_inc_subtensor,
-}
-
-
 def lower_reshape_copy(k: Kernel, node: Apply) -> None:
     """A Reshape whose input is not in memory (a 0-d literal): copy the single element."""
     x, out = node.inputs[0], node.outputs[0]
@@ -595,5 +384,22 @@ def lower_reshape_copy(k: Kernel, node: Apply) -> None:
     k.close_loops(toks)
 
 
-LOWERINGS[Reshape] = lower_reshape_copy
-LOWERINGS[ReshapeLike] = lower_reshape_copy
+# --------------------------------------------------------------------------- registrations
+register_lowering(Reduce, Lowering(kernel=lower_reduce, fuses="input", value_consumer=True))
+register_lowering(Argmax, Lowering(kernel=lower_argmax, value_consumer=True))
+register_lowering(Softmax, Lowering(kernel=lower_softmax, value_consumer=True))
+register_lowering(LogSoftmax, Lowering(kernel=lower_softmax, value_consumer=True))
+register_lowering(LogSumExp, Lowering(kernel=lower_logsumexp, value_consumer=True))
+register_lowering(Concatenate, Lowering(kernel=lower_concatenate, value_consumer=True))
+register_lowering(ConcatenateGrad, Lowering(kernel=lower_concatenate_grad,
+                                            value_consumer=True))
+register_lowering(Stack, Lowering(kernel=lower_stack, value_consumer=True))
+register_lowering(Subtensor, Lowering(kernel=lower_subtensor, value_consumer=True))
+register_lowering(SubtensorGrad, Lowering(kernel=lower_subtensor_grad, value_consumer=True))
+register_lowering(AdvancedSubtensor, Lowering(kernel=lower_advanced_subtensor,
+                                              value_consumer=True, fallible=True))
+register_lowering(AdvancedIncSubtensor, Lowering(kernel=lower_advanced_inc_subtensor,
+                                                 value_consumer=True, fallible=True))
+# reshapes alias their input's bytes (``Op.aliases_input``); a copy only for a 0-d literal
+register_lowering(Reshape, Lowering(kernel=lower_reshape_copy))
+register_lowering(ReshapeLike, Lowering(kernel=lower_reshape_copy))

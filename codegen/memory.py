@@ -3,24 +3,20 @@
 Why: the compiled code takes every size from a table, so the Python side must know, per
 signature of input shapes (e.g. per batch size), the shape of every variable and where each
 buffer lives.  Shapes come from each op's own ``infer`` run on concrete shapes (one shape
-rule per op, no second copy here); buffers are packed into one arena with greedy first-fit
+rule per op, no second copy here; ops whose output shape depends on run-time values define
+``concrete_shape``); buffers are packed into one arena with greedy first-fit
 reuse once a buffer's last reader has run.  Both are computed once per signature and cached.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import sympy
 
 from symgraph import shapes as sh
 from symgraph.evaluate import NodeContext
 from symgraph.graph import Apply, Variable
-from symgraph.ops.elemwise import Elemwise, check_runtime_broadcast
-from symgraph.ops.indexing import AdvancedIncSubtensor, Subtensor, SubtensorGrad
-from symgraph.ops.structure import ConcatenateGrad, Reshape, ReshapeLike
 
 ALIGN = 64
-_SCALAR = np.empty((), np.int8)
 
 
 class _Shaped:
@@ -42,50 +38,18 @@ def _describe(node: Apply, err: Exception) -> str:
 
 
 def concrete_shape(node: Apply, shapes: dict, bindings: dict) -> tuple:
-    """The output shape of ``node`` for concrete input shapes."""
+    """The output shape of ``node`` for concrete input shapes: the op's own
+    ``concrete_shape`` when its output depends on run-time values (reshape targets, slice
+    bounds, broadcasting), else its ``infer`` run on the concrete shapes."""
     op = node.op
-    ins = [shapes[x] for x in node.inputs]
-    if isinstance(op, Reshape):
-        total = int(np.prod(ins[0], dtype=np.int64))
-        target, new_names = [], []
-        for d in op.shape:
-            try:
-                target.append(d if isinstance(d, int) else sh.resolve_dim(d, bindings))
-            except sh.ShapeError:  # a name no input binds: inferred, then bound
-                target.append(-1)
-                new_names.append((len(target) - 1, d))
-        if target.count(-1) > 1:
-            raise ValueError(f"reshape to {sh.format_shape(op.shape)}: more than one dim is "
-                             "unknown at run time")
-        if -1 in target:
-            known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
-            if known == 0 or total % known:
-                raise ValueError(f"cannot reshape {ins[0]} to {op.shape}")
-            target[target.index(-1)] = total // known
-        if int(np.prod(target, dtype=np.int64)) != total:
-            raise ValueError(f"cannot reshape {ins[0]} to {tuple(target)}")
-        for axis, name in new_names:
-            if isinstance(name, sympy.Symbol):
-                bindings[name] = target[axis]
-        return tuple(target)
-    if isinstance(op, ReshapeLike):
-        if int(np.prod(ins[0], dtype=np.int64)) != int(np.prod(ins[1], dtype=np.int64)):
-            raise ValueError(f"cannot reshape {ins[0]} to {ins[1]}")
-        return tuple(ins[1])
-    if isinstance(op, ConcatenateGrad):
-        return tuple(ins[1 + op.index])
-    if isinstance(op, Subtensor):
-        index = op.runtime_index(NodeContext(node, bindings))
-        return np.broadcast_to(np.empty((), np.int8), ins[0])[index].shape
-    if isinstance(op, (SubtensorGrad, AdvancedIncSubtensor)):
-        return tuple(ins[0])
-    fakes = [_Shaped(tuple(s), x.dtype) for s, x in zip(ins, node.inputs)]
+    ins = [tuple(shapes[x]) for x in node.inputs]
+    own = getattr(op, "concrete_shape", None)
+    if own is not None:
+        return tuple(own(ins, NodeContext(node, bindings)))
+    fakes = [_Shaped(s, x.dtype) for s, x in zip(ins, node.inputs)]
     (out_type,) = op.infer(*fakes)
-    shape = tuple(d if isinstance(d, int) else sh.resolve_dim(d, bindings)
-                  for d in out_type.shape)
-    if isinstance(op, Elemwise):  # the code broadcasts only static length-1 dims, like numpy's
-        check_runtime_broadcast(node.inputs, [np.broadcast_to(_SCALAR, s) for s in ins])
-    return shape
+    return tuple(d if isinstance(d, int) else sh.resolve_dim(d, bindings)
+                 for d in out_type.shape)
 
 
 def infer_shapes(nodes: list[Apply], shapes: dict, bindings: dict) -> dict:

@@ -43,6 +43,9 @@ from typing import Any
 
 import numpy as np
 
+from .cache import compile_cached
+from .jit import add_symbol, register_binder
+
 __all__ = [
     "ANY_DIM",
     "ARRAY_DATA_OFFSET",
@@ -143,8 +146,6 @@ def bind_python_symbols() -> None:
     global _bound
     if _bound:
         return
-    from .jit import add_symbol
-
     api = ctypes.pythonapi
     for name in _PY_SYMBOLS:
         add_symbol(f"sg_{name}", ctypes.cast(getattr(api, name), ctypes.c_void_p).value)
@@ -336,8 +337,6 @@ def _trampoline(ranks: tuple[int, ...], nowned: int) -> tuple[Any, int]:
     with _lock:
         hit = _trampolines.get(key)
         if hit is None:
-            from .cache import compile_cached
-
             bind_python_symbols()
             # through the disk cache: a fresh process then pays ~3 ms instead of ~25 ms
             cm = compile_cached(trampoline_ir(ranks, nowned), opt_level=2)
@@ -415,3 +414,6 @@ def make_builtin(
     ctx.keepalive = [method, cm, keepalive, kept_dtypes,
                      [b for b in owned if isinstance(b, np.ndarray)]]
     return _new_cfunction(ctypes.addressof(method), ctx, None)
+
+
+register_binder("python", (b"sg_Py",), lambda object_code: bind_python_symbols())

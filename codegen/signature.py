@@ -27,6 +27,11 @@ import numpy as np
 
 from symgraph.graph import Constant, SharedVariable, Variable
 
+from . import blas, vecmath
+from .kernel import KernelInfo, ModuleContext, dim_slot, zero_slot
+from .lowerings import _subtensor_fn
+from .registry import lowering
+
 __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_meta", "encode_meta",
            "environment_text", "graph_signature"]
 
@@ -71,13 +76,11 @@ _OWN = ("symgraph.", "codegen.")
 def _check_own_code(node) -> None:
     """Only the package's own ops and lowerings are covered by the source fingerprint in the
     key; a user-defined op, scalar op or lowering rule could change without it changing."""
-    from .lower import INLINE_RULES
-    from .lowerings import LOWERINGS
-
     op = node.op
     if not type(op).__module__.startswith(_OWN):
         raise Unsupported(f"op {type(op).__qualname__} is defined outside the package")
-    rule = INLINE_RULES.get(type(op)) or LOWERINGS.get(type(op))
+    rec = lowering(op)
+    rule = rec and (rec.kernel or rec.inline)
     if rule is not None and not getattr(rule, "__module__", "").startswith(_OWN):
         raise Unsupported(f"lowering of {type(op).__qualname__} is defined outside the package")
     sop = getattr(op, "scalar_op", None)
@@ -90,8 +93,6 @@ def _check_own_code(node) -> None:
 def environment_text() -> str:
     """What else the generated IR depends on: glibc/libmvec (vector maths) and numpy's BLAS
     (symbol scheme, integer width)."""
-    from . import blas, vecmath
-
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION")
     except (ValueError, OSError, AttributeError):
@@ -176,20 +177,14 @@ def _rebuild_slot(key: tuple, num: Numbering):
     """The slot function the lowering makes for ``key`` (ids already mapped to variables)."""
     kind = key[0]
     if kind == "dim":
-        from .lower import _dim_fn
-
         _, var, axis = key
-        return _dim_fn(var, axis)
+        return dim_slot(var, axis)
     if kind == "off":
         root = key[1]
         return lambda shapes, env, r=root: env["offsets"][r]
     if kind == "error":  # a field of the error record (codegen.lower.Kernel.fail_if)
-        from .lower import _zero_slot
-
-        return _zero_slot
+        return zero_slot
     if kind == "sub":
-        from .lowerings import _subtensor_fn
-
         _, out, axis, which = key
         node = out.owner
         return _subtensor_fn(node, node.op, axis, {"start": 0, "step": 1}[which])
@@ -280,8 +275,6 @@ def encode_meta(program, kernels, ctx, numbering: Numbering) -> dict:
 def decode_meta(meta: dict, analysis, numbering: Numbering):
     """``(kernels, ctx)`` for the current graph from :func:`encode_meta`'s output.  Raises
     (``KeyError``, ``IndexError``, ``TypeError``, ``ValueError``) on malformed metadata."""
-    from .lower import KernelInfo, ModuleContext
-
     num = numbering
     if meta.get("format") != META_FORMAT or meta["nvars"] != len(num.variables) or \
             meta["nnodes"] != len(num.nodes):

@@ -9,36 +9,36 @@ and kept alive by ``@llvm.compiler.used``.  The loop vectoriser then calls the v
 which resolve against ``libmvec.so.1`` (loaded permanently).  Functions or ISA variants that
 libmvec or the CPU lacks are simply not advertised, leaving a correct scalar libm call.
 
-Usage by the lowering: ``math_call`` for each call, ``math_declarations`` once per module,
-``bind_symbols`` before loading the code.
+Usage by the lowering: ``register`` (the elementwise table names the functions: a row with
+``math="atan"`` needs nothing else -- the scalar symbol and the libmvec variants are derived
+from the name, and a name libm lacks is refused before any code is generated), ``math_call``
+for each call, ``math_declarations`` once per module.  Loading object code binds the ``sg_*``
+names it references (:func:`bind_symbols`, registered with :mod:`codegen.jit`), so code from
+the disk cache needs no registry.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import re
 import threading
+
+from .jit import add_symbol, host_target, load_library_permanently, register_binder
 
 __all__ = [
     "FUNCTIONS",
     "bind_symbols",
     "math_call",
     "math_declarations",
+    "register",
     "scalar_symbol",
     "vector_variants",
 ]
 
-#: Supported functions and their arity.
-FUNCTIONS: dict[str, int] = {
-    "exp": 1,
-    "log": 1,
-    "log1p": 1,
-    "expm1": 1,
-    "sin": 1,
-    "cos": 1,
-    "tanh": 1,
-    "pow": 2,
-}
+#: The functions registered so far and their arity (:func:`register`; nothing lists them
+#: by hand).
+FUNCTIONS: dict[str, int] = {}
 
 _IR_TYPE = {"float32": "float", "float64": "double"}
 # libmvec ISA letter -> (vector register bits, CPU feature required by LLVM name).
@@ -46,12 +46,30 @@ _ISAS = (("b", 128, "sse4.1"), ("d", 256, "avx2"), ("e", 512, "avx512f"))
 _PREFIX = "sg_"
 
 _bind_lock = threading.Lock()
-_bound = False
+_bound: set[str] = set()  # scalar symbols already bound
+_libmvec_loaded = False
+#: a name generated code calls (``sg_expf``): the libm symbol follows the prefix
+_CALLED = re.compile(rb"sg_([A-Za-z0-9_]+)")
+
+
+def register(name: str, arity: int) -> None:
+    """Allow ``name`` (a libm function of ``arity`` arguments, in double and float forms) in
+    generated code; raise ValueError when libm has no such function."""
+    known = FUNCTIONS.get(name)
+    if known == arity:
+        return
+    if known is not None:
+        raise ValueError(f"math function {name!r} takes {known} argument(s), not {arity}")
+    missing = [sym for sym in (_libm_name(name, "float64"), _libm_name(name, "float32"))
+               if not name.isidentifier() or not hasattr(_libm(), sym)]
+    if missing:
+        raise ValueError(f"unknown math function {name!r}: libm has no {', '.join(missing)}")
+    FUNCTIONS[name] = arity
 
 
 def _check(name: str, dtype: str) -> None:
     if name not in FUNCTIONS:
-        raise ValueError(f"unsupported math function {name!r}; have {sorted(FUNCTIONS)}")
+        raise ValueError(f"unregistered math function {name!r}; have {sorted(FUNCTIONS)}")
     if dtype not in _IR_TYPE:
         raise ValueError(f"unsupported dtype {dtype!r}; have float32, float64")
 
@@ -71,7 +89,7 @@ def _libm() -> ctypes.CDLL:
     try:  # glibc's soname: find_library runs ldconfig in a subprocess (1-8 ms per process)
         return ctypes.CDLL("libm.so.6")
     except OSError:
-        from ctypes.util import find_library
+        from ctypes.util import find_library  # stdlib, but it imports subprocess: only here
 
         return ctypes.CDLL(find_library("m") or "libm.so.6")
 
@@ -94,8 +112,6 @@ def vector_variants(name: str, dtype: str) -> tuple[tuple[int, str], ...]:
     lib = _libmvec()
     if lib is None:
         return ()
-    from .jit import host_target
-
     host = host_target()
     bits = 32 if dtype == "float32" else 64
     params = "v" * FUNCTIONS[name]
@@ -171,26 +187,27 @@ def math_declarations(used: set[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bind_symbols() -> None:
-    """Bind every ``sg_*`` name to libm and load libmvec into the process (idempotent).
+def bind_symbols(object_code: bytes = b"") -> None:
+    """Bind the ``sg_<libm name>`` symbols ``object_code`` calls (and every registered one) to
+    libm, and load libmvec into the process for the vector variants (idempotent).
 
-    Call before loading code that uses this module (fresh compile or cache load).
+    Called by :func:`codegen.jit.load_object` before loading code (fresh compile or cache
+    load): names come from the code itself, so a cached module needs no registration.
     """
-    global _bound
-    if _bound:
-        return
+    global _libmvec_loaded
+    names = {m.decode() for m in _CALLED.findall(object_code)}
+    names.update(_libm_name(n, dt) for n in FUNCTIONS for dt in _IR_TYPE)
     with _bind_lock:
-        if _bound:
-            return
-        from .jit import add_symbol, load_library_permanently
-
-        if _libmvec() is not None:
+        if not _libmvec_loaded and _libmvec() is not None:
             load_library_permanently("libmvec.so.1")
+            _libmvec_loaded = True
         libm = _libm()
-        for name in FUNCTIONS:
-            for dtype in _IR_TYPE:
-                fn = getattr(libm, _libm_name(name, dtype))
-                add_symbol(
-                    scalar_symbol(name, dtype), ctypes.cast(fn, ctypes.c_void_p).value
-                )
-        _bound = True
+        for sym in sorted(names - _bound):
+            fn = getattr(libm, sym, None) if sym.isidentifier() else None
+            if fn is None:  # another module's name (BLAS, the Python API, the step itself)
+                continue
+            add_symbol(_PREFIX + sym, ctypes.cast(fn, ctypes.c_void_p).value)
+            _bound.add(sym)
+
+
+register_binder("vecmath", (b"sg_", b"_ZGV"), bind_symbols)

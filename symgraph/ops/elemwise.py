@@ -1,12 +1,17 @@
 """Elementwise ops: one table row per scalar function.
 
 Every elementwise op is an ``Elemwise`` node around a ``ScalarOp`` that says,
-in one place: arity, output dtype rule, numpy reference, ``bprop`` (built
-from graph ops) and ``lower`` — the scalar body written against a small
-backend-neutral builder (``b.add(x, y)``, ``b.exp(x)``, ...) that a backend
-(the LLVM codegen) supplies, so fusing a chain of elementwise ops is just
-composing their ``lower`` functions inside one loop. Broadcasting follows
-numpy; ``symgraph.grad`` sums gradients back to each input's shape.
+in one place: arity, output dtype rule, numpy reference, one gradient rule per
+input (built from graph ops; ``grad`` asks for one input at a time, so only the
+gradients it needs are built) and the scalar body: either ``math="name"`` (a libm
+function of that name: the backend derives the scalar call and its vector variants)
+or ``lower`` — written against a small backend-neutral builder (``b.add(x, y)``,
+``b.math("exp", x)``, ...) that a backend (the LLVM codegen) supplies, so fusing a
+chain of elementwise ops is just composing their scalar bodies inside one loop.
+Broadcasting follows numpy; ``symgraph.grad`` sums gradients back to each input's shape.
+
+Adding an elementwise op is one ``scalar_op(...)`` row here (plus its user function in
+``ops/__init__.py`` and its test).
 """
 
 from __future__ import annotations
@@ -44,6 +49,20 @@ def _to_float(*dtypes):
     return dt if dt.kind == "f" else np.dtype("float64")
 
 
+def _operand_dtypes(in_dtypes: list, out_dtype: np.dtype) -> list[str]:
+    """numpy's rule: inputs are promoted together; a float result is computed in its own
+    type (float32 stays float32 even with a float64 weak scalar folded in)."""
+    comp = np.result_type(*in_dtypes).name
+    if out_dtype.kind == "f" and comp != out_dtype.name:
+        comp = out_dtype.name
+    return [comp] * len(in_dtypes)
+
+
+#: the gradient rule of one input: ``(inputs, out, g) -> Variable | sentinel``, or the
+#: sentinel ``DISCONNECTED`` itself
+GradRule = Callable
+
+
 @dataclass(frozen=True, eq=False)
 class ScalarOp:
     """A scalar function applied elementwise (see module docstring)."""
@@ -51,10 +70,21 @@ class ScalarOp:
     name: str
     arity: int
     numpy: Callable
-    bprop: Callable | None  # (inputs, out, g) -> list[Variable | sentinel], one per input
+    grads: tuple | None  # one GradRule per input; None: no gradient rule (grad raises)
     lower: Callable | None  # (builder, *args) -> builder value
     dtype_rule: Callable = _same
     infix: str | None = None  # "+" for printing
+    #: the libm function computing it (``lower`` is then the call ``b.math(math, *args)``)
+    math: str | None = None
+    #: (input dtypes, output dtype) -> the dtype each input is converted to before ``lower``
+    operand_dtypes: Callable = _operand_dtypes
+    #: inputs whose values the scalar body ignores (``fill``'s like: only its shape counts);
+    #: a backend passes a placeholder.  They stay value uses of the graph (``Op.shape_only``
+    #: is False for them), so liveness and in-place planning see them as before.
+    unread: tuple[int, ...] = ()
+    #: the scalar body when every input after the first is the same for the whole loop
+    #: (``x / s``: one reciprocal a backend hoists out of the loop, then a multiply)
+    lower_invariant: Callable | None = None
 
 
 class Elemwise(Op):
@@ -77,6 +107,17 @@ class Elemwise(Op):
         dtype = np.dtype(self.scalar_op.dtype_rule(*(x.dtype for x in inputs)))
         return [TensorType(dtype, shape)]
 
+    def concrete_shape(self, shapes: list[tuple], ctx) -> tuple:
+        """The output shape for concrete input shapes; only a static 1 broadcasts."""
+        shape = tuple(sh.broadcast_shapes(*shapes))
+        check_runtime_broadcast(ctx.node.inputs, [np.broadcast_to(_SCALAR, s) for s in shapes])
+        return shape
+
+    def operand_dtypes(self, node: Apply) -> list[str]:
+        """The dtype each input of ``node`` is converted to before the scalar function."""
+        return [str(d) for d in self.scalar_op.operand_dtypes(
+            [x.dtype for x in node.inputs], node.outputs[0].dtype)]
+
     def perform(self, inputs, ctx):
         if self.scalar_op.dtype_rule is _to_float:
             # compute in the declared float type: numpy would use float16 for int8/bool
@@ -87,9 +128,17 @@ class Elemwise(Op):
         return [np.asarray(out, dtype=ctx.out_dtype)]
 
     def bprop(self, inputs, outputs, index, grads):
-        if self.scalar_op.bprop is None:
+        """The gradient of input ``index`` only: its own rule, so the other inputs'
+        gradients are not built (``grad`` asks once per input that needs one)."""
+        if self.scalar_op.grads is None:
             return super().bprop(inputs, outputs, index, grads)
-        return self.scalar_op.bprop(inputs, outputs[0], grads[0])[index]
+        rule = self.scalar_op.grads[index]
+        if rule is DISCONNECTED:
+            return rule
+        return rule(inputs, outputs[0], grads[0])
+
+
+_SCALAR = np.empty((), np.int8)
 
 
 def check_runtime_broadcast(variables, arrays) -> None:
@@ -116,8 +165,22 @@ SCALAR_OPS: dict[str, ScalarOp] = {}
 ELEMWISE: dict[str, Elemwise] = {}
 
 
-def scalar_op(name, arity, numpy, bprop, lower, dtype_rule=_same, infix=None) -> Elemwise:
-    sop = ScalarOp(name, arity, numpy, bprop, lower, dtype_rule, infix)
+def scalar_op(name: str, arity: int, numpy: Callable, grads, lower: Callable | None = None,
+              dtype_rule: Callable = _same, infix: str | None = None, *,
+              math: str | None = None, **facts) -> Elemwise:
+    """Register one row of the table: ``grads`` has one rule per input (or is None);
+    give ``lower`` or ``math`` (a libm function name). ``facts``: the other ScalarOp
+    fields (``operand_dtypes``, ``unread``, ``lower_invariant``)."""
+    if grads is not None and len(grads) != arity:
+        raise ValueError(f"scalar op {name}: {len(grads)} gradient rules for {arity} inputs")
+    if math is not None:
+        if lower is not None:
+            raise ValueError(f"scalar op {name}: give lower or math, not both")
+
+        def lower(b, *args):
+            return b.math(math, *args)
+    sop = ScalarOp(name, arity, numpy, None if grads is None else tuple(grads), lower,
+                   dtype_rule, infix, math, **facts)
     SCALAR_OPS[name] = sop
     ELEMWISE[name] = Elemwise(sop)
     return ELEMWISE[name]
@@ -146,19 +209,12 @@ def apply(op: Elemwise, *args) -> Variable:
     return op.make_node(*_coerce(*args)).outputs[0]
 
 
-# helpers used by bprops (imported late to avoid a cycle with symgraph.ops.core)
+# gradient rules used by several rows
 
 
-
-def _no_grad(n):
-    def rule(inputs, out, g):
-        return [DISCONNECTED] * n
-    return rule
-
-
-def _zero_grads(inputs, out, g):
-    """Piecewise-constant functions: zero (not disconnected) for float inputs."""
-    return [ops.zeros_like(x) if is_float(x.dtype) else DISCONNECTED for x in inputs]
+def _zero_grad(inputs, out, g):
+    """Piecewise-constant functions: zero (not disconnected) for a float input."""
+    return ops.zeros_like(inputs[0]) if is_float(inputs[0].dtype) else DISCONNECTED
 
 
 def _np_sigmoid(x):
@@ -187,7 +243,7 @@ def _np_log(f):
     return run
 
 
-def _power_grad(i, o, g):
+def _power_grads():
     """Gradients of ``x ** y`` that agree with torch and jax where those agree.
 
     * d/dx = ``y * x ** (y - 1)``, but 0 at ``x == 0, y == 0``: ``x ** 0`` is the
@@ -202,137 +258,159 @@ def _power_grad(i, o, g):
     d2/dx2 at (0, 0) and torch for d2/dy2 at ``0 ** y``). With a constant exponent
     (``x ** 2``) the masks fold away when no entry is 0, and ``y - 1`` is computed here.
     """
-    x, y = i
-    if isinstance(y, Constant):
-        y_minus_one = Constant(np.asarray(y.value - 1, dtype=y.dtype))
-        y_has_zero = bool(np.any(y.value == 0))
-    else:
-        y_minus_one, y_has_zero = y - 1, True
-    if y_has_zero:
+    def grad_x(i, o, g):
+        x, y = i
+        if isinstance(y, Constant):
+            y_minus_one = Constant(np.asarray(y.value - 1, dtype=y.dtype))
+            y_has_zero = bool(np.any(y.value == 0))
+        else:
+            y_minus_one, y_has_zero = y - 1, True
+        if not y_has_zero:
+            return g * y * ops.power(x, y_minus_one)
         constant_one = ops.logical_and(ops.equal(x, 0), ops.equal(y, 0))
-        gx = ops.where(constant_one, 0,
-                       g * y * ops.power(ops.where(constant_one, 1, x), y_minus_one))
-    else:
-        gx = g * y * ops.power(x, y_minus_one)
-    if not is_float(y.dtype):
-        return [gx, DISCONNECTED]
-    constant_base = ops.logical_and(ops.equal(x, 0), ops.greater_equal(y, 0))
-    gy = g * o * ops.log(ops.where(constant_base, 1, x))
-    return [gx, gy]
+        return ops.where(constant_one, 0,
+                         g * y * ops.power(ops.where(constant_one, 1, x), y_minus_one))
+
+    def grad_y(i, o, g):
+        x, y = i
+        if not is_float(y.dtype):
+            return DISCONNECTED
+        constant_base = ops.logical_and(ops.equal(x, 0), ops.greater_equal(y, 0))
+        return g * o * ops.log(ops.where(constant_base, 1, x))
+    return grad_x, grad_y
 
 
-def _extremum_grad(wins: str):
+def _extremum_grads(wins: str):
     """bprop of maximum (``wins`` = "gt") or minimum ("lt"): the winner gets ``g``, a
     tie gives ``g / 2`` to each side, a NaN operand gives 0 to both."""
-    def rule(i, o, g):
-        x, y = i
-        beats = ELEMWISE[wins]
-        tie = ops.where(ops.equal(x, y), g * 0.5, 0)
-        return [ops.where(apply(beats, x, y), g, tie), ops.where(apply(beats, y, x), g, tie)]
-    return rule
+    def side(k):
+        def rule(i, o, g):
+            x, y = i
+            tie = ops.where(ops.equal(x, y), g * 0.5, 0)
+            return ops.where(apply(ELEMWISE[wins], i[k], i[1 - k]), g, tie)
+        return rule
+    return side(0), side(1)
+
+
+def _lower_sigmoid(b, x):
+    one = b.one(x)
+    e = b.math("exp", b.neg(b.abs(x)))
+    d = b.add(one, e)
+    return b.select(b.ge(x, b.zero(x)), b.div(one, d), b.div(e, d))
+
+
+def _lower_softplus(b, x):
+    e = b.math("exp", b.neg(b.abs(x)))
+    return b.add(b.maximum(x, b.zero(x)), b.math("log1p", e))
 
 
 # --------------------------------------------------------------------------- the table
-# bprop rules: (inputs, out, g) -> one gradient per input, as graph expressions.
+# gradient rules, one per input: (inputs, out, g) -> a graph expression, or DISCONNECTED
 
-add = scalar_op("add", 2, np.add, lambda i, o, g: [g, g],
+_none1, _none2 = (DISCONNECTED,), (DISCONNECTED, DISCONNECTED)
+
+add = scalar_op("add", 2, np.add, (lambda i, o, g: g, lambda i, o, g: g),
                 lambda b, x, y: b.add(x, y), infix="+")
-sub = scalar_op("sub", 2, np.subtract, lambda i, o, g: [g, -g],
+sub = scalar_op("sub", 2, np.subtract, (lambda i, o, g: g, lambda i, o, g: -g),
                 lambda b, x, y: b.sub(x, y), _no_bool, infix="-")
-mul = scalar_op("mul", 2, np.multiply, lambda i, o, g: [g * i[1], g * i[0]],
+mul = scalar_op("mul", 2, np.multiply, (lambda i, o, g: g * i[1], lambda i, o, g: g * i[0]),
                 lambda b, x, y: b.mul(x, y), infix="*")
 div = scalar_op("div", 2, _np_div,
-                lambda i, o, g: [g / i[1], -g * i[0] / (i[1] * i[1])],
-                lambda b, x, y: b.div(x, y), _to_float, infix="/")
-power = scalar_op("pow", 2, _np_power, _power_grad, lambda b, x, y: b.pow(x, y), _to_float,
-                  infix="**")
+                (lambda i, o, g: g / i[1], lambda i, o, g: -g * i[0] / (i[1] * i[1])),
+                lambda b, x, y: b.div(x, y), _to_float, infix="/",
+                lower_invariant=lambda b, x, y: b.mul(x, b.div(b.one(y), y)))
+power = scalar_op("pow", 2, _np_power, _power_grads(), None, _to_float, infix="**",
+                  math="pow")
 # ties (x == y) split the gradient evenly, as torch, jax and symgraph's own reduce max/min do,
 # so maximum(a, b) and stack([a, b]).max(axis=0) agree; maximum(x, 0) at 0 gives 0.5 (relu
 # keeps torch's 0 at 0). A NaN operand gets no gradient on either side (as jax).
-maximum = scalar_op("maximum", 2, np.maximum, _extremum_grad("gt"),
+maximum = scalar_op("maximum", 2, np.maximum, _extremum_grads("gt"),
                     lambda b, x, y: b.maximum(x, y))  # NaN-propagating, like np.maximum
-minimum = scalar_op("minimum", 2, np.minimum, _extremum_grad("lt"),
+minimum = scalar_op("minimum", 2, np.minimum, _extremum_grads("lt"),
                     lambda b, x, y: b.minimum(x, y))
 
-neg = scalar_op("neg", 1, np.negative, lambda i, o, g: [-g], lambda b, x: b.neg(x), _no_bool,
+neg = scalar_op("neg", 1, np.negative, (lambda i, o, g: -g,), lambda b, x: b.neg(x), _no_bool,
                 infix="-")
-exp = scalar_op("exp", 1, np.exp, lambda i, o, g: [g * o], lambda b, x: b.exp(x), _to_float)
-log = scalar_op("log", 1, _np_log(np.log), lambda i, o, g: [g / i[0]],
-                lambda b, x: b.log(x), _to_float)
-log1p = scalar_op("log1p", 1, _np_log(np.log1p), lambda i, o, g: [g / (1 + i[0])],
-                  lambda b, x: b.log1p(x), _to_float)
-expm1 = scalar_op("expm1", 1, np.expm1, lambda i, o, g: [g * (o + 1)],
-                  lambda b, x: b.expm1(x), _to_float)
-sqrt = scalar_op("sqrt", 1, _np_log(np.sqrt), lambda i, o, g: [g / (2 * o)],
+exp = scalar_op("exp", 1, np.exp, (lambda i, o, g: g * o,), dtype_rule=_to_float, math="exp")
+log = scalar_op("log", 1, _np_log(np.log), (lambda i, o, g: g / i[0],), dtype_rule=_to_float,
+                math="log")
+log1p = scalar_op("log1p", 1, _np_log(np.log1p), (lambda i, o, g: g / (1 + i[0]),),
+                  dtype_rule=_to_float, math="log1p")
+expm1 = scalar_op("expm1", 1, np.expm1, (lambda i, o, g: g * (o + 1),), dtype_rule=_to_float,
+                  math="expm1")
+sqrt = scalar_op("sqrt", 1, _np_log(np.sqrt), (lambda i, o, g: g / (2 * o),),
                  lambda b, x: b.sqrt(x), _to_float)
-square = scalar_op("square", 1, np.square, lambda i, o, g: [g * 2 * i[0]],
+square = scalar_op("square", 1, np.square, (lambda i, o, g: g * 2 * i[0],),
                    lambda b, x: b.mul(x, x))
-abs_ = scalar_op("abs", 1, np.abs, lambda i, o, g: [g * ops.sign(i[0])],
+abs_ = scalar_op("abs", 1, np.abs, (lambda i, o, g: g * ops.sign(i[0]),),
                  lambda b, x: b.abs(x))
-sign = scalar_op("sign", 1, np.sign, _zero_grads, lambda b, x: b.sign(x), _no_bool)
-sin = scalar_op("sin", 1, np.sin, lambda i, o, g: [g * ops.cos(i[0])],
-                lambda b, x: b.sin(x), _to_float)
-cos = scalar_op("cos", 1, np.cos, lambda i, o, g: [-g * ops.sin(i[0])],
-                lambda b, x: b.cos(x), _to_float)
-tanh = scalar_op("tanh", 1, np.tanh, lambda i, o, g: [g * (1 - o * o)],
-                 lambda b, x: b.tanh(x), _to_float)
-sigmoid = scalar_op("sigmoid", 1, _np_sigmoid, lambda i, o, g: [g * o * (1 - o)],
-                    lambda b, x: b.sigmoid(x), _to_float)
-softplus = scalar_op("softplus", 1, _np_softplus, lambda i, o, g: [g * ops.sigmoid(i[0])],
-                     lambda b, x: b.softplus(x), _to_float)
+sign = scalar_op("sign", 1, np.sign, (_zero_grad,), lambda b, x: b.sign(x), _no_bool)
+sin = scalar_op("sin", 1, np.sin, (lambda i, o, g: g * ops.cos(i[0]),), dtype_rule=_to_float,
+                math="sin")
+cos = scalar_op("cos", 1, np.cos, (lambda i, o, g: -g * ops.sin(i[0]),), dtype_rule=_to_float,
+                math="cos")
+tanh = scalar_op("tanh", 1, np.tanh, (lambda i, o, g: g * (1 - o * o),), dtype_rule=_to_float,
+                 math="tanh")
+sigmoid = scalar_op("sigmoid", 1, _np_sigmoid, (lambda i, o, g: g * o * (1 - o),),
+                    _lower_sigmoid, _to_float)
+softplus = scalar_op("softplus", 1, _np_softplus, (lambda i, o, g: g * ops.sigmoid(i[0]),),
+                     _lower_softplus, _to_float)
 relu = scalar_op("relu", 1, lambda x: np.maximum(x, 0).astype(x.dtype, copy=False),
-                 lambda i, o, g: [ops.where(i[0] > 0, g, 0)],
+                 (lambda i, o, g: ops.where(i[0] > 0, g, 0),),
                  lambda b, x: b.maximum(x, b.zero(x)))
-identity = scalar_op("identity", 1, lambda x: x.copy(), lambda i, o, g: [g], lambda b, x: x)
-stop_gradient = scalar_op("stop_gradient", 1, lambda x: x.copy(), _no_grad(1), lambda b, x: x)
+identity = scalar_op("identity", 1, lambda x: x.copy(), (lambda i, o, g: g,), lambda b, x: x)
+stop_gradient = scalar_op("stop_gradient", 1, lambda x: x.copy(), _none1, lambda b, x: x)
+
+
+def _all_bool(in_dtypes, out_dtype):
+    return ["bool"] * len(in_dtypes)
+
 
 # comparisons and logic: bool results carry no gradient
-less = scalar_op("lt", 2, np.less, _no_grad(2), lambda b, x, y: b.lt(x, y), _to_bool, "<")
-less_equal = scalar_op("le", 2, np.less_equal, _no_grad(2), lambda b, x, y: b.le(x, y),
+less = scalar_op("lt", 2, np.less, _none2, lambda b, x, y: b.lt(x, y), _to_bool, "<")
+less_equal = scalar_op("le", 2, np.less_equal, _none2, lambda b, x, y: b.le(x, y),
                        _to_bool, "<=")
-greater = scalar_op("gt", 2, np.greater, _no_grad(2), lambda b, x, y: b.gt(x, y), _to_bool, ">")
-greater_equal = scalar_op("ge", 2, np.greater_equal, _no_grad(2), lambda b, x, y: b.ge(x, y),
+greater = scalar_op("gt", 2, np.greater, _none2, lambda b, x, y: b.gt(x, y), _to_bool, ">")
+greater_equal = scalar_op("ge", 2, np.greater_equal, _none2, lambda b, x, y: b.ge(x, y),
                           _to_bool, ">=")
-equal = scalar_op("eq", 2, np.equal, _no_grad(2), lambda b, x, y: b.eq(x, y), _to_bool, "==")
-not_equal = scalar_op("ne", 2, np.not_equal, _no_grad(2), lambda b, x, y: b.ne(x, y),
+equal = scalar_op("eq", 2, np.equal, _none2, lambda b, x, y: b.eq(x, y), _to_bool, "==")
+not_equal = scalar_op("ne", 2, np.not_equal, _none2, lambda b, x, y: b.ne(x, y),
                       _to_bool, "!=")
-logical_and = scalar_op("and", 2, np.logical_and, _no_grad(2), lambda b, x, y: b.and_(x, y),
-                        _to_bool, "&")
-logical_or = scalar_op("or", 2, np.logical_or, _no_grad(2), lambda b, x, y: b.or_(x, y),
-                       _to_bool, "|")
-logical_not = scalar_op("not", 1, np.logical_not, _no_grad(1), lambda b, x: b.not_(x), _to_bool)
-
-
-def _where_grad(i, o, g):
-    return [DISCONNECTED, ops.where(i[0], g, 0), ops.where(i[0], 0, g)]
+logical_and = scalar_op("and", 2, np.logical_and, _none2, lambda b, x, y: b.and_(x, y),
+                        _to_bool, "&", operand_dtypes=_all_bool)
+logical_or = scalar_op("or", 2, np.logical_or, _none2, lambda b, x, y: b.or_(x, y),
+                       _to_bool, "|", operand_dtypes=_all_bool)
+logical_not = scalar_op("not", 1, np.logical_not, _none1, lambda b, x: b.not_(x), _to_bool,
+                        operand_dtypes=_all_bool)
 
 
 def _where_dtype(c, a, b):
     return np.result_type(a, b)
 
 
-where = scalar_op("where", 3, np.where, _where_grad,
-                  lambda b, c, x, y: b.select(c, x, y), _where_dtype)
+where = scalar_op("where", 3, np.where,
+                  (DISCONNECTED, lambda i, o, g: ops.where(i[0], g, 0),
+                   lambda i, o, g: ops.where(i[0], 0, g)),
+                  lambda b, c, x, y: b.select(c, x, y), _where_dtype,
+                  operand_dtypes=lambda ins, out: ["bool", out.name, out.name])
 
 
-def _clip_grad(i, o, g):
-    x, lo, hi = i
-    inside = ops.logical_and(x >= lo, x <= hi)
-    return [ops.where(inside, g, 0), ops.where(x < lo, g, 0), ops.where(x > hi, g, 0)]
+def _clip_grads():
+    def inside(i, o, g):
+        x, lo, hi = i
+        return ops.where(ops.logical_and(x >= lo, x <= hi), g, 0)
+    return (inside, lambda i, o, g: ops.where(i[0] < i[1], g, 0),
+            lambda i, o, g: ops.where(i[0] > i[2], g, 0))
 
 
-clip = scalar_op("clip", 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi), _clip_grad,
+clip = scalar_op("clip", 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi), _clip_grads(),
                  lambda b, x, lo, hi: b.minimum(b.maximum(x, lo), hi))  # numpy's order
-
-
-def _fill_grad(i, o, g):
-    return [DISCONNECTED, g]
-
 
 # fill(like, value): ``value`` broadcast to the joint shape; ``like`` gives only the shape.
 fill = scalar_op("fill", 2, lambda like, v: np.broadcast_to(v, np.broadcast_shapes(
-    np.shape(like), np.shape(v))).copy(), _fill_grad, lambda b, like, v: v,
-    lambda like, v: v)
+    np.shape(like), np.shape(v))).copy(), (DISCONNECTED, lambda i, o, g: g),
+    lambda b, like, v: v, lambda like, v: v, unread=(0,),
+    operand_dtypes=lambda ins, out: [ins[0].name, out.name])
 
 
 class Cast(Op):
@@ -383,6 +461,9 @@ class DropoutMask(Op):
             raise TypeError("the dropout counter must be an integer scalar")
         dtype = like.dtype if is_float(like.dtype) else np.dtype("float64")
         return [TensorType(dtype, like.shape)]
+
+    def shape_only(self, index: int) -> bool:
+        return index == 0
 
     def perform(self, inputs, ctx):
         like, counter = inputs

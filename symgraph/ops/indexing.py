@@ -25,6 +25,8 @@ from symgraph.graph import Constant, Op, TensorType, Variable
 from symgraph.sentinels import DISCONNECTED
 from symgraph.shapes import contiguous as _contiguous
 
+_SCALAR = np.empty((), np.int8)
+
 
 def _norm_bound(b):
     if b is None or isinstance(b, int):
@@ -139,6 +141,10 @@ class Subtensor(Op):
         return tuple(slice(value(e.start), value(e.stop), value(e.step))
                      if isinstance(e, slice) else value(e) for e in self.index)
 
+    def concrete_shape(self, shapes: list[tuple], ctx) -> tuple:
+        """The output shape for a concrete input shape (bounds may be symbolic dims)."""
+        return np.broadcast_to(_SCALAR, shapes[0])[self.runtime_index(ctx)].shape
+
     def perform(self, inputs, ctx):
         return [_contiguous(inputs[0][self.runtime_index(ctx)])]
 
@@ -160,6 +166,9 @@ class SubtensorGrad(Op):
 
     def infer(self, x, g):
         return [TensorType(g.dtype, x.shape)]
+
+    def shape_only(self, index: int) -> bool:
+        return index == 0
 
     def perform(self, inputs, ctx):
         x, g = inputs
@@ -223,6 +232,11 @@ class AdvancedSubtensor(Op):
                 raise IndexError(index_error_text(value, axis, size, describe_input(var),
                                                   position))
 
+    def runtime_error(self, value: int, axis: int, size: int, source: str | None,
+                      position: tuple) -> IndexError:
+        """The error of an index outside its axis, as both backends word it."""
+        return IndexError(index_error_text(value, axis, size, source, position))
+
     def perform(self, inputs, ctx):
         x, *indices = inputs
         self.check_bounds(np.shape(x), indices, ctx.node.inputs[1:])
@@ -248,6 +262,13 @@ class AdvancedIncSubtensor(Op):
 
     def infer(self, x, g, *indices):
         return [TensorType(g.dtype, x.shape)]
+
+    def shape_only(self, index: int) -> bool:
+        return index == 0
+
+    def runtime_error(self, value: int, axis: int, size: int, source: str | None,
+                      position: tuple) -> IndexError:
+        return AdvancedSubtensor.runtime_error(self, value, axis, size, source, position)
 
     def perform(self, inputs, ctx):
         x, g, *indices = inputs

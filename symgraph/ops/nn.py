@@ -124,6 +124,11 @@ class OneHot(Op):
             raise TypeError(f"labels must be integers, got {labels.dtype.name}")
         return [TensorType(self.dtype, labels.shape + (self.depth,))]
 
+    def runtime_error(self, value: int, axis: int, size: int, source: str | None,
+                      position: tuple) -> IndexError:
+        """The error of a label outside ``[0, depth)`` (``size``), as both backends word it."""
+        return IndexError(label_error_text(value, size, source, position))
+
     def perform(self, inputs, ctx):
         labels = inputs[0]
         found = first_outside(labels, 0, self.depth)

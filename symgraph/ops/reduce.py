@@ -36,6 +36,20 @@ def reduced_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
 
 
 
+def reduction_identity(kind: str, dtype) -> int | float | bool:
+    """Start value of a ``kind`` reduction in ``dtype``: 0 for sums, the lowest value for max
+    (``-inf``, or the integer minimum; False for booleans), the highest for min."""
+    dtype = np.dtype(dtype)
+    if kind in ("sum", "mean"):
+        return 0
+    if dtype.kind == "b":
+        return kind == "min"
+    if dtype.kind == "f":
+        return -np.inf if kind == "max" else np.inf
+    info = np.iinfo(dtype)
+    return info.min if kind == "max" else info.max
+
+
 class Reduce(Op):
     """``kind`` in sum / mean / max / min over ``axes`` (sorted, normalised)."""
 
@@ -50,6 +64,10 @@ class Reduce(Op):
     @property
     def name(self) -> str:
         return self.kind
+
+    def identity(self, dtype) -> int | float | bool:
+        """The value of the reduction over nothing: where an accumulator starts."""
+        return reduction_identity(self.kind, dtype)
 
     def infer(self, x):
         for a in self.axes:
@@ -130,6 +148,9 @@ class Size(Op):
 
     def infer(self, x):
         return [TensorType(self.dtype, ())]
+
+    def shape_only(self, index: int) -> bool:
+        return index == 0
 
     def static_value(self, x: Variable):
         n = sh.shape_product(x.shape[a] for a in self.axes)

@@ -50,6 +50,11 @@ class DimShuffle(Op):
         shape = tuple(1 if a == "x" else x.shape[a] for a in self.order)
         return [TensorType(x.dtype, shape)]
 
+    def aliases_input(self) -> bool:
+        """Inserting or dropping length-1 axes keeps the C layout: the same bytes."""
+        kept = [a for a in self.order if a != "x"]
+        return kept == sorted(kept)
+
     def perform(self, inputs, ctx):
         x = inputs[0]
         kept = [a for a in self.order if a != "x"]
@@ -105,7 +110,10 @@ class Reshape(Op):
                                  f"(size {total}) to {sh.format_shape(self.shape)}")
         return [TensorType(x.dtype, tuple(out))]
 
-    def perform(self, inputs, ctx):
+    def aliases_input(self) -> bool:
+        return True
+
+    def _target(self, ctx) -> list[int]:
         target = []
         for d in self.shape:
             try:
@@ -117,7 +125,27 @@ class Reshape(Op):
         if target.count(-1) > 1:
             raise sh.ShapeError(f"reshape to {sh.format_shape(self.shape)}: more than one "
                                 "dim is unknown at run time")
-        return [_contiguous(inputs[0]).reshape(target)]
+        return target
+
+    def concrete_shape(self, shapes: list[tuple], ctx) -> tuple:
+        """The output shape for a concrete input shape; binds a new symbolic dim (a name no
+        input binds) in ``ctx.bindings``, as the evaluator does from the output."""
+        target = self._target(ctx)
+        total = int(np.prod(shapes[0], dtype=np.int64))
+        if -1 in target:
+            known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+            if known == 0 or total % known:
+                raise ValueError(f"cannot reshape {shapes[0]} to {self.shape}")
+            target[target.index(-1)] = total // known
+        if int(np.prod(target, dtype=np.int64)) != total:
+            raise ValueError(f"cannot reshape {shapes[0]} to {tuple(target)}")
+        for d, n in zip(self.shape, target):
+            if isinstance(d, sympy.Symbol) and d not in ctx.bindings:
+                ctx.bindings[d] = n
+        return tuple(target)
+
+    def perform(self, inputs, ctx):
+        return [_contiguous(inputs[0]).reshape(self._target(ctx))]
 
     def bprop(self, inputs, outputs, index, grads):
         x = inputs[0]
@@ -141,6 +169,12 @@ class ReshapeLike(Op):
             raise ValueError(f"cannot reshape {sh.format_shape(g.shape)} "
                              f"to {sh.format_shape(like.shape)}")
         return [TensorType(g.dtype, like.shape)]
+
+    def shape_only(self, index: int) -> bool:
+        return index == 1
+
+    def aliases_input(self) -> bool:
+        return True
 
     def perform(self, inputs, ctx):
         g, like = inputs
@@ -214,6 +248,9 @@ class ConcatenateGrad(Op):
         if not 0 <= self.index < len(xs):
             raise IndexError(f"part {self.index} of {len(xs)}")
         return [TensorType(g.dtype, xs[self.index].shape)]
+
+    def shape_only(self, index: int) -> bool:
+        return index > 0
 
     def perform(self, inputs, ctx):
         g, *xs = inputs

@@ -14,6 +14,8 @@ from codegen import blas, cache, vecmath
 
 ROOT = Path(__file__).resolve().parents[2]
 
+vecmath.register("exp", 1)  # (the elementwise table's rows register what they use)
+
 # A kernel using both external libraries: C = exp(A @ B) for 4x4 float32 matrices, so a disk
 # hit in a new process proves BLAS and libmvec symbols are re-resolved by name.
 KERNEL_IR = f"""

@@ -10,9 +10,17 @@ import pytest
 from _helpers import IR_TYPE, cfunc, loop_ir
 
 from codegen import jit, vecmath
+from symgraph.ops.elemwise import SCALAR_OPS
 
-NUMPY = {"pow": np.power}
-CASES = [(name, dtype) for name in vecmath.FUNCTIONS for dtype in ("float32", "float64")]
+# every libm function the elementwise table names (a row's ``math=``), nothing listed by hand
+MATH = {sop.math: sop.arity for sop in SCALAR_OPS.values() if sop.math is not None}
+for _name, _arity in MATH.items():
+    vecmath.register(_name, _arity)
+NUMPY = {sop.math: sop.numpy for sop in SCALAR_OPS.values() if sop.math is not None}
+CASES = [(name, dtype) for name in MATH for dtype in ("float32", "float64")]
+#: input ranges per function (a new function gets the default range, with its own arity)
+DOMAINS = {"exp": ((-87, 88), (-700, 700)), "expm1": ((-20, 20),) * 2,
+           "sin": ((-100, 100),) * 2, "cos": ((-100, 100),) * 2, "tanh": ((-10, 10),) * 2}
 
 
 @functools.cache
@@ -36,26 +44,20 @@ def _kernel(name: str, dtype: str):
 
 
 def _reference(name, *xs):
-    fn = NUMPY.get(name) or getattr(np, name)
     with np.errstate(all="ignore"):
-        return fn(*[x.astype(np.float64) for x in xs])
+        return NUMPY[name](*[x.astype(np.float64) for x in xs])
 
 
 def _inputs(name: str, dtype: str) -> list[np.ndarray]:
+    """One array per argument (never more: a kernel reads as many as its arity)."""
     rng = np.random.default_rng(42)
-    f32 = dtype == "float32"
     n = 4099  # vector body plus a scalar remainder
-    if name == "exp":
-        return [rng.uniform(-87, 88, n) if f32 else rng.uniform(-700, 700, n)]
-    if name == "expm1":
-        return [rng.uniform(-20, 20, n)]
     if name in ("log", "log1p"):
         return [np.exp(rng.uniform(-60, 60, n))]
-    if name in ("sin", "cos"):
-        return [rng.uniform(-100, 100, n)]
-    if name == "tanh":
-        return [rng.uniform(-10, 10, n)]
-    return [rng.uniform(0.01, 10, n), rng.uniform(-8, 8, n)]  # pow
+    if name == "pow":
+        return [rng.uniform(0.01, 10, n), rng.uniform(-8, 8, n)]
+    lo, hi = DOMAINS.get(name, ((-10, 10), (-10, 10)))[dtype == "float64"]
+    return [rng.uniform(lo, hi, n) for _ in range(MATH[name])]
 
 
 def test_math_call_text():
@@ -68,7 +70,9 @@ def test_math_call_text():
         "declare float @sg_expf(float)" in decl and "declare double @sg_pow(double, double)" in decl
     )
     with pytest.raises(ValueError):
-        vecmath.math_call("erf", "float32", "%x", "%y")
+        vecmath.math_call("erf", "float32", "%x", "%y")  # not registered
+    with pytest.raises(ValueError, match="libm has no"):
+        vecmath.register("no_such_function", 1)
     with pytest.raises(ValueError):
         vecmath.math_call("pow", "float64", "%x", "%y")
 
@@ -93,7 +97,7 @@ def test_accuracy(name, dtype):
 def test_special_values(name, dtype):
     special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5], dtype=dtype)
     x = np.tile(special, 64)  # long enough to run through the vector body
-    xs = [x] if vecmath.FUNCTIONS[name] == 1 else [np.abs(x), x[::-1].copy()]
+    xs = [x] if MATH[name] == 1 else [np.abs(x), x[::-1].copy()]
     out = _kernel(name, dtype)(*xs)
     ref = _reference(name, *xs).astype(dtype)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))

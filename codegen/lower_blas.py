@@ -1,0 +1,207 @@
+"""Lowerings of matrix products through BLAS, and the SGD update folded into a gemm.
+
+``MatMul`` calls gemm/gemv of the BLAS numpy loaded (:mod:`codegen.blas`), reading a 2-d
+transposing view as the transpose flag; integer products take a plain loop.
+:func:`lower_folded_sgd` writes ``W - c * (A @ B)`` as one gemm into ``W`` when
+:func:`codegen.fusion.plan_inplace` chose the fold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symgraph.graph import Apply, Variable
+from symgraph.ops.linalg import MatMul
+
+from . import blas
+from .fusion import ADDRESSABLE, is_transpose2d
+from .irgen import ITEMSIZE, Value, is_float, literal
+from .kernel import Kernel, node_error
+from .registry import Lowering, register_lowering
+
+__all__ = ["SGD_TILE", "lower_folded_sgd", "lower_matmul"]
+
+
+def _pointer_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
+    """(variable whose buffer holds the data, transposed?) for a BLAS operand."""
+    if k.an.mode[var] == "view" and is_transpose2d(var.owner.op):
+        return var.owner.inputs[0], True
+    if k.an.mode[var] not in ADDRESSABLE:
+        raise node_error(var.owner, "internal: BLAS operand not in memory")
+    return var, False
+
+
+def lower_matmul(k: Kernel, node: Apply) -> None:
+    a, b = node.inputs
+    out = node.outputs[0]
+    dt = out.dtype.name
+    if not is_float(dt) or a.dtype.name != dt or b.dtype.name != dt:
+        return _naive_matmul(k, node)
+    k.ctx.uses_blas = k.blas = True
+    sa, ta = _pointer_operand(k, a)
+    sb_, tb = _pointer_operand(k, b)
+    m = k.dim(a, 0) if a.ndim == 2 else "1"
+    n = k.dim(b, 1) if b.ndim == 2 else "1"
+    kk = k.dim(a, a.ndim - 1)
+    pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(out)
+    nbytes = k.mul_i64(k.mul_i64(m, n), str(ITEMSIZE[dt]))
+    fb = k.fb
+    work = fb.op(f"mul i64 {k.mul_i64(m, n)}, {kk}")
+    empty = fb.op(f"icmp eq i64 {work}, 0")
+    then = fb.if_begin(empty)
+    fb.emit(f"call void @llvm.memset.p0.i64(ptr {pc}, i8 0, i64 {nbytes}, i1 0)")
+    fb.emit("ret i32 0")
+    fb.start_block(fb.label("unreachable"))
+    fb.if_end(then)
+    if blas.library().int_bits == 32:  # an LP64 OpenBLAS takes 32-bit sizes
+        m, n, kk = (d if d.isdigit() else fb.op(f"trunc i64 {d} to i32") for d in (m, n, kk))
+    if a.ndim == 2 and b.ndim == 2:
+        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=m, n=n, k=kk, trans_a=ta, trans_b=tb))
+    elif a.ndim == 2:  # (m,k)@(k,) -> gemv on A (stored (k,m) when transposed)
+        rows, cols = (kk, m) if ta else (m, kk)
+        fb.emit(blas.gemv_call(dt, a=pa, x=pb, y=pc, m=rows, n=cols, trans=ta))
+    elif b.ndim == 2:  # (k,)@(k,n) -> y = B^T x
+        rows, cols = (n, kk) if tb else (kk, n)
+        fb.emit(blas.gemv_call(dt, a=pb, x=pa, y=pc, m=rows, n=cols, trans=not tb))
+    else:
+        return _naive_matmul(k, node)
+
+
+#: rows and columns of the stack tile of a runtime-scaled SGD fold's unfolded route
+#: (8 KiB in float64: a stack slot, not an arena buffer; that route is rare, not fast)
+SGD_TILE = 32
+
+
+def lower_folded_sgd(k: Kernel, node: Apply) -> None:
+    """``W <- W - c * (A @ B)`` written in place as ``gemm(alpha=-c, beta=1, C=W)``: no
+    gradient buffer, no update pass (``codegen.fusion.plan_inplace`` chose it).
+
+    A literal ``c`` is finite and non-zero (``codegen.fusion._sgd_fold``).  A runtime ``c``
+    (a shared learning rate) is read once, before anything is written; only when it is finite
+    and non-zero is it the gemm's alpha.  For 0, NaN or inf, BLAS would not give numpy's
+    ``W - c * (A @ B)`` (``alpha = 0`` returns early, so NaN/inf in ``A @ B`` would not
+    propagate; inf times per-block partial sums is not inf times the sum), so the kernel
+    takes the unfolded route: ``A @ B`` tile by tile into a stack buffer, then
+    ``W - c * tile`` per element as the unfolded update kernel computes it."""
+    expr = node.outputs[0]
+    g, c = k.an.folded[expr]
+    a, b = g.owner.inputs
+    dt = expr.dtype.name
+    k.ctx.uses_blas = k.blas = True
+    sa, ta = _pointer_operand(k, a)
+    sb_, tb = _pointer_operand(k, b)
+    m, n, kk = k.dim(a, 0), k.dim(b, 1), k.dim(a, 1)
+    pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(expr)  # pc is W's own buffer
+    fb = k.fb
+    if k.an.mode[c] == "literal":
+        # A @ B is zero (or W empty): W stays as it is
+        _return_if(k, fb.op(f"icmp eq i64 {fb.op(f'mul i64 {k.mul_i64(m, n)}, {kk}')}, 0"))
+        alpha = -float(np.asarray(c.value, dtype=dt)[()])
+        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, m), n=_blas_int(k, n),
+                               k=_blas_int(k, kk), trans_a=ta, trans_b=tb,
+                               alpha=alpha, beta=1.0))
+        return
+    scale = k.value_at(c, [])
+    ty = scale.ty
+    _return_if(k, fb.op(f"icmp eq i64 {k.mul_i64(m, n)}, 0"))  # W is empty
+    magnitude = fb.op(f"call {ty} @llvm.fabs.{'f32' if dt == 'float32' else 'f64'}"
+                      f"({ty} {scale.ref})")
+    nonzero = fb.op(f"fcmp ogt {ty} {magnitude}, {literal(0.0, dt)}")
+    finite = fb.op(f"fcmp olt {ty} {magnitude}, {literal(float('inf'), dt)}")  # NaN: false
+    then = fb.if_begin(fb.op(f"and i1 {nonzero}, {finite}"))
+    _return_if(k, fb.op(f"icmp eq i64 {kk}, 0"))  # A @ B is zero: W - c * 0 is W
+    alpha = fb.op(f"fneg {ty} {scale.ref}")
+    fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, m), n=_blas_int(k, n),
+                           k=_blas_int(k, kk), trans_a=ta, trans_b=tb, alpha=alpha, beta=1.0))
+    fb.emit("ret i32 0")
+    fb.start_block(fb.label("unreachable"))
+    fb.if_end(then)
+    _unfolded_sgd_tiles(k, expr, g, scale, (pa, ta), (pb, tb), (m, n, kk))
+
+
+def _return_if(k: Kernel, cond: str) -> None:
+    then = k.fb.if_begin(cond)
+    k.fb.emit("ret i32 0")
+    k.fb.start_block(k.fb.label("unreachable"))
+    k.fb.if_end(then)
+
+
+def _blas_int(k: Kernel, d: str) -> str:
+    """A size or leading dimension as BLAS takes it (an LP64 OpenBLAS takes 32 bits)."""
+    if blas.library().int_bits == 32 and not d.isdigit():
+        return k.fb.op(f"trunc i64 {d} to i32")
+    return d
+
+
+def _unfolded_sgd_tiles(k: Kernel, expr: Variable, g: Variable, scale: Value,
+                        a: tuple[str, bool], b: tuple[str, bool], sizes: tuple) -> None:
+    """``W <- W - c * (A @ B)`` through one ``SGD_TILE`` square stack tile of ``A @ B`` at a
+    time (see :func:`lower_folded_sgd`)."""
+    fb, dt, t = k.fb, expr.dtype.name, SGD_TILE
+    (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
+    ty = scale.ty
+    tile = fb.entry_op("sgd_tile", f"alloca [{t * t} x {ty}], align 64")
+    # k = 0: A @ B is zero and no gemm runs (OpenBLAS need not write C then)
+    fb.emit(f"call void @llvm.memset.p0.i64(ptr {tile}, i8 0, i64 {t * t * ITEMSIZE[dt]}, i1 0)")
+    any_k = fb.op(f"icmp ne i64 {kk}, 0")
+
+    def tiles(extent: str) -> tuple[str, str, tuple]:
+        """Open the loop over tiles of ``extent``: (first index, tile length, loop token)."""
+        count = fb.op(f"udiv i64 {fb.op(f'add nuw nsw i64 {extent}, {t - 1}')}, {t}")
+        index, token = fb.loop_begin(count)
+        first = fb.op(f"mul nuw nsw i64 {index}, {t}")
+        rest = fb.op(f"sub nsw i64 {extent}, {first}")
+        short = fb.op(f"icmp slt i64 {rest}, {t}")
+        return first, fb.op(f"select i1 {short}, i64 {rest}, i64 {t}"), token
+
+    i0, mt, row_tiles = tiles(m)
+    j0, nt, col_tiles = tiles(n)
+    # op(A) rows i0.. : A is (m, k), or (k, m) stored when transposed; op(B) likewise
+    a_at = fb.op(f"getelementptr inbounds {ty}, ptr {pa}, "
+                 f"i64 {i0 if ta else fb.op(f'mul nsw i64 {i0}, {kk}')}")
+    b_at = fb.op(f"getelementptr inbounds {ty}, ptr {pb}, "
+                 f"i64 {fb.op(f'mul nsw i64 {j0}, {kk}') if tb else j0}")
+    then = fb.if_begin(any_k)
+    fb.emit(blas.gemm_call(dt, a=a_at, b=b_at, c=tile, m=_blas_int(k, mt), n=_blas_int(k, nt),
+                           k=_blas_int(k, kk), trans_a=ta, trans_b=tb, alpha=1.0, beta=0.0,
+                           lda=_blas_int(k, m if ta else kk), ldb=_blas_int(k, kk if tb else n),
+                           ldc=t))
+    fb.if_end(then)
+    i, rows = fb.loop_begin(mt)
+    j, cols = fb.loop_begin(nt)
+    at = [fb.op(f"add nsw i64 {i0}, {i}"), fb.op(f"add nsw i64 {j0}, {j}")]
+    cell = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {i}, {t}')}, {j}")
+    product = Value(fb.op(f"load {ty}, ptr "
+                          f"{fb.op(f'getelementptr inbounds {ty}, ptr {tile}, i64 {cell}')}"), dt)
+    mul = expr.owner.inputs[1].owner  # c * g or g * c: keep the graph's operand order
+    scaled = k.sb.mul(scale, product) if mul.inputs[1] is g else k.sb.mul(product, scale)
+    k.store(expr, at, k.sb.sub(k.load(expr, at), scaled))
+    fb.loop_end(cols)
+    fb.loop_end(rows)
+    fb.loop_end(col_tiles)
+    fb.loop_end(row_tiles)
+
+
+def _naive_matmul(k: Kernel, node: Apply) -> None:
+    a, b = node.inputs
+    out = node.outputs[0]
+    dt = out.dtype.name
+    oidx, outer = k.open_loops(out, range(out.ndim))
+    o = [oidx[i] for i in range(out.ndim)]
+    zero = k.sb.const(0, dt)
+    acc = k.fb.alloca(zero.ty, zero.ref)
+    kdim = k.dim(a, a.ndim - 1)
+    j, tok = k.fb.loop_begin(kdim)
+    ia = [o[0], j] if a.ndim == 2 else [j]
+    ib = [j, o[-1]] if b.ndim == 2 else [j]
+    va = k.sb.convert(k.value_at(a, ia), dt)
+    vb = k.sb.convert(k.value_at(b, ib), dt)
+    cur = Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt)
+    k.fb.emit(f"store {zero.ty} {k.sb.add(cur, k.sb.mul(va, vb)).ref}, ptr {acc}")
+    k.fb.loop_end(tok)
+    k.store(out, o, Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt))
+    k.close_loops(outer)
+
+
+# operands may be transposed views (the BLAS flag); a matmul reads no inline values
+register_lowering(MatMul, Lowering(kernel=lower_matmul, transposed_operands=True))

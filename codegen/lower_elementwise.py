@@ -1,0 +1,185 @@
+"""Lowerings of the elementwise-style ops: values computed at one index inside any loop.
+
+Elementwise nodes compose their ``ScalarOp`` bodies (``symgraph/ops/elemwise.py``: a libm
+``math`` function or a ``lower`` against :class:`codegen.irgen.ScalarBuilder`), so a maximal
+elementwise tree is one loop nest; casts, dropout masks, sizes, aranges and one-hots are
+inline values too, and a transposing DimShuffle is read through permuted indices.  A
+buffered result of these ops is one loop nest storing the inline value
+(:func:`lower_elementwise_group`, which also runs adjacent same-shape results in one loop).
+Each op's :class:`codegen.registry.Lowering` is registered at the end of this module.
+"""
+
+from __future__ import annotations
+
+from symgraph.graph import Apply, Variable
+from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
+from symgraph.ops.nn import Arange, OneHot
+from symgraph.ops.reduce import Size
+from symgraph.ops.structure import DimShuffle
+
+from .irgen import Value, literal
+from .kernel import Kernel, broadcast_index, node_error
+from .registry import Lowering, facts, register_lowering, shape_only
+
+__all__ = ["lower_elementwise_group", "lower_elementwise_kernel"]
+
+
+def _inline_elemwise(k: Kernel, node: Apply, idx: list[str]) -> Value:
+    """The scalar op's body at ``idx``, its inputs converted to the op's operand dtypes."""
+    sop = node.op.scalar_op
+    out = node.outputs[0]
+    dtypes = node.op.operand_dtypes(node)
+    args = []
+    for i, (x, dt) in enumerate(zip(node.inputs, dtypes)):
+        if i in sop.unread:  # the body ignores its value (fill's like): a placeholder
+            args.append(k.sb.const(0, "int64"))
+            continue
+        args.append(k.sb.convert(k.value_at(x, broadcast_index(x, out, idx)), dt))
+    lower = sop.lower
+    if lower is None:
+        raise node_error(node, "the scalar op has no lower()")
+    if (sop.lower_invariant is not None and out.ndim
+            and all(d == 1 for x in node.inputs[1:] for d in x.shape)):
+        # x / s with a loop-invariant s (Adam's bias corrections): one reciprocal, which
+        # LICM hoists out of the loop, and a multiply per element (``arcp`` allows it) --
+        # a vector division costs as much as the memory traffic of the whole update
+        lower = sop.lower_invariant
+    return k.sb.convert(lower(k.sb, *args), out.dtype.name)
+
+
+def _inline_cast(k: Kernel, node: Apply, idx: list[str]) -> Value:
+    return k.sb.convert(k.value_at(node.inputs[0], idx), node.outputs[0].dtype.name)
+
+
+def _splitmix(k: Kernel, z: str) -> str:
+    op = k.fb.op
+    z = op(f"add i64 {z}, {literal(0x9E3779B97F4A7C15, 'int64')}")
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        shifted = op(f"lshr i64 {z}, {shift}")
+        mixed = op(f"xor i64 {z}, {shifted}")
+        z = op(f"mul i64 {mixed}, {literal(mult, 'int64')}")
+    shifted = op(f"lshr i64 {z}, 31")
+    return op(f"xor i64 {z}, {shifted}")
+
+
+def _inline_dropout(k: Kernel, node: Apply, idx: list[str]) -> Value:
+    op_, out = node.op, node.outputs[0]
+    counter = k.sb.convert(k.value_at(node.inputs[1], []), "int64")
+    key = k.fb.op(f"xor i64 {_splitmix(k, counter.ref)}, {literal(op_.seed, 'int64')}")
+    key = _splitmix(k, key)
+    flat = k.offset(out, idx)
+    bits = _splitmix(k, k.fb.op(f"xor i64 {flat}, {key}"))
+    top = k.fb.op(f"lshr i64 {bits}, 11")
+    u = k.fb.op(f"uitofp i64 {top} to double")
+    u = k.fb.op(f"fmul double {u}, {literal(2.0 ** -53, 'float64')}")
+    keep = k.fb.op(f"fcmp olt double {u}, {literal(op_.keep_prob, 'float64')}")
+    dt = out.dtype.name
+    one = literal(out.dtype.type(1.0 / op_.keep_prob), dt)
+    return Value(k.fb.op(f"select i1 {keep}, {Value('', dt).ty} {one}, "
+                         f"{Value('', dt).ty} {literal(0, dt)}"), dt)
+
+
+def _inline_size(k: Kernel, node: Apply, idx: list[str]) -> Value:
+    x = node.inputs[0]
+    n = k.size(x, node.op.axes)
+    return k.sb.convert(Value(n, "int64"), node.outputs[0].dtype.name)
+
+
+def _inline_arange(k: Kernel, node: Apply, idx: list[str]) -> Value:
+    return k.sb.convert(Value(idx[0], "int64"), node.outputs[0].dtype.name)
+
+
+def _inline_one_hot(k: Kernel, node: Apply, idx: list[str]) -> Value:
+    label = k.sb.convert(k.value_at(node.inputs[0], idx[:-1]), "int64")
+    hit = Value(k.fb.op(f"icmp eq i64 {label.ref}, {idx[-1]}"), "bool")
+    return k.sb.convert(hit, node.outputs[0].dtype.name)
+
+
+def _check_labels(k: Kernel, node: Apply) -> None:
+    """Before the main loop: every label of the one-hot is in ``[0, depth)`` (one pass over
+    the labels, not one check per one-hot element)."""
+    labels = node.inputs[0]
+    idx, toks = k.open_loops(labels, range(labels.ndim))
+    position = [idx[a] for a in range(labels.ndim)]
+    label = k.sb.convert(k.value_at(labels, position), "int64").ref
+    depth = str(node.op.depth)
+    bad = k.fb.op(f"icmp uge i64 {label}, {depth}")  # negatives are huge unsigned
+    k.fail_if(bad, node, 0, -1, label, depth, position)
+    k.close_loops(toks)
+
+
+def _inline_dimshuffle(k: Kernel, node: Apply, idx: list[str]) -> Value:
+    op_ = node.op
+    src = ["0"] * op_.ndim_in
+    for pos, a in enumerate(op_.order):
+        if a != "x":
+            src[a] = idx[pos]
+    return k.value_at(node.inputs[0], src)
+
+
+def _flat_ok(k: Kernel, group: list[Variable]) -> bool:
+    """Can the loop nest be one flat loop?  Yes when every value read has the output's full
+    shape or is a broadcast scalar: then the flat index addresses all of them, and the
+    vectoriser sees one long contiguous loop instead of short inner rows."""
+    shape = tuple(group[0].shape)
+    if len(shape) < 2:
+        return False
+    stack = [v.owner for v in group]
+    while stack:
+        node = stack.pop()
+        if not facts(node.op).flat:
+            return False
+        for i, x in enumerate(node.inputs):
+            if shape_only(node.op, i):
+                continue
+            if k.an.mode.get(x) in ("inline", "view") and x not in group:
+                if x.ndim and tuple(x.shape) != shape:
+                    return False
+                stack.append(x.owner)
+            elif tuple(x.shape) != shape and any(d != 1 for d in x.shape):
+                return False
+    return True
+
+
+def lower_elementwise_kernel(k: Kernel, node: Apply) -> None:
+    """Store an inlinable op's value at every index of its output (one loop nest)."""
+    lower_elementwise_group(k, [node.outputs[0]])
+
+
+def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
+    """Same-shape elementwise results in ONE loop nest (e.g. Adam's m, v and p): a later
+    member reads an earlier one at the same index, which LLVM forwards from the store, so
+    each element is loaded and stored once."""
+    first = group[0]
+    if len(group) > 1:  # (a single variable's kernel checked its labels in lower_node)
+        k.run_prechecks([n for var in group for n in k.an.members.get(var, [var.owner])])
+    wide = [a for a, d in enumerate(first.shape) if d != 1]
+    if wide and _flat_ok(k, group):
+        # the flat index goes on the last axis that is not a static 1 (its stride is 1)
+        i, token = k.fb.loop_begin(k.size(first))
+        idx = ["0"] * first.ndim
+        idx[wide[-1]] = i
+        tokens = [token]
+    else:
+        idx_map, tokens = k.open_loops(first, range(first.ndim))
+        idx = [idx_map[a] for a in range(first.ndim)]
+    for var in group:
+        k.store(var, idx, k.inline_value(var.owner, idx))
+    k.close_loops(tokens)
+
+
+# --------------------------------------------------------------------------- registrations
+# inline ops: an elementwise loop computes a buffered result (``kernel`` None)
+register_lowering(Elemwise, Lowering(inline=_inline_elemwise, fuses="output",
+                                     value_consumer=True, flat=True))
+register_lowering(Cast, Lowering(inline=_inline_cast, fuses="output", value_consumer=True,
+                                 flat=True))
+register_lowering(DropoutMask, Lowering(inline=_inline_dropout, value_consumer=True, flat=True))
+register_lowering(Size, Lowering(inline=_inline_size, cheap=True, value_consumer=True,
+                                 flat=True))
+register_lowering(Arange, Lowering(inline=_inline_arange, cheap=True))
+register_lowering(OneHot, Lowering(inline=_inline_one_hot, cheap=True, value_consumer=True,
+                                   fallible=True, precheck=_check_labels))
+# a transposing view; a buffered one (a consumer needs memory) is a copy loop
+register_lowering(DimShuffle, Lowering(inline=_inline_dimshuffle, view=True,
+                                       value_consumer=True))
