@@ -459,3 +459,19 @@ def test_boolean_negation_sign_and_subtraction_fail_at_build_time(name):
     build = {"neg": lambda: -b, "sign": lambda: sg.sign(b), "sub": lambda: b - b}[name]
     with pytest.raises(TypeError, match=f"(?s){name}.*bool.*{THIS_FILE}"):
         build()
+
+
+def test_elemwise_bprop_builds_only_the_needed_gradients():
+    """grad asks each node for one input's gradient at a time: an elementwise rule builds that
+    one only (the issue's example created 32 variables of which 14 were reachable)."""
+    from symgraph.graph import Variable, toposort
+
+    x, y = sg.tensor("x", (3,)), sg.tensor("y", (3,))
+    cost = sg.sum(sg.maximum(x, y) * sg.clip(x, 0, 1))
+    for wrt in ([x], [x, y]):
+        start = Variable(x.type).id
+        grads = sg.grad(cost, wrt)
+        end = Variable(x.type).id
+        reachable = {v.id for node in toposort(grads) for v in (*node.inputs, *node.outputs)
+                     if start < v.id < end}
+        assert len(reachable) == end - start - 1, wrt
