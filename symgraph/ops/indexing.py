@@ -21,6 +21,7 @@ import numpy as np
 import sympy
 
 from symgraph import shapes as sh
+from symgraph.dispatch import ops
 from symgraph.graph import Constant, Op, TensorType, Variable
 from symgraph.sentinels import DISCONNECTED
 from symgraph.shapes import contiguous as _contiguous
@@ -78,8 +79,7 @@ def describe_input(var: Variable) -> str | None:
         return None
     if var.name:
         return repr(var.name)
-    from symgraph.printing import pprint  # lazy: printing imports the op classes (cycle)
-    text = pprint(var)
+    text = ops.pprint(var)  # registered by symgraph.ops (printing imports the op classes)
     return f"`{text if len(text) <= 60 else text[:57] + '...'}`"
 
 
