@@ -119,7 +119,7 @@ def runtime_failure(ctx: ModuleContext, table: np.ndarray) -> tuple[Apply, Excep
         if index is None:
             return None
         position.append(int(table[index]))
-    error = getattr(node.op, "runtime_error", None)  # the op's own wording of the failure
+    error = node.op.runtime_error  # the op's own wording of the failure
     if error is None:
         return None
     return node, error(value, axis, size, describe_input(checked), tuple(position))

@@ -43,9 +43,8 @@ def concrete_shape(node: Apply, shapes: dict, bindings: dict) -> tuple:
     bounds, broadcasting), else its ``infer`` run on the concrete shapes."""
     op = node.op
     ins = [tuple(shapes[x]) for x in node.inputs]
-    own = getattr(op, "concrete_shape", None)
-    if own is not None:
-        return tuple(own(ins, NodeContext(node, bindings)))
+    if op.concrete_shape is not None:
+        return tuple(op.concrete_shape(ins, NodeContext(node, bindings)))
     fakes = [_Shaped(s, x.dtype) for s, x in zip(ins, node.inputs)]
     (out_type,) = op.infer(*fakes)
     return tuple(d if isinstance(d, int) else sh.resolve_dim(d, bindings)

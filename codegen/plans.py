@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 
 from symgraph.graph import Constant
-from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
-from symgraph.ops.reduce import Argmax, Reduce
 
 from . import pycall
 from .irgen import ITEMSIZE
@@ -66,16 +64,8 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
     infer_shapes(an.all_nodes, shapes, bindings)
     for node in an.nodes:  # numpy refuses max/min over an empty axis with a non-empty result
         op = node.op
-        axes = None
-        if isinstance(op, Reduce) and op.kind in ("max", "min"):
-            axes = op.axes
-        elif isinstance(op, (Softmax, LogSoftmax)):
-            axes = (op.axis,)
-        elif isinstance(op, LogSumExp):
-            axes = op.axes
-        elif isinstance(op, Argmax):
-            axes = tuple(range(node.inputs[0].ndim)) if op.axis is None else (op.axis,)
-        if axes is not None:
+        axes = op.no_identity_axes(node)
+        if axes:
             xs = shapes[node.inputs[0]]
             if any(xs[a] == 0 for a in axes) and np.prod(xs) == 0 and \
                     np.prod([xs[a] for a in range(len(xs)) if a not in axes]) > 0:

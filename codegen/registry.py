@@ -75,11 +75,9 @@ def facts(op) -> Lowering:
 
 def shape_only(op, index: int) -> bool:
     """Does input ``index`` of ``op`` contribute only its shape (``Op.shape_only``)?"""
-    rule = getattr(op, "shape_only", None)
-    return bool(rule(index)) if rule is not None else False
+    return op.shape_only(index)
 
 
 def aliases_input(op) -> bool:
     """Is ``op``'s output its input's bytes with a new shape (``Op.aliases_input``)?"""
-    rule = getattr(op, "aliases_input", None)
-    return bool(rule()) if rule is not None else False
+    return op.aliases_input()

@@ -342,6 +342,27 @@ class Op:
     def bprop(self, inputs, outputs, index, grads):
         raise GradNotImplementedError(f"op {self.name} has no gradient rule")
 
+    # -- facts backends read instead of naming op classes (defaults fit most ops)
+    def shape_only(self, index: int) -> bool:
+        """Does input ``index`` contribute only its shape (its values are never read)?"""
+        return False
+
+    def aliases_input(self) -> bool:
+        """Is the output input 0's bytes with a new shape (a reshape; no copy needed)?"""
+        return False
+
+    def no_identity_axes(self, node: Apply) -> tuple[int, ...]:
+        """Axes of input 0 this node reduces without an identity (max, softmax, argmax):
+        over such an empty axis with a non-empty result numpy refuses, and so do we."""
+        return ()
+
+    #: ``concrete_shape(input_shapes, ctx) -> shape``, for an op whose output shape depends
+    #: on run-time values (reshape targets, slice bounds); None: ``infer`` on the shapes
+    concrete_shape = None
+    #: ``runtime_error(value, axis, size, source, position) -> Exception``: the op's wording
+    #: of a failed run-time check (index out of range, bad label); None: it has no checks
+    runtime_error = None
+
     # -- building
     def __call__(self, *inputs) -> Variable | list[Variable]:
         node = self.make_node(*inputs)

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from symgraph import dispatch
 from symgraph import shapes as sh
 from symgraph.evaluate import evaluate
 from symgraph.graph import Apply, Constant, Op, Variable, toposort
@@ -554,3 +555,8 @@ def debugprint(outputs: GraphLike, *, updates: UpdatesLike = None) -> str:
                 stack.append((inputs[i], child_prefix + ("`- " if last else "|- "),
                               child_prefix + ("   " if last else "|  ")))
     return "\n".join(lines)
+
+
+# error messages name an unnamed input by its expression (``ops.indexing.describe_input``);
+# the printer sits above the op classes it prints, so the ops look it up by name
+dispatch.register({"pprint": pprint})

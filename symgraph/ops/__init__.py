@@ -12,7 +12,7 @@ import numpy as np
 import sympy
 from numpy.exceptions import AxisError
 
-from symgraph import dispatch, printing
+from symgraph import dispatch
 from symgraph import shapes as sh
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, is_float, user_site
 from symgraph.ops import elemwise as ew
@@ -370,7 +370,3 @@ __all__ = [name for name in dir() if not name.startswith("_")]
 # ``dispatch.ops.<name>`` without importing this package
 dispatch.register({name: value for name, value in globals().items()
                    if name in __all__ and isinstance(value, types.FunctionType)})
-
-# error messages name an unnamed input by its expression (``indexing.describe_input``); the
-# printer sits above the op classes it prints, so it is imported last and looked up by name
-dispatch.register({"pprint": printing.pprint})

@@ -38,6 +38,9 @@ class _AxisOp(Op):
             raise IndexError(f"axis {self.axis} out of range for {x.ndim} dims")
         return [TensorType(x.dtype, x.shape)]
 
+    def no_identity_axes(self, node):  # softmax over an empty axis has no value
+        return (self.axis,)
+
 
 class Softmax(_AxisOp):
     @property
@@ -70,6 +73,9 @@ class LogSoftmax(_AxisOp):
 
 class LogSumExp(Op):
     props = ("axes", "keepdims")
+
+    def no_identity_axes(self, node):
+        return self.axes
 
     def __init__(self, axes: tuple, keepdims: bool):
         self.axes, self.keepdims = tuple(axes), keepdims

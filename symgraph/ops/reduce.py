@@ -56,6 +56,9 @@ class Reduce(Op):
     props = ("kind", "axes", "keepdims")
     _numpy = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
+    def no_identity_axes(self, node):
+        return self.axes if self.kind in ("max", "min") else ()
+
     def __init__(self, kind: str, axes: tuple[int, ...], keepdims: bool = False):
         if kind not in self._numpy:
             raise ValueError(f"unknown reduction {kind!r}")
@@ -114,6 +117,9 @@ class Reduce(Op):
 
 class Argmax(Op):
     props = ("axis", "keepdims")
+
+    def no_identity_axes(self, node):
+        return tuple(range(node.inputs[0].ndim)) if self.axis is None else (self.axis,)
 
     def __init__(self, axis: int | None, keepdims: bool = False):
         self.axis, self.keepdims = axis, keepdims
