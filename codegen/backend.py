@@ -361,6 +361,14 @@ class LLVMProgram(Program):
         sizes = [run.plan.nbytes for run in self._cache.values()]
         return {"plans": len(sizes), "bytes": sum(sizes), "largest": max(sizes, default=0)}
 
+    def node_modes(self) -> dict:
+        """``Program.node_modes`` from the fusion analysis: buffered and inlined nodes are
+        computed by a kernel; views, aliases and shape-only nodes are not."""
+        mode = self.analysis.mode
+        return {node: ("kernel" if mode.get(node.outputs[0]) in ("buffer", "inline")
+                       else mode.get(node.outputs[0], "dead"))
+                for node in self.analysis.all_nodes}
+
     # -- calling ---------------------------------------------------------------------------
     def call(self, args: tuple):
         """``Function.__call__`` with its checks cached: same semantics (outputs copied,

@@ -43,7 +43,7 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph.evaluate import evaluate
-from symgraph.graph import SharedVariable, Variable
+from symgraph.graph import Apply, SharedVariable, Variable, toposort
 from symgraph.profiling import profile_numpy
 
 __all__ = ["CompileRequest", "NumpyProgram", "Program", "backend_names", "make_program",
@@ -160,6 +160,14 @@ class Program:
     def memory_kept(self) -> dict:
         """What the program keeps between calls; the default: nothing."""
         return {"plans": 0, "bytes": 0, "largest": 0}
+
+    def node_modes(self) -> dict[Apply, str]:
+        """How each node of the rewritten graph is computed, for pictures: ``"kernel"``
+        (by a kernel: its own, or inside its consumer's loop), ``"view"`` (a transpose read
+        through strides), ``"alias"`` (a reshape: the same bytes), ``"dead"`` (only its shape
+        is used). The default: every node is evaluated by itself."""
+        roots = list(self.request.graph_outputs) + list(self.request.graph_updates)
+        return {node: "kernel" for node in toposort(roots)}
 
     def _name(self) -> str:
         return next((name for name, factory in _REGISTRY.items()

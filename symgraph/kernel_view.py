@@ -77,10 +77,10 @@ def _units(function, rewritten: bool) -> list[_Unit]:
                       ops=[node.op.name]) for k, node in enumerate(toposort(roots))]
     # a transpose read through strides or as a BLAS flag is a view, computed by no kernel
     # (several kernels may read it): drawn outside the clusters like a reshape's alias
-    mode = function.program.analysis.mode
+    modes = function.program.node_modes()
     units = []
     for info in kernels:
-        computed = [n for n in info.nodes if mode.get(n.outputs[0]) != "view"]
+        computed = [n for n in info.nodes if modes.get(n) != "view"]
         members = computed if rewritten else list(dict.fromkeys(
             user for node in computed for user in user_nodes(node)))
         units.append(_Unit(info.name, members, blas=info.blas,
@@ -90,12 +90,8 @@ def _units(function, rewritten: bool) -> list[_Unit]:
 
 def _outside_status(function, rewritten: bool) -> dict[int, str]:
     """Why a node that no kernel computes has no kernel: view, alias, dead or removed."""
-    an = getattr(getattr(function, "program", None), "analysis", None)
     status: dict[int, str] = {}
-    if an is None:
-        return status
-    for node in an.all_nodes:
-        mode = an.mode.get(node.outputs[0])
+    for node, mode in function.program.node_modes().items():
         if mode in ("view", "alias", "dead"):
             for user in ([node] if rewritten else user_nodes(node)):
                 status.setdefault(id(user), mode)

@@ -65,14 +65,15 @@ def describe_nodes(users: Iterable[Apply]) -> dict:
             "scopes": list(dict.fromkeys(scopes))}
 
 
-def profile_numpy(function, args: Sequence, n: int = 100) -> list[dict]:
-    """Time each node of ``function``'s rewritten graph on the reference evaluator over
-    ``n`` calls on ``args``; no shared variable changes. Rows as in the module docstring."""
+def profile_numpy(request, args: Sequence, n: int = 100) -> list[dict]:
+    """Time each node of the rewritten graph of ``request`` (a ``CompileRequest``: the
+    default ``Program.profile``) on the reference evaluator over ``n`` calls on ``args``;
+    no shared variable changes. Rows as in the module docstring."""
     if n < 1:
         raise ValueError(f"profile: n must be >= 1, got {n}")
-    values, bindings = function.check_inputs(args)
-    values.update({var: var._value for var in function.shared})
-    roots = list(function.graph_outputs) + list(function.graph_updates)
+    values, bindings = request.check_inputs(args)
+    values.update({var: var._value for var in request.shared})
+    roots = list(request.graph_outputs) + list(request.graph_updates)
     nodes = toposort(roots)
     spent = np.zeros(len(nodes))
     for _ in range(n):
