@@ -110,7 +110,8 @@ def timed_epochs(run_epoch, epochs: int) -> dict[str, Any]:
 
 
 def blas_info() -> dict[str, Any]:
-    """This process's BLAS (threadpoolctl if installed, else codegen.blas) and thread counts."""
+    """This process's BLAS (threadpoolctl if installed, else codegen.native.blas) and
+    thread counts."""
     info: dict[str, Any] = {}
     try:
         import threadpoolctl
@@ -119,8 +120,8 @@ def blas_info() -> dict[str, Any]:
             for d in threadpoolctl.threadpool_info()]
     except ImportError:
         try:
-            from codegen.blas import blas_info as cg_blas_info
-            info["codegen.blas"] = cg_blas_info()
+            from codegen.native.blas import blas_info as cg_blas_info
+            info["codegen.native.blas"] = cg_blas_info()
         except Exception as e:  # the Keras venv has neither
             info["error"] = f"{type(e).__name__}: {e}"
     return info

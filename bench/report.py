@@ -268,10 +268,10 @@ def blas_lines(infos: dict[str, Any]) -> str:
         elif isinstance(info, dict) and "blas_info" in info:
             b = info["blas_info"]
             if "error" in b:
-                out.append(f"  {proc:<16} codegen.blas.blas_info(): {b['error']}")
+                out.append(f"  {proc:<16} codegen.native.blas.blas_info(): {b['error']}")
                 continue
             version = b.get("config", "").split(" ")[1] if b.get("config") else "?"
-            out.append(f"  {proc:<16} codegen.blas.blas_info(): OpenBLAS {version} "
+            out.append(f"  {proc:<16} codegen.native.blas.blas_info(): OpenBLAS {version} "
                        f"{b.get('corename')} threads={b.get('num_threads')} ({b.get('path')})")
         else:
             out.append(f"  {proc:<16} {info}")

@@ -328,7 +328,7 @@ class Worker:
 
 
 def blas_info() -> dict[str, Any]:
-    """BLAS libraries of this process: threadpoolctl if installed, else codegen.blas."""
+    """BLAS libraries of this process: threadpoolctl if installed, else codegen.native.blas."""
     try:
         import threadpoolctl
         keys = ("internal_api", "prefix", "version", "architecture", "num_threads", "filepath")
@@ -337,7 +337,7 @@ def blas_info() -> dict[str, Any]:
     except ImportError:
         pass
     try:
-        from codegen.blas import blas_info as cg_blas_info
+        from codegen.native.blas import blas_info as cg_blas_info
         return {"blas_info": cg_blas_info()}
     except Exception as e:
         return {"blas_info": {"error": short_reason(e)}}

@@ -1,6 +1,7 @@
 """symgraph's LLVM backend, in two layers.
 
-JIT plumbing (knows nothing about graphs: LLVM IR text in, callable native code out):
+``codegen.native``, the JIT plumbing (knows nothing about graphs: LLVM IR text in, callable
+native code out):
 ``jit`` (target machine, optimisation, MCJIT, the registry of external-symbol binders),
 ``vecmath`` (libm transcendentals, vectorised through glibc's libmvec), ``blas`` (numpy's
 bundled OpenBLAS), ``pycall`` (kernels exposed as fast Python builtins), ``cache`` (in-memory
@@ -16,9 +17,6 @@ its function), ``lower`` (one kernel per buffered variable), ``memory`` (concret
 the arena per shape signature), ``signature`` (the program cache key) and ``backend``
 (``LLVMProgram``: compile, plans, the fast call, native epochs, profiling).
 
-Importing this package is cheap: llvmlite is imported only when something is compiled.  It
-imports the modules whose symbols generated code calls, so their binders are registered with
-``jit`` before any object code (fresh or cached) is loaded.
+Importing this package is cheap: llvmlite is imported only when something is compiled.  The
+graph backend depends on ``codegen.native``, never the reverse.
 """
-
-from codegen import blas, pycall, vecmath  # noqa: F401  (register their symbol binders)

@@ -4,12 +4,13 @@
 ``Program`` built from the ``CompileRequest`` that ``symgraph.function.Function`` hands it,
 never calling back into ``Function``.  Compiling: fusion analysis
 (:mod:`codegen.fusion`), lowering to one LLVM module (:mod:`codegen.lower`), then
-:func:`codegen.cache.compile_cached` (memory and disk cache); a program whose graph signature is
-in the program cache (:func:`codegen.cache.load_program`) skips lowering and LLVM entirely
+:func:`codegen.native.cache.compile_cached` (memory and disk cache); a program whose graph
+signature is in the program cache (:func:`codegen.native.cache.load_program`) skips lowering
+and LLVM entirely
 (see ``LLVMProgram._compile``).  Calling: per signature of input
 shapes, a *plan* (concrete shapes, an arena, the int64 table of sizes and offsets, and a
-``METH_FASTCALL`` builtin from :mod:`codegen.pycall`) is built once and reused, so the hot path
-is a dict lookup and one builtin call.
+``METH_FASTCALL`` builtin from :mod:`codegen.native.pycall`) is built once and reused, so the
+hot path is a dict lookup and one builtin call.
 
 ``call`` replaces ``Function.__call__`` with the same checks cached per signature of
 argument dtypes and shapes (a repeated call costs under a microsecond), ``epoch_steps`` runs an
@@ -17,7 +18,7 @@ epoch's full minibatches in one native call (``sg_epoch``; ``Function.epoch`` ow
 and ``profile`` times each fused kernel.
 
 Safety: the step builtin checks every argument natively before reading it (type exactly
-``ndarray``, rank, C-contiguous, aligned, dtype, the plan's shape; ``codegen.pycall``), so no
+``ndarray``, rank, C-contiguous, aligned, dtype, the plan's shape; ``codegen.native.pycall``), so no
 Python object can make it touch memory it does not own; a refused call runs nothing and takes
 the converting path.  ``Function`` serialises the calls of one function (a lock), so one call
 at a time uses a plan's arena and the shared variables.
@@ -54,13 +55,10 @@ from symgraph.backends import CompileRequest, Program
 from symgraph.graph import Constant, SharedVariable, Variable
 from symgraph.profiling import describe_nodes
 
-from . import blas, cache, pycall
 from . import signature as sg_sig
-from .cache import compile_cached
 from .entry import ENTRY, TRAMPOLINE, entry_function
 from .epoch import epoch_function, run_epoch
 from .fusion import analyse, group_kernels
-from .jit import _lock, _optimize, host_target, llvm, target_machine
 from .lower import (
     Kernel,
     KernelInfo,
@@ -72,6 +70,9 @@ from .lower import (
     module_header,
     runtime_error,
 )
+from .native import blas, cache, pycall
+from .native.cache import compile_cached
+from .native.jit import _lock, _optimize, host_target, llvm, target_machine
 from .plans import Plan, arg_checks, getters, make_plan, make_runner, native_array
 
 #: attributes only the lowering produces (see ``LLVMProgram.__getattr__``)
@@ -157,7 +158,7 @@ class LLVMProgram(Program):
     def _compile(self, rewrite_report, t0: float, opt_level: int, loop_unrolling: bool) -> None:
         """Set ``kernels``, ``ctx``, ``module``, ``entry`` and ``compile_stats``.
 
-        First the program cache (:func:`codegen.cache.load_program`), keyed on the canonical
+        First the program cache (:func:`codegen.native.cache.load_program`), keyed on the canonical
         signature of the rewritten graph: a hit needs no lowering and no LLVM work but
         loading the object code (``ir_text`` is then lowered only if asked for).  Otherwise
         lower, compile through the IR-keyed cache, and store the program for next time.
@@ -376,7 +377,7 @@ class LLVMProgram(Program):
 
         The fast path hands the caller's objects straight to the runner of the last plan
         used: its step builtin checks each argument natively before reading it
-        (``codegen.pycall``: an exact, aligned, C-contiguous ndarray of the plan's dtype and
+        (``codegen.native.pycall``: an exact, aligned, C-contiguous ndarray of the plan's dtype and
         shape, and the shared values' shapes), and that is all a plan needs to apply,
         because ``Function.check_inputs`` depends on nothing but dtypes and shapes.  A refused
         call ran nothing; it tries the plan of its signature, then the checked path, which

@@ -5,7 +5,7 @@ Why text and not ``llvmlite.ir``: the notes measured text generation as fast and
 nothing about graphs: :class:`FunctionBuilder` emits instructions and structured loops, and
 :class:`ScalarBuilder` is the backend-neutral scalar builder that ``ScalarOp.lower`` functions
 (symgraph/ops/elemwise.py) are written against; its ``math(name, ...)`` is the one way to call
-a transcendental (:mod:`codegen.vecmath` derives the scalar libm call and vector variants).
+a transcendental (:mod:`codegen.native.vecmath` derives the scalar libm call and vector variants).
 Values are :class:`Value` s: an SSA operand plus its numpy dtype name (bool values are ``i1``
 in registers, ``i8`` in memory).
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from . import vecmath
-from .jit import FAST_MATH_FLAGS
+from .native import vecmath
+from .native.jit import FAST_MATH_FLAGS
 
 #: register type of each supported dtype
 IR_TYPE = {
@@ -259,7 +259,8 @@ class ScalarBuilder:
     def math(self, name: str, *xs: Value) -> Value:
         """``name(*xs)`` through libm (vectorised through libmvec when it has the function):
         the one entry point for transcendentals, named by the elementwise table's rows
-        (``math="exp"``) and by lowerings; :func:`codegen.vecmath.register` checks the name."""
+        (``math="exp"``) and by lowerings; :func:`codegen.native.vecmath.register` checks the
+        name."""
         x = xs[0]
         vecmath.register(name, len(xs))
         return Value(self.fb.math(name, x.dtype, [v.ref for v in xs]), x.dtype)

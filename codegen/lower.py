@@ -14,7 +14,7 @@ fallback.
 
 Shapes are runtime values: every dim, buffer offset and slice bound the code needs is read
 from an int64 *table* that the Python side fills once per shape signature, so one compiled
-function serves every batch size.  Entry point ABI (:mod:`codegen.pycall`):
+function serves every batch size.  Entry point ABI (:mod:`codegen.native.pycall`):
 ``i32 sg_step(ptr bufs, ptr dims)`` with ``bufs = [inputs, shared values, update targets,
 arena, table, constants]``.  A non-zero return is ``1 + kernel index`` of a kernel that found
 an out-of-bounds index or label; kernels only ever write the arena, the update targets (buffers
@@ -33,14 +33,14 @@ from symgraph.evaluate import _node_error
 from symgraph.graph import Apply, Constant
 from symgraph.ops.indexing import describe_input
 
-from . import vecmath
 from .fusion import Analysis
 from .irgen import FMF, INTRINSIC_DECLARATIONS, MEM_TYPE
-from .jit import function_attributes
 from .kernel import ERROR_FIELDS, Kernel, KernelInfo, LoweringError, ModuleContext, node_error
 from .lower_blas import lower_folded_sgd
 from .lower_elementwise import lower_elementwise_group, lower_elementwise_kernel
 from .lowerings import lower_reshape_copy  # noqa: F401  (registers the non-elementwise ops)
+from .native import vecmath
+from .native.jit import function_attributes
 from .registry import lowering
 
 

@@ -1,6 +1,6 @@
 """Lowerings of matrix products through BLAS, and the SGD update folded into a gemm.
 
-``MatMul`` calls gemm/gemv of the BLAS numpy loaded (:mod:`codegen.blas`), reading a 2-d
+``MatMul`` calls gemm/gemv of the BLAS numpy loaded (:mod:`codegen.native.blas`), reading a 2-d
 transposing view as the transpose flag; integer products take a plain loop.
 :func:`lower_folded_sgd` writes ``W - c * (A @ B)`` as one gemm into ``W`` when
 :func:`codegen.fusion.plan_inplace` chose the fold.
@@ -13,10 +13,10 @@ import numpy as np
 from symgraph.graph import Apply, Variable
 from symgraph.ops.linalg import MatMul
 
-from . import blas
 from .fusion import ADDRESSABLE, is_transpose2d
 from .irgen import ITEMSIZE, Value, is_float, literal
 from .kernel import Kernel, node_error
+from .native import blas
 from .registry import Lowering, register_lowering
 
 __all__ = ["SGD_TILE", "lower_folded_sgd", "lower_matmul"]

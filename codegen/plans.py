@@ -19,9 +19,9 @@ import numpy as np
 
 from symgraph.graph import Constant
 
-from . import pycall
 from .irgen import ITEMSIZE
 from .memory import aligned_empty, infer_shapes, plan_arena
+from .native import pycall
 
 
 def native_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

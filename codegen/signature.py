@@ -5,7 +5,7 @@ before the cache can even be asked — most of a warm start.  Instead :func:`gra
 describes the rewritten graph itself (op keys via ``Op._key()``, types, topology, constants'
 bytes, the function's inputs, shared variables and updates) with every variable numbered in a
 canonical order (``Analysis.all_nodes``), so equal graphs built in different processes get the
-same text.  The cache key adds the compiler's own source (:func:`codegen.cache.program_key`),
+same text.  The cache key adds the compiler's own source (:func:`codegen.native.cache.program_key`),
 so changing the lowering invalidates old entries.
 
 On a hit the program still needs what the lowering would have produced besides the code: the
@@ -27,9 +27,9 @@ import numpy as np
 
 from symgraph.graph import Constant, SharedVariable, Variable
 
-from . import blas, vecmath
 from .kernel import KernelInfo, ModuleContext, dim_slot, zero_slot
 from .lowerings import _subtensor_fn
+from .native import blas, vecmath
 from .registry import lowering
 
 __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_meta", "encode_meta",

@@ -1,4 +1,4 @@
-"""codegen.blas: numpy's OpenBLAS called from JIT code, compared with numpy."""
+"""codegen.native.blas: numpy's OpenBLAS called from JIT code, compared with numpy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _helpers import cfunc
 
-from codegen import blas, jit
+from codegen.native import blas, jit
 
 COMBOS = list(itertools.product(("float32", "float64"), (False, True), (False, True), (0.0, 1.0)))
 M, N, K = 5, 7, 3

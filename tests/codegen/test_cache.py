@@ -1,4 +1,4 @@
-"""codegen.cache: memory and disk caches, cross-process reuse, invalidation."""
+"""codegen.native.cache: memory and disk caches, cross-process reuse, invalidation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from codegen import blas, cache, vecmath
+from codegen.native import blas, cache, vecmath
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ attributes #0 = {{ nounwind }}
 CHILD = """
 import ctypes, json, sys
 import numpy as np
-from codegen import cache
+from codegen.native import cache
 ir = sys.stdin.read()
 cm = cache.compile_cached(ir)
 a = np.arange(16, dtype=np.float32).reshape(4, 4) / 40
@@ -130,7 +130,8 @@ def test_key_and_corrupt_file(cache_env):
 PROGRAM_CHILD = """
 import json, sys
 import numpy as np, symgraph as sg
-from codegen import backend, cache, jit
+from codegen import backend
+from codegen.native import cache, jit
 calls = {"lower": 0, "compile": 0, "cached": 0}
 lower, compile_module = backend.LLVMProgram._lower, jit.compile_module
 compile_cached = cache.compile_cached
@@ -187,7 +188,7 @@ def test_second_process_skips_lowering_and_llvm(cache_env):
     assert st["lower"] == 0.0 and st["llvm_optimize"] == 0.0 and st["machine_code"] == 0.0
     assert second["losses"] == first["losses"] and second["w"] == first["w"]
     assert second["kernels"] == first["kernels"]
-    from codegen import llvmffi
+    from codegen.native import llvmffi
 
     if llvmffi._version() in llvmffi.SUPPORTED:  # loaded without importing llvmlite.binding
         assert second["binding"] is False and first["binding"] is True
@@ -331,7 +332,7 @@ def test_compile_stats_report_every_stage(cache_env):
 FFI_CHILD = """
 import json, sys
 import numpy as np, symgraph as sg
-from codegen import jit, llvmffi
+from codegen.native import jit, llvmffi
 assert llvmffi.available()
 host = jit.host_target()
 x = sg.tensor("x", ("b", 3), "float64")
@@ -351,10 +352,10 @@ print(json.dumps({
 
 
 def test_ffi_loader_matches_llvmlite_and_mixes_with_it(cache_env):
-    from codegen import llvmffi
+    from codegen.native import llvmffi
 
     if llvmffi._version() not in llvmffi.SUPPORTED:
-        pytest.skip("llvmlite version not supported by codegen.llvmffi")
+        pytest.skip("llvmlite version not supported by codegen.native.llvmffi")
     env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_env), PYTHONPATH=str(ROOT))
     env.pop("SYMGRAPH_LLVM_FFI", None)
     warm = ("import symgraph as sg\n"

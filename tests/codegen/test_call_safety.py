@@ -1,7 +1,7 @@
 """Calling a compiled function: no Python object crashes the process, and threads are safe.
 
 The llvm backend hands the caller's objects straight to a native step builtin
-(``codegen.pycall``), which must check each one before reading its struct.  The hostile
+(``codegen.native.pycall``), which must check each one before reading its struct.  The hostile
 inputs run in a subprocess, so a crash fails the test instead of killing pytest; the oracle
 is the numpy backend (the reference evaluator): every input gives the same value, or the
 same kind of error, on both backends.  Threads: calls of one function are serialised, so no
@@ -156,7 +156,7 @@ def test_the_builtin_refuses_what_it_cannot_read(tmp_path):
     # the native checks themselves, one bad property at a time: -(i + 1) and no write
     out = run_isolated("""
         import numpy as np
-        from codegen import jit, pycall
+        from codegen.native import jit, pycall
         cm = jit.compile_module('''
         define i32 @fill(ptr %bufs, ptr %dims) {
           %x = load ptr, ptr %bufs

@@ -1,4 +1,4 @@
-"""codegen.jit: host target, optimisation pipeline, MCJIT loading, accessors."""
+"""codegen.native.jit: host target, optimisation pipeline, MCJIT loading, accessors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _helpers import cfunc, loop_ir
 
-from codegen import jit
+from codegen.native import jit
 
 
 def _axpy_ir() -> str:
@@ -21,10 +21,11 @@ def _axpy_ir() -> str:
 
 def test_import_does_not_load_llvmlite():
     code = (
-        "import sys, codegen, codegen.jit, codegen.cache, codegen.vecmath, codegen.blas, "
-        "codegen.pycall; assert 'llvmlite' not in sys.modules, 'llvmlite imported'"
+        "import sys, codegen, codegen.native.jit, codegen.native.cache, codegen.native.vecmath, "
+        "codegen.native.blas, codegen.native.pycall; "
+        "assert 'llvmlite' not in sys.modules, 'llvmlite imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=jit.__file__.rsplit("/", 2)[0])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=jit.__file__.rsplit("/", 3)[0])
 
 
 def test_host_target_and_attributes():

@@ -15,7 +15,7 @@ import pytest
 
 import symgraph as sg
 from codegen import backend as llvm_backend
-from codegen import pycall
+from codegen.native import pycall
 
 
 def live_arenas(f) -> list[int]:

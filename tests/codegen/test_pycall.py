@@ -1,4 +1,4 @@
-"""codegen.pycall: kernels called as METH_FASTCALL builtins."""
+"""codegen.native.pycall: kernels called as METH_FASTCALL builtins."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from codegen import jit, pycall
+from codegen.native import jit, pycall
 
 KERNELS = """
 ; buffers[0] += 1 elementwise (float32, n = dims[0]); returns n if n > 100 else 0

@@ -16,7 +16,7 @@ import pytest
 
 import symgraph as sg
 import symgraph.ops as O
-from codegen import cache
+from codegen.native import cache
 
 
 def _mlp(dtype: str, lr_value: float = 0.1, lr_updates=None, n_in: int = 8):

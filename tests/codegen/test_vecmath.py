@@ -1,4 +1,5 @@
-"""codegen.vecmath: libmvec-vectorised transcendentals, accuracy and NaN semantics vs numpy."""
+"""codegen.native.vecmath: libmvec-vectorised transcendentals, accuracy and NaN semantics vs
+numpy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from _helpers import IR_TYPE, cfunc, loop_ir
 
-from codegen import jit, vecmath
+from codegen.native import jit, vecmath
 from symgraph.ops.elemwise import SCALAR_OPS
 
 # every libm function the elementwise table names (a row's ``math=``), nothing listed by hand

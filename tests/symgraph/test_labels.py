@@ -139,7 +139,7 @@ def test_llvm_error_record_names_the_first_bad_label():
 
 def test_llvm_error_record_survives_the_program_cache(tmp_path, monkeypatch):
     # a program loaded from the disk cache (no lowering) keeps its error-record slots
-    from codegen import cache
+    from codegen.native import cache
 
     monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
 

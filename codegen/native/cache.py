@@ -76,7 +76,7 @@ def source_fingerprint() -> str:
     """sha256 of the source of the ``codegen`` and ``symgraph`` packages (what generates IR)."""
     h = hashlib.sha256()
     for pkg in ("codegen", "symgraph"):
-        root = Path(__file__).resolve().parent.parent / pkg
+        root = Path(__file__).resolve().parents[2] / pkg
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
             for name in sorted(filenames):

@@ -1,0 +1,15 @@
+"""The JIT plumbing under symgraph's LLVM backend: LLVM IR text in, callable native code out.
+
+It knows nothing about graphs (the graph backend, one level up in ``codegen``, depends on it,
+never the reverse): ``jit`` (target machine, optimisation, MCJIT, the registry of
+external-symbol binders), ``vecmath`` (libm transcendentals, vectorised through glibc's
+libmvec), ``blas`` (numpy's bundled OpenBLAS), ``pycall`` (kernels exposed as fast Python
+builtins), ``cache`` (in-memory and on-disk cache of object code and of whole programs) and
+``llvmffi`` (loading cached object code without importing ``llvmlite.binding``).
+
+Importing it imports the modules whose symbols generated code calls, so their binders are
+registered with ``jit`` before any object code (fresh or cached) is loaded; llvmlite itself is
+imported only when something is compiled.
+"""
+
+from codegen.native import blas, pycall, vecmath  # noqa: F401  (register their symbol binders)
