@@ -351,6 +351,8 @@ cos = scalar_op("cos", 1, np.cos, (lambda i, o, g: -g * ops.sin(i[0]),), dtype_r
                 math="cos")
 tanh = scalar_op("tanh", 1, np.tanh, (lambda i, o, g: g * (1 - o * o),), dtype_rule=_to_float,
                  math="tanh")
+arctan = scalar_op("arctan", 1, np.arctan, (lambda i, o, g: g / (1 + i[0] * i[0]),),
+                   dtype_rule=_to_float, math="atan")
 sigmoid = scalar_op("sigmoid", 1, _np_sigmoid, (lambda i, o, g: g * o * (1 - o),),
                     _lower_sigmoid, _to_float)
 softplus = scalar_op("softplus", 1, _np_softplus, (lambda i, o, g: g * ops.sigmoid(i[0]),),
