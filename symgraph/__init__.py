@@ -45,6 +45,7 @@ from symgraph.graph import (
 from symgraph.ops import (
     abs,
     arange,
+    arctan,
     argmax,
     cast,
     clip,
@@ -117,7 +118,7 @@ __all__ = [
     "DISCONNECTED", "Apply", "Constant", "DisconnectedInputError", "Function",
     "GradNotImplementedError", "GradientCheckError", "GraphvizNotFound", "NonFiniteError",
     "Op", "ShapeError", "SharedVariable", "TensorType", "Undefined", "UndefinedGradError",
-    "Variable", "abs", "arange", "argmax", "cast", "check_grad", "clip", "clone_replace",
+    "Variable", "abs", "arange", "arctan", "argmax", "cast", "check_grad", "clip", "clone_replace",
     "concatenate", "constant", "cos", "debugprint", "dot", "equal", "exp", "expand_dims",
     "expm1", "format_profile", "function", "grad", "greater", "greater_equal", "hessian", "hvp",
     "jacobian", "less", "less_equal", "log", "log1p", "logical_and", "logical_not", "logical_or",

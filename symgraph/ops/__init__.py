@@ -74,6 +74,7 @@ def _binary(op: Elemwise):
 exp, log, log1p, expm1 = (_unary(ew.exp), _unary(ew.log), _unary(ew.log1p), _unary(ew.expm1))
 sqrt, square, abs, sign = (_unary(ew.sqrt), _unary(ew.square), _unary(ew.abs_), _unary(ew.sign))
 sin, cos, tanh, neg = _unary(ew.sin), _unary(ew.cos), _unary(ew.tanh), _unary(ew.neg)
+arctan = _unary(ew.arctan)
 sigmoid, softplus, relu = _unary(ew.sigmoid), _unary(ew.softplus), _unary(ew.relu)
 stop_gradient = _unary(ew.stop_gradient)
 logical_not = _unary(ew.logical_not)
