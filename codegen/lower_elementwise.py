@@ -15,7 +15,7 @@ from symgraph.graph import Apply, Variable
 from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
 from symgraph.ops.nn import Arange, OneHot
 from symgraph.ops.reduce import Size
-from symgraph.ops.structure import DimShuffle
+from symgraph.ops.structure import DimShuffle, Flip
 
 from .irgen import Value, literal
 from .kernel import Kernel, broadcast_index, node_error
@@ -117,6 +117,16 @@ def _inline_dimshuffle(k: Kernel, node: Apply, idx: list[str]) -> Value:
     return k.value_at(node.inputs[0], src)
 
 
+def _inline_flip(k: Kernel, node: Apply, idx: list[str]) -> Value:
+    """``flip``: input index ``n - 1 - i`` along each flipped axis."""
+    x, src = node.inputs[0], list(idx)
+    for a in node.op.axes:
+        d = k.dim(x, a)
+        last = str(int(d) - 1) if d.isdigit() else k.fb.op(f"sub i64 {d}, 1")
+        src[a] = k.fb.op(f"sub i64 {last}, {idx[a]}")
+    return k.value_at(x, src)
+
+
 def _flat_ok(k: Kernel, group: list[Variable]) -> bool:
     """Can the loop nest be one flat loop?  Yes when every value read has the output's full
     shape or is a broadcast scalar: then the flat index addresses all of them, and the
@@ -183,3 +193,7 @@ register_lowering(OneHot, Lowering(inline=_inline_one_hot, cheap=True, value_con
 # a transposing view; a buffered one (a consumer needs memory) is a copy loop
 register_lowering(DimShuffle, Lowering(inline=_inline_dimshuffle, view=True,
                                        value_consumer=True))
+# flip: a view read through reversed indices, like a transpose; its input has its shape, so
+# an elementwise tree under it is evaluated at the flipped index inside the same loop
+register_lowering(Flip, Lowering(inline=_inline_flip, view=True, value_consumer=True,
+                                 fuses="output"))

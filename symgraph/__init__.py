@@ -56,6 +56,7 @@ from symgraph.ops import (
     exp,
     expand_dims,
     expm1,
+    flip,
     greater,
     greater_equal,
     less,
@@ -116,15 +117,14 @@ def __getattr__(name):
 
 __all__ = [
     "DISCONNECTED", "Apply", "Constant", "DisconnectedInputError", "Function",
-    "GradNotImplementedError", "GradientCheckError", "GraphvizNotFound", "NonFiniteError",
-    "Op", "ShapeError", "SharedVariable", "TensorType", "Undefined", "UndefinedGradError",
-    "Variable", "abs", "arange", "arctan", "argmax", "cast", "check_grad", "clip", "clone_replace",
-    "concatenate", "constant", "cos", "debugprint", "dot", "equal", "exp", "expand_dims",
-    "expm1", "format_profile", "function", "grad", "greater", "greater_equal", "hessian", "hvp",
+    "GradNotImplementedError", "GradientCheckError", "GraphvizNotFound", "NonFiniteError", "Op",
+    "ShapeError", "SharedVariable", "TensorType", "Undefined", "UndefinedGradError", "Variable",
+    "abs", "arange", "arctan", "argmax", "cast", "check_grad", "clip", "clone_replace",
+    "concatenate", "constant", "cos", "debugprint", "dot", "equal", "exp", "expand_dims", "expm1",
+    "flip", "format_profile", "function", "grad", "greater", "greater_equal", "hessian", "hvp",
     "jacobian", "less", "less_equal", "log", "log1p", "logical_and", "logical_not", "logical_or",
     "logsumexp", "matmul", "matrix", "max", "maximum", "mean", "min", "minimum", "name_scope",
     "nn", "not_equal", "ones_like", "power", "pprint", "render", "render_source", "reshape",
     "scalar", "shared", "sign", "sin", "sqrt", "square", "squeeze", "stack", "stop_gradient",
-    "sum", "tanh", "tensor", "to_dot", "to_networkx", "transpose", "vector", "where",
-    "zeros_like",
+    "sum", "tanh", "tensor", "to_dot", "to_networkx", "transpose", "vector", "where", "zeros_like"
 ]

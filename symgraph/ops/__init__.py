@@ -21,7 +21,7 @@ from symgraph.ops.indexing import getitem as getitem  # Variable.__getitem__ use
 from symgraph.ops.linalg import MatMul
 from symgraph.ops.nn import Arange, LogSoftmax, LogSumExp, OneHot, Softmax
 from symgraph.ops.reduce import Argmax, Reduce, Size, normalize_axes
-from symgraph.ops.structure import Concatenate, DimShuffle, Reshape, Stack
+from symgraph.ops.structure import Concatenate, DimShuffle, Flip, Reshape, Stack
 
 # --------------------------------------------------------------------------- argument checks
 
@@ -221,6 +221,14 @@ def expand_dims(x, axis) -> Variable:
     for i in range(ndim_out):
         order.append("x" if i in axes else next(source))
     return DimShuffle(tuple(order), x.ndim)(x)
+
+
+def flip(x, axis=None) -> Variable:
+    """Reverse the order of elements along ``axis`` (an int, a tuple, or None: every axis),
+    as ``np.flip``."""
+    x = as_variable(x)
+    axes = _axes("flip", axis, x)
+    return Flip(axes)(x) if axes else x
 
 
 def squeeze(x, axis=None) -> Variable:

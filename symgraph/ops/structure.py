@@ -73,6 +73,27 @@ class DimShuffle(Op):
         return DimShuffle(inverse, len(self.order))(g)
 
 
+
+class Flip(Op):
+    """Reverse the order of the elements along ``axes`` (``np.flip``): a view, read through
+    reversed indices, so the LLVM backend fuses it into the loop of whoever reads it."""
+
+    props = ("axes",)
+
+    def __init__(self, axes: tuple[int, ...]):
+        self.axes = tuple(sorted(axes))
+
+    def infer(self, x):
+        if any(not 0 <= a < x.ndim for a in self.axes):
+            raise ValueError(f"axes {self.axes} out of range for {x.ndim} dims")
+        return [TensorType(x.dtype, x.shape)]
+
+    def perform(self, inputs, ctx):
+        return [_contiguous(np.flip(inputs[0], self.axes))]
+
+    def bprop(self, inputs, outputs, index, grads):
+        return Flip(self.axes)(grads[0])  # flipping is its own inverse
+
 class Reshape(Op):
     """Reshape to a static target (ints, symbolic dims, one -1)."""
 

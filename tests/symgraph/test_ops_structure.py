@@ -36,6 +36,40 @@ def check_op(backend, build, ref, shapes, seed=0, rtol=1e-6, atol=1e-8):
                                    err_msg=f"gradient of argument {k}")
 
 
+# --------------------------------------------------------------------------- flip
+
+
+@pytest.mark.parametrize("axis", [None, 0, -1, (0, 2), (2, 1)])
+def test_flip(axis, backend):
+    check_op(backend, lambda x: sg.flip(x, axis), lambda x: np.flip(x, axis), [(2, 3, 4)])
+
+
+def test_flip_of_a_symbolic_batch_and_into_a_gemm(backend):
+    x = sg.tensor("x", ("b", 3))
+    w = sg.tensor("w", (3, 2))
+    y = sg.flip(x, 0) @ w + sg.flip(sg.exp(x), (0, 1)).sum()
+    f = sg.function([x, w], y, backend=backend)
+    rng = np.random.default_rng(1)
+    for n in (1, 4):
+        X, W = rng.standard_normal((n, 3)), rng.standard_normal((3, 2))
+        np.testing.assert_allclose(f(X, W), np.flip(X, 0) @ W + np.exp(X).sum(), rtol=1e-12)
+
+
+def test_flip_fuses_into_its_consumers_loop():
+    x = sg.tensor("x", (4, 5))
+    f = sg.function([x], sg.flip(sg.exp(x), 1) * 2.0, backend="llvm")
+    # exp, flip and mul in one loop: flip is read through reversed indices, no buffer
+    assert len(f.kernels) == 1 and {"exp", "flip", "mul"} <= {
+        n.op.name for n in f.kernels[0].nodes}
+    X = np.arange(20.0).reshape(4, 5) / 10
+    np.testing.assert_allclose(f(X), np.flip(np.exp(X), 1) * 2.0, rtol=1e-12)
+
+
+def test_flip_bad_axis_names_the_function():
+    with pytest.raises(Exception, match="flip"):
+        sg.flip(sg.tensor("x", (2, 3)), 2)
+
+
 # --------------------------------------------------------------------------- transpose
 
 
