@@ -11,6 +11,8 @@ to the same graph -> ``function`` rewrites it and hands it to a backend
 >>> f = sg.function([x], loss, updates={W: W - 0.1 * sg.grad(loss, W)})
 """
 
+# ruff: noqa: F405  (__all__ names come from the op families' star imports and the lazy table)
+
 from symgraph import nn
 from symgraph.check import GradientCheckError, check_grad
 from symgraph.evaluate import NonFiniteError
@@ -90,6 +92,14 @@ from symgraph.ops import (
     where,
     zeros_like,
 )
+from symgraph.ops import layout as _layout
+from symgraph.ops import linalg as _linalg
+from symgraph.ops import numeric as _numeric
+from symgraph.ops import scan as _scan
+from symgraph.ops.layout import *  # noqa: F403  (the families' user functions: their __all__)
+from symgraph.ops.linalg import *  # noqa: F403
+from symgraph.ops.numeric import *  # noqa: F403
+from symgraph.ops.scan import *  # noqa: F403
 from symgraph.shapes import ShapeError
 
 __version__ = "0.1.0"
@@ -128,3 +138,5 @@ __all__ = [
     "scalar", "shared", "sign", "sin", "sqrt", "square", "squeeze", "stack", "stop_gradient",
     "sum", "tanh", "tensor", "to_dot", "to_networkx", "transpose", "vector", "where", "zeros_like"
 ]
+__all__ = sorted({*__all__, *_layout.__all__, *_linalg.__all__, *_numeric.__all__,
+                  *_scan.__all__})

@@ -1,14 +1,15 @@
-"""``sg.nn``: activations, softmax family, losses and dropout (numpy/Keras names)."""
+"""``sg.nn``: activations, softmax family, losses, dropout, convolution and pooling
+(numpy/Keras/torch names)."""
 
-from symgraph.ops import (
-    binary_cross_entropy,
-    cross_entropy,
+from symgraph.ops import (  # noqa: F401  (re-exported: sg.nn's names)
+    activations,
+    conv,
     dropout,
     hard_tanh,
     leaky_relu,
     log_softmax,
     logsumexp,
-    mse,
+    losses,
     one_hot,
     relu,
     sigmoid,
@@ -16,7 +17,10 @@ from symgraph.ops import (
     softplus,
     tanh,
 )
+from symgraph.ops.activations import *  # noqa: F403
+from symgraph.ops.conv import *  # noqa: F403
+from symgraph.ops.losses import *  # noqa: F403
 
-__all__ = ["binary_cross_entropy", "cross_entropy", "dropout", "hard_tanh", "leaky_relu",
-           "log_softmax", "logsumexp", "mse", "one_hot", "relu", "sigmoid", "softmax",
-           "softplus", "tanh"]
+__all__ = sorted(["dropout", "hard_tanh", "leaky_relu", "log_softmax", "logsumexp", "one_hot",
+                  "relu", "sigmoid", "softmax", "softplus", "tanh",
+                  *activations.__all__, *conv.__all__, *losses.__all__])

@@ -10,66 +10,30 @@ import types
 
 import numpy as np
 import sympy
-from numpy.exceptions import AxisError
 
 from symgraph import dispatch
 from symgraph import shapes as sh
-from symgraph.graph import Constant, SharedVariable, Variable, as_variable, is_float, user_site
+from symgraph.graph import Constant, SharedVariable, Variable, as_variable, is_float
 from symgraph.ops import elemwise as ew
-from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
+
+# the op families' user functions (each module's ``__all__``); sg and sg.nn re-export them
+from symgraph.ops.activations import *  # noqa: F403
+from symgraph.ops.arguments import argument_error as _argument_error
+from symgraph.ops.arguments import axes as _axes
+from symgraph.ops.arguments import axis as _axis
+from symgraph.ops.conv import *  # noqa: F403
+from symgraph.ops.elemwise import Cast, DropoutMask
+from symgraph.ops.elemwise import binary_function as _binary
+from symgraph.ops.elemwise import unary_function as _unary
 from symgraph.ops.indexing import getitem as getitem  # Variable.__getitem__ uses it
-from symgraph.ops.linalg import MatMul
+from symgraph.ops.layout import *  # noqa: F403
+from symgraph.ops.linalg import *  # noqa: F403
+from symgraph.ops.losses import *  # noqa: F403
 from symgraph.ops.nn import Arange, LogSoftmax, LogSumExp, OneHot, Softmax
+from symgraph.ops.numeric import *  # noqa: F403
 from symgraph.ops.reduce import Argmax, Reduce, Size, normalize_axes
+from symgraph.ops.scan import *  # noqa: F403
 from symgraph.ops.structure import Concatenate, DimShuffle, Flip, Reshape, Stack
-
-# --------------------------------------------------------------------------- argument checks
-
-
-_ARGUMENT_ERRORS = (AxisError, TypeError, ValueError)
-
-
-def _argument_error(function: str, err: Exception, inputs) -> Exception:
-    """``err`` (same type: AxisError stays AxisError) naming ``function``, its inputs'
-    types and the user's line, as ``Op.make_node`` does for shape errors."""
-    shown = ", ".join(str(x.type) for x in inputs)
-    site = user_site()
-    where = f"\n  at {site}" if site is not None else ""
-    return type(err)(f"{function}: {err}; inputs {shown}{where}")
-
-
-def _axis(function: str, axis, ndim: int, *inputs: Variable, of: str = "an input") -> int:
-    try:
-        return sh.normalize_axis(axis, ndim, of)
-    except _ARGUMENT_ERRORS as err:
-        raise _argument_error(function, err, inputs) from None
-
-
-def _axes(function: str, axis, x: Variable) -> tuple[int, ...]:
-    try:
-        return normalize_axes(axis, x.ndim)
-    except _ARGUMENT_ERRORS as err:
-        raise _argument_error(function, err, [x]) from None
-
-
-# --------------------------------------------------------------------------- elementwise
-
-
-def _unary(op: Elemwise):
-    def f(x) -> Variable:
-        return ew.apply(op, x)
-    f.__name__ = op.name
-    f.__doc__ = f"Elementwise {op.name}."
-    return f
-
-
-def _binary(op: Elemwise):
-    def f(x, y) -> Variable:
-        return ew.apply(op, x, y)
-    f.__name__ = op.name
-    f.__doc__ = f"Elementwise {op.name}, numpy broadcasting."
-    return f
-
 
 exp, log, log1p, expm1 = (_unary(ew.exp), _unary(ew.log), _unary(ew.log1p), _unary(ew.expm1))
 sqrt, square, abs, sign = (_unary(ew.sqrt), _unary(ew.square), _unary(ew.abs_), _unary(ew.sign))
@@ -274,22 +238,6 @@ def stack(xs, axis: int = 0) -> Variable:
     return Stack(_axis("stack", axis, ndim, *xs, of="the result"))(*xs)
 
 
-def matmul(a, b) -> Variable:
-    """Matrix product of vectors and matrices (numpy's ``matmul``)."""
-    a, b = as_variable(a), as_variable(b)
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError("matmul: scalar operands are not allowed, use *")
-    return MatMul()(a, b)
-
-
-def dot(a, b) -> Variable:
-    """numpy's ``dot`` for vectors and matrices; scalars multiply."""
-    a, b = as_variable(a), as_variable(b)
-    if a.ndim == 0 or b.ndim == 0:
-        return mul(a, b)
-    return matmul(a, b)
-
-
 def arange(n, dtype="int64") -> Variable:
     """``0 .. n-1``; ``n`` an int or a symbolic dim such as ``x.shape[0]``."""
     if n is None:
@@ -323,35 +271,6 @@ def leaky_relu(x, alpha: float = 0.01) -> Variable:
 
 def hard_tanh(x) -> Variable:
     return clip(x, -1, 1)
-
-
-def cross_entropy(logits, labels) -> Variable:
-    """Mean softmax cross-entropy of ``logits`` (batch, classes) and integer ``labels``."""
-    logits, labels = as_variable(logits), as_variable(labels)
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must be (batch, classes), got {logits.shape}")
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: labels must be integers, got {labels.dtype.name}")
-    depth = logits.shape[1]
-    if not isinstance(depth, int):
-        raise ValueError("cross_entropy: the number of classes must be a fixed dim")
-    picked = one_hot(labels, depth, logits.dtype) * log_softmax(logits)
-    return -mean(sum(picked, axis=1))
-
-
-def binary_cross_entropy(logits, targets) -> Variable:
-    """Mean binary cross-entropy from logits: ``softplus(z) - y z`` (never saturates wrongly)."""
-    logits = as_variable(logits)
-    targets = as_variable(targets)
-    if targets.dtype != logits.dtype:
-        targets = cast(targets, logits.dtype)
-    return mean(softplus(logits) - targets * logits)
-
-
-def mse(predictions, targets) -> Variable:
-    """Mean squared error, in the predictions' dtype (like the other losses)."""
-    predictions = as_variable(predictions)
-    return mean(square(predictions - cast(targets, predictions.dtype)))
 
 
 def dropout(x, keep_prob: float, seed: int) -> Variable:

@@ -501,3 +501,24 @@ def dropout_uniform(seed: int, counter: int, shape: tuple) -> np.ndarray:
 
 
 __all__ = ["Apply", "Cast", "DropoutMask", "ELEMWISE", "Elemwise", "SCALAR_OPS", "ScalarOp"]
+
+
+# --------------------------------------------------------------------------- user functions
+
+
+def unary_function(op: Elemwise) -> Callable:
+    """The user function of a one-input row: ``f(x) -> Variable``."""
+    def f(x) -> Variable:
+        return apply(op, x)
+    f.__name__ = op.name
+    f.__doc__ = f"Elementwise {op.name}."
+    return f
+
+
+def binary_function(op: Elemwise) -> Callable:
+    """The user function of a two-input row, numpy broadcasting: ``f(x, y) -> Variable``."""
+    def f(x, y) -> Variable:
+        return apply(op, x, y)
+    f.__name__ = op.name
+    f.__doc__ = f"Elementwise {op.name}, numpy broadcasting."
+    return f

@@ -11,7 +11,9 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph.dispatch import ops
-from symgraph.graph import Op, TensorType
+from symgraph.graph import Op, TensorType, Variable, as_variable
+
+__all__ = ["dot", "matmul"]
 
 
 class MatMul(Op):
@@ -58,3 +60,22 @@ class MatMul(Op):
         else:
             gb = g * a
         return ops.cast(gb, b.dtype)
+
+
+# --------------------------------------------------------------------------- user functions
+
+
+def matmul(a, b) -> Variable:
+    """Matrix product of vectors and matrices (numpy's ``matmul``)."""
+    a, b = as_variable(a), as_variable(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: scalar operands are not allowed, use *")
+    return MatMul()(a, b)
+
+
+def dot(a, b) -> Variable:
+    """numpy's ``dot`` for vectors and matrices; scalars multiply."""
+    a, b = as_variable(a), as_variable(b)
+    if a.ndim == 0 or b.ndim == 0:
+        return ops.mul(a, b)
+    return matmul(a, b)
