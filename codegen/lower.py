@@ -33,6 +33,7 @@ from symgraph.evaluate import _node_error
 from symgraph.graph import Apply, Constant
 from symgraph.ops.indexing import describe_input
 
+from . import lower_conv, lower_layout, lower_scan  # noqa: F401  (register their op families)
 from .fusion import Analysis
 from .irgen import FMF, INTRINSIC_DECLARATIONS, MEM_TYPE
 from .kernel import ERROR_FIELDS, Kernel, KernelInfo, LoweringError, ModuleContext, node_error
