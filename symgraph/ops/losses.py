@@ -3,24 +3,79 @@ composites, so they need no rules of their own and fuse like any elementwise tre
 
 from __future__ import annotations
 
+import numpy as np
+
 from symgraph.dispatch import ops
 from symgraph.graph import Variable, as_variable
 
 __all__ = ["binary_cross_entropy", "cross_entropy", "mse"]
 
 
-def cross_entropy(logits, labels) -> Variable:
-    """Mean softmax cross-entropy of ``logits`` (batch, classes) and integer ``labels``."""
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: float = 0.0,
+                  ignore_index: int | None = None) -> Variable:
+    """Softmax cross-entropy of ``logits`` (batch, classes) and integer ``labels`` (batch,),
+    as ``torch.nn.functional.cross_entropy``.
+
+    * ``reduction``: ``"mean"`` over the examples (the non-ignored ones), ``"sum"``, or
+      ``"none"`` (one loss per example, 0 for an ignored one).
+    * ``label_smoothing`` in ``[0, 1]``: the target is ``(1 - s) one_hot + s / classes``.
+    * ``ignore_index``: examples with that label contribute nothing; with ``"mean"`` the
+      sum is divided by the number of the others, so a batch where every example is
+      ignored gives NaN (0 / 0), as torch does.
+
+    A label outside ``[0, classes)`` that is not ``ignore_index`` raises ``IndexError`` at
+    call time naming the labels, the value and its position (the ``one_hot`` check; ignored
+    labels are mapped to class 0 before it and masked out after), and the call changes no
+    shared variable.
+
+    >>> loss = sg.nn.cross_entropy(z, y, label_smoothing=0.1, ignore_index=-100)
+    """
     logits, labels = as_variable(logits), as_variable(labels)
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: logits must be (batch, classes), got {logits.shape}")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: labels must be integers, got {labels.dtype.name}")
+    if labels.ndim != 1:
+        raise ValueError(f"cross_entropy: labels must be (batch,), got {labels.shape}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, "
+                         f"got {reduction!r}")
+    if (isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float, np.integer, np.floating))
+            or not 0.0 <= label_smoothing <= 1.0):
+        raise ValueError(f"cross_entropy: label_smoothing must be a number in [0, 1], "
+                         f"got {label_smoothing!r}")
+    if ignore_index is not None and (isinstance(ignore_index, bool)
+                                     or not isinstance(ignore_index, (int, np.integer))):
+        raise TypeError(f"cross_entropy: ignore_index must be an int or None, "
+                        f"got {ignore_index!r}")
     depth = logits.shape[1]
     if not isinstance(depth, int):
         raise ValueError("cross_entropy: the number of classes must be a fixed dim")
-    picked = ops.one_hot(labels, depth, logits.dtype) * ops.log_softmax(logits)
-    return -ops.mean(ops.sum(picked, axis=1))
+    keep = None
+    limits = np.iinfo(labels.dtype)
+    if ignore_index is not None and limits.min <= ignore_index <= limits.max:
+        keep = ops.not_equal(labels, int(ignore_index))
+        mapped = ops.where(keep, labels, 0)
+        mapped.name = labels.name  # the range check names the user's labels
+        labels = mapped
+    target = ops.one_hot(labels, depth, logits.dtype)
+    if label_smoothing:
+        target = target * (1.0 - float(label_smoothing)) + float(label_smoothing) / depth
+    # the negated losses: the default call builds today's graph, -mean(sum(one_hot * logp))
+    picked = ops.sum(target * ops.log_softmax(logits), axis=1)
+    if keep is not None:
+        picked = ops.where(keep, picked, 0)
+    if reduction == "none":
+        return -picked
+    if reduction == "sum":
+        return -ops.sum(picked)
+    if keep is None:
+        return -ops.mean(picked)
+    return -ops.sum(picked) / ops.sum(ops.cast(keep, logits.dtype))
 
 
 def binary_cross_entropy(logits, targets) -> Variable:

@@ -1,0 +1,166 @@
+"""``sg.nn.cross_entropy``'s options against ``torch.nn.functional.cross_entropy`` (float64).
+
+``reduction`` ("mean", "sum", "none"), ``label_smoothing`` and ``ignore_index``, alone and
+together: values and gradients on both backends. Every example ignored: torch's "mean" is
+0 / 0 = NaN with a zero gradient, "sum" 0, "none" zeros; so are ours. A label outside
+``[0, classes)`` that is not ``ignore_index`` still raises at call time naming the labels,
+the value and its position, and a failed training step changes no shared variable.
+"""
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import symgraph as sg
+
+RNG = np.random.default_rng(0)
+LOGITS = RNG.standard_normal((6, 4)) * 3
+LABELS = np.array([0, 3, -100, 1, 3, 2])  # -100: torch's default ignore_index
+
+
+def _torch(logits, labels, **options):
+    z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(labels, dtype=torch.int64)
+    loss = F.cross_entropy(z, y, **options)
+    (g,) = torch.autograd.grad(loss.sum(), z)
+    return loss.detach().numpy(), g.numpy()
+
+
+def _ours(logits, labels, backend, **options):
+    z = sg.tensor("z", ("n", logits.shape[1]))
+    y = sg.tensor("y", ("n",), dtype=labels.dtype.name)
+    loss = sg.nn.cross_entropy(z, y, **options)
+    g = sg.grad(sg.sum(loss), z)
+    return sg.function([z, y], [loss, g], backend=backend)(logits, labels)
+
+
+OPTIONS = [dict(reduction=r, label_smoothing=s, **ignore)
+           for r, s, ignore in itertools.product(
+               ["mean", "sum", "none"], [0.0, 0.1, 1.0],
+               [{}, {"ignore_index": -100}, {"ignore_index": 3}])]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_matches_torch(options, backend):
+    labels = LABELS if options.get("ignore_index") == -100 else np.where(LABELS < 0, 2, LABELS)
+    loss, grad = _ours(LOGITS, labels, backend, **options)
+    expected_loss, expected_grad = _torch(LOGITS, labels, **options)
+    assert np.shape(loss) == expected_loss.shape
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_every_example_ignored_is_as_torch(reduction, backend):
+    labels = np.full(4, 7)  # 7 is outside [0, 4) but ignored: no error
+    loss, grad = _ours(LOGITS[:4], labels, backend, reduction=reduction, ignore_index=7,
+                       label_smoothing=0.2)
+    expected_loss, expected_grad = _torch(LOGITS[:4], labels, reduction=reduction,
+                                          ignore_index=7, label_smoothing=0.2)
+    if reduction == "mean":  # torch: 0 / 0
+        assert np.isnan(expected_loss) and np.isnan(loss)
+    else:
+        np.testing.assert_array_equal(loss, expected_loss)
+    np.testing.assert_array_equal(grad, expected_grad)
+    np.testing.assert_array_equal(grad, 0)
+
+
+def test_gradient_matches_finite_differences_with_every_option(backend):
+    from helpers import assert_grad_matches
+    labels = sg.constant(LABELS)
+    assert_grad_matches(lambda z: sg.nn.cross_entropy(z, labels, label_smoothing=0.3,
+                                                      ignore_index=-100), [LOGITS], backend)
+
+
+def test_second_derivative_matches_torch(backend):
+    z = sg.tensor("z", LOGITS.shape)
+    y = sg.tensor("y", LABELS.shape, dtype="int64")
+    v = RNG.standard_normal(LOGITS.shape)
+    g = sg.grad(sg.nn.cross_entropy(z, y, label_smoothing=0.1, ignore_index=-100), z)
+    h = sg.function([z, y], sg.grad(sg.sum(g * v), z), backend=backend)(LOGITS, LABELS)
+    zt = torch.tensor(LOGITS, requires_grad=True)
+    loss = F.cross_entropy(zt, torch.tensor(LABELS), label_smoothing=0.1, ignore_index=-100)
+    (gt,) = torch.autograd.grad(loss, zt, create_graph=True)
+    (ht,) = torch.autograd.grad((gt * torch.tensor(v)).sum(), zt)
+    np.testing.assert_allclose(h, ht.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_float32(backend):
+    z = sg.tensor("z", LOGITS.shape, dtype="float32")
+    y = sg.tensor("y", LABELS.shape, dtype="int32")
+    loss = sg.nn.cross_entropy(z, y, reduction="none", label_smoothing=0.1, ignore_index=-100)
+    assert loss.dtype == np.float32
+    got = sg.function([z, y], loss, backend=backend)(LOGITS.astype("float32"),
+                                                   LABELS.astype("int32"))
+    expected, _ = _torch(LOGITS, LABELS, reduction="none", label_smoothing=0.1,
+                         ignore_index=-100)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unsigned_labels_with_a_negative_ignore_index(backend):
+    # no uint8 equals -100: nothing is ignored, and the graph is the default one
+    labels = np.array([0, 3, 1, 2], dtype="uint8")
+    loss, _ = _ours(LOGITS[:4], labels, backend, ignore_index=-100)
+    expected, _ = _torch(LOGITS[:4], labels.astype("int64"))
+    np.testing.assert_allclose(loss, expected, rtol=1e-12)
+
+
+def test_default_call_builds_no_mask():
+    # the digits MLP's loss: today's graph, no where/not_equal for an option it does not use
+    z = sg.tensor("z", ("n", 4))
+    y = sg.tensor("y", ("n",), dtype="int64")
+    text = sg.pprint(sg.nn.cross_entropy(z, y))
+    assert "where" not in text and "!=" not in text, text
+
+
+def _training_step(backend: str, **options):
+    x = sg.tensor("x", ("n", 4))
+    y = sg.tensor("y", ("n",), dtype="int64")
+    W = sg.shared(RNG.standard_normal((4, 4)), name="W")
+    steps = sg.shared(np.int64(0), name="steps")
+    loss = sg.nn.cross_entropy(x @ W, y, **options)
+    f = sg.function([x, y], loss, backend=backend,
+                    updates={W: W - 0.5 * sg.grad(loss, W), steps: steps + 1})
+    return f, W, steps
+
+
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+@pytest.mark.parametrize("bad, position", [(4, 3), (-1, 1), (-7, 5)])
+def test_bad_label_still_raises_naming_labels_value_position(ignore_index, bad, position,
+                                                             backend):
+    f, W, steps = _training_step(backend, ignore_index=ignore_index, label_smoothing=0.1)
+    xv = RNG.standard_normal((6, 4))
+    labels = np.array([0, 1, ignore_index, 3, ignore_index, 1])
+    f(xv, labels)  # ignored labels pass the check
+    before = W.get_value().copy(), steps.get_value()
+    labels[position] = bad
+    message = f"label {bad} of 'y' at position {position} is out of range [0, 4)"
+    with pytest.raises(IndexError, match=re.escape(message)):
+        f(xv, labels)
+    np.testing.assert_array_equal(W.get_value(), before[0])
+    assert steps.get_value() == before[1]
+
+
+@pytest.mark.parametrize("options, error, words", [
+    ({"reduction": "avg"}, ValueError, "reduction must be one of"),
+    ({"label_smoothing": 1.5}, ValueError, "label_smoothing must be a number in [0, 1]"),
+    ({"label_smoothing": -0.1}, ValueError, "label_smoothing"),
+    ({"ignore_index": 1.0}, TypeError, "ignore_index must be an int or None"),
+])
+def test_bad_options_raise_when_building(options, error, words):
+    z = sg.tensor("z", (3, 4))
+    y = sg.tensor("y", (3,), dtype="int64")
+    with pytest.raises(error, match=re.escape(words)):
+        sg.nn.cross_entropy(z, y, **options)
+
+
+def test_positional_call_and_labels_shape():
+    z = sg.tensor("z", (3, 4))
+    assert sg.nn.cross_entropy(z, sg.tensor("y", (3,), dtype="int64")).ndim == 0
+    with pytest.raises(ValueError, match=r"labels must be \(batch,\)"):
+        sg.nn.cross_entropy(z, sg.tensor("y", (3, 1), dtype="int64"))
