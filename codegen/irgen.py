@@ -265,10 +265,11 @@ class ScalarBuilder:
         vecmath.register(name, len(xs))
         return Value(self.fb.math(name, x.dtype, [v.ref for v in xs]), x.dtype)
 
-    def _intrinsic(self, name: str, x: Value, *more: Value) -> Value:
+    def _intrinsic(self, name: str, x: Value, *more: Value, fmf: str = FMF) -> Value:
         suffix = "f32" if x.dtype == "float32" else "f64"
         args = ", ".join(f"{v.ty} {v.ref}" for v in (x, *more))
-        return Value(self.fb.op(f"call {FMF} {x.ty} @llvm.{name}.{suffix}({args})"), x.dtype)
+        flags = f"{fmf} " if fmf else ""
+        return Value(self.fb.op(f"call {flags}{x.ty} @llvm.{name}.{suffix}({args})"), x.dtype)
 
     def sqrt(self, x):
         return self._intrinsic("sqrt", x)
@@ -330,14 +331,127 @@ class ScalarBuilder:
         x = self.convert(x, "bool")
         return Value(self.fb.op(f"xor i1 {x.ref}, true"), "bool")
 
+    # -- classification (bool results; integers are always finite, as in numpy)
     def isnan(self, x):
+        if not is_float(x.dtype):
+            return self.const(False, "bool")
         return Value(self.fb.op(f"fcmp uno {x.ty} {x.ref}, {x.ref}"), "bool")
+
+    def isinf(self, x):
+        if not is_float(x.dtype):
+            return self.const(False, "bool")
+        a = self._intrinsic("fabs", x, fmf="")
+        return Value(self.fb.op(f"fcmp oeq {x.ty} {a.ref}, {literal(float('inf'), x.dtype)}"),
+                     "bool")
+
+    def isfinite(self, x):
+        if not is_float(x.dtype):
+            return self.const(True, "bool")
+        a = self._intrinsic("fabs", x, fmf="")  # ordered: NaN is not finite
+        return Value(self.fb.op(f"fcmp one {x.ty} {a.ref}, {literal(float('inf'), x.dtype)}"),
+                     "bool")
+
+    # -- rounding: the identity on integers and bool (as numpy); no fast-math flags, so the
+    # sign of a zero result (``ceil(-0.5) == -0.0``) is kept
+    def floor(self, x):
+        return self._intrinsic("floor", x, fmf="") if is_float(x.dtype) else x
+
+    def ceil(self, x):
+        return self._intrinsic("ceil", x, fmf="") if is_float(x.dtype) else x
+
+    def trunc(self, x):
+        return self._intrinsic("trunc", x, fmf="") if is_float(x.dtype) else x
+
+    def round_half_even(self, x):
+        """numpy's ``round``/``rint``: halfway cases to the even neighbour."""
+        return self._intrinsic("roundeven", x, fmf="") if is_float(x.dtype) else x
+
+    # -- floor division and modulo with numpy's semantics
+    def floor_divide(self, x, y):
+        return self._divmod(x, y)[0]
+
+    def mod(self, x, y):
+        return self._divmod(x, y)[1]
+
+    def _divmod(self, x: Value, y: Value) -> tuple[Value, Value]:
+        """``(x // y, x % y)`` as numpy: the quotient rounded toward minus infinity and the
+        remainder with the divisor's sign.  Integers: division by zero gives 0 for both (numpy
+        warns and returns 0) and ``MIN // -1`` wraps to ``MIN`` with remainder 0, with no
+        undefined ``sdiv``; floats: numpy's ``npy_divmod`` step by step."""
+        if is_float(x.dtype):
+            return self._float_divmod(x, y)
+        fb, ty = self.fb, x.ty
+        zero = fb.op(f"icmp eq {ty} {y.ref}, 0")
+        if x.dtype in ("uint8", "bool"):
+            safe = fb.op(f"select i1 {zero}, {ty} 1, {ty} {y.ref}")
+            q = fb.op(f"udiv {ty} {x.ref}, {safe}")
+            r = fb.op(f"urem {ty} {x.ref}, {safe}")
+        else:
+            bits = ITEMSIZE[x.dtype] * 8
+            is_min = fb.op(f"icmp eq {ty} {x.ref}, {literal(-2 ** (bits - 1), x.dtype)}")
+            minus_one = fb.op(f"icmp eq {ty} {y.ref}, -1")
+            overflow = fb.op(f"and i1 {is_min}, {minus_one}")
+            bad = fb.op(f"or i1 {zero}, {overflow}")
+            # MIN / -1 overflows (undefined in LLVM): divide by 1 instead, giving MIN and 0
+            safe = fb.op(f"select i1 {bad}, {ty} 1, {ty} {y.ref}")
+            q0 = fb.op(f"sdiv {ty} {x.ref}, {safe}")
+            r0 = fb.op(f"srem {ty} {x.ref}, {safe}")
+            # truncated -> floored: a nonzero remainder whose sign differs from the divisor's
+            nonzero = fb.op(f"icmp ne {ty} {r0}, 0")
+            signs = fb.op(f"xor {ty} {r0}, {safe}")
+            differ = fb.op(f"icmp slt {ty} {signs}, 0")
+            adjust = fb.op(f"and i1 {nonzero}, {differ}")
+            q1 = fb.op(f"sub {ty} {q0}, 1")
+            r1 = fb.op(f"add {ty} {r0}, {safe}")
+            q = fb.op(f"select i1 {adjust}, {ty} {q1}, {ty} {q0}")
+            r = fb.op(f"select i1 {adjust}, {ty} {r1}, {ty} {r0}")
+        q = fb.op(f"select i1 {zero}, {ty} 0, {ty} {q}")
+        r = fb.op(f"select i1 {zero}, {ty} 0, {ty} {r}")
+        return Value(q, x.dtype), Value(r, x.dtype)
+
+    def _float_divmod(self, x: Value, y: Value) -> tuple[Value, Value]:
+        """numpy's ``npy_divmod`` (no fast-math flags: the signs of zeros are part of it)."""
+        fb, ty, dt = self.fb, x.ty, x.dtype
+        zero, one, half = (literal(v, dt) for v in (0.0, 1.0, 0.5))
+
+        def arith(opcode: str, a: str, b: str) -> str:
+            return fb.op(f"{opcode} {ty} {a}, {b}")
+
+        fmod = self.math("fmod", x, y).ref  # C fmod: exact, the dividend's sign
+        quotient = arith("fdiv", x.ref, y.ref)
+        div = arith("fdiv", arith("fsub", x.ref, fmod), y.ref)
+        # "if (mod)": NaN counts as nonzero
+        mod_nonzero = fb.op(f"fcmp une {ty} {fmod}, {zero}")
+        y_neg = fb.op(f"fcmp olt {ty} {y.ref}, {zero}")
+        mod_neg = fb.op(f"fcmp olt {ty} {fmod}, {zero}")
+        differ = fb.op(f"xor i1 {y_neg}, {mod_neg}")
+        adjust = fb.op(f"and i1 {mod_nonzero}, {differ}")
+        mod_adjusted, div_adjusted = arith("fadd", fmod, y.ref), arith("fsub", div, one)
+        mod = fb.op(f"select i1 {adjust}, {ty} {mod_adjusted}, {ty} {fmod}")
+        div = fb.op(f"select i1 {adjust}, {ty} {div_adjusted}, {ty} {div}")
+        signed_zero = self._intrinsic("copysign", Value(zero, dt), y, fmf="").ref
+        mod = fb.op(f"select i1 {mod_nonzero}, {ty} {mod}, {ty} {signed_zero}")
+        # snap the quotient to the nearest integer
+        floor = self.floor(Value(div, dt)).ref
+        fraction, ceiling = arith("fsub", div, floor), arith("fadd", floor, one)
+        above_half = fb.op(f"fcmp ogt {ty} {fraction}, {half}")
+        snapped = fb.op(f"select i1 {above_half}, {ty} {ceiling}, {ty} {floor}")
+        div_nonzero = fb.op(f"fcmp une {ty} {div}, {zero}")
+        zero_quotient = self._intrinsic("copysign", Value(zero, dt), Value(quotient, dt),
+                                        fmf="").ref
+        q = fb.op(f"select i1 {div_nonzero}, {ty} {snapped}, {ty} {zero_quotient}")
+        # a zero divisor: x / 0 and fmod(x, 0) (NaN)
+        by_zero = fb.op(f"fcmp oeq {ty} {y.ref}, {zero}")
+        q = fb.op(f"select i1 {by_zero}, {ty} {quotient}, {ty} {q}")
+        mod = fb.op(f"select i1 {by_zero}, {ty} {fmod}, {ty} {mod}")
+        return Value(q, dt), Value(mod, dt)
 
 
 INTRINSIC_DECLARATIONS = "\n".join(
     [f"declare {t} @llvm.{n}.{s}({', '.join([t] * k)})"
      for t, s in (("float", "f32"), ("double", "f64"))
-     for n, k in (("sqrt", 1), ("fabs", 1), ("maximum", 2), ("minimum", 2))]
+     for n, k in (("sqrt", 1), ("fabs", 1), ("maximum", 2), ("minimum", 2), ("floor", 1),
+                  ("ceil", 1), ("trunc", 1), ("roundeven", 1), ("copysign", 2))]
     + [f"declare {i} @llvm.fptosi.sat.{i}.{f}({f})"
        for i in ("i8", "i16", "i32", "i64") for f in ("float", "double")]
     + ["declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
