@@ -271,15 +271,19 @@ class TopkIndices(Op):
 
     def infer(self, x):
         _check_axis(self, x)
-        n = x.shape[self.axis]
-        if self.k < 0 or (isinstance(n, int) and self.k > n):
-            raise ValueError(f"k={self.k} out of range for axis {self.axis} of size "
-                             f"{sh.format_dim(n)}")
+        self.check_k(x.shape[self.axis])
         shape = list(x.shape)
         shape[self.axis] = self.k
         return [TensorType(np.dtype("int64"), tuple(shape))]
 
+    def check_k(self, n) -> None:
+        """``0 <= k <= n`` (a symbolic ``n``: checked on the concrete shape, when called)."""
+        if self.k < 0 or (isinstance(n, int) and self.k > n):
+            raise ValueError(f"k={self.k} out of range for axis {self.axis} of size "
+                             f"{sh.format_dim(n)}")
+
     def perform(self, inputs, ctx):
+        self.check_k(np.shape(inputs[0])[self.axis])
         order = topk_order(inputs[0], self.axis)
         return [contiguous(np.take(order, np.arange(self.k), axis=self.axis)
                            .astype(np.int64))]
