@@ -1,4 +1,534 @@
 """LLVM lowerings of the conv op family (symgraph/ops/conv.py), each registered with
-``register_lowering`` next to its function."""
+``register_lowering`` next to its function.
+
+Two schemes, chosen per node by shape (:func:`use_gemm`):
+
+* **gemm**: per image and group, a tile of output rows is unfolded (im2col) into a stack
+  buffer of at most ``TILE_BYTES`` and multiplied by the weights in one BLAS gemm whose
+  C operand is the output itself (``ldc`` = the output plane): the forward is
+  ``W_g @ col``, the weight gradient ``dW_g += g_tile @ col^T``, the input gradient
+  ``col = W_g^T @ g_tile`` folded back (col2im) into ``dx``.  Needs static channels and
+  spatial sizes (the batch may be symbolic) and a tile of at least one output row.
+* **direct**: loops over the kernel taps, then over the output positions whose tap lands
+  inside the input (the ranges are computed, so the innermost loop has no branch and
+  vectorises along the width): for few channels, depthwise convolutions, integer or
+  symbolic spatial sizes.
+
+Pooling is direct loops; the max-pool family finds each window's first maximum (torch's
+rule: a larger value or a NaN replaces) with branch-free selects over clamped reads.
+Pipeline: graph -> grad -> rewrite -> fusion -> **lower** (this module) -> LLVM -> call.
+"""
 
 from __future__ import annotations
+
+from symgraph.graph import Apply, Variable
+from symgraph.ops.conv import (
+    AvgPool2D,
+    AvgPool2DGrad,
+    Conv2D,
+    Conv2DInputGrad,
+    Conv2DWeightGrad,
+    MaxPool2D,
+    MaxPool2DGather,
+    MaxPool2DGrad,
+)
+
+from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
+from .kernel import Kernel
+from .lower_blas import _blas_int
+from .native import blas
+from .registry import Lowering, register_lowering
+
+__all__ = ["GEMM_MIN_FILTERS", "GEMM_MIN_REDUCTION", "TILE_BYTES", "use_gemm"]
+
+#: the im2col tile lives on the stack: at most this many bytes
+TILE_BYTES = 192 * 1024
+#: the gemm route needs at least this many filters per group (gemm's M) ...
+GEMM_MIN_FILTERS = 4
+#: ... and this many products per output (channels per group x kernel taps, gemm's K)
+GEMM_MIN_REDUCTION = 16
+
+
+# --------------------------------------------------------------------------- integer helpers
+
+
+def _op(k: Kernel, text: str) -> str:
+    return k.fb.op(text)
+
+
+def _imul(k: Kernel, a: str, b) -> str:
+    b = str(b)
+    if a == "0" or b == "0":
+        return "0"
+    if b == "1":
+        return a
+    if a == "1":
+        return b
+    if a.lstrip("-").isdigit() and b.lstrip("-").isdigit():
+        return str(int(a) * int(b))
+    return _op(k, f"mul nsw i64 {a}, {b}")
+
+
+def _iadd(k: Kernel, a: str, b) -> str:
+    b = str(b)
+    if b == "0":
+        return a
+    if a == "0":
+        return b
+    if a.lstrip("-").isdigit() and b.lstrip("-").isdigit():
+        return str(int(a) + int(b))
+    return _op(k, f"add nsw i64 {a}, {b}")
+
+
+def _select(k: Kernel, cond: str, a: str, b: str) -> str:
+    return _op(k, f"select i1 {cond}, i64 {a}, i64 {b}")
+
+
+def _imax(k: Kernel, a: str, b: str) -> str:
+    return _select(k, _op(k, f"icmp sgt i64 {a}, {b}"), a, b)
+
+
+def _imin(k: Kernel, a: str, b: str) -> str:
+    return _select(k, _op(k, f"icmp slt i64 {a}, {b}"), a, b)
+
+
+def _valid_range(k: Kernel, outputs: str, length: str, offset: str, stride: int
+                 ) -> tuple[str, str]:
+    """(first, count) of the outputs ``o`` in ``[0, outputs)`` whose input index
+    ``o * stride + offset`` lies in ``[0, length)``."""
+    neg = _op(k, f"sub nsw i64 0, {offset}")
+    up = _op(k, f"sdiv i64 {_iadd(k, neg, stride - 1)}, {stride}")
+    first = _select(k, _op(k, f"icmp sgt i64 {offset}, 0"), "0", up)
+    top = _op(k, f"sub nsw i64 {_iadd(k, length, -1)}, {offset}")
+    last = _op(k, f"add nsw i64 {_op(k, f'sdiv i64 {top}, {stride}')}, 1")
+    end = _select(k, _op(k, f"icmp slt i64 {top}, 0"), "0", _imin(k, outputs, last))
+    return first, _imax(k, _op(k, f"sub nsw i64 {end}, {first}"), "0")
+
+
+def _memset0(k: Kernel, var: Variable) -> None:
+    nbytes = k.mul_i64(k.size(var), str(ITEMSIZE[var.dtype.name]))
+    k.fb.emit(f"call void @llvm.memset.p0.i64(ptr {k.ptr(var)}, i8 0, i64 {nbytes}, i1 0)")
+
+
+def _at(k: Kernel, base: str, ty: str, offset: str) -> str:
+    return base if offset == "0" else _op(k, f"getelementptr inbounds {ty}, ptr {base}, "
+                                             f"i64 {offset}")
+
+
+# --------------------------------------------------------------------------- tap loops
+
+
+class _Taps:
+    """Loops over the kernel taps ``(i, j)`` and then over the output positions whose tap
+    lands inside the input: ``open_taps`` then (anything) then ``open_positions``."""
+
+    def __init__(self, k: Kernel, op, x: Variable, out: Variable):
+        self.k, self.op = k, op
+        self.h, self.w = k.dim(x, 2), k.dim(x, 3)
+        self.ho, self.wo = k.dim(out, 2), k.dim(out, 3)
+        self.tokens: list = []
+
+    def open_taps(self) -> tuple[str, str]:
+        k, op = self.k, self.op
+        (kh, kw), ((pt, _), (pl, _)) = op.kernel, op.padding
+        dy, dx = getattr(op, "dilation", (1, 1))
+        i, t1 = k.fb.loop_begin(str(kh))
+        self.off_h = _iadd(k, _imul(k, i, dy), -pt)
+        self.rows = _valid_range(k, self.ho, self.h, self.off_h, op.stride[0])
+        j, t2 = k.fb.loop_begin(str(kw))
+        self.off_w = _iadd(k, _imul(k, j, dx), -pl)
+        self.cols = _valid_range(k, self.wo, self.w, self.off_w, op.stride[1])
+        self.tokens += [t1, t2]
+        return i, j
+
+    def open_positions(self, rows: tuple[str, str] | None = None
+                       ) -> tuple[str, str, str, str]:
+        """(oh, ow, ih, iw); ``rows`` narrows the output rows to ``(first, count)``."""
+        k, (sy, sx) = self.k, self.op.stride
+        first, count = rows or self.rows
+        a, t3 = k.fb.loop_begin(count)
+        oh = _iadd(k, first, a)
+        ih = _iadd(k, _imul(k, oh, sy), self.off_h)
+        b, t4 = k.fb.loop_begin(self.cols[1])
+        ow = _iadd(k, self.cols[0], b)
+        iw = _iadd(k, _imul(k, ow, sx), self.off_w)
+        self.tokens += [t3, t4]
+        return oh, ow, ih, iw
+
+    def close(self, n: int) -> None:
+        for _ in range(n):
+            self.k.fb.loop_end(self.tokens.pop())
+
+
+def _accumulate(k: Kernel, var: Variable, idx: list[str], term: Value) -> None:
+    k.store(var, idx, k.sb.add(k.load(var, idx), term))
+
+
+def _group(k: Kernel, op, f: str, filters: Variable) -> str:
+    """The group of filter ``f`` (``filters`` is (F, ...))."""
+    if op.groups == 1:
+        return "0"
+    fg = _op(k, f"sdiv i64 {k.dim(filters, 0)}, {op.groups}")
+    return _op(k, f"sdiv i64 {f}, {fg}")
+
+
+# --------------------------------------------------------------------------- direct scheme
+
+
+def _direct_forward(k: Kernel, node: Apply) -> None:
+    """``out[n, f] += w[f, c, i, j] * x[n, g*Cg + c, shifted]`` tap by tap."""
+    x, w = node.inputs
+    out, op = node.outputs[0], node.op
+    _memset0(k, out)
+    n, t_n = k.fb.loop_begin(k.dim(x, 0))
+    f, t_f = k.fb.loop_begin(k.dim(w, 0))
+    grp = _group(k, op, f, w)
+    c, t_c = k.fb.loop_begin(k.dim(w, 1))
+    cin = _iadd(k, _imul(k, grp, k.dim(w, 1)), c)
+    taps = _Taps(k, op, x, out)
+    i, j = taps.open_taps()
+    wv = k.load(w, [f, c, i, j])
+    oh, ow, ih, iw = taps.open_positions()
+    _accumulate(k, out, [n, f, oh, ow], k.sb.mul(wv, k.load(x, [n, cin, ih, iw])))
+    taps.close(4)
+    for t in (t_c, t_f, t_n):
+        k.fb.loop_end(t)
+
+
+def _direct_input_grad(k: Kernel, node: Apply) -> None:
+    """``dx[n, g*Cg + c, shifted] += w[f, c, i, j] * g[n, f]`` tap by tap."""
+    g, w, x = node.inputs
+    out, op = node.outputs[0], node.op
+    _memset0(k, out)
+    n, t_n = k.fb.loop_begin(k.dim(g, 0))
+    f, t_f = k.fb.loop_begin(k.dim(w, 0))
+    grp = _group(k, op, f, w)
+    c, t_c = k.fb.loop_begin(k.dim(w, 1))
+    cin = _iadd(k, _imul(k, grp, k.dim(w, 1)), c)
+    taps = _Taps(k, op, x, g)
+    i, j = taps.open_taps()
+    wv = k.load(w, [f, c, i, j])
+    oh, ow, ih, iw = taps.open_positions()
+    _accumulate(k, out, [n, cin, ih, iw], k.sb.mul(wv, k.load(g, [n, f, oh, ow])))
+    taps.close(4)
+    for t in (t_c, t_f, t_n):
+        k.fb.loop_end(t)
+
+
+def _direct_weight_grad(k: Kernel, node: Apply) -> None:
+    """``dw[f, c, i, j] = sum_{n, positions} x[n, g*Cg + c, shifted] * g[n, f]``."""
+    x, g = node.inputs
+    out, op = node.outputs[0], node.op
+    dt = out.dtype.name
+    f, t_f = k.fb.loop_begin(k.dim(out, 0))
+    grp = _group(k, op, f, out)
+    c, t_c = k.fb.loop_begin(k.dim(out, 1))
+    cin = _iadd(k, _imul(k, grp, k.dim(out, 1)), c)
+    taps = _Taps(k, op, x, g)
+    i, j = taps.open_taps()
+    zero = k.sb.const(0, dt)
+    acc = k.fb.alloca(zero.ty, zero.ref)
+    n, t_n = k.fb.loop_begin(k.dim(x, 0))
+    oh, ow, ih, iw = taps.open_positions()
+    cur = Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt)
+    term = k.sb.mul(k.load(x, [n, cin, ih, iw]), k.load(g, [n, f, oh, ow]))
+    k.fb.emit(f"store {zero.ty} {k.sb.add(cur, term).ref}, ptr {acc}")
+    taps.close(2)
+    k.fb.loop_end(t_n)
+    k.store(out, [f, c, i, j], Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt))
+    taps.close(2)
+    for t in (t_c, t_f):
+        k.fb.loop_end(t)
+
+
+# --------------------------------------------------------------------------- gemm scheme
+
+
+def _static(*vars_: Variable, batch_free: bool = True) -> bool:
+    return all(isinstance(d, int) and d > 0 for v in vars_
+               for d in (v.shape[1:] if batch_free else v.shape))
+
+
+def _geometry(x: Variable, filters: int, op) -> dict | None:
+    """The gemm route's static sizes, or None when it does not apply."""
+    kh, kw = op.kernel
+    c, h, w = x.shape[1:]
+    ho, wo = op.out_hw(h, w)
+    cg, fg = c // op.groups, filters // op.groups
+    red = cg * kh * kw
+    item = ITEMSIZE[x.dtype.name]
+    rows = min(ho, TILE_BYTES // (item * red * wo))
+    if rows < 1:
+        return None
+    return {"cg": cg, "fg": fg, "red": red, "ho": ho, "wo": wo, "rows": rows,
+            "plane": ho * wo, "ld": rows * wo, "tiles": -(-ho // rows), "F": filters,
+            "C": c}
+
+
+def use_gemm(op, x: Variable, filters: Variable, out: Variable) -> dict | None:
+    """The gemm geometry when the gemm route is the faster correct one for this node:
+    float, static channels and spatial sizes, enough filters per group and products per
+    output (else few-channel and depthwise convolutions run as direct loops)."""
+    if not is_float(out.dtype.name) or not is_float(x.dtype.name):
+        return None
+    if not (_static(x) and isinstance(filters.shape[0], int) and filters.shape[0] > 0):
+        return None
+    geo = _geometry(x, filters.shape[0], op)
+    if geo is None or geo["fg"] < GEMM_MIN_FILTERS or geo["red"] < GEMM_MIN_REDUCTION:
+        return None
+    return geo
+
+
+class _Tiles:
+    """Per image, group and tile of output rows: the im2col tile on the stack."""
+
+    def __init__(self, k: Kernel, op, x: Variable, positions: Variable, geo: dict,
+                 batch: str):
+        self.k, self.op, self.x, self.geo = k, op, x, geo
+        self.positions = positions  # (N, F, Ho, Wo): the output or its gradient
+        self.dt = x.dtype.name
+        self.ty = MEM_TYPE[self.dt]
+        k.ctx.uses_blas = k.blas = True
+        self.col = k.fb.entry_op("im2col", f"alloca [{geo['red'] * geo['ld']} x {self.ty}], "
+                                            "align 64")
+        self.n, t_n = k.fb.loop_begin(batch)
+        self.grp, t_g = k.fb.loop_begin(str(op.groups))
+        t, t_t = k.fb.loop_begin(str(geo["tiles"]))
+        self.row0 = _imul(k, t, geo["rows"])
+        self.nrows = _imin(k, str(geo["rows"]), _op(k, f"sub nsw i64 {geo['ho']}, {self.row0}"))
+        self.ncols = _imul(k, self.nrows, geo["wo"])
+        self.tokens = [t_n, t_g, t_t]
+
+    def close(self) -> None:
+        for t in reversed(self.tokens):
+            self.k.fb.loop_end(t)
+
+    def image_ptr(self, var: Variable) -> str:
+        """Pointer to ``var[n, grp * Fg, row0, 0]`` (``var`` is (N, F, Ho, Wo))."""
+        k, geo = self.k, self.geo
+        plane_rows = _imul(k, _iadd(k, _imul(k, self.n, geo["F"]),
+                                    _imul(k, self.grp, geo["fg"])), geo["plane"])
+        return _at(k, k.ptr(var), self.ty, _iadd(k, plane_rows, _imul(k, self.row0, geo["wo"])))
+
+    def _rows_in_tile(self, taps: _Taps) -> tuple[str, str]:
+        k = self.k
+        first, count = taps.rows
+        lo = _imax(k, first, self.row0)
+        hi = _imin(k, _iadd(k, first, count), _iadd(k, self.row0, self.nrows))
+        return lo, _imax(k, _op(k, f"sub nsw i64 {hi}, {lo}"), "0")
+
+    def _col_index(self, c: str, i: str, j: str, oh: str, ow: str) -> str:
+        k, geo = self.k, self.geo
+        kh, kw = self.op.kernel
+        tap = _iadd(k, _imul(k, _iadd(k, _imul(k, c, kh), i), kw), j)
+        local = _iadd(k, _imul(k, _op(k, f"sub nsw i64 {oh}, {self.row0}"), geo["wo"]), ow)
+        return _iadd(k, _imul(k, tap, geo["ld"]), local)
+
+    def _tap_loops(self, body) -> None:
+        k = self.k
+        c, t_c = k.fb.loop_begin(str(self.geo["cg"]))
+        cin = _iadd(k, _imul(k, self.grp, self.geo["cg"]), c)
+        taps = _Taps(k, self.op, self.x, self.positions)
+        i, j = taps.open_taps()
+        oh, ow, ih, iw = taps.open_positions(self._rows_in_tile(taps))
+        slot = _at(k, self.col, self.ty, self._col_index(c, i, j, oh, ow))
+        body(cin, ih, iw, slot)
+        taps.close(4)
+        k.fb.loop_end(t_c)
+
+    def im2col(self) -> None:
+        """The tile: zeros where a tap falls in the padding, else the input value."""
+        k, x = self.k, self.x
+        nbytes = self.geo["red"] * self.geo["ld"] * ITEMSIZE[self.dt]
+        k.fb.emit(f"call void @llvm.memset.p0.i64(ptr {self.col}, i8 0, i64 {nbytes}, i1 0)")
+
+        def copy(cin, ih, iw, slot):
+            k.fb.emit(f"store {self.ty} {k.load(x, [self.n, cin, ih, iw]).ref}, ptr {slot}")
+        self._tap_loops(copy)
+
+    def col2im(self, dx: Variable) -> None:
+        """Add the tile back into ``dx`` (the transpose of :meth:`im2col`)."""
+        k = self.k
+
+        def add(cin, ih, iw, slot):
+            value = Value(k.fb.op(f"load {self.ty}, ptr {slot}"), self.dt)
+            _accumulate(k, dx, [self.n, cin, ih, iw], value)
+        self._tap_loops(add)
+
+    def gemm(self, **kw) -> None:
+        self.k.fb.emit(blas.gemm_call(self.dt, **{
+            key: (_blas_int(self.k, v) if key in ("m", "n", "k", "lda", "ldb", "ldc")
+                  and isinstance(v, str) else v) for key, v in kw.items()}))
+
+
+def _gemm_forward(k: Kernel, node: Apply, geo: dict) -> None:
+    x, w = node.inputs
+    out = node.outputs[0]
+    tiles = _Tiles(k, node.op, x, out, geo, k.dim(x, 0))
+    tiles.im2col()
+    a = _at(k, k.ptr(w), tiles.ty, _imul(k, tiles.grp, geo["fg"] * geo["red"]))
+    tiles.gemm(a=a, b=tiles.col, c=tiles.image_ptr(out), m=geo["fg"],
+               n=tiles.ncols, k=geo["red"], lda=geo["red"], ldb=geo["ld"], ldc=geo["plane"])
+    tiles.close()
+
+
+def _gemm_input_grad(k: Kernel, node: Apply, geo: dict) -> None:
+    g, w, x = node.inputs
+    out = node.outputs[0]
+    _memset0(k, out)
+    tiles = _Tiles(k, node.op, x, g, geo, k.dim(g, 0))
+    a = _at(k, k.ptr(w), tiles.ty, _imul(k, tiles.grp, geo["fg"] * geo["red"]))
+    tiles.gemm(a=a, b=tiles.image_ptr(g), c=tiles.col, m=geo["red"], n=tiles.ncols,
+               k=geo["fg"], trans_a=True, lda=geo["red"], ldb=geo["plane"], ldc=geo["ld"])
+    tiles.col2im(out)
+    tiles.close()
+
+
+def _gemm_weight_grad(k: Kernel, node: Apply, geo: dict) -> None:
+    x, g = node.inputs
+    out = node.outputs[0]
+    _memset0(k, out)
+    tiles = _Tiles(k, node.op, x, g, geo, k.dim(x, 0))
+    tiles.im2col()
+    c = _at(k, k.ptr(out), tiles.ty, _imul(k, tiles.grp, geo["fg"] * geo["red"]))
+    tiles.gemm(a=tiles.image_ptr(g), b=tiles.col, c=c, m=geo["fg"], n=geo["red"],
+               k=tiles.ncols, trans_b=True, lda=geo["plane"], ldb=geo["ld"], ldc=geo["red"],
+               beta=1.0)
+    tiles.close()
+
+
+def lower_conv2d(k: Kernel, node: Apply) -> None:
+    x, w = node.inputs
+    geo = use_gemm(node.op, x, w, node.outputs[0])
+    return _gemm_forward(k, node, geo) if geo else _direct_forward(k, node)
+
+
+def lower_conv2d_input_grad(k: Kernel, node: Apply) -> None:
+    g, w, x = node.inputs
+    geo = use_gemm(node.op, x, w, node.outputs[0]) if g.dtype == w.dtype else None
+    return _gemm_input_grad(k, node, geo) if geo else _direct_input_grad(k, node)
+
+
+def lower_conv2d_weight_grad(k: Kernel, node: Apply) -> None:
+    x, g = node.inputs
+    out = node.outputs[0]
+    geo = use_gemm(node.op, x, out, out) if x.dtype == g.dtype == out.dtype else None
+    return _gemm_weight_grad(k, node, geo) if geo else _direct_weight_grad(k, node)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _window(k: Kernel, node: Apply, x: Variable, out: Variable, visit) -> None:
+    """For every output element (n, c, oh, ow) of a pooling: ``visit(idx, taps)`` where
+    ``taps`` lists, per window tap, (valid?, clamped input index)."""
+    op = node.op
+    (kh, kw), (sy, sx), ((pt, _), (pl, _)) = op.kernel, op.stride, op.padding
+    idx, tokens = k.open_loops(out, range(4))
+    n, c, oh, ow = (idx[a] for a in range(4))
+    h, w = k.dim(x, 2), k.dim(x, 3)
+    rows, cols = [], []
+    for i in range(kh):
+        ih = _iadd(k, _imul(k, oh, sy), i - pt)
+        rows.append(_clamped(k, ih, h))
+    for j in range(kw):
+        iw = _iadd(k, _imul(k, ow, sx), j - pl)
+        cols.append(_clamped(k, iw, w))
+    taps = []
+    for ok_h, ih in rows:
+        for ok_w, iw in cols:
+            taps.append((_op(k, f"and i1 {ok_h}, {ok_w}"), [n, c, ih, iw]))
+    visit([n, c, oh, ow], taps)
+    k.close_loops(tokens)
+
+
+def _clamped(k: Kernel, index: str, length: str) -> tuple[str, str]:
+    """(0 <= index < length, the index clamped into range: always a safe read)."""
+    inside = _op(k, f"icmp ult i64 {index}, {length}")
+    return inside, _select(k, inside, index, "0")
+
+
+def _first_max(k: Kernel, x: Variable, taps) -> tuple[Value, list[str]]:
+    """Value and input index of a window's first maximum: the first valid tap, then any
+    larger value or a NaN replaces (torch's rule)."""
+    dt = x.dtype.name
+    best, where, seen = None, None, None
+    for ok, index in taps:
+        v = k.load(x, index)
+        if best is None:
+            best, where, seen = v, list(index), ok
+            continue
+        larger = k.sb.or_(k.sb.gt(v, best), k.sb.isnan(v))
+        first = _op(k, f"xor i1 {seen}, true")  # no valid tap yet
+        take = _op(k, f"and i1 {ok}, {_op(k, f'or i1 {larger.ref}, {first}')}")
+        best = Value(_op(k, f"select i1 {take}, {v.ty} {v.ref}, {v.ty} {best.ref}"), dt)
+        where = [_select(k, take, a, b) for a, b in zip(index, where)]
+        seen = _op(k, f"or i1 {seen}, {ok}")
+    return best, where
+
+
+def lower_max_pool2d(k: Kernel, node: Apply) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    _window(k, node, x, out, lambda idx, taps: k.store(out, idx, _first_max(k, x, taps)[0]))
+
+
+def lower_max_pool2d_grad(k: Kernel, node: Apply) -> None:
+    x, g = node.inputs
+    out = node.outputs[0]
+    _memset0(k, out)
+
+    def visit(idx, taps):
+        _, where = _first_max(k, x, taps)
+        _accumulate(k, out, where, k.sb.convert(k.load(g, idx), out.dtype.name))
+    _window(k, node, x, g, visit)
+
+
+def lower_max_pool2d_gather(k: Kernel, node: Apply) -> None:
+    x, v = node.inputs
+    out = node.outputs[0]
+    _window(k, node, x, out,
+            lambda idx, taps: k.store(out, idx, k.load(v, _first_max(k, x, taps)[1])))
+
+
+def lower_avg_pool2d(k: Kernel, node: Apply) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    dt = out.dtype.name
+    kh, kw = node.op.kernel
+
+    def visit(idx, taps):
+        total = k.sb.const(0, dt)
+        for ok, index in taps:
+            v = k.load(x, index)
+            total = k.sb.add(total, Value(_op(k, f"select i1 {ok}, {v.ty} {v.ref}, "
+                                                 f"{v.ty} {literal(0, dt)}"), dt))
+        k.store(out, idx, k.sb.div(total, k.sb.const(kh * kw, dt)))
+    _window(k, node, x, out, visit)
+
+
+def lower_avg_pool2d_grad(k: Kernel, node: Apply) -> None:
+    """Each ``g / (kh * kw)`` added over its window, tap by tap (branch-free ranges)."""
+    g, x = node.inputs
+    out = node.outputs[0]
+    dt = out.dtype.name
+    kh, kw = node.op.kernel
+    _memset0(k, out)
+    n, t_n = k.fb.loop_begin(k.dim(g, 0))
+    c, t_c = k.fb.loop_begin(k.dim(g, 1))
+    taps = _Taps(k, node.op, x, g)
+    taps.open_taps()
+    oh, ow, ih, iw = taps.open_positions()
+    share = k.sb.div(k.sb.convert(k.load(g, [n, c, oh, ow]), dt), k.sb.const(kh * kw, dt))
+    _accumulate(k, out, [n, c, ih, iw], share)
+    taps.close(4)
+    k.fb.loop_end(t_c)
+    k.fb.loop_end(t_n)
+
+
+register_lowering(Conv2D, Lowering(kernel=lower_conv2d))
+register_lowering(Conv2DInputGrad, Lowering(kernel=lower_conv2d_input_grad))
+register_lowering(Conv2DWeightGrad, Lowering(kernel=lower_conv2d_weight_grad))
+register_lowering(MaxPool2D, Lowering(kernel=lower_max_pool2d))
+register_lowering(MaxPool2DGrad, Lowering(kernel=lower_max_pool2d_grad))
+register_lowering(MaxPool2DGather, Lowering(kernel=lower_max_pool2d_gather))
+register_lowering(AvgPool2D, Lowering(kernel=lower_avg_pool2d))
+register_lowering(AvgPool2DGrad, Lowering(kernel=lower_avg_pool2d_grad))

@@ -266,8 +266,12 @@ class _Pool(_Window):
         n, c, ho, wo, kh, kw = p.shape
         flat = p.reshape(n, c, ho, wo, kh * kw)
         nan = np.isnan(flat)
-        best = np.where(nan.any(-1), kh * kw - 1 - np.argmax(nan[..., ::-1], -1),
-                        np.argmax(flat, -1))
+        best = np.argmax(flat, -1)
+        # a window of -inf only: torch keeps its first real element, not a padded one
+        real = self.patches(np.ones((1, 1, *x.shape[2:])), 0.0).reshape(ho, wo, kh * kw)
+        best = np.where(np.take_along_axis(flat, best[..., None], -1)[..., 0] == -np.inf,
+                        np.argmax(real, -1), best)
+        best = np.where(nan.any(-1), kh * kw - 1 - np.argmax(nan[..., ::-1], -1), best)
         a, b = np.divmod(best, kw)
         (sy, sx) = self.stride
         rows = np.arange(ho)[:, None] * sy + a
