@@ -15,6 +15,7 @@ import symgraph as sg
 POINTS = np.array([-800.0, -40.0, -5.0, -1.5, -0.3, 0.0, 1e-8, 0.2, 1.0, 2.5, 7.0, 40.0, 800.0])
 
 CASES = {
+    "gelu": (sg.nn.gelu, F.gelu),
     "silu": (sg.nn.silu, F.silu),
     "elu": (sg.nn.elu, F.elu),
     "elu_alpha": (lambda x: sg.nn.elu(x, alpha=0.4), lambda x: F.elu(x, alpha=0.4)),
@@ -64,10 +65,12 @@ def test_float32_stays_float32(name, backend):
 def test_symbolic_batch_fuses_into_one_loop():
     # a composite is an elementwise tree: on llvm its forward is a single kernel
     x = sg.tensor("x", ("n", 3))
-    f = sg.function([x], sg.nn.silu(sg.nn.elu(x)) + sg.nn.log_sigmoid(x), backend="llvm")
+    y = sg.nn.silu(sg.nn.elu(x)) + sg.nn.log_sigmoid(x) * sg.nn.gelu(x)
+    f = sg.function([x], y, backend="llvm")
     xv = np.linspace(-3, 3, 12).reshape(4, 3)
     t = torch.tensor(xv)
-    np.testing.assert_allclose(f(xv), (F.silu(F.elu(t)) + F.logsigmoid(t)).numpy(), rtol=1e-12)
+    expected = F.silu(F.elu(t)) + F.logsigmoid(t) * F.gelu(t)
+    np.testing.assert_allclose(f(xv), expected.numpy(), rtol=1e-12)
     assert len(f.kernels) == 1
 
 
