@@ -41,8 +41,8 @@ from symgraph.ops import elemwise as ew
 
 from .registry import aliases_input, facts, shape_only
 
-__all__ = ["ADDRESSABLE", "Analysis", "analyse", "group_kernels", "is_transpose2d",
-           "plan_inplace", "shape_only"]
+__all__ = ["ADDRESSABLE", "Analysis", "analyse", "group_kernels", "is_matrix_transpose",
+           "is_transpose2d", "plan_inplace", "shape_only"]
 
 #: modes whose values sit in memory with a C layout
 ADDRESSABLE = ("arg", "const", "literal", "buffer", "alias")
@@ -52,6 +52,16 @@ def is_transpose2d(op) -> bool:
     """A 2-d transpose (a view a BLAS call reads through its transpose flag)?"""
     return facts(op).view and getattr(op, "ndim_in", None) == 2 and \
         tuple(getattr(op, "order", ())) == (1, 0)
+
+
+def is_matrix_transpose(op) -> bool:
+    """A swap of the last two axes, the others in place (a 2-d transpose, or one of every
+    matrix of a stack): a view a BLAS call reads through its transpose flag."""
+    if not facts(op).view:
+        return False
+    n = getattr(op, "ndim_in", None)
+    return n is not None and n >= 2 and \
+        tuple(getattr(op, "order", ())) == (*range(n - 2), n - 1, n - 2)
 
 
 def _inlinable(op) -> bool:
@@ -153,7 +163,7 @@ def _mode(an: Analysis, node: Apply, var: Variable, is_output: bool) -> str:
         for client, _ in uses:
             if facts(client.op).value_consumer:
                 continue
-            if (facts(client.op).transposed_operands and is_transpose2d(op)
+            if (facts(client.op).transposed_operands and is_matrix_transpose(op)
                     and src_mode in ADDRESSABLE):
                 continue
             return "buffer"

@@ -2,6 +2,11 @@
 
 ``MatMul`` calls gemm/gemv of the BLAS numpy loaded (:mod:`codegen.native.blas`), reading a 2-d
 transposing view as the transpose flag; integer products take a plain loop.
+``BatchedMatMul`` (stacks of matrices, broadcast batch dims) is one gemm when the right operand
+is a single matrix and the left one is contiguous (the stack is one tall matrix), else a loop
+over the batch calling one gemm per matrix, or, for tiny matrices (at most
+:data:`SMALL_MATMUL_WORK` multiply-adds each), a generated loop nest per matrix; a swap of the
+last two axes of an operand is read as the transpose flag.
 :func:`lower_folded_sgd` writes ``W - c * (A @ B)`` as one gemm into ``W`` when
 :func:`codegen.fusion.plan_inplace` chose the fold.
 """
@@ -11,15 +16,16 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.graph import Apply, Variable
-from symgraph.ops.linalg import MatMul
+from symgraph.ops.linalg import BatchedMatMul, MatMul
 
-from .fusion import ADDRESSABLE, is_transpose2d
-from .irgen import ITEMSIZE, Value, is_float, literal
+from .fusion import ADDRESSABLE, is_matrix_transpose, is_transpose2d
+from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
 from .kernel import Kernel, node_error
 from .native import blas
 from .registry import Lowering, register_lowering
 
-__all__ = ["SGD_TILE", "lower_folded_sgd", "lower_matmul"]
+__all__ = ["SGD_TILE", "SMALL_MATMUL_WORK", "lower_batched_matmul", "lower_folded_sgd",
+           "lower_matmul"]
 
 
 def _pointer_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
@@ -203,5 +209,166 @@ def _naive_matmul(k: Kernel, node: Apply) -> None:
     k.close_loops(outer)
 
 
+# --------------------------------------------------------------------------- stacks of matrices
+
+#: multiply-adds per matrix (m * n * k) at or below which a batched product runs a generated
+#: loop nest per matrix instead of one BLAS call per matrix (a call costs about as much as
+#: this many multiply-adds; measured in the module's tests/bench, see lower_batched_matmul)
+SMALL_MATMUL_WORK = 32 * 32 * 32
+
+
+def _matrix_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
+    """(variable whose buffer holds the data, transposed?) for a stack of matrices: a swap of
+    the last two axes is read through the transpose flag (or transposed indices)."""
+    if k.an.mode[var] == "view" and is_matrix_transpose(var.owner.op):
+        return var.owner.inputs[0], True
+    if k.an.mode[var] not in ADDRESSABLE:
+        raise node_error(var.owner, "internal: BLAS operand not in memory")
+    return var, False
+
+
+def lower_batched_matmul(k: Kernel, node: Apply) -> None:
+    """``(..., m, k) @ (..., k, n)`` with broadcast batch dims (see the module docstring).
+
+    Which route is faster depends on the matrix size: a BLAS call costs a fixed overhead
+    (argument checks, dispatch, packing) that a generated loop nest over an 8x8 matrix does
+    not pay, while from ~32x32 on BLAS's blocked kernels win; static sizes choose at compile
+    time, symbolic ones by a branch on ``m * n * k`` at run time."""
+    a, b = node.inputs
+    out = node.outputs[0]
+    dt = out.dtype.name
+    if not is_float(dt) or a.dtype.name != dt or b.dtype.name != dt:
+        return _naive_batched_matmul(k, node)
+    k.ctx.uses_blas = k.blas = True
+    sa, ta = _matrix_operand(k, a)
+    sb_, tb = _matrix_operand(k, b)
+    m, kk, n = k.dim(a, a.ndim - 2), k.dim(a, a.ndim - 1), k.dim(b, b.ndim - 1)
+    pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(out)
+    fb = k.fb
+    total = k.size(out)
+    # nothing to compute (an empty stack or matrix), or k == 0: the result is zeros
+    empty = fb.op(f"icmp eq i64 {fb.op(f'mul i64 {total}, {kk}')}, 0")
+    then = fb.if_begin(empty)
+    fb.emit(f"call void @llvm.memset.p0.i64(ptr {pc}, i8 0, "
+            f"i64 {k.mul_i64(total, str(ITEMSIZE[dt]))}, i1 0)")
+    fb.emit("ret i32 0")
+    fb.start_block(fb.label("unreachable"))
+    fb.if_end(then)
+    if b.ndim == 2 and not ta:  # the stack of A is one tall matrix: one gemm
+        rows = k.size(out, range(out.ndim - 1))
+        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, rows), n=_blas_int(k, n),
+                               k=_blas_int(k, kk), trans_b=tb))
+        return
+    sizes = (m, n, kk)
+    if all(d.isdigit() for d in sizes):
+        small = int(m) * int(n) * int(kk) <= SMALL_MATMUL_WORK
+        if small:
+            _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: _small_matmul(
+                k, dt, (x, ta), (y, tb), z, sizes))
+            return
+    else:
+        work = fb.op(f"mul i64 {k.mul_i64(m, n)}, {kk}")
+        then = fb.if_begin(fb.op(f"icmp sle i64 {work}, {SMALL_MATMUL_WORK}"))
+        _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: _small_matmul(
+            k, dt, (x, ta), (y, tb), z, sizes))
+        fb.emit("ret i32 0")
+        fb.start_block(fb.label("unreachable"))
+        fb.if_end(then)
+    bm, bn, bk = (_blas_int(k, d) for d in sizes)
+    _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: fb.emit(blas.gemm_call(
+        dt, a=x, b=y, c=z, m=bm, n=bn, k=bk, trans_a=ta, trans_b=tb)))
+
+
+def _each_matrix(k: Kernel, node: Apply, a: tuple[Variable, str], b: tuple[Variable, str],
+                 body) -> None:
+    """Loop over the batch index of the output; ``body(pa, pb, pc)`` gets the pointers of
+    the matrices of A, B (broadcast: a static-1 batch dim stays at 0) and the output."""
+    out = node.outputs[0]
+    nb = out.ndim - 2
+    index, tokens = k.open_loops(out, range(nb))
+    idx = [index[i] for i in range(nb)]
+    ty = MEM_TYPE[out.dtype.name]
+    pointers = []
+    for (src, p), var in ((a, node.inputs[0]), (b, node.inputs[1]), ((out, k.ptr(out)), out)):
+        lead = nb - (var.ndim - 2)
+        at = ["0" if d == 1 else idx[lead + t] for t, d in enumerate(var.shape[:-2])]
+        offset = k.offset(src, at + ["0", "0"])
+        pointers.append(p if offset == "0" else
+                        k.fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {offset}"))
+    body(*pointers)
+    k.close_loops(tokens)
+
+
+def _small_matmul(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc: str,
+                  sizes: tuple[str, str, str]) -> None:
+    """``C = op(A) @ op(B)`` for one small row-major matrix, as a loop nest: row by row,
+    ``C[i, :] += A[i, p] * B[p, :]`` (vectorised over the row) when B is not transposed,
+    else dot products over contiguous rows of B's storage."""
+    fb, sb = k.fb, k.sb
+    (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
+    ty = MEM_TYPE[dt]
+
+    def at(p: str, row: str, col: str, stride: str) -> str:
+        flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
+        return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
+
+    def load(p: str) -> Value:
+        return Value(fb.op(f"load {ty}, ptr {p}"), dt)
+
+    def a_at(i: str, p: str) -> str:  # A[i, p]: stored (k, m) when transposed
+        return at(pa, p, i, m) if ta else at(pa, i, p, kk)
+
+    i, rows = fb.loop_begin(m)
+    if not tb:
+        j, cols = fb.loop_begin(n)
+        fb.emit(f"store {ty} {literal(0.0, dt)}, ptr {at(pc, i, j, n)}")
+        fb.loop_end(cols)
+        p, inner = fb.loop_begin(kk)
+        aip = load(a_at(i, p))
+        j, cols = fb.loop_begin(n)
+        c_ij = at(pc, i, j, n)
+        total = sb.add(load(c_ij), sb.mul(aip, load(at(pb, p, j, n))))
+        fb.emit(f"store {ty} {total.ref}, ptr {c_ij}")
+        fb.loop_end(cols)
+        fb.loop_end(inner)
+    else:
+        j, cols = fb.loop_begin(n)
+        zero = sb.const(0, dt)
+        acc = fb.alloca(zero.ty, zero.ref)
+        p, inner = fb.loop_begin(kk)
+        cur = Value(fb.op(f"load {ty}, ptr {acc}"), dt)
+        product = sb.mul(load(a_at(i, p)), load(at(pb, j, p, kk)))  # B stored (n, k)
+        fb.emit(f"store {ty} {sb.add(cur, product).ref}, ptr {acc}")
+        fb.loop_end(inner)
+        fb.emit(f"store {ty} {fb.op(f'load {ty}, ptr {acc}')}, ptr {at(pc, i, j, n)}")
+        fb.loop_end(cols)
+    fb.loop_end(rows)
+
+
+def _naive_batched_matmul(k: Kernel, node: Apply) -> None:
+    """Integer or mixed-dtype stacks: one accumulation per output element."""
+    a, b = node.inputs
+    out = node.outputs[0]
+    dt = out.dtype.name
+    oidx, outer = k.open_loops(out, range(out.ndim))
+    o = [oidx[i] for i in range(out.ndim)]
+
+    def batch(var: Variable) -> list[str]:
+        lead = out.ndim - var.ndim
+        return ["0" if d == 1 else o[lead + t] for t, d in enumerate(var.shape[:-2])]
+
+    zero = k.sb.const(0, dt)
+    acc = k.fb.alloca(zero.ty, zero.ref)
+    j, tok = k.fb.loop_begin(k.dim(a, a.ndim - 1))
+    va = k.sb.convert(k.value_at(a, batch(a) + [o[-2], j]), dt)
+    vb = k.sb.convert(k.value_at(b, batch(b) + [j, o[-1]]), dt)
+    cur = Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt)
+    k.fb.emit(f"store {zero.ty} {k.sb.add(cur, k.sb.mul(va, vb)).ref}, ptr {acc}")
+    k.fb.loop_end(tok)
+    k.store(out, o, Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt))
+    k.close_loops(outer)
+
+
 # operands may be transposed views (the BLAS flag); a matmul reads no inline values
 register_lowering(MatMul, Lowering(kernel=lower_matmul, transposed_operands=True))
+register_lowering(BatchedMatMul, Lowering(kernel=lower_batched_matmul, transposed_operands=True))
