@@ -57,7 +57,8 @@ _erf_float64 = np.frompyfunc(math.erf, 1, 1)
 
 def _np_erf(x: np.ndarray) -> np.ndarray:
     """numpy has no erf: Python's (correctly rounded in practice), elementwise."""
-    return _erf_float64(np.asarray(x, np.float64)).astype(x.dtype)
+    x = np.asarray(x)
+    return np.asarray(_erf_float64(x.astype(np.float64)), np.float64).astype(x.dtype)
 
 
 def _sqrt_one_minus_square(x):
@@ -158,7 +159,7 @@ arcsinh, arccosh = unary_function(_arcsinh), unary_function(_arccosh)
 arctanh, erf = unary_function(_arctanh), unary_function(_erf)
 log2, log10, exp2 = unary_function(_log2), unary_function(_log10), unary_function(_exp2)
 floor, ceil = unary_function(_floor), unary_function(_ceil)
-round, trunc = unary_function(_round), unary_function(_trunc)  # noqa: A001 (numpy's names)
+round, trunc = unary_function(_round), unary_function(_trunc)  # numpy's names
 isnan, isinf = unary_function(_isnan), unary_function(_isinf)
 isfinite = unary_function(_isfinite)
 floor_divide, mod = binary_function(_floor_divide), binary_function(_mod)
