@@ -6,12 +6,13 @@ read their inputs through ``Kernel.value_at`` (``fuses="input"``: an elementwise
 input's shape is computed in the same loop).  ``Shift`` is an inline value (a clamped read and
 a select), so the exclusive products of the gradients fuse into the multiply that uses them.
 
-Sorting (``Argsort``, ``TopkIndices``) keeps a binary heap of indices in the output line
-itself, so it needs no scratch memory: every element is pushed (``topk``: replaces the heap's
-worst when it is better), then the heap is taken apart from the worst, which leaves the line
-in order.  The comparison is a strict total order -- key, then index (NaN after every number
-ascending, before every number for ``topk``) -- so the unstable heapsort gives exactly the
-stable order numpy's ``argsort(kind="stable")`` gives, in ``O(n log n)`` (``O(n log k)``).
+Sorting compares indices by a strict total order -- key, then index (NaN after every number
+ascending, before every number for ``topk``) -- so any algorithm gives exactly the stable
+order of numpy's ``argsort(kind="stable")``.  ``Argsort`` merge-sorts a line of up to
+:data:`MERGE_CAP` (insertion-sorted runs, then bottom-up merges in a stack scratch); a longer
+line, and ``TopkIndices`` (a heap of ``k``: ``O(n log k)``), keep a binary heap of indices in
+the output line itself, so they need no scratch: every element is pushed (``topk``: replaces
+the heap's worst when it is better), then the heap is taken apart from the worst.
 The gather and scatter of the sorted values are plain loops over the indices.
 """
 
@@ -252,15 +253,112 @@ class _Heap:
         fb.loop_end(token)
 
 
-def lower_sort_indices(k: Kernel, node: Apply) -> None:
-    """``Argsort`` (every index, ascending) and ``TopkIndices`` (the best ``k``, descending)."""
-    x, out, axis = node.inputs[0], node.outputs[0], node.op.axis
+#: lines up to this long are merge-sorted in a stack scratch of twice as many int64 (128 KB);
+#: longer ones are heap-sorted in place
+MERGE_CAP = 8192
+#: runs sorted by insertion before merging
+RUN = 16
+
+
+def _min_i64(fb, a: str, b: str) -> str:
+    return fb.op(f"select i1 {fb.op(f'icmp slt i64 {a}, {b}')}, i64 {a}, i64 {b}")
+
+
+def _merge_sort(k: Kernel, heap: _Heap, n: str) -> None:
+    """Stable bottom-up merge sort of one line's indices (insertion-sorted runs of
+    :data:`RUN`, then merges ping-ponging between the two halves of the scratch), copied
+    into the output line at the end; ``n <= MERGE_CAP``."""
     fb = k.fb
-    top = isinstance(node.op, TopkIndices)
-    idx, outer = _outer(k, out, axis)
-    heap = _Heap(k, x, out, axis, idx, descending=top)
-    n = k.dim(x, axis)
-    size = str(node.op.k) if top else n
+    base = fb.entry_op("sort scratch", f"alloca [{2 * MERGE_CAP} x i64], align 64")
+    other = fb.entry_op("sort scratch 2",
+                        f"getelementptr inbounds i64, ptr {base}, i64 {MERGE_CAP}")
+
+    def at(buf: str, j: str) -> str:
+        return fb.op(f"getelementptr inbounds i64, ptr {buf}, i64 {j}")
+
+    def get(buf: str, j: str) -> str:
+        return fb.op(f"load i64, ptr {at(buf, j)}")
+
+    def put(buf: str, j: str, value: str) -> None:
+        fb.emit(f"store i64 {value}, ptr {at(buf, j)}")
+
+    i, token = fb.loop_begin(n)
+    put(base, i, i)
+    fb.loop_end(token)
+    # insertion sort of each run
+    runs = fb.op(f"lshr i64 {fb.op(f'add i64 {n}, {RUN - 1}')}, {RUN.bit_length() - 1}")
+    r, run_token = fb.loop_begin(runs)
+    start = fb.op(f"mul i64 {r}, {RUN}")
+    stop = _min_i64(fb, fb.op(f"add i64 {start}, {RUN}"), n)
+    t, token = fb.loop_begin(fb.op(f"sub i64 {fb.op(f'sub i64 {stop}, {start}')}, 1"))
+    i = fb.op(f"add i64 {fb.op(f'add i64 {start}, 1')}, {t}")
+    value = get(base, i)
+    slot = fb.alloca("i64", i)
+    head, compare, move, done = (fb.label("ins"), fb.label("inscmp"), fb.label("insmove"),
+                                 fb.label("insdone"))
+    fb.br(head)
+    fb.start_block(head)
+    j = fb.op(f"load i64, ptr {slot}")
+    fb.emit(f"br i1 {fb.op(f'icmp sgt i64 {j}, {start}')}, label %{compare}, label %{done}")
+    fb.start_block(compare)
+    prev = get(base, fb.op(f"sub i64 {j}, 1"))
+    fb.emit(f"br i1 {heap.before(value, prev)}, label %{move}, label %{done}")
+    fb.start_block(move)
+    put(base, j, prev)
+    fb.emit(f"store i64 {fb.op(f'sub i64 {j}, 1')}, ptr {slot}")
+    fb.br(head)
+    fb.start_block(done)
+    put(base, fb.op(f"load i64, ptr {slot}"), value)
+    fb.loop_end(token)
+    fb.loop_end(run_token)
+    # merge passes: runs of ``width`` from src into dst, then swap
+    width_slot = fb.alloca("i64", str(RUN))
+    src_slot, dst_slot = fb.alloca("ptr", base), fb.alloca("ptr", other)
+    head, body, finished = fb.label("pass"), fb.label("passbody"), fb.label("passdone")
+    fb.br(head)
+    fb.start_block(head)
+    width = fb.op(f"load i64, ptr {width_slot}")
+    fb.emit(f"br i1 {fb.op(f'icmp slt i64 {width}, {n}')}, label %{body}, "
+            f"label %{finished}")
+    fb.start_block(body)
+    src, dst = fb.op(f"load ptr, ptr {src_slot}"), fb.op(f"load ptr, ptr {dst_slot}")
+    span = fb.op(f"shl i64 {width}, 1")
+    rounded = fb.op(f"add i64 {n}, {fb.op(f'sub i64 {span}, 1')}")
+    pairs = fb.op(f"sdiv i64 {rounded}, {span}")
+    p, pair_token = fb.loop_begin(pairs)
+    lo = fb.op(f"mul i64 {p}, {span}")
+    mid = _min_i64(fb, fb.op(f"add i64 {lo}, {width}"), n)
+    hi = _min_i64(fb, fb.op(f"add i64 {lo}, {span}"), n)
+    left_slot, right_slot = fb.alloca("i64", lo), fb.alloca("i64", mid)
+    t, token = fb.loop_begin(fb.op(f"sub i64 {hi}, {lo}"))
+    li, ri = fb.op(f"load i64, ptr {left_slot}"), fb.op(f"load i64, ptr {right_slot}")
+    lv = get(src, _min_i64(fb, li, fb.op(f"sub i64 {mid}, 1")))  # clamped: always a line index
+    rv = get(src, _min_i64(fb, ri, fb.op(f"sub i64 {hi}, 1")))
+    left_ok = fb.op(f"icmp slt i64 {li}, {mid}")
+    right_ok = fb.op(f"icmp slt i64 {ri}, {hi}")
+    either = fb.op(f"or i1 {fb.op(f'xor i1 {left_ok}, true')}, {heap.before(rv, lv)}")
+    take_right = fb.op(f"and i1 {right_ok}, {either}")
+    put(dst, fb.op(f"add i64 {lo}, {t}"), fb.op(f"select i1 {take_right}, i64 {rv}, i64 {lv}"))
+    step = fb.op(f"zext i1 {take_right} to i64")
+    fb.emit(f"store i64 {fb.op(f'add i64 {ri}, {step}')}, ptr {right_slot}")
+    left_step = fb.op(f"sub i64 1, {step}")
+    fb.emit(f"store i64 {fb.op(f'add i64 {li}, {left_step}')}, ptr {left_slot}")
+    fb.loop_end(token)
+    fb.loop_end(pair_token)
+    fb.emit(f"store i64 {span}, ptr {width_slot}")
+    fb.emit(f"store ptr {dst}, ptr {src_slot}")
+    fb.emit(f"store ptr {src}, ptr {dst_slot}")
+    fb.br(head)
+    fb.start_block(finished)
+    result = fb.op(f"load ptr, ptr {src_slot}")
+    i, token = fb.loop_begin(n)
+    heap.put(i, get(result, i))
+    fb.loop_end(token)
+
+
+def _heap_sort(k: Kernel, heap: _Heap, n: str, size: str, top: bool) -> None:
+    """Push every index (``top``: only ``size`` of them stay), then take the heap apart."""
+    fb = k.fb
     i, token = fb.loop_begin(n)
     if top:
         push, replace, done = fb.label("push"), fb.label("replace"), fb.label("next")
@@ -282,6 +380,35 @@ def lower_sort_indices(k: Kernel, node: Apply) -> None:
         fb.start_block(done)
     fb.loop_end(token)
     heap.take_apart(size)
+
+
+def lower_sort_indices(k: Kernel, node: Apply) -> None:
+    """``Argsort`` (every index, ascending: merge sort for lines up to :data:`MERGE_CAP`, heap
+    sort beyond) and ``TopkIndices`` (the best ``k``, descending, through a heap of ``k``)."""
+    x, out, axis = node.inputs[0], node.outputs[0], node.op.axis
+    fb = k.fb
+    top = isinstance(node.op, TopkIndices)
+    idx, outer = _outer(k, out, axis)
+    heap = _Heap(k, x, out, axis, idx, descending=top)
+    n = k.dim(x, axis)
+    if top:
+        _heap_sort(k, heap, n, str(node.op.k), True)
+    elif n.isdigit():
+        if int(n) <= MERGE_CAP:
+            _merge_sort(k, heap, n)
+        else:
+            _heap_sort(k, heap, n, n, False)
+    else:
+        short, long, joined = fb.label("short"), fb.label("long"), fb.label("sorted")
+        fb.emit(f"br i1 {fb.op(f'icmp sle i64 {n}, {MERGE_CAP}')}, label %{short}, "
+                f"label %{long}")
+        fb.start_block(short)
+        _merge_sort(k, heap, n)
+        fb.br(joined)
+        fb.start_block(long)
+        _heap_sort(k, heap, n, n, False)
+        fb.br(joined)
+        fb.start_block(joined)
     k.close_loops(outer)
 
 

@@ -216,6 +216,19 @@ def test_argsort_long_lines_many_ties(backend):
     np.testing.assert_array_equal(run(backend, sg.argsort, x), np.argsort(x, -1, kind="stable"))
 
 
+@pytest.mark.parametrize("n", [17, 33, 8192, 8193])
+def test_argsort_both_llvm_strategies_on_a_symbolic_line(n, backend):
+    """Lines up to MERGE_CAP are merge-sorted, longer ones heap-sorted (llvm), chosen at
+    run time for a symbolic length or at compile time for a fixed one."""
+    x = RNG.integers(0, 50, (2, n)).astype(np.float64)
+    x[1, ::5] = np.nan
+    expected = np.argsort(x, -1, kind="stable")
+    for shape in ((2, "n"), x.shape):
+        v = sg.tensor("x", shape)
+        got = sg.function([v], sg.argsort(v), backend=backend)(x)
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_sort_nan_last_and_signed_zero(backend):
     x = np.array([[np.nan, 1.0, -np.inf, np.nan, 0.0, -0.0, np.inf, -1.0]])
     np.testing.assert_array_equal(run(backend, sg.argsort, x), np.argsort(x, kind="stable"))
