@@ -314,15 +314,17 @@ def _sum_out(x: Variable, labels: list, keep: set) -> tuple[Variable, list]:
     return ops.sum(x, axis=axes), [c for c in labels if c in keep]
 
 
-def _merge(x: Variable, groups: list[list], sizes: dict) -> Variable:
-    """``x`` (its axes in the order of the concatenated ``groups``) reshaped so that each
-    group is one axis (an empty group: a new length-1 axis)."""
-    if all(len(g) == 1 for g in groups):
-        return x
-    target = [sh.shape_product(sizes[c] for c in g) for g in groups]
+def _regroup(x: Variable, groups: list[list], sizes: dict, split: bool = False):
+    """``x`` reshaped from (to, with ``split``) one axis per label to one axis per group of
+    labels (an empty group: a length-1 axis); None when the reshape would need more than one
+    unknown (None) length."""
+    empty = tuple(i for i, g in enumerate(groups) if not g)
+    if all(len(g) <= 1 for g in groups):  # only length-1 axes to add or drop
+        return x if not empty else ops.squeeze(x, empty) if split else ops.expand_dims(x, empty)
+    target = [sizes[c] for g in groups for c in g] if split else \
+        [sh.shape_product(sizes[c] for c in g) for g in groups]
     if sum(d is None for d in target) > 1:
-        raise argument_error("einsum", ValueError(
-            "cannot merge the axes of more than one unknown (None) length"), [x])
+        return None
     return ops.reshape(x, tuple(target))
 
 
@@ -335,32 +337,26 @@ def _contract(a: Variable, la: list, b: Variable, lb: list, later: set, sizes: d
     summed = [c for c in la if c in lb and c not in later]
     only_a = [c for c in la if c not in lb]
     only_b = [c for c in lb if c not in la]
-    if not summed:  # an elementwise product broadcast over the labels of both
-        labels = batch + only_a + only_b
-        return _aligned(a, la, labels) * _aligned(b, lb, labels), labels
-    # a (batch..., M, K) @ (batch..., K, N) product; without batch labels an empty M or N
-    # is a vector operand (a gemv, or a dot product)
-    has_m, has_n = bool(batch or only_a), bool(batch or only_b)
-    am = _merge(ops.transpose(a, [la.index(c) for c in batch + only_a + summed]),
-                [[c] for c in batch] + [only_a] * has_m + [summed], sizes)
-    bm = _merge(ops.transpose(b, [lb.index(c) for c in batch + summed + only_b]),
-                [[c] for c in batch] + [summed] + [only_b] * has_n, sizes)
-    y = ops.matmul(am, bm)
     labels = batch + only_a + only_b
-    shape = tuple(sizes[c] for c in labels)
-    if tuple(y.shape) == shape:
-        return y, labels
-    if sum(d is None for d in shape) <= 1:
-        return ops.reshape(y, shape), labels
-    # several unknown lengths: only drop the length-1 axes of empty groups
-    if has_n and not only_b:
-        y = ops.squeeze(y, -1)
-    if has_m and not only_a:
-        y = ops.squeeze(y, -1 if not has_n or not only_b else -2)
-    if len(only_a) > 1 or len(only_b) > 1:
-        raise argument_error("einsum", ValueError(
-            "cannot split an axis into labels of unknown (None) lengths"), [a, b])
-    return y, labels
+    if summed:
+        # a (batch..., M, K) @ (batch..., K, N) product; without batch labels an empty M or N
+        # is a vector operand (a gemv, or a dot product)
+        has_m, has_n = bool(batch or only_a), bool(batch or only_b)
+        singles = [[c] for c in batch]
+        am = _regroup(ops.transpose(a, [la.index(c) for c in batch + only_a + summed]),
+                      singles + [only_a] * has_m + [summed], sizes)
+        bm = _regroup(ops.transpose(b, [lb.index(c) for c in batch + summed + only_b]),
+                      singles + [summed] + [only_b] * has_n, sizes)
+        if am is not None and bm is not None:
+            y = _regroup(ops.matmul(am, bm), singles + [only_a] * has_m + [only_b] * has_n,
+                         sizes, split=True)
+            if y is not None:
+                return y, labels
+    # an elementwise product broadcast over the labels of both, then the sum (no contracted
+    # label, or axes of several unknown lengths that a reshape cannot merge)
+    full = labels + summed
+    y = _aligned(a, la, full) * _aligned(b, lb, full)
+    return (ops.sum(y, axis=tuple(range(len(labels), len(full)))) if summed else y), labels
 
 
 def _aligned(x: Variable, labels: list, target: list) -> Variable:

@@ -281,6 +281,30 @@ def test_einsum_with_a_symbolic_batch_and_float32(backend):
                                    atol=1e-5)
 
 
+@pytest.mark.parametrize("spec, static, shapes", [
+    ("ijk,jk->i", [("i", "j", "k"), ("j", "k")], [(2, 3, 4), (3, 4)]),     # symbolic merge
+    ("ibj,jk->bik", [("i", "b", 4), (4, "k")], [(3, 2, 4), (4, 5)]),
+    ("bij,bjk->bik", [(None, None, 3), (None, 3, None)], [(2, 4, 3), (2, 3, 5)]),
+    ("bij,bj->bi", [(None, None, None), (None, None)], [(2, 3, 4), (2, 4)]),
+    ("ijk,jk->i", [(None, None, 4), (None, 4)], [(2, 3, 4), (3, 4)]),  # product and sum
+    ("ab,cd->abcd", [(None, 3), (4, None)], [(2, 3), (4, 5)]),
+])
+def test_einsum_with_symbolic_and_unknown_lengths(spec, static, shapes, backend):
+    """Axes of several unknown (None) lengths cannot be merged by a reshape: the contraction
+    is then a broadcast product and a sum, still with the right value and gradient."""
+    rng = np.random.default_rng(11)
+    values = [rng.standard_normal(s) for s in shapes]
+    variables = [sg.tensor(f"x{i}", s) for i, s in enumerate(static)]
+    out = sg.einsum(spec, *variables)
+    got, *grads = sg.function(variables, [out, *sg.grad(sg.sum(out ** 2), variables)],
+                              backend=backend)(*values)
+    np.testing.assert_allclose(got, np.einsum(spec, *values), rtol=1e-12, atol=1e-12)
+    tensors = [torch.tensor(v, requires_grad=True) for v in values]
+    (torch.einsum(spec, *tensors) ** 2).sum().backward()
+    for g, t in zip(grads, tensors):
+        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_einsum_is_built_from_matmul_and_views():
     a, b = sg.tensor("a", (3, 2, 4)), sg.tensor("b", (3, 5, 4))
     y = sg.einsum("bij,bkj->bik", a, b)
