@@ -17,6 +17,7 @@ from frontends.layers.activations import (
     Tanh,
 )
 from frontends.layers.base import Layer
+from frontends.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from frontends.layers.core import Add, Concatenate, Dense, Dropout, Embedding, Flatten, Reshape
 from frontends.layers.normalization import BatchNorm
 
@@ -24,7 +25,7 @@ LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (
         Dense, Dropout, BatchNorm, Embedding, Flatten, Reshape, Add, Concatenate, Activation,
         ReLU, LeakyReLU, PReLU, ELU, Tanh, Sigmoid, Softplus, HardTanh, Abs, Cos, Softmax,
-        Maxout, RBF)
+        Maxout, RBF, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D)
 }
 
 
