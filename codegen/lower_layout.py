@@ -101,6 +101,77 @@ def _inline_pad(k: Kernel, node: Apply, idx: list[str]) -> Value:
     return Value(k.fb.op(f"load {const.ty}, ptr {slot}"), dt)
 
 
+def _segment(k: Kernel, start: str, stop: str, body) -> None:
+    """``for i in range(start, stop): body(i)`` (``start``/``stop`` i64 operands)."""
+    count = stop if start == "0" else k.fb.op(f"sub nsw i64 {stop}, {start}")
+    if not count.isdigit():
+        count = _select(k, k.fb.op(f"icmp slt i64 {count}, 0"), "0", count)
+    if count.isdigit() and int(count) <= 0:
+        return
+    i, token = k.fb.loop_begin(count)
+    body(k.add_i64(i, start) if start != "0" else i)
+    k.fb.loop_end(token)
+
+
+def lower_pad(k: Kernel, node: Apply) -> None:
+    """A buffered pad (or crop), row by row: the outer axes' input index once per row (or the
+    whole row the constant), then the last axis in three runs -- the left border, a
+    contiguous copy of the input row (vectorises), the right border."""
+    op_, x, out = node.op, node.inputs[0], node.outputs[0]
+    if out.ndim == 0:
+        k.store(out, [], k.value_at(x, []))
+        return
+    last = out.ndim - 1
+    idx, toks = k.open_loops(out, range(last))
+    row = [idx[a] for a in range(last)]
+    src, inside = list(row), None
+    for a in range(last):
+        lo, hi = op_.widths[a]
+        if lo == 0 and width_sign(hi) <= 0:
+            continue
+        j = k.fb.op(f"sub nsw i64 {row[a]}, {lo}") if lo else row[a]
+        n = k.dim(x, a)
+        if op_.mode == "constant":
+            src[a] = j
+            if lo > 0 or width_sign(hi) > 0:
+                ok = k.fb.op(f"icmp ult i64 {j}, {n}")
+                inside = ok if inside is None else k.fb.op(f"and i1 {inside}, {ok}")
+        else:
+            src[a] = _mapped(k, op_.mode, j, n)
+    dt = out.dtype.name
+    const = k.sb.const(op_.value, dt)
+    width = k.dim(out, last)
+    if inside is not None:  # a border row: all constant
+        outside = k.fb.if_begin(k.fb.op(f"xor i1 {inside}, true"))
+        _segment(k, "0", width, lambda i: k.store(out, [*row, i], const))
+        k.fb.if_end(outside)
+        done = k.fb.if_begin(inside)
+    lo, hi = op_.widths[last]
+    n = k.dim(x, last)
+    left = str(max(lo, 0))
+    right = width if width_sign(hi) <= 0 else k.add_i64(n, str(lo)) if lo else n
+    if lo > 0 and right.isdigit() and left.isdigit() and int(right) < int(left):
+        right = left
+
+    def border(i):
+        if op_.mode == "constant":
+            k.store(out, [*row, i], const)
+            return
+        j = k.fb.op(f"sub nsw i64 {i}, {lo}") if lo else i
+        k.store(out, [*row, i], k.value_at(x, [*src, _mapped(k, op_.mode, j, n)]))
+
+    def copy(i):
+        j = k.fb.op(f"sub nsw i64 {i}, {lo}") if lo else i
+        k.store(out, [*row, i], k.value_at(x, [*src, j]))
+
+    _segment(k, "0", left, border)
+    _segment(k, left, right, copy)
+    _segment(k, right, width, border)
+    if inside is not None:
+        k.fb.if_end(done)
+    k.close_loops(toks)
+
+
 def lower_pad_adjoint(k: Kernel, node: Apply) -> None:
     """Zeros, then ``out[source(i)] += g[i]`` over the padded positions ``i``."""
     g, out = node.inputs[0], node.outputs[0]
@@ -113,7 +184,11 @@ def lower_pad_adjoint(k: Kernel, node: Apply) -> None:
         if lo == 0 and hi == 0:
             continue
         j = k.fb.op(f"sub nsw i64 {gi[a]}, {lo}") if lo else gi[a]
-        oi[a] = _mapped(k, node.op.mode, j, k.dim(out, a))
+        n = k.dim(out, a)
+        if node.op.mode == "reflect" and n.isdigit() and max(lo, hi) < int(n):
+            oi[a] = "0" if int(n) == 1 else _reflect_once(k, j, int(n))
+        else:
+            oi[a] = _mapped(k, node.op.mode, j, n)
     cur = k.load(out, oi)
     k.store(out, oi, k.sb.add(cur, k.sb.convert(k.value_at(g, gi), out.dtype.name)))
     k.close_loops(toks)
@@ -154,7 +229,8 @@ def _inline_triangle(k: Kernel, node: Apply, idx: list[str]) -> Value:
 # --------------------------------------------------------------------------- registrations
 # views read through mapped indices (a buffered one, for a consumer needing memory, is the
 # elementwise loop storing them); no ``fuses``: see the module docstring
-register_lowering(Pad, Lowering(inline=_inline_pad, view=True, value_consumer=True))
+register_lowering(Pad, Lowering(kernel=lower_pad, inline=_inline_pad, view=True,
+                                value_consumer=True))
 register_lowering(Roll, Lowering(inline=_inline_roll, view=True, value_consumer=True))
 register_lowering(BroadcastTo, Lowering(inline=_inline_broadcast_to, view=True,
                                         value_consumer=True))

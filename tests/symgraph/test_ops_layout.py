@@ -144,6 +144,8 @@ def test_pad_symbolic_batch(backend):
     # of it is an error at call time
     f_constant = sg.function([x], outs[1] + 1.0, backend=backend)
     np.testing.assert_array_equal(f_constant(np.zeros((0, 3))), np.ones((2, 5)))
+    f_buffered = sg.function([x], sg.pad(x, 1, constant_values=3.0), backend=backend)
+    np.testing.assert_array_equal(f_buffered(np.zeros((0, 3))), np.full((2, 5), 3.0))
     with pytest.raises(ValueError, match="empty axis 0"):
         f(np.zeros((0, 3)))
 
