@@ -44,9 +44,9 @@ __all__ = ["GEMM_MIN_FILTERS", "GEMM_MIN_REDUCTION", "TILE_BYTES", "use_gemm"]
 #: the im2col tile lives on the stack: at most this many bytes
 TILE_BYTES = 192 * 1024
 #: the gemm route needs at least this many filters per group (gemm's M) ...
-GEMM_MIN_FILTERS = 4
+GEMM_MIN_FILTERS = 2
 #: ... and this many products per output (channels per group x kernel taps, gemm's K)
-GEMM_MIN_REDUCTION = 16
+GEMM_MIN_REDUCTION = 4
 
 
 # --------------------------------------------------------------------------- integer helpers
@@ -473,13 +473,27 @@ def lower_max_pool2d(k: Kernel, node: Apply) -> None:
 
 
 def lower_max_pool2d_grad(k: Kernel, node: Apply) -> None:
+    """Windows that cannot overlap (stride >= kernel, no padding: every tap is inside the
+    input and belongs to one window) write each tap -- ``g`` at the first maximum, else 0 --
+    with no read-modify-write; otherwise ``g`` is added at each window's maximum."""
     x, g = node.inputs
-    out = node.outputs[0]
+    out, op = node.outputs[0], node.op
+    dt = out.dtype.name
     _memset0(k, out)
+    disjoint = (all(s >= n for s, n in zip(op.stride, op.kernel))
+                and not any(any(p) for p in op.padding))
 
     def visit(idx, taps):
         _, where = _first_max(k, x, taps)
-        _accumulate(k, out, where, k.sb.convert(k.load(g, idx), out.dtype.name))
+        value = k.sb.convert(k.load(g, idx), dt)
+        if not disjoint:
+            _accumulate(k, out, where, value)
+            return
+        for _, index in taps:
+            same = [_op(k, f"icmp eq i64 {a}, {b}") for a, b in zip(index[2:], where[2:])]
+            hit = _op(k, f"and i1 {same[0]}, {same[1]}")
+            k.store(out, index, Value(_op(k, f"select i1 {hit}, {value.ty} {value.ref}, "
+                                             f"{value.ty} {literal(0, dt)}"), dt))
     _window(k, node, x, g, visit)
 
 
