@@ -429,3 +429,11 @@ def test_public_names():
         assert callable(getattr(sg, name)) and callable(getattr(sg.ops, name)), name
     x = inputs_like([np.zeros(2)])[0]
     assert sg.floor_divide(x, 2).owner.op.name == "floor_divide"
+
+
+def test_floordiv_and_mod_operators_are_numpy_s(backend):
+    a = sg.tensor("a", (5,), "int64")
+    f = sg.function([a], [a // 3, 7 // a, a % 3, -7 % a], backend=backend)
+    A = np.array([-7, -1, 1, 4, 9])
+    for got, want in zip(f(A), [A // 3, 7 // A, A % 3, -7 % A]):
+        np.testing.assert_array_equal(got, want)
