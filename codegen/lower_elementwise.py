@@ -193,7 +193,7 @@ register_lowering(OneHot, Lowering(inline=_inline_one_hot, cheap=True, value_con
 # a transposing view; a buffered one (a consumer needs memory) is a copy loop
 register_lowering(DimShuffle, Lowering(inline=_inline_dimshuffle, view=True,
                                        value_consumer=True))
-# flip: a view read through reversed indices, like a transpose; its input has its shape, so
-# an elementwise tree under it is evaluated at the flipped index inside the same loop
-register_lowering(Flip, Lowering(inline=_inline_flip, view=True, value_consumer=True,
-                                 fuses="output"))
+# flip: a view read through reversed indices inside its consumer's loop, like a transpose.
+# Not ``fuses``: fusion takes "fuses output" to mean "reads each input at the index it
+# writes" (grouping kernels, in-place updates), which a flip does not
+register_lowering(Flip, Lowering(inline=_inline_flip, view=True, value_consumer=True))
