@@ -31,7 +31,9 @@ class Lowering:
     #: an inline op cheap enough to recompute wherever it is read (sizes, aranges, one-hots)
     cheap: bool = False
     #: the op's loop evaluates a whole elementwise tree of inputs per element: "output" or
-    #: "input" (reductions: the loop runs over input 0's shape); None when it does not
+    #: "input" (reductions: the loop runs over input 0's shape); None when it does not.
+    #: "output" also promises that each input is read at the index the op writes: kernel
+    #: grouping and in-place updates rely on it (a flip or roll must not claim it)
     fuses: str | None = None
     #: reads its inputs element by element (through ``Kernel.value_at``), so an input may be
     #: an inline value or a transposing view
