@@ -7,7 +7,7 @@ the whole training split for a fixed number of epochs (fixed seed: the run is
 reproducible), then evaluated once on the 359 test images. The model is saved, reloaded
 with ``fe.load_model`` and must predict exactly what the trained one does.
 
-    python examples/digits_cnn.py [--epochs 40] [--backend numpy|llvm]
+    python examples/digits_cnn.py [--epochs 60] [--backend numpy|llvm]
     symgraph train examples/digits_cnn.yaml     # the same model from a spec file
 """
 
@@ -43,7 +43,7 @@ def build(filters: tuple[int, int, int], dropout: float, seed: int) -> fe.Sequen
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--filters", default="16,32,64", help="the three conv widths")
     parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--lr", type=float, default=3e-3)
