@@ -158,17 +158,36 @@ class CrossEntropy(Loss):
     ``mean_i [logsumexp(z_i) - z_i[y_i]]``, through ``sg.nn.cross_entropy``
     (log-softmax with a max shift: finite for any finite logits). Equals
     ``torch.nn.functional.cross_entropy`` and Keras'
-    ``SparseCategoricalCrossentropy(from_logits=True)``.
+    ``SparseCategoricalCrossentropy(from_logits=True)``. ``label_smoothing`` and
+    ``ignore_index`` as torch's (the mean is over the examples not ignored).
     """
 
     name = "cross_entropy"
 
+    def __init__(self, label_smoothing: float = 0.0, ignore_index: int | None = None):
+        self.label_smoothing = number("CrossEntropy", "label_smoothing", label_smoothing,
+                                      hi=1.0)
+        if ignore_index is not None and (isinstance(ignore_index, bool)
+                                         or not isinstance(ignore_index, (int, np.integer))):
+            raise TypeError(f"CrossEntropy: ignore_index must be an int or None, got "
+                            f"{ignore_index!r}")
+        self.ignore_index = None if ignore_index is None else int(ignore_index)
+
     def _build(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
-        return sg.nn.cross_entropy(outputs, targets)
+        return sg.nn.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing,
+                                   ignore_index=self.ignore_index)
 
     def target(self, outputs, name="y"):
         return _label_target(self.name, self._outputs(outputs), name)
+
+    def get_config(self):
+        config = {"type": self.name}
+        if self.label_smoothing:
+            config["label_smoothing"] = self.label_smoothing
+        if self.ignore_index is not None:
+            config["ignore_index"] = self.ignore_index
+        return config
 
 
 class _SameShapeLoss(Loss):

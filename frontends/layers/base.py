@@ -32,8 +32,9 @@ _counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.cou
 def _snake(name: str) -> str:
     out = []
     for i, c in enumerate(name):
-        if c.isupper() and i and (not name[i - 1].isupper()
-                                  or (i + 1 < len(name) and name[i + 1].islower())):
+        # a digit before a capital keeps them together: Conv2D -> conv2d, as Keras spells it
+        if c.isupper() and i and not name[i - 1].isdigit() and (
+                not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
             out.append("_")
         out.append(c.lower())
     return "".join(out)

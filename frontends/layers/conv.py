@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import symgraph as sg
 from frontends.config import integer
-from frontends.layers import base
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
 from symgraph.ops.conv import Conv2D as _Conv2DOp
@@ -51,25 +50,7 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return (total // 2, total - total // 2)
 
 
-class _ImageLayer(Layer):
-    """Default names as Keras spells them (``conv2d_1``, ``max_pool2d_1``): the base rule
-    would split ``2D`` into ``2_d``."""
-
-    prefix = "image"
-
-    def ensure_name(self, taken: set[str] | None = None) -> str:
-        if self.name is None:  # as Layer.ensure_name: per model when ``taken`` is given
-            if taken is None:
-                k = next(base._counters[self.prefix])
-            else:
-                k = 1
-                while f"{self.prefix}_{k}" in taken:
-                    k += 1
-            self.name = f"{self.prefix}_{k}"
-        return self.name
-
-
-class Conv2D(_ImageLayer):
+class Conv2D(Layer):
     """``activation(conv2d(x, W) + b)``: ``x`` (batch, C, H, W), ``W`` (filters, C / groups,
     kh, kw), ``b`` (filters,). ``padding`` is ``"valid"`` (none), ``"same"`` (output size
     ``ceil(H / stride)``, as Keras), an int or a pair. ``W`` is Glorot-uniform by default
@@ -79,7 +60,6 @@ class Conv2D(_ImageLayer):
     >>> conv = fe.layers.Conv2D(16, 3, padding="same", activation="relu")
     """
 
-    prefix = "conv2d"
     config_args = ("filters", "kernel_size", "stride", "padding", "dilation", "groups",
                    "activation", "init", "bias_init", "use_bias")
 
@@ -150,7 +130,7 @@ class Conv2D(_ImageLayer):
         return self.fn(z)
 
 
-class _Pool2D(_ImageLayer):
+class _Pool2D(Layer):
     """What the window poolings share: ``pool_size`` and ``stride`` (default: the pool
     size), each an int or a pair; no padding (Keras's ``"valid"``)."""
 
@@ -177,7 +157,6 @@ class MaxPool2D(_Pool2D):
     >>> pool = fe.layers.MaxPool2D(2)   # (batch, C, 8, 8) -> (batch, C, 4, 4)
     """
 
-    prefix = "max_pool2d"
     function = staticmethod(sg.nn.max_pool2d)
 
 
@@ -187,17 +166,15 @@ class AvgPool2D(_Pool2D):
     >>> pool = fe.layers.AvgPool2D(2, stride=1)
     """
 
-    prefix = "avg_pool2d"
     function = staticmethod(sg.nn.avg_pool2d)
 
 
-class GlobalAvgPool2D(_ImageLayer):
+class GlobalAvgPool2D(Layer):
     """(batch, C, H, W) -> (batch, C): the mean of each feature map.
 
     >>> head = fe.layers.GlobalAvgPool2D()
     """
 
-    prefix = "global_avg_pool2d"
 
     def call(self, x, training):
         _image_dims(self, x)

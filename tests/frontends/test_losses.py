@@ -371,3 +371,30 @@ def test_get_errors_are_clear():
         losses.get({"type": "hinge", "margn": 1.0})
     with pytest.raises(TypeError, match="a name, a config dict or a Loss"):
         losses.get(3)
+
+
+@pytest.mark.parametrize("smoothing, ignore", [(0.0, None), (0.1, None), (0.2, 1), (0.0, 3)])
+def test_cross_entropy_options_match_torch_and_round_trip(backend, smoothing, ignore):
+    loss = losses.get({"type": "cross_entropy", "label_smoothing": smoothing,
+                          "ignore_index": ignore})
+    assert losses.get(loss.get_config()) == loss
+    z, y = sg.tensor("z", (6, 4)), sg.tensor("y", (6,), "int64")
+    gz = sg.grad(loss(z, y), z)
+    f = sg.function([z, y], [loss(z, y), gz], backend=backend)
+    Z = np.random.default_rng(3).standard_normal((6, 4))
+    Y = np.array([0, 1, 3, 2, 1, 3])
+    tz = torch.tensor(Z, requires_grad=True)
+    want = torch.nn.functional.cross_entropy(
+        tz, torch.tensor(Y), label_smoothing=smoothing,
+        ignore_index=-100 if ignore is None else ignore)
+    want.backward()
+    value, grad = f(Z, Y)
+    np.testing.assert_allclose(value, want.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, tz.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_cross_entropy_option_errors():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        losses.CrossEntropy(label_smoothing=1.5)
+    with pytest.raises(TypeError, match="ignore_index"):
+        losses.CrossEntropy(ignore_index=1.0)
