@@ -1,14 +1,20 @@
 """Lowerings of matrix products through BLAS, and the SGD update folded into a gemm.
 
 ``MatMul`` calls gemm/gemv of the BLAS numpy loaded (:mod:`codegen.native.blas`), reading a 2-d
-transposing view as the transpose flag; integer products take a plain loop.
+transposing view as the transpose flag; integer products take a plain loop.  A 2-d float
+product with a static column count below a measured crossover (:data:`SMALL_GEMM_WORK`)
+runs a generated register-blocked loop instead (:func:`_small_gemm`): chosen at compile time
+for static sizes, by the actual sizes at run time for a symbolic batch (the BLAS route stays
+behind the branch).
 ``BatchedMatMul`` (stacks of matrices, broadcast batch dims) is one gemm when the right operand
 is a single matrix and the left one is contiguous (the stack is one tall matrix), else a loop
 over the batch calling one gemm per matrix, or, for small matrices of static sizes (at most
 :data:`SMALL_MATMUL_WORK` multiply-adds each), a generated loop nest per matrix; a swap of the
 last two axes of an operand is read as the transpose flag.
-:func:`lower_folded_sgd` writes ``W - c * (A @ B)`` as one gemm into ``W`` when
-:func:`codegen.fusion.plan_inplace` chose the fold.
+:func:`lower_folded_sgd` writes ``W - c * (A @ B)`` as one gemm into ``W`` (or the small loop
+with that update as its epilogue) when :func:`codegen.fusion.plan_inplace` chose the fold.
+A fused bias/activation epilogue for the forward products is not done here: the fusion
+analysis keeps a matmul alone in its kernel.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ def lower_matmul(k: Kernel, node: Apply) -> None:
     n = k.dim(b, 1) if b.ndim == 2 else "1"
     kk = k.dim(a, a.ndim - 1)
     pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(out)
+    if a.ndim == 2 and b.ndim == 2 and _dispatch_small(
+            k, dt, tb, (m, n, kk), lambda: _small_gemm(k, dt, (pa, ta), (pb, tb), pc, (m, n, kk))):
+        return
     nbytes = k.mul_i64(k.mul_i64(m, n), str(ITEMSIZE[dt]))
     fb = k.fb
     work = fb.op(f"mul i64 {k.mul_i64(m, n)}, {kk}")
@@ -88,7 +97,9 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
     ``W - c * (A @ B)`` (``alpha = 0`` returns early, so NaN/inf in ``A @ B`` would not
     propagate; inf times per-block partial sums is not inf times the sum), so the kernel
     takes the unfolded route: ``A @ B`` tile by tile into a stack buffer, then
-    ``W - c * tile`` per element as the unfolded update kernel computes it."""
+    ``W - c * tile`` per element as the unfolded update kernel computes it.  Below the
+    crossover (:func:`_dispatch_small`) the small loop sums the whole product in registers
+    and writes ``W - c * sum`` as its epilogue: numpy's result for every ``c``."""
     expr = node.outputs[0]
     g, c = k.an.folded[expr]
     a, b = g.owner.inputs
@@ -99,6 +110,11 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
     m, n, kk = k.dim(a, 0), k.dim(b, 1), k.dim(a, 1)
     pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(expr)  # pc is W's own buffer
     fb = k.fb
+    scale = k.value_at(c, [])  # read once, before anything is written
+    c_first = expr.owner.inputs[1].owner.inputs[0] is c  # keep the graph's operand order
+    if _dispatch_small(k, dt, tb, (m, n, kk), lambda: _small_gemm(
+            k, dt, (pa, ta), (pb, tb), pc, (m, n, kk), scale=(scale, c_first))):
+        return
     if k.an.mode[c] == "literal":
         # A @ B is zero (or W empty): W stays as it is
         _return_if(k, fb.op(f"icmp eq i64 {fb.op(f'mul i64 {k.mul_i64(m, n)}, {kk}')}, 0"))
@@ -107,7 +123,6 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
                                k=_blas_int(k, kk), trans_a=ta, trans_b=tb,
                                alpha=alpha, beta=1.0))
         return
-    scale = k.value_at(c, [])
     ty = scale.ty
     _return_if(k, fb.op(f"icmp eq i64 {k.mul_i64(m, n)}, 0"))  # W is empty
     magnitude = fb.op(f"call {ty} @llvm.fabs.{'f32' if dt == 'float32' else 'f64'}"
@@ -209,6 +224,170 @@ def _naive_matmul(k: Kernel, node: Apply) -> None:
     k.close_loops(outer)
 
 
+# --------------------------------------------------------------------------- small products
+
+#: a 2-d float product with a static column count and at most this many multiply-adds
+#: ``m * n * k`` runs :func:`_small_gemm` instead of BLAS, keyed by (dtype, B transposed?);
+#: sizes known only at run time are compared with it there.  Measured against OpenBLAS 0.3.31
+#: (SkylakeX kernel, 2 threads; bench/small_matmul.py, net of the call, loop/BLAS): float32
+#: 0.74-0.80 at 32x32x32 .. 64x32x32, 0.85 at 64^3, 1.35-1.43 at 128x64x64 (B transposed:
+#: 0.76-0.79 up to 10k, 0.93 at 32^3, 1.03-1.05 at 64k, 1.21 at 64^3); float64 0.60-0.81 up
+#: to 64^3 in every layout, 1.18-1.51 at 128x64x64.
+SMALL_GEMM_WORK = {("float32", False): 64 ** 3, ("float32", True): 32 ** 3,
+                   ("float64", False): 64 ** 3, ("float64", True): 64 ** 3}
+#: (rows of C, 256-bit vectors of columns) per register tile of :func:`_small_gemm`, by
+#: whether B is transposed (its vectors then cost a scalar load per element: more rows share
+#: each)
+SMALL_GEMM_TILE = {False: (4, 4), True: (8, 2)}
+
+
+#: a product with a run-time ``m`` or ``k`` branches on its actual sizes (True) or always
+#: calls BLAS (False).  False for now: in W2 (the 64-32-10 MLP, batch 32, every product
+#: with a symbolic batch) the branch to the loops made the step 4.9-5.0 us against 4.1-4.3
+#: us through BLAS (bench/train_step.py, interleaved runs), although the same shapes compiled
+#: static are 0.76-0.80x BLAS in bench/small_matmul.py.
+SMALL_GEMM_RUNTIME = False
+
+
+def _small_eligible(limit: int, m: str, n: str, kk: str) -> bool:
+    """Can (and, for static sizes, should) the product take :func:`_small_gemm`?"""
+    if not n.isdigit() or limit <= 0:
+        return False
+    if m.isdigit() and kk.isdigit():
+        return int(m) * int(n) * int(kk) <= limit
+    return SMALL_GEMM_RUNTIME  # decided at run time by the actual sizes
+
+
+def _dispatch_small(k: Kernel, dt: str, tb: bool, sizes: tuple[str, str, str],
+                    emit_small) -> bool:
+    """Emit the small loop (``emit_small()``) for static sizes below the crossover and return
+    True (the caller emits nothing more), or, for run-time sizes, a branch taking it when
+    ``m * n * k`` is at most :data:`SMALL_GEMM_WORK` that returns from the kernel, and False
+    (the caller emits the BLAS route after it)."""
+    m, n, kk = sizes
+    limit = SMALL_GEMM_WORK.get((dt, tb), 0)
+    if not _small_eligible(limit, m, n, kk):
+        return False
+    if m.isdigit() and kk.isdigit():
+        emit_small()
+        return True
+    fb = k.fb
+    work = fb.op(f"mul i64 {k.mul_i64(m, n)}, {kk}")
+    then = fb.if_begin(fb.op(f"icmp ule i64 {work}, {limit}"))
+    emit_small()
+    fb.emit("ret i32 0")
+    fb.start_block(fb.label("unreachable"))
+    fb.if_end(then)
+    return False
+
+
+def _pieces(n: int, width: int, step: int) -> list[list[tuple[int, int]]]:
+    """Columns ``0..n`` as chunks of at most ``step`` vectors: (first column,
+    width) per vector, full ``width`` vectors then halving ones for the rest (10 floats:
+    8 + 2)."""
+    pieces, j = [], 0
+    while j < n:
+        w = width
+        while w > n - j:
+            w //= 2
+        pieces.append((j, w))
+        j += w
+    return [pieces[c:c + step] for c in range(0, len(pieces), step)]
+
+
+def _small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc: str,
+                sizes: tuple[str, str, str], scale: tuple[Value, bool] | None = None) -> None:
+    """``C = op(A) @ op(B)`` for row-major matrices with a static column count ``n`` (``m``
+    and ``k`` may be run-time values), or with ``scale = (c, c_first)``
+    ``C = C - c * (op(A) @ op(B))`` (the folded SGD update: any ``c``, 0/NaN/inf included,
+    gives numpy's result since the whole product is summed first).
+
+    Register tiles of SMALL_GEMM_TILE rows by 256-bit vectors
+    (4 doubles, 8 floats; the last columns in narrower vectors): per ``p`` one load of each
+    ``B[p, j:j+w]`` serves every row of the tile and one broadcast ``A[i, p]`` every vector,
+    the sums live in registers (stack slots that mem2reg promotes) and C is written once.
+    Transposes are index orders (A stored ``(k, m)``, B ``(n, k)``: its vectors are built
+    from scalar loads), never copies.  The vectors are written out rather than left to the
+    vectorisers: the loop vectoriser takes the ``p`` loop with strided gathers of B
+    (1.3 GFMA/s) and a ``j`` loop over sums in memory reloads the row per ``p``."""
+    fb = k.fb
+    (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
+    ty = MEM_TYPE[dt]
+    size = ITEMSIZE[dt]
+    mr, vectors = SMALL_GEMM_TILE[tb]
+    chunks = _pieces(int(n), 32 // size, vectors)
+
+    def vty(w: int) -> str:
+        return f"<{w} x {ty}>"
+
+    def address(p: str, row: str, col: str, stride: str) -> str:
+        flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
+        return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
+
+    def splat(x: str, w: int) -> str:
+        one = fb.op(f"insertelement {vty(w)} poison, {ty} {x}, i64 0")
+        return fb.op(f"shufflevector {vty(w)} {one}, {vty(w)} poison, <{w} x i32> "
+                     "zeroinitializer")
+
+    def b_vector(p: str, j: int, w: int) -> str:
+        if not tb:
+            return fb.op(f"load {vty(w)}, ptr {address(pb, p, str(j), n)}, align {size}")
+        v = "poison"  # B stored (n, k): column p of the stored rows j..j+w
+        for t in range(w):
+            x = fb.op(f"load {ty}, ptr {address(pb, str(j + t), p, kk)}")
+            v = fb.op(f"insertelement {vty(w)} {v}, {ty} {x}, i64 {t}")
+        return v
+
+    def tile(i0: str, rows: int) -> None:
+        rows_at = [i0] + [fb.op(f"add nuw nsw i64 {i0}, {r}") for r in range(1, rows)]
+        for chunk in chunks:
+            sums = [[fb.alloca(vty(w), "zeroinitializer") for _, w in chunk]
+                    for _ in range(rows)]
+            p, inner = fb.loop_begin(kk)
+            bv = [b_vector(p, j, w) for j, w in chunk]
+            for i, row_sums in zip(rows_at, sums):
+                at = address(pa, p, i, m) if ta else address(pa, i, p, kk)  # A stored (k, m)
+                x = fb.op(f"load {ty}, ptr {at}")
+                splats: dict[int, str] = {}
+                for (_, w), bvec, acc in zip(chunk, bv, row_sums):
+                    if w not in splats:
+                        splats[w] = splat(x, w)
+                    prod = fb.op(f"fmul {FMF} {vty(w)} {splats[w]}, {bvec}")
+                    total = fb.op(f"fadd {FMF} {vty(w)} {fb.op(f'load {vty(w)}, ptr {acc}')}, "
+                                  f"{prod}")
+                    fb.emit(f"store {vty(w)} {total}, ptr {acc}")
+            fb.loop_end(inner)
+            for i, row_sums in zip(rows_at, sums):
+                for (j, w), acc in zip(chunk, row_sums):
+                    at = address(pc, i, str(j), n)
+                    v = fb.op(f"load {vty(w)}, ptr {acc}")
+                    if scale is not None:
+                        c = splat(scale[0].ref, w)
+                        prod = fb.op(f"fmul {FMF} {vty(w)} {c}, {v}" if scale[1] else
+                                     f"fmul {FMF} {vty(w)} {v}, {c}")
+                        old = fb.op(f"load {vty(w)}, ptr {at}, align {size}")
+                        v = fb.op(f"fsub {FMF} {vty(w)} {old}, {prod}")
+                    fb.emit(f"store {vty(w)} {v}, ptr {at}, align {size}")
+
+    if m.isdigit():  # the rows left over make one smaller tile
+        count, rest = divmod(int(m), mr)
+        if count:
+            t, tiles = fb.loop_begin(str(count))
+            tile(fb.op(f"mul nuw nsw i64 {t}, {mr}"), mr)
+            fb.loop_end(tiles)
+        if rest:
+            tile(str(count * mr), rest)
+        return
+    count = fb.op(f"udiv i64 {m}, {mr}")  # run-time rows: the rest one row at a time
+    t, tiles = fb.loop_begin(count)
+    tile(fb.op(f"mul nuw nsw i64 {t}, {mr}"), mr)
+    fb.loop_end(tiles)
+    start = fb.op(f"mul nuw nsw i64 {count}, {mr}")
+    r, rows = fb.loop_begin(fb.op(f"sub nsw i64 {m}, {start}"))
+    tile(fb.op(f"add nuw nsw i64 {start}, {r}"), 1)
+    fb.loop_end(rows)
+
+
 # --------------------------------------------------------------------------- stacks of matrices
 
 #: a batched product of static sizes with at most this many multiply-adds per matrix
@@ -267,7 +446,7 @@ def lower_batched_matmul(k: Kernel, node: Apply) -> None:
     sizes = (m, n, kk)
     if all(d.isdigit() for d in sizes) and int(n) <= SMALL_MATMUL_COLUMNS and \
             int(m) * int(n) * int(kk) <= SMALL_MATMUL_WORK:
-        _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: _small_matmul(
+        _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: _small_gemm(
             k, dt, (x, ta), (y, tb), z, sizes))
         return
     bm, bn, bk = (_blas_int(k, d) for d in sizes)
@@ -293,58 +472,6 @@ def _each_matrix(k: Kernel, node: Apply, a: tuple[Variable, str], b: tuple[Varia
                         k.fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {offset}"))
     body(*pointers)
     k.close_loops(tokens)
-
-
-def _small_matmul(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc: str,
-                  sizes: tuple[str, str, str]) -> None:
-    """``C = op(A) @ op(B)`` for one small row-major matrix of static sizes: per row ``i``,
-    the ``n`` sums ``C[i, :]`` live in registers -- 256-bit vectors (4 doubles, 8 floats)
-    and scalars for the rest, stack slots that mem2reg promotes -- updated by
-    ``A[i, p] * B[p, :]`` for each ``p`` and stored once.  The vectors are written out rather
-    than left to the vectorisers: the loop vectoriser takes the ``p`` loop with strided
-    gathers of B (1.3 GFMA/s) and a ``j`` loop over sums in memory reloads the row per ``p``
-    (1-5 GFMA/s); this runs at 8-25 GFMA/s."""
-    fb, sb = k.fb, k.sb
-    (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
-    ty = MEM_TYPE[dt]
-    width = 32 // ITEMSIZE[dt]
-    vty = f"<{width} x {ty}>"
-    cols = int(n)
-    vectors = 0 if tb else cols // width  # B transposed: its rows are not contiguous in j
-
-    def address(p: str, row: str, col: str, stride: str) -> str:
-        flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
-        return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
-
-    def load(p: str, row: str, col: str, stride: str) -> Value:
-        return Value(fb.op(f"load {ty}, ptr {address(p, row, col, stride)}"), dt)
-
-    zero = literal(0.0, dt)
-    i, rows = fb.loop_begin(m)
-    vsums = [fb.alloca(vty, "zeroinitializer") for _ in range(vectors)]
-    sums = [fb.alloca(ty, zero) for _ in range(vectors * width, cols)]
-    p, inner = fb.loop_begin(kk)
-    aip = load(pa, p, i, m) if ta else load(pa, i, p, kk)  # A stored (k, m) when transposed
-    if vectors:
-        one = fb.op(f"insertelement {vty} poison, {ty} {aip.ref}, i64 0")
-        splat = fb.op(f"shufflevector {vty} {one}, {vty} poison, <{width} x i32> "
-                      "zeroinitializer")
-    for c, acc in enumerate(vsums):
-        bv = fb.op(f"load {vty}, ptr {address(pb, p, str(c * width), n)}, align {ITEMSIZE[dt]}")
-        product = fb.op(f"fmul {FMF} {vty} {splat}, {bv}")
-        total = fb.op(f"fadd {FMF} {vty} {fb.op(f'load {vty}, ptr {acc}')}, {product}")
-        fb.emit(f"store {vty} {total}, ptr {acc}")
-    for j, acc in enumerate(sums, vectors * width):
-        bpj = load(pb, str(j), p, kk) if tb else load(pb, p, str(j), n)  # B stored (n, k)
-        cur = Value(fb.op(f"load {ty}, ptr {acc}"), dt)
-        fb.emit(f"store {ty} {sb.add(cur, sb.mul(aip, bpj)).ref}, ptr {acc}")
-    fb.loop_end(inner)
-    for c, acc in enumerate(vsums):
-        at = address(pc, i, str(c * width), n)
-        fb.emit(f"store {vty} {fb.op(f'load {vty}, ptr {acc}')}, ptr {at}, align {ITEMSIZE[dt]}")
-    for j, acc in enumerate(sums, vectors * width):
-        fb.emit(f"store {ty} {fb.op(f'load {ty}, ptr {acc}')}, ptr {address(pc, i, str(j), n)}")
-    fb.loop_end(rows)
 
 
 def _naive_batched_matmul(k: Kernel, node: Apply) -> None:
