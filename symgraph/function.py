@@ -274,31 +274,41 @@ class Function:
                                      f"the first input {n}")
             if batch_size <= 0:
                 raise ValueError("epoch: batch_size must be positive")
-            if shuffle is not None:
+            order = None
+            if shuffle is not None:  # the rows are gathered per step, never all copied
                 order = np.random.default_rng(shuffle).permutation(n)
-                arrays = [a[order] for a in arrays]
-            return self._epoch(arrays, n, batch_size)
+            return self._epoch(arrays, order, n, batch_size)
 
-    def _epoch(self, arrays: list[np.ndarray], n: int, batch_size: int):
-        """The steps of ``epoch`` on checked, shuffled ``arrays`` (the caller holds the
-        lock): the backend's native loop over the full minibatches if it has one, then the
-        Python loop of calls over the rest; on failure every shared variable gets back its
-        value from before the epoch."""
+    def _epoch(self, arrays: list[np.ndarray], order: np.ndarray | None, n: int,
+               batch_size: int):
+        """The steps of ``epoch`` on checked ``arrays`` taken in the permutation ``order``
+        (None: as they are; the caller holds the lock): the backend's native loop over the
+        full minibatches if it has one, then the Python loop of calls over the rest; on
+        failure every shared variable gets back its value from before the epoch."""
         saved = [(var, var._value) for var in self.shared]
+        native_stacks = None
         per_output: list[list] = [[] for _ in self.outputs]
+        shuffled = None if order is None else ShuffledArrays(arrays, order)
         done = i = 0
         try:
-            native = None if self.check_finite else self.program.epoch_steps(arrays, batch_size)
+            native = None if self.check_finite else self.program.epoch_steps(
+                arrays if shuffled is None else shuffled, batch_size)
             if native is None:
                 # copies: a backend may update a shared variable's array in place (a
                 # native loop never writes the arrays it was given: no copies needed)
                 saved = [(var, value.copy()) for var, value in saved]
+                if shuffled is not None:  # every step is a call: one gather of the data
+                    arrays, order = shuffled.arrays(), None
             else:
-                for values, stacked in zip(per_output, native):
-                    values.extend(stacked)
+                native_stacks = native
                 done = len(native[0]) if native else n // batch_size
             for i in range(done * batch_size, n, batch_size):
-                result = self._step(tuple(a[i:i + batch_size] for a in arrays))
+                if order is None:
+                    batch = tuple(a[i:i + batch_size] for a in arrays)
+                else:
+                    rows = order[i:i + batch_size]
+                    batch = tuple(a[rows] for a in arrays)
+                result = self._step(batch)
                 for values, value in zip(per_output, [result] if self.single else result):
                     values.append(value)
                 done += 1
@@ -312,19 +322,56 @@ class Function:
                             f"updates are undone): {err.args[0]}",)
             raise
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
-        stacked = [_stack_steps(values, sizes) for values in per_output]
+        stacked = [_stack_steps(None if native_stacks is None else native_stacks[k], values,
+                                sizes) for k, values in enumerate(per_output)]
         return stacked[0] if self.single else stacked
 
 
-def _stack_steps(values: list, sizes: list[int]) -> np.ndarray:
-    """Stack one output over steps; per-example outputs (first dim = batch) concatenate."""
-    if not values:
-        return np.empty((0,))
+class ShuffledArrays(Sequence):
+    """The arrays of a shuffled epoch as ``Function.epoch`` hands them to
+    ``Program.epoch_steps``: item ``k`` is ``source[k][order]``, made (once, for all arrays)
+    only when an item is read, so a backend that knows this class gathers each minibatch's
+    rows itself from ``source`` and ``order`` (``codegen.epoch``) and the dataset is never
+    copied, while any other backend sees the shuffled arrays."""
+
+    def __init__(self, source: list[np.ndarray], order: np.ndarray):
+        self.source, self.order = source, order
+        self._arrays: list[np.ndarray] | None = None
+
+    def arrays(self) -> list[np.ndarray]:
+        """``[a[order] for a in source]``, made on first use."""
+        if self._arrays is None:
+            self._arrays = [a[self.order] for a in self.source]
+        return self._arrays
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, k):
+        return self.arrays()[k]
+
+
+def _stack_steps(native: np.ndarray | None, values: list, sizes: list[int]) -> np.ndarray:
+    """Stack one output over steps: ``native`` (the first steps' values already stacked by a
+    native loop, or None), then ``values`` (one per later step); per-example outputs (first
+    dim = batch) concatenate."""
+    if native is None:
+        if not values:
+            return np.empty((0,))
+    elif not values:
+        return native  # the common case: every step ran natively (a fresh array)
     shapes = {np.shape(v) for v in values}
+    if native is not None:
+        shapes.add(native.shape[1:])
     if len(shapes) == 1:
-        return np.stack(values)
-    if all(np.ndim(v) and np.shape(v)[0] == b for v, b in zip(values, sizes)):
-        return np.concatenate(values)
+        rest = np.stack(values)
+        return rest if native is None else np.concatenate([native, rest])
+    head = 0 if native is None else len(native)
+    if (native is None or native.ndim > 1 and native.shape[1] == sizes[0]) and \
+            all(np.ndim(v) and np.shape(v)[0] == b for v, b in zip(values, sizes[head:])):
+        parts = values if native is None else [
+            native.reshape(-1, *native.shape[2:]), *values]
+        return np.concatenate(parts)
     raise ValueError(f"epoch: an output changes shape between steps ({sorted(shapes)})")
 
 

@@ -1,0 +1,128 @@
+"""The native epoch (``codegen.epoch``): minibatches read in place by pointer offsets, a
+shuffled epoch's rows gathered per step through the permutation (the dataset is never copied
+by ``a[order]``), outputs stacked natively -- and all of it equal, bit for bit, to the Python
+loop of single steps over ``a[order][i:i + batch_size]``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph.function import ShuffledArrays
+
+
+def _spy_native(f) -> list:
+    """Record what ``f``'s program's native epoch got and whether it ran."""
+    seen = []
+    steps = f.program.epoch_steps
+
+    def spy(arrays, batch_size):
+        result = steps(arrays, batch_size)
+        seen.append((type(arrays), result is not None))
+        return result
+    f.program.epoch_steps = spy
+    return seen
+
+
+@pytest.fixture
+def no_dataset_copy(monkeypatch):
+    """A shuffled epoch that copies the whole dataset (``ShuffledArrays.arrays``) fails."""
+    def refuse(self):
+        raise AssertionError("the shuffled dataset was copied")
+    monkeypatch.setattr(ShuffledArrays, "arrays", refuse)
+
+
+@pytest.mark.parametrize("trailing", [(64,), ("d",), (3, "d")])
+@pytest.mark.parametrize("n,batch_size", [(23, 5), (40, 8), (9, 4)])
+def test_permutation_gather_equals_numpy_fancy_indexing(trailing, n, batch_size,
+                                                        no_dataset_copy):
+    """Rows gathered natively through the permutation are numpy's ``a[order]`` rows: fixed
+    row sizes (constant row copies), symbolic ones (row bytes read at run time), 1-d int64
+    labels, a non-contiguous and an int32 array (converted first)."""
+    rng = np.random.default_rng(n)
+    shape = tuple(3 if d == "d" else d for d in trailing)
+    x = sg.tensor("x", ("b", *trailing), "float32")
+    y = sg.tensor("y", ("b",), "int64")
+    f = sg.function([x, y], [x * 2.0, y + 1], backend="llvm")
+    seen = _spy_native(f)
+    X = rng.standard_normal((n, *shape)).astype(np.float32)
+    Xs = np.repeat(X, 2, axis=0)[::2]  # the same values, not contiguous
+    Y = rng.integers(0, 100, n)
+    for xa, ya in ((X, Y), (Xs, Y.astype(np.int32))):
+        got_x, got_y = f.epoch(xa, ya, batch_size=batch_size, shuffle=11)
+        order = np.random.default_rng(11).permutation(n)
+        np.testing.assert_array_equal(got_x, (X[order] * 2.0).reshape(got_x.shape))
+        np.testing.assert_array_equal(got_y, (Y[order] + 1).reshape(got_y.shape))
+    assert seen == [(ShuffledArrays, True)] * 2
+
+
+def _mlp(dtype: str):
+    rng = np.random.default_rng(0)
+    x = sg.tensor("x", ("b", 6), dtype)
+    y = sg.tensor("y", ("b",), "int64")
+    W1 = sg.shared(rng.standard_normal((6, 5)).astype(dtype), name="W1")
+    b1 = sg.shared(np.zeros(5, dtype), name="b1")
+    W2 = sg.shared(rng.standard_normal((5, 3)).astype(dtype), name="W2")
+    loss = sg.nn.cross_entropy(sg.nn.relu(x @ W1 + b1) @ W2, y)
+    params = [W1, b1, W2]
+    lr = np.dtype(dtype).type(0.1)
+    updates = {q: q - lr * g for q, g in zip(params, sg.grad(loss, params))}
+    return sg.function([x, y], [loss, sg.argmax(x @ W1, 1)], updates, backend="llvm"), params
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shuffle", [None, 5])
+@pytest.mark.parametrize("n,batch_size", [(30, 6), (31, 6), (12, 5)])
+def test_epoch_equals_the_python_loop_bit_for_bit(dtype, shuffle, n, batch_size,
+                                                  no_dataset_copy):
+    """Losses, a per-example output and the in-place SGD updates: the native epoch (with
+    the last partial batch as a call) equals the loop of calls on ``a[order]`` exactly."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((n, 6)).astype(dtype)
+    Y = rng.integers(0, 3, n)
+    f, params = _mlp(dtype)
+    seen = _spy_native(f)
+    losses, picks = f.epoch(X, Y, batch_size=batch_size, shuffle=shuffle)
+    assert seen == [(list if shuffle is None else ShuffledArrays, True)]
+    g, ref = _mlp(dtype)
+    order = np.arange(n) if shuffle is None else np.random.default_rng(shuffle).permutation(n)
+    Xo, Yo = X[order], Y[order]
+    steps = [g(Xo[i:i + batch_size], Yo[i:i + batch_size]) for i in range(0, n, batch_size)]
+    np.testing.assert_array_equal(losses, np.array([s[0] for s in steps]))
+    # equal shapes stack (step, example), a smaller last batch concatenates (example)
+    join = np.stack if n % batch_size == 0 else np.concatenate
+    np.testing.assert_array_equal(picks, join([s[1] for s in steps]))
+    assert losses.dtype == np.dtype(dtype) and picks.dtype == steps[0][1].dtype
+    for a, b in zip(params, ref):
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+
+
+@pytest.mark.parametrize("at", [3, 13])  # in a full batch (native), in the partial last one
+def test_failed_shuffled_epoch_restores_parameters(at):
+    w = sg.shared(np.ones(3), name="w")
+    i = sg.tensor("i", ("k",), "int64")
+    f = sg.function([i], sg.sum(w[i]), updates={w: w * 2}, backend="llvm")
+    idx = np.arange(14) % 3
+    order = np.random.default_rng(2).permutation(14)
+    bad = order[at]  # the example the shuffled epoch reads at position ``at``
+    idx[bad] = 7
+    with pytest.raises(IndexError):
+        f.epoch(idx, batch_size=4, shuffle=2)
+    np.testing.assert_array_equal(w.get_value(), np.ones(3))
+    idx[bad] = 0
+    got = f.epoch(idx, batch_size=4, shuffle=2)
+    expected = [len(idx[order][s:s + 4]) * 2.0 ** k for k, s in enumerate(range(0, 14, 4))]
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(w.get_value(), np.full(3, 16.0))
+
+
+def test_shuffled_arrays_is_the_shuffled_data_for_other_backends():
+    """A backend that does not know ``ShuffledArrays`` reads the shuffled arrays."""
+    a, b = np.arange(10.0), np.arange(20).reshape(10, 2)
+    order = np.random.default_rng(0).permutation(10)
+    s = ShuffledArrays([a, b], order)
+    assert len(s) == 2
+    np.testing.assert_array_equal(s[0], a[order])
+    np.testing.assert_array_equal(s[1], b[order])
+    assert s[0] is s.arrays()[0]  # gathered once
