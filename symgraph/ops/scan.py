@@ -108,10 +108,12 @@ def exclusive_products(x: Variable, axis: int) -> Variable:
 # --------------------------------------------------------------------------- scans
 
 
-class Cumsum(Op):
-    """Running sum along ``axis`` (``np.cumsum``); ``reverse``: from the end (the gradient)."""
+class _Scan(Op):
+    """A running reduction along ``axis`` (``numpy``: ``np.cumsum`` or ``np.cumprod``);
+    ``reverse``: from the end (the gradients use it)."""
 
     props = ("axis", "reverse")
+    numpy = staticmethod(np.cumsum)
 
     def __init__(self, axis: int, reverse: bool = False):
         self.axis, self.reverse = axis, bool(reverse)
@@ -124,31 +126,21 @@ class Cumsum(Op):
         x = inputs[0]
         if self.reverse:
             x = np.flip(x, self.axis)
-        out = np.cumsum(x, axis=self.axis, dtype=ctx.out_dtype)
+        out = self.numpy(x, axis=self.axis, dtype=ctx.out_dtype)
         return [contiguous(np.flip(out, self.axis) if self.reverse else out)]
+
+
+class Cumsum(_Scan):
+    """Running sum along ``axis`` (``np.cumsum``)."""
 
     def bprop(self, inputs, outputs, index, grads):
         return Cumsum(self.axis, not self.reverse)(grads[0])
 
 
-class Cumprod(Op):
-    """Running product along ``axis`` (``np.cumprod``); ``reverse``: from the end."""
+class Cumprod(_Scan):
+    """Running product along ``axis`` (``np.cumprod``)."""
 
-    props = ("axis", "reverse")
-
-    def __init__(self, axis: int, reverse: bool = False):
-        self.axis, self.reverse = axis, bool(reverse)
-
-    def infer(self, x):
-        _check_axis(self, x)
-        return [TensorType(accumulator_dtype(x.dtype), x.shape)]
-
-    def perform(self, inputs, ctx):
-        x = inputs[0]
-        if self.reverse:
-            x = np.flip(x, self.axis)
-        out = np.cumprod(x, axis=self.axis, dtype=ctx.out_dtype)
-        return [contiguous(np.flip(out, self.axis) if self.reverse else out)]
+    numpy = staticmethod(np.cumprod)
 
     def bprop(self, inputs, outputs, index, grads):
         # d y_i / d x_k = (prod_{j<k} x_j) (prod_{k<j<=i} x_j) for i >= k: the exclusive
