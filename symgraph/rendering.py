@@ -120,8 +120,13 @@ def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "op
         _write_text(dot_path, source)
         raise GraphvizNotFound(f"cannot draw {path}: Graphviz's `dot` is not on PATH; "
                                f"{INSTALL_HINT}. The DOT text is in {dot_path}", dot_path)
-    done = subprocess.run(["dot", f"-T{ext}", *([f"-Gdpi={dpi}"] if ext == "png" else [])],
-                          input=source.encode(), capture_output=True, check=False)
+    command = ["dot", f"-T{ext}", *([f"-Gdpi={dpi}"] if ext == "png" else [])]
+    done = subprocess.run(command, input=source.encode(), capture_output=True, check=False)
+    if done.returncode != 0 and b"init_rank" in done.stderr:
+        # dot 2.43's per-cluster ranking fails on some graphs ("trouble in init_rank", seen
+        # on the digits model's ops view); global ranking draws them, slower on big graphs
+        done = subprocess.run([*command, "-Gnewrank=true"], input=source.encode(),
+                              capture_output=True, check=False)
     if done.returncode != 0:
         # dot can print thousands of lines (its rank dump); the first few say what failed
         lines = done.stderr.decode(errors="replace").strip().splitlines()

@@ -3,6 +3,7 @@ max_nodes elision; the missing-dot fallback (DOT text written, install hint rais
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -221,6 +222,28 @@ def test_without_dot_the_dot_text_is_written_and_the_hint_raised(model, tmp_path
     assert not target.exists()
     written = (tmp_path / "train.dot").read_text()
     assert written.startswith("digraph") and "∂ dense_1" in written
+
+
+def test_dot_rank_failure_is_retried_with_global_ranking(tmp_path, monkeypatch):
+    """dot 2.43 fails on some graphs with per-cluster ranking ("trouble in init_rank");
+    render retries with -Gnewrank=true.  A stand-in dot fails exactly like that and records
+    its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.txt"
+    fake = bin_dir / "dot"
+    fake.write_text("#!/bin/sh\n"
+                    f'echo "$*" >> "{log}"\n'
+                    'case "$*" in *newrank*) cat; exit 0;; esac\n'
+                    'echo "Error: trouble in init_rank" >&2; exit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    x = sg.vector("x")
+    target = tmp_path / "g.svg"
+    render(sg.exp(x), target)
+    calls = log.read_text().splitlines()
+    assert calls == ["-Tsvg", "-Tsvg -Gnewrank=true"]
+    assert target.read_text().startswith("digraph")  # the stand-in echoes its input
 
 
 def test_bad_arguments(model, tmp_path):
