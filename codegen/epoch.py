@@ -16,7 +16,10 @@ The outputs are written into their stacks after each step (one stack per output,
 as is).  ``sg_step`` stays a call (the step's kernels are already inlined into it): a
 call-site ``alwaysinline`` into this loop was measured on W2's step at compile_total 245 ->
 345 ms (optimise 140 -> 206 ms, machine code 60 -> 90 ms) and a slower epoch (578 vs 543 us,
-same run), so the call and its ~40 pointer loads a step stay.
+same run), so the call and its ~40 pointer loads a step stay.  The Python side of a call
+(the first minibatch's checks, the control block's ~30 pointers) cost 65 us, a sixth of W4's
+epoch, until the checks were cached by signature and the pointers read through
+``ctypes.addressof`` (~30 us now: W4 408 -> 368 us).
 """
 
 from __future__ import annotations
@@ -152,10 +155,10 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
         order = np.ascontiguousarray(order, dtype=np.int64)
         if order.shape != (n,):
             raise ValueError(f"epoch: a permutation of {n} examples has shape {order.shape}")
-        first = order[:batch_size]
-        values, bindings = program.request.check_inputs([a[first] for a in arrays])
+        first = [a[order[:batch_size]] for a in arrays]
     else:
-        values, bindings = program.request.check_inputs([a[:batch_size] for a in arrays])
+        first = [a[:batch_size] for a in arrays]
+    values, bindings = _checked_first_batch(program, first)
     arrays = [native_array(np.asarray(a), v.dtype) for a, v in zip(arrays, program.inputs)]
     batch = [native_array(values[v], v.dtype) for v in program.inputs] + [
         native_array(v._value, v.dtype) for v in program.shared]
@@ -172,21 +175,26 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
         else:
             fresh.append((np.empty_like(pool[0]), np.empty_like(pool[0])))
     stacks = [np.empty((full, *spec[1].shape), spec[1].dtype) for spec in outputs]
-    ctl = [full, 0, 0 if order is None else order.ctypes.data, batch_size]
+    ctl = [full, 0, 0 if order is None else _address(order), batch_size]
     gather = [np.empty((batch_size, *a.shape[1:]), a.dtype) if order is not None else None
               for a in arrays]
     for a, buf in zip(arrays, gather):
-        ctl += [a.ctypes.data, a.strides[0], 0 if buf is None else buf.ctypes.data]
+        ctl += [_address(a), a.strides[0], 0 if buf is None else _address(buf)]
     args, update_vars = program.args, program.update_vars
+    targets = []  # the first step's target per direct update
     for j, pair, pool in zip(program.direct.values(), fresh, plan.targets):
         orig = pair[0] if isinstance(pool, int) else batch[args.index(update_vars[j])]
-        ctl += [orig.ctypes.data, pair[0].ctypes.data, pair[1].ctypes.data]
+        second = _address(pair[1])
+        targets.append(second if pair[0] is pair[1] else _address(pair[0]))
+        ctl += [_address(orig), targets[-1], second]
     for spec, st in zip(outputs, stacks):
-        ctl += [spec[1].ctypes.data, st.ctypes.data, spec[1].nbytes]
-    template = np.array([a.ctypes.data for a in batch]
-                        + [pair[0].ctypes.data for pair in fresh]
-                        + [plan.arena.ctypes.data, plan.table.ctypes.data]
-                        + [c.value.ctypes.data for c in program.consts], dtype=np.uint64)
+        ctl += [_address(spec[1]), _address(st), spec[1].nbytes]
+    fixed = plan.extra.get("epoch_addresses")  # arena, table, constants: fixed per plan
+    if fixed is None:
+        fixed = plan.extra["epoch_addresses"] = [
+            _address(plan.arena), _address(plan.table),
+            *[_address(c.value) for c in program.consts]]
+    template = np.array([_address(a) for a in batch] + targets + fixed, dtype=np.uint64)
     ctl[1] = template.ctypes.data
     ctl_array = np.array(ctl, dtype=np.uint64)
     status = epoch_fn(program)(ctl_array.ctypes.data)
@@ -197,6 +205,38 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
     for j, pair in zip(program.direct.values(), fresh):
         update_vars[j]._value = pair[last]
     return stacks
+
+
+def _address(a: np.ndarray) -> int:
+    """The data pointer of ``a``: ``ctypes.addressof`` of its buffer (~0.3 us) where numpy's
+    ``a.ctypes.data`` costs ~1.2 us, and an epoch's control block takes some 30 of them
+    (read-only, empty or non-contiguous arrays, which export no such buffer, take
+    ``a.ctypes.data``)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError, BufferError):
+        return a.ctypes.data
+
+
+def _checked_first_batch(program, first: list[np.ndarray]) -> tuple[dict, dict]:
+    """``check_inputs`` of the first minibatch, cached by what its result depends on (the
+    arrays' types, shapes and dtypes and the shared values' shapes; ``Program.check_inputs``)
+    when it converted nothing: ~15 us of every epoch call otherwise."""
+    try:
+        key = tuple((a.__class__, a.shape, a.dtype) for a in first) + tuple(
+            v._value.shape for v in program.shared)
+    except AttributeError:
+        key = None
+    cache = program.__dict__.setdefault("_epoch_checks", {})
+    bindings = cache.get(key) if key is not None else None
+    if bindings is not None:
+        return dict(zip(program.inputs, first)), bindings
+    values, bindings = program.request.check_inputs(first)
+    if key is not None and all(values[v] is a for v, a in zip(program.inputs, first)):
+        if len(cache) >= 16:
+            cache.clear()
+        cache[key] = bindings
+    return values, bindings
 
 
 def epoch_fn(program):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
+from codegen.epoch import _address
 from symgraph.function import ShuffledArrays
 
 
@@ -126,3 +127,42 @@ def test_shuffled_arrays_is_the_shuffled_data_for_other_backends():
     np.testing.assert_array_equal(s[0], a[order])
     np.testing.assert_array_equal(s[1], b[order])
     assert s[0] is s.arrays()[0]  # gathered once
+
+
+def test_repeated_epochs_reuse_checks_only_for_the_same_signature():
+    """The first minibatch's checks are cached by (type, shape, dtype) and the shared shapes:
+    a repeated epoch on read-only data equals the loop, converted inputs (float64 features,
+    int32 labels) are converted every time, and a different signature is checked again."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((24, 6)).astype(np.float32)
+    Y = rng.integers(0, 3, 24)
+    X.setflags(write=False)
+    Y.setflags(write=False)
+    f, params = _mlp("float32")
+    g, ref = _mlp("float32")
+    seen = _spy_native(f)
+    for xa, ya in ((X, Y), (X, Y), (X.astype(np.float64), Y.astype(np.int32)), (X, Y)):
+        losses, _ = f.epoch(xa, ya, batch_size=6)
+        expected = [g(X[i:i + 6], Y[i:i + 6])[0] for i in range(0, 24, 6)]
+        np.testing.assert_array_equal(losses, expected)
+    assert seen == [(list, True)] * 4
+    for a, b in zip(params, ref):
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+    with pytest.raises(ValueError, match="'x'"):  # 5 features: the checks ran again
+        f.epoch(np.zeros((24, 5), np.float32), Y, batch_size=6)
+    with pytest.raises(TypeError, match="'y'"):
+        f.epoch(X, Y.astype(np.float32), batch_size=6)
+    for a, b in zip(params, ref):  # the failed epochs changed nothing
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.arange(12.0),
+    lambda: np.arange(12.0)[2:],
+    lambda: np.arange(24.0).reshape(4, 6)[:, ::2],  # not contiguous: numpy's pointer
+    lambda: np.zeros(0),
+    lambda: np.frombuffer(b"\x00" * 64, np.float64),  # read-only
+])
+def test_address_is_the_data_pointer(make):
+    a = make()
+    assert _address(a) == a.ctypes.data
