@@ -63,6 +63,12 @@ def dims_equal(a, b) -> bool | None:
         return None
     if isinstance(a, int) and isinstance(b, int):
         return a == b
+    if a == b:  # structurally equal (sympy's == compares structure)
+        return True
+    if isinstance(a, (int, sympy.Symbol)) and isinstance(b, (int, sympy.Symbol)):
+        # a symbol against a number or another symbol: what simplify(a - b) says, without
+        # it (milliseconds a call, and its first call imports sympy.tensor: ~50 ms a process)
+        return None
     diff = sympy.simplify(sympy.sympify(a) - sympy.sympify(b))
     if diff == 0:
         return True

@@ -11,6 +11,7 @@ import pytest
 import sympy
 
 import symgraph as sg
+from symgraph.shapes import dim_symbol, dims_equal
 
 HERE = Path(__file__)
 
@@ -267,3 +268,22 @@ def test_symbolic_dim_bound_to_one_does_not_give_a_wrongly_shaped_gradient(backe
     except RuntimeError:
         return
     np.testing.assert_allclose(gb, [3.0])  # ... or the numpy-broadcast gradient
+
+
+def _dims_equal_by_simplify(a, b):
+    """The rule ``dims_equal`` follows, written the slow way: simplify the difference."""
+    if a is None or b is None:
+        return None
+    diff = sympy.simplify(sympy.sympify(a) - sympy.sympify(b))
+    return True if diff == 0 else (False if diff.is_number else None)
+
+
+def test_dims_equal_agrees_with_simplify():
+    """Fast paths (equal structure; a symbol against a number or another symbol) give what
+    simplifying the difference gives, for every pair of a mixed set of dims."""
+    n, m = dim_symbol("n"), dim_symbol("m")
+    dims = [None, 0, 1, 7, -1, n, dim_symbol("n"), m, 2 * n, n * m, n + 1, n + 1 - 1,
+            sympy.Integer(7), 64 * n // 64]
+    for a in dims:
+        for b in dims:
+            assert dims_equal(a, b) == _dims_equal_by_simplify(a, b), (a, b)
