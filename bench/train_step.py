@@ -10,7 +10,8 @@ Smoke run: add ``--quick`` (few reps). One run times, each in its own subprocess
 
 * ``llvm``     symgraph ``sg.function(..., backend="llvm")`` steps, ``f.epoch`` for W4, ``sg.hvp``
                for W5, the no-work call overhead, and C (compile time of W1-SGD, cold in a fresh
-               ``SYMGRAPH_CACHE_DIR`` and warm from that disk cache, each in a new process);
+               ``SYMGRAPH_CACHE_DIR`` and warm from that disk cache, each in a new process with
+               a primed bytecode cache as an installed package has; ``--no-pyc``: without);
 * ``sgnumpy``  the same graphs with ``backend="numpy"`` (the reference evaluator);
 * ``numpy``    forward/backward/update written by hand with numpy;
 * ``gemm``     numpy's raw gemm rate and the W1 "gemm floor" (its 8 gemms alone);
@@ -86,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="max cores used by other processes in a clean timing chunk")
     ap.add_argument("--compile-reps", type=int, default=None,
                     help="cold and warm compile processes each (default 3, --quick 1)")
+    ap.add_argument("--no-pyc", action="store_true",
+                    help="C without a bytecode cache (every project module compiled from "
+                         "source in every process, as under PYTHONDONTWRITEBYTECODE=1)")
     ap.add_argument("--quick", action="store_true", help="few reps: a smoke run")
     ap.add_argument("--json", default=None, help="write all rows and targets to this file")
     ap.add_argument("--peers-python", default=None,
@@ -458,9 +462,20 @@ def run_compile_rows(args: argparse.Namespace, tmp: str) -> list[dict[str, Any]]
     """C cold (fresh SYMGRAPH_CACHE_DIR) and warm (same dir, new process), median of reps."""
     rows: list[dict[str, Any]] = []
     samples: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
+    base = dict(os.environ)
+    if not args.no_pyc:
+        # bytecode as an installed package has it (the peers' site-packages do): a private
+        # cache, primed by one untimed process; PYTHONDONTWRITEBYTECODE=1 (this machine's
+        # shells) would otherwise recompile every module of the checkout in every process
+        base.pop("PYTHONDONTWRITEBYTECODE", None)
+        base["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pyc")
+        prime = tempfile.mkdtemp(prefix="symgraph-cache-", dir=tmp)
+        run_local("compile", args, ["C"], tmp, ["--cache-state", "cold"],
+                  env=dict(base, SYMGRAPH_CACHE_DIR=prime), label="compile-prime")
+        shutil.rmtree(prime, ignore_errors=True)
     for rep in range(args.compile_reps):
         cache = tempfile.mkdtemp(prefix="symgraph-cache-", dir=tmp)
-        env = dict(os.environ, SYMGRAPH_CACHE_DIR=cache)
+        env = dict(base, SYMGRAPH_CACHE_DIR=cache)
         for state in ("cold", "warm"):
             got, _ = run_local("compile", args, ["C"], tmp, ["--cache-state", state], env=env,
                                label=f"compile-{state}-{rep}")
