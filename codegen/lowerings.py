@@ -12,6 +12,9 @@ what fusion may do with it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 
 from symgraph.evaluate import NodeContext
@@ -164,12 +167,79 @@ def _finite_or_zero(k: Kernel, m: Value) -> Value:
     return k.sb.select(finite, m, k.sb.zero(m))
 
 
+#: a softmax/log_softmax/logsumexp over one axis of a static length in [2, SHORT_AXIS) is
+#: unrolled along it (:func:`_short_rows`)
+SHORT_AXIS = 16
+
+
+def _short_axis(x: Variable, axes) -> int | None:
+    """The static length of the single reduced axis when it is short enough to unroll."""
+    if len(axes) != 1:
+        return None
+    n = x.shape[axes[0]]
+    return n if isinstance(n, int) and 2 <= n < SHORT_AXIS else None
+
+
+class _Rows(NamedTuple):
+    """One unrolled row of :func:`_short_rows` inside the open loops over the other axes."""
+
+    idx: dict[int, str]  # the index of every other axis
+    at: Callable[[int], list[str]]  # the full index of element j of the row
+    values: list[Value]
+    exps: list[Value]  # exp(v - m)
+    m: Value  # the row's max (finite or zero for the log forms)
+    s: Value  # the sum of exps
+    loops: list
+
+
+def _short_rows(k: Kernel, x: Variable, axis: int, n: int, log: bool) -> _Rows:
+    """Open the loops over every axis but ``axis`` and compute one row of ``n`` (static)
+    values unrolled: its values, max, ``exp(v - m)`` and their sum.  The caller stores and
+    closes ``loops``.
+
+    Why: a row of 10 classes as an inner loop is one masked vector per row, and its max, sum
+    and exp each pay a full reduction or libmvec call for 10 lanes.  Unrolled, the loop over
+    rows is the innermost one and LLVM vectorises across rows (16 rows per exp call; strided
+    rows are gathered), and ``x`` (which may be an inlined expression) is read once, not three
+    times.  bench (float32, 2,048 rows, us per call): log_softmax n=2 38.7 -> 7.3, n=4 30.4 ->
+    10.6, n=8 30.1 -> 19.2, n=10 47.5 -> 34.9, n=15 52.6 -> 48.4; at 16 the two are even."""
+    kept = [a for a in range(x.ndim) if a != axis]
+    idx, loops = k.open_loops(x, kept)
+
+    def at(j: int) -> list[str]:
+        return [str(j) if a == axis else idx[a] for a in range(x.ndim)]
+
+    values = [k.value_at(x, at(j)) for j in range(n)]
+    m = values[0]
+    for v in values[1:]:
+        m = k.sb.maximum(m, v)
+    if log:
+        m = _finite_or_zero(k, m)
+    exps = [k.sb.math("exp", k.sb.sub(v, m)) for v in values]
+    s = exps[0]
+    for e in exps[1:]:
+        s = k.sb.add(s, e)
+    return _Rows(idx, at, values, exps, m, s, loops)
+
+
 def lower_softmax(k: Kernel, node: Apply) -> None:
     x, out, axis = node.inputs[0], node.outputs[0], node.op.axis
+    log = isinstance(node.op, LogSoftmax)
+    n = _short_axis(x, (axis,))
+    if n is not None:
+        row = _short_rows(k, x, axis, n, log)
+        if log:
+            lse = k.sb.add(row.m, k.sb.math("log", row.s))
+            for j, v in enumerate(row.values):
+                k.store(out, row.at(j), k.sb.sub(v, lse))
+        else:
+            for j, e in enumerate(row.exps):
+                k.store(out, row.at(j), k.sb.div(e, row.s))
+        k.close_loops(row.loops)
+        return
     kept = [a for a in range(x.ndim) if a != axis]
     idx, outer = k.open_loops(x, kept)
     m = _max_pass(k, x, (axis,), idx)
-    log = isinstance(node.op, LogSoftmax)
     if log:
         m = _finite_or_zero(k, m)
     s = _sum_exp_pass(k, x, (axis,), idx, m)
@@ -188,6 +258,13 @@ def lower_softmax(k: Kernel, node: Apply) -> None:
 
 def lower_logsumexp(k: Kernel, node: Apply) -> None:
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
+    n = _short_axis(x, op_.axes)
+    if n is not None:
+        row = _short_rows(k, x, op_.axes[0], n, log=True)
+        k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, row.idx),
+                k.sb.add(row.m, k.sb.math("log", row.s)))
+        k.close_loops(row.loops)
+        return
     kept = [a for a in range(x.ndim) if a not in op_.axes]
     idx, outer = k.open_loops(x, kept)
     m = _finite_or_zero(k, _max_pass(k, x, op_.axes, idx))
