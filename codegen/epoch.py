@@ -18,8 +18,8 @@ call-site ``alwaysinline`` into this loop was measured on W2's step at compile_t
 345 ms (optimise 140 -> 206 ms, machine code 60 -> 90 ms) and a slower epoch (578 vs 543 us,
 same run), so the call and its ~40 pointer loads a step stay.  The Python side of a call
 (the first minibatch's checks, the control block's ~30 pointers) cost 65 us, a sixth of W4's
-epoch, until the checks were cached by signature and the pointers read through
-``ctypes.addressof`` (~30 us now: W4 408 -> 368 us).
+epoch, until the checks were cached by signature, the pointers read through
+``ctypes.addressof`` and those fixed per plan kept (~25 us now: W4 408 -> ~355 us).
 """
 
 from __future__ import annotations
@@ -180,24 +180,27 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
               for a in arrays]
     for a, buf in zip(arrays, gather):
         ctl += [_address(a), a.strides[0], 0 if buf is None else _address(buf)]
+    fixed = plan.extra.get("epoch_addresses")  # arena, table, constants, output sources
+    if fixed is None:
+        fixed = plan.extra["epoch_addresses"] = (
+            [_address(plan.arena), _address(plan.table),
+             *[_address(c.value) for c in program.consts]],
+            [_address(spec[1]) for spec in outputs])
+    own, sources = fixed
+    at_batch = [_address(a) for a in batch]
     args, update_vars = program.args, program.update_vars
     targets = []  # the first step's target per direct update
     for j, pair, pool in zip(program.direct.values(), fresh, plan.targets):
-        orig = pair[0] if isinstance(pool, int) else batch[args.index(update_vars[j])]
         second = _address(pair[1])
         targets.append(second if pair[0] is pair[1] else _address(pair[0]))
-        ctl += [_address(orig), targets[-1], second]
-    for spec, st in zip(outputs, stacks):
-        ctl += [_address(spec[1]), _address(st), spec[1].nbytes]
-    fixed = plan.extra.get("epoch_addresses")  # arena, table, constants: fixed per plan
-    if fixed is None:
-        fixed = plan.extra["epoch_addresses"] = [
-            _address(plan.arena), _address(plan.table),
-            *[_address(c.value) for c in program.consts]]
-    template = np.array([_address(a) for a in batch] + targets + fixed, dtype=np.uint64)
-    ctl[1] = template.ctypes.data
+        orig = targets[-1] if isinstance(pool, int) else at_batch[args.index(update_vars[j])]
+        ctl += [orig, targets[-1], second]
+    for spec, source, st in zip(outputs, sources, stacks):
+        ctl += [source, _address(st), spec[1].nbytes]
+    template = np.array(at_batch + targets + own, dtype=np.uint64)
+    ctl[1] = _address(template)
     ctl_array = np.array(ctl, dtype=np.uint64)
-    status = epoch_fn(program)(ctl_array.ctypes.data)
+    status = epoch_fn(program)(_address(ctl_array))
     del gather  # alive until here: the native loop wrote the minibatches into them
     if status:
         program._raise(status, plan)
