@@ -163,6 +163,7 @@ def target_rows(rows: list[Row], ref: dict[str, tuple[float, float]], wls: list[
             sgr = find(rows, SG_LLVM, wl, variant)
             npr = find(rows, SG_NUMPY, wl, variant)
             desc, base = baseline(rows, wl, kind, gemm)
+            inproc = (sgr or {}).get("floor_inproc") if kind == "gemm floor" else None
             if kind.startswith("absolute"):
                 unit = kind.split()[1]
                 base, target = None, f"<= {factor:g} {unit}"
@@ -184,6 +185,11 @@ def target_rows(rows: list[Row], ref: dict[str, tuple[float, float]], wls: list[
                     entry[key + "_ratio"] = r["med_ms"]
                 elif kind == "absolute us":
                     entry[key + "_ratio"] = r["med_ms"] * 1e3
+                elif key == "sg" and inproc:  # the floor timed alongside the step
+                    entry[key + "_ratio"] = inproc["ratio"]
+                    entry["baseline"] = (f"gemm floor, same process [{inproc['lo']:.2f}.."
+                                         f"{inproc['hi']:.2f}]")
+                    entry["baseline_ms"] = inproc["b_ms"]
                 else:
                     entry[key + "_ratio"] = r["med_ms"] / base if base else None
             if entry["sg_status"] != "ok":

@@ -136,3 +136,49 @@ def measure(call: Callable[[], Any], cfg: TimingConfig, *, min_reps: int | None 
                 med_ms=statistics.median(ts) * 1e3, min_ms=ts[0] * 1e3,
                 p10_ms=ts[int(0.1 * (n - 1))] * 1e3, p90_ms=ts[int(0.9 * (n - 1))] * 1e3,
                 n=n, bg=bg, clean=clean, r1=r1, r2=r2)
+
+
+def interleaved_ratio(a: Callable[[], Any], b: Callable[[], Any], cfg: TimingConfig, *,
+                      rounds: int = 15, chunk_s: float = 0.05) -> dict[str, Any]:
+    """``a``'s time over ``b``'s, measured in alternating chunks of one process.
+
+    Why: a baseline timed in another process, minutes apart, sees another machine (this one
+    switches between a fast and a slow mode for everything); alternating chunks see the same.
+    Returns ``ratio`` (median of the per-round ratios of chunk medians), its ``lo``/``hi``
+    (the min and max round), ``a_ms``/``b_ms`` (medians over all clean chunks), ``rounds``.
+    """
+    for _ in range(3):
+        a()
+        b()
+    est = {}
+    for name, call in (("a", a), ("b", b)):
+        t0 = perf_counter()
+        for _ in range(3):
+            call()
+        est[name] = max((perf_counter() - t0) / 3, 1e-7)
+    wait_quiet(cfg)
+    ratios, times = [], {"a": [], "b": []}
+    t_end = perf_counter() + cfg.max_wait_s + rounds * 4 * chunk_s
+    while len(ratios) < rounds and perf_counter() < t_end:
+        chunk, clean = {}, True
+        for name, call in (("a", a), ("b", b)):
+            ts = []
+            with LoadMeter() as lm:
+                for _ in range(max(1, int(chunk_s / est[name]))):
+                    t0 = perf_counter()
+                    call()
+                    ts.append(perf_counter() - t0)
+            chunk[name] = sorted(ts)
+            clean = clean and lm.bg < cfg.bg_thresh
+        if clean:
+            med = {k: v[len(v) // 2] for k, v in chunk.items()}
+            ratios.append(med["a"] / med["b"])
+            for k, v in chunk.items():
+                times[k] += v
+    if not ratios:
+        return {}
+    ratios.sort()
+    a_all, b_all = sorted(times["a"]), sorted(times["b"])
+    return dict(ratio=ratios[len(ratios) // 2], lo=ratios[0], hi=ratios[-1],
+                a_ms=a_all[len(a_all) // 2] * 1e3, b_ms=b_all[len(b_all) // 2] * 1e3,
+                rounds=len(ratios))
