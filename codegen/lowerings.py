@@ -199,8 +199,8 @@ def _short_rows(k: Kernel, x: Variable, axis: int, n: int, log: bool) -> _Rows:
 
     Why: a row of 10 classes as an inner loop is one masked vector per row, and its max, sum
     and exp each pay a full reduction or libmvec call for 10 lanes.  Unrolled, the loop over
-    rows is the innermost one and LLVM vectorises across rows (16 rows per exp call; strided
-    rows are gathered), and ``x`` (which may be an inlined expression) is read once, not three
+    rows is the innermost one and LLVM vectorises across rows (a vector of rows per exp call;
+    strided rows are gathered), and ``x`` (maybe an inlined expression) is read once, not three
     times.  bench (float32, 2,048 rows, us per call): log_softmax n=2 38.7 -> 7.3, n=4 30.4 ->
     10.6, n=8 30.1 -> 19.2, n=10 47.5 -> 34.9, n=15 52.6 -> 48.4; at 16 the two are even."""
     kept = [a for a in range(x.ndim) if a != axis]
