@@ -202,8 +202,7 @@ class LLVMProgram(Program):
                 if meta is not None:
                     cache.store_program(key, self.module, {"program": meta})
         self.entry = self.module.address(ENTRY)
-        pycall.register_trampoline(self._ranks(), self._nowned(), self.module,
-                                   self.module.address(TRAMPOLINE))
+        pycall.register_trampoline(self.module, self.module.address(TRAMPOLINE))
         stats = dict(self.module.stats)
         self.compile_stats = {
             "rewrite": getattr(rewrite_report, "seconds", None),
@@ -221,13 +220,6 @@ class LLVMProgram(Program):
             "lowered": decoded is None,
             "kernels": len(self.kernels),
         }
-
-    def _ranks(self) -> list[int]:
-        """Ranks of the step builtin's array arguments (inputs, shared values, targets)."""
-        return [v.ndim for v in self.args] + [e.ndim for e in self.direct]
-
-    def _nowned(self) -> int:
-        return 2 + len(self.consts)  # arena, table, constants
 
     def __getattr__(self, name: str):
         # lowering results a program loaded from the program cache produces only on demand
@@ -258,7 +250,7 @@ class LLVMProgram(Program):
         if ctx.uses_blas:
             parts.append(blas.blas_declarations())
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
-        tramp = pycall.trampoline_ir(self._ranks(), self._nowned(), TRAMPOLINE, embedded=True)
+        tramp = pycall.trampoline_ir(TRAMPOLINE, embedded=True)
         text = "\n\n".join(parts + functions + [main, epoch_function(self), tramp]) + "\n"
         return text, [info for info, _ in kernels], ctx
 

@@ -28,10 +28,11 @@ returns the negative status ``-(i + 1)`` for argument ``i``, so no Python object
 read or write memory it does not own.  Callers turn that status into a slower, converting
 path (``codegen.backend``) or an error.
 
-The builtin's ``self`` (``fn.__self__``) is a small uint64 array ``[kernel, owned...,
-ndarray type, then per argument: descr, required flags, expected dims...]`` that also keeps
-the kernel's code, the owned arrays, the dtypes and the ``PyMethodDef`` alive, so one compiled
-trampoline serves every builtin with the same ``(ranks, nowned)``.
+The builtin's ``self`` (``fn.__self__``) is a small uint64 array ``[kernel, nargs, nowned,
+ndarray type, total dims, owned..., then per argument: rank, descr, required flags, expected
+dims...]`` that also keeps the kernel's code, the owned arrays, the dtypes and the
+``PyMethodDef`` alive, so one compiled trampoline, which loops over that table, serves every
+builtin.
 """
 
 from __future__ import annotations
@@ -135,10 +136,14 @@ _new_cfunction = ctypes.PYFUNCTYPE(
     ctypes.py_object, ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p
 )(("PyCFunction_NewEx", ctypes.pythonapi))
 
-_PY_SYMBOLS = ("Py_IncRef", "PyLong_FromLong", "PyErr_SetString")
+_PY_SYMBOLS = ("Py_IncRef", "PyLong_FromLong", "PyErr_Format")
 _lock = threading.Lock()
 _bound = False
-_trampolines: dict[tuple[tuple[int, ...], int], tuple[Any, int]] = {}
+#: the trampoline every builtin uses: (the module that keeps its code, its address)
+_trampoline_entry: tuple[Any, int] | None = None
+#: words before the owned pointers in a builtin's ``self``: kernel, nargs, nowned, ndarray
+#: type, total dims (see :func:`context_layout`)
+HEADER_WORDS = 5
 
 
 def bind_python_symbols() -> None:
@@ -157,191 +162,200 @@ def bind_python_symbols() -> None:
 
 
 def context_layout(ranks: Sequence[int], nowned: int) -> tuple[int, list[int]]:
-    """Where the argument checks live in a builtin's ``self`` array: the index of the ndarray
-    type, and per argument the index of its ``[descr, required flags, dims...]`` entries."""
-    type_index = 1 + nowned
-    bases, pos = [], type_index + 1
+    """Where things live in a builtin's ``self`` array: the index of the first owned pointer,
+    and per argument the index of its ``[rank, descr, required flags, dims...]`` entries.
+    The header before them is ``[kernel, nargs, nowned, ndarray type, total dims]``."""
+    bases, pos = [], HEADER_WORDS + nowned
     for rank in ranks:
         bases.append(pos)
-        pos += 2 + rank
-    return type_index, bases
+        pos += 3 + rank
+    return HEADER_WORDS, bases
 
 
-def trampoline_ir(ranks: Sequence[int], nowned: int, name: str = "sg_trampoline", *,
-                  embedded: bool = False) -> str:
-    """IR text of the ``METH_FASTCALL`` trampoline for array arguments of the given ranks.
+def trampoline_ir(name: str = "sg_trampoline", *, embedded: bool = False) -> str:
+    """IR text of the one ``METH_FASTCALL`` trampoline that serves every builtin.
 
-    Each argument is checked (module docstring) before its struct is read: the type first
-    (reading ``ob_type`` is valid for every object), then rank, flags and dtype, then --
-    only once the rank is known -- the dims.
+    It loops over the arguments, reading each one's rank, dtype, flags and dims from the
+    builtin's ``self`` array (:func:`context_layout`), so its code does not grow with the
+    number of arguments: an unrolled trampoline per ``(ranks, nowned)`` was ~40% of a step
+    module's IR and ~20% of its optimisation time.  Each argument is checked (module
+    docstring) before its struct is read: the type first (reading ``ob_type`` is valid for
+    every object), then rank, flags and dtype, then -- only once the rank is known -- the dims.
 
-    ``embedded``: for appending to another module (the backend puts its step's trampoline
-    into the step's own module, so loading it costs nothing extra): private names are
-    prefixed with ``name``, the branch weights are inline metadata, and
-    ``llvm.memcpy`` is declared only when ``embedded`` is false (the host module declares it).
+    ``embedded``: for appending to another module (the backend puts it into each step's module,
+    so loading it costs nothing extra): private names are prefixed with ``name``, the branch
+    weights are inline metadata, and ``llvm.memcpy`` is declared only when ``embedded`` is
+    false (the host module declares it).
     """
-    nargs = len(ranks)
-    nbuf = nargs + nowned
-    ndims = max(1, sum(ranks))
-    msg = f"expected {nargs} array argument(s)".encode()
-    msg_ir = "".join(f"\\{b:02X}" for b in msg) + "\\00"
     prof = '!{!"branch_weights", i32 1000, i32 1}' if embedded else "!0"
-    type_index, bases = context_layout(ranks, nowned)
-
-    def ctx_word(label: str, index: int, ty: str = "i64") -> list[str]:
-        return [f"  %{label}p = getelementptr inbounds i64, ptr %tab, i64 {index}",
-                f"  %{label} = load {ty}, ptr %{label}p"]
-
-    body: list[str] = ctx_word("ndtype", type_index, "ptr")
-    pos = 0
-    for i, rank in enumerate(ranks):
-        base = bases[i]
-        body += [
-            f"  %ap{i} = getelementptr inbounds ptr, ptr %args, i64 {i}",
-            f"  %a{i} = load ptr, ptr %ap{i}",
-            f"  %typ{i} = getelementptr inbounds i8, ptr %a{i}, i64 {OBJECT_TYPE_OFFSET}",
-            f"  %ty{i} = load ptr, ptr %typ{i}",
-            f"  %okty{i} = icmp eq ptr %ty{i}, %ndtype",
-            f"  br i1 %okty{i}, label %head{i}, label %reject{i}, !prof {prof}",
-            f"head{i}:",
-            f"  %ndp{i} = getelementptr inbounds i8, ptr %a{i}, i64 {ARRAY_NDIM_OFFSET}",
-            f"  %nd{i} = load i32, ptr %ndp{i}",
-            f"  %oknd{i} = icmp eq i32 %nd{i}, {rank}",
-            f"  %flp{i} = getelementptr inbounds i8, ptr %a{i}, i64 {ARRAY_FLAGS_OFFSET}",
-            f"  %fl{i} = load i32, ptr %flp{i}",
-            *ctx_word(f"need{i}", base + 1),
-            f"  %needt{i} = trunc i64 %need{i} to i32",
-            f"  %has{i} = and i32 %fl{i}, %needt{i}",
-            f"  %okfl{i} = icmp eq i32 %has{i}, %needt{i}",
-            f"  %dsp{i} = getelementptr inbounds i8, ptr %a{i}, i64 {ARRAY_DESCR_OFFSET}",
-            f"  %ds{i} = load ptr, ptr %dsp{i}",
-            *ctx_word(f"want{i}", base, "ptr"),
-            f"  %anyds{i} = icmp eq ptr %want{i}, null",
-            f"  %sameds{i} = icmp eq ptr %ds{i}, %want{i}",
-            f"  %okds{i} = or i1 %anyds{i}, %sameds{i}",
-            f"  %okh{i} = and i1 %oknd{i}, %okfl{i}",
-            f"  br i1 %okh{i}, label %dt{i}, label %reject{i}, !prof {prof}",
-            f"dt{i}:",  # the same descr object (the common case) or none asked for
-            f"  br i1 %okds{i}, label %dims{i}, label %eqdt{i}, !prof {prof}",
-            f"eqdt{i}:",  # an equivalent descr: same type number and byte order
-            f"  %tnap{i} = getelementptr inbounds i8, ptr %ds{i}, i64 {DESCR_TYPE_NUM_OFFSET}",
-            f"  %tna{i} = load i32, ptr %tnap{i}",
-            f"  %tnwp{i} = getelementptr inbounds i8, ptr %want{i}, i64 {DESCR_TYPE_NUM_OFFSET}",
-            f"  %tnw{i} = load i32, ptr %tnwp{i}",
-            f"  %boap{i} = getelementptr inbounds i8, ptr %ds{i}, i64 {DESCR_BYTEORDER_OFFSET}",
-            f"  %boa{i} = load i8, ptr %boap{i}",
-            f"  %bowp{i} = getelementptr inbounds i8, ptr %want{i}, i64 {DESCR_BYTEORDER_OFFSET}",
-            f"  %bow{i} = load i8, ptr %bowp{i}",
-            f"  %oktn{i} = icmp eq i32 %tna{i}, %tnw{i}",
-            f"  %okbo{i} = icmp eq i8 %boa{i}, %bow{i}",
-            f"  %okeq{i} = and i1 %oktn{i}, %okbo{i}",
-            f"  br i1 %okeq{i}, label %dims{i}, label %reject{i}",
-            f"dims{i}:",
-            f"  %dp{i} = getelementptr inbounds i8, ptr %a{i}, i64 {ARRAY_DATA_OFFSET}",
-            f"  %d{i} = load ptr, ptr %dp{i}",
-            f"  %bp{i} = getelementptr inbounds ptr, ptr %bufs, i64 {i}",
-            f"  store ptr %d{i}, ptr %bp{i}",
-        ]
-        ok = "true"
-        if rank:
-            body += [
-                f"  %shp{i} = getelementptr inbounds i8, ptr %a{i}, i64 {ARRAY_DIMS_OFFSET}",
-                f"  %sh{i} = load ptr, ptr %shp{i}",
-            ]
-        for j in range(rank):
-            body += [
-                f"  %sp{i}_{j} = getelementptr inbounds i64, ptr %sh{i}, i64 {j}",
-                f"  %s{i}_{j} = load i64, ptr %sp{i}_{j}",
-                f"  %dd{i}_{j} = getelementptr inbounds i64, ptr %dims, i64 {pos + j}",
-                f"  store i64 %s{i}_{j}, ptr %dd{i}_{j}",
-                *ctx_word(f"e{i}_{j}", base + 2 + j),
-                f"  %anyd{i}_{j} = icmp eq i64 %e{i}_{j}, {ANY_DIM}",
-                f"  %samed{i}_{j} = icmp eq i64 %e{i}_{j}, %s{i}_{j}",
-                f"  %okd{i}_{j} = or i1 %anyd{i}_{j}, %samed{i}_{j}",
-                f"  %okc{i}_{j} = and i1 {ok}, %okd{i}_{j}",
-            ]
-            ok = f"%okc{i}_{j}"
-        pos += rank
-        if rank:
-            body.append(f"  br i1 {ok}, label %next{i}, label %reject{i}, !prof {prof}")
-        else:
-            body.append(f"  br label %next{i}")
-        body.append(f"next{i}:")
-    if nowned:
-        body += [
-            "  %own = getelementptr inbounds ptr, ptr %tab, i64 1",
-            f"  %bo = getelementptr inbounds ptr, ptr %bufs, i64 {nargs}",
-            f"  call void @llvm.memcpy.p0.p0.i64(ptr %bo, ptr %own, i64 {nowned * _PTR}, i1 0)",
-        ]
-    rejects = []
-    for i in range(nargs):
-        rejects += [f"reject{i}:",
-                    f"  %rj{i} = call ptr @sg_PyLong_FromLong(i64 {-(i + 1)})",
-                    f"  ret ptr %rj{i}"]
-    lines = "\n".join(body)
-    reject_lines = "\n".join(rejects)
+    msg = b"expected %zd array argument(s), got %zd"
+    msg_ir = "".join(f"\\{b:02X}" for b in msg) + "\\00"
     msg_name = f"@.{name}.msg" if embedded else "@.msg"
     memcpy = "" if embedded else "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)"
     weights = "" if embedded else '!0 = !{!"branch_weights", i32 1000, i32 1}'
+    h = HEADER_WORDS
     return f"""
 @sg_Py_None = external global i8
 @sg_PyExc_TypeError = external global ptr
 {msg_name} = private unnamed_addr constant [{len(msg) + 1} x i8] c"{msg_ir}"
 declare void @sg_Py_IncRef(ptr)
 declare ptr @sg_PyLong_FromLong(i64)
-declare void @sg_PyErr_SetString(ptr, ptr)
+declare ptr @sg_PyErr_Format(ptr, ptr, ...)
 {memcpy}
 
 define ptr @{name}(ptr %self, ptr %args, i64 %nargs) {{
 entry:
-  %ok = icmp eq i64 %nargs, {nargs}
+  %tabp = getelementptr inbounds i8, ptr %self, i64 {ARRAY_DATA_OFFSET}
+  %tab = load ptr, ptr %tabp
+  %wantp = getelementptr inbounds i64, ptr %tab, i64 1
+  %want = load i64, ptr %wantp
+  %ok = icmp eq i64 %nargs, %want
   br i1 %ok, label %body, label %bad, !prof {prof}
 bad:
   %exc = load ptr, ptr @sg_PyExc_TypeError
-  call void @sg_PyErr_SetString(ptr %exc, ptr {msg_name})
+  %fmt = call ptr (ptr, ptr, ...) @sg_PyErr_Format(ptr %exc, ptr {msg_name}, i64 %want, i64 %nargs)
   ret ptr null
 body:
-  %bufs = alloca [{max(1, nbuf)} x ptr]
-  %dims = alloca [{ndims} x i64]
-  %tabp = getelementptr inbounds i8, ptr %self, i64 {ARRAY_DATA_OFFSET}
-  %tab = load ptr, ptr %tabp
+  %nownp = getelementptr inbounds i64, ptr %tab, i64 2
+  %nown = load i64, ptr %nownp
+  %ndtypep = getelementptr inbounds i64, ptr %tab, i64 3
+  %ndtype = load ptr, ptr %ndtypep
+  %ndimsp = getelementptr inbounds i64, ptr %tab, i64 4
+  %ndims = load i64, ptr %ndimsp
+  %nbuf = add i64 %nargs, %nown
+  %bufs = alloca ptr, i64 %nbuf, align 16
+  %dims = alloca i64, i64 %ndims, align 16
+  %argbase = add i64 %nown, {h}
+  %none = icmp eq i64 %nargs, 0
+  br i1 %none, label %owned, label %arg
+arg:
+  %i = phi i64 [0, %body], [%inext, %next]
+  %pos = phi i64 [%argbase, %body], [%posnext, %next]
+  %dpos = phi i64 [0, %body], [%dposnext, %next]
+  %ap = getelementptr inbounds ptr, ptr %args, i64 %i
+  %a = load ptr, ptr %ap
+  %typ = getelementptr inbounds i8, ptr %a, i64 {OBJECT_TYPE_OFFSET}
+  %ty = load ptr, ptr %typ
+  %okty = icmp eq ptr %ty, %ndtype
+  br i1 %okty, label %head, label %reject, !prof {prof}
+head:
+  %rankp = getelementptr inbounds i64, ptr %tab, i64 %pos
+  %rank = load i64, ptr %rankp
+  %ndp = getelementptr inbounds i8, ptr %a, i64 {ARRAY_NDIM_OFFSET}
+  %nd32 = load i32, ptr %ndp
+  %nd = sext i32 %nd32 to i64
+  %oknd = icmp eq i64 %nd, %rank
+  %flp = getelementptr inbounds i8, ptr %a, i64 {ARRAY_FLAGS_OFFSET}
+  %fl = load i32, ptr %flp
+  %needp = getelementptr inbounds i64, ptr %rankp, i64 2
+  %need = load i64, ptr %needp
+  %needt = trunc i64 %need to i32
+  %has = and i32 %fl, %needt
+  %okfl = icmp eq i32 %has, %needt
+  %dsp = getelementptr inbounds i8, ptr %a, i64 {ARRAY_DESCR_OFFSET}
+  %ds = load ptr, ptr %dsp
+  %wdp = getelementptr inbounds i64, ptr %rankp, i64 1
+  %wd = load ptr, ptr %wdp
+  %anyds = icmp eq ptr %wd, null
+  %sameds = icmp eq ptr %ds, %wd
+  %okds = or i1 %anyds, %sameds
+  %okh = and i1 %oknd, %okfl
+  br i1 %okh, label %dt, label %reject, !prof {prof}
+dt:  ; the same descr object (the common case) or none asked for
+  br i1 %okds, label %data, label %eqdt, !prof {prof}
+eqdt:  ; an equivalent descr: same type number and byte order
+  %tnap = getelementptr inbounds i8, ptr %ds, i64 {DESCR_TYPE_NUM_OFFSET}
+  %tna = load i32, ptr %tnap
+  %tnwp = getelementptr inbounds i8, ptr %wd, i64 {DESCR_TYPE_NUM_OFFSET}
+  %tnw = load i32, ptr %tnwp
+  %boap = getelementptr inbounds i8, ptr %ds, i64 {DESCR_BYTEORDER_OFFSET}
+  %boa = load i8, ptr %boap
+  %bowp = getelementptr inbounds i8, ptr %wd, i64 {DESCR_BYTEORDER_OFFSET}
+  %bow = load i8, ptr %bowp
+  %oktn = icmp eq i32 %tna, %tnw
+  %okbo = icmp eq i8 %boa, %bow
+  %okeq = and i1 %oktn, %okbo
+  br i1 %okeq, label %data, label %reject
+data:
+  %dp = getelementptr inbounds i8, ptr %a, i64 {ARRAY_DATA_OFFSET}
+  %d = load ptr, ptr %dp
+  %bp = getelementptr inbounds ptr, ptr %bufs, i64 %i
+  store ptr %d, ptr %bp
+  %shp = getelementptr inbounds i8, ptr %a, i64 {ARRAY_DIMS_OFFSET}
+  %sh = load ptr, ptr %shp
+  %want0 = getelementptr inbounds i64, ptr %rankp, i64 3
+  %out0 = getelementptr inbounds i64, ptr %dims, i64 %dpos
+  %scalar = icmp eq i64 %rank, 0
+  br i1 %scalar, label %next, label %dim
+dim:  ; copy each dim into %dims and compare it with the planned one (ANY_DIM: free)
+  %j = phi i64 [0, %data], [%jnext, %dim]
+  %okacc = phi i1 [true, %data], [%okj, %dim]
+  %sp = getelementptr inbounds i64, ptr %sh, i64 %j
+  %s = load i64, ptr %sp
+  %op = getelementptr inbounds i64, ptr %out0, i64 %j
+  store i64 %s, ptr %op
+  %ep = getelementptr inbounds i64, ptr %want0, i64 %j
+  %e = load i64, ptr %ep
+  %anyd = icmp eq i64 %e, {ANY_DIM}
+  %samed = icmp eq i64 %e, %s
+  %okd = or i1 %anyd, %samed
+  %okj = and i1 %okacc, %okd
+  %jnext = add nuw i64 %j, 1
+  %more = icmp ult i64 %jnext, %rank
+  br i1 %more, label %dim, label %dimsdone
+dimsdone:
+  br i1 %okj, label %next, label %reject, !prof {prof}
+next:
+  %step = add i64 %rank, 3
+  %posnext = add i64 %pos, %step
+  %dposnext = add i64 %dpos, %rank
+  %inext = add nuw i64 %i, 1
+  %moreargs = icmp ult i64 %inext, %nargs
+  br i1 %moreargs, label %arg, label %owned
+owned:
+  %ownsrc = getelementptr inbounds i64, ptr %tab, i64 {h}
+  %bo = getelementptr inbounds ptr, ptr %bufs, i64 %nargs
+  %obytes = mul i64 %nown, {_PTR}
+  call void @llvm.memcpy.p0.p0.i64(ptr %bo, ptr %ownsrc, i64 %obytes, i1 0)
   %kernel = load ptr, ptr %tab
-{lines}
   %st = call i32 %kernel(ptr %bufs, ptr %dims)
   %zero = icmp eq i32 %st, 0
-  br i1 %zero, label %none, label %status, !prof {prof}
-none:
+  br i1 %zero, label %retnone, label %status, !prof {prof}
+retnone:
   call void @sg_Py_IncRef(ptr @sg_Py_None)
   ret ptr @sg_Py_None
 status:
   %st64 = sext i32 %st to i64
   %r = call ptr @sg_PyLong_FromLong(i64 %st64)
   ret ptr %r
-{reject_lines}
+reject:  ; argument %i failed a check: status -(i + 1), nothing ran
+  %neg = sub i64 -1, %i
+  %rj = call ptr @sg_PyLong_FromLong(i64 %neg)
+  ret ptr %rj
 }}
 {weights}
 """
 
 
-def register_trampoline(ranks: Sequence[int], nowned: int, module: Any, address: int) -> None:
+def register_trampoline(module: Any, address: int) -> None:
     """Use an already compiled trampoline (``trampoline_ir(..., embedded=True)`` inside
-    ``module``) for every later builtin with these ``(ranks, nowned)``; keeps ``module`` alive.
-    A trampoline registered or compiled earlier for the same key stays in use."""
-    key = (tuple(int(r) for r in ranks), int(nowned))
+    ``module``) for every later builtin; keeps ``module`` alive.  A trampoline registered or
+    compiled earlier stays in use (they are all the same code)."""
+    global _trampoline_entry
     with _lock:
-        _trampolines.setdefault(key, (module, int(address)))
+        if _trampoline_entry is None:
+            _trampoline_entry = (module, int(address))
 
 
-def _trampoline(ranks: tuple[int, ...], nowned: int) -> tuple[Any, int]:
-    key = (ranks, nowned)
+def _trampoline() -> tuple[Any, int]:
+    global _trampoline_entry
     with _lock:
-        hit = _trampolines.get(key)
-        if hit is None:
+        if _trampoline_entry is None:
             bind_python_symbols()
             # through the disk cache: a fresh process then pays ~3 ms instead of ~25 ms
-            cm = compile_cached(trampoline_ir(ranks, nowned), opt_level=2)
-            hit = _trampolines[key] = (cm, cm.address("sg_trampoline"))
-    return hit
+            cm = compile_cached(trampoline_ir(), opt_level=2)
+            _trampoline_entry = (cm, cm.address("sg_trampoline"))
+        return _trampoline_entry
 
 
 def _pointer(buf: int | np.ndarray) -> int:
@@ -388,28 +402,30 @@ def make_builtin(
     for label, seq in (("dtypes", dtypes), ("shapes", shapes), ("writeable", writeable)):
         if seq is not None and len(seq) != nargs:
             raise ValueError(f"{label}: {len(seq)} entries for {nargs} array arguments")
-    cm, tramp_addr = _trampoline(ranks_t, len(owned))
-    type_index, bases = context_layout(ranks_t, len(owned))
-    ctx = np.zeros(bases[-1] + 2 + ranks_t[-1] if nargs else type_index + 1,
+    cm, tramp_addr = _trampoline()
+    first_owned, bases = context_layout(ranks_t, len(owned))
+    ctx = np.zeros(first_owned + len(owned) + sum(3 + r for r in ranks_t),
                    dtype=np.uint64).view(KernelContext)
     words = ctx.view(np.int64)
     ctx[0] = kernel_address
+    words[1], words[2], words[4] = nargs, len(owned), sum(ranks_t)
+    ctx[3] = id(np.ndarray)
     for i, buf in enumerate(owned):
-        ctx[1 + i] = _pointer(buf)
-    ctx[type_index] = id(np.ndarray)
+        ctx[first_owned + i] = _pointer(buf)
     kept_dtypes = []
     for i, (rank, base) in enumerate(zip(ranks_t, bases)):
         dtype = None if dtypes is None or dtypes[i] is None else np.dtype(dtypes[i])
+        words[base] = rank
         if dtype is not None:
             kept_dtypes.append(dtype)
-            ctx[base] = id(dtype)
+            ctx[base + 1] = id(dtype)
         need = REQUIRED_FLAGS | (WRITEABLE if writeable is not None and writeable[i] else 0)
-        words[base + 1] = need
+        words[base + 2] = need
         shape = None if shapes is None else shapes[i]
         if shape is not None and len(shape) != rank:
             raise ValueError(f"shapes[{i}] = {tuple(shape)} does not have rank {rank}")
         for j in range(rank):
-            words[base + 2 + j] = ANY_DIM if shape is None else int(shape[j])
+            words[base + 3 + j] = ANY_DIM if shape is None else int(shape[j])
     method = _PyMethodDef(name.encode(), tramp_addr, METH_FASTCALL, doc.encode() if doc else None)
     ctx.keepalive = [method, cm, keepalive, kept_dtypes,
                      [b for b in owned if isinstance(b, np.ndarray)]]
