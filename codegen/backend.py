@@ -72,7 +72,8 @@ from .lower import (
 )
 from .native import blas, cache, pycall
 from .native.cache import compile_cached
-from .native.jit import _lock, _optimize, host_target, llvm, target_machine
+from .native.jit import assembly, host_target
+from .partition import module_count, split_modules
 from .plans import Plan, arg_checks, getters, make_plan, make_runner, native_array
 
 #: attributes only the lowering produces (see ``LLVMProgram.__getattr__``)
@@ -251,7 +252,11 @@ class LLVMProgram(Program):
             parts.append(blas.blas_declarations())
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
         tramp = pycall.trampoline_ir(TRAMPOLINE, embedded=True)
-        text = "\n\n".join(parts + functions + [main, epoch_function(self), tramp]) + "\n"
+        entry = [main, epoch_function(self), tramp]
+        sized = [(info.name, text, len(roots) + 1) for (info, roots), text
+                 in zip(kernels, functions)]
+        lines = sum(t.count("\n") for t in functions + entry)
+        text = split_modules("\n\n".join(parts), sized, entry, module_count(lines))
         return text, [info for info, _ in kernels], ctx
 
     def profile(self, args, n: int = 100) -> list[dict]:
@@ -509,8 +514,4 @@ class LLVMProgram(Program):
 
     def asm(self) -> str:
         """Assembly of the optimised module (re-optimised if it came from the disk cache)."""
-        with _lock:
-            mod = llvm().parse_assembly(self.llvm_ir())
-            if self.module.optimized_ir is None:
-                _optimize(mod, 3, loop_unrolling=False)
-            return target_machine(3).emit_assembly(mod)
+        return assembly(self.llvm_ir(), 3, optimize=self.module.optimized_ir is None)

@@ -1,4 +1,4 @@
-"""Load cached object code through libllvmlite's C API directly, without ``llvmlite.binding``.
+"""libllvmlite's C API directly, without ``llvmlite.binding``: load object code, compile IR.
 
 Why: importing ``llvmlite.binding`` costs ~20 ms per process (about half of a warm start from
 the disk cache), of which only the ~6 ms ``dlopen`` of ``libllvmlite.so`` is needed to load
@@ -8,21 +8,30 @@ with the prototypes ``llvmlite.binding`` itself declares, on the same shared lib
 ``dlopen`` handle, so LLVM's global state, e.g. ``add_symbol``, is shared with llvmlite if it
 is imported later).
 
-Used only for the llvmlite versions it was checked against (:data:`SUPPORTED`) and only while
-``llvmlite.binding`` is not imported (then it costs nothing to use llvmlite);
-``SYMGRAPH_LLVM_FFI=0`` turns it off.  Anything that compiles IR still imports llvmlite.
-Callers serialise calls with :data:`codegen.jit._lock`.
+Compiling (:func:`compile_object`) goes through here too, for a second reason: llvmlite
+serialises every LLVM call of a process behind one lock, while a compile in a context and a
+target machine of its own is thread-safe, so the modules of one program compile on several
+cores (:func:`codegen.native.jit.compile_module`).
+
+Used only for the llvmlite versions it was checked against (:data:`SUPPORTED`); loading, only
+while ``llvmlite.binding`` is not imported (then it costs nothing to use llvmlite);
+``SYMGRAPH_LLVM_FFI=0`` turns both off (llvmlite.binding then does everything, on one thread).
+Callers serialise the loading calls with :data:`codegen.jit._lock`; :func:`compile_object`
+needs no lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
+import threading
+import time
 from ctypes import POINTER, c_bool, c_char_p, c_int, c_size_t, c_uint, c_uint64, c_void_p
 from typing import Any
 
-__all__ = ["SUPPORTED", "Engine", "available", "lib"]
+__all__ = ["SUPPORTED", "Engine", "available", "compile_object", "compiler_available", "lib"]
 
 #: llvmlite (major, minor) versions whose C API this module was checked against
 SUPPORTED = ((0, 50),)
@@ -54,6 +63,28 @@ _PROTOTYPES = {
     "LLVMPY_GetFunctionAddress": ([c_void_p, c_char_p], c_uint64),
     "LLVMPY_GetGlobalValueAddress": ([c_void_p, c_char_p], c_uint64),
     "LLVMPY_DisposeExecutionEngine": ([c_void_p], None),
+    # compiling (compile_object): newpassmanagers.py, targets.py, module.py, context.py
+    "LLVMPY_ContextCreate": ([], c_void_p),
+    "LLVMPY_ContextDispose": ([c_void_p], None),
+    "LLVMPY_DisposeModule": ([c_void_p], None),
+    "LLVMPY_VerifyModule": ([c_void_p, POINTER(c_void_p)], c_bool),
+    "LLVMPY_PrintModuleToString": ([c_void_p, POINTER(c_void_p)], None),
+    "LLVMPY_DisposeTargetMachine": ([c_void_p], None),
+    "LLVMPY_CreatePipelineTuningOptions": ([], c_void_p),
+    "LLVMPY_PTOSetLoopVectorization": ([c_void_p, c_bool], None),
+    "LLVMPY_PTOSetSLPVectorization": ([c_void_p, c_bool], None),
+    "LLVMPY_PTOSetLoopUnrolling": ([c_void_p, c_bool], None),
+    "LLVMPY_DisposePipelineTuningOptions": ([c_void_p], None),
+    "LLVMPY_CreatePassBuilder": ([c_void_p, c_void_p], c_void_p),
+    "LLVMPY_DisposePassBuilder": ([c_void_p], None),
+    "LLVMPY_buildPerModuleDefaultPipeline": ([c_void_p, c_int], c_void_p),
+    "LLVMPY_RunNewModulePassManager": ([c_void_p, c_void_p, c_void_p], None),
+    "LLVMPY_DisposeNewModulePassManger": ([c_void_p], None),
+    "LLVMPY_TargetMachineEmitToMemory": ([c_void_p, c_void_p, c_int, POINTER(c_void_p)],
+                                         c_void_p),
+    "LLVMPY_GetBufferStart": ([c_void_p], c_void_p),
+    "LLVMPY_GetBufferSize": ([c_void_p], c_size_t),
+    "LLVMPY_DisposeMemoryBuffer": ([c_void_p], None),
 }
 
 
@@ -72,6 +103,13 @@ def available() -> bool:
     if _failed or "llvmlite.binding" in sys.modules:
         return False
     if os.environ.get("SYMGRAPH_LLVM_FFI", "1") == "0":
+        return False
+    return lib() is not None
+
+
+def compiler_available() -> bool:
+    """Can :func:`compile_object` be used (thread-safe compiles, whatever else is imported)?"""
+    if _failed or os.environ.get("SYMGRAPH_LLVM_FFI", "1") == "0":
         return False
     return lib() is not None
 
@@ -151,10 +189,10 @@ def load_library_permanently(filename: str) -> None:
 
 
 class Engine:
-    """An MCJIT engine holding one object file (what ``load_object`` needs of llvmlite's
-    ``ExecutionEngine``)."""
+    """An MCJIT engine holding object files (what ``load_object`` needs of llvmlite's
+    ``ExecutionEngine``); symbols one object leaves undefined resolve to the others first."""
 
-    def __init__(self, object_code: bytes, triple: str, cpu: str, features: str):
+    def __init__(self, objects: list[bytes], triple: str, cpu: str, features: str):
         lib_ = _lib
         target, err = _take_string(lib_.LLVMPY_GetTargetFromTriple, triple.encode())
         if not target:
@@ -173,11 +211,12 @@ class Engine:
         if not ee:
             raise RuntimeError(err)
         self._ee = ee
-        obj = lib_.LLVMPY_CreateObjectFile(object_code, len(object_code))
-        if not obj:
-            raise RuntimeError("not an object file")
-        lib_.LLVMPY_MCJITAddObjectFile(ee, obj)  # takes the binary out of ``obj``
-        lib_.LLVMPY_DisposeObjectFile(obj)
+        for object_code in objects:
+            obj = lib_.LLVMPY_CreateObjectFile(object_code, len(object_code))
+            if not obj:
+                raise RuntimeError("not an object file")
+            lib_.LLVMPY_MCJITAddObjectFile(ee, obj)  # takes the binary out of ``obj``
+            lib_.LLVMPY_DisposeObjectFile(obj)
         lib_.LLVMPY_FinalizeObject(ee)
 
     def get_function_address(self, name: str) -> int:
@@ -190,3 +229,90 @@ class Engine:
         ee, self._ee = getattr(self, "_ee", None), None
         if ee and _lib is not None and not sys.is_finalizing():
             _lib.LLVMPY_DisposeExecutionEngine(ee)
+
+
+#: ``LLVMPY_PrintModuleToString`` sets the process's locale to "C" around printing and then
+#: restores what it found, which is not thread-safe: two prints at once can leave the whole
+#: process in "C" (Python then reads text files as ASCII).  Prints hold this lock, and
+#: llvmlite's own while ``llvmlite.binding`` is imported (its ``str(module)`` is the same call).
+_print_lock = threading.Lock()
+
+
+def _llvmlite_lock() -> Any:
+    ffi = sys.modules.get("llvmlite.binding.ffi")
+    lock = getattr(getattr(ffi, "lib", None), "_lock", None)
+    return lock if hasattr(lock, "__enter__") else contextlib.nullcontext()
+
+
+def print_module(module: Any) -> str:
+    """The IR text of ``module`` (a raw ``LLVMModuleRef``), safely for concurrent callers."""
+    with _print_lock, _llvmlite_lock():
+        return _take_string(_lib.LLVMPY_PrintModuleToString, module)[1]
+
+
+def compile_object(ir_text: str, triple: str, cpu: str, features: str, *, opt_level: int,
+                   loop_unrolling: bool, keep_ir: bool) -> tuple[bytes, str | None, dict]:
+    """Parse, verify, optimise (the default ``O<opt_level>`` pipeline, as
+    ``codegen.jit._optimize`` builds it) and emit object code for ``ir_text``.
+
+    Everything lives in a context and a target machine of this call's own, and the ctypes
+    calls release the GIL, so several threads compile at once (LLVM supports concurrent
+    compiles in separate contexts; ThinLTO's backends do the same).  That is why this path
+    exists beside llvmlite's, whose one global lock serialises every LLVM call of a process.
+    Returns ``(object code, optimised IR or None, stage seconds)``; ``RuntimeError`` with
+    LLVM's message on invalid IR.
+    """
+    lib_ = _lib
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    context = lib_.LLVMPY_ContextCreate()
+    module = tm = pto = pb = mpm = None
+    try:
+        module, err = _take_string(lib_.LLVMPY_ParseAssembly, context, ir_text.encode())
+        if not module:
+            raise RuntimeError(f"LLVM IR parsing error\n{err}")
+        failed, err = _take_string(lib_.LLVMPY_VerifyModule, module)
+        if failed:
+            raise RuntimeError(err)
+        t1 = time.perf_counter()
+        target, err = _take_string(lib_.LLVMPY_GetTargetFromTriple, triple.encode())
+        if not target:
+            raise RuntimeError(err)
+        tm = lib_.LLVMPY_CreateTargetMachine(target, triple.encode(), cpu.encode(),
+                                             features.encode(), opt_level, b"static",
+                                             b"jitdefault", 0, 1, b"")
+        if not tm:
+            raise RuntimeError("could not create a target machine")
+        vectorize = opt_level >= 2
+        pto = lib_.LLVMPY_CreatePipelineTuningOptions()
+        lib_.LLVMPY_PTOSetLoopVectorization(pto, vectorize)
+        lib_.LLVMPY_PTOSetSLPVectorization(pto, vectorize)
+        lib_.LLVMPY_PTOSetLoopUnrolling(pto, vectorize and loop_unrolling)
+        pb = lib_.LLVMPY_CreatePassBuilder(tm, pto)
+        mpm = lib_.LLVMPY_buildPerModuleDefaultPipeline(pb, opt_level)
+        lib_.LLVMPY_RunNewModulePassManager(mpm, module, pb)
+        t2 = time.perf_counter()
+        buf, err = _take_string(lib_.LLVMPY_TargetMachineEmitToMemory, tm, module, 1)
+        if not buf:
+            raise RuntimeError(err)
+        try:
+            code = ctypes.string_at(lib_.LLVMPY_GetBufferStart(buf),
+                                    lib_.LLVMPY_GetBufferSize(buf))
+        finally:
+            lib_.LLVMPY_DisposeMemoryBuffer(buf)
+        t3 = time.perf_counter()
+        optimized = print_module(module) if keep_ir else None
+        times.update(parse=t1 - t0, optimize=t2 - t1, codegen=t3 - t2)
+        return code, optimized, times
+    finally:
+        if mpm:
+            lib_.LLVMPY_DisposeNewModulePassManger(mpm)
+        if pb:
+            lib_.LLVMPY_DisposePassBuilder(pb)
+        if pto:
+            lib_.LLVMPY_DisposePipelineTuningOptions(pto)
+        if tm:
+            lib_.LLVMPY_DisposeTargetMachine(tm)
+        if module:
+            lib_.LLVMPY_DisposeModule(module)
+        lib_.LLVMPY_ContextDispose(context)

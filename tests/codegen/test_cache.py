@@ -190,8 +190,8 @@ def test_second_process_skips_lowering_and_llvm(cache_env):
     assert second["kernels"] == first["kernels"]
     from codegen.native import llvmffi
 
-    if llvmffi._version() in llvmffi.SUPPORTED:  # loaded without importing llvmlite.binding
-        assert second["binding"] is False and first["binding"] is True
+    if llvmffi._version() in llvmffi.SUPPORTED:  # neither compiling nor loading imports
+        assert second["binding"] is False and first["binding"] is False  # llvmlite.binding
 
 
 def _mlp_function(act="relu", shape=(6, 4), dtype="float32", scale=0.5, lr=0.1):

@@ -1,0 +1,61 @@
+"""Split a step's module into modules that compile on separate threads.
+
+Why: LLVM's O3 pipeline and machine-code generation are most of a cold compile (W1: ~220 of
+~290 ms), and llvmlite runs them on one core.  The kernels of a step are independent
+functions that only ``sg_step`` calls, so they can live in other modules: each module
+compiles on a thread of its own (:func:`codegen.native.jit.compile_module`) and the object
+files are linked by name when loaded into one engine.  Kernels in another module are not
+inlined into ``sg_step``; a call costs nanoseconds against a kernel's microseconds.
+
+Balance: kernels are placed largest first on the least loaded module, by lines of IR (a
+rough but monotone estimate of optimisation time); the entry functions (``sg_step``,
+``sg_epoch``, the trampoline) stay in the first module.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .native.jit import PART_MARK, compile_threads
+
+#: below this many lines of IR a module compiles in a few ms: one module, no threads
+MIN_SPLIT_LINES = 600
+#: about this many lines per module at most (a module's own overhead is ~1 ms)
+LINES_PER_MODULE = 400
+
+_DEFINE_INTERNAL = re.compile(r"^define internal ", re.M)
+
+
+def module_count(lines: int, threads: int | None = None) -> int:
+    """How many modules to split ``lines`` of IR into on this machine."""
+    threads = compile_threads() if threads is None else threads
+    if threads < 2 or lines < MIN_SPLIT_LINES:
+        return 1
+    return max(1, min(threads, lines // LINES_PER_MODULE))
+
+
+def split_modules(header: str, kernels: list[tuple[str, str, int]], entry: list[str],
+                  count: int) -> str:
+    """IR text of ``count`` modules joined by :data:`PART_MARK` (one module if ``count`` is 1).
+
+    ``header`` (declarations, attributes, metadata) starts every module; ``kernels`` are
+    ``(name, text, number of pointer parameters)`` of ``define internal`` functions;
+    ``entry`` are the functions that call them, kept in the first module.  A kernel placed
+    in another module gets external linkage there and a declaration in the first.
+    """
+    if count <= 1:
+        return "\n\n".join([header, *(text for _, text, _ in kernels), *entry]) + "\n"
+    load = [sum(text.count("\n") for text in entry)] + [0] * (count - 1)
+    placed: list[list[str]] = [[] for _ in range(count)]
+    declarations = []
+    for name, text, nptr in sorted(kernels, key=lambda k: -k[1].count("\n")):
+        m = load.index(min(load))
+        load[m] += text.count("\n")
+        if m == 0:
+            placed[0].append(text)
+            continue
+        placed[m].append(_DEFINE_INTERNAL.sub("define ", text, count=1))
+        declarations.append(f"declare i32 @{name}({', '.join(['ptr'] * nptr)}) #0")
+    modules = ["\n\n".join([header, *declarations, *placed[0], *entry])]
+    modules += ["\n\n".join([header, *texts]) for texts in placed[1:] if texts]
+    return PART_MARK.join(m + "\n" for m in modules)

@@ -1,0 +1,179 @@
+"""codegen.partition and multi-module compiles: a step split over modules compiled on threads
+computes what the one-module step computes, through the cache too."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+import pytest
+from _helpers import cfunc, loop_ir
+
+import symgraph as sg
+from codegen import partition
+from codegen.native import cache, jit, llvmffi
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path / "cache"))
+    cache.clear_cache(memory=True, disk=False)
+    yield tmp_path / "cache"
+    cache.clear_cache(memory=True, disk=False)
+
+
+def _force_split(monkeypatch, threads: int) -> None:
+    """Split even a small step: every kernel may go to another module."""
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", str(threads))
+    monkeypatch.setattr(partition, "MIN_SPLIT_LINES", 0)
+    monkeypatch.setattr(partition, "LINES_PER_MODULE", 1)
+
+
+def _train(seed: int = 0, steps: int = 4):
+    rng = np.random.default_rng(seed)
+    x = sg.tensor("x", ("batch", 7), "float32")
+    y = sg.tensor("y", ("batch",), "int64")
+    w1 = sg.shared(rng.normal(size=(7, 16)).astype("float32"), name="w1")
+    b1 = sg.shared(np.zeros(16, "float32"), name="b1")
+    w2 = sg.shared(rng.normal(size=(16, 5)).astype("float32"), name="w2")
+    h = sg.tanh(x @ w1 + b1)
+    loss = sg.nn.cross_entropy(sg.nn.log_softmax(h @ w2, axis=-1), y) + 1e-3 * sg.sum(w1 * w1)
+    params = [w1, b1, w2]
+    grads = sg.grad(loss, params)
+    f = sg.function([x, y], loss, updates={p: p - 0.05 * g for p, g in zip(params, grads)})
+    X = rng.normal(size=(9, 7)).astype("float32")
+    Y = rng.integers(0, 5, 9)
+    losses = [float(f(X, Y)) for _ in range(steps)]
+    return f, losses, [p.get_value() for p in params]
+
+
+def test_module_count():
+    assert partition.module_count(10_000, threads=1) == 1
+    assert partition.module_count(partition.MIN_SPLIT_LINES - 1, threads=8) == 1
+    assert partition.module_count(1800, threads=2) == 2
+    assert partition.module_count(1800, threads=8) == 1800 // partition.LINES_PER_MODULE
+    assert partition.module_count(10 ** 6, threads=4) == 4
+
+
+def test_split_step_equals_one_module(fresh_cache, monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "1")
+    f1, losses1, params1 = _train()
+    assert f1.compile_stats["cache"] == "miss"
+    assert jit.PART_MARK not in f1.program.ir_text
+    cache.clear_cache(memory=True, disk=True)
+    _force_split(monkeypatch, 3)
+    f3, losses3, params3 = _train()
+    text = f3.program.ir_text
+    assert text.count(jit.PART_MARK) == 2  # three modules
+    assert f3.program.module.stats.get("modules") == 3
+    assert "define internal" not in text.split(jit.PART_MARK)[1]  # kernels exported there
+    np.testing.assert_allclose(losses3, losses1, rtol=1e-6)
+    for a, b in zip(params3, params1):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # the optimised IR and the assembly cover every module
+    assert f3.llvm_ir().count(jit.PART_MARK) == 2
+    assert "sg_step" in f3.asm()
+    # a new Function from the program cache loads all object files into one engine
+    cache.clear_cache(memory=True, disk=False)
+    f4, losses4, _ = _train()
+    assert f4.compile_stats["cache_level"] == "program" and not f4.compile_stats["lowered"]
+    assert losses4 == losses3
+
+
+def test_pack_objects_round_trip():
+    assert jit.pack_objects([b"\x7fELF one"]) == b"\x7fELF one"
+    packed = jit.pack_objects([b"\x7fELF a", b"\x7fELF bb", b"\x7fELF ccc"])
+    assert jit.unpack_objects(packed) == [b"\x7fELF a", b"\x7fELF bb", b"\x7fELF ccc"]
+    with pytest.raises(ValueError, match="truncated"):
+        jit.unpack_objects(packed[:-1])
+
+
+def _module_pair() -> str:
+    """Two modules: ``twice`` calls ``add1`` defined in the other one."""
+    callee = loop_ir("add1", "float", 1, "%r = fadd float %v0, 1.0")
+    caller = """
+declare void @add1(ptr, ptr, i64)
+define void @twice(ptr %out, ptr %x, i64 %n) {
+  call void @add1(ptr %out, ptr %x, i64 %n)
+  call void @add1(ptr %out, ptr %out, i64 %n)
+  ret void
+}
+"""
+    return caller + jit.PART_MARK + callee
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_modules_link_by_name(monkeypatch, threads):
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", threads)
+    cm = jit.compile_module(_module_pair())
+    assert cm.stats["modules"] == 2 and cm.object_code[:4] == b"SGMO"
+    import ctypes
+
+    fn = cfunc(cm.address("twice"), None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    x = np.arange(5, dtype=np.float32)
+    out = np.zeros(5, np.float32)
+    fn(out.ctypes.data, x.ctypes.data, 5)
+    np.testing.assert_array_equal(out, x + 2)
+    again = jit.load_object(cm.object_code)  # as the disk cache loads it
+    fn2 = cfunc(again.address("twice"), None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    out[:] = 0
+    fn2(out.ctypes.data, x.ctypes.data, 5)
+    np.testing.assert_array_equal(out, x + 2)
+
+
+def test_bad_module_raises_with_llvm_message(monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "2")
+    bad = _module_pair() + jit.PART_MARK + "define void @oops() { ret i32 0 }"
+    with pytest.raises(RuntimeError, match="oops|ret|type"):
+        jit.compile_module(bad)
+
+
+@pytest.mark.skipif(not llvmffi.compiler_available(), reason="no thread-safe compile path")
+def test_concurrent_compiles_give_the_same_code():
+    """Many threads compiling at once (own contexts, no lock) emit what one thread emits."""
+    host = jit.host_target()
+    texts = [loop_ir(f"f{k}", "float", 2, f"%r = fmul float %v0, {k + 1}.0",
+                     jit.function_attributes()) for k in range(6)]
+    serial = [llvmffi.compile_object(t, host.triple, host.cpu, host.features, opt_level=3,
+                                     loop_unrolling=False, keep_ir=False)[0] for t in texts]
+    results: dict[int, bytes] = {}
+
+    def work(k: int) -> None:
+        results[k] = llvmffi.compile_object(texts[k], host.triple, host.cpu, host.features,
+                                            opt_level=3, loop_unrolling=False,
+                                            keep_ir=False)[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[k] for k in range(6)] == serial
+
+
+@pytest.mark.skipif(not llvmffi.compiler_available(), reason="no thread-safe compile path")
+def test_concurrent_ir_printing_keeps_the_locale(monkeypatch):
+    """libllvmlite's module printer sets the locale to "C" and back: unserialised, concurrent
+    prints left this process in "C" within a few compiles (files then read as ASCII)."""
+    import locale
+
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "4")
+    # our own lock must do it (llvmlite's, taken too once llvmlite.binding is imported, is not
+    # in every process)
+    monkeypatch.setattr(llvmffi, "_llvmlite_lock", contextlib.nullcontext)
+    before = locale.setlocale(locale.LC_CTYPE)
+    try:  # a locale other than "C", so that a print left half-done shows
+        locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
+    except locale.Error:
+        pytest.skip("no C.UTF-8 locale")
+    mods = ["\n".join(loop_ir(f"f{m}_{k}", "float", 2, f"%r = fmul float %v0, {k + 1}.0")
+                      for k in range(40)) for m in range(4)]
+    text = jit.PART_MARK.join(mods)
+    try:
+        for _ in range(30):
+            cm = jit.compile_module(text, opt_level=0, keep_ir=True)
+            assert locale.setlocale(locale.LC_CTYPE) == "C.UTF-8"
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+    assert cm.llvm_ir().count("define void @f") == 160
