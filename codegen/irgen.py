@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .native import vecmath
@@ -72,10 +73,13 @@ class Value:
 class FunctionBuilder:
     """Instructions of one function; ``entry`` lines are hoisted to the entry block."""
 
-    def __init__(self, prefix: str = "t"):
+    def __init__(self, prefix: str = "t", metadata_ids: Callable[[int], int] | None = None):
         self.prefix = prefix
         self.entry: list[str] = []
         self.lines: list[str] = []
+        #: module-level metadata this function's instructions refer to (after its ``}``)
+        self.metadata: list[str] = []
+        self._metadata_ids = metadata_ids
         self.block = "body"
         self._n = 0
         self.math_used: set[tuple[str, str]] = set()
@@ -129,13 +133,29 @@ class FunctionBuilder:
         self.start_block(body)
         return i, (head, latch, done, i, nxt)
 
-    def loop_end(self, token: tuple[str, str, str, str, str]) -> None:
+    def loop_end(self, token: tuple[str, str, str, str, str], hints: tuple[str, ...] = ()) -> None:
+        """Close the loop of ``token``; ``hints`` are loop properties for LLVM (e.g.
+        ``!{!"llvm.loop.vectorize.predicate.enable", i1 true}``) on its back edge."""
         head, latch, done, i, nxt = token
         self.br(latch)
         self.start_block(latch)
         self.emit(f"{nxt} = add nuw nsw i64 {i}, 1")
-        self.br(head)
+        if hints:
+            self.emit(f"br label %{head}, !llvm.loop {self._loop_id(hints)}")
+        else:
+            self.br(head)
         self.start_block(done)
+
+    def _loop_id(self, hints: tuple[str, ...]) -> str:
+        """A distinct loop ID node carrying ``hints``, numbered by ``metadata_ids`` (unique in
+        the module: the ids are the module's, not this function's)."""
+        if self._metadata_ids is None:
+            raise ValueError("this function builder has no metadata numbering")
+        first = self._metadata_ids(1 + len(hints))
+        refs = [f"!{first + 1 + j}" for j in range(len(hints))]
+        self.metadata.append(f"!{first} = distinct !{{!{first}, {', '.join(refs)}}}")
+        self.metadata += [f"{ref} = {hint}" for ref, hint in zip(refs, hints)]
+        return f"!{first}"
 
     def if_begin(self, cond: str) -> str:
         then, done = self.label("then"), self.label("endif")
@@ -162,7 +182,7 @@ class FunctionBuilder:
 
     def finish(self, header: str, ret: str = "ret i32 0") -> str:
         return "\n".join([header, "entry:", *self.entry, "  br label %body", "body:",
-                          *self.lines, f"  {ret}", "}"])
+                          *self.lines, f"  {ret}", "}", *self.metadata])
 
 
 class ScalarBuilder:

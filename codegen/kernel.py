@@ -79,6 +79,13 @@ class ModuleContext:
         self._slot_keys: dict = {}
         self.math_used: set[tuple[str, str]] = set()
         self.uses_blas = False
+        self._next_metadata = 1  # !0 is the module header's empty node
+
+    def metadata_ids(self, count: int) -> int:
+        """The first of ``count`` fresh metadata numbers, unique across the module's kernels
+        (so they stay unique in whichever module ``codegen.partition`` puts a kernel)."""
+        first, self._next_metadata = self._next_metadata, self._next_metadata + count
+        return first
 
     def slot(self, key, fn: SlotFn) -> int:
         index = self._slot_keys.get(key)
@@ -118,7 +125,7 @@ class Kernel:
 
     def __init__(self, ctx: ModuleContext, name: str):
         self.ctx, self.an, self.name = ctx, ctx.an, name
-        self.fb = FunctionBuilder()
+        self.fb = FunctionBuilder(metadata_ids=ctx.metadata_ids)
         self.sb = ScalarBuilder(self.fb)
         self.params: dict[Variable, str] = {}  # root -> %pN
         self._strides: dict[Variable, list[str]] = {}
@@ -241,9 +248,10 @@ class Kernel:
             tokens.append(tok)
         return idx, tokens
 
-    def close_loops(self, tokens: list) -> None:
-        for tok in reversed(tokens):
-            self.fb.loop_end(tok)
+    def close_loops(self, tokens: list, innermost: tuple[str, ...] = ()) -> None:
+        """Close ``tokens``' loops; ``innermost`` are LLVM loop hints for the last one."""
+        for n, tok in enumerate(reversed(tokens)):
+            self.fb.loop_end(tok, innermost if n == 0 else ())
 
     # -- values ----------------------------------------------------------------------------
     def value_at(self, var: Variable, idx: list[str]) -> Value:

@@ -167,6 +167,11 @@ def _finite_or_zero(k: Kernel, m: Value) -> Value:
     return k.sb.select(finite, m, k.sb.zero(m))
 
 
+#: LLVM hints for the loop over rows of :func:`_short_rows`: one masked vector loop (no
+#: scalar remainder, no vectorised epilogue).  W1's log_softmax kernel compiled in ~45 ms,
+#: most of a module; with the hint its code is half and W1's cold compile ~20% shorter, the
+#: same speed at 32 to 2,048 rows (cross-entropy + gradient, n = 4, 10, 15)
+ROW_LOOP_HINTS = ('!{!"llvm.loop.vectorize.predicate.enable", i1 true}',)
 #: a softmax/log_softmax/logsumexp over one axis of a static length in [2, SHORT_AXIS) is
 #: unrolled along it (:func:`_short_rows`)
 SHORT_AXIS = 16
@@ -235,7 +240,7 @@ def lower_softmax(k: Kernel, node: Apply) -> None:
         else:
             for j, e in enumerate(row.exps):
                 k.store(out, row.at(j), k.sb.div(e, row.s))
-        k.close_loops(row.loops)
+        k.close_loops(row.loops, ROW_LOOP_HINTS)
         return
     kept = [a for a in range(x.ndim) if a != axis]
     idx, outer = k.open_loops(x, kept)
@@ -263,7 +268,7 @@ def lower_logsumexp(k: Kernel, node: Apply) -> None:
         row = _short_rows(k, x, op_.axes[0], n, log=True)
         k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, row.idx),
                 k.sb.add(row.m, k.sb.math("log", row.s)))
-        k.close_loops(row.loops)
+        k.close_loops(row.loops, ROW_LOOP_HINTS)
         return
     kept = [a for a in range(x.ndim) if a not in op_.axes]
     idx, outer = k.open_loops(x, kept)

@@ -81,3 +81,18 @@ def test_gradients_of_the_short_forms():
     rng = np.random.default_rng(7)
     a, labels = rng.standard_normal((12, 10)) * 3, rng.integers(0, 10, 12)
     _close(*_both([x, y], [loss, g, hv], a, labels), "float64")
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5, 16, 17, 64])
+def test_every_row_count_through_the_masked_loop(rows):
+    """The loop over rows is one masked vector loop (ROW_LOOP_HINTS): partial, single, empty
+    and whole vectors of rows."""
+    x = sg.tensor("x", ("b", 10), "float32")
+    y = sg.tensor("y", ("b",), "int64")
+    loss = sg.nn.cross_entropy(sg.nn.log_softmax(x, axis=1), y) if rows else sg.sum(x)
+    outs = [sg.nn.softmax(x, axis=1), sg.logsumexp(x, axis=1), *sg.grad(loss, [x])]
+    rng = np.random.default_rng(rows)
+    a = (rng.standard_normal((rows, 10)) * 6).astype("float32")
+    _close(*_both([x, y], outs, a, rng.integers(0, 10, rows)), "float32")
+    f = sg.function([x, y], outs, backend="llvm")
+    assert "llvm.loop.vectorize.predicate.enable" in f.llvm_ir(optimized=False)
