@@ -5,11 +5,18 @@ never the reverse): ``jit`` (target machine, optimisation, MCJIT, the registry o
 external-symbol binders), ``vecmath`` (libm transcendentals, vectorised through glibc's
 libmvec), ``blas`` (numpy's bundled OpenBLAS), ``pycall`` (kernels exposed as fast Python
 builtins), ``cache`` (in-memory and on-disk cache of object code and of whole programs) and
-``llvmffi`` (loading cached object code without importing ``llvmlite.binding``).
+``llvmffi`` (libllvmlite's C API without ``llvmlite.binding``: loading object code, compiling
+on several threads).
 
 Importing it imports the modules whose symbols generated code calls, so their binders are
 registered with ``jit`` before any object code (fresh or cached) is loaded; llvmlite itself is
-imported only when something is compiled.
+imported only when something is compiled.  Whoever imports this package is about to load or
+compile code, so its first step starts mapping ``libllvmlite`` on another thread
+(:func:`codegen.native.llvmffi.preload`, ~6 ms) while the rest imports.
 """
 
-from codegen.native import blas, pycall, vecmath  # noqa: F401  (register their symbol binders)
+from codegen.native import llvmffi
+
+llvmffi.preload()
+
+from codegen.native import blas, pycall, vecmath  # noqa: E402, F401  (register their binders)

@@ -73,7 +73,12 @@ def _package_version() -> str:
 
 @functools.cache
 def source_fingerprint() -> str:
-    """sha256 of the source of the ``codegen`` and ``symgraph`` packages (what generates IR)."""
+    """sha256 over the ``.py`` files of the ``codegen`` and ``symgraph`` packages (what
+    generates IR): each file's path, size, modification time (ns) and inode.
+
+    Metadata, not contents: reading and hashing ~100 files cost ~2 ms of every warm start,
+    stat-ing them ~0.3 ms.  An edit changes the time; a file replaced by another (checkout,
+    copy, rsync) changes the inode or the time; a false miss only recompiles."""
     h = hashlib.sha256()
     for pkg in ("codegen", "symgraph"):
         root = Path(__file__).resolve().parents[2] / pkg
@@ -82,10 +87,9 @@ def source_fingerprint() -> str:
             for name in sorted(filenames):
                 if name.endswith(".py"):
                     path = os.path.join(dirpath, name)
-                    with open(path, "rb") as f:
-                        data = f.read()
-                    h.update(os.path.relpath(path, root.parent).encode() + b"\0")
-                    h.update(hashlib.sha256(data).digest())
+                    st = os.stat(path)
+                    h.update(f"{os.path.relpath(path, root.parent)}\0{st.st_size}\0"
+                             f"{st.st_mtime_ns}\0{st.st_ino}\0".encode())
     return h.hexdigest()
 
 

@@ -38,6 +38,7 @@ builtin.
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -131,10 +132,15 @@ class _PyMethodDef(ctypes.Structure):
     )
 
 
-# Own prototype (not ctypes.pythonapi's shared attribute, which others may reconfigure).
-_new_cfunction = ctypes.PYFUNCTYPE(
-    ctypes.py_object, ctypes.c_void_p, ctypes.py_object, ctypes.c_void_p
-)(("PyCFunction_NewEx", ctypes.pythonapi))
+@functools.cache
+def _new_cfunction() -> Callable[..., Any]:
+    """``PyCFunction_NewEx`` with an own prototype (not ``ctypes.pythonapi``'s shared
+    attribute, which others may reconfigure).  Looked up on first use, not at import: the
+    ``dlsym`` would wait for :func:`codegen.native.llvmffi.preload`'s ``dlopen``, which runs
+    while this package imports."""
+    return ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.py_object,
+                             ctypes.c_void_p)(("PyCFunction_NewEx", ctypes.pythonapi))
+
 
 _PY_SYMBOLS = ("Py_IncRef", "PyLong_FromLong", "PyErr_Format")
 _lock = threading.Lock()
@@ -429,7 +435,7 @@ def make_builtin(
     method = _PyMethodDef(name.encode(), tramp_addr, METH_FASTCALL, doc.encode() if doc else None)
     ctx.keepalive = [method, cm, keepalive, kept_dtypes,
                      [b for b in owned if isinstance(b, np.ndarray)]]
-    return _new_cfunction(ctypes.addressof(method), ctx, None)
+    return _new_cfunction()(ctypes.addressof(method), ctx, None)
 
 
 register_binder("python", (b"sg_Py",), lambda object_code: bind_python_symbols())

@@ -303,6 +303,22 @@ def test_program_key_covers_options_and_source(cache_env):
     assert len(cache.source_fingerprint()) == 64
 
 
+def test_source_fingerprint_follows_an_edit():
+    """An edited source file (a new modification time) changes the fingerprint; the old time
+    restores it."""
+    import codegen.partition as some_source
+
+    path = some_source.__file__
+    st = os.stat(path)
+    before = cache.source_fingerprint.__wrapped__()
+    try:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        assert cache.source_fingerprint.__wrapped__() != before
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cache.source_fingerprint.__wrapped__() == before
+
+
 def test_code_outside_the_package_is_not_program_cached():
     import types
 
