@@ -476,3 +476,27 @@ def test_elemwise_bprop_builds_only_the_needed_gradients():
         reachable = {v.id for node in toposort(grads) for v in (*node.inputs, *node.outputs)
                      if start < v.id < end}
         assert len(reachable) == end - start - 1, wrt
+
+
+def test_a_symbolic_dim_of_length_one_does_not_broadcast_at_run_time(backend):
+    """Only a declared 1 broadcasts (its gradient sums the axis); a symbolic dim that is 1 at
+    run time is refused naming the variable, the dim and the lengths, on both backends."""
+    x = sg.tensor("x", ("a", 3), "float32")
+    y = sg.tensor("y", ("b", 3), "float32")
+    f = sg.function([x, y], x * y, backend=backend)
+    ones, four = np.ones((1, 3), np.float32), np.ones((4, 3), np.float32)
+    np.testing.assert_array_equal(f(four, four), four)
+    with pytest.raises(ValueError, match=r"'y': dim 0 is b, which is broadcast against a dim "
+                                         r"bound to 1, got 4"):
+        f(ones, four)
+    with pytest.raises(ValueError, match=r"'y': dim 0 is b, .* bound to 4, got 1"):
+        f(four, ones)
+    u = sg.tensor("u", (None, 3), "float32")  # unknown dim: the kernels' shapes check it
+    g = sg.function([x, u], x * u, backend=backend)
+    with pytest.raises(ValueError, match=r"input 0 \(x, static shape \(a, 3\)\) has length 1 "
+                                         r"on axis 0 at run time and would broadcast to 4"):
+        g(ones, four)
+    with pytest.raises(ValueError, match=r"input 1 \(u, .*\) has length 1 on axis 0"):
+        g(four, ones)
+    z = sg.tensor("z", (1, 3), "float32")  # declared 1: broadcasts
+    np.testing.assert_array_equal(sg.function([z, y], z * y, backend=backend)(ones, four), four)
