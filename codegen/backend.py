@@ -220,6 +220,7 @@ class LLVMProgram(Program):
             "cache_level": "program" if decoded is not None else "ir",
             "lowered": decoded is None,
             "kernels": len(self.kernels),
+            "modules": stats.get("modules", 1),  # compiled on as many threads
         }
 
     def __getattr__(self, name: str):

@@ -16,7 +16,7 @@ import functools
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .native import vecmath
 from .native.jit import FAST_MATH_FLAGS
@@ -58,9 +58,9 @@ def literal(value, dtype: str) -> str:
     return str(v - (1 << bits) if v >= 1 << (bits - 1) else v)
 
 
-@dataclass(frozen=True)
-class Value:
-    """An SSA operand (``%t3`` or a literal) and its dtype name."""
+class Value(NamedTuple):
+    """An SSA operand (``%t3`` or a literal) and its dtype name (a NamedTuple: cheaper to
+    create, as a class at import and per operand, than a frozen dataclass)."""
 
     ref: str
     dtype: str

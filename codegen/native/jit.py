@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import llvmffi
 
@@ -68,8 +68,7 @@ def llvm() -> Any:
     return _llvm
 
 
-@dataclass(frozen=True)
-class HostTarget:
+class HostTarget(NamedTuple):
     """Description of the host CPU as LLVM sees it."""
 
     triple: str

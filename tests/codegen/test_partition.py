@@ -66,7 +66,7 @@ def test_split_step_equals_one_module(fresh_cache, monkeypatch):
     f3, losses3, params3 = _train()
     text = f3.program.ir_text
     assert text.count(jit.PART_MARK) == 2  # three modules
-    assert f3.program.module.stats.get("modules") == 3
+    assert f3.program.module.stats.get("modules") == f3.compile_stats["modules"] == 3
     assert "define internal" not in text.split(jit.PART_MARK)[1]  # kernels exported there
     np.testing.assert_allclose(losses3, losses1, rtol=1e-6)
     for a, b in zip(params3, params1):
@@ -78,6 +78,7 @@ def test_split_step_equals_one_module(fresh_cache, monkeypatch):
     cache.clear_cache(memory=True, disk=False)
     f4, losses4, _ = _train()
     assert f4.compile_stats["cache_level"] == "program" and not f4.compile_stats["lowered"]
+    assert f4.compile_stats["modules"] == 1  # loaded, not compiled
     assert losses4 == losses3
 
 
