@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import glob
 import os
 import struct
 import threading
@@ -63,10 +62,37 @@ class BlasLibrary(NamedTuple):
         return f"{self.prefix}openblas_{fn}{self.suffix}"
 
 
-def _candidate_paths() -> list[str]:
+def _bundled_paths() -> list[str]:
+    """BLAS libraries shipped inside the numpy wheel (``numpy.libs``, macOS ``.dylibs``)."""
     import numpy
 
-    # numpy._core._multiarray_umath links OpenBLAS: prefer the exact file already mapped.
+    root = os.path.dirname(os.path.abspath(numpy.__file__))
+    paths: list[str] = []
+    for sub, key in (("../numpy.libs", "openblas"), (".dylibs", "openblas"),
+                     ("../numpy.libs", "blas")):
+        folder = os.path.realpath(os.path.join(root, sub))
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        paths += [p for p in (os.path.join(folder, n) for n in names if key in n.lower())
+                  if p not in paths]
+    return paths
+
+
+def _candidate_paths() -> list[str]:
+    """Where numpy's BLAS may be, the file numpy already loaded first.
+
+    A bundled library that is already loaded (``dlopen`` with ``RTLD_NOLOAD``) settles it
+    without reading ``/proc/self/maps`` (~1 ms in a numpy process, on every warm start);
+    otherwise the mapped files come first (a numpy linked to a system OpenBLAS)."""
+    bundled = _bundled_paths()
+    for path in bundled:
+        try:
+            ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
+        except (OSError, AttributeError):
+            continue
+        return [path] + [p for p in bundled if p != path]
     paths: list[str] = []
     try:
         with open("/proc/self/maps") as maps:
@@ -78,10 +104,7 @@ def _candidate_paths() -> list[str]:
                         paths.append(p)
     except OSError:
         pass
-    root = os.path.dirname(os.path.abspath(numpy.__file__))
-    for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*", "../numpy.libs/*blas*"):
-        paths += sorted(p for p in glob.glob(os.path.join(root, pattern)) if p not in paths)
-    return paths
+    return paths + [p for p in bundled if p not in paths]
 
 
 @functools.cache

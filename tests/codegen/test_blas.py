@@ -96,3 +96,14 @@ def test_info_threads_and_single_blas():
 def test_bad_dtype():
     with pytest.raises(ValueError):
         blas.gemm_call("int32", a="%a", b="%b", c="%c", m=1, n=1, k=1)
+
+
+def test_candidates_prefer_the_library_numpy_loaded(monkeypatch):
+    """The bundled library numpy loaded is found without /proc/self/maps; with none loaded
+    (a numpy linked to a system BLAS), the mapped OpenBLAS comes first."""
+    with open("/proc/self/maps") as maps:
+        mapped = [line.split()[-1] for line in maps if "openblas" in line.lower()]
+    assert blas._candidate_paths()[0] == mapped[0]
+    monkeypatch.setattr(blas, "_bundled_paths", lambda: ["/nonexistent/libopenblas.so"])
+    paths = blas._candidate_paths()
+    assert paths[0] == mapped[0] and paths[-1] == "/nonexistent/libopenblas.so"
