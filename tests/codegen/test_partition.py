@@ -178,3 +178,20 @@ def test_concurrent_ir_printing_keeps_the_locale(monkeypatch):
     finally:
         locale.setlocale(locale.LC_CTYPE, before)
     assert cm.llvm_ir().count("define void @f") == 160
+
+
+def test_modules_compile_without_the_thread_safe_path(monkeypatch):
+    """An llvmlite llvmffi does not support (or SYMGRAPH_LLVM_FFI=0): the modules compile one
+    after another through llvmlite.binding and still link into one engine."""
+    monkeypatch.setattr(llvmffi, "compiler_available", lambda: False)
+    assert jit.compile_threads() == 1
+    cm = jit.compile_module(_module_pair())
+    assert cm.stats["modules"] == 2
+    import ctypes
+
+    fn = cfunc(cm.address("twice"), None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    x = np.arange(4, dtype=np.float32)
+    out = np.zeros(4, np.float32)
+    fn(out.ctypes.data, x.ctypes.data, 4)
+    np.testing.assert_array_equal(out, x + 2)
+    assert cm.llvm_ir().count(jit.PART_MARK) == 1
