@@ -57,14 +57,6 @@ print(json.dumps({"stats": sorted(cm.stats), "cache": cm.stats["cache"],
 """
 
 
-@pytest.fixture
-def cache_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path / "cache"))
-    cache.clear_cache(memory=True, disk=False)
-    yield tmp_path / "cache"
-    cache.clear_cache(memory=True, disk=False)
-
-
 def _child(ir: str, cache_dir: Path) -> dict:
     env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_dir), PYTHONPATH=str(ROOT))
     out = subprocess.run(

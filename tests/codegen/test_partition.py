@@ -15,14 +15,6 @@ from codegen import partition
 from codegen.native import cache, jit, llvmffi
 
 
-@pytest.fixture
-def fresh_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path / "cache"))
-    cache.clear_cache(memory=True, disk=False)
-    yield tmp_path / "cache"
-    cache.clear_cache(memory=True, disk=False)
-
-
 def _force_split(monkeypatch, threads: int) -> None:
     """Split even a small step: every kernel may go to another module."""
     monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", str(threads))
@@ -56,7 +48,7 @@ def test_module_count():
     assert partition.module_count(10 ** 6, threads=4) == 4
 
 
-def test_split_step_equals_one_module(fresh_cache, monkeypatch):
+def test_split_step_equals_one_module(cache_env, monkeypatch):
     monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "1")
     f1, losses1, params1 = _train()
     assert f1.compile_stats["cache"] == "miss"
