@@ -10,6 +10,8 @@ reuse once a buffer's last reader has run.  Both are computed once per signature
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from symgraph import shapes as sh
@@ -89,7 +91,44 @@ def plan_arena(sizes: dict[Variable, int], birth: dict[Variable, int],
 
 
 def aligned_empty(nbytes: int) -> np.ndarray:
-    """A uint8 array of ``nbytes`` whose data is 64-byte aligned."""
+    """A zeroed uint8 array of ``nbytes`` whose data is 64-byte aligned; from
+    :data:`HUGE_FROM` bytes on, backed by transparent huge pages where the OS offers them.
+
+    Why huge pages: a fresh arena is paid for page by page at its first touch, ~2 us a 4 KiB
+    page on this VM: W1's 1.7 MB arena cost ~1 ms of the first call, half of what a first
+    call costs more than the next (a 2 MiB page faults in once, ~0.2 ms); fewer TLB entries
+    for the step too."""
+    if nbytes >= HUGE_FROM:
+        arena = _huge_page_zeros(nbytes)
+        if arena is not None:
+            return arena
     raw = np.zeros(nbytes + ALIGN, dtype=np.uint8)
     start = (-raw.ctypes.data) % ALIGN
+    return raw[start:start + nbytes]
+
+
+#: a transparent huge page (2 MiB on x86-64 and arm64 with 4 KiB pages)
+HUGE_PAGE = 1 << 21
+#: arenas this big or bigger ask for huge pages: half a huge page or more is faulted in
+#: faster as one page than as 256 small ones
+HUGE_FROM = 1 << 20
+
+
+def _huge_page_zeros(nbytes: int) -> np.ndarray | None:
+    """``nbytes`` of a private anonymous mapping (zero-filled), starting on a 2 MiB boundary,
+    advised ``MADV_HUGEPAGE``; None where that is not available (the caller uses numpy)."""
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is None:
+        return None
+    size = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
+    try:
+        region = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, ValueError, AttributeError):
+        return None
+    raw = np.frombuffer(region, dtype=np.uint8)  # keeps the mapping alive; unmapped with it
+    start = (-raw.ctypes.data) % HUGE_PAGE
+    try:
+        region.madvise(advice, start, size)
+    except (OSError, ValueError):
+        pass  # still a zeroed, aligned mapping, in small pages
     return raw[start:start + nbytes]

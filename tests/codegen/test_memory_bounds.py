@@ -128,3 +128,24 @@ def test_epoch_uses_the_same_bounded_plans(monkeypatch):
     for size in (8, 16, 24, 32, 40):
         f.epoch(x, y, batch_size=size)
     assert len(live_arenas(f)) <= 3
+
+
+@pytest.mark.parametrize("nbytes", [64, 1000, (1 << 20) - 1, 1 << 20, (3 << 20) + 5])
+def test_arenas_are_zeroed_aligned_and_live_as_long_as_their_array(nbytes):
+    """Arenas from 1 MiB on come from a 2 MiB-aligned anonymous mapping advised for huge
+    pages (where the OS has MADV_HUGEPAGE); every arena is zeroed, 64-byte aligned and owns
+    its memory."""
+    import mmap
+
+    from codegen import memory
+
+    arena = memory.aligned_empty(nbytes)
+    assert arena.nbytes == nbytes and arena.ctypes.data % memory.ALIGN == 0
+    assert not arena.any()
+    if nbytes >= memory.HUGE_FROM and hasattr(mmap, "MADV_HUGEPAGE"):
+        assert arena.ctypes.data % memory.HUGE_PAGE == 0
+    arena[:] = 7
+    view = arena[nbytes // 2:]
+    del arena
+    gc.collect()
+    assert (view == 7).all()  # the mapping lives while a view of it does
