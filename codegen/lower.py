@@ -79,8 +79,11 @@ def check_lowerable(an: Analysis) -> None:
 
 
 #: float32 vector division and square root through the hardware estimates plus one
-#: Newton-Raphson step (~1 ulp; ``arcp``/``afn`` already allow it): a vectorised ``vdivps`` /
-#: ``vsqrtps`` costs more than the memory traffic of an elementwise pass (Adam's update)
+#: Newton-Raphson step.  Note: the LLVM of llvmlite 0.50 (20) uses them only on operations
+#: that also carry ``ninf``, which our fast-math flags leave out (inf must stay inf), and a
+#: kernel inlined into ``sg_step`` takes ``sg_step``'s attributes: W1's Adam loop compiles
+#: to ``vsqrtps``/``vdivps`` (checked in ``f.asm()``).  Kept for the operations that may
+#: carry ``ninf`` one day; an estimate that keeps IEEE results for 0 and inf needs guards.
 RECIP = '"reciprocal-estimates"="vec-divf:1,vec-sqrtf:1"'
 
 
