@@ -379,21 +379,25 @@ def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True,
     results: list[Any] = [None] * len(parts)
     host_target()  # once, before any thread needs it
 
-    def work(i: int) -> None:
-        try:
-            results[i] = _compile_one(parts[i], opt_level, loop_unrolling, keep_ir)
-        except BaseException as exc:  # noqa: BLE001  (re-raised on the calling thread)
-            results[i] = exc
+    def work(indices: range) -> None:
+        for i in indices:
+            try:
+                results[i] = _compile_one(parts[i], opt_level, loop_unrolling, keep_ir)
+            except BaseException as exc:  # noqa: BLE001  (re-raised on the calling thread)
+                results[i] = exc
 
-    threads = [threading.Thread(target=work, args=(i,), daemon=True)
-               for i in range(1, len(parts))] if compile_threads() > 1 else []
-    for t in threads:
-        t.start()
-    work(0)
-    if not threads:
-        for i in range(1, len(parts)):
-            work(i)
-    for t in threads:
+    # module i compiles on worker i % n (worker 0 is this thread): at most n at once
+    n = min(len(parts), compile_threads())
+    started = []
+    for w in range(1, n):
+        t = threading.Thread(target=work, args=(range(w, len(parts), n),), daemon=True)
+        try:
+            t.start()
+            started.append(t)
+        except RuntimeError:  # no thread to be had: compile its share here
+            work(range(w, len(parts), n))
+    work(range(0, len(parts), n))
+    for t in started:
         t.join()
     for r in results:
         if isinstance(r, BaseException):

@@ -187,3 +187,19 @@ def test_modules_compile_without_the_thread_safe_path(monkeypatch):
     fn(out.ctypes.data, x.ctypes.data, 4)
     np.testing.assert_array_equal(out, x + 2)
     assert cm.llvm_ir().count(jit.PART_MARK) == 1
+
+
+def test_more_modules_than_threads(monkeypatch):
+    """Five modules on two workers: each module compiles once, all link into one engine."""
+    import ctypes
+
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "2")
+    mods = [loop_ir(f"f{k}", "float", 1, f"%r = fadd float %v0, {k}.0") for k in range(5)]
+    cm = jit.compile_module(jit.PART_MARK.join(mods))
+    assert cm.stats["modules"] == 5 and len(jit.unpack_objects(cm.object_code)) == 5
+    x = np.arange(3, dtype=np.float32)
+    for k in range(5):
+        out = np.zeros(3, np.float32)
+        cfunc(cm.address(f"f{k}"), None, ctypes.c_void_p, ctypes.c_void_p,
+              ctypes.c_int64)(out.ctypes.data, x.ctypes.data, 3)
+        np.testing.assert_array_equal(out, x + k)
