@@ -232,13 +232,20 @@ def assembly(ir_text: str, opt_level: int = 3, *, optimize: bool = False) -> str
     return "\n".join(out)
 
 
+def pipeline_options(opt_level: int, loop_unrolling: bool) -> tuple[bool, bool]:
+    """``(vectorize, unroll)`` for the ``O<opt_level>`` pipeline: loop and SLP vectorisation
+    from O2 on, unrolling only with them and when asked (both compile paths use this)."""
+    vectorize = opt_level >= 2
+    return vectorize, vectorize and loop_unrolling
+
+
 def _optimize(mod: Any, opt_level: int, loop_unrolling: bool = True) -> None:
     binding = llvm()
     pto = binding.create_pipeline_tuning_options(speed_level=opt_level)
-    vectorize = opt_level >= 2
+    vectorize, unroll = pipeline_options(opt_level, loop_unrolling)
     pto.loop_vectorization = vectorize
     pto.slp_vectorization = vectorize
-    pto.loop_unrolling = vectorize and loop_unrolling
+    pto.loop_unrolling = unroll
     pb = binding.create_pass_builder(target_machine(opt_level), pto)
     pb.getModulePassManager().run(mod, pb)
 
@@ -343,8 +350,9 @@ def _compile_one(ir_text: str, opt_level: int, loop_unrolling: bool,
                  keep_ir: bool) -> tuple[bytes, str | None, dict[str, float]]:
     if llvmffi.compiler_available():
         host = host_target()
+        vectorize, unroll = pipeline_options(opt_level, loop_unrolling)
         return llvmffi.compile_object(ir_text, host.triple, host.cpu, host.features,
-                                      opt_level=opt_level, loop_unrolling=loop_unrolling,
+                                      opt_level=opt_level, vectorize=vectorize, unroll=unroll,
                                       keep_ir=keep_ir)
     binding = llvm()
     with _lock:  # llvmlite parses into LLVM's global context, which is not thread-safe

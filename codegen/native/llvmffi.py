@@ -225,14 +225,7 @@ class Engine:
 
     def __init__(self, objects: list[bytes], triple: str, cpu: str, features: str):
         lib_ = _lib
-        target, err = _take_string(lib_.LLVMPY_GetTargetFromTriple, triple.encode())
-        if not target:
-            raise RuntimeError(err)
-        tm = lib_.LLVMPY_CreateTargetMachine(target, triple.encode(), cpu.encode(),
-                                             features.encode(), 3, b"static", b"jitdefault",
-                                             0, 1, b"")
-        if not tm:
-            raise RuntimeError("could not create a target machine")
+        tm = _target_machine(triple, cpu, features, 3)
         module, err = _take_string(lib_.LLVMPY_ParseAssembly, lib_.LLVMPY_GetGlobalContext(),
                                    b"")
         if not module:
@@ -281,10 +274,26 @@ def print_module(module: Any) -> str:
         return _take_string(_lib.LLVMPY_PrintModuleToString, module)[1]
 
 
+def _target_machine(triple: str, cpu: str, features: str, opt_level: int) -> Any:
+    """A new target machine for the host, as ``codegen.jit`` configures it (static
+    relocation, the JIT code model); the caller owns it."""
+    target, err = _take_string(_lib.LLVMPY_GetTargetFromTriple, triple.encode())
+    if not target:
+        raise RuntimeError(err)
+    tm = _lib.LLVMPY_CreateTargetMachine(target, triple.encode(), cpu.encode(),
+                                         features.encode(), opt_level, b"static",
+                                         b"jitdefault", 0, 1, b"")
+    if not tm:
+        raise RuntimeError("could not create a target machine")
+    return tm
+
+
 def compile_object(ir_text: str, triple: str, cpu: str, features: str, *, opt_level: int,
-                   loop_unrolling: bool, keep_ir: bool) -> tuple[bytes, str | None, dict]:
-    """Parse, verify, optimise (the default ``O<opt_level>`` pipeline, as
-    ``codegen.jit._optimize`` builds it) and emit object code for ``ir_text``.
+                   vectorize: bool, unroll: bool,
+                   keep_ir: bool) -> tuple[bytes, str | None, dict]:
+    """Parse, verify, optimise (the default ``O<opt_level>`` pipeline with loop/SLP
+    vectorisation and unrolling as given: ``codegen.jit.pipeline_options``) and emit object
+    code for ``ir_text``.
 
     Everything lives in a context and a target machine of this call's own, and the ctypes
     calls release the GIL, so several threads compile at once (LLVM supports concurrent
@@ -306,19 +315,11 @@ def compile_object(ir_text: str, triple: str, cpu: str, features: str, *, opt_le
         if failed:
             raise RuntimeError(err)
         t1 = time.perf_counter()
-        target, err = _take_string(lib_.LLVMPY_GetTargetFromTriple, triple.encode())
-        if not target:
-            raise RuntimeError(err)
-        tm = lib_.LLVMPY_CreateTargetMachine(target, triple.encode(), cpu.encode(),
-                                             features.encode(), opt_level, b"static",
-                                             b"jitdefault", 0, 1, b"")
-        if not tm:
-            raise RuntimeError("could not create a target machine")
-        vectorize = opt_level >= 2
+        tm = _target_machine(triple, cpu, features, opt_level)
         pto = lib_.LLVMPY_CreatePipelineTuningOptions()
         lib_.LLVMPY_PTOSetLoopVectorization(pto, vectorize)
         lib_.LLVMPY_PTOSetSLPVectorization(pto, vectorize)
-        lib_.LLVMPY_PTOSetLoopUnrolling(pto, vectorize and loop_unrolling)
+        lib_.LLVMPY_PTOSetLoopUnrolling(pto, unroll)
         pb = lib_.LLVMPY_CreatePassBuilder(tm, pto)
         mpm = lib_.LLVMPY_buildPerModuleDefaultPipeline(pb, opt_level)
         lib_.LLVMPY_RunNewModulePassManager(mpm, module, pb)

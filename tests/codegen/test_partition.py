@@ -129,12 +129,13 @@ def test_concurrent_compiles_give_the_same_code():
     texts = [loop_ir(f"f{k}", "float", 2, f"%r = fmul float %v0, {k + 1}.0",
                      jit.function_attributes()) for k in range(6)]
     serial = [llvmffi.compile_object(t, host.triple, host.cpu, host.features, opt_level=3,
-                                     loop_unrolling=False, keep_ir=False)[0] for t in texts]
+                                     vectorize=True, unroll=False, keep_ir=False)[0]
+              for t in texts]
     results: dict[int, bytes] = {}
 
     def work(k: int) -> None:
         results[k] = llvmffi.compile_object(texts[k], host.triple, host.cpu, host.features,
-                                            opt_level=3, loop_unrolling=False,
+                                            opt_level=3, vectorize=True, unroll=False,
                                             keep_ir=False)[0]
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
