@@ -59,7 +59,6 @@ _PROTOTYPES = {
     "LLVMPY_CreateObjectFile": ([c_char_p, c_size_t], c_void_p),
     "LLVMPY_DisposeObjectFile": ([c_void_p], None),
     "LLVMPY_MCJITAddObjectFile": ([c_void_p, c_void_p], None),
-    "LLVMPY_FinalizeObject": ([c_void_p], None),
     "LLVMPY_GetFunctionAddress": ([c_void_p, c_char_p], c_uint64),
     "LLVMPY_GetGlobalValueAddress": ([c_void_p, c_char_p], c_uint64),
     "LLVMPY_DisposeExecutionEngine": ([c_void_p], None),
@@ -221,7 +220,14 @@ def load_library_permanently(filename: str) -> None:
 
 class Engine:
     """An MCJIT engine holding object files (what ``load_object`` needs of llvmlite's
-    ``ExecutionEngine``); symbols one object leaves undefined resolve to the others first."""
+    ``ExecutionEngine``); symbols one object leaves undefined resolve to the others first.
+
+    The objects are linked (relocations resolved, pages made executable) by the first
+    address lookup, not by ``LLVMPY_FinalizeObject``: that call also compiles every IR module
+    the engine owns, here the empty one MCJIT must be created with, which builds a whole
+    code-generation pipeline for nothing (~0.5 ms of each load, more in a new process).  A
+    lookup that finds its symbol in a loaded object runs MCJIT's ``finalizeLoadedModules``
+    alone, and code is only reachable through a lookup."""
 
     def __init__(self, objects: list[bytes], triple: str, cpu: str, features: str):
         lib_ = _lib
@@ -241,7 +247,6 @@ class Engine:
                 raise RuntimeError("not an object file")
             lib_.LLVMPY_MCJITAddObjectFile(ee, obj)  # takes the binary out of ``obj``
             lib_.LLVMPY_DisposeObjectFile(obj)
-        lib_.LLVMPY_FinalizeObject(ee)
 
     def get_function_address(self, name: str) -> int:
         return int(_lib.LLVMPY_GetFunctionAddress(self._ee, name.encode()))
