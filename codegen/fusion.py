@@ -34,7 +34,6 @@ recompiling; see :func:`_sgd_fold`).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 
 from symgraph.graph import Apply, Constant, SharedVariable, Variable, toposort
 from symgraph.ops import elemwise as ew
@@ -70,22 +69,26 @@ def _inlinable(op) -> bool:
     return rec.inline is not None and not rec.view
 
 
-@dataclass
 class Analysis:
-    """Modes of all variables and the kernels (buffered variables) in execution order."""
+    """Modes of all variables and the kernels (buffered variables) in execution order.
 
-    outputs: list[Variable]
-    nodes: list[Apply]
-    all_nodes: list[Apply]
-    mode: dict[Variable, str] = field(default_factory=dict)
-    uses: dict[Variable, list[tuple[Apply, int]]] = field(default_factory=dict)
-    kernels: list[Variable] = field(default_factory=list)
-    members: dict[Variable, list[Apply]] = field(default_factory=dict)
-    #: update expression -> the shared variable whose buffer it is written into
-    inplace: dict[Variable, Variable] = field(default_factory=dict)
-    #: folded SGD update expression -> (gemm result it absorbs, the 0-d scale c: a literal,
-    #: or a variable whose value the kernel reads at run time)
-    folded: dict[Variable, tuple[Variable, Variable]] = field(default_factory=dict)
+    (A plain class, like the backend's other records: creating a dataclass costs ~0.3 ms of
+    every process that imports the backend, a warm start's budget is 30 ms.)"""
+
+    __slots__ = ("outputs", "nodes", "all_nodes", "mode", "uses", "kernels", "members",
+                 "inplace", "folded")
+
+    def __init__(self, outputs: list[Variable], nodes: list[Apply], all_nodes: list[Apply]):
+        self.outputs, self.nodes, self.all_nodes = outputs, nodes, all_nodes
+        self.mode: dict[Variable, str] = {}
+        self.uses: dict[Variable, list[tuple[Apply, int]]] = {}
+        self.kernels: list[Variable] = []
+        self.members: dict[Variable, list[Apply]] = {}
+        #: update expression -> the shared variable whose buffer it is written into
+        self.inplace: dict[Variable, Variable] = {}
+        #: folded SGD update expression -> (gemm result it absorbs, the 0-d scale c: a
+        #: literal, or a variable whose value the kernel reads at run time)
+        self.folded: dict[Variable, tuple[Variable, Variable]] = {}
 
     def root(self, var: Variable) -> Variable:
         """The variable whose memory ``var`` lives in (follows aliases and in-place updates)."""

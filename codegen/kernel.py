@@ -17,7 +17,6 @@ raises for the same call, with the same message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from symgraph.graph import Apply, Variable, user_nodes
 
@@ -43,17 +42,20 @@ def node_error(node: Apply, problem: str) -> LoweringError:
 SlotFn = Callable[[dict, dict], int]
 
 
-@dataclass
 class KernelInfo:
     """One fused kernel: the variable it writes and the graph nodes it computes."""
 
-    name: str
-    output: Variable
-    nodes: list[Apply]
-    reads: list[Variable] = field(default_factory=list)  # root buffers read
-    fallible: bool = False
-    outputs: list[Variable] = field(default_factory=list)  # all variables it writes
-    blas: bool = False  # calls BLAS (gemm or gemv)
+    __slots__ = ("name", "output", "nodes", "reads", "fallible", "outputs", "blas")
+
+    def __init__(self, name: str, output: Variable, nodes: list[Apply],
+                 reads: list[Variable] | None = None, fallible: bool = False,
+                 outputs: list[Variable] | None = None, blas: bool = False):
+        self.name, self.output, self.nodes = name, output, nodes
+        self.reads: list[Variable] = [] if reads is None else reads  # root buffers read
+        self.fallible = fallible
+        #: all variables it writes
+        self.outputs: list[Variable] = [] if outputs is None else outputs
+        self.blas = blas  # calls BLAS (gemm or gemv)
 
     @property
     def user_nodes(self) -> list[Apply]:

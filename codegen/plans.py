@@ -11,7 +11,6 @@ argument checks -- the per-plan getters of outputs and new values, and the plan'
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -38,19 +37,20 @@ def native_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return array
 
 
-@dataclass
 class Plan:
     """Everything that depends on the concrete shapes of one call signature."""
 
-    builtin: Any
-    shapes: dict
-    arena: np.ndarray
-    table: np.ndarray
-    views: dict  # arena variable -> ndarray view with its concrete shape
-    targets: list  # per direct update: a pool [array, array, ...], or the argument index of
-    #: the shared variable it is written into (in place)
-    extra: dict = field(default_factory=dict)
-    nbytes: int = 0  # arena and update buffers: what keeping this plan costs
+    __slots__ = ("builtin", "shapes", "arena", "table", "views", "targets", "extra", "nbytes")
+
+    def __init__(self, builtin: Any, shapes: dict, arena: np.ndarray, table: np.ndarray,
+                 views: dict, targets: list):
+        self.builtin, self.shapes, self.arena, self.table = builtin, shapes, arena, table
+        self.views = views  # arena variable -> ndarray view with its concrete shape
+        #: per direct update: a pool [array, array, ...], or the argument index of the shared
+        #: variable it is written into (in place)
+        self.targets = targets
+        self.extra: dict = {}
+        self.nbytes = 0  # arena and update buffers: what keeping this plan costs
 
 
 def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:

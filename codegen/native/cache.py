@@ -20,7 +20,6 @@ unreadable is ignored and recompiled.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import marshal
@@ -137,8 +136,10 @@ def cache_key(ir_text: str, *, opt_level: int = 3, loop_unrolling: bool = True) 
 
 
 def _with_stats(cm: CompiledModule, stats: dict[str, Any]) -> CompiledModule:
-    # Same engine and code, own stats dict.
-    return dataclasses.replace(cm, stats=stats)
+    # Same engine, code and symbol addresses; its own stats dict.
+    new = CompiledModule(cm.object_code, stats, cm.optimized_ir, cm._engine)
+    new._addresses = cm._addresses
+    return new
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import llvmffi
@@ -182,7 +181,6 @@ def fast_math_flags() -> str:
     return FAST_MATH_FLAGS
 
 
-@dataclass(eq=False)
 class CompiledModule:
     """Native code of one module, loaded into an MCJIT engine that lives as long as this object.
 
@@ -190,11 +188,19 @@ class CompiledModule:
     and, when produced by :mod:`codegen.cache`, ``cache`` = ``"memory"``/``"disk"``/``"miss"``.
     """
 
-    object_code: bytes
-    stats: dict[str, Any] = field(default_factory=dict)
-    optimized_ir: str | None = None
-    _engine: Any = field(default=None, repr=False)
-    _addresses: dict[str, int] = field(default_factory=dict, repr=False)
+    __slots__ = ("object_code", "stats", "optimized_ir", "_engine", "_addresses")
+
+    def __init__(self, object_code: bytes, stats: dict[str, Any] | None = None,
+                 optimized_ir: str | None = None, _engine: Any = None):
+        self.object_code = object_code
+        self.stats: dict[str, Any] = {} if stats is None else stats
+        self.optimized_ir = optimized_ir
+        self._engine = _engine
+        self._addresses: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return (f"CompiledModule(<{len(self.object_code)} bytes of object code>, "
+                f"stats={self.stats!r})")
 
     def address(self, name: str) -> int:
         """Address of the function or global ``name``; raises ``KeyError`` if undefined."""
