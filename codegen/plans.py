@@ -11,6 +11,7 @@ argument checks -- the per-plan getters of outputs and new values, and the plan'
 from __future__ import annotations
 
 import functools
+import math
 from operator import itemgetter
 from typing import Any
 
@@ -18,7 +19,6 @@ import numpy as np
 
 from symgraph.graph import Constant
 
-from .irgen import ITEMSIZE
 from .memory import aligned_empty, infer_shapes, plan_arena
 from .native import pycall
 
@@ -67,8 +67,8 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
         axes = op.no_identity_axes(node)
         if axes:
             xs = shapes[node.inputs[0]]
-            if any(xs[a] == 0 for a in axes) and np.prod(xs) == 0 and \
-                    np.prod([xs[a] for a in range(len(xs)) if a not in axes]) > 0:
+            if any(xs[a] == 0 for a in axes) and math.prod(xs) == 0 and \
+                    math.prod([xs[a] for a in range(len(xs)) if a not in axes]) > 0:
                 where = f"\n  created at {node.site}" if node.site else ""
                 raise ValueError(f"{op.name}: zero-size reduction without identity{where}")
     # arena
@@ -77,7 +77,7 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
     forever = len(program.kernels) + 1
     keep = {an.root(v) for v in program.outputs + program.update_exprs}
     for var in program._arena_vars:
-        sizes[var] = int(np.prod(shapes[var], dtype=np.int64)) * ITEMSIZE[var.dtype.name]
+        sizes[var] = math.prod(shapes[var]) * var.dtype.itemsize
         birth[var] = death[var] = step_of[var]
         if var in keep:
             death[var] = forever
@@ -91,7 +91,7 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
     table = np.array([fn(shapes, env) for fn in program.ctx.slots] or [0], dtype=np.int64)
     views = {}
     for var, off in offsets.items():
-        n = int(np.prod(shapes[var], dtype=np.int64))
+        n = math.prod(shapes[var])
         views[var] = np.frombuffer(arena, dtype=var.dtype, count=n,
                                    offset=off).reshape(shapes[var])
     targets = []  # per direct update: a pool of buffers, or (in place) the argument index
