@@ -11,7 +11,8 @@ without ``llvmlite.binding``: loading object code, and compiling on several thre
 The graph backend (``sg.function(..., backend="llvm")``): ``registry`` (one ``Lowering``
 record per op class: its lowering and what fusion may do with it), ``fusion`` (which variables
 get a buffer, which are computed inside their consumer's loop), ``irgen`` (IR text, loops, the
-scalar builder ``ScalarOp.lower`` is written against), ``kernel`` (the kernel builder),
+scalar builder ``ScalarOp.lower`` is written against), ``kernel`` (the kernel builder;
+``kernel_info`` the records a cached program keeps of it), ``dtypes``,
 ``lower_elementwise`` / ``lowerings`` / ``lower_blas`` (the lowerings, each registered next to
 its function), ``lower`` (one kernel per buffered variable), ``memory`` (concrete shapes and
 the arena per shape signature), ``partition`` (a step's module split to compile on threads),

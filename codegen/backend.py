@@ -56,25 +56,18 @@ from symgraph.graph import Constant, SharedVariable, Variable
 from symgraph.profiling import describe_nodes
 
 from . import signature as sg_sig
-from .entry import ENTRY, TRAMPOLINE, entry_function
 from .epoch import epoch_function, run_epoch
 from .fusion import analyse, group_kernels
-from .lower import (
-    Kernel,
-    KernelInfo,
-    ModuleContext,
-    check_lowerable,
-    lower_elementwise_group,
-    lower_node,
-    math_declarations,
-    module_header,
-    runtime_error,
-)
+from .kernel_info import ENTRY, TRAMPOLINE, KernelInfo, ModuleContext
 from .native import blas, cache, pycall
 from .native.cache import compile_cached
 from .native.jit import assembly, host_target
-from .partition import module_count, split_modules
 from .plans import Plan, arg_checks, getters, make_plan, make_runner, native_array
+from .registry import check_lowerable, load_lowerings
+
+# The lowering itself (codegen.lower, codegen.entry, codegen.partition and the modules of the
+# lowering rules) is imported where it is used: a program loaded from the program cache needs
+# none of it (codegen.registry, "Warm starts").
 
 #: attributes only the lowering produces (see ``LLVMProgram.__getattr__``)
 _LAZY = ("ir_text", "_parts", "_functions", "_kernel_roots")
@@ -131,7 +124,7 @@ class LLVMProgram(Program):
         self.args = self.inputs + self.shared
         an = self.analysis = analyse(self.outputs + self.update_exprs,
                                      updates=list(zip(self.update_vars, self.update_exprs)))
-        check_lowerable(an)
+        check_lowerable(an.nodes)
         # update targets written directly by the kernels
         self.direct: dict[Variable, int] = {}
         for j, expr in enumerate(self.update_exprs):
@@ -232,6 +225,17 @@ class LLVMProgram(Program):
 
     # -- lowering --------------------------------------------------------------------------
     def _lower(self) -> tuple[str, list[KernelInfo], ModuleContext]:
+        load_lowerings()
+        from .entry import entry_function  # lazy: lowering only (see the imports above)
+        from .lower import (  # lazy: as above
+            Kernel,
+            lower_elementwise_group,
+            lower_node,
+            math_declarations,
+            module_header,
+        )
+        from .partition import module_count, split_modules  # lazy: as above
+
         an = self.analysis
         ctx = ModuleContext(an)
         functions, kernels = [], []
@@ -276,6 +280,8 @@ class LLVMProgram(Program):
         if plan.extra["bad_update"]:
             raise ValueError(plan.extra["bad_update"])
         if getattr(self, "_profile_module", None) is None:
+            from .entry import entry_function  # lazy: lowering only
+
             text = "\n\n".join(self._parts + self._functions + [
                 entry_function(self, self.ctx, self._kernel_roots, profile=True),
                 "declare i64 @llvm.readcyclecounter()"]) + "\n"
@@ -497,6 +503,8 @@ class LLVMProgram(Program):
             # the failed check's error record (codegen.lower): the numpy backend's exception,
             # word for word -- value, position, axis, size, the user's line. Read while the
             # function's lock is still held, before another call can overwrite the table.
+            from .lower import runtime_error  # lazy: lowering module, error path only
+
             err = runtime_error(self.ctx, plan.table, plan.shapes)
             if err is not None:
                 raise err

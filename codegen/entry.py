@@ -12,11 +12,7 @@ from __future__ import annotations
 from symgraph.graph import Variable
 
 from .irgen import FunctionBuilder
-from .lower import LoweringError, ModuleContext
-
-ENTRY = "sg_step"
-#: the step's METH_FASTCALL trampoline (codegen.pycall), compiled into the step's module
-TRAMPOLINE = "sg_step_trampoline"
+from .kernel_info import ENTRY, LoweringError, ModuleContext
 
 
 def root_pointer(program, fb: FunctionBuilder, ctx: ModuleContext,

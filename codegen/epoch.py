@@ -30,8 +30,7 @@ import numpy as np
 
 from symgraph.function import ShuffledArrays
 
-from .entry import ENTRY
-from .irgen import FunctionBuilder
+from .kernel_info import ENTRY
 from .plans import native_array
 
 EPOCH = "sg_epoch"
@@ -60,6 +59,8 @@ def epoch_function(program) -> str:
     variables held are never written (a failed epoch changes nothing); outputs are copied
     out of the arena into row ``s`` of their stacks after every step.
     """
+    from .irgen import FunctionBuilder  # lazy: lowering only, not for a cached program
+
     fb = FunctionBuilder("e")
     nin, nupd = len(program.inputs), len(program.direct)
     nbufs = len(program.args) + nupd + 2 + len(program.consts)

@@ -18,18 +18,10 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+from .dtypes import IR_TYPE, ITEMSIZE, MEM_TYPE  # noqa: F401  (re-exported)
 from .native import vecmath
 from .native.jit import FAST_MATH_FLAGS
 
-#: register type of each supported dtype
-IR_TYPE = {
-    "float32": "float", "float64": "double", "int64": "i64", "int32": "i32", "int16": "i16",
-    "int8": "i8", "uint8": "i8", "bool": "i1",
-}
-#: in-memory type (numpy stores bool as one byte)
-MEM_TYPE = {**IR_TYPE, "bool": "i8"}
-ITEMSIZE = {"float32": 4, "float64": 8, "int64": 8, "int32": 4, "int16": 2, "int8": 1,
-            "uint8": 1, "bool": 1}
 FMF = FAST_MATH_FLAGS
 #: exp's range split per dtype: (T, L, K) for :meth:`ScalarBuilder._exp`; ``-T`` is above the
 #: end of libmvec's fast path, exp is 0 below ``-L``, and ``[-L, -T]`` and ``[K - L, K - T]``

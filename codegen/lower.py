@@ -30,12 +30,11 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.evaluate import _node_error
-from symgraph.graph import Apply, Constant
+from symgraph.graph import Apply
 from symgraph.ops.indexing import describe_input
 
 from . import lower_conv, lower_layout, lower_scan  # noqa: F401  (register their op families)
-from .fusion import Analysis
-from .irgen import FMF, INTRINSIC_DECLARATIONS, MEM_TYPE
+from .irgen import FMF, INTRINSIC_DECLARATIONS
 from .kernel import ERROR_FIELDS, Kernel, KernelInfo, LoweringError, ModuleContext, node_error
 from .lower_blas import lower_folded_sgd
 from .lower_elementwise import lower_elementwise_group, lower_elementwise_kernel
@@ -56,26 +55,6 @@ def lower_node(k: Kernel, node: Apply) -> None:
     if rec.kernel is None:
         return lower_elementwise_kernel(k, node)
     return rec.kernel(k, node)
-
-
-def check_lowerable(an: Analysis) -> None:
-    """Raise :class:`LoweringError` for the first op the backend cannot compile: no
-    lowering, a scalar op without a body, a libm function that does not exist, a constant
-    of an unsupported dtype."""
-    for node in an.nodes:
-        if lowering(node.op) is None:
-            raise node_error(node, "no lowering for this op")
-        sop = getattr(node.op, "scalar_op", None)
-        if sop is not None and sop.lower is None:
-            raise node_error(node, "the scalar op has no lower()")
-        if sop is not None and sop.math is not None:
-            try:
-                vecmath.register(sop.math, sop.arity)
-            except ValueError as err:
-                raise node_error(node, str(err)) from None
-        for x in node.inputs:
-            if isinstance(x, Constant) and x.dtype.name not in MEM_TYPE:
-                raise node_error(node, f"constant of dtype {x.dtype.name}")
 
 
 #: float32 vector division and square root through the hardware estimates plus one
@@ -149,5 +128,5 @@ def runtime_error(ctx: ModuleContext, table: np.ndarray, shapes: dict) -> Except
 
 
 __all__ = ["ERROR_FIELDS", "FMF", "Kernel", "KernelInfo", "LoweringError", "ModuleContext",
-           "check_lowerable", "lower_elementwise_group", "lower_node", "math_declarations",
+           "lower_elementwise_group", "lower_node", "math_declarations",
            "module_header", "runtime_error", "runtime_failure"]

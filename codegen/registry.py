@@ -8,15 +8,30 @@ kept its own ``isinstance`` tuple.  A record is registered next to the op's lowe
 ops alias their input's bytes, how big an output is for concrete inputs) are methods of the
 op classes themselves (``symgraph/ops``), read here through :func:`shape_only` and
 :func:`aliases_input` so an op that does not define them gets the neutral answer.
+
+Warm starts: the analysis of a graph needs only the records' flags, and a program loaded from
+the program cache needs nothing else of the lowering; importing the lowering modules just to
+register them cost ~3 ms of a ~25 ms warm start.  So the flags of the package's own records
+are kept in a *facts snapshot* (:func:`codegen.native.cache.store_facts`, keyed by the
+compiler's source fingerprint), written once the lowering modules are imported and read by
+:func:`facts` while they are not.  :func:`lowering` (the rules themselves) always imports them
+first (:func:`load_lowerings`), so a rule from the snapshot is never called.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["LOWERINGS", "Lowering", "aliases_input", "lowering", "register_lowering",
-           "shape_only"]
+from symgraph.graph import Constant
+
+from .dtypes import MEM_TYPE
+from .kernel_info import node_error
+from .native import cache, vecmath
+
+__all__ = ["LOWERINGS", "Lowering", "aliases_input", "check_lowerable", "facts",
+           "load_lowerings", "lowering", "register_lowering", "shape_only"]
 
 
 class Lowering(NamedTuple):
@@ -65,6 +80,8 @@ def register_lowering(op_class: type, record: Lowering) -> None:
 
 def lowering(op) -> Lowering | None:
     """The record of ``op``'s class, or None (an op the backend cannot compile)."""
+    if not _loaded:
+        load_lowerings()
     return LOWERINGS.get(type(op))
 
 
@@ -72,8 +89,123 @@ _NONE = Lowering(kernel=lambda k, node: None)
 
 
 def facts(op) -> Lowering:
-    """Like :func:`lowering`, with all flags off for an op without a record."""
-    return LOWERINGS.get(type(op), _NONE)
+    """Like :func:`lowering`, with all flags off for an op without a record; only the flags
+    are meant to be read (before the lowering modules are imported, the rules are
+    stand-ins from the facts snapshot)."""
+    cls = type(op)
+    rec = LOWERINGS.get(cls)
+    if rec is None and not _loaded:
+        rec = _snapshot_record(cls)
+        if rec is None:
+            load_lowerings()
+            rec = LOWERINGS.get(cls)
+    return _NONE if rec is None else rec
+
+
+def known(op) -> bool:
+    """Does ``op``'s class have a lowering (from the facts snapshot while it can tell)?"""
+    return facts(op) is not _NONE
+
+
+# --------------------------------------------------------------------------- facts snapshot
+#: the module whose import registers every lowering of the package (it imports the lowering
+#: modules): named, not imported, because the registry must not depend on what registers
+#: into it (as ``symgraph.backends`` names its backends)
+PROVIDER = "codegen.lower"
+#: has :data:`PROVIDER` been imported?
+_loaded = False
+#: class name -> record with stand-in rules, read from the snapshot (None: not read yet)
+_snapshot: dict[str, Lowering] | None = None
+#: the flags of a record, in snapshot order
+_FLAGS = ("cheap", "fuses", "value_consumer", "view", "flat", "transposed_operands", "fallible")
+_RULES = ("kernel", "inline", "precheck")
+_SNAPSHOT_FORMAT = 1
+
+
+def _stand_in(*args) -> None:
+    raise RuntimeError("internal: a lowering rule from the facts snapshot was called "
+                       "(codegen.registry.lowering loads the real ones first)")
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _own(cls: type, rec: Lowering) -> bool:
+    """Are the class and its rules the package's (covered by the source fingerprint)?"""
+    rules = [getattr(r, "__module__", "") or "" for r in (rec.kernel, rec.inline, rec.precheck)
+             if r is not None]
+    return cls.__module__.startswith(("symgraph.", "codegen.")) and \
+        all(m.startswith(("symgraph.", "codegen.")) for m in rules)
+
+
+def _snapshot_record(cls: type) -> Lowering | None:
+    global _snapshot
+    if _snapshot is None:
+        _snapshot = _read_snapshot()
+    return _snapshot.get(_class_name(cls))
+
+
+def _read_snapshot() -> dict[str, Lowering]:
+    data = cache.load_facts()
+    if not data or data.get("format") != _SNAPSHOT_FORMAT or data.get("flags") != _FLAGS:
+        return {}
+    records = {}
+    for name, (rules, flags) in data.get("records", {}).items():
+        stand_ins = {r: _stand_in for r, present in zip(_RULES, rules) if present}
+        records[name] = Lowering(**stand_ins, **dict(zip(_FLAGS, flags)))
+    return records
+
+
+def snapshot() -> dict:
+    """The facts snapshot of the registered records that are the package's own (a class
+    name that is not unique is left out: it would not identify one class)."""
+    counts: dict[str, int] = {}
+    for cls in LOWERINGS:
+        counts[_class_name(cls)] = counts.get(_class_name(cls), 0) + 1
+    records = {_class_name(cls): (tuple(getattr(rec, r) is not None for r in _RULES),
+                                  tuple(getattr(rec, f) for f in _FLAGS))
+               for cls, rec in LOWERINGS.items()
+               if counts[_class_name(cls)] == 1 and _own(cls, rec)}
+    return {"format": _SNAPSHOT_FORMAT, "flags": _FLAGS, "records": records}
+
+
+def load_lowerings() -> None:
+    """Import the modules that register the package's lowerings (once), and keep their
+    facts snapshot on disk if it is not there yet."""
+    global _loaded, _snapshot
+    if _loaded:
+        return
+    # records registered before (a user's, for the package's own op classes) stay in force,
+    # as they did when the provider was imported with the backend
+    earlier = {cls: rec for cls, rec in LOWERINGS.items() if not _own(cls, rec)}
+    importlib.import_module(PROVIDER)
+    LOWERINGS.update(earlier)
+    _loaded = True
+    if _snapshot is None:
+        _snapshot = _read_snapshot()
+    if not _snapshot:
+        cache.store_facts(snapshot())
+
+
+def check_lowerable(nodes) -> None:
+    """Raise ``LoweringError`` for the first of ``nodes`` the backend cannot compile: no
+    lowering, a scalar op without a body, a libm function that does not exist, a constant
+    of an unsupported dtype."""
+    for node in nodes:
+        if not known(node.op):
+            raise node_error(node, "no lowering for this op")
+        sop = getattr(node.op, "scalar_op", None)
+        if sop is not None and sop.lower is None:
+            raise node_error(node, "the scalar op has no lower()")
+        if sop is not None and sop.math is not None:
+            try:
+                vecmath.register(sop.math, sop.arity)
+            except ValueError as err:
+                raise node_error(node, str(err)) from None
+        for x in node.inputs:
+            if isinstance(x, Constant) and x.dtype.name not in MEM_TYPE:
+                raise node_error(node, f"constant of dtype {x.dtype.name}")
 
 
 def shape_only(op, index: int) -> bool:

@@ -27,10 +27,9 @@ import numpy as np
 
 from symgraph.graph import Constant, SharedVariable, Variable
 
-from .kernel import KernelInfo, ModuleContext, dim_slot, zero_slot
-from .lowerings import _subtensor_fn
+from .kernel_info import KernelInfo, ModuleContext, dim_slot, zero_slot
 from .native import blas, vecmath
-from .registry import lowering
+from .registry import facts
 
 __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_meta", "encode_meta",
            "environment_text", "graph_signature"]
@@ -79,8 +78,8 @@ def _check_own_code(node) -> None:
     op = node.op
     if not type(op).__module__.startswith(_OWN):
         raise Unsupported(f"op {type(op).__qualname__} is defined outside the package")
-    rec = lowering(op)
-    rule = rec and (rec.kernel or rec.inline)
+    rec = facts(op)  # (a snapshot's stand-in rules are the package's own)
+    rule = rec.kernel or rec.inline
     if rule is not None and not getattr(rule, "__module__", "").startswith(_OWN):
         raise Unsupported(f"lowering of {type(op).__qualname__} is defined outside the package")
     sop = getattr(op, "scalar_op", None)
@@ -185,6 +184,8 @@ def _rebuild_slot(key: tuple, num: Numbering):
     if kind == "error":  # a field of the error record (codegen.lower.Kernel.fail_if)
         return zero_slot
     if kind == "sub":
+        from .lowerings import _subtensor_fn  # lazy: a lowering module, only when needed
+
         _, out, axis, which = key
         node = out.owner
         return _subtensor_fn(node, node.op, axis, {"start": 0, "step": 1}[which])

@@ -41,6 +41,7 @@ CACHE_FORMAT = 1
 _SUFFIX = ".o"
 _PROGRAM_SUFFIX = ".sgp"
 _PROGRAM_MAGIC = b"SGP1"
+_FACTS_SUFFIX = ".sgf"
 
 _memory: dict[str, CompiledModule] = {}
 _programs: dict[str, tuple[CompiledModule, dict]] = {}
@@ -270,6 +271,33 @@ def store_program(key: str, cm: CompiledModule, meta: dict, *, disk: bool = True
         pass
 
 
+def _facts_path() -> Path:
+    fingerprint = hashlib.sha256(
+        f"{CACHE_FORMAT}|{source_fingerprint()}|{sys.version}".encode()).hexdigest()
+    return cache_dir() / f"facts-{fingerprint[:40]}{_FACTS_SUFFIX}"
+
+
+def load_facts() -> dict | None:
+    """The dict :func:`store_facts` stored for this compiler source (and Python), or None.
+
+    What it holds is the caller's (:mod:`codegen.registry`: its lowering records' flags);
+    keyed by :func:`source_fingerprint`, so an edit of the compiler makes it unreachable."""
+    try:
+        data = marshal.loads(_facts_path().read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def store_facts(data: dict) -> None:
+    """Keep ``data`` (dicts, tuples, str, bool, None) for :func:`load_facts`; disk errors are
+    ignored, like the rest of the cache's."""
+    try:
+        _write_atomic(_facts_path(), marshal.dumps(data))
+    except (OSError, ValueError):
+        pass
+
+
 def clear_cache(memory: bool = True, disk: bool = True) -> None:
     """Forget in-memory modules and programs (already returned ones stay valid) and/or delete
     the cache's files (object code, programs and leftover temporary files)."""
@@ -281,7 +309,8 @@ def clear_cache(memory: bool = True, disk: bool = True) -> None:
         d = cache_dir()
         if d.is_dir():
             for p in d.iterdir():
-                if (p.suffix in (_SUFFIX, _PROGRAM_SUFFIX) or p.name.startswith(".tmp-")) \
+                if (p.suffix in (_SUFFIX, _PROGRAM_SUFFIX, _FACTS_SUFFIX)
+                        or p.name.startswith(".tmp-")) \
                         and p.is_file():
                     try:
                         p.unlink()

@@ -153,7 +153,10 @@ counted["after_calls"] = calls["cached"]  # the step's trampoline is inside its 
 stats = {k: v for k, v in f.compile_stats.items()}
 print(json.dumps({"calls": counted, "stats": stats, "losses": losses,
                   "w": w.get_value().tolist(), "kernels": [k.name for k in f.kernels],
-                  "binding": "llvmlite.binding" in sys.modules}))
+                  "binding": "llvmlite.binding" in sys.modules,
+                  "lowering_modules": sorted(m for m in sys.modules if m in (
+                      "codegen.lower", "codegen.kernel", "codegen.irgen", "codegen.lowerings",
+                      "codegen.entry", "codegen.partition"))}))
 """
 
 
@@ -180,6 +183,8 @@ def test_second_process_skips_lowering_and_llvm(cache_env):
     assert st["lower"] == 0.0 and st["llvm_optimize"] == 0.0 and st["machine_code"] == 0.0
     assert second["losses"] == first["losses"] and second["w"] == first["w"]
     assert second["kernels"] == first["kernels"]
+    # nor imports any module of the lowering (codegen.registry, "Warm starts")
+    assert second["lowering_modules"] == [] and "codegen.lower" in first["lowering_modules"]
     from codegen.native import llvmffi
 
     if llvmffi._version() in llvmffi.SUPPORTED:  # neither compiling nor loading imports

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,3 +64,109 @@ def test_unknown_math_function_is_a_compile_error_naming_op_and_line(table_row):
     with pytest.raises(LoweringError, match="no_such_function") as err:
         sg.function([x], y, backend="llvm")
     assert "bogus_test" in str(err.value) and THIS_FILE in str(err.value)
+
+
+# --------------------------------------------------------------------------- facts snapshot
+# A warm start reads the records' flags from a snapshot instead of importing the lowering
+# modules (codegen.registry, "Warm starts").
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_facts_snapshot_round_trips_every_own_record(cache_env):
+    from codegen import registry
+    from codegen.native import cache
+
+    cache.store_facts(registry.snapshot())
+    read = registry._read_snapshot()
+    own = {registry._class_name(c): rec for c, rec in LOWERINGS.items() if registry._own(c, rec)}
+    assert len(own) >= 40 and set(read) == set(own)
+    for name, rec in own.items():
+        got = read[name]
+        for flag in registry._FLAGS:
+            assert getattr(got, flag) == getattr(rec, flag), (name, flag)
+        for rule in registry._RULES:
+            assert (getattr(got, rule) is None) == (getattr(rec, rule) is None), (name, rule)
+            if getattr(got, rule) is not None:
+                with pytest.raises(RuntimeError, match="snapshot"):
+                    getattr(got, rule)(None, None)
+
+
+def test_a_damaged_or_foreign_snapshot_is_ignored(cache_env):
+    from codegen import registry
+    from codegen.native import cache
+
+    cache._facts_path().parent.mkdir(parents=True, exist_ok=True)
+    cache._facts_path().write_bytes(b"\x00not marshal")
+    assert registry._read_snapshot() == {}
+    cache.store_facts({**registry.snapshot(), "flags": ("cheap",)})  # another record layout
+    assert registry._read_snapshot() == {}
+    cache.clear_cache(memory=False, disk=True)
+    assert not cache._facts_path().exists()
+
+
+SNAPSHOT_CHILD = """
+import json, sys
+import numpy as np, symgraph as sg
+from codegen import backend, fusion
+seen = {}
+analyse = backend.analyse
+def watched(*a, **k):
+    an = analyse(*a, **k)
+    seen.setdefault("lower_at_analysis", "codegen.lower" in sys.modules)  # (the first one)
+    return an
+backend.analyse = watched
+act = sys.argv[1]
+x = sg.tensor("x", ("batch", 5), "float32"); y = sg.tensor("y", ("batch",), "int64")
+w = sg.shared(np.linspace(-1, 1, 15).reshape(5, 3).astype("float32"), name="w")
+h = getattr(sg.nn, act)(x @ w)
+loss = sg.nn.cross_entropy(h.T.T * 2.0 + sg.sum(h, axis=1, keepdims=True), y)
+gw = sg.grad(loss, w)
+X = np.linspace(-2, 2, 20).reshape(4, 5).astype("float32"); Y = np.array([0, 2, 1, 2])
+out = {}
+for name in ("llvm", "numpy"):
+    f = sg.function([x, y], [loss, gw], backend=name)
+    out[name] = [np.asarray(v).tolist() for v in f(X, Y)]
+    if name == "llvm":
+        out["lowered"] = f.compile_stats["lowered"]
+print(json.dumps(dict(out, **seen)))
+"""
+
+
+def _snapshot_child(cache_dir: Path, act: str) -> dict:
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_dir), PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", SNAPSHOT_CHILD, act], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_a_new_process_analyses_with_the_snapshot_and_lowers_after(cache_env):
+    first = _snapshot_child(cache_env, "relu")  # no snapshot yet: imports the lowering
+    assert first["lower_at_analysis"] is True and first["lowered"] is True
+    assert list(cache_env.glob("facts-*.sgf"))
+    again = _snapshot_child(cache_env, "relu")  # a program cache hit: no lowering at all
+    assert again["lower_at_analysis"] is False and again["lowered"] is False
+    other = _snapshot_child(cache_env, "tanh")  # a miss: analysed from the snapshot, lowered
+    assert other["lower_at_analysis"] is False and other["lowered"] is True
+    for run in (first, again, other):
+        for got, want in zip(run["llvm"], run["numpy"]):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    assert again["llvm"] == first["llvm"]
+
+
+def test_records_registered_before_the_lowerings_load_stay_in_force():
+    code = """
+from codegen import registry
+from symgraph.ops.elemwise import Elemwise
+def mine(k, node, index):
+    raise NotImplementedError
+registry.register_lowering(Elemwise, registry.Lowering(inline=mine, fuses="output"))
+registry.load_lowerings()
+import sys
+assert "codegen.lower" in sys.modules
+print(registry.LOWERINGS[Elemwise].inline is mine)
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "True"
