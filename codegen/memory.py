@@ -10,8 +10,6 @@ reuse once a buffer's last reader has run.  Both are computed once per signature
 
 from __future__ import annotations
 
-import mmap
-
 import numpy as np
 
 from symgraph import shapes as sh
@@ -117,6 +115,11 @@ HUGE_FROM = 1 << 20
 def _huge_page_zeros(nbytes: int) -> np.ndarray | None:
     """``nbytes`` of a private anonymous mapping (zero-filled), starting on a 2 MiB boundary,
     advised ``MADV_HUGEPAGE``; None where that is not available (the caller uses numpy)."""
+    # lazy: an extension module, whose dlopen would wait ~2 ms for the loader lock while
+    # libllvmlite maps on the preload thread (codegen.native.llvmffi.preload); at a plan's
+    # first call that has long finished
+    import mmap
+
     advice = getattr(mmap, "MADV_HUGEPAGE", None)
     if advice is None:
         return None
