@@ -138,8 +138,9 @@ class _Rewriter:
         return self.memo[var] if var.owner is not None else self.leaf(var)
 
     # -- the walk
-    def run(self, outputs: Sequence[Variable]) -> list[Variable]:
-        for node in toposort(outputs):
+    def run(self, outputs: Sequence[Variable], order: list[Apply]) -> list[Variable]:
+        """Rebuild ``outputs``, whose nodes are ``order`` (``toposort(outputs)``)."""
+        for node in order:
             inputs = [self.lookup(v) for v in node.inputs]
             new = Apply(node.op, inputs, [o.type for o in node.outputs])
             _copy_tags(new, node)
@@ -302,7 +303,8 @@ def rewrite_graph(outputs: Sequence[Variable], *, max_passes: int = 3,
     outputs = list(outputs)
     rules = RULES if rules is None else rules
     start = time.perf_counter()
-    report = RewriteReport(nodes_before=count_nodes(outputs))
+    order = toposort(outputs)  # (each stage's walk also gives the next one its order)
+    report = RewriteReport(nodes_before=len(order))
     skipped: Counter = Counter()
     # dce: rebuilding from the outputs drops everything they do not reach
     report.stages.append(StageReport("dce", report.nodes_before,
@@ -314,13 +316,13 @@ def rewrite_graph(outputs: Sequence[Variable], *, max_passes: int = 3,
     for name, stage_rules, fold in stages:
         start = time.perf_counter()
         rewriter = _Rewriter(stage_rules, fold, skipped)
-        outputs = rewriter.run(outputs)
+        outputs = rewriter.run(outputs, order)
+        order = toposort(outputs)
         fired = dict(rewriter.fired)
-        report.stages.append(StageReport(name, count_nodes(outputs),
-                                         time.perf_counter() - start, fired))
+        report.stages.append(StageReport(name, len(order), time.perf_counter() - start, fired))
         if name.startswith("algebraic") and not set(fired) - {"merge", "constant_fold"}:
             break  # no rule fired: merges and folds are complete after one walk
-    report.nodes_after = count_nodes(outputs)
+    report.nodes_after = len(order)
     report.skipped = dict(skipped)
     return outputs, report
 
