@@ -264,20 +264,31 @@ class SharedVariable(Variable):
 class Apply:
     """One use of an op: ``outputs = op(inputs)``."""
 
-    def __init__(self, op: Op, inputs: Sequence[Variable], output_types: Sequence[TensorType]):
+    def __init__(self, op: Op, inputs: Sequence[Variable], output_types: Sequence[TensorType],
+                 *, stands_for: Apply | None = None):
+        """``stands_for``: the node this one replaces (the rewrites' copies): its creation
+        site, gradient tags and scope are taken over, and its user's nodes become this
+        node's ``origins``, instead of being found from the call stack and the open
+        ``grad_tag``/``name_scope`` blocks (a stack walk per node was ~2 us of every node a
+        rewrite rebuilds)."""
         self.op = op
         self.inputs = list(inputs)
-        self.site = user_site()
-        tag = current_tag()
-        self.grad_of, self.grad_call = tag if tag is not None else (None, None)
-        # a gradient node belongs to the scope of the forward node whose bprop made it
-        scope = current_scope()
-        if scope is None and self.grad_of is not None:
-            scope = self.grad_of.scope
-        self.scope: str | None = scope
-        #: the user's nodes this one stands for, when the rewrites made it (empty: the node
-        #: is the user's own); see :func:`user_nodes`
-        self.origins: tuple[Apply, ...] = ()
+        if stands_for is not None:
+            self.site, self.scope = stands_for.site, stands_for.scope
+            self.grad_of, self.grad_call = stands_for.grad_of, stands_for.grad_call
+            self.origins: tuple[Apply, ...] = user_nodes(stands_for)
+        else:
+            self.site = user_site()
+            tag = current_tag()
+            self.grad_of, self.grad_call = tag if tag is not None else (None, None)
+            # a gradient node belongs to the scope of the forward node whose bprop made it
+            scope = current_scope()
+            if scope is None and self.grad_of is not None:
+                scope = self.grad_of.scope
+            self.scope: str | None = scope
+            #: the user's nodes this one stands for, when the rewrites made it (empty: the
+            #: node is the user's own); see :func:`user_nodes`
+            self.origins = ()
         self.outputs = [Variable(t, self, i) for i, t in enumerate(output_types)]
 
     @property

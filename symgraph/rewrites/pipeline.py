@@ -142,8 +142,7 @@ class _Rewriter:
         """Rebuild ``outputs``, whose nodes are ``order`` (``toposort(outputs)``)."""
         for node in order:
             inputs = [self.lookup(v) for v in node.inputs]
-            new = Apply(node.op, inputs, [o.type for o in node.outputs])
-            _copy_tags(new, node)
+            new = Apply(node.op, inputs, [o.type for o in node.outputs], stands_for=node)
             self._created(new)
             for old, replacement in zip(node.outputs, self.settle(new, node, 0)):
                 self.memo[old] = replacement
@@ -199,8 +198,10 @@ class _Rewriter:
                       for v in node.inputs]
             target = node
             if any(a is not b for a, b in zip(inputs, node.inputs)):
-                target = Apply(node.op, inputs, [o.type for o in node.outputs])
-            _copy_tags(target, origin)
+                target = Apply(node.op, inputs, [o.type for o in node.outputs],
+                               stands_for=origin)
+            else:
+                _copy_tags(target, origin)
             self._created(target)
             for old, new in zip(node.outputs, self.settle(target, origin, depth)):
                 local[old] = new
