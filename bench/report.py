@@ -38,6 +38,52 @@ TARGETS: dict[str, list[tuple[str, str, float]]] = {
 }
 
 
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
+    """One row per (framework, workload, variant) from the rows of several rounds
+    (``train_step.py --rounds``): the first round's row, with ``med_ms`` the median of the
+    rounds' medians, ``p10_ms``/``p90_ms`` their min and max, ``n`` the sum and ``rounds_ms``
+    every round's median; a same-process floor ratio is the median of the rounds' ratios.
+    A row that failed in some round keeps the rounds where it worked."""
+    if len(rounds) == 1:
+        return rounds[0]
+    merged: dict[tuple, list[Row]] = {}
+    for rows in rounds:
+        for r in rows:
+            merged.setdefault((r.get("fw"), r["wl"], r["variant"]), []).append(r)
+    out = []
+    for group in merged.values():
+        good = [r for r in group if ok(r)]
+        if not good:
+            out.append(group[0])
+            continue
+        row = dict(good[0])
+        meds = [r["med_ms"] for r in good]
+        row.update(med_ms=_median(meds), p10_ms=min(meds), p90_ms=max(meds), rounds_ms=meds,
+                   n=sum(r.get("n") or 0 for r in good))
+        ratios = [r["floor_inproc"] for r in good if r.get("floor_inproc")]
+        if ratios:
+            values = [f["ratio"] for f in ratios]
+            row["floor_inproc"] = dict(ratios[0], ratio=_median(values), lo=min(values),
+                                       hi=max(values), rounds=len(values))
+        out.append(row)
+    return out
+
+
+def merge_floors(floors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The gemm section's info over rounds: the median floor (``floor_ms``)."""
+    if not floors:
+        return {}
+    gemm = dict(floors[0])
+    gemm["floor_ms"] = _median([f["floor_ms"] for f in floors])
+    return gemm
+
+
 def is_peer(row: Row) -> bool:
     return not row["fw"].startswith("symgraph") and row["fw"] != "gemm floor"
 

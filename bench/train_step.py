@@ -93,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "source in every process, as under PYTHONDONTWRITEBYTECODE=1)")
     ap.add_argument("--quick", action="store_true", help="few reps: a smoke run")
     ap.add_argument("--json", default=None, help="write all rows and targets to this file")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every section this many times, the peers first in odd rounds, "
+                         "and report each row's median over the rounds (its spread becomes "
+                         "the rounds' min..max): the machine's speed changes between "
+                         "sections then touch every framework alike")
     ap.add_argument("--peers-python", default=None,
                     help="interpreter with torch/jax/pytensor installed (default: skip peers)")
     ap.add_argument("--peers-script", default=str(DEFAULT_PEERS_SCRIPT))
@@ -616,6 +621,44 @@ def header(args: argparse.Namespace) -> dict[str, Any]:
     return meta
 
 
+def run_round(args: argparse.Namespace, only: list[str], wls: list[str], tmp: str,
+              infos: dict[str, Any], notes: list[str], *, peers_first: bool
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every chosen section once: (rows, the gemm section's floor info); ``infos`` and
+    ``notes`` collect the BLAS lines and the peers' notes."""
+    rows: list[dict[str, Any]] = []
+    gemm: dict[str, Any] = {}
+
+    def local() -> None:
+        nonlocal gemm
+        for sec in LOCAL_SECTIONS:
+            if sec not in only:
+                continue
+            sec_wls = [w for w in wls if w != "C"]
+            if sec == "gemm" and not {"W1s", "W1a"} & set(wls):
+                continue
+            if sec != "gemm" and not sec_wls:
+                continue
+            got, info = run_local(sec, args, sec_wls, tmp)
+            rows.extend(got)
+            gemm = info.pop("gemm", gemm)
+            infos[sec] = info
+        if "C" in wls and "llvm" in only:
+            rows.extend(run_compile_rows(args, tmp))
+
+    def peers() -> None:
+        peer_secs = [s for s in only if s in PEER_SECTIONS + ["tinygrad"]]
+        if peer_secs:
+            got, pinfo, pnotes = run_peers(args, peer_secs, wls, tmp)
+            rows.extend(got)
+            infos.update(pinfo)
+            notes.extend(n for n in pnotes if n not in notes)
+
+    for part in ((peers, local) if peers_first else (local, peers)):
+        part()
+    return rows, gemm
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
@@ -631,31 +674,20 @@ def main(argv: list[str] | None = None) -> int:
     wls = [w for w in ALL_WORKLOADS if w in wls]
     meta = header(args)
     ref = wk.reference_losses()
-    rows: list[dict[str, Any]] = []
     infos: dict[str, Any] = {"orchestrator": blas_info()}
-    gemm: dict[str, Any] = {}
     notes: list[str] = []
+    rounds: list[list[dict[str, Any]]] = []
+    floors: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
-        for sec in LOCAL_SECTIONS:
-            if sec not in only:
-                continue
-            sec_wls = [w for w in wls if w != "C"]
-            if sec == "gemm" and not {"W1s", "W1a"} & set(wls):
-                continue
-            if sec != "gemm" and not sec_wls:
-                continue
-            got, info = run_local(sec, args, sec_wls, tmp)
-            rows += got
-            gemm = info.pop("gemm", gemm)
-            infos[sec] = info
-        if "C" in wls and "llvm" in only:
-            rows += run_compile_rows(args, tmp)
-        peer_secs = [s for s in only if s in PEER_SECTIONS + ["tinygrad"]]
-        if peer_secs:
-            got, pinfo, pnotes = run_peers(args, peer_secs, wls, tmp)
-            rows += got
-            infos.update(pinfo)
-            notes += pnotes
+        for n in range(max(1, args.rounds)):
+            if args.rounds > 1:
+                log(f"\n---- round {n + 1} of {args.rounds}")
+            got, gemm_n = run_round(args, only, wls, tmp, infos, notes, peers_first=n % 2 == 1)
+            rounds.append(got)
+            if gemm_n:
+                floors.append(gemm_n)
+    rows = report.merge_rounds(rounds)
+    gemm = report.merge_floors(floors)
     rows = [r for r in rows if r["wl"] in wls]
     entries = report.target_rows(rows, ref, wls, gemm)
 
@@ -664,6 +696,10 @@ def main(argv: list[str] | None = None) -> int:
         "are ratios to medians of this run;\n'loss' = the loss the second call returns (after "
         "one update; W4: last step of the first epoch; C: first call), 'chk' compares it with "
         "hand numpy")
+    if args.rounds > 1:
+        log(f"--rounds {args.rounds}: each 'median' is the median of the rounds' medians and "
+            "'p10..p90' is their min..max (a same-process floor ratio: the rounds' median, "
+            "[min..max])")
     busy = [r for r in rows if report.ok(r) and r.get("clean") is not None
             and r["clean"] < 0.5]
     if busy:
