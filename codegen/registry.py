@@ -21,6 +21,7 @@ first (:func:`load_lowerings`), so a rule from the snapshot is never called.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -114,6 +115,9 @@ def known(op) -> bool:
 PROVIDER = "codegen.lower"
 #: has :data:`PROVIDER` been imported?
 _loaded = False
+#: one thread imports the provider at a time (another compiling thread waits, then finds the
+#: records); reentrant in case the import itself asks for a record
+_load_lock = threading.RLock()
 #: class name -> record with stand-in rules, read from the snapshot (None: not read yet)
 _snapshot: dict[str, Lowering] | None = None
 #: the flags of a record, in snapshot order
@@ -176,16 +180,19 @@ def load_lowerings() -> None:
     global _loaded, _snapshot
     if _loaded:
         return
-    # records registered before (a user's, for the package's own op classes) stay in force,
-    # as they did when the provider was imported with the backend
-    earlier = {cls: rec for cls, rec in LOWERINGS.items() if not _own(cls, rec)}
-    importlib.import_module(PROVIDER)
-    LOWERINGS.update(earlier)
-    _loaded = True
-    if _snapshot is None:
-        _snapshot = _read_snapshot()
-    if not _snapshot:
-        cache.store_facts(snapshot())
+    with _load_lock:
+        if _loaded:
+            return
+        # records registered before (a user's, for the package's own op classes) stay in
+        # force, as they did when the provider was imported with the backend
+        earlier = {cls: rec for cls, rec in list(LOWERINGS.items()) if not _own(cls, rec)}
+        importlib.import_module(PROVIDER)
+        LOWERINGS.update(earlier)
+        if _snapshot is None:
+            _snapshot = _read_snapshot()
+        if not _snapshot:
+            cache.store_facts(snapshot())
+        _loaded = True
 
 
 def check_lowerable(nodes) -> None:

@@ -170,3 +170,38 @@ print(registry.LOWERINGS[Elemwise].inline is mine)
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+THREADS_CHILD = """
+import sys, threading
+import numpy as np, symgraph as sg
+results, errors = {}, []
+def compile_and_run(act):
+    try:
+        x = sg.tensor("x", ("n", 4), "float32")
+        w = sg.shared(np.linspace(-1, 1, 12).reshape(4, 3).astype("float32"))
+        out = sg.sum(getattr(sg.nn, act)(x @ w), axis=1)
+        xv = np.linspace(-2, 2, 20).reshape(5, 4).astype("float32")
+        got = sg.function([x], out, backend="llvm")(xv)
+        want = sg.function([x], out, backend="numpy")(xv)
+        results[act] = bool(np.allclose(got, want, rtol=1e-5, atol=1e-6))
+    except Exception as err:  # noqa: BLE001
+        errors.append(repr(err))
+threads = [threading.Thread(target=compile_and_run, args=(a,))
+           for a in ("relu", "tanh", "sigmoid", "softplus")]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(errors or sorted(results.items()), "codegen.lower" in sys.modules)
+"""
+
+
+def test_threads_compiling_at_once_in_a_new_process(cache_env):
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_env), PYTHONPATH=str(ROOT))
+    # first without the facts snapshot and the programs (lowered), then with both (not)
+    for lowered in (True, False):
+        out = subprocess.run([sys.executable, "-c", THREADS_CHILD], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == ("[('relu', True), ('sigmoid', True), ('softplus', True), "
+                                      f"('tanh', True)] {lowered}"), out.stdout + out.stderr
