@@ -6,6 +6,7 @@ non-symgraph row of a workload (hand-written numpy and every framework run by pe
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 Row = dict[str, Any]
@@ -38,12 +39,6 @@ TARGETS: dict[str, list[tuple[str, str, float]]] = {
 }
 
 
-def _median(values: list[float]) -> float:
-    v = sorted(values)
-    mid = len(v) // 2
-    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
-
-
 def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
     """One row per (framework, workload, variant) from the rows of several rounds
     (``train_step.py --rounds``): the first round's row, with ``med_ms`` the median of the
@@ -64,12 +59,12 @@ def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
             continue
         row = dict(good[0])
         meds = [r["med_ms"] for r in good]
-        row.update(med_ms=_median(meds), p10_ms=min(meds), p90_ms=max(meds), rounds_ms=meds,
-                   n=sum(r.get("n") or 0 for r in good))
+        row.update(med_ms=statistics.median(meds), p10_ms=min(meds), p90_ms=max(meds),
+                   rounds_ms=meds, n=sum(r.get("n") or 0 for r in good))
         ratios = [r["floor_inproc"] for r in good if r.get("floor_inproc")]
         if ratios:
             values = [f["ratio"] for f in ratios]
-            row["floor_inproc"] = dict(ratios[0], ratio=_median(values), lo=min(values),
+            row["floor_inproc"] = dict(ratios[0], ratio=statistics.median(values), lo=min(values),
                                        hi=max(values), rounds=len(values))
         out.append(row)
     return out
@@ -80,7 +75,7 @@ def merge_floors(floors: list[dict[str, Any]]) -> dict[str, Any]:
     if not floors:
         return {}
     gemm = dict(floors[0])
-    gemm["floor_ms"] = _median([f["floor_ms"] for f in floors])
+    gemm["floor_ms"] = statistics.median([f["floor_ms"] for f in floors])
     return gemm
 
 
