@@ -59,7 +59,7 @@ from . import signature as sg_sig
 from .epoch import epoch_function, run_epoch
 from .fusion import analyse, group_kernels
 from .kernel_info import ENTRY, TRAMPOLINE, KernelInfo, ModuleContext
-from .native import blas, cache, pycall
+from .native import blas, cache, parallel, pycall
 from .native.cache import compile_cached
 from .native.jit import assembly, host_target
 from .plans import Plan, arg_checks, getters, make_plan, make_runner, native_array
@@ -255,6 +255,8 @@ class LLVMProgram(Program):
         parts = [module_header(), math_declarations(ctx.math_used)]
         if ctx.uses_blas:
             parts.append(blas.blas_declarations())
+        if ctx.uses_parallel:
+            parts.append(parallel.runtime_ir())
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
         tramp = pycall.trampoline_ir(TRAMPOLINE, embedded=True)
         entry = [main, epoch_function(self), tramp]

@@ -51,6 +51,14 @@ class Kernel:
         self._strides: dict[Variable, list[str]] = {}
         self.fallible = False
         self.blas = False
+        #: more parameters after ``%tab`` (a loop over a sub-range: ``", i64 %lo, i64 %hi"``)
+        #: and more IR functions emitted after this one (codegen.lower_elementwise's parallel
+        #: loops: the range function and the task the runtime calls)
+        self.extra_params = ""
+        #: function attributes after ``#0`` (the range function of a split loop is
+        #: ``noinline``: compiled once, not again in each of its two callers)
+        self.extra_attrs = ""
+        self.extra_functions: list[str] = []
 
     # -- table and buffers -----------------------------------------------------------------
     def table(self, key, fn: SlotFn) -> str:
@@ -193,12 +201,13 @@ class Kernel:
     def finish(self, out_info: KernelInfo) -> str:
         params = ", ".join(f"ptr noalias {p}" for p in self.params.values())
         sep = ", " if params else ""
-        header = (f"define internal i32 @{self.name}({params}{sep}ptr noalias %tab) #0 {{")
+        header = (f"define internal i32 @{self.name}({params}{sep}ptr noalias %tab"
+                  f"{self.extra_params}) #0{self.extra_attrs} {{")
         self.ctx.math_used |= self.fb.math_used
         out_info.reads = list(self.params)
         out_info.fallible = self.fallible
         out_info.blas = self.blas
-        return self.fb.finish(header)
+        return "\n\n".join([self.fb.finish(header), *self.extra_functions])
 
 
 def broadcast_index(x: Variable, out: Variable, idx: list[str]) -> list[str]:

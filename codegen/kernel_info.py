@@ -79,6 +79,7 @@ class ModuleContext:
         self._slot_keys: dict = {}
         self.math_used: set[tuple[str, str]] = set()
         self.uses_blas = False
+        self.uses_parallel = False  # some kernel calls codegen.native.parallel's runtime
         self._next_metadata = 1  # !0 is the module header's empty node
 
     def metadata_ids(self, count: int) -> int:

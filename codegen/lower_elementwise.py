@@ -11,6 +11,8 @@ Each op's :class:`codegen.registry.Lowering` is registered at the end of this mo
 
 from __future__ import annotations
 
+import math
+
 from symgraph.graph import Apply, Variable
 from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
 from symgraph.ops.nn import Arange, OneHot
@@ -18,7 +20,8 @@ from symgraph.ops.reduce import Size
 from symgraph.ops.structure import DimShuffle, Flip
 
 from .irgen import Value, literal
-from .kernel import Kernel, broadcast_index, node_error
+from .kernel import Kernel, KernelInfo, broadcast_index, node_error
+from .native import parallel
 from .registry import Lowering, facts, register_lowering, shape_only
 
 __all__ = ["lower_elementwise_group", "lower_elementwise_kernel"]
@@ -159,12 +162,16 @@ def lower_elementwise_kernel(k: Kernel, node: Apply) -> None:
 def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
     """Same-shape elementwise results in ONE loop nest (e.g. Adam's m, v and p): a later
     member reads an earlier one at the same index, which LLVM forwards from the store, so
-    each element is loaded and stored once."""
+    each element is loaded and stored once.  From ``parallel.min_elements()`` elements the
+    loop runs on both cores (:func:`_lower_parallel`)."""
     first = group[0]
     if len(group) > 1:  # (a single variable's kernel checked its labels in lower_node)
         k.run_prechecks([n for var in group for n in k.an.members.get(var, [var.owner])])
     wide = [a for a, d in enumerate(first.shape) if d != 1]
-    if wide and _flat_ok(k, group):
+    flat = bool(wide) and _flat_ok(k, group)
+    if _lower_parallel(k, group, wide, flat):
+        return
+    if flat:
         # the flat index goes on the last axis that is not a static 1 (its stride is 1)
         i, token = k.fb.loop_begin(k.size(first))
         idx = ["0"] * first.ndim
@@ -176,6 +183,76 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
     for var in group:
         k.store(var, idx, k.inline_value(var.owner, idx))
     k.close_loops(tokens)
+
+
+def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: bool) -> bool:
+    """The group's loop split across OpenBLAS's threads (:mod:`codegen.native.parallel`) when
+    it has at least ``parallel.min_elements()`` elements (static shapes decide here, others at
+    run time, if a symbolic dim of ``parallel.LIKELY_DIM`` would make it that big); False
+    (nothing emitted) when it does not apply.
+
+    The loop over a sub-range ``[lo, hi)`` of the flat index (or of axis 0 when the loop is not
+    flat) becomes ``@<kernel>_range(buffers..., tab, lo, hi)``; ``@<kernel>_part(ctx, lo, hi)``
+    unpacks the buffer pointers from ``ctx`` and calls it; the kernel packs ``ctx`` and calls
+    ``sg_parallel_for``, which runs chunks of the range on the caller and on OpenBLAS's workers.
+
+    Same bits as the serial loop: chunk bounds of a contiguous loop are multiples of
+    ``parallel.ALIGN`` elements, so each element goes through the same vector or remainder code.
+    One exception is refused here: a static loop's remainder is vectorised knowing its length, a
+    chunk's is not, so a static length that is not a multiple of ``ALIGN`` stays serial when the
+    loop calls a vector maths function (another libmvec width could change the last elements'
+    bits; ``+ - * /`` and ``sqrt`` are exact in any width). Chunks are disjoint, and every member
+    reads the others (and an in-place update its own old value) only at the index it writes, so
+    any order of chunks is right.
+    """
+    first = group[0]
+    if not parallel.enabled() or not wide or (not flat and first.shape[0] == 1):
+        return False
+    minimum = parallel.min_elements()
+    static = all(isinstance(d, int) for d in first.shape)
+    contiguous = flat or first.ndim == 1
+    known = math.prod(d for d in first.shape if isinstance(d, int))
+    if known * (1 if static else parallel.LIKELY_DIM) < minimum:
+        return False  # (a symbolic dim would have to exceed LIKELY_DIM: not worth the code)
+    r = Kernel(k.ctx, f"{k.name}_range")
+    r.extra_params = ", i64 %lo, i64 %hi"
+    j, token = r.fb.loop_begin(r.fb.entry_op("count", "sub i64 %hi, %lo"))
+    i = r.fb.op(f"add nsw i64 {j}, %lo")
+    if flat:
+        idx = ["0"] * first.ndim
+        idx[wide[-1]] = i
+        tokens = [token]
+    else:
+        inner, more = r.open_loops(first, range(1, first.ndim))
+        idx, tokens = [i] + [inner[a] for a in range(1, first.ndim)], [token, *more]
+    for var in group:
+        r.store(var, idx, r.inline_value(var.owner, idx))
+    r.close_loops(tokens)
+    if r.fallible:  # a check inside the loop returns early: keep the serial loop
+        return False
+    if (static and contiguous and math.prod(first.shape) % parallel.ALIGN
+            and r.fb.math_used):
+        return False
+    roots = list(r.params)
+    k.extra_functions += [r.finish(KernelInfo(r.name, first, [])),
+                          parallel.part_function(f"{k.name}_part", r.name, len(roots))]
+    k.ctx.uses_parallel = True
+    # the kernel: pack the buffers and hand the range to the runtime, with whether it is big
+    # enough to split (symbolic dims: known at run time only)
+    fb = k.fb
+    ptrs = [k.ptr(root) for root in roots] + ["%tab"]
+    n = k.size(first) if flat else k.dim(first, 0)
+    big = "true" if static else fb.op(f"icmp sge i64 {k.size(first)}, {minimum}")
+    ctx = fb.entry_op("ctx", f"alloca [{len(ptrs)} x ptr]")
+    for slot, p in enumerate(ptrs):
+        address = fb.op(f"getelementptr inbounds ptr, ptr {ctx}, i64 {slot}")
+        fb.emit(f"store ptr {p}, ptr {address}")
+    # the split index runs over contiguous elements (flat, or a vector): chunk bounds on
+    # multiples of ALIGN; over axis 0 of a nest: whole rows, any bound
+    align = parallel.ALIGN if contiguous else 1
+    fb.emit(f"call void @{parallel.DISPATCH}(ptr @{k.name}_part, ptr {ctx}, i64 {n}, "
+            f"i64 {align}, i1 {big})")
+    return True
 
 
 # --------------------------------------------------------------------------- registrations

@@ -28,7 +28,7 @@ import numpy as np
 from symgraph.graph import Constant, SharedVariable, Variable
 
 from .kernel_info import KernelInfo, ModuleContext, dim_slot, zero_slot
-from .native import blas, vecmath
+from .native import blas, parallel, vecmath
 from .registry import facts
 
 __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_meta", "encode_meta",
@@ -91,7 +91,7 @@ def _check_own_code(node) -> None:
 
 def environment_text() -> str:
     """What else the generated IR depends on: glibc/libmvec (vector maths) and numpy's BLAS
-    (symbol scheme, integer width)."""
+    (symbol scheme, integer width), and whether loops may run on its threads."""
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION")
     except (ValueError, OSError, AttributeError):
@@ -101,7 +101,8 @@ def environment_text() -> str:
         blas_text = f"{lib.prefix}|{lib.suffix}|{lib.int_bits}"
     except RuntimeError:
         blas_text = "none"
-    return f"glibc={glibc};libmvec={vecmath._libmvec() is not None};blas={blas_text}"
+    return (f"glibc={glibc};libmvec={vecmath._libmvec() is not None};blas={blas_text};"
+            f"{parallel.codegen_key()}")
 
 
 def _type_text(var: Variable) -> str:

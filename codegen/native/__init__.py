@@ -19,4 +19,9 @@ from codegen.native import llvmffi
 
 llvmffi.preload()
 
-from codegen.native import blas, pycall, vecmath  # noqa: E402, F401  (register their binders)
+from codegen.native import (  # noqa: E402, F401  (register their binders)
+    blas,
+    parallel,
+    pycall,
+    vecmath,
+)
