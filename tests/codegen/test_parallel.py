@@ -37,20 +37,6 @@ def _fresh_cache(cache_env):
 
 
 @contextlib.contextmanager
-def environ(**values: str):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
-
-
-@contextlib.contextmanager
 def blas_threads(n: int):
     old = blas.get_num_threads()
     blas.set_num_threads(n)
@@ -151,9 +137,17 @@ def test_more_blas_threads_more_chunks():
 
 
 # ------------------------------------------------------------------------ compiled graphs
-def compiled(build, on: bool):
-    with environ(SYMGRAPH_THREADS="2" if on else "1", SYMGRAPH_THREADS_MIN=str(MIN)):
+@pytest.fixture
+def compiled(monkeypatch):
+    """``compiled(build, on)``: ``build()`` compiled with split loops (from ``MIN`` elements)
+    or with ``SYMGRAPH_THREADS=1``."""
+    monkeypatch.setenv("SYMGRAPH_THREADS_MIN", str(MIN))
+
+    def build_with(build, on: bool):
+        monkeypatch.setenv("SYMGRAPH_THREADS", "2" if on else "1")
         return build()
+
+    return build_with
 
 
 def uses_runtime(f) -> bool:
@@ -201,7 +195,7 @@ def assert_same(a, b):
 @pytest.mark.parametrize("with_exp", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n", [MIN - 1, MIN, 5 * 1024, 100 * 1024, 100_003])
-def test_bit_for_bit_with_serial_kernel(dtype, n, with_exp):
+def test_bit_for_bit_with_serial_kernel(dtype, n, with_exp, compiled):
     f_par, sh_par, g = compiled(lambda: adam((n,), dtype, with_exp), on=True)
     f_ser, sh_ser, _ = compiled(lambda: adam((n,), dtype, with_exp), on=False)
     want = numpy_twice(sh_ser, g, with_exp)
@@ -217,7 +211,7 @@ def test_bit_for_bit_with_serial_kernel(dtype, n, with_exp):
 
 
 @pytest.mark.parametrize("batch", [1, 7, 110, 111, 112, 300])
-def test_symbolic_shape_splits_at_run_time(batch):
+def test_symbolic_shape_splits_at_run_time(batch, compiled):
     """(batch, 37): from 111 rows (4107 elements) the loop is split, below it runs serially;
     a bias broadcast over rows is a loop nest split by whole rows."""
     def build():
@@ -233,7 +227,7 @@ def test_symbolic_shape_splits_at_run_time(batch):
     np.testing.assert_allclose(f_par(x)[0], np.maximum(x + b, 0) * 3, rtol=1e-6)
 
 
-def test_failed_call_changes_no_parameter():
+def test_failed_call_changes_no_parameter(compiled):
     """An out-of-range label fails the step before the big in-place updates run."""
     def build():
         W = sg.shared(np.ones((64, 128), np.float32), name="W")
@@ -256,7 +250,7 @@ def test_failed_call_changes_no_parameter():
     assert not np.array_equal(W.get_value(), before)
 
 
-def test_several_python_threads_and_numpy_gemms_at_once():
+def test_several_python_threads_and_numpy_gemms_at_once(compiled):
     """Four Python threads call split loops while numpy runs threaded gemms: OpenBLAS's
     queue lock serialises the hand-outs; every result is the serial one."""
     f, shared, g = compiled(lambda: adam((64 * 1024,), "float32"), on=True)
@@ -317,11 +311,12 @@ print("ok")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
-def test_threads_off_by_env_and_in_cache_key():
-    with environ(SYMGRAPH_THREADS="1"):
-        off = parallel.codegen_key()
-        assert not parallel.enabled()
-    with environ(SYMGRAPH_THREADS="2", SYMGRAPH_THREADS_MIN="5000"):
-        on = parallel.codegen_key()
-        assert parallel.enabled() and parallel.min_elements() == 5000
+def test_threads_off_by_env_and_in_cache_key(monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_THREADS", "1")
+    off = parallel.codegen_key()
+    assert not parallel.enabled()
+    monkeypatch.setenv("SYMGRAPH_THREADS", "2")
+    monkeypatch.setenv("SYMGRAPH_THREADS_MIN", "5000")
+    on = parallel.codegen_key()
+    assert parallel.enabled() and parallel.min_elements() == 5000
     assert on != off
