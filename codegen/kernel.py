@@ -55,9 +55,6 @@ class Kernel:
         #: and more IR functions emitted after this one (codegen.lower_elementwise's parallel
         #: loops: the range function and the task the runtime calls)
         self.extra_params = ""
-        #: function attributes after ``#0`` (the range function of a split loop is
-        #: ``noinline``: compiled once, not again in each of its two callers)
-        self.extra_attrs = ""
         self.extra_functions: list[str] = []
 
     # -- table and buffers -----------------------------------------------------------------
@@ -202,7 +199,7 @@ class Kernel:
         params = ", ".join(f"ptr noalias {p}" for p in self.params.values())
         sep = ", " if params else ""
         header = (f"define internal i32 @{self.name}({params}{sep}ptr noalias %tab"
-                  f"{self.extra_params}) #0{self.extra_attrs} {{")
+                  f"{self.extra_params}) #0 {{")
         self.ctx.math_used |= self.fb.math_used
         out_info.reads = list(self.params)
         out_info.fallible = self.fallible
