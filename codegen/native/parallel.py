@@ -44,7 +44,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import threading
 
 from .blas import library
 from .jit import add_symbol, register_binder
@@ -209,25 +208,20 @@ declare i64 @llvm.smin.i64(i64, i64)
 """
 
 
-_bind_lock = threading.Lock()
-_bound = False
+@functools.cache
+def _bind() -> None:
+    points = _entry_points()
+    if points is None:  # only code compiled where they existed refers to them
+        raise RuntimeError("generated code runs loops on OpenBLAS's threads, but numpy's "
+                           "BLAS here has no gotoblas_pthread (not a pthreads OpenBLAS)")
+    add_symbol(_RUN, points[0])
+    add_symbol(_THREADS, points[1])
 
 
 def bind_symbols(object_code: bytes = b"") -> None:
-    """Map the runtime's external names to OpenBLAS's functions (idempotent)."""
-    global _bound
-    if _bound:
-        return
-    with _bind_lock:
-        if _bound:
-            return
-        points = _entry_points()
-        if points is None:  # only code compiled where they existed refers to them
-            raise RuntimeError("generated code runs loops on OpenBLAS's threads, but numpy's "
-                               "BLAS here has no gotoblas_pthread (not a pthreads OpenBLAS)")
-        add_symbol(_RUN, points[0])
-        add_symbol(_THREADS, points[1])
-        _bound = True
+    """Map the runtime's external names to OpenBLAS's functions (once; no lock needed: two
+    threads binding at once both map the same names to the same addresses)."""
+    _bind()
 
 
 register_binder("parallel", (_RUN.encode(),), bind_symbols)
