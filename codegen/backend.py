@@ -161,11 +161,12 @@ class LLVMProgram(Program):
         host_target()  # import llvmlite and initialise LLVM (once per process), timed apart
         t_llvm = time.perf_counter()
         key = numbering = decoded = None
+        self._split_minimum = parallel.split_minimum()  # keyed and lowered with this value
         try:
             numbering = sg_sig.Numbering(self)
             key = cache.program_key(sg_sig.graph_signature(self, numbering),
                                     opt_level=opt_level, loop_unrolling=loop_unrolling,
-                                    extra=sg_sig.environment_text())
+                                    extra=sg_sig.environment_text(self._split_minimum))
         except Exception:  # noqa: BLE001  (Unsupported, or anything new: the cache is optional)
             key = None
         t_sig = time.perf_counter()
@@ -237,7 +238,7 @@ class LLVMProgram(Program):
         from .partition import module_count, split_modules  # lazy: as above
 
         an = self.analysis
-        ctx = ModuleContext(an)
+        ctx = ModuleContext(an, self._split_minimum)
         functions, kernels = [], []
         for n, group in enumerate(group_kernels(an)):
             k = Kernel(ctx, f"k{n}")

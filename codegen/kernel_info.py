@@ -73,8 +73,11 @@ class KernelInfo:
 class ModuleContext:
     """State shared by all kernels of one module: table slots, roots, math functions."""
 
-    def __init__(self, analysis: Analysis):
+    def __init__(self, analysis: Analysis, split_minimum: int | None = None):
         self.an = analysis
+        #: loops of at least this many elements run on OpenBLAS's threads (None: none do;
+        #: :func:`codegen.native.parallel.split_minimum`, read once per compile)
+        self.split_minimum = split_minimum
         self.slots: list[SlotFn] = []
         self._slot_keys: dict = {}
         self.math_used: set[tuple[str, str]] = set()

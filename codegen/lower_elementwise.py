@@ -162,7 +162,7 @@ def lower_elementwise_kernel(k: Kernel, node: Apply) -> None:
 def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
     """Same-shape elementwise results in ONE loop nest (e.g. Adam's m, v and p): a later
     member reads an earlier one at the same index, which LLVM forwards from the store, so
-    each element is loaded and stored once.  From ``parallel.min_elements()`` elements the
+    each element is loaded and stored once.  From ``k.ctx.split_minimum`` elements the
     loop runs on both cores (:func:`_lower_parallel`)."""
     first = group[0]
     if len(group) > 1:  # (a single variable's kernel checked its labels in lower_node)
@@ -187,7 +187,7 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
 
 def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: bool) -> bool:
     """The group's loop split across OpenBLAS's threads (:mod:`codegen.native.parallel`) when
-    it has at least ``parallel.min_elements()`` elements (static shapes decide here, others at
+    it has at least ``k.ctx.split_minimum`` elements (static shapes decide here, others at
     run time, if a symbolic dim of ``parallel.LIKELY_DIM`` would make it that big); False
     (nothing emitted) when it does not apply.
 
@@ -205,10 +205,9 @@ def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: boo
     reads the others (and an in-place update its own old value) only at the index it writes, so
     any order of chunks is right.
     """
-    first = group[0]
-    if not parallel.enabled() or not wide or (not flat and first.shape[0] == 1):
+    first, minimum = group[0], k.ctx.split_minimum
+    if minimum is None or not wide or (not flat and first.shape[0] == 1):
         return False
-    minimum = parallel.min_elements()
     static = all(isinstance(d, int) for d in first.shape)
     contiguous = flat or first.ndim == 1
     known = math.prod(d for d in first.shape if isinstance(d, int))

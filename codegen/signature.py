@@ -89,9 +89,10 @@ def _check_own_code(node) -> None:
                 raise Unsupported(f"scalar op {sop.name} is defined outside the package")
 
 
-def environment_text() -> str:
+def environment_text(split_minimum: int | None) -> str:
     """What else the generated IR depends on: glibc/libmvec (vector maths) and numpy's BLAS
-    (symbol scheme, integer width), and whether loops may run on its threads."""
+    (symbol scheme, integer width), and from how many elements loops run on its threads
+    (``split_minimum``: :func:`codegen.native.parallel.split_minimum`, None for never)."""
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION")
     except (ValueError, OSError, AttributeError):
@@ -102,7 +103,7 @@ def environment_text() -> str:
     except RuntimeError:
         blas_text = "none"
     return (f"glibc={glibc};libmvec={vecmath._libmvec() is not None};blas={blas_text};"
-            f"{parallel.codegen_key()}")
+            f"{parallel.codegen_key(split_minimum)}")
 
 
 def _type_text(var: Variable) -> str:

@@ -35,8 +35,9 @@ caller's MXCSR (its ``CONSISTENT_FPCSR`` is off in numpy's build): a user who tu
 flush-to-zero gets it on the caller's chunk only.
 
 Switches: ``SYMGRAPH_THREADS=1`` compiles serial loops only (exactly the old code);
-``SYMGRAPH_THREADS_MIN`` overrides :data:`MIN_ELEMENTS`. Both go into the program cache key
-(:func:`codegen_key`, through ``codegen.signature.environment_text``).
+``SYMGRAPH_THREADS_MIN`` overrides :data:`MIN_ELEMENTS`. A compile reads them once
+(:func:`split_minimum`); they go into the program cache key (:func:`codegen_key`, through
+``codegen.signature.environment_text``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from .jit import add_symbol, register_binder
 
 __all__ = ["ALIGN", "DISPATCH", "LIKELY_DIM", "MAX_THREADS", "MIN_ELEMENTS", "available",
            "bind_symbols", "codegen_key", "enabled", "min_elements", "part_function",
-           "runtime_ir"]
+           "runtime_ir", "split_minimum"]
 
 #: Elementwise kernels with at least this many elements are split across OpenBLAS's threads
 #: (measured by bench/parallel.py on this 2-core machine; see its docstring).
@@ -110,10 +111,19 @@ def min_elements() -> int:
     return max(1, int(text)) if text else MIN_ELEMENTS
 
 
-def codegen_key() -> str:
-    """What the generated code depends on here (part of the program cache key)."""
-    on = enabled()
-    return (f"threads={int(on)};min={min_elements() if on else 0};likely={LIKELY_DIM};"
+def split_minimum() -> int | None:
+    """The element count from which the compiler splits loops now, or None for serial code
+    only. A compile reads it once (``codegen.backend``) and uses that value both in the
+    program cache key and when lowering, so a program -- and the ``ir_text`` lowered again
+    later for a program loaded from the cache -- is the code its key names even if the
+    environment changes meanwhile."""
+    return min_elements() if enabled() else None
+
+
+def codegen_key(minimum: int | None) -> str:
+    """What the generated code depends on (part of the program cache key), for loops split
+    from ``minimum`` elements (:func:`split_minimum`)."""
+    return (f"threads={int(minimum is not None)};min={minimum or 0};likely={LIKELY_DIM};"
             f"align={ALIGN}")
 
 

@@ -31,8 +31,7 @@ MIN = 4096
 
 @pytest.fixture(autouse=True)
 def _fresh_cache(cache_env):
-    """A cache of the test's own: a program loaded from the cache is lowered again on demand
-    (``ir_text``) under the environment of that moment, not the one it was compiled under."""
+    """A cache of the test's own: each test compiles (and lowers) its graphs itself."""
     yield
 
 
@@ -313,10 +312,29 @@ print("ok")
 
 def test_threads_off_by_env_and_in_cache_key(monkeypatch):
     monkeypatch.setenv("SYMGRAPH_THREADS", "1")
-    off = parallel.codegen_key()
-    assert not parallel.enabled()
+    assert not parallel.enabled() and parallel.split_minimum() is None
+    off = parallel.codegen_key(parallel.split_minimum())
     monkeypatch.setenv("SYMGRAPH_THREADS", "2")
     monkeypatch.setenv("SYMGRAPH_THREADS_MIN", "5000")
-    on = parallel.codegen_key()
-    assert parallel.enabled() and parallel.min_elements() == 5000
-    assert on != off
+    assert parallel.enabled() and parallel.split_minimum() == 5000
+    on = parallel.codegen_key(parallel.split_minimum())
+    assert on != off != parallel.codegen_key(6000)
+
+
+def test_cached_program_lowered_again_with_its_own_setting(compiled, monkeypatch):
+    """A program loaded from the cache is lowered only when ``ir_text`` is asked for; that
+    text is the code the program runs even if ``SYMGRAPH_THREADS`` changed since."""
+    f1, _, g = compiled(lambda: adam((5 * 1024,), "float32", False), on=True)
+    f2, sh2, _ = compiled(lambda: adam((5 * 1024,), "float32", False), on=True)
+    assert f2.compile_stats["lowered"] is False
+    monkeypatch.setenv("SYMGRAPH_THREADS", "1")
+    assert uses_runtime(f2) and uses_runtime(f1)
+    f3, sh3, _ = compiled(lambda: adam((5 * 1024,), "float32", False), on=False)
+    assert f3.compile_stats["lowered"] is True and not uses_runtime(f3)
+    monkeypatch.setenv("SYMGRAPH_THREADS", "2")
+    assert not uses_runtime(f3)
+    want = numpy_twice(sh3, g, False)
+    got = run_twice(f2, sh2, g)
+    assert_same(got, run_twice(f3, sh3, g))
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x, y, rtol=2e-6, atol=2e-6)
