@@ -139,11 +139,17 @@ def measure(call: Callable[[], Any], cfg: TimingConfig, *, min_reps: int | None 
 
 
 def interleaved_ratio(a: Callable[[], Any], b: Callable[[], Any], cfg: TimingConfig, *,
-                      rounds: int = 15, chunk_s: float = 0.05) -> dict[str, Any]:
+                      rounds: int = 15, chunk_s: float = 0.05, settle_s: float = 0.0
+                      ) -> dict[str, Any]:
     """``a``'s time over ``b``'s, measured in alternating chunks of one process.
 
     Why: a baseline timed in another process, minutes apart, sees another machine (this one
     switches between a fast and a slow mode for everything); alternating chunks see the same.
+    ``settle_s`` > 0 runs the call untimed for that long before each chunk: for two frameworks
+    with thread pools of their own, so the other's workers, still spinning after its chunk
+    (OpenBLAS's spin lasts ~0.1 s), have stopped when the timed calls start. (Sleeping instead
+    is not neutral: after 0.15 s idle, jax.jit's W1 step took 3-5 ms for its next ~15 calls
+    against 2 ms, while symgraph's was at speed from its second call.)
     Returns ``ratio`` (median of the per-round ratios of chunk medians), its ``lo``/``hi``
     (the min and max round), ``a_ms``/``b_ms`` (medians over all clean chunks), ``rounds``.
     """
@@ -163,6 +169,9 @@ def interleaved_ratio(a: Callable[[], Any], b: Callable[[], Any], cfg: TimingCon
         chunk, clean = {}, True
         for name, call in (("a", a), ("b", b)):
             ts = []
+            t_settled = perf_counter() + settle_s
+            while perf_counter() < t_settled:
+                call()
             with LoadMeter() as lm:
                 for _ in range(max(1, int(chunk_s / est[name]))):
                     t0 = perf_counter()
