@@ -257,7 +257,7 @@ class LLVMProgram(Program):
         if ctx.uses_blas:
             parts.append(blas.blas_declarations())
         if ctx.uses_parallel:
-            parts.append(parallel.runtime_ir())
+            parts.append(parallel.declaration())
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
         tramp = pycall.trampoline_ir(TRAMPOLINE, embedded=True)
         entry = [main, epoch_function(self), tramp]

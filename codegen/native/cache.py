@@ -45,7 +45,7 @@ _FACTS_SUFFIX = ".sgf"
 
 _memory: dict[str, CompiledModule] = {}
 _programs: dict[str, tuple[CompiledModule, dict]] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: loading code may load the parallel runtime
 
 
 def cache_dir() -> Path:

@@ -18,10 +18,13 @@ so nothing here depends on OpenBLAS's internal structures. It (re)starts OpenBLA
 if needed (after a ``fork``, for instance), and concurrent callers are serialised by
 OpenBLAS's own queue lock.
 
-The generated side: :func:`runtime_ir` defines ``@sg_parallel_for(part, ctx, n, align,
-big)`` in every module that needs it. Unless ``big`` is false (a loop with symbolic dims found
-below :data:`MIN_ELEMENTS` at run time: then it just calls ``part(ctx, 0, n)``), it asks
-OpenBLAS how many threads it may use now
+The generated side: ``@sg_parallel_for(part, ctx, n, align, big)`` (:func:`runtime_ir`) is
+a small module of its own, compiled once per machine through the IR-keyed disk cache and
+loaded once per process by this module's binder, the first time code that calls it is
+loaded; kernels only declare it (:func:`declaration`). (Defined in every module that used it,
+its optimisation and machine code had cost W1-SGD's cold compile ~30 ms.) Unless ``big`` is
+false (a loop with symbolic dims found below :data:`MIN_ELEMENTS` at run time: then it just
+calls ``part(ctx, 0, n)``), it asks OpenBLAS how many threads it may use now
 (``openblas_get_num_threads``: a user's ``threadpoolctl`` limit of 1 makes every loop serial),
 cuts ``[0, n)`` into that many chunks whose bounds are multiples of ``align``, and calls
 ``part(ctx, lo, hi)`` on each through ``gotoblas_pthread``. The kernels' side (which loops,
@@ -45,13 +48,15 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import threading
 
+from . import cache
 from .blas import library
-from .jit import add_symbol, register_binder
+from .jit import CompiledModule, add_symbol, register_binder
 
 __all__ = ["ALIGN", "DISPATCH", "LIKELY_DIM", "MAX_THREADS", "MIN_ELEMENTS", "available",
-           "bind_symbols", "codegen_key", "enabled", "min_elements", "part_function",
-           "runtime_ir", "split_minimum"]
+           "bind_symbols", "codegen_key", "declaration", "enabled", "min_elements",
+           "part_function", "runtime_ir", "split_minimum"]
 
 #: Elementwise kernels with at least this many elements are split across OpenBLAS's threads
 #: (measured by bench/parallel.py on this 2-core machine; see its docstring).
@@ -140,9 +145,13 @@ def part_function(name: str, range_fn: str, nptrs: int) -> str:
     return "\n".join(lines)
 
 
+def declaration() -> str:
+    """What a module whose kernels call the runtime declares (:func:`bind_symbols` maps it)."""
+    return f"declare void @{DISPATCH}(ptr, ptr, i64, i64, i1) nounwind"
+
+
 def runtime_ir() -> str:
-    """``@sg_parallel_for`` and the task OpenBLAS's threads run (``internal``: each module
-    that calls it has its copy; see the module docstring)."""
+    """The runtime's own module: ``@sg_parallel_for`` and the task OpenBLAS's threads run."""
     r = _RECORD_BYTES
     return f"""\
 declare i32 @{_RUN}(i32, ptr, ptr, i32) nounwind
@@ -166,8 +175,7 @@ done:
   ret void
 }}
 
-define internal void @{DISPATCH}(ptr %fn, ptr %ctx, i64 %n, i64 %align, i1 %big
-                                  ) nounwind noinline {{
+define void @{DISPATCH}(ptr %fn, ptr %ctx, i64 %n, i64 %align, i1 %big) nounwind {{
 entry:
   %recs = alloca [{MAX_THREADS * r} x i8], align 64
   br i1 %big, label %ask, label %one
@@ -219,7 +227,7 @@ declare i64 @llvm.smin.i64(i64, i64)
 
 
 @functools.cache
-def _bind() -> None:
+def _bind_openblas() -> None:
     points = _entry_points()
     if points is None:  # only code compiled where they existed refers to them
         raise RuntimeError("generated code runs loops on OpenBLAS's threads, but numpy's "
@@ -228,10 +236,30 @@ def _bind() -> None:
     add_symbol(_THREADS, points[1])
 
 
+#: the loaded runtime module (kept alive: loaded code calls into it)
+_runtime: list[CompiledModule] = []
+_loading = threading.local()
+
+
 def bind_symbols(object_code: bytes = b"") -> None:
-    """Map the runtime's external names to OpenBLAS's functions (once; no lock needed: two
-    threads binding at once both map the same names to the same addresses)."""
-    _bind()
+    """Map the runtime's names to OpenBLAS's functions, and ``sg_parallel_for`` to the runtime
+    module, loading it (from the disk cache, or compiling it) the first time.
+
+    Run before loading any object that names either. No lock of its own: ``compile_cached``
+    serialises the compile and returns one module for one text, so two threads binding at once
+    map the same address. The runtime's own object comes back here while it is loaded (with
+    the cache's re-entrant lock held): it needs only OpenBLAS's names (``_loading``).
+    """
+    _bind_openblas()
+    if _runtime or getattr(_loading, "active", False):
+        return
+    _loading.active = True
+    try:
+        module = cache.compile_cached(runtime_ir())
+    finally:
+        _loading.active = False
+    add_symbol(DISPATCH, module.address(DISPATCH))
+    _runtime.append(module)
 
 
-register_binder("parallel", (_RUN.encode(),), bind_symbols)
+register_binder("parallel", (_RUN.encode(), DISPATCH.encode()), bind_symbols)

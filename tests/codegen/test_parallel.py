@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from _helpers import cfunc
 import symgraph as sg
 from codegen.native import blas, jit, parallel
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.skipif(not parallel.available(),
                                 reason="numpy's BLAS is not a pthreads OpenBLAS")
 
@@ -57,7 +59,7 @@ def recorder():
         libc = ctypes.CDLL(None)
         jit.add_symbol("sg_test_pthread_self",
                        ctypes.cast(libc.pthread_self, ctypes.c_void_p).value)
-        ir = parallel.runtime_ir() + f"""
+        ir = parallel.declaration() + f"""
 declare i64 @sg_test_pthread_self()
 
 define internal void @record(ptr %out, i64 %lo, i64 %hi) {{
@@ -303,7 +305,7 @@ assert os.waitstatus_to_exitcode(status) == 0, status
 assert np.array_equal(f(g)[0], want)
 print("ok")
 """)
-    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path / "cache"))
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT)
     env.pop("SYMGRAPH_THREADS", None)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, env=env)
@@ -338,3 +340,37 @@ def test_cached_program_lowered_again_with_its_own_setting(compiled, monkeypatch
     assert_same(got, run_twice(f3, sh3, g))
     for x, y in zip(got, want):
         np.testing.assert_allclose(x, y, rtol=2e-6, atol=2e-6)
+
+
+def test_runtime_compiled_once_per_machine_and_bound_on_load(tmp_path):
+    """Kernels only declare ``sg_parallel_for``; the runtime is a module of its own in the disk
+    cache. A first process compiles both; a second loads the program without lowering, and
+    the runtime from the disk: its split loops give numpy's results."""
+    script = tmp_path / "run.py"
+    script.write_text(f"""
+import json, os, sys
+import numpy as np
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+os.environ["SYMGRAPH_THREADS_MIN"] = "{MIN}"
+from test_parallel import adam, numpy_twice, run_twice
+from codegen.native import parallel
+f, shared, g = adam((50 * 1024,), "float32", with_exp=False)
+want = numpy_twice(shared, g, with_exp=False)
+got = run_twice(f, shared, g)
+ok = all(np.allclose(a, b, rtol=2e-6, atol=2e-6) for a, b in zip(got, want))
+print(json.dumps(dict(ok=ok, lowered=f.compile_stats["lowered"],
+                      runtime=parallel._runtime[0].stats.get("cache"),
+                      declared_only="define void @sg_parallel_for" not in f.program.ir_text
+                      and parallel.declaration() in f.program.ir_text)))
+""")
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT)
+    env.pop("SYMGRAPH_THREADS", None)
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first == dict(ok=True, lowered=True, runtime="miss", declared_only=True), first
+    assert second == dict(ok=True, lowered=False, runtime="disk", declared_only=True), second
