@@ -115,7 +115,8 @@ def worker(opt: str, args: argparse.Namespace) -> dict[str, Any]:
     fl = interleaved_ratio(floor, lambda: f(X, y), cfg, rounds=5, chunk_s=args.chunk_s)
     return dict(opt=opt, ratio=r.get("ratio"), lo=r.get("lo"), hi=r.get("hi"),
                 sg_ms=r.get("a_ms"), jax_ms=r.get("b_ms"), rounds=r.get("rounds"),
-                floor_ms=fl.get("a_ms"), step_over_floor=1 / fl["ratio"] if fl else None,
+                floor_ms=fl.get("a_ms", float("nan")),
+                step_over_floor=1 / fl["ratio"] if fl else float("nan"),
                 losses=losses, same_loss=same, blas=blas.blas_info()["corename"])
 
 
