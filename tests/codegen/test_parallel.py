@@ -374,3 +374,45 @@ print(json.dumps(dict(ok=ok, lowered=f.compile_stats["lowered"],
     first, second = runs
     assert first == dict(ok=True, lowered=True, runtime="miss", declared_only=True), first
     assert second == dict(ok=True, lowered=False, runtime="disk", declared_only=True), second
+
+
+def test_threads_loading_the_runtime_at_once(tmp_path):
+    """Four threads of a new process compile different graphs with split loops at once, so
+    the first loads race to bind the runtime: every one gets numpy's results (no deadlock
+    between the cache's lock and the binder, no call through an unbound name)."""
+    script = tmp_path / "race.py"
+    script.write_text(f"""
+import os, sys, threading
+import numpy as np
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+os.environ["SYMGRAPH_THREADS_MIN"] = "{MIN}"
+from test_parallel import adam, numpy_twice, run_twice
+from codegen.native import parallel
+barrier, errors = threading.Barrier(4), []
+
+def work(i):
+    try:
+        barrier.wait()
+        f, shared, g = adam(((40 + i) * 1024,), "float32", with_exp=False)
+        want = numpy_twice(shared, g, with_exp=False)
+        got = run_twice(f, shared, g)
+        if not all(np.allclose(a, b, rtol=2e-6, atol=2e-6) for a, b in zip(got, want)):
+            errors.append(i)
+    except BaseException as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(timeout=100)
+assert not any(t.is_alive() for t in threads), "deadlock"
+assert not errors, errors
+assert len(parallel._runtime) >= 1
+print("ok")
+""")
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT)
+    env.pop("SYMGRAPH_THREADS", None)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=150, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
