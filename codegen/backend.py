@@ -58,7 +58,7 @@ from symgraph.profiling import describe_nodes
 from . import signature as sg_sig
 from .epoch import epoch_function, run_epoch
 from .fusion import analyse, group_kernels
-from .kernel_info import ENTRY, TRAMPOLINE, KernelInfo, ModuleContext
+from .kernel_info import ENTRY, KernelInfo, ModuleContext
 from .native import blas, cache, parallel, pycall
 from .native.cache import compile_cached
 from .native.jit import assembly, host_target
@@ -197,7 +197,6 @@ class LLVMProgram(Program):
                 if meta is not None:
                     cache.store_program(key, self.module, {"program": meta})
         self.entry = self.module.address(ENTRY)
-        pycall.register_trampoline(self.module, self.module.address(TRAMPOLINE))
         stats = dict(self.module.stats)
         self.compile_stats = {
             "rewrite": getattr(rewrite_report, "seconds", None),
@@ -259,8 +258,7 @@ class LLVMProgram(Program):
         if ctx.uses_parallel:
             parts.append(parallel.declaration())
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
-        tramp = pycall.trampoline_ir(TRAMPOLINE, embedded=True)
-        entry = [main, epoch_function(self), tramp]
+        entry = [main, epoch_function(self)]
         sized = [(info.name, text, len(roots) + 1) for (info, roots), text
                  in zip(kernels, functions)]
         lines = sum(t.count("\n") for t in functions + entry)

@@ -17,13 +17,11 @@ from symgraph.graph import Apply, Variable, user_nodes
 if TYPE_CHECKING:
     from .fusion import Analysis
 
-__all__ = ["ENTRY", "KernelInfo", "LoweringError", "ModuleContext", "SlotFn", "TRAMPOLINE",
-           "dim_slot", "node_error", "zero_slot"]
+__all__ = ["ENTRY", "KernelInfo", "LoweringError", "ModuleContext", "SlotFn", "dim_slot",
+           "node_error", "zero_slot"]
 
 #: the step's entry function (:mod:`codegen.entry`)
 ENTRY = "sg_step"
-#: the step's METH_FASTCALL trampoline (codegen.pycall), compiled into the step's module
-TRAMPOLINE = "sg_step_trampoline"
 
 
 class LoweringError(NotImplementedError):

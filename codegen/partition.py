@@ -9,7 +9,7 @@ inlined into ``sg_step``; a call costs nanoseconds against a kernel's microsecon
 
 Balance: kernels are placed largest first on the least loaded module, by lines of IR (a
 rough but monotone estimate of optimisation time); the entry functions (``sg_step``,
-``sg_epoch``, the trampoline) stay in the first module.
+``sg_epoch``) stay in the first module.
 """
 
 from __future__ import annotations

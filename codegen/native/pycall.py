@@ -57,7 +57,6 @@ __all__ = [
     "bind_python_symbols",
     "context_layout",
     "make_builtin",
-    "register_trampoline",
     "trampoline_ir",
 ]
 
@@ -178,7 +177,7 @@ def context_layout(ranks: Sequence[int], nowned: int) -> tuple[int, list[int]]:
     return HEADER_WORDS, bases
 
 
-def trampoline_ir(name: str = "sg_trampoline", *, embedded: bool = False) -> str:
+def trampoline_ir(name: str = "sg_trampoline") -> str:
     """IR text of the one ``METH_FASTCALL`` trampoline that serves every builtin.
 
     It loops over the arguments, reading each one's rank, dtype, flags and dims from the
@@ -188,26 +187,22 @@ def trampoline_ir(name: str = "sg_trampoline", *, embedded: bool = False) -> str
     docstring) before its struct is read: the type first (reading ``ob_type`` is valid for
     every object), then rank, flags and dtype, then -- only once the rank is known -- the dims.
 
-    ``embedded``: for appending to another module (the backend puts it into each step's module,
-    so loading it costs nothing extra): private names are prefixed with ``name``, the branch
-    weights are inline metadata, and ``llvm.memcpy`` is declared only when ``embedded`` is
-    false (the host module declares it).
+    A module of its own, compiled once per machine (:func:`_trampoline`, through the disk
+    cache) and shared by every builtin of the process. (Each step's module used to carry a copy:
+    only the first one loaded in a process was used, and compiling it cost every cold compile
+    ~8 ms on W1 and ~16 ms, a fifth, on W2/W3-sized steps.)
     """
-    prof = '!{!"branch_weights", i32 1000, i32 1}' if embedded else "!0"
     msg = b"expected %zd array argument(s), got %zd"
     msg_ir = "".join(f"\\{b:02X}" for b in msg) + "\\00"
-    msg_name = f"@.{name}.msg" if embedded else "@.msg"
-    memcpy = "" if embedded else "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)"
-    weights = "" if embedded else '!0 = !{!"branch_weights", i32 1000, i32 1}'
     h = HEADER_WORDS
     return f"""
 @sg_Py_None = external global i8
 @sg_PyExc_TypeError = external global ptr
-{msg_name} = private unnamed_addr constant [{len(msg) + 1} x i8] c"{msg_ir}"
+@.msg = private unnamed_addr constant [{len(msg) + 1} x i8] c"{msg_ir}"
 declare void @sg_Py_IncRef(ptr)
 declare ptr @sg_PyLong_FromLong(i64)
 declare ptr @sg_PyErr_Format(ptr, ptr, ...)
-{memcpy}
+declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 
 define ptr @{name}(ptr %self, ptr %args, i64 %nargs) {{
 entry:
@@ -216,10 +211,10 @@ entry:
   %wantp = getelementptr inbounds i64, ptr %tab, i64 1
   %want = load i64, ptr %wantp
   %ok = icmp eq i64 %nargs, %want
-  br i1 %ok, label %body, label %bad, !prof {prof}
+  br i1 %ok, label %body, label %bad, !prof !0
 bad:
   %exc = load ptr, ptr @sg_PyExc_TypeError
-  %fmt = call ptr (ptr, ptr, ...) @sg_PyErr_Format(ptr %exc, ptr {msg_name}, i64 %want, i64 %nargs)
+  %fmt = call ptr (ptr, ptr, ...) @sg_PyErr_Format(ptr %exc, ptr @.msg, i64 %want, i64 %nargs)
   ret ptr null
 body:
   %nownp = getelementptr inbounds i64, ptr %tab, i64 2
@@ -243,7 +238,7 @@ arg:
   %typ = getelementptr inbounds i8, ptr %a, i64 {OBJECT_TYPE_OFFSET}
   %ty = load ptr, ptr %typ
   %okty = icmp eq ptr %ty, %ndtype
-  br i1 %okty, label %head, label %reject, !prof {prof}
+  br i1 %okty, label %head, label %reject, !prof !0
 head:
   %rankp = getelementptr inbounds i64, ptr %tab, i64 %pos
   %rank = load i64, ptr %rankp
@@ -266,9 +261,9 @@ head:
   %sameds = icmp eq ptr %ds, %wd
   %okds = or i1 %anyds, %sameds
   %okh = and i1 %oknd, %okfl
-  br i1 %okh, label %dt, label %reject, !prof {prof}
+  br i1 %okh, label %dt, label %reject, !prof !0
 dt:  ; the same descr object (the common case) or none asked for
-  br i1 %okds, label %data, label %eqdt, !prof {prof}
+  br i1 %okds, label %data, label %eqdt, !prof !0
 eqdt:  ; an equivalent descr: same type number and byte order
   %tnap = getelementptr inbounds i8, ptr %ds, i64 {DESCR_TYPE_NUM_OFFSET}
   %tna = load i32, ptr %tnap
@@ -310,7 +305,7 @@ dim:  ; copy each dim into %dims and compare it with the planned one (ANY_DIM: f
   %more = icmp ult i64 %jnext, %rank
   br i1 %more, label %dim, label %dimsdone
 dimsdone:
-  br i1 %okj, label %next, label %reject, !prof {prof}
+  br i1 %okj, label %next, label %reject, !prof !0
 next:
   %step = add i64 %rank, 3
   %posnext = add i64 %pos, %step
@@ -326,7 +321,7 @@ owned:
   %kernel = load ptr, ptr %tab
   %st = call i32 %kernel(ptr %bufs, ptr %dims)
   %zero = icmp eq i32 %st, 0
-  br i1 %zero, label %retnone, label %status, !prof {prof}
+  br i1 %zero, label %retnone, label %status, !prof !0
 retnone:
   call void @sg_Py_IncRef(ptr @sg_Py_None)
   ret ptr @sg_Py_None
@@ -339,18 +334,8 @@ reject:  ; argument %i failed a check: status -(i + 1), nothing ran
   %rj = call ptr @sg_PyLong_FromLong(i64 %neg)
   ret ptr %rj
 }}
-{weights}
+!0 = !{{!"branch_weights", i32 1000, i32 1}}
 """
-
-
-def register_trampoline(module: Any, address: int) -> None:
-    """Use an already compiled trampoline (``trampoline_ir(..., embedded=True)`` inside
-    ``module``) for every later builtin; keeps ``module`` alive.  A trampoline registered or
-    compiled earlier stays in use (they are all the same code)."""
-    global _trampoline_entry
-    with _lock:
-        if _trampoline_entry is None:
-            _trampoline_entry = (module, int(address))
 
 
 def _trampoline() -> tuple[Any, int]:
