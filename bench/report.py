@@ -22,7 +22,8 @@ WORKLOADS: dict[str, str] = {
     "W3": "W3  XOR 2-8-1 tanh, sigmoid/BCE from logits, batch 4, SGD lr 0.5",
     "W4": "W4  one epoch of W2: 1,792 examples = 56 steps",
     "W5": "W5  Hessian-vector product of W3's loss w.r.t. all parameters",
-    "C": "C   compile time of W1-SGD, first call (cold: fresh cache dir; warm: disk cache)",
+    "C": "C   compile time of W1-SGD, first call (cold: fresh cache dir; new graph: a dir holding "
+         "only the modules every program shares; warm: disk cache)",
     "ovh": "ovh call overhead: a compiled step with no work (x + 1 on a 4x2 float32 array)",
 }
 
