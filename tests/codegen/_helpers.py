@@ -1,8 +1,14 @@
-"""Small IR builders shared by the codegen tests."""
+"""Small IR builders and a fresh-process runner shared by the codegen tests."""
 
 from __future__ import annotations
 
 import ctypes
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parents[2])
 
 IR_TYPE = {"float32": "float", "float64": "double"}
 
@@ -38,3 +44,15 @@ attributes #0 = {{ nounwind {attrs} }}
 def cfunc(address: int, restype, *argtypes):
     """ctypes function for a JIT address."""
     return ctypes.CFUNCTYPE(restype, *argtypes)(address)
+
+
+def run_fresh(script: str, cache_dir: Path, *, timeout: float = 120) -> str:
+    """Run ``script`` in a new interpreter that imports this checkout, with compile cache
+    ``cache_dir`` and the default split-loop setting; its stdout's last line (the test fails,
+    showing stderr, if it exits non-zero)."""
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
+    env.pop("SYMGRAPH_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=timeout, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]

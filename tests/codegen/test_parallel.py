@@ -13,18 +13,15 @@ import contextlib
 import ctypes
 import json
 import os
-import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
-from _helpers import cfunc
+from _helpers import cfunc, run_fresh
 
 import symgraph as sg
 from codegen.native import blas, jit, parallel
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.skipif(not parallel.available(),
                                 reason="numpy's BLAS is not a pthreads OpenBLAS")
 
@@ -286,8 +283,7 @@ def test_several_python_threads_and_numpy_gemms_at_once(compiled):
 def test_fork_child_runs_split_loops(tmp_path):
     """OpenBLAS stops its threads before a fork and restarts them on the next call, in the
     parent and in the child: a child calls the compiled step and gets the serial result."""
-    script = tmp_path / "child.py"
-    script.write_text(f"""
+    script = f"""
 import os, sys
 import numpy as np
 sys.path.insert(0, {os.path.dirname(__file__)!r})
@@ -304,12 +300,8 @@ _, status = os.waitpid(pid, 0)
 assert os.waitstatus_to_exitcode(status) == 0, status
 assert np.array_equal(f(g)[0], want)
 print("ok")
-""")
-    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT)
-    env.pop("SYMGRAPH_THREADS", None)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=120, env=env)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+"""
+    assert run_fresh(script, tmp_path / "cache") == "ok"
 
 
 def test_threads_off_by_env_and_in_cache_key(monkeypatch):
@@ -346,8 +338,7 @@ def test_runtime_compiled_once_per_machine_and_bound_on_load(tmp_path):
     """Kernels only declare ``sg_parallel_for``; the runtime is a module of its own in the disk
     cache. A first process compiles both; a second loads the program without lowering, and
     the runtime from the disk: its split loops give numpy's results."""
-    script = tmp_path / "run.py"
-    script.write_text(f"""
+    script = f"""
 import json, os, sys
 import numpy as np
 sys.path.insert(0, {os.path.dirname(__file__)!r})
@@ -362,16 +353,8 @@ print(json.dumps(dict(ok=ok, lowered=f.compile_stats["lowered"],
                       runtime=parallel._runtime[0].stats.get("cache"),
                       declared_only="define void @sg_parallel_for" not in f.program.ir_text
                       and parallel.declaration() in f.program.ir_text)))
-""")
-    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT)
-    env.pop("SYMGRAPH_THREADS", None)
-    runs = []
-    for _ in range(2):
-        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                             timeout=120, env=env)
-        assert out.returncode == 0, out.stderr[-2000:]
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    first, second = runs
+"""
+    first, second = (json.loads(run_fresh(script, tmp_path / "cache")) for _ in range(2))
     assert first == dict(ok=True, lowered=True, runtime="miss", declared_only=True), first
     assert second == dict(ok=True, lowered=False, runtime="disk", declared_only=True), second
 
@@ -380,8 +363,7 @@ def test_threads_loading_the_runtime_at_once(tmp_path):
     """Four threads of a new process compile different graphs with split loops at once, so
     the first loads race to bind the runtime: every one gets numpy's results (no deadlock
     between the cache's lock and the binder, no call through an unbound name)."""
-    script = tmp_path / "race.py"
-    script.write_text(f"""
+    script = f"""
 import os, sys, threading
 import numpy as np
 sys.path.insert(0, {os.path.dirname(__file__)!r})
@@ -410,9 +392,5 @@ assert not any(t.is_alive() for t in threads), "deadlock"
 assert not errors, errors
 assert len(parallel._runtime) >= 1
 print("ok")
-""")
-    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT)
-    env.pop("SYMGRAPH_THREADS", None)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=150, env=env)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+"""
+    assert run_fresh(script, tmp_path / "cache", timeout=150) == "ok"

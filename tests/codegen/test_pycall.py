@@ -5,12 +5,11 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
-import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from _helpers import run_fresh
 
 from codegen.native import jit, pycall
 
@@ -147,9 +146,7 @@ def test_one_trampoline_per_process_from_the_disk_cache(tmp_path):
     """Steps do not carry a trampoline of their own: the builtins of two different compiled
     functions share the one compiled on the machine's first call (then in the disk cache),
     and a new process loads it from there. Both functions compute their numpy results."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    script = tmp_path / "run.py"
-    script.write_text("""
+    script = """
 import json
 import numpy as np
 import symgraph as sg
@@ -161,13 +158,7 @@ ok = np.allclose(f(a), a * 2 + 1) and np.allclose(g(a), np.exp(a), rtol=1e-6)
 module, address = pycall._trampoline_entry
 print(json.dumps(dict(ok=bool(ok), cache=module.stats.get("cache"),
                       embedded=any("trampoline" in h.program.ir_text for h in (f, g)))))
-""")
-    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=root)
-    runs = []
-    for _ in range(2):
-        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                             timeout=120, env=env)
-        assert out.returncode == 0, out.stderr[-2000:]
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+"""
+    runs = [json.loads(run_fresh(script, tmp_path / "cache")) for _ in range(2)]
     assert runs[0] == dict(ok=True, cache="miss", embedded=False), runs[0]
     assert runs[1] == dict(ok=True, cache="disk", embedded=False), runs[1]
