@@ -144,7 +144,8 @@ def _new_cfunction() -> Callable[..., Any]:
 _PY_SYMBOLS = ("Py_IncRef", "PyLong_FromLong", "PyErr_Format")
 _lock = threading.Lock()
 _bound = False
-#: the trampoline every builtin uses: (the module that keeps its code, its address)
+#: the trampoline's symbol, and the one every builtin uses: (module keeping its code, address)
+TRAMPOLINE = "sg_trampoline"
 _trampoline_entry: tuple[Any, int] | None = None
 #: words before the owned pointers in a builtin's ``self``: kernel, nargs, nowned, ndarray
 #: type, total dims (see :func:`context_layout`)
@@ -177,7 +178,7 @@ def context_layout(ranks: Sequence[int], nowned: int) -> tuple[int, list[int]]:
     return HEADER_WORDS, bases
 
 
-def trampoline_ir(name: str = "sg_trampoline") -> str:
+def trampoline_ir() -> str:
     """IR text of the one ``METH_FASTCALL`` trampoline that serves every builtin.
 
     It loops over the arguments, reading each one's rank, dtype, flags and dims from the
@@ -204,7 +205,7 @@ declare ptr @sg_PyLong_FromLong(i64)
 declare ptr @sg_PyErr_Format(ptr, ptr, ...)
 declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
 
-define ptr @{name}(ptr %self, ptr %args, i64 %nargs) {{
+define ptr @{TRAMPOLINE}(ptr %self, ptr %args, i64 %nargs) {{
 entry:
   %tabp = getelementptr inbounds i8, ptr %self, i64 {ARRAY_DATA_OFFSET}
   %tab = load ptr, ptr %tabp
@@ -346,7 +347,7 @@ def _trampoline() -> tuple[Any, int]:
             # through the disk cache: a fresh process then pays ~2 ms instead of ~15 ms; O1
             # compiles in half O2's time (~14 vs ~30 ms) and calls as fast (x+1: 1.00-1.02x)
             cm = compile_cached(trampoline_ir(), opt_level=1)
-            _trampoline_entry = (cm, cm.address("sg_trampoline"))
+            _trampoline_entry = (cm, cm.address(TRAMPOLINE))
         return _trampoline_entry
 
 
