@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph import storage
 from symgraph.evaluate import NodeContext
 from symgraph.graph import Apply, Variable
 
-ALIGN = 64
+ALIGN = storage.ALIGN
 
 
 class _Shaped:
@@ -100,9 +101,7 @@ def aligned_empty(nbytes: int) -> np.ndarray:
         arena = _huge_page_zeros(nbytes)
         if arena is not None:
             return arena
-    raw = np.zeros(nbytes + ALIGN, dtype=np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
-    return raw[start:start + nbytes]
+    return storage.aligned_empty((nbytes,), np.uint8, zeroed=True)
 
 
 #: a transparent huge page (2 MiB on x86-64 and arm64 with 4 KiB pages)

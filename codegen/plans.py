@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from symgraph import storage
 from symgraph.graph import Constant
 
 from .memory import aligned_empty, infer_shapes, plan_arena
@@ -100,7 +101,7 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
         if expr in an.inplace:
             targets.append(program.args.index(var))
             continue
-        targets.append([np.empty(shapes[expr], var.dtype), np.empty(shapes[expr], var.dtype)])
+        targets.append([storage.aligned_empty(shapes[expr], var.dtype) for _ in range(2)])
     ranks = [a.ndim for a in arrays] + [len(shapes[e]) for e in program.direct]
     owned = [arena, table, *[c.value for c in program.consts]]
     plan = Plan(None, shapes, arena, table, views, targets)
@@ -224,10 +225,10 @@ def make_runner(program, plan: Plan, single: bool):
             if kind == "chosen":
                 var._value = chosen[where]
             elif kind == "fixed":
-                var._value = where.copy()
+                var._value = storage.aligned_copy(where)
             else:
-                var._value = (chosen if kind == "direct" else
-                              arrays)[where].reshape(shape).copy()
+                var._value = storage.aligned_copy(
+                    (chosen if kind == "direct" else arrays)[where].reshape(shape))
         if single:
             o = outputs_[0]
             return o[()] if o.ndim == 0 else o.copy()

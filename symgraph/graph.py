@@ -37,6 +37,7 @@ from symgraph.provenance import (  # noqa: F401  (re-exported: the IR's public n
 )
 from symgraph.sentinels import GradNotImplementedError
 from symgraph.shapes import contiguous as _contiguous
+from symgraph.storage import aligned_copy
 
 _ids = itertools.count()
 
@@ -231,11 +232,11 @@ class SharedVariable(Variable):
     """
 
     def __init__(self, value, name: str | None = None, shape=None):
-        array = np.array(value, copy=True)
+        array = np.asarray(value)
         as_dtype(array.dtype)
         static = array.shape if shape is None else sh.as_shape(shape)
         super().__init__(TensorType(array.dtype, tuple(static)), name=name)
-        self._value = _contiguous(array)
+        self._value = aligned_copy(array)  # private, and aligned for compiled code
         self.default_update: Variable | None = None
 
     @property
@@ -255,7 +256,7 @@ class SharedVariable(Variable):
         problem = sh.bind_shape(self.shape, array.shape, {})
         if problem:
             raise ValueError(f"shared variable {self.name!r}: {problem}")
-        self._value = np.array(array, dtype=self.dtype, copy=True, order="C")
+        self._value = aligned_copy(array, self.dtype)
 
 
 # --------------------------------------------------------------------------- apply / op

@@ -153,3 +153,14 @@ def float_arrays(shape, lo: float = -2.0, hi: float = 2.0, dtype="float64"):
     elements = st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=width,
                          allow_subnormal=False)
     return hnp.arrays(np.dtype(dtype), shape, elements=elements)
+
+
+def misaligned(a: np.ndarray, by: int = 16) -> np.ndarray:
+    """A C-contiguous copy of ``a`` whose data starts ``by`` bytes past a 64-byte boundary
+    (what numpy's allocator often hands out)."""
+    raw = np.empty(a.nbytes + 128, np.uint8)
+    start = (-raw.ctypes.data) % 64 + by
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 64 == by
+    return out
