@@ -51,10 +51,10 @@ from typing import Any
 
 import numpy as np
 
+from symgraph import storage
 from symgraph.backends import CompileRequest, Program
 from symgraph.graph import Constant, SharedVariable, Variable
 from symgraph.profiling import describe_nodes
-from symgraph.storage import aligned_copy
 
 from . import signature as sg_sig
 from .epoch import epoch_function, run_epoch
@@ -277,7 +277,7 @@ class LLVMProgram(Program):
         """
         values, bindings = self._check_inputs(args)
         arrays = [native_array(values[v], v.dtype) for v in self.inputs] + [
-            aligned_copy(native_array(v._value, v.dtype)) for v in self.shared]
+            storage.copy(native_array(v._value, v.dtype)) for v in self.shared]
         plan = self._plan_for(arrays, bindings)
         if plan.extra["bad_update"]:
             raise ValueError(plan.extra["bad_update"])
@@ -478,7 +478,7 @@ class LLVMProgram(Program):
                 kind, where, shape = spec
                 value = where if kind == "fixed" else \
                     (chosen if kind == "direct" else arrays)[where].reshape(shape)
-                new.append(aligned_copy(value))
+                new.append(storage.copy(value))
         return outs, new
 
     @staticmethod

@@ -28,8 +28,8 @@ import ctypes
 
 import numpy as np
 
+from symgraph import storage
 from symgraph.function import ShuffledArrays
-from symgraph.storage import aligned_copy, aligned_empty
 
 from .kernel_info import ENTRY
 from .plans import native_array
@@ -172,13 +172,13 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
     fresh = []
     for pool in plan.targets:
         if isinstance(pool, int):
-            copy = aligned_copy(batch[pool])
+            copy = storage.copy(batch[pool])
             fresh.append((copy, copy))
         else:
-            fresh.append(tuple(aligned_empty(pool[0].shape, pool[0].dtype) for _ in range(2)))
+            fresh.append(tuple(storage.empty(pool[0].shape, pool[0].dtype) for _ in range(2)))
     stacks = [np.empty((full, *spec[1].shape), spec[1].dtype) for spec in outputs]
     ctl = [full, 0, 0 if order is None else _address(order), batch_size]
-    gather = [aligned_empty((batch_size, *a.shape[1:]), a.dtype) if order is not None else None
+    gather = [storage.empty((batch_size, *a.shape[1:]), a.dtype) if order is not None else None
               for a in arrays]
     for a, buf in zip(arrays, gather):
         ctl += [_address(a), a.strides[0], 0 if buf is None else _address(buf)]

@@ -101,7 +101,7 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
         if expr in an.inplace:
             targets.append(program.args.index(var))
             continue
-        targets.append([storage.aligned_empty(shapes[expr], var.dtype) for _ in range(2)])
+        targets.append([storage.empty(shapes[expr], var.dtype) for _ in range(2)])
     ranks = [a.ndim for a in arrays] + [len(shapes[e]) for e in program.direct]
     owned = [arena, table, *[c.value for c in program.consts]]
     plan = Plan(None, shapes, arena, table, views, targets)
@@ -225,9 +225,9 @@ def make_runner(program, plan: Plan, single: bool):
             if kind == "chosen":
                 var._value = chosen[where]
             elif kind == "fixed":
-                var._value = storage.aligned_copy(where)
+                var._value = storage.copy(where)
             else:
-                var._value = storage.aligned_copy(
+                var._value = storage.copy(
                     (chosen if kind == "direct" else arrays)[where].reshape(shape))
         if single:
             o = outputs_[0]

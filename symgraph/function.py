@@ -25,12 +25,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph import storage
 from symgraph.backends import CompileRequest, make_program
 from symgraph.evaluate import NonFiniteError, is_finite, trace_nonfinite
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs
 from symgraph.ops import cast
 from symgraph.rewrites import rewrite_graph
-from symgraph.storage import aligned_copy
 
 DEFAULT_BACKEND = "llvm"
 
@@ -222,7 +222,7 @@ class Function:
         fresh = self.program.fresh_updates
         for var, value in checked:  # only now: a failed call changes nothing
             # never alias another variable or input
-            var._value = value if fresh else aligned_copy(value)
+            var._value = value if fresh else storage.copy(value)
         result = [o[()] if np.ndim(o) == 0 else np.array(o, copy=True) for o in outputs]
         return result[0] if self.single else result
 
@@ -232,7 +232,7 @@ class Function:
         is replayed node by node on the reference evaluator to name the culprit."""
         updated = [var for var, _ in self.updates]
         # a backend that writes updates in place (llvm): keep copies to restore
-        saved = [aligned_copy(var._value) if self.program.updates_in_place else var._value
+        saved = [storage.copy(var._value) if self.program.updates_in_place else var._value
                  for var in updated]
         result = self._unchecked_step(args)
         outputs = [result] if self.single else result
@@ -297,7 +297,7 @@ class Function:
             if native is None:
                 # copies: a backend may update a shared variable's array in place (a
                 # native loop never writes the arrays it was given: no copies needed)
-                saved = [(var, aligned_copy(value)) for var, value in saved]
+                saved = [(var, storage.copy(value)) for var, value in saved]
                 if shuffled is not None:  # every step is a call: one gather of the data
                     arrays, order = shuffled.arrays(), None
             else:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from symgraph import shapes as sh
+from symgraph import storage
 from symgraph.dispatch import ops
 from symgraph.provenance import (  # noqa: F401  (re-exported: the IR's public names)
     Site,
@@ -37,7 +38,6 @@ from symgraph.provenance import (  # noqa: F401  (re-exported: the IR's public n
 )
 from symgraph.sentinels import GradNotImplementedError
 from symgraph.shapes import contiguous as _contiguous
-from symgraph.storage import aligned_copy
 
 _ids = itertools.count()
 
@@ -236,7 +236,7 @@ class SharedVariable(Variable):
         as_dtype(array.dtype)
         static = array.shape if shape is None else sh.as_shape(shape)
         super().__init__(TensorType(array.dtype, tuple(static)), name=name)
-        self._value = aligned_copy(array)  # private, and aligned for compiled code
+        self._value = storage.copy(array)  # private, and aligned for compiled code
         self.default_update: Variable | None = None
 
     @property
@@ -256,7 +256,7 @@ class SharedVariable(Variable):
         problem = sh.bind_shape(self.shape, array.shape, {})
         if problem:
             raise ValueError(f"shared variable {self.name!r}: {problem}")
-        self._value = aligned_copy(array, self.dtype)
+        self._value = storage.copy(array, self.dtype)
 
 
 # --------------------------------------------------------------------------- apply / op

@@ -1,6 +1,6 @@
-"""Every array the llvm backend hands a shared variable is 64-byte aligned (``symgraph.storage``):
-in-place and double-buffered updates, the native epoch, and the values a failed call restores;
-the values themselves are the numpy backend's."""
+"""Every array of ``ALIGN_FROM`` bytes or more the llvm backend hands a shared variable is 64-byte
+aligned (``symgraph.storage``): in-place and double-buffered updates, the native epoch, and the
+values a failed call restores; the values themselves are the numpy backend's."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from symgraph.storage import is_aligned
+from symgraph.storage import ALIGN_FROM, is_aligned
 
 
 def _model(backend: str, **kw):
     """A step with an in-place SGD update (w), a swap (a, b: double-buffered, each reads the
     other's old value) and an elementwise update (c), plus its variables."""
     rng = np.random.default_rng(3)
-    w = sg.shared(rng.standard_normal((33, 17)).astype(np.float32), name="w")
-    a = sg.shared(rng.standard_normal((5, 7)).astype(np.float32), name="a")
-    b = sg.shared(rng.standard_normal((5, 7)).astype(np.float32), name="b")
-    c = sg.shared(rng.standard_normal(129).astype(np.float32), name="c")
+    w = sg.shared(rng.standard_normal((33, 170)).astype(np.float32), name="w")
+    a = sg.shared(rng.standard_normal((50, 90)).astype(np.float32), name="a")
+    b = sg.shared(rng.standard_normal((50, 90)).astype(np.float32), name="b")
+    c = sg.shared(rng.standard_normal(4099).astype(np.float32), name="c")
+    assert min(v.get_value().nbytes for v in (w, a, b, c)) >= ALIGN_FROM
     x = sg.tensor("x", shape=("n", 33), dtype="float32")
     loss = ((x @ w) ** 2).mean() + (a * b).sum() + (c * c).sum()
     gw, gc = sg.grad(loss, [w, c])
