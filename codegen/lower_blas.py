@@ -247,6 +247,10 @@ SMALL_GEMM_TILE = {False: (4, 4), True: (8, 2)}
 #: us through BLAS (bench/train_step.py, interleaved runs), although the same shapes compiled
 #: static are 0.76-0.80x BLAS in bench/small_matmul.py.
 SMALL_GEMM_RUNTIME = False
+#: with run-time sizes, only products of at most this many columns (the widest in the
+#: crossover sweep) get the loop behind the branch: its code grows with the columns, and with
+#: no bound W1's 256- and 512-column products made its compile 8x (1.37 s against 0.17 s)
+SMALL_GEMM_RUNTIME_COLUMNS = 64
 
 
 def _small_eligible(limit: int, m: str, n: str, kk: str) -> bool:
@@ -255,7 +259,9 @@ def _small_eligible(limit: int, m: str, n: str, kk: str) -> bool:
         return False
     if m.isdigit() and kk.isdigit():
         return int(m) * int(n) * int(kk) <= limit
-    return SMALL_GEMM_RUNTIME  # decided at run time by the actual sizes
+    # decided at run time by the actual sizes, for products that can be small at all
+    static = int(n) * int(m if m.isdigit() else kk)
+    return SMALL_GEMM_RUNTIME and int(n) <= SMALL_GEMM_RUNTIME_COLUMNS and static <= limit
 
 
 def _dispatch_small(k: Kernel, dt: str, tb: bool, sizes: tuple[str, str, str],
