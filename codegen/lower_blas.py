@@ -19,6 +19,8 @@ analysis keeps a matmul alone in its kernel.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from symgraph.graph import Apply, Variable
@@ -260,7 +262,7 @@ def _small_eligible(limit: int, m: str, n: str, kk: str) -> bool:
     if m.isdigit() and kk.isdigit():
         return int(m) * int(n) * int(kk) <= limit
     # decided at run time by the actual sizes, for products that can be small at all
-    static = int(n) * int(m if m.isdigit() else kk)
+    static = int(n) * math.prod(int(d) for d in (m, kk) if d.isdigit())
     return SMALL_GEMM_RUNTIME and int(n) <= SMALL_GEMM_RUNTIME_COLUMNS and static <= limit
 
 

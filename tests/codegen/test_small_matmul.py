@@ -76,21 +76,21 @@ def test_small_products_equal_numpy(dt, ta, tb, symbolic, runtime, request):
 
 
 @pytest.mark.parametrize("m,n,k", [(None, 65, 8), (None, 512, 784), (784, 512, None),
-                                   (None, 64, 8)])
+                                   (None, 64, 8), (None, 10, None), (None, 100, None)])
 def test_runtime_branch_only_for_products_that_can_be_small(m, n, k, monkeypatch, tmp_path):
     """With run-time sizes the loop is emitted behind a branch only for at most
     ``SMALL_GEMM_RUNTIME_COLUMNS`` columns and a static part within the crossover: the IR of
     any other product is the BLAS route's, line for line."""
     monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(cache, "_programs", {})
-    a = sg.tensor("a", ("r" if m is None else m, "r" if k is None else k), "float32")
-    b = sg.tensor("b", ("r" if k is None else k, n), "float32")
+    a = sg.tensor("a", ("r" if m is None else m, "s" if k is None else k), "float32")
+    b = sg.tensor("b", ("s" if k is None else k, n), "float32")
     texts = {}
     for flag in (False, True):
         monkeypatch.setattr(lower_blas, "SMALL_GEMM_RUNTIME", flag)
         texts[flag] = sg.function([a, b], a @ b, backend="llvm").program.ir_text
     narrow = n <= lower_blas.SMALL_GEMM_RUNTIME_COLUMNS
-    small_static = n * (m or k) <= lower_blas.SMALL_GEMM_WORK["float32", False]
+    small_static = n * (m or 1) * (k or 1) <= lower_blas.SMALL_GEMM_WORK["float32", False]
     assert (texts[True] != texts[False]) == (narrow and small_static)
 
 
