@@ -30,6 +30,7 @@ import numpy as np
 
 from symgraph import storage
 from symgraph.function import ShuffledArrays
+from symgraph.storage import address as _address  # an epoch's control block takes ~30
 
 from .kernel_info import ENTRY
 from .plans import native_array
@@ -210,17 +211,6 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
     for j, pair in zip(program.direct.values(), fresh):
         update_vars[j]._value = pair[last]
     return stacks
-
-
-def _address(a: np.ndarray) -> int:
-    """The data pointer of ``a``: ``ctypes.addressof`` of its buffer (~0.3 us) where numpy's
-    ``a.ctypes.data`` costs ~1.2 us, and an epoch's control block takes some 30 of them
-    (read-only, empty or non-contiguous arrays, which export no such buffer, take
-    ``a.ctypes.data``)."""
-    try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(a))
-    except (TypeError, ValueError, BufferError):
-        return a.ctypes.data
 
 
 def _checked_first_batch(program, first: list[np.ndarray]) -> tuple[dict, dict]:
