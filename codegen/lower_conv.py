@@ -36,7 +36,7 @@ from symgraph.ops.conv import (
 )
 
 from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
-from .kernel import Kernel
+from .kernel import NO_UNROLL, Kernel
 from .lower_blas import _blas_int
 from .native import blas
 from .registry import Lowering, register_lowering
@@ -158,8 +158,11 @@ class _Taps:
         return oh, ow, ih, iw
 
     def close(self, n: int) -> None:
+        """Close the last ``n`` loops.  They stay rolled: unrolled (3x3 taps, then the rows
+        of a position range bounded by 8), LLVM's loop strength reduction took most of a
+        conv kernel's 50-80 ms compile, for no faster a step."""
         for _ in range(n):
-            self.k.fb.loop_end(self.tokens.pop())
+            self.k.fb.loop_end(self.tokens.pop(), (NO_UNROLL,))
 
 
 def _accumulate(k: Kernel, var: Variable, idx: list[str], term: Value) -> None:

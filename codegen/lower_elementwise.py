@@ -177,12 +177,26 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
         idx = ["0"] * first.ndim
         idx[wide[-1]] = i
         tokens = [token]
+        hints: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     else:
-        idx_map, tokens = k.open_loops(first, range(first.ndim))
+        groups = _nest_groups(k, group, range(first.ndim))
+        idx_map, tokens = k.open_groups(first, groups)
         idx = [idx_map[a] for a in range(first.ndim)]
+        hints = k.rolled(first, groups)
     for var in group:
         k.store(var, idx, k.inline_value(var.owner, idx))
-    k.close_loops(tokens)
+    k.close_loops(tokens, *hints)
+
+
+def _nest_groups(k: Kernel, group: list[Variable], axes) -> list[list[int]]:
+    """The loops of a nest that is not one flat loop (a bias broadcast over (N, C, H, W)):
+    ``Kernel.loop_groups`` runs H and W as one loop of H*W when every value read allows it."""
+    first = group[0]
+    if not all(facts(v.owner.op).flat for v in group):
+        return [[a] for a in axes if first.shape[a] != 1]
+    reads = [x for v in group for i, x in enumerate(v.owner.inputs)
+             if not shape_only(v.owner.op, i)]
+    return k.loop_groups(first, axes, reads)
 
 
 def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: bool) -> bool:
@@ -221,12 +235,15 @@ def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: boo
         idx = ["0"] * first.ndim
         idx[wide[-1]] = i
         tokens = [token]
+        hints: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     else:
-        inner, more = r.open_loops(first, range(1, first.ndim))
+        groups = _nest_groups(r, group, range(1, first.ndim))
+        inner, more = r.open_groups(first, groups)
         idx, tokens = [i] + [inner[a] for a in range(1, first.ndim)], [token, *more]
+        hints = r.rolled(first, groups)
     for var in group:
         r.store(var, idx, r.inline_value(var.owner, idx))
-    r.close_loops(tokens)
+    r.close_loops(tokens, *hints)
     if r.fallible:  # a check inside the loop returns early: keep the serial loop
         return False
     if (static and contiguous and math.prod(first.shape) % parallel.ALIGN

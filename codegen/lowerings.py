@@ -55,33 +55,62 @@ def _reduced_index(node_axes, keepdims: bool, ndim: int, idx: dict[int, str]) ->
     return [idx[a] for a in range(ndim) if a not in node_axes]
 
 
+def _runs(axes: list[int], reduced) -> list[list[int]]:
+    """``axes`` cut into runs of adjacent axes that are all reduced or all kept."""
+    runs: list[list[int]] = []
+    for a in axes:
+        if runs and runs[-1][-1] == a - 1 and (runs[-1][-1] in reduced) == (a in reduced):
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    return runs
+
+
+def _runs(axes: list[int], reduced) -> list[list[int]]:
+    """``axes`` cut into runs of adjacent axes that are all reduced or all kept."""
+    runs: list[list[int]] = []
+    for a in axes:
+        if runs and runs[-1][-1] == a - 1 and (runs[-1][-1] in reduced) == (a in reduced):
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    return runs
+
+
 def lower_reduce(k: Kernel, node: Apply) -> None:
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
     kind, axes, dt = op_.kind, op_.axes, out.dtype.name
     kept = [a for a in range(x.ndim) if a not in axes]
     ident = k.sb.const(op_.identity(dt), dt)
+
+    def groups(var: Variable, run_axes, reads) -> list[list[int]]:
+        return [g for run in _runs(list(run_axes), axes)
+                for g in k.loop_groups(var, run, reads)]
+
     if x.ndim == 0 or (x.ndim - 1) in axes:
         # kept axes outside, reduced axes inside: the accumulator stays in a register
-        idx, outer = k.open_loops(x, kept)
+        idx, outer = k.open_groups(x, groups(x, kept, [x]))
         acc = k.fb.alloca(ident.ty, ident.ref)
-        idx_in, inner = k.open_loops(x, axes)
+        inner_groups = groups(x, axes, [x])
+        idx_in, inner = k.open_groups(x, inner_groups)
         idx.update(idx_in)
         v = k.sb.convert(k.value_at(x, [idx[a] for a in range(x.ndim)]), dt)
         cur = Value(k.fb.op(f"load {ident.ty}, ptr {acc}"), dt)
         k.fb.emit(f"store {ident.ty} {_combine(k, kind, cur, v).ref}, ptr {acc}")
-        k.close_loops(inner)
+        hints, rest = k.rolled(x, inner_groups, accumulates=True)
+        k.close_loops(inner, hints, rest)
         total = Value(k.fb.op(f"load {ident.ty}, ptr {acc}"), dt)
         if kind == "mean":
             total = k.sb.div(total, k.sb.convert(Value(k.size(x, axes), "int64"), dt))
         k.store(out, _reduced_index(axes, op_.keepdims, x.ndim, idx), total)
-        k.close_loops(outer)
+        k.close_loops(outer, rest, rest)
         return
     # a leading axis is reduced (bias gradients): initialise, then accumulate in input order
     # so the innermost (kept) axis is contiguous and vectorises
-    oidx, toks = k.open_loops(out, range(out.ndim))
+    oidx, toks = k.open_groups(out, k.loop_groups(out, range(out.ndim), []))
     k.store(out, [oidx[a] for a in range(out.ndim)], ident)
     k.close_loops(toks)
-    idx, toks = k.open_loops(x, range(x.ndim))
+    idx, toks = k.open_groups(x, groups(x, range(x.ndim), [x]))
     oi = _reduced_index(axes, op_.keepdims, x.ndim, idx)
     v = k.sb.convert(k.value_at(x, [idx[a] for a in range(x.ndim)]), dt)
     addr = k.address(out, oi)
@@ -94,7 +123,7 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
     k.close_loops(toks)
     if kind == "mean":
         n = k.sb.convert(Value(k.size(x, axes), "int64"), dt)
-        oidx, toks = k.open_loops(out, range(out.ndim))
+        oidx, toks = k.open_groups(out, k.loop_groups(out, range(out.ndim), [out]))
         o = [oidx[a] for a in range(out.ndim)]
         k.store(out, o, k.sb.div(k.load(out, o), n))
         k.close_loops(toks)

@@ -18,10 +18,12 @@ import re
 
 from .native.jit import PART_MARK, compile_threads
 
-#: below this many lines of IR a module compiles in a few ms: one module, no threads
-MIN_SPLIT_LINES = 600
-#: about this many lines per module at most (a module's own overhead is ~1 ms)
-LINES_PER_MODULE = 400
+#: below this many lines of IR one module, no threads.  A kernel with loops costs 10-40 ms of
+#: LLVM whatever its length: W3's step (~590 lines) took 155-186 ms cold in one module and
+#: 81-96 ms in two
+MIN_SPLIT_LINES = 300
+#: about this many lines per module at most (a module's own overhead is ~3 ms)
+LINES_PER_MODULE = 250
 
 _DEFINE_INTERNAL = re.compile(r"^define internal ", re.M)
 
