@@ -52,14 +52,17 @@ def epoch_function(program) -> str:
     """``i32 sg_epoch(ptr ctl)``: ``sg_step`` over consecutive minibatches in one call of
     ``program`` (an ``LLVMProgram``: its arguments, direct updates, constants).
 
-    ``ctl`` (int64): ``[nsteps, template bufs, permutation or 0, batch size, (base, row
-    bytes, gather buffer) per input, (original, A, B) per direct update, (source,
-    destination, bytes) per output]``.  Step ``s`` reads input rows ``s*B .. s*B+B`` in place
+    ``ctl`` (int64): ``[nsteps, templates, permutation or 0, batch size, (base, row
+    bytes, gather buffer) per input, (source, destination, bytes) per output]``.
+    ``templates`` are ``sg_step``'s pointer tables for the first, the odd and the even steps
+    (one when nothing is updated): step 0 reads each updated variable from its original and
+    writes A, odd steps read A and write B, even steps read B and write A (A = B: in place on
+    the caller's private copy), so the arrays the variables held are never written (a failed
+    epoch changes nothing).  Step ``s`` reads input rows ``s*B .. s*B+B`` in place
     (``base + s*B*row``), or, with a permutation ``p``, rows ``p[s*B + r]`` gathered into the
-    input's buffer.  It reads each updated variable from the previous step's target and
-    writes the other of A/B (A = B: in place on the caller's private copy), so the arrays the
-    variables held are never written (a failed epoch changes nothing); outputs are copied
-    out of the arena into row ``s`` of their stacks after every step.
+    input's buffer; outputs are copied out of the arena into row ``s`` of their stacks after
+    every step.  (The tables are copied whole per step rather than A/B chosen per update by
+    selects: SLP vectorisation of those stores took ~50 ms of a convnet's cold compile.)
     """
     from .irgen import FunctionBuilder  # lazy: lowering only, not for a cached program
 
@@ -79,7 +82,9 @@ def epoch_function(program) -> str:
 
     fb.entry.append(f"  %bufs = alloca [{nbufs} x ptr]")
     nsteps, perm, batch = ctl(0, "i64"), ctl(2, "ptr"), ctl(3, "i64")
-    copy("%bufs", ctl(1, "ptr"), str(nbufs * 8))
+    templates, table_bytes = ctl(1, "ptr"), nbufs * 8
+    if not nupd:
+        copy("%bufs", templates, str(table_bytes))
     rows = []  # per input: base, row bytes (a constant when the row shape is fixed), buffer
     for k, var in enumerate(program.inputs):
         fixed = _static_bytes(var, 1)
@@ -87,6 +92,12 @@ def epoch_function(program) -> str:
         rows.append((ctl(_HEAD + 3 * k, "ptr"), rb, ctl(_HEAD + 3 * k + 2, "ptr")))
     shuffled = fb.entry_op("shuf", f"icmp ne ptr {perm}, null")
     s, tok = fb.loop_begin(nsteps)
+    if nupd:
+        odd = fb.op(f"icmp ne i64 {fb.op(f'and i64 {s}, 1')}, 0")
+        which = fb.op(f"select i1 {odd}, i64 {table_bytes}, i64 {2 * table_bytes}")
+        which = fb.op(f"select i1 {fb.op(f'icmp eq i64 {s}, 0')}, i64 0, i64 {which}")
+        copy("%bufs", fb.op(f"getelementptr inbounds i8, ptr {templates}, i64 {which}"),
+             str(table_bytes))
     first_row = fb.op(f"mul i64 {s}, {batch}")
     for k, (base, rb, _) in enumerate(rows):
         off = fb.op(f"mul i64 {first_row}, {rb}")
@@ -108,18 +119,6 @@ def epoch_function(program) -> str:
         for k, (_, _, buf) in enumerate(rows):
             fb.emit(f"store ptr {buf}, ptr {slot(k)}")
         fb.if_end(done)
-    parity = fb.op(f"and i64 {s}, 1")
-    odd = fb.op(f"icmp ne i64 {parity}, 0")
-    first = fb.op(f"icmp eq i64 {s}, 0")
-    for n, expr in enumerate(program.direct):
-        j = program.direct[expr]
-        base = _HEAD + 3 * nin + 3 * n
-        orig, a, b = ctl(base, "ptr"), ctl(base + 1, "ptr"), ctl(base + 2, "ptr")
-        prev = fb.op(f"select i1 {odd}, ptr {a}, ptr {b}")
-        cur = fb.op(f"select i1 {first}, ptr {orig}, ptr {prev}")
-        target = fb.op(f"select i1 {odd}, ptr {b}, ptr {a}")
-        fb.emit(f"store ptr {cur}, ptr {slot(program.args.index(program.update_vars[j]))}")
-        fb.emit(f"store ptr {target}, ptr {slot(program.target_index[expr])}")
     status = fb.op(f"call i32 @{ENTRY}(ptr %bufs, ptr null)")
     bad = fb.op(f"icmp ne i32 {status}, 0")
     done = fb.if_begin(bad)
@@ -127,7 +126,7 @@ def epoch_function(program) -> str:
     fb.start_block(fb.label("dead"))
     fb.if_end(done)
     for o, var in enumerate(program.outputs):
-        base = _HEAD + 3 * nin + 3 * nupd + 3 * o
+        base = _HEAD + 3 * nin + 3 * o
         fixed = _static_bytes(var, 0)
         nbytes = str(fixed) if fixed is not None else ctl(base + 2, "i64")
         off = fb.op(f"mul i64 {s}, {nbytes}")
@@ -192,16 +191,21 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
     own, sources = fixed
     at_batch = [_address(a) for a in batch]
     args, update_vars = program.args, program.update_vars
-    targets = []  # the first step's target per direct update
-    for j, pair, pool in zip(program.direct.values(), fresh, plan.targets):
-        second = _address(pair[1])
-        targets.append(second if pair[0] is pair[1] else _address(pair[0]))
-        orig = targets[-1] if isinstance(pool, int) else at_batch[args.index(update_vars[j])]
-        ctl += [orig, targets[-1], second]
+    reads, a_b = [], []  # per direct update: its source slot, its first read, A and B
+    for (expr, j), pair, pool in zip(program.direct.items(), fresh, plan.targets):
+        b = _address(pair[1])
+        a = b if pair[0] is pair[1] else _address(pair[0])
+        slot = args.index(update_vars[j])
+        reads.append((slot, a if isinstance(pool, int) else at_batch[slot]))
+        a_b.append((program.target_index[expr], a, b))
     for spec, source, st in zip(outputs, sources, stacks):
         ctl += [source, _address(st), spec[1].nbytes]
-    template = np.array(at_batch + targets + own, dtype=np.uint64)
-    ctl[1] = _address(template)
+    templates = np.array([at_batch + [a for _, a, _ in a_b] + own] * (3 if a_b else 1),
+                         dtype=np.uint64)
+    for (slot, first_read), (target, a, b) in zip(reads, a_b):
+        templates[:, slot] = first_read, a, b     # step 0, odd steps, even steps
+        templates[:, target] = a, b, a
+    ctl[1] = _address(templates)
     ctl_array = np.array(ctl, dtype=np.uint64)
     status = epoch_fn(program)(_address(ctl_array))
     del gather  # alive until here: the native loop wrote the minibatches into them

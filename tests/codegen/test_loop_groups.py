@@ -115,3 +115,18 @@ def test_merged_only_where_every_read_allows():
 
     assert "64" in loop_bounds((1, 3, 1, 1)) and "8" not in loop_bounds((1, 3, 1, 1))
     assert "8" in loop_bounds((8, 1)) and "64" not in loop_bounds((8, 1))
+
+
+@pytest.mark.parametrize("axes", [(2, 3), (0, 2, 3), (0, 1, 2, 3)])
+def test_integer_and_boolean_reductions(axes):
+    """The merged loops with an int64 accumulator and boolean max/min (any/all)."""
+    x = sg.tensor("x", ("n", 3, 8, 8), "int64")
+    b = sg.tensor("b", (1, 3, 1, 1), "int64")
+    mask = sg.tensor("m", ("n", 3, 8, 8), "bool")
+    outs = [sg.sum(x * b, axis=axes), sg.max(x - b, axis=axes, keepdims=True),
+            sg.max(mask, axis=axes), sg.min(mask, axis=axes)]
+    ints = RNG.integers(-50, 50, (5, 3, 8, 8))
+    mask_v = RNG.random((5, 3, 8, 8)) < 0.97
+    got, want = _both([x, b, mask], outs, ints, RNG.integers(-3, 4, (1, 3, 1, 1)), mask_v)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
