@@ -246,8 +246,8 @@ class Kernel:
         ``unroll.disable`` also stops the vectoriser's interleaving: a loop that
         ``accumulates`` gets four vector accumulators to hide the add's latency (a sum of
         64k floats 5.0 -> 2.9 us)."""
-        if not groups:
-            return (), ()
+        if not groups or (len(groups) == 1 and not accumulates):
+            return (), ()  # (a single loop has nothing around it to vectorise instead)
         n = self.size(var, groups[-1])
         if n.isdigit() and int(n) < ROLLED_MINIMUM:
             return (), ()

@@ -240,7 +240,7 @@ def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: boo
         groups = _nest_groups(r, group, range(1, first.ndim))
         inner, more = r.open_groups(first, groups)
         idx, tokens = [i] + [inner[a] for a in range(1, first.ndim)], [token, *more]
-        hints = r.rolled(first, groups)
+        hints = r.rolled(first, [[0], *groups])  # (the range loop is around them)
     for var in group:
         r.store(var, idx, r.inline_value(var.owner, idx))
     r.close_loops(tokens, *hints)
