@@ -221,26 +221,43 @@ def _direct_input_grad(k: Kernel, node: Apply) -> None:
 
 
 def _direct_weight_grad(k: Kernel, node: Apply) -> None:
-    """``dw[f, c, i, j] = sum_{n, positions} x[n, g*Cg + c, shifted] * g[n, f]``."""
+    """``dw[f, c, i, j] = sum_{n, positions} x[n, g*Cg + c, shifted] * g[n, f]``.
+
+    Per tap the products accumulate into a row of ``Wo`` partial sums (the loop over a
+    row's positions is a vector multiply-add into it), summed once per tap: a scalar
+    accumulator made every row end in a horizontal reduction (bench/direct_conv.py's
+    depthwise 3x3 over (64, 32, 8, 8): 952 -> 499 us; 5x5 over (16, 8, 28, 28): 582 ->
+    310 us)."""
     x, g = node.inputs
     out, op = node.outputs[0], node.op
     dt = out.dtype.name
+    ty = MEM_TYPE[dt]
+    wo = k.dim(g, 3)
+    row = k.fb.entry_op("wgrow", f"alloca {ty}, i64 {wo}, align 64")
+    row_bytes = k.mul_i64(wo, str(ITEMSIZE[dt]))
     f, t_f = k.fb.loop_begin(k.dim(out, 0))
     grp = _group(k, op, f, out)
     c, t_c = k.fb.loop_begin(k.dim(out, 1))
     cin = _iadd(k, _imul(k, grp, k.dim(out, 1)), c)
     taps = _Taps(k, op, x, g)
     i, j = taps.open_taps()
-    zero = k.sb.const(0, dt)
-    acc = k.fb.alloca(zero.ty, zero.ref)
+    k.fb.emit(f"call void @llvm.memset.p0.i64(ptr {row}, i8 0, i64 {row_bytes}, i1 0)")
     n, t_n = k.fb.loop_begin(k.dim(x, 0))
     oh, ow, ih, iw = taps.open_positions()
-    cur = Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt)
+    slot = _at(k, row, ty, ow)
+    cur = Value(k.fb.op(f"load {ty}, ptr {slot}"), dt)
     term = k.sb.mul(k.load(x, [n, cin, ih, iw]), k.load(g, [n, f, oh, ow]))
-    k.fb.emit(f"store {zero.ty} {k.sb.add(cur, term).ref}, ptr {acc}")
+    k.fb.emit(f"store {ty} {k.sb.add(cur, term).ref}, ptr {slot}")
     taps.close(2)
-    k.fb.loop_end(t_n)
-    k.store(out, [f, c, i, j], Value(k.fb.op(f"load {zero.ty}, ptr {acc}"), dt))
+    k.fb.loop_end(t_n, (NO_UNROLL,))
+    zero = k.sb.const(0, dt)
+    acc = k.fb.alloca(zero.ty, zero.ref)
+    q, t_q = k.fb.loop_begin(wo)
+    total = k.sb.add(Value(k.fb.op(f"load {ty}, ptr {acc}"), dt),
+                     Value(k.fb.op(f"load {ty}, ptr {_at(k, row, ty, q)}"), dt))
+    k.fb.emit(f"store {ty} {total.ref}, ptr {acc}")
+    k.fb.loop_end(t_q)
+    k.store(out, [f, c, i, j], Value(k.fb.op(f"load {ty}, ptr {acc}"), dt))
     taps.close(2)
     for t in (t_c, t_f):
         k.fb.loop_end(t)
