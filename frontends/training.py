@@ -183,8 +183,11 @@ def _epoch_line(epoch: int, epochs: int, logs: dict) -> str:
 
 @contextlib.contextmanager
 def _hold_interrupts():
-    """Hold SIGINT while a native chunk runs; raise it after (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT while a native chunk runs, then deliver it to the handler that was there
+    (Python's raises KeyboardInterrupt; main thread only).  An ignored SIGINT (a process
+    started in the background by a non-interactive shell) stays ignored."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         yield
         return
     received = []
@@ -202,7 +205,10 @@ def _hold_interrupts():
     finally:
         signal.signal(signal.SIGINT, previous)
     if received:
-        raise KeyboardInterrupt
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 class _ProgressBar:

@@ -142,18 +142,34 @@ def test_diverging_loss_stops_with_a_clear_error():
         _model().fit(X, y, epochs=2, progress=False, verbose=False)
 
 
-def test_ctrl_c_during_a_chunk_finishes_the_chunk_then_stops():
-    X, y = _data(n=200)
-    model, reference = _model(), _model()
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test (a process started in the background by a
+    non-interactive shell begins with SIGINT ignored), the one before restored after."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _interrupting(model):
+    """Make ``model``'s native epochs receive a SIGINT while they "run"; returns the list
+    of chunk sizes they were called with."""
     native = model.train_function.epoch
     calls = []
 
     def interrupted_epoch(*arrays, **kwargs):
         calls.append(len(arrays[0]))
-        os.kill(os.getpid(), signal.SIGINT)  # arrives while the chunk "runs"
+        os.kill(os.getpid(), signal.SIGINT)
         return native(*arrays, **kwargs)
 
     model.train_function.epoch = interrupted_epoch
+    return calls
+
+
+def test_ctrl_c_during_a_chunk_finishes_the_chunk_then_stops(python_sigint):
+    X, y = _data(n=200)
+    model, reference = _model(), _model()
+    calls = _interrupting(model)
     with pytest.raises(KeyboardInterrupt):
         model.fit(X, y, batch_size=10, epochs=3, shuffle=False, progress=False, verbose=False)
     assert calls == [80]  # the first chunk (8 batches) ran whole, then the interrupt
@@ -161,6 +177,30 @@ def test_ctrl_c_during_a_chunk_finishes_the_chunk_then_stops():
     for a, b in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored_and_a_custom_handler_is_called(python_sigint):
+    """Held SIGINTs go to the handler that was installed: none for SIG_IGN (a process the
+    shell started in the background), each one to a custom handler after its chunk."""
+    X, y = _data(n=200)
+    kw = dict(batch_size=10, epochs=2, shuffle=False, progress=False, verbose=False)
+    reference = _model()
+    reference.fit(X, y, **kw)
+    seen = []
+
+    def custom(signum, frame):
+        seen.append(signum)
+
+    for handler in (signal.SIG_IGN, custom):
+        seen.clear()
+        signal.signal(signal.SIGINT, handler)
+        model = _model()
+        calls = _interrupting(model)
+        model.fit(X, y, **kw)  # every chunk gets a SIGINT; training runs to the end
+        assert len(calls) > 2 and signal.getsignal(signal.SIGINT) is handler
+        assert seen == ([] if handler is signal.SIG_IGN else [signal.SIGINT] * len(calls))
+        for a, b in zip(model.get_weights(), reference.get_weights()):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_friendly_inputs_and_target_shape_errors():
