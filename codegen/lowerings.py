@@ -66,17 +66,6 @@ def _runs(axes: list[int], reduced) -> list[list[int]]:
     return runs
 
 
-def _runs(axes: list[int], reduced) -> list[list[int]]:
-    """``axes`` cut into runs of adjacent axes that are all reduced or all kept."""
-    runs: list[list[int]] = []
-    for a in axes:
-        if runs and runs[-1][-1] == a - 1 and (runs[-1][-1] in reduced) == (a in reduced):
-            runs[-1].append(a)
-        else:
-            runs.append([a])
-    return runs
-
-
 def lower_reduce(k: Kernel, node: Apply) -> None:
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
     kind, axes, dt = op_.kind, op_.axes, out.dtype.name
