@@ -130,30 +130,6 @@ def _inline_flip(k: Kernel, node: Apply, idx: list[str]) -> Value:
     return k.value_at(x, src)
 
 
-def _flat_ok(k: Kernel, group: list[Variable]) -> bool:
-    """Can the loop nest be one flat loop?  Yes when every value read has the output's full
-    shape or is a broadcast scalar: then the flat index addresses all of them, and the
-    vectoriser sees one long contiguous loop instead of short inner rows."""
-    shape = tuple(group[0].shape)
-    if len(shape) < 2:
-        return False
-    stack = [v.owner for v in group]
-    while stack:
-        node = stack.pop()
-        if not facts(node.op).flat:
-            return False
-        for i, x in enumerate(node.inputs):
-            if shape_only(node.op, i):
-                continue
-            if k.an.mode.get(x) in ("inline", "view") and x not in group:
-                if x.ndim and tuple(x.shape) != shape:
-                    return False
-                stack.append(x.owner)
-            elif tuple(x.shape) != shape and any(d != 1 for d in x.shape):
-                return False
-    return True
-
-
 def lower_elementwise_kernel(k: Kernel, node: Apply) -> None:
     """Store an inlinable op's value at every index of its output (one loop nest)."""
     lower_elementwise_group(k, [node.outputs[0]])
@@ -168,29 +144,22 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
     if len(group) > 1:  # (a single variable's kernel checked its labels in lower_node)
         k.run_prechecks([n for var in group for n in k.an.members.get(var, [var.owner])])
     wide = [a for a, d in enumerate(first.shape) if d != 1]
-    flat = bool(wide) and _flat_ok(k, group)
-    if _lower_parallel(k, group, wide, flat):
+    groups = _nest_groups(k, group, range(first.ndim))
+    # one flat loop when every value read is whole or a broadcast scalar: the vectoriser
+    # sees one long contiguous loop instead of short inner rows
+    if _lower_parallel(k, group, wide, len(groups) == 1):
         return
-    if flat:
-        # the flat index goes on the last axis that is not a static 1 (its stride is 1)
-        i, token = k.fb.loop_begin(k.size(first))
-        idx = ["0"] * first.ndim
-        idx[wide[-1]] = i
-        tokens = [token]
-        hints: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-    else:
-        groups = _nest_groups(k, group, range(first.ndim))
-        idx_map, tokens = k.open_groups(first, groups)
-        idx = [idx_map[a] for a in range(first.ndim)]
-        hints = k.rolled(first, groups)
+    idx_map, tokens = k.open_groups(first, groups)
+    idx = [idx_map[a] for a in range(first.ndim)]
     for var in group:
         k.store(var, idx, k.inline_value(var.owner, idx))
-    k.close_loops(tokens, *hints)
+    k.close_loops(tokens, *k.rolled(first, groups))
 
 
 def _nest_groups(k: Kernel, group: list[Variable], axes) -> list[list[int]]:
-    """The loops of a nest that is not one flat loop (a bias broadcast over (N, C, H, W)):
-    ``Kernel.loop_groups`` runs H and W as one loop of H*W when every value read allows it."""
+    """The loops of an elementwise nest: ``Kernel.loop_groups`` runs adjacent axes as one
+    loop when every value read allows it (all of them for whole operands and scalars; H*W
+    for a bias broadcast over (N, C, H, W))."""
     first = group[0]
     if not all(facts(v.owner.op).flat for v in group):
         return [[a] for a in axes if first.shape[a] != 1]
