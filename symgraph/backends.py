@@ -35,8 +35,8 @@ reverse).  A third-party backend registers itself the same way::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,9 @@ class CompileRequest:
     rewrite_report: Any = None
     single: bool = False
     name: str | None = None
+    #: symbolic dims the graph broadcasts against each other, mapped to one representative
+    #: each (``shapes.same_dims``): the inputs must give them one length
+    same_dims: Mapping = field(default_factory=dict)
 
     @property
     def update_vars(self) -> list[SharedVariable]:
@@ -86,8 +89,9 @@ class CompileRequest:
             raise TypeError(f"function takes {len(self.inputs)} inputs ({names}), "
                             f"got {len(args)}")
         bindings: dict = {}
+        same = self.same_dims
         for var in self.shared:
-            sh.bind_shape(var.shape, var._value.shape, bindings)
+            sh.bind_shape(var.shape, var._value.shape, bindings, same)
         values = {}
         for var, value in zip(self.inputs, args):
             array = np.asarray(value)
@@ -100,10 +104,12 @@ class CompileRequest:
                     raise TypeError(f"input {var.name!r} is {var.dtype.name}; got {got}, "
                                     "which does not cast safely (same_kind)")
                 array = array.astype(var.dtype)
-            problem = sh.bind_shape(var.shape, array.shape, bindings)
+            problem = sh.bind_shape(var.shape, array.shape, bindings, same)
             if problem:
                 raise ValueError(f"input {var.name!r}: {problem}")
             values[var] = array
+        if same:
+            sh.bind_classes(bindings, same)
         return values, bindings
 
 

@@ -28,7 +28,7 @@ from symgraph import shapes as sh
 from symgraph import storage
 from symgraph.backends import CompileRequest, make_program
 from symgraph.evaluate import NonFiniteError, is_finite, trace_nonfinite
-from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs
+from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs, toposort
 from symgraph.ops import cast
 from symgraph.rewrites import rewrite_graph
 
@@ -107,7 +107,8 @@ class Function:
         self.request = CompileRequest(
             tuple(self.inputs), tuple(self.shared), tuple(self.graph_outputs),
             tuple((var, expr) for (var, _), expr in zip(pairs, self.graph_updates)),
-            rewrite_report=self.rewrite_report, single=self.single, name=name)
+            rewrite_report=self.rewrite_report, single=self.single, name=name,
+            same_dims=_same_dims(out_list + [e for _, e in pairs] + graph_outputs))
         start = time.perf_counter()
         self.program = make_program(self.backend, self.request)
         self.compile_seconds = time.perf_counter() - start
@@ -374,6 +375,13 @@ def _stack_steps(native: np.ndarray | None, values: list, sizes: list[int]) -> n
             native.reshape(-1, *native.shape[2:]), *values]
         return np.concatenate(parts)
     raise ValueError(f"epoch: an output changes shape between steps ({sorted(shapes)})")
+
+
+def _same_dims(exprs: list[Variable]) -> dict:
+    """The symbolic dims the user's graph and its rewritten form broadcast against each
+    other (``shapes.same_dims``): the user's, so a rewrite that drops a broadcast
+    (``a + b * 0``) does not drop the check numpy would make."""
+    return sh.same_dims(pair for node in toposort(exprs) for pair in node.same_dims)
 
 
 def function(inputs: Sequence[Variable], outputs, updates=None, *, backend: str | None = None,

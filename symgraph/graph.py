@@ -266,14 +266,17 @@ class Apply:
     """One use of an op: ``outputs = op(inputs)``."""
 
     def __init__(self, op: Op, inputs: Sequence[Variable], output_types: Sequence[TensorType],
-                 *, stands_for: Apply | None = None):
+                 *, stands_for: Apply | None = None, same_dims: tuple = ()):
         """``stands_for``: the node this one replaces (the rewrites' copies): its creation
         site, gradient tags and scope are taken over, and its user's nodes become this
         node's ``origins``, instead of being found from the call stack and the open
         ``grad_tag``/``name_scope`` blocks (a stack walk per node was ~2 us of every node a
-        rewrite rebuilds)."""
+        rewrite rebuilds).  ``same_dims``: the pairs of symbolic dims the shape rule
+        broadcast against each other (``shapes.unify``), which a function's inputs must
+        then have equal (a copy keeps its original's)."""
         self.op = op
         self.inputs = list(inputs)
+        self.same_dims = same_dims or (stands_for.same_dims if stands_for is not None else ())
         if stands_for is not None:
             self.site, self.scope = stands_for.site, stands_for.scope
             self.grad_of, self.grad_call = stands_for.grad_of, stands_for.grad_call
@@ -386,6 +389,8 @@ class Op:
 
     def make_node(self, *inputs) -> Apply:
         inputs = [as_variable(x) for x in inputs]
+        same: list = []  # the symbolic dims the rule broadcasts against each other
+        token = sh.same_dims_recorder.set(same)
         try:
             types = self.infer(*inputs)
         except (sh.ShapeError, TypeError, ValueError, IndexError) as err:
@@ -395,7 +400,9 @@ class Op:
             scope = current_scope()
             name = f"{self.name} in {scope}" if scope else self.name
             raise type(err)(f"{name}: {err}; inputs {shown}{where}") from None
-        return Apply(self, inputs, types)
+        finally:
+            sh.same_dims_recorder.reset(token)
+        return Apply(self, inputs, types, same_dims=tuple(same))
 
 
 def _snake_case(name: str) -> str:

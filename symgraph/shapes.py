@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 
 import numpy as np
 import sympy
@@ -78,22 +79,41 @@ def dims_equal(a, b) -> bool | None:
 
 
 # Symbolic dims broadcast against each other must be equal at run time (only a
-# static 1 broadcasts). Names are global, so the equalities are too: a union-find
-# over symbols, consulted when a call binds its dims.
-_same_as: dict = {}
+# static 1 broadcasts).  Which ones meet is a fact of the graph, not of the process:
+# ``Op.make_node`` records the pairs its shape rule unified on the node (``same_dims``),
+# and a function binds its inputs with the equalities of its own graph (``same_dims``
+# below).  A process-wide table made a failed or unrelated build (``a + b`` on ("n", 3)
+# and ("k", 4)) bind n to k in every later function.
 
-
-def _root(d):
-    while d in _same_as:
-        d = _same_as[d]
-    return d
+#: the list the shape rule being run appends its pairs to (``Op.make_node`` sets it)
+same_dims_recorder: ContextVar[list | None] = ContextVar("symgraph_same_dims", default=None)
 
 
 def unify(a, b) -> None:
-    """Record that symbols ``a`` and ``b`` name the same length."""
-    ra, rb = _root(a), _root(b)
-    if ra != rb:
-        _same_as[rb] = ra
+    """Record that symbols ``a`` and ``b`` name the same length (in the shape rule that is
+    being recorded; outside one, e.g. a backend re-running a rule on concrete shapes,
+    there is nothing to record)."""
+    pairs = same_dims_recorder.get()
+    if pairs is not None:
+        pairs.append((a, b))
+
+
+def same_dims(pairs: Iterable[tuple]) -> dict:
+    """Each symbol of ``pairs`` mapped to one representative of its class of equal
+    symbols (a union-find over the pairs a graph's nodes recorded)."""
+    parent: dict = {}
+
+    def root(d):
+        while parent.get(d, d) != d:
+            d = parent[d]
+        return d
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        parent.setdefault(ra, ra)
+        if ra != rb:
+            parent[rb] = ra
+    return {d: root(d) for d in parent}
 
 
 def broadcast_dim(a, b):
@@ -159,8 +179,6 @@ def resolve_dim(d, bindings: Mapping) -> int:
         return d
     if d in bindings:
         return bindings[d]
-    if isinstance(d, sympy.Symbol) and _root(d) in bindings:
-        return bindings[_root(d)]
     value = sympy.sympify(d).xreplace(
         {s: sympy.Integer(bindings[s]) for s in d.free_symbols if s in bindings})
     if not getattr(value, "is_Integer", False):
@@ -168,10 +186,14 @@ def resolve_dim(d, bindings: Mapping) -> int:
     return int(value)
 
 
-def bind_shape(static: tuple, actual: tuple, bindings: dict) -> str | None:
+def bind_shape(static: tuple, actual: tuple, bindings: dict,
+               same: Mapping | None = None) -> str | None:
     """Check an actual shape against a static one, binding new symbols.
 
-    Returns None when it fits, else a sentence saying which dim does not.
+    ``same`` maps symbols to their class's representative (:func:`same_dims`): a symbol
+    is bound together with its class, so an input whose dim was broadcast against
+    another input's must have that length.  Returns None when it fits, else a sentence
+    saying which dim does not.
     """
     if len(static) != len(actual):
         return f"expected {len(static)} dims {format_shape(static)}, got shape {tuple(actual)}"
@@ -183,7 +205,7 @@ def bind_shape(static: tuple, actual: tuple, bindings: dict) -> str | None:
                 return f"dim {axis} must be {d}, got {n} (shape {tuple(actual)})"
             continue
         if isinstance(d, sympy.Symbol) and d not in bindings:
-            root = _root(d)
+            root = same.get(d, d) if same else d
             if root in bindings and bindings[root] != n:
                 return (f"dim {axis} is {d}, which is broadcast against a dim bound to "
                         f"{bindings[root]}, got {n} (shape {tuple(actual)})")
@@ -196,6 +218,14 @@ def bind_shape(static: tuple, actual: tuple, bindings: dict) -> str | None:
         if want != n:
             return (f"dim {axis} is {d} = {want}, got {n} (shape {tuple(actual)})")
     return None
+
+
+def bind_classes(bindings: dict, same: Mapping) -> None:
+    """Bind every symbol of ``same`` whose class is bound (a dim only an intermediate
+    value has, equal to an input's by broadcasting)."""
+    for d, root in same.items():
+        if d not in bindings and root in bindings:
+            bindings[d] = bindings[root]
 
 
 def normalize_axis(axis, ndim: int, of: str = "an input") -> int:

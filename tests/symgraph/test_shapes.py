@@ -176,6 +176,38 @@ def test_symbolic_broadcasting_evaluates(backend):
         np.testing.assert_allclose(p, xv * cv, rtol=1e-12)
 
 
+def test_symbolic_dims_are_equal_only_in_the_graph_that_broadcasts_them(backend):
+    """Two symbols broadcast against each other must be one length in the function that
+    computes it, and only there: neither a failed build nor an unused expression elsewhere
+    ties them (a process-wide table once made ``c.sum() + d.sum()`` refuse 2 and 5)."""
+    a, b = sg.tensor("a", ("n_rel", 3)), sg.tensor("b", ("k_rel", 4))
+    with pytest.raises(sg.ShapeError):
+        a + b  # the 3 against 4 fails after n_rel met k_rel
+    c, d = sg.tensor("c", ("n_rel",)), sg.tensor("d", ("k_rel",))
+    unused = c * d  # noqa: F841  (built, never compiled)
+    f = sg.function([c, d], c.sum() + d.sum(), backend=backend)
+    assert f(np.ones(2), np.ones(5)) == 7.0
+    g = sg.function([c, d], sg.sum(c + d), backend=backend)
+    assert g(np.ones(2), np.ones(2)) == 4.0
+    with pytest.raises(ValueError, match=r"input 'd': dim 0 is k_rel, which is broadcast "
+                                         r"against a dim bound to 2, got 5"):
+        g(np.ones(2), np.ones(5))
+    # still refused when a rewrite removes the broadcast (numpy would refuse the shapes)
+    h = sg.function([c, d], sg.sum(c + d * 0.0), backend=backend)
+    with pytest.raises(ValueError, match=r"input 'd': dim 0 is k_rel"):
+        h(np.ones(2), np.ones(5))
+
+
+def test_a_broadcast_chain_binds_a_dim_no_input_names_directly(backend):
+    """n ~ k ~ m through two nodes: m's length comes from n's input (a class of three)."""
+    x, y, z = (sg.tensor(v, (s,)) for v, s in (("x", "n_ch"), ("y", "k_ch"), ("z", "m_ch")))
+    f = sg.function([x, y, z], [(x + y) * z], backend=backend)
+    out = f(np.arange(3.0), np.ones(3), np.full(3, 2.0))
+    np.testing.assert_array_equal(out[0], (np.arange(3.0) + 1) * 2)
+    with pytest.raises(ValueError, match=r"input 'z': dim 0 is m_ch, which is broadcast"):
+        f(np.arange(3.0), np.ones(3), np.ones(4))
+
+
 def test_broadcast_gradient_sums_over_broadcast_axes(backend):
     x = sg.tensor("x", ("n", 3))
     b = sg.tensor("b", (3,))
