@@ -311,7 +311,14 @@ def _sum_out(x: Variable, labels: list, keep: set) -> tuple[Variable, list]:
     axes = tuple(i for i, c in enumerate(labels) if c not in keep)
     if not axes:
         return x, labels
-    return ops.sum(x, axis=axes), [c for c in labels if c in keep]
+    return _einsum_sum(x, axes), [c for c in labels if c in keep]
+
+
+def _einsum_sum(x: Variable, axes: tuple) -> Variable:
+    """``sum`` over ``axes`` in ``x``'s own dtype: numpy's einsum does not widen integers
+    (int32 stays int32, bool is a logical or) as ``sum`` does."""
+    s = ops.sum(x, axis=axes)
+    return s if s.dtype == x.dtype else ops.cast(s, x.dtype)
 
 
 def _regroup(x: Variable, groups: list[list], sizes: dict, split: bool = False):
@@ -356,7 +363,7 @@ def _contract(a: Variable, la: list, b: Variable, lb: list, later: set, sizes: d
     # label, or axes of several unknown lengths that a reshape cannot merge)
     full = labels + summed
     y = _aligned(a, la, full) * _aligned(b, lb, full)
-    return (ops.sum(y, axis=tuple(range(len(labels), len(full)))) if summed else y), labels
+    return (_einsum_sum(y, tuple(range(len(labels), len(full)))) if summed else y), labels
 
 
 def _aligned(x: Variable, labels: list, target: list) -> Variable:

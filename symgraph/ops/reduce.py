@@ -35,6 +35,16 @@ def reduced_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
+def accumulator_dtype(dtype) -> np.dtype:
+    """The dtype a sum, product, cumsum or cumprod accumulates and returns in: numpy's
+    (``np.add.reduce``'s default), so integers narrower than 64 bits and booleans widen to
+    int64 instead of wrapping (the sum of four uint8 pixels 200, 200, 100, 50 is 550, not 38);
+    floats keep theirs.  numpy widens unsigned integers to uint64, which symgraph does not
+    have (``graph.SUPPORTED_DTYPES``): they widen to int64 here, exact for every sum and the
+    same bits (wrapping modulo 2**64) for products, which read negative from 2**63 on."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.kind in "fc" else np.dtype("int64")
+
 
 def reduction_identity(kind: str, dtype) -> int | float | bool:
     """Start value of a ``kind`` reduction in ``dtype``: 0 for sums, the lowest value for max
@@ -82,8 +92,8 @@ class Reduce(Op):
         dtype = x.dtype
         if self.kind == "mean" and dtype.kind != "f":
             dtype = np.dtype("float64")
-        elif self.kind == "sum" and dtype.kind == "b":
-            dtype = np.dtype("int64")
+        elif self.kind == "sum":
+            dtype = accumulator_dtype(dtype)
         return [TensorType(dtype, reduced_shape(x.shape, self.axes, self.keepdims))]
 
     def perform(self, inputs, ctx):
@@ -96,6 +106,8 @@ class Reduce(Op):
             count = int(np.prod([x.shape[a] for a in self.axes]))
             with np.errstate(invalid="ignore", divide="ignore"):
                 out = np.true_divide(total, count)
+        elif self.kind == "sum":  # every element cast to the wide dtype before it is added
+            out = np.sum(x, axis=self.axes, keepdims=self.keepdims, dtype=ctx.out_dtype)
         else:
             out = self._numpy[self.kind](x, axis=self.axes, keepdims=self.keepdims)
         return [np.asarray(out, dtype=ctx.out_dtype)]

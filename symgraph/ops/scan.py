@@ -29,18 +29,11 @@ from symgraph.graph import Op, TensorType, Variable, as_variable
 from symgraph.ops.arguments import argument_error
 from symgraph.ops.arguments import axes as _axes
 from symgraph.ops.arguments import axis as _axis
-from symgraph.ops.reduce import reduced_shape
+from symgraph.ops.reduce import accumulator_dtype, reduced_shape
 from symgraph.sentinels import DISCONNECTED
 from symgraph.shapes import contiguous
 
 __all__ = ["argsort", "cumprod", "cumsum", "prod", "sort", "topk"]
-
-
-def accumulator_dtype(dtype) -> np.dtype:
-    """numpy's result dtype of a sum or product: booleans and integers as int64 (numpy gives
-    uint64 for unsigned integers, which the backends do not store), floats unchanged."""
-    dtype = np.dtype(dtype)
-    return dtype if dtype.kind in "fc" else np.dtype("int64")
 
 
 def _line(array: np.ndarray, axis: int) -> np.ndarray:

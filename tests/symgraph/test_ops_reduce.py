@@ -95,6 +95,98 @@ def test_sum_dtypes(backend):
     assert np.asarray(sm).dtype == np.float32 and sm == 1
 
 
+# --------------------------------------------------------------------------- integer widening
+
+#: the integer and boolean dtypes narrower than 64 bits that symgraph has (it has no
+#: uint16, uint32 or uint64: ``graph.SUPPORTED_DTYPES``)
+NARROW = ["int8", "int16", "int32", "uint8", "bool"]
+
+
+def overflowing(dtype: str, shape: tuple, seed: int = 0) -> np.ndarray:
+    """Entries in the top half of ``dtype``'s range (any two of them add past its maximum),
+    signed ones with a few negatives; booleans mostly True."""
+    rng = np.random.default_rng(seed)
+    if dtype == "bool":
+        return rng.random(shape) < 0.8
+    info = np.iinfo(dtype)
+    x = rng.integers(info.max // 2, info.max, shape, endpoint=True)
+    if info.min < 0:
+        x = np.where(rng.random(shape) < 0.2, -x, x)
+    return x.astype(dtype)
+
+
+def numpy_widened(expected) -> np.ndarray:
+    """numpy's result as symgraph gives it: its dtype, but uint64 as int64 (the same bits:
+    symgraph widens unsigned integers to int64, ``reduce.accumulator_dtype``)."""
+    expected = np.asarray(expected)
+    return expected.view(np.int64) if expected.dtype == np.uint64 else expected
+
+
+def assert_same_as_numpy(got, expected) -> None:
+    expected = numpy_widened(expected)
+    assert np.asarray(got).dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, False), (1, True),
+                                           ((0, 1), True), ((), False)])
+def test_sum_widens_narrow_integers_as_numpy(dtype, axis, keepdims, backend):
+    # (5, 37): a reduced leading axis (accumulated in input order) and a long inner one (rolled)
+    xv = overflowing(dtype, (5, 37))
+    x = sg.tensor("x", xv.shape, dtype)
+    y = x.sum(axis=axis, keepdims=keepdims)
+    expected = np.sum(xv, axis=axis, keepdims=keepdims)
+    assert y.dtype == numpy_widened(expected).dtype
+    assert_same_as_numpy(sg.function([x], y, backend=backend)(xv), expected)
+
+
+def test_sum_of_the_review_examples(backend):
+    img = sg.tensor("img", (4,), "uint8")
+    got = sg.function([img], img.sum(), backend=backend)(np.array([200, 200, 100, 50], "uint8"))
+    assert got == 550 and np.asarray(got).dtype == np.int64
+    i = sg.tensor("i", (3,), "int32")
+    got = sg.function([i], i.sum(), backend=backend)(np.array([2**30] * 3, "int32"))
+    assert got == 3 * 2**30 and np.asarray(got).dtype == np.int64
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+def test_sum_widens_over_a_symbolic_batch_and_a_fused_input(dtype, backend):
+    # the cast happens per element after the fused elementwise input (numpy: x * 1 keeps the
+    # narrow dtype, so only the sum widens), whatever the run-time length
+    x = sg.tensor("x", ("batch", 3), dtype)
+    f = sg.function([x], [sg.sum(x, 0), sg.sum(sg.abs(x), 1)], backend=backend)
+    for n in (1, 40):
+        xv = overflowing(dtype, (n, 3), seed=n)
+        by_column, by_row = f(xv)
+        assert_same_as_numpy(by_column, np.sum(xv, 0))
+        assert_same_as_numpy(by_row, np.sum(np.abs(xv), 1))
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_mean_of_narrow_integers_is_float64_as_numpy(dtype, axis, backend):
+    xv = overflowing(dtype, (5, 37))
+    x = sg.tensor("x", xv.shape, dtype)
+    got = sg.function([x], x.mean(axis=axis), backend=backend)(xv)
+    expected = np.mean(xv, axis=axis)
+    assert np.asarray(got).dtype == expected.dtype == np.float64
+    np.testing.assert_allclose(got, expected, rtol=1e-15)
+
+
+def test_gradient_through_a_widened_integer_sum(backend):
+    # the gradient w.r.t. a float input sees the un-wrapped sum; the integer input has none
+    x = sg.tensor("x", (3,), "float32")
+    i = sg.tensor("i", (3,), "int16")
+    cost = (x * i.sum()).sum()
+    iv = np.array([30000, 30000, 30000], "int16")
+    g = sg.function([x, i], sg.grad(cost, x), backend=backend)(np.ones(3, "float32"), iv)
+    assert g.dtype == np.float32  # a gradient has its variable's dtype
+    np.testing.assert_array_equal(g, np.full(3, 90000.0))  # int16 would wrap to 24464
+    with pytest.raises(TypeError, match="no gradient"):
+        sg.grad(cost, i)
+
+
 # --------------------------------------------------------------------------- max with ties
 
 
