@@ -20,8 +20,9 @@ from symgraph.graph import register_internal_package
 # errors and node sites point at the user's line, not at the layer code that built the node
 register_internal_package(__file__)
 
-from frontends import callbacks, initializers, layers  # noqa: E402
+from frontends import callbacks, errors, initializers, layers  # noqa: E402
 from frontends.callbacks import Callback, EarlyStopping, History  # noqa: E402
+from frontends.errors import UserInputError, UserInputTypeError  # noqa: E402
 from frontends.model import Input, Model, Sequential, load_model  # noqa: E402
 from frontends.saving import ModelFileError  # noqa: E402
 
@@ -41,6 +42,6 @@ def __getattr__(name):
 
 
 __all__ = ["Callback", "EarlyStopping", "History", "Input", "Model", "ModelFileError",
-           "Sequential", "callbacks", "initializers", "layers", "load_model", "load_spec",
-           "plot_weights",
+           "Sequential", "UserInputError", "UserInputTypeError", "callbacks", "errors",
+           "initializers", "layers", "load_model", "load_spec", "plot_weights",
            *_SUBMODULES]

@@ -11,7 +11,11 @@
 * ``symgraph graph SPEC -o FILE [--view ops|layers|kernels|profile]`` — the training graph drawn by
   ``sg.render`` (svg, png, pdf through Graphviz's ``dot``; .dot for the text).
 
-A bad spec or a missing file exits with status 2 and one line, no traceback.
+A bad spec or a missing file, data that does not fit the model, an unusable
+``--out``, ``--seed`` or ``-o``: each exits with status 2 and one line, no
+traceback, and is found before training starts where it can be. Only the
+frontends' own ``UserInputError`` is reported that way; any other exception is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sympy
 
 import symgraph as sg
 from frontends import datasets
+from frontends.errors import UserInputError
 from frontends.spec import DEFAULT_SPEC, SpecError, load_spec
 from frontends.tensorboard import TensorBoard
 
@@ -71,8 +76,35 @@ def _tensorboard(log_dir: str | None) -> list:
         raise UsageError(f"--tensorboard: {err}") from None
 
 
+def _check_out_dir(out: str | None) -> None:
+    """``--out`` must be (or become) a writable directory: found out now, not after the
+    training whose model it was to keep."""
+    if out is None:
+        return
+    path = os.path.abspath(out)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--out {out}: is a file, not a directory")
+    existing = path
+    while not os.path.exists(existing):  # the nearest ancestor that exists will hold it
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out {out}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {existing} is not writable")
+
+
+def _check_output_file(output: str) -> None:
+    """``-o FILE`` needs an existing directory to write into."""
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise UsageError(f"-o {output}: no directory {folder}")
+
+
 def _train(args) -> int:
     start = time.perf_counter()
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    _check_out_dir(args.out)
     callbacks = _tensorboard(args.tensorboard)
     model, cfg, label = _load(args.spec, args.backend)
     if cfg["compile"] is None:
@@ -81,6 +113,15 @@ def _train(args) -> int:
     if args.seed is not None:
         model.seed = args.seed
         model.initialize(args.seed)
+    try:
+        return _fit_and_report(args, model, cfg, label, callbacks, start)
+    except UserInputError as err:  # the data does not fit the model, or fit's arguments
+        raise UsageError(f"{label}: {err}") from None
+
+
+def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float) -> int:
+    """Train on the spec's data (all of it checked first), print the test metrics, write
+    ``--out``."""
     fit = dict(cfg["fit"])
     if args.epochs is not None:
         fit["epochs"] = args.epochs
@@ -90,6 +131,7 @@ def _train(args) -> int:
     except ValueError as err:
         raise UsageError(f"{label}: data: {err}") from None
     (X, y), test = data.train, data.test
+    _check_data(model, data)
     print(f"symgraph train: {label}: {model.count_params():,} parameters, "
           f"{len(X)} training / {0 if data.validation is None else len(data.validation[0])} "
           f"validation / {len(test[0])} test examples "
@@ -119,7 +161,24 @@ def _train(args) -> int:
     return 0
 
 
+def _check_data(model, data) -> None:
+    """The data set against the model (shapes, dtypes, labels, NaN/inf), before training:
+    ``fit`` checks its own arrays, but the test set is only used once training is over."""
+    parts = [("training data", data.train), ("validation data", data.validation),
+             ("test data", data.test)]
+    for what, pair in parts:
+        if pair is not None:
+            model._check_finite(model._arrays(*pair, what), what)
+
+
 def _write(out: str, model, history, extra: dict | None = None) -> None:
+    try:
+        _write_files(out, model, history, extra)
+    except OSError as err:  # checked before training; the disk can still fill up or vanish
+        raise UsageError(f"--out {out}: {err.strerror or err}") from None
+
+
+def _write_files(out: str, model, history, extra: dict | None) -> None:
     import json
     os.makedirs(out, exist_ok=True)
     model.save(os.path.join(out, "model.npz"))
@@ -155,6 +214,7 @@ def _graph(args) -> int:
     if args.view == "kernels" and backend != "llvm":
         raise UsageError("--view kernels draws the llvm backend's fused kernels; "
                          "drop --backend numpy or use --view profile")
+    _check_output_file(args.output)
     model, cfg, label = _load(args.spec, backend)
     if cfg["compile"] is None:
         raise UsageError(f"{label}: the spec has no 'compile' section: there is no training "
@@ -169,6 +229,8 @@ def _graph(args) -> int:
         raise UsageError(str(err).splitlines()[0] + f" (DOT text in {err.dot_path})") from None
     except ValueError as err:
         raise UsageError(str(err)) from None
+    except OSError as err:
+        raise UsageError(f"-o {args.output}: {err.strerror or err}") from None
     print(f"wrote {written}")
     return 0
 
@@ -183,7 +245,10 @@ def _profile_train_step(model, cfg, label) -> list[dict]:
         raise UsageError(f"{label}: data: {err}") from None
     X, y = data.train
     batch = cfg["fit"]["batch_size"]
-    return model.profile(X[:batch], y[:batch], n=200)
+    try:
+        return model.profile(X[:batch], y[:batch], n=200)
+    except UserInputError as err:
+        raise UsageError(f"{label}: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

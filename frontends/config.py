@@ -15,13 +15,15 @@ choices (all ``ValueError``; an identifier of the wrong kind is a ``TypeError``)
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import reprlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["ConfigValue", "Configurable", "build", "integer", "number", "resolve"]
+__all__ = ["ConfigValue", "Configurable", "build", "integer", "number", "resolve",
+           "suggest"]
 
 T = TypeVar("T")
 
@@ -75,6 +77,16 @@ def build(factory: Callable[..., T], kwargs: Mapping[str, Any], label: str) -> T
     if missing:
         raise ValueError(f"{label} needs argument(s) {missing}")
     return factory(**kwargs)
+
+
+def suggest(key: str, valid: Sequence[str]) -> str:
+    """`` (did you mean 'units'?)`` for a near miss of one of ``valid``, else nothing.
+
+    >>> suggest("val_los", ["loss", "val_loss"])
+    " (did you mean 'val_loss'?)"
+    """
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _article(word: str) -> str:

@@ -64,6 +64,14 @@ class Loss(ConfigValue):
         """A new graph input for the targets, shaped for this loss given the model's output."""
         raise NotImplementedError
 
+    def label_classes(self, outputs: sg.Variable) -> int | None:
+        """How many classes integer labels index (their valid range is ``[0, classes)``),
+        or None for a loss without class labels; ``fit`` checks the labels against it."""
+        return None
+
+    #: a label value the loss skips (not range-checked); None: every label counts
+    ignore_index: int | None = None
+
     def get_config(self) -> dict:
         """``{"type": name, <constructor arguments>}``; ``get(config)`` rebuilds the loss."""
         return {"type": self.name}
@@ -181,6 +189,9 @@ class CrossEntropy(Loss):
     def target(self, outputs, name="y"):
         return _label_target(self.name, self._outputs(outputs), name)
 
+    def label_classes(self, outputs):
+        return _check_class_outputs(self.name, outputs)
+
     def get_config(self):
         config = {"type": self.name}
         if self.label_smoothing:
@@ -267,6 +278,9 @@ class Hinge(Loss):
 
     def target(self, outputs, name="y"):
         return _label_target(self.name, self._outputs(outputs), name)
+
+    def label_classes(self, outputs):
+        return _check_class_outputs(self.name, outputs)
 
     def get_config(self):
         return {"type": self.name, "margin": self.margin}

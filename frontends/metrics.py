@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import symgraph as sg
 from frontends.config import ConfigValue, number, resolve
+from frontends.errors import UserInputError
 from frontends.losses import (
     _as_variable,
     _check_class_scores,
@@ -74,7 +75,8 @@ class TopKAccuracy(Metric):
     than ``k`` logits are *strictly* greater than its own (so all-equal logits
     count as correct, as ``tf.math.in_top_k`` does, whereas ``torch.topk``
     would break the tie by position). A NaN label logit is never correct.
-    ``k >= classes`` makes every non-NaN example correct.
+    ``k >= classes`` is an error when the metric is built (``compile``): every example
+    would count as correct, a 1.0 that says nothing.
     """
 
     def __init__(self, k: int = 5):
@@ -87,7 +89,11 @@ class TopKAccuracy(Metric):
         return f"top_{self.k}_accuracy"
 
     def _correct(self, outputs, targets):
-        _check_class_scores(self.name, outputs, targets)
+        classes = _check_class_scores(self.name, outputs, targets)
+        if self.k >= classes:
+            raise UserInputError(f"{self.name}: k = {self.k} but the model's outputs score "
+                                 f"{classes} classes, so every example would count as correct; "
+                                 f"use k < {classes} (top_1 is accuracy)")
         label_logit = _label_scores(outputs, targets)
         above = sg.sum(sg.cast(outputs > label_logit, "int64"), axis=1)
         not_nan = sg.equal(label_logit[:, 0], label_logit[:, 0])

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 import numpy as np
 
 import symgraph as sg
+from frontends import data_checks, losses, optimizers, regularizers, training
 from frontends import layers as layer_lib
-from frontends import losses, optimizers, regularizers, training
 from frontends import metrics as metric_lib
+from frontends.errors import UserInputError
 from frontends.layers.base import Layer, inference_substitute
 from frontends.saving import ModelFileError, assign_weights, load_weights, read_file, save_model
 from frontends.summary import summary_text
@@ -87,6 +88,8 @@ class Model:
         """Redraw every weight (or those of ``layers``) from ``seed`` (default: the model's):
         layer ``i`` draws from ``default_rng([seed, i])``."""
         seed = self.seed if seed is None else int(seed)
+        if seed < 0:  # numpy's generators take non-negative seeds only
+            raise UserInputError(f"seed must be a non-negative integer, got {seed}")
         chosen = None if layers is None else {id(layer) for layer in layers}
         for index, layer in enumerate(self.layers):
             if chosen is None or id(layer) in chosen:
@@ -204,7 +207,7 @@ class Model:
         arrays = self._arrays(x, y, "evaluate")
         n = len(arrays[0])
         if n == 0:
-            raise ValueError("evaluate: no examples")
+            raise UserInputError("evaluate: no examples")
         steps = self.test_function.epoch(*arrays, batch_size=batch_size)
         sizes = np.array([min(batch_size, n - i) for i in range(0, n, batch_size)], np.float64)
         return {name: float(np.dot(np.asarray(v, np.float64).reshape(-1), sizes) / n)
@@ -235,32 +238,38 @@ class Model:
         else:
             xs = list(x) if isinstance(x, (list, tuple)) else [x]
         if len(xs) != len(self.inputs):
-            raise ValueError(f"{what}: the model has {len(self.inputs)} inputs, got {len(xs)} "
-                             "arrays")
+            raise UserInputError(f"{what}: the model has {len(self.inputs)} inputs, got "
+                                 f"{len(xs)} arrays")
         arrays = [np.asarray(a) for a in xs]
         for var, a in zip(self.inputs, arrays):
-            if a.ndim != var.ndim:
-                raise ValueError(f"{what}: input {var.name!r} expects shape "
-                                 f"{sg.shapes.format_shape(var.shape)}, got {a.shape}")
+            data_checks.check_input(what, var, a)
             if len(a) != len(arrays[0]):
-                raise ValueError(f"{what}: input {var.name!r} has {len(a)} examples, the first "
-                                 f"input {len(arrays[0])}")
+                raise UserInputError(f"{what}: input {var.name!r} has {len(a)} examples, "
+                                     f"the first input {len(arrays[0])}")
         return arrays
 
     def _arrays(self, x, y, what: str) -> list[np.ndarray]:
+        """The inputs and targets as arrays, checked against the model (shapes, dtypes,
+        label range) on the whole arrays, before any step runs; ``what`` starts messages."""
         arrays = self._inputs(x, what)
         y = np.asarray(y)
         if y.ndim == 0 or len(y) != len(arrays[0]):
-            raise ValueError(f"{what}: x has {len(arrays[0])} examples, y has "
-                             f"{len(y) if y.ndim else 'none (a scalar)'}")
+            raise UserInputError(f"{what}: x has {len(arrays[0])} examples, y has "
+                                 f"{len(y) if y.ndim else 'none (a scalar)'}")
         target = getattr(self, "target", None)
-        if target is not None and y.ndim != target.ndim:
-            hint = (" (one-hot rows? pass the class indices: y.argmax(1))"
-                    if target.ndim == 1 and y.ndim == 2 else "")
-            raise ValueError(f"{what}: the loss {self.loss.name} takes targets of shape "
-                             f"{sg.shapes.format_shape(target.shape)} ({target.dtype.name}), "
-                             f"got y of shape {y.shape}{hint}")
+        if target is not None:
+            data_checks.check_target(what, self.loss.name, target, y)
+            classes = self.loss.label_classes(self.output)
+            if classes is not None:
+                data_checks.check_labels(what, y, classes,
+                                         getattr(self.loss, "ignore_index", None), self.output)
         return arrays + [y]
+
+    def _check_finite(self, arrays: list[np.ndarray], what: str) -> None:
+        """No NaN/inf in the float arrays of ``_arrays``: training on them ruins the weights."""
+        labels = [f"input {var.name!r}" for var in self.inputs] + ["y"]
+        for label, array in zip(labels, arrays):
+            data_checks.check_finite(what, label, array)
 
     # -- description
     def summary(self, print_fn=print) -> str:

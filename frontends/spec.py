@@ -21,7 +21,6 @@ finding each key's line is ``frontends.spec_source``'s job; this module checks.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import re
@@ -33,6 +32,7 @@ from typing import Any
 
 from frontends import datasets, losses, metrics, optimizers, regularizers
 from frontends import layers as layer_registry
+from frontends.config import suggest
 from frontends.model import Model, Sequential
 from frontends.spec_source import KeyPath, Source, SpecError, parse
 from frontends.training import fit
@@ -64,12 +64,6 @@ def _describe(value) -> str:
     return repr(value)
 
 
-def _suggest(key: str, valid: Sequence[str]) -> str:
-    """`` (did you mean 'units'?)`` for a near miss, else nothing."""
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -94,7 +88,7 @@ class _Checker:
     def keys(self, mapping: dict, path: KeyPath, valid: Sequence[str], what: str) -> None:
         for key in mapping:
             if key not in valid:
-                self.fail(path + (key,), f"unknown key {key!r} in {what}{_suggest(key, valid)}; "
+                self.fail(path + (key,), f"unknown key {key!r} in {what}{suggest(key, valid)}; "
                           f"valid keys: {', '.join(valid)}", key=True)
 
     def required(self, mapping: dict, path: KeyPath, key: str, what: str) -> Any:
@@ -133,7 +127,7 @@ class _Checker:
             for key in args:
                 if key not in named:
                     self.fail(path + (key,), f"unknown argument {key!r} for {what}"
-                              f"{_suggest(key, named)}; valid: {', '.join(named) or '(none)'}",
+                              f"{suggest(key, named)}; valid: {', '.join(named) or '(none)'}",
                               key=True)
         missing = [n for n in named if params[n].default is inspect.Parameter.empty
                    and n not in args]
@@ -291,7 +285,7 @@ def _check_model(check: _Checker, section) -> tuple[dict, list]:
         kind = check.required(entry, at, "type", "a layer")
         if not isinstance(kind, str) or kind not in layer_registry.LAYERS:
             check.fail(at + ("type",), f"unknown layer type {_describe(kind)}"
-                       f"{_suggest(kind, valid) if isinstance(kind, str) else ''}; "
+                       f"{suggest(kind, valid) if isinstance(kind, str) else ''}; "
                        f"valid types: {', '.join(valid)}")
         cls = layer_registry.LAYERS[kind]
         args = {k: v for k, v in entry.items() if k != "type"}

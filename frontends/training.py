@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import signal
 import sys
 import threading
@@ -25,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from frontends.callbacks import Callback, EarlyStopping, History
+from frontends.config import suggest
+from frontends.errors import UserInputError
 
 TARGET_CHUNK_SECONDS = 0.25
 
@@ -40,9 +43,14 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     * ``shuffle`` permutes the examples every epoch with a stream from the model seed.
     * ``early_stopping=patience`` stops after ``patience`` epochs without improvement of
       ``val_loss`` (``loss`` without validation data) and restores the best parameters.
-    * ``callbacks``: Keras-style objects (``on_epoch_end(epoch, logs)``, ...); each gets the
-      training arrays (``set_training_data``) before ``on_train_begin``, and the returned
-      ``History`` is ``model.history`` while training runs (as Keras).
+    * ``callbacks``: Keras-style objects (``on_epoch_end(epoch, logs)``, ...; a hook an
+      object lacks is skipped); each gets the training arrays (``set_training_data``) before
+      ``on_train_begin``, and the returned ``History`` is ``model.history`` while training
+      runs (as Keras).
+    * Before the first step every array (training and validation) is checked against the
+      model -- shapes, dtypes, labels against the classes, NaN/inf -- and so are the counts
+      and what early stopping and the schedule monitor: a mistake raises ``UserInputError``
+      naming the array and its shape or row, and changes nothing.
     * ``progress``: a tqdm bar when standard error is a terminal; ``verbose`` prints one
       line per epoch otherwise.
 
@@ -50,46 +58,30 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     ...                     early_stopping=5)
     """
     model._require_compiled("fit")
-    arrays = model._arrays(x, y, "fit")
-    if isinstance(batch_size, bool) or int(batch_size) <= 0:
-        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}")
-    if int(epochs) < 0:
-        raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
-    batch_size, epochs = int(batch_size), int(epochs)
-    if validation_data is None and validation_split:
-        if not 0.0 < validation_split < 1.0:
-            raise ValueError(f"fit: validation_split must be in (0, 1), got {validation_split}")
-        cut = len(arrays[0]) - int(round(len(arrays[0]) * validation_split))
-        validation = [a[cut:] for a in arrays]
-        arrays = [a[:cut] for a in arrays]
-    elif validation_data is not None:
-        if len(validation_data) != 2:
-            raise ValueError("fit: validation_data is (x, y)")
-        validation = model._arrays(*validation_data, "fit (validation_data)")
-    else:
-        validation = None
+    # every check comes before the first step: a mistake leaves the parameters as they were
+    batch_size = _integer("batch_size", batch_size, 1)
+    epochs = _integer("epochs", epochs, 0)
+    initial_epoch = _integer("initial_epoch", initial_epoch, 0)
+    if early_stopping is not None and early_stopping is not False:  # None, False: off
+        early_stopping = _integer("early_stopping", early_stopping, 0)
+    arrays, validation = _training_and_validation(model, x, y, validation_data,
+                                                  validation_split)
     n = len(arrays[0])
-    if n == 0:
-        raise ValueError("fit: no training examples")
-    monitor = getattr(model.optimizer.schedule, "monitor", None)
-    if validation is None and isinstance(monitor, str) and monitor.startswith("val_"):
-        raise ValueError(f"fit: the learning-rate schedule watches {monitor!r}, which needs "
-                         "validation_data or validation_split")
 
     history = History()
     callbacks = list(callbacks)
     if early_stopping:
         callbacks.append(EarlyStopping(monitor="val_loss" if validation else "loss",
-                                       patience=int(early_stopping), restore_best_weights=True))
+                                       patience=early_stopping, restore_best_weights=True))
+    _check_monitors(model, callbacks, validation is not None)
     callbacks = [history, *callbacks]
     history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
                       "validation_samples": 0 if validation is None else len(validation[0])}
     model.history = history
     train_x = arrays[0] if len(arrays) == 2 else arrays[:-1]
-    for cb in callbacks:
-        cb.set_model(model)
-        if hasattr(cb, "set_training_data"):  # duck-typed callbacks may not have it
-            cb.set_training_data(train_x, arrays[-1])
+    # duck-typed callbacks (api.md: "on_epoch_end(epoch, logs)") may lack any other hook
+    _call(callbacks, "set_model", model)
+    _call(callbacks, "set_training_data", train_x, arrays[-1])
     model.stop_training = False
     bar = _ProgressBar(progress, n)
     rng = np.random.default_rng([model.seed, 0x5F17])
@@ -97,12 +89,10 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
         rng.permutation(n)
     chunk = 8
     gather = _Gather()
-    for cb in callbacks:
-        cb.on_train_begin({})
+    _call(callbacks, "on_train_begin", {})
     try:
         for epoch in range(initial_epoch, epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch, {})
+            _call(callbacks, "on_epoch_begin", epoch, {})
             start = time.perf_counter()
             order = rng.permutation(n) if shuffle else None
             totals = np.zeros(len(model.metrics_names))
@@ -129,7 +119,8 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
                 bar.close()
                 raise FloatingPointError(
                     f"fit: the training loss became {logs['loss']} in epoch {epoch + 1}; "
-                    "lower the learning rate, or check the data for NaN/inf")
+                    "lower the learning rate (the data itself holds no NaN/inf: fit checked "
+                    "it before training)")
             if validation is not None:
                 for name, value in model.evaluate(validation[:-1], validation[-1]).items():
                     logs[f"val_{name}"] = value
@@ -138,15 +129,93 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
             if verbose and not bar.enabled:
                 print(_epoch_line(epoch, epochs, logs), flush=True)
             model.optimizer.on_epoch_end(epoch, logs)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
+            _call(callbacks, "on_epoch_end", epoch, logs)
             if model.stop_training:
                 break
     finally:
         bar.close()
-        for cb in callbacks:
-            cb.on_train_end({})
+        _call(callbacks, "on_train_end", {})
     return history
+
+
+def _call(callbacks: list, hook: str, *args) -> None:
+    """``hook(*args)`` on every callback that has it."""
+    for cb in callbacks:
+        method = getattr(cb, hook, None)
+        if method is not None:
+            method(*args)
+
+
+def _integer(name: str, value, low: int) -> int:
+    """An int argument >= ``low``, as ``config.integer`` takes them (an integral float such
+    as 30.0 is fine); 2.5 or True is a mistake to report, not a value to truncate."""
+    whole = (isinstance(value, numbers.Integral) or isinstance(value, numbers.Real)
+             and math.isfinite(value) and float(value).is_integer())
+    if isinstance(value, bool) or not whole or value < low:
+        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise UserInputError(f"fit: {name} must be {kind}, got {value!r}")
+    return int(value)
+
+
+def _training_and_validation(model, x, y, validation_data, validation_split: float
+                             ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """The training arrays and the validation arrays (or None), every one checked against
+    the model (shapes, dtypes, labels, NaN/inf) on the user's whole arrays, so rows in
+    messages are the user's rows."""
+    arrays = model._arrays(x, y, "fit")
+    model._check_finite(arrays, "fit")
+    total = len(arrays[0])
+    validation = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise UserInputError("fit: validation_data is (x, y)")
+        what = "fit (validation_data)"
+        validation = model._arrays(*validation_data, what)
+        model._check_finite(validation, what)
+        if len(validation[0]) == 0:
+            raise UserInputError("fit: validation_data has no examples")
+    elif validation_split:
+        if not 0.0 < validation_split < 1.0:
+            raise UserInputError(f"fit: validation_split must be in (0, 1), got "
+                                 f"{validation_split}")
+        held_out = int(round(total * validation_split))
+        if held_out == 0:
+            raise UserInputError(
+                f"fit: validation_split={validation_split} of {total} examples rounds to 0 "
+                "validation examples; use a larger split, or validation_data=(x, y)")
+        cut = total - held_out
+        validation = [a[cut:] for a in arrays]
+        arrays = [a[:cut] for a in arrays]
+        if cut == 0:
+            raise UserInputError(f"fit: validation_split={validation_split} of {total} "
+                                 "examples leaves no training examples")
+    if len(arrays[0]) == 0:
+        raise UserInputError("fit: no training examples")
+    return arrays, validation
+
+
+def _check_monitors(model, callbacks: list, validated: bool) -> None:
+    """What the schedule and early stopping watch will be logged: checked before training,
+    not found missing after the first epoch.  An ``EarlyStopping`` after a callback of the
+    user's own is left alone: that callback may add the key to the logs."""
+    logged = list(model.metrics_names) + ["time"]
+    if validated:
+        logged += [f"val_{name}" for name in model.metrics_names]
+    watchers = [(f"the learning-rate schedule ({type(model.optimizer.schedule).__name__})",
+                 getattr(model.optimizer.schedule, "monitor", None))]
+    for cb in callbacks:
+        if isinstance(cb, EarlyStopping):
+            watchers.append((type(cb).__name__, cb.monitor))
+        elif not type(cb).__module__.startswith("frontends."):
+            break  # a user's callback: what it logs is only known once it runs
+    for who, monitor in watchers:
+        if not isinstance(monitor, str) or monitor in logged:
+            continue
+        if monitor.startswith("val_") and monitor[4:] in logged and not validated:
+            raise UserInputError(f"fit: {who} watches {monitor!r}, which needs "
+                                 "validation_data or validation_split")
+        raise UserInputError(f"fit: {who} watches {monitor!r}, which is not logged"
+                             f"{suggest(monitor, logged)}; logged: {', '.join(logged)}")
 
 
 class _Gather:

@@ -160,3 +160,58 @@ def test_train_tensorboard_dir_that_is_a_file_exits_2(tmp_path, capsys):
     assert main(["train", "--tensorboard", str(tmp_path / "tb"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "is a file, not a directory" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("edits, message", [
+    ([("input_shape: [64]", "input_shape: [63]")],
+     r"s\.yaml: training data: input 'x' expects shape \(batch, 63\), got \(\d+, 64\)$"),
+    ([("units: 10}", "units: 5}")],
+     r"s\.yaml: training data: label \d at row \d+ of y is out of range.*5 classes.*span \[0, 9\]"),
+    ([("loss: cross_entropy", "loss: mse"), ("metrics: [accuracy]", "metrics: []")],
+     r"the loss mse takes targets of shape \(batch, 10\) \(float32\), got y of shape "
+     r"\(\d+,\) \(integer class labels\? use loss='cross_entropy'"),
+    ([("lr: 0.01}", "lr: 0.01, schedule: {type: ReduceOnPlateau}}")],
+     r"fit: the learning-rate schedule \(ReduceOnPlateau\) watches 'val_loss', which needs "
+     r"validation_data or validation_split$"),
+    ([], None),  # control: the unchanged spec trains and writes --out
+])
+def test_data_that_does_not_fit_the_model_exits_2_before_training(tmp_path, capsys, edits,
+                                                                  message):
+    text = SPEC.replace("epochs: 3", "epochs: 1")
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(text)
+    code = main(["train", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    if message is None:
+        assert code == 0 and (tmp_path / "run" / "model.npz").exists()
+        return
+    assert code == 2, captured.err
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("symgraph train: error: ") and re.search(message, line), line
+    assert "test:" not in captured.out  # nothing was trained
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--seed", "-5", "--quiet"], "symgraph train: error: --seed must be a "
+                                           "non-negative integer, got -5"),
+    (["train", "--out", "{file}", "--quiet"], "symgraph train: error: --out {file}: is a "
+                                              "file, not a directory"),
+    (["train", "--out", "{file}/run", "--quiet"], "symgraph train: error: --out {file}/run: "
+                                                  "{file} is a file, not a directory"),
+    (["graph", "{spec}", "-o", "/nonexistent/dir/g.svg"],
+     "symgraph graph: error: -o /nonexistent/dir/g.svg: no directory /nonexistent/dir"),
+])
+def test_bad_arguments_exit_2_in_one_line_before_training(tmp_path, capsys, args, message):
+    file = tmp_path / "afile"
+    file.write_text("keep me")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    fill = {"file": str(file), "spec": str(spec)}
+    assert main([a.format(**fill) for a in args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == message.format(**fill)
+    assert "test:" not in captured.out and file.read_text() == "keep me"

@@ -75,3 +75,9 @@ def test_number_and_integer_types():
             integer("Thing", "n", bad)
     with pytest.raises(TypeError, match="Thing: n must be an integer"):
         integer("Thing", "n", "3")
+
+
+def test_suggest_names_a_near_miss_only():
+    from frontends.config import suggest
+    assert suggest("val_los", ["loss", "val_loss", "time"]) == " (did you mean 'val_loss'?)"
+    assert suggest("zzz", ["loss", "val_loss"]) == ""

@@ -43,11 +43,11 @@ def test_accuracy_float32_stays_float32(backend, rng):
     assert value == pytest.approx(np.mean(np.argmax(z, axis=1) == labels))
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 6])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
 def test_top_k_accuracy_matches_numpy_with_ties_for_the_label(backend, rng, k):
     # oracle: correct iff the label's logit is >= the k-th largest logit of its row
     z, labels = tied_logits(rng, (40, 5)), rng.integers(0, 5, 40)
-    kth_largest = -np.sort(-z, axis=1)[:, min(k, 5) - 1]
+    kth_largest = -np.sort(-z, axis=1)[:, k - 1]
     expected = np.mean(z[np.arange(40), labels] >= kth_largest)
     assert evaluate(metrics.TopKAccuracy(k), z, labels, backend) == pytest.approx(expected)
 
@@ -66,7 +66,7 @@ def test_top_1_accuracy_is_accuracy_without_ties(backend, rng):
 
 
 def test_top_k_counts_a_nan_label_logit_as_wrong(backend):
-    z = np.array([[np.nan, 1.0, 2.0], [0.0, 1.0, 2.0]])
+    z = np.array([[np.nan, 1.0, 2.0, 0.0], [3.0, 1.0, 2.0, 0.0]])  # k < classes
     assert evaluate(metrics.TopKAccuracy(3), z, np.array([0, 0]), backend) == 0.5
 
 
@@ -156,3 +156,15 @@ def test_get_names_and_errors():
         metrics.get("top_0_accuracy")
     with pytest.raises(TypeError, match="a name, a config dict or a Metric"):
         metrics.get(None)
+
+
+@pytest.mark.parametrize("k", [5, 30])
+def test_top_k_of_at_least_the_class_count_is_an_error_not_a_constant_one(k):
+    z, t = sg.tensor("z", ("batch", 5)), sg.tensor("t", ("batch",), "int64")
+    with pytest.raises(ValueError, match=rf"top_{k}_accuracy: k = {k} but the model's outputs "
+                                         r"score 5 classes.*use k < 5"):
+        metrics.TopKAccuracy(k)(z, t)
+    import frontends as fe
+    model = fe.Sequential([fe.layers.Dense(5)], input_shape=(3,), seed=0)
+    with pytest.raises(ValueError, match=f"top_{k}_accuracy: k = {k}"):
+        model.compile(loss="cross_entropy", optimizer="sgd", metrics=[f"top_{k}_accuracy"])

@@ -181,3 +181,48 @@ def test_layer_output_gives_a_feature_extractor():
     W, b = model.get_weights()[:2]
     np.testing.assert_allclose(features.predict(X), np.tanh(X @ W + b), rtol=1e-5, atol=1e-6)
     assert features.weights == model.weights[:2]  # the same shared variables
+
+
+def test_label_column_hint_is_ravel_and_one_hot_hint_is_argmax():
+    X, y = _data(n=30)
+    model = _mlp()
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"got y of shape \(30, 1\) \(a column of labels\? "
+                                         r"pass y\.ravel\(\)\)$"):
+        model.fit(X, y[:, None], progress=False)
+    with pytest.raises(ValueError, match=r"got y of shape \(30, 3\) \(one-hot rows\? pass the "
+                                         r"class indices: y\.argmax\(1\)\)$"):
+        model.fit(X, np.eye(3)[y], progress=False)
+    regression = _mlp()
+    regression.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"mse takes targets of shape \(batch, 3\).*integer "
+                                         r"class labels\? use loss='cross_entropy'"):
+        regression.fit(X, y, progress=False)
+
+
+def test_predict_and_evaluate_check_fixed_dims_and_labels_on_the_users_arrays():
+    X, y = _data(n=300)  # more than one 256-example batch: the message names the user's shape
+    model = _mlp()
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    with pytest.raises(fe.errors.UserInputError,
+                       match=r"^predict: input 'x' expects shape \(batch, 8\), got \(300, 7\)$"):
+        model.predict(X[:, :7])
+    with pytest.raises(fe.errors.UserInputError,
+                       match=r"^evaluate: input 'x' expects shape \(batch, 8\), got \(300, 7\)$"):
+        model.evaluate(X[:, :7], y)
+    y_bad = y.copy()
+    y_bad[290] = 3
+    with pytest.raises(fe.errors.UserInputError,
+                       match=r"^evaluate: label 3 at row 290 of y is out of range.*"
+                             r"labels must be in \[0, 3\); y's labels span \[0, 3\]$"):
+        model.evaluate(X, y_bad)
+    with pytest.raises(fe.errors.UserInputTypeError, match="input 'x' must be float32"):
+        model.predict(X.astype(str))
+
+
+def test_negative_seed_is_a_clear_error():
+    with pytest.raises(fe.errors.UserInputError, match="seed must be a non-negative integer, "
+                                                       "got -5"):
+        _mlp(seed=-5)
+    with pytest.raises(fe.errors.UserInputError, match="got -1"):
+        _mlp().initialize(-1)

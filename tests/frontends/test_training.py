@@ -136,10 +136,11 @@ def test_fit_errors_change_nothing():
 
 
 def test_diverging_loss_stops_with_a_clear_error():
-    X, y = _data()
-    X[3, 0] = np.nan
-    with pytest.raises(FloatingPointError, match="training loss became nan in epoch 1"):
-        _model().fit(X, y, epochs=2, progress=False, verbose=False)
+    X, y = _data()  # clean data (NaN data is refused before training): a huge learning rate
+    model = fe.Sequential([L.Dense(2)], input_shape=(6,), seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(lr=1e30))
+    with pytest.raises(FloatingPointError, match="training loss became (nan|inf) in epoch 1"):
+        model.fit(X * 1e10, y, epochs=2, progress=False, verbose=False)
 
 
 @pytest.fixture
@@ -216,3 +217,140 @@ def test_friendly_inputs_and_target_shape_errors():
     twin.fit([X], y, shuffle=False, progress=False, verbose=False)  # [array] for one input
     for a, b in zip(model.get_weights(), twin.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ checks before training
+
+
+def _state(model):
+    return model.get_weights() + [v.get_value() for v in model.optimizer.variables()]
+
+
+def _adam_model():
+    model = fe.Sequential([L.Dense(12, activation="tanh"), L.Dense(3)], input_shape=(6,), seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(lr=1e-2),
+                  metrics=["accuracy"])
+    return model
+
+
+def _with(array, index, value):
+    array = array.copy()
+    array[index] = value
+    return array
+
+
+X0, Y0 = _data(n=120)
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    ((X0[:, :5], Y0), {}, r"^fit: input 'x' expects shape \(batch, 6\), got \(120, 5\)$"),
+    ((X0, _with(Y0, 70, 3)), {},
+     r"^fit: label 3 at row 70 of y is out of range.*\(batch, 3\) scores 3 classes.*\[0, 3\)"),
+    ((X0, _with(Y0, 70, -1)), {}, r"^fit: label -1 at row 70 of y is out of range"),
+    ((_with(X0, (5, 3), np.nan), Y0), {}, r"^fit: input 'x' holds NaN at row 5, column 3; "
+                                          "nothing was trained"),
+    ((_with(X0, (100, 0), -np.inf), Y0), {"validation_split": 0.25},
+     r"^fit: input 'x' holds -inf at row 100, column 0"),  # the user's row, not the split's
+    ((X0, Y0), {"validation_data": (X0[:10, :4], Y0[:10])},
+     r"^fit \(validation_data\): input 'x' expects shape \(batch, 6\), got \(10, 4\)"),
+    ((X0, Y0), {"validation_data": (X0[:10], _with(Y0[:10], 2, 7))},
+     r"^fit \(validation_data\): label 7 at row 2 of y"),
+    ((X0, Y0), {"validation_data": (_with(X0[:10], (4, 1), np.inf), Y0[:10])},
+     r"^fit \(validation_data\): input 'x' holds inf at row 4, column 1"),
+    ((X0, Y0), {"validation_data": (X0[:0], Y0[:0])}, "validation_data has no examples"),
+    ((X0[:5], Y0[:5]), {"validation_split": 0.05},
+     r"validation_split=0.05 of 5 examples rounds to 0 validation examples"),
+])
+def test_fit_checks_all_its_data_before_the_first_step(args, kwargs, message):
+    model = _adam_model()
+    model.fit(X0, Y0, epochs=1, progress=False, verbose=False)  # optimizer state is non-zero
+    before = _state(model)
+    with pytest.raises(fe.errors.UserInputError, match=message):
+        model.fit(*args, epochs=2, progress=False, verbose=False, **kwargs)
+    for a, b in zip(before, _state(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_checks_float_targets_for_nan_and_label_range_honours_ignore_index():
+    X, _ = _data(n=40)
+    model = fe.Sequential([L.Dense(2)], input_shape=(6,), seed=0)
+    model.compile(loss="mse", optimizer="sgd")
+    before = model.get_weights()
+    with pytest.raises(fe.errors.UserInputError, match=r"^fit: y holds NaN at row 9, column 1"):
+        model.fit(X, _with(np.zeros((40, 2), "float32"), (9, 1), np.nan), progress=False)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    ignoring = fe.Sequential([L.Dense(2)], input_shape=(6,), seed=0)
+    ignoring.compile(loss=fe.losses.CrossEntropy(ignore_index=-100), optimizer="sgd")
+    y = np.where(np.arange(40) % 5 == 0, -100, np.arange(40) % 2)
+    ignoring.fit(X, y, progress=False, verbose=False)  # -100 is skipped, not out of range
+    with pytest.raises(fe.errors.UserInputError, match=r"label 2 at row 3 .*\(or -100, ignored\)"):
+        ignoring.fit(X, _with(y, 3, 2), progress=False, verbose=False)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("batch_size", 2.5, "batch_size must be a positive integer, got 2.5"),
+    ("epochs", 1.7, "epochs must be an integer >= 0, got 1.7"),
+    ("epochs", True, "epochs must be an integer >= 0, got True"),
+    ("initial_epoch", 0.5, "initial_epoch must be an integer >= 0, got 0.5"),
+    ("early_stopping", 2.5, "early_stopping must be an integer >= 0, got 2.5"),
+])
+def test_fit_rejects_non_integer_counts(name, value, message):
+    X, y = _data(n=40)
+    model = _model()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y, progress=False, verbose=False, **{name: value})
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    history = model.fit(X, y, batch_size=16.0, epochs=2.0, progress=False, verbose=False)
+    assert history.params["batch_size"] == 16 and history.epoch == [0, 1]  # whole floats
+
+
+def test_duck_typed_callback_needs_only_the_hooks_it_uses():
+    X, y = _data(n=40)
+    seen = []
+
+    class Duck:  # not a fe.Callback: api.md promises on_epoch_end(epoch, logs)
+        def on_epoch_end(self, epoch, logs):
+            seen.append((epoch, sorted(logs)))
+
+    _model().fit(X, y, epochs=2, callbacks=[Duck()], progress=False, verbose=False)
+    assert seen == [(0, ["accuracy", "loss", "time"]), (1, ["accuracy", "loss", "time"])]
+
+
+def test_monitors_are_checked_before_training():
+    X, y = _data()
+    model = _model()
+    before = model.get_weights()
+    typo = fe.callbacks.EarlyStopping(monitor="val_los")
+    with pytest.raises(fe.errors.UserInputError,
+                       match=r"EarlyStopping watches 'val_los', which is not logged \(did you "
+                             r"mean 'val_loss'\?\); logged: loss, accuracy, time, val_loss"):
+        model.fit(X, y, epochs=2, validation_split=0.25, callbacks=[typo], progress=False,
+                  verbose=False)
+    with pytest.raises(fe.errors.UserInputError,
+                       match="EarlyStopping watches 'val_accuracy', which needs validation_data"):
+        model.fit(X, y, epochs=2, progress=False, verbose=False,
+                  callbacks=[fe.callbacks.EarlyStopping(monitor="val_accuracy")])
+    plateau = fe.optimizers.SGD(lr=0.1, schedule=fe.schedules.ReduceOnPlateau(monitor="acuracy"))
+    model.compile(loss="cross_entropy", optimizer=plateau, metrics=["accuracy"])
+    with pytest.raises(fe.errors.UserInputError, match=r"'acuracy'.*did you mean 'accuracy'"):
+        model.fit(X, y, epochs=2, progress=False, verbose=False)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_may_watch_what_a_users_callback_logs():
+    """A callback of the user's own, listed before EarlyStopping, may add the watched key."""
+    X, y = _data()
+
+    class Score(fe.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["score"] = -float(epoch)  # improves never after epoch 0
+
+    history = _model().fit(X, y, epochs=5, progress=False, verbose=False,
+                           callbacks=[Score(), fe.callbacks.EarlyStopping(monitor="score",
+                                                                          mode="max",
+                                                                          patience=1)])
+    assert len(history.history["loss"]) == 2  # stopped once the score fell

@@ -1,0 +1,120 @@
+"""Up-front checks of the arrays ``fit``, ``evaluate`` and ``predict`` are given.
+
+The compiled functions check every call too, but only the minibatch in hand:
+a wrong feature dim would be reported with an internal batch's shape, and a bad
+label or a NaN found mid-epoch comes after updates were applied. These checks
+run on the user's whole arrays before the first step, so a mistake names the
+user's array, its shape and row, and leaves every parameter as it was. Each is
+one cheap pass (a sum or a min/max); the exact, slower search for the culprit
+runs only once something is known to be wrong.
+
+>>> check_input("fit", model.inputs[0], X)        # rank, fixed dims, dtype
+>>> check_finite("fit", "input 'x'", X)           # NaN/inf, naming the row and column
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import symgraph as sg
+from frontends.errors import UserInputError, UserInputTypeError
+
+__all__ = ["check_finite", "check_input", "check_labels", "check_target"]
+
+
+def _shape_fits(var: sg.Variable, array: np.ndarray) -> bool:
+    """Same rank, and every fixed dim of ``var`` equal to the array's."""
+    return array.ndim == var.ndim and all(
+        not sg.shapes.is_fixed(d) or d == n for d, n in zip(var.shape, array.shape))
+
+
+def _dtype_fits(what: str, label: str, var: sg.Variable, array: np.ndarray) -> None:
+    """The compiled function's cast rule (``same_kind``), checked on the whole array."""
+    if array.dtype == var.dtype or np.can_cast(array.dtype, var.dtype, "same_kind"):
+        return
+    got = "Python objects (dtype object)" if array.dtype.kind == "O" else array.dtype.name
+    hint = ""
+    if var.dtype.kind in "iu" and array.dtype.kind == "f" and np.all(np.mod(array, 1) == 0):
+        hint = f" (whole numbers stored as floats? convert: .astype({var.dtype.name!r}))"
+    raise UserInputTypeError(f"{what}: {label} must be {var.dtype.name} (or cast to it "
+                             f"safely), got {got}{hint}")
+
+
+def check_input(what: str, var: sg.Variable, array: np.ndarray) -> None:
+    """``array`` fits the model input ``var``: rank, fixed dims and dtype."""
+    if not _shape_fits(var, array):
+        raise UserInputError(f"{what}: input {var.name!r} expects shape "
+                             f"{sg.shapes.format_shape(var.shape)}, got {array.shape}")
+    _dtype_fits(what, f"input {var.name!r}", var, array)
+
+
+def _target_hint(target: sg.Variable, y: np.ndarray) -> str:
+    """What the user probably meant by targets of the wrong shape."""
+    if target.ndim == 1 and y.ndim == 2:
+        if y.shape[1] == 1:
+            return " (a column of labels? pass y.ravel())"
+        return " (one-hot rows? pass the class indices: y.argmax(1))"
+    if target.dtype.kind == "f" and y.ndim == 1 and y.dtype.kind in "iub":
+        return (" (integer class labels? use loss='cross_entropy', or make one-hot "
+                "targets: np.eye(classes)[y])")
+    return ""
+
+
+def check_target(what: str, loss_name: str, target: sg.Variable, y: np.ndarray) -> None:
+    """``y`` fits the loss's target input: rank, fixed dims (with a hint) and dtype."""
+    if not _shape_fits(target, y):
+        raise UserInputError(f"{what}: the loss {loss_name} takes targets of shape "
+                             f"{sg.shapes.format_shape(target.shape)} ({target.dtype.name}), "
+                             f"got y of shape {y.shape}{_target_hint(target, y)}")
+    _dtype_fits(what, f"targets {target.name!r}", target, y)
+
+
+def _position(index: tuple[int, ...]) -> str:
+    """``(5,)`` -> ``row 5``; ``(5, 3)`` -> ``row 5, column 3``; deeper: the index."""
+    if len(index) == 1:
+        return f"row {index[0]}"
+    if len(index) == 2:
+        return f"row {index[0]}, column {index[1]}"
+    return f"row {index[0]}, index {tuple(int(i) for i in index[1:])}"
+
+
+def check_finite(what: str, label: str, array: np.ndarray) -> None:
+    """No NaN or inf in a float array: one sum (NaN and inf propagate), then, only if the
+    sum is not finite (a bad value, or finite values overflowing it), the exact search."""
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(array.sum()):
+            return
+    bad = np.argwhere(~np.isfinite(array))
+    if len(bad) == 0:
+        return  # large finite values overflowed the sum
+    index = tuple(int(i) for i in bad[0])
+    value = array[index]
+    kind = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    more = f" (and {len(bad) - 1} more non-finite values)" if len(bad) > 1 else ""
+    raise UserInputError(f"{what}: {label} holds {kind} at {_position(index)}{more}; "
+                         "nothing was trained: remove or impute those values first "
+                         "(np.isfinite finds them)")
+
+
+def check_labels(what: str, y: np.ndarray, classes: int, ignore_index: int | None,
+                 output: sg.Variable) -> None:
+    """Integer labels in ``[0, classes)`` (or ``ignore_index``): a min/max, then, only if
+    one is out of range, the search for the first bad row."""
+    if y.size == 0 or y.dtype.kind not in "iub":
+        return
+    low, high = y.min(), y.max()
+    if low >= 0 and high < classes:
+        return
+    bad = (y < 0) | (y >= classes)
+    if ignore_index is not None:
+        bad &= y != ignore_index
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    raise UserInputError(
+        f"{what}: label {y[row]} at row {row} of y is out of range: the model's output "
+        f"{sg.shapes.format_shape(output.shape)} scores {classes} classes, so labels must be "
+        f"in [0, {classes})" + (f" (or {ignore_index}, ignored)" if ignore_index is not None
+                                else "") + f"; y's labels span [{low}, {high}]")

@@ -1,0 +1,43 @@
+"""``frontends.data_checks``: the up-front checks name the user's row and column, and the
+cheap path (one sum) neither misses a bad value nor cries wolf on large finite ones."""
+
+import re
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from frontends import data_checks
+from frontends.errors import UserInputError, UserInputTypeError
+
+
+def test_large_finite_values_that_overflow_the_sum_are_not_an_error():
+    big = np.full((4, 3), 3e38, "float32")  # the float32 sum overflows; every value is finite
+    data_checks.check_finite("fit", "input 'x'", big)
+    data_checks.check_finite("fit", "y", np.array([1, 2, 3]))  # integers: nothing to check
+
+
+@pytest.mark.parametrize("index, value, where", [
+    ((7,), np.nan, "NaN at row 7"),
+    ((2, 1, 3, 0), -np.inf, "-inf at row 2, index (1, 3, 0)"),
+])
+def test_the_first_non_finite_value_is_named_with_how_many_more(index, value, where):
+    array = np.zeros((10, 2, 4, 3) if len(index) == 4 else (10,), "float64")
+    array[index] = value
+    array[9] = np.inf
+    with pytest.raises(UserInputError, match=rf"^fit: input 'x' holds {re.escape(where)} "
+                                             r"\(and \d+ more non-finite values?\)"):
+        data_checks.check_finite("fit", "input 'x'", array)
+
+
+def test_input_checks_fixed_dims_rank_and_dtype():
+    x = sg.tensor("x", ("batch", 2, 3), "float32")
+    data_checks.check_input("fit", x, np.zeros((5, 2, 3), "float64"))  # same_kind cast: fine
+    with pytest.raises(UserInputError, match=r"expects shape \(batch, 2, 3\), got \(5, 3, 2\)"):
+        data_checks.check_input("fit", x, np.zeros((5, 3, 2)))
+    with pytest.raises(UserInputTypeError, match="must be float32.*got complex128"):
+        data_checks.check_input("fit", x, np.zeros((5, 2, 3), complex))
+    ids = sg.tensor("ids", ("batch",), "int64")
+    with pytest.raises(TypeError, match=r"got float64 \(whole numbers stored as floats\? "
+                                        r"convert: \.astype\('int64'\)\)"):
+        data_checks.check_input("fit", ids, np.array([1.0, 2.0]))
