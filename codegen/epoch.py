@@ -61,7 +61,8 @@ def epoch_function(program) -> str:
     epoch changes nothing).  Step ``s`` reads input rows ``s*B .. s*B+B`` in place
     (``base + s*B*row``), or, with a permutation ``p``, rows ``p[s*B + r]`` gathered into the
     input's buffer; outputs are copied out of the arena into row ``s`` of their stacks after
-    every step.  (The tables are copied whole per step rather than A/B chosen per update by
+    every step.  A step that fails returns its status at once, having written its number
+    into ``ctl[0]``.  (The tables are copied whole per step rather than A/B chosen per update by
     selects: SLP vectorisation of those stores took ~50 ms of a convnet's cold compile.)
     """
     from .irgen import FunctionBuilder  # lazy: lowering only, not for a cached program
@@ -122,6 +123,7 @@ def epoch_function(program) -> str:
     status = fb.op(f"call i32 @{ENTRY}(ptr %bufs, ptr null)")
     bad = fb.op(f"icmp ne i32 {status}, 0")
     done = fb.if_begin(bad)
+    fb.emit(f"store i64 {s}, ptr %ctl")  # ctl[0] := the failing step, for the message
     fb.emit(f"ret i32 {status}")
     fb.start_block(fb.label("dead"))
     fb.if_end(done)
@@ -210,7 +212,11 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
     status = epoch_fn(program)(_address(ctl_array))
     del gather  # alive until here: the native loop wrote the minibatches into them
     if status:
-        program._raise(status, plan)
+        try:
+            program._raise(status, plan)
+        except Exception as err:
+            err.epoch_step = int(ctl_array[0])  # sg_epoch stored it (Function.epoch says it)
+            raise
     last = (full - 1) % 2
     for j, pair in zip(program.direct.values(), fresh):
         update_vars[j]._value = pair[last]

@@ -27,7 +27,7 @@ import numpy as np
 from symgraph import shapes as sh
 from symgraph import storage
 from symgraph.backends import CompileRequest, make_program
-from symgraph.evaluate import NonFiniteError, is_finite, trace_nonfinite
+from symgraph.evaluate import is_finite, trace_nonfinite
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs, toposort
 from symgraph.ops import cast
 from symgraph.rewrites import rewrite_graph
@@ -258,7 +258,9 @@ class Function:
         is a smaller step. Returns each output stacked over steps (outputs
         with a per-example first dim are concatenated instead). The reference
         is exactly the Python loop of single steps; if any step fails, every
-        shared variable is restored to its value before the epoch. A backend may
+        shared variable is restored to its value before the epoch, and the error
+        names the step and its examples (a position in it is one in that
+        minibatch; ``err.step`` is the step). A backend may
         run the full minibatches in one native call (``Program.epoch_steps``; the
         llvm backend does, unless ``check_finite``, which checks each step and
         names the failing one).
@@ -292,6 +294,7 @@ class Function:
         per_output: list[list] = [[] for _ in self.outputs]
         shuffled = None if order is None else ShuffledArrays(arrays, order)
         done = i = 0
+        stepping = False  # in a step of the Python loop (its failure is that step's)
         try:
             native = None if self.check_finite else self.program.epoch_steps(
                 arrays if shuffled is None else shuffled, batch_size)
@@ -310,18 +313,18 @@ class Function:
                 else:
                     rows = order[i:i + batch_size]
                     batch = tuple(a[rows] for a in arrays)
+                stepping = True
                 result = self._step(batch)
+                stepping = False
                 for values, value in zip(per_output, [result] if self.single else result):
                     values.append(value)
                 done += 1
         except Exception as err:
             for var, value in saved:  # a failed epoch changes nothing either
                 var._value = value
-            if isinstance(err, NonFiniteError):
-                err.step = done
-                end = min(i + batch_size, n)
-                err.args = (f"epoch step {done} (examples {i}:{end}; the epoch's "
-                            f"updates are undone): {err.args[0]}",)
+            step = getattr(err, "epoch_step", done if stepping else None)  # (native loop's)
+            if step is not None:
+                _name_the_step(err, step, batch_size, n, shuffled is not None)
             raise
         sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
         stacked = [_stack_steps(None if native_stacks is None else native_stacks[k], values,
@@ -375,6 +378,23 @@ def _stack_steps(native: np.ndarray | None, values: list, sizes: list[int]) -> n
             native.reshape(-1, *native.shape[2:]), *values]
         return np.concatenate(parts)
     raise ValueError(f"epoch: an output changes shape between steps ({sorted(shapes)})")
+
+
+def _name_the_step(err: Exception, step: int, batch_size: int, n: int,
+                   shuffled: bool) -> None:
+    """Say which step of an epoch ``err`` comes from, and its examples: a position in the
+    message is one in that minibatch (``label 10 of 'y' at position 6``).  Only the
+    exception types whose text is their one argument are reworded."""
+    err.step = step
+    if type(err).__str__ is not BaseException.__str__ or isinstance(err, KeyError) or (
+            len(err.args) != 1 or not isinstance(err.args[0], str)):
+        return
+    start = step * batch_size
+    rows = f"examples {start}:{min(start + batch_size, n)}"
+    if shuffled:
+        rows += " of the shuffled order"
+    err.args = (f"epoch step {step} ({rows}; the epoch's updates are undone): "
+                f"{err.args[0]}",)
 
 
 def _same_dims(exprs: list[Variable]) -> dict:

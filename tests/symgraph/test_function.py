@@ -423,6 +423,29 @@ def test_epoch_applies_dropout_default_update_every_step(backend):
     assert len(set(got.tolist())) > 1  # a new mask on every step
 
 
+@pytest.mark.parametrize("shuffle", [None, 2])
+@pytest.mark.parametrize("at", [5, 13])  # in a full minibatch (native on llvm), the last one
+def test_a_failed_epoch_step_is_named_with_its_examples(at, shuffle, backend):
+    """A position in a step's error is one in its minibatch: the message says which step
+    and which examples (of the shuffled order), on both backends and both llvm paths."""
+    w = sg.shared(np.ones(3), name="w")
+    i = sg.tensor("i", ("k",), "int64")
+    f = sg.function([i], sg.sum(w[i]), updates={w: w * 2}, backend=backend)
+    idx = np.arange(14) % 3
+    order = np.arange(14) if shuffle is None else np.random.default_rng(2).permutation(14)
+    idx[order[at]] = 7  # the example the epoch reads at position ``at``
+    with pytest.raises(IndexError) as info:
+        f.epoch(idx, batch_size=4, shuffle=shuffle)
+    step, start = at // 4, at // 4 * 4
+    rows = f"examples {start}:{min(start + 4, 14)}" + (
+        " of the shuffled order" if shuffle is not None else "")
+    assert str(info.value).startswith(
+        f"epoch step {step} ({rows}; the epoch's updates are undone): ")
+    assert f"at position {at - start} " in str(info.value)
+    assert info.value.step == step
+    np.testing.assert_array_equal(w.get_value(), np.ones(3))
+
+
 def test_epoch_argument_errors_change_nothing(backend):
     f, W, b = _epoch_model(backend)
     before = W.get_value()
