@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from symgraph import shapes as sh
 from symgraph.dispatch import ops
 from symgraph.graph import Variable, as_variable
+from symgraph.ops.arguments import argument_error
 
 __all__ = ["binary_cross_entropy", "cross_entropy", "mse"]
 
@@ -34,27 +36,7 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
     >>> loss = sg.nn.cross_entropy(z, y, label_smoothing=0.1, ignore_index=-100)
     """
     logits, labels = as_variable(logits), as_variable(labels)
-    if logits.ndim != 2:
-        raise ValueError(f"cross_entropy: logits must be (batch, classes), got {logits.shape}")
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: labels must be integers, got {labels.dtype.name}")
-    if labels.ndim != 1:
-        raise ValueError(f"cross_entropy: labels must be (batch,), got {labels.shape}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}, "
-                         f"got {reduction!r}")
-    if (isinstance(label_smoothing, bool)
-            or not isinstance(label_smoothing, (int, float, np.integer, np.floating))
-            or not 0.0 <= label_smoothing <= 1.0):
-        raise ValueError(f"cross_entropy: label_smoothing must be a number in [0, 1], "
-                         f"got {label_smoothing!r}")
-    if ignore_index is not None and (isinstance(ignore_index, bool)
-                                     or not isinstance(ignore_index, (int, np.integer))):
-        raise TypeError(f"cross_entropy: ignore_index must be an int or None, "
-                        f"got {ignore_index!r}")
-    depth = logits.shape[1]
-    if not isinstance(depth, int):
-        raise ValueError("cross_entropy: the number of classes must be a fixed dim")
+    depth = _check_cross_entropy(logits, labels, reduction, label_smoothing, ignore_index)
     keep = None
     limits = np.iinfo(labels.dtype)
     if ignore_index is not None and limits.min <= ignore_index <= limits.max:
@@ -78,10 +60,60 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
     return -ops.sum(picked) / ops.sum(ops.cast(keep, logits.dtype))
 
 
+def _check_cross_entropy(logits: Variable, labels: Variable, reduction: str,
+                         label_smoothing, ignore_index) -> int:
+    """The arguments of :func:`cross_entropy`, checked while building: a mistake names the
+    function, the inputs' types and the user's line (not an internal op's shapes); returns
+    the number of classes."""
+    def fail(kind: type, message: str) -> Exception:
+        return argument_error("cross_entropy", kind(message), [logits, labels])
+
+    if logits.ndim != 2:
+        raise fail(ValueError, f"logits must be (batch, classes), got "
+                               f"{sh.format_shape(logits.shape)}")
+    if labels.dtype.kind not in "iu":
+        raise fail(TypeError, f"labels must be integer class indices, got "
+                              f"{labels.dtype.name} (one-hot rows? pass their argmax)")
+    if labels.ndim != 1:
+        raise fail(ValueError, f"labels must be (batch,), got {sh.format_shape(labels.shape)}")
+    if sh.dims_equal(logits.shape[0], labels.shape[0]) is False:
+        raise fail(sh.ShapeError, f"logits have {logits.shape[0]} examples, labels "
+                                  f"{labels.shape[0]}")
+    if reduction not in _REDUCTIONS:
+        raise fail(ValueError, f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if (isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float, np.integer, np.floating))
+            or not 0.0 <= label_smoothing <= 1.0):
+        raise fail(ValueError, f"label_smoothing must be a number in [0, 1], "
+                               f"got {label_smoothing!r}")
+    if ignore_index is not None and (isinstance(ignore_index, bool)
+                                     or not isinstance(ignore_index, (int, np.integer))):
+        raise fail(TypeError, f"ignore_index must be an int or None, got {ignore_index!r}")
+    depth = logits.shape[1]
+    if not isinstance(depth, int):
+        raise fail(ValueError, "the number of classes must be a fixed dim")
+    return depth
+
+
+def _same_shape(function: str, a: Variable, b: Variable, names: str) -> None:
+    """``a`` and ``b`` of one shape (as torch's losses require), or ``b`` a scalar: a
+    (batch,) target against (batch, 1) outputs would broadcast to (batch, batch) and
+    average the wrong thing."""
+    if b.ndim == 0:
+        return
+    if a.ndim != b.ndim or any(sh.dims_equal(x, y) is False for x, y in zip(a.shape, b.shape)):
+        raise argument_error(function, sh.ShapeError(
+            f"{names} must have one shape, got {sh.format_shape(a.shape)} and "
+            f"{sh.format_shape(b.shape)}"), [a, b])
+
+
 def binary_cross_entropy(logits, targets) -> Variable:
-    """Mean binary cross-entropy from logits: ``softplus(z) - y z`` (never saturates wrongly)."""
+    """Mean binary cross-entropy from logits: ``softplus(z) - y z`` (never saturates wrongly).
+    ``targets`` have the logits' shape (a mismatch is an error, as in torch) or are one
+    number."""
     logits = as_variable(logits)
     targets = as_variable(targets)
+    _same_shape("binary_cross_entropy", logits, targets, "logits and targets")
     if targets.dtype != logits.dtype:
         targets = ops.cast(targets, logits.dtype)
     return ops.mean(ops.softplus(logits) - targets * logits)

@@ -164,3 +164,32 @@ def test_positional_call_and_labels_shape():
     assert sg.nn.cross_entropy(z, sg.tensor("y", (3,), dtype="int64")).ndim == 0
     with pytest.raises(ValueError, match=r"labels must be \(batch,\)"):
         sg.nn.cross_entropy(z, sg.tensor("y", (3, 1), dtype="int64"))
+
+
+@pytest.mark.parametrize("logits, labels, error, words", [
+    (((5, 4), "float64"), ((3,), "int64"), sg.ShapeError, "logits have 5 examples, labels 3"),
+    ((("n", 4), "float64"), (("n",), "float32"), TypeError, "labels must be integer class"),
+    (((5, 4), "float64"), ((5, 1), "int64"), ValueError, "labels must be (batch,), got (5, 1)"),
+    (((5,), "float64"), ((5,), "int64"), ValueError, "logits must be (batch, classes)"),
+])
+def test_cross_entropy_argument_errors_name_it_the_inputs_and_the_line(logits, labels, error,
+                                                                        words):
+    """Not an internal op's shapes (a batch mismatch was 'mul: dims 3 and 5'), and the line."""
+    z, y = sg.tensor("z", *logits), sg.tensor("y", *labels)
+    with pytest.raises(error) as info:
+        sg.nn.cross_entropy(z, y)
+    text = str(info.value)
+    assert text.startswith("cross_entropy: ") and words in text
+    assert f"inputs {z.type}, {y.type}" in text and "test_losses_options.py" in text
+
+
+def test_binary_cross_entropy_takes_targets_of_the_logits_shape(backend):
+    """(n, 1) logits against (n,) targets would average an (n, n) broadcast: refused, as in
+    torch; a scalar target is one number for every example."""
+    z, t = sg.tensor("z", ("n", 1)), sg.tensor("t", ("n",))
+    with pytest.raises(sg.ShapeError, match=r"binary_cross_entropy: logits and targets must "
+                                            r"have one shape, got \(n, 1\) and \(n,\)"):
+        sg.nn.binary_cross_entropy(z, t)
+    f = sg.function([z], sg.nn.binary_cross_entropy(z, 1.0), backend=backend)
+    zv = np.array([[0.5], [-2.0], [3.0]])
+    np.testing.assert_allclose(f(zv), np.mean(np.logaddexp(0, -zv)), rtol=1e-12)
