@@ -374,8 +374,8 @@ def _stack_steps(native: np.ndarray | None, values: list, sizes: list[int]) -> n
     head = 0 if native is None else len(native)
     if (native is None or native.ndim > 1 and native.shape[1] == sizes[0]) and \
             all(np.ndim(v) and np.shape(v)[0] == b for v, b in zip(values, sizes[head:])):
-        parts = values if native is None else [
-            native.reshape(-1, *native.shape[2:]), *values]
+        parts = values if native is None else [  # (not -1: the steps may hold nothing)
+            native.reshape(native.shape[0] * native.shape[1], *native.shape[2:]), *values]
         return np.concatenate(parts)
     raise ValueError(f"epoch: an output changes shape between steps ({sorted(shapes)})")
 

@@ -457,3 +457,13 @@ def test_epoch_argument_errors_change_nothing(backend):
     with pytest.raises(TypeError):
         f.epoch(X, batch_size=2)  # one array for two inputs
     np.testing.assert_array_equal(W.get_value(), before)
+
+
+def test_epoch_of_empty_per_example_outputs_with_a_partial_last_batch(backend):
+    """5 examples of width 0 in minibatches of 2: (5, 0), as the loop of calls gives (the
+    native steps' stack holds nothing, so it cannot be reshaped with -1)."""
+    x = sg.tensor("x", ("n", "m"), "float32")
+    f = sg.function([x], x * 2.0, backend=backend)
+    X = np.zeros((5, 0), np.float32)
+    assert f.epoch(X, batch_size=2).shape == (5, 0)
+    assert np.concatenate([f(X[i:i + 2]) for i in range(0, 5, 2)]).shape == (5, 0)

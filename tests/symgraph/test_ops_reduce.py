@@ -318,3 +318,21 @@ def test_mean_over_symbolic_batch_two_sizes(backend):
         np.testing.assert_allclose(b, xv.mean(axis=0), rtol=1e-12)
         expected = np.broadcast_to(np.array([1.0, 2.0, 3.0]) / n + 1.0 / (3 * n), (n, 3))
         np.testing.assert_allclose(gv, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape, axis", [((0, 0), 0), ((0, 5), 0), ((3, 0, 0), 1),
+                                         ((5, 0), 0)])
+@pytest.mark.parametrize("build", [
+    lambda x, a: sg.argmax(x, axis=a), lambda x, a: sg.nn.softmax(x, axis=a),
+    lambda x, a: sg.logsumexp(x, axis=a), lambda x, a: sg.max(x, axis=a)])
+def test_no_identity_reductions_over_empty_axes_as_numpy(shape, axis, build, backend):
+    """numpy refuses max/argmax/softmax whenever a reduced axis is empty, even when the
+    result is empty too ((0, 0) over axis 0); a non-empty reduced axis is fine ((5, 0))."""
+    x = sg.tensor("x", tuple("abc"[:len(shape)]), "float32")
+    f = sg.function([x], build(x, axis), backend=backend)
+    value = np.zeros(shape, np.float32)
+    if shape[axis] == 0:
+        with pytest.raises(ValueError):
+            f(value)
+    else:
+        assert f(value).size == 0
