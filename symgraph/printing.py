@@ -414,7 +414,8 @@ def pprint(outputs: GraphLike, *, updates: UpdatesLike = None) -> str:
 
 
 def _constant_values(nodes: Sequence[Apply]) -> dict[int, Constant]:
-    """Single-output nodes computed from constants alone, with few elements: their value.
+    """Single-output nodes computed from constants alone, with few elements and at most one
+    axis (what :func:`constant_text` prints as values): their value.
 
     Folding uses the reference evaluator, so what prints is what the graph computes.
     """
@@ -425,9 +426,9 @@ def _constant_values(nodes: Sequence[Apply]) -> dict[int, Constant]:
         if not all(isinstance(i, Constant) or i.id in values for i in node.inputs):
             continue
         out = node.outputs[0]
-        if not all(isinstance(d, int) for d in out.shape) or \
+        if out.ndim > 1 or not all(isinstance(d, int) for d in out.shape) or \
                 int(np.prod(out.shape, dtype=np.int64)) > CONSTANT_VALUES_LIMIT:
-            continue
+            continue  # (a matrix prints as its shape: folding ``c.T`` would hide the .T)
         try:
             [value] = evaluate([out], {}, {})
         except Exception:  # noqa: BLE001 - a constant that fails to compute prints as built

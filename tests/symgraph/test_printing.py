@@ -75,6 +75,17 @@ def test_pprint_transpose_getitem_cast_constants():
     assert sg.pprint(m.max()) == "max(m)"
 
 
+def test_pprint_keeps_the_ops_on_a_constant_matrix():
+    """A matrix constant prints as its shape, so an op on it stays visible (a gradient's
+    ``A.T @ G`` printed as ``const(2, 2) @ G``); small constant arithmetic still folds."""
+    c = sg.constant(np.arange(4.0).reshape(2, 2))
+    w = sg.matrix("w", (2, 2))
+    assert sg.pprint(c.T @ w) == "const(2, 2).T @ w"
+    assert sg.pprint(c @ w) == "const(2, 2) @ w"
+    assert sg.pprint(sg.constant(3.0) - 1.0 + w) == "2.0 + w"
+    assert sg.pprint(sg.constant(np.arange(3.0)) * 2.0 + w[0, :1]) == "[0.0, 2.0, 4.0] + w[0, :1]"
+
+
 def test_pprint_binds_shared_subexpressions_once_with_fresh_names():
     x = sg.vector("x", 3)
     taken = sg.vector("x1", 3)  # a user's name must not be reused for a binding
