@@ -75,7 +75,9 @@ class _Checker:
         self.source = source
 
     def fail(self, path: KeyPath, problem: str, key: bool = False) -> typing.NoReturn:
-        raise self.source.error(path, problem, key)
+        # a graph error's "\n  at <Python line>" is the line that loaded the spec (the
+        # symgraph script's, from the command line): the spec's own line replaces it
+        raise self.source.error(path, problem.split("\n  at ")[0], key)
 
     def mapping(self, value, path: KeyPath, what: str) -> dict:
         if not isinstance(value, dict):

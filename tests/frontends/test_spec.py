@@ -88,6 +88,12 @@ CASES = {
         HEAD_TOML + '[[model.layers]]\ntype = "Dense"\nunits = 8\n'
         '[[model.layers]]  #M\ntype = "Reshape"\nshape = [-1, 3]\n',
         "model.layers[1]", "cannot reshape"),
+    "graph op refuses the shapes": (
+        HEAD_YAML + "    - {type: Reshape, shape: [1, 8, 8]}\n"
+        "    - {type: Conv2D, filters: 4, kernel_size: 9}  #M\n",
+        HEAD_TOML + '[[model.layers]]\ntype = "Reshape"\nshape = [1, 8, 8]\n'
+        '[[model.layers]]  #M\ntype = "Conv2D"\nfilters = 4\nkernel_size = 9\n',
+        "model.layers[1]", "kernel 9 .* is bigger than the padded input 8"),
     "bad value found while building": (
         HEAD_YAML + "    - {type: Dense, units: 8}\n"
         "    - {type: Dense, units: 4, init: bogus}  #M\n",
@@ -181,6 +187,7 @@ def test_error_names_key_path_and_line(tmp_path, case, fmt):
     assert err.line == line_of(text, "#M"), str(err)
     assert re.search(message, err.problem), str(err)
     assert str(err).startswith(f"{tmp_path / ('s.' + fmt)}:{err.line}: {key}: ")
+    assert "\n" not in err.problem  # one line: the spec's line, not the loader's Python line
     assert isinstance(err, ValueError)
 
 
