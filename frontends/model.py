@@ -38,6 +38,12 @@ def Input(shape: Sequence[int], dtype: str = "float32", name: str = "x") -> sg.V
 
 
 
+#: what ``Model.compile`` sets (restored when it fails)
+_COMPILED_STATE = ("loss", "optimizer", "regularizer", "metrics", "backend", "target",
+                   "train_graph", "train_function", "test_function", "_predict_function",
+                   "node_counts", "compiled")
+
+
 class Model:
     """A model from a graph built by calling layers: ``Model(inputs, outputs, seed=0)``.
 
@@ -143,8 +149,20 @@ class Model:
 
         >>> model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(lr=1e-3),
         ...               regularizer=fe.regularizers.L2(1e-4), metrics=["accuracy"])
-        """
 
+        A compile that fails (a metric that does not fit the outputs, ...) leaves the model
+        as it was: compiled as before, or not at all.
+        """
+        saved = {k: self.__dict__[k] for k in _COMPILED_STATE if k in self.__dict__}
+        try:
+            self._compile(loss, optimizer, regularizer, metrics, backend)
+        except BaseException:
+            for k in _COMPILED_STATE:
+                self.__dict__.pop(k, None)
+            self.__dict__.update(saved)
+            raise
+
+    def _compile(self, loss, optimizer, regularizer, metrics, backend) -> None:
         self.loss = losses.get(loss)
         self.optimizer = optimizers.get(optimizer)
         self.regularizer = None if regularizer is None else regularizers.get(regularizer)

@@ -226,3 +226,24 @@ def test_negative_seed_is_a_clear_error():
         _mlp(seed=-5)
     with pytest.raises(fe.errors.UserInputError, match="got -1"):
         _mlp().initialize(-1)
+
+
+def test_a_failed_compile_leaves_the_model_as_it_was():
+    """Recompiling with a metric that does not fit (top-5 of 3 classes) keeps the compiled
+    step, its metrics and its optimizer; a first compile that fails leaves it uncompiled."""
+    X, y = _data()
+    model = _mlp()
+    model.compile(loss="cross_entropy", optimizer="sgd", metrics=["accuracy"])
+    train, optimizer = model.train_function, model.optimizer
+    with pytest.raises(ValueError, match="top_5_accuracy"):
+        model.compile(loss="cross_entropy", optimizer="adam", metrics=["top_5_accuracy"])
+    assert model.metrics_names == ["loss", "accuracy"]
+    assert model.train_function is train and model.optimizer is optimizer
+    history = model.fit(X, y, epochs=1, progress=False, verbose=False)
+    assert set(history.history) == {"loss", "accuracy", "time"}
+    fresh = _mlp()
+    with pytest.raises(ValueError, match="top_5_accuracy"):
+        fresh.compile(loss="cross_entropy", metrics=["top_5_accuracy"])
+    assert not fresh.compiled
+    with pytest.raises(RuntimeError, match="compile"):
+        fresh.fit(X, y, epochs=1)
