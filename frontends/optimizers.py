@@ -362,10 +362,14 @@ class Adam(Optimizer):
         self._corrections: dict = {}
 
     def _bias_corrections(self, dtype) -> tuple[sg.Variable, sg.Variable]:
-        """``(1 - b1^t, sqrt(1 - b2^t))``: 0-d, once per dtype and step."""
+        """``(1 - b1^t, sqrt(1 - b2^t))``: 0-d, once per dtype and step, computed in float64
+        and cast (as torch does in Python floats): in float32, 0.999 ** t rounds 0.999 to
+        0.99900001, and 1 - b2^t at t = 1 came out 0.00099999 -- every step of the first
+        thousand ~6.5e-6 short."""
         if dtype not in self._corrections:
-            t = self._step_count(dtype)
-            self._corrections[dtype] = (1.0 - self.beta1 ** t, sg.sqrt(1.0 - self.beta2 ** t))
+            t = self._step_count("float64")
+            bc1, sqrt_bc2 = 1.0 - self.beta1 ** t, sg.sqrt(1.0 - self.beta2 ** t)
+            self._corrections[dtype] = (sg.cast(bc1, dtype), sg.cast(sqrt_bc2, dtype))
         return self._corrections[dtype]
 
     def _update_rule(self, param, grad, lr, slots):

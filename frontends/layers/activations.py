@@ -21,9 +21,9 @@ def linear(x: sg.Variable) -> sg.Variable:
 
 
 def elu(x: sg.Variable, alpha: float = 1.0) -> sg.Variable:
-    """``x`` if positive else ``alpha (e^x - 1)``; ``min(x, 0)`` keeps the unused branch's
-    gradient finite for large ``x``."""
-    return sg.where(x > 0, x, alpha * sg.expm1(sg.minimum(x, 0.0)))
+    """``x`` if positive else ``alpha (e^x - 1)``: ``sg.nn.elu`` (its gradient at 0 is the
+    one-sided ``alpha``, as torch's; a ``min(x, 0)`` here split it in half)."""
+    return sg.nn.elu(x, alpha)
 
 
 ACTIVATIONS = {
@@ -138,8 +138,9 @@ class PReLU(Layer):
         self.alpha = self.add_weight("alpha", (n,), self.alpha_init, weight_dtype(x))
 
     def call(self, x, training):
-        # max(0, x) + alpha min(0, x): the slope's gradient is min(0, x)
-        return sg.nn.relu(x) + self.alpha * sg.minimum(x, 0.0)
+        # x or alpha x: at 0 the gradient is alpha (one-sided, as torch's), where
+        # relu(x) + alpha min(x, 0) split it; the slope's gradient is x where x <= 0
+        return sg.where(x > 0, x, self.alpha * x)
 
 
 class Maxout(Layer):

@@ -497,3 +497,20 @@ def test_a_layer_belongs_to_one_sequential_model():
     fe.Sequential([dense], input_shape=(3,))
     with pytest.raises(ValueError, match="already belongs"):
         fe.Sequential([dense], input_shape=(3,))
+
+
+@pytest.mark.parametrize("make, torch_fn", [
+    (lambda: L.ELU(alpha=0.7), lambda t: F.elu(t, 0.7)),
+    (lambda: L.Activation("elu"), F.elu),
+    (lambda: L.PReLU(alpha_init=0.3), lambda t: F.prelu(t, torch.tensor([0.3] * 3,
+                                                                      dtype=t.dtype))),
+])
+def test_elu_and_prelu_gradients_at_zero_are_one_sided_as_torch(make, torch_fn, backend):
+    """At x = 0 the gradient is the left one (alpha; 1 for the smooth default ELU), as
+    torch's and background.md's one-sided rule: a min(x, 0) had split it in half."""
+    x = fe.Input((3,), "float64")
+    f = sg.function([x], sg.grad(sg.sum(make()(x)), x), backend=backend)
+    X = np.array([[-1.0, 0.0, 1.0]])
+    t = torch.tensor(X, requires_grad=True)
+    torch_fn(t).sum().backward()
+    np.testing.assert_allclose(f(X), t.grad.numpy(), rtol=1e-12)
