@@ -57,7 +57,7 @@ from symgraph.graph import Constant, SharedVariable, Variable
 from symgraph.profiling import describe_nodes
 
 from . import signature as sg_sig
-from .epoch import epoch_function, run_epoch
+from .epoch import run_epoch
 from .fusion import analyse, group_kernels
 from .kernel_info import ENTRY, KernelInfo, ModuleContext
 from .native import blas, cache, parallel, pycall
@@ -259,7 +259,7 @@ class LLVMProgram(Program):
         if ctx.uses_parallel:
             parts.append(parallel.declaration())
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
-        entry = [main, epoch_function(self)]
+        entry = [main]  # (sg_epoch: a module of its own, on the first epoch call)
         sized = [(info.name, text, len(roots) + 1) for (info, roots), text
                  in zip(kernels, functions)]
         lines = sum(t.count("\n") for t in functions + entry)

@@ -33,11 +33,16 @@ from symgraph.function import ShuffledArrays
 from symgraph.storage import address as _address  # an epoch's control block takes ~30
 
 from .kernel_info import ENTRY
+from .native.cache import compile_cached
 from .plans import native_array
 
 EPOCH = "sg_epoch"
-#: ctl words before the per-input records: nsteps, template bufs, permutation, batch size
-_HEAD = 4
+#: the loop around the steps is copies and a call: O1 compiles it in ~12 ms against ~75 at
+#: O3, and W4's epoch ran 0.99-1.00x as fast (interleaved, shuffled or not)
+EPOCH_OPT_LEVEL = 1
+#: ctl words before the per-input records: nsteps, template bufs, permutation, batch size,
+#: the step function
+_HEAD = 5
 
 
 def _static_bytes(var, skip: int) -> int | None:
@@ -48,12 +53,19 @@ def _static_bytes(var, skip: int) -> int | None:
     return int(np.prod(dims, dtype=np.int64)) * np.dtype(var.dtype).itemsize
 
 
-def epoch_function(program) -> str:
-    """``i32 sg_epoch(ptr ctl)``: ``sg_step`` over consecutive minibatches in one call of
-    ``program`` (an ``LLVMProgram``: its arguments, direct updates, constants).
+def epoch_module(program) -> str:
+    """The IR of a module of its own holding ``i32 sg_epoch(ptr ctl)``: ``sg_step`` over
+    consecutive minibatches in one call of ``program`` (an ``LLVMProgram``: its arguments,
+    direct updates, constants).
 
-    ``ctl`` (int64): ``[nsteps, templates, permutation or 0, batch size, (base, row
-    bytes, gather buffer) per input, (source, destination, bytes) per output]``.
+    It is compiled on the first ``epoch`` call (:func:`epoch_fn`), not with the step: a
+    function that is only ever called pays nothing for it (jax compiles a ``lax.scan`` apart
+    from the ``jit`` of its step too; W1-SGD's cold compile ~15% less).  It calls the step
+    through a pointer in ``ctl``, so its text, the disk cache's key, is the same in every
+    process.
+
+    ``ctl`` (int64): ``[nsteps, templates, permutation or 0, batch size, sg_step, (base,
+    row bytes, gather buffer) per input, (source, destination, bytes) per output]``.
     ``templates`` are ``sg_step``'s pointer tables for the first, the odd and the even steps
     (one when nothing is updated): step 0 reads each updated variable from its original and
     writes A, odd steps read A and write B, even steps read B and write A (A = B: in place on
@@ -65,7 +77,7 @@ def epoch_function(program) -> str:
     into ``ctl[0]``.  (The tables are copied whole per step rather than A/B chosen per update by
     selects: SLP vectorisation of those stores took ~50 ms of a convnet's cold compile.)
     """
-    from .irgen import FunctionBuilder  # lazy: lowering only, not for a cached program
+    from .irgen import INTRINSIC_DECLARATIONS, FunctionBuilder  # lazy: on the first epoch
 
     fb = FunctionBuilder("e")
     nin, nupd = len(program.inputs), len(program.direct)
@@ -82,7 +94,7 @@ def epoch_function(program) -> str:
         fb.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {dst}, ptr {src}, i64 {nbytes}, i1 0)")
 
     fb.entry.append(f"  %bufs = alloca [{nbufs} x ptr]")
-    nsteps, perm, batch = ctl(0, "i64"), ctl(2, "ptr"), ctl(3, "i64")
+    nsteps, perm, batch, step = ctl(0, "i64"), ctl(2, "ptr"), ctl(3, "i64"), ctl(4, "ptr")
     templates, table_bytes = ctl(1, "ptr"), nbufs * 8
     if not nupd:
         copy("%bufs", templates, str(table_bytes))
@@ -120,7 +132,7 @@ def epoch_function(program) -> str:
         for k, (_, _, buf) in enumerate(rows):
             fb.emit(f"store ptr {buf}, ptr {slot(k)}")
         fb.if_end(done)
-    status = fb.op(f"call i32 @{ENTRY}(ptr %bufs, ptr null)")
+    status = fb.op(f"call i32 {step}(ptr %bufs, ptr null)")
     bad = fb.op(f"icmp ne i32 {status}, 0")
     done = fb.if_begin(bad)
     fb.emit(f"store i64 {s}, ptr %ctl")  # ctl[0] := the failing step, for the message
@@ -135,12 +147,13 @@ def epoch_function(program) -> str:
         copy(fb.op(f"getelementptr inbounds i8, ptr {ctl(base + 1, 'ptr')}, i64 {off}"),
              ctl(base, "ptr"), nbytes)
     fb.loop_end(tok)
-    return fb.finish(f"define i32 @{EPOCH}(ptr noalias %ctl) {{")
+    return "\n\n".join([INTRINSIC_DECLARATIONS, "!0 = !{}",
+                         fb.finish(f"define i32 @{EPOCH}(ptr noalias %ctl) {{")]) + "\n"
 
 
 def run_epoch(program, arrays, batch_size: int) -> list | None:
     """The full minibatches of ``Function.epoch`` in one native call (see
-    :func:`epoch_function`): ``arrays`` are checked (one per input, equal first dims), either
+    :func:`epoch_module`): ``arrays`` are checked (one per input, equal first dims), either
     a list (consecutive rows) or a ``ShuffledArrays`` (rows in its permutation's order,
     gathered per step: the dataset is never copied), ``batch_size`` positive.  Adopts the
     final values of the updated variables and returns each output stacked over the steps,
@@ -179,7 +192,8 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
         else:
             fresh.append(tuple(storage.empty(pool[0].shape, pool[0].dtype) for _ in range(2)))
     stacks = [np.empty((full, *spec[1].shape), spec[1].dtype) for spec in outputs]
-    ctl = [full, 0, 0 if order is None else _address(order), batch_size]
+    ctl = [full, 0, 0 if order is None else _address(order), batch_size,
+           program.module.address(ENTRY)]
     gather = [storage.empty((batch_size, *a.shape[1:]), a.dtype) if order is not None else None
               for a in arrays]
     for a, buf in zip(arrays, gather):
@@ -245,9 +259,13 @@ def _checked_first_batch(program, first: list[np.ndarray]) -> tuple[dict, dict]:
 
 
 def epoch_fn(program):
-    """``sg_epoch`` of the program's module as a ctypes function, made once per program."""
+    """``sg_epoch`` of ``program`` as a ctypes function: :func:`epoch_module` compiled
+    (through the IR-keyed caches, so usually loaded from disk) on the first epoch call of a
+    program, and kept with it."""
     fn = getattr(program, "_epoch_cfunc", None)
     if fn is None:
+        module = program._epoch_module = compile_cached(epoch_module(program),
+                                                        opt_level=EPOCH_OPT_LEVEL)
         fn = program._epoch_cfunc = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p)(
-            program.module.address(EPOCH))
+            module.address(EPOCH))
     return fn

@@ -166,3 +166,26 @@ def test_repeated_epochs_reuse_checks_only_for_the_same_signature():
 def test_address_is_the_data_pointer(make):
     a = make()
     assert _address(a) == a.ctypes.data
+
+
+def test_sg_epoch_is_compiled_on_the_first_epoch_call_only():
+    """A function that is only called compiles no epoch loop; the first ``epoch`` compiles
+    it as a module of its own (cached by its text: a second program of the same graph
+    reuses it) and it calls this program's step."""
+    def build():
+        w = sg.shared(np.ones(3), name="w")
+        x = sg.tensor("x", ("n", 3))
+        return w, sg.function([x], sg.sum(x * w), updates={w: w * 0.5}, backend="llvm")
+
+    w, f = build()
+    X = np.arange(24.0).reshape(8, 3)
+    f(X[:2])
+    assert "sg_epoch" not in f.llvm_ir() and getattr(f.program, "_epoch_module", None) is None
+    w.set_value(np.ones(3))
+    got = f.epoch(X, batch_size=2)
+    np.testing.assert_array_equal(got, [X[i:i + 2].sum() * 0.5 ** (i // 2) for i in range(0, 8, 2)])
+    assert f.program._epoch_module.stats["cache"] in ("miss", "disk")
+    w2, g = build()
+    g.epoch(X, batch_size=2)
+    assert g.program._epoch_module.stats["cache"] == "memory"
+    np.testing.assert_array_equal(w2.get_value(), np.full(3, 0.5 ** 4))
