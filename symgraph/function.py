@@ -79,7 +79,7 @@ class Function:
         self.name = name
         self.check_finite = bool(check_finite)
         self.single = isinstance(outputs, Variable)
-        out_list = [outputs] if self.single else [as_variable(o) for o in (outputs or [])]
+        out_list = [outputs] if self.single else _output_list(outputs)
         self.inputs = list(inputs)
         self._check_inputs_declared(out_list)
         pairs = _normalize_updates(updates)
@@ -378,6 +378,22 @@ def _stack_steps(native: np.ndarray | None, values: list, sizes: list[int]) -> n
             native.reshape(native.shape[0] * native.shape[1], *native.shape[2:]), *values]
         return np.concatenate(parts)
     raise ValueError(f"epoch: an output changes shape between steps ({sorted(shapes)})")
+
+
+def _output_list(outputs) -> list[Variable]:
+    """A list or tuple of outputs as Variables (numbers and arrays become constants); a
+    dict or a string is a mistake to name, not a constant of dtype str to refuse."""
+    if isinstance(outputs, Mapping):
+        raise TypeError("function outputs are a Variable or a list of them, not a dict "
+                        "(for named outputs pass list(d.values()) and zip the names back)")
+    if isinstance(outputs, (str, bytes)):
+        raise TypeError(f"function outputs are a Variable or a list of them, not {outputs!r}")
+    found = []
+    for i, out in enumerate(outputs or []):
+        if isinstance(out, (str, bytes, Mapping)):
+            raise TypeError(f"function output {i} is {out!r}, not a Variable")
+        found.append(as_variable(out))
+    return found
 
 
 def _name_the_step(err: Exception, step: int, batch_size: int, n: int,

@@ -4,6 +4,8 @@ Oracles: numpy arithmetic on the same arrays, and the Python loop of single
 calls that ``f.epoch`` promises to equal.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -467,3 +469,17 @@ def test_epoch_of_empty_per_example_outputs_with_a_partial_last_batch(backend):
     X = np.zeros((5, 0), np.float32)
     assert f.epoch(X, batch_size=2).shape == (5, 0)
     assert np.concatenate([f(X[i:i + 2]) for i in range(0, 5, 2)]).shape == (5, 0)
+
+
+@pytest.mark.parametrize("outputs, words", [
+    (lambda x: {"double": x * 2}, "not a dict (for named outputs pass list(d.values())"),
+    (lambda x: [x * 2, "loss"], "function output 1 is 'loss', not a Variable"),
+    (lambda x: "x", "not 'x'"),
+])
+def test_outputs_that_are_not_variables_are_named(outputs, words):
+    """A dict or a string among the outputs is a TypeError saying so (it was 'dtype str32
+    is not supported', from making a constant of the string)."""
+    x = sg.tensor("x", (3,))
+    with pytest.raises(TypeError, match=re.escape(words)):
+        sg.function([x], outputs(x))
+    np.testing.assert_array_equal(sg.function([x], [x * 2, 1.5])(np.ones(3))[1], 1.5)
