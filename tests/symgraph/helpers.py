@@ -164,3 +164,21 @@ def misaligned(a: np.ndarray, by: int = 16) -> np.ndarray:
     out[...] = a
     assert out.ctypes.data % 64 == by
     return out
+
+
+#: the integer and boolean dtypes narrower than 64 bits that symgraph has (it has no
+#: uint16, uint32 or uint64: ``graph.SUPPORTED_DTYPES``)
+NARROW_INTEGERS = ["int8", "int16", "int32", "uint8", "bool"]
+
+
+def overflowing(dtype: str, shape: tuple, seed: int = 0) -> np.ndarray:
+    """Entries in the top half of ``dtype``'s range (a sum or product of any two wraps in
+    it), signed ones with a few negatives; booleans mostly True."""
+    rng = np.random.default_rng(seed)
+    if dtype == "bool":
+        return rng.random(shape) < 0.8
+    info = np.iinfo(dtype)
+    x = rng.integers(info.max // 2, info.max, shape, endpoint=True)
+    if info.min < 0:
+        x = np.where(rng.random(shape) < 0.2, -x, x)
+    return x.astype(dtype)

@@ -6,7 +6,8 @@ of the numpy reference for gradients.
 
 import numpy as np
 import pytest
-from helpers import fd_grad
+from helpers import NARROW_INTEGERS as NARROW
+from helpers import fd_grad, overflowing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,24 +97,6 @@ def test_sum_dtypes(backend):
 
 
 # --------------------------------------------------------------------------- integer widening
-
-#: the integer and boolean dtypes narrower than 64 bits that symgraph has (it has no
-#: uint16, uint32 or uint64: ``graph.SUPPORTED_DTYPES``)
-NARROW = ["int8", "int16", "int32", "uint8", "bool"]
-
-
-def overflowing(dtype: str, shape: tuple, seed: int = 0) -> np.ndarray:
-    """Entries in the top half of ``dtype``'s range (any two of them add past its maximum),
-    signed ones with a few negatives; booleans mostly True."""
-    rng = np.random.default_rng(seed)
-    if dtype == "bool":
-        return rng.random(shape) < 0.8
-    info = np.iinfo(dtype)
-    x = rng.integers(info.max // 2, info.max, shape, endpoint=True)
-    if info.min < 0:
-        x = np.where(rng.random(shape) < 0.2, -x, x)
-    return x.astype(dtype)
-
 
 def numpy_widened(expected) -> np.ndarray:
     """numpy's result as symgraph gives it: its dtype, but uint64 as int64 (the same bits:

@@ -5,7 +5,8 @@ products, ties in the sorts), second order vs finite differences, on both backen
 import numpy as np
 import pytest
 import torch
-from helpers import fd_grad
+from helpers import NARROW_INTEGERS as NARROW
+from helpers import fd_grad, overflowing
 from numpy.exceptions import AxisError
 
 import symgraph as sg
@@ -162,23 +163,8 @@ def test_cumprod_second_order(zeros, backend):
     check_second_order(backend, lambda v: sg.cumprod(v, 0), x, w)
 
 
-#: the integer and boolean dtypes narrower than 64 bits that symgraph has (no uint16/32/64)
-NARROW = ["int8", "int16", "int32", "uint8", "bool"]
 SCANS = {"prod": (sg.prod, np.prod), "cumsum": (sg.cumsum, np.cumsum),
          "cumprod": (sg.cumprod, np.cumprod)}
-
-
-def overflowing(dtype: str, shape: tuple, seed: int = 0) -> np.ndarray:
-    """Entries in the top half of ``dtype``'s range (a sum or product of two wraps in it),
-    signed ones with a few negatives; booleans mostly True."""
-    rng = np.random.default_rng(seed)
-    if dtype == "bool":
-        return rng.random(shape) < 0.8
-    info = np.iinfo(dtype)
-    x = rng.integers(info.max // 2, info.max, shape, endpoint=True)
-    if info.min < 0:
-        x = np.where(rng.random(shape) < 0.2, -x, x)
-    return x.astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", NARROW)
