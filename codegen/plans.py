@@ -63,8 +63,10 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
         if isinstance(v, Constant):
             shapes[v] = v.value.shape
     infer_shapes(an.all_nodes, shapes, bindings)
-    for node in an.nodes:  # numpy refuses max/argmax/softmax over an empty axis (even when
-        op = node.op       # the result is empty too: (0, 0).max(axis=0))
+    # numpy refuses max/argmax/softmax over an empty axis, even when the result is empty
+    # too ((0, 0).max(axis=0))
+    for node in an.nodes:
+        op = node.op
         axes = op.no_identity_axes(node)
         if axes:
             xs = shapes[node.inputs[0]]

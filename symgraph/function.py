@@ -402,7 +402,7 @@ def _name_the_step(err: Exception, step: int, batch_size: int, n: int,
     message is one in that minibatch (``label 10 of 'y' at position 6``).  Only the
     exception types whose text is their one argument are reworded."""
     err.step = step
-    if type(err).__str__ is not BaseException.__str__ or isinstance(err, KeyError) or (
+    if type(err).__str__ is not BaseException.__str__ or (  # (KeyError quotes its text)
             len(err.args) != 1 or not isinstance(err.args[0], str)):
         return
     start = step * batch_size
