@@ -23,6 +23,7 @@ import sympy
 from symgraph import shapes as sh
 from symgraph.dispatch import ops
 from symgraph.graph import Constant, Op, TensorType, Variable
+from symgraph.ops.arguments import argument_error
 from symgraph.sentinels import DISCONNECTED
 from symgraph.shapes import contiguous as _contiguous
 
@@ -287,10 +288,30 @@ def getitem(x: Variable, index) -> Variable:
     """``x[index]``: basic (ints, slices) or integer-array indexing, numpy semantics.
 
     Example: ``logp[sg.arange(n), y]`` picks one entry per row; ``x[:, [0, 2]]`` two
-    columns; ``x[i, 1]`` entry ``(i[k], 1)`` for every ``k``.
+    columns; ``x[i, 1]`` entry ``(i[k], 1)`` for every ``k``.  An index it cannot take is an
+    ``IndexError`` naming ``x``'s type and the user's line, as a shape error is.
     """
-    if not isinstance(index, tuple):
-        index = (index,)
+    try:
+        index = _expanded(x, index if isinstance(index, tuple) else (index,))
+        mixed = _mixed_parts(x, index) if any(_is_array(e) for e in index) else None
+    except IndexError as err:
+        raise argument_error("indexing", err, [x]) from None
+    if mixed is None:
+        return Subtensor(index)(x)
+    slices, pattern, arrays = mixed
+    if any(s != slice(None) for s in slices):
+        x = Subtensor(tuple(slices))(x)  # slices keep every axis: the pattern still applies
+    while pattern and pattern[-1] == ":":
+        pattern.pop()
+    return AdvancedSubtensor(tuple(pattern))(x, *arrays)
+
+
+def _is_array(e) -> bool:
+    return isinstance(e, Variable) or isinstance(e, (list, np.ndarray))
+
+
+def _expanded(x: Variable, index: tuple) -> tuple:
+    """``index`` with its ellipsis spelled out as full slices (np.newaxis is refused)."""
     if any(e is None or e is Ellipsis for e in index):
         # count by identity: ``tuple.count`` would compare index arrays elementwise
         ellipses = sum(1 for e in index if e is Ellipsis)
@@ -302,13 +323,7 @@ def getitem(x: Variable, index) -> Variable:
             index = index[:pos] + (slice(None),) * fill + index[pos + 1:]
         if any(e is None for e in index):
             raise IndexError("np.newaxis in an index is not supported; use sg.expand_dims")
-
-    def is_array(e):
-        return isinstance(e, Variable) or isinstance(e, (list, np.ndarray))
-
-    if not any(is_array(e) for e in index):
-        return Subtensor(index)(x)
-    return _mixed_getitem(x, index)
+    return index
 
 
 def _index_array(e) -> Variable:
@@ -326,8 +341,9 @@ def _index_array(e) -> Variable:
     return var
 
 
-def _mixed_getitem(x: Variable, index: tuple) -> Variable:
-    """Integer arrays with ints and slices, numpy's rules (see the module docstring)."""
+def _mixed_parts(x: Variable, index: tuple) -> tuple[list, list, list]:
+    """Integer arrays with ints and slices, numpy's rules (see the module docstring): the
+    slices (one per axis), the pattern (``":"`` or ``"a"`` per axis) and the index arrays."""
     if len(index) > x.ndim:
         raise IndexError(f"too many indices ({len(index)}) for {x.ndim} dims")
     pattern, arrays, slices = [], [], []
@@ -351,8 +367,4 @@ def _mixed_getitem(x: Variable, index: tuple) -> Variable:
                              "index with it first, then with the arrays")
         else:
             arrays.append(_index_array(e))
-    if any(s != slice(None) for s in slices):
-        x = Subtensor(tuple(slices))(x)  # slices keep every axis: the pattern still applies
-    while pattern and pattern[-1] == ":":
-        pattern.pop()
-    return AdvancedSubtensor(tuple(pattern))(x, *arrays)
+    return slices, pattern, arrays

@@ -195,6 +195,22 @@ def test_failed_gather_changes_no_shared_variable(backend):
     np.testing.assert_array_equal(W.get_value(), before)
 
 
+@pytest.mark.parametrize("index, words", [
+    (lambda x: (np.array([0.5]),), "array indices must be integers, got float64"),
+    (lambda x: (..., ...), "a single ellipsis"),
+    (lambda x: (None,), "use sg.expand_dims"),
+    (lambda x: ([0, 1], 9), "index 9 is out of bounds for axis 1 with size 5"),
+])
+def test_index_errors_name_indexing_the_input_and_the_line(index, words):
+    """As a shape error does: the function, x's type and the user's line (these had none)."""
+    x = sg.tensor("x", (4, 5))
+    with pytest.raises(IndexError) as info:
+        x[index(x)]
+    text = str(info.value)
+    assert text.startswith("indexing: ") and words in text
+    assert "inputs float64(4, 5)" in text and "test_mixed_indexing.py" in text
+
+
 def test_build_time_errors():
     x = sg.tensor("x", (4, 5))
     i = np.array([0, 1])
