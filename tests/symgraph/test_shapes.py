@@ -199,11 +199,11 @@ def test_symbolic_dims_are_equal_only_in_the_graph_that_broadcasts_them(backend)
 
 
 def test_a_broadcast_chain_binds_a_dim_no_input_names_directly(backend):
-    """n ~ k ~ m through two nodes: m's length comes from n's input (a class of three)."""
+    """m ~ k (y + z) and k ~ n (x + ...): m meets n only through k, a class of three."""
     x, y, z = (sg.tensor(v, (s,)) for v, s in (("x", "n_ch"), ("y", "k_ch"), ("z", "m_ch")))
-    f = sg.function([x, y, z], [(x + y) * z], backend=backend)
+    f = sg.function([x, y, z], [x * (y + z)], backend=backend)
     out = f(np.arange(3.0), np.ones(3), np.full(3, 2.0))
-    np.testing.assert_array_equal(out[0], (np.arange(3.0) + 1) * 2)
+    np.testing.assert_array_equal(out[0], np.arange(3.0) * 3)
     with pytest.raises(ValueError, match=r"input 'z': dim 0 is m_ch, which is broadcast"):
         f(np.arange(3.0), np.ones(3), np.ones(4))
 
