@@ -58,12 +58,16 @@ def _broadcasts_into(dropped: Variable, out: TensorType) -> bool:
     """True when dropping operand ``dropped`` cannot change the runtime output shape.
 
     Static types use None for unknown dims; where the output dim is unknown the
-    dropped operand could still have widened it at run time unless its dim is 1.
+    dropped operand could still have widened it at run time unless its dim is 1, and
+    where its own dim is unknown only a run could tell it fits (numpy refuses a 5
+    against a 3: dropping the operand would drop that check).  Two symbols are checked
+    by the function, which binds the classes of the user's graph (``same_dims``).
     """
     if dropped.ndim > out.ndim:
         return False
     aligned = out.shape[out.ndim - dropped.ndim:]
-    return all(d == 1 or o is not None for d, o in zip(dropped.shape, aligned))
+    return all(d == 1 or (d is not None and o is not None)
+               for d, o in zip(dropped.shape, aligned))
 
 
 def _keep_operand(node: Apply, kept: int) -> Variable | None:
@@ -110,9 +114,13 @@ def mul_by_zero(node: Apply) -> Variable | None:
 
 
 def mul_neg_neg(node: Apply) -> Variable | None:
-    """``(-x) * (-y)`` -> ``x * y``."""
+    """``(-x) * (-y)`` -> ``x * y``, when both negations are in the product's dtype: one
+    that the product widens (a uint8 or an int8 -128 against floats) wrapped before it,
+    and ``-(-u)`` is then not ``u`` (in one dtype the wrap cancels: (-a)(-b) = ab mod 2^k)."""
     a, b = node.inputs
-    if _is_elemwise(a.owner, "neg") and _is_elemwise(b.owner, "neg"):
+    out = node.outputs[0].dtype
+    if _is_elemwise(a.owner, "neg") and _is_elemwise(b.owner, "neg") and \
+            a.dtype == out and b.dtype == out:
         return ops.mul(a.owner.inputs[0], b.owner.inputs[0])
     return None
 

@@ -338,6 +338,38 @@ def test_neg_times_neg_and_zero_minus():
     assert sorted(names) == ["mul", "neg"]
 
 
+@pytest.mark.parametrize("dtype, values", [("uint8", [3, 1, 0]), ("int8", [-128, 5, 0])])
+def test_neg_times_neg_is_kept_when_the_product_widens_a_wrapped_negation(dtype, values,
+                                                                          backend):
+    """-u wraps in uint8 (and -(-128) in int8) before the float product widens it, so
+    (-x) * (-u) is not x * u: the rule fires only when both negations are in the product's
+    dtype (where the wrap cancels), and the result is numpy's either way."""
+    x, u = sg.vector("x", 3), sg.tensor("u", (3,), dtype)
+    xv, uv = np.array([1.0, 2.0, 3.0]), np.array(values, dtype)
+    f = sg.function([x, u], (-x) * (-u), backend=backend)
+    np.testing.assert_array_equal(f(xv, uv), (-xv) * (-uv))
+    assert f.rewrite_report.fired.get("mul_neg_neg", 0) == 0
+    i, j = sg.tensor("i", (2,), dtype), sg.tensor("j", (2,), dtype)
+    g = sg.function([i, j], (-i) * (-j), backend=backend)
+    a, b = np.array(values[:2], dtype), np.array([7, 200 % 128], dtype)
+    np.testing.assert_array_equal(g(a, b), (-a) * (-b))
+    assert g.rewrite_report.fired["mul_neg_neg"] == 1
+
+
+def test_an_operand_of_unknown_length_is_not_dropped_with_its_shape_check(backend):
+    """x + zeros_like(y) with y of unknown length: numpy refuses y of length 5 against x's
+    3, so the rewrite keeps the operand (dropping it accepted the call silently); names the
+    function binds, and a fitting y, are unaffected."""
+    x, y = sg.vector("x", 3), sg.tensor("y", (None,))
+    f = sg.function([x, y], x + sg.zeros_like(y), backend=backend)
+    with pytest.raises(ValueError):
+        f(np.ones(3), np.ones(5))
+    np.testing.assert_array_equal(f(np.ones(3), np.ones(3)), np.ones(3))
+    n = sg.tensor("n", ("len",))
+    g = sg.function([n], n + sg.zeros_like(n), backend=backend)
+    assert g.rewrite_report.fired["add_zero"] == 1
+
+
 def test_fill_of_smaller_value_is_kept():
     x = _x()
     new, report, names = rewritten([sg.zeros_like(x)])
