@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import signal
 import sys
 import threading
@@ -26,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from frontends.callbacks import Callback, EarlyStopping, History
-from frontends.config import suggest
+from frontends.config import integer, suggest
 from frontends.errors import UserInputError
 
 TARGET_CHUNK_SECONDS = 0.25
@@ -149,12 +148,11 @@ def _call(callbacks: list, hook: str, *args) -> None:
 def _integer(name: str, value, low: int) -> int:
     """An int argument >= ``low``, as ``config.integer`` takes them (an integral float such
     as 30.0 is fine); 2.5 or True is a mistake to report, not a value to truncate."""
-    whole = (isinstance(value, numbers.Integral) or isinstance(value, numbers.Real)
-             and math.isfinite(value) and float(value).is_integer())
-    if isinstance(value, bool) or not whole or value < low:
+    try:
+        return integer("fit", name, value, lo=low)
+    except (TypeError, ValueError):
         kind = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise UserInputError(f"fit: {name} must be {kind}, got {value!r}")
-    return int(value)
+        raise UserInputError(f"fit: {name} must be {kind}, got {value!r}") from None
 
 
 def _training_and_validation(model, x, y, validation_data, validation_split: float
