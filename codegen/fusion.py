@@ -131,6 +131,8 @@ def analyse(outputs: list[Variable], updates=None) -> Analysis:
     for x in outputs:
         if x.owner is None:
             an.mode[x] = _leaf_mode(x)
+    for var, _ in updates or ():  # a target the graph never reads (``{last_loss: loss}``)
+        an.mode.setdefault(var, _leaf_mode(var))
     for node in all_nodes:
         var = node.outputs[0]
         if node not in nodes:

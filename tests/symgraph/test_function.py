@@ -77,6 +77,25 @@ def test_updates_read_old_values_and_outputs_see_old_values(backend):
     assert a.get_value() == 7.0 and b.get_value() == -3.0
 
 
+def test_update_of_a_variable_the_graph_never_reads(backend):
+    """Keeping the last loss, or a transpose of a weight, in a shared variable: its old value
+    is read by nothing (the llvm backend raised a bare KeyError for such a target)."""
+    x = sg.tensor("x", shape=("batch", 3), dtype="float64")
+    W = sg.shared(np.arange(6.0).reshape(3, 2), name="W")
+    last, Wt, flipped = (sg.shared(np.zeros(s), name=n)
+                         for s, n in (((), "last"), ((2, 3), "Wt"), ((3, 2), "flipped")))
+    loss = sg.mean(sg.square(x @ W))
+    f = sg.function([x], loss, updates={W: W - 0.01 * sg.grad(loss, W), last: loss,
+                                        Wt: W.T, flipped: sg.flip(W, 0)}, backend=backend)
+    X = np.linspace(-1.0, 1.0, 12).reshape(4, 3)
+    W0 = W.get_value()
+    got = f(X)
+    assert last.get_value() == got
+    np.testing.assert_allclose(got, np.mean((X @ W0) ** 2), rtol=1e-12)
+    np.testing.assert_array_equal(Wt.get_value(), W0.T)
+    np.testing.assert_array_equal(flipped.get_value(), W0[::-1])
+
+
 def test_sgd_update_keeps_dtype_and_shape(backend):
     W = sg.shared(np.ones((2, 3), "float32"), name="W")
     x = sg.tensor("x", ("batch", 2), dtype="float32")
