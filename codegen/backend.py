@@ -289,7 +289,10 @@ class LLVMProgram(Program):
                 "declare i64 @llvm.readcyclecounter()"]) + "\n"
             self._profile_module = compile_cached(text, opt_level=3, loop_unrolling=False)
         counters = np.zeros(max(1, len(self.kernels)), dtype=np.int64)
-        targets = [arrays[pool] if isinstance(pool, int) else pool[0] for pool in plan.targets]
+        # fresh targets: a pool's buffer may be the array a shared variable holds now
+        targets = [arrays[pool] if isinstance(pool, int) else storage.empty(pool[0].shape,
+                                                                              pool[0].dtype)
+                   for pool in plan.targets]
         ranks = [a.ndim for a in arrays] + [t.ndim for t in targets]
         owned = [plan.arena, plan.table, *[c.value for c in self.consts], counters]
         builtin = pycall.make_builtin(self._profile_module.address(f"{ENTRY}_profile"), ranks,

@@ -96,13 +96,7 @@ class CompileRequest:
         for var, value in zip(self.inputs, args):
             array = np.asarray(value)
             if array.dtype != var.dtype:
-                if not np.can_cast(array.dtype, var.dtype, "same_kind"):
-                    got = ("an array of Python objects (dtype object)"
-                           if array.dtype.kind == "O" else
-                           f"{'an' if array.dtype.name[0] in 'aeiou' else 'a'} "
-                           f"{array.dtype.name} array")
-                    raise TypeError(f"input {var.name!r} is {var.dtype.name}; got {got}, "
-                                    "which does not cast safely (same_kind)")
+                check_cast(var, array)
                 array = array.astype(var.dtype)
             problem = sh.bind_shape(var.shape, array.shape, bindings, same)
             if problem:
@@ -111,6 +105,16 @@ class CompileRequest:
         if same:
             sh.bind_classes(bindings, same)
         return values, bindings
+
+
+def check_cast(var: Variable, array: np.ndarray) -> None:
+    """TypeError unless ``array`` casts to ``var``'s dtype as numpy's ``same_kind``."""
+    if array.dtype == var.dtype or np.can_cast(array.dtype, var.dtype, "same_kind"):
+        return
+    got = ("an array of Python objects (dtype object)" if array.dtype.kind == "O" else
+           f"{'an' if array.dtype.name[0] in 'aeiou' else 'a'} {array.dtype.name} array")
+    raise TypeError(f"input {var.name!r} is {var.dtype.name}; got {got}, "
+                    "which does not cast safely (same_kind)")
 
 
 class Program:

@@ -26,7 +26,7 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph import storage
-from symgraph.backends import CompileRequest, make_program
+from symgraph.backends import CompileRequest, check_cast, make_program
 from symgraph.evaluate import is_finite, trace_nonfinite
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs, toposort
 from symgraph.ops import cast
@@ -251,10 +251,12 @@ class Function:
         values.update({var: var._value for var in self.shared})
         raise trace_nonfinite(bad, values, bindings)
 
-    def epoch(self, *arrays, batch_size: int = 128, shuffle: int | None = None):
+    def epoch(self, *arrays, batch_size: int = 128,
+              shuffle: int | bool | np.random.Generator | None = None):
         """Run over consecutive minibatches of ``arrays`` (first dim = batch).
 
-        ``shuffle=seed`` permutes the examples first; the last partial batch
+        ``shuffle=seed`` (an int or a ``numpy.random.Generator``; ``True``: fresh entropy;
+        ``None`` or ``False``: no shuffle) permutes the examples first; the last partial batch
         is a smaller step. Returns each output stacked over steps (outputs
         with a per-example first dim are concatenated instead). The reference
         is exactly the Python loop of single steps; if any step fails, every
@@ -276,12 +278,15 @@ class Function:
                 if a.shape[0] != n:
                     raise ValueError(f"epoch: input {var.name!r} has {a.shape[0]} examples, "
                                      f"the first input {n}")
+            for var, a in zip(self.inputs, arrays):  # before any step: not a step's error
+                check_cast(var, a)
+            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+                raise TypeError(f"epoch: batch_size must be an int, got {batch_size!r}")
             if batch_size <= 0:
                 raise ValueError("epoch: batch_size must be positive")
-            order = None
-            if shuffle is not None:  # the rows are gathered per step, never all copied
-                order = np.random.default_rng(shuffle).permutation(n)
-            return self._epoch(arrays, order, n, batch_size)
+            rng = _shuffler(shuffle)  # the rows are gathered per step, never all copied
+            order = None if rng is None else rng.permutation(n)
+            return self._epoch(arrays, order, n, int(batch_size))
 
     def _epoch(self, arrays: list[np.ndarray], order: np.ndarray | None, n: int,
                batch_size: int):
@@ -307,6 +312,10 @@ class Function:
             else:
                 native_stacks = native
                 done = len(native[0]) if native else n // batch_size
+                if done * batch_size < n:
+                    # the calls below may write into the arrays the variables held before
+                    # the epoch (a backend's double buffers): keep copies to restore
+                    saved = [(var, storage.copy(value)) for var, value in saved]
             for i in range(done * batch_size, n, batch_size):
                 if order is None:
                     batch = tuple(a[i:i + batch_size] for a in arrays)
@@ -319,6 +328,9 @@ class Function:
                 for values, value in zip(per_output, [result] if self.single else result):
                     values.append(value)
                 done += 1
+            sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+            stacked = [_stack_steps(None if native_stacks is None else native_stacks[k],
+                                    values, sizes) for k, values in enumerate(per_output)]
         except Exception as err:
             for var, value in saved:  # a failed epoch changes nothing either
                 var._value = value
@@ -326,10 +338,22 @@ class Function:
             if step is not None:
                 _name_the_step(err, step, batch_size, n, shuffled is not None)
             raise
-        sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
-        stacked = [_stack_steps(None if native_stacks is None else native_stacks[k], values,
-                                sizes) for k, values in enumerate(per_output)]
         return stacked[0] if self.single else stacked
+
+
+def _shuffler(shuffle) -> np.random.Generator | None:
+    """The generator of an epoch's ``shuffle`` argument (``False`` is no shuffle: it was
+    seed 0 of ``default_rng``, a fixed permutation)."""
+    if shuffle is None or shuffle is False:
+        return None
+    if shuffle is True:
+        return np.random.default_rng()
+    if isinstance(shuffle, np.random.Generator):
+        return shuffle
+    if isinstance(shuffle, (int, np.integer)) and shuffle >= 0:
+        return np.random.default_rng(shuffle)
+    raise TypeError(f"epoch: shuffle is a seed (an int >= 0), a numpy Generator, True or "
+                    f"None; got {shuffle!r}")
 
 
 class ShuffledArrays(Sequence):
@@ -372,7 +396,10 @@ def _stack_steps(native: np.ndarray | None, values: list, sizes: list[int]) -> n
         rest = np.stack(values)
         return rest if native is None else np.concatenate([native, rest])
     head = 0 if native is None else len(native)
+    rows = {np.shape(v)[1:] for v in values} | (
+        set() if native is None else {native.shape[2:]})
     if (native is None or native.ndim > 1 and native.shape[1] == sizes[0]) and \
+            len(rows) == 1 and \
             all(np.ndim(v) and np.shape(v)[0] == b for v, b in zip(values, sizes[head:])):
         parts = values if native is None else [  # (not -1: the steps may hold nothing)
             native.reshape(native.shape[0] * native.shape[1], *native.shape[2:]), *values]
