@@ -211,6 +211,9 @@ class Constant(Variable):
         array = np.asarray(value, dtype=None if dtype is None else as_dtype(dtype))
         as_dtype(array.dtype)
         array = _contiguous(array)
+        if isinstance(value, np.ndarray) and np.may_share_memory(array, value):
+            # the user's array (or its base) stays theirs to write; the graph keeps its value
+            array = array.copy()
         array.setflags(write=False)
         super().__init__(TensorType(array.dtype, array.shape), name=name)
         self.value = array
