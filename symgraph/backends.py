@@ -108,8 +108,18 @@ class CompileRequest:
 
 
 def check_cast(var: Variable, array: np.ndarray) -> None:
-    """TypeError unless ``array`` casts to ``var``'s dtype as numpy's ``same_kind``."""
-    if array.dtype == var.dtype or np.can_cast(array.dtype, var.dtype, "same_kind"):
+    """TypeError unless ``array`` casts to ``var``'s dtype as numpy's ``same_kind``;
+    ValueError if an integer cast would wrap one of its values (uint64 labels of 2**64 - 1
+    became index -1, which a gather takes as the last row)."""
+    if array.dtype == var.dtype or np.can_cast(array.dtype, var.dtype, "safe"):
+        return
+    if np.can_cast(array.dtype, var.dtype, "same_kind"):
+        if array.dtype.kind in "iu" and var.dtype.kind in "iu" and array.size:
+            info, lo, hi = np.iinfo(var.dtype), array.min(), array.max()
+            bad = lo if lo < info.min else hi if hi > info.max else None
+            if bad is not None:
+                raise ValueError(f"input {var.name!r} is {var.dtype.name}; its "
+                                 f"{array.dtype.name} value {bad} does not fit")
         return
     got = ("an array of Python objects (dtype object)" if array.dtype.kind == "O" else
            f"{'an' if array.dtype.name[0] in 'aeiou' else 'a'} {array.dtype.name} array")

@@ -136,6 +136,17 @@ def test_update_errors_at_construction():
 # --------------------------------------------------------------------------- shared variables
 
 
+def test_an_array_in_a_graph_stays_the_users(backend):
+    """A numpy array mixed into a graph is copied: the user's array stays writeable (it was
+    made read-only), and writing it, or the array it is a view of, changes no function."""
+    x = sg.vector("x", dtype="float64")
+    scale, base = np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0])
+    f = sg.function([x], x * scale + base[1:], backend=backend)
+    scale[0] = 10.0
+    base[:] = 7.0
+    np.testing.assert_array_equal(f(np.ones(3)), [3.0, 5.0, 7.0])
+
+
 def test_shared_get_value_returns_a_copy():
     init = np.arange(4.0)
     W = sg.shared(init, name="W")
@@ -225,6 +236,23 @@ def test_float_into_int_input_raises_type_error(backend):
         f(np.array([0.0, 1.0, 2.0]))
     with pytest.raises(TypeError, match="labels"):
         f(np.array([0.5, 1.0, 2.0], "float32"))
+
+
+def test_an_integer_cast_that_would_wrap_is_refused(backend):
+    """uint64 and int64 fit int64 and int32 inputs by ``same_kind`` but may wrap: a uint64
+    label of 2**64 - 1 became -1, which a gather takes as the last row."""
+    x = sg.tensor("x", ("batch", 4), dtype="float64")
+    y = sg.tensor("y", ("batch",), dtype="int64")
+    picked = sg.function([x, y], x[sg.arange(x.shape[0]), y], backend=backend)
+    X = np.arange(8.0).reshape(2, 4)
+    np.testing.assert_array_equal(picked(X, np.array([3, 0], "uint64")), [3.0, 4.0])
+    with pytest.raises(ValueError, match=r"'y' is int64; its uint64 value 18446744073709551615"):
+        picked(X, np.array([2**64 - 1, 0], "uint64"))
+    k = sg.tensor("k", (2,), dtype="int32")
+    f = sg.function([k], k * 1, backend=backend)
+    np.testing.assert_array_equal(f(np.array([-2**31, 5])), [-2**31, 5])
+    with pytest.raises(ValueError, match=r"'k' is int32; its int64 value -2147483649"):
+        f(np.array([-2**31 - 1, 5]))
 
 
 def test_safe_casts_happen_silently_and_float32_stays_float32(backend):
