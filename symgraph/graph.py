@@ -48,7 +48,11 @@ SUPPORTED_DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "ui
 
 
 def as_dtype(dtype) -> np.dtype:
+    """A supported dtype, in native byte order: compiled code reads memory as the machine
+    does, so a big-endian ``'>f4'`` is the graph's float32 (values are converted)."""
     dt = np.dtype(dtype)
+    if not dt.isnative:
+        dt = dt.newbyteorder("=")
     if dt.name not in SUPPORTED_DTYPES:
         raise TypeError(f"dtype {dt.name} is not supported; use one of {SUPPORTED_DTYPES}")
     return dt
@@ -209,7 +213,9 @@ class Constant(Variable):
 
     def __init__(self, value, dtype=None, name: str | None = None):
         array = np.asarray(value, dtype=None if dtype is None else as_dtype(dtype))
-        as_dtype(array.dtype)
+        native = as_dtype(array.dtype)
+        if array.dtype != native:
+            array = array.astype(native)
         array = _contiguous(array)
         if isinstance(value, np.ndarray) and np.may_share_memory(array, value):
             # the user's array (or its base) stays theirs to write; the graph keeps its value
@@ -236,10 +242,10 @@ class SharedVariable(Variable):
 
     def __init__(self, value, name: str | None = None, shape=None):
         array = np.asarray(value)
-        as_dtype(array.dtype)
+        dtype = as_dtype(array.dtype)
         static = array.shape if shape is None else sh.as_shape(shape)
-        super().__init__(TensorType(array.dtype, tuple(static)), name=name)
-        self._value = storage.copy(array)  # private, and aligned for compiled code
+        super().__init__(TensorType(dtype, tuple(static)), name=name)
+        self._value = storage.copy(array, dtype)  # private, aligned for compiled code
         self.default_update: Variable | None = None
 
     @property

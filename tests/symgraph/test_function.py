@@ -147,6 +147,22 @@ def test_an_array_in_a_graph_stays_the_users(backend):
     np.testing.assert_array_equal(f(np.ones(3)), [3.0, 5.0, 7.0])
 
 
+@pytest.mark.parametrize("code", [">f4", ">f8", ">i8"])
+def test_big_endian_values_are_converted_not_read_as_native(backend, code):
+    """A big-endian array as a constant, a shared value, or a tensor's dtype is the native
+    dtype's value (the llvm backend read its bytes as native: 1.0 became 4.6e-41)."""
+    big = np.array([1, 2, 3], code)
+    native = big.dtype.newbyteorder("=")
+    x = sg.tensor("x", (3,), dtype=code)
+    S = sg.shared(big, name="S")
+    assert x.dtype == S.dtype == native
+    f = sg.function([x], [x * 2 + big, S.sum()], updates={S: S + 1}, backend=backend)
+    out, total = f(big)
+    np.testing.assert_array_equal(out, [3, 6, 9])
+    assert total == 6 and out.dtype == native
+    np.testing.assert_array_equal(S.get_value(), [2, 3, 4])
+
+
 def test_shared_get_value_returns_a_copy():
     init = np.arange(4.0)
     W = sg.shared(init, name="W")
