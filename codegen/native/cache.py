@@ -48,6 +48,25 @@ _programs: dict[str, tuple[CompiledModule, dict]] = {}
 _lock = threading.RLock()  # re-entrant: loading code may load the parallel runtime
 
 
+def _fork_handlers() -> None:
+    """A fork waits for any compile or load in progress (they hold ``_lock``, then ``jit``'s
+    lock): a child forked while another thread held them waited on them forever, and LLVM
+    itself would be mid-change in the child."""
+    if hasattr(os, "register_at_fork"):
+        def before() -> None:
+            _lock.acquire()
+            jit._lock.acquire()
+
+        def after() -> None:
+            jit._lock.release()
+            _lock.release()
+
+        os.register_at_fork(before=before, after_in_parent=after, after_in_child=after)
+
+
+_fork_handlers()
+
+
 def cache_dir() -> Path:
     """Directory of the disk cache (not created by this call)."""
     override = os.environ.get("SYMGRAPH_CACHE_DIR")
@@ -167,6 +186,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _object_digest(key: str, code: bytes) -> bytes:
+    """The checksum an object file starts with: of its key too, so a file renamed to (or
+    copied over) another key's name is refused instead of run as that program."""
+    return hashlib.sha256(key.encode() + b"\0" + code).digest()
+
+
 def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
                    loop_unrolling: bool = True) -> CompiledModule:
     """Like :func:`codegen.jit.compile_module`, through the memory and disk caches.
@@ -174,7 +199,7 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
     ``stats["cache"]`` tells where the code came from: ``"memory"``, ``"disk"`` (stats then
     have ``read``/``load`` but no ``optimize``/``codegen``) or ``"miss"`` (compiled, then
     stored; ``store`` is the write time).  Disk errors (read-only dir, corrupt file) fall back
-    to compiling.  Files are ``sha256(object code) + object code``, written atomically.
+    to compiling.  Files are ``sha256(key, object code) + object code``, written atomically.
     """
     t0 = time.perf_counter()
     key = cache_key(ir_text, opt_level=opt_level, loop_unrolling=loop_unrolling)
@@ -188,12 +213,12 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
         if hit is not None:
             return _with_stats(hit, {"cache": "memory", "key": t_key, "opt_level": opt_level})
         cm = None
-        if disk and path.is_file():
-            try:
+        if disk:
+            try:  # (no is_file() first: it raises for a name too long or a dir not searchable)
                 t1 = time.perf_counter()
                 blob = path.read_bytes()
                 data = blob[32:]
-                if hashlib.sha256(data).digest() != blob[:32]:
+                if _object_digest(key, data) != blob[:32]:
                     raise OSError(f"corrupt cache file {path}")
                 stats = {"cache": "disk", "key": t_key, "opt_level": opt_level}
                 stats["read"] = time.perf_counter() - t1
@@ -207,7 +232,7 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
                 t2 = time.perf_counter()
                 try:
                     code = cm.object_code
-                    _write_atomic(path, hashlib.sha256(code).digest() + code)
+                    _write_atomic(path, _object_digest(key, code) + code)
                 except OSError:
                     pass
                 cm.stats["store"] = time.perf_counter() - t2
@@ -283,7 +308,10 @@ def load_facts() -> dict | None:
     What it holds is the caller's (:mod:`codegen.registry`: its lowering records' flags);
     keyed by :func:`source_fingerprint`, so an edit of the compiler makes it unreachable."""
     try:
-        data = marshal.loads(_facts_path().read_bytes())
+        blob = _facts_path().read_bytes()
+        if hashlib.sha256(blob[32:]).digest() != blob[:32]:
+            return None  # (a flipped flag made every later compile fail: the caller rewrites)
+        data = marshal.loads(blob[32:])
     except (OSError, ValueError, EOFError, TypeError):
         return None
     return data if isinstance(data, dict) else None
@@ -293,7 +321,8 @@ def store_facts(data: dict) -> None:
     """Keep ``data`` (dicts, tuples, str, bool, None) for :func:`load_facts`; disk errors are
     ignored, like the rest of the cache's."""
     try:
-        _write_atomic(_facts_path(), marshal.dumps(data))
+        blob = marshal.dumps(data)
+        _write_atomic(_facts_path(), hashlib.sha256(blob).digest() + blob)
     except (OSError, ValueError):
         pass
 

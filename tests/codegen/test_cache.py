@@ -117,6 +117,84 @@ def test_key_and_corrupt_file(cache_env):
     assert cm.stats["cache"] == "miss"
 
 
+def test_a_file_under_another_keys_name_is_not_run(cache_env):
+    """A's object code copied over B's file passed the checksum (of the code alone) and ran
+    as B: in a program, a segfault. The checksum covers the key too."""
+    other = KERNEL_IR.replace("icmp eq i64 %i1, 16", "icmp eq i64 %i1, 8")
+    cache.compile_cached(KERNEL_IR)
+    cache.compile_cached(other)
+    a, b = (cache_env / f"{cache.cache_key(ir)}.o" for ir in (KERNEL_IR, other))
+    b.write_bytes(a.read_bytes())
+    cache.clear_cache(memory=True, disk=False)
+    assert cache.compile_cached(other).stats["cache"] == "miss"
+    assert cache.compile_cached(KERNEL_IR).stats["cache"] == "disk"
+
+
+@pytest.mark.parametrize("where", ["name too long", "not a directory"])
+def test_an_unusable_cache_dir_compiles_without_it(cache_env, monkeypatch, where):
+    """pathlib's is_file() raised for such paths (ENAMETOOLONG, and EACCES for a directory
+    the user cannot search) before the disk errors that fall back to compiling."""
+    bad = cache_env / ("n" * 300) if where == "name too long" else cache_env / "f" / "sub"
+    cache_env.mkdir(parents=True, exist_ok=True)
+    (cache_env / "f").write_text("a file where a directory should be")
+    monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(bad))
+    cache.clear_cache(memory=True, disk=False)
+    cm = cache.compile_cached(KERNEL_IR)
+    assert cm.stats["cache"] == "miss"
+    cm.address("k")
+
+
+def test_a_corrupt_facts_snapshot_is_ignored(cache_env):
+    """One flipped flag in the snapshot made every later compile of its op fail until the
+    file was deleted: it now has a checksum, and a bad one reads as no snapshot (which the
+    registry then rewrites)."""
+    data = {"format": 1, "records": {"Elemwise": ((True, False), (False, True))}}
+    cache.store_facts(data)
+    assert cache.load_facts() == data
+    path = next(cache_env.glob("*.sgf"))
+    blob = path.read_bytes()
+    at = blob.rindex(b"T")  # a flag True -> False: still a valid marshal of another dict
+    path.write_bytes(blob[:at] + b"F" + blob[at + 1:])
+    assert cache.load_facts() is None
+
+
+FORK_CHILD = """
+import faulthandler, os, threading, time
+import numpy as np, symgraph as sg
+stop, compiled = False, [0]
+def compile_loop():  # a background thread building functions (distinct graphs: all compile)
+    while not stop:
+        x = sg.tensor("x", shape=(3,), dtype="float64")
+        sg.function([x], sg.tanh(x * (compiled[0] + 0.5)).sum())
+        compiled[0] += 1
+threading.Thread(target=compile_loop, daemon=True).start()
+while compiled[0] < 2:
+    time.sleep(0.01)
+codes = []
+for i in range(4):
+    pid = os.fork()
+    if pid == 0:
+        faulthandler.dump_traceback_later(20, exit=True)  # a hang exits 1
+        x = sg.tensor("x", shape=(3,), dtype="float64")
+        os._exit(0 if sg.function([x], x.sum() * (i + 2))(np.ones(3)) == 3 * (i + 2) else 5)
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    time.sleep(0.05)
+stop = True
+print(codes)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_while_another_thread_compiles(cache_env):
+    """The child of a fork made while another thread held the compile lock waited on it
+    forever: a fork now waits for the compile in progress."""
+    env = dict(os.environ, SYMGRAPH_CACHE_DIR=str(cache_env), PYTHONPATH=str(ROOT),
+               OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", FORK_CHILD], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT, timeout=240)
+    assert out.stdout.strip() == "[0, 0, 0, 0]", out.stderr[-2000:]
+
+
 # --------------------------------------------------------------------------- program cache
 
 PROGRAM_CHILD = """
