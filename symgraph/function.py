@@ -73,6 +73,13 @@ class Function:
     ``set_value`` while a call runs, must hold a lock of their own around them.
     """
 
+    def __reduce__(self):
+        """Not picklable, said plainly (pickle failed on an op's lambda, deepcopy on a lock):
+        native code and a graph's identity do not survive a process."""
+        raise TypeError("a compiled function cannot be pickled or copied: save the shared "
+                        "variables' values (get_value, or frontends' Model.save) and call "
+                        "sg.function again where they are loaded")
+
     def __init__(self, inputs: Sequence[Variable], outputs, updates=None, *,
                  backend: str | None = None, rewrite: bool = True, name: str | None = None,
                  check_finite: bool = False):

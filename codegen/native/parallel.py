@@ -113,7 +113,13 @@ def min_elements() -> int:
     """The element count from which an elementwise kernel is split (``SYMGRAPH_THREADS_MIN``
     or :data:`MIN_ELEMENTS`)."""
     text = os.environ.get("SYMGRAPH_THREADS_MIN", "").strip()
-    return max(1, int(text)) if text else MIN_ELEMENTS
+    if not text:
+        return MIN_ELEMENTS
+    try:
+        return max(1, int(text))
+    except ValueError:
+        raise ValueError(f"SYMGRAPH_THREADS_MIN={text!r}: expected a number of elements, "
+                         f"e.g. {MIN_ELEMENTS}") from None
 
 
 def split_minimum() -> int | None:

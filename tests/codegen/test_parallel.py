@@ -313,6 +313,9 @@ def test_threads_off_by_env_and_in_cache_key(monkeypatch):
     assert parallel.enabled() and parallel.split_minimum() == 5000
     on = parallel.codegen_key(parallel.split_minimum())
     assert on != off != parallel.codegen_key(6000)
+    monkeypatch.setenv("SYMGRAPH_THREADS_MIN", "abc")  # (was int()'s bare message)
+    with pytest.raises(ValueError, match="SYMGRAPH_THREADS_MIN='abc': expected a number"):
+        parallel.split_minimum()
 
 
 def test_cached_program_lowered_again_with_its_own_setting(compiled, monkeypatch):

@@ -546,3 +546,15 @@ def test_outputs_that_are_not_variables_are_named(outputs, words):
     with pytest.raises(TypeError, match=re.escape(words)):
         sg.function([x], outputs(x))
     np.testing.assert_array_equal(sg.function([x], [x * 2, 1.5])(np.ones(3))[1], 1.5)
+
+
+def test_a_compiled_function_refuses_pickle_and_copy_plainly(backend):
+    import copy
+    import pickle
+
+    x = sg.vector("x")
+    f = sg.function([x], x * 2, backend=backend)
+    for attempt in (pickle.dumps, copy.deepcopy, copy.copy):
+        with pytest.raises(TypeError, match="a compiled function cannot be pickled or copied"):
+            attempt(f)
+    np.testing.assert_array_equal(f(np.ones(2)), [2.0, 2.0])
