@@ -158,6 +158,32 @@ def test_a_corrupt_facts_snapshot_is_ignored(cache_env):
     assert cache.load_facts() is None
 
 
+def test_code_of_dropped_functions_is_freed(cache_env, monkeypatch):
+    """The memory caches keep the most recent modules only: the code of functions used once
+    and dropped is freed (every one was kept: ~2 memory maps and 55-75 KB per graph, until
+    LLVM aborted the process), while a live function keeps its own."""
+    import gc
+    import weakref
+
+    import numpy as np
+
+    import symgraph as sg
+
+    monkeypatch.setattr(cache, "MEMORY_LIMIT", 3)
+    x = sg.tensor("x", shape=(3,), dtype="float64")
+    keep = sg.function([x], sg.tanh(x).sum() - 1.0)
+    alive = []
+    for k in range(12):
+        f = sg.function([x], sg.tanh(x * (k + 0.25)).sum() + k)
+        assert f(np.zeros(3)) == k
+        alive.append(weakref.ref(f.program.module._engine))
+        del f
+    gc.collect()
+    assert sum(r() is not None for r in alive) <= 3
+    assert len(cache._memory) <= 3 and len(cache._programs) <= 3
+    assert keep(np.zeros(3)) == -1.0
+
+
 FORK_CHILD = """
 import faulthandler, os, threading, time
 import numpy as np, symgraph as sg
