@@ -94,7 +94,7 @@ class CompileRequest:
             sh.bind_shape(var.shape, var._value.shape, bindings, same)
         values = {}
         for var, value in zip(self.inputs, args):
-            array = np.asarray(value)
+            array = as_input_array(var, value)
             if array.dtype != var.dtype:
                 check_cast(var, array)
                 array = array.astype(var.dtype)
@@ -105,6 +105,14 @@ class CompileRequest:
         if same:
             sh.bind_classes(bindings, same)
         return values, bindings
+
+
+def as_input_array(var: Variable, value) -> np.ndarray:
+    """``np.asarray(value)``; its error (a ragged list) names the input."""
+    try:
+        return np.asarray(value)
+    except ValueError as err:
+        raise ValueError(f"input {var.name!r}: {err}") from None
 
 
 def check_cast(var: Variable, array: np.ndarray) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph import storage
-from symgraph.backends import CompileRequest, check_cast, make_program
+from symgraph.backends import CompileRequest, as_input_array, check_cast, make_program
 from symgraph.evaluate import is_finite, trace_nonfinite
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs, toposort
 from symgraph.ops import cast
@@ -277,7 +277,7 @@ class Function:
         with self._lock:
             if len(arrays) != len(self.inputs):
                 raise TypeError(f"epoch takes {len(self.inputs)} arrays, got {len(arrays)}")
-            arrays = [np.asarray(a) for a in arrays]
+            arrays = [as_input_array(var, a) for var, a in zip(self.inputs, arrays)]
             if any(a.ndim == 0 for a in arrays):
                 raise ValueError("epoch: every array needs a first (batch) dim")
             n = arrays[0].shape[0] if arrays else 0

@@ -558,3 +558,11 @@ def test_a_compiled_function_refuses_pickle_and_copy_plainly(backend):
         with pytest.raises(TypeError, match="a compiled function cannot be pickled or copied"):
             attempt(f)
     np.testing.assert_array_equal(f(np.ones(2)), [2.0, 2.0])
+
+
+def test_a_ragged_list_input_is_named(backend):
+    x = sg.matrix("x")
+    f = sg.function([x], x.sum(), backend=backend)
+    for call in (lambda: f([[1.0, 2.0], [3.0]]), lambda: f.epoch([[1.0, 2.0], [3.0]])):
+        with pytest.raises(ValueError, match="input 'x': setting an array element"):
+            call()
