@@ -257,6 +257,10 @@ def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
                 if not (facts(node.op).fuses == "output" and
                         tuple(node.outputs[0].shape) == shape and tuple(x.shape) == shape):
                     return False
+            elif an.root(x) in members:
+                # a reshape of a member (an alias of its buffer), read through a transpose
+                # at other elements than the loop writes: it read values not yet written
+                return False
             elif an.mode.get(x) in ("inline", "view"):
                 stack.append(x.owner)
     return True

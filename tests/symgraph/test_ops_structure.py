@@ -346,3 +346,21 @@ def test_concatenate_gradient_with_unknown_lengths(axis, backend):
     np.testing.assert_allclose(gxv, 2 * xv * (first + last), rtol=1e-12)
     np.testing.assert_allclose(gyv, 2 * yv * middle, rtol=1e-12)
     np.testing.assert_allclose(hvv, 2 * vv * (first + last), rtol=1e-12)
+
+
+@pytest.mark.parametrize("m, n", [(3, 2), (2, 3), (30, 20)])
+def test_transpose_of_a_reshaped_result_in_the_same_loop(backend, m, n):
+    """``transpose(reshape(q * 2, (n, m))) * 3`` has q's shape, so the llvm backend fused the
+    two elementwise ops into one loop, which read the reshaped buffer through the transpose
+    at elements it had not written yet (299 of 600 wrong). Its gradient read the same way."""
+    q = sg.tensor("q", (m, n), "float64")
+    y = sg.transpose(sg.reshape(q * 2, (n, m)), (1, 0)) * 3
+    Q = np.arange(m * n, dtype=np.float64).reshape(m, n)
+    np.testing.assert_array_equal(sg.function([q], y, backend=backend)(Q),
+                                  (Q * 2).reshape(n, m).T * 3)
+    x = sg.tensor("x", (m, n), "float64")
+    cost = sg.sum(sg.tanh(sg.reshape(sg.transpose(x), (m, n))) * x)
+    X = np.linspace(-1.0, 1.0, m * n).reshape(m, n)
+    got = sg.function([x], sg.grad(cost, x), backend=backend)(X)
+    np.testing.assert_allclose(got, fd_grad(lambda a: np.sum(np.tanh(a.T.reshape(m, n)) * a), X),
+                               rtol=1e-6, atol=1e-8)
