@@ -57,13 +57,13 @@ def lower_node(k: Kernel, node: Apply) -> None:
     return rec.kernel(k, node)
 
 
-#: float32 vector division and square root through the hardware estimates plus one
-#: Newton-Raphson step.  Note: the LLVM of llvmlite 0.50 (20) uses them only on operations
-#: that also carry ``ninf``, which our fast-math flags leave out (inf must stay inf), and a
-#: kernel inlined into ``sg_step`` takes ``sg_step``'s attributes: W1's Adam loop compiles
-#: to ``vsqrtps``/``vdivps`` (checked in ``f.asm()``).  Kept for the operations that may
-#: carry ``ninf`` one day; an estimate that keeps IEEE results for 0 and inf needs guards.
-RECIP = '"reciprocal-estimates"="vec-divf:1,vec-sqrtf:1"'
+#: No hardware estimates for division and square root, on the kernels and on ``sg_step``
+#: (kernels inlined into it take its attributes): with ``arcp``/``afn`` and no attribute,
+#: LLVM's x86 default turned ``g / sqrt(x)`` (the gradients of sqrt, arcsin, arccos,
+#: arccosh) into ``vrsqrtps`` plus a Newton-Raphson step, NaN at x = 0 where IEEE (and
+#: numpy) give inf.  W1-W3's steps compile to the same instructions either way (Adam's
+#: loop: ``vsqrtps``/``vdivps``).
+RECIP = '"reciprocal-estimates"="none"'
 
 
 def module_header() -> str:
@@ -72,7 +72,7 @@ def module_header() -> str:
         "!0 = !{}",
         f"attributes #0 = {{ nounwind {function_attrs()} {RECIP} }}",
         # the step itself stays one function (sg_epoch calls it instead of a second copy)
-        f"attributes #1 = {{ nounwind noinline {function_attrs()} }}",
+        f"attributes #1 = {{ nounwind noinline {function_attrs()} {RECIP} }}",
     ])
 
 

@@ -500,3 +500,18 @@ def test_a_symbolic_dim_of_length_one_does_not_broadcast_at_run_time(backend):
         g(four, ones)
     z = sg.tensor("z", (1, 3), "float32")  # declared 1: broadcasts
     np.testing.assert_array_equal(sg.function([z, y], z * y, backend=backend)(ones, four), four)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradients_at_domain_edges_are_infinite_not_nan(backend, dtype):
+    """d sqrt(x) at 0, d arcsin/arccos at +-1 and d arccosh at 1 are +-inf (IEEE: g / 0), as
+    numpy and torch give. The llvm backend computed float32 ``g / sqrt(y)`` through a
+    reciprocal-sqrt estimate and a Newton step, which made them NaN."""
+    x = sg.tensor("x", (8,), dtype)
+    fns = {"sqrt": (sg.sqrt, [0.0] * 8, np.inf), "arcsin": (sg.arcsin, [1.0, -1.0] * 4, np.inf),
+           "arccos": (sg.arccos, [1.0, -1.0] * 4, -np.inf),
+           "arccosh": (sg.arccosh, [1.0] * 8, np.inf)}
+    for name, (fn, at, edge) in fns.items():
+        got = sg.function([x], sg.grad(sg.sum(fn(x)), x), backend=backend)(
+            np.array(at, dtype))
+        assert np.all(got == edge), (name, got)
