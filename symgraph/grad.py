@@ -19,6 +19,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from symgraph import ops
 from symgraph.graph import Apply, Variable, is_float, toposort
 from symgraph.printing import short_label
@@ -251,6 +253,9 @@ def jacobian(expr: Variable, wrt, *, disconnected: str = "raise"):
         if expr.ndim != 1 or not isinstance(expr.shape[0], int):
             raise ValueError("jacobian needs a scalar or a vector of fixed length, "
                              f"got shape {expr.shape}")
+        if expr.shape[0] == 0:  # (0, *wrt.shape): there is no row to stack
+            result = [ops.expand_dims(ops.zeros_like(w), 0)[:0] for w in wrt_list]
+            return result[0] if single else result
         rows = []
         for i in range(expr.shape[0]):
             entry = expr[i]
@@ -280,16 +285,26 @@ def hessian(cost: Variable, wrt, *, disconnected: str = "raise"):
 
 
 def hvp(cost: Variable, wrt, vectors, *, disconnected: str = "raise"):
-    """Hessian-vector product (Pearlmutter): ``grad(sum(grad(cost, w) * v), w)``."""
+    """Hessian-vector product (Pearlmutter): ``grad(sum(grad(cost, w) * stop_gradient(v)),
+    w)``. ``v`` is held constant: without it a ``v`` built from ``w`` (``v = grad(cost, w)``,
+    a Newton-CG direction) added ``(dv/dw)^T g``, and ``hvp(cost, w, grad(cost, w))`` gave
+    twice ``H g``."""
     single = isinstance(wrt, Variable)
     wrt_list = [wrt] if single else list(wrt)
     v_list = [vectors] if single else list(vectors)
     if len(v_list) != len(wrt_list):
         raise ValueError(f"hvp: {len(wrt_list)} wrt but {len(v_list)} vectors")
+    for w, v in zip(wrt_list, v_list):  # (a v that broadcasts against w was taken silently)
+        vshape = np.shape(v) if not isinstance(v, Variable) else v.shape
+        if len(vshape) != w.ndim or any(isinstance(a, int) and isinstance(b, int) and a != b
+                                        for a, b in zip(vshape, w.shape)):
+            raise ValueError(f"hvp: the vector for {_describe(w)} has shape "
+                             f"{tuple(vshape)}, not the shape of w {tuple(w.shape)}")
     grads = grad(cost, wrt_list, disconnected=disconnected)
     dot = None
     for g, v in zip(grads, v_list):
-        v = ops.cast(v, g.dtype) if isinstance(v, Variable) else v
+        if isinstance(v, Variable):
+            v = ops.stop_gradient(ops.cast(v, g.dtype))
         term = ops.sum(g * v)
         dot = term if dot is None else dot + term
     out = grad(dot, wrt_list, disconnected="zero")

@@ -86,6 +86,41 @@ def test_hvp_of_several_parameters_matches_finite_differences_of_the_gradient(ba
         np.testing.assert_allclose(g, (u - d) / (2 * eps), rtol=1e-6, atol=1e-8)
 
 
+def test_hvp_holds_a_vector_built_from_w_constant(backend):
+    """``hvp(cost, w, v)`` is H(w) v for the value of ``v``, also when ``v`` is computed from
+    ``w`` (a gradient, ``w`` itself): the product rule through ``v`` gave H v + (dv/dw)^T g,
+    so ``hvp(cost, w, grad(cost, w))`` was 2 H g. Closed form: cost = sum(w**4) / 4, so
+    H = diag(3 w**2)."""
+    w = sg.vector("w", 3)
+    cost = sg.sum(w ** 4) / 4.0
+    g = sg.grad(cost, w)
+    wv = np.array([1.0, 2.0, -0.5])
+    got_g, got_w = sg.function([w], [sg.hvp(cost, w, g), sg.hvp(cost, w, w)],
+                               backend=backend)(wv)
+    np.testing.assert_allclose(got_g, 3 * wv ** 2 * wv ** 3, rtol=1e-12)
+    np.testing.assert_allclose(got_w, 3 * wv ** 2 * wv, rtol=1e-12)
+
+
+def test_hvp_refuses_a_vector_of_another_shape():
+    """A v that broadcasts against w ((1,) or (4, 3) for a (3,) w) was taken silently."""
+    w = sg.vector("w", 3)
+    cost = sg.sum(w ** 3)
+    for v in (sg.vector("v", 1), sg.tensor("m", (4, 3)), np.ones(4)):
+        with pytest.raises(ValueError, match=r"hvp: the vector for 'w'.* not the shape of w"):
+            sg.hvp(cost, w, v)
+
+
+def test_jacobian_and_hessian_of_a_zero_length_vector(backend):
+    """(0, n) and (0, 0) results, as torch gives (``stack`` of no rows raised)."""
+    x, y = sg.tensor("x", (0,)), sg.tensor("y", (3,))
+    cost = sg.sum(x ** 2) + sg.sum(y ** 2)
+    jx, jy = sg.jacobian(x * 2, [x, y])
+    hx, hy = sg.hessian(cost, [x, y])
+    got = sg.function([x, y], [jx, jy, hx, hy], backend=backend)(np.zeros(0), np.ones(3))
+    assert [g.shape for g in got] == [(0, 0), (0, 3), (0, 0), (3, 3)]
+    np.testing.assert_array_equal(got[3], 2 * np.eye(3))
+
+
 @functools.cache
 def _vector_function_and_jacobian(backend: str) -> tuple[sg.Function, sg.Function]:
     x, A = sg.tensor("x", (4,)), sg.tensor("A", (3, 4))
