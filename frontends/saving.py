@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -62,14 +63,19 @@ def read_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy: one array, not ours
+            raise ModelFileError(f"{path!r} is not a symgraph model file (one array, not an "
+                                 "archive)")
+        with loaded as data:
             if _KEY not in data.files:
                 raise ModelFileError(f"{path!r} is not a symgraph model file (no {_KEY!r} entry)")
             header = json.loads(str(data[_KEY]))
             arrays = {k: data[k] for k in data.files if k != _KEY}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, OSError, EOFError, ValueError,
+            KeyError) as err:  # (damaged compressed data: zlib.error, NotImplementedError)
         raise ModelFileError(f"{path!r} is not a readable symgraph model file (truncated or "
                              f"another format): {err}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:

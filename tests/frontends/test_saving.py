@@ -93,6 +93,24 @@ def test_bad_files_raise_clear_errors_and_change_nothing(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_bit_rot_anywhere_and_a_npy_file_are_model_file_errors(tmp_path):
+    """Damaged compressed data raised zlib.error or NotImplementedError, and a .npy file a
+    TypeError, where the promise is a ModelFileError naming the file."""
+    _, path, _, _ = _trained(tmp_path)
+    raw = path.read_bytes()
+    rotten = tmp_path / "rot.npz"
+    for at in range(0, len(raw) - 16, max(1, len(raw) // 80)):
+        rotten.write_bytes(raw[:at] + bytes(b ^ 0xFF for b in raw[at:at + 16]) + raw[at + 16:])
+        try:
+            fe.load_model(rotten)
+        except fe.ModelFileError as err:
+            assert "rot.npz" in str(err)
+    npy = tmp_path / "weights.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(fe.ModelFileError, match="weights.npy.*not a symgraph model file"):
+        fe.load_model(npy)
+
+
 def test_a_custom_activation_is_refused_when_saving_not_when_loading(tmp_path):
     def mish(x):
         return x * fe.layers.activations.ACTIVATIONS["tanh"](
