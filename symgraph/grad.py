@@ -164,10 +164,17 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
                 done[var] = _sum_parts(table.get(var, []))
             g = done[var]
             # name only nodes this call made: a known_grads value may be the user's variable
-            if (isinstance(g, Variable) and var.name and g.name is None
-                    and g.owner is not None and g.owner.grad_call is call):
-                g.derivative = (numerator, (*denominators, var.name))
-                g.name = derivative_label(*g.derivative)
+            if (isinstance(g, Variable) and var.name and g.owner is not None
+                    and g.owner.grad_call is call):
+                label = (numerator, (*denominators, var.name))
+                if g.name is not None and g.name != derivative_label(*label):
+                    # one node is the gradient of several variables (``a + b`` passes it to
+                    # both; the seed passes through): each gets a named identity of it
+                    with grad_tag(var.owner, call):
+                        g = done[var] = ops.identity(g)
+                if g.name is None:
+                    g.derivative = label
+                    g.name = derivative_label(*label)
         return done[var]
 
     for node in reversed(nodes):

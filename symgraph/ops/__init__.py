@@ -41,6 +41,7 @@ sin, cos, tanh, neg = _unary(ew.sin), _unary(ew.cos), _unary(ew.tanh), _unary(ew
 arctan = _unary(ew.arctan)
 sigmoid, softplus, relu = _unary(ew.sigmoid), _unary(ew.softplus), _unary(ew.relu)
 stop_gradient = _unary(ew.stop_gradient)
+identity = _unary(ew.identity)  # (internal: grad names one node twice through it)
 logical_not = _unary(ew.logical_not)
 add, sub, mul, div = _binary(ew.add), _binary(ew.sub), _binary(ew.mul), _binary(ew.div)
 power, maximum, minimum = _binary(ew.power), _binary(ew.maximum), _binary(ew.minimum)

@@ -26,6 +26,28 @@ def test_labels_name_the_cost_and_the_order():
     assert sg.grad(long_cost, x).name == "d(cost)/d(x)"  # too long to be a label
 
 
+def test_one_node_that_is_the_gradient_of_two_variables_is_named_for_each(backend):
+    """``a + b`` passes its gradient to both inputs and the seed passes straight through:
+    every wrt was labelled with the first name given (d(c)/d(x) for W, d(s)/d(s) for a and b).
+    Values: the closed forms."""
+    x = sg.vector("x", 3)
+    W = sg.shared(np.ones(3), name="W")
+    c = ((x + W) ** 2).sum()
+    c.name = "c"
+    gx, gW = sg.grad(c, [x, W])
+    assert (gx.name, gW.name) == ("d(c)/d(x)", "d(c)/d(W)")
+    a, b = sg.scalar("a"), sg.scalar("b")
+    s = a + b
+    s.name = "s"
+    ga, gb = sg.grad(s, [a, b])
+    assert (ga.name, gb.name, sg.grad(s, b).name) == ("d(s)/d(a)", "d(s)/d(b)", "d(s)/d(b)")
+    assert "d(c)/d(W) = identity(d(c)/d(x))" in sg.pprint([gW])
+    xv = np.array([1.0, -2.0, 0.5])
+    got = sg.function([x, a, b], [gx, gW, ga, gb], backend=backend)(xv, 1.0, 2.0)
+    for value, expected in zip(got, [2 * (xv + 1), 2 * (xv + 1), 1.0, 1.0]):
+        np.testing.assert_array_equal(value, expected)
+
+
 def test_hessian_rows_are_not_labelled_as_the_gradient():
     w = sg.vector("w", 2)
     cost = (w * w * w).sum()
