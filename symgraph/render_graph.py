@@ -63,8 +63,13 @@ UPDATE_TARGET_STYLE = {"shape": "box", "style": "dashed,rounded", "color": "#5e3
 
 
 def dot_lines(text: str) -> str:
-    """Line breaks as DOT's ``\\n`` escape (the graphviz package passes text through)."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+    """``text`` for a label the graphviz package quotes: backslashes doubled and line breaks
+    as DOT's ``\\n`` (it passes both through: a trailing backslash ended the string), and
+    never an HTML label (it reads ``<logits>`` as one: the name lost its brackets, and
+    ``<p&q>`` made dot fail)."""
+    import graphviz  # lazy: `import symgraph` must not import graphviz
+
+    return graphviz.nohtml(text.replace("\\", "\\\\").replace("\n", "\\n"))
 
 
 def cap(text: str, limit: int = LABEL_LIMIT) -> str:
@@ -261,7 +266,7 @@ def new_digraph(name: str, rankdir: str) -> graphviz.Digraph:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("sg.render needs the Python package graphviz: "
                           "`pip install graphviz`") from exc
-    g = graphviz.Digraph(name)
+    g = graphviz.Digraph(dot_lines(name) if name else name)
     g.attr(rankdir=rankdir, fontname="Helvetica", nodesep="0.25",
            ranksep="0.35", compound="true")
     g.attr("node", fontname="Helvetica", fontsize="10", margin="0.08,0.03", height="0.3")
@@ -313,7 +318,7 @@ class Clusters:
             label, attrs = labels[child]
             name = self.names.setdefault(child, f"cluster_{len(self.names)}")
             with g.subgraph(name=name) as sub:
-                sub.attr(label=label, **attrs)
+                sub.attr(label=dot_lines(label), **attrs)
                 self.emit(sub, child, labels)
 
 

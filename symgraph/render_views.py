@@ -121,8 +121,8 @@ def ops_view(graph: DrawnGraph, g: graphviz.Digraph) -> None:
         if end[0] == "r":
             block_targets[end] += 1
             continue
-        g.node(f"u{k}", f"{cap(target.name or '<unnamed>')} (new)", **UPDATE_TARGET_STYLE,
-               **{"class": "update_target"})
+        g.node(f"u{k}", dot_lines(f"{cap(target.name or '<unnamed>')} (new)"),
+               **UPDATE_TARGET_STYLE, **{"class": "update_target"})
         g.edge(end, f"u{k}", style="dashed", color="#5e35b1", label="update")
     for end, count in block_targets.items():
         g.node(f"{end}_new", f"{count} parameters (new)", **UPDATE_TARGET_STYLE,
@@ -241,7 +241,7 @@ def layers_view(graph: DrawnGraph, g: graphviz.Digraph) -> None:
                    **{"class": "input"})
             continue
         with g.subgraph(name=f"cluster_{box_id[keys[0]]}") as sub:
-            sub.attr(label=box, **SCOPE_CLUSTER)
+            sub.attr(label=dot_lines(box), **SCOPE_CLUSTER)
             if box in block_box:
                 sub.attr(**BLOCK_CLUSTER)
             for key in keys:

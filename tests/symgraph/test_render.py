@@ -439,3 +439,22 @@ def test_png_dpi_sets_the_resolution(model, tmp_path):
     assert 1.9 < ratio < 2.1
     with pytest.raises(ValueError, match="dpi"):
         render(model.train_function, tmp_path / "c.png", dpi=5000)
+
+
+@needs_dot
+@pytest.mark.parametrize("view", ["ops", "layers"])
+def test_names_with_brackets_ampersands_and_backslashes_draw_as_written(tmp_path, view):
+    """Layer (scope) names, update targets and the graph name reached the graphviz package
+    unescaped: '<logits>' became an HTML label (drawn 'logits'), '<p&q>' made dot fail, and
+    a trailing backslash ended the quoted string (a syntax error)."""
+    for name in ("<logits>", "<p&q>", "dense\\"):
+        m = fe.Sequential([fe.layers.Dense(2, name=name)], input_shape=(3,), seed=0)
+        m.compile(optimizer="sgd", backend="numpy")
+        path = tmp_path / f"{view}.svg"
+        render(m.train_function, str(path), view=view)
+        texts = [t.text for t in ET.parse(path).getroot().iter(f"{SVG}text")]
+        assert name in texts, (name, texts)
+    x = sg.vector("x", 3)
+    loss = (x * 2.0).sum()
+    loss.name = "loss\\"
+    render(loss, str(tmp_path / "name.svg"), view=view)
