@@ -338,7 +338,7 @@ def grad_key(graph: DrawnGraph, key: tuple, var: Variable,
     call = var.owner.grad_call if var.owner is not None else None
     if call is None:
         return key
-    call_key = key + (f"grad{graph.grad_calls[call]}",)
+    call_key = key + (("grad", graph.grad_calls[call]),)  # a tuple: never a scope's name
     labels[call_key] = (graph.grad_call_label(call), GRADIENT_CLUSTER)
     return call_key
 

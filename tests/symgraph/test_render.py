@@ -458,3 +458,20 @@ def test_names_with_brackets_ampersands_and_backslashes_draw_as_written(tmp_path
     loss = (x * 2.0).sum()
     loss.name = "loss\\"
     render(loss, str(tmp_path / "name.svg"), view=view)
+
+
+def test_a_layer_named_like_a_gradient_compartment_keeps_its_own_cluster():
+    """The compartment of grad call 1 was keyed by the string 'grad1': a layer of that name
+    shared its cluster, and the gradient nodes were drawn inside the layer's box."""
+    def clusters(name):
+        m = fe.Sequential([fe.layers.Dense(3, activation="tanh", name=name)], input_shape=(2,),
+                          seed=0)
+        m.compile(optimizer="sgd", backend="numpy")
+        source = render_source(m.train_function, view="ops")
+        labels = re.findall(r'^\t+color=.*?\blabel=("[^"]*"|\S+)', source, re.M)
+        return source.count("subgraph cluster_"), sorted(labels)
+
+    count, labels = clusters("grad1")
+    assert (count, labels) == (clusters("dense_out")[0],
+                               sorted(lab.replace("dense_out", "grad1")
+                                      for lab in clusters("dense_out")[1]))
