@@ -316,8 +316,11 @@ class _Names:
         self.counter = 0
 
     def claim(self, name: str) -> str:
+        """``name``, or ``name_k`` for the first k that is neither given nor another
+        variable's own name (a second ``W`` printed as ``W_2`` beside a variable named
+        ``W_2``)."""
         label, k = name, 1
-        while label in self.given:
+        while label in self.given or (k > 1 and label in self.reserved):
             k += 1
             label = f"{name}_{k}"
         self.given.add(label)
@@ -347,7 +350,7 @@ def pprint(outputs: GraphLike, *, updates: UpdatesLike = None) -> str:
     roots = outs + [e for _, e in pairs]
     nodes, reached = _reached(roots)
     uses = _use_counts(nodes, roots)
-    names = _Names(v.name for v in reached if v.name)
+    names = _Names([v.name for v in reached if v.name] + [t.name for t, _ in pairs if t.name])
 
     exprs: dict[int, _Expr] = {}   # how a reference to each variable prints
     for var in reached:
@@ -408,7 +411,9 @@ def pprint(outputs: GraphLike, *, updates: UpdatesLike = None) -> str:
             if var.owner is None or first_position[var.id] != i:
                 lines.append(f"{names.claim(f'out{i}')} = {exprs[var.id][0]}")
     for target, expr_var in pairs:
-        label = exprs[target.id][0] if target.id in exprs else target.name or "<unnamed>"
+        # (a target nothing printed reads: its name claimed, so no other variable's label)
+        label = exprs[target.id][0] if target.id in exprs else (
+            names.claim(target.name) if target.name else "<unnamed>")
         lines.append(f"{label} <- {exprs[expr_var.id][0]}")
     return "\n".join(lines)
 

@@ -420,3 +420,14 @@ def test_import_symgraph_does_not_import_networkx():
 def test_printers_reject_non_variables(printer):
     with pytest.raises(TypeError, match="Variables"):
         getattr(sg, printer)([1.0])
+
+
+def test_a_label_never_names_another_variable():
+    """A second 'W' was printed 'W_2' beside a variable named 'W_2' (then 'W_2_2'), and an
+    update target nothing printed reads was printed by its raw name, another variable's."""
+    a, b, c = sg.vector("W", 2), sg.vector("W", 2), sg.vector("W_2", 2)
+    assert sg.pprint(a + b + c) == "(W + W_3) + W_2"
+    W1 = sg.shared(np.ones(2), name="W")
+    W2 = sg.shared(np.zeros(2), name="W")
+    assert sg.pprint(W1 * 2.0, updates={W2: W1 + 1.0}).splitlines() == [
+        "out0 = W * 2.0", "W_2 <- W + 1.0"]
