@@ -428,6 +428,8 @@ def load_model(path, compile: bool = True) -> Model:
             if f"optimizer_{i}" in arrays and arrays[f"optimizer_{i}"].shape == \
                     tuple(var.shape):
                 var.set_value(arrays[f"optimizer_{i}"])
+        if model.optimizer.schedule is not None and c.get("schedule_state"):
+            model.optimizer.schedule.set_state(c["schedule_state"])
     return model
 
 

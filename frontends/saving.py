@@ -51,7 +51,11 @@ def save_model(model, path) -> None:
 def _compile_config(model) -> dict | None:
     if not model.compiled:
         return None
+    schedule = model.optimizer.schedule
     return {
+        # a host-side schedule's history (ReduceOnPlateau's best value and counters), so
+        # a resumed fit reduces the rate when the uninterrupted one would
+        "schedule_state": None if schedule is None else schedule.get_state(),
         "loss": model.loss.get_config(), "optimizer": model.optimizer.get_config(),
         "regularizer": None if model.regularizer is None else model.regularizer.get_config(),
         "metrics": [m.get_config() for m in model.metrics],

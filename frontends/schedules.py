@@ -51,6 +51,13 @@ class Schedule(Configurable):
     def on_epoch_end(self, optimizer: Optimizer, epoch: int, logs: dict[str, float]) -> None:
         """Host-side hook, called once per epoch by the training loop; default: nothing."""
 
+    def get_state(self) -> dict:
+        """Host-side training history a saved model keeps (JSON numbers); default: none."""
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        """Take back what :meth:`get_state` gave (a model file's)."""
+
 
 def _scaled(lr: sg.Variable, factor64: sg.Variable) -> sg.Variable:
     """``lr * factor`` with the float64 0-d factor cast to the learning rate's dtype."""
@@ -181,6 +188,14 @@ class ReduceOnPlateau(Schedule):
                 optimizer.learning_rate = max(old * self.factor, self.min_lr)
             self.cooldown_left = self.cooldown
             self.wait = 0
+
+    def get_state(self) -> dict:
+        return {"best": self.best, "wait": self.wait, "cooldown_left": self.cooldown_left}
+
+    def set_state(self, state: dict) -> None:
+        self.best = float(state.get("best", self.best))
+        self.wait = int(state.get("wait", self.wait))
+        self.cooldown_left = int(state.get("cooldown_left", self.cooldown_left))
 
     def get_config(self):
         return {"type": "ReduceOnPlateau", "factor": self.factor, "patience": self.patience,

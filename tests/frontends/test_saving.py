@@ -119,3 +119,27 @@ def test_a_custom_activation_is_refused_when_saving_not_when_loading(tmp_path):
     with pytest.raises(ValueError, match="activation='mish' is a Python function"):
         model.save(tmp_path / "custom.npz")
     assert not (tmp_path / "custom.npz").exists()
+
+
+def test_a_resumed_fit_with_reduce_on_plateau_equals_the_uninterrupted_one(tmp_path):
+    """ReduceOnPlateau's best value and counters were not in the file: a fit resumed after
+    load_model reduced the rate one epoch late (lr 0.0125 against 0.00625) and the weights
+    differed. min_delta=100 makes every epoch after the first a plateau."""
+    X, y = _data(96)
+
+    def model():
+        m = fe.Sequential([L.Dense(8, activation="relu"), L.Dense(2)], input_shape=(5,), seed=0)
+        m.compile(optimizer=fe.optimizers.SGD(0.05, schedule=fe.schedules.ReduceOnPlateau(
+            factor=0.5, patience=1, monitor="loss", min_delta=100.0)))
+        return m
+
+    whole = model()
+    whole.fit(X, y, epochs=4, progress=False, verbose=False)
+    first = model()
+    first.fit(X, y, epochs=2, progress=False, verbose=False)
+    first.save(tmp_path / "half.npz")
+    resumed = fe.load_model(tmp_path / "half.npz")
+    resumed.fit(X, y, epochs=4, initial_epoch=2, progress=False, verbose=False)
+    assert resumed.optimizer.learning_rate == whole.optimizer.learning_rate == 0.05 / 8
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
