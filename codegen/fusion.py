@@ -230,7 +230,9 @@ def _reads_any(an: Analysis, var: Variable, members: set) -> bool:
     while stack:
         node = stack.pop()
         for x in node.inputs:
-            if an.root(x) in members or x in members:
+            # (base_root: through aliases but not in-place updates, whose root is the shared
+            # variable, not the member: a hoisted scalar read an update's old value)
+            if an.base_root(x) in members or x in members:
                 return True
             if an.mode.get(x) in ("inline", "view"):
                 stack.append(x.owner)
@@ -257,7 +259,7 @@ def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
                 if not (facts(node.op).fuses == "output" and
                         tuple(node.outputs[0].shape) == shape and tuple(x.shape) == shape):
                     return False
-            elif an.root(x) in members:
+            elif an.base_root(x) in members:
                 # a reshape of a member (an alias of its buffer), read through a transpose
                 # at other elements than the loop writes: it read values not yet written
                 return False
