@@ -26,6 +26,7 @@ from symgraph import shapes as sh
 from symgraph.dispatch import ops
 from symgraph.graph import Op, TensorType, Variable, as_variable
 from symgraph.ops.arguments import argument_error
+from symgraph.ops.elemwise import check_runtime_broadcast_shapes
 
 __all__ = ["dot", "einsum", "matmul"]
 
@@ -94,6 +95,20 @@ class BatchedMatMul(MatMul):
         batch = _check_matmul_dims(a.shape, b.shape)
         return [TensorType(np.result_type(a.dtype, b.dtype),
                            batch + (a.shape[-2], b.shape[-1]))]
+
+    def concrete_shape(self, shapes: list[tuple], ctx) -> tuple:
+        """The output shape at run time; as for elementwise ops only a static 1 broadcasts
+        (a symbolic batch dim of 1 against 3 made the llvm backend read past its operand)."""
+        a, b = (tuple(s) for s in shapes)
+        batch = tuple(sh.broadcast_shapes(a[:-2], b[:-2]))
+        check_runtime_broadcast_shapes(ctx.node.inputs, [a[:-2], b[:-2]], batch)
+        return batch + (a[-2], b[-1])
+
+    def perform(self, inputs, ctx):
+        a, b = inputs
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        check_runtime_broadcast_shapes(ctx.node.inputs, [a.shape[:-2], b.shape[:-2]], batch)
+        return super().perform(inputs, ctx)
 
     def bprop(self, inputs, outputs, index, grads):
         a, b = inputs

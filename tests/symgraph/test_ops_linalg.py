@@ -367,3 +367,19 @@ def test_einsum_errors_name_einsum_and_the_shapes(spec, shapes, what):
     text = str(info.value)
     assert text.startswith("einsum: ") and what in text and repr(spec) in text
     assert "inputs " + ", ".join(f"float64{s}" for s in shapes) in text
+
+
+def test_a_symbolic_batch_dim_of_1_at_run_time_does_not_broadcast(backend):
+    """As for elementwise ops, only a dim declared 1 broadcasts: the llvm backend took a
+    symbolic batch of 1 against 3 and read past the operand (garbage, silently), the numpy
+    backend broadcast it. Both refuse it now, clearly; equal batches still multiply."""
+    a, b = sg.tensor("a", (None, 1, 3)), sg.tensor("b", (3, 3, 1))
+    f = sg.function([a, b], sg.matmul(a, b), backend=backend)
+    B = np.arange(9.0).reshape(3, 3, 1)
+    with pytest.raises(ValueError, match=r"matmul: input 0 \(a, .*length 1 on axis 0 .* to 3"):
+        f(np.ones((1, 1, 3)), B)
+    np.testing.assert_array_equal(f(np.ones((3, 1, 3)), B), np.matmul(np.ones((3, 1, 3)), B))
+    x1, x2 = sg.tensor("x1", (None, 3)), sg.tensor("x2", (2, 3))
+    g = sg.function([x1, x2], sg.einsum("ij,ij->i", x1, x2), backend=backend)
+    with pytest.raises(ValueError, match="only dims declared as 1 broadcast"):
+        g(np.ones((1, 3)), np.ones((2, 3)))
