@@ -394,7 +394,7 @@ def load_model(path, compile: bool = True) -> Model:
 
     >>> model = fe.load_model("digits.npz"); model.evaluate(Xt, yt)
     """
-    header, arrays = read_file(path)
+    header, arrays = read_file(path)  # (checks the entries read below are there)
     config = header["config"]
     try:
         if header["class"] == "Sequential":
@@ -415,14 +415,20 @@ def load_model(path, compile: bool = True) -> Model:
         else:
             raise ModelFileError(f"{os.fspath(path)!r}: unknown model class "
                                  f"{header['class']!r}")
-    except (KeyError, TypeError, IndexError) as err:
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, IndexError, ValueError) as err:  # (a layer refusing its config)
         raise ModelFileError(f"{os.fspath(path)!r} has a damaged architecture entry: "
                              f"{err!r}") from None
     assign_weights(model, header, arrays, path)
     if compile and header.get("compile"):
         c = header["compile"]
-        model.compile(loss=c["loss"], optimizer=c["optimizer"], regularizer=c["regularizer"],
-                      metrics=c["metrics"])
+        try:
+            model.compile(loss=c["loss"], optimizer=c["optimizer"],
+                          regularizer=c["regularizer"], metrics=c["metrics"])
+        except (TypeError, ValueError) as err:  # (an unknown loss, a bad optimizer setting)
+            raise ModelFileError(f"{os.fspath(path)!r} has a damaged compile entry: "
+                                 f"{err}") from None
         opt_vars = model.optimizer.variables()
         for i, var in enumerate(opt_vars):
             if f"optimizer_{i}" in arrays and arrays[f"optimizer_{i}"].shape == \

@@ -87,7 +87,30 @@ def read_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     if header.get("version") != VERSION:
         raise ModelFileError(f"{path!r} is model format version {header.get('version')}; this "
                              f"symgraph reads version {VERSION}")
+    _check_header(header, path)
     return header, arrays
+
+
+def _check_header(header: dict, path: str) -> None:
+    """The entries ``load_model`` reads, each of its type: a hand-edited or damaged header
+    fails here, naming the file and the entry, not with a bare KeyError while loading."""
+    def damaged(entry: str, wanted: str):
+        return ModelFileError(f"{path!r} has a damaged header: {entry} should be {wanted}, "
+                              f"got {header.get(entry, 'nothing')!r:.80}")
+    if not isinstance(header.get("class"), str):
+        raise damaged("class", "a model class name")
+    if not isinstance(header.get("config"), dict):
+        raise damaged("config", "a dict (the architecture)")
+    weights = header.get("weights")
+    if not isinstance(weights, list) or not all(
+            isinstance(w, list) and len(w) == 3 and isinstance(w[0], str)
+            and isinstance(w[1], list) and all(isinstance(d, int) for d in w[1])
+            for w in weights):
+        raise damaged("weights", "a list of [name, shape, dtype]")
+    compiled = header.get("compile")
+    if compiled is not None and not (isinstance(compiled, dict) and all(
+            key in compiled for key in ("loss", "optimizer", "regularizer", "metrics"))):
+        raise damaged("compile", "None or a dict with loss, optimizer, regularizer and metrics")
 
 
 def assign_weights(model, header: dict, arrays: dict, path) -> None:

@@ -143,3 +143,39 @@ def test_a_resumed_fit_with_reduce_on_plateau_equals_the_uninterrupted_one(tmp_p
     assert resumed.optimizer.learning_rate == whole.optimizer.learning_rate == 0.05 / 8
     for a, b in zip(whole.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def _with_header(path, out, edit):
+    """A copy of model file ``path`` at ``out`` with its JSON header changed by ``edit``."""
+    import json
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays["symgraph_model"]))
+    edit(header)
+    arrays["symgraph_model"] = np.array(json.dumps(header))
+    np.savez(out, **arrays)
+    return out
+
+
+@pytest.mark.parametrize("what, edit, match", [
+    ("no config", lambda h: h.pop("config"), "damaged header: config"),
+    ("no class", lambda h: h.pop("class"), "damaged header: class"),
+    ("no weights", lambda h: h.pop("weights"), "damaged header: weights"),
+    ("weights not triples", lambda h: h.update(weights=[["W", 5]]), "damaged header: weights"),
+    ("compile without loss", lambda h: h["compile"].pop("loss"), "damaged header: compile"),
+    ("unknown loss", lambda h: h["compile"].update(loss={"type": "bogus"}),
+     "damaged compile entry: unknown loss 'bogus'"),
+    ("bad learning rate", lambda h: h["compile"]["optimizer"].update(lr="fast"),
+     "damaged compile entry: Adam: lr must be a number"),
+    ("bad layer setting", lambda h: h["config"]["layers"][0].update(units=-3),
+     "damaged architecture entry.*units must be an integer"),
+    ("bad input shape", lambda h: h["config"].update(input_shape="abc"),
+     "damaged architecture entry"),
+])
+def test_a_hand_edited_header_is_a_model_file_error_naming_the_file(tmp_path, what, edit, match):
+    """Missing entries raised a bare KeyError, and settings a layer or optimizer refuses a
+    ValueError that did not say it came from the file."""
+    _, path, _, _ = _trained(tmp_path)
+    edited = _with_header(path, tmp_path / "edited.npz", edit)
+    with pytest.raises(fe.ModelFileError, match=f"edited.npz.*{match}"):
+        fe.load_model(edited)
