@@ -316,9 +316,11 @@ class BroadcastTo(Op):
 
     def target(self, shape: tuple, static: tuple, ctx) -> tuple:
         """The run-time target for an input of concrete ``shape`` (static shape ``static``):
-        a dim that is not a static 1 must equal its target."""
-        target = tuple(d if isinstance(d, int) else ctx.resolve(d) for d in self.shape)
-        lead = len(target) - len(shape)
+        a dim that is not a static 1 must equal its target; a None target dim (only
+        ``tile``/``repeat`` make them, on an axis they keep) is the input's length there."""
+        lead = len(self.shape) - len(shape)
+        target = tuple(d if isinstance(d, int) else shape[a - lead] if d is None
+                       else ctx.resolve(d) for a, d in enumerate(self.shape))
         for d, s, t in zip(shape, static, target[lead:]):
             if s != 1 and d != t:
                 raise ValueError(f"cannot broadcast {shape} to {target} (only a static 1 "
@@ -397,6 +399,10 @@ def _copies(x: Variable, counts: list[int], inner: bool) -> Variable:
     count, merged back by a reshape (no arithmetic; the gradient sums the copies)."""
     if all(c == 1 for c in counts):
         return x
+    if sum(d is None for d in x.shape) > 1:  # the reshape back could not tell them apart
+        raise argument_error("repeat" if inner else "tile", ValueError(
+            "more than one dim of unknown (None) length; give them names (symbolic dims) "
+            "or fixed lengths"), [x])
     positions, at = [], 0  # where each new axis goes in the expanded array
     for c in counts:
         if c != 1:
@@ -413,7 +419,8 @@ def _copies(x: Variable, counts: list[int], inner: bool) -> Variable:
         pair = [d, c] if inner else [c, d]
         target.extend(pair)
         merged.append(None if d is None else sh.shape_product([d, c]))
-    y = broadcast_to(y, target)
+    if target != list(y.shape):  # (not broadcast_to: an axis of unknown length is kept)
+        y = BroadcastTo(tuple(target))(y)
     return ops.reshape(y, tuple(merged))
 
 

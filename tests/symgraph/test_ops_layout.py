@@ -288,6 +288,32 @@ def test_repeat_tile_match_torch_symbolic_and_second_order(backend):
         np.testing.assert_allclose(g, 2 * xv * (2 + 6 + 2))
 
 
+@pytest.mark.parametrize("build, ref", [
+    (lambda x: sg.tile(x, (1, 2)), lambda x: np.tile(x, (1, 2))),
+    (lambda x: sg.tile(x, (2, 1)), lambda x: np.tile(x, (2, 1))),
+    (lambda x: sg.tile(x, (2, 1, 3)), lambda x: np.tile(x, (2, 1, 3))),
+    (lambda x: sg.repeat(x, 2, 1), lambda x: np.repeat(x, 2, 1)),
+    (lambda x: sg.repeat(x, 3, 0), lambda x: np.repeat(x, 3, 0)),
+    (lambda x: sg.repeat(x, 2), lambda x: np.repeat(x, 2)),
+], ids=["tile-kept", "tile-unknown-axis", "tile-new-axis", "repeat-kept", "repeat-unknown-axis",
+        "repeat-flat"])
+def test_repeat_tile_of_a_dim_of_unknown_length(build, ref, backend):
+    """An input dim of unknown (None) length was refused ("broadcast_to: target shape has an
+    unknown dim"), on the axis copied and on the axes kept; the gradient sums the copies."""
+    x = sg.tensor("x", (None, 3))
+    out = build(x)
+    rng = np.random.default_rng(4)
+    f = sg.function([x], [out, sg.grad((out * out).sum(), x)], backend=backend)
+    for n in (4, 1, 0):  # one compiled function, lengths that differ between calls
+        xv = rng.standard_normal((n, 3))
+        value, g = f(xv)
+        np.testing.assert_array_equal(value, ref(xv))
+        copies = ref(np.ones((n, 3))).size // max(xv.size, 1)  # each element's copies
+        np.testing.assert_allclose(g, 2 * copies * xv)
+    with pytest.raises(ValueError, match="tile: more than one dim of unknown"):
+        sg.tile(sg.tensor("y", (None, None)), (2, 2))
+
+
 def test_repeat_tile_bad_arguments():
     x = sg.tensor("x", (2, 3))
     with pytest.raises(ValueError, match=r"repeat: 2 repeats for axis 1 of length 3"):
