@@ -197,9 +197,23 @@ def flip(x, axis=None) -> Variable:
 
 
 def squeeze(x, axis=None) -> Variable:
+    """``np.squeeze``; ``axis=None`` drops the dims that are 1 in the graph (static): a
+    symbolic or unknown dim stays, even if it is 1 at run time, since the output's rank
+    is fixed when the graph is built. Name the axis to drop such a dim (checked per call).
+    """
     x = as_variable(x)
     axes = (tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None
             else _axes("squeeze", axis, x))
+    kept = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    for a in axes:
+        d = x.shape[a]
+        if d != 1 and (isinstance(d, int) or None in kept):
+            raise _argument_error("squeeze", ValueError(
+                f"cannot drop axis {a} of length {sh.format_dim(d)}" + (
+                    "" if isinstance(d, int) else " (with another dim of unknown length "
+                    "the drop cannot be checked: name that dim)")), [x])
+    if any(x.shape[a] != 1 for a in axes):  # symbolic: 1 is checked per call
+        return reshape(x, kept)
     return DimShuffle(tuple(i for i in range(x.ndim) if i not in axes), x.ndim)(x)
 
 

@@ -158,10 +158,28 @@ def test_squeeze(axis, backend):
 
 
 def test_squeeze_non_unit_axis_raises():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="squeeze: cannot drop axis 0 of length 2"):
         sg.squeeze(sg.tensor("x", (2, 3)), 0)
-    with pytest.raises(ValueError):  # a symbolic dim is not known to be 1
-        sg.squeeze(sg.tensor("x", ("n", 3)), 0)
+    with pytest.raises(ValueError, match="squeeze: cannot drop axis 0 of length n .*unknown"):
+        sg.squeeze(sg.tensor("x", ("n", None)), 0)  # (n, ?) -> (?,) could not be checked
+
+
+@pytest.mark.parametrize("shape, axis", [(("n", 3), 0), ((None, 3), 0), ((3, "n", 1), (1, 2)),
+                                         (("n", "m", 2), (0, 1))])
+def test_squeeze_of_a_symbolic_axis_is_checked_per_call(shape, axis, backend):
+    """A named axis of symbolic or unknown length was refused when building; numpy drops it
+    when it is 1 and raises otherwise, and so does the compiled function, per call."""
+    x = sg.tensor("x", shape)
+    y = sg.squeeze(x, axis)
+    f = sg.function([x], [y, sg.grad((y * y).sum(), x)], backend=backend)
+    ones = tuple(d if isinstance(d, int) else 1 for d in shape)
+    xv = np.random.default_rng(0).standard_normal(ones)
+    value, g = f(xv)
+    np.testing.assert_array_equal(value, np.squeeze(xv, axis))
+    np.testing.assert_array_equal(g, 2 * xv)
+    twos = tuple(d if isinstance(d, int) else 2 for d in shape)
+    with pytest.raises(ValueError, match="reshape: cannot reshape"):
+        f(np.ones(twos))
 
 
 # --------------------------------------------------------------------------- concatenate / stack
