@@ -264,8 +264,9 @@ class Function:
 
         ``shuffle=seed`` (an int or a ``numpy.random.Generator``; ``True``: fresh entropy;
         ``None`` or ``False``: no shuffle) permutes the examples first; the last partial batch
-        is a smaller step. Returns each output stacked over steps (outputs
-        with a per-example first dim are concatenated instead). The reference
+        is a smaller step. Returns each output stacked over steps, ``(steps, ...)``;
+        when the last batch is smaller, an output whose first dim is the batch in every
+        step cannot be stacked and is concatenated to ``(n, ...)``. The reference
         is exactly the Python loop of single steps; if any step fails, every
         shared variable is restored to its value before the epoch, and the error
         names the step and its examples (a position in it is one in that
