@@ -60,6 +60,13 @@ def infer_shapes(nodes: list[Apply], shapes: dict, bindings: dict) -> dict:
         except (ValueError, TypeError, IndexError) as err:
             raise type(err)(_describe(node, err)) from None
         for out in node.outputs:
+            # kernels loop over a static dim's own value: one that disagrees with the
+            # run-time shape would read or write the wrong elements (the evaluator's check)
+            for axis, (d, n) in enumerate(zip(out.shape, shape)):
+                if isinstance(d, int) and d != n or d in bindings and bindings[d] != n:
+                    static = d if isinstance(d, int) else f"{d} = {bindings[d]}"
+                    raise ValueError(_describe(node, ValueError(
+                        f"dim {axis} must be {static}, got {n}")))
             shapes[out] = shape
     return shapes
 

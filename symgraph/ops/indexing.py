@@ -54,21 +54,30 @@ def normalize_basic_index(index: tuple) -> tuple:
 
 
 def _slice_length(d, s: slice):
+    """The length of ``s`` over a dim ``d``; None when only a run can tell (a step other
+    than 1 over a symbolic dim, or a symbolic bound whose sign is not known: ``-k`` counts
+    from the end when k > 0 but is 0 when k = 0, as in numpy)."""
     step = 1 if s.step is None else s.step
-    if isinstance(d, int) and all(isinstance(b, int) or b is None for b in (s.start, s.stop)):
+    if isinstance(d, int) and all(isinstance(b, int) or b is None
+                                  for b in (s.start, s.stop, step)):
         return len(range(*slice(s.start, s.stop, step).indices(d)))
+    if d is not None and step == -1 and s.start is None and s.stop is None:
+        return d  # x[::-1]
     if d is None or not isinstance(step, int) or step != 1:
         return None
-    start, stop = s.start, s.stop
 
     def absolute(b, default):
         if b is None:
             return default
-        if isinstance(b, int) and b < 0:
-            return d + b
-        return b
+        if isinstance(b, int):
+            return d + b if b < 0 else b
+        if b.is_nonnegative:
+            return b
+        return d + b if b.is_negative else None
 
-    start, stop = absolute(start, 0), absolute(stop, d)
+    start, stop = absolute(s.start, 0), absolute(s.stop, d)
+    if start is None or stop is None:
+        return None
     length = sympy.Max(0, sympy.Min(stop, d) - sympy.Max(start, 0))
     return int(length) if length.is_Integer else length
 

@@ -149,3 +149,19 @@ def test_arenas_are_zeroed_aligned_and_live_as_long_as_their_array(nbytes):
     del arena
     gc.collect()
     assert (view == 7).all()  # the mapping lives while a view of it does
+
+
+def test_a_static_dim_the_run_time_shape_contradicts_is_an_error_not_garbage(monkeypatch):
+    """Kernels loop over a static dim's own value. An op whose ``infer`` got a dim wrong
+    (as slicing did for ``x[:-k]``: 0 for a length of 4) made the llvm backend return an
+    unwritten buffer; the plan now checks every output's static dims against its run-time
+    shape, as the reference evaluator does."""
+    from symgraph.ops import indexing
+
+    monkeypatch.setattr(indexing, "_slice_length", lambda d, s: 0)  # a wrong shape rule
+    x = sg.tensor("x", ("n",))
+    y = x[1:] * 2.0
+    assert y.shape == (0,)
+    f = sg.function([x], y, backend="llvm")
+    with pytest.raises(ValueError, match="getitem: dim 0 must be 0, got 4"):
+        f(np.arange(5.0))

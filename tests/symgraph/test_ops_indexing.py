@@ -69,6 +69,46 @@ def test_slice_of_symbolic_dim(backend):
         np.testing.assert_allclose(gv, expected)
 
 
+@pytest.mark.parametrize("make", [
+    lambda x, k: x[:-k], lambda x, k: x[-k:], lambda x, k: x[1:-k], lambda x, k: x[-k:-1],
+    lambda x, k: x[:k], lambda x, k: x[k:], lambda x, k: x[-k - 1:], lambda x, k: x[:k - 3],
+], ids=[":-k", "-k:", "1:-k", "-k:-1", ":k", "k:", "-k-1:", ":k-3"])
+@pytest.mark.parametrize("dim", ["n", 6])
+def test_slice_bounds_of_symbolic_dims_count_from_the_end_as_in_numpy(make, dim, backend):
+    """``x[:-k]`` with k a symbolic dim was given the static length 0 (``-k`` read as a
+    position from the start): the llvm backend looped over no element and returned zeros.
+    A bound whose sign only a run can tell (``-k`` is 0 when k = 0) gives an unknown length."""
+    x = sg.tensor("x", (dim,))
+    y = sg.tensor("y", ("k",))
+    out = make(x, y.shape[0])
+    f = sg.function([x, y], [out, sg.grad((out * out).sum(), x)], backend=backend)
+    xv = np.arange(1.0, 7.0)
+    for k in (2, 0, 6, 1, 9):
+        expected = make(xv, k)
+        value, g = f(xv, np.zeros(k))
+        np.testing.assert_array_equal(value, expected)
+        np.testing.assert_array_equal(g, 2 * (make(np.arange(6), k)[:, None] == np.arange(6))
+                                      .sum(0) * xv)
+
+
+def test_a_reversed_symbolic_dim_keeps_its_name(backend):
+    x, y = sg.tensor("x", ("n",)), sg.tensor("y", ("n",))
+    r = x[::-1]
+    assert r.shape == x.shape  # was unknown (None): it could not meet y's n
+    f = sg.function([x, y], [r + y, sg.grad((r * y).sum(), x)], backend=backend)
+    xv, yv = np.arange(5.0), np.arange(5.0) ** 2
+    value, g = f(xv, yv)
+    np.testing.assert_array_equal(value, xv[::-1] + yv)
+    np.testing.assert_array_equal(g, yv[::-1])
+
+
+def test_symbolic_step_over_a_fixed_dim(backend):
+    x, y = sg.tensor("x", (7,)), sg.tensor("y", ("k",))
+    f = sg.function([x, y], x[::y.shape[0]], backend=backend)  # raised a TypeError
+    for k in (1, 2, 3):
+        np.testing.assert_array_equal(f(np.arange(7.0), np.zeros(k)), np.arange(7.0)[::k])
+
+
 def test_static_index_errors():
     x = sg.tensor("x", (3, 4))
     with pytest.raises(IndexError):
