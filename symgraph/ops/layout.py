@@ -271,6 +271,9 @@ def roll(x, shift, axis=None) -> Variable:
                 raise ValueError(f"one shift for axis=None, got {shift!r}")
             if x.ndim == 0:
                 return x
+            if [d for d in x.shape if d is None][1:]:  # (the shape could not be restored)
+                raise ValueError("axis=None over more than one dim of unknown (None) "
+                                 "length: give the axes, or name the dims")
             flat = ops.reshape(x, (-1,)) if x.ndim != 1 else x
             return ops.reshape(roll(flat, int(shifts[0]), 0), x.shape)
         axes = np.atleast_1d(np.asarray(axis, dtype=object))

@@ -115,10 +115,12 @@ class BatchedMatMul(MatMul):
         g = grads[0]
         if index == 0:   # G @ B^T, summed over the batch dims a broadcast
             return ops.cast(_sum_to(ops.matmul(g, swap_last(b)), a), a.dtype)
-        if b.ndim == 2 and all(d is not None for d in (a.shape[-1], b.shape[-1])):
+        rows = sh.shape_product(a.shape[:-1])
+        if b.ndim == 2 and rows is not None and b.shape[-1] is not None:
             # every batch shares B: sum_b A_b^T G_b is one product of the flattened stacks
-            flat_a = ops.reshape(a, (-1, a.shape[-1]))
-            flat_g = ops.reshape(g, (-1, b.shape[-1]))
+            # (rows named, not -1: a -1 next to a dim of 0 is ambiguous, as in numpy)
+            flat_a = ops.reshape(a, (rows, a.shape[-1]))
+            flat_g = ops.reshape(g, (rows, b.shape[-1]))
             return ops.cast(ops.matmul(flat_a.T, flat_g), b.dtype)
         return ops.cast(_sum_to(ops.matmul(swap_last(a), g), b), b.dtype)
 

@@ -170,8 +170,9 @@ class Reshape(Op):
 
     def bprop(self, inputs, outputs, index, grads):
         x = inputs[0]
-        if sum(1 for d in x.shape if d is None) > 1:
-            # a static reshape target can hold only one unknown dim: take x's run-time shape
+        if None in x.shape:
+            # x's run-time shape: a target with -1 for its unknown dim is ambiguous when
+            # another dim is 0, and can hold only one unknown dim
             return ReshapeLike()(grads[0], x)
         return ops.reshape(grads[0], x.shape)
 

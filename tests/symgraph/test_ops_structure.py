@@ -340,6 +340,41 @@ def test_reshape_gradient_with_several_unknown_dims(backend):
         np.testing.assert_allclose(hvv, 6 * xv * vv, rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(None, "m"), ("n", None), (None, 4)])
+def test_reshape_gradient_with_one_unknown_dim_and_a_dim_of_zero(shape, backend):
+    """The gradient reshaped back to x's shape with -1 for its unknown dim, which is
+    ambiguous when another dim is 0 ('cannot reshape (0,) to (-1, m)'); numpy's gradient
+    is an empty array of x's shape."""
+    x = sg.tensor("x", shape)
+    y = sg.reshape(x, (-1,))
+    f = sg.function([x], sg.grad((y * y * y).sum(), x), backend=backend)
+    for n, m in ((3, 0), (0, 4), (2, 4)):
+        if isinstance(shape[1], int) and shape[1] != m:
+            continue
+        xv = np.random.default_rng(n).standard_normal((n, m))
+        np.testing.assert_allclose(f(xv), 3 * xv ** 2)
+
+
+@pytest.mark.parametrize("dims", [(2, 3, 4, 0), (3, 2, 0, 2), ("b", "n", "k", "m")],
+                         ids=str)
+def test_batched_matmul_gradient_with_a_dim_of_zero(dims, backend):
+    """``(b, n, k) @ (k, m)``'s gradient for the shared operand flattened the stack with
+    -1 next to k or m, ambiguous when that dim is 0: the gradient raised a reshape error."""
+    a = sg.tensor("a", dims[:3])
+    b = sg.tensor("b", dims[2:])
+    cost = (sg.matmul(a, b) ** 2).sum()
+    f = sg.function([a, b], sg.grad(cost, [a, b]), backend=backend)
+    for B, N, K, M in ((2, 3, 4, 0), (3, 2, 0, 2), (2, 3, 4, 5)):
+        if any(isinstance(d, int) and d != v for d, v in zip(dims, (B, N, K, M))):
+            continue
+        rng = np.random.default_rng(K)
+        av, bv = rng.standard_normal((B, N, K)), rng.standard_normal((K, M))
+        ga, gb = f(av, bv)
+        c = 2 * (av @ bv)  # d cost / d (a @ b)
+        np.testing.assert_allclose(ga, c @ bv.T, atol=1e-12)
+        np.testing.assert_allclose(gb, np.einsum("bnk,bnm->km", av, c), atol=1e-12)
+
+
 @pytest.mark.parametrize("axis", [0, 1])
 def test_concatenate_gradient_with_unknown_lengths(axis, backend):
     x = sg.matrix("x")
