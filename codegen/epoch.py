@@ -24,7 +24,10 @@ epoch, until the checks were cached by signature, the pointers read through
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
+import threading
 
 import numpy as np
 
@@ -223,7 +226,9 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
         templates[:, target] = a, b, a
     ctl[1] = _address(templates)
     ctl_array = np.array(ctl, dtype=np.uint64)
-    status = epoch_fn(program)(_address(ctl_array))
+    loop = epoch_fn(program)
+    with _native_loop():
+        status = loop(_address(ctl_array))
     del gather  # alive until here: the native loop wrote the minibatches into them
     if status:
         try:
@@ -256,6 +261,37 @@ def _checked_first_batch(program, first: list[np.ndarray]) -> tuple[dict, dict]:
             cache.clear()
         cache[key] = bindings
     return values, bindings
+
+
+_running = 0  # native epoch loops in progress (without the GIL)
+_loops = threading.Condition()
+
+
+@contextlib.contextmanager
+def _native_loop():
+    """Count a native loop in progress: a fork waits for them. OpenBLAS shuts its workers
+    down in its own fork handler; a fork from another thread while a loop was in a gemm or
+    a split elementwise loop (``gotoblas_pthread``) left that loop spinning forever."""
+    global _running
+    with _loops:
+        _running += 1
+    try:
+        yield
+    finally:
+        with _loops:
+            _running -= 1
+            _loops.notify_all()
+
+
+def _before_fork() -> None:
+    _loops.acquire()  # held over the fork: no loop starts until it is done
+    while _running:
+        _loops.wait()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_loops.release,
+                        after_in_child=_loops.release)
 
 
 def epoch_fn(program):

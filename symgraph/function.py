@@ -18,8 +18,10 @@ makes a function check every output and update for NaN/Inf and explain the first
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -71,6 +73,8 @@ class Function:
     it (none is lost) and returns its own outputs.  Different functions are not serialised
     with each other: threads that call two functions updating the same shared variable, or
     ``set_value`` while a call runs, must hold a lock of their own around them.
+    ``get_value`` copies one whole state, even while a call writes the variable in place.
+    A forked child gets new locks (the thread that held one is not copied).
     """
 
     def __reduce__(self):
@@ -110,6 +114,7 @@ class Function:
 
         self.backend = backend or DEFAULT_BACKEND
         self._lock = threading.RLock()
+        _LIVE.add(self)  # (its lock is made anew in a forked child)
         #: what the backend compiles (``symgraph.backends``): plain data, no ``self``
         self.request = CompileRequest(
             tuple(self.inputs), tuple(self.shared), tuple(self.graph_outputs),
@@ -347,6 +352,20 @@ class Function:
                 _name_the_step(err, step, batch_size, n, shuffled is not None)
             raise
         return stacked[0] if self.single else stacked
+
+
+#: every Function alive: a child forked while another thread was in a call (holding its
+#: lock) would wait on that lock forever, the thread holding it not being copied
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _new_locks_in_child() -> None:
+    for f in list(_LIVE):
+        f._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks_in_child)
 
 
 def _shuffler(shuffle) -> np.random.Generator | None:

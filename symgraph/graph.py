@@ -253,8 +253,16 @@ class SharedVariable(Variable):
         return "parameter"
 
     def get_value(self) -> np.ndarray:
-        """A copy of the current value."""
-        return self._value.copy()
+        """A copy of the current value, never half-updated by a call in another thread."""
+        value = self._value
+        if value.nbytes < 4096 or not value.flags.c_contiguous:
+            return value.copy()
+        # A compiled step writes most updates into this array in place, holding the GIL;
+        # numpy releases the GIL while it copies a large array, so a step could run in the
+        # middle of ``.copy()`` (a copy holding old and new values). bytearray() copies
+        # through the buffer protocol without releasing it.
+        buffer = bytearray(memoryview(value).cast("B"))
+        return np.frombuffer(buffer, value.dtype).reshape(value.shape)
 
     def set_value(self, value) -> None:
         """Replace the value; the dtype and static shape must fit."""
