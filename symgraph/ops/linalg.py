@@ -116,7 +116,7 @@ class BatchedMatMul(MatMul):
         if index == 0:   # G @ B^T, summed over the batch dims a broadcast
             return ops.cast(_sum_to(ops.matmul(g, swap_last(b)), a), a.dtype)
         rows = sh.shape_product(a.shape[:-1])
-        if b.ndim == 2 and rows is not None and b.shape[-1] is not None:
+        if b.ndim == 2 and rows is not None and None not in (a.shape[-1], b.shape[-1]):
             # every batch shares B: sum_b A_b^T G_b is one product of the flattened stacks
             # (rows named, not -1: a -1 next to a dim of 0 is ambiguous, as in numpy)
             flat_a = ops.reshape(a, (rows, a.shape[-1]))
