@@ -61,8 +61,10 @@ def _slice_length(d, s: slice):
     if isinstance(d, int) and all(isinstance(b, int) or b is None
                                   for b in (s.start, s.stop, step)):
         return len(range(*slice(s.start, s.stop, step).indices(d)))
-    if d is not None and step == -1 and s.start is None and s.stop is None:
-        return d  # x[::-1]
+    if d is not None and isinstance(step, int) and s.start is None and s.stop is None:
+        if abs(step) == 1:
+            return d  # x[:], x[::-1]
+        return sympy.floor((d + abs(step) - 1) / abs(step))  # x[::2]: ceil(d / 2)
     if d is None or not isinstance(step, int) or step != 1:
         return None
 

@@ -105,8 +105,11 @@ class Pad(Op):
         for a, (d, (lo, hi)) in enumerate(zip(shape, self.widths)):
             value = hi if isinstance(hi, int) else ctx.resolve(hi)
             if not isinstance(hi, int) and value * width_sign(hi) < 0:
-                raise ValueError(f"axis {a} of length {d} is too short: the width {hi} is "
-                                 f"{value} at run time")
+                raise ValueError(
+                    f"axis {a} of length {d} is too short: this piece ends at {d + value} "
+                    f"(its width {hi} is {value} at run time). A split index past the end "
+                    "gives numpy a shorter piece; here a piece's length is fixed when the "
+                    "graph is built")
             _padded_length(d, lo, value, self.mode, a)
             widths.append((lo, value))
         return widths

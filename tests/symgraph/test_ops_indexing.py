@@ -102,6 +102,24 @@ def test_a_reversed_symbolic_dim_keeps_its_name(backend):
     np.testing.assert_array_equal(g, yv[::-1])
 
 
+@pytest.mark.parametrize("step", [2, 3, -2, -3])
+def test_a_strided_symbolic_dim_has_a_known_length(step, backend):
+    """``x[::2]`` over a symbolic n had an unknown length (None), so it could not be split,
+    reshaped by name or met with another ceil(n / 2)-long value."""
+    x = sg.tensor("x", ("n", 2))
+    y = x[::step]
+    z = x[::abs(step)][::-1]  # the same length: checked equal when building
+    assert y.shape[0] is not None and (y + z).shape[0] is not None
+    f = sg.function([x], [y + z, sg.grad((y * y).sum(), x)], backend=backend)
+    for n in range(8):
+        xv = np.arange(2.0 * n).reshape(n, 2)
+        value, g = f(xv)
+        np.testing.assert_array_equal(value, xv[::step] + xv[::abs(step)][::-1])
+        expected = np.zeros_like(xv)
+        expected[::step] = 2 * xv[::step]
+        np.testing.assert_array_equal(g, expected)
+
+
 def test_symbolic_step_over_a_fixed_dim(backend):
     x, y = sg.tensor("x", (7,)), sg.tensor("y", ("k",))
     f = sg.function([x, y], x[::y.shape[0]], backend=backend)  # raised a TypeError
