@@ -135,11 +135,11 @@ class DrawnGraph:
         self.role = {v.id: role_of(v, update_only) for v in reached}
         scopes = {n.scope for n in nodes if n.scope}
         self.scope = {v.id: self._scope_of(v, scopes) for v in reached}
-        calls: dict[object, int] = {}
-        for node in nodes:
-            if node.grad_call is not None and node.grad_call not in calls:
-                calls[node.grad_call] = len(calls) + 1
-        self.grad_calls = calls
+        # numbered in the order the user called grad (``number``), not the drawing order
+        made = {node.grad_call for node in nodes if node.grad_call is not None}
+        self.grad_calls: dict[object, int] = {
+            call: k for k, call in enumerate(
+                sorted(made, key=lambda call: call.number), 1)}
         self.nodes = nodes
         self.forward_users: dict[int, list[Variable]] = defaultdict(list)
         for node in nodes:

@@ -134,6 +134,15 @@ def test_two_grad_calls_get_their_own_compartments():
     assert f"v{g2.id} " in compartment_2 and f"v{g1.id} " not in compartment_2
 
 
+def test_grad_compartments_are_numbered_in_call_order_not_drawing_order():
+    x, y = sg.vector("x"), sg.vector("y")
+    (gx,) = sg.grad(sg.sum(sg.exp(x)), [x])  # the first grad call
+    (gy,) = sg.grad(sg.sum(sg.sin(y)), [y])
+    text = render_source([gy, gx], view="ops")  # drawn first: gy
+    labels = set(re.findall(r'label="(gradient \d of [^"]*)"', text))
+    assert labels == {"gradient 1 of sum(exp(x))", "gradient 2 of sum(sin(y))"}
+
+
 # --------------------------------------------------------------------------- layers view
 
 
