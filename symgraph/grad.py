@@ -316,8 +316,12 @@ def hvp(cost: Variable, wrt, vectors, *, disconnected: str = "raise"):
         dot = term if dot is None else dot + term
     out = grad(dot, wrt_list, disconnected="zero")
     numerator, _ = cost_label(cost)
-    for w, v, hv in zip(wrt_list, v_list, out):
-        if w.name and hv.owner is not None and hv.owner.grad_call is not None:
-            v_name = getattr(v, "name", None) or "v"
-            hv.name = f"{derivative_label(numerator, [w.name, w.name])}·{v_name}"
+    names = [w.name for w in wrt_list]
+    v_names = [getattr(v, "name", None) or "v" for v in v_list]
+    # with several wrt, w's product holds the cross terms: the row block of w times all v
+    every = names[0] if len(names) == 1 else ", ".join(map(str, names))
+    v_every = v_names[0] if len(v_names) == 1 else f"({', '.join(v_names)})"
+    for w, hv in zip(wrt_list, out):
+        if w.name and all(names) and hv.owner is not None and hv.owner.grad_call is not None:
+            hv.name = f"{derivative_label(numerator, [w.name, every])}·{v_every}"
     return out[0] if single else out

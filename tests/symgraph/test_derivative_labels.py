@@ -69,3 +69,18 @@ def test_printed_gradients_fold_constant_arithmetic():
     # folding is printing only: the graph still computes the same values
     H = sg.function([x], sg.hessian(f, x), backend="numpy")(np.array([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(H, np.diag([6.0, 12.0, 18.0]))
+
+
+def test_hvp_over_several_parameters_is_labelled_with_its_cross_terms():
+    """With several wrt, a's product is H_aa va + H_ab vb; it was labelled d²(c)/d(a)²·va."""
+    a, b, va, vb = sg.vector("a"), sg.vector("b"), sg.vector("va"), sg.vector("vb")
+    c = sg.sum(a * a * b)
+    c.name = "c"
+    ha, hb = sg.hvp(c, [a, b], [va, vb])
+    assert (ha.name, hb.name) == ("d²(c)/d(a)d(a, b)·(va, vb)", "d²(c)/d(b)d(a, b)·(va, vb)")
+    # the value is the whole row block: (2b va + 2a vb, 2a va)
+    f = sg.function([a, b, va, vb], [ha, hb], backend="numpy")
+    av, bv, vav, vbv = np.array([1.0, 2.0]), np.array([3.0, -1.0]), np.ones(2), np.full(2, 2.0)
+    got_a, got_b = f(av, bv, vav, vbv)
+    np.testing.assert_allclose(got_a, 2 * bv * vav + 2 * av * vbv)
+    np.testing.assert_allclose(got_b, 2 * av * vav)
