@@ -108,11 +108,22 @@ class CompileRequest:
 
 
 def as_input_array(var: Variable, value) -> np.ndarray:
-    """``np.asarray(value)``; its error (a ragged list) names the input."""
+    """``np.asarray(value)``; its error (a ragged list) names the input. Python ints (a
+    number or lists) are weak, as numpy's scalars: they take an integer input's dtype when
+    every value fits (``f(5)`` for a uint8 input was an int64 array that same_kind refused)."""
     try:
-        return np.asarray(value)
+        array = np.asarray(value)
     except ValueError as err:
         raise ValueError(f"input {var.name!r}: {err}") from None
+    if array.dtype == var.dtype or isinstance(value, (np.ndarray, np.generic)):
+        return array
+    if not array.size:  # an empty list has no dtype of its own (numpy says float64)
+        return array.astype(var.dtype)
+    if array.dtype.kind == "i" and var.dtype.kind in "iu":
+        info = np.iinfo(var.dtype)
+        if info.min <= array.min() and array.max() <= info.max:
+            return array.astype(var.dtype)
+    return array
 
 
 def check_cast(var: Variable, array: np.ndarray) -> None:

@@ -34,10 +34,12 @@ def _same(*dtypes):
 
 
 def _no_bool(*dtypes):
-    # numpy has no boolean negative/subtract/sign: refuse while building, not at run time
-    if any(np.dtype(d).kind == "b" for d in dtypes):
+    # numpy has no boolean negative/subtract/sign: refuse while building, not at run time;
+    # a bool operand promoted to a number is fine (1 - mask, x - mask), as in numpy
+    dt = np.result_type(*dtypes)
+    if dt.kind == "b":
         raise TypeError("not defined for booleans (as in numpy); cast to a number first")
-    return np.result_type(*dtypes)
+    return dt
 
 
 def _to_bool(*dtypes):
@@ -193,7 +195,7 @@ def scalar_op(name: str, arity: int, numpy: Callable, grads, lower: Callable | N
 # argument coercion: Python numbers adopt the tensor's dtype (numpy 2 "weak" scalars)
 
 
-def _coerce(*args) -> list[Variable]:
+def _coerce(*args, op: Elemwise | None = None) -> list[Variable]:
     tensors = [a for a in args if isinstance(a, Variable)]
     arrays = [np.asarray(a) for a in args if not isinstance(a, Variable)
               and not np.isscalar(a) and not isinstance(a, (int, float, bool))]
@@ -203,14 +205,39 @@ def _coerce(*args) -> list[Variable]:
         if isinstance(a, Variable):
             out.append(a)
         elif isinstance(a, (bool, int, float, np.generic)) and base is not None:
-            out.append(Constant(a, dtype=np.result_type(base, a)))
+            out.append(Constant(a, dtype=_weak_dtype(base, a, op)))
         else:
             out.append(as_variable(a))
     return out
 
 
+def _weak_dtype(base: np.dtype, a, op: Elemwise | None) -> np.dtype:
+    """A Python number's dtype next to tensors of dtype ``base`` (numpy 2's weak scalars).
+    An int out of ``base``'s range (``x_uint8 > -1``, ``x_int8 / 300``) is an error in
+    numpy unless the result is not of ``base``'s kind: comparisons and true division then
+    use the value, and so do they here (in int64; ``apply`` clamps a clip bound)."""
+    dt = np.result_type(base, a)
+    if not isinstance(a, int) or isinstance(a, bool) or dt.kind not in "iu" or \
+            np.iinfo(dt).min <= a <= np.iinfo(dt).max:
+        return dt
+    if op is not None and op.scalar_op.dtype_rule in (_to_bool, _to_float):
+        return np.dtype("int64")
+    raise OverflowError(f"Python integer {a} out of bounds for {dt.name}")
+
+
 def apply(op: Elemwise, *args) -> Variable:
-    return op.make_node(*_coerce(*args)).outputs[0]
+    if op is clip:  # (out of range: no bound, as numpy clips)
+        args = (args[0], *(_clamped(b, args) for b in args[1:]))
+    return op.make_node(*_coerce(*args, op=op)).outputs[0]
+
+
+def _clamped(bound, args):
+    base = args[0].dtype if isinstance(args[0], Variable) else None
+    if base is None or base.kind not in "iu" or not isinstance(bound, int) \
+            or isinstance(bound, bool):
+        return bound
+    limits = np.iinfo(base)
+    return min(max(bound, int(limits.min)), int(limits.max))
 
 
 # gradient rules used by several rows
