@@ -58,7 +58,12 @@ def lower_matmul(k: Kernel, node: Apply) -> None:
     n = k.dim(b, 1) if b.ndim == 2 else "1"
     kk = k.dim(a, a.ndim - 1)
     pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(out)
-    if a.ndim == 2 and b.ndim == 2 and _dispatch_small(
+    # one column (m, k) @ (k, 1) or one row (1, k) @ (k, n): a vector's product, which BLAS
+    # does as gemv (gemm and the small loop were 2-4x slower than numpy's gemv there)
+    vector = "right" if n == "1" else "left" if m == "1" else None
+    if vector and not _gemv_pays(m, n, kk):
+        vector = None
+    if a.ndim == 2 and b.ndim == 2 and not vector and _dispatch_small(
             k, dt, tb, (m, n, kk), lambda: _small_gemm(k, dt, (pa, ta), (pb, tb), pc, (m, n, kk))):
         return
     nbytes = k.mul_i64(k.mul_i64(m, n), str(ITEMSIZE[dt]))
@@ -72,12 +77,14 @@ def lower_matmul(k: Kernel, node: Apply) -> None:
     fb.if_end(then)
     if blas.library().int_bits == 32:  # an LP64 OpenBLAS takes 32-bit sizes
         m, n, kk = (d if d.isdigit() else fb.op(f"trunc i64 {d} to i32") for d in (m, n, kk))
-    if a.ndim == 2 and b.ndim == 2:
+    if a.ndim == 2 and b.ndim == 2 and not vector:
         fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=m, n=n, k=kk, trans_a=ta, trans_b=tb))
-    elif a.ndim == 2:  # (m,k)@(k,) -> gemv on A (stored (k,m) when transposed)
+    elif a.ndim == 2 and (b.ndim == 1 or vector == "right"):
+        # (m,k)@(k,) or (m,k)@(k,1) -> gemv on A (stored (k,m) when transposed); b's k
+        # values are contiguous whether it is a (k,1) column or a transposed (1,k) row
         rows, cols = (kk, m) if ta else (m, kk)
         fb.emit(blas.gemv_call(dt, a=pa, x=pb, y=pc, m=rows, n=cols, trans=ta))
-    elif b.ndim == 2:  # (k,)@(k,n) -> y = B^T x
+    elif b.ndim == 2:  # (k,)@(k,n) or (1,k)@(k,n) -> y = B^T x
         rows, cols = (n, kk) if tb else (kk, n)
         fb.emit(blas.gemv_call(dt, a=pb, x=pa, y=pc, m=rows, n=cols, trans=not tb))
     else:
@@ -253,6 +260,17 @@ SMALL_GEMM_RUNTIME = False
 #: crossover sweep) get the loop behind the branch: its code grows with the columns, and with
 #: no bound W1's 256- and 512-column products made its compile 8x (1.37 s against 0.17 s)
 SMALL_GEMM_RUNTIME_COLUMNS = 64
+
+
+#: static work (m * n * k) from which a one-row or one-column product calls gemv rather
+#: than the small loop (whose register tiles are wasted on one column)
+GEMV_WORK = 2048
+
+
+def _gemv_pays(m: str, n: str, kk: str) -> bool:
+    if not all(d.isdigit() for d in (m, n, kk)):
+        return True  # a run-time size: BLAS's gemv for any size
+    return int(m) * int(n) * int(kk) >= GEMV_WORK
 
 
 def _small_eligible(limit: int, m: str, n: str, kk: str) -> bool:

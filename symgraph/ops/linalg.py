@@ -362,7 +362,7 @@ def _contract(a: Variable, la: list, b: Variable, lb: list, later: set, sizes: d
     only_a = [c for c in la if c not in lb]
     only_b = [c for c in lb if c not in la]
     labels = batch + only_a + only_b
-    if summed:
+    if summed and (only_a or only_b or not batch):  # (batched dot products: below)
         # a (batch..., M, K) @ (batch..., K, N) product; without batch labels an empty M or N
         # is a vector operand (a gemv, or a dot product)
         has_m, has_n = bool(batch or only_a), bool(batch or only_b)
@@ -377,7 +377,9 @@ def _contract(a: Variable, la: list, b: Variable, lb: list, later: set, sizes: d
             if y is not None:
                 return y, labels
     # an elementwise product broadcast over the labels of both, then the sum (no contracted
-    # label, or axes of several unknown lengths that a reshape cannot merge)
+    # label, a dot product per batch entry ("ij,ij->i": a (1, K) @ (K, 1) product per row
+    # was 3-6x slower than one fused multiply-sum loop), or axes of several unknown lengths
+    # that a reshape cannot merge)
     full = labels + summed
     y = _aligned(a, la, full) * _aligned(b, lb, full)
     return (_einsum_sum(y, tuple(range(len(labels), len(full)))) if summed else y), labels
