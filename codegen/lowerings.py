@@ -196,6 +196,10 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
 
 
 def lower_argmax(k: Kernel, node: Apply) -> None:
+    """Two passes per line, each a vectorisable reduction: the max (NaN-propagating: numpy's
+    argmax takes the first NaN), then the smallest index holding it. One pass of compare
+    and select carried the best value and index from element to element: scalar, ~4.6 ns
+    per element, 37x numpy on (1000, 1000) float32."""
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
     axes = tuple(range(x.ndim)) if op_.axis is None else (op_.axis,)
     kept = [a for a in range(x.ndim) if a not in axes]
@@ -204,24 +208,30 @@ def lower_argmax(k: Kernel, node: Apply) -> None:
     ident = k.sb.const(reduction_identity("max", cmp_dt), cmp_dt)
     idx, outer = k.open_loops(x, kept)
     best = k.fb.alloca(ident.ty, ident.ref)
-    bidx = k.fb.alloca("i64", "0")
-    count = k.fb.alloca("i64", "0")
     idx_in, inner = k.open_loops(x, axes)
     idx.update(idx_in)
     v = k.sb.convert(k.value_at(x, [idx[a] for a in range(x.ndim)]), cmp_dt)
     b = Value(k.fb.op(f"load {ident.ty}, ptr {best}"), cmp_dt)
-    better = k.sb.gt(v, b)
-    if is_float(dt):
-        better = k.sb.or_(better, k.sb.and_(k.sb.isnan(v), k.sb.not_(k.sb.isnan(b))))
-    n = k.fb.op(f"load i64, ptr {count}")
-    k.fb.emit(f"store {ident.ty} {k.sb.select(better, v, b).ref}, ptr {best}")
-    old = k.fb.op(f"load i64, ptr {bidx}")
-    chosen = k.fb.op(f"select i1 {better.ref}, i64 {n}, i64 {old}")
-    k.fb.emit(f"store i64 {chosen}, ptr {bidx}")
-    n1 = k.fb.op(f"add i64 {n}, 1")
-    k.fb.emit(f"store i64 {n1}, ptr {count}")
+    k.fb.emit(f"store {ident.ty} {k.sb.maximum(b, v).ref}, ptr {best}")
     k.close_loops(inner)
-    result = Value(k.fb.op(f"load i64, ptr {bidx}"), "int64")
+    top = Value(k.fb.op(f"load {ident.ty}, ptr {best}"), cmp_dt)
+    none = str(np.iinfo(np.int64).max)
+    first = k.fb.alloca("i64", none)
+    count = k.fb.alloca("i64", "0")
+    idx_in, inner = k.open_loops(x, axes)
+    idx.update(idx_in)
+    v = k.sb.convert(k.value_at(x, [idx[a] for a in range(x.ndim)]), cmp_dt)
+    hit = k.sb.eq(v, top)
+    if is_float(dt):
+        hit = k.sb.or_(hit, k.sb.and_(k.sb.isnan(v), k.sb.isnan(top)))
+    n = k.fb.op(f"load i64, ptr {count}")
+    at = k.fb.op(f"select i1 {hit.ref}, i64 {n}, i64 {none}")
+    old = k.fb.op(f"load i64, ptr {first}")
+    less = k.fb.op(f"icmp slt i64 {at}, {old}")
+    k.fb.emit(f"store i64 {k.fb.op(f'select i1 {less}, i64 {at}, i64 {old}')}, ptr {first}")
+    k.fb.emit(f"store i64 {k.fb.op(f'add i64 {n}, 1')}, ptr {count}")
+    k.close_loops(inner)
+    result = Value(k.fb.op(f"load i64, ptr {first}"), "int64")
     if op_.axis is None:
         oi = ["0"] * out.ndim
     else:

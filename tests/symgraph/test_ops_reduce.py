@@ -218,6 +218,31 @@ def test_argmax(axis, keepdims, backend):
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int8", "uint8", "int64", "bool"])
+def test_argmax_matches_numpy_on_ties_nans_infinities_and_long_lines(dtype, backend):
+    """argmax is a max pass then a first-index pass (it was one scalar compare-and-select
+    chain, 37x numpy): the first of equal maxima, the first NaN, all -inf (index 0),
+    -0.0 against 0.0, over every axis, lines longer than a vector and odd lengths."""
+    rng = np.random.default_rng(7)
+    if dtype == "bool":
+        xv = rng.random((5, 37, 1029)) < 0.01
+    elif dtype in ("float32", "float64"):
+        xv = rng.integers(-3, 4, (5, 37, 1029)).astype(dtype)  # many ties
+        xv[1, 3, 700] = np.nan
+        xv[1, 5, 2] = xv[1, 5, 900] = np.nan
+        xv[2, 4, :] = -np.inf
+        xv[3, 0, :] = 0.0
+        xv[3, 0, 5] = -0.0
+    else:
+        xv = rng.integers(0, 6, (5, 37, 1029)).astype(dtype)
+    x = sg.tensor("x", xv.shape, dtype)
+    axes = [0, 1, 2, None]
+    f = sg.function([x], [sg.argmax(x, axis=a) for a in axes], backend=backend)
+    with np.errstate(invalid="ignore"):
+        for got, a in zip(f(xv), axes):
+            np.testing.assert_array_equal(got, np.argmax(xv, axis=a), err_msg=f"axis {a}")
+
+
 def test_argmax_ties_take_first_and_no_gradient(backend):
     x = sg.tensor("x", (4,))
     a = sg.argmax(x)
