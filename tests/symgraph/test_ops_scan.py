@@ -75,6 +75,30 @@ def test_prod_dtypes_and_empty(backend):
     np.testing.assert_array_equal(run(backend, lambda v: sg.prod(v, 1), empty), np.ones(3))
 
 
+@pytest.mark.parametrize("axis,keepdims", [(0, False), (0, True), ((0, 1), False),
+                                           (1, True), ((0, 2), False)])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int8", "bool"])
+def test_prod_over_leading_axes_multiplies_in_input_order(axis, keepdims, dtype, backend):
+    """A reduced axis before the last one is taken in input order (ones, then multiplied
+    into): the kept innermost axis vectorises. Long rows, odd lengths, NaN, inf, 0 and an
+    empty reduced axis, against numpy."""
+    rng = np.random.default_rng(5)
+    if dtype == "bool":
+        x = rng.random((3, 4, 67)) < 0.9
+    elif dtype == "int8":
+        x = rng.integers(-3, 4, (3, 4, 67)).astype(np.int8)
+    else:
+        x = rng.uniform(0.5, 1.5, (3, 4, 67)).astype(dtype)
+        x[0, 1, 5], x[1, 2, 6], x[2, 0, 7] = np.nan, np.inf, 0.0
+    got = run(backend, lambda v: sg.prod(v, axis, keepdims), x)
+    expected = np.prod(x, axis=axis, keepdims=keepdims)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == "float32" else 1e-13)
+    empty = np.ones((0, 5), dtype)
+    np.testing.assert_array_equal(run(backend, lambda v: sg.prod(v, 0), empty),
+                                  np.prod(empty, 0))
+
+
 @pytest.mark.parametrize("zeros", [0, 1, 2, 3])
 @pytest.mark.parametrize("axis", [None, 0, 1, (0, 1)])
 def test_prod_gradient_with_zeros(zeros, axis, backend):
