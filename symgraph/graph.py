@@ -192,6 +192,14 @@ class Variable:
     def __le__(self, o): return ops.less_equal(self, o)
     def __gt__(self, o): return ops.greater(self, o)
     def __ge__(self, o): return ops.greater_equal(self, o)
+    # numpy's & | ^ ~ on booleans (masks: (x > 0) & (x < 1)); integer bitwise ops are not ops
+    def __and__(self, o): return _boolean("&", ops.logical_and, self, o)
+    def __rand__(self, o): return _boolean("&", ops.logical_and, o, self)
+    def __or__(self, o): return _boolean("|", ops.logical_or, self, o)
+    def __ror__(self, o): return _boolean("|", ops.logical_or, o, self)
+    def __xor__(self, o): return _boolean("^", ops.not_equal, self, o)
+    def __rxor__(self, o): return _boolean("^", ops.not_equal, o, self)
+    def __invert__(self): return _boolean("~", ops.logical_not, self)
     def __getitem__(self, index): return ops.getitem(self, index)
 
     @property
@@ -206,6 +214,17 @@ class Variable:
     def astype(self, dtype): return ops.cast(self, dtype)
     def transpose(self, *axes): return ops.transpose(self, axes or None)
     def dot(self, o): return ops.dot(self, o)
+
+
+def _boolean(symbol: str, build, *operands) -> Variable:
+    """``build(*operands)`` when every operand is boolean, as numpy's ``&``, ``|``, ``^``, ``~``
+    on bool arrays; integers would need bitwise ops, which symgraph does not have."""
+    for o in operands:
+        dtype = o.dtype if isinstance(o, Variable) else np.asarray(o).dtype
+        if dtype.kind != "b":
+            raise TypeError(f"{symbol} is defined for bool tensors (masks); got {dtype.name} "
+                            "(integer bitwise ops are not supported)")
+    return build(*operands)
 
 
 class Constant(Variable):

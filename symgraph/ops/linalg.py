@@ -218,6 +218,12 @@ def einsum(subscripts: str, *operands) -> Variable:
     >>> sg.einsum("bhqd,bhkd->bhqk", q, k)      # attention scores
     """
     xs = [as_variable(x) for x in operands]
+    if len(xs) > 1 and any(x.dtype.kind == "b" for x in xs):  # (matmul refuses them)
+        if all(x.dtype.kind == "b" for x in xs):
+            raise argument_error("einsum", TypeError(
+                "only boolean operands: cast one to a number"), xs)
+        dtype = np.result_type(*(x.dtype for x in xs))  # numpy: a mask becomes 0 and 1
+        xs = [ops.cast(x, dtype) if x.dtype.kind == "b" else x for x in xs]
     try:
         specs, out = _parse(subscripts, xs)
         xs, specs, sizes = _broadcast_labels(xs, specs, out)

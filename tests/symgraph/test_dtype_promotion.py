@@ -78,3 +78,42 @@ def test_python_ints_take_an_integer_inputs_dtype_when_they_fit(backend):
     for bad in ([1, -1], [300], np.array([1, 2]), [1.5]):  # arrays keep same_kind
         with pytest.raises(TypeError, match="input 'u' is uint8"):
             f(bad)
+
+
+def test_and_or_xor_invert_on_masks_as_numpy(backend):
+    """``(x > 0) & (x < 1)`` raised Python's TypeError (no ``__and__``): numpy's &, |, ^ and
+    ~ on bool arrays are the logical ops."""
+    x, m = sg.tensor("x", (5,)), sg.tensor("m", (5,), "bool")
+    xv = np.array([-1.0, 0.2, 0.5, 2.0, 0.9])
+    mv = np.array([True, False, True, False, False])
+
+    def build(x, m):
+        return [(x > 0) & (x < 1), m | ~m, m ^ (x > 0), True & m, m | False, ~(x > 0.5)]
+    outs = build(x, m)
+    values = sg.function([x, m], outs, backend=backend)(xv, mv)
+    for out, value, expected in zip(outs, values, build(xv, mv)):
+        assert out.dtype == value.dtype == expected.dtype == np.bool_
+        np.testing.assert_array_equal(value, expected)
+
+
+def test_bitwise_operators_on_numbers_are_refused_clearly():
+    i, x = sg.tensor("i", (5,), "int32"), sg.tensor("x", (5,))
+    for build in (lambda: i & i, lambda: ~i, lambda: (x > 0) & 1, lambda: x | (x > 0)):
+        with pytest.raises(TypeError, match="defined for bool tensors"):
+            build()
+
+
+def test_einsum_with_a_mask_casts_it_as_numpy(backend):
+    """A bool operand reached matmul, which refused it naming matmul; numpy reads it as 0 and
+    1 in the other operand's dtype."""
+    a, m = sg.tensor("a", (3, 4), "float32"), sg.tensor("m", (3, 4), "bool")
+    av = np.arange(12, dtype=np.float32).reshape(3, 4)
+    mv = av % 3 == 0
+    specs = ["ij,ij->", "ij,kj->ik"]
+    f = sg.function([a, m], [sg.einsum(s, a, m) for s in specs], backend=backend)
+    for value, spec in zip(f(av, mv), specs):
+        expected = np.einsum(spec, av, mv)
+        assert value.dtype == expected.dtype
+        np.testing.assert_allclose(value, expected)
+    with pytest.raises(TypeError, match="einsum: only boolean operands"):
+        sg.einsum("ij,ij->", m, m)
