@@ -133,6 +133,12 @@ class LLVMProgram(Program):
                 self.direct[expr] = j
         self.target_index = {expr: len(self.args) + n for n, expr in enumerate(self.direct)}
         self._direct_vars = [self.update_vars[j] for j in self.direct.values()]
+        # arena buffers that back exactly one output and no update: a call may give each
+        # an array of its own, returned without a copy (``plans.make_runner``)
+        backs = [an.root(v) for v in self.outputs]
+        updated = {an.root(e) for e in self.update_exprs}
+        self.output_roots = {r for r in backs if an.mode.get(r) == "buffer" and
+                             backs.count(r) == 1 and r not in updated and r not in self.direct}
         self.consts = [v for v, m in an.mode.items() if m in ("const", "literal")
                        and isinstance(v, Constant)]
         if loop_unrolling is None:  # halves compile time; loops stay vectorised

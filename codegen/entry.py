@@ -12,7 +12,7 @@ from __future__ import annotations
 from symgraph.graph import Variable
 
 from .irgen import FunctionBuilder
-from .kernel_info import ENTRY, LoweringError, ModuleContext
+from .kernel_info import ENTRY, LoweringError, ModuleContext, output_slot
 
 
 def root_pointer(program, fb: FunctionBuilder, ctx: ModuleContext,
@@ -32,6 +32,11 @@ def root_pointer(program, fb: FunctionBuilder, ctx: ModuleContext,
         return fb.entry_op(f"b{index}", f"load ptr, ptr {p}")
     if mode != "buffer":
         raise LoweringError(f"internal: root {root!r} has mode {mode}")
+    if root in program.output_roots:  # an address a call may point at an array of its own
+        slot = ctx.slot(("outp", root.id), output_slot(root))
+        tp = fb.entry_op(f"op{slot}", f"getelementptr inbounds i64, ptr %tab, i64 {slot}")
+        address = fb.entry_op(f"oa{slot}", f"load i64, ptr {tp}")
+        return fb.entry_op(f"rp{root.id}", f"inttoptr i64 {address} to ptr")
     slot = ctx.slot(("off", root.id), lambda shapes, env, r=root: env["offsets"][r])
     arena = fb.entry_op("arena", f"load ptr, ptr {own(fb, nargs)}")
     tp = fb.entry_op(f"op{slot}", f"getelementptr inbounds i64, ptr %tab, i64 {slot}")

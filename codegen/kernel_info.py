@@ -112,6 +112,13 @@ def dim_slot(var: Variable, axis: int) -> SlotFn:
     return lambda shapes, offsets: shapes[var][axis]
 
 
+def output_slot(root: Variable) -> SlotFn:
+    """The address of output ``root``'s buffer: its place in the arena, which a call may
+    replace by a fresh array of its own (``plans.make_runner``: a large output is then
+    returned without a copy)."""
+    return lambda shapes, env, r=root: env["arena_address"] + env["offsets"][r]
+
+
 def zero_slot(shapes, env) -> int:
     """An error-record slot: zero until a failing check writes it."""
     return 0

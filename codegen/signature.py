@@ -27,7 +27,7 @@ import numpy as np
 
 from symgraph.graph import Constant, SharedVariable, Variable
 
-from .kernel_info import KernelInfo, ModuleContext, dim_slot, zero_slot
+from .kernel_info import KernelInfo, ModuleContext, dim_slot, output_slot, zero_slot
 from .native import blas, parallel, vecmath
 from .registry import facts
 
@@ -183,6 +183,8 @@ def _rebuild_slot(key: tuple, num: Numbering):
     if kind == "off":
         root = key[1]
         return lambda shapes, env, r=root: env["offsets"][r]
+    if kind == "outp":
+        return output_slot(key[1])
     if kind == "error":  # a field of the error record (codegen.lower.Kernel.fail_if)
         return zero_slot
     if kind == "sub":
