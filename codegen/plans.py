@@ -235,21 +235,25 @@ def make_runner(program, plan: Plan, single: bool):
             if status is not None:
                 return raise_(status)
             outputs_ = outs if outs is not None else outputs(plan, arrays, chosen)
-        # adopt the new values (in-place updates already are): fresh arrays of the right
-        # shape and dtype, nothing else references them
-        for var, kind, where, shape in assign:
-            if kind == "chosen":
-                var._value = chosen[where]
-            elif kind == "fixed":
-                var._value = storage.copy(where)
-            else:
-                var._value = storage.copy(
-                    (chosen if kind == "direct" else arrays)[where].reshape(shape))
+        _adopt(assign, chosen, arrays)
         if single:
             o = outputs_[0]
             return o[()] if o.ndim == 0 else o.copy()
         return [o[()] if o.ndim == 0 else o.copy() for o in outputs_]
     return run
+
+
+def _adopt(assign: list, chosen: list, arrays: list) -> None:
+    """The variables take their new values (in-place updates already have): fresh arrays of
+    the right shape and dtype, nothing else references them."""
+    for var, kind, where, shape in assign:
+        if kind == "chosen":
+            var._value = chosen[where]
+        elif kind == "fixed":
+            var._value = storage.copy(where)
+        else:
+            var._value = storage.copy(
+                (chosen if kind == "direct" else arrays)[where].reshape(shape))
 
 
 #: an output of at least this many bytes is written into an array of its own per call and
@@ -264,7 +268,7 @@ def _fresh_output_runner(program, plan: Plan, single: bool):
     back before returning, whatever happened: an epoch, a profile or a failed call never
     writes into an array the user holds."""
     fresh, table, extra = plan.extra["fresh"], plan.table, plan.extra
-    launch, outputs = program._launch, program._outputs
+    launch = program._launch
     own = {index for *_, index, _ in fresh}
 
     def run(args, shared):
@@ -279,17 +283,10 @@ def _fresh_output_runner(program, plan: Plan, single: bool):
                 table[slot] = arena_address
         if chosen is None:
             return outputs_  # Rejected
-        outputs_ = list(extra["fixed_outputs"] or outputs(plan, arrays, chosen))
+        outputs_ = list(outputs_)  # (the arena's views, replaced by the arrays of their own)
         for (*_, index, shape), buffer in zip(fresh, buffers):
             outputs_[index] = buffer.reshape(shape)
-        for var, kind, where, shape in extra["assign"]:  # as make_runner's general path
-            if kind == "chosen":
-                var._value = chosen[where]
-            elif kind == "fixed":
-                var._value = storage.copy(where)
-            else:
-                var._value = storage.copy(
-                    (chosen if kind == "direct" else arrays)[where].reshape(shape))
+        _adopt(extra["assign"], chosen, arrays)
         result = [o if k in own else o[()] if o.ndim == 0 else o.copy()
                   for k, o in enumerate(outputs_)]
         return result[0] if single else result
