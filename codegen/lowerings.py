@@ -12,9 +12,6 @@ what fusion may do with it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
-
 import numpy as np
 
 from symgraph.evaluate import NodeContext
@@ -25,7 +22,6 @@ from symgraph.ops.indexing import (
     Subtensor,
     SubtensorGrad,
 )
-from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
 from symgraph.ops.reduce import Argmax, Reduce, reduction_identity
 from symgraph.ops.structure import (
     Concatenate,
@@ -36,7 +32,7 @@ from symgraph.ops.structure import (
 )
 
 from .fusion import ADDRESSABLE
-from .irgen import IR_TYPE, ITEMSIZE, MEM_TYPE, Value, is_float, literal
+from .irgen import IR_TYPE, ITEMSIZE, MEM_TYPE, Value, is_float
 from .kernel import Kernel, SlotFn, node_error
 from .registry import Lowering, register_lowering
 
@@ -240,150 +236,6 @@ def lower_argmax(k: Kernel, node: Apply) -> None:
     k.close_loops(outer)
 
 
-def _max_pass(k: Kernel, x: Variable, axes, idx: dict) -> Value:
-    dt = x.dtype.name
-    ident = k.sb.const(-np.inf, dt)
-    acc = k.fb.alloca(ident.ty, ident.ref)
-    idx_in, inner = k.open_loops(x, axes)
-    idx.update(idx_in)
-    v = k.value_at(x, [idx[a] for a in range(x.ndim)])
-    cur = Value(k.fb.op(f"load {ident.ty}, ptr {acc}"), dt)
-    k.fb.emit(f"store {ident.ty} {k.sb.maximum(cur, v).ref}, ptr {acc}")
-    k.close_loops(inner)
-    return Value(k.fb.op(f"load {ident.ty}, ptr {acc}"), dt)
-
-
-def _sum_exp_pass(k: Kernel, x: Variable, axes, idx: dict, m: Value) -> Value:
-    dt = x.dtype.name
-    acc = k.fb.alloca(m.ty, literal(0, dt))
-    idx_in, inner = k.open_loops(x, axes)
-    idx.update(idx_in)
-    v = k.value_at(x, [idx[a] for a in range(x.ndim)])
-    e = k.sb.math("exp", k.sb.sub(v, m))
-    cur = Value(k.fb.op(f"load {m.ty}, ptr {acc}"), dt)
-    k.fb.emit(f"store {m.ty} {k.sb.add(cur, e).ref}, ptr {acc}")
-    k.close_loops(inner)
-    return Value(k.fb.op(f"load {m.ty}, ptr {acc}"), dt)
-
-
-def _finite_or_zero(k: Kernel, m: Value) -> Value:
-    finite = Value(k.fb.op(f"fcmp olt {m.ty} {k.sb.abs(m).ref}, "
-                           f"{literal(np.inf, m.dtype)}"), "bool")
-    return k.sb.select(finite, m, k.sb.zero(m))
-
-
-#: LLVM hints for the loop over rows of :func:`_short_rows`: one masked vector loop (no
-#: scalar remainder, no vectorised epilogue).  W1's log_softmax kernel compiled in ~45 ms,
-#: most of a module; with the hint its code is half and W1's cold compile ~20% shorter, the
-#: same speed at 32 to 2,048 rows (cross-entropy + gradient, n = 4, 10, 15)
-ROW_LOOP_HINTS = ('!{!"llvm.loop.vectorize.predicate.enable", i1 true}',)
-#: a softmax/log_softmax/logsumexp over one axis of a static length in [2, SHORT_AXIS) is
-#: unrolled along it (:func:`_short_rows`)
-SHORT_AXIS = 16
-
-
-def _short_axis(x: Variable, axes) -> int | None:
-    """The static length of the single reduced axis when it is short enough to unroll."""
-    if len(axes) != 1:
-        return None
-    n = x.shape[axes[0]]
-    return n if isinstance(n, int) and 2 <= n < SHORT_AXIS else None
-
-
-class _Rows(NamedTuple):
-    """One unrolled row of :func:`_short_rows` inside the open loops over the other axes."""
-
-    idx: dict[int, str]  # the index of every other axis
-    at: Callable[[int], list[str]]  # the full index of element j of the row
-    values: list[Value]
-    exps: list[Value]  # exp(v - m)
-    m: Value  # the row's max (finite or zero for the log forms)
-    s: Value  # the sum of exps
-    loops: list
-
-
-def _short_rows(k: Kernel, x: Variable, axis: int, n: int, log: bool) -> _Rows:
-    """Open the loops over every axis but ``axis`` and compute one row of ``n`` (static)
-    values unrolled: its values, max, ``exp(v - m)`` and their sum.  The caller stores and
-    closes ``loops``.
-
-    Why: a row of 10 classes as an inner loop is one masked vector per row, and its max, sum
-    and exp each pay a full reduction or libmvec call for 10 lanes.  Unrolled, the loop over
-    rows is the innermost one and LLVM vectorises across rows (a vector of rows per exp call;
-    strided rows are gathered), and ``x`` (maybe an inlined expression) is read once, not three
-    times.  bench (float32, 2,048 rows, us per call): log_softmax n=2 38.7 -> 7.3, n=4 30.4 ->
-    10.6, n=8 30.1 -> 19.2, n=10 47.5 -> 34.9, n=15 52.6 -> 48.4; at 16 the two are even."""
-    kept = [a for a in range(x.ndim) if a != axis]
-    idx, loops = k.open_loops(x, kept)
-
-    def at(j: int) -> list[str]:
-        return [str(j) if a == axis else idx[a] for a in range(x.ndim)]
-
-    values = [k.value_at(x, at(j)) for j in range(n)]
-    m = values[0]
-    for v in values[1:]:
-        m = k.sb.maximum(m, v)
-    if log:
-        m = _finite_or_zero(k, m)
-    exps = [k.sb.math("exp", k.sb.sub(v, m)) for v in values]
-    s = exps[0]
-    for e in exps[1:]:
-        s = k.sb.add(s, e)
-    return _Rows(idx, at, values, exps, m, s, loops)
-
-
-def lower_softmax(k: Kernel, node: Apply) -> None:
-    x, out, axis = node.inputs[0], node.outputs[0], node.op.axis
-    log = isinstance(node.op, LogSoftmax)
-    n = _short_axis(x, (axis,))
-    if n is not None:
-        row = _short_rows(k, x, axis, n, log)
-        if log:
-            lse = k.sb.add(row.m, k.sb.math("log", row.s))
-            for j, v in enumerate(row.values):
-                k.store(out, row.at(j), k.sb.sub(v, lse))
-        else:
-            for j, e in enumerate(row.exps):
-                k.store(out, row.at(j), k.sb.div(e, row.s))
-        k.close_loops(row.loops, ROW_LOOP_HINTS)
-        return
-    kept = [a for a in range(x.ndim) if a != axis]
-    idx, outer = k.open_loops(x, kept)
-    m = _max_pass(k, x, (axis,), idx)
-    if log:
-        m = _finite_or_zero(k, m)
-    s = _sum_exp_pass(k, x, (axis,), idx, m)
-    lse = k.sb.add(m, k.sb.math("log", s)) if log else None
-    idx_in, inner = k.open_loops(x, (axis,))
-    idx.update(idx_in)
-    full = [idx[a] for a in range(x.ndim)]
-    v = k.value_at(x, full)
-    if log:
-        k.store(out, full, k.sb.sub(v, lse))
-    else:
-        k.store(out, full, k.sb.div(k.sb.math("exp", k.sb.sub(v, m)), s))
-    k.close_loops(inner)
-    k.close_loops(outer)
-
-
-def lower_logsumexp(k: Kernel, node: Apply) -> None:
-    op_, x, out = node.op, node.inputs[0], node.outputs[0]
-    n = _short_axis(x, op_.axes)
-    if n is not None:
-        row = _short_rows(k, x, op_.axes[0], n, log=True)
-        k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, row.idx),
-                k.sb.add(row.m, k.sb.math("log", row.s)))
-        k.close_loops(row.loops, ROW_LOOP_HINTS)
-        return
-    kept = [a for a in range(x.ndim) if a not in op_.axes]
-    idx, outer = k.open_loops(x, kept)
-    m = _finite_or_zero(k, _max_pass(k, x, op_.axes, idx))
-    s = _sum_exp_pass(k, x, op_.axes, idx, m)
-    k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, idx),
-            k.sb.add(m, k.sb.math("log", s)))
-    k.close_loops(outer)
-
-
 def lower_concatenate(k: Kernel, node: Apply) -> None:
     out, axis = node.outputs[0], node.op.axis
     start = "0"
@@ -574,9 +426,6 @@ def lower_reshape_copy(k: Kernel, node: Apply) -> None:
 # --------------------------------------------------------------------------- registrations
 register_lowering(Reduce, Lowering(kernel=lower_reduce, fuses="input", value_consumer=True))
 register_lowering(Argmax, Lowering(kernel=lower_argmax, value_consumer=True))
-register_lowering(Softmax, Lowering(kernel=lower_softmax, value_consumer=True))
-register_lowering(LogSoftmax, Lowering(kernel=lower_softmax, value_consumer=True))
-register_lowering(LogSumExp, Lowering(kernel=lower_logsumexp, value_consumer=True))
 register_lowering(Concatenate, Lowering(kernel=lower_concatenate, value_consumer=True))
 register_lowering(ConcatenateGrad, Lowering(kernel=lower_concatenate_grad,
                                             value_consumer=True))

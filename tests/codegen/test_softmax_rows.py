@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from codegen.lowerings import SHORT_AXIS
+from codegen.lower_softmax import SHORT_AXIS
 
 
 def _both(inputs, outputs, *args):
