@@ -495,5 +495,7 @@ INTRINSIC_DECLARATIONS = "\n".join(
     + [f"declare {i} @llvm.fptosi.sat.{i}.{f}({f})"
        for i in ("i8", "i16", "i32", "i64") for f in ("float", "double")]
     + ["declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
-       "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)"]
+       "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+       # the C library's, resolved by name in the process as memset and memcpy are
+       "declare noalias ptr @malloc(i64)", "declare void @free(ptr)"]
 )

@@ -263,8 +263,8 @@ def test_argsort_long_lines_many_ties(backend):
 
 @pytest.mark.parametrize("n", [17, 33, 8192, 8193])
 def test_argsort_both_llvm_strategies_on_a_symbolic_line(n, backend):
-    """Lines up to MERGE_CAP are merge-sorted, longer ones heap-sorted (llvm), chosen at
-    run time for a symbolic length or at compile time for a fixed one."""
+    """Lines up to MERGE_CAP are merge-sorted in a stack scratch, longer ones in a malloc'd
+    one (llvm), chosen at run time for a symbolic length or at compile time for a fixed one."""
     x = RNG.integers(0, 50, (2, n)).astype(np.float64)
     x[1, ::5] = np.nan
     expected = np.argsort(x, -1, kind="stable")
