@@ -78,16 +78,30 @@ def _position(index: tuple[int, ...]) -> str:
     return f"row {index[0]}, index {tuple(int(i) for i in index[1:])}"
 
 
-def check_finite(what: str, label: str, array: np.ndarray) -> None:
-    """No NaN or inf in a float array: one sum (NaN and inf propagate), then, only if the
-    sum is not finite (a bad value, or finite values overflowing it), the exact search."""
+def check_finite(what: str, label: str, array: np.ndarray, dtype=None) -> None:
+    """No NaN or inf in a float array, nor (given the model's ``dtype``) a value that becomes
+    inf when cast to it (1e39 into float32): one sum (NaN and inf propagate) and, for a
+    narrowing cast, one max |value|; then, only if one fails, the exact search."""
     if array.dtype.kind not in "fc" or array.size == 0:
         return
+    limit = None
+    if dtype is not None and np.dtype(dtype).kind == "f" and array.dtype.kind == "f":
+        narrow = np.finfo(dtype).max
+        limit = narrow if narrow < np.finfo(array.dtype).max else None
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(array.sum()):
+        if np.isfinite(array.sum()) and (limit is None or np.abs(array).max() <= limit):
             return
     bad = np.argwhere(~np.isfinite(array))
     if len(bad) == 0:
+        if limit is not None:
+            big = np.argwhere(np.abs(array) > limit)
+            if len(big):
+                index = tuple(int(i) for i in big[0])
+                more = f" (and {len(big) - 1} more)" if len(big) > 1 else ""
+                raise UserInputError(
+                    f"{what}: {label} holds {array[index]:g} at {_position(index)}{more}, "
+                    f"beyond the range of the model's {np.dtype(dtype).name} (it would become "
+                    "inf); nothing was trained: rescale or clip the data first")
         return  # large finite values overflowed the sum
     index = tuple(int(i) for i in bad[0])
     value = array[index]
@@ -100,10 +114,13 @@ def check_finite(what: str, label: str, array: np.ndarray) -> None:
 
 def check_labels(what: str, y: np.ndarray, classes: int, ignore_index: int | None,
                  output: sg.Variable) -> None:
-    """Integer labels in ``[0, classes)`` (or ``ignore_index``): a min/max, then, only if
-    one is out of range, the search for the first bad row."""
+    """Integer labels in ``[0, classes)`` (or ``ignore_index``, but not all of them): a
+    min/max, then, only if one is out of range, the search for the first bad row."""
     if y.size == 0 or y.dtype.kind not in "iub":
         return
+    if ignore_index is not None and (y == ignore_index).all():
+        raise UserInputError(f"{what}: every label in y is the loss's ignore_index "
+                             f"({ignore_index}), so there is nothing to score")
     low, high = y.min(), y.max()
     if low >= 0 and high < classes:
         return

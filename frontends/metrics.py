@@ -5,6 +5,8 @@
 ``fit`` and ``evaluate`` report it under ``metric.name``. A metric is a
 scalar, the mean over the batch (of a 0/1 score per example), in the
 outputs' float dtype; it has no gradient and is never differentiated.
+Under a loss's ``ignore_index`` the label metrics (accuracy, top-k) are
+the mean over the examples whose label is not ignored, as the loss is.
 
 Outputs are logits (the last layer's pre-activation), as for the losses.
 
@@ -35,14 +37,25 @@ class Metric(ConfigValue):
 
     kind = "metric"
     name: str = ""
+    #: scores integer class labels, so a loss's ``ignore_index`` applies to it
+    labels: bool = False
 
-    def __call__(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
-        """The metric of a batch (a graph node; compile it with the loss)."""
+    def __call__(self, outputs: sg.Variable, targets: sg.Variable,
+                 ignore_index: int | None = None) -> sg.Variable:
+        """The metric of a batch (a graph node; compile it with the loss); a label metric
+        given ``ignore_index`` averages over the examples whose label is not that value
+        (NaN for a batch with none: ``fit`` and ``evaluate`` give such a batch no weight)."""
         outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
         if not _is_float(outputs.dtype):
             raise TypeError(f"{self.name}: the model's outputs must be floats (logits), got "
                             f"{outputs.dtype.name}")
-        return sg.mean(sg.cast(self._correct(outputs, targets), outputs.dtype))
+        if ignore_index is None or not self.labels:
+            return sg.mean(sg.cast(self._correct(outputs, targets), outputs.dtype))
+        kept = sg.not_equal(targets, ignore_index)
+        # an ignored label is scored as class 0 (it may be out of range), then not counted
+        correct = self._correct(outputs, sg.where(kept, targets, 0))
+        hits = sg.sum(sg.cast(sg.logical_and(correct, kept), outputs.dtype))
+        return hits / sg.sum(sg.cast(kept, outputs.dtype))
 
     def _correct(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
         """A boolean per example (per element for binary accuracy): counted as correct."""
@@ -62,6 +75,7 @@ class Accuracy(Metric):
     """
 
     name = "accuracy"
+    labels = True
 
     def _correct(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
@@ -78,6 +92,8 @@ class TopKAccuracy(Metric):
     ``k >= classes`` is an error when the metric is built (``compile``): every example
     would count as correct, a 1.0 that says nothing.
     """
+
+    labels = True
 
     def __init__(self, k: int = 5):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:

@@ -180,17 +180,24 @@ class Model:
                 if var in updates:
                     raise ValueError(f"{var.name} is updated twice (a layer called twice?)")
                 updates[var] = expr
-        train_outputs = [train_loss] + [m(self.output, self.target) for m in self.metrics]
+        train_outputs = [train_loss] + [self._metric(m, self.output) for m in self.metrics]
         self.train_graph = (train_outputs, grads, updates)
         self.train_function = sg.function(self.inputs + [self.target], train_outputs,
                                           updates=updates, backend=backend, name="train")
         test_outputs = ([self._total_loss(self.inference_output)]
-                        + [m(self.inference_output, self.target) for m in self.metrics])
+                        + [self._metric(m, self.inference_output) for m in self.metrics])
         self.test_function = sg.function(self.inputs + [self.target], test_outputs,
                                          backend=backend, name="test")
         self._predict_function = None
         self.node_counts = _node_counts(train_outputs, list(updates.values()))
         self.compiled = True
+
+    def _metric(self, metric, output: sg.Variable) -> sg.Variable:
+        """``metric``'s node; a label metric skips the loss's ``ignore_index`` as it does."""
+        ignore = getattr(self.loss, "ignore_index", None)
+        if ignore is not None and getattr(metric, "labels", False):
+            return metric(output, self.target, ignore)
+        return metric(output, self.target)
 
     def _total_loss(self, output: sg.Variable) -> sg.Variable:
         total = self.loss(output, self.target)
@@ -222,17 +229,19 @@ class Model:
         {'loss': 0.08, 'accuracy': 0.975}
         """
         self._require_compiled("evaluate")
+        batch_size = training._integer("batch_size", batch_size, 1, "evaluate")
         arrays = self._arrays(x, y, "evaluate")
-        n = len(arrays[0])
-        if n == 0:
+        if len(arrays[0]) == 0:
             raise UserInputError("evaluate: no examples")
         steps = self.test_function.epoch(*arrays, batch_size=batch_size)
-        sizes = np.array([min(batch_size, n - i) for i in range(0, n, batch_size)], np.float64)
-        return {name: float(np.dot(np.asarray(v, np.float64).reshape(-1), sizes) / n)
-                for name, v in zip(self.metrics_names, steps)}
+        weights = training.batch_weights(self, arrays[-1], batch_size)
+        means = training.weighted_means(training.weighted_sums(steps, weights),
+                                        weights.sum(axis=1))
+        return dict(zip(self.metrics_names, means))
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """The model's output (the last layer's) in inference mode."""
+        batch_size = training._integer("batch_size", batch_size, 1, "predict")
         arrays = self._inputs(x, "predict")
         if len(arrays[0]) == 0:
             shape = [d if isinstance(d, int) else 0 for d in self.inference_output.shape]
@@ -286,8 +295,9 @@ class Model:
     def _check_finite(self, arrays: list[np.ndarray], what: str) -> None:
         """No NaN/inf in the float arrays of ``_arrays``: training on them ruins the weights."""
         labels = [f"input {var.name!r}" for var in self.inputs] + ["y"]
-        for label, array in zip(labels, arrays):
-            data_checks.check_finite(what, label, array)
+        dtypes = [var.dtype for var in self.inputs] + [self.target.dtype]
+        for label, array, dtype in zip(labels, arrays, dtypes):
+            data_checks.check_finite(what, label, array, dtype)
 
     # -- description
     def summary(self, print_fn=print) -> str:

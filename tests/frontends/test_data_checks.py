@@ -41,3 +41,24 @@ def test_input_checks_fixed_dims_rank_and_dtype():
     with pytest.raises(TypeError, match=r"got float64 \(whole numbers stored as floats\? "
                                         r"convert: \.astype\('int64'\)\)"):
         data_checks.check_input("fit", ids, np.array([1.0, 2.0]))
+
+
+def test_a_finite_value_beyond_the_models_float32_range_is_named():
+    """1e39 is finite in float64 but inf once cast to a float32 model's dtype: reported at
+    its row and column like a NaN, before any step (fit then trained into NaN weights)."""
+    x = np.zeros((6, 3))
+    x[4, 1] = -1e39
+    data_checks.check_finite("fit", "input 'x'", x)  # no model dtype: finite is fine
+    data_checks.check_finite("fit", "input 'x'", x, "float64")
+    with pytest.raises(UserInputError, match=r"^fit: input 'x' holds -1e\+39 at row 4, "
+                                             r"column 1, beyond the range of the model's "
+                                             r"float32"):
+        data_checks.check_finite("fit", "input 'x'", x, "float32")
+    import frontends as fe
+
+    model = fe.Sequential([fe.layers.Dense(3)], input_shape=(3,), seed=0)
+    model.compile(optimizer="sgd")
+    before = model.get_weights()
+    with pytest.raises(UserInputError, match="beyond the range"):
+        model.fit(x, np.zeros(6, int), batch_size=2, progress=False, verbose=False)
+    assert all((a == b).all() for a, b in zip(before, model.get_weights()))
