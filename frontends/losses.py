@@ -20,7 +20,9 @@ they differ).
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -28,6 +30,7 @@ import numpy as np
 import symgraph as sg
 from frontends.config import ConfigValue, number, resolve
 from symgraph import shapes as sh
+from symgraph.ops.nn import Softmax
 
 __all__ = ["BinaryCrossEntropy", "CrossEntropy", "GaussianNLL", "Hinge", "Loss",
            "MeanAbsoluteError", "MeanSquaredError", "get"]
@@ -157,6 +160,54 @@ def _label_target(who: str, outputs: sg.Variable, name: str) -> sg.Variable:
     return sg.tensor(name, shape=(outputs.shape[0],), dtype="int64")
 
 
+#: probabilities are clipped to [PROBABILITY_EPS, 1 - PROBABILITY_EPS] before their log (the
+#: ``from_logits=False`` losses), as Keras's backend epsilon
+PROBABILITY_EPS = 1e-7
+
+
+def _activation_input(outputs: sg.Variable, kind: str) -> sg.Variable | None:
+    """The logits ``outputs`` was computed from, when its node is a softmax over the last
+    axis (``kind="softmax"``) or a sigmoid; else None."""
+    node = outputs.owner
+    if node is None:
+        return None
+    if kind == "softmax" and isinstance(node.op, Softmax) and node.op.axis == outputs.ndim - 1:
+        return node.inputs[0]
+    if kind == "sigmoid" and getattr(node.op, "name", None) == "sigmoid":
+        return node.inputs[0]
+    return None
+
+
+def _logits(loss: Loss, outputs: sg.Variable, kind: str) -> sg.Variable:
+    """What a cross-entropy of ``kind`` (softmax or sigmoid) reads as logits.
+
+    ``from_logits``: the outputs, with a warning when they come out of that very
+    activation (a softmax of softmaxes trains, badly, and reports a wrong loss).
+    Otherwise they are probabilities: a softmax's (sigmoid's) own input when they come out
+    of one -- exact, as Keras does -- else the log of the clipped probabilities
+    (renormalised over the classes for a softmax)."""
+    below = _activation_input(outputs, kind)
+    if loss.from_logits:
+        if below is not None:
+            warnings.warn(f"loss {loss.name!r} takes logits, but the model's output is a "
+                          f"{kind}: the loss applies its own {kind} on top. Drop the "
+                          f"output layer's {kind} activation, or pass from_logits=False",
+                          UserWarning, stacklevel=4)
+        return outputs
+    if below is not None:
+        return below
+    warnings.warn(f"loss {loss.name!r} with from_logits=False (a Keras name) reads the "
+                  f"model's output as probabilities, but it is not the output of a {kind}; "
+                  "logits would be clipped to [1e-7, 1 - 1e-7]. Use the loss's own name "
+                  "for logits", UserWarning, stacklevel=4)
+    eps = PROBABILITY_EPS
+    if kind == "softmax":
+        p = outputs / sg.sum(outputs, axis=-1, keepdims=True)
+        return sg.log(sg.clip(p, eps, 1 - eps))
+    p = sg.clip(outputs, eps, 1 - eps)
+    return sg.log(p) - sg.log1p(-p)
+
+
 # --------------------------------------------------------------------------- the losses
 
 
@@ -168,11 +219,17 @@ class CrossEntropy(Loss):
     ``torch.nn.functional.cross_entropy`` and Keras'
     ``SparseCategoricalCrossentropy(from_logits=True)``. ``label_smoothing`` and
     ``ignore_index`` as torch's (the mean is over the examples not ignored).
+
+    ``from_logits=False`` (what the Keras names ``sparse_categorical_crossentropy`` and
+    ``categorical_crossentropy`` give, with integer labels) takes probabilities: the
+    output of a softmax layer is read through its logits, as Keras does; other outputs
+    are renormalised and clipped to ``[1e-7, 1 - 1e-7]`` before the log.
     """
 
     name = "cross_entropy"
 
-    def __init__(self, label_smoothing: float = 0.0, ignore_index: int | None = None):
+    def __init__(self, label_smoothing: float = 0.0, ignore_index: int | None = None,
+                 from_logits: bool = True):
         self.label_smoothing = number("CrossEntropy", "label_smoothing", label_smoothing,
                                       hi=1.0)
         if ignore_index is not None and (isinstance(ignore_index, bool)
@@ -180,10 +237,12 @@ class CrossEntropy(Loss):
             raise TypeError(f"CrossEntropy: ignore_index must be an int or None, got "
                             f"{ignore_index!r}")
         self.ignore_index = None if ignore_index is None else int(ignore_index)
+        self.from_logits = _flag("CrossEntropy", "from_logits", from_logits)
 
     def _build(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
-        return sg.nn.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing,
+        return sg.nn.cross_entropy(_logits(self, outputs, "softmax"), targets,
+                                   label_smoothing=self.label_smoothing,
                                    ignore_index=self.ignore_index)
 
     def target(self, outputs, name="y"):
@@ -198,7 +257,15 @@ class CrossEntropy(Loss):
             config["label_smoothing"] = self.label_smoothing
         if self.ignore_index is not None:
             config["ignore_index"] = self.ignore_index
+        if not self.from_logits:
+            config["from_logits"] = False
         return config
+
+
+def _flag(owner: str, name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 class _SameShapeLoss(Loss):
@@ -224,12 +291,23 @@ class BinaryCrossEntropy(_SameShapeLoss):
     log(1 - s(z))`` without ever computing ``log(0)``), as
     ``torch.nn.functional.binary_cross_entropy_with_logits``. Targets are cast
     to the outputs' dtype; soft targets are allowed.
+
+    ``from_logits=False`` (the Keras name ``binary_crossentropy``) takes probabilities: a
+    sigmoid layer's output through its logits (as Keras), others clipped to ``[1e-7,
+    1 - 1e-7]``.
     """
 
     name = "binary_cross_entropy"
 
+    def __init__(self, from_logits: bool = True):
+        self.from_logits = _flag("BinaryCrossEntropy", "from_logits", from_logits)
+
     def _elementwise(self, outputs, targets):
-        return sg.nn.binary_cross_entropy(outputs, targets)
+        return sg.nn.binary_cross_entropy(_logits(self, outputs, "sigmoid"), targets)
+
+    def get_config(self):
+        return {"type": self.name} if self.from_logits else {"type": self.name,
+                                                             "from_logits": False}
 
 
 class MeanSquaredError(_SameShapeLoss):
@@ -354,10 +432,11 @@ class GaussianNLL(Loss):
 
 _REGISTRY: dict[str, Callable[..., Loss]] = {
     "cross_entropy": CrossEntropy,
-    "categorical_crossentropy": CrossEntropy,
-    "sparse_categorical_crossentropy": CrossEntropy,
+    # the Keras names take probabilities, as in Keras (integer labels for both CE names)
+    "categorical_crossentropy": functools.partial(CrossEntropy, from_logits=False),
+    "sparse_categorical_crossentropy": functools.partial(CrossEntropy, from_logits=False),
     "binary_cross_entropy": BinaryCrossEntropy,
-    "binary_crossentropy": BinaryCrossEntropy,
+    "binary_crossentropy": functools.partial(BinaryCrossEntropy, from_logits=False),
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError,

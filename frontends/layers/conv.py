@@ -54,8 +54,8 @@ class Conv2D(Layer):
     """``activation(conv2d(x, W) + b)``: ``x`` (batch, C, H, W), ``W`` (filters, C / groups,
     kh, kw), ``b`` (filters,). ``padding`` is ``"valid"`` (none), ``"same"`` (output size
     ``ceil(H / stride)``, as Keras), an int or a pair. ``W`` is Glorot-uniform by default
-    with Keras's fans (``fan_in = C / groups * kh * kw``, ``fan_out = filters / groups * kh *
-    kw``; ``init="he_normal"`` suits ReLU), ``b`` zeros; only ``W`` is regularised.
+    with Keras's and torch's fans (``fan_in = C / groups * kh * kw``, ``fan_out = filters *
+    kh * kw``; ``init="he_normal"`` suits ReLU), ``b`` zeros; only ``W`` is regularised.
 
     >>> conv = fe.layers.Conv2D(16, 3, padding="same", activation="relu")
     """
@@ -111,7 +111,7 @@ class Conv2D(Layer):
         shape = (self.filters, per_group, kh, kw)
         self.W = self.add_weight("W", shape, self.init, dt, regularizable=True,
                                  fan_in=per_group * kh * kw,
-                                 fan_out=self.filters // self.groups * kh * kw)
+                                 fan_out=self.filters * kh * kw)  # Keras and torch alike
         self.b = self.add_weight("b", (self.filters,), self.bias_init, dt) if self.use_bias \
             else None
 

@@ -102,16 +102,18 @@ def test_pooling_matches_torch_values_and_gradients(layer, torch_fn, backend, rn
     assert made.count_params() == 0
 
 
-@pytest.mark.parametrize("init, groups", [("glorot_uniform", 1), ("he_normal", 2)])
+@pytest.mark.parametrize("init, groups", [("glorot_uniform", 1), ("glorot_uniform", 4),
+                                         ("glorot_uniform", 8), ("he_normal", 2)])
 def test_weights_shapes_fans_and_scale(init, groups):
-    # Keras's fans for a convolution: receptive field times channels (per group)
+    # Keras's and torch's fans for a convolution: the receptive field times the input
+    # channels of a group (fan_in) or every filter (fan_out, whatever the groups)
     model = fe.Sequential([L.Conv2D(64, (5, 3), init=init, groups=groups, name="c")],
                           input_shape=(8, 9, 9), seed=0)
     layer = model.layers[0]
     W, b = layer.W.get_value(), layer.b.get_value()
     assert W.shape == (64, 8 // groups, 5, 3) and b.shape == (64,)
     assert W.dtype == np.float32 and layer.W.name == "c/W" and not b.any()
-    fan_in, fan_out = 8 // groups * 15, 64 // groups * 15
+    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(W.shape))
     if init == "glorot_uniform":
         bound = np.sqrt(6 / (fan_in + fan_out))
         assert np.abs(W).max() <= bound and np.abs(W).max() > 0.95 * bound

@@ -514,3 +514,26 @@ def test_elu_and_prelu_gradients_at_zero_are_one_sided_as_torch(make, torch_fn, 
     t = torch.tensor(X, requires_grad=True)
     torch_fn(t).sum().backward()
     np.testing.assert_allclose(f(X), t.grad.numpy(), rtol=1e-12)
+
+
+def test_prelu_on_images_learns_one_slope_per_channel():
+    """After a convolution (NCHW) the slopes are per channel, as torch's
+    PReLU(num_parameters=C): values and the slopes' gradient against torch."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 4, 5, 6))
+    alpha = rng.uniform(0.1, 0.5, 4)
+    w = rng.normal(size=x.shape)
+    layer = L.PReLU()
+    v = sg.tensor("x", (None, 4, 5, 6), "float64")
+    out = layer(v, training=True)
+    assert layer.alpha.get_value().shape == (4,)
+    layer.alpha.set_value(alpha)
+    g = sg.grad(sg.sum(out * w), layer.alpha)
+    got, got_g = sg.function([v], [out, g])(x)
+    t = torch.nn.PReLU(num_parameters=4).double()
+    with torch.no_grad():
+        t.weight.copy_(torch.tensor(alpha))
+    want = t(torch.tensor(x))
+    (want * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-14)
+    np.testing.assert_allclose(got_g, t.weight.grad.numpy(), rtol=1e-12)

@@ -398,3 +398,65 @@ def test_cross_entropy_option_errors():
         losses.CrossEntropy(label_smoothing=1.5)
     with pytest.raises(TypeError, match="ignore_index"):
         losses.CrossEntropy(ignore_index=1.0)
+
+
+# ------------------------------------------------------- probabilities (from_logits=False)
+def _keras_style(activation, loss, units, y):
+    import frontends as fe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    model = fe.Sequential([fe.layers.Dense(units, activation=activation)], input_shape=(5,),
+                          dtype="float64", seed=0)
+    model.compile(loss=loss, optimizer="adam")
+    return model.evaluate(x, y)["loss"], model.predict(x)
+
+
+def test_keras_names_take_a_softmax_or_sigmoid_layers_probabilities():
+    """Keras's names mean probabilities: a softmax (sigmoid) output layer's loss is the NLL
+    of its probabilities, as Keras computes it (it was read as logits: log_softmax of a
+    softmax, 1.15 for 1.76)."""
+    y = np.random.default_rng(1).integers(0, 3, 40)
+    for name in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
+        got, p = _keras_style("softmax", name, 3, y)
+        want = F.nll_loss(torch.log(torch.tensor(p)), torch.tensor(y)).item()
+        assert got == pytest.approx(want, rel=1e-12)
+    yb = (y > 0).astype(np.float64)[:, None]
+    got, p = _keras_style("sigmoid", "binary_crossentropy", 1, yb)
+    assert got == pytest.approx(F.binary_cross_entropy(torch.tensor(p), torch.tensor(yb)).item(),
+                                rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:loss .* reads the model's output as probabilities")
+def test_probabilities_from_any_node_are_clipped_and_renormalised(backend):
+    p = np.array([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.5, 0.5, 2.0]])
+    y = np.array([2, 0, 1])
+    got = run(losses.CrossEntropy(from_logits=False), p, y, backend)[0]
+    q = np.clip(p / p.sum(axis=1, keepdims=True), 1e-7, 1 - 1e-7)
+    want = -np.mean(np.log(q[np.arange(3), y] / q.sum(axis=1)))
+    assert got == pytest.approx(want, rel=1e-12)
+    assert run(losses.CrossEntropy(from_logits=False), p[1:2], y[1:2], backend)[0] < 1e-6
+    pb = np.array([[0.3], [1.0], [0.0]])
+    yb = np.array([[1.0], [1.0], [0.0]])
+    got = run(losses.BinaryCrossEntropy(from_logits=False), pb, yb, backend)[0]
+    c = np.clip(pb, 1e-7, 1 - 1e-7)
+    assert got == pytest.approx(-np.mean(yb * np.log(c) + (1 - yb) * np.log(1 - c)), rel=1e-9)
+
+
+def test_logits_losses_warn_about_a_softmax_output_and_configs_round_trip():
+    import frontends as fe
+
+    model = fe.Sequential([fe.layers.Dense(3, activation="softmax")], input_shape=(5,), seed=0)
+    with pytest.warns(UserWarning, match="takes logits, but the model's output is a softmax"):
+        model.compile(loss="cross_entropy", optimizer="sgd")
+    logits = fe.Sequential([fe.layers.Dense(3)], input_shape=(5,), seed=0)
+    with pytest.warns(UserWarning, match="reads the model's output as probabilities, but it "
+                                         "is not the output of a softmax"):
+        logits.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    alias = losses.get("sparse_categorical_crossentropy")
+    assert alias.get_config() == {"type": "cross_entropy", "from_logits": False}
+    assert losses.get(alias.get_config()) == alias != losses.get("cross_entropy")
+    assert losses.get("binary_crossentropy").get_config() == {
+        "type": "binary_cross_entropy", "from_logits": False}
+    with pytest.raises(TypeError, match="from_logits must be True or False"):
+        losses.CrossEntropy(from_logits="yes")
