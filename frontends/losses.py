@@ -379,10 +379,12 @@ class GaussianNLL(Loss):
     averages over the ``k`` outputs too (ours = torch's, full, times ``k``).
 
     ``min_log_var`` (default None: the exact formula) clamps the log-variance
-    from below in the forward pass only, as torch's ``eps`` does for the
-    variance: the gradient passes through as if unclamped (straight-through),
-    so a collapsing variance can still recover. Without it, ``exp(-v)``
-    overflows once ``v`` is below about -88 (float32) or -709 (float64).
+    from below in the forward pass only, so the value is torch's with
+    ``eps = exp(min_log_var)``; the gradient passes through as if unclamped
+    (straight-through, in ``v``: torch's passes through in the variance, a factor
+    ``exp(v - min_log_var)`` apart on clamped entries), so a collapsing variance
+    can still recover. Without it, ``exp(-v)`` overflows once ``v`` is below
+    about -88 (float32) or -709 (float64).
     """
 
     name = "gaussian_nll"

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,6 +67,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     arrays, validation = _training_and_validation(model, x, y, validation_data,
                                                   validation_split)
     n = len(arrays[0])
+    _warn_single_example_batch(model, n, batch_size)
 
     history = History()
     callbacks = list(callbacks)
@@ -153,6 +155,22 @@ def _integer(name: str, value, low: int, what: str = "fit") -> int:
     except (TypeError, ValueError):
         kind = "a positive integer" if low == 1 else f"an integer >= {low}"
         raise UserInputError(f"{what}: {name} must be {kind}, got {value!r}") from None
+
+
+def _warn_single_example_batch(model, n: int, batch_size: int) -> None:
+    """A minibatch of one example through a batch norm whose units hold one value each
+    (features, not image channels) normalises every unit to ``beta`` and pulls its
+    running variance towards 0: torch refuses such a batch, Keras trains on it; warn."""
+    if not (batch_size == 1 or n % batch_size == 1):
+        return
+    flat = [layer.name for layer in model.layers
+            if getattr(layer, "values_per_example", None) == 1]
+    if flat:
+        where = "every minibatch holds" if batch_size == 1 else "the last minibatch holds"
+        warnings.warn(f"fit: {where} 1 example ({n} examples, batch_size {batch_size}): "
+                      f"batch norm layer {flat[0]!r} turns it into its beta and pulls its "
+                      "running variance towards 0; choose a batch_size that leaves at "
+                      "least 2", UserWarning, stacklevel=3)
 
 
 def batch_weights(model, y: np.ndarray, batch_size: int) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import symgraph as sg
 from frontends.layers.base import Layer, weight_dtype
 
@@ -42,6 +44,11 @@ class BatchNorm(Layer):
             raise ValueError(f"layer {self.name}: the unit axis {self.axis} of {x.shape} must "
                              "be a fixed, non-batch dim")
         dt = weight_dtype(x)
+        #: values of one unit that one example holds (1 for (batch, features); None when a
+        #: dim is symbolic): with 1, a batch of one example has no variance to normalise
+        others = [d for a, d in enumerate(x.shape) if a not in (0, self.axis_)]
+        self.values_per_example = (None if not all(isinstance(d, int) for d in others)
+                                   else int(np.prod(others, dtype=np.int64)))
         self.gamma = self.add_weight("gamma", (n,), "ones", dt)
         self.beta = self.add_weight("beta", (n,), "zeros", dt)
         self.running_mean = self.add_weight("running_mean", (n,), "zeros", dt, trainable=False)

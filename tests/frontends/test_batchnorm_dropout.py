@@ -383,3 +383,29 @@ def test_a_batchnorm_layer_called_twice_in_training_mode_is_an_error():
     layer(x, training=False)  # inference calls add no update: fine
     with pytest.raises(ValueError, match="bn_shared.*once in training mode"):
         layer(x * 2.0)
+
+
+def test_fit_warns_when_a_batch_norm_over_features_gets_a_batch_of_one():
+    """n % batch_size == 1: the last step normalises a single example (every unit becomes
+    beta, running_var shrinks), which torch refuses; images keep H*W values per channel."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+
+    def fit(layers, shape, n, batch_size):
+        model = fe.Sequential(layers, input_shape=shape, seed=0)
+        model.compile(optimizer="sgd")
+        x, y = rng.normal(size=(n, *shape)).astype("float32"), rng.integers(0, 2, n)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            model.fit(x, y, batch_size=batch_size, progress=False, verbose=False)
+        return [str(w.message) for w in seen if issubclass(w.category, UserWarning)]
+
+    dense = lambda: [fe.layers.Dense(4), fe.layers.BatchNorm(name="bn"), fe.layers.Dense(2)]  # noqa: E731
+    got = fit(dense(), (3,), 9, 4)
+    assert len(got) == 1 and "the last minibatch holds 1 example" in got[0] and "'bn'" in got[0]
+    assert "every minibatch" in fit(dense(), (3,), 5, 1)[0]
+    assert fit(dense(), (3,), 8, 4) == []
+    conv = [fe.layers.Conv2D(2, 3, padding="same"), fe.layers.BatchNorm(),
+            fe.layers.GlobalAvgPool2D(), fe.layers.Dense(2)]
+    assert fit(conv, (1, 4, 4), 9, 4) == []
