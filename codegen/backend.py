@@ -60,7 +60,7 @@ from . import signature as sg_sig
 from .epoch import run_epoch
 from .fusion import analyse, group_kernels
 from .kernel_info import ENTRY, KernelInfo, ModuleContext
-from .native import blas, cache, parallel, pycall
+from .native import blas, cache, contention, parallel, pycall
 from .native.cache import compile_cached
 from .native.jit import assembly, host_target
 from .plans import Plan, arg_checks, getters, make_plan, make_runner, native_array
@@ -144,6 +144,11 @@ class LLVMProgram(Program):
         if loop_unrolling is None:  # halves compile time; loops stay vectorised
             loop_unrolling = os.environ.get("SYMGRAPH_LLVM_UNROLL", "0") == "1"
         self._compile(request.rewrite_report, t0, opt_level, loop_unrolling)
+        code = self.module.object_code
+        #: calls OpenBLAS's threads (gemms, split loops): then each plan's calls choose one
+        #: thread or OpenBLAS's count, whichever runs faster now (``contention.Governor``)
+        self.threaded = contention.enabled() and (
+            b"sg_cblas_" in code or parallel.DISPATCH.encode() in code)
         #: argument signature -> the runner of its plan (``run.plan``), least recently used
         #: first; the signature of argument ``a`` is ``(type(a), a.shape, a.dtype)``, then the
         #: shared values' shapes (``_signature``)

@@ -228,7 +228,11 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
     ctl_array = np.array(ctl, dtype=np.uint64)
     loop = epoch_fn(program)
     with _native_loop():
-        status = loop(_address(ctl_array))
+        governor = plan.extra.get("governor")
+        if governor is None:
+            status = loop(_address(ctl_array))
+        else:  # the thread count the plan's calls run fastest on now (contention.py)
+            status = governor.run(loop, _address(ctl_array), steps=full)
     del gather  # alive until here: the native loop wrote the minibatches into them
     if status:
         try:

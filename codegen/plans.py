@@ -21,7 +21,7 @@ from symgraph import storage
 from symgraph.graph import Constant
 
 from .memory import aligned_empty, infer_shapes, plan_arena
-from .native import pycall
+from .native import contention, pycall
 
 
 def native_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -109,6 +109,9 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
     plan.builtin = pycall.make_builtin(program.entry, ranks, owned, name="sg_step",
                                        keepalive=program.module,
                                        **arg_checks(program, plan, arrays))
+    if program.threaded:  # one thread or OpenBLAS's, whichever is faster now
+        plan.extra["governor"] = governor = contention.Governor()
+        plan.builtin = governor.wrap(plan.builtin)
     plan.nbytes = arena.nbytes + table.nbytes + sum(
         b.nbytes for pool in targets if not isinstance(pool, int) for b in pool)
     return plan
