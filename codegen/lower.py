@@ -33,7 +33,13 @@ from symgraph.evaluate import _node_error
 from symgraph.graph import Apply
 from symgraph.ops.indexing import describe_input
 
-from . import lower_conv, lower_layout, lower_scan, lower_softmax  # noqa: F401  (op families)
+from . import (  # noqa: F401  (register their op families)
+    lower_conv,
+    lower_layout,
+    lower_pool,
+    lower_scan,
+    lower_softmax,
+)
 from .irgen import FMF, INTRINSIC_DECLARATIONS
 from .kernel import ERROR_FIELDS, Kernel, KernelInfo, LoweringError, ModuleContext, node_error
 from .lower_blas import lower_folded_sgd

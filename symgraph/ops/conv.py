@@ -405,7 +405,10 @@ class AvgPool2DGrad(_Pool):
 
 
 def _pair(function: str, name: str, value, inputs, minimum: int) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    try:
+        pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    except TypeError:  # a float or None: the message below, not "not iterable"
+        pair = ()
     if (len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair)
             or any(v < minimum for v in pair)):
         raise argument_error(function, ValueError(

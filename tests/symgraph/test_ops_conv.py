@@ -283,6 +283,10 @@ def test_bad_shapes_raise_at_build_time(build, words):
     (lambda x, w: sg.nn.conv2d(x, w, stride=0), ["stride", ">= 1"]),
     (lambda x, w: sg.nn.conv2d(x, w, groups=0), ["groups"]),
     (lambda x, w: sg.nn.max_pool2d(x, (2, 2, 2)), ["kernel_size"]),
+    # a float where an int or a pair goes: the op and the argument, not "not iterable"
+    (lambda x, w: sg.nn.conv2d(x, w, padding=1.0), ["conv2d", "padding", "1.0"]),
+    (lambda x, w: sg.nn.conv2d(x, w, stride=2.0), ["conv2d", "stride", "2.0"]),
+    (lambda x, w: sg.nn.max_pool2d(x, 2.0), ["max_pool2d", "kernel_size", "2.0"]),
 ])
 def test_bad_arguments_raise(call, words):
     x, w = sg.tensor("x", (1, 2, 6, 6)), sg.tensor("w", (3, 2, 3, 3))
