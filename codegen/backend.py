@@ -240,6 +240,7 @@ class LLVMProgram(Program):
         load_lowerings()
         from .entry import entry_function  # lazy: lowering only (see the imports above)
         from .lower import (  # lazy: as above
+            OUTLINE_KERNELS,
             Kernel,
             lower_elementwise_group,
             lower_node,
@@ -250,8 +251,10 @@ class LLVMProgram(Program):
 
         an = self.analysis
         ctx = ModuleContext(an, self._split_minimum)
+        groups = group_kernels(an)
+        ctx.outlined = len(groups) > OUTLINE_KERNELS
         functions, kernels = [], []
-        for n, group in enumerate(group_kernels(an)):
+        for n, group in enumerate(groups):
             k = Kernel(ctx, f"k{n}")
             members = [node for var in group for node in an.members[var]]
             info = KernelInfo(f"k{n}", group[0], members, outputs=list(group))

@@ -284,7 +284,7 @@ class Kernel:
         params = ", ".join(f"ptr noalias {p}" for p in self.params.values())
         sep = ", " if params else ""
         header = (f"define internal i32 @{self.name}({params}{sep}ptr noalias %tab"
-                  f"{self.extra_params}) #0 {{")
+                  f"{self.extra_params}) {'#2' if self.ctx.outlined else '#0'} {{")
         self.ctx.math_used |= self.fb.math_used
         out_info.reads = list(self.params)
         out_info.fallible = self.fallible

@@ -81,6 +81,8 @@ class ModuleContext:
         self.math_used: set[tuple[str, str]] = set()
         self.uses_blas = False
         self.uses_parallel = False  # some kernel calls codegen.native.parallel's runtime
+        #: kernels stay functions of their own (``noinline``; see ``codegen.lower``)
+        self.outlined = False
         self._next_metadata = 1  # !0 is the module header's empty node
 
     def metadata_ids(self, count: int) -> int:

@@ -79,7 +79,17 @@ def module_header() -> str:
         f"attributes #0 = {{ nounwind {function_attrs()} {RECIP} }}",
         # the step itself stays one function (sg_epoch calls it instead of a second copy)
         f"attributes #1 = {{ nounwind noinline {function_attrs()} {RECIP} }}",
+        # kernels of a module with more than OUTLINE_KERNELS (ModuleContext.outlined)
+        f"attributes #2 = {{ nounwind noinline {function_attrs()} {RECIP} }}",
     ])
+
+
+#: a step of more kernels than this keeps them as functions of their own (``noinline``),
+#: where smaller steps inline them into ``sg_step``.  LLVM's optimisation of one function of
+#: hundreds of inlined kernels grew faster than linearly (an unrolled RNN: 230 kernels
+#: 2.7 s, 455 kernels 7.8 s, T=200 98 s of compile); outlined, 1.0 and 1.9 s, the step as
+#: fast (T=5, 50 kernels, and T=12, 113: equal step times either way).
+OUTLINE_KERNELS = 64
 
 
 def function_attrs() -> str:
@@ -133,6 +143,7 @@ def runtime_error(ctx: ModuleContext, table: np.ndarray, shapes: dict) -> Except
     return _node_error(node, values, str(err), err)
 
 
-__all__ = ["ERROR_FIELDS", "FMF", "Kernel", "KernelInfo", "LoweringError", "ModuleContext",
+__all__ = ["ERROR_FIELDS", "FMF", "OUTLINE_KERNELS", "Kernel", "KernelInfo", "LoweringError",
+           "ModuleContext",
            "lower_elementwise_group", "lower_node", "math_declarations",
            "module_header", "runtime_error", "runtime_failure"]

@@ -1,0 +1,51 @@
+"""A step of more than OUTLINE_KERNELS kernels keeps them as functions of their own
+(``noinline``: LLVM's optimisation of hundreds of kernels inlined into one function grew
+faster than linearly); smaller steps inline them.  Either way the values are the numpy
+reference's, forward, gradients and updates."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+import symgraph as sg
+from codegen.lower import OUTLINE_KERNELS
+
+
+def _rnn(steps):
+    """A hand-unrolled tanh RNN and an SGD update of its weights."""
+    rng = np.random.default_rng(steps)
+    x = sg.tensor("x", (steps, "batch", 6), "float64")
+    wih = sg.shared(rng.normal(size=(5, 6)) * 0.3, name="wih")
+    whh = sg.shared(rng.normal(size=(5, 5)) * 0.3, name="whh")
+    h = sg.zeros_like(x[0] @ wih.T)
+    for t in range(steps):
+        h = sg.tanh(x[t] @ wih.T + h @ whh.T)
+    loss = sg.sum(h * h)
+    grads = sg.grad(loss, [wih, whh])
+    return x, loss, grads, {p: p - 0.1 * g for p, g in zip((wih, whh), grads)}, rng
+
+
+def _kernel_attributes(f) -> set[str]:
+    ir = f.llvm_ir(optimized=False)
+    return set(re.findall(r"define internal i32 @k\d+\(.*\) (#\d)", ir))
+
+
+def test_many_kernels_are_outlined_and_compute_the_reference():
+    for steps, outlined in ((2, False), (12, True)):
+        x, loss, grads, updates, rng = _rnn(steps)
+        data = rng.normal(size=(steps, 4, 6))
+        got_f = sg.function([x], [loss, *grads], backend="llvm")
+        assert (len(got_f.kernels) > OUTLINE_KERNELS) == outlined
+        assert _kernel_attributes(got_f) == {"#2" if outlined else "#0"}
+        want = sg.function([x], [loss, *grads], backend="numpy")(data)
+        for g, w in zip(got_f(data), want):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    # the update step of the outlined program: SGD on both weights, as the reference says
+    want_loss, *want_grads = sg.function([x], [loss, *grads], backend="numpy")(data)
+    before = [p.get_value() for p in updates]
+    step = sg.function([x], loss, updates=updates, backend="llvm")
+    assert np.isclose(step(data), want_loss, rtol=1e-12)
+    for p, b, g in zip(updates, before, want_grads):
+        np.testing.assert_allclose(p.get_value(), b - 0.1 * g, rtol=1e-12, atol=1e-12)
