@@ -177,6 +177,7 @@ class Conv2D(_Conv):
         return [TensorType(x.dtype, (x.shape[0], w.shape[0], *self.out_hw(*x.shape[2:])))]
 
     def perform(self, inputs, ctx):
+        self.check_operands(inputs[0].shape, inputs[1].shape)  # symbolic channels: now known
         return [_result(self.forward(*inputs), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
@@ -203,6 +204,7 @@ class Conv2DInputGrad(_Conv):
 
     def perform(self, inputs, ctx):
         g, w, x = inputs
+        self.check_operands(np.shape(x), np.shape(w))
         return [_result(self.input_grad(g, w, *np.shape(x)[2:]), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):

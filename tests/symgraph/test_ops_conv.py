@@ -313,3 +313,21 @@ def test_llvm_gemm_route_tiles_rows(tile_bytes, monkeypatch):
     y = sg.nn.conv2d(x, w, **kw_args)
     f = sg.function([x, w], [y, *sg.grad(sg.sum(y * y), [x, w])])
     assert sum(info.blas for info in f.kernels) == 3
+
+
+@pytest.mark.parametrize("groups, w_shape, words", [
+    (1, (5, 5, 3, 3), "input channels 3 != weight channels 5 x groups 1"),
+    (2, (3, 1, 3, 3), "groups=2 does not divide the 3 filters"),
+])
+def test_symbolic_channel_mismatch_is_worded_alike_on_both_backends(groups, w_shape, words):
+    """Channels known only at run time: the numpy backend checks them as the build-time
+    rule and llvm's run-time shapes do (it reported einsum's or reshape's own error)."""
+    x, w = sg.tensor("x", (1, "c", 5, 5)), sg.tensor("w", ("f", "cg", 3, 3))
+    y = sg.nn.conv2d(x, w, groups=groups)
+    g = sg.grad(sg.sum(y), x)
+    for backend in ("numpy", "llvm"):
+        for out in (y, g):
+            with pytest.raises(Exception) as err:  # (the backends' classes differ)
+                sg.function([x, w], out, backend=backend)(np.ones((1, 3, 5, 5)),
+                                                           np.ones(w_shape))
+            assert words in str(err.value), (backend, str(err.value))
