@@ -130,8 +130,11 @@ def _check_class_scores(who: str, outputs: sg.Variable, labels: sg.Variable) -> 
     """Outputs (batch, classes) with a fixed class count, integer labels (batch,); -> classes."""
     classes = _check_class_outputs(who, outputs)
     if labels.dtype.kind not in "iu":
+        binary = outputs.ndim == 2 and outputs.shape[1] == 1
+        hint = ("0/1 targets of one output column: binary_cross_entropy and binary_accuracy"
+                if binary else "one-hot targets: take their argmax")
         raise TypeError(f"{who}: targets must be integer class labels, got "
-                        f"{labels.dtype.name} (one-hot targets: take their argmax)")
+                        f"{labels.dtype.name} ({hint})")
     if labels.ndim != 1 or _dims_clash(outputs.shape[0], labels.shape[0]):
         raise sh.ShapeError(
             f"{who}: labels must be (batch,) matching outputs {sh.format_shape(outputs.shape)}, "

@@ -110,6 +110,9 @@ def test_metrics_reject_bad_inputs():
     z = sg.tensor("z", ("batch", 4))
     with pytest.raises(TypeError, match="integer class labels"):
         metrics.Accuracy()(z, sg.tensor("t", ("batch",)))
+    # a binary model's float targets: the hint names the binary metric, not argmax
+    with pytest.raises(TypeError, match=r"0/1 targets of one output column: .*binary_accuracy"):
+        metrics.Accuracy()(sg.tensor("p", ("batch", 1)), sg.tensor("t", ("batch", 1)))
     with pytest.raises(ValueError, match=r"labels must be \(batch,\)"):
         metrics.TopKAccuracy(2)(z, sg.tensor("t", ("batch", 1), "int64"))
     with pytest.raises(ValueError, match=r"\(batch, classes\)"):
