@@ -12,8 +12,9 @@ convnet step: 20 ms on two, 11 on one): their gemms are too small to split.
 How: a :class:`Governor` per compiled program that calls BLAS or split loops times each native
 call (or epoch, per step) and keeps the mean of the last :data:`RECENT` calls of the thread
 count in use.  Every :data:`PROBE_SECONDS` (doubling up to :data:`PROBE_MAX_SECONDS` while the
-choice holds) it runs :data:`PROBE_CALLS` calls on the other count and switches when their
-mean is 10% lower.  On two threads, :data:`STRIKES` calls in a row slower than
+choice holds, and at least :data:`PROBE_SPACING` times the last probe's duration apart) it runs
+:data:`PROBE_CALLS` calls (or one epoch of :data:`PROBE_STEPS` steps) on the other count and
+switches when their mean is 10% lower.  On two threads, :data:`STRIKES` calls in a row slower than
 :data:`SLOW_FACTOR` times the fastest (and :data:`SLOW_MARGIN_NS` more) switch at once: another
 process just took the core.  One thread is OpenBLAS set to 1 around the call
 (:func:`single_thread`), the process's own setting restored after it, so numpy elsewhere keeps
@@ -41,10 +42,15 @@ SLOW_MARGIN_NS = 1_000_000
 STRIKES = 2
 #: calls whose mean stands for the thread count in use
 RECENT = 8
-#: calls on the other thread count per probe
+#: calls on the other thread count per probe (one epoch call of this many steps suffices)
 PROBE_CALLS = 2
+PROBE_STEPS = 16
 PROBE_SECONDS = 0.5
 PROBE_MAX_SECONDS = 8.0
+#: a lost probe is followed by at least this many times its own duration without one, so
+#: probing costs at most ~2% (an epoch call of fit's is ~0.25 s: probing it every 0.5-8 s
+#: on the slower count would have cost ~9% of an idle machine's training)
+PROBE_SPACING = 50
 
 _lock = threading.Lock()
 _depth = 0  # calls running with OpenBLAS held at one thread
@@ -99,7 +105,9 @@ class Governor:
         self.recent: deque[int] = deque(maxlen=RECENT)  # ns per step, the count in use
         self.fastest: int | None = None  # of the count in use since it was chosen
         self.strikes = 0
-        self.probe: list[int] | None = None  # ns per step of the probe so far
+        self.probe: list[int] | None = None  # ns per step of the probe's calls so far
+        self.probe_steps = 0  # steps the probe ran so far
+        self.probe_spent = 0  # ns the probe took so far
         self.wait = PROBE_SECONDS
         self.probe_at: int | None = None  # clock value of the next probe
         self.switches = 0  # for tests and diagnostics
@@ -125,15 +133,15 @@ class Governor:
             with single_thread():
                 t0 = clock()
                 result = fn(*args)
-                ns = (clock() - t0) // steps
+                spent = clock() - t0
         else:
             t0 = clock()
             result = fn(*args)
-            ns = (clock() - t0) // steps
+            spent = clock() - t0
         if probing:
-            self._probed(ns)
+            self._probed(spent, steps)
         else:
-            self._observed(ns)
+            self._observed(spent // steps)
         return result
 
     def _observed(self, ns: int) -> None:
@@ -149,16 +157,18 @@ class Governor:
         if fastest is None or ns < fastest:
             self.fastest = ns
 
-    def _probed(self, ns: int) -> None:
-        probe = self.probe = (self.probe or []) + [ns]
-        if len(probe) < PROBE_CALLS:
+    def _probed(self, spent: int, steps: int) -> None:
+        probe = self.probe = (self.probe or []) + [spent // steps]
+        self.probe_steps += steps
+        self.probe_spent += spent
+        if len(probe) < PROBE_CALLS and self.probe_steps < PROBE_STEPS:
             return
-        self.probe = None
+        total, self.probe, self.probe_steps, self.probe_spent = self.probe_spent, None, 0, 0
         if self.recent and sum(probe) / len(probe) < 0.9 * sum(self.recent) / len(self.recent):
             self._switch(probe)
         else:
             self.wait = min(2 * self.wait, PROBE_MAX_SECONDS)
-            self.probe_at = self.clock() + int(self.wait * 1e9)
+            self.probe_at = self.clock() + max(int(self.wait * 1e9), PROBE_SPACING * total)
 
     def _switch(self, seed) -> None:
         self.single = not self.single

@@ -173,3 +173,17 @@ def test_programs_without_blas_or_split_loops_have_no_governor(monkeypatch):
     assert not f.program.threaded
     f(x)
     assert "governor" not in next(iter(f.program._cache.values())).plan.extra
+
+
+def test_epoch_probes_are_one_call_and_cost_little_on_an_idle_machine(two_threads):
+    """fit's epoch calls (~0.1-0.25 s each): a probe is one call, and probes that lose are
+    spaced by PROBE_SPACING times their duration: under 3% of the time on the slower count
+    (every 0.5-8 s it would have been ~9%)."""
+    step = FakeStep({2: 56 * 2 * MS, 1: 56 * 4 * MS})  # one epoch call of 56 steps
+    gov = contention.Governor(clock=step.clock)
+    run = lambda: gov.run(step, steps=56)  # noqa: E731
+    while step.now < 120 * 10 ** 9:  # two minutes of training
+        run()
+    single_time = step.seen.count(1) * step.cost[1]
+    assert 1 <= step.seen.count(1) and single_time < 0.03 * step.now
+    assert not gov.single and gov.switches == 0
