@@ -251,6 +251,7 @@ def gemv_call(
     )
 
 
+@functools.cache  # (contention.py sets the thread count around calls: no lookup each time)
 def _ext(fn: str, restype: type | None, *argtypes: type) -> ctypes._CFuncPtr:
     lib = library()
     f = getattr(lib.cdll, lib.openblas(fn))
