@@ -8,12 +8,12 @@ Two schemes, chosen per node by shape (:func:`use_gemm`):
   single row needs more) and multiplied by the weights in one BLAS gemm whose
   C operand is the output itself (``ldc`` = the output plane): the forward is
   ``W_g @ col``, the weight gradient ``dW_g += g_tile @ col^T``, the input gradient
-  ``col = W_g^T @ g_tile`` folded back (col2im) into ``dx``.  Needs static channels and
-  spatial sizes (the batch may be symbolic) and a tile of at least one output row.
+  ``col = W_g^T @ g_tile`` folded back (col2im) into ``dx``.  Needs static channels (the
+  batch may be symbolic; symbolic spatial sizes size a ``malloc``'d tile at run time).
 * **direct**: loops over the kernel taps, then over the output positions whose tap lands
   inside the input (the ranges are computed, so the innermost loop has no branch and
   vectorises along the width): for depthwise convolutions (one filter per group), fewer
-  than ``GEMM_MIN_REDUCTION`` products per output, symbolic spatial sizes.  Measured on
+  than ``GEMM_MIN_REDUCTION`` products per output, symbolic channels.  Measured on
   the LeNet-style convs of bench/conv.py (1 -> 16 and 16 -> 32 channels, 3x3), the gemm
   route was 4-10x faster than these loops even for a single input channel.
 
@@ -304,37 +304,51 @@ def _direct_weight_grad(k: Kernel, node: Apply) -> None:
 # --------------------------------------------------------------------------- gemm scheme
 
 
-def _static(x: Variable) -> bool:
-    """Channels and spatial sizes fixed and non-empty (the batch may be symbolic)."""
-    return all(isinstance(d, int) and d > 0 for d in x.shape[1:])
-
-
 def _geometry(x: Variable, filters: int, op) -> dict | None:
-    """The gemm route's static sizes, or None when it does not apply."""
+    """The gemm route's sizes: static ints, or with symbolic spatial sizes only the static
+    ones (``symbolic``; :func:`_runtime_geometry` adds the rest in the kernel)."""
     kh, kw = op.kernel
     c, h, w = x.shape[1:]
-    ho, wo = op.out_hw(h, w)
     cg, fg = c // op.groups, filters // op.groups
     red = cg * kh * kw
+    base = {"cg": cg, "fg": fg, "red": red, "F": filters, "C": c}
+    if not (isinstance(h, int) and isinstance(w, int)):
+        return {**base, "heap": True, "symbolic": True}
+    if h <= 0 or w <= 0:
+        return None
+    ho, wo = op.out_hw(h, w)
     item = ITEMSIZE[x.dtype.name]
     rows = min(ho, TILE_BYTES // (item * red * wo))
     heap = rows < 1
     if heap:
         rows = max(1, min(ho, HEAP_TILE_BYTES // (item * red * wo)))
-    return {"cg": cg, "fg": fg, "red": red, "ho": ho, "wo": wo, "rows": rows, "heap": heap,
-            "plane": ho * wo, "ld": rows * wo, "tiles": -(-ho // rows), "F": filters,
-            "C": c}
+    return {**base, "ho": ho, "wo": wo, "rows": rows, "heap": heap, "plane": ho * wo,
+            "ld": rows * wo, "tiles": -(-ho // rows)}
+
+
+def _runtime_geometry(k: Kernel, geo: dict, positions: Variable) -> dict:
+    """``geo`` of symbolic spatial sizes completed from the run-time dims of ``positions``
+    ((N, F, Ho, Wo)): tiles of as many output rows as fit ``HEAP_TILE_BYTES`` (at least one)."""
+    ho, wo = k.dim(positions, 2), k.dim(positions, 3)
+    row = _imax(k, _imul(k, wo, geo["red"] * ITEMSIZE[positions.dtype.name]), "1")
+    fit = _op(k, f"udiv i64 {HEAP_TILE_BYTES}, {row}")
+    rows = _imax(k, _imin(k, ho, fit), "1")
+    tiles = _op(k, f"udiv i64 {_iadd(k, ho, _op(k, f'sub nsw i64 {rows}, 1'))}, {rows}")
+    return {**geo, "ho": ho, "wo": wo, "rows": rows, "plane": _imul(k, ho, wo),
+            "ld": _imul(k, rows, wo), "tiles": tiles}
 
 
 def use_gemm(op, x: Variable, filters: Variable, out: Variable) -> dict | None:
     """The gemm geometry when the gemm route is the faster correct one for this node:
-    float, static channels and spatial sizes, enough filters per group and products per
-    output (else few-channel and depthwise convolutions run as direct loops)."""
+    float, static channels (the batch and the spatial sizes may be symbolic), enough filters
+    per group and products per output (else few-channel and depthwise convolutions run as
+    direct loops)."""
     if not is_float(out.dtype.name) or not is_float(x.dtype.name):
         return None
-    if not (_static(x) and isinstance(filters.shape[0], int) and filters.shape[0] > 0):
+    c, f = x.shape[1], filters.shape[0]
+    if not (isinstance(c, int) and c > 0 and isinstance(f, int) and f > 0):
         return None
-    geo = _geometry(x, filters.shape[0], op)
+    geo = _geometry(x, f, op)
     if geo is None or geo["fg"] < GEMM_MIN_FILTERS or geo["red"] < GEMM_MIN_REDUCTION:
         return None
     return geo
@@ -400,7 +414,7 @@ class _Tiles:
     def im2col(self) -> None:
         """The tile: zeros where a tap falls in the padding, else the input value."""
         k, x = self.k, self.x
-        nbytes = self.geo["red"] * self.geo["ld"] * ITEMSIZE[self.dt]
+        nbytes = _imul(k, str(self.geo["ld"]), self.geo["red"] * ITEMSIZE[self.dt])
         k.fb.emit(f"call void @llvm.memset.p0.i64(ptr {self.col}, i8 0, i64 {nbytes}, i1 0)")
 
         def copy(cin, ih, iw, slot):
@@ -458,14 +472,18 @@ def _gemm_weight_grad(k: Kernel, node: Apply, geo: dict, col: str | None) -> Non
     tiles.close()
 
 
-def _gemm_or_direct(k: Kernel, node: Apply, geo: dict | None, gemm, direct) -> None:
+def _gemm_or_direct(k: Kernel, node: Apply, geo: dict | None, positions: Variable, gemm,
+                    direct) -> None:
     """The gemm route when ``geo`` says so, its tile from ``malloc`` when it is too big
-    for the stack (the direct loops if that returns NULL), else the direct loops."""
+    for the stack or the spatial sizes are symbolic (the direct loops if that returns NULL),
+    else the direct loops.  ``positions`` is the node's (N, F, Ho, Wo) operand or result."""
     if geo is None:
         return direct(k, node)
     if not geo["heap"]:
         return gemm(k, node, geo, None)
-    nbytes = geo["red"] * geo["ld"] * ITEMSIZE[node.outputs[0].dtype.name]
+    if geo.get("symbolic"):
+        geo = _runtime_geometry(k, geo, positions)
+    nbytes = _imul(k, str(geo["ld"]), geo["red"] * ITEMSIZE[node.outputs[0].dtype.name])
     col = _op(k, f"call ptr @malloc(i64 {nbytes})")
     got = _op(k, f"icmp ne ptr {col}, null")
     done = k.fb.if_begin(got)
@@ -480,20 +498,20 @@ def _gemm_or_direct(k: Kernel, node: Apply, geo: dict | None, gemm, direct) -> N
 def lower_conv2d(k: Kernel, node: Apply) -> None:
     x, w = node.inputs
     geo = use_gemm(node.op, x, w, node.outputs[0])
-    _gemm_or_direct(k, node, geo, _gemm_forward, _direct_forward)
+    _gemm_or_direct(k, node, geo, node.outputs[0], _gemm_forward, _direct_forward)
 
 
 def lower_conv2d_input_grad(k: Kernel, node: Apply) -> None:
     g, w, x = node.inputs
     geo = use_gemm(node.op, x, w, node.outputs[0]) if g.dtype == w.dtype else None
-    _gemm_or_direct(k, node, geo, _gemm_input_grad, _direct_input_grad)
+    _gemm_or_direct(k, node, geo, g, _gemm_input_grad, _direct_input_grad)
 
 
 def lower_conv2d_weight_grad(k: Kernel, node: Apply) -> None:
     x, g = node.inputs
     out = node.outputs[0]
     geo = use_gemm(node.op, x, out, out) if x.dtype == g.dtype == out.dtype else None
-    _gemm_or_direct(k, node, geo, _gemm_weight_grad, _direct_weight_grad)
+    _gemm_or_direct(k, node, geo, g, _gemm_weight_grad, _direct_weight_grad)
 
 
 register_lowering(Conv2D, Lowering(kernel=lower_conv2d))

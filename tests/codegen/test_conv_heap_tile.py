@@ -1,6 +1,7 @@
 """Convolutions whose single output row unfolds to more than the stack tile
-(codegen.lower_conv.TILE_BYTES): the gemm route with a ``malloc``'d im2col tile, and the
-direct loops when ``malloc`` returns NULL -- forward and both gradients against torch."""
+(codegen.lower_conv.TILE_BYTES), or whose spatial sizes are symbolic: the gemm route with a
+``malloc``'d im2col tile, and the direct loops when ``malloc`` returns NULL -- forward and
+both gradients against torch."""
 
 from __future__ import annotations
 
@@ -84,3 +85,20 @@ def test_without_memory_the_direct_loops_run(tmp_path):
     assert out["calls"]  # malloc was asked, said no
     for g, want in zip(out["out"], _torch(x, w, r)):
         np.testing.assert_allclose(np.array(g), want, rtol=1e-11, atol=1e-11)
+
+
+def test_symbolic_spatial_sizes_take_the_gemm_route_at_every_size():
+    """Spatial sizes known only at run time: the tile is sized per call (one function,
+    images from 1x1 output to many tiles of rows), forward and both gradients vs torch."""
+    xv = sg.tensor("x", ("n", 8, "h", "w"))
+    wv = sg.tensor("w", (8, 4, 3, 2))
+    y = sg.nn.conv2d(xv, wv, **KW)
+    rv = sg.tensor("r", y.shape)
+    f = sg.function([xv, wv, rv], [y, *sg.grad(sg.sum(y * rv), [xv, wv])], backend="llvm")
+    assert sum(info.blas for info in f.kernels) == 3
+    rng = np.random.default_rng(7)
+    for shape in [(2, 8, 11, 7), (1, 8, 1, 2), (3, 8, 40, 33), (2, 8, 300, 5)]:
+        x, w = rng.normal(size=shape), rng.normal(size=(8, 4, 3, 2))
+        r = rng.normal(size=tuple(F.conv2d(torch.tensor(x), torch.tensor(w), **KW).shape))
+        for g, want in zip(f(x, w, r), _torch(x, w, r)):
+            np.testing.assert_allclose(g, want, rtol=1e-11, atol=1e-11)
