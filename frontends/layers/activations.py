@@ -126,8 +126,9 @@ class Softmax(Layer):
 
 class PReLU(Layer):
     """Leaky ReLU whose slope is learned, one per unit (He et al., 2015): per feature of
-    (batch, features), per channel of (batch, C, ...) images, as torch's
-    ``PReLU(num_parameters=C)`` (He et al. share a slope over a channel's positions)."""
+    (batch, features) and of (batch, steps, features) sequences, per channel of
+    (batch, C, H, W) images, as torch's ``PReLU(num_parameters=C)`` (He et al. share a
+    slope over a channel's positions)."""
 
     config_args = ("alpha_init",)
 
@@ -136,7 +137,7 @@ class PReLU(Layer):
         self.alpha_init = float(alpha_init)
 
     def build(self, x):
-        if x.ndim > 2:
+        if x.ndim == 4:
             n = x.shape[1]
             if not isinstance(n, int):
                 raise ValueError(f"layer {self.name}: the channels (axis 1) of the input "
@@ -147,8 +148,8 @@ class PReLU(Layer):
 
     def call(self, x, training):
         alpha = self.alpha
-        if x.ndim > 2:  # (C,) against (batch, C, ...)
-            alpha = sg.reshape(alpha, alpha.shape + (1,) * (x.ndim - 2))
+        if x.ndim == 4:  # (C,) against (batch, C, H, W)
+            alpha = sg.reshape(alpha, alpha.shape + (1, 1))
         # x or alpha x: at 0 the gradient is alpha (one-sided, as torch's), where
         # relu(x) + alpha min(x, 0) split it; the slope's gradient is x where x <= 0
         return sg.where(x > 0, x, alpha * x)

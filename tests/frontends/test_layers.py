@@ -537,3 +537,14 @@ def test_prelu_on_images_learns_one_slope_per_channel():
     (want * torch.tensor(w)).sum().backward()
     np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-14)
     np.testing.assert_allclose(got_g, t.weight.grad.numpy(), rtol=1e-12)
+
+
+def test_prelu_on_sequences_keeps_one_slope_per_feature():
+    """(batch, steps, features), e.g. after an Embedding: a slope per feature, as before
+    the per-channel rule for images (a saved model of that shape still loads)."""
+    layer = L.PReLU(alpha_init=0.2)
+    v = sg.tensor("x", (None, 5, 4), "float64")
+    out = layer(v, training=True)
+    assert layer.alpha.get_value().shape == (4,)
+    x = np.random.default_rng(1).normal(size=(2, 5, 4))
+    np.testing.assert_allclose(sg.function([v], out)(x), np.where(x > 0, x, 0.2 * x))
