@@ -7,8 +7,9 @@ beside the ``busy`` rows; ``idle`` rows have the machine to themselves. Rows pri
 and the 90th percentile per step, and the ratio of the median to the ``idle, adaptive`` row
 measured in the same run (the baseline). Configurations:
 
-* ``adaptive``: the default (the governor falls back to one OpenBLAS thread under load);
-* ``fixed``: ``SYMGRAPH_ADAPTIVE_THREADS=0`` (OpenBLAS's threads whatever the load);
+* ``adaptive``: ``SYMGRAPH_ADAPTIVE_THREADS=1`` (the governor falls back to one OpenBLAS
+  thread under load);
+* ``fixed``: the default (OpenBLAS's threads whatever the load);
 * ``1 thread``: ``OPENBLAS_NUM_THREADS=1``.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/contention.py [--calls 300]
@@ -65,7 +66,7 @@ for _ in range(max(5, calls // 20)):
 print(json.dumps({"step": ts, "epoch": es, "conv": cs}))
 """
 
-CONFIGS = {"adaptive": {}, "fixed": {"SYMGRAPH_ADAPTIVE_THREADS": "0"},
+CONFIGS = {"adaptive": {"SYMGRAPH_ADAPTIVE_THREADS": "1"}, "fixed": {},
            "1 thread": {"OPENBLAS_NUM_THREADS": "1"}}
 
 
@@ -75,7 +76,9 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def run(config: str, busy: bool, calls: int, cache: str) -> dict[str, list[float]]:
-    env = dict(os.environ, SYMGRAPH_CACHE_DIR=cache, **CONFIGS[config])
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SYMGRAPH_ADAPTIVE_THREADS", "OPENBLAS_NUM_THREADS")}
+    env.update(SYMGRAPH_CACHE_DIR=cache, **CONFIGS[config])
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "bench"), str(calls)],

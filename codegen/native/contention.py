@@ -9,17 +9,28 @@ at the median and 184 ms at the 90th percentile, against 11 ms on one thread
 heavier load.  And some programs are faster on one thread even on an idle machine (that
 convnet step: 20 ms on two, 11 on one): their gemms are too small to split.
 
-How: a :class:`Governor` per compiled program that calls BLAS or split loops times each native
+How: a :class:`Governor` per plan of a program that calls BLAS or split loops times each native
 call (or epoch, per step) and keeps the mean of the last :data:`RECENT` calls of the thread
 count in use.  Every :data:`PROBE_SECONDS` (doubling up to :data:`PROBE_MAX_SECONDS` while the
 choice holds, and at least :data:`PROBE_SPACING` times the last probe's duration apart) it runs
 :data:`PROBE_CALLS` calls (or one epoch of :data:`PROBE_STEPS` steps) on the other count and
-switches when their mean is 10% lower.  On two threads, :data:`STRIKES` calls in a row slower than
-:data:`SLOW_FACTOR` times the fastest (and :data:`SLOW_MARGIN_NS` more) switch at once: another
-process just took the core.  One thread is OpenBLAS set to 1 around the call
-(:func:`single_thread`), the process's own setting restored after it, so numpy elsewhere keeps
-its threads.  ``SYMGRAPH_ADAPTIVE_THREADS=0`` turns it off; with OpenBLAS at one thread
-(``OPENBLAS_NUM_THREADS=1``, ``threadpoolctl``) there is nothing to choose.
+switches when their mean is 10% lower.  On two threads, :data:`STRIKES` calls in a row slower
+than :data:`SLOW_FACTOR` times the fastest (and :data:`SLOW_MARGIN_NS` more) switch at once:
+another process just took the core.  One thread is OpenBLAS set to 1 around the call
+(:func:`single_thread`) and the count restored after it.
+
+Opt-in (``SYMGRAPH_ADAPTIVE_THREADS=1``), for two reasons a review measured:
+
+* OpenBLAS's thread count is process-wide (``openblas_set_num_threads_local`` is too, in
+  pthreads builds), so while a governed call runs on one thread, BLAS calls of other threads
+  (numpy's) do as well; and a ``threadpoolctl`` limit entered by another thread during such a
+  call can save the 1 and restore it after we restored the count, leaving it at 1.
+* OpenBLAS's products on one and on two threads differ in the last bits (2e-15 in float64),
+  so a choice made from timings makes results depend on the machine's load: the same call on
+  the same data can return other bits, which researchers who compare runs do not expect.
+
+With OpenBLAS at one thread (``OPENBLAS_NUM_THREADS=1``, ``threadpoolctl``) there is nothing
+to choose.
 """
 
 from __future__ import annotations
@@ -72,7 +83,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def enabled() -> bool:
-    return os.environ.get("SYMGRAPH_ADAPTIVE_THREADS", "1") != "0"
+    """``SYMGRAPH_ADAPTIVE_THREADS=1`` (read when a program is built; see the docstring)."""
+    return os.environ.get("SYMGRAPH_ADAPTIVE_THREADS", "0") == "1"
 
 
 class single_thread:
