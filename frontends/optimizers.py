@@ -27,7 +27,12 @@ Update rules (background.md section 3; ``g`` the gradient, ``t`` the 1-based ste
 * Adam: ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
   p -= lr m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)``,
   ``v_hat = v / (1 - b2^t)``, written as ``(lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)``
-  so the bias corrections are 0-d values computed once per step.
+  so the bias corrections are 0-d values computed once per step;
+* AdamW (Loshchilov and Hutter 2019, decoupled weight decay): Adam applied to
+  ``p (1 - lr wd)``, the decay scaled by the same (scheduled) ``lr`` as in
+  torch.optim.AdamW and Keras; parameters whose name contains one of ``exclude``
+  (say ``"bias"``) are not decayed. Unlike ``L2``, the decay does not pass
+  through Adam's per-parameter scaling, so every weight shrinks at the same rate.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from frontends.config import Configurable, number, resolve
 from frontends.schedules import Schedule
 from symgraph.shapes import dims_equal
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adadelta", "Adam",
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSProp", "Adadelta", "Adam", "AdamW",
            "clip_by_global_norm", "get"]
 
 #: added to the global norm before dividing (torch.nn.utils.clip_grad_norm_ uses the same)
@@ -378,11 +383,44 @@ class Adam(Optimizer):
         bc1, sqrt_bc2 = self._bias_corrections(param.dtype)
         new_m = b1 * m + (1.0 - b1) * grad
         new_v = b2 * v + (1.0 - b2) * (grad * grad)
-        new_param = param - (lr / bc1) * new_m / (sg.sqrt(new_v) / sqrt_bc2 + self.eps)
+        start = self._decayed(param, lr)
+        new_param = start - (lr / bc1) * new_m / (sg.sqrt(new_v) / sqrt_bc2 + self.eps)
         return {m: new_m, v: new_v, param: new_param}
+
+    def _decayed(self, param: sg.SharedVariable, lr: sg.Variable) -> sg.Variable:
+        """The value Adam's step starts from: the parameter itself (AdamW decays it)."""
+        return param
 
     def _hyperparameters(self):
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter 2019), as torch.optim.AdamW:
+    each step starts from ``p * (1 - lr * weight_decay)``. ``exclude``: parameters whose
+    name contains one of these strings (``("bias", "gamma", "beta")``, say) are not decayed,
+    as Keras's ``exclude_from_weight_decay(var_names=...)``."""
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01, *,
+                 exclude: Sequence[str] = (), schedule=None, clip_norm=None, name=None):
+        super().__init__(lr, beta1, beta2, eps, schedule=schedule, clip_norm=clip_norm,
+                         name=name)
+        self.weight_decay = number("AdamW", "weight_decay", weight_decay)
+        parts = exclude if isinstance(exclude, (list, tuple)) else None
+        if parts is None or not all(isinstance(e, str) and e for e in parts):
+            raise TypeError("AdamW: exclude must be a list of non-empty strings (parts of "
+                            f"parameter names, e.g. ['bias']), got {exclude!r}")
+        self.exclude = tuple(parts)
+
+    def _decayed(self, param, lr):
+        if self.weight_decay == 0 or any(e in (param.name or "") for e in self.exclude):
+            return param
+        return param * (1.0 - lr * self.weight_decay)
+
+    def _hyperparameters(self):
+        return {**super()._hyperparameters(), "weight_decay": self.weight_decay,
+                "exclude": list(self.exclude)}
 
 
 #: lower-case name -> factory; "momentum"/"nesterov" are SGD with preset arguments
@@ -394,6 +432,7 @@ _OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "rmsprop": RMSProp,
     "adadelta": Adadelta,
     "adam": Adam,
+    "adamw": AdamW,
 }
 
 

@@ -3,7 +3,7 @@
 Two kinds, because a schedule either depends only on the step count or on what
 happened during training:
 
-* **in-graph** (``Step``, ``Exponential``, ``InverseTime``): the effective
+* **in-graph** (``Step``, ``Exponential``, ``InverseTime``, ``Cosine``): the effective
   learning rate is an expression of the optimizer's base-lr shared scalar and
   its ``iterations`` counter, built once into the compiled training step, so
   changing the rate costs no recompilation and no host work per step;
@@ -31,7 +31,8 @@ from frontends.config import Configurable, integer, number, resolve
 if TYPE_CHECKING:  # pragma: no cover
     from frontends.optimizers import Optimizer
 
-__all__ = ["Schedule", "Step", "Exponential", "InverseTime", "ReduceOnPlateau", "get"]
+__all__ = ["Schedule", "Step", "Exponential", "InverseTime", "Cosine", "ReduceOnPlateau",
+           "get"]
 
 
 class Schedule(Configurable):
@@ -124,6 +125,39 @@ class InverseTime(Schedule):
                 "staircase": self.staircase}
 
 
+class Cosine(Schedule):
+    """Cosine decay with an optional linear warm-up (Keras ``CosineDecay`` with
+    ``warmup_steps``, warming up from 0 to the base rate; torch's ``CosineAnnealingLR``
+    with ``eta_min = alpha * lr`` for the decay):
+
+    * ``t < warmup``: ``lr * t / warmup`` (so the first step has rate 0, as in Keras and
+      Hugging Face's warm-up schedules);
+    * after it, with ``s = min(t - warmup, steps)``:
+      ``lr * (alpha + (1 - alpha) * (1 + cos(pi * s / steps)) / 2)``, which stays at
+      ``alpha * lr`` after ``steps`` decay steps (torch's recursive form would climb back).
+
+    >>> AdamW(lr=3e-4, schedule=Cosine(steps=10_000, warmup=500))
+    """
+
+    def __init__(self, steps: int, alpha: float = 0.0, warmup: int = 0):
+        self.steps = integer("Cosine", "steps", steps)
+        self.alpha = number("Cosine", "alpha", alpha, hi=1.0)
+        self.warmup = integer("Cosine", "warmup", warmup, lo=0)
+
+    def __call__(self, lr, iterations):
+        t = sg.cast(iterations, "float64")
+        s = sg.minimum(sg.maximum(t - float(self.warmup), 0.0), float(self.steps))
+        factor = self.alpha + (1.0 - self.alpha) * 0.5 * (
+            1.0 + sg.cos(math.pi / self.steps * s))
+        if self.warmup:
+            factor = sg.where(t < float(self.warmup), t / float(self.warmup), factor)
+        return _scaled(lr, factor)
+
+    def get_config(self):
+        return {"type": "Cosine", "steps": self.steps, "alpha": self.alpha,
+                "warmup": self.warmup}
+
+
 class ReduceOnPlateau(Schedule):
     """Multiply the learning rate by ``factor`` when ``logs[monitor]`` has not improved for
     ``patience`` epochs (host-side; Keras's ``ReduceLROnPlateau`` counting, so ``patience=2``
@@ -204,7 +238,7 @@ class ReduceOnPlateau(Schedule):
 
 
 _SCHEDULES: dict[str, type[Schedule]] = {
-    cls.__name__: cls for cls in (Step, Exponential, InverseTime, ReduceOnPlateau)}
+    cls.__name__: cls for cls in (Step, Exponential, InverseTime, Cosine, ReduceOnPlateau)}
 
 
 def get(identifier: str | Mapping | Schedule) -> Schedule:

@@ -247,3 +247,35 @@ def test_a_failed_compile_leaves_the_model_as_it_was():
     assert not fresh.compiled
     with pytest.raises(RuntimeError, match="compile"):
         fresh.fit(X, y, epochs=1)
+
+
+def test_adamw_from_a_config_decays_kernels_only_and_survives_save(tmp_path):
+    """One full-batch step: AdamW's kernels are Adam's minus ``lr * wd * W0`` (decoupled
+    decay), its excluded biases are Adam's bit for bit; the config (exclude included)
+    comes back from the model file and training resumes identically."""
+    X, y = _data(n=32)
+    models = {}
+    for kind in ("adam", "adamw"):
+        m = _mlp(seed=4)
+        opt = ({"type": "Adam", "lr": 0.01} if kind == "adam" else
+               {"type": "AdamW", "lr": 0.01, "weight_decay": 0.5, "exclude": ["bias"]})
+        m.compile(loss="cross_entropy", optimizer=opt)
+        models[kind] = m
+    W0 = models["adam"].get_weights()
+    for m in models.values():
+        m.fit(X, y, batch_size=32, epochs=1, shuffle=False, progress=False, verbose=False)
+    adam, adamw = models["adam"].get_weights(), models["adamw"].get_weights()
+    for i, (a, w, w0) in enumerate(zip(adam, adamw, W0)):
+        if i % 2:  # biases
+            np.testing.assert_array_equal(w, a)
+        else:
+            np.testing.assert_allclose(w, a - 0.01 * 0.5 * w0, rtol=1e-6, atol=1e-7)
+            assert np.abs(w - a).max() > 1e-4
+    models["adamw"].save(tmp_path / "m.npz")
+    loaded = fe.load_model(tmp_path / "m.npz")
+    assert type(loaded.optimizer) is fe.optimizers.AdamW
+    assert loaded.optimizer.get_config() == models["adamw"].optimizer.get_config()
+    for m in (models["adamw"], loaded):
+        m.fit(X, y, batch_size=32, epochs=1, shuffle=False, progress=False, verbose=False)
+    for a, b in zip(models["adamw"].get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -16,7 +16,7 @@ import torch
 import symgraph as sg
 from frontends import optimizers as opt_module
 from frontends import schedules
-from frontends.optimizers import SGD, Adadelta, Adagrad, Adam, RMSProp
+from frontends.optimizers import SGD, Adadelta, Adagrad, Adam, AdamW, RMSProp
 
 STEPS = 5
 _rng = np.random.default_rng(20240607)
@@ -48,10 +48,11 @@ def _sg_train(opt, backend, steps=STEPS, dtype="float64"):
     return [p.get_value() for p in params], f
 
 
-def _torch_train(make_optimizer, steps=STEPS, clip_norm=None):
+def _torch_train(make_optimizer, steps=STEPS, clip_norm=None, make_scheduler=None):
     W = torch.tensor(W0, requires_grad=True)
     b = torch.tensor(B0, requires_grad=True)
     opt = make_optimizer([W, b])
+    scheduler = None if make_scheduler is None else make_scheduler(opt)
     Xt, Yt = torch.tensor(X), torch.tensor(Y)
     for _ in range(steps):
         opt.zero_grad()
@@ -59,6 +60,8 @@ def _torch_train(make_optimizer, steps=STEPS, clip_norm=None):
         if clip_norm is not None:
             torch.nn.utils.clip_grad_norm_([W, b], clip_norm)
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
     return [W.detach().numpy(), b.detach().numpy()]
 
 
@@ -133,6 +136,14 @@ def _np_adam(lr, b1, b2, eps):
     return step
 
 
+def _np_adamw(lr, b1, b2, eps, wd):
+    adam = _np_adam(lr, b1, b2, eps)
+
+    def step(p, g, s, t):  # decoupled: shrink p by lr wd, then Adam's step (g from the old p)
+        return adam(p * (1 - lr * wd), g, s, t)
+    return step
+
+
 # id: (ours, torch.optim, numpy textbook). Non-default hyperparameters, so each one is used.
 CASES = {
     "sgd": (lambda: SGD(lr=0.1),
@@ -164,6 +175,11 @@ CASES = {
     "adam": (lambda: Adam(lr=0.05, beta1=0.8, beta2=0.99, eps=1e-3),
              lambda ps: torch.optim.Adam(ps, lr=0.05, betas=(0.8, 0.99), eps=1e-3),
              _np_adam(0.05, 0.8, 0.99, 1e-3)),
+    # torch: p *= 1 - lr wd, then Adam's step
+    "adamw": (lambda: AdamW(lr=0.05, beta1=0.8, beta2=0.99, eps=1e-3, weight_decay=0.3),
+              lambda ps: torch.optim.AdamW(ps, lr=0.05, betas=(0.8, 0.99), eps=1e-3,
+                                           weight_decay=0.3),
+              _np_adamw(0.05, 0.8, 0.99, 1e-3, 0.3)),
 }
 
 
@@ -177,6 +193,26 @@ def test_five_steps_match_torch_and_the_textbook_formula(case, backend):
         np.testing.assert_allclose(g, t, rtol=1e-11, atol=1e-13, err_msg=f"{case} {name} vs torch")
         np.testing.assert_allclose(g, n, rtol=1e-11, atol=1e-13, err_msg=f"{case} {name} vs numpy")
     assert np.abs(got[0] - W0).max() > 1e-3  # the steps did something
+
+
+@pytest.mark.parametrize("schedule", [None, "step"])
+def test_adamw_exclude_and_scheduled_decay_match_torch_param_groups(schedule, backend):
+    """``exclude=["b"]``: b takes plain Adam steps (torch: a group with weight_decay 0); with
+    a step schedule the decay shrinks with the scheduled rate, as torch's StepLR does."""
+    ours = AdamW(lr=0.05, weight_decay=0.5, exclude=["b"],
+                 schedule=schedules.Step(drop=0.5, every=2) if schedule else None)
+    got, _ = _sg_train(ours, backend)
+    want = _torch_train(
+        lambda ps: torch.optim.AdamW([{"params": [ps[0]]},
+                                      {"params": [ps[1]], "weight_decay": 0.0}],
+                                     lr=0.05, weight_decay=0.5),
+        make_scheduler=(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 2, gamma=0.5))
+        if schedule else None)
+    for name, g, t in zip("Wb", got, want):
+        np.testing.assert_allclose(g, t, rtol=1e-11, atol=1e-13, err_msg=name)
+    # the decay did act on W: plain Adam lands elsewhere
+    adam = _torch_train(lambda ps: torch.optim.Adam(ps, lr=0.05))
+    assert np.abs(got[0] - adam[0]).max() > 1e-3
 
 
 def test_state_variables_names_order_and_counter(backend):
@@ -383,6 +419,7 @@ CONFIG_EXAMPLES = [
     RMSProp(decay=0.9, schedule=schedules.Exponential(0.5, 100)),
     Adadelta(rho=0.9, name="ada"),
     Adam(lr=3e-4, beta2=0.98, schedule=schedules.ReduceOnPlateau(patience=3)),
+    AdamW(weight_decay=0.05, exclude=["bias", "gamma"], schedule=schedules.Cosine(1000)),
 ]
 
 
@@ -419,8 +456,8 @@ def test_get_by_name_and_spellings():
 
 
 def test_get_errors_name_what_is_wrong():
-    with pytest.raises(ValueError, match="unknown optimizer 'adamw'.*'adagrad'.*'sgd'"):
-        opt_module.get("adamw")
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'.*'adagrad'.*'adamw'.*'sgd'"):
+        opt_module.get("lamb")
     with pytest.raises(ValueError, match=r"no 'type' key; valid types: \['adadelta'"):
         opt_module.get({"lr": 0.1})
     with pytest.raises(ValueError, match="unknown optimizer 5; valid"):  # was a TypeError
@@ -442,8 +479,13 @@ def test_bad_arguments_raise_clear_errors():
         Adam(beta1=1.0)
     with pytest.raises(ValueError, match="RMSProp: clip_norm must be a finite number > 0"):
         RMSProp(clip_norm=0)
-    with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
-        Adam(schedule="cosine")
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        Adam(schedule="linear")
+    with pytest.raises(ValueError, match="AdamW: weight_decay must be a finite number >= 0"):
+        AdamW(weight_decay=-0.1)
+    for bad in ("bias", ["bias", ""], 3):
+        with pytest.raises(TypeError, match="AdamW: exclude must be a list of non-empty"):
+            AdamW(exclude=bad)
 
 
 def test_get_updates_checks_its_arguments_and_runs_once():

@@ -16,7 +16,7 @@ import torch
 import symgraph as sg
 from frontends import schedules
 from frontends.optimizers import SGD, Adam
-from frontends.schedules import Exponential, InverseTime, ReduceOnPlateau, Step
+from frontends.schedules import Cosine, Exponential, InverseTime, ReduceOnPlateau, Step
 
 N_STEPS = 9
 _rng = np.random.default_rng(99)
@@ -34,6 +34,9 @@ CLOSED_FORMS = {
     "inverse_time": (InverseTime(rate=0.5, steps=2), lambda lr, t: lr / (1 + 0.5 * t / 2)),
     "inverse_time_staircase": (InverseTime(rate=0.5, steps=2, staircase=True),
                                lambda lr, t: lr / (1 + 0.5 * (t // 2))),
+    # 9 steps of a 6-step decay: the last three stay at alpha * lr
+    "cosine": (Cosine(steps=6, alpha=0.1),
+               lambda lr, t: lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 6) / 6)))),
 }
 
 
@@ -65,6 +68,35 @@ def test_effective_lr_matches_the_closed_form_and_drives_the_update(case, backen
     np.testing.assert_allclose(got, want, rtol=1e-14)
     assert got[0] == 0.2 and got[-1] < 0.2 * 0.6  # first step uses the base rate, then decays
     np.testing.assert_allclose(W.get_value(), _numpy_sgd(want), rtol=1e-12)
+
+
+def test_cosine_matches_torch_cosine_annealing_lr():
+    """torch's CosineAnnealingLR(T_max, eta_min = alpha lr) over its T_max steps."""
+    opt = SGD(lr=0.2, schedule=Cosine(steps=7, alpha=0.25))
+    x, y, loss, W = _model()
+    updates = opt.get_updates([W], [sg.grad(loss, W)])
+    f = sg.function([x, y], opt.effective_lr, updates=updates, backend="numpy")
+    got = [float(f(X, Y)) for _ in range(8)]
+    p = torch.zeros(1, requires_grad=True)
+    topt = torch.optim.SGD([p], lr=0.2)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=7, eta_min=0.05)
+    want = []
+    for _ in range(8):
+        want.append(topt.param_groups[0]["lr"])
+        topt.step()
+        sched.step()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_cosine_warmup_is_linear_from_zero_then_decays(backend):
+    opt = Adam(lr=0.3, schedule=Cosine(steps=4, warmup=3))
+    x, y, loss, W = _model()
+    updates = opt.get_updates([W], [sg.grad(loss, W)])
+    f = sg.function([x, y], opt.effective_lr, updates=updates, backend=backend)
+    got = [float(f(X, Y)) for _ in range(9)]
+    decay = [0.5 * (1 + math.cos(math.pi * s / 4)) for s in (0, 1, 2, 3, 4, 4)]
+    np.testing.assert_allclose(got, [0.3 * r for r in [0, 1 / 3, 2 / 3] + decay], rtol=1e-14,
+                               atol=1e-17)
 
 
 def test_schedule_advances_every_step_inside_one_native_epoch_call(backend):
@@ -190,7 +222,8 @@ def test_reduce_on_plateau_missing_monitor_names_the_keys():
 
 
 @pytest.mark.parametrize("schedule", [Step(0.25, 7), Exponential(0.9, 100, staircase=True),
-                                      InverseTime(0.5), ReduceOnPlateau(0.2, 4, "loss", 1e-5,
+                                      InverseTime(0.5), Cosine(100, 0.01, 10),
+                                      ReduceOnPlateau(0.2, 4, "loss", 1e-5,
                                                                         "max", 0.01, 1)],
                          ids=lambda s: type(s).__name__)
 def test_get_config_round_trips(schedule):
@@ -205,8 +238,9 @@ def test_get_by_name_and_errors():
     assert isinstance(schedules.get({"type": "InverseTime", "rate": 1.0}), InverseTime)
     s = Step()
     assert schedules.get(s) is s
-    with pytest.raises(ValueError, match="unknown schedule 'cosine'; valid: .*'Step'"):
-        schedules.get("cosine")
+    assert isinstance(schedules.get({"type": "cosine", "steps": 10}), Cosine)
+    with pytest.raises(ValueError, match="unknown schedule 'linear'; valid: .*'Cosine'.*'Step'"):
+        schedules.get("linear")
     with pytest.raises(ValueError, match=r"Exponential needs argument\(s\) \['rate', 'steps'\]"):
         schedules.get("exponential")
     with pytest.raises(ValueError, match=r"unknown argument\(s\) \['gamma'\]"):
@@ -226,5 +260,11 @@ def test_bad_arguments_raise_clear_errors():
         Exponential(rate=-1, steps=10)
     with pytest.raises(ValueError, match="factor must be < 1"):
         ReduceOnPlateau(factor=2.0)
+    with pytest.raises(ValueError, match="Cosine: alpha must be a finite number >= 0.0, <= 1.0"):
+        Cosine(steps=10, alpha=1.5)
+    with pytest.raises(ValueError, match="Cosine: warmup must be an integer >= 0"):
+        Cosine(steps=10, warmup=-1)
+    with pytest.raises(ValueError, match="Cosine: steps must be an integer >= 1"):
+        Cosine(steps=0)
     with pytest.raises(ValueError, match="mode must be 'min' or 'max'"):
         ReduceOnPlateau(mode="avg")
