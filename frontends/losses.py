@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -75,6 +75,14 @@ class Loss(ConfigValue):
 
     #: a label value the loss skips (not range-checked); None: every label counts
     ignore_index: int | None = None
+
+    def example_weights(self, y: np.ndarray) -> np.ndarray | None:
+        """What each target (each label) weighs in the loss's mean, when that is not one
+        per example (class weights, ``ignore_index``): a float64 array shaped like ``y``,
+        or None. ``fit`` and ``evaluate`` average minibatch losses with these sums."""
+        if self.ignore_index is None:
+            return None
+        return (np.asarray(y) != self.ignore_index).astype(np.float64)
 
     def get_config(self) -> dict:
         """``{"type": name, <constructor arguments>}``; ``get(config)`` rebuilds the loss."""
@@ -218,7 +226,9 @@ class CrossEntropy(Loss):
     (log-softmax with a max shift: finite for any finite logits). Equals
     ``torch.nn.functional.cross_entropy`` and Keras'
     ``SparseCategoricalCrossentropy(from_logits=True)``. ``label_smoothing`` and
-    ``ignore_index`` as torch's (the mean is over the examples not ignored).
+    ``ignore_index`` as torch's (the mean is over the examples not ignored); ``weight``, one
+    number per class, as torch's ``weight``: an example weighs its label's weight, and the
+    mean is over those weights (to rebalance classes, e.g. ``N / (classes * count_c)``).
 
     ``from_logits=False`` (what the Keras names ``sparse_categorical_crossentropy`` and
     ``categorical_crossentropy`` give, with integer labels) takes probabilities: the
@@ -229,7 +239,7 @@ class CrossEntropy(Loss):
     name = "cross_entropy"
 
     def __init__(self, label_smoothing: float = 0.0, ignore_index: int | None = None,
-                 from_logits: bool = True):
+                 from_logits: bool = True, weight: Sequence[float] | None = None):
         self.label_smoothing = number("CrossEntropy", "label_smoothing", label_smoothing,
                                       hi=1.0)
         if ignore_index is not None and (isinstance(ignore_index, bool)
@@ -238,12 +248,25 @@ class CrossEntropy(Loss):
                             f"{ignore_index!r}")
         self.ignore_index = None if ignore_index is None else int(ignore_index)
         self.from_logits = _flag("CrossEntropy", "from_logits", from_logits)
+        self.weight = None if weight is None else _class_weights(weight)
 
     def _build(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
+        classes = outputs.shape[-1]
+        if self.weight is not None and len(self.weight) != classes:
+            raise ValueError(f"CrossEntropy: weight has {len(self.weight)} entries, the model "
+                             f"scores {classes} classes")
         return sg.nn.cross_entropy(_logits(self, outputs, "softmax"), targets,
                                    label_smoothing=self.label_smoothing,
-                                   ignore_index=self.ignore_index)
+                                   ignore_index=self.ignore_index,
+                                   weight=None if self.weight is None else np.array(self.weight))
+
+    def example_weights(self, y):
+        if self.weight is None:
+            return super().example_weights(y)
+        y = np.asarray(y)
+        keep = np.ones(y.shape, bool) if self.ignore_index is None else y != self.ignore_index
+        return np.where(keep, np.array(self.weight)[np.where(keep, y, 0)], 0.0)
 
     def target(self, outputs, name="y"):
         return _label_target(self.name, self._outputs(outputs), name)
@@ -259,7 +282,21 @@ class CrossEntropy(Loss):
             config["ignore_index"] = self.ignore_index
         if not self.from_logits:
             config["from_logits"] = False
+        if self.weight is not None:
+            config["weight"] = list(self.weight)
         return config
+
+
+def _class_weights(weight) -> tuple[float, ...]:
+    """CrossEntropy's ``weight``: finite numbers >= 0, at least one > 0."""
+    try:
+        values = tuple(number("CrossEntropy", "weight", w) for w in weight)
+    except TypeError:
+        raise TypeError(f"CrossEntropy: weight must be a list of numbers, one per class, got "
+                        f"{weight!r}") from None
+    if not values or max(values) <= 0:
+        raise ValueError(f"CrossEntropy: weight needs an entry > 0, got {list(values)}")
+    return values
 
 
 def _flag(owner: str, name: str, value) -> bool:

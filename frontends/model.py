@@ -290,6 +290,10 @@ class Model:
             if classes is not None:
                 data_checks.check_labels(what, y, classes,
                                          getattr(self.loss, "ignore_index", None), self.output)
+                weights = self.loss.example_weights(y)
+                if weights is not None and len(y) and not (weights > 0).any():
+                    raise UserInputError(f"{what}: every label in y has class weight 0 in the "
+                                         "loss, so there is nothing to score")
         return arrays + [y]
 
     def _check_finite(self, arrays: list[np.ndarray], what: str) -> None:

@@ -177,18 +177,25 @@ def batch_weights(model, y: np.ndarray, batch_size: int) -> np.ndarray:
     """The weight of each minibatch of ``y`` (``batch_size`` long, the last maybe shorter)
     when an epoch's per-batch values are averaged: one row per output of the compiled
     functions (the loss, then the metrics).  A batch weighs its example count, or, for the
-    loss and the label metrics under the loss's ``ignore_index``, its count of labels not
-    ignored -- each of those values is a mean over exactly those, so the average is the
-    mean over the whole data whatever the batch size (weighing by batch size gave 1.93
-    for 1.72 at batch 8, and NaN when one batch had only ignored labels)."""
+    loss, the sum of ``loss.example_weights`` (labels not ignored, or their class weights),
+    and for the label metrics under ``ignore_index`` its count of labels not ignored --
+    each of those values is a mean over exactly those, so the average is the mean over
+    the whole data whatever the batch size (weighing by batch size gave 1.93 for 1.72 at
+    batch 8, and NaN when one batch had only ignored labels)."""
     starts = np.arange(0, len(y), batch_size)
     sizes = np.diff(np.append(starts, len(y))).astype(np.float64)
-    ignore = getattr(model.loss, "ignore_index", None)
-    if ignore is None or len(y) == 0:
+    loss_weights = None if len(y) == 0 else model.loss.example_weights(y)
+    if loss_weights is None:
         return np.tile(sizes, (len(model.metrics_names), 1))
-    per_row = np.asarray(y != ignore).reshape(len(y), -1).sum(axis=1)
-    kept = np.add.reduceat(per_row, starts).astype(np.float64)
-    return np.stack([kept] + [kept if m.labels else sizes for m in model.metrics])
+
+    def per_batch(per_label: np.ndarray) -> np.ndarray:
+        per_row = np.asarray(per_label, np.float64).reshape(len(y), -1).sum(axis=1)
+        return np.add.reduceat(per_row, starts)
+
+    ignore = model.loss.ignore_index
+    kept = sizes if ignore is None else per_batch(y != ignore)
+    return np.stack([per_batch(loss_weights)] + [kept if m.labels else sizes
+                                                 for m in model.metrics])
 
 
 def weighted_sums(steps, weights: np.ndarray) -> np.ndarray:

@@ -435,7 +435,9 @@ class Op:
             where = f"\n  at {site}" if site is not None else ""
             scope = current_scope()
             name = f"{self.name} in {scope}" if scope else self.name
-            raise type(err)(f"{name}: {err}; inputs {shown}{where}") from None
+            wrapped = type(err)(f"{name}: {err}; inputs {shown}{where}")
+            wrapped.reason = str(err)  # the bare rule, for a wrapper to reword (conv1d)
+            raise wrapped from None
         finally:
             sh.same_dims_recorder.reset(token)
         return Apply(self, inputs, types, same_dims=tuple(same))

@@ -21,7 +21,9 @@ def argument_error(function: str, err: Exception, inputs) -> Exception:
     shown = ", ".join(str(x.type) for x in inputs)
     site = user_site()
     where = f"\n  at {site}" if site is not None else ""
-    return type(err)(f"{function}: {err}; inputs {shown}{where}")
+    wrapped = type(err)(f"{function}: {err}; inputs {shown}{where}")
+    wrapped.reason = str(err)  # the bare complaint, as Op.make_node keeps it
+    return wrapped
 
 
 def axis(function: str, value, ndim: int, *inputs: Variable, of: str = "an input") -> int:

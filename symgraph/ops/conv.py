@@ -480,13 +480,26 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Va
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise argument_error("conv1d", ValueError(f"{name} must be an int >= 1, got "
                                                       f"{value!r}"), [x, w])
+    if isinstance(padding, str):
+        known = padding in ("valid", "same")
+    else:
+        known = isinstance(padding, (int, np.integer)) and padding >= 0
+    if not known:
+        raise argument_error("conv1d", ValueError(
+            f"padding must be an int >= 0, 'valid' or 'same', got {padding!r}"), [x, w])
+    if padding == "same" and stride != 1:
+        raise argument_error("conv1d", ValueError(
+            f"padding='same' needs stride 1 (as torch), got stride {stride}"), [x, w])
     if not isinstance(padding, str):
-        if not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise argument_error("conv1d", ValueError(
-                f"padding must be an int >= 0, 'valid' or 'same', got {padding!r}"), [x, w])
         padding = (0, int(padding))
-    out = conv2d(ops.expand_dims(x, 2), ops.expand_dims(w, 2), None, (1, stride), padding,
-                 (1, dilation), groups)
+    try:
+        out = conv2d(ops.expand_dims(x, 2), ops.expand_dims(w, 2), None, (1, stride), padding,
+                     (1, dilation), groups)
+    except (sh.ShapeError, TypeError, ValueError) as err:
+        if not hasattr(err, "reason"):
+            raise
+        # the user called conv1d on 3-d arrays: say so, not conv2d on the unit-height views
+        raise argument_error("conv1d", type(err)(err.reason), [x, w]) from None
     out = ops.squeeze(out, 2)
     if b is None:
         return out

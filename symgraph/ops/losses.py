@@ -7,7 +7,7 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph.dispatch import ops
-from symgraph.graph import Variable, as_variable
+from symgraph.graph import Variable, as_variable, constant
 from symgraph.ops.arguments import argument_error
 
 __all__ = ["binary_cross_entropy", "cross_entropy", "mse"]
@@ -17,7 +17,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: float = 0.0,
-                  ignore_index: int | None = None) -> Variable:
+                  ignore_index: int | None = None, weight=None) -> Variable:
     """Softmax cross-entropy of ``logits`` (batch, classes) and integer ``labels`` (batch,),
     as ``torch.nn.functional.cross_entropy``.
 
@@ -27,6 +27,10 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
     * ``ignore_index``: examples with that label contribute nothing; with ``"mean"`` the
       sum is divided by the number of the others, so a batch where every example is
       ignored gives NaN (0 / 0), as torch does.
+    * ``weight``: one weight per class (an array or a (classes,) Variable), as torch's: an
+      example's loss is ``-sum_c w[c] target[c] log p[c]`` (``w[y] * -log p[y]`` without
+      smoothing) and ``"mean"`` divides the sum by ``sum w[y]`` over the examples kept, so
+      the weights rebalance classes without rescaling the loss.
 
     A label outside ``[0, classes)`` that is not ``ignore_index`` raises ``IndexError`` at
     call time naming the labels, the value and its position (the ``one_hot`` check; ignored
@@ -37,6 +41,8 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
     """
     logits, labels = as_variable(logits), as_variable(labels)
     depth = _check_cross_entropy(logits, labels, reduction, label_smoothing, ignore_index)
+    if weight is not None:
+        weight = _class_weights(weight, logits, labels, depth)
     keep = None
     limits = np.iinfo(labels.dtype)
     if ignore_index is not None and limits.min <= ignore_index <= limits.max:
@@ -44,9 +50,11 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
         mapped = ops.where(keep, labels, 0)
         mapped.name = labels.name  # the range check names the user's labels
         labels = mapped
-    target = ops.one_hot(labels, depth, logits.dtype)
+    one_hot = target = ops.one_hot(labels, depth, logits.dtype)
     if label_smoothing:
         target = target * (1.0 - float(label_smoothing)) + float(label_smoothing) / depth
+    if weight is not None:
+        target = target * weight
     # the negated losses: the default call builds today's graph, -mean(sum(one_hot * logp))
     picked = ops.sum(target * ops.log_softmax(logits), axis=1)
     if keep is not None:
@@ -55,9 +63,45 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
         return -picked
     if reduction == "sum":
         return -ops.sum(picked)
+    if weight is not None:  # torch: the weighted sum over the sum of the labels' weights
+        label_weights = ops.sum(one_hot * weight, axis=1)
+        if keep is not None:
+            label_weights = ops.where(keep, label_weights, 0)
+        total = ops.sum(label_weights)
+        # labels of weight 0 only: NaN, as torch, but a zero gradient (torch's is NaN, which
+        # would ruin every parameter), as for a minibatch whose labels are all ignored
+        some = ops.greater(total, 0)
+        mean = -ops.sum(picked) / ops.where(some, total, 1)
+        return ops.where(some, mean, np.array(np.nan, logits.dtype))
     if keep is None:
         return -ops.mean(picked)
     return -ops.sum(picked) / ops.sum(ops.cast(keep, logits.dtype))
+
+
+def _class_weights(weight, logits: Variable, labels: Variable, depth: int) -> Variable:
+    """``weight`` as a (classes,) Variable in the logits' dtype; a constant one must be
+    finite and >= 0 with a positive entry (else the mean is 0/0 or has no meaning)."""
+    def fail(kind: type, message: str) -> Exception:
+        return argument_error("cross_entropy", kind(message), [logits, labels])
+
+    if not isinstance(weight, Variable):
+        values = np.asarray(weight)
+        if values.dtype.kind not in "iuf":
+            raise fail(TypeError, f"weight must be numbers (one per class), got "
+                                  f"{values.dtype.name}")
+        if values.shape != (depth,):
+            raise fail(sh.ShapeError, f"weight must have one entry per class, ({depth},), "
+                                      f"got {values.shape}")
+        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() <= 0:
+            raise fail(ValueError, f"weight must be finite and >= 0 with one > 0, got "
+                                   f"{values.tolist()}")
+        return constant(values.astype(logits.dtype))
+    if weight.dtype.kind != "f":
+        raise fail(TypeError, f"weight must be float, got {weight.dtype.name}")
+    if weight.ndim != 1 or sh.dims_equal(weight.shape[0], depth) is False:
+        raise fail(sh.ShapeError, f"weight must have one entry per class, ({depth},), got "
+                                  f"{sh.format_shape(weight.shape)}")
+    return ops.cast(weight, logits.dtype) if weight.dtype != logits.dtype else weight
 
 
 def _check_cross_entropy(logits: Variable, labels: Variable, reduction: str,

@@ -1,7 +1,8 @@
 """``sg.nn.cross_entropy``'s options against ``torch.nn.functional.cross_entropy`` (float64).
 
-``reduction`` ("mean", "sum", "none"), ``label_smoothing`` and ``ignore_index``, alone and
-together: values and gradients on both backends. Every example ignored: torch's "mean" is
+``reduction`` ("mean", "sum", "none"), ``label_smoothing``, ``ignore_index`` and class
+``weight``, alone and together: values and gradients on both backends (a symbolic weight's
+gradient too). Every example ignored: torch's "mean" is
 0 / 0 = NaN with a zero gradient, "sum" 0, "none" zeros; so are ours. A label outside
 ``[0, classes)`` that is not ``ignore_index`` still raises at call time naming the labels,
 the value and its position, and a failed training step changes no shared variable.
@@ -20,11 +21,14 @@ import symgraph as sg
 RNG = np.random.default_rng(0)
 LOGITS = RNG.standard_normal((6, 4)) * 3
 LABELS = np.array([0, 3, -100, 1, 3, 2])  # -100: torch's default ignore_index
+WEIGHT = np.array([0.5, 2.0, 1.0, 3.0])
 
 
 def _torch(logits, labels, **options):
     z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
     y = torch.tensor(labels, dtype=torch.int64)
+    if "weight" in options:
+        options = dict(options, weight=torch.tensor(options["weight"], dtype=torch.float64))
     loss = F.cross_entropy(z, y, **options)
     (g,) = torch.autograd.grad(loss.sum(), z)
     return loss.detach().numpy(), g.numpy()
@@ -38,13 +42,14 @@ def _ours(logits, labels, backend, **options):
     return sg.function([z, y], [loss, g], backend=backend)(logits, labels)
 
 
-OPTIONS = [dict(reduction=r, label_smoothing=s, **ignore)
-           for r, s, ignore in itertools.product(
+OPTIONS = [dict(reduction=r, label_smoothing=s, **ignore, **weight)
+           for r, s, ignore, weight in itertools.product(
                ["mean", "sum", "none"], [0.0, 0.1, 1.0],
-               [{}, {"ignore_index": -100}, {"ignore_index": 3}])]
+               [{}, {"ignore_index": -100}, {"ignore_index": 3}], [{}, {"weight": WEIGHT}])]
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(
+    "weight" if k == "weight" else str(v) for k, v in o.items()))
 def test_matches_torch(options, backend):
     labels = LABELS if options.get("ignore_index") == -100 else np.where(LABELS < 0, 2, LABELS)
     loss, grad = _ours(LOGITS, labels, backend, **options)
@@ -67,6 +72,54 @@ def test_every_example_ignored_is_as_torch(reduction, backend):
         np.testing.assert_array_equal(loss, expected_loss)
     np.testing.assert_array_equal(grad, expected_grad)
     np.testing.assert_array_equal(grad, 0)
+
+
+def test_symbolic_class_weights_match_torch_and_their_gradient_finite_differences(backend):
+    """torch cannot differentiate in ``weight``; finite differences can."""
+    from helpers import assert_grad_matches
+    labels = np.where(LABELS < 0, 2, LABELS)
+    z, y, w = sg.tensor("z", ("n", 4)), sg.tensor("y", ("n",), "int64"), sg.tensor("w", (4,))
+    loss = sg.nn.cross_entropy(z, y, weight=w, label_smoothing=0.1)
+    got = sg.function([z, y, w], [loss, sg.grad(loss, z)], backend=backend)(
+        LOGITS, labels, WEIGHT)
+    want = _torch(LOGITS, labels, weight=WEIGHT, label_smoothing=0.1)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    yc = sg.constant(labels)
+    (gw,) = assert_grad_matches(
+        lambda z, w: sg.nn.cross_entropy(z, yc, weight=w, label_smoothing=0.1),
+        [LOGITS, WEIGHT], backend, wrt=[1])
+    assert np.abs(gw).max() > 1e-3  # not trivially zero
+
+
+def test_labels_of_weight_zero_only_give_nan_and_a_zero_gradient(backend):
+    """torch: NaN and a NaN gradient; ours keeps the NaN value but the gradient is zero, as
+    for a minibatch whose labels are all ignored, so one such batch cannot ruin a model."""
+    weight = np.array([0.0, 1.0, 1.0, 1.0])
+    labels = np.zeros(4, np.int64)
+    for smoothing in (0.0, 0.3):
+        loss, grad = _ours(LOGITS[:4], labels, backend, weight=weight,
+                           label_smoothing=smoothing)
+        expected_loss, _ = _torch(LOGITS[:4], labels, weight=weight, label_smoothing=smoothing)
+        assert np.isnan(loss) and np.isnan(expected_loss)
+        np.testing.assert_array_equal(grad, 0)
+
+
+@pytest.mark.parametrize("weight, words", [
+    ([1.0, 2.0], ["one entry per class, (4,)", "(2,)"]),
+    ([1.0, -1.0, 1.0, 1.0], ["finite and >= 0"]),
+    ([0.0, 0.0, 0.0, 0.0], ["with one > 0"]),
+    ([1.0, np.nan, 1.0, 1.0], ["finite"]),
+    (["a", "b", "c", "d"], ["must be numbers"]),
+    (sg.tensor("w", (3,)), ["one entry per class, (4,)", "(3,)"]),
+    (sg.tensor("w", (4,), "int64"), ["must be float"]),
+])
+def test_bad_class_weights_are_refused_while_building(weight, words):
+    with pytest.raises((ValueError, TypeError)) as err:
+        sg.nn.cross_entropy(sg.tensor("z", ("n", 4)), sg.tensor("y", ("n",), "int64"),
+                            weight=weight)
+    for word in ["cross_entropy: weight", *words, "test_losses_options.py"]:
+        assert word in str(err.value), (word, str(err.value))
 
 
 def test_gradient_matches_finite_differences_with_every_option(backend):
