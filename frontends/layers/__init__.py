@@ -2,6 +2,7 @@
 
 from frontends.layers.activations import (
     ELU,
+    GELU,
     RBF,
     Abs,
     Activation,
@@ -12,6 +13,7 @@ from frontends.layers.activations import (
     PReLU,
     ReLU,
     Sigmoid,
+    SiLU,
     Softmax,
     Softplus,
     Tanh,
@@ -19,13 +21,13 @@ from frontends.layers.activations import (
 from frontends.layers.base import Layer
 from frontends.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from frontends.layers.core import Add, Concatenate, Dense, Dropout, Embedding, Flatten, Reshape
-from frontends.layers.normalization import BatchNorm
+from frontends.layers.normalization import BatchNorm, LayerNorm
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (
-        Dense, Dropout, BatchNorm, Embedding, Flatten, Reshape, Add, Concatenate, Activation,
-        ReLU, LeakyReLU, PReLU, ELU, Tanh, Sigmoid, Softplus, HardTanh, Abs, Cos, Softmax,
-        Maxout, RBF, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D)
+        Dense, Dropout, BatchNorm, LayerNorm, Embedding, Flatten, Reshape, Add, Concatenate,
+        Activation, ReLU, LeakyReLU, PReLU, ELU, Tanh, Sigmoid, Softplus, HardTanh, Abs, Cos,
+        GELU, SiLU, Softmax, Maxout, RBF, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D)
 }
 
 

@@ -38,6 +38,9 @@ ACTIVATIONS = {
     "abs": sg.abs,
     "cos": sg.cos,
     "softmax": sg.nn.softmax,
+    "gelu": sg.nn.gelu,
+    "silu": sg.nn.silu,
+    "swish": sg.nn.silu,
 }
 
 
@@ -83,6 +86,8 @@ class Softplus(_fixed("softplus", "``log(1 + e^x)``, a smooth ReLU.")): pass
 class HardTanh(_fixed("hard_tanh", "``max(-1, min(1, x))``.")): pass
 class Abs(_fixed("abs", "``|x|``: absolute-value rectification.")): pass
 class Cos(_fixed("cos", "``cos(x)``.")): pass
+class GELU(_fixed("gelu", "``x Phi(x)``, exact (erf), as torch's default.")): pass
+class SiLU(_fixed("silu", "``x sigmoid(x)`` (swish).")): pass
 
 
 class LeakyReLU(Layer):

@@ -1,10 +1,12 @@
-"""Batch normalisation (Ioffe & Szegedy, 2015; background.md section 4)."""
+"""Batch normalisation (Ioffe & Szegedy, 2015; background.md section 4) and layer
+normalisation (Ba, Kiros & Hinton, 2016)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 import symgraph as sg
+from frontends.config import integer, number
 from frontends.layers.base import Layer, weight_dtype
 
 
@@ -83,3 +85,36 @@ class BatchNorm(Layer):
             var = self.running_var
         x_hat = centred / b(sg.sqrt(var + self.eps))
         return b(self.gamma) * x_hat + b(self.beta)
+
+
+class LayerNorm(Layer):
+    """Normalise each example over its last ``dims`` dims, then scale and shift by
+    ``gamma``, ``beta`` of those dims' shape: ``torch.nn.LayerNorm(x.shape[-dims:])``
+    (biased variance, ``eps`` inside the root, torch's default 1e-5). No batch statistics,
+    so training and inference compute the same thing and any batch size works.
+    """
+
+    config_args = ("eps", "dims")
+
+    def __init__(self, eps: float = 1e-5, dims: int = 1, name: str | None = None):
+        super().__init__(name)
+        self.eps = number("LayerNorm", "eps", eps, lo_open=True)
+        self.dims = integer("LayerNorm", "dims", dims)
+
+    def build(self, x):
+        if x.ndim <= self.dims:
+            raise ValueError(f"layer {self.name}: LayerNorm(dims={self.dims}) needs a batch "
+                             f"dim before the {self.dims} normalised dim(s), got shape {x.shape}")
+        shape = tuple(x.shape[-self.dims:])
+        if not all(isinstance(d, int) for d in shape):
+            raise ValueError(f"layer {self.name}: the normalised dims {shape} of {x.shape} "
+                             "must be fixed sizes")
+        dt = weight_dtype(x)
+        self.gamma = self.add_weight("gamma", shape, "ones", dt)
+        self.beta = self.add_weight("beta", shape, "zeros", dt)
+
+    def call(self, x, training):
+        axes = tuple(range(x.ndim - self.dims, x.ndim))
+        centred = x - x.mean(axis=axes, keepdims=True)
+        var = sg.square(centred).mean(axis=axes, keepdims=True)
+        return self.gamma * (centred / sg.sqrt(var + self.eps)) + self.beta

@@ -3,6 +3,8 @@ finite differences, its forward value against numpy (and torch where torch has t
 layer and weight naming, name scopes on forward and gradient nodes, and the errors bad
 arguments and shapes raise. Batch norm and dropout have their own file."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -170,6 +172,9 @@ NUMPY_ACTIVATIONS = {
     "abs": np.abs,
     "cos": np.cos,
     "softmax": _softmax,
+    "gelu": lambda z: 0.5 * z * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0))),
+    "silu": lambda z: z / (1.0 + np.exp(-z)),
+    "swish": lambda z: z / (1.0 + np.exp(-z)),
 }
 
 
@@ -207,7 +212,8 @@ def test_activation_layers_match_torch(backend, rng):
     layers = {"elu": L.ELU(alpha=0.7), "leaky": L.LeakyReLU(0.2), "softplus": L.Softplus(),
               "hard_tanh": L.HardTanh(), "relu": L.ReLU(), "sigmoid": L.Sigmoid(),
               "tanh": L.Tanh(), "abs": L.Abs(), "cos": L.Cos(), "softmax": L.Softmax(),
-              "act_relu": L.Activation("relu")}
+              "act_relu": L.Activation("relu"), "gelu": L.GELU(), "silu": L.SiLU(),
+              "act_swish": L.Activation("swish")}
     f = sg.function([x], [layer(x) for layer in layers.values()], backend=backend)
     X = rng.normal(size=(4, 5)) * 2
     got = dict(zip(layers, f(X)))
@@ -215,7 +221,8 @@ def test_activation_layers_match_torch(backend, rng):
     expected = {"elu": F.elu(t, alpha=0.7), "leaky": F.leaky_relu(t, 0.2),
                 "softplus": F.softplus(t), "hard_tanh": F.hardtanh(t), "relu": F.relu(t),
                 "sigmoid": torch.sigmoid(t), "tanh": torch.tanh(t), "abs": t.abs(),
-                "cos": t.cos(), "softmax": F.softmax(t, dim=-1), "act_relu": F.relu(t)}
+                "cos": t.cos(), "softmax": F.softmax(t, dim=-1), "act_relu": F.relu(t),
+                "gelu": F.gelu(t), "silu": F.silu(t), "act_swish": F.silu(t)}
     for name, value in expected.items():
         np.testing.assert_allclose(got[name], value.numpy(), rtol=1e-12, atol=1e-14,
                                    err_msg=name)
@@ -444,7 +451,7 @@ def test_dense_rejects_inputs_it_cannot_use():
     (lambda: L.Dense(0), "Dense: units"),
     (lambda: L.Dense(2.5), "Dense: units"),
     (lambda: L.Dense(True), "Dense: units"),
-    (lambda: L.Dense(3, activation="swish"), "unknown activation 'swish'"),
+    (lambda: L.Dense(3, activation="mish"), "unknown activation 'mish'"),
     (lambda: L.Dropout(1.5), r"Dropout: rate must be in \[0, 1\)"),
     (lambda: L.Dropout(1.0), "Dropout: rate"),
     (lambda: L.Dropout(-0.1), "Dropout: rate"),
