@@ -1,0 +1,144 @@
+"""Sequence (1-d) convolution and pooling layers, NCL like torch: ``Conv1D``, ``MaxPool1D``,
+``AvgPool1D``, ``GlobalAvgPool1D``.
+
+Each runs its 2-d counterpart on a unit-height view ``(batch, C, 1, L)`` (the reshapes are
+views, so nothing is copied), which keeps one implementation of the kernels and their
+gradients. The weights are torch's shapes: ``W`` (filters, C / groups, k), ``b``
+(filters,), so ``get_weights`` / ``set_weights`` exchange them with ``torch.nn.Conv1d``.
+"""
+
+from __future__ import annotations
+
+import symgraph as sg
+from frontends.config import integer
+from frontends.layers.activations import get_activation
+from frontends.layers.base import Layer, weight_dtype
+from frontends.layers.conv import same_padding
+from symgraph.ops.conv import Conv2D as _Conv2DOp
+
+
+def _sequence_dims(layer: Layer, x: sg.Variable) -> tuple[int, int]:
+    """(channels, length) of an NCL input with fixed non-batch dims, or an error naming
+    the layer."""
+    if x.ndim != 3 or not all(isinstance(d, int) for d in x.shape[1:]):
+        raise ValueError(f"layer {layer.name}: {layer.kind} takes (batch, channels, length) "
+                         f"with fixed channels and length, got shape {x.shape}")
+    return x.shape[1], x.shape[2]
+
+
+class Conv1D(Layer):
+    """``activation(conv1d(x, W) + b)``: ``x`` (batch, C, L), ``W`` (filters, C / groups, k),
+    ``b`` (filters,). ``padding``: ``"valid"``, ``"same"`` (``ceil(L / stride)`` outputs, the
+    odd padding on the far side, as Keras) or an int. Glorot-uniform ``W`` with torch's and
+    Keras's fans (``C / groups * k`` in, ``filters * k`` out), zero ``b``; only ``W`` is
+    regularised.
+
+    >>> conv = fe.layers.Conv1D(32, 5, padding="same", activation="relu")
+    """
+
+    config_args = ("filters", "kernel_size", "stride", "padding", "dilation", "groups",
+                   "activation", "init", "bias_init", "use_bias")
+
+    def __init__(self, filters: int, kernel_size: int, stride: int = 1, padding="valid",
+                 activation=None, init="glorot_uniform", bias_init="zeros",
+                 use_bias: bool = True, dilation: int = 1, groups: int = 1,
+                 name: str | None = None):
+        super().__init__(name)
+        self.filters = integer("Conv1D", "filters", filters)
+        self.kernel_size = integer("Conv1D", "kernel_size", kernel_size)
+        self.stride = integer("Conv1D", "stride", stride)
+        self.dilation = integer("Conv1D", "dilation", dilation)
+        self.groups = integer("Conv1D", "groups", groups)
+        if self.filters % self.groups:
+            raise ValueError(f"Conv1D: filters ({self.filters}) must be divisible by groups "
+                             f"({self.groups})")
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"Conv1D: padding must be 'valid', 'same' or an int, got "
+                                 f"{padding!r}")
+            self.padding = padding
+        else:
+            self.padding = integer("Conv1D", "padding", padding, lo=0)
+        self.fn = get_activation(activation)
+        self.activation = activation
+        self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
+
+    def pads(self, length: int) -> tuple[int, int]:
+        """(left, right) zero padding for an input of this length."""
+        if self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same":
+            return same_padding(length, self.kernel_size, self.stride, self.dilation)
+        return (self.padding, self.padding)
+
+    def build(self, x):
+        channels, _ = _sequence_dims(self, x)
+        if channels % self.groups:
+            raise ValueError(f"layer {self.name}: {channels} input channels are not divisible "
+                             f"by groups={self.groups}")
+        per_group, k = channels // self.groups, self.kernel_size
+        self.W = self.add_weight("W", (self.filters, per_group, k), self.init, weight_dtype(x),
+                                 regularizable=True, fan_in=per_group * k,
+                                 fan_out=self.filters * k)
+        self.b = (self.add_weight("b", (self.filters,), self.bias_init, weight_dtype(x))
+                  if self.use_bias else None)
+
+    def call(self, x, training):
+        _, length = _sequence_dims(self, x)
+        left, right = self.pads(length)
+        if left == right:  # the public function and its checks
+            z = sg.nn.conv1d(x, self.W, self.b, stride=self.stride, padding=left,
+                             dilation=self.dilation, groups=self.groups)
+        else:  # "same" with a stride: the odd padding column goes on the far side (Keras)
+            op = _Conv2DOp((1, self.kernel_size), (1, self.stride), ((0, 0), (left, right)),
+                           (1, self.dilation), self.groups)
+            z = sg.squeeze(op(sg.expand_dims(x, 2), sg.expand_dims(self.W, 2)), 2)
+            if self.b is not None:
+                z = z + sg.expand_dims(self.b, (0, 2))
+        return self.fn(z)
+
+
+class _Pool1D(Layer):
+    """What the 1-d window poolings share: ``pool_size`` and ``stride`` (default: the pool
+    size); no padding (Keras's ``"valid"``)."""
+
+    config_args = ("pool_size", "stride")
+    function = None  # sg.nn.max_pool2d or sg.nn.avg_pool2d
+
+    def __init__(self, pool_size: int = 2, stride: int | None = None, name: str | None = None):
+        super().__init__(name)
+        self.pool_size = integer(self.kind, "pool_size", pool_size)
+        self.stride = None if stride is None else integer(self.kind, "stride", stride)
+
+    def call(self, x, training):
+        _sequence_dims(self, x)
+        stride = None if self.stride is None else (1, self.stride)
+        pooled = type(self).function(sg.expand_dims(x, 2), (1, self.pool_size), stride=stride)
+        return sg.squeeze(pooled, 2)
+
+
+class MaxPool1D(_Pool1D):
+    """The maximum of each ``pool_size`` window along the sequence (the gradient goes to the
+    first maximum, as torch).
+
+    >>> pool = fe.layers.MaxPool1D(2)   # (batch, C, 100) -> (batch, C, 50)
+    """
+
+    function = staticmethod(sg.nn.max_pool2d)
+
+
+class AvgPool1D(_Pool1D):
+    """The mean of each ``pool_size`` window along the sequence."""
+
+    function = staticmethod(sg.nn.avg_pool2d)
+
+
+class GlobalAvgPool1D(Layer):
+    """(batch, C, L) -> (batch, C): the mean over the sequence."""
+
+    def call(self, x, training):
+        _sequence_dims(self, x)
+        return sg.mean(x, axis=2)
+
+
+__all__ = ["AvgPool1D", "Conv1D", "GlobalAvgPool1D", "MaxPool1D"]
