@@ -507,3 +507,36 @@ def test_square_gradient_uses_no_pow():
     assert "pow" not in names
     X = RNG.normal(size=6)
     np.testing.assert_allclose(sg.function([x], g)(X), 2 * X, rtol=1e-15)
+
+
+@pytest.mark.parametrize("shape, index", [
+    (("batch", 4, 5), (slice(None), 2, slice(None))),  # an RNN's x[:, t, :], any batch
+    ((3, 4, 5), (1, slice(1, 3))),                      # ints and a unit-step slice
+    ((3, 4, 5), (slice(None), -1)),                     # a negative int counts from the end
+    ((3, 4, 5), (slice(-3, None), slice(None, 2))),     # negative bounds
+    ((3, 4, 5), (slice(2, 1),)),                        # an empty slice: all zeros
+])
+def test_gradient_of_basic_indexing_becomes_a_zero_pad(shape, index, backend):
+    """setitem_zeros (zeros with g written at x[index]) -> Pad of g, a view the loops read
+    in place: the same values (against numpy's np.zeros + assignment), and no
+    setitem_zeros left in the rewritten gradient."""
+    x = sg.tensor("x", shape)
+    c = RNG.normal(size=np.zeros((3, 4, 5))[index].shape[-1:])  # broadcasts over the rest
+    g = sg.grad(sg.sum(x[index] * c), x)
+    new, report, names = rewritten([g])
+    assert report.fired["setitem_zeros_as_pad"] == 1 and "setitem_zeros" not in names
+    want = np.zeros((3, 4, 5))
+    want[index] = c
+    got = sg.function([x], g, backend=backend)(RNG.normal(size=(3, 4, 5)))
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("index", [(slice(1, 3),), (slice(None), slice(None, None, 2))])
+def test_gradient_of_indexing_a_symbolic_dim_or_with_a_step_is_kept(index, backend):
+    x = sg.tensor("x", ("n", 6))
+    g = sg.grad(sg.sum(x[index] * 2.0), x)
+    new, report, names = rewritten([g])
+    assert report.fired["setitem_zeros_as_pad"] == 0 and "setitem_zeros" in names
+    want = np.zeros((4, 6))
+    want[index] = 2.0
+    np.testing.assert_array_equal(sg.function([x], g, backend=backend)(np.ones((4, 6))), want)
