@@ -6,8 +6,8 @@ stream per layer derived from the model seed, so a model is reproducible bit
 for bit and adding a layer does not change the draws of the others.
 
 Names follow Keras: ``glorot_uniform`` (Dense's default), ``glorot_normal``,
-``he_normal``, ``he_uniform``, ``normal(std)``, ``uniform(a)``, ``zeros``,
-``ones``, ``constant(c)``; a plain number means ``constant`` (``bias_init=0.1``
+``he_normal``, ``he_uniform``, ``normal(std)``, ``uniform(a)``, ``orthogonal(gain)``,
+``zeros``, ``ones``, ``constant(c)``; a plain number means ``constant`` (``bias_init=0.1``
 for ReLU biases).
 """
 
@@ -141,6 +141,30 @@ class Ones(Constant):
         super().__init__(1.0)
 
 
+class Orthogonal(Initializer):
+    """A random orthogonal matrix times ``gain`` (Saxe et al. 2014; Keras's ``orthogonal``,
+    recurrent layers' default): the QR factor of a normal matrix, signs fixed by R's
+    diagonal so it is uniform over orthogonal matrices; a wide (rows < columns) shape gets
+    orthonormal rows, a tall one orthonormal columns."""
+
+    name = "orthogonal"
+    args = ("gain",)
+
+    def __init__(self, gain: float = 1.0):
+        if isinstance(gain, (bool, np.bool_)) or not isinstance(gain, numbers.Real) \
+                or not math.isfinite(gain):
+            raise ValueError(f"orthogonal: gain must be a finite number, got {gain!r}")
+        self.gain = float(gain)
+
+    def sample(self, shape, fan_in, fan_out, rng):
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal: needs a matrix (2 or more dims), got shape {shape}")
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(rows, cols), min(rows, cols))))
+        q *= np.sign(np.diag(r))
+        return self.gain * (q.T if rows < cols else q).reshape(shape)
+
+
 def _truncated_normal(rng: np.random.Generator, std: float, shape) -> np.ndarray:
     """Normal draws redrawn until within two std; scaled so the std is ``std`` (as Keras)."""
     scale = std / 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
@@ -154,7 +178,7 @@ def _truncated_normal(rng: np.random.Generator, std: float, shape) -> np.ndarray
 
 INITIALIZERS: dict[str, type[Initializer]] = {
     cls.name: cls for cls in (GlorotUniform, GlorotNormal, HeNormal, HeUniform, Normal, Uniform,
-                              Constant, Zeros, Ones)
+                              Constant, Zeros, Ones, Orthogonal)
 }
 
 

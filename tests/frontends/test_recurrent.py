@@ -1,0 +1,157 @@
+"""``SimpleRNN``, ``LSTM``, ``GRU`` against ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` (float64,
+batch_first): the last state and the whole sequence, gradients in the input and in every
+weight (Keras layouts mapped to torch's), finite differences, a float32 model trained
+through ``fit``, the initialisers (orthogonal recurrent kernel, LSTM's forget bias), config
+and errors."""
+
+import numpy as np
+import pytest
+import torch
+
+import frontends as fe
+import symgraph as sg
+from frontends import initializers
+from frontends import layers as L
+
+B, T, F, H = 3, 5, 4, 6
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(17)
+
+
+def _gru_order(a, axis=0):
+    """Keras's GRU gate order z, r, h -> torch's r, z, n along ``axis``."""
+    z, r, h = np.split(a, 3, axis=axis)
+    return np.concatenate([r, z, h], axis=axis)
+
+
+def _torch_module(kind, weights):
+    """A torch RNN with our (Keras-layout) weights."""
+    kernel, recurrent, bias = weights
+    if kind == "SimpleRNN":
+        mod, b_ih, b_hh = torch.nn.RNN(F, H, batch_first=True), bias, np.zeros_like(bias)
+    elif kind == "LSTM":
+        mod, b_ih, b_hh = torch.nn.LSTM(F, H, batch_first=True), bias, np.zeros_like(bias)
+    else:
+        mod = torch.nn.GRU(F, H, batch_first=True)
+        kernel, recurrent = _gru_order(kernel, 1), _gru_order(recurrent, 1)
+        b_ih, b_hh = _gru_order(bias[0]), _gru_order(bias[1])
+    mod = mod.double()
+    with torch.no_grad():
+        mod.weight_ih_l0.copy_(torch.tensor(kernel.T))
+        mod.weight_hh_l0.copy_(torch.tensor(recurrent.T))
+        mod.bias_ih_l0.copy_(torch.tensor(b_ih))
+        mod.bias_hh_l0.copy_(torch.tensor(b_hh))
+    return mod
+
+
+def _torch_grads_in_keras_layout(kind, mod):
+    g = [mod.weight_ih_l0.grad.numpy().T, mod.weight_hh_l0.grad.numpy().T]
+    if kind == "GRU":  # torch r, z, n -> ours z, r, h (the same swap undoes itself)
+        return [_gru_order(g[0], 1), _gru_order(g[1], 1),
+                np.stack([_gru_order(mod.bias_ih_l0.grad.numpy()),
+                          _gru_order(mod.bias_hh_l0.grad.numpy())])]
+    return g + [mod.bias_ih_l0.grad.numpy()]  # our one bias plays torch's b_ih (b_hh = 0)
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_values_and_gradients_match_torch(kind, return_sequences, backend, rng):
+    x = fe.Input((T, F), "float64")
+    layer = getattr(L, kind)(H, return_sequences=return_sequences, bias_init=0.0)
+    out = layer(x)
+    for w in layer.weights:  # nonzero biases everywhere, recurrent bias included
+        w.set_value(rng.normal(scale=0.5, size=w.get_value().shape))
+    X = rng.normal(size=(B, T, F))
+    C = rng.normal(size=(B, T, H) if return_sequences else (B, H))
+    cost = sg.sum(out * C)
+    f = sg.function([x], [out, *sg.grad(cost, [x, *layer.weights])], backend=backend)
+    got = f(X)
+
+    mod = _torch_module(kind, [w.get_value() for w in layer.weights])
+    xt = torch.tensor(X, requires_grad=True)
+    seq = mod(xt)[0]
+    want = seq if return_sequences else seq[:, -1]
+    (want * torch.tensor(C)).sum().backward()
+    np.testing.assert_allclose(got[0], want.detach().numpy(), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(got[1], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for name, a, b in zip(["kernel", "recurrent", "bias"], got[2:],
+                          _torch_grads_in_keras_layout(kind, mod)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_gradients_match_finite_differences(kind, rng):
+    x = sg.tensor("x", (2, 3, F))
+    layer = getattr(L, kind)(3)
+    out = layer(x)
+    C = rng.normal(size=(2, 3))
+
+    def fn(xv, *ws):
+        [o] = sg.clone_replace([out], {x: xv, **dict(zip(layer.weights, ws))})
+        return sg.sum(o * C)
+
+    sg.check_grad(fn, [rng.normal(size=(2, 3, F))] + [
+        rng.normal(scale=0.5, size=w.get_value().shape) for w in layer.weights])
+
+
+def test_a_float32_lstm_model_trains_as_torch(rng):
+    """LSTM - Dense on sequences, three Adam steps through fit against torch."""
+    model = fe.Sequential([L.LSTM(H), L.Dense(2)], input_shape=(T, F), seed=4)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(0.05))
+    X = rng.normal(size=(12, T, F)).astype(np.float32)
+    y = rng.integers(0, 2, 12)
+    kernel, recurrent, bias, Wd, bd = model.get_weights()
+    lstm = _torch_module("LSTM", [kernel, recurrent, bias]).float()
+    dense = [torch.tensor(Wd, requires_grad=True), torch.tensor(bd, requires_grad=True)]
+    params = [lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, *dense]
+    opt = torch.optim.Adam(params, lr=0.05)  # bias_hh stays 0: not ours to train
+    for start in range(0, 12, 4):
+        opt.zero_grad()
+        h = lstm(torch.tensor(X[start:start + 4]))[0][:, -1]
+        torch.nn.functional.cross_entropy(h @ dense[0] + dense[1],
+                                          torch.tensor(y[start:start + 4])).backward()
+        opt.step()
+    model.fit(X, y, batch_size=4, epochs=1, shuffle=False, progress=False, verbose=False)
+    got = model.get_weights()
+    assert all(w.dtype == np.float32 for w in got)
+    want = [lstm.weight_ih_l0.detach().numpy().T, lstm.weight_hh_l0.detach().numpy().T,
+            lstm.bias_ih_l0.detach().numpy(), *(d.detach().numpy() for d in dense)]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_initial_weights_orthogonal_recurrence_and_forget_bias():
+    lstm = L.LSTM(H)
+    lstm(fe.Input((T, F)))
+    U = lstm.recurrent_kernel.get_value().astype(np.float64)
+    assert U.shape == (H, 4 * H)
+    np.testing.assert_allclose(U @ U.T, np.eye(H), atol=1e-6)  # orthonormal rows
+    bias = lstm.bias.get_value()
+    assert (bias[H:2 * H] == 1).all() and (np.delete(bias, np.s_[H:2 * H]) == 0).all()
+    assert (L.LSTM(H, unit_forget_bias=False)(fe.Input((T, F))).owner is not None)
+    square = initializers.get({"type": "orthogonal", "gain": 2.0})((5, 5), 5, 5,
+                                                                   np.random.default_rng(0),
+                                                                   "float64")
+    np.testing.assert_allclose(square.T @ square, 4 * np.eye(5), atol=1e-12)
+    gru = L.GRU(H)
+    gru(fe.Input((T, F)))
+    assert gru.bias.get_value().shape == (2, 3 * H)
+
+
+def test_config_round_trip_and_errors():
+    for layer in (L.SimpleRNN(4, activation="relu", return_sequences=True, name="r"),
+                  L.LSTM(8, unit_forget_bias=False), L.GRU(3, recurrent_init="glorot_uniform")):
+        config = layer.get_config()
+        rebuilt = L.get(config["type"])(**{k: v for k, v in config.items() if k != "type"})
+        assert rebuilt.get_config() == config
+    with pytest.raises(ValueError, match=r"LSTM takes \(batch, time, features\)"):
+        L.LSTM(4)(fe.Input((5,)))
+    with pytest.raises(ValueError, match="fixed number of time steps"):
+        L.GRU(4)(sg.tensor("x", ("batch", "time", 3)))
+    with pytest.raises(ValueError, match="GRU: units must be an integer >= 1"):
+        L.GRU(0)
+    with pytest.raises(TypeError, match="return_sequences must be True or False"):
+        L.SimpleRNN(3, return_sequences="yes")
