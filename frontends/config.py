@@ -7,7 +7,7 @@ its registry of names and its public ``get``, a call to ``resolve`` here, so a
 mistake in a config file is reported the same way everywhere, naming the valid
 choices (all ``ValueError``; an identifier of the wrong kind is a ``TypeError``)::
 
-    unknown optimizer 'adamw'; valid: ['adadelta', 'adagrad', ...]
+    unknown optimizer 'adamax'; valid: ['adadelta', 'adagrad', ...]
     optimizer config {'lr': 0.1} has no 'type' key; valid types: [...]
     optimizer Adam: unknown argument(s) ['momentum']; valid: ['lr', 'beta1', ...]
     schedule Exponential needs argument(s) ['rate', 'steps']
@@ -55,7 +55,17 @@ class ConfigValue(Configurable):
         return type(other) is type(self) and other.get_config() == self.get_config()
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self.get_config().items())))
+        return hash(_frozen(self.get_config()))
+
+
+def _frozen(value):
+    """A config value made hashable: lists (class weights) become tuples, dicts sorted
+    item tuples."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def build(factory: Callable[..., T], kwargs: Mapping[str, Any], label: str) -> T:

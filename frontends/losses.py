@@ -289,6 +289,10 @@ class CrossEntropy(Loss):
 
 def _class_weights(weight) -> tuple[float, ...]:
     """CrossEntropy's ``weight``: finite numbers >= 0, at least one > 0."""
+    if isinstance(weight, (Mapping, set, frozenset, str)):
+        raise TypeError(f"CrossEntropy: weight must be a list of numbers, one per class in "
+                        f"class order, got {weight!r} (a Keras class_weight dict "
+                        "{0: 1.0, 1: 5.0} is [1.0, 5.0])")
     try:
         values = tuple(number("CrossEntropy", "weight", w) for w in weight)
     except TypeError:

@@ -290,11 +290,20 @@ class Model:
             if classes is not None:
                 data_checks.check_labels(what, y, classes,
                                          getattr(self.loss, "ignore_index", None), self.output)
-                weights = self.loss.example_weights(y)
-                if weights is not None and len(y) and not (weights > 0).any():
-                    raise UserInputError(f"{what}: every label in y has class weight 0 in the "
-                                         "loss, so there is nothing to score")
+                self._check_scored(y, what)
         return arrays + [y]
+
+    def _check_scored(self, y: np.ndarray, what: str) -> None:
+        """Some label counts in the loss (not all ignored, not all of class weight 0): a
+        loss that is 0/0 on the whole data cannot be trained on or reported."""
+        weights = self.loss.example_weights(y)
+        if weights is None or not len(y) or (weights > 0).any():
+            return
+        ignore = self.loss.ignore_index
+        reason = (f"is the loss's ignore_index ({ignore})" if ignore is not None
+                  and (y == ignore).all() else "is ignored or has class weight 0 in the loss")
+        raise UserInputError(f"{what}: every label in y {reason}, so there is nothing to "
+                             "score")
 
     def _check_finite(self, arrays: list[np.ndarray], what: str) -> None:
         """No NaN/inf in the float arrays of ``_arrays``: training on them ruins the weights."""

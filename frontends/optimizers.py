@@ -30,9 +30,10 @@ Update rules (background.md section 3; ``g`` the gradient, ``t`` the 1-based ste
   so the bias corrections are 0-d values computed once per step;
 * AdamW (Loshchilov and Hutter 2019, decoupled weight decay): Adam applied to
   ``p (1 - lr wd)``, the decay scaled by the same (scheduled) ``lr`` as in
-  torch.optim.AdamW and Keras; parameters whose name contains one of ``exclude``
-  (say ``"bias"``) are not decayed. Unlike ``L2``, the decay does not pass
-  through Adam's per-parameter scaling, so every weight shrinks at the same rate.
+  torch.optim.AdamW and Keras; parameters named in ``exclude`` (by their short
+  name, ``"b"`` for every layer's bias, or their full one, ``"dense_1/W"``) are
+  not decayed. Unlike ``L2``, the decay does not pass through Adam's
+  per-parameter scaling, so every weight shrinks at the same rate.
 """
 
 from __future__ import annotations
@@ -397,9 +398,14 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov and Hutter 2019), as torch.optim.AdamW:
-    each step starts from ``p * (1 - lr * weight_decay)``. ``exclude``: parameters whose
-    name contains one of these strings (``("bias", "gamma", "beta")``, say) are not decayed,
-    as Keras's ``exclude_from_weight_decay(var_names=...)``."""
+    each step starts from ``p * (1 - lr * weight_decay)``. ``exclude``: parameters not to
+    decay, each named by its short name (the part after the last ``/``: ``"b"`` is every
+    layer's bias, ``"gamma"``/``"beta"`` the normalisation layers' scale and shift) or its
+    full name (``"dense_1/W"``); a name that matches no parameter is an error, so a typo
+    cannot silently decay everything.
+
+    >>> AdamW(lr=1e-3, weight_decay=0.05, exclude=["b", "gamma", "beta"])
+    """
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, weight_decay: float = 0.01, *,
@@ -409,12 +415,26 @@ class AdamW(Adam):
         self.weight_decay = number("AdamW", "weight_decay", weight_decay)
         parts = exclude if isinstance(exclude, (list, tuple)) else None
         if parts is None or not all(isinstance(e, str) and e for e in parts):
-            raise TypeError("AdamW: exclude must be a list of non-empty strings (parts of "
-                            f"parameter names, e.g. ['bias']), got {exclude!r}")
+            raise TypeError("AdamW: exclude must be a list of non-empty strings (parameter "
+                            f"names, e.g. ['b']), got {exclude!r}")
         self.exclude = tuple(parts)
 
+    def _excluded(self, param: sg.SharedVariable, entry: str) -> bool:
+        name = param.name or ""
+        return entry == name or entry == name.rsplit("/", 1)[-1]
+
+    def get_updates(self, params, grads):
+        params = list(params)
+        unmatched = [e for e in self.exclude if not any(self._excluded(p, e) for p in params)]
+        if unmatched:
+            shown = sorted({(p.name or "").rsplit("/", 1)[-1] for p in params})
+            raise ValueError(f"{self.name}: exclude names {unmatched}, which match no "
+                             f"parameter; short names here: {shown} (or give full names "
+                             "such as 'dense_1/W')")
+        return super().get_updates(params, grads)
+
     def _decayed(self, param, lr):
-        if self.weight_decay == 0 or any(e in (param.name or "") for e in self.exclude):
+        if self.weight_decay == 0 or any(self._excluded(param, e) for e in self.exclude):
             return param
         return param * (1.0 - lr * self.weight_decay)
 

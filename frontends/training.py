@@ -241,6 +241,9 @@ def _training_and_validation(model, x, y, validation_data, validation_split: flo
         if cut == 0:
             raise UserInputError(f"fit: validation_split={validation_split} of {total} "
                                  "examples leaves no training examples")
+        model._check_scored(arrays[-1], f"fit (the first {cut} examples, for training)")
+        model._check_scored(validation[-1], f"fit (the last {held_out} examples, held out "
+                                            f"by validation_split={validation_split})")
     if len(arrays[0]) == 0:
         raise UserInputError("fit: no training examples")
     return arrays, validation

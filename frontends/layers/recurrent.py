@@ -9,11 +9,12 @@ features) compiles in ~3 s over 20 steps and ~7.5 s over 50, once (the disk cach
 it), and then runs in 0.5 and 1.1 ms against torch's 2.0 and 2.4 ms (``bench/rnn.py``).
 Long sequences want a loop op the graph does not have yet.
 
-Weights follow Keras (``get_weights`` order and shapes): ``kernel`` (features, k units),
-``recurrent_kernel`` (units, k units), ``bias``; gate order LSTM ``i, f, c, o`` (as torch's
-``i, f, g, o``), GRU ``z, r, h`` with ``reset_after=True`` (Keras 2's default, the same
-recurrence as ``torch.nn.GRU``: the reset gate scales ``h @ U_h + b_h``), so GRU's bias is
-(2, 3 units): input and recurrent. Initial state zeros; recurrent kernels orthogonal.
+Weights are named as Dense's (``W`` input, ``U`` recurrent, ``b`` bias) and laid out as
+Keras's ``kernel``, ``recurrent_kernel``, ``bias`` (``get_weights`` order and shapes): ``W``
+(features, k units), ``U`` (units, k units), ``b``; gate order LSTM ``i, f, c, o`` (as
+torch's ``i, f, g, o``), GRU ``z, r, h`` with ``reset_after=True`` (Keras 2's default, the
+same recurrence as ``torch.nn.GRU``: the reset gate scales ``h @ U_h + b_h``), so GRU's
+bias is (2, 3 units): input and recurrent. Initial state zeros; ``U`` orthogonal.
 """
 
 from __future__ import annotations
@@ -55,12 +56,10 @@ class _Recurrent(Layer):
     def build(self, x):
         _, features = _sequence(self, x)
         dt, width = weight_dtype(x), self.gates * self.units
-        self.kernel = self.add_weight("kernel", (features, width), self.init, dt,
-                                      regularizable=True)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, width),
-                                                self.recurrent_init, dt, regularizable=True)
-        self.bias = self.add_weight("bias", self._bias_shape(width), self._bias_initializer(),
-                                    dt)
+        self.W = self.add_weight("W", (features, width), self.init, dt, regularizable=True)
+        self.U = self.add_weight("U", (self.units, width), self.recurrent_init, dt,
+                                 regularizable=True)
+        self.b = self.add_weight("b", self._bias_shape(width), self._bias_initializer(), dt)
 
     def _bias_shape(self, width: int) -> tuple[int, ...]:
         return (width,)
@@ -79,7 +78,7 @@ class _Recurrent(Layer):
         return sg.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
 
     def _project(self, x):
-        return x @ self.kernel + self.bias
+        return x @ self.W + self.b
 
     def _step(self, projected, state):
         raise NotImplementedError
@@ -105,7 +104,7 @@ class SimpleRNN(_Recurrent):
         self.activation = activation
 
     def _step(self, projected, state):
-        z = projected if state is None else projected + state[0] @ self.recurrent_kernel
+        z = projected if state is None else projected + state[0] @ self.U
         return (self.fn(z),)
 
 
@@ -131,7 +130,7 @@ class LSTM(_Recurrent):
         return _ForgetBias(base, self.units) if self.unit_forget_bias else base
 
     def _step(self, projected, state):
-        z = projected if state is None else projected + state[0] @ self.recurrent_kernel
+        z = projected if state is None else projected + state[0] @ self.U
         i, f = sg.nn.sigmoid(self._gate(z, 0)), sg.nn.sigmoid(self._gate(z, 1))
         g, o = sg.tanh(self._gate(z, 2)), sg.nn.sigmoid(self._gate(z, 3))
         c = i * g if state is None else f * state[1] + i * g
@@ -152,11 +151,11 @@ class GRU(_Recurrent):
         return (2, width)
 
     def _project(self, x):
-        return x @ self.kernel + self.bias[0]
+        return x @ self.W + self.b[0]
 
     def _step(self, projected, state):
-        recurrent = self.bias[1] if state is None else (
-            state[0] @ self.recurrent_kernel + self.bias[1])
+        recurrent = self.b[1] if state is None else (
+            state[0] @ self.U + self.b[1])
         z = sg.nn.sigmoid(self._gate(projected, 0) + self._gate_of(recurrent, 0, state))
         r = sg.nn.sigmoid(self._gate(projected, 1) + self._gate_of(recurrent, 1, state))
         n = sg.tanh(self._gate(projected, 2) + r * self._gate_of(recurrent, 2, state))

@@ -487,6 +487,9 @@ def conv1d(x, w, b=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Va
     if not known:
         raise argument_error("conv1d", ValueError(
             f"padding must be an int >= 0, 'valid' or 'same', got {padding!r}"), [x, w])
+    if not isinstance(w.shape[2], int):
+        raise argument_error("conv1d", ValueError(
+            "the weight must be (F, C/groups, k) with a static kernel size k"), [x, w])
     if padding == "same" and stride != 1:
         raise argument_error("conv1d", ValueError(
             f"padding='same' needs stride 1 (as torch), got stride {stride}"), [x, w])

@@ -86,9 +86,8 @@ def _class_weights(weight, logits: Variable, labels: Variable, depth: int) -> Va
 
     if not isinstance(weight, Variable):
         values = np.asarray(weight)
-        if values.dtype.kind not in "iuf":
-            raise fail(TypeError, f"weight must be numbers (one per class), got "
-                                  f"{values.dtype.name}")
+        if values.dtype.kind not in "iuf" or isinstance(weight, (dict, set, str)):
+            raise fail(TypeError, f"weight must be numbers (one per class), got {weight!r}")
         if values.shape != (depth,):
             raise fail(sh.ShapeError, f"weight must have one entry per class, ({depth},), "
                                       f"got {values.shape}")

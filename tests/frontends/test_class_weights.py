@@ -102,6 +102,29 @@ def test_labels_that_all_weigh_zero_are_refused_before_any_step():
     before = model.get_weights()
     for call in (lambda: model.fit(x, y, progress=False, verbose=False),
                  lambda: model.evaluate(x, y)):
-        with pytest.raises(UserInputError, match="every label in y has class weight 0"):
+        with pytest.raises(UserInputError,
+                           match="every label in y is ignored or has class weight 0"):
             call()
     assert all((a == b).all() for a, b in zip(before, model.get_weights()))
+
+
+@pytest.mark.parametrize("part, y_of", [
+    ("the last 4 examples, held out", lambda y: np.r_[y[:9], [0, 0, 0, 0]]),
+    ("the first 9 examples, for training", lambda y: np.r_[np.zeros(9, np.int64), y[9:]]),
+])
+def test_a_validation_split_part_with_nothing_to_score_is_refused_before_any_step(part, y_of):
+    model = _model(ignore_index=IGNORE)
+    x, y = _data()
+    y = y_of(np.where(y == IGNORE, 1, y))
+    before = model.get_weights()
+    with pytest.raises(UserInputError, match=f"fit \\({part}.*every label in y is ignored or "
+                                             "has class weight 0"):
+        model.fit(x, y, validation_split=0.3, progress=False, verbose=False)
+    assert all((a == b).all() for a, b in zip(before, model.get_weights()))
+
+
+def test_class_weight_dicts_are_refused_and_weighted_losses_hash():
+    with pytest.raises(TypeError, match=r"class_weight dict \{0: 1.0, 1: 5.0\} is \[1.0, 5.0\]"):
+        fe.losses.CrossEntropy(weight={0: 1.0, 1: 5.0})
+    a, b = fe.losses.CrossEntropy(weight=[1, 2]), fe.losses.CrossEntropy(weight=[1.0, 2.0])
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1

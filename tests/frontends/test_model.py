@@ -258,8 +258,10 @@ def test_adamw_from_a_config_decays_kernels_only_and_survives_save(tmp_path):
     for kind in ("adam", "adamw"):
         m = _mlp(seed=4)
         opt = ({"type": "Adam", "lr": 0.01} if kind == "adam" else
-               {"type": "AdamW", "lr": 0.01, "weight_decay": 0.5, "exclude": ["bias"]})
+               {"type": "AdamW", "lr": 0.01, "weight_decay": 0.5, "exclude": ["b"]})
         m.compile(loss="cross_entropy", optimizer=opt)
+        # nonzero biases: a decayed zero bias would equal Adam's and hide a missed exclude
+        m.set_weights([w + 0.5 for w in m.get_weights()])
         models[kind] = m
     W0 = models["adam"].get_weights()
     for m in models.values():
@@ -274,8 +276,17 @@ def test_adamw_from_a_config_decays_kernels_only_and_survives_save(tmp_path):
     models["adamw"].save(tmp_path / "m.npz")
     loaded = fe.load_model(tmp_path / "m.npz")
     assert type(loaded.optimizer) is fe.optimizers.AdamW
+    assert loaded.optimizer.exclude == ("b",)
     assert loaded.optimizer.get_config() == models["adamw"].optimizer.get_config()
     for m in (models["adamw"], loaded):
         m.fit(X, y, batch_size=32, epochs=1, shuffle=False, progress=False, verbose=False)
     for a, b in zip(models["adamw"].get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_adamw_exclude_naming_no_parameter_is_refused():
+    model = _mlp()
+    with pytest.raises(ValueError, match=r"exclude names \['bias'\], which match no parameter; "
+                                         r"short names here: \['W', 'b'\]"):
+        model.compile(loss="cross_entropy",
+                      optimizer=fe.optimizers.AdamW(exclude=["bias", "dense_1/W"]))

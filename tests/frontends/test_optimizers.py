@@ -419,7 +419,7 @@ CONFIG_EXAMPLES = [
     RMSProp(decay=0.9, schedule=schedules.Exponential(0.5, 100)),
     Adadelta(rho=0.9, name="ada"),
     Adam(lr=3e-4, beta2=0.98, schedule=schedules.ReduceOnPlateau(patience=3)),
-    AdamW(weight_decay=0.05, exclude=["bias", "gamma"], schedule=schedules.Cosine(1000)),
+    AdamW(weight_decay=0.05, exclude=["b", "gamma"], schedule=schedules.Cosine(1000)),
 ]
 
 

@@ -126,10 +126,10 @@ def test_a_float32_lstm_model_trains_as_torch(rng):
 def test_initial_weights_orthogonal_recurrence_and_forget_bias():
     lstm = L.LSTM(H)
     lstm(fe.Input((T, F)))
-    U = lstm.recurrent_kernel.get_value().astype(np.float64)
+    U = lstm.U.get_value().astype(np.float64)
     assert U.shape == (H, 4 * H)
     np.testing.assert_allclose(U @ U.T, np.eye(H), atol=1e-6)  # orthonormal rows
-    bias = lstm.bias.get_value()
+    bias = lstm.b.get_value()
     assert (bias[H:2 * H] == 1).all() and (np.delete(bias, np.s_[H:2 * H]) == 0).all()
     assert (L.LSTM(H, unit_forget_bias=False)(fe.Input((T, F))).owner is not None)
     square = initializers.get({"type": "orthogonal", "gain": 2.0})((5, 5), 5, 5,
@@ -138,7 +138,7 @@ def test_initial_weights_orthogonal_recurrence_and_forget_bias():
     np.testing.assert_allclose(square.T @ square, 4 * np.eye(5), atol=1e-12)
     gru = L.GRU(H)
     gru(fe.Input((T, F)))
-    assert gru.bias.get_value().shape == (2, 3 * H)
+    assert gru.b.get_value().shape == (2, 3 * H)
 
 
 def test_config_round_trip_and_errors():

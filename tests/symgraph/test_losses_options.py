@@ -110,7 +110,8 @@ def test_labels_of_weight_zero_only_give_nan_and_a_zero_gradient(backend):
     ([1.0, -1.0, 1.0, 1.0], ["finite and >= 0"]),
     ([0.0, 0.0, 0.0, 0.0], ["with one > 0"]),
     ([1.0, np.nan, 1.0, 1.0], ["finite"]),
-    (["a", "b", "c", "d"], ["must be numbers"]),
+    (["a", "b", "c", "d"], ["must be numbers", "['a', 'b', 'c', 'd']"]),
+    ({0: 1.0, 1: 2.0, 2: 1.0, 3: 1.0}, ["must be numbers", "{0: 1.0"]),
     (sg.tensor("w", (3,)), ["one entry per class, (4,)", "(3,)"]),
     (sg.tensor("w", (4,), "int64"), ["must be float"]),
 ])

@@ -276,6 +276,8 @@ def test_symbolic_batch(backend):
      ["conv1d: padding='same' needs stride 1", "got stride 2"]),
     (lambda: sg.nn.conv1d(sg.tensor("x", (1, 2, 9)), sg.tensor("w", (3, 2, 3)),
                           padding="full"), ["conv1d: padding must be an int >= 0", "'full'"]),
+    (lambda: sg.nn.conv1d(sg.tensor("x", (1, 2, 9)), sg.tensor("w", (3, 2, "k"))),
+     ["conv1d: the weight must be (F, C/groups, k)", "(3, 2, k)"]),
     (lambda: sg.nn.max_pool2d(sg.tensor("x", (1, 2, 2, 2)), 3),
      ["max_pool2d", "bigger than the padded input", "(1, 2, 2, 2)"]),
     (lambda: sg.nn.avg_pool2d(sg.tensor("x", (1, 2, 6, 6)), 2, padding=2),
