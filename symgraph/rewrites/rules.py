@@ -22,7 +22,7 @@ from symgraph.graph import Apply, Constant, TensorType, Variable, is_float
 from symgraph.ops.elemwise import Cast, Elemwise
 from symgraph.ops.layout import Pad
 from symgraph.ops.nn import LogSoftmax, Softmax
-from symgraph.ops.structure import DimShuffle, Reshape
+from symgraph.ops.structure import Concatenate, DimShuffle, Reshape
 
 Rule = Callable[[Apply], "Variable | None"]
 
@@ -305,6 +305,58 @@ def setitem_zeros_as_pad(node: Apply) -> Variable | None:
     return Pad(tuple(widths))(g)
 
 
+def _zero_pad(var: Variable):
+    """(inner value, int widths) when ``var`` is a zero-padding ``Pad`` of static widths."""
+    node = var.owner
+    if node is None or not isinstance(node.op, Pad) or node.op.mode != "constant" \
+            or node.op.value != 0:
+        return None
+    if not all(isinstance(w, int) and w >= 0 for pair in node.op.widths for w in pair):
+        return None
+    return node.inputs[0], node.op.widths
+
+
+def add_disjoint_pads(node: Apply) -> Variable | None:
+    """``pad(u) + pad(v)`` whose windows differ along one axis only and do not overlap ->
+    one ``pad(concatenate([u, v]))`` along that axis (a gap between them is a pad of ``v``).
+
+    Why: each pad is a view, but a sum of T of them is one loop that tests every element
+    against T windows: the gradient of an unrolled loop over ``x[:, t]`` (after
+    :func:`setitem_zeros_as_pad`) cost O(T^2) per element; as one concatenation it is a
+    copy. A chain of sums keeps one flat concatenation (its inner operand's is extended)."""
+    a, b = node.inputs
+    out = node.outputs[0].type
+    pads = [_zero_pad(a), _zero_pad(b)]
+    if None in pads or a.type != out or b.type != out:
+        return None
+    (u, wa), (v, wb) = pads
+    differ = [k for k, (pa, pb) in enumerate(zip(wa, wb)) if pa != pb]
+    if len(differ) != 1 or not isinstance(out.shape[differ[0]], int):
+        return None
+    k, n = differ[0], out.shape[differ[0]]
+    (first, wf), (second, ws) = sorted([(u, wa), (v, wb)], key=lambda p: p[1][k][0])
+    gap = ws[k][0] - (n - wf[k][1])  # start of the second window - end of the first
+    if gap < 0:
+        return None
+    if gap:
+        widths = [(0, 0)] * out.ndim
+        widths[k] = (gap, 0)
+        second = Pad(tuple(widths))(second)
+
+    def pieces(var: Variable) -> list[Variable]:  # keep one flat concatenation
+        inner = var.owner
+        if inner is not None and isinstance(inner.op, Concatenate) and inner.op.axis == k:
+            return list(inner.inputs)
+        return [var]
+
+    joined = Concatenate(k)(*pieces(first), *pieces(second))
+    widths = list(wf)
+    widths[k] = (wf[k][0], ws[k][1])
+    if all(w == (0, 0) for w in widths):
+        return joined
+    return Pad(tuple(widths))(joined)
+
+
 def rule_key(op) -> str:
     """The ``RULES`` key of an op: the scalar op's name for elementwise ops ("mul",
     "log", ...), else the op's class name ("DimShuffle", "Reshape", "Cast", "Reduce")."""
@@ -314,7 +366,7 @@ def rule_key(op) -> str:
 #: ``rule_key(op)`` -> local rules, tried in order; the first that fires wins
 RULES: dict[str, list[Rule]] = {
     "mul": [mul_by_one, mul_by_zero, mul_neg_neg],
-    "add": [add_zero],
+    "add": [add_zero, add_disjoint_pads],
     "sub": [sub_zero],
     "div": [div_by_one],
     "neg": [neg_neg],

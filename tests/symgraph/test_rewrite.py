@@ -540,3 +540,43 @@ def test_gradient_of_indexing_a_symbolic_dim_or_with_a_step_is_kept(index, backe
     want = np.zeros((4, 6))
     want[index] = 2.0
     np.testing.assert_array_equal(sg.function([x], g, backend=backend)(np.ones((4, 6))), want)
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse", "gaps"])
+def test_sums_of_disjoint_zero_pads_become_one_concatenation(order, backend):
+    """The gradient of sum_t x[:, t] * c_t: T pads summed -> one concatenate (plus one pad
+    when the windows leave a gap), in any summation order; values against numpy."""
+    T = 6
+    x = sg.tensor("x", ("batch", T, 3))
+    ts = {"forward": range(T), "reverse": range(T - 1, -1, -1), "gaps": [5, 1, 3]}[order]
+    cs = {t: RNG.normal(size=3) for t in ts}
+    cost = None
+    for t in ts:
+        term = sg.sum(x[:, t, :] * cs[t])
+        cost = term if cost is None else cost + term
+    g = sg.grad(cost, x)
+    new, report, names = rewritten([g])
+    assert names.count("concatenate") == 1 and "add" not in names
+    assert report.fired["add_disjoint_pads"] == len(cs) - 1
+    want = np.zeros((2, T, 3))
+    for t, c in cs.items():
+        want[:, t, :] = c
+    np.testing.assert_array_equal(sg.function([x], g, backend=backend)(np.ones((2, T, 3))),
+                                  want)
+
+
+def test_overlapping_or_differently_shaped_pads_are_still_added(backend):
+    x = sg.tensor("x", (4, 5))
+    overlap = sg.grad(sg.sum(x[1:3] * 2.0) + sg.sum(x[2:4] * 3.0), x)
+    two_axes = sg.grad(sg.sum(x[1] * 2.0) + sg.sum(x[:, 2] * 3.0), x)
+    for g in (overlap, two_axes):
+        new, report, names = rewritten([g])
+        assert report.fired["add_disjoint_pads"] == 0 and "add" in names
+    got = sg.function([x], [overlap, two_axes], backend=backend)(np.ones((4, 5)))
+    want_overlap, want_two = np.zeros((4, 5)), np.zeros((4, 5))
+    want_overlap[1:3] += 2.0
+    want_overlap[2:4] += 3.0
+    want_two[1] += 2.0
+    want_two[:, 2] += 3.0
+    np.testing.assert_array_equal(got[0], want_overlap)
+    np.testing.assert_array_equal(got[1], want_two)
