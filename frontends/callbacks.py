@@ -1,5 +1,5 @@
 """Keras-style callbacks: hooks ``fit`` calls around epochs (``History``, ``EarlyStopping``,
-``Diagnostics``).
+``ModelCheckpoint``, ``Diagnostics``).
 
 A callback sees the model (``self.model``), the arrays it trains on
 (``self.training_data``, after any validation split) and the epoch's ``logs``
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 
@@ -20,7 +21,8 @@ from frontends.diagnostics import Probe
 from frontends.plotting import plot_diagnostics, plot_history
 from frontends.tensorboard import TensorBoard
 
-__all__ = ["Callback", "Diagnostics", "EarlyStopping", "History", "LambdaCallback", "TensorBoard"]
+__all__ = ["Callback", "Diagnostics", "EarlyStopping", "History", "LambdaCallback",
+           "ModelCheckpoint", "TensorBoard"]
 
 
 class LambdaCallback(Callback):
@@ -139,6 +141,52 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (``model.save``: configuration, weights, optimizer state, so
+    ``fe.load_model`` resumes training) after every epoch, or, with ``save_best_only``,
+    after each epoch that improves ``monitor``. ``path`` may name the epoch (1-based) and
+    logged values, as Keras's: ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``. A write replaces
+    the file atomically, so a crash never leaves a damaged checkpoint.
+
+    >>> model.fit(X, y, validation_split=0.1, epochs=50,
+    ...           callbacks=[fe.callbacks.ModelCheckpoint("best.npz", save_best_only=True)])
+    """
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto"):
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"ModelCheckpoint: mode is 'min', 'max' or 'auto', got {mode!r}")
+        self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
+        self.save_best_only = bool(save_best_only)
+        self.best: float | None = None
+        #: the paths written, in order
+        self.saved: list[str] = []
+
+    def on_train_begin(self, logs):
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs):
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint monitors {self.monitor!r}, which is not "
+                               f"logged; logged: {', '.join(logs)}")
+            value = logs[self.monitor]
+            better = value < self.best if self.mode == "min" else value > self.best
+            if not (np.isfinite(value) and better):
+                return
+            self.best = value
+        try:
+            path = self.path.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"ModelCheckpoint: cannot fill in the path {self.path!r} "
+                             f"({err!r}); it may use {{epoch}} and the logged values: "
+                             f"{', '.join(logs)}") from None
+        self.model.save(path)
+        self.saved.append(path)
 
 
 class Diagnostics(Callback):

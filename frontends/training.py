@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from frontends.callbacks import Callback, EarlyStopping, History
+from frontends.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from frontends.config import integer, suggest
 from frontends.errors import UserInputError
 
@@ -250,16 +250,17 @@ def _training_and_validation(model, x, y, validation_data, validation_split: flo
 
 
 def _check_monitors(model, callbacks: list, validated: bool) -> None:
-    """What the schedule and early stopping watch will be logged: checked before training,
-    not found missing after the first epoch.  An ``EarlyStopping`` after a callback of the
-    user's own is left alone: that callback may add the key to the logs."""
+    """What the schedule, early stopping and best-only checkpoints watch will be logged:
+    checked before training, not found missing after the first epoch.  A watcher after a
+    callback of the user's own is left alone: that callback may add the key to the logs."""
     logged = list(model.metrics_names) + ["time"]
     if validated:
         logged += [f"val_{name}" for name in model.metrics_names]
     watchers = [(f"the learning-rate schedule ({type(model.optimizer.schedule).__name__})",
                  getattr(model.optimizer.schedule, "monitor", None))]
     for cb in callbacks:
-        if isinstance(cb, EarlyStopping):
+        if isinstance(cb, EarlyStopping) or (isinstance(cb, ModelCheckpoint)
+                                             and cb.save_best_only):
             watchers.append((type(cb).__name__, cb.monitor))
         elif not type(cb).__module__.startswith("frontends."):
             break  # a user's callback: what it logs is only known once it runs

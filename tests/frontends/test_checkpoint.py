@@ -1,0 +1,89 @@
+"""ModelCheckpoint: the file written after the best epoch holds exactly that epoch's weights
+and optimizer step count, every-epoch paths filled from the logs, a watched key that is not
+logged refused before training, bad paths explained."""
+
+import os
+
+import numpy as np
+import pytest
+
+import frontends as fe
+from frontends.errors import UserInputError
+
+L = fe.layers
+
+
+def _data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6)).astype("float32")
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype("int64")
+    return X, y
+
+
+def _model(lr=0.5):
+    model = fe.Sequential([L.Dense(12, activation="tanh"), L.Dense(2)], input_shape=(6,),
+                          seed=1)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(lr), metrics=["accuracy"])
+    return model
+
+
+class Snapshots(fe.Callback):
+    """Every epoch's logs and weights, in order (listed before the checkpoint)."""
+
+    def on_train_begin(self, logs):
+        self.logs, self.weights = [], []
+
+    def on_epoch_end(self, epoch, logs):
+        self.logs.append(dict(logs))
+        self.weights.append(self.model.get_weights())
+
+
+def test_best_only_keeps_the_best_epochs_weights_and_resumes(tmp_path):
+    X, y = _data()
+    model = _model()
+    snaps = Snapshots()
+    ckpt = fe.callbacks.ModelCheckpoint(tmp_path / "best.npz", save_best_only=True)
+    model.fit(X, y, validation_split=0.25, epochs=12, batch_size=8, shuffle=False,
+              progress=False, verbose=False, callbacks=[snaps, ckpt])
+    val = [logs["val_loss"] for logs in snaps.logs]
+    best = int(np.argmin(val))
+    assert best < len(val) - 1, "the oracle needs a run whose last epoch is not the best"
+    # written exactly after each new best: the running minimum's improvements
+    improved = [e for e in range(len(val)) if val[e] < min(val[:e], default=np.inf)]
+    assert ckpt.saved == [str(tmp_path / "best.npz")] * len(improved)
+    loaded = fe.load_model(tmp_path / "best.npz")
+    for a, b in zip(loaded.get_weights(), snaps.weights[best]):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.evaluate(X[90:], y[90:])["loss"] == pytest.approx(val[best], rel=1e-6)
+    # the optimizer state of that epoch too (12 minibatches of 8 in the 90 training rows)
+    assert loaded.optimizer.iterations.get_value() == (best + 1) * 12
+
+
+def test_every_epoch_paths_are_filled_from_the_logs(tmp_path):
+    X, y = _data()
+    ckpt = fe.callbacks.ModelCheckpoint(str(tmp_path / "m-{epoch:02d}-{loss:.3f}.npz"))
+    snaps = Snapshots()
+    _model().fit(X, y, epochs=3, progress=False, verbose=False, callbacks=[snaps, ckpt])
+    want = [str(tmp_path / f"m-{e + 1:02d}-{logs['loss']:.3f}.npz")
+            for e, logs in enumerate(snaps.logs)]
+    assert ckpt.saved == want and all(os.path.exists(p) for p in want)
+    for path, weights in zip(want, snaps.weights):
+        for a, b in zip(fe.load_model(path).get_weights(), weights):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_watched_key_that_is_not_logged_or_a_bad_path_is_explained(tmp_path):
+    X, y = _data()
+    model = _model()
+    before = model.get_weights()
+    with pytest.raises(UserInputError, match="ModelCheckpoint watches 'val_loss', which needs "
+                                             "validation_data"):
+        model.fit(X, y, epochs=2, progress=False, verbose=False,
+                  callbacks=[fe.callbacks.ModelCheckpoint(tmp_path / "m.npz",
+                                                          save_best_only=True)])
+    assert all((a == b).all() for a, b in zip(before, model.get_weights()))
+    with pytest.raises(ValueError, match=r"cannot fill in the path .*\{val_acc\}.* loss, "):
+        model.fit(X, y, epochs=1, progress=False, verbose=False,
+                  callbacks=[fe.callbacks.ModelCheckpoint(str(tmp_path / "{val_acc}.npz"))])
+    with pytest.raises(ValueError, match="mode is 'min', 'max' or 'auto'"):
+        fe.callbacks.ModelCheckpoint("m.npz", mode="best")
