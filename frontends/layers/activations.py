@@ -87,7 +87,8 @@ class HardTanh(_fixed("hard_tanh", "``max(-1, min(1, x))``.")): pass
 class Abs(_fixed("abs", "``|x|``: absolute-value rectification.")): pass
 class Cos(_fixed("cos", "``cos(x)``.")): pass
 class GELU(_fixed("gelu", "``x Phi(x)``, exact (erf), as torch's default.")): pass
-class SiLU(_fixed("silu", "``x sigmoid(x)`` (swish).")): pass
+class SiLU(_fixed("silu", "``x sigmoid(x)`` (swish).")):
+    name_prefix = "silu"
 
 
 class LeakyReLU(Layer):

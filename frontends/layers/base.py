@@ -63,6 +63,8 @@ class Layer:
     constructor arguments that ``get_config`` saves."""
 
     has_mode = False          # output differs between training and inference
+    name_prefix: str | None = None  # automatic names' stem, when not the class name in
+    #                                 snake case (SiLU -> "silu", not "si_lu")
     config_args: tuple[str, ...] = ()
 
     def __init__(self, name: str | None = None):
@@ -86,7 +88,7 @@ class Layer:
         """Give the layer a name if it has none: ``dense_1``, ``dense_2``, ... (per model
         when ``taken`` is given, else per process)."""
         if self.name is None:
-            prefix = _snake(self.kind)
+            prefix = self.name_prefix or _snake(self.kind)
             if taken is None:
                 self.name = f"{prefix}_{next(_counters[prefix])}"
             else:

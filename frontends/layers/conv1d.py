@@ -111,7 +111,10 @@ class _Pool1D(Layer):
         self.stride = None if stride is None else integer(self.kind, "stride", stride)
 
     def call(self, x, training):
-        _sequence_dims(self, x)
+        _, length = _sequence_dims(self, x)
+        if self.pool_size > length:
+            raise ValueError(f"layer {self.name}: pool_size {self.pool_size} is bigger than "
+                             f"the sequence length {length} of input shape {x.shape}")
         stride = None if self.stride is None else (1, self.stride)
         pooled = type(self).function(sg.expand_dims(x, 2), (1, self.pool_size), stride=stride)
         return sg.squeeze(pooled, 2)

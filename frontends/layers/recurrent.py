@@ -71,12 +71,18 @@ class _Recurrent(Layer):
     def call(self, x, training):
         steps, _ = _sequence(self, x)
         projected = self._project(x)  # (batch, time, k units): one product for every step
-        state = None
+        # the zero first state is implicit (no product with U), except for one step: then
+        # an explicit one keeps U in the graph (its gradient is zero, as in torch and Keras)
+        state = None if steps > 1 else self._zero_state(projected)
         outputs = []
         for t in range(steps):
             state = self._step(projected[:, t, :], state)
             outputs.append(state[0])
         return sg.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
+
+    def _zero_state(self, projected) -> tuple:
+        zeros = sg.zeros_like(projected[:, 0, :self.units])  # (batch, units)
+        return (zeros,) * (2 if isinstance(self, LSTM) else 1)
 
     def _project(self, x):
         return x @ self.W + self.b
@@ -150,6 +156,10 @@ class GRU(_Recurrent):
 
     def _bias_shape(self, width):
         return (2, width)
+
+    def _zero_state(self, projected) -> tuple:
+        zeros = sg.zeros_like(projected[:, 0, :self.units])  # (batch, units)
+        return (zeros,) * (2 if isinstance(self, LSTM) else 1)
 
     def _project(self, x):
         return x @ self.W + self.b[0]

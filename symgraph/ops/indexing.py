@@ -334,6 +334,10 @@ def _expanded(x: Variable, index: tuple) -> tuple:
             index = index[:pos] + (slice(None),) * fill + index[pos + 1:]
         if any(e is None for e in index):
             raise IndexError("np.newaxis in an index is not supported; use sg.expand_dims")
+    if any(isinstance(e, (bool, np.bool_)) for e in index):
+        # numpy reads x[True] as a 0-d mask (a new axis), not as x[1]
+        raise IndexError("a boolean in an index (numpy's 0-d mask) is not supported; use an "
+                         "int, or sg.where for a mask")
     return index
 
 

@@ -288,7 +288,7 @@ def setitem_zeros_as_pad(node: Apply) -> Variable | None:
         if isinstance(entry, slice) and entry == slice(None):
             widths.append((0, 0))
             continue
-        if not isinstance(d, int):
+        if not isinstance(d, int) or isinstance(entry, bool):
             return None
         if isinstance(entry, int):
             i = entry + d if entry < 0 else entry
@@ -302,6 +302,8 @@ def setitem_zeros_as_pad(node: Apply) -> Variable | None:
             return None
     if inserted:
         g = ops.expand_dims(g, tuple(inserted))
+    if all(w == (0, 0) for w in widths):  # x[:], x[...], a 0-d x[()]: g itself
+        return g
     return Pad(tuple(widths))(g)
 
 

@@ -122,3 +122,5 @@ def test_config_round_trip_and_errors():
         L.Conv1D(4, 3)(fe.Input((3, 4, 5)))
     with pytest.raises(ValueError, match=r"takes \(batch, channels, length\)"):
         L.MaxPool1D(2)(fe.Input((6,)))
+    with pytest.raises(ValueError, match=r"pool_size 5 is bigger than the sequence length 4"):
+        L.AvgPool1D(5)(fe.Input((3, 4)))

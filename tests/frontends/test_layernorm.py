@@ -100,3 +100,9 @@ def test_config_round_trip_and_errors():
         L.LayerNorm(dims=2)(fe.Input((5,)))
     with pytest.raises(ValueError, match="must be fixed sizes"):
         L.LayerNorm()(sg.tensor("x", ("batch", "features")))
+
+
+def test_automatic_names_of_the_new_activation_layers():
+    assert L.SiLU().ensure_name(set()) == "silu_1"
+    assert L.GELU().ensure_name(set()) == "gelu_1"
+    assert L.LayerNorm().ensure_name(set()) == "layer_norm_1"

@@ -82,6 +82,31 @@ def test_values_and_gradients_match_torch(kind, return_sequences, backend, rng):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+def test_one_step_sequences_match_torch_and_train(kind, rng):
+    """T = 1: the state starts at zero, so U gets a zero gradient (torch's too) -- but it is
+    in the graph, and a model with the layer compiles and trains."""
+    x = fe.Input((1, F), "float64")
+    layer = getattr(L, kind)(H)
+    out = layer(x)
+    for w in layer.weights:
+        w.set_value(rng.normal(scale=0.5, size=w.get_value().shape))
+    X = rng.normal(size=(B, 1, F))
+    C = rng.normal(size=(B, H))
+    got = sg.function([x], [out, *sg.grad(sg.sum(out * C), layer.weights)])(X)
+    mod = _torch_module(kind, [w.get_value() for w in layer.weights])
+    (mod(torch.tensor(X))[0][:, -1] * torch.tensor(C)).sum().backward()
+    np.testing.assert_allclose(got[0], mod(torch.tensor(X))[0][:, -1].detach().numpy(),
+                               rtol=1e-11)
+    for a, b in zip(got[1:], _torch_grads_in_keras_layout(kind, mod)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert not got[2].any()  # U's gradient
+    model = fe.Sequential([getattr(L, kind)(3), L.Dense(2)], input_shape=(1, F), seed=0)
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    model.fit(rng.normal(size=(6, 1, F)).astype(np.float32), np.arange(6) % 2, epochs=1,
+              progress=False, verbose=False)
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 def test_gradients_match_finite_differences(kind, rng):
     x = sg.tensor("x", (2, 3, F))

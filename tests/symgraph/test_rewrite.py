@@ -580,3 +580,25 @@ def test_overlapping_or_differently_shaped_pads_are_still_added(backend):
     want_two[:, 2] += 3.0
     np.testing.assert_array_equal(got[0], want_overlap)
     np.testing.assert_array_equal(got[1], want_two)
+
+
+@pytest.mark.parametrize("shape, index", [((), ()), ((), Ellipsis), ((3, 4), slice(None)),
+                                          ((3, 4), (slice(None), slice(None)))])
+def test_gradient_of_an_index_that_takes_everything_is_g_itself(shape, index, backend):
+    """No zero-width pad (a no-op node, and the numpy backend's np.pad refused the 0-d one)."""
+    x = sg.tensor("x", shape)
+    g = sg.grad(sg.sum(x[index] * 2.0), x)
+    new, report, names = rewritten([g])
+    assert report.fired["setitem_zeros_as_pad"] == 1
+    assert not {"pad", "crop", "setitem_zeros"} & set(names)
+    np.testing.assert_array_equal(sg.function([x], g, backend=backend)(np.ones(shape)),
+                                  np.full(shape, 2.0))
+
+
+def test_a_bool_in_a_basic_index_is_refused():
+    """numpy reads x[True] as a 0-d mask (a new axis); taking it as x[1] gave a gradient
+    where the forward pass failed."""
+    x = sg.tensor("x", (3, 4))
+    for index in (True, (0, np.bool_(False))):
+        with pytest.raises(IndexError, match="a boolean in an index"):
+            x[index]
