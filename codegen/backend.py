@@ -238,6 +238,7 @@ class LLVMProgram(Program):
     # -- lowering --------------------------------------------------------------------------
     def _lower(self) -> tuple[str, list[KernelInfo], ModuleContext]:
         load_lowerings()
+        from .dedupe import dedupe  # lazy: as above
         from .entry import entry_function  # lazy: lowering only (see the imports above)
         from .lower import (  # lazy: as above
             OUTLINE_KERNELS,
@@ -266,16 +267,20 @@ class LLVMProgram(Program):
                 k.ptr(var)
             functions.append(k.finish(info))
             kernels.append((info, list(k.params)))
+        kept, target = dedupe([(info.name, text) for (info, _), text in zip(kernels, functions)])
+        for info, _ in kernels:
+            info.function = target[info.name]
         main = entry_function(self, ctx, kernels)
         parts = [module_header(), math_declarations(ctx.math_used)]
         if ctx.uses_blas:
             parts.append(blas.blas_declarations())
         if ctx.uses_parallel:
             parts.append(parallel.declaration())
+        functions = [functions[i] for i in kept]
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
         entry = [main]  # (sg_epoch: a module of its own, on the first epoch call)
-        sized = [(info.name, text, len(roots) + 1) for (info, roots), text
-                 in zip(kernels, functions)]
+        sized = [(kernels[i][0].name, text, len(kernels[i][1]) + 1)
+                 for i, text in zip(kept, functions)]
         lines = sum(t.count("\n") for t in functions + entry)
         text = split_modules("\n\n".join(parts), sized, entry, module_count(lines))
         return text, [info for info, _ in kernels], ctx

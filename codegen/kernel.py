@@ -72,6 +72,11 @@ class Kernel:
         d = var.shape[axis]
         if isinstance(d, int):
             return str(d)
+        if d is not None:
+            # a symbolic dim has one value per call wherever it appears: one slot per
+            # expression (the first variable's), so kernels that differ only in their
+            # buffers are the same text (codegen.dedupe)
+            var, axis = self.ctx.dim_owners.setdefault(d, (var, axis))
         return self.table(("dim", var.id, axis), dim_slot(var, axis))
 
     def ptr(self, var: Variable) -> str:

@@ -41,7 +41,7 @@ SlotFn = Callable[[dict, dict], int]
 class KernelInfo:
     """One fused kernel: the variable it writes and the graph nodes it computes."""
 
-    __slots__ = ("name", "output", "nodes", "reads", "fallible", "outputs", "blas")
+    __slots__ = ("name", "output", "nodes", "reads", "fallible", "outputs", "blas", "function")
 
     def __init__(self, name: str, output: Variable, nodes: list[Apply],
                  reads: list[Variable] | None = None, fallible: bool = False,
@@ -52,6 +52,9 @@ class KernelInfo:
         #: all variables it writes
         self.outputs: list[Variable] = [] if outputs is None else outputs
         self.blas = blas  # calls BLAS (gemm or gemv)
+        #: the IR function its call site calls: its own, or an equal kernel's
+        #: (``codegen.dedupe``)
+        self.function = name
 
     @property
     def user_nodes(self) -> list[Apply]:
@@ -78,6 +81,8 @@ class ModuleContext:
         self.split_minimum = split_minimum
         self.slots: list[SlotFn] = []
         self._slot_keys: dict = {}
+        #: symbolic dim expression -> the (variable, axis) whose table slot holds it
+        self.dim_owners: dict = {}
         self.math_used: set[tuple[str, str]] = set()
         self.uses_blas = False
         self.uses_parallel = False  # some kernel calls codegen.native.parallel's runtime

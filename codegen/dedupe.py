@@ -1,0 +1,51 @@
+"""One IR function for kernels that are the same code.
+
+Why: a graph that repeats a block -- an unrolled RNN step, a stack of equal layers --
+lowers to kernels that differ only in the buffers they are given, which are parameters.
+LLVM optimised and emitted each copy anew: an LSTM(32) over 50 steps had ~18 kernels per
+step, ~430 functions, 7-10 s of compile. Kernels whose text is identical once their own
+name and their metadata numbering are set aside compute the same function of their
+parameters (table slots of symbolic dims are keyed by the dim's expression,
+``codegen.kernel.Kernel.dim``, so equal code reads equal slots), so the first one stands
+for the others: each call site keeps its own arguments, and only one body is compiled.
+
+Nothing else differs: a kernel's status code is mapped to its node by the call site in
+``sg_step``, not by the body; bodies that embed anything of their own (an error record's
+node, an output slot) are not equal text and stay apart.
+"""
+
+from __future__ import annotations
+
+import re
+
+_METADATA = re.compile(r"!(\d+)\b")
+
+
+def _canonical(name: str, text: str) -> str:
+    """``text`` with its own name (and its helpers' ``name_*``) and metadata numbers made
+    position-independent."""
+    text = re.sub(rf"@{re.escape(name)}(?![0-9])", "@__kernel", text)
+    numbers: dict[str, str] = {"0": "0"}  # !0 is the module header's shared empty node
+
+    def renumber(match: re.Match) -> str:
+        return "!m" + numbers.setdefault(match.group(1), str(len(numbers)))
+
+    return _METADATA.sub(renumber, text)
+
+
+def dedupe(named: list[tuple[str, str]]) -> tuple[list[int], dict[str, str]]:
+    """For kernels ``(name, IR text)`` in order: the indices of the ones to compile, and
+    ``{name: name of the kernel whose body it calls}`` for every kernel."""
+    first: dict[str, str] = {}
+    kept: list[int] = []
+    target: dict[str, str] = {}
+    for i, (name, text) in enumerate(named):
+        key = _canonical(name, text)
+        owner = first.setdefault(key, name)
+        target[name] = owner
+        if owner == name:
+            kept.append(i)
+    return kept, target
+
+
+__all__ = ["dedupe"]
