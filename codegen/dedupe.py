@@ -19,12 +19,14 @@ from __future__ import annotations
 import re
 
 _METADATA = re.compile(r"!(\d+)\b")
+#: a kernel's name (``@k12``) and its helpers' (``@k12_part``): kernels call no other kernel
+_KERNEL_NAME = re.compile(r"@k\d+(?![0-9])")
 
 
-def _canonical(name: str, text: str) -> str:
+def _canonical(text: str) -> str:
     """``text`` with its own name (and its helpers' ``name_*``) and metadata numbers made
     position-independent."""
-    text = re.sub(rf"@{re.escape(name)}(?![0-9])", "@__kernel", text)
+    text = _KERNEL_NAME.sub("@__kernel", text)
     numbers: dict[str, str] = {"0": "0"}  # !0 is the module header's shared empty node
 
     def renumber(match: re.Match) -> str:
@@ -40,7 +42,7 @@ def dedupe(named: list[tuple[str, str]]) -> tuple[list[int], dict[str, str]]:
     kept: list[int] = []
     target: dict[str, str] = {}
     for i, (name, text) in enumerate(named):
-        key = _canonical(name, text)
+        key = _canonical(text)
         owner = first.setdefault(key, name)
         target[name] = owner
         if owner == name:

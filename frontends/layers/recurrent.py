@@ -4,11 +4,11 @@ The time loop is unrolled into the graph: the sequence length must be a fixed di
 backward pass is ordinary backprop through the unrolled steps (BPTT), so the whole training
 step still compiles to one native function. The input projection of every time step is one
 product ``x @ W`` of the whole sequence (a single gemm); only ``h @ U`` is per step. Compile
-time grows with the length, and three quarters of it is LLVM's: on this 2-core machine an
-LSTM(32) training step (batch 32, 16 features, Adam) compiles in 4-5 s over 20 steps and
-9-10 s over 50, once (the disk cache keeps it), and then takes 0.25x and 0.44x torch
-eager's step (``bench/rnn.py``). Long sequences want a loop op the graph does not have
-yet.
+time grows with the length, though the steps' equal kernels compile once
+(``codegen.dedupe``): on this 2-core machine an LSTM(32) training step (batch 32, 16
+features, Adam) compiles in 2-3 s over 20 steps and 4-5 s over 50, once (the disk cache
+keeps it), and then takes 0.26x and 0.38x torch eager's step (``bench/rnn.py``). Long
+sequences want a loop op the graph does not have yet.
 
 Weights are named as Dense's (``W`` input, ``U`` recurrent, ``b`` bias) and laid out as
 Keras's ``kernel``, ``recurrent_kernel``, ``bias`` (``get_weights`` order and shapes): ``W``
