@@ -8,6 +8,7 @@ not decayed. The whole training step -- the unrolled recurrence, its backward pa
 through time and the update -- is one native function.
 
     python examples/digits_rnn.py [--cell LSTM|GRU] [--units 64] [--epochs 30]
+    symgraph train examples/digits_rnn.yaml     # the same model from a spec file
 """
 
 from __future__ import annotations

@@ -180,3 +180,26 @@ def test_config_round_trip_and_errors():
         L.GRU(0)
     with pytest.raises(TypeError, match="return_sequences must be True or False"):
         L.SimpleRNN(3, return_sequences="yes")
+
+
+def test_the_example_spec_is_the_example_model():
+    """examples/digits_rnn.yaml (symgraph train) and examples/digits_rnn.py: one model, one
+    optimizer (AdamW with the same exclusions, a cosine over the same 30 epochs)."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    spec = importlib.util.spec_from_file_location("digits_rnn", root / "digits_rnn.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    model, cfg = fe.load_spec(root / "digits_rnn.yaml")
+    built = example.build("LSTM", 64, seed=0)
+    assert [layer.get_config() for layer in model.layers] == \
+        [layer.get_config() for layer in built.layers]
+    for a, b in zip(model.get_weights(), built.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    opt = cfg["compile"]["optimizer"]
+    steps_per_epoch = -(-1438 // cfg["fit"]["batch_size"])
+    assert opt["schedule"] == {"type": "Cosine", "steps": cfg["fit"]["epochs"] * steps_per_epoch,
+                               "warmup": steps_per_epoch}
+    assert opt["exclude"] == ["b", "gamma", "beta"] and opt["type"] == "AdamW"
