@@ -72,10 +72,11 @@ class Kernel:
         d = var.shape[axis]
         if isinstance(d, int):
             return str(d)
-        if d is not None:
-            # a symbolic dim has one value per call wherever it appears: one slot per
-            # expression (the first variable's), so kernels that differ only in their
-            # buffers are the same text (codegen.dedupe)
+        if d is not None and d.free_symbols <= self.ctx.bound_symbols():
+            # a dim whose symbols the call's inputs bind (and check) has one value wherever
+            # it appears: one slot per expression (the first variable's), so kernels that
+            # differ only in their buffers are the same text (codegen.dedupe).  A symbol no
+            # input binds gives each variable its own length (reshape's -1): its own slot.
             var, axis = self.ctx.dim_owners.setdefault(d, (var, axis))
         return self.table(("dim", var.id, axis), dim_slot(var, axis))
 

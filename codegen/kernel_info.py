@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from symgraph.graph import Apply, Variable, user_nodes
+import sympy
+
+from symgraph.graph import Apply, Constant, Variable, user_nodes
 
 if TYPE_CHECKING:
     from .fusion import Analysis
@@ -83,6 +85,7 @@ class ModuleContext:
         self._slot_keys: dict = {}
         #: symbolic dim expression -> the (variable, axis) whose table slot holds it
         self.dim_owners: dict = {}
+        self._bound_symbols: set | None = None
         self.math_used: set[tuple[str, str]] = set()
         self.uses_blas = False
         self.uses_parallel = False  # some kernel calls codegen.native.parallel's runtime
@@ -102,6 +105,17 @@ class ModuleContext:
             index = self._slot_keys[key] = len(self.slots)
             self.slots.append(fn)
         return index
+
+    def bound_symbols(self) -> set:
+        """The symbols a call binds: plain symbolic dims of the graph's inputs and shared
+        variables (``Function.check_inputs`` checks every one, and every input dim built
+        from them)."""
+        if self._bound_symbols is None:
+            leaves = {v for node in self.an.all_nodes for v in node.inputs
+                      if v.owner is None and not isinstance(v, Constant)}
+            self._bound_symbols = {d for v in leaves for d in v.shape
+                                   if isinstance(d, sympy.Symbol)}
+        return self._bound_symbols
 
     def error_slot(self, field: int) -> int:
         """Table slot of field ``field`` of the error record (see :data:`ERROR_FIELDS`)."""

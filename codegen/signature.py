@@ -270,6 +270,7 @@ def encode_meta(program, kernels, ctx, numbering: Numbering) -> dict:
                 "outputs": [num.index[v] for v in info.outputs],
                 "fallible": bool(info.fallible),
                 "blas": bool(info.blas),
+                "function": info.function,
             })
         except KeyError as err:
             raise Unsupported("a kernel refers to a variable outside the graph") from err
@@ -298,6 +299,7 @@ def decode_meta(meta: dict, analysis, numbering: Numbering):
         info.reads = vars_(k["reads"])
         info.fallible = bool(k["fallible"])
         info.blas = bool(k["blas"])
+        info.function = str(k.get("function", info.name))
         kernels.append(info)
     ctx = ModuleContext(analysis)
     for item in meta["slots"]:

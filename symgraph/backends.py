@@ -34,12 +34,14 @@ reverse).  A third-party backend registers itself the same way::
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sympy
 
 from symgraph import shapes as sh
 from symgraph.evaluate import evaluate
@@ -69,6 +71,13 @@ class CompileRequest:
     #: symbolic dims the graph broadcasts against each other, mapped to one representative
     #: each (``shapes.same_dims``): the inputs must give them one length
     same_dims: Mapping = field(default_factory=dict)
+
+    @functools.cached_property
+    def _expression_inputs(self) -> tuple[Variable, ...]:
+        """Inputs with a dim built from symbols (``2*b``): checked again once every input
+        has bound its symbols (the first pass cannot resolve ``2*b`` before ``b``)."""
+        return tuple(var for var in self.inputs if any(
+            d is not None and not isinstance(d, (int, sympy.Symbol)) for d in var.shape))
 
     @property
     def update_vars(self) -> list[SharedVariable]:
@@ -102,6 +111,10 @@ class CompileRequest:
             if problem:
                 raise ValueError(f"input {var.name!r}: {problem}")
             values[var] = array
+        for var in self._expression_inputs:  # a dim such as 2*b whose b a later input bound
+            problem = sh.bind_shape(var.shape, values[var].shape, bindings, same)
+            if problem:
+                raise ValueError(f"input {var.name!r}: {problem}")
         if same:
             sh.bind_classes(bindings, same)
         return values, bindings

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 import symgraph as sg
 from codegen.dedupe import dedupe
@@ -68,3 +69,35 @@ def test_shared_bodies_train_and_run_epochs_as_the_reference():
     np.testing.assert_allclose(got, want, rtol=1e-12)
     for a, W in zip(after, Ws):
         np.testing.assert_allclose(a, W.get_value(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_dim_built_from_a_symbol_no_input_binds_keeps_each_variables_length(backend):
+    """Two inputs of static shape (2*n, 3) where no input binds n: each has its own length
+    (as in the reference), so they must not share the dim's table slot -- sharing ran
+    one's cumsum over the other's length (wrong sums, then out-of-bounds writes)."""
+    n = sg.tensor("z", ("n",)).shape[0]
+    a, b = sg.tensor("a", (2 * n, 3)), sg.tensor("b", (2 * n, 3))
+    out = sg.sum(sg.cumsum(a, axis=0)) + 10 * sg.sum(sg.cumsum(b, axis=0))
+    f = sg.function([a, b], out, backend=backend)
+    for rows in ((4, 6), (600, 4)):
+        A, B = np.ones((rows[0], 3)), np.ones((rows[1], 3))
+        want = np.cumsum(A, axis=0).sum() + 10 * np.cumsum(B, axis=0).sum()
+        assert f(A, B) == want
+
+
+def test_an_input_dim_built_from_a_later_inputs_symbol_is_checked(backend):
+    """x: (2*b,) before y: (b, 2): 2*b is checked once y has bound b (it was skipped)."""
+    x, y = sg.tensor("x", (2 * sg.tensor("t", ("b",)).shape[0],)), sg.tensor("y", ("b", 2))
+    f = sg.function([x, y], sg.sum(sg.cumsum(x)) + sg.sum(y), backend=backend)
+    assert f(np.ones(6), np.ones((3, 2))) == 21 + 6
+    with pytest.raises(ValueError, match=r"input 'x': dim 0 is 2\*b = 6, got 10"):
+        f(np.ones(10), np.ones((3, 2)))
+
+
+def test_programs_from_the_cache_call_the_same_shared_bodies():
+    x, loss, Ws, grads, rng = _stack(12)
+    cold = sg.function([x], [loss, *grads], backend="llvm")
+    warm = sg.function([x], [loss, *grads], backend="llvm")
+    assert warm.compile_stats["cache_level"] == "program"
+    assert [k.function for k in warm.kernels] == [k.function for k in cold.kernels]
+    assert any(k.function != k.name for k in warm.kernels)
