@@ -5,7 +5,7 @@ lowers to kernels that differ only in the buffers they are given, which are para
 LLVM optimised and emitted each copy anew: an LSTM(32) over 50 steps had ~18 kernels per
 step, ~430 functions, 7-10 s of compile. Kernels whose text is identical once their own
 name and their metadata numbering are set aside compute the same function of their
-parameters (table slots of symbolic dims are keyed by the dim's expression,
+parameters (a symbolic dim whose symbols the call binds has one table slot per expression,
 ``codegen.kernel.Kernel.dim``, so equal code reads equal slots), so the first one stands
 for the others: each call site keeps its own arguments, and only one body is compiled.
 
