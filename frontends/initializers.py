@@ -116,10 +116,7 @@ class Constant(Initializer):
     args = ("value",)
 
     def __init__(self, value: float = 0.0):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value):
-            raise ValueError(f"constant: value must be a finite number, got {value!r}")
-        self.value = float(value)
+        self.value = _finite("constant", "value", value)
 
     def sample(self, shape, fan_in, fan_out, rng):
         return np.full(shape, self.value)
@@ -151,10 +148,7 @@ class Orthogonal(Initializer):
     args = ("gain",)
 
     def __init__(self, gain: float = 1.0):
-        if isinstance(gain, (bool, np.bool_)) or not isinstance(gain, numbers.Real) \
-                or not math.isfinite(gain):
-            raise ValueError(f"orthogonal: gain must be a finite number, got {gain!r}")
-        self.gain = float(gain)
+        self.gain = _finite("orthogonal", "gain", gain)
 
     def sample(self, shape, fan_in, fan_out, rng):
         if len(shape) < 2:
@@ -163,6 +157,14 @@ class Orthogonal(Initializer):
         q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(rows, cols), min(rows, cols))))
         q *= np.sign(np.diag(r))
         return self.gain * (q.T if rows < cols else q).reshape(shape)
+
+
+def _finite(owner: str, name: str, value) -> float:
+    """``value`` as a float, if it is a finite real number (a bool is a mistake)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _truncated_normal(rng: np.random.Generator, std: float, shape) -> np.ndarray:

@@ -32,6 +32,25 @@ def _plain(pair: tuple[int, int]):
     return pair[0] if pair[0] == pair[1] else list(pair)
 
 
+def checked_groups(owner: str, filters: int, groups) -> int:
+    """``groups`` as an int that divides ``filters`` (Conv1D and Conv2D)."""
+    groups = integer(owner, "groups", groups)
+    if filters % groups:
+        raise ValueError(f"{owner}: filters ({filters}) must be divisible by groups "
+                         f"({groups})")
+    return groups
+
+
+def checked_padding(owner: str, padding, numeric, choices: str):
+    """``"valid"``, ``"same"`` or ``numeric(padding)`` (an int, or a pair for Conv2D);
+    ``choices`` words the error."""
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise ValueError(f"{owner}: padding must be {choices}, got {padding!r}")
+        return padding
+    return numeric(padding)
+
+
 def _image_dims(layer: Layer, x: sg.Variable) -> tuple[int, int, int]:
     """(channels, height, width) of an NCHW input with fixed non-batch dims, or an error
     naming the layer."""
@@ -71,17 +90,10 @@ class Conv2D(Layer):
         self._kernel = _pair("Conv2D", "kernel_size", kernel_size)
         self._stride = _pair("Conv2D", "stride", stride)
         self._dilation = _pair("Conv2D", "dilation", dilation)
-        self.groups = integer("Conv2D", "groups", groups)
-        if self.filters % self.groups:
-            raise ValueError(f"Conv2D: filters ({self.filters}) must be divisible by groups "
-                             f"({self.groups})")
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"Conv2D: padding must be 'valid', 'same', an int or a pair, "
-                                 f"got {padding!r}")
-            self.padding = padding
-        else:
-            self.padding = _plain(_pair("Conv2D", "padding", padding, lo=0))
+        self.groups = checked_groups("Conv2D", self.filters, groups)
+        self.padding = checked_padding(
+            "Conv2D", padding, lambda p: _plain(_pair("Conv2D", "padding", p, lo=0)),
+            "'valid', 'same', an int or a pair")
         self.fn = get_activation(activation)
         self.activation = activation  # a name, or a function (then the model cannot be saved)
         self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
@@ -181,4 +193,5 @@ class GlobalAvgPool2D(Layer):
         return sg.mean(x, axis=(2, 3))
 
 
-__all__ = ["AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D", "same_padding"]
+__all__ = ["AvgPool2D", "Conv2D", "GlobalAvgPool2D", "MaxPool2D", "checked_groups",
+           "checked_padding", "same_padding"]

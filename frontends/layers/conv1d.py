@@ -13,7 +13,7 @@ import symgraph as sg
 from frontends.config import integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
-from frontends.layers.conv import same_padding
+from frontends.layers.conv import checked_groups, checked_padding, same_padding
 from symgraph.ops.conv import Conv2D as _Conv2DOp
 
 
@@ -48,17 +48,10 @@ class Conv1D(Layer):
         self.kernel_size = integer("Conv1D", "kernel_size", kernel_size)
         self.stride = integer("Conv1D", "stride", stride)
         self.dilation = integer("Conv1D", "dilation", dilation)
-        self.groups = integer("Conv1D", "groups", groups)
-        if self.filters % self.groups:
-            raise ValueError(f"Conv1D: filters ({self.filters}) must be divisible by groups "
-                             f"({self.groups})")
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"Conv1D: padding must be 'valid', 'same' or an int, got "
-                                 f"{padding!r}")
-            self.padding = padding
-        else:
-            self.padding = integer("Conv1D", "padding", padding, lo=0)
+        self.groups = checked_groups("Conv1D", self.filters, groups)
+        self.padding = checked_padding("Conv1D", padding,
+                                       lambda p: integer("Conv1D", "padding", p, lo=0),
+                                       "'valid', 'same' or an int")
         self.fn = get_activation(activation)
         self.activation = activation
         self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
