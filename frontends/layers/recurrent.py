@@ -194,4 +194,61 @@ class _ForgetBias(initializers.Initializer):
         return value
 
 
-__all__ = ["GRU", "LSTM", "SimpleRNN"]
+def _merge_concat(a, b):
+    return sg.concatenate([a, b], axis=-1)
+
+
+#: how Bidirectional joins the two directions (Keras's ``merge_mode`` names)
+MERGES = {"concat": _merge_concat, "sum": lambda a, b: a + b, "mul": lambda a, b: a * b,
+          "ave": lambda a, b: (a + b) * 0.5}
+
+
+class Bidirectional(Layer):
+    """A recurrent layer run forward in time and a copy of it (its own weights) run
+    backward, merged (Keras's ``Bidirectional``; ``concat`` is ``torch.nn.LSTM(...,
+    bidirectional=True)``'s layout). Without ``return_sequences`` the backward half is its
+    state after reading the whole sequence from the end (torch's ``h_n[1]``); with it,
+    each step's backward state is aligned with that step. Weights: the forward layer's,
+    then the backward layer's (``<name>_forward/W``, ...).
+
+    >>> fe.layers.Bidirectional(fe.layers.LSTM(32))        # (batch, T, F) -> (batch, 64)
+    """
+
+    config_args = ("layer", "merge")
+
+    def __init__(self, layer, merge: str = "concat", name: str | None = None):
+        super().__init__(name)
+        if isinstance(layer, dict):  # a spec file's or a model file's {type: LSTM, ...}
+            from frontends import layers as registry  # lazy: the registry imports this module
+
+            config = dict(layer)
+            layer = registry.get(config.pop("type", None))(**config)
+        if not isinstance(layer, _Recurrent):
+            raise TypeError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer, got "
+                            f"{type(layer).__name__}")
+        if layer.built:
+            raise ValueError(f"Bidirectional needs a layer not yet used, got {layer.name!r} "
+                             "(its weights belong to the model that used it)")
+        if merge not in MERGES:
+            raise ValueError(f"Bidirectional: merge must be one of {sorted(MERGES)}, got "
+                             f"{merge!r}")
+        self.layer, self.merge = layer, merge
+        config = {k: v for k, v in layer.get_config().items() if k not in ("type", "name")}
+        self.backward_layer = type(layer)(**config)
+
+    def build(self, x):
+        for sub, direction in ((self.layer, "forward"), (self.backward_layer, "backward")):
+            sub.name = f"{self.name}_{direction}"
+            sub.build(x)
+            sub.built = True
+        self._weights = self.layer._weights + self.backward_layer._weights
+
+    def call(self, x, training):
+        ahead = self.layer.call(x, training)
+        behind = self.backward_layer.call(sg.flip(x, axis=1), training)
+        if self.layer.return_sequences:  # step t of the reversed run is step T-1-t
+            behind = sg.flip(behind, axis=1)
+        return MERGES[self.merge](ahead, behind)
+
+
+__all__ = ["GRU", "LSTM", "MERGES", "Bidirectional", "SimpleRNN"]

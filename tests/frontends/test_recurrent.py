@@ -203,3 +203,89 @@ def test_the_example_spec_is_the_example_model():
     assert opt["schedule"] == {"type": "Cosine", "steps": cfg["fit"]["epochs"] * steps_per_epoch,
                                "warmup": steps_per_epoch}
     assert opt["exclude"] == ["b", "gamma", "beta"] and opt["type"] == "AdamW"
+
+
+def _torch_bidirectional(kind, forward, backward):
+    """torch's bidirectional RNN with our two directions' (Keras-layout) weights."""
+    mod = getattr(torch.nn, {"SimpleRNN": "RNN"}.get(kind, kind))(
+        F, H, batch_first=True, bidirectional=True).double()
+    for suffix, weights in (("", forward), ("_reverse", backward)):
+        one = _torch_module(kind, weights)
+        with torch.no_grad():
+            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                getattr(mod, name + suffix).copy_(getattr(one, name))
+    return mod
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional_concat_matches_torch(kind, return_sequences, backend, rng):
+    """concat is torch's bidirectional layout: the sequence as torch's output; the last
+    state as torch's final states h_n of both directions."""
+    x = fe.Input((T, F), "float64")
+    layer = L.Bidirectional(getattr(L, kind)(H, return_sequences=return_sequences))
+    out = layer(x)
+    for w in layer.weights:
+        w.set_value(rng.normal(scale=0.5, size=w.get_value().shape))
+    X = rng.normal(size=(B, T, F))
+    C = rng.normal(size=tuple(int(d) if isinstance(d, int) else B for d in out.shape))
+    got = sg.function([x], [out, sg.grad(sg.sum(out * C), x)], backend=backend)(X)
+    values = [w.get_value() for w in layer.weights]
+    mod = _torch_bidirectional(kind, values[:3], values[3:])
+    xt = torch.tensor(X, requires_grad=True)
+    seq, h_n = mod(xt)
+    h_n = h_n[0] if kind == "LSTM" else h_n
+    want = seq if return_sequences else torch.cat([h_n[0], h_n[1]], dim=-1)
+    (want * torch.tensor(C)).sum().backward()
+    np.testing.assert_allclose(got[0], want.detach().numpy(), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(got[1], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("merge, op", [("sum", np.add), ("mul", np.multiply),
+                                       ("ave", lambda a, b: (a + b) / 2)])
+def test_bidirectional_merges_the_two_directions(merge, op, rng):
+    x = fe.Input((T, F), "float64")
+    both = L.Bidirectional(L.GRU(H, return_sequences=True), merge=merge)
+    out = both(x)
+    X = rng.normal(size=(B, T, F))
+    got = sg.function([x], out)(X)
+    # the two directions run alone: a GRU with each direction's weights
+    fwd, bwd = L.GRU(H, return_sequences=True), L.GRU(H, return_sequences=True)
+    a, b = fwd(x), bwd(x)
+    for layer, values in ((fwd, both.weights[:3]), (bwd, both.weights[3:])):
+        for w, v in zip(layer.weights, values):
+            w.set_value(v.get_value())
+    ahead, behind = sg.function([x], [a, b])(X), sg.function([x], b)(X[:, ::-1])
+    np.testing.assert_allclose(got, op(ahead[0], behind[:, ::-1]), rtol=1e-12)
+
+
+def test_bidirectional_trains_saves_and_loads(tmp_path, rng):
+    model = fe.Sequential([L.Bidirectional(L.LSTM(4, return_sequences=True)),
+                           L.Bidirectional(L.GRU(3), merge="sum"), L.Dense(2)],
+                          input_shape=(T, F), seed=3)
+    model.compile(loss="cross_entropy", optimizer="adam")
+    assert [w.name for w in model.weights][:3] == [f"bidirectional_1_forward/{n}"
+                                                   for n in ("W", "U", "b")]
+    X = rng.normal(size=(8, T, F)).astype(np.float32)
+    y = np.arange(8) % 2
+    model.fit(X, y, epochs=2, batch_size=4, progress=False, verbose=False)
+    model.save(tmp_path / "m.npz")
+    loaded = fe.load_model(tmp_path / "m.npz")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    for m in (model, loaded):
+        m.fit(X, y, epochs=1, batch_size=4, shuffle=False, progress=False, verbose=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bidirectional_errors():
+    with pytest.raises(TypeError, match="wraps a SimpleRNN, LSTM or GRU layer, got Dense"):
+        L.Bidirectional(L.Dense(3))
+    with pytest.raises(ValueError, match=r"merge must be one of \['ave', 'concat'"):
+        L.Bidirectional(L.LSTM(3), merge="max")
+    used = L.LSTM(3)
+    used(fe.Input((T, F)))
+    with pytest.raises(ValueError, match="needs a layer not yet used"):
+        L.Bidirectional(used)
+    spec = L.Bidirectional(layer={"type": "GRU", "units": 3}, merge="ave")
+    assert isinstance(spec.layer, L.GRU) and spec.get_config()["layer"]["units"] == 3
