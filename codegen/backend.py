@@ -279,7 +279,8 @@ class LLVMProgram(Program):
         functions = [functions[i] for i in kept]
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
         entry = [main]  # (sg_epoch: a module of its own, on the first epoch call)
-        sized = [(kernels[i][0].name, text, len(kernels[i][1]) + 1)
+        sized = [(kernels[i][0].name, text,
+                  ["ptr"] * (len(kernels[i][1]) + 1) + ["i64"] * len(kernels[i][0].args))
                  for i, text in zip(kept, functions)]
         lines = sum(t.count("\n") for t in functions + entry)
         text = split_modules("\n\n".join(parts), sized, entry, module_count(lines))

@@ -62,7 +62,8 @@ def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) 
         ptrs = [f"ptr {root_pointer(program, fb, ctx, r)}" for r in roots]
         if profile:
             t0 = fb.op("call i64 @llvm.readcyclecounter()")
-        status = fb.op(f"call i32 @{info.function}({', '.join(ptrs + ['ptr %tab'])})")
+        values = [f"i64 {a}" for a in info.args]
+        status = fb.op(f"call i32 @{info.function}({', '.join(ptrs + ['ptr %tab'] + values)})")
         if profile:
             t1 = fb.op("call i64 @llvm.readcyclecounter()")
             slot = fb.op(f"getelementptr inbounds i64, ptr {counters}, i64 {n}")

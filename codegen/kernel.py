@@ -61,12 +61,24 @@ class Kernel:
         #: loops: the range function and the task the runtime calls)
         self.extra_params = ""
         self.extra_functions: list[str] = []
+        #: values the call site passes after ``%tab`` (``static_arg``); a kernel whose body
+        #: is a function of its own (a parallel loop's range) takes them as literals
+        self.args: list[int] = []
+        self.static_args = True
 
     # -- table and buffers -----------------------------------------------------------------
     def table(self, key, fn: SlotFn) -> str:
         index = self.ctx.slot(key, fn)
         p = self.fb.entry_op(f"tp{index}", f"getelementptr inbounds i64, ptr %tab, i64 {index}")
         return self.fb.entry_op(f"tv{index}", f"load i64, ptr {p}, !invariant.load !0")
+
+    def static_arg(self, value: int) -> str:
+        """An i64 known when compiling, passed by the call site (``%aN``) rather than written
+        into the body, so kernels that differ only in such values are one text."""
+        if not self.static_args:
+            return str(int(value))
+        self.args.append(int(value))
+        return f"%a{len(self.args) - 1}"
 
     def dim(self, var: Variable, axis: int) -> str:
         d = var.shape[axis]
@@ -289,12 +301,14 @@ class Kernel:
     def finish(self, out_info: KernelInfo) -> str:
         params = ", ".join(f"ptr noalias {p}" for p in self.params.values())
         sep = ", " if params else ""
-        header = (f"define internal i32 @{self.name}({params}{sep}ptr noalias %tab"
+        args = "".join(f", i64 %a{i}" for i in range(len(self.args)))
+        header = (f"define internal i32 @{self.name}({params}{sep}ptr noalias %tab{args}"
                   f"{self.extra_params}) {'#2' if self.ctx.outlined else '#0'} {{")
         self.ctx.math_used |= self.fb.math_used
         out_info.reads = list(self.params)
         out_info.fallible = self.fallible
         out_info.blas = self.blas
+        out_info.args = list(self.args)
         return "\n\n".join([self.fb.finish(header), *self.extra_functions])
 
 

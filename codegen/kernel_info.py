@@ -43,7 +43,8 @@ SlotFn = Callable[[dict, dict], int]
 class KernelInfo:
     """One fused kernel: the variable it writes and the graph nodes it computes."""
 
-    __slots__ = ("name", "output", "nodes", "reads", "fallible", "outputs", "blas", "function")
+    __slots__ = ("name", "output", "nodes", "reads", "fallible", "outputs", "blas", "function",
+                 "args")
 
     def __init__(self, name: str, output: Variable, nodes: list[Apply],
                  reads: list[Variable] | None = None, fallible: bool = False,
@@ -57,6 +58,8 @@ class KernelInfo:
         #: the IR function its call site calls: its own, or an equal kernel's
         #: (``codegen.dedupe``)
         self.function = name
+        #: the i64 values its call site passes after the table (``Kernel.static_arg``)
+        self.args: list[int] = []
 
     @property
     def user_nodes(self) -> list[Apply]:

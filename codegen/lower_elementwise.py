@@ -198,6 +198,7 @@ def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: boo
         return False  # (a symbolic dim would have to exceed LIKELY_DIM: not worth the code)
     r = Kernel(k.ctx, f"{k.name}_range")
     r.extra_params = ", i64 %lo, i64 %hi"
+    r.static_args = False  # the part function passes buffers only
     j, token = r.fb.loop_begin(r.fb.entry_op("count", "sub i64 %hi, %lo"))
     i = r.fb.op(f"add nsw i64 {j}, %lo")
     if flat:

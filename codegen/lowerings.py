@@ -283,17 +283,45 @@ def _subtensor_map(k: Kernel, node: Apply, op_, x: Variable, oidx: list[str]) ->
     xi, pos = [], 0
     for axis in range(x.ndim):
         entry = op_.index[axis] if axis < len(op_.index) else slice(None)
-        start = k.table(("sub", node.outputs[0].id, axis, "start"),
-                        _subtensor_fn(node, op_, axis, 0))
+        static = _static_bounds(entry, x.shape[axis])
+        if static is not None:
+            # known now: the start comes from the call site (an argument), so the kernels
+            # of x[:, 0], x[:, 1], ... are one text (codegen.dedupe); the step is a literal
+            start, step = k.static_arg(static[0]), str(static[1])
+        else:
+            start = k.table(("sub", node.outputs[0].id, axis, "start"),
+                            _subtensor_fn(node, op_, axis, 0))
         if isinstance(entry, slice):
-            step = k.table(("sub", node.outputs[0].id, axis, "step"),
-                           _subtensor_fn(node, op_, axis, 1))
+            if static is None:
+                step = k.table(("sub", node.outputs[0].id, axis, "step"),
+                               _subtensor_fn(node, op_, axis, 1))
             scaled = k.fb.op(f"mul nsw i64 {oidx[pos]}, {step}")
             xi.append(k.fb.op(f"add nsw i64 {start}, {scaled}"))
             pos += 1
         else:
             xi.append(start)
     return xi
+
+
+def _static_bounds(entry, d) -> tuple[int, int] | None:
+    """(start, step) of an index entry over a static dim, when every bound is an int (the
+    build checked a static int index against the dim), or of a slice from the start with a
+    positive int step over any dim (``x[:, t]``'s batch axis); None when only a run can
+    tell."""
+    if (isinstance(entry, slice) and entry.start in (None, 0)
+            and (entry.step is None or isinstance(entry.step, int) and entry.step > 0)):
+        return 0, 1 if entry.step is None else entry.step
+    if not isinstance(d, int):
+        return None
+    if isinstance(entry, slice):
+        if not all(b is None or isinstance(b, int) for b in (entry.start, entry.stop,
+                                                             entry.step)):
+            return None
+        start, _, step = entry.indices(d)
+        return start, step
+    if isinstance(entry, int):
+        return (entry + d if entry < 0 else entry), 1
+    return None
 
 
 def _subtensor_fn(node: Apply, op_, axis: int, which: int) -> SlotFn:

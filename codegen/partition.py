@@ -36,12 +36,12 @@ def module_count(lines: int, threads: int | None = None) -> int:
     return max(1, min(threads, lines // LINES_PER_MODULE))
 
 
-def split_modules(header: str, kernels: list[tuple[str, str, int]], entry: list[str],
+def split_modules(header: str, kernels: list[tuple[str, str, list[str]]], entry: list[str],
                   count: int) -> str:
     """IR text of ``count`` modules joined by :data:`PART_MARK` (one module if ``count`` is 1).
 
     ``header`` (declarations, attributes, metadata) starts every module; ``kernels`` are
-    ``(name, text, number of pointer parameters)`` of ``define internal`` functions;
+    ``(name, text, parameter types)`` of ``define internal`` functions;
     ``entry`` are the functions that call them, kept in the first module.  A kernel placed
     in another module gets external linkage there and a declaration in the first.
     """
@@ -50,14 +50,14 @@ def split_modules(header: str, kernels: list[tuple[str, str, int]], entry: list[
     load = [sum(text.count("\n") for text in entry)] + [0] * (count - 1)
     placed: list[list[str]] = [[] for _ in range(count)]
     declarations = []
-    for name, text, nptr in sorted(kernels, key=lambda k: -k[1].count("\n")):
+    for name, text, types in sorted(kernels, key=lambda k: -k[1].count("\n")):
         m = load.index(min(load))
         load[m] += text.count("\n")
         if m == 0:
             placed[0].append(text)
             continue
         placed[m].append(_DEFINE_INTERNAL.sub("define ", text, count=1))
-        declarations.append(f"declare i32 @{name}({', '.join(['ptr'] * nptr)}) #0")
+        declarations.append(f"declare i32 @{name}({', '.join(types)}) #0")
     modules = ["\n\n".join([header, *declarations, *placed[0], *entry])]
     modules += ["\n\n".join([header, *texts]) for texts in placed[1:] if texts]
     return PART_MARK.join(m + "\n" for m in modules)

@@ -271,6 +271,7 @@ def encode_meta(program, kernels, ctx, numbering: Numbering) -> dict:
                 "fallible": bool(info.fallible),
                 "blas": bool(info.blas),
                 "function": info.function,
+                "args": [int(a) for a in info.args],
             })
         except KeyError as err:
             raise Unsupported("a kernel refers to a variable outside the graph") from err
@@ -300,6 +301,7 @@ def decode_meta(meta: dict, analysis, numbering: Numbering):
         info.fallible = bool(k["fallible"])
         info.blas = bool(k["blas"])
         info.function = str(k.get("function", info.name))
+        info.args = [int(a) for a in k.get("args", [])]
         kernels.append(info)
     ctx = ModuleContext(analysis)
     for item in meta["slots"]:

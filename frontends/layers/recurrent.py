@@ -6,7 +6,7 @@ step still compiles to one native function. The input projection of every time s
 product ``x @ W`` of the whole sequence (a single gemm); only ``h @ U`` is per step. Compile
 time grows with the length, though the steps' equal kernels compile once
 (``codegen.dedupe``): on this 2-core machine an LSTM(32) training step (batch 32, 16
-features, Adam) compiles in 2-3 s over 20 steps and 4-5 s over 50, once (the disk cache
+features, Adam) compiles in ~1.6 s over 20 steps and ~3.4 s over 50, once (the disk cache
 keeps it), and then takes 0.26x and 0.38x torch eager's step (``bench/rnn.py``). Long
 sequences want a loop op the graph does not have yet.
 
