@@ -101,3 +101,32 @@ def test_programs_from_the_cache_call_the_same_shared_bodies():
     assert warm.compile_stats["cache_level"] == "program"
     assert [k.function for k in warm.kernels] == [k.function for k in cold.kernels]
     assert any(k.function != k.name for k in warm.kernels)
+
+
+def _loop_over_time(steps):
+    """A hand-unrolled gated recurrence reading x[:, t] (symbolic batch), with an update."""
+    rng = np.random.default_rng(steps)
+    x = sg.tensor("x", ("batch", steps, 3))
+    W = sg.shared(rng.normal(size=(3, 3)) * 0.5, name="W")
+    h = sg.tanh(x[:, 0, :] @ W)
+    for t in range(1, steps):
+        h = sg.tanh(x[:, t, :] @ W + h * sg.nn.sigmoid(x[:, -t, ::2].sum(axis=1, keepdims=True)))
+    loss = sg.mean(h * h)
+    return x, W, loss, rng
+
+
+def test_the_kernels_of_every_time_step_are_one_body_and_compute_the_reference():
+    """x[:, t]'s start is an argument of the call, not a per-node table slot: the number of
+    kernel bodies does not grow with the number of steps."""
+    bodies = {}
+    for steps in (8, 24):
+        x, W, loss, rng = _loop_over_time(steps)
+        g = sg.grad(loss, W)
+        f = sg.function([x], [loss, g], updates={W: W - 0.1 * g}, backend="llvm")
+        bodies[steps] = _defined(f)
+        ref = sg.function([x], [loss, g], backend="numpy")
+        data = rng.normal(size=(5, steps, 3))
+        want = ref(data)
+        for got, w in zip(f(data), want):
+            np.testing.assert_allclose(got, w, rtol=1e-12, atol=1e-14)
+    assert bodies[24] == bodies[8]
