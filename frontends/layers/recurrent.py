@@ -194,6 +194,9 @@ class _ForgetBias(initializers.Initializer):
         return value
 
 
+_CELLS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU)}
+
+
 def _merge_concat(a, b):
     return sg.concatenate([a, b], axis=-1)
 
@@ -219,10 +222,12 @@ class Bidirectional(Layer):
     def __init__(self, layer, merge: str = "concat", name: str | None = None):
         super().__init__(name)
         if isinstance(layer, dict):  # a spec file's or a model file's {type: LSTM, ...}
-            from frontends import layers as registry  # lazy: the registry imports this module
-
             config = dict(layer)
-            layer = registry.get(config.pop("type", None))(**config)
+            kind = config.pop("type", None)
+            if kind not in _CELLS:
+                raise TypeError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer, got "
+                                f"{{'type': {kind!r}, ...}}")
+            layer = _CELLS[kind](**config)
         if not isinstance(layer, _Recurrent):
             raise TypeError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer, got "
                             f"{type(layer).__name__}")

@@ -289,3 +289,8 @@ def test_bidirectional_errors():
         L.Bidirectional(used)
     spec = L.Bidirectional(layer={"type": "GRU", "units": 3}, merge="ave")
     assert isinstance(spec.layer, L.GRU) and spec.get_config()["layer"]["units"] == 3
+
+
+def test_bidirectional_from_a_config_names_what_it_cannot_wrap():
+    with pytest.raises(TypeError, match=r"got \{'type': 'Dense', \.\.\.\}"):
+        L.Bidirectional(layer={"type": "Dense", "units": 3})
