@@ -43,6 +43,7 @@ class _Recurrent(Layer):
 
     config_args = ("units", "return_sequences", "init", "recurrent_init", "bias_init")
     gates = 1
+    states = 1  # h (LSTM: h and c)
 
     def __init__(self, units: int, return_sequences: bool = False, init="glorot_uniform",
                  recurrent_init="orthogonal", bias_init="zeros", name: str | None = None):
@@ -82,7 +83,7 @@ class _Recurrent(Layer):
 
     def _zero_state(self, projected) -> tuple:
         zeros = sg.zeros_like(projected[:, 0, :self.units])  # (batch, units)
-        return (zeros,) * (2 if isinstance(self, LSTM) else 1)
+        return (zeros,) * self.states
 
     def _project(self, x):
         return x @ self.W + self.b
@@ -125,6 +126,7 @@ class LSTM(_Recurrent):
 
     config_args = _Recurrent.config_args + ("unit_forget_bias",)
     gates = 4
+    states = 2
 
     def __init__(self, units: int, return_sequences: bool = False, init="glorot_uniform",
                  recurrent_init="orthogonal", bias_init="zeros", unit_forget_bias: bool = True,
@@ -159,7 +161,7 @@ class GRU(_Recurrent):
 
     def _zero_state(self, projected) -> tuple:
         zeros = sg.zeros_like(projected[:, 0, :self.units])  # (batch, units)
-        return (zeros,) * (2 if isinstance(self, LSTM) else 1)
+        return (zeros,) * self.states
 
     def _project(self, x):
         return x @ self.W + self.b[0]
