@@ -57,7 +57,6 @@ from symgraph.graph import Constant, SharedVariable, Variable
 from symgraph.profiling import describe_nodes
 
 from . import signature as sg_sig
-from .epoch import run_epoch
 from .fusion import analyse, group_kernels
 from .kernel_info import ENTRY, KernelInfo, ModuleContext
 from .native import blas, cache, contention, parallel, pycall
@@ -339,6 +338,8 @@ class LLVMProgram(Program):
         """The full minibatches of ``Function.epoch`` in one native call
         (:func:`codegen.epoch.run_epoch`); None (nothing ran) when an output or update is
         not a plain buffer or there are fewer than two full minibatches."""
+        from .epoch import run_epoch  # lazy: only f.epoch needs it, not a step's warm start
+
         return run_epoch(self, arrays, batch_size)
 
     # -- per-signature plans ---------------------------------------------------------------
