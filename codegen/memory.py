@@ -10,6 +10,9 @@ reuse once a buffer's last reader has run.  Both are computed once per signature
 
 from __future__ import annotations
 
+import bisect
+import heapq
+
 import numpy as np
 
 from symgraph import shapes as sh
@@ -77,21 +80,42 @@ def plan_arena(sizes: dict[Variable, int], birth: dict[Variable, int],
 
     A buffer born at step ``s`` never shares bytes with one that dies at ``s`` (a kernel's
     output must not overlap its inputs).
+
+    The live blocks never overlap, so sorted by start they are sorted by end too, and the
+    first fit is the first gap between them wide enough.  An upper bound of the widest gap
+    skips the search when no gap can fit: an unrolled RNN keeps every step's activations
+    alive for the backward pass, and searching all of them for each new buffer made its
+    first call quadratic (0.4 s to plan 2,300 buffers at T=100).
     """
     offsets: dict[Variable, int] = {}
-    live: list[tuple[int, int, Variable]] = []  # (offset, end, var)
+    starts: list[int] = []  # live blocks, by start
+    ends: list[int] = []
+    dying: list[tuple[int, int]] = []  # heap of the live blocks' (death, start)
+    widest = 0  # no gap between live blocks (or before the first) is wider than this
     total = 0
-    for var in sorted(sizes, key=lambda v: birth[v]):
+    for var in sorted(sizes, key=birth.__getitem__):
         step = birth[var]
-        live = [item for item in live if death[item[2]] >= step]
+        while dying and dying[0][0] < step:
+            k = bisect.bisect_left(starts, heapq.heappop(dying)[1])
+            del starts[k], ends[k]
+            if k < len(starts):  # the gaps on both sides of block k are now one
+                widest = max(widest, starts[k] - (ends[k - 1] if k else 0))
         size = max(ALIGN, -(-sizes[var] // ALIGN) * ALIGN)
-        cursor = 0
-        for start, end, _ in sorted(live):
-            if start - cursor >= size:
-                break
-            cursor = max(cursor, end)
+        k, cursor = len(starts), ends[-1] if ends else 0
+        if size <= widest:
+            prev = seen = 0
+            for i, start in enumerate(starts):
+                if start - prev >= size:
+                    k, cursor = i, prev
+                    break
+                seen = max(seen, start - prev)
+                prev = ends[i]
+            else:
+                widest = seen  # exact: every gap was searched
+        starts.insert(k, cursor)
+        ends.insert(k, cursor + size)
+        heapq.heappush(dying, (death[var], cursor))
         offsets[var] = cursor
-        live.append((cursor, cursor + size, var))
         total = max(total, cursor + size)
     return offsets, total
 
