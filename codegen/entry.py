@@ -49,16 +49,49 @@ def own(fb: FunctionBuilder, index: int) -> str:
     return fb.entry_op(f"bp{index}", f"getelementptr inbounds ptr, ptr %bufs, i64 {index}")
 
 
+#: a step of more kernels than this calls them from segment functions of this many calls
+#: each: one straight-line ``sg_step`` of 1,722 calls (an LSTM unrolled over 100 steps)
+#: kept every buffer pointer live across the whole function, and LLVM's machine code for it
+#: grew faster than its length (1.3 s of the module's codegen at T=100, 0.45 s at T=50)
+SEGMENT_KERNELS = 64
+
+
 def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) -> str:
     """``sg_step``; with ``profile``, ``sg_step_profile`` that also adds each kernel's
-    cycle count to an int64 array passed after the constants."""
+    cycle count to an int64 array passed after the constants.  Both return 0, or the 1-based
+    number of the first fallible kernel that failed.  Above :data:`SEGMENT_KERNELS` kernels
+    the function calls segment functions (``<name>_s<j>``, same signature and result) that
+    call the kernels."""
+    name = f"{ENTRY}_profile" if profile else ENTRY
+    if len(kernels) <= SEGMENT_KERNELS:
+        return _calls(program, ctx, kernels, 0, profile, f"define i32 @{name}")
+    texts, fb = [], FunctionBuilder("m")
+    for j, start in enumerate(range(0, len(kernels), SEGMENT_KERNELS)):
+        part = kernels[start:start + SEGMENT_KERNELS]
+        texts.append(_calls(program, ctx, part, start, profile,
+                            f"define internal i32 @{name}_s{j}"))
+        status = fb.op(f"call i32 @{name}_s{j}(ptr %bufs, ptr %dims)")
+        done = fb.if_begin(fb.op(f"icmp ne i32 {status}, 0"))
+        fb.emit(f"ret i32 {status}")
+        fb.start_block(fb.label("dead"))
+        fb.if_end(done)
+    return "\n\n".join(texts + [fb.finish(_header(f"define i32 @{name}"))])
+
+
+def _header(define: str) -> str:
+    return f"{define}(ptr noalias %bufs, ptr noalias %dims) #1 {{"
+
+
+def _calls(program, ctx: ModuleContext, kernels, first: int, profile: bool,
+           define: str) -> str:
+    """A function that calls ``kernels`` (numbered from ``first``) in order."""
     fb = FunctionBuilder("m")
     nargs = len(program.args) + len(program.direct)
     fb.entry.append(f"  %tab = load ptr, ptr {own(fb, nargs + 1)}")
     if profile:
         counters = fb.entry_op("cnt", f"load ptr, ptr "
                                f"{own(fb, nargs + 2 + len(program.consts))}")
-    for n, (info, roots) in enumerate(kernels):
+    for n, (info, roots) in enumerate(kernels, first):
         ptrs = [f"ptr {root_pointer(program, fb, ctx, r)}" for r in roots]
         if profile:
             t0 = fb.op("call i64 @llvm.readcyclecounter()")
@@ -76,5 +109,4 @@ def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) 
             fb.emit(f"ret i32 {n + 1}")
             fb.start_block(fb.label("dead"))
             fb.if_end(done)
-    name = f"{ENTRY}_profile" if profile else ENTRY
-    return fb.finish(f"define i32 @{name}(ptr noalias %bufs, ptr noalias %dims) #1 {{")
+    return fb.finish(_header(define))

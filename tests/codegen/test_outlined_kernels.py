@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 import symgraph as sg
+from codegen.entry import SEGMENT_KERNELS
 from codegen.lower import OUTLINE_KERNELS
 
 
@@ -29,7 +31,8 @@ def _rnn(steps):
 
 def _kernel_attributes(f) -> set[str]:
     ir = f.llvm_ir(optimized=False)
-    return set(re.findall(r"define internal i32 @k\d+\(.*\) (#\d)", ir))
+    # internal in the entry's module, external in the others (``codegen.partition``)
+    return set(re.findall(r"define (?:internal )?i32 @k\d+\(.*\) (#\d)", ir))
 
 
 def test_many_kernels_are_outlined_and_compute_the_reference():
@@ -49,3 +52,30 @@ def test_many_kernels_are_outlined_and_compute_the_reference():
     assert np.isclose(step(data), want_loss, rtol=1e-12)
     for p, b, g in zip(updates, before, want_grads):
         np.testing.assert_allclose(p.get_value(), b - 0.1 * g, rtol=1e-12, atol=1e-12)
+
+
+def test_a_long_step_calls_its_kernels_in_segments_and_reports_the_failing_one():
+    """Above SEGMENT_KERNELS kernels ``sg_step`` calls segment functions; the values are the
+    reference's, a kernel that fails in a later segment is reported as itself, and the
+    profile times every kernel."""
+    steps = 12
+    x, loss, grads, _, rng = _rnn(steps)
+    idx = sg.tensor("idx", (3,), "int64")
+    late = grads[0][:, idx]  # indexes a gradient: a kernel near the end of the step
+    outputs = [loss, sg.sum(late * late)]
+    f = sg.function([x, idx], outputs, backend="llvm")
+    assert len(f.kernels) > SEGMENT_KERNELS
+    ir = f.llvm_ir(optimized=False)
+    assert re.search(r"define internal i32 @sg_step_s1\(", ir)
+    failing = [n for n, k in enumerate(f.kernels) if any(nd.op.name == "take" for nd in k.nodes)]
+    assert failing and failing[0] >= SEGMENT_KERNELS
+    data = rng.normal(size=(steps, 4, 6))
+    want = sg.function([x, idx], outputs, backend="numpy")(data, np.array([0, 4, 1]))
+    for g, w in zip(f(data, np.array([0, 4, 1])), want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    with pytest.raises(IndexError, match=r"index 7 of 'idx'(.|\n)*late = grads\[0\]\[:, idx\]"):
+        f(data, np.array([0, 7, 1]))
+    # the profiling twin is segmented the same way: each kernel's cycles land in its own slot
+    rows = f.profile(data, np.array([0, 4, 1]), n=3)
+    assert sorted(r["kernel"] for r in rows) == sorted(k.name for k in f.kernels)
+    assert all(r["seconds"] > 0 for r in rows)
