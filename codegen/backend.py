@@ -238,7 +238,7 @@ class LLVMProgram(Program):
     def _lower(self) -> tuple[str, list[KernelInfo], ModuleContext]:
         load_lowerings()
         from .dedupe import dedupe  # lazy: as above
-        from .entry import entry_function  # lazy: lowering only (see the imports above)
+        from .entry import SEGMENT_KERNELS, entry_function  # lazy: lowering only (as above)
         from .lower import (  # lazy: as above
             OUTLINE_KERNELS,
             Kernel,
@@ -281,8 +281,13 @@ class LLVMProgram(Program):
         sized = [(kernels[i][0].name, text,
                   ["ptr"] * (len(kernels[i][1]) + 1) + ["i64"] * len(kernels[i][0].args))
                  for i, text in zip(kept, functions)]
-        lines = sum(t.count("\n") for t in functions + entry)
-        text = split_modules("\n\n".join(parts), sized, entry, module_count(lines))
+        if len(kernels) > SEGMENT_KERNELS:  # the entry's segments: a module of their own, O1
+            lines = sum(t.count("\n") for t in functions)
+            text = split_modules("\n\n".join(parts), sized, entry, module_count(lines),
+                                 entry_opt_level=1)
+        else:
+            lines = sum(t.count("\n") for t in functions + entry)
+            text = split_modules("\n\n".join(parts), sized, entry, module_count(lines))
         return text, [info for info, _ in kernels], ctx
 
     def profile(self, args, n: int = 100) -> list[dict]:

@@ -25,6 +25,7 @@ __all__ = [
     "FAST_MATH_FLAGS",
     "CompiledModule",
     "HostTarget",
+    "OPT_LEVEL_MARK",
     "PART_MARK",
     "add_symbol",
     "assembly",
@@ -37,6 +38,7 @@ __all__ = [
     "load_library_permanently",
     "load_object",
     "pack_objects",
+    "part_opt_level",
     "register_binder",
     "target_machine",
     "unpack_objects",
@@ -309,6 +311,16 @@ def load_object(object_code: bytes, stats: dict[str, Any] | None = None) -> Comp
 
 #: separates the modules of one program's IR text (see :func:`compile_module`)
 PART_MARK = "\n; ---- symgraph: next module ----\n"
+#: a module's first line ``<mark><digit>`` caps its opt level: ``codegen.partition`` marks
+#: the module of a long step's entry functions, calls only, with nothing O3 improves
+OPT_LEVEL_MARK = "; symgraph: opt_level="
+
+
+def part_opt_level(ir_text: str, opt_level: int) -> int:
+    """The level one module of a program compiles at (see :data:`OPT_LEVEL_MARK`)."""
+    if ir_text.startswith(OPT_LEVEL_MARK):
+        return min(opt_level, int(ir_text[len(OPT_LEVEL_MARK)]))
+    return opt_level
 _CONTAINER = b"SGMO"
 
 
@@ -385,32 +397,41 @@ def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True,
     A text of several modules joined by :data:`PART_MARK` (their functions calling each other
     by name) compiles each module on its own thread, up to :func:`compile_threads` at once,
     and loads the object files into one engine: on two cores W1's step compiles in about half
-    the time.  ``stats`` then holds each stage's longest part (the wall time it adds).
+    the time.  ``stats`` then holds each stage's longest part (the wall time it adds).  A
+    module whose text starts with :data:`OPT_LEVEL_MARK` compiles at that level if it is lower.
     """
     if not 0 <= opt_level <= 3:
         raise ValueError(f"opt_level must be 0..3, got {opt_level}")
     parts = ir_text.split(PART_MARK)
     results: list[Any] = [None] * len(parts)
     host_target()  # once, before any thread needs it
+    queue = iter(range(len(parts)))
+    queue_lock = threading.Lock()
 
-    def work(indices: range) -> None:
-        for i in indices:
+    def work() -> None:
+        while True:
+            with queue_lock:
+                i = next(queue, None)
+            if i is None:
+                return
             try:
-                results[i] = _compile_one(parts[i], opt_level, loop_unrolling, keep_ir)
+                results[i] = _compile_one(parts[i], part_opt_level(parts[i], opt_level),
+                                          loop_unrolling, keep_ir)
             except BaseException as exc:  # noqa: BLE001  (re-raised on the calling thread)
                 results[i] = exc
 
-    # module i compiles on worker i % n (worker 0 is this thread): at most n at once
+    # each worker (worker 0 is this thread) takes the next module in order when it is free:
+    # at most n at once, and a long first module does not hold back the ones after it
     n = min(len(parts), compile_threads())
     started = []
-    for w in range(1, n):
-        t = threading.Thread(target=work, args=(range(w, len(parts), n),), daemon=True)
+    for _ in range(1, n):
+        t = threading.Thread(target=work, daemon=True)
         try:
             t.start()
             started.append(t)
-        except RuntimeError:  # no thread to be had: compile its share here
-            work(range(w, len(parts), n))
-    work(range(0, len(parts), n))
+        except RuntimeError:  # no thread to be had: the others take its share
+            break
+    work()
     for t in started:
         t.join()
     for r in results:

@@ -206,3 +206,77 @@ def test_more_modules_than_threads(monkeypatch):
         cfunc(cm.address(f"f{k}"), None, ctypes.c_void_p, ctypes.c_void_p,
               ctypes.c_int64)(out.ctypes.data, x.ctypes.data, 3)
         np.testing.assert_array_equal(out, x + k)
+
+
+def test_a_marked_module_compiles_at_its_own_level(monkeypatch):
+    """OPT_LEVEL_MARK caps one module's level, never raises it; unmarked modules keep the
+    call's level; all link as before."""
+    import ctypes
+
+    seen = {}
+    real = jit._compile_one
+
+    def spy(text, opt_level, *rest):
+        seen[text.split("define void @")[1][:2]] = opt_level
+        return real(text, opt_level, *rest)
+
+    monkeypatch.setattr(jit, "_compile_one", spy)
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "2")
+    mods = [loop_ir(f"f{k}", "float", 1, f"%r = fadd float %v0, {k}.0") for k in range(3)]
+    mods[0] = f"{jit.OPT_LEVEL_MARK}1\n" + mods[0]
+    cm = jit.compile_module(jit.PART_MARK.join(mods), opt_level=3)
+    assert seen == {"f0": 1, "f1": 3, "f2": 3}
+    seen.clear()
+    jit.compile_module(jit.PART_MARK.join(mods), opt_level=0)
+    assert seen == {"f0": 0, "f1": 0, "f2": 0}
+    assert jit.part_opt_level("; symgraph: opt_level=2\n...", 3) == 2
+    x = np.arange(3, dtype=np.float32)
+    out = np.zeros(3, np.float32)
+    cfunc(cm.address("f2"), None, ctypes.c_void_p, ctypes.c_void_p,
+          ctypes.c_int64)(out.ctypes.data, x.ctypes.data, 3)
+    np.testing.assert_array_equal(out, x + 2)
+
+
+def test_entry_alone_puts_every_kernel_in_the_other_modules():
+    kernels = [(f"k{i}", f"define internal i32 @k{i}(ptr %p) #2 {{\n" + "  ; body\n" * (i + 1)
+                + "  ret i32 0\n}", ["ptr"]) for i in range(7)]
+    entry = ["define i32 @sg_step(ptr %bufs, ptr %dims) #1 {\n" + "  ; call\n" * 50 + "}"]
+    for count in (1, 2, 3):
+        parts = partition.split_modules("; header", kernels, entry, count,
+                                        entry_opt_level=1).split(jit.PART_MARK)
+        assert len(parts) == count + 1
+        assert parts[0].startswith(f"{jit.OPT_LEVEL_MARK}1\n")
+        assert "@sg_step(" in parts[0] and "define internal i32 @k" not in parts[0]
+        assert sorted(re.findall(r"declare i32 @(k\d+)\(ptr\)", parts[0])) == \
+            sorted(name for name, _, _ in kernels)
+        defined = [re.findall(r"^define i32 @(k\d+)\(", p, re.M) for p in parts[1:]]
+        assert sorted(sum(defined, [])) == sorted(name for name, _, _ in kernels)
+        assert all(defined)  # no empty module
+        assert not any(p.startswith(jit.OPT_LEVEL_MARK) for p in parts[1:])
+    # without it, the first module takes kernels too and carries no mark
+    parts = partition.split_modules("; header", kernels, entry, 2).split(jit.PART_MARK)
+    assert not parts[0].startswith(jit.OPT_LEVEL_MARK)
+
+
+def test_a_long_step_compiles_its_entry_module_at_o1(cache_env, monkeypatch):
+    """More kernels than SEGMENT_KERNELS: the entry's segments get the first module, marked
+    O1; the kernels keep the call's level; the step computes the one-module step's values."""
+    from codegen.entry import SEGMENT_KERNELS
+
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "2")
+    rng = np.random.default_rng(3)
+    x = sg.tensor("x", (40, "batch", 3), "float64")
+    w = sg.shared(rng.normal(size=(3, 3)) * 0.4, name="w")
+    h = sg.zeros_like(x[0])
+    for t in range(40):
+        h = sg.tanh(x[t] @ w + h)
+    loss = sg.sum(h * h)
+    f = sg.function([x], [loss, *sg.grad(loss, [w])])
+    assert len(f.kernels) > SEGMENT_KERNELS
+    parts = f.program.ir_text.split(jit.PART_MARK)
+    assert parts[0].startswith(f"{jit.OPT_LEVEL_MARK}1\n") and len(parts) >= 2
+    assert "define internal i32 @sg_step_s1(" in parts[0]
+    data = rng.normal(size=(40, 2, 3))
+    want = sg.function([x], [loss, *sg.grad(loss, [w])], backend="numpy")(data)
+    for g, r in zip(f(data), want):
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
