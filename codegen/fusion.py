@@ -133,9 +133,10 @@ def analyse(outputs: list[Variable], updates=None) -> Analysis:
             an.mode[x] = _leaf_mode(x)
     for var, _ in updates or ():  # a target the graph never reads (``{last_loss: loss}``)
         an.mode.setdefault(var, _leaf_mode(var))
+    live = set(map(id, nodes))  # (``node not in nodes``, a list, made this quadratic)
     for node in all_nodes:
         var = node.outputs[0]
-        if node not in nodes:
+        if id(node) not in live:
             an.mode[var] = "dead"
             continue
         an.mode[var] = _mode(an, node, var, var in out_set)
