@@ -375,13 +375,26 @@ class Op:
         return _snake_case(type(self).__name__)
 
     def _key(self):
-        return (type(self), tuple(_hashable(getattr(self, p)) for p in self.props))
+        # props do not change once an op is built, and merging (the rewrites, make_node)
+        # asks for keys and hashes of the same ops tens of thousands of times
+        key = self.__dict__.get("_props_key")
+        if key is None:
+            key = (type(self), tuple(_hashable(getattr(self, p)) for p in self.props))
+            self.__dict__["_props_key"] = key
+        return key
 
     def __eq__(self, other):
-        return isinstance(other, Op) and self._key() == other._key()
+        return self is other or isinstance(other, Op) and self._key() == other._key()
 
     def __hash__(self):
-        return hash(self._key())
+        h = self.__dict__.get("_props_hash")
+        if h is None:
+            h = self.__dict__["_props_hash"] = hash(self._key())
+        return h
+
+    def __getstate__(self):
+        # a string's hash differs between processes: a pickled op hashes afresh
+        return {k: v for k, v in self.__dict__.items() if k not in ("_props_key", "_props_hash")}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{p}={getattr(self, p)!r}" for p in self.props)
