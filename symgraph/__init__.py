@@ -15,6 +15,7 @@ to the same graph -> ``function`` rewrites it and hands it to a backend
 
 from symgraph import nn
 from symgraph.check import GradientCheckError, check_grad
+from symgraph.clone import clone_replace
 from symgraph.evaluate import NonFiniteError
 from symgraph.function import Function, function
 from symgraph.grad import (
@@ -35,7 +36,6 @@ from symgraph.graph import (
     SharedVariable,
     TensorType,
     Variable,
-    clone_replace,
     constant,
     matrix,
     name_scope,

@@ -375,10 +375,10 @@ class Op:
         return _snake_case(type(self).__name__)
 
     def _key(self):
-        # props do not change once an op is built, and merging (the rewrites, make_node)
-        # asks for keys and hashes of the same ops tens of thousands of times
-        key = self.__dict__.get("_props_key")
-        if key is None:
+        # props never change once an op is built, and merging asks for the keys and hashes
+        # of the same ops tens of thousands of times; a pickled op drops both (a string's
+        # hash differs between processes)
+        if (key := self.__dict__.get("_props_key")) is None:
             key = (type(self), tuple(_hashable(getattr(self, p)) for p in self.props))
             self.__dict__["_props_key"] = key
         return key
@@ -387,13 +387,11 @@ class Op:
         return self is other or isinstance(other, Op) and self._key() == other._key()
 
     def __hash__(self):
-        h = self.__dict__.get("_props_hash")
-        if h is None:
+        if (h := self.__dict__.get("_props_hash")) is None:
             h = self.__dict__["_props_hash"] = hash(self._key())
         return h
 
     def __getstate__(self):
-        # a string's hash differs between processes: a pickled op hashes afresh
         return {k: v for k, v in self.__dict__.items() if k not in ("_props_key", "_props_hash")}
 
     def __repr__(self) -> str:
@@ -567,44 +565,3 @@ def clients(outputs: Iterable[Variable]) -> dict[Variable, list[tuple[Apply, int
         for i, inp in enumerate(node.inputs):
             table.setdefault(inp, []).append((node, i))
     return table
-
-
-def clone_replace(outputs: Sequence[Variable], replace: dict[Variable, Variable] | None = None,
-                  substitute=None) -> list[Variable]:
-    """``outputs`` rebuilt with ``replace``'s keys swapped for its values (Theano's ``clone``).
-
-    Nodes none of whose inputs changed are shared, not copied; a copied node
-    keeps the creation site, name scope and gradient tags of the node it copies,
-    so errors and pictures still point at the user's code. ``substitute(var,
-    rebuilt)``, if given, is asked first for every op output and may return a
-    replacement; ``rebuilt(v)`` gives the new version of any variable the walk
-    has passed (every ancestor of ``var``). The model API builds inference graphs
-    this way: dropout off, batch norm on running statistics.
-    """
-    mapping: dict[Variable, Variable] = dict(replace or {})
-
-    def rebuilt(v: Variable) -> Variable:
-        return mapping.get(v, v)
-
-    for node in toposort(outputs):
-        inputs = [mapping.get(x, x) for x in node.inputs]
-        if all(node.outputs[i] in mapping for i in range(len(node.outputs))):
-            continue
-        if substitute is not None:
-            found = False
-            for out in node.outputs:
-                new = substitute(out, rebuilt)
-                if new is not None:
-                    mapping[out] = new
-                    found = True
-            if found:
-                continue
-        if all(a is b for a, b in zip(inputs, node.inputs)):
-            continue
-        new_node = node.op.make_node(*inputs)
-        new_node.site, new_node.scope = node.site, node.scope
-        new_node.grad_of, new_node.grad_call = node.grad_of, node.grad_call
-        for old, new in zip(node.outputs, new_node.outputs):
-            new.site, new.name = old.site, old.name
-            mapping[old] = new
-    return [mapping.get(v, v) for v in outputs]
