@@ -233,10 +233,11 @@ def assembly(ir_text: str, opt_level: int = 3, *, optimize: bool = False) -> str
     out = []
     with _lock:
         for part in ir_text.split(PART_MARK):
+            level = part_opt_level(part, opt_level)  # as compile_module compiles it
             mod = llvm().parse_assembly(part)
             if optimize:
-                _optimize(mod, opt_level, loop_unrolling=False)
-            out.append(target_machine(opt_level).emit_assembly(mod))
+                _optimize(mod, level, loop_unrolling=False)
+            out.append(target_machine(level).emit_assembly(mod))
     return "\n".join(out)
 
 
@@ -319,8 +320,19 @@ OPT_LEVEL_MARK = "; symgraph: opt_level="
 def part_opt_level(ir_text: str, opt_level: int) -> int:
     """The level one module of a program compiles at (see :data:`OPT_LEVEL_MARK`)."""
     if ir_text.startswith(OPT_LEVEL_MARK):
-        return min(opt_level, int(ir_text[len(OPT_LEVEL_MARK)]))
+        level = ir_text[len(OPT_LEVEL_MARK):len(OPT_LEVEL_MARK) + 2]
+        if len(level) == 2 and level[0] in "0123" and level[1] == "\n":
+            return min(opt_level, int(level[0]))
+        raise ValueError(f"malformed {OPT_LEVEL_MARK!r} line: {ir_text.splitlines()[0]!r}")
     return opt_level
+
+
+def _mark(ir_text: str, optimized: str | None) -> str | None:
+    """``optimized`` (the IR LLVM printed) with ``ir_text``'s opt-level line, if it has one,
+    so that ``CompiledModule.llvm_ir()`` and :func:`assembly` see the level it ran at."""
+    if optimized is None or not ir_text.startswith(OPT_LEVEL_MARK):
+        return optimized
+    return ir_text[:ir_text.index("\n") + 1] + optimized
 _CONTAINER = b"SGMO"
 
 
@@ -407,18 +419,21 @@ def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True,
     host_target()  # once, before any thread needs it
     queue = iter(range(len(parts)))
     queue_lock = threading.Lock()
+    failed = threading.Event()
 
     def work() -> None:
-        while True:
+        while not failed.is_set():  # after a failure the other modules are not compiled
             with queue_lock:
                 i = next(queue, None)
             if i is None:
                 return
             try:
-                results[i] = _compile_one(parts[i], part_opt_level(parts[i], opt_level),
-                                          loop_unrolling, keep_ir)
+                code, ir, times = _compile_one(parts[i], part_opt_level(parts[i], opt_level),
+                                               loop_unrolling, keep_ir)
+                results[i] = code, _mark(parts[i], ir), times
             except BaseException as exc:  # noqa: BLE001  (re-raised on the calling thread)
                 results[i] = exc
+                failed.set()
 
     # each worker (worker 0 is this thread) takes the next module in order when it is free:
     # at most n at once, and a long first module does not hold back the ones after it

@@ -280,3 +280,32 @@ def test_a_long_step_compiles_its_entry_module_at_o1(cache_env, monkeypatch):
     want = sg.function([x], [loss, *sg.grad(loss, [w])], backend="numpy")(data)
     for g, r in zip(f(data), want):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+
+
+def test_a_marked_module_keeps_its_level_in_the_ir_and_the_assembly(monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "2")
+    body = loop_ir("f0", "float", 1, "%r = fdiv float %v0, 3.0", jit.function_attributes())
+    marked = f"{jit.OPT_LEVEL_MARK}1\n" + body
+    other = loop_ir("f1", "float", 1, "%r = fadd float %v0, 1.0")
+    cm = jit.compile_module(marked + jit.PART_MARK + other, opt_level=3)
+    first = cm.llvm_ir().split(jit.PART_MARK)[0]
+    assert first.startswith(f"{jit.OPT_LEVEL_MARK}1\n")
+    assert jit.assembly(marked) == jit.assembly(body, 1) != jit.assembly(body, 3)
+    with pytest.raises(ValueError, match="malformed"):
+        jit.part_opt_level(f"{jit.OPT_LEVEL_MARK}x\n", 3)
+
+
+def test_a_failed_module_stops_the_rest(monkeypatch):
+    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "1")
+    compiled = []
+    real = jit._compile_one
+
+    def spy(text, *rest):
+        compiled.append(text)
+        return real(text, *rest)
+
+    monkeypatch.setattr(jit, "_compile_one", spy)
+    good = [loop_ir(f"g{k}", "float", 1, "%r = fadd float %v0, 1.0") for k in range(4)]
+    with pytest.raises(RuntimeError):
+        jit.compile_module(jit.PART_MARK.join(["define void @oops() { ret i32 0 }", *good]))
+    assert len(compiled) == 1
