@@ -238,7 +238,11 @@ class LLVMProgram(Program):
     def _lower(self) -> tuple[str, list[KernelInfo], ModuleContext]:
         load_lowerings()
         from .dedupe import dedupe  # lazy: as above
-        from .entry import SEGMENT_KERNELS, entry_function  # lazy: lowering only (as above)
+        from .entry import (  # lazy: lowering only (as above)
+            ENTRY_OPT_LEVEL,
+            SEGMENT_KERNELS,
+            entry_function,
+        )
         from .lower import (  # lazy: as above
             OUTLINE_KERNELS,
             Kernel,
@@ -281,10 +285,10 @@ class LLVMProgram(Program):
         sized = [(kernels[i][0].name, text,
                   ["ptr"] * (len(kernels[i][1]) + 1) + ["i64"] * len(kernels[i][0].args))
                  for i, text in zip(kept, functions)]
-        if len(kernels) > SEGMENT_KERNELS:  # the entry's segments: a module of their own, O1
+        if len(kernels) > SEGMENT_KERNELS:  # the entry's segments: a module of their own, O0
             lines = sum(t.count("\n") for t in functions)
             text = split_modules("\n\n".join(parts), sized, entry, module_count(lines),
-                                 entry_opt_level=1)
+                                 entry_opt_level=ENTRY_OPT_LEVEL)
         else:
             lines = sum(t.count("\n") for t in functions + entry)
             text = split_modules("\n\n".join(parts), sized, entry, module_count(lines))

@@ -54,6 +54,9 @@ def own(fb: FunctionBuilder, index: int) -> str:
 #: kept every buffer pointer live across the whole function, and LLVM's machine code for it
 #: grew faster than its length (1.3 s of the module's codegen at T=100, 0.45 s at T=50)
 SEGMENT_KERNELS = 64
+#: ...and such an entry (calls only) compiles in a module of its own at this level
+#: (``codegen.partition``)
+ENTRY_OPT_LEVEL = 0
 
 
 def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) -> str:
