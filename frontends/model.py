@@ -26,6 +26,7 @@ from frontends.errors import UserInputError
 from frontends.layers.base import Layer, inference_substitute
 from frontends.saving import ModelFileError, assign_weights, load_weights, read_file, save_model
 from frontends.summary import summary_text
+from symgraph.gc_pause import without_gc
 from symgraph.graph import toposort
 
 
@@ -162,6 +163,7 @@ class Model:
             self.__dict__.update(saved)
             raise
 
+    @without_gc  # the loss, optimizer and both functions' graphs: one pause
     def _compile(self, loss, optimizer, regularizer, metrics, backend) -> None:
         self.loss = losses.get(loss)
         self.optimizer = optimizers.get(optimizer)

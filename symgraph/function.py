@@ -30,6 +30,7 @@ from symgraph import shapes as sh
 from symgraph import storage
 from symgraph.backends import CompileRequest, as_input_array, check_cast, make_program
 from symgraph.evaluate import is_finite, trace_nonfinite
+from symgraph.gc_pause import without_gc
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs, toposort
 from symgraph.ops import cast
 from symgraph.rewrites import rewrite_graph
@@ -84,6 +85,7 @@ class Function:
                         "variables' values (get_value, or frontends' Model.save) and call "
                         "sg.function again where they are loaded")
 
+    @without_gc
     def __init__(self, inputs: Sequence[Variable], outputs, updates=None, *,
                  backend: str | None = None, rewrite: bool = True, name: str | None = None,
                  check_finite: bool = False):

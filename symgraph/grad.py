@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from symgraph import ops
+from symgraph.gc_pause import without_gc
 from symgraph.graph import Apply, Variable, is_float, toposort
 from symgraph.printing import short_label
 from symgraph.provenance import grad_tag
@@ -133,6 +134,7 @@ def _relevant_nodes(cost_vars: Sequence[Variable], wrt: Sequence[Variable]) -> l
     return kept
 
 
+@without_gc
 def build_grad(cost: Variable | None, wrt: Sequence[Variable],
                known_grads: Mapping[Variable, Variable] | None = None) -> list:
     """The core: gradients of ``cost`` w.r.t. each of ``wrt`` (or typed sentinels).
