@@ -333,6 +333,8 @@ def _mark(ir_text: str, optimized: str | None) -> str | None:
     if optimized is None or not ir_text.startswith(OPT_LEVEL_MARK):
         return optimized
     return ir_text[:ir_text.index("\n") + 1] + optimized
+
+
 _CONTAINER = b"SGMO"
 
 
