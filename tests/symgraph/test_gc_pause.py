@@ -44,21 +44,33 @@ def test_an_exception_still_restores_it():
     assert gc.isenabled()
 
 
-def test_overlapping_pauses_in_two_threads():
-    inside, release = threading.Event(), threading.Event()
+class _PauseInAnotherThread:
+    """A thread that holds a pause from ``start()`` until ``end()``."""
 
-    def other():
+    def __init__(self):
+        self.inside, self.release = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self):
         with gc_paused():
-            inside.set()
-            release.wait(5)
+            self.inside.set()
+            self.release.wait(5)
 
-    t = threading.Thread(target=other)
+    def start(self):
+        self.thread.start()
+        assert self.inside.wait(5)
+
+    def end(self):
+        self.release.set()
+        self.thread.join()
+
+
+def test_overlapping_pauses_in_two_threads():
+    other = _PauseInAnotherThread()
     with gc_paused():
-        t.start()
-        assert inside.wait(5)
+        other.start()
     assert not gc.isenabled()  # the other thread's pause is still on
-    release.set()
-    t.join()
+    other.end()
     assert gc.isenabled()
 
 
@@ -101,16 +113,9 @@ def _fork_and_check(child) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
 def test_a_fork_while_another_thread_is_paused_leaves_the_child_collecting():
-    inside, release = threading.Event(), threading.Event()
-
-    def other():
-        with gc_paused():
-            inside.set()
-            release.wait(5)
-
-    t = threading.Thread(target=other)
-    t.start()
-    assert inside.wait(5) and not gc.isenabled()
+    other = _PauseInAnotherThread()
+    other.start()
+    assert not gc.isenabled()
 
     def child():  # that thread's compile does not exist here
         ok = gc.isenabled()
@@ -121,8 +126,7 @@ def test_a_fork_while_another_thread_is_paused_leaves_the_child_collecting():
     try:
         _fork_and_check(child)
     finally:
-        release.set()
-        t.join()
+        other.end()
     assert gc.isenabled()
 
 
