@@ -47,7 +47,7 @@ def gc_paused() -> Iterator[None]:
     finally:
         with _lock:
             left = _depth.get(me, 0) - 1  # (a forked child starts with no open pause)
-            if left <= 0 and len(_depth) <= 1 and _restore:
+            if left <= 0 and _depth.keys() <= {me} and _restore:  # no other thread's
                 gc.enable()  # first: an interrupt after it leaves the collector on
             if left > 0:
                 _depth[me] = left
