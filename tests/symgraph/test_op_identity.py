@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 import symgraph as sg
+from symgraph.graph import toposort
 
 
 def test_equal_props_are_equal_ops_and_merge():
@@ -21,6 +22,7 @@ def test_equal_props_are_equal_ops_and_merge():
     assert len({a, b, c}) == 2
     # merged by the rewrites: one reduction computes both
     f = sg.function([x], [sg.sum(x, axis=1), sg.sum(x, axis=1) * 2], backend="numpy")
+    assert [n.op.name for n in toposort(f.graph_outputs)] == ["sum", "mul"]
     v = np.arange(12, dtype=np.float32).reshape(3, 4)
     got = f(v)
     np.testing.assert_array_equal(got[0], v.sum(axis=1))
