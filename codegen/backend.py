@@ -197,8 +197,14 @@ class LLVMProgram(Program):
             t_lower = time.perf_counter()
             self.ir_text, self.kernels, self.ctx = self._lower()
             t1 = time.perf_counter()
-            self.module = compile_cached(self.ir_text, opt_level=opt_level,
-                                         loop_unrolling=loop_unrolling)
+            if self._bodies is None:
+                self.module = compile_cached(self.ir_text, opt_level=opt_level,
+                                             loop_unrolling=loop_unrolling)
+            else:  # body by body, reusing bodies earlier programs compiled
+                from .kernel_cache import compile_program  # lazy: lowering only (as above)
+
+                self.module = compile_program(**self._bodies, opt_level=opt_level,
+                                              loop_unrolling=loop_unrolling)
             t2 = time.perf_counter()
             if key is not None:
                 try:
@@ -225,6 +231,9 @@ class LLVMProgram(Program):
             "lowered": decoded is None,
             "kernels": len(self.kernels),
             "modules": stats.get("modules", 1),  # compiled on as many threads
+            # kernel bodies, and how many of them were compiled (the others were cached)
+            "bodies": stats.get("bodies"),
+            "bodies_compiled": stats.get("bodies_compiled"),
         }
 
     def __getattr__(self, name: str):
@@ -243,6 +252,7 @@ class LLVMProgram(Program):
             SEGMENT_KERNELS,
             entry_function,
         )
+        from .kernel_cache import Body, program_text  # lazy: as above
         from .lower import (  # lazy: as above
             OUTLINE_KERNELS,
             Kernel,
@@ -251,7 +261,7 @@ class LLVMProgram(Program):
             math_declarations,
             module_header,
         )
-        from .partition import module_count, split_modules  # lazy: as above
+        from .partition import MIN_SPLIT_LINES, module_count, one_module  # lazy: as above
 
         an = self.analysis
         ctx = ModuleContext(an, self._split_minimum)
@@ -279,19 +289,21 @@ class LLVMProgram(Program):
             parts.append(blas.blas_declarations())
         if ctx.uses_parallel:
             parts.append(parallel.declaration())
-        functions = [functions[i] for i in kept]
+        functions = [text for _, _, text in kept]
         self._parts, self._functions, self._kernel_roots = parts, functions, kernels
         entry = [main]  # (sg_epoch: a module of its own, on the first epoch call)
-        sized = [(kernels[i][0].name, text,
-                  ["ptr"] * (len(kernels[i][1]) + 1) + ["i64"] * len(kernels[i][0].args))
-                 for i, text in zip(kept, functions)]
-        if len(kernels) > SEGMENT_KERNELS:  # the entry's segments: a module of their own, O0
-            lines = sum(t.count("\n") for t in functions)
-            text = split_modules("\n\n".join(parts), sized, entry, module_count(lines),
-                                 entry_opt_level=ENTRY_OPT_LEVEL)
-        else:
-            lines = sum(t.count("\n") for t in functions + entry)
-            text = split_modules("\n\n".join(parts), sized, entry, module_count(lines))
+        header = "\n\n".join(parts)
+        lines = sum(t.count("\n") for t in functions)
+        segmented = len(kernels) > SEGMENT_KERNELS  # the entry's segments: O0, see partition
+        if not segmented and lines < MIN_SPLIT_LINES:  # small: one module, kernels inlined
+            self._bodies = None
+            return one_module(header, functions, entry), [info for info, _ in kernels], ctx
+        self._bodies = dict(
+            header=header, entry=entry, count=module_count(lines),
+            entry_opt_level=ENTRY_OPT_LEVEL if segmented else None,
+            bodies=[Body(symbol, text, ["ptr"] * (len(kernels[i][1]) + 1)
+                         + ["i64"] * len(kernels[i][0].args)) for i, symbol, text in kept])
+        text = program_text(**self._bodies)
         return text, [info for info, _ in kernels], ctx
 
     def profile(self, args, n: int = 100) -> list[dict]:

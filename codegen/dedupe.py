@@ -15,10 +15,15 @@ body. Nothing else differs: a kernel's status code is mapped to its node by the 
 in ``sg_step``, not by the body; bodies that embed anything of their own (an error
 record's node, an output slot) are not equal text and stay apart. An LSTM(32) training
 step has 46 kernel bodies whatever its length (362 kernels at 20 steps, 872 at 50).
+
+A body is named by its content (``k_`` and a hash of the canonical text): the same body
+gets the same symbol in every program, which is what lets :mod:`codegen.kernel_cache` reuse
+its object code in a program it was not compiled for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _METADATA = re.compile(r"!(\d+)\b")
@@ -38,19 +43,27 @@ def _canonical(text: str) -> str:
     return _METADATA.sub(renumber, text)
 
 
-def dedupe(named: list[tuple[str, str]]) -> tuple[list[int], dict[str, str]]:
-    """For kernels ``(name, IR text)`` in order: the indices of the ones to compile, and
-    ``{name: name of the kernel whose body it calls}`` for every kernel."""
+def content_name(canonical: str) -> str:
+    """The symbol of the body whose canonical text is ``canonical`` (80 bits of its sha256:
+    two different bodies of one program share a name with odds of ~n^2/2^81)."""
+    return "k_" + hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def dedupe(named: list[tuple[str, str]]) -> tuple[list[tuple[int, str, str]], dict[str, str]]:
+    """For kernels ``(name, IR text)`` in order: the bodies to compile, as ``(index of the
+    first kernel with that body, its symbol, its text renamed to that symbol)``, and
+    ``{name: symbol of the body it calls}`` for every kernel."""
     first: dict[str, str] = {}
-    kept: list[int] = []
+    kept: list[tuple[int, str, str]] = []
     target: dict[str, str] = {}
     for i, (name, text) in enumerate(named):
         key = _canonical(text)
-        owner = first.setdefault(key, name)
-        target[name] = owner
-        if owner == name:
-            kept.append(i)
+        symbol = first.get(key)
+        if symbol is None:
+            symbol = first[key] = content_name(key)
+            kept.append((i, symbol, _KERNEL_NAME.sub("@" + symbol, text)))
+        target[name] = symbol
     return kept, target
 
 
-__all__ = ["dedupe"]
+__all__ = ["content_name", "dedupe"]

@@ -1,25 +1,29 @@
-"""Split a step's module into modules that compile on separate threads.
+"""How a step's IR is laid out in modules: one small module, or an entry module and modules of
+kernel bodies that compile on separate threads.
 
 Why: LLVM's O3 pipeline and machine-code generation are most of a cold compile (W1: ~220 of
 ~290 ms), and llvmlite runs them on one core.  The kernels of a step are independent
 functions that only ``sg_step`` calls, so they can live in other modules: each module
-compiles on a thread of its own (:func:`codegen.native.jit.compile_module`) and the object
+compiles on a thread of its own (:func:`codegen.native.jit.compile_objects`) and the object
 files are linked by name when loaded into one engine.  Kernels in another module are not
-inlined into ``sg_step``; a call costs nanoseconds against a kernel's microseconds.
+inlined into ``sg_step``; a call costs nanoseconds against a kernel's microseconds.  Modules
+of bodies are also what :mod:`codegen.kernel_cache` stores and reuses across programs, so the
+entry functions (which change with every program) have a module of their own.
 
-Balance: kernels are placed largest first on the least loaded module, by lines of IR (a
-rough but monotone estimate of optimisation time); the entry functions (``sg_step``,
-``sg_epoch``) stay in the first module.  A long step's entry (segment functions of plain
-calls, ``codegen.entry``) gets that module to itself, compiled at ``ENTRY_OPT_LEVEL`` (0):
-at O3 it took 1.2 s of LSTM(T=100)'s compile, 0.65 s at O1 and 0.19 s at O0, and the step
-runs as fast (O0/O1 0.98x at T=20, 1.00x at T=100, interleaved in one process).
+A step of fewer than :data:`MIN_SPLIT_LINES` lines of kernel IR stays one module, its kernels
+``internal`` and inlined into the entry.  Balance: bodies are placed largest first on the
+least loaded module, by lines of IR (a rough but monotone estimate of optimisation time).  A
+long step's entry (segment functions of plain calls, ``codegen.entry``) compiles at
+``ENTRY_OPT_LEVEL`` (0): at O3 it took 1.2 s of LSTM(T=100)'s compile, 0.65 s at O1 and
+0.19 s at O0, and the step runs as fast (O0/O1 0.98x at T=20, 1.00x at T=100, interleaved
+in one process).
 """
 
 from __future__ import annotations
 
 import re
 
-from .native.jit import OPT_LEVEL_MARK, PART_MARK, compile_threads
+from .native.jit import OPT_LEVEL_MARK, compile_threads
 
 #: below this many lines of IR one module, no threads.  A kernel with loops costs 10-40 ms of
 #: LLVM whatever its length: W3's step (~590 lines) took 155-186 ms cold in one module and
@@ -39,34 +43,42 @@ def module_count(lines: int, threads: int | None = None) -> int:
     return max(1, min(threads, lines // LINES_PER_MODULE))
 
 
-def split_modules(header: str, kernels: list[tuple[str, str, list[str]]], entry: list[str],
-                  count: int, entry_opt_level: int | None = None) -> str:
-    """IR text of ``count`` modules joined by :data:`PART_MARK` (one module if ``count`` is 1).
+def balance(sizes: list[int], count: int) -> list[list[int]]:
+    """Indices of ``sizes`` in at most ``count`` non-empty groups: largest first on the
+    least loaded group (sizes are lines of IR, a rough but monotone estimate of compile
+    time)."""
+    load = [0] * max(1, count)
+    groups: list[list[int]] = [[] for _ in load]
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        m = load.index(min(load))
+        load[m] += sizes[i]
+        groups[m].append(i)
+    return [g for g in groups if g]
 
-    ``header`` (declarations, attributes, metadata) starts every module; ``kernels`` are
-    ``(name, text, parameter types)`` of ``define internal`` functions;
-    ``entry`` are the functions that call them, kept in the first module.  A kernel placed
-    in another module gets external linkage there and a declaration in the first.  With
-    ``entry_opt_level``, the first module holds the entry alone and compiles at that level
-    (:data:`~codegen.native.jit.OPT_LEVEL_MARK`); the kernels fill ``count`` more modules.
-    """
-    alone = entry_opt_level is not None
-    if count <= 1 and not alone:
-        return "\n\n".join([header, *(text for _, text, _ in kernels), *entry]) + "\n"
-    load = [sum(text.count("\n") for text in entry)] + [0] * count
-    if not alone:
-        load.pop()
-    placed: list[list[str]] = [[] for _ in load]
-    declarations = []
-    for name, text, types in sorted(kernels, key=lambda k: -k[1].count("\n")):
-        m = 1 + load[1:].index(min(load[1:])) if alone else load.index(min(load))
-        load[m] += text.count("\n")
-        if m == 0:
-            placed[0].append(text)
-            continue
-        placed[m].append(_DEFINE_INTERNAL.sub("define ", text, count=1))
-        declarations.append(f"declare i32 @{name}({', '.join(types)}) #0")
-    mark = f"{OPT_LEVEL_MARK}{entry_opt_level}\n" if alone else ""
-    modules = [mark + "\n\n".join([header, *declarations, *placed[0], *entry])]
-    modules += ["\n\n".join([header, *texts]) for texts in placed[1:] if texts]
-    return PART_MARK.join(m + "\n" for m in modules)
+
+def exported(text: str) -> str:
+    """A kernel body (``define internal``) as a module of cached bodies defines it:
+    ``weak_odr``, so that two object files defining the same body (same name, same code)
+    load into one engine, the first one's definition serving both."""
+    return _DEFINE_INTERNAL.sub("define weak_odr ", text, count=1)
+
+
+def declaration(name: str, types: list[str]) -> str:
+    return f"declare i32 @{name}({', '.join(types)}) #0"
+
+
+def one_module(header: str, kernels: list[str], entry: list[str]) -> str:
+    """A small step's IR: its kernels (internal, inlined into the entry) and the entry."""
+    return "\n\n".join([header, *kernels, *entry]) + "\n"
+
+
+def entry_module(header: str, declarations: list[str], entry: list[str],
+                 opt_level: int | None = None) -> str:
+    """The module of the entry functions, calling kernels it declares; with ``opt_level``,
+    marked to compile at that level (:data:`~codegen.native.jit.OPT_LEVEL_MARK`)."""
+    mark = "" if opt_level is None else f"{OPT_LEVEL_MARK}{opt_level}\n"
+    return mark + "\n\n".join([header, *declarations, *entry]) + "\n"
+
+
+def body_module(header: str, bodies: list[str]) -> str:
+    return "\n\n".join([header, *map(exported, bodies)]) + "\n"

@@ -34,8 +34,9 @@ from typing import Any
 from . import jit
 from .jit import CompiledModule
 
-__all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "clear_cache", "compile_cached",
-           "load_program", "program_key", "source_fingerprint", "store_program"]
+__all__ = ["CACHE_FORMAT", "body_key", "cache_dir", "cache_key", "clear_cache", "compile_cached",
+           "compiling", "find_body", "index_bodies", "load_program", "program_key", "read_object",
+           "source_fingerprint", "store_object", "store_program"]
 
 #: Bump when the meaning of cached object code changes (ABI of generated code, binding scheme).
 CACHE_FORMAT = 1
@@ -43,6 +44,7 @@ _SUFFIX = ".o"
 _PROGRAM_SUFFIX = ".sgp"
 _PROGRAM_MAGIC = b"SGP1"
 _FACTS_SUFFIX = ".sgf"
+_BODY_SUFFIX = ".sgb"
 
 #: modules and programs kept in memory for reuse (least recently used dropped first).  A
 #: dropped one stays alive while a function uses it (programs hold their modules); the
@@ -52,7 +54,12 @@ MEMORY_LIMIT = 256
 
 
 class _Recent(OrderedDict):
-    """A dict of at most :data:`MEMORY_LIMIT` items; ``get`` counts as a use."""
+    """A dict of at most ``limit`` (default :data:`MEMORY_LIMIT`) items; ``get`` counts as a
+    use."""
+
+    def __init__(self, limit: int | None = None):
+        super().__init__()
+        self.limit = limit
 
     def get(self, key, default=None):
         try:
@@ -65,12 +72,15 @@ class _Recent(OrderedDict):
     def __setitem__(self, key, value) -> None:
         super().__setitem__(key, value)
         self.move_to_end(key)
-        while len(self) > MEMORY_LIMIT:
+        while len(self) > (self.limit or MEMORY_LIMIT):
             self.popitem(last=False)
 
 
 _memory: _Recent = _Recent()
 _programs: _Recent = _Recent()
+#: object key -> object code of kernel bodies (codegen.kernel_cache): tens to hundreds of KB each
+_objects: _Recent = _Recent(64)
+_bodies: _Recent = _Recent(4096)  # body key -> key of an object file that defines it
 _lock = threading.RLock()  # re-entrant: loading code may load the parallel runtime
 
 
@@ -266,6 +276,84 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
         return cm
 
 
+def compiling() -> threading.RLock:
+    """The lock a compile or load holds (a fork waits for it): see :func:`_fork_handlers`."""
+    return _lock
+
+
+def body_key(symbol: str, header: str, *, opt_level: int = 3,
+             loop_unrolling: bool = True) -> str:
+    """Key of one kernel body's machine code: its ``symbol`` (named by its content,
+    :func:`codegen.dedupe.content_name`), what of the module ``header`` the body depends on
+    (attributes, the declarations of what it calls), the host and the options."""
+    h = hashlib.sha256()
+    for part in (*_host_parts(opt_level, loop_unrolling), "kind=body", header, symbol):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def read_object(key: str, *, disk: bool = True) -> bytes | None:
+    """The object code stored under ``key`` (by :func:`store_object` or
+    :func:`compile_cached`), or ``None``."""
+    code = _objects.get(key)
+    if code is not None or not disk:
+        return code
+    try:
+        blob = (cache_dir() / (key + _SUFFIX)).read_bytes()
+    except OSError:
+        return None
+    code = blob[32:]
+    if not code or _object_digest(key, code) != blob[:32]:
+        return None
+    _objects[key] = code
+    return code
+
+
+def find_body(key: str, *, disk: bool = True) -> str | None:
+    """The key of an object file that defines the body of :func:`body_key` ``key``."""
+    found = _bodies.get(key)
+    if found is not None or not disk:
+        return found
+    try:
+        blob = (cache_dir() / (key + _BODY_SUFFIX)).read_bytes()
+    except OSError:
+        return None
+    found = blob[32:].decode("ascii", "replace")
+    if hashlib.sha256(key.encode() + b"\0" + blob[32:]).digest() != blob[:32]:
+        return None
+    _bodies[key] = found
+    return found
+
+
+def index_bodies(key: str, bodies: list[str], *, disk: bool = True) -> None:
+    """Record object file ``key`` as the one defining each of ``bodies`` (:func:`body_key`
+    keys), in memory and (atomically) on disk."""
+    for body in bodies:
+        _bodies[body] = key
+    if not disk:
+        return
+    ref = key.encode("ascii")
+    try:
+        for body in bodies:
+            _write_atomic(cache_dir() / (body + _BODY_SUFFIX),
+                          hashlib.sha256(body.encode() + b"\0" + ref).digest() + ref)
+    except OSError:
+        pass
+
+
+def store_object(key: str, code: bytes, bodies: list[str] = (), *, disk: bool = True) -> None:
+    """Keep object ``code`` under ``key`` and record it as the object defining each of
+    ``bodies`` (:func:`index_bodies`), in memory and (atomically) on disk."""
+    _objects[key] = code
+    if disk:
+        try:
+            _write_atomic(cache_dir() / (key + _SUFFIX), _object_digest(key, code) + code)
+        except OSError:
+            disk = False  # (no file: no index file naming it; this process's index still may)
+    index_bodies(key, list(bodies), disk=disk)
+
+
 def load_program(key: str, *, disk: bool = True) -> tuple[CompiledModule, dict] | None:
     """The module and metadata stored under a :func:`program_key`, or ``None``.
 
@@ -360,11 +448,13 @@ def clear_cache(memory: bool = True, disk: bool = True) -> None:
         with _lock:
             _memory.clear()
             _programs.clear()
+            _objects.clear()
+            _bodies.clear()
     if disk:
         d = cache_dir()
         if d.is_dir():
             for p in d.iterdir():
-                if (p.suffix in (_SUFFIX, _PROGRAM_SUFFIX, _FACTS_SUFFIX)
+                if (p.suffix in (_SUFFIX, _PROGRAM_SUFFIX, _FACTS_SUFFIX, _BODY_SUFFIX)
                         or p.name.startswith(".tmp-")) \
                         and p.is_file():
                     try:

@@ -30,7 +30,9 @@ __all__ = [
     "add_symbol",
     "assembly",
     "bind_external_symbols",
+    "binders_for",
     "compile_module",
+    "compile_objects",
     "fast_math_flags",
     "function_attributes",
     "host_target",
@@ -272,6 +274,13 @@ def register_binder(name: str, markers: tuple[bytes, ...],
     _BINDERS[name] = (tuple(markers), bind)
 
 
+def binders_for(code: bytes) -> frozenset[str]:
+    """Names of the binders :func:`bind_external_symbols` runs for ``code`` (object code, or
+    IR text encoded: the markers are the external names themselves)."""
+    return frozenset(name for name, (markers, _) in list(_BINDERS.items())
+                     if any(m in code for m in markers))
+
+
 def bind_external_symbols(object_code: bytes) -> None:
     """Bind the external names (``sg_*``) that ``object_code`` may reference.
 
@@ -400,23 +409,12 @@ def _compile_one(ir_text: str, opt_level: int, loop_unrolling: bool,
     return obj, optimized_ir, {"parse": t1 - t0, "optimize": t2 - t1, "codegen": t3 - t2}
 
 
-def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True,
-                   loop_unrolling: bool = True) -> CompiledModule:
-    """Parse, verify, optimise and compile ``ir_text``; return the loaded native code.
-
-    ``opt_level`` (0-3) selects both the IR pipeline (O2/O3 enable loop/SLP vectorisation and
-    unrolling) and the machine-code optimisation level.  Raises ``RuntimeError`` with LLVM's
-    message on invalid IR.
-
-    A text of several modules joined by :data:`PART_MARK` (their functions calling each other
-    by name) compiles each module on its own thread, up to :func:`compile_threads` at once,
-    and loads the object files into one engine: on two cores W1's step compiles in about half
-    the time.  ``stats`` then holds each stage's longest part (the wall time it adds).  A
-    module whose text starts with :data:`OPT_LEVEL_MARK` compiles at that level if it is lower.
-    """
+def compile_objects(parts: list[str], *, opt_level: int = 3, keep_ir: bool = True,
+                    loop_unrolling: bool = True) -> list[tuple[bytes, str | None, dict]]:
+    """Compile each module text of ``parts`` (not loaded): ``(object code, optimised IR or
+    None, stage seconds)`` each, on up to :func:`compile_threads` threads at once."""
     if not 0 <= opt_level <= 3:
         raise ValueError(f"opt_level must be 0..3, got {opt_level}")
-    parts = ir_text.split(PART_MARK)
     results: list[Any] = [None] * len(parts)
     host_target()  # once, before any thread needs it
     queue = iter(range(len(parts)))
@@ -454,6 +452,26 @@ def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True,
     for r in results:
         if isinstance(r, BaseException):
             raise r
+    return results
+
+
+def compile_module(ir_text: str, *, opt_level: int = 3, keep_ir: bool = True,
+                   loop_unrolling: bool = True) -> CompiledModule:
+    """Parse, verify, optimise and compile ``ir_text``; return the loaded native code.
+
+    ``opt_level`` (0-3) selects both the IR pipeline (O2/O3 enable loop/SLP vectorisation and
+    unrolling) and the machine-code optimisation level.  Raises ``RuntimeError`` with LLVM's
+    message on invalid IR.
+
+    A text of several modules joined by :data:`PART_MARK` (their functions calling each other
+    by name) compiles each module on its own thread, up to :func:`compile_threads` at once,
+    and loads the object files into one engine: on two cores W1's step compiles in about half
+    the time.  ``stats`` then holds each stage's longest part (the wall time it adds).  A
+    module whose text starts with :data:`OPT_LEVEL_MARK` compiles at that level if it is lower.
+    """
+    parts = ir_text.split(PART_MARK)
+    results = compile_objects(parts, opt_level=opt_level, keep_ir=keep_ir,
+                              loop_unrolling=loop_unrolling)
     stats: dict[str, Any] = {"opt_level": opt_level, "modules": len(parts)}
     for stage in ("parse", "optimize", "codegen"):
         stats[stage] = max(r[2][stage] for r in results)

@@ -229,7 +229,7 @@ import numpy as np, symgraph as sg
 from codegen import backend
 from codegen.native import cache, jit
 calls = {"lower": 0, "compile": 0, "cached": 0}
-lower, compile_module = backend.LLVMProgram._lower, jit.compile_module
+lower, compile_objects = backend.LLVMProgram._lower, jit.compile_objects
 compile_cached = cache.compile_cached
 def counting_cached(*a, **k):
     calls["cached"] += 1
@@ -240,9 +240,9 @@ def counting_lower(self):
     return lower(self)
 def counting_compile(*a, **k):
     calls["compile"] += 1
-    return compile_module(*a, **k)
+    return compile_objects(*a, **k)
 backend.LLVMProgram._lower = counting_lower
-jit.compile_module = counting_compile
+jit.compile_objects = counting_compile
 x = sg.tensor("x", ("batch", 6), "float32"); y = sg.tensor("y", ("batch",), "int64")
 rng = np.random.default_rng(0)
 w = sg.shared(rng.normal(size=(6, 4)).astype("float32"), name="w")

@@ -13,6 +13,7 @@ from _helpers import cfunc, loop_ir
 
 import symgraph as sg
 from codegen import partition
+from codegen.kernel_cache import Body, program_text
 from codegen.native import cache, jit, llvmffi
 
 
@@ -53,6 +54,7 @@ def test_module_count():
                     reason="one compile thread without the thread-safe path: no split")
 def test_split_step_equals_one_module(cache_env, monkeypatch):
     monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "1")
+    monkeypatch.setattr(partition, "MIN_SPLIT_LINES", 10 ** 9)  # one module, kernels inlined
     f1, losses1, params1 = _train()
     assert f1.compile_stats["cache"] == "miss"
     assert jit.PART_MARK not in f1.program.ir_text
@@ -60,15 +62,16 @@ def test_split_step_equals_one_module(cache_env, monkeypatch):
     _force_split(monkeypatch, 3)
     f3, losses3, params3 = _train()
     text = f3.program.ir_text
-    assert text.count(jit.PART_MARK) == 2  # three modules
-    assert f3.program.module.stats.get("modules") == f3.compile_stats["modules"] == 3
+    assert text.count(jit.PART_MARK) == 3  # the entry's module and three of kernels
+    assert f3.program.module.stats.get("modules") == f3.compile_stats["modules"] == 4
     # kernels are exported there (their helpers, and the header's runtime, stay internal)
-    assert not re.search(r"define internal i32 @k\d+\(", text.split(jit.PART_MARK)[1])
+    assert re.search(r"define weak_odr i32 @k_\w+\(", text.split(jit.PART_MARK)[1])
+    assert not re.search(r"define internal i32 @k_[0-9a-f]+\(", text)
     np.testing.assert_allclose(losses3, losses1, rtol=1e-6)
     for a, b in zip(params3, params1):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # the optimised IR and the assembly cover every module
-    assert f3.llvm_ir().count(jit.PART_MARK) == 2
+    assert f3.llvm_ir().count(jit.PART_MARK) == 3
     assert "sg_step" in f3.asm()
     # a new Function from the program cache loads all object files into one engine
     cache.clear_cache(memory=True, disk=False)
@@ -239,25 +242,28 @@ def test_a_marked_module_compiles_at_its_own_level(monkeypatch):
     np.testing.assert_array_equal(out, x + 2)
 
 
-def test_entry_alone_puts_every_kernel_in_the_other_modules():
-    kernels = [(f"k{i}", f"define internal i32 @k{i}(ptr %p) #2 {{\n" + "  ; body\n" * (i + 1)
-                + "  ret i32 0\n}", ["ptr"]) for i in range(7)]
+def test_the_entry_module_declares_every_body_the_others_define_each_once():
+    bodies = [Body(f"k_{i:04x}", f"define internal i32 @k_{i:04x}(ptr %p) #2 {{\n"
+                   + "  ; body\n" * (i + 1) + "  ret i32 0\n}", ["ptr"]) for i in range(7)]
     entry = ["define i32 @sg_step(ptr %bufs, ptr %dims) #1 {\n" + "  ; call\n" * 50 + "}"]
+    names = sorted(b.symbol for b in bodies)
     for count in (1, 2, 3):
-        parts = partition.split_modules("; header", kernels, entry, count,
-                                        entry_opt_level=1).split(jit.PART_MARK)
-        assert len(parts) == count + 1
-        assert parts[0].startswith(f"{jit.OPT_LEVEL_MARK}1\n")
-        assert "@sg_step(" in parts[0] and "define internal i32 @k" not in parts[0]
-        assert sorted(re.findall(r"declare i32 @(k\d+)\(ptr\)", parts[0])) == \
-            sorted(name for name, _, _ in kernels)
-        defined = [re.findall(r"^define i32 @(k\d+)\(", p, re.M) for p in parts[1:]]
-        assert sorted(sum(defined, [])) == sorted(name for name, _, _ in kernels)
-        assert all(defined)  # no empty module
-        assert not any(p.startswith(jit.OPT_LEVEL_MARK) for p in parts[1:])
-    # without it, the first module takes kernels too and carries no mark
-    parts = partition.split_modules("; header", kernels, entry, 2).split(jit.PART_MARK)
-    assert not parts[0].startswith(jit.OPT_LEVEL_MARK)
+        for level in (None, 0):
+            parts = program_text("; header", bodies, entry, count=count,
+                                 entry_opt_level=level).split(jit.PART_MARK)
+            assert len(parts) == count + 1
+            assert parts[0].startswith(f"{jit.OPT_LEVEL_MARK}0\n") == (level == 0)
+            assert "@sg_step(" in parts[0] and "define" not in parts[0].replace(
+                "define i32 @sg_step(", "")
+            assert sorted(re.findall(r"declare i32 @(k_\w+)\(ptr\)", parts[0])) == names
+            # weak_odr: two object files defining one body load into one engine
+            defined = [re.findall(r"^define weak_odr i32 @(k_\w+)\(", p, re.M) for p in parts[1:]]
+            assert sorted(sum(defined, [])) == names
+            assert all(defined)  # no empty module
+            assert not any(p.startswith(jit.OPT_LEVEL_MARK) for p in parts[1:])
+    # the largest first on the least loaded module
+    assert partition.balance([5, 1, 4, 3, 2], 2) == [[0, 4, 1], [2, 3]]  # loads 8 and 7
+    assert partition.balance([5, 1], 3) == [[0], [1]]
 
 
 def test_a_long_step_compiles_its_entry_module_at_a_low_level(cache_env, monkeypatch):
