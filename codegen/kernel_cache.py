@@ -35,10 +35,23 @@ class Body(NamedTuple):
     types: list[str]
 
 
-def _modules(header: str, bodies: list[Body], count: int) -> list[tuple[str, list[int]]]:
-    """``bodies`` in at most ``count`` modules: ``(IR text, indices into bodies)`` each."""
-    groups = balance([b.text.count("\n") for b in bodies], count)
+def _modules(header: str, bodies: list[Body], count: int,
+             entry_load: int = 0) -> list[tuple[str, list[int]]]:
+    """``bodies`` in at most ``count`` modules: ``(IR text, indices into bodies)`` each.
+
+    The modules compile after the entry's, one per thread while threads last: with as many
+    modules as threads, the thread that compiled the entry takes the last one, which
+    therefore starts with the entry's load (``entry_load`` lines)."""
+    start = [0] * max(1, count)
+    if count > 1 and count >= jit.compile_threads():
+        start[-1] = entry_load
+    groups = balance([b.text.count("\n") for b in bodies], count, start)
     return [(body_module(header, [bodies[i].text for i in g]), g) for g in groups]
+
+
+def _entry_load(entry: list[str], entry_opt_level: int | None) -> int:
+    """The entry's lines as a load on a compile thread (a low level's costs ~nothing)."""
+    return 0 if entry_opt_level is not None else sum(t.count("\n") for t in entry)
 
 
 def program_text(header: str, bodies: list[Body], entry: list[str], *, count: int,
@@ -47,7 +60,8 @@ def program_text(header: str, bodies: list[Body], entry: list[str], *, count: in
     entry module, then the body modules (joined by :data:`~codegen.native.jit.PART_MARK`)."""
     first = entry_module(header, [declaration(b.symbol, b.types) for b in bodies], entry,
                          entry_opt_level)
-    return jit.PART_MARK.join([first] + [text for text, _ in _modules(header, bodies, count)])
+    rest = _modules(header, bodies, count, _entry_load(entry, entry_opt_level))
+    return jit.PART_MARK.join([first] + [text for text, _ in rest])
 
 
 _DECLARED = re.compile(r"^declare [^@\n]*@([-\w.$]+)\(.*$", re.M)
@@ -105,7 +119,8 @@ def compile_program(header: str, bodies: list[Body], entry: list[str], *, count:
         first = entry_module(header, [declaration(b.symbol, b.types) for b in bodies], entry,
                              entry_opt_level)
         modules = [(first, [])] + [(text, [missing[j] for j in group]) for text, group in
-                                   _modules(header, [bodies[i] for i in missing], count)]
+                                   _modules(header, [bodies[i] for i in missing], count,
+                                            _entry_load(entry, entry_opt_level))]
         text_keys = [cache.cache_key(text, opt_level=opt_level, loop_unrolling=loop_unrolling)
                      for text, _ in modules]
         objects: list[bytes | None] = [cache.read_object(k) for k in text_keys]

@@ -43,11 +43,11 @@ def module_count(lines: int, threads: int | None = None) -> int:
     return max(1, min(threads, lines // LINES_PER_MODULE))
 
 
-def balance(sizes: list[int], count: int) -> list[list[int]]:
+def balance(sizes: list[int], count: int, start: list[int] | None = None) -> list[list[int]]:
     """Indices of ``sizes`` in at most ``count`` non-empty groups: largest first on the
     least loaded group (sizes are lines of IR, a rough but monotone estimate of compile
-    time)."""
-    load = [0] * max(1, count)
+    time); group ``g`` starts with load ``start[g]`` (0s by default)."""
+    load = list(start) if start is not None else [0] * max(1, count)
     groups: list[list[int]] = [[] for _ in load]
     for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
         m = load.index(min(load))
