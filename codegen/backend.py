@@ -143,11 +143,10 @@ class LLVMProgram(Program):
         if loop_unrolling is None:  # halves compile time; loops stay vectorised
             loop_unrolling = os.environ.get("SYMGRAPH_LLVM_UNROLL", "0") == "1"
         self._compile(request.rewrite_report, t0, opt_level, loop_unrolling)
-        code = self.module.object_code
         #: calls OpenBLAS's threads (gemms, split loops): then each plan's calls choose one
-        #: thread or OpenBLAS's count, whichever runs faster now (``contention.Governor``)
-        self.threaded = contention.enabled() and (
-            b"sg_cblas_" in code or parallel.DISPATCH.encode() in code)
+        #: thread or OpenBLAS's count, whichever runs faster now (``contention.Governor``).
+        #: From the kernels: the object code may hold other programs' bodies (kernel_cache)
+        self.threaded = contention.enabled() and any(k.blas or k.parallel for k in self.kernels)
         #: argument signature -> the runner of its plan (``run.plan``), least recently used
         #: first; the signature of argument ``a`` is ``(type(a), a.shape, a.dtype)``, then the
         #: shared values' shapes (``_signature``)
@@ -261,7 +260,12 @@ class LLVMProgram(Program):
             math_declarations,
             module_header,
         )
-        from .partition import MIN_SPLIT_LINES, module_count, one_module  # lazy: as above
+        from .partition import (  # lazy: as above
+            MIN_SPLIT_LINES,
+            module_count,
+            one_module,
+            outlined,
+        )
 
         an = self.analysis
         ctx = ModuleContext(an, self._split_minimum)
@@ -290,14 +294,16 @@ class LLVMProgram(Program):
         if ctx.uses_parallel:
             parts.append(parallel.declaration())
         functions = [text for _, _, text in kept]
-        self._parts, self._functions, self._kernel_roots = parts, functions, kernels
+        together = [outlined(t) for t in functions] if ctx.outlined else functions
+        # (the profiling twin is one module: ``together``)
+        self._parts, self._functions, self._kernel_roots = parts, together, kernels
         entry = [main]  # (sg_epoch: a module of its own, on the first epoch call)
         header = "\n\n".join(parts)
         lines = sum(t.count("\n") for t in functions)
         segmented = len(kernels) > SEGMENT_KERNELS  # the entry's segments: O0, see partition
         if not segmented and lines < MIN_SPLIT_LINES:  # small: one module, kernels inlined
             self._bodies = None
-            return one_module(header, functions, entry), [info for info, _ in kernels], ctx
+            return one_module(header, together, entry), [info for info, _ in kernels], ctx
         self._bodies = dict(
             header=header, entry=entry, count=module_count(lines),
             entry_opt_level=ENTRY_OPT_LEVEL if segmented else None,

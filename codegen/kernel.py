@@ -56,6 +56,7 @@ class Kernel:
         self._strides: dict[Variable, list[str]] = {}
         self.fallible = False
         self.blas = False
+        self.parallel = False
         #: more parameters after ``%tab`` (a loop over a sub-range: ``", i64 %lo, i64 %hi"``)
         #: and more IR functions emitted after this one (codegen.lower_elementwise's parallel
         #: loops: the range function and the task the runtime calls)
@@ -303,11 +304,12 @@ class Kernel:
         sep = ", " if params else ""
         args = "".join(f", i64 %a{i}" for i in range(len(self.args)))
         header = (f"define internal i32 @{self.name}({params}{sep}ptr noalias %tab{args}"
-                  f"{self.extra_params}) {'#2' if self.ctx.outlined else '#0'} {{")
+                  f"{self.extra_params}) #0 {{")  # (#2 where outlined: partition.outlined)
         self.ctx.math_used |= self.fb.math_used
         out_info.reads = list(self.params)
         out_info.fallible = self.fallible
         out_info.blas = self.blas
+        out_info.parallel = self.parallel
         out_info.args = list(self.args)
         return "\n\n".join([self.fb.finish(header), *self.extra_functions])
 

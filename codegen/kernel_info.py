@@ -43,8 +43,8 @@ SlotFn = Callable[[dict, dict], int]
 class KernelInfo:
     """One fused kernel: the variable it writes and the graph nodes it computes."""
 
-    __slots__ = ("name", "output", "nodes", "reads", "fallible", "outputs", "blas", "function",
-                 "args")
+    __slots__ = ("name", "output", "nodes", "reads", "fallible", "outputs", "blas", "parallel",
+                 "function", "args")
 
     def __init__(self, name: str, output: Variable, nodes: list[Apply],
                  reads: list[Variable] | None = None, fallible: bool = False,
@@ -55,6 +55,7 @@ class KernelInfo:
         #: all variables it writes
         self.outputs: list[Variable] = [] if outputs is None else outputs
         self.blas = blas  # calls BLAS (gemm or gemv)
+        self.parallel = False  # hands loops to codegen.native.parallel (OpenBLAS's threads)
         #: the IR function its call site calls: its own, or an equal kernel's
         #: (``codegen.dedupe``)
         self.function = name

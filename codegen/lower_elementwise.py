@@ -222,7 +222,7 @@ def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: boo
     roots = list(r.params)
     k.extra_functions += [r.finish(KernelInfo(r.name, first, [])),
                           parallel.part_function(f"{k.name}_part", r.name, len(roots))]
-    k.ctx.uses_parallel = True
+    k.ctx.uses_parallel = k.parallel = True
     # the kernel: pack the buffers and hand the range to the runtime, with whether it is big
     # enough to split (symbolic dims: known at run time only)
     fb = k.fb

@@ -56,6 +56,17 @@ def balance(sizes: list[int], count: int, start: list[int] | None = None) -> lis
     return [g for g in groups if g]
 
 
+_ATTRIBUTES_0 = re.compile(r"\) #0 \{$", re.M)
+
+
+def outlined(text: str) -> str:
+    """A kernel body (``#0``) as a module holding it with its entry and many other kernels
+    defines it: ``#2`` (``noinline``, :data:`codegen.lower.OUTLINE_KERNELS`).  Elsewhere
+    (modules of bodies) nothing calls it in its own module, so its text, and its name, do
+    not depend on the number of kernels."""
+    return _ATTRIBUTES_0.sub(") #2 {", text, count=1)
+
+
 def exported(text: str) -> str:
     """A kernel body (``define internal``) as a module of cached bodies defines it:
     ``weak_odr``, so that two object files defining the same body (same name, same code)

@@ -270,6 +270,7 @@ def encode_meta(program, kernels, ctx, numbering: Numbering) -> dict:
                 "outputs": [num.index[v] for v in info.outputs],
                 "fallible": bool(info.fallible),
                 "blas": bool(info.blas),
+                "parallel": bool(info.parallel),
                 "function": info.function,
                 "args": [int(a) for a in info.args],
             })
@@ -300,6 +301,7 @@ def decode_meta(meta: dict, analysis, numbering: Numbering):
         info.reads = vars_(k["reads"])
         info.fallible = bool(k["fallible"])
         info.blas = bool(k["blas"])
+        info.parallel = bool(k.get("parallel", False))
         info.function = str(k.get("function", info.name))
         info.args = [int(a) for a in k.get("args", [])]
         kernels.append(info)

@@ -30,7 +30,7 @@ __all__ = [
     "add_symbol",
     "assembly",
     "bind_external_symbols",
-    "binders_for",
+    "bindable",
     "compile_module",
     "compile_objects",
     "fast_math_flags",
@@ -274,11 +274,17 @@ def register_binder(name: str, markers: tuple[bytes, ...],
     _BINDERS[name] = (tuple(markers), bind)
 
 
-def binders_for(code: bytes) -> frozenset[str]:
-    """Names of the binders :func:`bind_external_symbols` runs for ``code`` (object code, or
-    IR text encoded: the markers are the external names themselves)."""
-    return frozenset(name for name, (markers, _) in list(_BINDERS.items())
-                     if any(m in code for m in markers))
+def bindable(object_code: bytes) -> bool:
+    """Can the external names ``object_code`` references be bound in this process?  Binds
+    them (what loading it does first); False if a binder refuses (the parallel runtime
+    where numpy's OpenBLAS has no threads to lend, say)."""
+    for markers, bind in list(_BINDERS.values()):
+        if any(m in object_code for m in markers):
+            try:
+                bind(object_code)
+            except Exception:  # noqa: BLE001  (whatever a binder raises: not loadable here)
+                return False
+    return True
 
 
 def bind_external_symbols(object_code: bytes) -> None:

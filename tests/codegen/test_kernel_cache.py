@@ -24,8 +24,8 @@ def _split(monkeypatch):
     monkeypatch.setattr(partition, "MIN_SPLIT_LINES", 0)
 
 
-def _step(widths=(12, 16, 5), momentum=False, backend="llvm"):
-    """An MLP's training step (ReLU, cross-entropy), SGD or SGD with momentum."""
+def _step(widths=(12, 16, 5), momentum=False, act="relu", backend="llvm"):
+    """An MLP's training step (ReLU or tanh, cross-entropy), SGD or SGD with momentum."""
     rng = np.random.default_rng(len(widths))
     x = sg.tensor("x", ("batch", widths[0]), "float32")
     y = sg.tensor("y", ("batch",), "int64")
@@ -36,7 +36,7 @@ def _step(widths=(12, 16, 5), momentum=False, backend="llvm"):
         params += [W, c]
         h = h @ W + c
         if i < len(widths) - 2:
-            h = sg.nn.relu(h)
+            h = sg.nn.relu(h) if act == "relu" else sg.tanh(h)
     loss = sg.nn.cross_entropy(sg.nn.log_softmax(h, axis=-1), y)
     grads = sg.grad(loss, params)
     updates = {}
@@ -76,10 +76,12 @@ def _compiled_bodies(monkeypatch) -> list[str]:
     return seen
 
 
-VARIANTS = [dict(widths=(12, 24, 5)), dict(momentum=True), dict(widths=(12, 16, 8, 5))]
+VARIANTS = [dict(widths=(12, 24, 5)), dict(momentum=True), dict(widths=(12, 16, 8, 5)),
+            dict(act="tanh")]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=["width", "momentum", "depth"])
+# tanh: a libmvec function more, declared in the header and listed in @llvm.compiler.used
+@pytest.mark.parametrize("variant", VARIANTS, ids=["width", "momentum", "depth", "tanh"])
 def test_a_changed_model_compiles_only_its_new_bodies(cache_env, tmp_path, monkeypatch,
                                                        variant):
     base, _, _ = _step()
@@ -265,15 +267,24 @@ def test_a_body_is_keyed_with_the_declarations_it_calls_and_no_others():
     decl_exp = "declare float @sg_expf(float) nounwind willreturn memory(none)"
     decl_par = "declare void @sg_parallel_for(ptr, ptr, i64, i64, i1) nounwind"
     calls = Body("k_1", "define internal i32 @k_1(ptr %p) #0 {\n  %e = call float "
-                 "@sg_expf(float 1.0)\n  ret i32 0\n}", ["ptr"])
+                 "@sg_expf(float 1.0) #3\n  ret i32 0\n}\nattributes #3 = { "
+                 '"vector-function-abi-variant"="_ZGV_LLVM_N8v_sg_expf(_ZGVdN8v_expf)" }',
+                 ["ptr"])
+    decl_vec = "declare <8 x float> @_ZGVdN8v_expf(<8 x float>) nounwind"
+    used = "@llvm.compiler.used = appending global [1 x ptr] [ptr @_ZGVdN8v_expf]"
     plain = Body("k_2", "define internal i32 @k_2(ptr %p) #0 {\n  ret i32 0\n}", ["ptr"])
-    base = _key_headers("\n".join([decl_exp, attrs]), [calls, plain])
-    # another program also splits loops: one more declaration, called by none of these
-    more = _key_headers("\n\n".join([decl_exp, attrs, decl_par]), [calls, plain])
+    base = _key_headers("\n".join([decl_exp, decl_vec, used, attrs]), [calls, plain])
+    # another program also splits loops and uses tanh: more declarations and variants,
+    # used by none of these
+    tanh = "declare <8 x float> @_ZGVdN8v_tanhf(<8 x float>) nounwind"
+    more = _key_headers("\n\n".join([decl_exp, decl_vec, tanh, used.replace(
+        "[1 x ptr] [ptr @_ZGVdN8v_expf]", "[2 x ptr] [ptr @_ZGVdN8v_expf, ptr @_ZGVdN8v_tanhf]"),
+        attrs, decl_par]), [calls, plain])
     assert more == base and decl_exp in base[0] and decl_exp not in base[1]
+    assert decl_vec in base[0]  # named only in an attribute string
     # what a body calls is declared otherwise, or the attributes differ: another key
-    other = _key_headers("\n".join([decl_exp.replace(" willreturn", ""), attrs]),
-                         [calls, plain])
+    other = _key_headers("\n".join([decl_exp.replace(" willreturn", ""), decl_vec, used,
+                                     attrs]), [calls, plain])
     assert other[0] != base[0] and other[1] == base[1]
     assert _key_headers(attrs.replace("nounwind", "nounwind noinline"), [plain]) != base[1:]
 
@@ -312,3 +323,20 @@ def test_an_index_naming_a_file_without_the_body_is_not_trusted(cache_env):
     # none was taken from the file named; the same modules again, found by their text,
     # and the index mended
     assert got["compiled"] == 0 and _index(cache_env) == index
+
+
+def test_more_kernels_than_outline_kernels_keep_the_bodies_names(cache_env, monkeypatch):
+    """Past OUTLINE_KERNELS a one-module step marks its kernels noinline; bodies in modules
+    of their own are not, so their names (and cached code) are the same either way."""
+    from codegen import lower
+
+    base, _, _ = _step()
+    monkeypatch.setattr(lower, "OUTLINE_KERNELS", 0)
+    f, data, params = _step(widths=(12, 24, 5))
+    new = _symbols(f) - _symbols(base)
+    assert 0 < f.compile_stats["bodies_compiled"] == len(new) < f.compile_stats["bodies"]
+    assert all(") #2 {" in text for text in f.program._functions)  # the profiling twin's
+    got = _train(f, data, params)
+    ref, data2, params2 = _step(widths=(12, 24, 5), backend="numpy")
+    np.testing.assert_allclose(got[0], _train(ref, data2, params2)[0], rtol=1e-5)
+    assert len(f.profile(*data, n=2)) == len(f.kernels)

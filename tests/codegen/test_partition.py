@@ -243,7 +243,7 @@ def test_a_marked_module_compiles_at_its_own_level(monkeypatch):
 
 
 def test_the_entry_module_declares_every_body_the_others_define_each_once(monkeypatch):
-    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "8")  # a thread for every module
+    monkeypatch.setattr(jit, "compile_threads", lambda: 8)  # a thread for every module
     bodies = [Body(f"k_{i:04x}", f"define internal i32 @k_{i:04x}(ptr %p) #2 {{\n"
                    + "  ; body\n" * (i + 1) + "  ret i32 0\n}", ["ptr"]) for i in range(7)]
     entry = ["define i32 @sg_step(ptr %bufs, ptr %dims) #1 {\n" + "  ; call\n" * 50 + "}"]
@@ -268,7 +268,7 @@ def test_the_entry_module_declares_every_body_the_others_define_each_once(monkey
     assert partition.balance([5, 1, 4, 3, 2], 2, [0, 6]) == [[0, 2, 4], [3, 1]]  # 11 and 10
     # as many modules as threads: the thread done with the entry takes the last module,
     # which gets the fewer lines of kernels
-    monkeypatch.setenv("SYMGRAPH_COMPILE_THREADS", "2")
+    monkeypatch.setattr(jit, "compile_threads", lambda: 2)
     entry = ["define i32 @sg_step(ptr %bufs, ptr %dims) #1 {\n" + "  ; call\n" * 8 + "}"]
     entry_lines = entry[0].count("\n")
     first, *rest = program_text("; header", bodies, entry, count=2).split(jit.PART_MARK)
