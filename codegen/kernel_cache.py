@@ -19,12 +19,12 @@ also takes two plain definitions, the later one replacing the earlier in its tab
 ``weak_odr`` says what is meant).
 
 Measured (``bench/recompile.py``, model.compile + first call in a fresh process, on a cache
-the model before the edit filled, against an empty cache; one run on an AVX2 EPYC in its
-slow mode): the digits MLP with dropout off 0.57x, a layer's width 0.64x, a layer more
-0.64x, SGD with momentum instead of Adam 0.76x (25 of 32 bodies new: the update fuses into
-the gradient kernels), an LSTM(32) over 80 steps instead of 50 0.82x (6 of 46 bodies new;
-most of its compile is Python).  A step's run time does not change: W1-W3 compiled one way
-and the other, timed alternately in one process, 0.90-1.02x.
+the model before the edit filled, against an empty cache; one run on an AVX2 EPYC): the
+digits MLP with SGD-momentum instead of Adam 0.55x (6 of 32 bodies compiled), a layer's
+width 0.54x (11 of 34), a layer more 0.55x (12 of 43), dropout off 0.61x (4 of 35); an
+LSTM(32) over 80 steps instead of 50 0.92x (6 of 46: most of its compile is Python).  A
+step's run time does not change: W1-W3 compiled one way and the other, timed alternately
+in one process, 0.90-1.02x.
 """
 
 from __future__ import annotations
