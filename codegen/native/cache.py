@@ -223,8 +223,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _object_digest(key: str, code: bytes) -> bytes:
-    """The checksum an object file starts with: of its key too, so a file renamed to (or
-    copied over) another key's name is refused instead of run as that program."""
+    """The checksum an object (or body index) file starts with: of its key too, so a file
+    renamed to (or copied over) another key's name is refused instead of run as that
+    program."""
     return hashlib.sha256(key.encode() + b"\0" + code).digest()
 
 
@@ -293,36 +294,35 @@ def body_key(symbol: str, header: str, *, opt_level: int = 3,
     return h.hexdigest()
 
 
+def _read_checked(key: str, suffix: str) -> bytes | None:
+    """What the file ``<key><suffix>`` holds after its checksum (:func:`_object_digest`), or
+    ``None`` if it is absent, empty or corrupt."""
+    try:
+        blob = (cache_dir() / (key + suffix)).read_bytes()
+    except OSError:
+        return None
+    data = blob[32:]
+    return data if data and _object_digest(key, data) == blob[:32] else None
+
+
 def read_object(key: str, *, disk: bool = True) -> bytes | None:
     """The object code stored under ``key`` (by :func:`store_object` or
     :func:`compile_cached`), or ``None``."""
     code = _objects.get(key)
-    if code is not None or not disk:
-        return code
-    try:
-        blob = (cache_dir() / (key + _SUFFIX)).read_bytes()
-    except OSError:
-        return None
-    code = blob[32:]
-    if not code or _object_digest(key, code) != blob[:32]:
-        return None
-    _objects[key] = code
+    if code is None and disk:
+        code = _read_checked(key, _SUFFIX)
+        if code is not None:
+            _objects[key] = code
     return code
 
 
 def find_body(key: str, *, disk: bool = True) -> str | None:
     """The key of an object file that defines the body of :func:`body_key` ``key``."""
     found = _bodies.get(key)
-    if found is not None or not disk:
-        return found
-    try:
-        blob = (cache_dir() / (key + _BODY_SUFFIX)).read_bytes()
-    except OSError:
-        return None
-    found = blob[32:].decode("ascii", "replace")
-    if hashlib.sha256(key.encode() + b"\0" + blob[32:]).digest() != blob[:32]:
-        return None
-    _bodies[key] = found
+    if found is None and disk:
+        ref = _read_checked(key, _BODY_SUFFIX)
+        if ref is not None:
+            found = _bodies[key] = ref.decode("ascii", "replace")
     return found
 
 
@@ -336,8 +336,7 @@ def index_bodies(key: str, bodies: list[str], *, disk: bool = True) -> None:
     ref = key.encode("ascii")
     try:
         for body in bodies:
-            _write_atomic(cache_dir() / (body + _BODY_SUFFIX),
-                          hashlib.sha256(body.encode() + b"\0" + ref).digest() + ref)
+            _write_atomic(cache_dir() / (body + _BODY_SUFFIX), _object_digest(body, ref) + ref)
     except OSError:
         pass
 
