@@ -30,6 +30,7 @@ from .fusion import ADDRESSABLE, is_matrix_transpose, is_transpose2d
 from .irgen import FMF, ITEMSIZE, MEM_TYPE, Value, is_float, literal
 from .kernel import Kernel, node_error
 from .native import blas
+from .native.jit import vector_registers
 from .registry import Lowering, register_lowering
 
 __all__ = ["SGD_TILE", "SMALL_MATMUL_WORK", "lower_batched_matmul", "lower_folded_sgd",
@@ -237,29 +238,54 @@ def _naive_matmul(k: Kernel, node: Apply) -> None:
 
 #: a 2-d float product with a static column count and at most this many multiply-adds
 #: ``m * n * k`` runs :func:`_small_gemm` instead of BLAS, keyed by (dtype, B transposed?);
-#: sizes known only at run time are compared with it there.  Measured against OpenBLAS 0.3.31
-#: (SkylakeX kernel, 2 threads; bench/small_matmul.py, net of the call, loop/BLAS): float32
-#: 0.74-0.80 at 32x32x32 .. 64x32x32, 0.85 at 64^3, 1.35-1.43 at 128x64x64 (B transposed:
-#: 0.76-0.79 up to 10k, 0.93 at 32^3, 1.03-1.05 at 64k, 1.21 at 64^3); float64 0.60-0.81 up
-#: to 64^3 in every layout, 1.18-1.51 at 128x64x64.
-SMALL_GEMM_WORK = {("float32", False): 64 ** 3, ("float32", True): 32 ** 3,
-                   ("float64", False): 64 ** 3, ("float64", True): 64 ** 3}
-#: (rows of C, 256-bit vectors of columns) per register tile of :func:`_small_gemm`, by
-#: whether B is transposed (its vectors then cost a scalar load per element: more rows share
-#: each)
-SMALL_GEMM_TILE = {False: (4, 4), True: (8, 2)}
+#: sizes known only at run time are compared with it there.  By the host's vector registers
+#: (:func:`codegen.native.jit.vector_registers`: the tiles differ, and so do the crossovers),
+#: measured against OpenBLAS 0.3.31 with bench/small_matmul.py (loop / BLAS):
+#:
+#: * 32 (AVX-512, SkylakeX kernel; net of an empty call): float32 0.74-0.80 at 32x32x32 ..
+#:   64x32x32, 0.85 at 64^3, 1.35-1.43 at 128x64x64 (B transposed: 0.76-0.79 up to 10k, 0.93
+#:   at 32^3, 1.03-1.05 at 64k, 1.21 at 64^3); float64 0.60-0.81 up to 64^3 in every
+#:   layout, 1.18-1.51 at 128x64x64.
+#: * 16 (AVX2 EPYC, Haswell kernel; kernel time inside a graph): float32 0.67-0.93 up to
+#:   64^3, 1.30-1.51 at 128x64x64; B transposed 0.76 at 32x32x10, 1.04-1.05 at 10-32k,
+#:   1.25-1.61 from 64k; float64 0.45-0.84 up to 64^3 (TN 1.06 there), 1.09-2.12 at
+#:   128x64x64; B transposed 0.77-1.05 up to 64k, 1.25 at 64^3.
+SMALL_GEMM_WORKS = {
+    32: {("float32", False): 64 ** 3, ("float32", True): 32 ** 3,
+         ("float64", False): 64 ** 3, ("float64", True): 64 ** 3},
+    16: {("float32", False): 64 ** 3, ("float32", True): 32 * 32 * 16,
+         ("float64", False): 64 ** 3, ("float64", True): 64 * 32 * 32}}
+SMALL_GEMM_WORK = dict(SMALL_GEMM_WORKS[vector_registers()])
+#: (rows of C, 256-bit vectors of columns) per register tile of :func:`_small_gemm`, by the
+#: host's vector registers and whether B is transposed (its vectors then cost a scalar load
+#: per element: more rows share each).  The sums must stay in registers: AVX2's 16 hold a
+#: 4x2 tile (8 sums, 2 B vectors, the broadcasts), while the AVX-512 host's 4x4 spilled 9
+#: of its 16 sums there and ran 3x slower (1.4 against 4.5 us for 32x32x64 on an AVX2 EPYC;
+#: 8x1 when B is transposed: 2.6 us against 3.0-6.3 for 4x2, 6x2, 3x3, 2x4, 5x2)
+SMALL_GEMM_TILES = {32: {False: (4, 4), True: (8, 2)}, 16: {False: (4, 2), True: (8, 1)}}
 
 
 #: a product with a run-time ``m`` or ``k`` branches on its actual sizes (True) or always
-#: calls BLAS (False).  False for now: in W2 (the 64-32-10 MLP, batch 32, every product
-#: with a symbolic batch) the branch to the loops made the step 4.9-5.0 us against 4.1-4.3
-#: us through BLAS (bench/train_step.py, interleaved runs), although the same shapes compiled
-#: static are 0.76-0.80x BLAS in bench/small_matmul.py.
-SMALL_GEMM_RUNTIME = False
-#: with run-time sizes, only products of at most this many columns (the widest in the
-#: crossover sweep) get the loop behind the branch: its code grows with the columns, and with
-#: no bound W1's 256- and 512-column products made its compile 8x (1.37 s against 0.17 s)
-SMALL_GEMM_RUNTIME_COLUMNS = 64
+#: calls BLAS (False); None: as the host's entry of SMALL_GEMM_RUNTIMES says.
+SMALL_GEMM_RUNTIME: bool | None = None
+#: by vector registers.  32 (AVX-512): in W2 (the 64-32-10 MLP, batch 32, every product with
+#: a symbolic batch) the branch to the loops made the step 4.9-5.0 us against 4.1-4.3 us
+#: through BLAS (bench/train_step.py, interleaved runs), although the same shapes compiled
+#: static are 0.76-0.80x BLAS.  16 (AVX2 EPYC): W2's epoch 0.80x with the branch (one
+#: process, interleaved), its compile +120 ms (each product's loop costs ~37 ms of LLVM).
+SMALL_GEMM_RUNTIMES = {32: False, 16: True}
+#: with run-time sizes, only products whose static sizes are all at most this (the largest
+#: in the crossover sweep) get the loop behind the branch: its code grows with the columns
+#: (with no bound W1's 256- and 512-column products made its compile 8x, 1.37 s against
+#: 0.17 s), and a static side of 256 leaves the run-time one a few rows under the crossover
+#: (W1's 256x10 weight gradient at batch 128 is over it: 37 ms of compile for nothing)
+SMALL_GEMM_RUNTIME_SIDE = 64
+
+
+def _runtime_dispatch() -> bool:
+    if SMALL_GEMM_RUNTIME is not None:
+        return SMALL_GEMM_RUNTIME
+    return SMALL_GEMM_RUNTIMES[vector_registers()]
 
 
 #: static work (m * n * k) from which a one-row or one-column product calls gemv rather
@@ -280,8 +306,9 @@ def _small_eligible(limit: int, m: str, n: str, kk: str) -> bool:
     if m.isdigit() and kk.isdigit():
         return int(m) * int(n) * int(kk) <= limit
     # decided at run time by the actual sizes, for products that can be small at all
-    static = int(n) * math.prod(int(d) for d in (m, kk) if d.isdigit())
-    return SMALL_GEMM_RUNTIME and int(n) <= SMALL_GEMM_RUNTIME_COLUMNS and static <= limit
+    static = [int(d) for d in (m, n, kk) if d.isdigit()]
+    return (_runtime_dispatch() and max(static) <= SMALL_GEMM_RUNTIME_SIDE
+            and math.prod(static) <= limit)
 
 
 def _dispatch_small(k: Kernel, dt: str, tb: bool, sizes: tuple[str, str, str],
@@ -328,7 +355,7 @@ def _small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc
     ``C = C - c * (op(A) @ op(B))`` (the folded SGD update: any ``c``, 0/NaN/inf included,
     gives numpy's result since the whole product is summed first).
 
-    Register tiles of SMALL_GEMM_TILE rows by 256-bit vectors
+    Register tiles of SMALL_GEMM_TILES rows by 256-bit vectors
     (4 doubles, 8 floats; the last columns in narrower vectors): per ``p`` one load of each
     ``B[p, j:j+w]`` serves every row of the tile and one broadcast ``A[i, p]`` every vector,
     the sums live in registers (stack slots that mem2reg promotes) and C is written once.
@@ -340,7 +367,7 @@ def _small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc
     (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
     ty = MEM_TYPE[dt]
     size = ITEMSIZE[dt]
-    mr, vectors = SMALL_GEMM_TILE[tb]
+    mr, vectors = SMALL_GEMM_TILES[vector_registers()][tb]
     chunks = _pieces(int(n), 32 // size, vectors)
 
     def vty(w: int) -> str:

@@ -44,6 +44,7 @@ __all__ = [
     "register_binder",
     "target_machine",
     "unpack_objects",
+    "vector_registers",
 ]
 
 #: Fast-math flags for generated floating-point instructions.  ``nnan``/``ninf`` are left out on
@@ -178,6 +179,12 @@ def function_attributes(*, vector_width: int | None = None) -> str:
         f'"target-cpu"="{host.cpu}" "target-features"="{host.features}" '
         f'"prefer-vector-width"="{vector_width}"'
     )
+
+
+def vector_registers() -> int:
+    """Vector registers of the host (32 with AVX-512, else 16): what register-blocked loops
+    may keep live (``codegen.lower_blas`` sizes its tiles by it)."""
+    return 32 if host_target().has_feature("avx512f") else 16
 
 
 def fast_math_flags() -> str:

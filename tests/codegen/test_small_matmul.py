@@ -11,6 +11,7 @@ and the folded update's semantics for every learning rate (0, NaN and inf includ
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -77,10 +78,11 @@ def test_small_products_equal_numpy(dt, ta, tb, symbolic, runtime, request):
 
 
 @pytest.mark.parametrize("m,n,k", [(None, 65, 8), (None, 512, 784), (784, 512, None),
-                                   (None, 64, 8), (None, 10, None), (None, 100, None)])
+                                   (None, 64, 8), (None, 10, None), (None, 100, None),
+                                   (None, 10, 256), (256, 10, None), (64, 32, None)])
 def test_runtime_branch_only_for_products_that_can_be_small(m, n, k, monkeypatch, tmp_path):
-    """With run-time sizes the loop is emitted behind a branch only for at most
-    ``SMALL_GEMM_RUNTIME_COLUMNS`` columns and a static part within the crossover: the IR of
+    """With run-time sizes the loop is emitted behind a branch only when every static size
+    is at most ``SMALL_GEMM_RUNTIME_SIDE`` and their product within the crossover: the IR of
     any other product is the BLAS route's, line for line."""
     monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(cache, "_programs", {})
@@ -90,7 +92,7 @@ def test_runtime_branch_only_for_products_that_can_be_small(m, n, k, monkeypatch
     for flag in (False, True):
         monkeypatch.setattr(lower_blas, "SMALL_GEMM_RUNTIME", flag)
         texts[flag] = sg.function([a, b], a @ b, backend="llvm").program.ir_text
-    narrow = n <= lower_blas.SMALL_GEMM_RUNTIME_COLUMNS
+    narrow = max(d for d in (m, n, k) if d is not None) <= lower_blas.SMALL_GEMM_RUNTIME_SIDE
     small_static = n * (m or 1) * (k or 1) <= lower_blas.SMALL_GEMM_WORK["float32", False]
     assert (texts[True] != texts[False]) == (narrow and small_static)
 
@@ -214,3 +216,19 @@ def test_one_column_or_one_row_products_call_gemv(dt, ta, tb, m, n, k, symbolic)
     expected = (a.T if ta else a) @ (b.T if tb else b)
     for f in fs.values():
         np.testing.assert_allclose(f(a, b), expected, rtol=_tol(dt), atol=_tol(dt) * k)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
+def test_the_register_tile_fits_the_hosts_registers(dt, ta, tb):
+    """The tile's sums stay in vector registers (``SMALL_GEMM_TILES`` by the host's register
+    count): no vector is stored to or loaded from the stack.  The AVX-512 host's 4x4 tile
+    spilled 9 of its 16 sums on an AVX2 machine's 16 registers and ran 3x slower."""
+    k = 16 if tb else 64  # within every host's crossover
+    fs, a, b = _product(dt, 32, 32, k, ta, tb, False)
+    np.testing.assert_allclose(fs["llvm"](a, b), fs["numpy"](a, b), rtol=_tol(dt),
+                               atol=_tol(dt) * k)
+    assert not _calls_blas(fs["llvm"])
+    asm = fs["llvm"].asm()
+    spills = re.findall(r"vmov\w*\s+[^\n]*\(%rsp\)", asm)
+    assert not spills, spills[:4]
