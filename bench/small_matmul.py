@@ -1,4 +1,4 @@
-"""Where does the generated small-matrix loop (codegen/lower_blas.py ``_small_gemm``) beat
+"""Where does the generated small-matrix loop (codegen/small_gemm.py ``small_gemm``) beat
 OpenBLAS?  A sweep of static ``(m, n, k)``, operand transposes and both float dtypes, each
 product compiled through each route -- forced through the loop and forced through BLAS -- in
 graphs of one and of ``REPS`` independent products, timed per call in the same process,
@@ -10,7 +10,7 @@ folded SGD update ``W - lr * (A^T @ G)`` (gemm with beta = 1 versus the loop's e
 
     python bench/small_matmul.py [--dtypes float32,float64] [--quick] [--shapes 32x32x64,...]
 
-The crossover ``SMALL_GEMM_WORK`` in lower_blas.py comes from this table (``m*n*k`` where
+The crossover ``SMALL_GEMM_WORK`` in small_gemm.py comes from this table (``m*n*k`` where
 the ratio crosses 1).  Not a test: nothing here runs in CI.
 """
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 _CACHE = tempfile.mkdtemp(prefix="sg-small-mm-")
 
 import symgraph as sg  # noqa: E402
-from codegen import lower_blas  # noqa: E402
+from codegen import small_gemm  # noqa: E402
 from codegen.native import cache, jit  # noqa: E402
 
 SWEEP = [(m, n, k) for m in (8, 32, 64, 128) for n in (10, 32, 64) for k in (10, 32, 64, 128)]
@@ -53,9 +53,9 @@ def _build(kind: str, m: int, n: int, k: int, dt: str, route: str, reps: int):
     # the threshold is not part of the program key: one disk cache per route, no memory hits
     os.environ["SYMGRAPH_CACHE_DIR"] = os.path.join(_CACHE, route)
     cache._programs.clear()
-    saved = dict(lower_blas.SMALL_GEMM_WORK)
-    for key in lower_blas.SMALL_GEMM_WORK:
-        lower_blas.SMALL_GEMM_WORK[key] = {"loop": 1 << 62, "blas": 0}[route]
+    saved = dict(small_gemm.SMALL_GEMM_WORK)
+    for key in small_gemm.SMALL_GEMM_WORK:
+        small_gemm.SMALL_GEMM_WORK[key] = {"loop": 1 << 62, "blas": 0}[route]
     try:
         rng = np.random.default_rng(0)
         ta, tb = kind in ("TN", "fold"), kind == "NT"
@@ -76,7 +76,7 @@ def _build(kind: str, m: int, n: int, k: int, dt: str, route: str, reps: int):
             f = sg.function(As + [b], sum(picked[1:], start=picked[0]), backend="llvm")
         return f, args
     finally:
-        lower_blas.SMALL_GEMM_WORK.update(saved)
+        small_gemm.SMALL_GEMM_WORK.update(saved)
 
 
 def _time(f, args, seconds: float) -> float:
@@ -104,7 +104,7 @@ def main() -> None:
     cases = [(kind, *s) for s in shapes for kind in opt.kinds.split(",")] + (
         [] if opt.shapes else W2)
     regs = jit.vector_registers()
-    print(f"host: {regs} vector registers, tiles {lower_blas.SMALL_GEMM_TILES[regs]}")
+    print(f"host: {regs} vector registers, tiles {small_gemm.SMALL_GEMM_TILES[regs]}")
     print(f"{'dtype':8} {'kind':5} {'m':>4} {'n':>4} {'k':>4} {'m*n*k':>8} {'loop us':>8} "
           f"{'blas us':>8} {'ratio':>6}  GFMA/s loop")
     for dt in opt.dtypes.split(","):

@@ -2,10 +2,10 @@
 
 ``MatMul`` calls gemm/gemv of the BLAS numpy loaded (:mod:`codegen.native.blas`), reading a 2-d
 transposing view as the transpose flag; integer products take a plain loop.  A 2-d float
-product with a static column count below a measured crossover (:data:`SMALL_GEMM_WORK`)
-runs a generated register-blocked loop instead (:func:`_small_gemm`): chosen at compile time
-for static sizes, by the actual sizes at run time for a symbolic batch (the BLAS route stays
-behind the branch).
+product with a static column count below a measured crossover runs a generated
+register-blocked loop instead (:mod:`codegen.small_gemm`): chosen at compile time for static
+sizes, by the actual sizes at run time for a symbolic batch (the BLAS route stays behind the
+branch).
 ``BatchedMatMul`` (stacks of matrices, broadcast batch dims) is one gemm when the right operand
 is a single matrix and the left one is contiguous (the stack is one tall matrix), else a loop
 over the batch calling one gemm per matrix, or, for small matrices of static sizes (at most
@@ -19,19 +19,17 @@ analysis keeps a matmul alone in its kernel.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from symgraph.graph import Apply, Variable
 from symgraph.ops.linalg import BatchedMatMul, MatMul
 
 from .fusion import ADDRESSABLE, is_matrix_transpose, is_transpose2d
-from .irgen import FMF, ITEMSIZE, MEM_TYPE, Value, is_float, literal
+from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
 from .kernel import Kernel, node_error
 from .native import blas
-from .native.jit import vector_registers
 from .registry import Lowering, register_lowering
+from .small_gemm import dispatch_small, small_gemm
 
 __all__ = ["SGD_TILE", "SMALL_MATMUL_WORK", "lower_batched_matmul", "lower_folded_sgd",
            "lower_matmul"]
@@ -64,8 +62,9 @@ def lower_matmul(k: Kernel, node: Apply) -> None:
     vector = "right" if n == "1" else "left" if m == "1" else None
     if vector and not _gemv_pays(m, n, kk):
         vector = None
-    if a.ndim == 2 and b.ndim == 2 and not vector and _dispatch_small(
-            k, dt, tb, (m, n, kk), lambda: _small_gemm(k, dt, (pa, ta), (pb, tb), pc, (m, n, kk))):
+    if a.ndim == 2 and b.ndim == 2 and not vector and dispatch_small(
+            k, dt, (ta, tb), (m, n, kk),
+            lambda: small_gemm(k, dt, (pa, ta), (pb, tb), pc, (m, n, kk))):
         return
     nbytes = k.mul_i64(k.mul_i64(m, n), str(ITEMSIZE[dt]))
     fb = k.fb
@@ -108,8 +107,9 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
     propagate; inf times per-block partial sums is not inf times the sum), so the kernel
     takes the unfolded route: ``A @ B`` tile by tile into a stack buffer, then
     ``W - c * tile`` per element as the unfolded update kernel computes it.  Below the
-    crossover (:func:`_dispatch_small`) the small loop sums the whole product in registers
-    and writes ``W - c * sum`` as its epilogue: numpy's result for every ``c``."""
+    crossover (:func:`codegen.small_gemm.dispatch_small`) the small loop sums the whole
+    product in registers and writes ``W - c * sum`` as its epilogue: numpy's result for
+    every ``c``."""
     expr = node.outputs[0]
     g, c = k.an.folded[expr]
     a, b = g.owner.inputs
@@ -122,7 +122,7 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
     fb = k.fb
     scale = k.value_at(c, [])  # read once, before anything is written
     c_first = expr.owner.inputs[1].owner.inputs[0] is c  # keep the graph's operand order
-    if _dispatch_small(k, dt, tb, (m, n, kk), lambda: _small_gemm(
+    if dispatch_small(k, dt, (ta, tb), (m, n, kk), lambda: small_gemm(
             k, dt, (pa, ta), (pb, tb), pc, (m, n, kk), scale=(scale, c_first))):
         return
     if k.an.mode[c] == "literal":
@@ -234,60 +234,6 @@ def _naive_matmul(k: Kernel, node: Apply) -> None:
     k.close_loops(outer)
 
 
-# --------------------------------------------------------------------------- small products
-
-#: a 2-d float product with a static column count and at most this many multiply-adds
-#: ``m * n * k`` runs :func:`_small_gemm` instead of BLAS, keyed by (dtype, B transposed?);
-#: sizes known only at run time are compared with it there.  By the host's vector registers
-#: (:func:`codegen.native.jit.vector_registers`: the tiles differ, and so do the crossovers),
-#: measured against OpenBLAS 0.3.31 with bench/small_matmul.py (loop / BLAS):
-#:
-#: * 32 (AVX-512, SkylakeX kernel; net of an empty call): float32 0.74-0.80 at 32x32x32 ..
-#:   64x32x32, 0.85 at 64^3, 1.35-1.43 at 128x64x64 (B transposed: 0.76-0.79 up to 10k, 0.93
-#:   at 32^3, 1.03-1.05 at 64k, 1.21 at 64^3); float64 0.60-0.81 up to 64^3 in every
-#:   layout, 1.18-1.51 at 128x64x64.
-#: * 16 (AVX2 EPYC, Haswell kernel; kernel time inside a graph): float32 0.67-0.93 up to
-#:   64^3, 1.30-1.51 at 128x64x64; B transposed 0.76 at 32x32x10, 1.04-1.05 at 10-32k,
-#:   1.25-1.61 from 64k; float64 0.45-0.84 up to 64^3 (TN 1.06 there), 1.09-2.12 at
-#:   128x64x64; B transposed 0.77-1.05 up to 64k, 1.25 at 64^3.
-SMALL_GEMM_WORKS = {
-    32: {("float32", False): 64 ** 3, ("float32", True): 32 ** 3,
-         ("float64", False): 64 ** 3, ("float64", True): 64 ** 3},
-    16: {("float32", False): 64 ** 3, ("float32", True): 32 * 32 * 16,
-         ("float64", False): 64 ** 3, ("float64", True): 64 * 32 * 32}}
-SMALL_GEMM_WORK = dict(SMALL_GEMM_WORKS[vector_registers()])
-#: (rows of C, 256-bit vectors of columns) per register tile of :func:`_small_gemm`, by the
-#: host's vector registers and whether B is transposed (its vectors then cost a scalar load
-#: per element: more rows share each).  The sums must stay in registers: AVX2's 16 hold a
-#: 4x2 tile (8 sums, 2 B vectors, the broadcasts), while the AVX-512 host's 4x4 spilled 9
-#: of its 16 sums there and ran 3x slower (1.4 against 4.5 us for 32x32x64 on an AVX2 EPYC;
-#: 8x1 when B is transposed: 2.6 us against 3.0-6.3 for 4x2, 6x2, 3x3, 2x4, 5x2)
-SMALL_GEMM_TILES = {32: {False: (4, 4), True: (8, 2)}, 16: {False: (4, 2), True: (8, 1)}}
-
-
-#: a product with a run-time ``m`` or ``k`` branches on its actual sizes (True) or always
-#: calls BLAS (False); None: as the host's entry of SMALL_GEMM_RUNTIMES says.
-SMALL_GEMM_RUNTIME: bool | None = None
-#: by vector registers.  32 (AVX-512): in W2 (the 64-32-10 MLP, batch 32, every product with
-#: a symbolic batch) the branch to the loops made the step 4.9-5.0 us against 4.1-4.3 us
-#: through BLAS (bench/train_step.py, interleaved runs), although the same shapes compiled
-#: static are 0.76-0.80x BLAS.  16 (AVX2 EPYC): W2's epoch 0.80x with the branch (one
-#: process, interleaved), its compile +120 ms (each product's loop costs ~37 ms of LLVM).
-SMALL_GEMM_RUNTIMES = {32: False, 16: True}
-#: with run-time sizes, only products whose static sizes are all at most this (the largest
-#: in the crossover sweep) get the loop behind the branch: its code grows with the columns
-#: (with no bound W1's 256- and 512-column products made its compile 8x, 1.37 s against
-#: 0.17 s), and a static side of 256 leaves the run-time one a few rows under the crossover
-#: (W1's 256x10 weight gradient at batch 128 is over it: 37 ms of compile for nothing)
-SMALL_GEMM_RUNTIME_SIDE = 64
-
-
-def _runtime_dispatch() -> bool:
-    if SMALL_GEMM_RUNTIME is not None:
-        return SMALL_GEMM_RUNTIME
-    return SMALL_GEMM_RUNTIMES[vector_registers()]
-
-
 #: static work (m * n * k) from which a one-row or one-column product calls gemv rather
 #: than the small loop (whose register tiles are wasted on one column)
 GEMV_WORK = 2048
@@ -297,148 +243,6 @@ def _gemv_pays(m: str, n: str, kk: str) -> bool:
     if not all(d.isdigit() for d in (m, n, kk)):
         return True  # a run-time size: BLAS's gemv for any size
     return int(m) * int(n) * int(kk) >= GEMV_WORK
-
-
-def _small_eligible(limit: int, m: str, n: str, kk: str) -> bool:
-    """Can (and, for static sizes, should) the product take :func:`_small_gemm`?"""
-    if not n.isdigit() or limit <= 0:
-        return False
-    if m.isdigit() and kk.isdigit():
-        return int(m) * int(n) * int(kk) <= limit
-    # decided at run time by the actual sizes, for products that can be small at all
-    static = [int(d) for d in (m, n, kk) if d.isdigit()]
-    return (_runtime_dispatch() and max(static) <= SMALL_GEMM_RUNTIME_SIDE
-            and math.prod(static) <= limit)
-
-
-def _dispatch_small(k: Kernel, dt: str, tb: bool, sizes: tuple[str, str, str],
-                    emit_small) -> bool:
-    """Emit the small loop (``emit_small()``) for static sizes below the crossover and return
-    True (the caller emits nothing more), or, for run-time sizes, a branch taking it when
-    ``m * n * k`` is at most :data:`SMALL_GEMM_WORK` that returns from the kernel, and False
-    (the caller emits the BLAS route after it)."""
-    m, n, kk = sizes
-    limit = SMALL_GEMM_WORK.get((dt, tb), 0)
-    if not _small_eligible(limit, m, n, kk):
-        return False
-    if m.isdigit() and kk.isdigit():
-        emit_small()
-        return True
-    fb = k.fb
-    work = fb.op(f"mul i64 {k.mul_i64(m, n)}, {kk}")
-    then = fb.if_begin(fb.op(f"icmp ule i64 {work}, {limit}"))
-    emit_small()
-    fb.emit("ret i32 0")
-    fb.start_block(fb.label("unreachable"))
-    fb.if_end(then)
-    return False
-
-
-def _pieces(n: int, width: int, step: int) -> list[list[tuple[int, int]]]:
-    """Columns ``0..n`` as chunks of at most ``step`` vectors: (first column,
-    width) per vector, full ``width`` vectors then halving ones for the rest (10 floats:
-    8 + 2)."""
-    pieces, j = [], 0
-    while j < n:
-        w = width
-        while w > n - j:
-            w //= 2
-        pieces.append((j, w))
-        j += w
-    return [pieces[c:c + step] for c in range(0, len(pieces), step)]
-
-
-def _small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc: str,
-                sizes: tuple[str, str, str], scale: tuple[Value, bool] | None = None) -> None:
-    """``C = op(A) @ op(B)`` for row-major matrices with a static column count ``n`` (``m``
-    and ``k`` may be run-time values), or with ``scale = (c, c_first)``
-    ``C = C - c * (op(A) @ op(B))`` (the folded SGD update: any ``c``, 0/NaN/inf included,
-    gives numpy's result since the whole product is summed first).
-
-    Register tiles of SMALL_GEMM_TILES rows by 256-bit vectors
-    (4 doubles, 8 floats; the last columns in narrower vectors): per ``p`` one load of each
-    ``B[p, j:j+w]`` serves every row of the tile and one broadcast ``A[i, p]`` every vector,
-    the sums live in registers (stack slots that mem2reg promotes) and C is written once.
-    Transposes are index orders (A stored ``(k, m)``, B ``(n, k)``: its vectors are built
-    from scalar loads), never copies.  The vectors are written out rather than left to the
-    vectorisers: the loop vectoriser takes the ``p`` loop with strided gathers of B
-    (1.3 GFMA/s) and a ``j`` loop over sums in memory reloads the row per ``p``."""
-    fb = k.fb
-    (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
-    ty = MEM_TYPE[dt]
-    size = ITEMSIZE[dt]
-    mr, vectors = SMALL_GEMM_TILES[vector_registers()][tb]
-    chunks = _pieces(int(n), 32 // size, vectors)
-
-    def vty(w: int) -> str:
-        return f"<{w} x {ty}>"
-
-    def address(p: str, row: str, col: str, stride: str) -> str:
-        flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
-        return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
-
-    def splat(x: str, w: int) -> str:
-        one = fb.op(f"insertelement {vty(w)} poison, {ty} {x}, i64 0")
-        return fb.op(f"shufflevector {vty(w)} {one}, {vty(w)} poison, <{w} x i32> "
-                     "zeroinitializer")
-
-    def b_vector(p: str, j: int, w: int) -> str:
-        if not tb:
-            return fb.op(f"load {vty(w)}, ptr {address(pb, p, str(j), n)}, align {size}")
-        v = "poison"  # B stored (n, k): column p of the stored rows j..j+w
-        for t in range(w):
-            x = fb.op(f"load {ty}, ptr {address(pb, str(j + t), p, kk)}")
-            v = fb.op(f"insertelement {vty(w)} {v}, {ty} {x}, i64 {t}")
-        return v
-
-    def tile(i0: str, rows: int) -> None:
-        rows_at = [i0] + [fb.op(f"add nuw nsw i64 {i0}, {r}") for r in range(1, rows)]
-        for chunk in chunks:
-            sums = [[fb.alloca(vty(w), "zeroinitializer") for _, w in chunk]
-                    for _ in range(rows)]
-            p, inner = fb.loop_begin(kk)
-            bv = [b_vector(p, j, w) for j, w in chunk]
-            for i, row_sums in zip(rows_at, sums):
-                at = address(pa, p, i, m) if ta else address(pa, i, p, kk)  # A stored (k, m)
-                x = fb.op(f"load {ty}, ptr {at}")
-                splats: dict[int, str] = {}
-                for (_, w), bvec, acc in zip(chunk, bv, row_sums):
-                    if w not in splats:
-                        splats[w] = splat(x, w)
-                    prod = fb.op(f"fmul {FMF} {vty(w)} {splats[w]}, {bvec}")
-                    total = fb.op(f"fadd {FMF} {vty(w)} {fb.op(f'load {vty(w)}, ptr {acc}')}, "
-                                  f"{prod}")
-                    fb.emit(f"store {vty(w)} {total}, ptr {acc}")
-            fb.loop_end(inner)
-            for i, row_sums in zip(rows_at, sums):
-                for (j, w), acc in zip(chunk, row_sums):
-                    at = address(pc, i, str(j), n)
-                    v = fb.op(f"load {vty(w)}, ptr {acc}")
-                    if scale is not None:
-                        c = splat(scale[0].ref, w)
-                        prod = fb.op(f"fmul {FMF} {vty(w)} {c}, {v}" if scale[1] else
-                                     f"fmul {FMF} {vty(w)} {v}, {c}")
-                        old = fb.op(f"load {vty(w)}, ptr {at}, align {size}")
-                        v = fb.op(f"fsub {FMF} {vty(w)} {old}, {prod}")
-                    fb.emit(f"store {vty(w)} {v}, ptr {at}, align {size}")
-
-    if m.isdigit():  # the rows left over make one smaller tile
-        count, rest = divmod(int(m), mr)
-        if count:
-            t, tiles = fb.loop_begin(str(count))
-            tile(fb.op(f"mul nuw nsw i64 {t}, {mr}"), mr)
-            fb.loop_end(tiles)
-        if rest:
-            tile(str(count * mr), rest)
-        return
-    count = fb.op(f"udiv i64 {m}, {mr}")  # run-time rows: the rest one row at a time
-    t, tiles = fb.loop_begin(count)
-    tile(fb.op(f"mul nuw nsw i64 {t}, {mr}"), mr)
-    fb.loop_end(tiles)
-    start = fb.op(f"mul nuw nsw i64 {count}, {mr}")
-    r, rows = fb.loop_begin(fb.op(f"sub nsw i64 {m}, {start}"))
-    tile(fb.op(f"add nuw nsw i64 {start}, {r}"), 1)
-    fb.loop_end(rows)
 
 
 # --------------------------------------------------------------------------- stacks of matrices
@@ -499,7 +303,7 @@ def lower_batched_matmul(k: Kernel, node: Apply) -> None:
     sizes = (m, n, kk)
     if all(d.isdigit() for d in sizes) and int(n) <= SMALL_MATMUL_COLUMNS and \
             int(m) * int(n) * int(kk) <= SMALL_MATMUL_WORK:
-        _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: _small_gemm(
+        _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: small_gemm(
             k, dt, (x, ta), (y, tb), z, sizes))
         return
     bm, bn, bk = (_blas_int(k, d) for d in sizes)

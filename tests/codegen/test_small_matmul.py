@@ -1,4 +1,4 @@
-"""The generated small-matrix products of codegen/lower_blas.py (``_small_gemm``).
+"""The generated small-matrix products of codegen/small_gemm.py (``small_gemm``).
 
 A 2-d float ``MatMul`` (and the folded SGD update ``W - c * (A @ B)``) with a static column
 count and ``m * n * k`` at most ``SMALL_GEMM_WORK`` runs a register-blocked loop instead of
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from codegen import lower_blas
+from codegen import small_gemm
 from codegen.native import cache
 
 
@@ -25,7 +25,7 @@ from codegen.native import cache
 def runtime_dispatch(monkeypatch, tmp_path):
     """Symbolic sizes branch to the loop at run time (SMALL_GEMM_RUNTIME), with a program
     cache of its own (the switch is not part of the program key)."""
-    monkeypatch.setattr(lower_blas, "SMALL_GEMM_RUNTIME", True)
+    monkeypatch.setattr(small_gemm, "SMALL_GEMM_RUNTIME", True)
     monkeypatch.setenv("SYMGRAPH_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(cache, "_programs", {})
     yield
@@ -73,7 +73,7 @@ def test_small_products_equal_numpy(dt, ta, tb, symbolic, runtime, request):
         np.testing.assert_allclose(got, want, rtol=_tol(dt), atol=_tol(dt) * k)
         # a static product below the crossover calls no BLAS; a symbolic one keeps the BLAS
         # route for large sizes
-        above = m * n * k > lower_blas.SMALL_GEMM_WORK[dt, tb]
+        above = m * n * k > small_gemm.crossover(dt, (ta, tb), str(k))
         assert _calls_blas(fs["llvm"]) == (symbolic or above)
 
 
@@ -90,17 +90,17 @@ def test_runtime_branch_only_for_products_that_can_be_small(m, n, k, monkeypatch
     b = sg.tensor("b", ("s" if k is None else k, n), "float32")
     texts = {}
     for flag in (False, True):
-        monkeypatch.setattr(lower_blas, "SMALL_GEMM_RUNTIME", flag)
+        monkeypatch.setattr(small_gemm, "SMALL_GEMM_RUNTIME", flag)
         texts[flag] = sg.function([a, b], a @ b, backend="llvm").program.ir_text
-    narrow = max(d for d in (m, n, k) if d is not None) <= lower_blas.SMALL_GEMM_RUNTIME_SIDE
-    small_static = n * (m or 1) * (k or 1) <= lower_blas.SMALL_GEMM_WORK["float32", False]
+    narrow = max(d for d in (m, n, k) if d is not None) <= small_gemm.SMALL_GEMM_RUNTIME_SIDE
+    small_static = n * (m or 1) * (k or 1) <= small_gemm.SMALL_GEMM_WORK["float32", False]
     assert (texts[True] != texts[False]) == (narrow and small_static)
 
 
 @pytest.mark.parametrize("dt", ["float32", "float64"])
 def test_static_product_above_the_crossover_calls_blas(dt):
     m = n = k = 128
-    assert m * n * k > lower_blas.SMALL_GEMM_WORK[dt, False]
+    assert m * n * k > small_gemm.SMALL_GEMM_WORK[dt, False]
     fs, a, b = _product(dt, m, n, k, False, False, False)
     assert _calls_blas(fs["llvm"])
     np.testing.assert_allclose(fs["llvm"](a, b), a @ b, rtol=_tol(dt), atol=_tol(dt) * k)
@@ -115,7 +115,7 @@ def test_symbolic_batch_switches_route_at_run_time(dt, ta, tb, runtime_dispatch)
     m, n, k = 24, 32, 16
     fs, _, _ = _product(dt, m, n, k, ta, tb and not ta, True)
     rng = np.random.default_rng(3)
-    for batch in (0, 1, 3, 4, 31, lower_blas.SMALL_GEMM_WORK[dt, tb] // (n * m) + 5, 400):
+    for batch in (0, 1, 3, 4, 31, small_gemm.SMALL_GEMM_WORK[dt, tb] // (n * m) + 5, 400):
         if ta:  # (batch, m) read as its transpose: k = batch
             a, b = rng.standard_normal((batch, m)), rng.standard_normal((batch, n))
         else:
@@ -232,3 +232,16 @@ def test_the_register_tile_fits_the_hosts_registers(dt, ta, tb):
     asm = fs["llvm"].asm()
     spills = re.findall(r"vmov\w*\s+[^\n]*\(%rsp\)", asm)
     assert not spills, spills[:4]
+
+
+@pytest.mark.parametrize("symbolic", [False, True])
+@pytest.mark.parametrize("m,n,k", [(34, 10, 67), (5, 3, 64), (1, 7, 129), (32, 32, 64)])
+def test_dot_products_along_k_for_a_transposed_b(m, n, k, symbolic, runtime_dispatch):
+    """``A @ B.T`` with a long ``k`` (the dot-product form on hosts listed in
+    ``SMALL_GEMM_DOT``): left-over rows, columns and ``k % 8`` tail products all land, and a
+    static product within its crossover calls no BLAS."""
+    fs, a, b = _product("float32", m, n, k, False, True, symbolic)
+    np.testing.assert_allclose(fs["llvm"](a, b), fs["numpy"](a, b), rtol=1e-5, atol=1e-5 * k)
+    if not symbolic:
+        limit = small_gemm.crossover("float32", (False, True), str(k))
+        assert _calls_blas(fs["llvm"]) == (m * n * k > limit)

@@ -1,0 +1,333 @@
+"""Register-blocked loops for small matrix products, generated instead of calling BLAS.
+
+A BLAS call has a fixed cost (argument checks, dispatch, packing) that a product of a few
+tens of rows and columns does not amortise: below a crossover measured per host
+(:data:`SMALL_GEMM_WORK`, bench/small_matmul.py) :mod:`codegen.lower_blas` emits one of
+these loops instead (:func:`dispatch_small`; for a symbolic batch, behind a branch on the
+actual sizes).  :func:`small_gemm` keeps a tile of ``C`` in vector registers and streams
+``B``'s rows through it; with ``B`` transposed on a host of 16 vector registers it takes
+dot products along ``k`` instead (:func:`_dot_tiles`), both operands' rows being
+contiguous there.  Tiles and crossovers depend on the host's vector registers
+(:func:`codegen.native.jit.vector_registers`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .irgen import FMF, ITEMSIZE, MEM_TYPE, Value
+from .kernel import Kernel
+from .native.jit import vector_registers
+
+__all__ = ["SMALL_GEMM_DOT", "SMALL_GEMM_RUNTIME", "SMALL_GEMM_RUNTIME_SIDE",
+           "SMALL_GEMM_TILES", "SMALL_GEMM_WORK", "crossover", "dispatch_small", "small_gemm"]
+
+#: a 2-d float product with a static column count and at most this many multiply-adds
+#: ``m * n * k`` runs :func:`small_gemm` instead of BLAS, keyed by (dtype, B transposed?);
+#: sizes known only at run time are compared with it there.  By the host's vector registers
+#: (:func:`codegen.native.jit.vector_registers`: the tiles differ, and so do the crossovers),
+#: measured against OpenBLAS 0.3.31 with bench/small_matmul.py (loop / BLAS):
+#:
+#: * 32 (AVX-512, SkylakeX kernel; net of an empty call): float32 0.74-0.80 at 32x32x32 ..
+#:   64x32x32, 0.85 at 64^3, 1.35-1.43 at 128x64x64 (B transposed: 0.76-0.79 up to 10k, 0.93
+#:   at 32^3, 1.03-1.05 at 64k, 1.21 at 64^3); float64 0.60-0.81 up to 64^3 in every
+#:   layout, 1.18-1.51 at 128x64x64.
+#: * 16 (AVX2 EPYC, Haswell kernel; kernel time inside a graph): float32 0.67-0.93 up to
+#:   64^3, 1.30-1.51 at 128x64x64; B transposed 0.76 at 32x32x10, 1.04-1.05 at 10-32k,
+#:   1.25-1.61 from 64k; float64 0.45-0.84 up to 64^3 (TN 1.06 there), 1.09-2.12 at
+#:   128x64x64; B transposed 0.77-1.05 up to 64k, 1.25 at 64^3.
+SMALL_GEMM_WORKS = {
+    32: {("float32", False): 64 ** 3, ("float32", True): 32 ** 3,
+         ("float64", False): 64 ** 3, ("float64", True): 64 ** 3},
+    16: {("float32", False): 64 ** 3, ("float32", True): 32 * 32 * 16,
+         ("float64", False): 64 ** 3, ("float64", True): 64 * 32 * 32}}
+SMALL_GEMM_WORK = dict(SMALL_GEMM_WORKS[vector_registers()])
+#: (rows of C, 256-bit vectors of columns) per register tile of :func:`small_gemm`, by the
+#: host's vector registers and whether B is transposed (its vectors then cost a scalar load
+#: per element: more rows share each).  The sums must stay in registers: AVX2's 16 hold a
+#: 4x2 tile (8 sums, 2 B vectors, the broadcasts), while the AVX-512 host's 4x4 spilled 9
+#: of its 16 sums there and ran 3x slower (1.4 against 4.5 us for 32x32x64 on an AVX2 EPYC;
+#: 8x1 when B is transposed: 2.6 us against 3.0-6.3 for 4x2, 6x2, 3x3, 2x4, 5x2)
+SMALL_GEMM_TILES = {32: {False: (4, 4), True: (8, 2)}, 16: {False: (4, 2), True: (8, 1)}}
+#: hosts (by vector registers) whose float32 ``A @ B.T`` with a static ``k`` of at least
+#: SMALL_GEMM_DOT_MIN_K takes dot products along ``k`` (:func:`_dot_tiles`), and its tile:
+#: (rows of A, rows of B).  AVX2 EPYC, us per product (dot / the tiles above / BLAS):
+#: 32x32x64 2.2 / 4.1 / 3.2, 32x16x128 1.8 / 2.9 / 2.4, 32x32x128 4.1 / 8.2 / 4.3; with a
+#: shorter k the reductions at the end outweigh the sums (32x32x32 1.6 / 1.9 / 1.3, and
+#: 32x32x10 2.0 / 0.5 / 0.6).  3x4 against 2x4, 3x3, 4x2, 2x3: best or within 5% on these.
+SMALL_GEMM_DOT = {16: (3, 4)}
+SMALL_GEMM_DOT_MIN_K = 64
+#: the crossover of the dot-product form (m * n * k): 0.69-1.02x BLAS at 64k and 0.93 at
+#: 16k (two runs of bench/small_matmul.py), 0.96-1.03 at 128k
+SMALL_GEMM_DOT_WORK = 64 * 32 * 32
+
+
+#: a product with a run-time ``m`` or ``k`` branches on its actual sizes (True) or always
+#: calls BLAS (False); None: as the host's entry of SMALL_GEMM_RUNTIMES says.
+SMALL_GEMM_RUNTIME: bool | None = None
+#: by vector registers.  32 (AVX-512): in W2 (the 64-32-10 MLP, batch 32, every product with
+#: a symbolic batch) the branch to the loops made the step 4.9-5.0 us against 4.1-4.3 us
+#: through BLAS (bench/train_step.py, interleaved runs), although the same shapes compiled
+#: static are 0.76-0.80x BLAS.  16 (AVX2 EPYC): W2's epoch 0.80x with the branch (one
+#: process, interleaved), its compile +120 ms (each product's loop costs ~37 ms of LLVM).
+SMALL_GEMM_RUNTIMES = {32: False, 16: True}
+#: with run-time sizes, only products whose static sizes are all at most this (the largest
+#: in the crossover sweep) get the loop behind the branch: its code grows with the columns
+#: (with no bound W1's 256- and 512-column products made its compile 8x, 1.37 s against
+#: 0.17 s), and a static side of 256 leaves the run-time one a few rows under the crossover
+#: (W1's 256x10 weight gradient at batch 128 is over it: 37 ms of compile for nothing)
+SMALL_GEMM_RUNTIME_SIDE = 64
+
+
+def _runtime_dispatch() -> bool:
+    if SMALL_GEMM_RUNTIME is not None:
+        return SMALL_GEMM_RUNTIME
+    return SMALL_GEMM_RUNTIMES[vector_registers()]
+
+
+def _small_eligible(limit: int, m: str, n: str, kk: str) -> bool:
+    """Can (and, for static sizes, should) the product take :func:`small_gemm`?"""
+    if not n.isdigit() or limit <= 0:
+        return False
+    if m.isdigit() and kk.isdigit():
+        return int(m) * int(n) * int(kk) <= limit
+    # decided at run time by the actual sizes, for products that can be small at all
+    static = [int(d) for d in (m, n, kk) if d.isdigit()]
+    return (_runtime_dispatch() and max(static) <= SMALL_GEMM_RUNTIME_SIDE
+            and math.prod(static) <= limit)
+
+
+def dispatch_small(k: Kernel, dt: str, transposed: tuple[bool, bool],
+                   sizes: tuple[str, str, str], emit_small) -> bool:
+    """Emit the small loop (``emit_small()``) for static sizes below the crossover and return
+    True (the caller emits nothing more), or, for run-time sizes, a branch taking it when
+    ``m * n * k`` is at most :data:`SMALL_GEMM_WORK` (:data:`SMALL_GEMM_DOT_WORK` for the dot
+    form) that returns from the kernel, and False (the caller emits the BLAS route after
+    it).  ``transposed``: (A transposed?, B transposed?)."""
+    m, n, kk = sizes
+    limit = crossover(dt, transposed, kk)
+    if not _small_eligible(limit, m, n, kk):
+        return False
+    if m.isdigit() and kk.isdigit():
+        emit_small()
+        return True
+    fb = k.fb
+    work = fb.op(f"mul i64 {k.mul_i64(m, n)}, {kk}")
+    then = fb.if_begin(fb.op(f"icmp ule i64 {work}, {limit}"))
+    emit_small()
+    fb.emit("ret i32 0")
+    fb.start_block(fb.label("unreachable"))
+    fb.if_end(then)
+    return False
+
+
+def crossover(dt: str, transposed: tuple[bool, bool], kk: str) -> int:
+    """The most multiply-adds ``m * n * k`` a product takes the loop for (0: never), with
+    operands ``transposed`` (A?, B?) and inner size ``kk`` (digits, or a run-time value)."""
+    ta, tb = transposed
+    if tb and not ta and _dot_form(dt, kk):
+        return SMALL_GEMM_DOT_WORK
+    return SMALL_GEMM_WORK.get((dt, tb), 0)
+
+
+def _dot_form(dt: str, kk: str) -> bool:
+    """Does a product with B transposed take :func:`_dot_tiles` on this host?"""
+    return (dt == "float32" and vector_registers() in SMALL_GEMM_DOT and kk.isdigit()
+            and int(kk) >= SMALL_GEMM_DOT_MIN_K)
+
+
+def _pieces(n: int, width: int, step: int) -> list[list[tuple[int, int]]]:
+    """Columns ``0..n`` as chunks of at most ``step`` vectors: (first column,
+    width) per vector, full ``width`` vectors then halving ones for the rest (10 floats:
+    8 + 2)."""
+    pieces, j = [], 0
+    while j < n:
+        w = width
+        while w > n - j:
+            w //= 2
+        pieces.append((j, w))
+        j += w
+    return [pieces[c:c + step] for c in range(0, len(pieces), step)]
+
+
+def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc: str,
+               sizes: tuple[str, str, str], scale: tuple[Value, bool] | None = None) -> None:
+    """``C = op(A) @ op(B)`` for row-major matrices with a static column count ``n`` (``m``
+    and ``k`` may be run-time values), or with ``scale = (c, c_first)``
+    ``C = C - c * (op(A) @ op(B))`` (the folded SGD update: any ``c``, 0/NaN/inf included,
+    gives numpy's result since the whole product is summed first).
+
+    Register tiles of SMALL_GEMM_TILES rows by 256-bit vectors
+    (4 doubles, 8 floats; the last columns in narrower vectors): per ``p`` one load of each
+    ``B[p, j:j+w]`` serves every row of the tile and one broadcast ``A[i, p]`` every vector,
+    the sums live in registers (stack slots that mem2reg promotes) and C is written once.
+    Transposes are index orders (A stored ``(k, m)``, B ``(n, k)``: its vectors are built
+    from scalar loads), never copies.  The vectors are written out rather than left to the
+    vectorisers: the loop vectoriser takes the ``p`` loop with strided gathers of B
+    (1.3 GFMA/s) and a ``j`` loop over sums in memory reloads the row per ``p``."""
+    fb = k.fb
+    (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
+    if tb and not ta and _dot_form(dt, kk):
+        return _dot_tiles(k, dt, pa, pb, pc, sizes, scale)
+    ty = MEM_TYPE[dt]
+    size = ITEMSIZE[dt]
+    mr, vectors = SMALL_GEMM_TILES[vector_registers()][tb]
+    chunks = _pieces(int(n), 32 // size, vectors)
+
+    def vty(w: int) -> str:
+        return f"<{w} x {ty}>"
+
+    def address(p: str, row: str, col: str, stride: str) -> str:
+        flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
+        return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
+
+    def splat(x: str, w: int) -> str:
+        one = fb.op(f"insertelement {vty(w)} poison, {ty} {x}, i64 0")
+        return fb.op(f"shufflevector {vty(w)} {one}, {vty(w)} poison, <{w} x i32> "
+                     "zeroinitializer")
+
+    def b_vector(p: str, j: int, w: int) -> str:
+        if not tb:
+            return fb.op(f"load {vty(w)}, ptr {address(pb, p, str(j), n)}, align {size}")
+        v = "poison"  # B stored (n, k): column p of the stored rows j..j+w
+        for t in range(w):
+            x = fb.op(f"load {ty}, ptr {address(pb, str(j + t), p, kk)}")
+            v = fb.op(f"insertelement {vty(w)} {v}, {ty} {x}, i64 {t}")
+        return v
+
+    def tile(i0: str, rows: int) -> None:
+        rows_at = [i0] + [fb.op(f"add nuw nsw i64 {i0}, {r}") for r in range(1, rows)]
+        for chunk in chunks:
+            sums = [[fb.alloca(vty(w), "zeroinitializer") for _, w in chunk]
+                    for _ in range(rows)]
+            p, inner = fb.loop_begin(kk)
+            bv = [b_vector(p, j, w) for j, w in chunk]
+            for i, row_sums in zip(rows_at, sums):
+                at = address(pa, p, i, m) if ta else address(pa, i, p, kk)  # A stored (k, m)
+                x = fb.op(f"load {ty}, ptr {at}")
+                splats: dict[int, str] = {}
+                for (_, w), bvec, acc in zip(chunk, bv, row_sums):
+                    if w not in splats:
+                        splats[w] = splat(x, w)
+                    prod = fb.op(f"fmul {FMF} {vty(w)} {splats[w]}, {bvec}")
+                    total = fb.op(f"fadd {FMF} {vty(w)} {fb.op(f'load {vty(w)}, ptr {acc}')}, "
+                                  f"{prod}")
+                    fb.emit(f"store {vty(w)} {total}, ptr {acc}")
+            fb.loop_end(inner)
+            for i, row_sums in zip(rows_at, sums):
+                for (j, w), acc in zip(chunk, row_sums):
+                    at = address(pc, i, str(j), n)
+                    v = fb.op(f"load {vty(w)}, ptr {acc}")
+                    if scale is not None:
+                        c = splat(scale[0].ref, w)
+                        prod = fb.op(f"fmul {FMF} {vty(w)} {c}, {v}" if scale[1] else
+                                     f"fmul {FMF} {vty(w)} {v}, {c}")
+                        old = fb.op(f"load {vty(w)}, ptr {at}, align {size}")
+                        v = fb.op(f"fsub {FMF} {vty(w)} {old}, {prod}")
+                    fb.emit(f"store {vty(w)} {v}, ptr {at}, align {size}")
+
+    _row_tiles(fb, m, mr, tile)
+
+
+def _row_tiles(fb, m: str, mr: int, tile) -> None:
+    """``tile(first row, rows)`` over ``m`` rows in tiles of ``mr``: the rows left over make
+    one smaller tile, or with a run-time ``m`` one row at a time."""
+    if m.isdigit():
+        count, rest = divmod(int(m), mr)
+        if count:
+            t, tiles = fb.loop_begin(str(count))
+            tile(fb.op(f"mul nuw nsw i64 {t}, {mr}"), mr)
+            fb.loop_end(tiles)
+        if rest:
+            tile(str(count * mr), rest)
+        return
+    count = fb.op(f"udiv i64 {m}, {mr}")
+    t, tiles = fb.loop_begin(count)
+    tile(fb.op(f"mul nuw nsw i64 {t}, {mr}"), mr)
+    fb.loop_end(tiles)
+    start = fb.op(f"mul nuw nsw i64 {count}, {mr}")
+    r, rows = fb.loop_begin(fb.op(f"sub nsw i64 {m}, {start}"))
+    tile(fb.op(f"add nuw nsw i64 {start}, {r}"), 1)
+    fb.loop_end(rows)
+
+
+def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, str, str],
+               scale: tuple[Value, bool] | None) -> None:
+    """``C = A @ B.T`` (B stored ``(n, k)``), or the folded update, as dot products along
+    ``k``: both operands' rows are contiguous there, so a tile of SMALL_GEMM_DOT rows of A
+    by rows of B keeps one vector of partial sums per pair, fed by one load of each row's
+    next 256 bits, and each pair's sum is reduced across the vector once at the end (the
+    last ``k % width`` products are scalar).  Building B's column vectors from scalar loads
+    instead (:func:`small_gemm`'s tiles) lost to BLAS from 16k multiply-adds on AVX2."""
+    fb = k.fb
+    m, n, kk = sizes
+    ty, size = MEM_TYPE[dt], ITEMSIZE[dt]
+    width = 32 // size
+    vty = f"<{width} x {ty}>"
+    mr, nr = SMALL_GEMM_DOT[vector_registers()]
+    if kk.isdigit():
+        full, tail = str(int(kk) // width), str(int(kk) // width * width)
+    else:
+        full = fb.op(f"udiv i64 {kk}, {width}")
+        tail = fb.op(f"mul nuw nsw i64 {full}, {width}")
+
+    def at(p: str, row: str, col: str, stride: str) -> str:
+        flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
+        return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
+
+    def reduce(v: str) -> str:
+        w = width
+        while w > 1:  # halves added until one element is left
+            w //= 2
+            lo = fb.op(f"shufflevector <{2 * w} x {ty}> {v}, <{2 * w} x {ty}> poison, "
+                       f"<{w} x i32> <{', '.join(f'i32 {i}' for i in range(w))}>")
+            hi = fb.op(f"shufflevector <{2 * w} x {ty}> {v}, <{2 * w} x {ty}> poison, "
+                       f"<{w} x i32> <{', '.join(f'i32 {i}' for i in range(w, 2 * w))}>")
+            v = fb.op(f"fadd {FMF} <{w} x {ty}> {lo}, {hi}")
+        return fb.op(f"extractelement <1 x {ty}> {v}, i64 0")
+
+    def accumulate(ii: list[str], jj: list[str], p: str, t: str, align: str,
+                   sums: list[list[str]]) -> None:
+        """``sums[r][c] += A[ii[r], p:] * B[jj[c], p:]`` for one value of type ``t``."""
+        av = [fb.op(f"load {t}, ptr {at(pa, i, p, kk)}{align}") for i in ii]
+        for c, j in enumerate(jj):
+            bv = fb.op(f"load {t}, ptr {at(pb, j, p, kk)}{align}")
+            for r, a in enumerate(av):
+                prod = fb.op(f"fmul {FMF} {t} {a}, {bv}")
+                total = fb.op(f"fadd {FMF} {t} {fb.op(f'load {t}, ptr {sums[r][c]}')}, {prod}")
+                fb.emit(f"store {t} {total}, ptr {sums[r][c]}")
+
+    def tile(i0: str, rows: int, j0: str, cols: int) -> None:
+        ii = [i0] + [fb.op(f"add nuw nsw i64 {i0}, {r}") for r in range(1, rows)]
+        jj = [j0] + [fb.op(f"add nuw nsw i64 {j0}, {c}") for c in range(1, cols)]
+        acc = [[fb.alloca(vty, "zeroinitializer") for _ in jj] for _ in ii]
+        q, chunks = fb.loop_begin(full)
+        accumulate(ii, jj, fb.op(f"mul nuw nsw i64 {q}, {width}"), vty, f", align {size}", acc)
+        fb.loop_end(chunks)
+        sums = [[fb.alloca(ty, reduce(fb.op(f"load {vty}, ptr {slot}"))) for slot in row]
+                for row in acc]
+        if not (kk.isdigit() and int(kk) % width == 0):
+            t, rest = fb.loop_begin(fb.op(f"sub nsw i64 {kk}, {tail}"))
+            accumulate(ii, jj, fb.op(f"add nuw nsw i64 {tail}, {t}"), ty, "", sums)
+            fb.loop_end(rest)
+        for r, i in enumerate(ii):
+            for c, j in enumerate(jj):
+                out = at(pc, i, j, n)
+                v = fb.op(f"load {ty}, ptr {sums[r][c]}")
+                if scale is not None:
+                    x = scale[0].ref
+                    prod = fb.op(f"fmul {FMF} {ty} {x}, {v}" if scale[1] else
+                                 f"fmul {FMF} {ty} {v}, {x}")
+                    v = fb.op(f"fsub {FMF} {ty} {fb.op(f'load {ty}, ptr {out}')}, {prod}")
+                fb.emit(f"store {ty} {v}, ptr {out}")
+
+    def row_tile(i0: str, rows: int) -> None:
+        count, rest = divmod(int(n), nr)
+        if count:
+            t, cols = fb.loop_begin(str(count))
+            tile(i0, rows, fb.op(f"mul nuw nsw i64 {t}, {nr}"), nr)
+            fb.loop_end(cols)
+        if rest:
+            tile(i0, rows, str(count * nr), rest)
+
+    _row_tiles(fb, m, mr, row_tile)
