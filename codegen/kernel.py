@@ -278,11 +278,21 @@ class Kernel:
             return (), ()  # (a single loop has nothing around it to vectorise instead)
         n = self.size(var, groups[-1])
         if n.isdigit() and int(n) < ROLLED_MINIMUM:
-            return (FULL_UNROLL,), (NO_VECTORIZE,)
+            return self.short_rows(var, groups)
         if not accumulates:
             return (NO_UNROLL,), (NO_UNROLL,)
         count = 4 if not n.isdigit() or int(n) >= 64 else 2 if int(n) >= 32 else 1
         return (NO_UNROLL, f'!{{!"llvm.loop.interleave.count", i32 {count}}}'), (NO_UNROLL,)
+
+    def short_rows(self, var: Variable, groups: list[list[int]]
+                   ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Loop hints (innermost, the others) for a nest over ``groups`` of ``var`` whose
+        innermost loop is static and shorter than ``ROLLED_MINIMUM``: unrolled, the loops
+        around it scalar (see :meth:`rolled`); no hints for any other nest."""
+        n = self.size(var, groups[-1]) if len(groups) > 1 else ""
+        if n.isdigit() and int(n) < ROLLED_MINIMUM:
+            return (FULL_UNROLL,), (NO_VECTORIZE,)
+        return (), ()
 
     def close_loops(self, tokens: list, innermost: tuple[str, ...] = (),
                     others: tuple[str, ...] = ()) -> None:

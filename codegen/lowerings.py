@@ -172,7 +172,8 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
     oidx, toks = k.open_groups(out, k.loop_groups(out, range(out.ndim), []))
     k.store(out, [oidx[a] for a in range(out.ndim)], ident)
     k.close_loops(toks)
-    idx, toks = k.open_groups(x, groups(x, range(x.ndim), [x]))
+    nest = groups(x, range(x.ndim), [x])
+    idx, toks = k.open_groups(x, nest)
     oi = _reduced_index(axes, op_.keepdims, x.ndim, idx)
     v = k.sb.convert(k.value_at(x, [idx[a] for a in range(x.ndim)]), dt)
     addr = k.address(out, oi)
@@ -182,7 +183,7 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
     new = _combine(k, kind, cur, v)
     ref = new.ref if dt != "bool" else k.fb.op(f"zext i1 {new.ref} to i8")
     k.fb.emit(f"store {MEM_TYPE[dt]} {ref}, ptr {addr}")
-    k.close_loops(toks)
+    k.close_loops(toks, *k.short_rows(x, nest))  # (a bias gradient over 10 classes)
     if kind == "mean":
         n = k.sb.convert(Value(k.size(x, axes), "int64"), dt)
         oidx, toks = k.open_groups(out, k.loop_groups(out, range(out.ndim), [out]))
