@@ -9,6 +9,7 @@ each route and their ratio loop / BLAS (below 1: the loop wins).  ``fold`` rows 
 folded SGD update ``W - lr * (A^T @ G)`` (gemm with beta = 1 versus the loop's epilogue).
 
     python bench/small_matmul.py [--dtypes float32,float64] [--quick] [--shapes 32x32x64,...]
+        [--kinds NN,TN,NT] [--no-dot]
 
 The crossover ``SMALL_GEMM_WORK`` in small_gemm.py comes from this table (``m*n*k`` where
 the ratio crosses 1).  Not a test: nothing here runs in CI.
@@ -53,9 +54,11 @@ def _build(kind: str, m: int, n: int, k: int, dt: str, route: str, reps: int):
     # the threshold is not part of the program key: one disk cache per route, no memory hits
     os.environ["SYMGRAPH_CACHE_DIR"] = os.path.join(_CACHE, route)
     cache._programs.clear()
-    saved = dict(small_gemm.SMALL_GEMM_WORK)
+    saved = dict(small_gemm.SMALL_GEMM_WORK), small_gemm.SMALL_GEMM_DOT_WORK
+    forced = {"loop": 1 << 62, "blas": 0}[route]
     for key in small_gemm.SMALL_GEMM_WORK:
-        small_gemm.SMALL_GEMM_WORK[key] = {"loop": 1 << 62, "blas": 0}[route]
+        small_gemm.SMALL_GEMM_WORK[key] = forced
+    small_gemm.SMALL_GEMM_DOT_WORK = forced
     try:
         rng = np.random.default_rng(0)
         ta, tb = kind in ("TN", "fold"), kind == "NT"
@@ -76,7 +79,8 @@ def _build(kind: str, m: int, n: int, k: int, dt: str, route: str, reps: int):
             f = sg.function(As + [b], sum(picked[1:], start=picked[0]), backend="llvm")
         return f, args
     finally:
-        small_gemm.SMALL_GEMM_WORK.update(saved)
+        small_gemm.SMALL_GEMM_WORK.update(saved[0])
+        small_gemm.SMALL_GEMM_DOT_WORK = saved[1]
 
 
 def _time(f, args, seconds: float) -> float:
@@ -98,13 +102,19 @@ def main() -> None:
     ap.add_argument("--shapes", default="", help="m x n x k list, e.g. 32x32x64,64x64x64")
     ap.add_argument("--kinds", default="NN,TN,NT", help="operand layouts of the sweep")
     ap.add_argument("--seconds", type=float, default=0.06, help="timing per build and shape")
+    ap.add_argument("--no-dot", action="store_true",
+                    help="B transposed takes the register tiles, never the dot-product form")
     opt = ap.parse_args()
+    if opt.no_dot:
+        small_gemm.SMALL_GEMM_DOT.clear()
     shapes = ([tuple(int(x) for x in s.split("x")) for s in opt.shapes.split(",")]
               if opt.shapes else QUICK if opt.quick else SWEEP)
     cases = [(kind, *s) for s in shapes for kind in opt.kinds.split(",")] + (
         [] if opt.shapes else W2)
     regs = jit.vector_registers()
-    print(f"host: {regs} vector registers, tiles {small_gemm.SMALL_GEMM_TILES[regs]}")
+    print(f"host: {regs} vector registers, tiles {small_gemm.SMALL_GEMM_TILES[regs]}, "
+          f"dot-product tiles (B transposed, float32, k >= {small_gemm.SMALL_GEMM_DOT_MIN_K}): "
+          f"{small_gemm.SMALL_GEMM_DOT.get(regs)}")
     print(f"{'dtype':8} {'kind':5} {'m':>4} {'n':>4} {'k':>4} {'m*n*k':>8} {'loop us':>8} "
           f"{'blas us':>8} {'ratio':>6}  GFMA/s loop")
     for dt in opt.dtypes.split(","):

@@ -76,6 +76,7 @@ class FunctionBuilder:
         self._n = 0
         self.math_used: set[tuple[str, str]] = set()
         self._entry_cache: dict[str, str] = {}
+        self._loop_starts: list[int] = []  # ``lines`` index of each open loop's body
 
     def tmp(self) -> str:
         self._n += 1
@@ -123,12 +124,19 @@ class FunctionBuilder:
         c = self.op(f"icmp slt i64 {i}, {count}")
         self.emit(f"br i1 {c}, label %{body}, label %{done}")
         self.start_block(body)
+        self._loop_starts.append(len(self.lines))
         return i, (head, latch, done, i, nxt)
+
+    def innermost_body(self) -> list[str]:
+        """The lines emitted so far in the innermost open loop (all lines if none is)."""
+        return self.lines[self._loop_starts[-1] if self._loop_starts else 0:]
 
     def loop_end(self, token: tuple[str, str, str, str, str], hints: tuple[str, ...] = ()) -> None:
         """Close the loop of ``token``; ``hints`` are loop properties for LLVM (e.g.
         ``!{!"llvm.loop.vectorize.predicate.enable", i1 true}``) on its back edge."""
         head, latch, done, i, nxt = token
+        if self._loop_starts:
+            self._loop_starts.pop()
         self.br(latch)
         self.start_block(latch)
         self.emit(f"{nxt} = add nuw nsw i64 {i}, 1")

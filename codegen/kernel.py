@@ -19,7 +19,7 @@ from __future__ import annotations
 from symgraph.graph import Apply, Variable
 
 from .fusion import ADDRESSABLE
-from .irgen import MEM_TYPE, FunctionBuilder, ScalarBuilder, Value
+from .irgen import ITEMSIZE, MEM_TYPE, FunctionBuilder, ScalarBuilder, Value
 from .kernel_info import (  # noqa: F401  (re-exported: what lowerings import from here)
     KernelInfo,
     LoweringError,
@@ -40,6 +40,10 @@ __all__ = ["ERROR_FIELDS", "Kernel", "KernelInfo", "LoweringError", "ModuleConte
 ROLLED_MINIMUM = 16
 NO_UNROLL = '!{!"llvm.loop.unroll.disable"}'
 FULL_UNROLL = '!{!"llvm.loop.unroll.full"}'
+#: a short innermost loop is unrolled (:meth:`Kernel.short_rows`) only while its body times
+#: its count stays within this many lines of IR: 40 fused tanh/exp steps over rows of 15
+#: unrolled took LLVM 2.0 s against 0.12 and ran 9x slower (rows of 10: 1.4 s against 0.17)
+SHORT_UNROLL_LINES = 1024
 NO_VECTORIZE = '!{!"llvm.loop.vectorize.enable", i1 false}'
 
 #: error record: (position of the failing node in ``Analysis.all_nodes``, its input index,
@@ -288,11 +292,22 @@ class Kernel:
                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Loop hints (innermost, the others) for a nest over ``groups`` of ``var`` whose
         innermost loop is static and shorter than ``ROLLED_MINIMUM``: unrolled, the loops
-        around it scalar (see :meth:`rolled`); no hints for any other nest."""
+        around it scalar (see :meth:`rolled`); no hints for any other nest, nor for a body
+        that would unroll past ``SHORT_UNROLL_LINES``, nor for one calling vector math
+        (exp, tanh) unless whole 256-bit vectors leave at most two scalar calls: the math
+        has no vector form for 3 lanes, and tanh over rows of 3 or 15 unrolled ran 2-4x
+        slower than masked (exp over rows of 10: 1.8 against 3.6 us)."""
         n = self.size(var, groups[-1]) if len(groups) > 1 else ""
-        if n.isdigit() and int(n) < ROLLED_MINIMUM:
-            return (FULL_UNROLL,), (NO_VECTORIZE,)
-        return (), ()
+        if not (n.isdigit() and int(n) < ROLLED_MINIMUM):
+            return (), ()
+        body = self.fb.innermost_body()
+        if len(body) * int(n) > SHORT_UNROLL_LINES:
+            return (), ()
+        lanes = 32 // ITEMSIZE.get(var.dtype.name, 4)
+        if (any("call" in line and "@sg_" in line for line in body)
+                and not (int(n) >= lanes and int(n) % lanes <= 2)):
+            return (), ()
+        return (FULL_UNROLL,), (NO_VECTORIZE,)
 
     def close_loops(self, tokens: list, innermost: tuple[str, ...] = (),
                     others: tuple[str, ...] = ()) -> None:

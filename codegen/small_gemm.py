@@ -5,10 +5,10 @@ tens of rows and columns does not amortise: below a crossover measured per host
 (:data:`SMALL_GEMM_WORK`, bench/small_matmul.py) :mod:`codegen.lower_blas` emits one of
 these loops instead (:func:`dispatch_small`; for a symbolic batch, behind a branch on the
 actual sizes).  :func:`small_gemm` keeps a tile of ``C`` in vector registers and streams
-``B``'s rows through it; with ``B`` transposed on a host of 16 vector registers it takes
-dot products along ``k`` instead (:func:`_dot_tiles`), both operands' rows being
-contiguous there.  Tiles and crossovers depend on the host's vector registers
-(:func:`codegen.native.jit.vector_registers`).
+``B``'s rows through it; a float32 ``A @ B.T`` with a static ``k`` of at least
+``SMALL_GEMM_DOT_MIN_K`` on a host of 16 vector registers takes dot products along ``k``
+instead (:func:`_dot_tiles`), both operands' rows being contiguous there.  Tiles and
+crossovers depend on the host's vector registers (:func:`codegen.native.jit.vector_registers`).
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ SMALL_GEMM_TILES = {32: {False: (4, 4), True: (8, 2)}, 16: {False: (4, 2), True:
 #: 32x32x10 2.0 / 0.5 / 0.6).  3x4 against 2x4, 3x3, 4x2, 2x3: best or within 5% on these.
 SMALL_GEMM_DOT = {16: (3, 4)}
 SMALL_GEMM_DOT_MIN_K = 64
-#: the crossover of the dot-product form (m * n * k): 0.69-1.02x BLAS at 64k and 0.93 at
-#: 16k (two runs of bench/small_matmul.py), 0.96-1.03 at 128k
+#: the crossover of the dot-product form (m * n * k): 0.77-0.82x BLAS at 64k (32x32x64,
+#: 32x16x128; the tiles 1.27-1.30x), 0.89-0.96 at 32x32x128 but 1.24 at 32x64x64
+#: (bench/small_matmul.py, ``--no-dot`` for the tiles)
 SMALL_GEMM_DOT_WORK = 64 * 32 * 32
 
 

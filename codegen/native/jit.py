@@ -183,7 +183,7 @@ def function_attributes(*, vector_width: int | None = None) -> str:
 
 def vector_registers() -> int:
     """Vector registers of the host (32 with AVX-512, else 16): what register-blocked loops
-    may keep live (``codegen.lower_blas`` sizes its tiles by it)."""
+    may keep live (``codegen.small_gemm`` sizes its tiles by it)."""
     return 32 if host_target().has_feature("avx512f") else 16
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import symgraph as sg
 from codegen import small_gemm
-from codegen.native import cache
+from codegen.native import cache, jit
 
 
 @pytest.fixture
@@ -115,7 +115,9 @@ def test_symbolic_batch_switches_route_at_run_time(dt, ta, tb, runtime_dispatch)
     m, n, k = 24, 32, 16
     fs, _, _ = _product(dt, m, n, k, ta, tb and not ta, True)
     rng = np.random.default_rng(3)
-    for batch in (0, 1, 3, 4, 31, small_gemm.SMALL_GEMM_WORK[dt, tb] // (n * m) + 5, 400):
+    # the batch is the product's m (or, A transposed, its k): past the crossover's work too
+    over = small_gemm.crossover(dt, (ta, tb), "r" if ta else str(k)) // (n * (m if ta else k))
+    for batch in (0, 1, 3, 4, 31, over + 5, 2 * over):
         if ta:  # (batch, m) read as its transpose: k = batch
             a, b = rng.standard_normal((batch, m)), rng.standard_normal((batch, n))
         else:
@@ -236,12 +238,21 @@ def test_the_register_tile_fits_the_hosts_registers(dt, ta, tb):
 
 @pytest.mark.parametrize("symbolic", [False, True])
 @pytest.mark.parametrize("m,n,k", [(34, 10, 67), (5, 3, 64), (1, 7, 129), (32, 32, 64)])
-def test_dot_products_along_k_for_a_transposed_b(m, n, k, symbolic, runtime_dispatch):
+def test_dot_products_along_k_for_a_transposed_b(m, n, k, symbolic, runtime_dispatch,
+                                                  monkeypatch):
     """``A @ B.T`` with a long ``k`` (the dot-product form on hosts listed in
     ``SMALL_GEMM_DOT``): left-over rows, columns and ``k % 8`` tail products all land, and a
     static product within its crossover calls no BLAS."""
+    taken = []
+    dot_tiles = small_gemm._dot_tiles
+    monkeypatch.setattr(small_gemm, "_dot_tiles", lambda *a: taken.append(a) or dot_tiles(*a))
     fs, a, b = _product("float32", m, n, k, False, True, symbolic)
     np.testing.assert_allclose(fs["llvm"](a, b), fs["numpy"](a, b), rtol=1e-5, atol=1e-5 * k)
+    dot_host = jit.vector_registers() in small_gemm.SMALL_GEMM_DOT
+    # a symbolic m branches to the loop when every static size is within the side bound
+    loop = (max(n, k) <= small_gemm.SMALL_GEMM_RUNTIME_SIDE if symbolic
+            else m * n * k <= small_gemm.SMALL_GEMM_DOT_WORK)
+    assert bool(taken) == (dot_host and loop)
     if not symbolic:
         limit = small_gemm.crossover("float32", (False, True), str(k))
         assert _calls_blas(fs["llvm"]) == (m * n * k > limit)
