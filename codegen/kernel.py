@@ -282,22 +282,23 @@ class Kernel:
             return (), ()  # (a single loop has nothing around it to vectorise instead)
         n = self.size(var, groups[-1])
         if n.isdigit() and int(n) < ROLLED_MINIMUM:
-            return self.short_rows(var, groups)
+            return self.short_rows(var, groups, accumulates)
         if not accumulates:
             return (NO_UNROLL,), (NO_UNROLL,)
         count = 4 if not n.isdigit() or int(n) >= 64 else 2 if int(n) >= 32 else 1
         return (NO_UNROLL, f'!{{!"llvm.loop.interleave.count", i32 {count}}}'), (NO_UNROLL,)
 
-    def short_rows(self, var: Variable, groups: list[list[int]]
+    def short_rows(self, var: Variable, groups: list[list[int]], accumulates: bool = False
                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Loop hints (innermost, the others) for a nest over ``groups`` of ``var`` whose
         innermost loop is static and shorter than ``ROLLED_MINIMUM``: unrolled, the loops
-        around it scalar (see :meth:`rolled`); no hints for any other nest, nor for a body
+        around it scalar (see :meth:`rolled`; a loop that ``accumulates`` counts as a nest:
+        the loops around it are not in ``groups``); no hints for any other nest, nor for a body
         that would unroll past ``SHORT_UNROLL_LINES``, nor for one calling vector math
         (exp, tanh) unless whole 256-bit vectors leave at most two scalar calls: the math
         has no vector form for 3 lanes, and tanh over rows of 3 or 15 unrolled ran 2-4x
         slower than masked (exp over rows of 10: 1.8 against 3.6 us)."""
-        n = self.size(var, groups[-1]) if len(groups) > 1 else ""
+        n = self.size(var, groups[-1]) if len(groups) > 1 or accumulates else ""
         if not (n.isdigit() and int(n) < ROLLED_MINIMUM):
             return (), ()
         body = self.fb.innermost_body()
