@@ -29,6 +29,7 @@ from .kernel_info import (  # noqa: F401  (re-exported: what lowerings import fr
     node_error,
     zero_slot,
 )
+from .native.jit import vector_registers
 from .registry import facts, lowering, shape_only
 
 __all__ = ["ERROR_FIELDS", "Kernel", "KernelInfo", "LoweringError", "ModuleContext", "SlotFn",
@@ -293,20 +294,20 @@ class Kernel:
         """Loop hints (innermost, the others) for a nest over ``groups`` of ``var`` whose
         innermost loop is static and shorter than ``ROLLED_MINIMUM``: unrolled, the loops
         around it scalar (see :meth:`rolled`; a loop that ``accumulates`` counts as a nest:
-        the loops around it are not in ``groups``); no hints for any other nest, nor for a body
-        that would unroll past ``SHORT_UNROLL_LINES``, nor for one calling vector math
-        (exp, tanh) unless whole 256-bit vectors leave at most two scalar calls: the math
-        has no vector form for 3 lanes, and tanh over rows of 3 or 15 unrolled ran 2-4x
-        slower than masked (exp over rows of 10: 1.8 against 3.6 us)."""
+        the loops around it are not in ``groups``).  Ask once the innermost body is written,
+        just before closing it: the decision measures that body.  No hints for any other
+        nest, on a host with AVX-512 (masked moves are native there, and the old hints were
+        measured there), for a body that would unroll past ``SHORT_UNROLL_LINES``, or for
+        one whose vector math (exp, tanh) would leave costly scalar calls
+        (:func:`_math_fits`)."""
         n = self.size(var, groups[-1]) if len(groups) > 1 or accumulates else ""
-        if not (n.isdigit() and int(n) < ROLLED_MINIMUM):
+        if not (n.isdigit() and int(n) < ROLLED_MINIMUM) or vector_registers() == 32:
             return (), ()
         body = self.fb.innermost_body()
         if len(body) * int(n) > SHORT_UNROLL_LINES:
             return (), ()
-        lanes = 32 // ITEMSIZE.get(var.dtype.name, 4)
-        if (any("call" in line and "@sg_" in line for line in body)
-                and not (int(n) >= lanes and int(n) % lanes <= 2)):
+        calls = [line for line in body if "call" in line and "@sg_" in line]
+        if calls and not _math_fits(int(n), ITEMSIZE.get(var.dtype.name, 4), calls):
             return (), ()
         return (FULL_UNROLL,), (NO_VECTORIZE,)
 
@@ -347,6 +348,19 @@ class Kernel:
         out_info.parallel = self.parallel
         out_info.args = list(self.args)
         return "\n\n".join([self.fb.finish(header), *self.extra_functions])
+
+
+def _math_fits(n: int, itemsize: int, calls: list[str]) -> bool:
+    """Is a row of ``n`` unrolled through the vector math ``calls`` no slower than the masked
+    loop?  Rows that split into 256- and 128-bit vectors (8 and 4 floats: rows of 4, 8, 12)
+    are whole vector calls (tanh over rows of 12: 78 against 154 us masked); at most two
+    scalar calls after the 256-bit ones pay for exp, log and sigmoid (rows of 10: 0.17-0.57x
+    the masked time) but not for tanh (1.4x), and longer scalar tails or rows of 3 (no 3-lane
+    form: tanh 2-6x slower) never do.  (AVX2 EPYC, 4,096 rows.)"""
+    if n % (16 // itemsize) == 0:
+        return True
+    lanes = 32 // itemsize
+    return n >= lanes and n % lanes <= 2 and not any("tanh" in line for line in calls)
 
 
 def broadcast_index(x: Variable, out: Variable, idx: list[str]) -> list[str]:

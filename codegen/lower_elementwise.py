@@ -205,14 +205,14 @@ def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: boo
         idx = ["0"] * first.ndim
         idx[wide[-1]] = i
         tokens = [token]
-        hints: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     else:
         groups = _nest_groups(r, group, range(1, first.ndim))
         inner, more = r.open_groups(first, groups)
         idx, tokens = [i] + [inner[a] for a in range(1, first.ndim)], [token, *more]
-        hints = r.rolled(first, [[0], *groups])  # (the range loop is around them)
     for var in group:
         r.store(var, idx, r.inline_value(var.owner, idx))
+    # (after the body: short_rows measures it; the range loop is around the groups)
+    hints = ((), ()) if flat else r.rolled(first, [[0], *groups])
     r.close_loops(tokens, *hints)
     if r.fallible:  # a check inside the loop returns early: keep the serial loop
         return False

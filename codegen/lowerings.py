@@ -81,16 +81,18 @@ def _accumulate(k: Kernel, kind: str, acc: str, x: Variable, idx: dict[int, str]
 
 
 def _plain_reduce(k: Kernel, kind: str, x: Variable, idx: dict[int, str],
-                  inner_groups: list[list[int]], dt: str, hints: tuple[str, ...],
-                  rest: tuple[str, ...]) -> Value:
-    """``kind`` of ``x`` over ``inner_groups`` at the kept ``idx``, accumulated in ``dt``."""
+                  inner_groups: list[list[int]], dt: str) -> tuple[Value, tuple[str, ...]]:
+    """``kind`` of ``x`` over ``inner_groups`` at the kept ``idx``, accumulated in ``dt``;
+    and the hints for the loops around (:meth:`Kernel.rolled`, asked once the body is
+    written: a short row's depend on it)."""
     start = k.sb.const(reduction_identity(kind, dt), dt)
     acc = k.fb.alloca(start.ty, start.ref)
     idx_in, inner = k.open_groups(x, inner_groups)
     idx.update(idx_in)
     _accumulate(k, kind, acc, x, idx, dt)
+    hints, rest = k.rolled(x, inner_groups, accumulates=True)
     k.close_loops(inner, hints, rest)
-    return Value(k.fb.op(f"load {start.ty}, ptr {acc}"), dt)
+    return Value(k.fb.op(f"load {start.ty}, ptr {acc}"), dt), rest
 
 
 def _blocked_sum(k: Kernel, x: Variable, idx: dict[int, str], inner_groups: list[list[int]],
@@ -143,11 +145,11 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
 
         def nest(blocked: bool) -> None:
             idx, outer = k.open_groups(x, groups(x, kept, [x]))
-            hints, rest = k.rolled(x, inner_groups, accumulates=True)
-            if blocked:
+            if blocked:  # (rows longer than a block: never a short row, hints known now)
+                hints, rest = k.rolled(x, inner_groups, accumulates=True)
                 total = _blocked_sum(k, x, idx, inner_groups, n, dt, wide, hints, rest)
             else:
-                total = _plain_reduce(k, kind, x, idx, inner_groups, dt, hints, rest)
+                total, rest = _plain_reduce(k, kind, x, idx, inner_groups, dt)
             if kind == "mean":
                 size = k.sb.convert(Value(k.size(x, axes), "int64"), total.dtype)
                 total = k.sb.div(total, size)
