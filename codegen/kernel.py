@@ -273,12 +273,13 @@ class Kernel:
         ``accumulates`` gets four vector accumulators to hide the add's latency (a sum of
         64k floats 5.0 -> 2.9 us).
 
-        A shorter static innermost loop (a bias of 10 added to each row of a batch) is
-        unrolled fully and the loops around it kept scalar, so the SLP vectoriser writes each
-        line as plain vectors (8 + 2 floats).  Left to itself LLVM vectorised the short loop
-        with its tail folded into masks (a trip count under 16 forbids a scalar remainder):
-        ``vmaskmovps`` loads and stores, microcoded on AMD Zen, where a (32, 10) bias add
-        took 400 ns against 24 ns unrolled (W2's step 0.66x, ``f.profile`` on an EPYC)."""
+        A shorter static innermost loop (a bias of 10 added to each row of a batch) may be
+        unrolled fully with the loops around it kept scalar (:meth:`short_rows` says when),
+        so the SLP vectoriser writes each line as plain vectors (8 + 2 floats).  Left to
+        itself LLVM vectorised the short loop with its tail folded into masks (a trip count
+        under 16 forbids a scalar remainder): ``vmaskmovps`` loads and stores, microcoded on
+        AMD Zen, where a (32, 10) bias add took 400 ns against 24 ns unrolled (``f.profile``
+        of W2's step on an EPYC)."""
         if not groups or (len(groups) == 1 and not accumulates):
             return (), ()  # (a single loop has nothing around it to vectorise instead)
         n = self.size(var, groups[-1])
