@@ -5,7 +5,7 @@ tens of rows and columns does not amortise: below a crossover measured per host
 (:data:`SMALL_GEMM_WORK`, bench/small_matmul.py) :mod:`codegen.lower_blas` emits one of
 these loops instead (:func:`dispatch_small`; for a symbolic batch, behind a branch on the
 actual sizes).  :func:`small_gemm` keeps a tile of ``C`` in vector registers and streams
-``B``'s rows through it; a float32 ``A @ B.T`` with a static ``k`` of at least
+``B``'s rows through it; an ``A @ B.T`` with a static ``k`` of at least
 ``SMALL_GEMM_DOT_MIN_K`` on a host of 16 vector registers takes dot products along ``k``
 instead (:func:`_dot_tiles`), both operands' rows being contiguous there.  Tiles and
 crossovers depend on the host's vector registers (:func:`codegen.native.jit.vector_registers`).
@@ -49,17 +49,19 @@ SMALL_GEMM_WORK = dict(SMALL_GEMM_WORKS[vector_registers()])
 #: of its 16 sums there and ran 3x slower (1.4 against 4.5 us for 32x32x64 on an AVX2 EPYC;
 #: 8x1 when B is transposed: 2.6 us against 3.0-6.3 for 4x2, 6x2, 3x3, 2x4, 5x2)
 SMALL_GEMM_TILES = {32: {False: (4, 4), True: (8, 2)}, 16: {False: (4, 2), True: (8, 1)}}
-#: hosts (by vector registers) whose float32 ``A @ B.T`` with a static ``k`` of at least
+#: hosts (by vector registers) whose ``A @ B.T`` with a static ``k`` of at least
 #: SMALL_GEMM_DOT_MIN_K takes dot products along ``k`` (:func:`_dot_tiles`), and its tile:
-#: (rows of A, rows of B).  AVX2 EPYC, us per product (dot / the tiles above / BLAS):
+#: (rows of A, rows of B).  AVX2 EPYC, us per product (dot / the tiles above / BLAS), float32:
 #: 32x32x64 2.2 / 4.1 / 3.2, 32x16x128 1.8 / 2.9 / 2.4, 32x32x128 4.1 / 8.2 / 4.3; with a
 #: shorter k the reductions at the end outweigh the sums (32x32x32 1.6 / 1.9 / 1.3, and
 #: 32x32x10 2.0 / 0.5 / 0.6).  3x4 against 2x4, 3x3, 4x2, 2x3: best or within 5% on these.
+#: float64: 32x32x64 4.4 / 7.0 / 5.0, 32x16x128 4.4 / 6.2 / 7.6.
 SMALL_GEMM_DOT = {16: (3, 4)}
 SMALL_GEMM_DOT_MIN_K = 64
 #: the crossover of the dot-product form (m * n * k): 0.77-0.82x BLAS at 64k (32x32x64,
-#: 32x16x128; the tiles 1.27-1.30x), 0.89-0.96 at 32x32x128 but 1.24 at 32x64x64
-#: (bench/small_matmul.py, ``--no-dot`` for the tiles)
+#: 32x16x128; the tiles 1.27-1.30x), 0.89-0.96 at 32x32x128 but 1.24 at 32x64x64; float64
+#: 0.57-0.88x at 64k and 0.92 at 32x32x128 (the tiles 0.89-1.15x) (bench/small_matmul.py,
+#: ``--no-dot`` for the tiles)
 SMALL_GEMM_DOT_WORK = 64 * 32 * 32
 
 
@@ -133,7 +135,7 @@ def crossover(dt: str, transposed: tuple[bool, bool], kk: str) -> int:
 
 def _dot_form(dt: str, kk: str) -> bool:
     """Does a product with B transposed take :func:`_dot_tiles` on this host?"""
-    return (dt == "float32" and vector_registers() in SMALL_GEMM_DOT and kk.isdigit()
+    return (dt in ("float32", "float64") and vector_registers() in SMALL_GEMM_DOT and kk.isdigit()
             and int(kk) >= SMALL_GEMM_DOT_MIN_K)
 
 

@@ -236,23 +236,25 @@ def test_the_register_tile_fits_the_hosts_registers(dt, ta, tb):
     assert not spills, spills[:4]
 
 
+@pytest.mark.parametrize("dt", ["float32", "float64"])
 @pytest.mark.parametrize("symbolic", [False, True])
 @pytest.mark.parametrize("m,n,k", [(34, 10, 67), (5, 3, 64), (1, 7, 129), (32, 32, 64)])
-def test_dot_products_along_k_for_a_transposed_b(m, n, k, symbolic, runtime_dispatch,
+def test_dot_products_along_k_for_a_transposed_b(m, n, k, symbolic, dt, runtime_dispatch,
                                                   monkeypatch):
     """``A @ B.T`` with a long ``k`` (the dot-product form on hosts listed in
-    ``SMALL_GEMM_DOT``): left-over rows, columns and ``k % 8`` tail products all land, and a
-    static product within its crossover calls no BLAS."""
+    ``SMALL_GEMM_DOT``): left-over rows, columns and the ``k % width`` tail products all land,
+    and a static product within its crossover calls no BLAS."""
     taken = []
     dot_tiles = small_gemm._dot_tiles
     monkeypatch.setattr(small_gemm, "_dot_tiles", lambda *a: taken.append(a) or dot_tiles(*a))
-    fs, a, b = _product("float32", m, n, k, False, True, symbolic)
-    np.testing.assert_allclose(fs["llvm"](a, b), fs["numpy"](a, b), rtol=1e-5, atol=1e-5 * k)
+    fs, a, b = _product(dt, m, n, k, False, True, symbolic)
+    np.testing.assert_allclose(fs["llvm"](a, b), fs["numpy"](a, b), rtol=_tol(dt),
+                               atol=_tol(dt) * k)
     dot_host = jit.vector_registers() in small_gemm.SMALL_GEMM_DOT
     # a symbolic m branches to the loop when every static size is within the side bound
     loop = (max(n, k) <= small_gemm.SMALL_GEMM_RUNTIME_SIDE if symbolic
             else m * n * k <= small_gemm.SMALL_GEMM_DOT_WORK)
     assert bool(taken) == (dot_host and loop)
     if not symbolic:
-        limit = small_gemm.crossover("float32", (False, True), str(k))
+        limit = small_gemm.crossover(dt, (False, True), str(k))
         assert _calls_blas(fs["llvm"]) == (m * n * k > limit)
