@@ -139,6 +139,12 @@ def _dot_form(dt: str, kk: str) -> bool:
             and int(kk) >= SMALL_GEMM_DOT_MIN_K)
 
 
+def _element(fb, ty: str, p: str, row: str, col: str, stride: str) -> str:
+    """The address of ``P[row, col]`` in a row-major matrix of ``stride`` columns."""
+    flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
+    return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
+
+
 def _pieces(n: int, width: int, step: int) -> list[list[tuple[int, int]]]:
     """Columns ``0..n`` as chunks of at most ``step`` vectors: (first column,
     width) per vector, full ``width`` vectors then halving ones for the rest (10 floats:
@@ -181,8 +187,7 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
         return f"<{w} x {ty}>"
 
     def address(p: str, row: str, col: str, stride: str) -> str:
-        flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
-        return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
+        return _element(fb, ty, p, row, col, stride)
 
     def splat(x: str, w: int) -> str:
         one = fb.op(f"insertelement {vty(w)} poison, {ty} {x}, i64 0")
@@ -275,8 +280,7 @@ def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, 
         tail = fb.op(f"mul nuw nsw i64 {full}, {width}")
 
     def at(p: str, row: str, col: str, stride: str) -> str:
-        flat = fb.op(f"add nsw i64 {fb.op(f'mul nsw i64 {row}, {stride}')}, {col}")
-        return fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {flat}")
+        return _element(fb, ty, p, row, col, stride)
 
     def reduce(v: str) -> str:
         w = width
