@@ -35,7 +35,7 @@ TARGETS: dict[str, list[tuple[str, str, float]]] = {
     "W3": [("step", "fastest peer", 0.5)],
     "W4": [("f.epoch", "jax lax.scan epoch", 0.5)],
     "W5": [("hvp", "fastest peer", 0.5)],
-    "C": [("cold", "jax.jit first call", 0.5), ("warm", "absolute ms", 30.0)],
+    "C": [("cold", "jax.jit first call", 0.5), ("warm:", "absolute ms", 30.0)],
     "ovh": [("x+1", "absolute us", 2.0)],
 }
 

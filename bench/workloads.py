@@ -15,6 +15,7 @@ symgraph is imported lazily so that the hand-numpy worker never loads it.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -240,11 +241,13 @@ def raw_gemm(m: int, k: int, n: int) -> tuple[Callable[[], Any], int]:
 
 
 # ============================================================================ symgraph
-def build_sg_step(p: dict[str, Any], opt: str, backend: str):
+def build_sg_step(p: dict[str, Any], opt: str, backend: str,
+                  timings: dict[str, float] | None = None):
     """``sg.function([x, y], loss, updates=...)`` for one training step of an MLP problem.
 
     SGD: ``p - lr * g``. Adam (written by hand with sg ops, peers.py's formula): m and v are
-    shared, a shared float32 step counter ``t`` gives the bias corrections.
+    shared, a shared float32 step counter ``t`` gives the bias corrections.  ``timings``, if
+    given, gets ``function_s``: the seconds of the ``sg.function`` call alone.
     """
     import symgraph as sg
 
@@ -284,7 +287,11 @@ def build_sg_step(p: dict[str, Any], opt: str, backend: str):
             updates[m] = m1
             updates[v] = v1
             updates[q] = q - (lr / bc1) * m1 / (sg.sqrt(v1) / sg.sqrt(bc2) + eps)
-    return sg.function([x, y], loss, updates=updates, backend=backend)
+    t0 = time.perf_counter()
+    f = sg.function([x, y], loss, updates=updates, backend=backend)
+    if timings is not None:
+        timings["function_s"] = time.perf_counter() - t0
+    return f
 
 
 def build_sg_hvp(p: dict[str, Any], backend: str):
