@@ -61,7 +61,9 @@ ENTRY_OPT_LEVEL = 0
 
 def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) -> str:
     """``sg_step``; with ``profile``, ``sg_step_profile`` that also adds each kernel's
-    cycle count to an int64 array passed after the constants.  Both return 0, or the 1-based
+    cycle count to an int64 array passed after the constants, and writes the cycle counter
+    at the start of the call after them (slot ``len(kernels)``: ``LLVMProgram.profile``
+    converts cycles to seconds with it).  Both return 0, or the 1-based
     number of the first fallible kernel that failed.  Above :data:`SEGMENT_KERNELS` kernels
     the function calls segment functions (``<name>_s<j>``, same signature and result) that
     call the kernels."""
@@ -94,6 +96,10 @@ def _calls(program, ctx: ModuleContext, kernels, first: int, profile: bool,
     if profile:
         counters = fb.entry_op("cnt", f"load ptr, ptr "
                                f"{own(fb, nargs + 2 + len(program.consts))}")
+        if first == 0:  # (the first segment's start: a fixed point of every call)
+            start = fb.op(f"getelementptr inbounds i64, ptr {counters}, i64 "
+                          f"{len(program.kernels)}")
+            fb.emit(f"store i64 {fb.op('call i64 @llvm.readcyclecounter()')}, ptr {start}")
     for n, (info, roots) in enumerate(kernels, first):
         ptrs = [f"ptr {root_pointer(program, fb, ctx, r)}" for r in roots]
         if profile:

@@ -7,6 +7,8 @@ empty batches, NaN propagation, integer inputs and runtime index errors.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -506,3 +508,29 @@ def test_cached_call_runners_match_numpy_backend():
         assert g(np.array([0, 2])) == 2.0
         with pytest.raises(IndexError):
             g(np.array([0, 3]))
+
+
+def test_profile_seconds_are_the_kernels_own_not_the_calls():
+    """A kernel's seconds come from its cycles at the counter's measured rate: a step of one
+    tiny kernel shows a small part of the call (the call's own checks are in no row), and
+    a step of one long kernel about the wall time of the call (the clock as the oracle)."""
+    x = sg.tensor("x", (4, 2), "float32")
+    tiny = sg.function([x], x + 1, backend="llvm")
+    ones = np.ones((4, 2), "float32")
+    tiny.profile(ones, n=1)  # (compiles the profiled entry)
+    t0 = time.perf_counter()
+    (row,) = tiny.profile(ones, n=20000)
+    per_call = (time.perf_counter() - t0) / 20000  # the profiled calls' own wall time
+    assert row["seconds"] < 0.5 * per_call, (row["seconds"], per_call)
+    big = sg.tensor("big", (1 << 18,), "float32")
+    f = sg.function([big], O.sum(O.exp(O.sin(big) * O.cos(big))), backend="llvm")
+    arg = np.linspace(-3, 3, 1 << 18, dtype="float32")
+    f(arg)
+    rows = f.profile(arg, n=10)
+    kernels = sum(r["seconds"] for r in rows)
+    walls = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        f(arg)
+        walls.append(time.perf_counter() - t0)
+    assert 0.5 * min(walls) < kernels < 1.5 * min(walls), (kernels, walls)
