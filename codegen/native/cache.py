@@ -15,7 +15,9 @@ own source files, so editing the lowering invalidates them): ``<key>.sgp`` holds
 code and the metadata the program needs besides it (``marshal``-ed plain data), so a warm
 start in a new process does no lowering and no LLVM work but loading.  Files are validated
 (magic, sha256, then the metadata's format and structure) and written atomically; anything
-unreadable is ignored and recompiled.
+unreadable is ignored and recompiled.  The directory is kept under a size limit, least
+recently used files out first (:mod:`codegen.native.cache_limit`,
+``SYMGRAPH_CACHE_MAX_BYTES``, default 1 GiB).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from . import jit
+from . import cache_limit, jit
 from .jit import CompiledModule
 
 __all__ = ["CACHE_FORMAT", "body_key", "cache_dir", "cache_key", "clear_cache", "compile_cached",
@@ -44,7 +46,7 @@ _SUFFIX = ".o"
 _PROGRAM_SUFFIX = ".sgp"
 _PROGRAM_MAGIC = b"SGP1"
 _FACTS_SUFFIX = ".sgf"
-_BODY_SUFFIX = ".sgb"
+_BODY_SUFFIX = ".sgb"  # (cache_limit.CACHE_FILE knows these names: keep them in step)
 
 #: modules and programs kept in memory for reuse (least recently used dropped first).  A
 #: dropped one stays alive while a function uses it (programs hold their modules); the
@@ -220,6 +222,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+    cache_limit.wrote(path.parent, len(data))
 
 
 def _object_digest(key: str, code: bytes) -> bytes:
@@ -257,6 +260,7 @@ def compile_cached(ir_text: str, *, opt_level: int = 3, disk: bool = True,
                 data = blob[32:]
                 if _object_digest(key, data) != blob[:32]:
                     raise OSError(f"corrupt cache file {path}")
+                cache_limit.touch(path)
                 stats = {"cache": "disk", "key": t_key, "opt_level": opt_level}
                 stats["read"] = time.perf_counter() - t1
                 cm = jit.load_object(data, stats)
@@ -297,12 +301,16 @@ def body_key(symbol: str, header: str, *, opt_level: int = 3,
 def _read_checked(key: str, suffix: str) -> bytes | None:
     """What the file ``<key><suffix>`` holds after its checksum (:func:`_object_digest`), or
     ``None`` if it is absent, empty or corrupt."""
+    path = cache_dir() / (key + suffix)
     try:
-        blob = (cache_dir() / (key + suffix)).read_bytes()
+        blob = path.read_bytes()
     except OSError:
         return None
     data = blob[32:]
-    return data if data and _object_digest(key, data) == blob[:32] else None
+    if not data or _object_digest(key, data) != blob[:32]:
+        return None
+    cache_limit.touch(path)
+    return data
 
 
 def read_object(key: str, *, disk: bool = True) -> bytes | None:
@@ -383,6 +391,7 @@ def load_program(key: str, *, disk: bool = True) -> tuple[CompiledModule, dict] 
         code = body[8 + nmeta:]
         if not isinstance(meta, dict) or meta.get("key") != key or not code:
             raise ValueError("metadata does not match the key")
+        cache_limit.touch(path)
         stats = {"cache": "disk", "opt_level": meta.get("opt_level", 3),
                  "read": time.perf_counter() - t0}
         with _lock:
@@ -420,13 +429,15 @@ def load_facts() -> dict | None:
 
     What it holds is the caller's (:mod:`codegen.registry`: its lowering records' flags);
     keyed by :func:`source_fingerprint`, so an edit of the compiler makes it unreachable."""
+    path = _facts_path()
     try:
-        blob = _facts_path().read_bytes()
+        blob = path.read_bytes()
         if hashlib.sha256(blob[32:]).digest() != blob[:32]:
             return None  # (a flipped flag made every later compile fail: the caller rewrites)
         data = marshal.loads(blob[32:])
     except (OSError, ValueError, EOFError, TypeError):
         return None
+    cache_limit.touch(path)
     return data if isinstance(data, dict) else None
 
 
@@ -442,7 +453,8 @@ def store_facts(data: dict) -> None:
 
 def clear_cache(memory: bool = True, disk: bool = True) -> None:
     """Forget in-memory modules and programs (already returned ones stay valid) and/or delete
-    the cache's files (object code, programs and leftover temporary files)."""
+    the cache's files (object code, programs, leftover temporary files; nothing of another
+    name, :func:`codegen.native.cache_limit.ours`)."""
     if memory:
         with _lock:
             _memory.clear()
@@ -453,9 +465,7 @@ def clear_cache(memory: bool = True, disk: bool = True) -> None:
         d = cache_dir()
         if d.is_dir():
             for p in d.iterdir():
-                if (p.suffix in (_SUFFIX, _PROGRAM_SUFFIX, _FACTS_SUFFIX, _BODY_SUFFIX)
-                        or p.name.startswith(".tmp-")) \
-                        and p.is_file():
+                if cache_limit.ours(p.name) and p.is_file():
                     try:
                         p.unlink()
                     except FileNotFoundError:
