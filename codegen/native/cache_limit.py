@@ -11,20 +11,22 @@ oldest use first, down to :data:`KEEP_FRACTION` of the limit so the next trim is
 after a write, at most once per :data:`TRIM_INTERVAL` seconds across processes (the mtime of
 the cache's ``.trimmed`` file says when it last ran), or sooner once this process alone has
 written :data:`TRIM_SHARE` of the limit: a scan stats every file (~2 ms a thousand), which a
-warm start never pays and a compile pays rarely.  A file removed under another process costs
-it a recompile at most: every reader treats a missing file as a miss.
+warm start never pays and a compile pays rarely.  Sizes are what the files take on disk
+(``st_blocks``: a 96-byte index file holds a 4 KiB block).  A file removed under another
+process costs it a recompile at most: every reader treats a missing file as a miss.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
-import threading
 import time
+import warnings
 from pathlib import Path
 
 __all__ = ["CACHE_FILE", "DEFAULT_MAX_BYTES", "KEEP_FRACTION", "MARKER", "TEMPORARY_FILE",
-           "TRIM_INTERVAL", "max_bytes", "ours", "touch", "trim", "wrote"]
+           "TRIM_INTERVAL", "disk_bytes", "max_bytes", "ours", "touch", "trim", "wrote"]
 
 DEFAULT_MAX_BYTES = 1 << 30
 #: a trim removes files until the cache holds at most this fraction of the limit
@@ -45,8 +47,10 @@ CACHE_FILE = re.compile(r"[0-9a-f]{64}\.(?:o|sgp|sgb)|facts-[0-9a-f]{40}\.sgf")
 TEMPORARY_FILE = re.compile(r"\.tmp-[a-z0-9_]{8}\.o")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
-_lock = threading.Lock()
-_written: dict[str, int] = {}  # directory -> bytes this process wrote there since its trim
+#: directory -> bytes this process wrote there since its last trim (no lock: threads racing
+#: on it only blur an estimate, and a lock here would need its own fork handling)
+_written: dict[str, int] = {}
+_warned: set[str] = set()
 
 
 def max_bytes() -> int | None:
@@ -60,11 +64,11 @@ def max_bytes() -> int | None:
     try:
         value = float(text[:len(text) - len(unit)]) * _UNITS[unit]
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"SYMGRAPH_CACHE_MAX_BYTES={os.environ['SYMGRAPH_CACHE_MAX_BYTES']!r}"
-                         ": expected a size in bytes such as 1073741824, 500M or 2G") from None
-    if value < 0:
-        raise ValueError("SYMGRAPH_CACHE_MAX_BYTES must not be negative")
-    return int(value) or None
+                         ": expected a size in bytes such as 1073741824, 500M or 2G")
+    return None if value == 0 else max(1, int(value))
 
 
 def touch(path: Path) -> None:
@@ -80,13 +84,16 @@ def wrote(directory: Path, nbytes: int) -> None:
     the module docstring).  Errors are ignored: the limit is housekeeping."""
     try:
         limit = max_bytes()
-    except ValueError:
-        limit = DEFAULT_MAX_BYTES  # (reported where the value is read for a user: none yet)
+    except ValueError as exc:  # a compile must not fail for it: said once, then the default
+        if str(exc) not in _warned:
+            _warned.add(str(exc))
+            warnings.warn(f"{exc}; the cache keeps the default limit of 1 GiB",
+                          RuntimeWarning, stacklevel=2)
+        limit = DEFAULT_MAX_BYTES
     if limit is None:
         return
     key = str(directory)
-    with _lock:
-        _written[key] = written = _written.get(key, 0) + nbytes
+    _written[key] = written = _written.get(key, 0) + nbytes
     marker = directory / MARKER
     try:
         due = time.time() - marker.stat().st_mtime > TRIM_INTERVAL
@@ -94,12 +101,11 @@ def wrote(directory: Path, nbytes: int) -> None:
         due = True  # never trimmed
     if not due and written <= TRIM_SHARE * limit:
         return
-    with _lock:
-        _written[key] = 0
+    _written[key] = 0
     try:
         marker.touch()
         trim(directory, limit)
-    except OSError:
+    except Exception:  # noqa: BLE001  (housekeeping: whatever fails, the write stands)
         pass
 
 
@@ -125,24 +131,35 @@ def trim(directory: Path, limit: int) -> dict[str, int]:
                 continue  # (removed meanwhile)
             if TEMPORARY_FILE.fullmatch(entry.name):
                 if now - st.st_mtime > TEMP_AGE and _remove(entry.path):
-                    removed, freed = removed + 1, freed + st.st_size
+                    removed, freed = removed + 1, freed + disk_bytes(st)
             elif CACHE_FILE.fullmatch(entry.name):
-                files.append((st.st_mtime, st.st_size, entry.path))
+                files.append((st.st_mtime, disk_bytes(st), entry.path))
     total = sum(size for _, size, _ in files)
     goal = KEEP_FRACTION * limit
     if total > limit:
         for _, size, path in sorted(files):
             if total <= goal:
                 break
-            if _remove(path):
+            gone = _remove(path)
+            if gone is not None:  # (gone under another trim: its bytes are free all the same)
                 total -= size
+            if gone:
                 removed, freed = removed + 1, freed + size
     return {"removed": removed, "freed": freed, "kept": total}
 
 
-def _remove(path: str) -> bool:
+def disk_bytes(st: os.stat_result) -> int:
+    """What a file takes on disk: its blocks where the system reports them, else its size."""
+    blocks = getattr(st, "st_blocks", None)
+    return blocks * 512 if blocks is not None else st.st_size
+
+
+def _remove(path: str) -> bool | None:
+    """True if this call removed ``path``, False if it was gone already, None if it stays."""
     try:
         os.unlink(path)
         return True
-    except OSError:  # (another process's trim took it, or it may not be removed)
+    except FileNotFoundError:
         return False
+    except OSError:
+        return None
