@@ -322,7 +322,8 @@ class LLVMProgram(Program):
         counter's rate, measured against the wall clock over the profiled calls: the call's
         own cost (argument checks, the builtin's entry) is in no kernel's row.  (Spreading
         the wall time of the whole call over the kernels, as this did before, overstated a
-        step of small kernels: x @ W of 32x64x32 showed 2.6-3.0 us in a 4 us call.)
+        step of small kernels: x @ W of 32x64x32 showed 2.6-3.0 us in a 3.2 us call whose
+        kernels took 2.6 us in all.)
         """
         values, bindings = self._check_inputs(args)
         arrays = [native_array(values[v], v.dtype) for v in self.inputs] + [

@@ -13,6 +13,7 @@ from symgraph.graph import Variable
 
 from .irgen import FunctionBuilder
 from .kernel_info import ENTRY, LoweringError, ModuleContext, output_slot
+from .registry import register_tunables
 
 
 def root_pointer(program, fb: FunctionBuilder, ctx: ModuleContext,
@@ -119,3 +120,6 @@ def _calls(program, ctx: ModuleContext, kernels, first: int, profile: bool,
             fb.start_block(fb.label("dead"))
             fb.if_end(done)
     return fb.finish(_header(define))
+
+
+register_tunables(__name__, ("SEGMENT_KERNELS", "ENTRY_OPT_LEVEL"))

@@ -30,7 +30,7 @@ from .kernel_info import (  # noqa: F401  (re-exported: what lowerings import fr
     zero_slot,
 )
 from .native.jit import vector_registers
-from .registry import facts, lowering, shape_only
+from .registry import facts, lowering, register_tunables, shape_only
 
 __all__ = ["ERROR_FIELDS", "Kernel", "KernelInfo", "LoweringError", "ModuleContext", "SlotFn",
            "broadcast_index", "dim_slot", "node_error", "zero_slot"]
@@ -368,3 +368,6 @@ def broadcast_index(x: Variable, out: Variable, idx: list[str]) -> list[str]:
     """Index of ``x`` read at ``idx`` of ``out`` (numpy broadcasting; static 1s broadcast)."""
     lead = out.ndim - x.ndim
     return ["0" if d == 1 else idx[lead + k] for k, d in enumerate(x.shape)]
+
+
+register_tunables(__name__, ("ROLLED_MINIMUM", "SHORT_UNROLL_LINES"))

@@ -47,7 +47,7 @@ from .lower_elementwise import lower_elementwise_group, lower_elementwise_kernel
 from .lowerings import lower_reshape_copy  # noqa: F401  (registers the non-elementwise ops)
 from .native import vecmath
 from .native.jit import function_attributes
-from .registry import lowering
+from .registry import lowering, register_tunables
 
 
 def lower_node(k: Kernel, node: Apply) -> None:
@@ -147,3 +147,6 @@ __all__ = ["ERROR_FIELDS", "FMF", "OUTLINE_KERNELS", "Kernel", "KernelInfo", "Lo
            "ModuleContext",
            "lower_elementwise_group", "lower_node", "math_declarations",
            "module_header", "runtime_error", "runtime_failure"]
+
+
+register_tunables(__name__, ("OUTLINE_KERNELS",))

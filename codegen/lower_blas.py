@@ -28,7 +28,7 @@ from .fusion import ADDRESSABLE, is_matrix_transpose, is_transpose2d
 from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
 from .kernel import Kernel, node_error
 from .native import blas
-from .registry import Lowering, register_lowering
+from .registry import Lowering, register_lowering, register_tunables
 from .small_gemm import dispatch_small, small_gemm
 
 __all__ = ["SGD_TILE", "SMALL_MATMUL_WORK", "lower_batched_matmul", "lower_folded_sgd",
@@ -358,3 +358,6 @@ def _naive_batched_matmul(k: Kernel, node: Apply) -> None:
 # operands may be transposed views (the BLAS flag); a matmul reads no inline values
 register_lowering(MatMul, Lowering(kernel=lower_matmul, transposed_operands=True))
 register_lowering(BatchedMatMul, Lowering(kernel=lower_batched_matmul, transposed_operands=True))
+
+
+register_tunables(__name__, ("SGD_TILE", "GEMV_WORK", "SMALL_MATMUL_WORK", "SMALL_MATMUL_COLUMNS"))

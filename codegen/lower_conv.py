@@ -36,7 +36,7 @@ from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
 from .kernel import NO_UNROLL, Kernel
 from .lower_blas import _blas_int
 from .native import blas
-from .registry import Lowering, register_lowering
+from .registry import Lowering, register_lowering, register_tunables
 
 __all__ = ["GEMM_MIN_FILTERS", "GEMM_MIN_REDUCTION", "HEAP_TILE_BYTES", "TILE_BYTES",
            "use_gemm"]
@@ -517,3 +517,7 @@ def lower_conv2d_weight_grad(k: Kernel, node: Apply) -> None:
 register_lowering(Conv2D, Lowering(kernel=lower_conv2d))
 register_lowering(Conv2DInputGrad, Lowering(kernel=lower_conv2d_input_grad))
 register_lowering(Conv2DWeightGrad, Lowering(kernel=lower_conv2d_weight_grad))
+
+
+register_tunables(__name__, ("TILE_BYTES", "HEAP_TILE_BYTES", "GEMM_MIN_FILTERS",
+                            "GEMM_MIN_REDUCTION"))

@@ -34,7 +34,7 @@ from symgraph.ops.scan import (
 
 from .irgen import ITEMSIZE, Value, is_float
 from .kernel import Kernel
-from .registry import Lowering, register_lowering
+from .registry import Lowering, register_lowering, register_tunables
 
 
 def _outer(k: Kernel, var: Variable, axis: int) -> tuple[dict[int, str], list]:
@@ -493,3 +493,6 @@ register_lowering(Argsort, Lowering(kernel=lower_sort_indices))
 register_lowering(TopkIndices, Lowering(kernel=lower_sort_indices))
 register_lowering(TakeAlongAxis, Lowering(kernel=lower_take_along_axis, value_consumer=True))
 register_lowering(PutAlongAxis, Lowering(kernel=lower_put_along_axis, value_consumer=True))
+
+
+register_tunables(__name__, ("MERGE_CAP", "RUN"))

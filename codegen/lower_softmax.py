@@ -31,7 +31,7 @@ from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
 from .irgen import Value, literal
 from .kernel import NO_UNROLL, Kernel
 from .lowerings import _reduced_index
-from .registry import Lowering, register_lowering
+from .registry import Lowering, register_lowering, register_tunables
 
 #: LLVM hints for the loop over rows of :func:`_short_rows`: one masked vector loop (no
 #: scalar remainder, no vectorised epilogue).  W1's log_softmax kernel compiled in ~45 ms,
@@ -300,3 +300,6 @@ def lower_logsumexp(k: Kernel, node: Apply) -> None:
 register_lowering(Softmax, Lowering(kernel=lower_softmax, value_consumer=True))
 register_lowering(LogSoftmax, Lowering(kernel=lower_softmax, value_consumer=True))
 register_lowering(LogSumExp, Lowering(kernel=lower_logsumexp, value_consumer=True))
+
+
+register_tunables(__name__, ("ROW_LOOP_HINTS", "SHORT_AXIS", "TILE", "TILED_MINIMUM"))

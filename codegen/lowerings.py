@@ -34,7 +34,7 @@ from symgraph.ops.structure import (
 from .fusion import ADDRESSABLE
 from .irgen import IR_TYPE, ITEMSIZE, MEM_TYPE, Value, is_float
 from .kernel import Kernel, SlotFn, node_error
-from .registry import Lowering, register_lowering
+from .registry import Lowering, register_lowering, register_tunables
 
 #: A float32 sum along the innermost axis adds blocks of this many elements in float32 (the
 #: vectorised loop: each of its 32-64 lanes adds 64-128 terms in a row) and the blocks' sums
@@ -470,3 +470,6 @@ register_lowering(AdvancedIncSubtensor, Lowering(kernel=lower_advanced_inc_subte
 # reshapes alias their input's bytes (``Op.aliases_input``); a copy only for a 0-d literal
 register_lowering(Reshape, Lowering(kernel=lower_reshape_copy))
 register_lowering(ReshapeLike, Lowering(kernel=lower_reshape_copy))
+
+
+register_tunables(__name__, ("SUM_BLOCK", "SUM_ACCUMULATOR"))

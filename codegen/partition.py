@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 
 from .native.jit import OPT_LEVEL_MARK, compile_threads
+from .registry import register_tunables
 
 #: below this many lines of IR one module, no threads.  A kernel with loops costs 10-40 ms of
 #: LLVM whatever its length: W3's step (~590 lines) took 155-186 ms cold in one module and
@@ -93,3 +94,6 @@ def entry_module(header: str, declarations: list[str], entry: list[str],
 
 def body_module(header: str, bodies: list[str]) -> str:
     return "\n\n".join([header, *map(exported, bodies)]) + "\n"
+
+
+register_tunables(__name__, ("MIN_SPLIT_LINES", "LINES_PER_MODULE"))

@@ -21,6 +21,7 @@ first (:func:`load_lowerings`), so a rule from the snapshot is never called.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import NamedTuple
@@ -31,8 +32,9 @@ from .dtypes import MEM_TYPE
 from .kernel_info import node_error
 from .native import cache, vecmath
 
-__all__ = ["LOWERINGS", "Lowering", "aliases_input", "check_lowerable", "facts",
-           "load_lowerings", "lowering", "register_lowering", "shape_only"]
+__all__ = ["LOWERINGS", "Lowering", "aliases_input", "changed_tunables", "check_lowerable",
+           "facts", "load_lowerings", "lowering", "register_lowering", "register_tunables",
+           "shape_only"]
 
 
 class Lowering(NamedTuple):
@@ -223,3 +225,33 @@ def shape_only(op, index: int) -> bool:
 def aliases_input(op) -> bool:
     """Is ``op``'s output its input's bytes with a new shape (``Op.aliases_input``)?"""
     return op.aliases_input()
+
+
+#: module name -> (module, names of its settings, their reprs when it registered them)
+_TUNABLES: dict[str, tuple] = {}
+
+
+def register_tunables(module_name: str, names: tuple[str, ...]) -> None:
+    """Declare module-level settings of module ``module_name`` that change the code it
+    generates (thresholds, tile sizes, loop hints); called as the module is imported, so the
+    values recorded are the source's.
+
+    Why: the program cache keys on the compiler's source files (``source_fingerprint``), not
+    on values set at run time, so a program compiled while a test or a benchmark had patched
+    a setting was later taken for the default one (or the reverse) from memory or disk.
+    :func:`changed_tunables` is part of the key: empty while nothing differs from the
+    source, which is also all a warm start (that imports no lowering module) can see."""
+    module = sys.modules[module_name]
+    _TUNABLES[module_name] = (module, names, tuple(repr(getattr(module, n)) for n in names))
+
+
+def changed_tunables() -> str:
+    """``module.NAME=value`` for every registered setting whose value differs from the one
+    its module was imported with, ``;``-joined in a stable order (``""`` if none)."""
+    parts = []
+    for name, (module, names, first) in sorted(_TUNABLES.items()):
+        for attr, was in zip(names, first):
+            now = repr(getattr(module, attr))
+            if now != was:
+                parts.append(f"{name}.{attr}={now}")
+    return ";".join(parts)

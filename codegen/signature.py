@@ -29,7 +29,7 @@ from symgraph.graph import Constant, SharedVariable, Variable
 
 from .kernel_info import KernelInfo, ModuleContext, dim_slot, output_slot, zero_slot
 from .native import blas, parallel, vecmath
-from .registry import facts
+from .registry import changed_tunables, facts
 
 __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_meta", "encode_meta",
            "environment_text", "graph_signature"]
@@ -91,8 +91,9 @@ def _check_own_code(node) -> None:
 
 def environment_text(split_minimum: int | None) -> str:
     """What else the generated IR depends on: glibc/libmvec (vector maths) and numpy's BLAS
-    (symbol scheme, integer width), and from how many elements loops run on its threads
-    (``split_minimum``: :func:`codegen.native.parallel.split_minimum`, None for never)."""
+    (symbol scheme, integer width), from how many elements loops run on its threads
+    (``split_minimum``: :func:`codegen.native.parallel.split_minimum`, None for never), and
+    the lowering's settings changed at run time (:func:`codegen.registry.changed_tunables`)."""
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION")
     except (ValueError, OSError, AttributeError):
@@ -103,7 +104,7 @@ def environment_text(split_minimum: int | None) -> str:
     except RuntimeError:
         blas_text = "none"
     return (f"glibc={glibc};libmvec={vecmath._libmvec() is not None};blas={blas_text};"
-            f"{parallel.codegen_key(split_minimum)}")
+            f"{parallel.codegen_key(split_minimum)};tunables={changed_tunables()}")
 
 
 def _type_text(var: Variable) -> str:

@@ -18,6 +18,7 @@ import math
 from .irgen import FMF, ITEMSIZE, MEM_TYPE, Value
 from .kernel import Kernel
 from .native.jit import vector_registers
+from .registry import register_tunables
 
 __all__ = ["SMALL_GEMM_DOT", "SMALL_GEMM_RUNTIME", "SMALL_GEMM_RUNTIME_SIDE",
            "SMALL_GEMM_TILES", "SMALL_GEMM_WORK", "crossover", "dispatch_small", "small_gemm"]
@@ -338,3 +339,8 @@ def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, 
             tile(i0, rows, str(count * nr), rest)
 
     _row_tiles(fb, m, mr, row_tile)
+
+
+register_tunables(__name__, ("SMALL_GEMM_WORK", "SMALL_GEMM_TILES", "SMALL_GEMM_DOT",
+                            "SMALL_GEMM_DOT_MIN_K", "SMALL_GEMM_DOT_WORK", "SMALL_GEMM_RUNTIME",
+                            "SMALL_GEMM_RUNTIMES", "SMALL_GEMM_RUNTIME_SIDE"))

@@ -216,3 +216,33 @@ def test_threads_compiling_at_once_in_a_new_process(cache_env):
                              capture_output=True, text=True, check=True)
         assert out.stdout.strip() == ("[('relu', True), ('sigmoid', True), ('softplus', True), "
                                       f"('tanh', True)] {lowered}"), out.stdout + out.stderr
+
+
+def test_a_setting_changed_at_run_time_is_a_program_of_its_own(cache_env, monkeypatch):
+    """The program cache keys on the lowering's settings as they are when compiling: a
+    product forced through BLAS is not taken from the cache for the loop compiled before
+    with the source's settings, and that one is found again once they are back."""
+    from codegen import small_gemm
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 8)).astype("float32"), rng.standard_normal((8, 6)).astype(
+        "float32")
+
+    def build():
+        x = sg.tensor("x", (4, 8), "float32")
+        w = sg.tensor("w", (8, 6), "float32")
+        f = sg.function([x, w], x @ w)
+        np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-5, atol=1e-5)
+        return f
+
+    gemm = "call void @sg_cblas_sgemm"
+    loop = build()
+    assert loop.compile_stats["lowered"] is True and gemm not in loop.program.ir_text
+    monkeypatch.setitem(small_gemm.SMALL_GEMM_WORK, ("float32", False), 0)  # never the loop
+    blas = build()
+    assert blas.compile_stats["lowered"] is True and gemm in blas.program.ir_text
+    monkeypatch.undo()
+    again = build()
+    assert again.compile_stats["lowered"] is False  # the loop's program, from the cache
+    code = again.program.module.object_code
+    assert code == loop.program.module.object_code != blas.program.module.object_code
