@@ -51,7 +51,8 @@ def _build(kind: str, m: int, n: int, k: int, dt: str, route: str, reps: int):
     A, one shared B) lowered through ``route`` (loop/blas), and its arguments.  Products
     return one element each (``fold``: update a weight of their own), so every route returns
     the same scalar and the kernels alone differ."""
-    # the threshold is not part of the program key: one disk cache per route, no memory hits
+    # (the program key covers the forced threshold: registry.changed_tunables; a cache dir
+    # per route still keeps the two routes' files apart)
     os.environ["SYMGRAPH_CACHE_DIR"] = os.path.join(_CACHE, route)
     cache._programs.clear()
     saved = dict(small_gemm.SMALL_GEMM_WORK), small_gemm.SMALL_GEMM_DOT_WORK
