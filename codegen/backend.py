@@ -63,7 +63,7 @@ from .native import blas, cache, contention, parallel, pycall
 from .native.cache import compile_cached
 from .native.jit import assembly, host_target
 from .plans import Plan, arg_checks, getters, make_plan, make_runner, native_array
-from .registry import check_lowerable, load_lowerings
+from .registry import changed_tunables, check_lowerable, load_lowerings
 
 # The lowering itself (codegen.lower, codegen.entry, codegen.partition and the modules of the
 # lowering rules) is imported where it is used: a program loaded from the program cache needs
@@ -172,6 +172,7 @@ class LLVMProgram(Program):
         t_llvm = time.perf_counter()
         key = numbering = decoded = None
         self._split_minimum = parallel.split_minimum()  # keyed and lowered with this value
+        self._tunables = changed_tunables()  # keyed with these (a later lowering checks them)
         try:
             numbering = sg_sig.Numbering(self)
             key = cache.program_key(sg_sig.graph_signature(self, numbering),
@@ -236,8 +237,16 @@ class LLVMProgram(Program):
         }
 
     def __getattr__(self, name: str):
-        # lowering results a program loaded from the program cache produces only on demand
+        # lowering results a program loaded from the program cache produces only on demand,
+        # under the lowering settings it was compiled (and keyed) with
         if name in _LAZY and "analysis" in self.__dict__:
+            now = changed_tunables()
+            if now != self._tunables:
+                raise RuntimeError(
+                    "this program was compiled under other lowering settings than those in "
+                    f"force now ({self._tunables or 'the defaults'}; now "
+                    f"{now or 'the defaults'}): restore them to inspect or profile it, or "
+                    "compile the function again")
             self.ir_text = self._lower()[0]
             return self.__dict__[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

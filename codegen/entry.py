@@ -70,12 +70,12 @@ def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) 
     call the kernels."""
     name = f"{ENTRY}_profile" if profile else ENTRY
     if len(kernels) <= SEGMENT_KERNELS:
-        return _calls(program, ctx, kernels, 0, profile, f"define i32 @{name}")
+        return _calls(program, ctx, kernels, 0, profile, f"define i32 @{name}", len(kernels))
     texts, fb = [], FunctionBuilder("m")
     for j, start in enumerate(range(0, len(kernels), SEGMENT_KERNELS)):
         part = kernels[start:start + SEGMENT_KERNELS]
         texts.append(_calls(program, ctx, part, start, profile,
-                            f"define internal i32 @{name}_s{j}"))
+                            f"define internal i32 @{name}_s{j}", len(kernels)))
         status = fb.op(f"call i32 @{name}_s{j}(ptr %bufs, ptr %dims)")
         done = fb.if_begin(fb.op(f"icmp ne i32 {status}, 0"))
         fb.emit(f"ret i32 {status}")
@@ -89,8 +89,9 @@ def _header(define: str) -> str:
 
 
 def _calls(program, ctx: ModuleContext, kernels, first: int, profile: bool,
-           define: str) -> str:
-    """A function that calls ``kernels`` (numbered from ``first``) in order."""
+           define: str, total: int) -> str:
+    """A function that calls ``kernels`` (numbered from ``first``, of ``total`` in the step)
+    in order."""
     fb = FunctionBuilder("m")
     nargs = len(program.args) + len(program.direct)
     fb.entry.append(f"  %tab = load ptr, ptr {own(fb, nargs + 1)}")
@@ -98,8 +99,7 @@ def _calls(program, ctx: ModuleContext, kernels, first: int, profile: bool,
         counters = fb.entry_op("cnt", f"load ptr, ptr "
                                f"{own(fb, nargs + 2 + len(program.consts))}")
         if first == 0:  # (the first segment's start: a fixed point of every call)
-            start = fb.op(f"getelementptr inbounds i64, ptr {counters}, i64 "
-                          f"{len(program.kernels)}")
+            start = fb.op(f"getelementptr inbounds i64, ptr {counters}, i64 {total}")
             fb.emit(f"store i64 {fb.op('call i64 @llvm.readcyclecounter()')}, ptr {start}")
     for n, (info, roots) in enumerate(kernels, first):
         ptrs = [f"ptr {root_pointer(program, fb, ctx, r)}" for r in roots]

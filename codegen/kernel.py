@@ -370,4 +370,5 @@ def broadcast_index(x: Variable, out: Variable, idx: list[str]) -> list[str]:
     return ["0" if d == 1 else idx[lead + k] for k, d in enumerate(x.shape)]
 
 
-register_tunables(__name__, ("ROLLED_MINIMUM", "SHORT_UNROLL_LINES"))
+register_tunables(__name__, ("ROLLED_MINIMUM", "SHORT_UNROLL_LINES", "NO_UNROLL", "FULL_UNROLL",
+                            "NO_VECTORIZE"))

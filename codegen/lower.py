@@ -149,4 +149,4 @@ __all__ = ["ERROR_FIELDS", "FMF", "OUTLINE_KERNELS", "Kernel", "KernelInfo", "Lo
            "module_header", "runtime_error", "runtime_failure"]
 
 
-register_tunables(__name__, ("OUTLINE_KERNELS",))
+register_tunables(__name__, ("OUTLINE_KERNELS", "RECIP"))

@@ -218,24 +218,28 @@ def test_threads_compiling_at_once_in_a_new_process(cache_env):
                                       f"('tanh', True)] {lowered}"), out.stdout + out.stderr
 
 
+GEMM = "call void @sg_cblas_sgemm"
+
+
+def _product():
+    """``x @ w`` for (4, 8) @ (8, 6) float32, checked against numpy: small enough for the
+    generated loop under the source's settings."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(s).astype("float32") for s in ((4, 8), (8, 6)))
+    x = sg.tensor("x", (4, 8), "float32")
+    w = sg.tensor("w", (8, 6), "float32")
+    f = sg.function([x, w], x @ w)
+    np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-5, atol=1e-5)
+    return f
+
+
 def test_a_setting_changed_at_run_time_is_a_program_of_its_own(cache_env, monkeypatch):
     """The program cache keys on the lowering's settings as they are when compiling: a
     product forced through BLAS is not taken from the cache for the loop compiled before
     with the source's settings, and that one is found again once they are back."""
     from codegen import small_gemm
 
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((4, 8)).astype("float32"), rng.standard_normal((8, 6)).astype(
-        "float32")
-
-    def build():
-        x = sg.tensor("x", (4, 8), "float32")
-        w = sg.tensor("w", (8, 6), "float32")
-        f = sg.function([x, w], x @ w)
-        np.testing.assert_allclose(f(a, b), a @ b, rtol=1e-5, atol=1e-5)
-        return f
-
-    gemm = "call void @sg_cblas_sgemm"
+    build, gemm = _product, GEMM
     loop = build()
     assert loop.compile_stats["lowered"] is True and gemm not in loop.program.ir_text
     monkeypatch.setitem(small_gemm.SMALL_GEMM_WORK, ("float32", False), 0)  # never the loop
@@ -246,3 +250,21 @@ def test_a_setting_changed_at_run_time_is_a_program_of_its_own(cache_env, monkey
     assert again.compile_stats["lowered"] is False  # the loop's program, from the cache
     code = again.program.module.object_code
     assert code == loop.program.module.object_code != blas.program.module.object_code
+
+
+def test_a_cached_program_is_lowered_again_only_under_its_own_settings(cache_env, monkeypatch):
+    """``llvm_ir()`` of a program taken from the cache lowers it again: under settings
+    other than the ones it was compiled with, that would show (and profile) other code
+    than it runs, so it is refused until they are back."""
+    from codegen import small_gemm
+
+    monkeypatch.setitem(small_gemm.SMALL_GEMM_WORK, ("float32", False), 0)  # BLAS
+    _product()
+    hit = _product()
+    assert hit.compile_stats["lowered"] is False
+    monkeypatch.undo()
+    assert GEMM in hit.llvm_ir()  # the optimised IR this process compiled: no lowering
+    with pytest.raises(RuntimeError, match="other lowering settings"):
+        hit.llvm_ir(optimized=False)
+    monkeypatch.setitem(small_gemm.SMALL_GEMM_WORK, ("float32", False), 0)
+    assert GEMM in hit.llvm_ir(optimized=False)
