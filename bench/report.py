@@ -62,11 +62,12 @@ def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
         meds = [r["med_ms"] for r in good]
         row.update(med_ms=statistics.median(meds), p10_ms=min(meds), p90_ms=max(meds),
                    rounds_ms=meds, n=sum(r.get("n") or 0 for r in good))
-        ratios = [r["floor_inproc"] for r in good if r.get("floor_inproc")]
-        if ratios:
-            values = [f["ratio"] for f in ratios]
-            row["floor_inproc"] = dict(ratios[0], ratio=statistics.median(values), lo=min(values),
-                                       hi=max(values), rounds=len(values))
+        for key in ("floor_inproc", "hand_inproc"):  # same-process ratios: the rounds' median
+            ratios = [r[key] for r in good if r.get(key)]
+            if ratios:
+                values = [f["ratio"] for f in ratios]
+                row[key] = dict(ratios[0], ratio=statistics.median(values), lo=min(values),
+                                hi=max(values), rounds=len(values))
         out.append(row)
     return out
 
@@ -206,6 +207,10 @@ def target_rows(rows: list[Row], ref: dict[str, tuple[float, float]], wls: list[
             npr = find(rows, SG_NUMPY, wl, variant)
             desc, base = baseline(rows, wl, kind, gemm)
             inproc = (sgr or {}).get("floor_inproc") if kind == "gemm floor" else None
+            if kind == "fastest peer" and desc.startswith(f"fastest peer: {HAND_NUMPY}"):
+                # hand numpy timed alongside the step too: the same machine state (this one
+                # is 2x apart between processes), as the floor
+                inproc = (sgr or {}).get("hand_inproc")
             if kind.startswith("absolute"):
                 unit = kind.split()[1]
                 base, target = None, f"<= {factor:g} {unit}"
@@ -227,9 +232,10 @@ def target_rows(rows: list[Row], ref: dict[str, tuple[float, float]], wls: list[
                     entry[key + "_ratio"] = r["med_ms"]
                 elif kind == "absolute us":
                     entry[key + "_ratio"] = r["med_ms"] * 1e3
-                elif key == "sg" and inproc:  # the floor timed alongside the step
+                elif key == "sg" and inproc:  # the baseline timed alongside the step
                     entry[key + "_ratio"] = inproc["ratio"]
-                    entry["baseline"] = (f"gemm floor, same process [{inproc['lo']:.2f}.."
+                    what = "gemm floor" if kind == "gemm floor" else f"{HAND_NUMPY} step"
+                    entry["baseline"] = (f"{what}, same process [{inproc['lo']:.2f}.."
                                          f"{inproc['hi']:.2f}]")
                     entry["baseline_ms"] = inproc["b_ms"]
                 else:

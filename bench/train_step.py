@@ -289,6 +289,18 @@ class Worker:
                             f"{got['ratio']:.2f}x [{got['lo']:.2f}..{got['hi']:.2f}] "
                             f"({got['a_ms']:.3f} / {got['b_ms']:.3f} ms, {got['rounds']} rounds)")
                         self.save()
+                    # and hand numpy's step, the fastest peer of W1 when the peers' processes
+                    # see the same machine: its own section is another process
+                    hand = wk.NumpyMLP(p, opt)
+                    got = timing.interleaved_ratio(lambda f=f, X=X, y=y: f(X, y),
+                                                   lambda h=hand, X=X, y=y: h.step(X, y),
+                                                   self.cfg)
+                    if got:
+                        row["hand_inproc"] = got
+                        log(f"    {key} step / hand numpy step, same process, interleaved: "
+                            f"{got['ratio']:.2f}x [{got['lo']:.2f}..{got['hi']:.2f}] "
+                            f"({got['a_ms']:.3f} / {got['b_ms']:.3f} ms, {got['rounds']} rounds)")
+                        self.save()
         if "W4" in self.wls:
             p = wk.make_problem("W2")
             Xe, ye, B = p["Xe"], p["ye"], p["spec"]["B"]

@@ -327,12 +327,10 @@ class LLVMProgram(Program):
         Returns one dict per kernel, slowest first: ``kernel``, ``ops`` (graph ops it
         computes), ``nodes``/``sites``/``scopes`` (the user's nodes it computes, through the
         rewrites' provenance; ``symgraph.profiling``), ``blas``, ``seconds`` (per call) and
-        ``fraction`` of the kernels' time.  Kernel cycles are converted to seconds at the
-        counter's rate, measured against the wall clock over the profiled calls: the call's
-        own cost (argument checks, the builtin's entry) is in no kernel's row.  (Spreading
-        the wall time of the whole call over the kernels, as this did before, overstated a
-        step of small kernels: x @ W of 32x64x32 showed 2.6-3.0 us in a 3.2 us call whose
-        kernels took 2.6 us in all.)
+        ``fraction`` of the kernels' time.  Cycles become seconds at the counter's rate,
+        measured against the wall clock over the calls, so the call's own cost (checks, the
+        builtin's entry) is in no row; shared out by cycles, it overstated small steps (x @ W
+        of 32x64x32 showed 2.6-3.0 us in a 3.2 us call whose kernels took 2.6 us in all).
         """
         values, bindings = self._check_inputs(args)
         arrays = [native_array(values[v], v.dtype) for v in self.inputs] + [
