@@ -31,7 +31,7 @@ _CACHE = tempfile.mkdtemp(prefix="sg-small-mm-")
 
 import symgraph as sg  # noqa: E402
 from codegen import small_gemm  # noqa: E402
-from codegen.native import cache, jit  # noqa: E402
+from codegen.native import jit  # noqa: E402
 
 SWEEP = [(m, n, k) for m in (8, 32, 64, 128) for n in (10, 32, 64) for k in (10, 32, 64, 128)]
 QUICK = [(32, 32, 64), (32, 10, 32), (64, 32, 32), (32, 32, 32), (64, 64, 64), (128, 64, 64),
@@ -54,7 +54,6 @@ def _build(kind: str, m: int, n: int, k: int, dt: str, route: str, reps: int):
     # (the program key covers the forced threshold: registry.changed_tunables; a cache dir
     # per route still keeps the two routes' files apart)
     os.environ["SYMGRAPH_CACHE_DIR"] = os.path.join(_CACHE, route)
-    cache._programs.clear()
     saved = dict(small_gemm.SMALL_GEMM_WORK), small_gemm.SMALL_GEMM_DOT_WORK
     forced = {"loop": 1 << 62, "blas": 0}[route]
     for key in small_gemm.SMALL_GEMM_WORK:

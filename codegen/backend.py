@@ -177,7 +177,8 @@ class LLVMProgram(Program):
             numbering = sg_sig.Numbering(self)
             key = cache.program_key(sg_sig.graph_signature(self, numbering),
                                     opt_level=opt_level, loop_unrolling=loop_unrolling,
-                                    extra=sg_sig.environment_text(self._split_minimum))
+                                    extra=sg_sig.environment_text(self._split_minimum,
+                                                                   self._tunables))
         except Exception:  # noqa: BLE001  (Unsupported, or anything new: the cache is optional)
             key = None
         t_sig = time.perf_counter()

@@ -29,7 +29,7 @@ from symgraph.graph import Constant, SharedVariable, Variable
 
 from .kernel_info import KernelInfo, ModuleContext, dim_slot, output_slot, zero_slot
 from .native import blas, parallel, vecmath
-from .registry import changed_tunables, facts
+from .registry import facts
 
 __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_meta", "encode_meta",
            "environment_text", "graph_signature"]
@@ -89,11 +89,12 @@ def _check_own_code(node) -> None:
                 raise Unsupported(f"scalar op {sop.name} is defined outside the package")
 
 
-def environment_text(split_minimum: int | None) -> str:
+def environment_text(split_minimum: int | None, tunables: str) -> str:
     """What else the generated IR depends on: glibc/libmvec (vector maths) and numpy's BLAS
     (symbol scheme, integer width), from how many elements loops run on its threads
     (``split_minimum``: :func:`codegen.native.parallel.split_minimum`, None for never), and
-    the lowering's settings changed at run time (:func:`codegen.registry.changed_tunables`)."""
+    the lowering's settings changed at run time (``tunables``:
+    :func:`codegen.registry.changed_tunables`, read once by the caller, which keeps it)."""
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION")
     except (ValueError, OSError, AttributeError):
@@ -104,7 +105,7 @@ def environment_text(split_minimum: int | None) -> str:
     except RuntimeError:
         blas_text = "none"
     return (f"glibc={glibc};libmvec={vecmath._libmvec() is not None};blas={blas_text};"
-            f"{parallel.codegen_key(split_minimum)};tunables={changed_tunables()}")
+            f"{parallel.codegen_key(split_minimum)};tunables={tunables}")
 
 
 def _type_text(var: Variable) -> str:
