@@ -19,12 +19,15 @@ call-site ``alwaysinline`` into this loop was measured on W2's step at compile_t
 same run), so the call and its ~40 pointer loads a step stay.  The Python side of a call
 (the first minibatch's checks, the control block's ~30 pointers) cost 65 us, a sixth of W4's
 epoch, until the checks were cached by signature, the pointers read through
-``ctypes.addressof`` and those fixed per plan kept (~25 us now: W4 408 -> ~355 us).
+``ctypes.addressof`` and those fixed per plan kept (~25 us then: W4 408 -> ~355 us).  On a
+slower machine (AMD EPYC, 2026-12) that side was ~100 us again, a seventh of W4's ~750 us;
+what depends only on the plan (``_Layout``: slots, columns, fixed pointers) is now worked out
+once and the tables built as lists: a 2-step epoch 147-175 -> 117-128 us, W4 0.92-0.96x
+(same process, alternating).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import threading
@@ -179,60 +182,61 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
     else:
         first = [a[:batch_size] for a in arrays]
     values, bindings = _checked_first_batch(program, first)
-    arrays = [native_array(np.asarray(a), v.dtype) for a, v in zip(arrays, program.inputs)]
-    batch = [native_array(values[v], v.dtype) for v in program.inputs] + [
-        native_array(v._value, v.dtype) for v in program.shared]
+    arrays = [_native(np.asarray(a), v.dtype) for a, v in zip(arrays, program.inputs)]
+    batch = [_native(values[v], v.dtype) for v in program.inputs] + [
+        _native(v._value, v.dtype) for v in program.shared]
     plan = program._plan_for(batch, bindings)
     outputs = plan.extra["outputs"]
     if plan.extra["bad_update"] or any(spec[0] != "fixed" for spec in outputs):
         return None
+    layout = plan.extra.get("epoch_layout")
+    if layout is None:
+        layout = plan.extra["epoch_layout"] = _Layout(program, plan)
     # in-place updates step on one private copy (the caller's arrays are never written)
     fresh = []
-    for pool in plan.targets:
-        if isinstance(pool, int):
-            copy = storage.copy(batch[pool])
+    for slot, in_place, shape, dtype in layout.updates:
+        if in_place:
+            copy = storage.copy(batch[slot])
             fresh.append((copy, copy))
         else:
-            fresh.append(tuple(storage.empty(pool[0].shape, pool[0].dtype) for _ in range(2)))
+            fresh.append((storage.empty(shape, dtype), storage.empty(shape, dtype)))
     stacks = [np.empty((full, *spec[1].shape), spec[1].dtype) for spec in outputs]
-    ctl = [full, 0, 0 if order is None else _address(order), batch_size,
-           program.module.address(ENTRY)]
+    ctl = [full, 0, 0 if order is None else _address(order), batch_size, layout.entry]
     gather = [storage.empty((batch_size, *a.shape[1:]), a.dtype) if order is not None else None
               for a in arrays]
     for a, buf in zip(arrays, gather):
-        ctl += [_address(a), a.strides[0], 0 if buf is None else _address(buf)]
-    fixed = plan.extra.get("epoch_addresses")  # arena, table, constants, output sources
-    if fixed is None:
-        fixed = plan.extra["epoch_addresses"] = (
-            [_address(plan.arena), _address(plan.table),
-             *[_address(c.value) for c in program.consts]],
-            [_address(spec[1]) for spec in outputs])
-    own, sources = fixed
-    at_batch = [_address(a) for a in batch]
-    args, update_vars = program.args, program.update_vars
-    reads, a_b = [], []  # per direct update: its source slot, its first read, A and B
-    for (expr, j), pair, pool in zip(program.direct.items(), fresh, plan.targets):
-        b = _address(pair[1])
-        a = b if pair[0] is pair[1] else _address(pair[0])
-        slot = args.index(update_vars[j])
-        reads.append((slot, a if isinstance(pool, int) else at_batch[slot]))
-        a_b.append((program.target_index[expr], a, b))
-    for spec, source, st in zip(outputs, sources, stacks):
-        ctl += [source, _address(st), spec[1].nbytes]
-    templates = np.array([at_batch + [a for _, a, _ in a_b] + own] * (3 if a_b else 1),
-                         dtype=np.uint64)
-    for (slot, first_read), (target, a, b) in zip(reads, a_b):
-        templates[:, slot] = first_read, a, b     # step 0, odd steps, even steps
-        templates[:, target] = a, b, a
+        ctl += (_address(a), a.strides[0], 0 if buf is None else _address(buf))
+    for (source, nbytes), st in zip(layout.sources, stacks):
+        ctl += (source, _address(st), nbytes)
+    # sg_step's pointer tables: step 0, odd steps, even steps (``epoch_module``)
+    row = [_address(a) for a in batch]
+    row += layout.target_fill
+    row += layout.own
+    if layout.updates:
+        first, odd, even = row, row[:], row[:]
+        for (slot, in_place, _, _), target, (a_arr, b_arr) in zip(
+                layout.updates, layout.targets, fresh):
+            b = _address(b_arr)
+            a = b if in_place else _address(a_arr)
+            if in_place:
+                first[slot] = a  # reads its private copy from the first step on
+            first[target] = odd[slot] = even[target] = a
+            odd[target] = even[slot] = b
+        templates = np.array((first, odd, even), dtype=np.uint64)
+    else:
+        templates = np.array((row,), dtype=np.uint64)
     ctl[1] = _address(templates)
     ctl_array = np.array(ctl, dtype=np.uint64)
     loop = epoch_fn(program)
-    with _native_loop():
-        governor = plan.extra.get("governor")
+    governor = plan.extra.get("governor")
+    _loop_starts()
+    try:
         if governor is None:
             status = loop(_address(ctl_array))
         else:  # the thread count the plan's calls run fastest on now (contention.py)
             status = governor.run(loop, _address(ctl_array), steps=full)
+    finally:
+        _loop_ends()
     del gather  # alive until here: the native loop wrote the minibatches into them
     if status:
         try:
@@ -241,9 +245,45 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
             err.epoch_step = int(ctl_array[0])  # sg_epoch stored it (Function.epoch says it)
             raise
     last = (full - 1) % 2
-    for j, pair in zip(program.direct.values(), fresh):
-        update_vars[j]._value = pair[last]
+    for var, pair in zip(program._direct_vars, fresh):
+        var._value = pair[last]
     return stacks
+
+
+class _Layout:
+    """What an epoch's control block takes from its plan, worked out on the plan's first
+    epoch: per direct update its argument slot, whether it is in place (else its buffers'
+    shape and dtype) and its column in the pointer tables; the fixed pointers (arena, table,
+    constants), the output sources and their bytes, the step function.  The rest (the
+    caller's arrays, the private copies, the stacks) is new in every call."""
+
+    __slots__ = ("updates", "targets", "target_fill", "own", "sources", "entry")
+
+    def __init__(self, program, plan):
+        slot_of = {id(v): k for k, v in enumerate(program.args)}
+        self.updates = []
+        self.targets = []
+        for (expr, j), pool in zip(program.direct.items(), plan.targets):
+            var = program.update_vars[j]
+            in_place = isinstance(pool, int)
+            self.updates.append((slot_of[id(var)], in_place, None if in_place else
+                                 pool[0].shape, None if in_place else pool[0].dtype))
+            self.targets.append(program.target_index[expr])
+        self.target_fill = [0] * len(self.targets)  # set per call (``run_epoch``)
+        self.own = [_address(plan.arena), _address(plan.table),
+                    *[_address(c.value) for c in program.consts]]
+        self.sources = [(_address(spec[1]), spec[1].nbytes) for spec in plan.extra["outputs"]]
+        self.entry = program.module.address(ENTRY)
+
+
+def _native(array, dtype):
+    """``plans.native_array``, with the common case (an exact, aligned, C-contiguous
+    ndarray of ``dtype``) answered first: an epoch call takes one per input and variable."""
+    if array.__class__ is np.ndarray and array.dtype is dtype:
+        flags = array.flags
+        if flags.c_contiguous and flags.aligned:
+            return array
+    return native_array(array, dtype)
 
 
 def _checked_first_batch(program, first: list[np.ndarray]) -> tuple[dict, dict]:
@@ -271,20 +311,21 @@ _running = 0  # native epoch loops in progress (without the GIL)
 _loops = threading.Condition()
 
 
-@contextlib.contextmanager
-def _native_loop():
+def _loop_starts() -> None:
     """Count a native loop in progress: a fork waits for them. OpenBLAS shuts its workers
     down in its own fork handler; a fork from another thread while a loop was in a gemm or
-    a split elementwise loop (``gotoblas_pthread``) left that loop spinning forever."""
+    a split elementwise loop (``gotoblas_pthread``) left that loop spinning forever.  (Two
+    functions, not a context manager: ~2.5 us less of every epoch call.)"""
     global _running
     with _loops:
         _running += 1
-    try:
-        yield
-    finally:
-        with _loops:
-            _running -= 1
-            _loops.notify_all()
+
+
+def _loop_ends() -> None:
+    global _running
+    with _loops:
+        _running -= 1
+        _loops.notify_all()
 
 
 def _before_fork() -> None:

@@ -189,3 +189,37 @@ def test_sg_epoch_is_compiled_on_the_first_epoch_call_only():
     g.epoch(X, batch_size=2)
     assert g.program._epoch_module.stats["cache"] == "memory"
     np.testing.assert_array_equal(w2.get_value(), np.full(3, 0.5 ** 4))
+
+
+@pytest.mark.parametrize("shuffle", [None, 4])
+@pytest.mark.parametrize("n", [12, 14])  # an even (6) and an odd (7) count of native steps
+def test_double_buffered_and_in_place_updates_equal_the_python_loop(shuffle, n):
+    """An update that reads its variable at other indices than it writes (transposed) cannot
+    be written in place: its steps alternate between two buffers (``epoch_module``: A, then
+    B, then A ...), next to an in-place one.  Over two epochs on one plan (its control-block
+    layout reused), both equal the loop of calls."""
+    def build():
+        w = sg.shared(np.linspace(-1, 1, 16).reshape(4, 4), name="w")  # double-buffered
+        c = sg.shared(np.zeros(4), name="c")                             # in place
+        x = sg.tensor("x", ("b", 4))
+        out = sg.sum(x @ w, axis=1) + sg.sum(c)
+        f = sg.function([x], out, updates={w: w.T * 0.9 + 0.01 * sg.mean(x, 0),
+                                           c: c + sg.sum(x, 0)}, backend="llvm")
+        return f, (w, c)
+
+    f, params = build()
+    g, ref = build()
+    seen = _spy_native(f)
+    X = np.random.default_rng(n).standard_normal((n, 4))
+    for epoch in range(2):
+        seed = None if shuffle is None else shuffle + epoch
+        outs = f.epoch(X, batch_size=2, shuffle=seed)
+        order = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
+        np.testing.assert_array_equal(outs, np.stack([g(X[order][i:i + 2])
+                                                      for i in range(0, n, 2)]))
+        for a, b in zip(params, ref):
+            np.testing.assert_array_equal(a.get_value(), b.get_value())
+    targets = [t for run in f.program._cache.values() for t in run.plan.targets]
+    assert any(isinstance(t, int) for t in targets)      # c: in place
+    assert any(not isinstance(t, int) for t in targets)  # w: two buffers
+    assert seen == [(list if shuffle is None else ShuffledArrays, True)] * 2
