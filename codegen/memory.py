@@ -146,10 +146,7 @@ HUGE_FROM = 1 << 20
 def _huge_page_zeros(nbytes: int) -> np.ndarray | None:
     """``nbytes`` of a private anonymous mapping (zero-filled), starting on a 2 MiB boundary,
     advised ``MADV_HUGEPAGE``; None where that is not available (the caller uses numpy)."""
-    # lazy: an extension module, whose dlopen would wait ~2 ms for the loader lock while
-    # libllvmlite maps on the preload thread (codegen.native.llvmffi.preload); at a plan's
-    # first call that has long finished
-    import mmap
+    import mmap  # lazy: an extension module, needed once a plan is made
 
     advice = getattr(mmap, "MADV_HUGEPAGE", None)
     if advice is None:

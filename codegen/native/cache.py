@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cache_limit, jit
+from .host_id import host_parts
 from .jit import CompiledModule
 
 __all__ = ["CACHE_FORMAT", "body_key", "cache_dir", "cache_key", "clear_cache", "compile_cached",
@@ -158,15 +159,10 @@ def source_fingerprint() -> str:
 
 
 def _host_parts(opt_level: int, loop_unrolling: bool) -> tuple[str, ...]:
-    host = jit.host_target()
     return (
         f"format={CACHE_FORMAT}",
         f"symgraph={_package_version()}",
-        f"llvmlite={host.llvmlite_version}",
-        f"llvm={'.'.join(map(str, host.llvm_version))}",
-        f"triple={host.triple}",
-        f"cpu={host.cpu}",
-        f"features={host.features}",
+        *host_parts(),  # LLVM's build and the CPU, without mapping LLVM where it can
         f"opt={opt_level}",
         *(() if loop_unrolling else ("unroll=0",)),
     )

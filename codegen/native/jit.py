@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from . import llvmffi
+from . import elf, llvmffi
 
 __all__ = [
     "FAST_MATH_FLAGS",
@@ -91,22 +91,71 @@ def _use_ffi() -> bool:
     return llvmffi.available()
 
 
+#: names bound by :func:`add_symbol` (what loaded code calls them by), and the libraries of
+#: :func:`load_library_permanently`: kept here, and handed to LLVM only when LLVM loads code
+#: (``_forward_symbols``), so that loading code with :mod:`codegen.native.elf` never maps it
+_symbols: dict[str, int] = {}
+_libraries: list[str] = []
+_forwarded: dict[str, int] = {}
+_forwarded_libraries = 0
+
+
 def add_symbol(name: str, address: int) -> None:
-    """``llvm.add_symbol``, without importing ``llvmlite.binding`` when it is not yet."""
-    if _use_ffi():
-        with _lock:
-            llvmffi.add_symbol(name, address)
-    else:
-        llvm().add_symbol(name, address)
+    """Bind ``name`` to ``address`` for code loaded from now on (``llvm.add_symbol``)."""
+    with _lock:
+        _symbols[name] = address
 
 
 def load_library_permanently(filename: str) -> None:
-    """``llvm.load_library_permanently``, without importing ``llvmlite.binding`` if possible."""
-    if _use_ffi():
-        with _lock:
+    """Make the names of the shared library ``filename`` resolvable by loaded code
+    (``llvm.load_library_permanently``): loaded into the process's global scope."""
+    import ctypes  # lazy: (imported by then anyway)
+
+    with _lock:
+        if filename not in _libraries:
+            ctypes.CDLL(filename, mode=ctypes.RTLD_GLOBAL)
+            _libraries.append(filename)
+
+
+def _resolve(name: str) -> int | None:
+    """Where loaded code finds ``name``: a bound name, then the process's global scope."""
+    address = _symbols.get(name)
+    if address is None:
+        address = _dlsym(name)
+    return address
+
+
+_DLSYM: Any = None
+
+
+def _dlsym(name: str) -> int | None:
+    global _DLSYM
+    if _DLSYM is None:
+        import ctypes  # lazy: as above
+
+        fn = ctypes.CDLL(None).dlsym
+        fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_void_p
+        _DLSYM = fn
+    return _DLSYM(None, name.encode()) or None  # (None: RTLD_DEFAULT)
+
+
+def _forward_symbols() -> None:
+    """Hand LLVM the names and libraries bound since it last loaded code (under ``_lock``)."""
+    global _forwarded_libraries
+    ffi = _use_ffi()
+    for name, address in list(_symbols.items()):
+        if _forwarded.get(name) != address:
+            if ffi:
+                llvmffi.add_symbol(name, address)
+            else:
+                llvm().add_symbol(name, address)
+            _forwarded[name] = address
+    for filename in _libraries[_forwarded_libraries:]:
+        if ffi:
             llvmffi.load_library_permanently(filename)
-    else:
-        llvm().load_library_permanently(filename)
+        else:
+            llvm().load_library_permanently(filename)
+    _forwarded_libraries = len(_libraries)
 
 
 def host_target() -> HostTarget:
@@ -307,7 +356,9 @@ def bind_external_symbols(object_code: bytes) -> None:
 
 
 def load_object(object_code: bytes, stats: dict[str, Any] | None = None) -> CompiledModule:
-    """Load object code (from :func:`compile_module` or the disk cache) into a new engine.
+    """Load object code (from :func:`compile_module` or the disk cache): with
+    :mod:`codegen.native.elf` (no LLVM), or into an MCJIT engine where that does not apply
+    (or ``SYMGRAPH_OBJECT_LOADER=llvm``).
 
     External symbols (libm, libmvec, BLAS) are bound first, see :func:`bind_external_symbols`.
     """
@@ -315,6 +366,16 @@ def load_object(object_code: bytes, stats: dict[str, Any] | None = None) -> Comp
     t0 = time.perf_counter()
     bind_external_symbols(object_code)
     objects = unpack_objects(object_code)
+    if os.environ.get("SYMGRAPH_OBJECT_LOADER", "own") != "llvm" and elf.available():
+        try:
+            image = elf.load(objects, _resolve)
+        except elf.Unsupported:
+            image = None  # LLVM's loader, below
+        if image is not None:
+            stats["load"] = time.perf_counter() - t0
+            return CompiledModule(object_code=object_code, stats=stats, _engine=image)
+    with _lock:
+        _forward_symbols()
     if _use_ffi():
         host = host_target()
         with _lock:

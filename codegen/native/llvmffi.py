@@ -113,7 +113,8 @@ def compiler_available() -> bool:
     return lib() is not None
 
 
-def _library_path() -> str:
+def library_path() -> str:
+    """Where libllvmlite is (found, not mapped)."""
     import importlib.util
 
     spec = importlib.util.find_spec("llvmlite")  # finds, does not import, the package
@@ -122,43 +123,14 @@ def _library_path() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "binding", "libllvmlite.so")
 
 
-_preload_thread: threading.Thread | None = None
-
-
-def preload() -> None:
-    """Start mapping ``libllvmlite`` on another thread, if that is possible and not done yet.
-
-    Why: its ``dlopen`` (relocating and initialising all of LLVM) takes ~6 ms, a fifth of a
-    warm start, and ``ctypes.CDLL`` holds the GIL while it runs.  Called through ctypes as a
-    foreign function, ``dlopen`` runs without the GIL while the backend's own imports go on;
-    :func:`lib` then finds the library mapped.  Best effort: any failure leaves :func:`lib` to
-    do it all."""
-    global _preload_thread
-    if _lib is not None or _failed or _preload_thread is not None or \
-            os.environ.get("SYMGRAPH_LLVM_FFI", "1") == "0":
-        return
-    try:
-        path = _library_path().encode()
-        dlopen = ctypes.CDLL(None).dlopen
-    except (OSError, AttributeError):
-        return
-    dlopen.argtypes, dlopen.restype = [c_char_p, c_int], c_void_p
-    mode = os.RTLD_NOW | os.RTLD_LOCAL  # what ctypes.CDLL asks for: the same mapping
-    _preload_thread = threading.Thread(target=dlopen, args=(path, mode), daemon=True,
-                                       name="symgraph-llvm-preload")
-    _preload_thread.start()
-
-
 def lib() -> Any:
     """The prototyped ``libllvmlite`` (loaded and initialised once), or ``None``."""
     global _lib, _failed
     if _lib is None and not _failed:
-        if _preload_thread is not None:
-            _preload_thread.join()
         try:
             if _version() not in SUPPORTED:
                 raise OSError("untested llvmlite version")
-            handle = ctypes.CDLL(_library_path())
+            handle = ctypes.CDLL(library_path())
             for name, (argtypes, restype) in _PROTOTYPES.items():
                 fn = getattr(handle, name)
                 fn.argtypes, fn.restype = argtypes, restype

@@ -134,9 +134,7 @@ class _PyMethodDef(ctypes.Structure):
 @functools.cache
 def _new_cfunction() -> Callable[..., Any]:
     """``PyCFunction_NewEx`` with an own prototype (not ``ctypes.pythonapi``'s shared
-    attribute, which others may reconfigure).  Looked up on first use, not at import: the
-    ``dlsym`` would wait for :func:`codegen.native.llvmffi.preload`'s ``dlopen``, which runs
-    while this package imports."""
+    attribute, which others may reconfigure).  Looked up on first use, not at import."""
     return ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.py_object,
                              ctypes.c_void_p)(("PyCFunction_NewEx", ctypes.pythonapi))
 

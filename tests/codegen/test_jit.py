@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import os
 import subprocess
 import sys
 
@@ -27,27 +26,6 @@ def test_import_does_not_load_llvmlite():
         "assert 'llvmlite' not in sys.modules, 'llvmlite imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=jit.__file__.rsplit("/", 3)[0])
-
-
-def test_importing_the_plumbing_maps_libllvmlite_in_the_background():
-    """``import codegen.native`` starts mapping libllvmlite on another thread (llvmffi.preload)
-    without importing llvmlite; SYMGRAPH_LLVM_FFI=0 turns it off."""
-    code = (
-        "import os, sys, codegen.native; from codegen.native import llvmffi; "
-        "t = llvmffi._preload_thread; t is None or t.join(); "
-        "mapped = 'libllvmlite' in open('/proc/self/maps').read(); "
-        "print(int(t is not None), int(mapped), int('llvmlite' in sys.modules))"
-    )
-    root = jit.__file__.rsplit("/", 3)[0]
-    env = {k: v for k, v in os.environ.items() if k != "SYMGRAPH_LLVM_FFI"}
-    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env,
-                         capture_output=True, text=True).stdout.split()
-    if sys.platform.startswith("linux"):
-        assert out == ["1", "1", "0"]
-    env["SYMGRAPH_LLVM_FFI"] = "0"
-    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env,
-                         capture_output=True, text=True).stdout.split()
-    assert out[0] == "0"
 
 
 def test_host_target_and_attributes():

@@ -1,0 +1,208 @@
+"""codegen.native.elf: object code LLVM emitted, loaded without LLVM, runs as LLVM's loader
+runs it (LLVM's MCJIT is the oracle: ``SYMGRAPH_OBJECT_LOADER=llvm``)."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import struct
+
+import numpy as np
+import pytest
+from _helpers import cfunc, loop_ir, run_fresh
+
+from codegen.native import elf, jit
+
+pytestmark = pytest.mark.skipif(not elf.available(), reason="the loader is for Linux x86-64")
+
+#: a vector loop (constants in a constant pool), a counter in writable zeroed data, a table in
+#: a section of its own after a one-byte one (its alignment) and a pointer into it (a
+#: relocation's addend), a call of libm by its own name (the process's symbols) and one of a name
+#: bound by ``add_symbol``
+IR = loop_ir("scale", "float", 1, "%r = fmul fast float %v0, 1.75", jit.function_attributes()) \
+    + """
+@count = internal global i64 0
+@tiny = global i8 1, section ".ldata.tiny"
+@cells = global [4 x double] [double 0.5, double 1.0, double 2.0, double 4.0], align 64,
+  section ".ldata.cells"
+@cell2 = global ptr getelementptr (i8, ptr @cells, i64 16)
+@table = internal constant [4 x double] [double 1.5, double -2.0, double 0.25, double 8.0]
+declare float @cosf(float)
+declare double @sg_test_bound(double)
+
+define i64 @bump() {
+  %c = load i64, ptr @count
+  %d = add i64 %c, 1
+  store i64 %d, ptr @count
+  ret i64 %d
+}
+
+define double @pick(i64 %i) {
+  %p = getelementptr inbounds [4 x double], ptr @table, i64 0, i64 %i
+  %v = load double, ptr %p
+  ret double %v
+}
+
+define double @third() {
+  %p = getelementptr inbounds [4 x double], ptr @cells, i64 0, i64 2
+  %v = load double, ptr %p
+  ret double %v
+}
+
+define float @cosine(float %x) {
+  %r = call float @cosf(float %x)
+  ret float %r
+}
+
+define double @bound(double %x) {
+  %r = call double @sg_test_bound(double %x)
+  ret double %r
+}
+"""
+
+#: two modules of one program: ``twice`` calls ``inc`` of the other object by its name
+CALLER = """
+declare i64 @inc(i64)
+define i64 @twice(i64 %x) {
+  %a = call i64 @inc(i64 %x)
+  %b = call i64 @inc(i64 %a)
+  ret i64 %b
+}
+"""
+CALLEE = """
+define i64 @inc(i64 %x) {
+  %r = add i64 %x, 1
+  ret i64 %r
+}
+"""
+
+_HALVE = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(lambda x: x / 2.0)
+
+
+@pytest.fixture
+def bound_symbol():
+    jit.add_symbol("sg_test_bound", ctypes.cast(_HALVE, ctypes.c_void_p).value)
+
+
+def _objects(ir_texts: list[str], opt_level: int = 2) -> list[bytes]:
+    return [r[0] for r in jit.compile_objects(ir_texts, opt_level=opt_level, keep_ir=False)]
+
+
+def _exercise(module) -> tuple:
+    x = np.linspace(-2, 2, 37, dtype=np.float32)
+    out = np.empty_like(x)
+    cfunc(module.address("scale"), None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(
+        out.ctypes.data, x.ctypes.data, len(x))
+    bump = cfunc(module.address("bump"), ctypes.c_int64)
+    pick = cfunc(module.address("pick"), ctypes.c_double, ctypes.c_int64)
+    cosine = cfunc(module.address("cosine"), ctypes.c_float, ctypes.c_float)
+    bound = cfunc(module.address("bound"), ctypes.c_double, ctypes.c_double)
+    third = cfunc(module.address("third"), ctypes.c_double)
+    return (out.tobytes(), [bump() for _ in range(3)], [pick(i) for i in range(4)],
+            cosine(0.5), bound(5.0), third(), module.address("cells") % 64,
+            ctypes.c_uint64.from_address(module.address("cell2")).value
+            - module.address("cells"))
+
+
+@pytest.mark.parametrize("opt_level", [0, 3])
+def test_loaded_code_runs_as_under_llvms_loader(opt_level, bound_symbol, monkeypatch):
+    code = jit.pack_objects(_objects([IR], opt_level))
+    own = jit.load_object(code)
+    assert isinstance(own._engine, elf.Image)
+    monkeypatch.setenv("SYMGRAPH_OBJECT_LOADER", "llvm")
+    llvm = jit.load_object(code)
+    assert not isinstance(llvm._engine, elf.Image)
+    got, expected = _exercise(own), _exercise(llvm)
+    assert got == expected
+    x = np.linspace(-2, 2, 37, dtype=np.float32)
+    assert got[0] == (x * np.float32(1.75)).tobytes()
+    assert got[1] == [1, 2, 3]  # a counter of its own per load, starting at zero
+    assert got[2] == [1.5, -2.0, 0.25, 8.0]
+    assert got[3] == pytest.approx(math.cos(0.5), rel=1e-6) and got[4] == 2.5
+    assert got[5] == 2.0 and got[6] == 0 and got[7] == 16  # (a pointer: ``cells + 16``)
+
+
+def test_objects_of_one_program_call_each_other():
+    code = jit.pack_objects(_objects([CALLER, CALLEE]))
+    module = jit.load_object(code)
+    assert isinstance(module._engine, elf.Image)
+    assert cfunc(module.address("twice"), ctypes.c_int64, ctypes.c_int64)(40) == 42
+    with pytest.raises(KeyError):
+        module.address("nothing")
+
+
+def _maps_of(address: int) -> str:
+    """The permissions of the mapping holding ``address`` (/proc/self/maps)."""
+    for line in open("/proc/self/maps"):
+        span, perms = line.split()[:2]
+        lo, hi = (int(v, 16) for v in span.split("-"))
+        if lo <= address < hi:
+            return perms
+    raise AssertionError(f"{address:#x} is not mapped")
+
+
+def test_code_is_executable_not_writable_and_constants_read_only(bound_symbol):
+    module = jit.load_object(jit.pack_objects(_objects([IR])))
+    assert _maps_of(module.address("scale")).startswith("r-x")
+    image = module._engine
+    assert _maps_of(image._base + image._size - 1).startswith("rw-")  # the counter's page
+
+
+def _relocations(obj: bytes):
+    """(offset of each RELA entry's info field) in ``obj``."""
+    ehdr = elf._EHDR.unpack_from(obj)
+    shoff, shnum = ehdr[6], ehdr[12]
+    for i in range(shnum):
+        _, kind, _, _, off, size, _, _, _, _ = elf._SHDR.unpack_from(obj, shoff + i * 64)
+        if kind == 4:
+            yield from (off + k * 24 + 8 for k in range(size // 24))
+
+
+def test_what_it_does_not_handle_is_refused_and_loaded_by_llvm(bound_symbol, monkeypatch):
+    """A relocation it does not know (GOT-relative) or a name nobody defines is refused
+    with ``Unsupported``; ``jit.load_object`` then loads with LLVM, and the code runs."""
+    obj = bytearray(_objects([IR])[0])
+    at = next(_relocations(bytes(obj)))
+    info = struct.unpack_from("<Q", obj, at)[0]
+    struct.pack_into("<Q", obj, at, (info >> 32) << 32 | 9)  # R_X86_64_GOTPCREL
+    with pytest.raises(elf.Unsupported, match="relocation type 9"):
+        elf.load([bytes(obj)], jit._resolve)
+    with pytest.raises(elf.Unsupported, match="undefined symbol 'cosf'"):
+        elf.load(_objects([IR]), lambda name: None if name == "cosf" else jit._resolve(name))
+
+    def refuse(objects, resolve):
+        raise elf.Unsupported("refused")
+    monkeypatch.setattr(elf, "load", refuse)
+    module = jit.load_object(jit.pack_objects(_objects([IR])))
+    assert not isinstance(module._engine, elf.Image)
+    assert _exercise(module)[2] == [1.5, -2.0, 0.25, 8.0]
+
+
+def test_not_an_x86_64_object_is_refused():
+    obj = bytearray(_objects([CALLEE])[0])
+    struct.pack_into("<H", obj, 18, 183)  # EM_AARCH64
+    with pytest.raises(elf.Unsupported, match="machine 183"):
+        elf.load([bytes(obj)], jit._resolve)
+    with pytest.raises(elf.Unsupported, match="not a 64-bit"):
+        elf.load([b"\x7fELF\x01\x01" + bytes(64)], jit._resolve)
+
+
+WARM = """
+import sys, numpy as np, symgraph as sg
+x = sg.tensor("x", ("n", 4), "float32")
+w = sg.shared(np.arange(4, dtype=np.float32), name="w")
+f = sg.function([x], sg.sum(sg.tanh(x @ sg.reshape(w, (4, 1)))), updates={w: w * 0.5})
+got = float(f(np.ones((3, 4), np.float32)))
+mapped = "libllvmlite" in open("/proc/self/maps").read()
+print(f.compile_stats["cache_level"], int(mapped), int("llvmlite" in sys.modules), got)
+"""
+
+
+def test_a_warm_start_maps_no_llvm(tmp_path):
+    """Compiling maps LLVM; loading the same program from the disk cache in a new process
+    maps and imports none of it (and computes the same)."""
+    cold = run_fresh(WARM, tmp_path).split()
+    warm = run_fresh(WARM, tmp_path).split()
+    assert cold[:3] == ["ir", "1", "1"]
+    assert warm[:3] == ["program", "0", "0"]
+    assert warm[3] == cold[3] and float(warm[3]) == pytest.approx(3 * math.tanh(6.0), rel=1e-6)
