@@ -11,8 +11,8 @@ loading object code ``elf`` does not handle).
 
 Importing it imports the modules whose symbols generated code calls, so their binders are
 registered with ``jit`` before any object code (fresh or cached) is loaded.  Neither
-llvmlite nor ``libllvmlite`` is loaded by importing it, nor by loading cached code
-(``elf``, ``host_id``): LLVM is mapped (~9 ms) when something is compiled.
+llvmlite nor ``libllvmlite`` is loaded by importing it, nor, on Linux x86-64, by loading
+cached code (``elf``, ``host_id``): LLVM is mapped (~9 ms) when something is compiled.
 """
 
 from codegen.native import (  # noqa: F401  (register their binders)

@@ -14,9 +14,11 @@ What is supported: ELF64 little-endian ``ET_REL`` for ``EM_X86_64``; allocated
 and ``32S`` (the 32-bit ones range-checked); symbols defined in a loaded section or
 absolute, or undefined and resolved by the caller (``resolve``: the names bound with
 ``codegen.native.jit.add_symbol``, then the process's).  Several objects load as one image
-and resolve each other's global names.  Anything else (a TLS or ``.init_array`` section,
-a GOT-relative relocation, a 32-bit one out of range, a name nobody defines) raises
-:class:`Unsupported`, and the caller loads the object with LLVM instead.
+and resolve each other's global names as MCJIT links them (the first definition of a name
+serves every object; a strong one beats weak ones).  Anything else (a TLS section, static
+constructors, a section both writable and executable or aligned beyond a page, a
+GOT-relative relocation, a 32-bit one out of range, a name nobody defines, a malformed
+file) raises :class:`Unsupported`, and the caller loads the object with LLVM instead.
 
 Not done: ``.eh_frame`` is neither loaded nor registered (LLVM's loader registers it).  The
 generated code raises no C++ exception and is never unwound through; a debugger's backtrace
@@ -31,7 +33,7 @@ import struct
 import sys
 from collections.abc import Callable
 
-__all__ = ["Image", "Unsupported", "available", "load"]
+__all__ = ["Image", "Unsupported", "available", "code_image", "load"]
 
 
 class Unsupported(ValueError):
@@ -47,8 +49,11 @@ _U64, _U32, _I32 = struct.Struct("<Q"), struct.Struct("<I"), struct.Struct("<i")
 _ET_REL, _EM_X86_64 = 1, 62
 _SHT_PROGBITS, _SHT_SYMTAB, _SHT_RELA, _SHT_NOBITS, _SHT_REL = 1, 2, 4, 8, 9
 _SHF_WRITE, _SHF_ALLOC, _SHF_EXECINSTR, _SHF_TLS = 0x1, 0x2, 0x4, 0x400
+_SHT_X86_64_UNWIND = 0x70000001  # .eh_frame on x86-64
 _SHN_UNDEF, _SHN_ABS, _SHN_LORESERVE = 0, 0xFFF1, 0xFF00
-_STB_LOCAL, _STB_WEAK = 0, 2
+_STB_LOCAL, _STB_GLOBAL, _STB_WEAK = 0, 1, 2
+#: sections whose functions a loader would have to run (static constructors): refused
+_RUN_AT_LOAD = (".init_array", ".fini_array", ".preinit_array", ".ctors", ".dtors")
 _STT_SECTION = 3
 #: relocation type -> (PC-relative, bytes, signed range check or None for 64-bit)
 _RELOCS = {
@@ -112,6 +117,24 @@ class Image:
             _LIBC.munmap(base, self._size)
 
 
+def code_image(code: bytes, entries: dict[str, int]) -> Image:
+    """Position-independent machine ``code`` on pages of its own, read-and-execute;
+    ``entries``: the offsets of its functions (``Image.get_function_address``)."""
+    libc = _libc()
+    if libc is None or not available():
+        raise Unsupported("no object loader on this platform")
+    total = max(-(-len(code) // _PAGE) * _PAGE, _PAGE)
+    base = libc.mmap(None, total, _PROT_READ | _PROT_WRITE, _MAP_PRIVATE | _MAP_ANONYMOUS,
+                     -1, 0)
+    if base is None or base == _MAP_FAILED:
+        raise MemoryError(f"mmap of {total} bytes for code failed")
+    image = Image(base, total, {name: base + off for name, off in entries.items()})
+    ctypes.memmove(base, code, len(code))
+    if libc.mprotect(base, total, _PROT_READ | _PROT_EXEC) != 0:
+        raise Unsupported(f"mprotect of code failed: errno {ctypes.get_errno()}")
+    return image
+
+
 class _Object:
     """One parsed object: its allocated sections and what relocates them."""
 
@@ -135,10 +158,14 @@ class _Object:
                 self.symtab = i
             elif kind == _SHT_REL:
                 raise Unsupported("REL relocations (x86-64 uses RELA)")
-            if not flags & _SHF_ALLOC or self.names[i] == ".eh_frame":
+            if not flags & _SHF_ALLOC or kind == _SHT_X86_64_UNWIND or \
+                    self.names[i] == ".eh_frame":
                 continue
-            if flags & _SHF_TLS or kind not in (_SHT_PROGBITS, _SHT_NOBITS):
-                raise Unsupported(f"section {self.names[i]} (type {kind:#x})")
+            if flags & _SHF_TLS or kind not in (_SHT_PROGBITS, _SHT_NOBITS) or \
+                    self.names[i].startswith(_RUN_AT_LOAD) or align > _PAGE or \
+                    flags & _SHF_WRITE and flags & _SHF_EXECINSTR:
+                raise Unsupported(f"section {self.names[i]} (type {kind:#x}, flags "
+                                  f"{flags:#x}, alignment {align})")
             group = "text" if flags & _SHF_EXECINSTR else "data" if flags & _SHF_WRITE \
                 else "rodata"
             self.loaded[i] = (group, max(int(align), 1))
@@ -168,7 +195,12 @@ def load(objects: list[bytes], resolve: Callable[[str], int | None]) -> Image:
     libc = _libc()
     if libc is None or not available():
         raise Unsupported("no object loader on this platform")
-    parsed = [_Object(o) for o in objects]
+    try:
+        parsed = [_Object(o) for o in objects]
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as err:
+        if isinstance(err, Unsupported):
+            raise
+        raise Unsupported(f"malformed object: {err}") from err
     # layout: code, then constants, then writable data, each group starting on a page
     offsets: dict[tuple[int, int], int] = {}
     bounds = {}
@@ -194,11 +226,7 @@ def load(objects: list[bytes], resolve: Callable[[str], int | None]) -> Image:
         raise MemoryError(f"mmap of {total} bytes for object code failed")
     loaded = Image(base, total, {})
     try:
-        exported: dict[str, int] = {}
-        for n, obj in enumerate(parsed):
-            for k, (name, bind, _, shndx, value) in enumerate(obj.symbols):
-                if bind != _STB_LOCAL and name and (n, shndx) in offsets:
-                    exported[obj.name(k)] = base + offsets[n, shndx] + value
+        exported = _exports(parsed, offsets, base)
         for n, obj in enumerate(parsed):
             _relocate(obj, n, image, base, offsets, exported, resolve)
         ctypes.memmove(base, (ctypes.c_char * total).from_buffer(image), total)
@@ -206,12 +234,36 @@ def load(objects: list[bytes], resolve: Callable[[str], int | None]) -> Image:
             start, end = bounds[group]
             end = -(-end // _PAGE) * _PAGE
             if end > start and libc.mprotect(base + start, end - start, prot) != 0:
-                raise OSError(ctypes.get_errno(), "mprotect of loaded object code failed")
+                raise Unsupported(f"mprotect of loaded code failed: errno "
+                                  f"{ctypes.get_errno()}")  # (LLVM's loader may say why)
     except BaseException:
         del loaded  # unmaps
         raise
     loaded.symbols = exported
     return loaded
+
+
+def _exports(parsed: list[_Object], offsets: dict, base: int) -> dict[str, int]:
+    """Address of each global name the objects define, as LLVM's loader links them: the
+    first definition of a name serves every object (later weak ones, e.g. a kernel body two
+    objects both hold, are not used), a strong one beats weak ones, two strong ones refuse."""
+    exported: dict[str, int] = {}
+    strong: set[str] = set()
+    for n, obj in enumerate(parsed):
+        for k, (name, bind, _, shndx, value) in enumerate(obj.symbols):
+            if bind == _STB_LOCAL or not name or shndx in (_SHN_UNDEF, _SHN_ABS):
+                continue
+            if (n, shndx) not in offsets:
+                raise Unsupported(f"{obj.name(k)!r} defined in section {shndx}, not loaded")
+            name = obj.name(k)
+            if bind == _STB_GLOBAL:
+                if name in strong:
+                    raise Unsupported(f"{name!r} defined twice")
+                strong.add(name)
+            elif name in exported:
+                continue
+            exported[name] = base + offsets[n, shndx] + value
+    return exported
 
 
 def _relocate(obj: _Object, n: int, image: bytearray, base: int,
@@ -253,12 +305,16 @@ def _relocate(obj: _Object, n: int, image: bytearray, base: int,
 
 def _symbol_address(obj: _Object, n: int, sym: int, offsets: dict, base: int,
                     exported: dict[str, int], resolve: Callable[[str], int | None]) -> int:
-    _, bind, _, shndx, value = obj.symbols[sym]
+    if sym == 0:  # the null symbol: S = 0
+        return 0
+    name_at, bind, _, shndx, value = obj.symbols[sym]
     if shndx == _SHN_ABS:
         return value
     if shndx != _SHN_UNDEF:
         if shndx >= _SHN_LORESERVE or (n, shndx) not in offsets:
             raise Unsupported(f"symbol {obj.name(sym)!r} in section {shndx}, not loaded")
+        if bind == _STB_WEAK and name_at:  # the definition that serves (``_exports``)
+            return exported[obj.name(sym)]
         return base + offsets[n, shndx] + value
     name = obj.name(sym)
     address = exported.get(name)

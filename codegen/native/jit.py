@@ -1,14 +1,15 @@
 """Turn LLVM IR text into callable native code for the host CPU.
 
 Why this module exists: every compiled graph goes through the same steps (parse, optimise with
-the new pass manager, generate machine code, load it into an MCJIT engine), and the lowering
-should not care about llvmlite's API churn.  llvmlite is imported lazily, on first use, so that
-importing ``symgraph`` stays cheap; neither compiling nor loading cached object code imports
-``llvmlite.binding`` when :mod:`codegen.llvmffi` supports the installed llvmlite (compiles
-then run on several threads, one module each).  Code
-generation always goes through an object file (``TargetMachine.emit_object``) which is then
-loaded into an MCJIT engine: the object bytes are exactly what the disk cache
-(:mod:`codegen.cache`) stores, so a cached and a fresh compile run the same loading path.
+the new pass manager, generate machine code, load it), and the lowering should not care about
+llvmlite's API churn.  llvmlite is imported lazily, on first use, so that importing
+``symgraph`` stays cheap; compiling does not import ``llvmlite.binding`` when
+:mod:`codegen.native.llvmffi` supports the installed llvmlite (compiles then run on several
+threads, one module each), and loading object code does not even map LLVM where
+:mod:`codegen.native.elf` applies (Linux x86-64; MCJIT otherwise).  Code generation always
+goes through an object file (``TargetMachine.emit_object``) which is then loaded: the object
+bytes are exactly what the disk cache (:mod:`codegen.native.cache`) stores, so a cached and
+a fresh compile run the same loading path.
 """
 
 from __future__ import annotations
@@ -242,7 +243,8 @@ def fast_math_flags() -> str:
 
 
 class CompiledModule:
-    """Native code of one module, loaded into an MCJIT engine that lives as long as this object.
+    """Native code of one module, loaded (an ``elf.Image``, or an MCJIT engine) for as long as
+    this object lives.
 
     ``stats`` holds per-stage times in seconds (``parse``, ``optimize``, ``codegen``, ``load``)
     and, when produced by :mod:`codegen.cache`, ``cache`` = ``"memory"``/``"disk"``/``"miss"``.
@@ -266,6 +268,9 @@ class CompiledModule:
         """Address of the function or global ``name``; raises ``KeyError`` if undefined."""
         addr = self._addresses.get(name)
         if addr is None:
+            if not isinstance(self._engine, elf.Image):
+                with _lock:  # MCJIT links at its first lookup: the names bound by then
+                    _forward_symbols()
             addr = self._engine.get_function_address(name)
             if not addr:
                 addr = self._engine.get_global_value_address(name)

@@ -142,10 +142,97 @@ def _maps_of(address: int) -> str:
 
 
 def test_code_is_executable_not_writable_and_constants_read_only(bound_symbol):
+    """Pages of code are read-and-execute, of constants read-only, of data read-write; none
+    is writable and executable; the pages go when the module does."""
+    import gc
+    import weakref
+
     module = jit.load_object(jit.pack_objects(_objects([IR])))
-    assert _maps_of(module.address("scale")).startswith("r-x")
     image = module._engine
-    assert _maps_of(image._base + image._size - 1).startswith("rw-")  # the counter's page
+    perms = [_maps_of(a)[:3] for a in range(image._base, image._base + image._size, elf._PAGE)]
+    assert _maps_of(module.address("scale")).startswith("r-x")
+    assert _maps_of(module.address("cells")).startswith("rw-")
+    assert perms[0] == "r-x" and "r--" in perms and perms[-1] == "rw-"
+    assert not any("w" in p and "x" in p for p in perms)
+    base, gone = image._base, weakref.ref(image)
+    del module, image
+    gc.collect()
+    assert gone() is None
+    assert not any(int(line.split("-")[0], 16) == base for line in open("/proc/self/maps"))
+
+
+def _symbol_named(obj: bytes, name: str) -> int:
+    """Index of symbol ``name`` in ``obj``'s symbol table."""
+    parsed = elf._Object(obj)
+    return next(k for k in range(len(parsed.symbols)) if parsed.name(k) == name)
+
+
+def _first_rela(obj: bytes) -> tuple[int, int, int]:
+    """(file offset of the first RELA entry that patches code, the offset in the section it
+    patches, that section's index)."""
+    parsed = elf._Object(obj)
+    for _, kind, _, _, off, _, _, target, _, _ in parsed.sections:
+        if kind == 4 and target in parsed.loaded:
+            return off, struct.unpack_from("<Q", obj, off)[0], target
+    raise AssertionError("no relocation of code")
+
+
+@pytest.mark.parametrize("rtype,width", [(24, 8), (2, 4), (10, 4)])
+def test_other_relocation_types_patch_what_the_abi_says(rtype, width):
+    """``PC64``: S + A - P; ``PC32`` and ``32``: the same in 4 bytes, refused when the value
+    does not fit (a name far from the image; an address above 4 GiB)."""
+    obj = bytearray(_objects([CALLER])[0])  # its call of ``inc``: an R_X86_64_64 of a name
+    at, where, section = _first_rela(bytes(obj))
+    info = struct.unpack_from("<Q", obj, at + 8)[0]
+    struct.pack_into("<Qq", obj, at + 8, (info >> 32) << 32 | rtype, 5)
+    far = 0x7F00_0000_0000
+    resolve = {"inc": far}.get
+    assert elf._Object(bytes(obj)).name(info >> 32) == "inc"
+    if width == 4:
+        with pytest.raises(elf.Unsupported, match="out of range"):
+            elf.load([bytes(obj)], resolve)
+        return
+    image = elf.load([bytes(obj)], resolve)
+    patched = image._base + _text_offset(elf._Object(bytes(obj)), section) + where
+    assert ctypes.c_uint64.from_address(patched).value == (far + 5 - patched) % (1 << 64)
+
+
+def _text_offset(obj, section: int) -> int:
+    """Where ``section`` starts in a one-object image (``elf.load``'s layout)."""
+    offset = 0
+    for i, (kind, align) in obj.loaded.items():
+        if kind == "text":
+            offset = -(-offset // align) * align
+            if i == section:
+                return offset
+            offset += obj.sections[i][5]
+    raise AssertionError("not a code section")
+
+
+WEAK = """
+define weak i64 @k() {{
+  ret i64 {value}
+}}
+define i64 @call_{tag}() {{
+  %r = call i64 @k()
+  ret i64 %r
+}}
+"""
+
+
+def test_the_first_definition_of_a_weak_name_serves_every_object(monkeypatch):
+    """Two objects both defining a weak ``@k`` (as two cached files may both hold a kernel
+    body): like MCJIT, every caller and the lookup get the first object's."""
+    objects = _objects([WEAK.format(value=1, tag="a"), WEAK.format(value=2, tag="b")])
+    code = jit.pack_objects(objects)
+    got = []
+    for loader in ("own", "llvm"):
+        monkeypatch.setenv("SYMGRAPH_OBJECT_LOADER", loader)
+        module = jit.load_object(code)
+        assert isinstance(module._engine, elf.Image) == (loader == "own")
+        got.append([cfunc(module.address(n), ctypes.c_int64)() for n in ("k", "call_a",
+                                                                          "call_b")])
+    assert got[0] == got[1] == [1, 1, 1]
 
 
 def _relocations(obj: bytes):
