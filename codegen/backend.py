@@ -53,7 +53,7 @@ import numpy as np
 
 from symgraph import storage
 from symgraph.backends import CompileRequest, Program
-from symgraph.graph import Constant, SharedVariable, Variable
+from symgraph.graph import Constant, SharedVariable, Variable, toposort
 from symgraph.profiling import describe_nodes
 
 from . import signature as sg_sig
@@ -62,7 +62,7 @@ from .kernel_info import ENTRY, KernelInfo, ModuleContext
 from .native import blas, cache, contention, parallel, pycall
 from .native.cache import compile_cached
 from .native.jit import assembly, host_target
-from .plans import Plan, arg_checks, getters, make_plan, make_runner, native_array
+from .plans import Plan, Rejected, arg_checks, getters, make_plan, make_runner, native_array
 from .registry import changed_tunables, check_lowerable, load_lowerings
 
 # The lowering itself (codegen.lower, codegen.entry, codegen.partition and the modules of the
@@ -78,29 +78,6 @@ _LAZY = ("ir_text", "_parts", "_functions", "_kernel_roots")
 MAX_PLANS = 8
 MAX_PLAN_BYTES = 64 << 20
 MAX_KEPT_BYTES = 256 << 20
-
-
-class ArgumentRejected(TypeError):
-    """The step builtin refused an argument that the backend itself prepared (a bug)."""
-
-
-class Rejected:
-    """What a runner returns when the step builtin refused argument ``index`` (not an
-    exact, aligned, C-contiguous ndarray of the planned dtype and shape); nothing ran.
-    ``call`` then takes its checked path, which converts; a plain value, not an exception,
-    because refusing is the common way a plan's fast path finds out it does not apply."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int):
-        self.index = index
-
-    def error(self, program: LLVMProgram) -> ArgumentRejected:
-        names = [v.name or "?" for v in program.args] + [
-            f"new value of {program.update_vars[j].name}" for j in program.direct.values()]
-        return ArgumentRejected(f"argument {self.index} ({names[self.index]}) is not an "
-                                "aligned, C-contiguous numpy.ndarray of the compiled dtype "
-                                "and shape")
 
 
 class LLVMProgram(Program):
@@ -122,24 +99,6 @@ class LLVMProgram(Program):
         self.update_exprs: list[Variable] = request.graph_updates
         self.update_vars = request.update_vars
         self.args = self.inputs + self.shared
-        an = self.analysis = analyse(self.outputs + self.update_exprs,
-                                     updates=list(zip(self.update_vars, self.update_exprs)))
-        check_lowerable(an.nodes)
-        # update targets written directly by the kernels
-        self.direct: dict[Variable, int] = {}
-        for j, expr in enumerate(self.update_exprs):
-            if an.mode.get(expr) == "buffer" and expr not in self.direct:
-                self.direct[expr] = j
-        self.target_index = {expr: len(self.args) + n for n, expr in enumerate(self.direct)}
-        self._direct_vars = [self.update_vars[j] for j in self.direct.values()]
-        # arena buffers that back exactly one output and no update: a call may give each
-        # an array of its own, returned without a copy (``plans.make_runner``)
-        backs = [an.root(v) for v in self.outputs]
-        updated = {an.root(e) for e in self.update_exprs}
-        self.output_roots = {r for r in backs if an.mode.get(r) == "buffer" and
-                             backs.count(r) == 1 and r not in updated and r not in self.direct}
-        self.consts = [v for v, m in an.mode.items() if m in ("const", "literal")
-                       and isinstance(v, Constant)]
         if loop_unrolling is None:  # halves compile time; loops stay vectorised
             loop_unrolling = os.environ.get("SYMGRAPH_LLVM_UNROLL", "0") == "1"
         self._compile(request.rewrite_report, t0, opt_level, loop_unrolling)
@@ -156,7 +115,27 @@ class LLVMProgram(Program):
         self._kept_bytes = 0
         self.single = request.single
         self._check_inputs = request.check_inputs
-        self._arena_vars = [v for v in an.kernels if v not in self.direct]
+        self._arena_vars = [v for v in self.analysis.kernels if v not in self.direct]
+
+    def _adopt(self, an) -> None:
+        """Take the fusion analysis ``an`` (fresh, or from the program cache) and what follows
+        from it: the updates the kernels write directly, the arena buffers that back one
+        output, the constants."""
+        self.analysis = an
+        self.direct: dict[Variable, int] = {}  # update targets written directly by kernels
+        for j, expr in enumerate(self.update_exprs):
+            if an.mode.get(expr) == "buffer" and expr not in self.direct:
+                self.direct[expr] = j
+        self.target_index = {expr: len(self.args) + n for n, expr in enumerate(self.direct)}
+        self._direct_vars = [self.update_vars[j] for j in self.direct.values()]
+        # arena buffers that back exactly one output and no update: a call may give each
+        # an array of its own, returned without a copy (``plans.make_runner``)
+        backs = [an.root(v) for v in self.outputs]
+        updated = {an.root(e) for e in self.update_exprs}
+        self.output_roots = {r for r in backs if an.mode.get(r) == "buffer" and
+                             backs.count(r) == 1 and r not in updated and r not in self.direct}
+        self.consts = [v for v, m in an.mode.items() if m in ("const", "literal")
+                       and isinstance(v, Constant)]
 
     # -- compiling (through the program cache) ----------------------------------------------
     def _compile(self, rewrite_report, t0: float, opt_level: int, loop_unrolling: bool) -> None:
@@ -171,8 +150,9 @@ class LLVMProgram(Program):
         key = numbering = decoded = None
         self._split_minimum = parallel.split_minimum()  # keyed and lowered with this value
         self._tunables = changed_tunables()  # keyed with these (a later lowering checks them)
+        roots = self.outputs + self.update_exprs
         try:
-            numbering = sg_sig.Numbering(self)
+            numbering = sg_sig.Numbering(self, toposort(roots))
             key = cache.program_key(sg_sig.graph_signature(self, numbering),
                                     opt_level=opt_level, loop_unrolling=loop_unrolling,
                                     extra=sg_sig.environment_text(self._split_minimum,
@@ -182,12 +162,17 @@ class LLVMProgram(Program):
         t_sig = time.perf_counter()
         hit = cache.load_program(key) if key is not None else None
         if hit is not None:
-            try:
+            try:  # the analysis too comes from the cache (``signature.decode_analysis``)
+                self._adopt(sg_sig.decode_analysis(hit[1]["program"], roots, numbering))
                 decoded = sg_sig.decode_meta(hit[1]["program"], self.analysis, numbering)
                 hit[0].address(ENTRY)
             except Exception:  # noqa: BLE001  (malformed metadata: compile as if not cached)
                 decoded = None
-        t1 = time.perf_counter()
+        t1 = t_loaded = t_analysed = time.perf_counter()
+        if decoded is None:
+            self._adopt(analyse(roots, updates=list(zip(self.update_vars, self.update_exprs))))
+            check_lowerable(self.analysis.nodes)
+            t_analysed = time.perf_counter()
         if decoded is not None:
             self.module = hit[0]
             self.kernels, self.ctx = decoded
@@ -218,15 +203,15 @@ class LLVMProgram(Program):
         stats = dict(self.module.stats)
         self.compile_stats = {
             "rewrite": getattr(rewrite_report, "seconds", None),
-            "analyse": t_an - t0,
+            "analyse": t_an - t0 + t_analysed - t_loaded,  # (cached: read in program_load)
             "llvm_init": llvm_init,
             "signature": t_sig - t_an,
-            "program_load": t1 - t_sig if decoded is not None else 0.0,
+            "program_load": t_loaded - t_sig if decoded is not None else 0.0,
             "lower": 0.0 if decoded is not None else t1 - t_lower,
             "llvm_optimize": stats.get("optimize", 0.0),
             "machine_code": stats.get("codegen", 0.0),
             "load": stats.get("load", 0.0),
-            "compile_total": t2 - t_an,
+            "compile_total": t2 - t_an - (t_analysed - t_loaded),
             "cache": stats.get("cache"),
             "cache_level": "program" if decoded is not None else "ir",
             "lowered": decoded is None,

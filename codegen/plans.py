@@ -4,8 +4,9 @@ Split out of :mod:`codegen.backend` so that building a plan -- shape inference, 
 reduction check, the arena layout, the int64 table of sizes and offsets, the update targets
 (in place or a pool of two buffers) and the ``METH_FASTCALL`` step builtin with its native
 argument checks -- the per-plan getters of outputs and new values, and the plan's runner
-(the call path specialised for it: ``make_runner``) are read in one place.  Keeping plans
-(the LRU, ``memory_kept``) and choosing one per call stay with the program.
+(the call path specialised for it: ``make_runner``, and ``Rejected``, what it returns when
+the builtin refuses an argument) are read in one place.  Keeping plans (the LRU,
+``memory_kept``) and choosing one per call stay with the program.
 """
 
 from __future__ import annotations
@@ -36,6 +37,29 @@ def native_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if array.dtype.num != dtype.num or array.dtype.byteorder != dtype.byteorder:
         array = array.view(dtype)  # equal but not equivalent for the builtin ('q' for 'l')
     return array
+
+
+class ArgumentRejected(TypeError):
+    """The step builtin refused an argument that the backend itself prepared (a bug)."""
+
+
+class Rejected:
+    """What a runner returns when the step builtin refused argument ``index`` (not an
+    exact, aligned, C-contiguous ndarray of the planned dtype and shape); nothing ran.
+    ``call`` then takes its checked path, which converts; a plain value, not an exception,
+    because refusing is the common way a plan's fast path finds out it does not apply."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def error(self, program) -> ArgumentRejected:
+        names = [v.name or "?" for v in program.args] + [
+            f"new value of {program.update_vars[j].name}" for j in program.direct.values()]
+        return ArgumentRejected(f"argument {self.index} ({names[self.index]}) is not an "
+                                "aligned, C-contiguous numpy.ndarray of the compiled dtype "
+                                "and shape")
 
 
 class Plan:

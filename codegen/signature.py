@@ -9,12 +9,13 @@ same text.  The cache key adds the compiler's own source (:func:`codegen.native.
 so changing the lowering invalidates old entries.
 
 On a hit the program still needs what the lowering would have produced besides the code: the
-kernels (``f.kernels``: which nodes, which buffers they read, whether they can fail) and the
-int64 table's slots (functions of the concrete shapes).  :func:`encode_meta` writes them as
-plain data with canonical variable numbers; :func:`decode_meta` rebuilds them against the current
-graph.  A slot is stored only if it can be rebuilt *exactly* (same function code, same
-captured values), checked when storing: anything else (a new kind of slot) just keeps that
-graph on the lowering path.
+kernels (``f.kernels``: which nodes, which buffers they read, whether they can fail), the
+int64 table's slots (functions of the concrete shapes) and the fusion analysis it was
+lowered from (:func:`encode_analysis`: a warm start does not analyse again).
+:func:`encode_meta` writes them as plain data with canonical variable numbers;
+:func:`decode_meta` rebuilds them against the current graph.  A slot is stored only if it
+can be rebuilt *exactly* (same function code, same captured values), checked when storing:
+anything else (a new kind of slot) just keeps that graph on the lowering path.
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ import numpy as np
 
 from symgraph.graph import Constant, SharedVariable, Variable
 
+from .fusion import Analysis
 from .kernel_info import KernelInfo, ModuleContext, dim_slot, output_slot, zero_slot
 from .native import blas, parallel, vecmath
 from .registry import facts
 
-__all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_meta", "encode_meta",
-           "environment_text", "graph_signature"]
+__all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_analysis", "decode_meta",
+           "encode_analysis", "encode_meta", "environment_text", "graph_signature"]
 
 #: version of the data written by :func:`encode_meta`
-META_FORMAT = 1
+META_FORMAT = 2
 
 
 class Unsupported(ValueError):
@@ -113,11 +115,11 @@ def _type_text(var: Variable) -> str:
 
 
 class Numbering:
-    """Canonical numbers of the variables and nodes of a program's graph."""
+    """Canonical numbers of the variables and nodes of a program's graph: ``nodes`` is
+    ``toposort`` of its outputs and update expressions (``Analysis.all_nodes``)."""
 
-    def __init__(self, program):
-        an = program.analysis
-        self.nodes = list(an.all_nodes)
+    def __init__(self, program, nodes: list):
+        self.nodes = list(nodes)
         self.variables: list[Variable] = []
         self.index: dict[Variable, int] = {}
         self.node_index = {node: n for n, node in enumerate(self.nodes)}
@@ -279,7 +281,45 @@ def encode_meta(program, kernels, ctx, numbering: Numbering) -> dict:
         except KeyError as err:
             raise Unsupported("a kernel refers to a variable outside the graph") from err
     return {"format": META_FORMAT, "kernels": ks, "slots": slots,
-            "nvars": len(num.variables), "nnodes": len(num.nodes)}
+            "nvars": len(num.variables), "nnodes": len(num.nodes),
+            "analysis": encode_analysis(program.analysis, num)}
+
+
+def encode_analysis(an, num: Numbering) -> dict:
+    """The fusion analysis (``codegen.fusion.Analysis``) as plain data with canonical
+    numbers, in its dicts' order (the order of ``consts`` and of the kernels' arguments
+    follows it).  Why: a warm start reads it instead of analysing again (~2 ms, ~4 in a new
+    process).  Raises :class:`Unsupported` if it names a variable outside the graph."""
+    v, n = num.index, num.node_index
+    try:
+        return {
+            "mode": [[v[x], m] for x, m in an.mode.items()],
+            "nodes": [n[node] for node in an.nodes],
+            "uses": [[v[x], [[n[node], i] for node, i in uses]] for x, uses in an.uses.items()],
+            "kernels": [v[x] for x in an.kernels],
+            "members": [[v[x], [n[node] for node in nodes]] for x, nodes in an.members.items()],
+            "inplace": [[v[e], v[x]] for e, x in an.inplace.items()],
+            "folded": [[v[e], v[g], v[c]] for e, (g, c) in an.folded.items()],
+        }
+    except KeyError as err:
+        raise Unsupported("the analysis names a variable outside the graph") from err
+
+
+def decode_analysis(meta: dict, outputs: list, numbering: Numbering):
+    """The ``Analysis`` :func:`encode_analysis` stored in ``meta``, rebuilt on the current
+    graph (``outputs``: its outputs and update expressions).  Raises on malformed data."""
+    if meta.get("format") != META_FORMAT or meta["nvars"] != len(numbering.variables) or \
+            meta["nnodes"] != len(numbering.nodes):
+        raise ValueError("metadata does not match the graph")
+    data, var, node = meta["analysis"], numbering.variables, numbering.nodes
+    an = Analysis(list(outputs), [node[i] for i in data["nodes"]], numbering.nodes)
+    an.mode = {var[i]: str(m) for i, m in data["mode"]}
+    an.uses = {var[i]: [(node[k], int(j)) for k, j in uses] for i, uses in data["uses"]}
+    an.kernels = [var[i] for i in data["kernels"]]
+    an.members = {var[i]: [node[k] for k in nodes] for i, nodes in data["members"]}
+    an.inplace = {var[e]: var[i] for e, i in data["inplace"]}
+    an.folded = {var[e]: (var[g], var[c]) for e, g, c in data["folded"]}
+    return an
 
 
 def decode_meta(meta: dict, analysis, numbering: Numbering):

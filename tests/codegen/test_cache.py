@@ -372,11 +372,14 @@ def test_corrupt_program_metadata_recompiles(cache_env):
     def bad_slot(meta):
         meta["program"]["slots"] = [["nonsense", 0]]
 
+    def bad_analysis(meta):
+        meta["program"]["analysis"]["kernels"] = [10 ** 6]
+
     corruptions = [lambda: path.write_bytes(good[:50]),  # truncated
                    lambda: path.write_bytes(b"garbage"),
                    lambda: path.write_bytes(good[:-1] + bytes([good[-1] ^ 1])),  # checksum
                    lambda: rewrite(bad_kernel), lambda: rewrite(bad_format),
-                   lambda: rewrite(bad_slot)]
+                   lambda: rewrite(bad_slot), lambda: rewrite(bad_analysis)]
     for corrupt in corruptions:
         corrupt()
         cache.clear_cache(memory=True, disk=False)
@@ -384,6 +387,63 @@ def test_corrupt_program_metadata_recompiles(cache_env):
         assert f.compile_stats["lowered"] is True
         assert float(f(np.ones((3, 6), "float32"))) == ref
         assert path.read_bytes() == good  # rewritten cleanly
+
+
+def _graphs():
+    """Functions whose analyses differ in kind: folded in-place SGD, Adam (in place, several
+    constants), an update that must be double-buffered (read transposed), outputs that are
+    an alias (reshape) and an argument, a dead branch."""
+    import numpy as np
+
+    import symgraph as sg
+
+    yield lambda: _mlp_function()[0]
+
+    def adam():
+        x = sg.tensor("x", ("b", 5))
+        w = sg.shared(np.linspace(-1, 1, 15).reshape(5, 3), name="w")
+        m, v = sg.shared(np.zeros((5, 3)), name="m"), sg.shared(np.zeros((5, 3)), name="v")
+        loss = sg.sum(sg.tanh(x @ w) ** 2)
+        g = sg.grad(loss, w)
+        m1, v1 = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        return sg.function([x], [loss, sg.reshape(x @ w, (-1,))],
+                           updates={m: m1, v: v1, w: w - 0.01 * m1 / (sg.sqrt(v1) + 1e-8)})
+
+    def transposed():
+        x = sg.tensor("x", ("b", 4))
+        w = sg.shared(np.linspace(-1, 1, 16).reshape(4, 4), name="w")
+        unused = sg.exp(x) * 3.0  # noqa: F841  (never reaches an output: dead)
+        return sg.function([x], [sg.sum(x @ w, axis=1), w], updates={w: w.T * 0.5 + 1.0})
+
+    yield adam
+    yield transposed
+
+
+@pytest.mark.parametrize("build", list(_graphs()))
+def test_a_cached_analysis_is_the_analysis(cache_env, build):
+    """A program from the cache reads its fusion analysis with it (``encode_analysis``):
+    every mode, use, kernel, member node, in-place and folded update, in the same order,
+    is what analysing its graph again gives."""
+    from codegen.fusion import analyse
+
+    first = build()
+    second = build()  # the same graph anew: a program hit
+    assert first.compile_stats["lowered"] is True and second.compile_stats["lowered"] is False
+    p = second.program
+    got = p.analysis
+    want = analyse(p.outputs + p.update_exprs, updates=list(zip(p.update_vars, p.update_exprs)))
+
+    def ids(x):
+        if isinstance(x, dict):
+            return [(id(k), ids(v)) for k, v in x.items()]
+        if isinstance(x, (list, tuple)):
+            return [ids(v) for v in x]
+        return x if isinstance(x, (str, int)) else id(x)
+
+    for field in ("outputs", "nodes", "all_nodes", "mode", "uses", "kernels", "members",
+                  "inplace", "folded"):
+        assert ids(getattr(got, field)) == ids(getattr(want, field)), field
+    assert got.mode and got.kernels and got.uses
 
 
 def test_clear_cache_removes_programs(cache_env):
