@@ -31,7 +31,7 @@ from symgraph.graph import Constant, SharedVariable, Variable
 from .fusion import Analysis
 from .kernel_info import KernelInfo, ModuleContext, dim_slot, output_slot, zero_slot
 from .native import blas, parallel, vecmath
-from .registry import facts
+from .registry import LOWERINGS
 
 __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_analysis", "decode_meta",
            "encode_analysis", "encode_meta", "environment_text", "graph_signature"]
@@ -80,8 +80,10 @@ def _check_own_code(node) -> None:
     op = node.op
     if not type(op).__module__.startswith(_OWN):
         raise Unsupported(f"op {type(op).__qualname__} is defined outside the package")
-    rec = facts(op)  # (a snapshot's stand-in rules are the package's own)
-    rule = rec.kernel or rec.inline
+    # a rule registered in this process (the package's, or the user's for a package op);
+    # none registered yet: the package's own will be (and the facts snapshot stays unread)
+    rec = LOWERINGS.get(type(op))
+    rule = None if rec is None else rec.kernel or rec.inline
     if rule is not None and not getattr(rule, "__module__", "").startswith(_OWN):
         raise Unsupported(f"lowering of {type(op).__qualname__} is defined outside the package")
     sop = getattr(op, "scalar_op", None)

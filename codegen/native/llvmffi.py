@@ -1,13 +1,14 @@
 """libllvmlite's C API directly, without ``llvmlite.binding``: load object code, compile IR.
 
 Why: importing ``llvmlite.binding`` costs ~20 ms per process (about half of a warm start from
-the disk cache, when it loaded its code through LLVM), of which only the ~6-9 ms ``dlopen`` of
-``libllvmlite.so`` is needed to load object code (now only what :mod:`codegen.native.elf`
-refuses, or everything off Linux x86-64); the rest is Python (``llvmlite.ir``, ctypes prototypes for hundreds of
-functions).  Loading an object needs fifteen C functions.  This module declares exactly those,
-with the prototypes ``llvmlite.binding`` itself declares, on the same shared library (the same
-``dlopen`` handle, so LLVM's global state, e.g. ``add_symbol``, is shared with llvmlite if it
-is imported later).
+the disk cache, when it loaded its code through LLVM), of which only the ~6-9 ms ``dlopen``
+of ``libllvmlite.so`` is needed to load object code (now only what
+:mod:`codegen.native.elf` refuses, or everything off Linux x86-64); the rest is Python
+(``llvmlite.ir``, ctypes prototypes for hundreds of functions).  Loading an object needs
+fifteen C functions.  This module declares exactly those, with the prototypes
+``llvmlite.binding`` itself declares, on the same shared library (the same ``dlopen``
+handle, so LLVM's global state, e.g. ``add_symbol``, is shared with llvmlite if it is
+imported later).
 
 Compiling (:func:`compile_object`) goes through here too, for a second reason: llvmlite
 serialises every LLVM call of a process behind one lock, while a compile in a context and a

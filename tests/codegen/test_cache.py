@@ -496,6 +496,25 @@ def test_code_outside_the_package_is_not_program_cached():
     assert signature._canon((1, 0.5, None, "a")) == signature._canon([1, 0.5, None, "a"])
 
 
+def test_a_users_lowering_of_a_package_op_is_not_program_cached(monkeypatch):
+    """A lowering rule registered from outside the package for one of its ops could change
+    without the source fingerprint changing: such a graph is not keyed; the package's own
+    rule (registered, or not yet: a warm start reads no record) is."""
+    import symgraph as sg
+    from codegen import registry, signature
+
+    x = sg.tensor("x", ("n",))
+    node = sg.exp(x).owner
+    signature._check_own_code(node)  # the package's rule
+
+    def users_rule(k, node, index):  # defined here, outside the package
+        raise NotImplementedError
+
+    monkeypatch.setitem(registry.LOWERINGS, type(node.op), registry.Lowering(inline=users_rule))
+    with pytest.raises(signature.Unsupported, match="lowering of"):
+        signature._check_own_code(node)
+
+
 def test_compile_stats_report_every_stage(cache_env):
     f, _, _ = _mlp_function()
     st = f.compile_stats
