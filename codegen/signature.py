@@ -20,6 +20,7 @@ anything else (a new kind of slot) just keeps that graph on the lowering path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from typing import Any
@@ -65,10 +66,17 @@ def _canon(value: Any) -> str:
         return f"slice({_canon(value.start)},{_canon(value.stop)},{_canon(value.step)})"
     module = type(value).__module__ or ""
     if module.startswith("sympy"):
-        from sympy import srepr
-
-        return "sympy:" + srepr(value)
+        return _sympy_text(value)
     raise Unsupported(f"no canonical form for {type(value).__name__}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _sympy_text(value) -> str:
+    """``srepr`` of a symbolic dim, once per dim and process: a graph's types name the same
+    few dims again and again, and each ``srepr`` took ~10 us (~1 ms of W1's signature)."""
+    from sympy import srepr
+
+    return "sympy:" + srepr(value)
 
 
 _OWN = ("symgraph.", "codegen.")
