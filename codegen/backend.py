@@ -59,7 +59,7 @@ from symgraph.profiling import describe_nodes
 from . import signature as sg_sig
 from .fusion import analyse, group_kernels
 from .kernel_info import ENTRY, KernelInfo, ModuleContext
-from .native import blas, cache, contention, parallel, pycall
+from .native import blas, cache, contention, llvmffi, parallel, pycall
 from .native.cache import compile_cached
 from .native.jit import assembly, host_target
 from .plans import Plan, Rejected, arg_checks, getters, make_plan, make_runner, native_array
@@ -170,6 +170,7 @@ class LLVMProgram(Program):
                 decoded = None
         t1 = t_loaded = t_analysed = time.perf_counter()
         if decoded is None:
+            llvmffi.preload()  # LLVM maps (~9 ms) on a thread while this analyses
             self._adopt(analyse(roots, updates=list(zip(self.update_vars, self.update_exprs))))
             check_lowerable(self.analysis.nodes)
             t_analysed = time.perf_counter()

@@ -125,10 +125,39 @@ def library_path() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "binding", "libllvmlite.so")
 
 
+_preload_thread: threading.Thread | None = None
+
+
+def preload() -> None:
+    """Start mapping ``libllvmlite`` on another thread, if that is possible and not done yet.
+
+    Why: its ``dlopen`` (relocating and initialising all of LLVM) takes ~9 ms.  A compile
+    calls this as soon as it knows it must compile (a program-cache miss), so the mapping
+    runs while the graph is analysed: called through ctypes as a foreign function,
+    ``dlopen`` runs without the GIL; :func:`lib` then finds the library mapped.  Best
+    effort: any failure leaves :func:`lib` to do it all."""
+    global _preload_thread
+    if _lib is not None or _failed or _preload_thread is not None or \
+            os.environ.get("SYMGRAPH_LLVM_FFI", "1") == "0":
+        return
+    try:
+        path = library_path().encode()
+        dlopen = ctypes.CDLL(None).dlopen
+    except (OSError, AttributeError):
+        return
+    dlopen.argtypes, dlopen.restype = [c_char_p, c_int], c_void_p
+    mode = os.RTLD_NOW | os.RTLD_LOCAL  # what ctypes.CDLL asks for: the same mapping
+    _preload_thread = threading.Thread(target=dlopen, args=(path, mode), daemon=True,
+                                       name="symgraph-llvm-preload")
+    _preload_thread.start()
+
+
 def lib() -> Any:
     """The prototyped ``libllvmlite`` (loaded and initialised once), or ``None``."""
     global _lib, _failed
     if _lib is None and not _failed:
+        if _preload_thread is not None:
+            _preload_thread.join()
         try:
             if _version() not in SUPPORTED:
                 raise OSError("untested llvmlite version")
