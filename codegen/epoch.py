@@ -260,14 +260,15 @@ class _Layout:
     __slots__ = ("updates", "targets", "target_fill", "own", "sources", "entry")
 
     def __init__(self, program, plan):
-        slot_of = {id(v): k for k, v in enumerate(program.args)}
         self.updates = []
         self.targets = []
         for (expr, j), pool in zip(program.direct.items(), plan.targets):
-            var = program.update_vars[j]
-            in_place = isinstance(pool, int)
-            self.updates.append((slot_of[id(var)], in_place, None if in_place else
-                                 pool[0].shape, None if in_place else pool[0].dtype))
+            in_place = isinstance(pool, int)  # (then ``pool`` is the variable's slot)
+            if in_place:
+                self.updates.append((pool, True, None, None))
+            else:
+                slot = program.args.index(program.update_vars[j])
+                self.updates.append((slot, False, pool[0].shape, pool[0].dtype))
             self.targets.append(program.target_index[expr])
         self.target_fill = [0] * len(self.targets)  # set per call (``run_epoch``)
         self.own = [_address(plan.arena), _address(plan.table),

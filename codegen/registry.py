@@ -137,7 +137,7 @@ def _class_name(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _own(cls: type, rec: Lowering) -> bool:
+def own_record(cls: type, rec: Lowering) -> bool:
     """Are the class and its rules the package's (covered by the source fingerprint)?"""
     rules = [getattr(r, "__module__", "") or "" for r in (rec.kernel, rec.inline, rec.precheck)
              if r is not None]
@@ -172,7 +172,7 @@ def snapshot() -> dict:
     records = {_class_name(cls): (tuple(getattr(rec, r) is not None for r in _RULES),
                                   tuple(getattr(rec, f) for f in _FLAGS))
                for cls, rec in LOWERINGS.items()
-               if counts[_class_name(cls)] == 1 and _own(cls, rec)}
+               if counts[_class_name(cls)] == 1 and own_record(cls, rec)}
     return {"format": _SNAPSHOT_FORMAT, "flags": _FLAGS, "records": records}
 
 
@@ -187,7 +187,7 @@ def load_lowerings() -> None:
             return
         # records registered before (a user's, for the package's own op classes) stay in
         # force, as they did when the provider was imported with the backend
-        earlier = {cls: rec for cls, rec in list(LOWERINGS.items()) if not _own(cls, rec)}
+        earlier = {cls: rec for cls, rec in list(LOWERINGS.items()) if not own_record(cls, rec)}
         importlib.import_module(PROVIDER)
         LOWERINGS.update(earlier)
         if _snapshot is None:

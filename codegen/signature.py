@@ -32,7 +32,7 @@ from symgraph.graph import Constant, SharedVariable, Variable
 from .fusion import Analysis
 from .kernel_info import KernelInfo, ModuleContext, dim_slot, output_slot, zero_slot
 from .native import blas, parallel, vecmath
-from .registry import LOWERINGS
+from .registry import LOWERINGS, own_record
 
 __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_analysis", "decode_meta",
            "encode_analysis", "encode_meta", "environment_text", "graph_signature"]
@@ -66,14 +66,19 @@ def _canon(value: Any) -> str:
         return f"slice({_canon(value.start)},{_canon(value.stop)},{_canon(value.step)})"
     module = type(value).__module__ or ""
     if module.startswith("sympy"):
-        return _sympy_text(value)
+        if type(value).__name__ == "Symbol":  # (equal symbols print alike: memoised)
+            return _symbol_text(value)
+        from sympy import srepr
+
+        return "sympy:" + srepr(value)
     raise Unsupported(f"no canonical form for {type(value).__name__}")
 
 
 @functools.lru_cache(maxsize=4096)
-def _sympy_text(value) -> str:
+def _symbol_text(value) -> str:
     """``srepr`` of a symbolic dim, once per dim and process: a graph's types name the same
-    few dims again and again, and each ``srepr`` took ~10 us (~1 ms of W1's signature)."""
+    few dims again and again, and each ``srepr`` took ~10 us (~1 ms of W1's signature).
+    Symbols only: other expressions may compare equal and print differently (2 and 2.0)."""
     from sympy import srepr
 
     return "sympy:" + srepr(value)
@@ -88,11 +93,10 @@ def _check_own_code(node) -> None:
     op = node.op
     if not type(op).__module__.startswith(_OWN):
         raise Unsupported(f"op {type(op).__qualname__} is defined outside the package")
-    # a rule registered in this process (the package's, or the user's for a package op);
+    # a record registered in this process (the package's, or the user's for a package op);
     # none registered yet: the package's own will be (and the facts snapshot stays unread)
     rec = LOWERINGS.get(type(op))
-    rule = None if rec is None else rec.kernel or rec.inline
-    if rule is not None and not getattr(rule, "__module__", "").startswith(_OWN):
+    if rec is not None and not own_record(type(op), rec):
         raise Unsupported(f"lowering of {type(op).__qualname__} is defined outside the package")
     sop = getattr(op, "scalar_op", None)
     if sop is not None:

@@ -90,7 +90,8 @@ def test_facts_snapshot_round_trips_every_own_record(cache_env):
 
     cache.store_facts(registry.snapshot())
     read = registry._read_snapshot()
-    own = {registry._class_name(c): rec for c, rec in LOWERINGS.items() if registry._own(c, rec)}
+    own = {registry._class_name(c): rec for c, rec in LOWERINGS.items()
+           if registry.own_record(c, rec)}
     assert len(own) >= 40 and set(read) == set(own)
     for name, rec in own.items():
         got = read[name]
