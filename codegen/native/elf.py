@@ -236,8 +236,11 @@ def load(objects: list[bytes], resolve: Callable[[str], int | None]) -> Image:
             if end > start and libc.mprotect(base + start, end - start, prot) != 0:
                 raise Unsupported(f"mprotect of loaded code failed: errno "
                                   f"{ctypes.get_errno()}")  # (LLVM's loader may say why)
-    except BaseException:
+    except BaseException as err:
         del loaded  # unmaps
+        if isinstance(err, (struct.error, IndexError, KeyError, ValueError)) and \
+                not isinstance(err, Unsupported):
+            raise Unsupported(f"malformed object: {err!r}") from err
         raise
     loaded.symbols = exported
     return loaded

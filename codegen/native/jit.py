@@ -14,6 +14,7 @@ a fresh compile run the same loading path.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -110,8 +111,6 @@ def add_symbol(name: str, address: int) -> None:
 def load_library_permanently(filename: str) -> None:
     """Make the names of the shared library ``filename`` resolvable by loaded code
     (``llvm.load_library_permanently``): loaded into the process's global scope."""
-    import ctypes  # lazy: (imported by then anyway)
-
     with _lock:
         if filename not in _libraries:
             ctypes.CDLL(filename, mode=ctypes.RTLD_GLOBAL)
@@ -132,8 +131,6 @@ _DLSYM: Any = None
 def _dlsym(name: str) -> int | None:
     global _DLSYM
     if _DLSYM is None:
-        import ctypes  # lazy: as above
-
         fn = ctypes.CDLL(None).dlsym
         fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_void_p
         _DLSYM = fn

@@ -297,3 +297,14 @@ def test_a_warm_start_maps_no_llvm(tmp_path):
     assert cold[:4] == ["ir", "1", "1", "1"]
     assert warm[:4] == ["program", "0", "0", "0"]
     assert warm[4] == cold[4] and float(warm[4]) == pytest.approx(3 * math.tanh(6.0), rel=1e-6)
+
+
+def test_a_relocation_of_a_symbol_that_does_not_exist_is_refused():
+    """A malformed entry (its symbol index past the table) is ``Unsupported``, so
+    ``jit.load_object`` would hand it to LLVM, not fail with an ``IndexError``."""
+    obj = bytearray(_objects([CALLER])[0])
+    at, _, _ = _first_rela(bytes(obj))
+    info = struct.unpack_from("<Q", obj, at + 8)[0]
+    struct.pack_into("<Q", obj, at + 8, (10 ** 6) << 32 | (info & 0xFFFFFFFF))
+    with pytest.raises(elf.Unsupported, match="malformed"):
+        elf.load([bytes(obj)], {"inc": 0x1000}.get)
