@@ -15,6 +15,12 @@ from codegen.native import elf, jit
 
 pytestmark = pytest.mark.skipif(not elf.available(), reason="the loader is for Linux x86-64")
 
+
+@pytest.fixture(autouse=True)
+def own_loader(monkeypatch):
+    """These tests are of this loader, whatever loader the suite runs with."""
+    monkeypatch.delenv("SYMGRAPH_OBJECT_LOADER", raising=False)
+
 #: a vector loop (constants in a constant pool), a counter in writable zeroed data, a table in
 #: a section of its own after a one-byte one (its alignment) and a pointer into it (a
 #: relocation's addend), a call of libm by its own name (the process's symbols) and one of a name
