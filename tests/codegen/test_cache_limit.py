@@ -4,6 +4,7 @@ go first, reads count as use, writes trim when due, and a removed file is only a
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 
@@ -44,7 +45,8 @@ def _used(path) -> int:
 
 
 def _total(directory) -> int:
-    return sum(_used(p) for p in directory.iterdir() if cache_limit.CACHE_FILE.fullmatch(p.name))
+    return sum(_used(p) for p in directory.iterdir()
+               if re.fullmatch(cache_limit.CACHE_FILE, p.name))
 
 
 def _recent(path) -> bool:
@@ -119,7 +121,7 @@ def test_every_disk_read_counts_as_a_use(cache_env):
     cache.compile_cached(KERNEL_IR)
     build()
     cache.store_facts({"facts": 1})  # (after the build, which may store its own)
-    files = [p for p in cache_env.iterdir() if cache_limit.CACHE_FILE.fullmatch(p.name)]
+    files = [p for p in cache_env.iterdir() if re.fullmatch(cache_limit.CACHE_FILE, p.name)]
     assert {p.suffix for p in files} >= {".o", ".sgp", ".sgf"}
     for p in files:
         _age(p, HOUR)
