@@ -117,20 +117,28 @@ class Image:
             _LIBC.munmap(base, self._size)
 
 
-def code_image(code: bytes, entries: dict[str, int]) -> Image:
-    """Position-independent machine ``code`` on pages of its own, read-and-execute;
-    ``entries``: the offsets of its functions (``Image.get_function_address``)."""
+def _mapping(nbytes: int) -> Image:
+    """A private read-write mapping of whole pages holding ``nbytes``, unmapped with the
+    ``Image`` (its symbols are the caller's to fill)."""
     libc = _libc()
     if libc is None or not available():
         raise Unsupported("no object loader on this platform")
-    total = max(-(-len(code) // _PAGE) * _PAGE, _PAGE)
+    total = max(-(-nbytes // _PAGE) * _PAGE, _PAGE)
     base = libc.mmap(None, total, _PROT_READ | _PROT_WRITE, _MAP_PRIVATE | _MAP_ANONYMOUS,
                      -1, 0)
     if base is None or base == _MAP_FAILED:
         raise MemoryError(f"mmap of {total} bytes for code failed")
-    image = Image(base, total, {name: base + off for name, off in entries.items()})
+    return Image(base, total, {})
+
+
+def code_image(code: bytes, entries: dict[str, int]) -> Image:
+    """Position-independent machine ``code`` on pages of its own, read-and-execute;
+    ``entries``: the offsets of its functions (``Image.get_function_address``)."""
+    image = _mapping(len(code))
+    base = image._base
+    image.symbols = {name: base + off for name, off in entries.items()}
     ctypes.memmove(base, code, len(code))
-    if libc.mprotect(base, total, _PROT_READ | _PROT_EXEC) != 0:
+    if _LIBC.mprotect(base, image._size, _PROT_READ | _PROT_EXEC) != 0:
         raise Unsupported(f"mprotect of code failed: errno {ctypes.get_errno()}")
     return image
 
@@ -220,11 +228,8 @@ def load(objects: list[bytes], resolve: Callable[[str], int | None]) -> Image:
         _, kind, _, _, src, length, _, _, _, _ = parsed[n].sections[i]
         if kind == _SHT_PROGBITS:
             image[off:off + length] = parsed[n].data[src:src + length]
-    base = libc.mmap(None, total, _PROT_READ | _PROT_WRITE, _MAP_PRIVATE | _MAP_ANONYMOUS,
-                     -1, 0)
-    if base is None or base == _MAP_FAILED:
-        raise MemoryError(f"mmap of {total} bytes for object code failed")
-    loaded = Image(base, total, {})
+    loaded = _mapping(total)
+    base = loaded._base
     try:
         exported = _exports(parsed, offsets, base)
         for n, obj in enumerate(parsed):
