@@ -23,7 +23,9 @@ epoch, until the checks were cached by signature, the pointers read through
 slower machine (AMD EPYC, 2026-12) that side was ~100 us again, a seventh of W4's ~750 us;
 what depends only on the plan (``_Layout``: slots, columns, fixed pointers) is now worked out
 once and the tables built as lists: a 2-step epoch 147-175 -> 117-128 us, W4 0.92-0.96x
-(same process, alternating).
+(same process, alternating).  On a faster EPYC the Python side was still ~45 us of a 2-step
+epoch's 70; the plan is now found by the arguments' signature without checking the first
+minibatch again (``_plan_for``): 57 -> 42 us for ``epoch_steps`` of 2 steps, W4 404 -> 393 us.
 """
 
 from __future__ import annotations
@@ -178,29 +180,22 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
         order = np.ascontiguousarray(order, dtype=np.int64)
         if order.shape != (n,):
             raise ValueError(f"epoch: a permutation of {n} examples has shape {order.shape}")
-        first = [a[order[:batch_size]] for a in arrays]
-    else:
-        first = [a[:batch_size] for a in arrays]
-    values, bindings = _checked_first_batch(program, first)
-    arrays = [_native(np.asarray(a), v.dtype) for a, v in zip(arrays, program.inputs)]
-    batch = [_native(values[v], v.dtype) for v in program.inputs] + [
-        _native(v._value, v.dtype) for v in program.shared]
-    plan = program._plan_for(batch, bindings)
-    outputs = plan.extra["outputs"]
-    if plan.extra["bad_update"] or any(spec[0] != "fixed" for spec in outputs):
+    found = _plan_for(program, arrays, order, batch_size)
+    if found is None:
         return None
-    layout = plan.extra.get("epoch_layout")
-    if layout is None:
-        layout = plan.extra["epoch_layout"] = _Layout(program, plan)
+    plan, layout = found
+    arrays = [_native(np.asarray(a), v.dtype) for a, v in zip(arrays, program.inputs)]
+    shared = [_native(v._value, v.dtype) for v in program.shared]
+    nin = layout.nin
     # in-place updates step on one private copy (the caller's arrays are never written)
     fresh = []
     for slot, in_place, shape, dtype in layout.updates:
         if in_place:
-            copy = storage.copy(batch[slot])
+            copy = storage.copy(shared[slot - nin])
             fresh.append((copy, copy))
         else:
             fresh.append((storage.empty(shape, dtype), storage.empty(shape, dtype)))
-    stacks = [np.empty((full, *spec[1].shape), spec[1].dtype) for spec in outputs]
+    stacks = [np.empty((full, *shape), dtype) for shape, dtype in layout.stacked]
     ctl = [full, 0, 0 if order is None else _address(order), batch_size, layout.entry]
     gather = [storage.empty((batch_size, *a.shape[1:]), a.dtype) if order is not None else None
               for a in arrays]
@@ -208,10 +203,11 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
         ctl += (_address(a), a.strides[0], 0 if buf is None else _address(buf))
     for (source, nbytes), st in zip(layout.sources, stacks):
         ctl += (source, _address(st), nbytes)
-    # sg_step's pointer tables: step 0, odd steps, even steps (``epoch_module``)
-    row = [_address(a) for a in batch]
-    row += layout.target_fill
-    row += layout.own
+    # sg_step's pointer tables: step 0, odd steps, even steps (``epoch_module``); the loop
+    # writes every input's pointer before each step, so theirs are left 0
+    row = layout.row[:]
+    for slot in layout.read_slots:
+        row[slot] = _address(shared[slot - nin])
     if layout.updates:
         first, odd, even = row, row[:], row[:]
         for (slot, in_place, _, _), target, (a_arr, b_arr) in zip(
@@ -252,12 +248,15 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
 
 class _Layout:
     """What an epoch's control block takes from its plan, worked out on the plan's first
-    epoch: per direct update its argument slot, whether it is in place (else its buffers'
-    shape and dtype) and its column in the pointer tables; the fixed pointers (arena, table,
-    constants), the output sources and their bytes, the step function.  The rest (the
-    caller's arrays, the private copies, the stacks) is new in every call."""
+    epoch and kept in ``plan.extra``: per direct update its argument slot, whether it is in
+    place (else its buffers' shape and dtype) and its column in the pointer tables; the
+    pointer-table row with the fixed pointers (arena, table, constants) in place, the slots
+    that take the shared values' pointers (all but the in-place updated ones, which step on
+    private copies), the output sources, their bytes and shapes, the step function.  The
+    rest (the caller's arrays, the private copies, the stacks) is new in every call."""
 
-    __slots__ = ("updates", "targets", "target_fill", "own", "sources", "entry")
+    __slots__ = ("updates", "targets", "nin", "row", "read_slots", "sources", "stacked",
+                 "entry")
 
     def __init__(self, program, plan):
         self.updates = []
@@ -270,11 +269,64 @@ class _Layout:
                 slot = program.args.index(program.update_vars[j])
                 self.updates.append((slot, False, pool[0].shape, pool[0].dtype))
             self.targets.append(program.target_index[expr])
-        self.target_fill = [0] * len(self.targets)  # set per call (``run_epoch``)
-        self.own = [_address(plan.arena), _address(plan.table),
-                    *[_address(c.value) for c in program.consts]]
-        self.sources = [(_address(spec[1]), spec[1].nbytes) for spec in plan.extra["outputs"]]
+        self.nin = nin = len(program.inputs)
+        private = {slot for slot, in_place, *_ in self.updates if in_place}
+        self.read_slots = [nin + i for i in range(len(program.shared))
+                           if nin + i not in private]
+        # the inputs' pointers stay 0: the loop writes each one before every step
+        self.row = [0] * (nin + len(program.shared) + len(self.targets)) + [
+            _address(plan.arena), _address(plan.table),
+            *[_address(c.value) for c in program.consts]]
+        outputs = plan.extra["outputs"]
+        self.sources = [(_address(spec[1]), spec[1].nbytes) for spec in outputs]
+        self.stacked = [(spec[1].shape, spec[1].dtype) for spec in outputs]
         self.entry = program.module.address(ENTRY)
+
+
+def _plan_for(program, arrays: list, order, batch_size: int):
+    """The plan of the first minibatch of these arguments and its ``_Layout``, or None when
+    its outputs or updates do not suit the native loop.  The plan's signature is kept by
+    the arguments' (batch size, shuffled or not, each array's type, row shape and dtype, the
+    shared values' shapes), and the plan taken from the program's plan cache while that
+    still holds it; otherwise the first minibatch is checked (``check_inputs``, as a call of
+    it would be) and the plan looked up or made.
+
+    Why: the checks, the minibatch's canonical arrays and the plan lookup took ~15 us of
+    every epoch call (W4's is ~400 us), though they depend on nothing but that signature
+    (``Function.check_inputs`` depends only on dtypes and shapes, as ``LLVMProgram.call``'s
+    fast path relies on too).  Only signatures are kept here: an evicted plan's arena is
+    freed as the plan cache intends."""
+    try:
+        key = (batch_size, order is None,
+               *[(a.__class__, a.shape[1:], a.dtype) for a in arrays],
+               *[v._value.shape for v in program.shared])
+    except AttributeError:
+        key = None
+    signatures = program.__dict__.setdefault("_epoch_signatures", {})
+    sig = signatures.get(key) if key is not None else None
+    if sig is not None:
+        cache = program._cache
+        run = cache.get(sig)
+        layout = None if run is None else run.plan.extra.get("epoch_layout")
+        if layout is not None:
+            cache.move_to_end(sig)
+            program._last = run  # as ``_runner_for`` does (a call's first guess)
+            return run.plan, layout
+    first = [a[order[:batch_size]] if order is not None else a[:batch_size] for a in arrays]
+    values, bindings = program.request.check_inputs(first)
+    batch = [_native(values[v], v.dtype) for v in program.inputs] + [
+        _native(v._value, v.dtype) for v in program.shared]
+    plan = program._plan_for(batch, bindings)
+    if plan.extra["bad_update"] or any(spec[0] != "fixed" for spec in plan.extra["outputs"]):
+        return None
+    layout = plan.extra.get("epoch_layout")
+    if layout is None:
+        layout = plan.extra["epoch_layout"] = _Layout(program, plan)
+    if key is not None:
+        if len(signatures) >= 16:
+            signatures.clear()
+        signatures[key] = program._signature(batch)
+    return plan, layout
 
 
 def _native(array, dtype):
@@ -285,27 +337,6 @@ def _native(array, dtype):
         if flags.c_contiguous and flags.aligned:
             return array
     return native_array(array, dtype)
-
-
-def _checked_first_batch(program, first: list[np.ndarray]) -> tuple[dict, dict]:
-    """``check_inputs`` of the first minibatch, cached by what its result depends on (the
-    arrays' types, shapes and dtypes and the shared values' shapes; ``Program.check_inputs``)
-    when it converted nothing: ~15 us of every epoch call otherwise."""
-    try:
-        key = tuple((a.__class__, a.shape, a.dtype) for a in first) + tuple(
-            v._value.shape for v in program.shared)
-    except AttributeError:
-        key = None
-    cache = program.__dict__.setdefault("_epoch_checks", {})
-    bindings = cache.get(key) if key is not None else None
-    if bindings is not None:
-        return dict(zip(program.inputs, first)), bindings
-    values, bindings = program.request.check_inputs(first)
-    if key is not None and all(values[v] is a for v, a in zip(program.inputs, first)):
-        if len(cache) >= 16:
-            cache.clear()
-        cache[key] = bindings
-    return values, bindings
 
 
 _running = 0  # native epoch loops in progress (without the GIL)

@@ -223,3 +223,32 @@ def test_double_buffered_and_in_place_updates_equal_the_python_loop(shuffle, n):
     assert any(isinstance(t, int) for t in targets)      # c: in place
     assert any(not isinstance(t, int) for t in targets)  # w: two buffers
     assert seen == [(list if shuffle is None else ShuffledArrays, True)] * 2
+
+
+@pytest.mark.parametrize("shuffle", [None, 3])
+def test_a_repeated_epoch_skips_the_checks_while_its_plan_is_kept(shuffle, monkeypatch):
+    """The first minibatch is checked (``check_inputs``) on a signature's first epoch only,
+    while the program's plan cache keeps the plan; once the plan is dropped, the next epoch
+    checks again and makes it anew, and every epoch equals the loop of calls."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((20, 6)).astype(np.float32)
+    Y = rng.integers(0, 3, 20)
+    f, params = _mlp("float32")
+    g, ref = _mlp("float32")
+    request = f.program.request
+    checks = []
+    real = type(request).check_inputs
+    monkeypatch.setattr(type(request), "check_inputs", lambda self, args: (
+        checks.append(len(args)) if self is request else None) or real(self, args))
+    for epoch in range(4):
+        if epoch == 2:
+            f.program._cache.clear()  # (as its LRU bound would)
+            f.program._kept_bytes = 0
+        seed = None if shuffle is None else shuffle + epoch
+        losses, _ = f.epoch(X, Y, batch_size=5, shuffle=seed)
+        order = np.arange(20) if seed is None else np.random.default_rng(seed).permutation(20)
+        expected = [g(X[order][i:i + 5], Y[order][i:i + 5])[0] for i in range(0, 20, 5)]
+        np.testing.assert_array_equal(losses, expected)
+        for a, b in zip(params, ref):
+            np.testing.assert_array_equal(a.get_value(), b.get_value())
+    assert checks == [2, 2]  # epochs 0 and 2
