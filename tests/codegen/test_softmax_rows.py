@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import symgraph as sg
-from codegen.lower_softmax import SHORT_AXIS
+from codegen.lower_softmax import BLOCK_ROWS, SHORT_AXIS
+from codegen.native.jit import vector_registers
 
 
 def _both(inputs, outputs, *args):
@@ -96,3 +97,40 @@ def test_every_row_count_through_the_masked_loop(rows):
     _close(*_both([x, y], outs, a, rng.integers(0, 10, rows)), "float32")
     f = sg.function([x, y], outs, backend="llvm")
     assert "llvm.loop.vectorize.predicate.enable" in f.llvm_ir(optimized=False)
+
+
+@pytest.mark.skipif(vector_registers() == 32, reason="hosts with AVX-512 keep the row loop")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 33])
+def test_blocks_of_rows_one_per_lane(rows, dtype):
+    """softmax and log_softmax over an innermost axis of 10 take BLOCK_ROWS rows at a time,
+    one row per vector lane (``_blocked_rows``): whole blocks, a last partial block (its
+    lanes past the rows are computed and dropped), fewer rows than a block, none; a NaN row,
+    a +inf row and an all -inf row among finite ones; the gradients through them."""
+    x = sg.tensor("x", ("b", 10), dtype)
+    outs = [sg.nn.softmax(x, axis=1), sg.nn.log_softmax(x, axis=1)]
+    outs += sg.grad(sg.sum(outs[0] * outs[1]), [x])
+    a = (np.random.default_rng(rows).standard_normal((rows, 10)) * 6).astype(dtype)
+    for r, value in ((2, np.nan), (5, np.inf)):
+        if r < rows:
+            a[r, 3] = value
+    if rows > 6:
+        a[6] = -np.inf
+    with np.errstate(all="ignore"):
+        got, want = _both([x], outs, a)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=2e-6 if dtype == "float32" else 1e-13,
+                                   atol=2e-6 if dtype == "float32" else 1e-13, equal_nan=True)
+    ir = sg.function([x], outs[:2], backend="llvm").llvm_ir(optimized=False)
+    assert f'"llvm.loop.vectorize.width", i32 {BLOCK_ROWS[dtype]}' in ir
+
+
+@pytest.mark.skipif(vector_registers() == 32, reason="hosts with AVX-512 keep the row loop")
+def test_blocks_of_rows_inside_the_outer_loops():
+    """A 3-d input: the blocks run over the middle axis inside the loop over the first (a
+    block never spans two of its lines), its input an inlined expression."""
+    x = sg.tensor("x", ("a", "b", 7), "float32")
+    z = sg.tanh(x) * 3.0 + x
+    outs = [sg.nn.softmax(z, axis=2), sg.nn.log_softmax(z, axis=2)]
+    a = np.random.default_rng(5).standard_normal((3, 11, 7)).astype("float32")
+    _close(*_both([x], outs, a), "float32")
