@@ -5,7 +5,8 @@ tens of rows and columns does not amortise: below a crossover measured per host
 (:data:`SMALL_GEMM_WORK`, bench/small_matmul.py) :mod:`codegen.lower_blas` emits one of
 these loops instead (:func:`dispatch_small`; for a symbolic batch, behind a branch on the
 actual sizes).  :func:`small_gemm` keeps a tile of ``C`` in vector registers and streams
-``B``'s rows through it; an ``A @ B.T`` with a static ``k`` of at least
+``B``'s rows through it (a transposed ``B`` of a static ``k`` copied untransposed into a
+stack array first, :func:`_transposed_copy`); an ``A @ B.T`` with a static ``k`` of at least
 ``SMALL_GEMM_DOT_MIN_K`` on a host of 16 vector registers takes dot products along ``k``
 instead (:func:`_dot_tiles`), both operands' rows being contiguous there.  Tiles and
 crossovers depend on the host's vector registers (:func:`codegen.native.jit.vector_registers`).
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 
 from .irgen import FMF, ITEMSIZE, MEM_TYPE, Value
-from .kernel import Kernel
+from .kernel import NO_UNROLL, NO_VECTORIZE, Kernel
 from .native.jit import vector_registers
 from .registry import register_tunables
 
@@ -64,6 +65,10 @@ SMALL_GEMM_DOT_MIN_K = 64
 #: 0.57-0.88x at 64k and 0.92 at 32x32x128 (the tiles 0.89-1.15x) (bench/small_matmul.py,
 #: ``--no-dot`` for the tiles)
 SMALL_GEMM_DOT_WORK = 64 * 32 * 32
+#: a product with B transposed and a static ``k`` (outside the dot form) copies B into a
+#: stack array untransposed first (:func:`_transposed_copy`) when B holds at most this many
+#: bytes (a step that inlines its kernels holds every such array in its frame)
+SMALL_GEMM_TRANSPOSE_BYTES = 8192
 
 
 #: a product with a run-time ``m`` or ``k`` branches on its actual sizes (True) or always
@@ -181,6 +186,8 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
         return _dot_tiles(k, dt, pa, pb, pc, sizes, scale)
     ty = MEM_TYPE[dt]
     size = ITEMSIZE[dt]
+    if tb and kk.isdigit() and int(n) * int(kk) * size <= SMALL_GEMM_TRANSPOSE_BYTES:
+        pb, tb = _transposed_copy(k, ty, pb, int(n), int(kk)), False
     mr, vectors = SMALL_GEMM_TILES[vector_registers()][tb]
     chunks = _pieces(int(n), 32 // size, vectors)
 
@@ -236,6 +243,26 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
                     fb.emit(f"store {vty(w)} {v}, ptr {at}, align {size}")
 
     _row_tiles(fb, m, mr, tile)
+
+
+def _transposed_copy(k: Kernel, ty: str, pb: str, n: int, kk: int) -> str:
+    """B stored ``(n, kk)`` copied into a stack array as ``(kk, n)``, once per product.
+
+    Why: with B transposed the tiles build each vector of B from scalar loads, again for
+    every tile of rows (W2's ``dZ @ W.T``, 32x32x10: the loads four times over).  The copy is
+    ``n * kk`` scalar moves, and the tiles then load B's rows as vectors.  bench/small_matmul.py
+    (AVX2 EPYC, loop / BLAS, same process): float32 32x32x10 0.76 -> 0.56, 128x32x10 0.91 ->
+    0.52, 32x32x32 1.10 -> 0.81; float64 0.76-0.98 -> 0.56-0.77.  (Up to 131k multiply-adds
+    the copy form stays under BLAS, 0.53-0.90; the crossover was left where it was.)"""
+    fb = k.fb
+    scratch = fb.entry_op(fb.label("bt"), f"alloca [{n * kk} x {ty}], align 64")
+    j, outer = fb.loop_begin(str(n))
+    p, inner = fb.loop_begin(str(kk))
+    x = fb.op(f"load {ty}, ptr {_element(fb, ty, pb, j, p, str(kk))}")
+    fb.emit(f"store {ty} {x}, ptr {_element(fb, ty, scratch, p, j, str(n))}")
+    fb.loop_end(inner, (NO_VECTORIZE, NO_UNROLL))
+    fb.loop_end(outer, (NO_VECTORIZE, NO_UNROLL))
+    return scratch
 
 
 def _row_tiles(fb, m: str, mr: int, tile) -> None:
@@ -343,4 +370,5 @@ def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, 
 
 register_tunables(__name__, ("SMALL_GEMM_WORK", "SMALL_GEMM_TILES", "SMALL_GEMM_DOT",
                             "SMALL_GEMM_DOT_MIN_K", "SMALL_GEMM_DOT_WORK", "SMALL_GEMM_RUNTIME",
-                            "SMALL_GEMM_RUNTIMES", "SMALL_GEMM_RUNTIME_SIDE"))
+                            "SMALL_GEMM_RUNTIMES", "SMALL_GEMM_RUNTIME_SIDE",
+                            "SMALL_GEMM_TRANSPOSE_BYTES"))

@@ -258,3 +258,24 @@ def test_dot_products_along_k_for_a_transposed_b(m, n, k, symbolic, dt, runtime_
     if not symbolic:
         limit = small_gemm.crossover(dt, (False, True), str(k))
         assert _calls_blas(fs["llvm"]) == (m * n * k > limit)
+
+
+@pytest.mark.parametrize("dt", ["float32", "float64"])
+@pytest.mark.parametrize("m,n,k", [(32, 32, 10), (7, 10, 3), (5, 3, 1), (4, 64, 40)])
+def test_a_transposed_b_is_copied_untransposed_first(dt, m, n, k, monkeypatch):
+    """``A @ B.T`` with a static ``k`` outside the dot form: B is copied ``(n, k) -> (k, n)``
+    into a stack array when it holds at most ``SMALL_GEMM_TRANSPOSE_BYTES`` (4x64x40 does not:
+    its vectors are built from scalar loads), and NaN and inf in B land where numpy's do."""
+    taken = []
+    real = small_gemm._transposed_copy
+    monkeypatch.setattr(small_gemm, "_transposed_copy",
+                        lambda *args: taken.append(args[3:]) or real(*args))
+    fs, a, b = _product(dt, m, n, k, False, True, False)
+    b[min(1, n - 1), k // 2] = np.nan
+    b[-1, -1] = np.inf
+    with np.errstate(invalid="ignore"):
+        want = fs["numpy"](a, b)
+    np.testing.assert_allclose(fs["llvm"](a, b), want, rtol=_tol(dt), atol=_tol(dt) * k)
+    assert not _calls_blas(fs["llvm"])
+    fits = n * k * np.dtype(dt).itemsize <= small_gemm.SMALL_GEMM_TRANSPOSE_BYTES
+    assert taken == ([(n, k)] if fits else [])
