@@ -261,9 +261,10 @@ def bind_symbols(object_code: bytes = b"") -> None:
         return
     _loading.active = True
     try:
-        # O1: ~12 ms to compile against O3's ~20 (a machine's first compile pays it); a few
-        # scalar instructions per split loop, which takes tens of microseconds
-        module = cache.compile_cached(runtime_ir(), opt_level=1)
+        # O0: 1.5-2.5 ms to compile against O1's 8-13 (a machine's first compile pays it,
+        # llvmlite's LLVM 20 being slow on any loop); a few scalar instructions per split
+        # loop, which takes tens of microseconds
+        module = cache.compile_cached(runtime_ir(), opt_level=0)
     finally:
         _loading.active = False
     add_symbol(DISPATCH, module.address(DISPATCH))

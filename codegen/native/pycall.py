@@ -342,9 +342,11 @@ def _trampoline() -> tuple[Any, int]:
     with _lock:
         if _trampoline_entry is None:
             bind_python_symbols()
-            # through the disk cache: a fresh process then pays ~2 ms instead of ~15 ms; O1
-            # compiles in half O2's time (~14 vs ~30 ms) and calls as fast (x+1: 1.00-1.02x)
-            cm = compile_cached(trampoline_ir(), opt_level=1)
+            # through the disk cache: a fresh process then pays ~2 ms.  O0: llvmlite's LLVM 20
+            # took 13 ms to optimise these 140 lines at O1 and 12 to emit them (~4 + 5 ms for
+            # any loop), 2 ms at O0, which is most of a machine's first compile (W1 cold 187
+            # ms); calls are 1.01x O1's (x+1: 1.30 -> 1.32 us, alternating processes)
+            cm = compile_cached(trampoline_ir(), opt_level=0)
             _trampoline_entry = (cm, cm.address(TRAMPOLINE))
         return _trampoline_entry
 
