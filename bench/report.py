@@ -28,9 +28,10 @@ WORKLOADS: dict[str, str] = {
 }
 
 # workload -> (symgraph-llvm variant prefix, [(baseline kind, factor)]); see performance.md
+# (W1 <= 1.1x the gemm floor), tightened for Adam to 1.05x by issue 11 (performance round 2)
 TARGETS: dict[str, list[tuple[str, str, float]]] = {
     "W1s": [("step", "fastest peer", 0.9), ("step", "gemm floor", 1.1)],
-    "W1a": [("step", "fastest peer", 0.9), ("step", "gemm floor", 1.1)],
+    "W1a": [("step", "fastest peer", 0.9), ("step", "gemm floor", 1.05)],
     "W2": [("step", "fastest peer", 0.5)],
     "W3": [("step", "fastest peer", 0.5)],
     "W4": [("f.epoch", "jax lax.scan epoch", 0.5)],
