@@ -3,7 +3,7 @@ registered with ``register_lowering`` at the end.
 
 Three loop shapes, by where the reduced axis lies:
 
-* a short static axis (2 to :data:`SHORT_AXIS` - 1): innermost, on an AVX2 host, blocks of
+* a short static axis (2 to :data:`SHORT_AXIS` - 1): innermost, on a host without AVX-512, blocks of
   rows transposed into a stack array and computed one row per vector lane
   (:func:`_blocked_rows`); otherwise the line unrolled, the loop over lines vectorised
   (:func:`_short_rows`);
@@ -48,7 +48,7 @@ ROW_LOOP_HINTS = ('!{!"llvm.loop.vectorize.predicate.enable", i1 true}',)
 #: a softmax/log_softmax/logsumexp over one axis of a static length in [2, SHORT_AXIS) is
 #: unrolled along it (:func:`_short_rows`)
 SHORT_AXIS = 16
-#: rows per block of :func:`_blocked_rows` by dtype (one AVX2 vector of lanes)
+#: rows per block of :func:`_blocked_rows` by dtype (the lanes of one 256-bit vector)
 BLOCK_ROWS = {"float32": 8, "float64": 4}
 #: positions of the innermost axis per tile of :func:`_tiled`: four AVX-512 vectors of
 #: float32; a tile's pass over a reduced axis of 1,000 reads 256 KB, within L2.  (32, 64 and
@@ -181,11 +181,12 @@ def _row_results(k: Kernel, values: list[Value], log: bool) -> list[Value]:
 
 
 def _blocked_rows(k: Kernel, node: Apply, n: int) -> bool:
-    """softmax or log_softmax over a short innermost axis of ``n`` (static) on an AVX2 host,
-    :data:`BLOCK_ROWS` rows at a time: a block is copied into a stack array transposed (one
-    row per vector lane), computed as a loop over its lanes that LLVM vectorises (one vector
-    ``exp`` per column: ``n + 1`` math calls per block), and copied out; the rows left over
-    are computed one at a time.  False (nothing written) where the form does not apply.
+    """softmax or log_softmax over a short innermost axis of ``n`` (static) on a host
+    without AVX-512 (AVX2 here), :data:`BLOCK_ROWS` rows at a time: a block is copied into a
+    stack array transposed (one row per vector lane), computed as a loop over its lanes that
+    LLVM vectorises (one vector ``exp`` per column, and one ``log`` for log_softmax), and
+    copied out; a last partial block computes its lanes past the rows on what the array
+    holds and drops them.  False (nothing written) where the form does not apply.
 
     Why: row by row, the SLP vectoriser gave each row of 10 a vector ``exp`` of 8 lanes,
     two scalar ``exp`` calls and a scalar ``log`` (32 calls per 8 rows); LLVM would not

@@ -49,7 +49,8 @@ SMALL_GEMM_WORK = dict(SMALL_GEMM_WORKS[vector_registers()])
 #: per element: more rows share each).  The sums must stay in registers: AVX2's 16 hold a
 #: 4x2 tile (8 sums, 2 B vectors, the broadcasts), while the AVX-512 host's 4x4 spilled 9
 #: of its 16 sums there and ran 3x slower (1.4 against 4.5 us for 32x32x64 on an AVX2 EPYC;
-#: 8x1 when B is transposed: 2.6 us against 3.0-6.3 for 4x2, 6x2, 3x3, 2x4, 5x2)
+#: 8x1 when B is transposed and built from scalar loads -- B over SMALL_GEMM_TRANSPOSE_BYTES
+#: or a run-time k: 2.6 us against 3.0-6.3 for 4x2, 6x2, 3x3, 2x4, 5x2)
 SMALL_GEMM_TILES = {32: {False: (4, 4), True: (8, 2)}, 16: {False: (4, 2), True: (8, 1)}}
 #: hosts (by vector registers) whose ``A @ B.T`` with a static ``k`` of at least
 #: SMALL_GEMM_DOT_MIN_K takes dot products along ``k`` (:func:`_dot_tiles`), and its tile:
@@ -67,7 +68,8 @@ SMALL_GEMM_DOT_MIN_K = 64
 SMALL_GEMM_DOT_WORK = 64 * 32 * 32
 #: a product with B transposed and a static ``k`` (outside the dot form) copies B into a
 #: stack array untransposed first (:func:`_transposed_copy`) when B holds at most this many
-#: bytes (a step that inlines its kernels holds every such array in its frame)
+#: bytes (the array is in the kernel's frame, or in ``sg_step``'s where a small step
+#: inlines its kernels; a batched product with a broadcast B copies it per matrix)
 SMALL_GEMM_TRANSPOSE_BYTES = 8192
 
 
@@ -176,8 +178,10 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
     (4 doubles, 8 floats; the last columns in narrower vectors): per ``p`` one load of each
     ``B[p, j:j+w]`` serves every row of the tile and one broadcast ``A[i, p]`` every vector,
     the sums live in registers (stack slots that mem2reg promotes) and C is written once.
-    Transposes are index orders (A stored ``(k, m)``, B ``(n, k)``: its vectors are built
-    from scalar loads), never copies.  The vectors are written out rather than left to the
+    Transposes are index orders (A stored ``(k, m)``; B stored ``(n, k)`` with a static
+    ``k`` and at most SMALL_GEMM_TRANSPOSE_BYTES is copied untransposed into a stack array
+    first, :func:`_transposed_copy`, and larger ones build their vectors from scalar loads).
+    The vectors are written out rather than left to the
     vectorisers: the loop vectoriser takes the ``p`` loop with strided gathers of B
     (1.3 GFMA/s) and a ``j`` loop over sums in memory reloads the row per ``p``."""
     fb = k.fb
