@@ -162,6 +162,17 @@ def _short_rows(k: Kernel, x: Variable, axis: int, n: int, log: bool) -> _Rows:
     return _Rows(idx, at, values, exps, m, s, loops)
 
 
+def _chunks(fb, n: str, size: int) -> tuple[str, str, tuple]:
+    """Open a loop over ``0..n`` in chunks of ``size``: (the chunk's first index, its width:
+    ``size``, or what is left for the last one, the loop's token)."""
+    count = fb.op(f"udiv i64 {fb.op(f'add nuw i64 {n}, {size - 1}')}, {size}")
+    chunk, tok = fb.loop_begin(count)
+    first = fb.op(f"mul nuw nsw i64 {chunk}, {size}")
+    left = fb.op(f"sub nuw nsw i64 {n}, {first}")
+    width = fb.op(f"select i1 {fb.op(f'icmp ult i64 {left}, {size}')}, i64 {left}, i64 {size}")
+    return first, width, tok
+
+
 def _row_results(k: Kernel, values: list[Value], log: bool) -> list[Value]:
     """softmax or log_softmax of one row of ``values`` (unrolled)."""
     sb = k.sb
@@ -213,13 +224,7 @@ def _blocked_rows(k: Kernel, node: Apply, n: int) -> bool:
 
     row_axis = x.ndim - 2
     idx, loops = k.open_loops(x, range(x.ndim - 2))
-    rows = k.dim(x, row_axis)
-    count = fb.op(f"udiv i64 {fb.op(f'add nuw i64 {rows}, {lanes - 1}')}, {lanes}")
-    block, btok = fb.loop_begin(count)
-    first = fb.op(f"mul nuw nsw i64 {block}, {lanes}")
-    left = fb.op(f"sub nuw nsw i64 {rows}, {first}")
-    valid = fb.op(f"select i1 {fb.op(f'icmp ult i64 {left}, {lanes}')}, i64 {left}, "
-                  f"i64 {lanes}")
+    first, valid, btok = _chunks(fb, k.dim(x, row_axis), lanes)
 
     def at(row: str, j: int) -> list[str]:
         return [idx[a] if a < row_axis else row if a == row_axis else str(j)
@@ -275,13 +280,7 @@ def _tiled(k: Kernel, node: Apply, axis: int, tile_axis: int) -> None:
 
     outer = [a for a in range(x.ndim) if a not in (axis, tile_axis)]
     idx, loops = k.open_loops(x, outer)
-    n = k.dim(x, tile_axis)
-    tiles = fb.op(f"udiv i64 {fb.op(f'add nuw i64 {n}, {TILE - 1}')}, {TILE}")
-    tile, tile_loop = fb.loop_begin(tiles)
-    lo = fb.op(f"mul nuw nsw i64 {tile}, {TILE}")
-    left = fb.op(f"sub nuw nsw i64 {n}, {lo}")
-    width = fb.op(f"select i1 {fb.op(f'icmp ult i64 {left}, {TILE}')}, i64 {left}, "
-                  f"i64 {TILE}")
+    lo, width, tile_loop = _chunks(fb, k.dim(x, tile_axis), TILE)
 
     def positions(body: Callable[[str], None]) -> None:
         """``body(t)`` for every position ``t`` of the tile (``idx`` set to it)."""
