@@ -45,9 +45,11 @@ from .native.cache import compile_cached
 from .plans import native_array
 
 EPOCH = "sg_epoch"
-#: the loop around the steps is copies and a call: O1 compiles it in ~12 ms against ~75 at
-#: O3, and W4's epoch ran 0.99-1.00x as fast (interleaved, shuffled or not)
-EPOCH_OPT_LEVEL = 1
+#: the loop around the steps is copies and a call: O1 compiled in ~12 ms against ~75 at O3,
+#: and W4's epoch ran 0.99-1.00x as fast (interleaved, shuffled or not); O0 in 1.7 ms against
+#: O1's 11 (W2's first epoch call 17 -> 7.5 ms), W4 377-385 us either way (alternating
+#: processes; llvmlite's LLVM spends ~9 ms on any loop at O1)
+EPOCH_OPT_LEVEL = 0
 #: ctl words before the per-input records: nsteps, template bufs, permutation, batch size,
 #: the step function
 _HEAD = 5
