@@ -3,9 +3,9 @@ registered with ``register_lowering`` at the end.
 
 Three loop shapes, by where the reduced axis lies:
 
-* a short static axis (2 to :data:`SHORT_AXIS` - 1): innermost, on a host without AVX-512, blocks of
-  rows transposed into a stack array and computed one row per vector lane
-  (:func:`_blocked_rows`); otherwise the line unrolled, the loop over lines vectorised
+* a short static axis (2 to :data:`SHORT_AXIS` - 1): innermost, on a host without
+  AVX-512, blocks of rows transposed into a stack array and computed one row per vector
+  lane (:func:`_blocked_rows`); otherwise the line unrolled, the loop over lines vectorised
   (:func:`_short_rows`);
 * the innermost axis (every axis after it a static 1): one line at a time, in passes along
   it -- the max, then ``exp(v - m)`` summed (softmax stores it), then the line written

@@ -181,9 +181,9 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
     Transposes are index orders (A stored ``(k, m)``; B stored ``(n, k)`` with a static
     ``k`` and at most SMALL_GEMM_TRANSPOSE_BYTES is copied untransposed into a stack array
     first, :func:`_transposed_copy`, and larger ones build their vectors from scalar loads).
-    The vectors are written out rather than left to the
-    vectorisers: the loop vectoriser takes the ``p`` loop with strided gathers of B
-    (1.3 GFMA/s) and a ``j`` loop over sums in memory reloads the row per ``p``."""
+    The vectors are written out rather than left to the vectorisers: the loop vectoriser
+    takes the ``p`` loop with strided gathers of B (1.3 GFMA/s) and a ``j`` loop over sums in
+    memory reloads the row per ``p``."""
     fb = k.fb
     (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
     if tb and not ta and _dot_form(dt, kk):

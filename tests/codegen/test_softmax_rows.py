@@ -1,7 +1,8 @@
-"""softmax, log_softmax and logsumexp over a short static axis (codegen.lowerings._short_rows:
-the row unrolled, the loop over rows vectorised) against the numpy reference evaluator, on
-the lengths around the cut-off, every axis position, inlined inputs, special values, and the
-gradients that read the forward result."""
+"""softmax, log_softmax and logsumexp over a short static axis (codegen.lower_softmax:
+``_blocked_rows``, blocks of rows one per vector lane, on hosts without AVX-512; otherwise
+``_short_rows``, the row unrolled and the loop over rows vectorised) against the numpy
+reference evaluator, on the lengths around the cut-off, every axis position, inlined inputs,
+special values, and the gradients that read the forward result."""
 
 from __future__ import annotations
 
