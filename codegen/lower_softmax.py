@@ -150,16 +150,7 @@ def _short_rows(k: Kernel, x: Variable, axis: int, n: int, log: bool) -> _Rows:
         return [str(j) if a == axis else idx[a] for a in range(x.ndim)]
 
     values = [k.value_at(x, at(j)) for j in range(n)]
-    m = values[0]
-    for v in values[1:]:
-        m = k.sb.maximum(m, v)
-    if log:
-        m = _finite_or_zero(k, m)
-    exps = [k.sb.math("exp", k.sb.sub(v, m)) for v in values]
-    s = exps[0]
-    for e in exps[1:]:
-        s = k.sb.add(s, e)
-    return _Rows(idx, at, values, exps, m, s, loops)
+    return _Rows(idx, at, values, *_row_stats(k, values, log), loops)
 
 
 def _chunks(fb, n: str, size: int) -> tuple[str, str, tuple]:
@@ -173,8 +164,9 @@ def _chunks(fb, n: str, size: int) -> tuple[str, str, tuple]:
     return first, width, tok
 
 
-def _row_results(k: Kernel, values: list[Value], log: bool) -> list[Value]:
-    """softmax or log_softmax of one row of ``values`` (unrolled)."""
+def _row_stats(k: Kernel, values: list[Value], log: bool) -> tuple[list[Value], Value, Value]:
+    """One unrolled row's ``exp(v - m)``, its max ``m`` (finite or zero for the log forms)
+    and the sum of the exps."""
     sb = k.sb
     m = values[0]
     for v in values[1:]:
@@ -185,6 +177,13 @@ def _row_results(k: Kernel, values: list[Value], log: bool) -> list[Value]:
     s = exps[0]
     for e in exps[1:]:
         s = sb.add(s, e)
+    return exps, m, s
+
+
+def _row_results(k: Kernel, values: list[Value], exps: list[Value], m: Value, s: Value,
+                 log: bool) -> list[Value]:
+    """log_softmax (``v - m - log s``) or softmax (``e / s``) of one row from its stats."""
+    sb = k.sb
     if log:
         lse = sb.add(m, sb.math("log", s))
         return [sb.sub(v, lse) for v in values]
@@ -239,7 +238,8 @@ def _blocked_rows(k: Kernel, node: Apply, n: int) -> bool:
     # on what the scratch held (zeros at first) and are never copied out
     lane, tok = fb.loop_begin(str(lanes))
     values = [Value(fb.op(f"load {ty}, ptr {cell(cols_in, j, lane)}"), dt) for j in range(n)]
-    for j, r in enumerate(_row_results(k, values, isinstance(node.op, LogSoftmax))):
+    log = isinstance(node.op, LogSoftmax)
+    for j, r in enumerate(_row_results(k, values, *_row_stats(k, values, log), log)):
         fb.emit(f"store {ty} {r.ref}, ptr {cell(cols_out, j, lane)}")
     fb.loop_end(tok, ('!{!"llvm.loop.vectorize.enable", i1 true}',
                       f'!{{!"llvm.loop.vectorize.width", i32 {lanes}}}'))
@@ -337,13 +337,8 @@ def lower_softmax(k: Kernel, node: Apply) -> None:
         return
     if n is not None:
         row = _short_rows(k, x, axis, n, log)
-        if log:
-            lse = k.sb.add(row.m, k.sb.math("log", row.s))
-            for j, v in enumerate(row.values):
-                k.store(out, row.at(j), k.sb.sub(v, lse))
-        else:
-            for j, e in enumerate(row.exps):
-                k.store(out, row.at(j), k.sb.div(e, row.s))
+        for j, r in enumerate(_row_results(k, row.values, row.exps, row.m, row.s, log)):
+            k.store(out, row.at(j), r)
         k.close_loops(row.loops, ROW_LOOP_HINTS)
         return
     ta = _tile_axis(x, (axis,))
