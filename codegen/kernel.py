@@ -16,7 +16,7 @@ raises for the same call, with the same message.
 
 from __future__ import annotations
 
-from symgraph.graph import Apply, Variable
+from symgraph.graph import Apply, Variable, dtype_name
 
 from .fusion import ADDRESSABLE
 from .irgen import ITEMSIZE, MEM_TYPE, FunctionBuilder, ScalarBuilder, Value
@@ -150,19 +150,19 @@ class Kernel:
         return off
 
     def address(self, var: Variable, idx: list[str]) -> str:
-        dtype = var.dtype.name
+        dtype = dtype_name(var.dtype)
         return self.fb.op(f"getelementptr inbounds {MEM_TYPE[dtype]}, ptr {self.ptr(var)}, "
                           f"i64 {self.offset(var, idx)}")
 
     def load(self, var: Variable, idx: list[str]) -> Value:
-        dtype = var.dtype.name
+        dtype = dtype_name(var.dtype)
         v = self.fb.op(f"load {MEM_TYPE[dtype]}, ptr {self.address(var, idx)}")
         if dtype == "bool":
             v = self.fb.op(f"trunc i8 {v} to i1")
         return Value(v, dtype)
 
     def store(self, var: Variable, idx: list[str], value: Value) -> None:
-        dtype = var.dtype.name
+        dtype = dtype_name(var.dtype)
         value = self.sb.convert(value, dtype)
         ref = value.ref
         if dtype == "bool":
@@ -308,7 +308,7 @@ class Kernel:
         if len(body) * int(n) > SHORT_UNROLL_LINES:
             return (), ()
         calls = [line for line in body if "call" in line and "@sg_" in line]
-        if calls and not _math_fits(int(n), ITEMSIZE.get(var.dtype.name, 4), calls):
+        if calls and not _math_fits(int(n), ITEMSIZE.get(dtype_name(var.dtype), 4), calls):
             return (), ()
         return (FULL_UNROLL,), (NO_VECTORIZE,)
 
@@ -323,7 +323,7 @@ class Kernel:
     def value_at(self, var: Variable, idx: list[str]) -> Value:
         mode = self.an.mode[var]
         if mode == "literal":
-            return self.sb.const(var.value[()], var.dtype.name)
+            return self.sb.const(var.value[()], dtype_name(var.dtype))
         if mode in ADDRESSABLE:
             return self.load(var, idx)
         if mode in ("inline", "view"):

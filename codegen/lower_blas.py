@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symgraph.graph import Apply, Variable
+from symgraph.graph import Apply, Variable, dtype_name
 from symgraph.ops.linalg import BatchedMatMul, MatMul
 
 from .fusion import ADDRESSABLE, is_matrix_transpose, is_transpose2d
@@ -47,8 +47,8 @@ def _pointer_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
 def lower_matmul(k: Kernel, node: Apply) -> None:
     a, b = node.inputs
     out = node.outputs[0]
-    dt = out.dtype.name
-    if not is_float(dt) or a.dtype.name != dt or b.dtype.name != dt:
+    dt = dtype_name(out.dtype)
+    if not is_float(dt) or dtype_name(a.dtype) != dt or dtype_name(b.dtype) != dt:
         return _naive_matmul(k, node)
     k.ctx.uses_blas = k.blas = True
     sa, ta = _pointer_operand(k, a)
@@ -113,7 +113,7 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
     expr = node.outputs[0]
     g, c = k.an.folded[expr]
     a, b = g.owner.inputs
-    dt = expr.dtype.name
+    dt = dtype_name(expr.dtype)
     k.ctx.uses_blas = k.blas = True
     sa, ta = _pointer_operand(k, a)
     sb_, tb = _pointer_operand(k, b)
@@ -168,7 +168,7 @@ def _unfolded_sgd_tiles(k: Kernel, expr: Variable, g: Variable, scale: Value,
                         a: tuple[str, bool], b: tuple[str, bool], sizes: tuple) -> None:
     """``W <- W - c * (A @ B)`` through one ``SGD_TILE`` square stack tile of ``A @ B`` at a
     time (see :func:`lower_folded_sgd`)."""
-    fb, dt, t = k.fb, expr.dtype.name, SGD_TILE
+    fb, dt, t = k.fb, dtype_name(expr.dtype), SGD_TILE
     (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
     ty = scale.ty
     tile = fb.entry_op("sgd_tile", f"alloca [{t * t} x {ty}], align 64")
@@ -216,7 +216,7 @@ def _unfolded_sgd_tiles(k: Kernel, expr: Variable, g: Variable, scale: Value,
 def _naive_matmul(k: Kernel, node: Apply) -> None:
     a, b = node.inputs
     out = node.outputs[0]
-    dt = out.dtype.name
+    dt = dtype_name(out.dtype)
     oidx, outer = k.open_loops(out, range(out.ndim))
     o = [oidx[i] for i in range(out.ndim)]
     zero = k.sb.const(0, dt)
@@ -277,8 +277,8 @@ def lower_batched_matmul(k: Kernel, node: Apply) -> None:
     loop; symbolic sizes (unknown at compile time) take a gemm per matrix."""
     a, b = node.inputs
     out = node.outputs[0]
-    dt = out.dtype.name
-    if not is_float(dt) or a.dtype.name != dt or b.dtype.name != dt:
+    dt = dtype_name(out.dtype)
+    if not is_float(dt) or dtype_name(a.dtype) != dt or dtype_name(b.dtype) != dt:
         return _naive_batched_matmul(k, node)
     k.ctx.uses_blas = k.blas = True
     sa, ta = _matrix_operand(k, a)
@@ -319,7 +319,7 @@ def _each_matrix(k: Kernel, node: Apply, a: tuple[Variable, str], b: tuple[Varia
     nb = out.ndim - 2
     index, tokens = k.open_loops(out, range(nb))
     idx = [index[i] for i in range(nb)]
-    ty = MEM_TYPE[out.dtype.name]
+    ty = MEM_TYPE[dtype_name(out.dtype)]
     pointers = []
     for (src, p), var in ((a, node.inputs[0]), (b, node.inputs[1]), ((out, k.ptr(out)), out)):
         lead = nb - (var.ndim - 2)
@@ -335,7 +335,7 @@ def _naive_batched_matmul(k: Kernel, node: Apply) -> None:
     """Integer or mixed-dtype stacks: one accumulation per output element."""
     a, b = node.inputs
     out = node.outputs[0]
-    dt = out.dtype.name
+    dt = dtype_name(out.dtype)
     oidx, outer = k.open_loops(out, range(out.ndim))
     o = [oidx[i] for i in range(out.ndim)]
 

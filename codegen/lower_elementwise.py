@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from symgraph.graph import Apply, Variable
+from symgraph.graph import Apply, Variable, dtype_name
 from symgraph.ops.elemwise import Cast, DropoutMask, Elemwise
 from symgraph.ops.nn import Arange, OneHot
 from symgraph.ops.reduce import Size
@@ -47,11 +47,11 @@ def _inline_elemwise(k: Kernel, node: Apply, idx: list[str]) -> Value:
         # LICM hoists out of the loop, and a multiply per element (``arcp`` allows it) --
         # a vector division costs as much as the memory traffic of the whole update
         lower = sop.lower_invariant
-    return k.sb.convert(lower(k.sb, *args), out.dtype.name)
+    return k.sb.convert(lower(k.sb, *args), dtype_name(out.dtype))
 
 
 def _inline_cast(k: Kernel, node: Apply, idx: list[str]) -> Value:
-    return k.sb.convert(k.value_at(node.inputs[0], idx), node.outputs[0].dtype.name)
+    return k.sb.convert(k.value_at(node.inputs[0], idx), dtype_name(node.outputs[0].dtype))
 
 
 def _splitmix(k: Kernel, z: str) -> str:
@@ -76,7 +76,7 @@ def _inline_dropout(k: Kernel, node: Apply, idx: list[str]) -> Value:
     u = k.fb.op(f"uitofp i64 {top} to double")
     u = k.fb.op(f"fmul double {u}, {literal(2.0 ** -53, 'float64')}")
     keep = k.fb.op(f"fcmp olt double {u}, {literal(op_.keep_prob, 'float64')}")
-    dt = out.dtype.name
+    dt = dtype_name(out.dtype)
     one = literal(out.dtype.type(1.0 / op_.keep_prob), dt)
     return Value(k.fb.op(f"select i1 {keep}, {Value('', dt).ty} {one}, "
                          f"{Value('', dt).ty} {literal(0, dt)}"), dt)
@@ -85,17 +85,17 @@ def _inline_dropout(k: Kernel, node: Apply, idx: list[str]) -> Value:
 def _inline_size(k: Kernel, node: Apply, idx: list[str]) -> Value:
     x = node.inputs[0]
     n = k.size(x, node.op.axes)
-    return k.sb.convert(Value(n, "int64"), node.outputs[0].dtype.name)
+    return k.sb.convert(Value(n, "int64"), dtype_name(node.outputs[0].dtype))
 
 
 def _inline_arange(k: Kernel, node: Apply, idx: list[str]) -> Value:
-    return k.sb.convert(Value(idx[0], "int64"), node.outputs[0].dtype.name)
+    return k.sb.convert(Value(idx[0], "int64"), dtype_name(node.outputs[0].dtype))
 
 
 def _inline_one_hot(k: Kernel, node: Apply, idx: list[str]) -> Value:
     label = k.sb.convert(k.value_at(node.inputs[0], idx[:-1]), "int64")
     hit = Value(k.fb.op(f"icmp eq i64 {label.ref}, {idx[-1]}"), "bool")
-    return k.sb.convert(hit, node.outputs[0].dtype.name)
+    return k.sb.convert(hit, dtype_name(node.outputs[0].dtype))
 
 
 def _check_labels(k: Kernel, node: Apply) -> None:

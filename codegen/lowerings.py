@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.evaluate import NodeContext
-from symgraph.graph import Apply, Variable
+from symgraph.graph import Apply, Variable, dtype_name
 from symgraph.ops.indexing import (
     AdvancedIncSubtensor,
     AdvancedSubtensor,
@@ -129,7 +129,7 @@ def _blocked_sum(k: Kernel, x: Variable, idx: dict[int, str], inner_groups: list
 
 def lower_reduce(k: Kernel, node: Apply) -> None:
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
-    kind, axes, dt = op_.kind, op_.axes, out.dtype.name
+    kind, axes, dt = op_.kind, op_.axes, dtype_name(out.dtype)
     kept = [a for a in range(x.ndim) if a not in axes]
     ident = k.sb.const(op_.identity(dt), dt)
 
@@ -202,7 +202,7 @@ def lower_argmax(k: Kernel, node: Apply) -> None:
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
     axes = tuple(range(x.ndim)) if op_.axis is None else (op_.axis,)
     kept = [a for a in range(x.ndim) if a not in axes]
-    dt = x.dtype.name
+    dt = dtype_name(x.dtype)
     cmp_dt = "int8" if dt == "bool" else dt
     ident = k.sb.const(reduction_identity("max", cmp_dt), cmp_dt)
     idx, outer = k.open_loops(x, kept)
@@ -353,7 +353,7 @@ def lower_subtensor(k: Kernel, node: Apply) -> None:
 
 
 def _zero_fill(k: Kernel, out: Variable) -> None:
-    nbytes = k.mul_i64(k.size(out), str(ITEMSIZE[out.dtype.name]))
+    nbytes = k.mul_i64(k.size(out), str(ITEMSIZE[dtype_name(out.dtype)]))
     k.fb.emit(f"call void @llvm.memset.p0.i64(ptr {k.ptr(out)}, i8 0, i64 {nbytes}, i1 0)")
 
 
@@ -440,7 +440,7 @@ def lower_advanced_inc_subtensor(k: Kernel, node: Apply) -> None:
     gi = [idx[a] for a in range(g.ndim)]
     xi = _advanced_map(k, node, node.op.pattern, x, indices, g, gi)
     cur = k.load(out, xi)
-    k.store(out, xi, k.sb.add(cur, k.sb.convert(k.value_at(g, gi), out.dtype.name)))
+    k.store(out, xi, k.sb.add(cur, k.sb.convert(k.value_at(g, gi), dtype_name(out.dtype))))
     k.close_loops(toks)
 
 

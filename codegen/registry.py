@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
-from symgraph.graph import Constant
+from symgraph.graph import Constant, dtype_name
 
 from .dtypes import MEM_TYPE
 from .kernel_info import node_error
@@ -213,8 +213,8 @@ def check_lowerable(nodes) -> None:
             except ValueError as err:
                 raise node_error(node, str(err)) from None
         for x in node.inputs:
-            if isinstance(x, Constant) and x.dtype.name not in MEM_TYPE:
-                raise node_error(node, f"constant of dtype {x.dtype.name}")
+            if isinstance(x, Constant) and dtype_name(x.dtype) not in MEM_TYPE:
+                raise node_error(node, f"constant of dtype {dtype_name(x.dtype)}")
 
 
 def shape_only(op, index: int) -> bool:

@@ -47,13 +47,26 @@ _ids = itertools.count()
 SUPPORTED_DTYPES = ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
 
 
+_DTYPE_NAMES: dict = {}
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """``dtype.name``, memoised: numpy computes that name in Python (~2.6 us a call), and
+    lowering a large graph asks for it ~20k times (~50 ms of a GRU(32) x 50 steps' compile)."""
+    try:
+        return _DTYPE_NAMES[dtype]
+    except KeyError:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+        return name
+
+
 def as_dtype(dtype) -> np.dtype:
     """A supported dtype, in native byte order: compiled code reads memory as the machine
     does, so a big-endian ``'>f4'`` is the graph's float32 (values are converted)."""
     dt = np.dtype(dtype)
     if not dt.isnative:
         dt = dt.newbyteorder("=")
-    if dt.name not in SUPPORTED_DTYPES:
+    if dtype_name(dt) not in SUPPORTED_DTYPES:
         raise TypeError(f"dtype {dt.name} is not supported; use one of {SUPPORTED_DTYPES}")
     return dt
 

@@ -23,7 +23,16 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph.dispatch import ops
-from symgraph.graph import Apply, Constant, Op, TensorType, Variable, as_variable, is_float
+from symgraph.graph import (
+    Apply,
+    Constant,
+    Op,
+    TensorType,
+    Variable,
+    as_variable,
+    dtype_name,
+    is_float,
+)
 from symgraph.sentinels import DISCONNECTED
 
 # dtype rules -----------------------------------------------------------------
@@ -54,10 +63,18 @@ def _to_float(*dtypes):
 def _operand_dtypes(in_dtypes: list, out_dtype: np.dtype) -> list[str]:
     """numpy's rule: inputs are promoted together; a float result is computed in its own
     type (float32 stays float32 even with a float64 weak scalar folded in)."""
-    comp = np.result_type(*in_dtypes).name
-    if out_dtype.kind == "f" and comp != out_dtype.name:
-        comp = out_dtype.name
+    key = (*in_dtypes, out_dtype)
+    comp = _COMPUTE_DTYPES.get(key)
+    if comp is None:  # (np.result_type and dtype names cost microseconds; a lowering asks
+        # again for every elementwise node)
+        comp = dtype_name(np.result_type(*in_dtypes))
+        if out_dtype.kind == "f" and comp != dtype_name(out_dtype):
+            comp = dtype_name(out_dtype)
+        _COMPUTE_DTYPES[key] = comp
     return [comp] * len(in_dtypes)
+
+
+_COMPUTE_DTYPES: dict = {}
 
 
 #: the gradient rule of one input: ``(inputs, out, g) -> Variable | sentinel``, or the
@@ -456,7 +473,7 @@ class Cast(Op):
 
     @property
     def name(self) -> str:
-        return f"cast<{self.dtype.name}>"
+        return f"cast<{dtype_name(self.dtype)}>"
 
     def infer(self, x):
         return [TensorType(self.dtype, x.shape)]
