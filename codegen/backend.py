@@ -78,6 +78,8 @@ _LAZY = ("ir_text", "_parts", "_functions", "_kernel_roots")
 MAX_PLANS = 8
 MAX_PLAN_BYTES = 64 << 20
 MAX_KEPT_BYTES = 256 << 20
+#: ``codegen.epoch.run_epoch`` once an epoch has run (the module is imported on first use)
+_run_epoch = None
 
 
 class LLVMProgram(Program):
@@ -372,9 +374,10 @@ class LLVMProgram(Program):
         """The full minibatches of ``Function.epoch`` in one native call
         (:func:`codegen.epoch.run_epoch`); None (nothing ran) when an output or update is
         not a plain buffer or there are fewer than two full minibatches."""
-        from .epoch import run_epoch  # lazy: only f.epoch needs it, not a step's warm start
-
-        return run_epoch(self, arrays, batch_size)
+        global _run_epoch
+        if _run_epoch is None:  # lazy: only f.epoch needs it, not a step's warm start
+            from .epoch import run_epoch as _run_epoch
+        return _run_epoch(self, arrays, batch_size)
 
     # -- per-signature plans ---------------------------------------------------------------
     def _make_plan(self, arrays: list[np.ndarray], bindings: dict) -> Plan:

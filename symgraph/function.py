@@ -343,7 +343,10 @@ class Function:
                 for values, value in zip(per_output, [result] if self.single else result):
                     values.append(value)
                 done += 1
-            sizes = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+            # (per-step sizes only where a step's outputs came from the Python loop: a list
+            # of every step's size cost ~3 us of a 56-step native epoch)
+            sizes = ([min(batch_size, n - i) for i in range(0, n, batch_size)]
+                     if any(per_output) else [])
             stacked = [_stack_steps(None if native_stacks is None else native_stacks[k],
                                     values, sizes) for k, values in enumerate(per_output)]
         except Exception as err:
