@@ -375,8 +375,8 @@ class LLVMProgram(Program):
         (:func:`codegen.epoch.run_epoch`); None (nothing ran) when an output or update is
         not a plain buffer or there are fewer than two full minibatches."""
         global _run_epoch
-        if _run_epoch is None:  # lazy: only f.epoch needs it, not a step's warm start
-            from .epoch import run_epoch as _run_epoch
+        if _run_epoch is None:
+            from .epoch import run_epoch as _run_epoch  # lazy: f.epoch only, not a warm start
         return _run_epoch(self, arrays, batch_size)
 
     # -- per-signature plans ---------------------------------------------------------------

@@ -526,8 +526,9 @@ def test_profile_seconds_are_the_kernels_own_not_the_calls():
     f = sg.function([big], O.sum(O.exp(O.sin(big) * O.cos(big))), backend="llvm")
     arg = np.linspace(-3, 3, 1 << 18, dtype="float32")
     f(arg)
-    rows = f.profile(arg, n=10)
-    kernels = sum(r["seconds"] for r in rows)
+    # the least of three profiles, as the wall time is the least of three calls: a profile is
+    # a mean over its calls, which one preempted call (a CI machine's 2 cores) can double
+    kernels = min(sum(r["seconds"] for r in f.profile(arg, n=10)) for _ in range(3))
     walls = []
     for _ in range(3):
         t0 = time.perf_counter()
