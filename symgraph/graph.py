@@ -52,12 +52,15 @@ _DTYPE_NAMES: dict = {}
 
 def dtype_name(dtype: np.dtype) -> str:
     """``dtype.name``, memoised: numpy computes that name in Python (~2.6 us a call), and
-    lowering a large graph asks for it ~20k times (~50 ms of a GRU(32) x 50 steps' compile)."""
-    try:
-        return _DTYPE_NAMES[dtype]
-    except KeyError:
-        name = _DTYPE_NAMES[dtype] = dtype.name
-        return name
+    lowering a large graph asks for it ~20k times (~50 ms of a GRU(32) x 50 steps' compile).
+    Only numpy's builtin dtypes are kept: structured ones can compare equal (and hash alike)
+    under different names (a record and a void of one layout)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = dtype.name
+        if dtype.isbuiltin == 1:
+            _DTYPE_NAMES[dtype] = name
+    return name
 
 
 def as_dtype(dtype) -> np.dtype:
