@@ -14,7 +14,7 @@ from symgraph.ops import Cast, DropoutMask, Reduce, Size, fill
 from symgraph.ops.elemwise import ELEMWISE
 from symgraph.ops.nn import LogSoftmax
 from symgraph.ops.structure import DimShuffle, Reshape
-from symgraph.rewrites import FOLD_MAX_ELEMENTS, RewriteReport, count_nodes, rewrite_graph
+from symgraph.rewrites import FOLD_MAX_ELEMENTS, RewriteReport, count_nodes, pipeline, rewrite_graph
 
 RNG = np.random.default_rng(0)
 
@@ -217,6 +217,24 @@ def test_passes_are_bounded():
     new, report = rewrite_graph([out], max_passes=1)
     assert new == [x]
     assert [s.name for s in report.stages][-1] == "algebraic"
+
+
+def test_another_walk_runs_only_when_the_depth_cap_stopped_a_rule(monkeypatch):
+    """A walk reaches the rules' fixed point unless MAX_RULE_DEPTH stopped one: then (and
+    only then) the next walk goes on from there.  Two toy rules: ``-x -> |x|`` (a new node,
+    one level deeper) and ``|x| -> x``."""
+    rules = {"neg": [lambda node: sg.abs(node.inputs[0])],
+             "abs": [lambda node: node.inputs[0]]}
+    x = _x()
+    new, report = rewrite_graph([-x], rules=rules)
+    assert new == [x]
+    assert [s.name for s in report.stages if s.name.startswith("algebraic")] == ["algebraic"]
+    monkeypatch.setattr(pipeline, "MAX_RULE_DEPTH", 1)  # |x| is left to a new walk
+    new, report = rewrite_graph([-x], rules=rules)
+    assert new == [x]
+    assert [s.name for s in report.stages if s.name.startswith("algebraic")] == [
+        "algebraic", "algebraic#2"]
+    assert report.stages[-1].fired == {"<lambda>": 1}
 
 
 # --------------------------------------------------------------------------- identities
