@@ -13,9 +13,10 @@ settled the same way, so one bottom-up walk reaches a fixed point of the local
 rules; rule depth and pass count are bounded and nothing searches globally.
 
 Stages: ``dce`` (reachable nodes: rebuilding from the outputs drops the rest),
-``merge``, ``constant_fold``, then ``algebraic`` repeated while rules fire, at
-most ``max_passes`` times. Leaves (inputs, shared variables) map to
-themselves; equal constants are merged by ``Constant.signature()``.
+``merge``, ``constant_fold``, then ``algebraic``, walked again only while the rule
+depth cap stopped a rule in the last walk, at most ``max_passes`` walks. Leaves
+(inputs, shared variables) map to themselves; equal constants are merged by
+``Constant.signature()``.
 
 >>> new_outputs, report = rewrite_graph([loss, *grads])
 >>> print(report)  # node counts before/after, seconds and rules fired per stage
@@ -303,7 +304,8 @@ def rewrite_graph(outputs: Sequence[Variable], *, max_passes: int = 3,
     (44, 41)
 
     ``rules`` replaces ``RULES`` (the algebraic stage); ``max_passes`` bounds
-    how often the algebraic stage is repeated while its rules still fire.
+    how often the algebraic stage is walked (again only after a walk in which
+    ``MAX_RULE_DEPTH`` stopped a rule).
     """
     outputs = list(outputs)
     rules = RULES if rules is None else rules
