@@ -331,7 +331,9 @@ def rewrite_graph(outputs: Sequence[Variable], *, max_passes: int = 3,
                 "merge", "constant_fold"}):
             # Merges and folds are complete after one walk, and so are the rules unless the
             # depth cap stopped one: the walk settles each node after its inputs and rewrites
-            # what a rule returns, so the next walk would see every node as this one did.
+            # what a rule returns, so the next walk would see every node as this one did
+            # (a rule sees only its node and the graph below it: a rule that looked at
+            # consumers or names would need the walk repeated).
             # (That walk found nothing, not even a merge, after each of the 5,029 walks in
             # the test suite where rules fired; it was 0.03 of a GRU x 50's 0.17 s rewrite.)
             break
