@@ -193,9 +193,7 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
     fresh = []
     for slot, in_place, shape, dtype in layout.updates:
         if in_place:
-            value = shared[slot - nin]  # (native: C-contiguous, of its dtype; a small one is
-            # copied as it is, ~0.5 us less than ``storage.copy``, a large one aligned)
-            copy = value.copy() if value.nbytes < storage.ALIGN_FROM else storage.copy(value)
+            copy = storage.copy(shared[slot - nin])
             fresh.append((copy, copy))
         else:
             fresh.append((storage.empty(shape, dtype), storage.empty(shape, dtype)))

@@ -59,6 +59,8 @@ def copy(array, dtype=None) -> np.ndarray:
     array = np.asarray(array)
     dtype = array.dtype if dtype is None else np.dtype(dtype)
     if array.size * dtype.itemsize < ALIGN_FROM:
+        if dtype is array.dtype:  # (ndarray.copy, C order: ~0.5 us less than np.array's)
+            return array.copy()
         return np.array(array, dtype=dtype, copy=True, order="C")
     out = aligned_empty(array.shape, dtype)
     out[...] = array
