@@ -46,6 +46,13 @@ def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
     (``train_step.py --rounds``): the first round's row, with ``med_ms`` the median of the
     rounds' medians, ``p10_ms``/``p90_ms`` their min and max, ``n`` the sum and ``rounds_ms``
     every round's median; a same-process floor ratio is the median of the rounds' ratios.
+
+    Rows whose every round lists its per-process samples (``samples_ms``: the compile rows,
+    one process per sample) pool them instead: ``med_ms`` is the median of all the rounds'
+    samples, ``p10_ms``/``p90_ms`` their min and max.  Why: for two rounds the median of
+    medians is their mean, so one slow round moved a cold-compile row by half its slowdown
+    (0.59x jax's first call in one run, against 0.44-0.45x in the runs around it); six
+    pooled processes need four slow ones to move the median that far.
     A row that failed in some round keeps the rounds where it worked."""
     if len(rounds) == 1:
         return rounds[0]
@@ -63,6 +70,10 @@ def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
         meds = [r["med_ms"] for r in good]
         row.update(med_ms=statistics.median(meds), p10_ms=min(meds), p90_ms=max(meds),
                    rounds_ms=meds, n=sum(r.get("n") or 0 for r in good))
+        if all(r.get("samples_ms") for r in good):
+            pooled = [x for r in good for x in r["samples_ms"]]
+            row.update(med_ms=statistics.median(pooled), p10_ms=min(pooled),
+                       p90_ms=max(pooled), samples_ms=pooled, n=len(pooled))
         for key in ("floor_inproc", "hand_inproc"):  # same-process ratios: the rounds' median
             ratios = [r[key] for r in good if r.get(key)]
             if ratios:

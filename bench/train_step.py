@@ -541,6 +541,7 @@ def run_compile_rows(args: argparse.Namespace, tmp: str) -> list[dict[str, Any]]
         if good:
             mid = dict(good[len(good) // 2])
             mid["n"] = len(good)
+            mid["samples_ms"] = [r["med_ms"] for r in good]  # pooled over --rounds
             if len(good) > 1:
                 mid["p10_ms"], mid["p90_ms"] = good[0]["med_ms"], good[-1]["med_ms"]
             mid["variant"] = {"cold": "cold (fresh cache dir)",
@@ -551,7 +552,7 @@ def run_compile_rows(args: argparse.Namespace, tmp: str) -> list[dict[str, Any]]
                 calls = sorted(r["function_call_ms"] for r in good)
                 rows.append(dict(mid, variant="warm: sg.function + first call",
                                  med_ms=calls[len(calls) // 2], p10_ms=calls[0],
-                                 p90_ms=calls[-1],
+                                 p90_ms=calls[-1], samples_ms=calls,
                                  note="the warm row without building the graph and its "
                                       "gradient"))
         elif got:
@@ -599,6 +600,7 @@ def convert_peer_rows(rows: list[dict[str, Any]], section: str, fresh: bool
             c = dict(fw=r["fw"], wl="C", status="ok", source=r["source"], n=1,
                      variant="first call of W1-SGD step",
                      med_ms=r["first_ms"] + setup * 1e3, loss1=r.get("loss1"),
+                     samples_ms=[r["first_ms"] + setup * 1e3],
                      note=(f"incl. setup {setup:.2f} s; " if setup else "")
                      + ("caches emptied" if fresh else "peers.py caches kept (warm if re-run)"))
             out.append(c)
@@ -744,7 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds > 1:
         log(f"--rounds {args.rounds}: each 'median' is the median of the rounds' medians and "
             "'p10..p90' is their min..max (a same-process floor ratio: the rounds' median, "
-            "[min..max])")
+            "[min..max]); C's rows, one process per sample, pool the rounds' processes: "
+            "median and min..max of them all")
     busy = [r for r in rows if report.ok(r) and r.get("clean") is not None
             and r["clean"] < 0.5]
     if busy:
