@@ -731,7 +731,10 @@ class Builder:
                       f"sg.nn.logsumexp({a.code}, axis={axis}, keepdims=True)", "f",
                       a.bound + 4, False, "logsumexp")
         elif fname == "binary_cross_entropy":
-            t = self.partner(a, "f")
+            # targets of the logits' own shape or one number: binary_cross_entropy refuses
+            # others, as torch does (a broadcasting partner failed random seeds' draws)
+            same = [n for n in self.nodes if n.kind == "f" and n.shape == a.shape]
+            t = self.pick(same) if same and self.boolean() else self.leaf((), "f")
             self.emit(sg.nn.binary_cross_entropy(a.var, sg.nn.sigmoid(t.var)),
                       f"sg.nn.binary_cross_entropy({a.code}, sg.nn.sigmoid({t.code}))", "f",
                       2 * a.bound + 1, False, "binary_cross_entropy")
