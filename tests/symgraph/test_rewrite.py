@@ -583,6 +583,31 @@ def test_sums_of_disjoint_zero_pads_become_one_concatenation(order, backend):
                                   want)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sums_of_equal_zero_pads_become_one_pad_of_the_sum(dtype, backend):
+    """A weight read as b[1] at every step of an unrolled loop (a GRU's recurrent bias): its
+    T padded gradients summed -> one pad of their sum, bit for bit the unrewritten graph's
+    sum of zero-filled arrays (numpy backend, rewrite=False)."""
+    T = 7
+    b = sg.tensor("b", (2, 3), dtype)
+    h = sg.tensor("h", (4, 3), dtype)
+    cost = None
+    for t in range(T):
+        term = sg.sum(sg.tanh(h * (t + 1.0) + b[1]) * RNG.normal(size=3).astype(dtype))
+        cost = term if cost is None else cost + term
+    g = sg.grad(cost, b)
+    new, report, names = rewritten([g])
+    assert report.fired["add_same_pads"] == T - 1 and names.count("pad") == 1
+    B, H = RNG.normal(size=(2, 3)).astype(dtype), RNG.normal(size=(4, 3)).astype(dtype)
+    want = sg.function([b, h], g, backend="numpy", rewrite=False)(B, H)
+    assert np.all(want[0] == 0) and np.all(want[1] != 0)
+    got = sg.function([b, h], g, backend=backend)(B, H)
+    if backend == "numpy":
+        np.testing.assert_array_equal(got, want)
+    else:  # (the llvm backend's tanh and FMAs differ from numpy's in the last bits)
+        np.testing.assert_allclose(got, want, rtol=2e-5 if dtype == "float32" else 1e-13)
+
+
 def test_overlapping_or_differently_shaped_pads_are_still_added(backend):
     x = sg.tensor("x", (4, 5))
     overlap = sg.grad(sg.sum(x[1:3] * 2.0) + sg.sum(x[2:4] * 3.0), x)
