@@ -21,6 +21,7 @@ from symgraph.ops.structure import DimShuffle, Flip
 
 from .irgen import Value, literal
 from .kernel import Kernel, KernelInfo, broadcast_index, node_error
+from .lower_sums import lower_sum_table
 from .native import parallel
 from .registry import Lowering, facts, register_lowering, shape_only
 
@@ -143,6 +144,8 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
     first = group[0]
     if len(group) > 1:  # (a single variable's kernel checked its labels in lower_node)
         k.run_prechecks([n for var in group for n in k.an.members.get(var, [var.owner])])
+    if lower_sum_table(k, group):  # a long chain of sums, term by term
+        return
     wide = [a for a, d in enumerate(first.shape) if d != 1]
     groups = _nest_groups(k, group, range(first.ndim))
     # one flat loop when every value read is whole or a broadcast scalar: the vectoriser
