@@ -6,7 +6,8 @@ buffers at every index: at T = 100 (a GRU(32)'s recurrent weight, 32 x 96) 100 s
 no prefetcher follows, and a 100-parameter function LLVM optimised in ~40 ms.  Here the
 output is written once as ``g0 + g1`` and then updated in place with each further term,
 read through a stack array of the terms' pointers: the same additions in the same order
-for every element, so the same result.
+for every element, so the same result (the loop over the terms is never vectorised: that
+would add them in another order).
 
 Only for a chain of at least :data:`codegen.lowerings.JOIN_TABLE_PIECES` float terms, each
 in memory with the output's shape and dtype, none of them sharing the output's memory (an
@@ -21,9 +22,10 @@ import math
 from symgraph.graph import Variable, dtype_name
 from symgraph.ops.elemwise import Elemwise
 
+from . import lowerings
 from .irgen import MEM_TYPE, Value, is_float
-from .kernel import Kernel
-from .lowerings import _IN_MEMORY, JOIN_TABLE_PIECES
+from .kernel import NO_UNROLL, NO_VECTORIZE, Kernel
+from .lowerings import _IN_MEMORY
 
 
 def _terms(k: Kernel, var: Variable) -> list[Variable] | None:
@@ -61,7 +63,7 @@ def lower_sum_table(k: Kernel, group: list[Variable]) -> bool:
     if minimum is not None and size >= minimum:
         return False
     terms = _terms(k, var)
-    if terms is None or len(terms) < JOIN_TABLE_PIECES:
+    if terms is None or len(terms) < lowerings.JOIN_TABLE_PIECES:  # (a tunable: read now)
         return False
     out_root = k.an.root(var)
     if any(k.an.root(t) is out_root for t in terms):
@@ -89,7 +91,10 @@ def lower_sum_table(k: Kernel, group: list[Variable]) -> bool:
     term = Value(fb.op(f"load {ty}, ptr {address}"), dtype)
     k.store(var, at(i), k.sb.add(k.load(var, at(i)), term))
     fb.loop_end(token)
-    fb.loop_end(outer)
+    # never vectorised or unrolled across terms: with one element the inner loop vanished,
+    # and the vectoriser (fadd is ``reassoc``) made the terms' loop a tree reduction, other
+    # bits; unrolled, the SLP vectoriser could do the same to the chain
+    fb.loop_end(outer, (NO_UNROLL, NO_VECTORIZE))
     return True
 
 

@@ -308,10 +308,11 @@ def setitem_zeros_as_pad(node: Apply) -> Variable | None:
 
 
 def _zero_pad(var: Variable):
-    """(inner value, int widths) when ``var`` is a zero-padding ``Pad`` of static widths."""
+    """(inner value, int widths) when ``var`` is a zero-padding ``Pad`` of static widths
+    (``+0``: the rules' sums of pads pad with ``+0``, and ``-0 + -0`` is ``-0``)."""
     node = var.owner
     if node is None or not isinstance(node.op, Pad) or node.op.mode != "constant" \
-            or node.op.value != 0:
+            or node.op.value != 0 or np.signbit(node.op.value):
         return None
     if not all(isinstance(w, int) and w >= 0 for pair in node.op.widths for w in pair):
         return None

@@ -51,6 +51,23 @@ def test_a_chain_of_inputs_is_summed_term_by_term_to_the_same_bits(dtype, shape)
     np.testing.assert_array_equal(got, in_order(arrays))
 
 
+@pytest.mark.parametrize("n", [JOIN_TABLE_PIECES, 10, 14, 18, 20, 34, 100])
+@pytest.mark.parametrize("shape", [(), (1,), (2,), (3,), (17,)])
+def test_terms_are_added_in_order_whatever_their_count_and_size(n, shape):
+    """With one element the loop over the terms is all that is left: vectorised (fadd is
+    ``reassoc``) it became a tree reduction that lost 1e16 + 0 + 1 + 1 + ... 's ones."""
+    rng = np.random.default_rng(n)
+    xs = [sg.tensor(f"x{i}", shape) for i in range(n)]
+    f = sg.function(xs, chain(xs))
+    assert tables(f) == [n - 2]
+    arrays = [np.full(shape, 1e16), np.zeros(shape)] + [np.ones(shape)] * (n - 2)
+    np.testing.assert_array_equal(f(*arrays), in_order(arrays))
+    for _ in range(5):
+        arrays = [rng.standard_normal(shape) * 10.0 ** rng.integers(-8, 9, shape)
+                  for _ in range(n)]
+        np.testing.assert_array_equal(f(*arrays), in_order(arrays))
+
+
 def test_terms_of_every_memory_kind_and_one_repeated():
     """Inputs, a shared variable, a constant, a reshaped view, products computed in kernels
     of their own, and one input twice."""

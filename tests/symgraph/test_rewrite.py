@@ -608,6 +608,19 @@ def test_sums_of_equal_zero_pads_become_one_pad_of_the_sum(dtype, backend):
         np.testing.assert_allclose(got, want, rtol=2e-5 if dtype == "float32" else 1e-13)
 
 
+def test_sums_of_negative_zero_pads_keep_their_signs(backend):
+    """-0 + -0 is -0: pads of -0 are not merged into a pad of +0 (same or disjoint windows)."""
+    u, v = sg.tensor("u", (1,)), sg.tensor("v", (1,))
+    same = sg.pad(u, (1, 1), constant_values=-0.0) + sg.pad(v, (1, 1), constant_values=-0.0)
+    apart = sg.pad(u, (0, 3), constant_values=-0.0) + sg.pad(v, (3, 0), constant_values=-0.0)
+    new, report, names = rewritten([same, apart])
+    assert report.fired["add_same_pads"] == 0 and report.fired["add_disjoint_pads"] == 0
+    got = sg.function([u, v], [same, apart], backend=backend)(np.ones(1), np.ones(1))
+    np.testing.assert_array_equal(np.signbit(got[0]), [True, False, True])
+    np.testing.assert_array_equal(np.signbit(got[1]), [False, True, True, False])
+    np.testing.assert_array_equal(got[1], [1.0, 0.0, 0.0, 1.0])
+
+
 def test_overlapping_or_differently_shaped_pads_are_still_added(backend):
     x = sg.tensor("x", (4, 5))
     overlap = sg.grad(sg.sum(x[1:3] * 2.0) + sg.sum(x[2:4] * 3.0), x)
