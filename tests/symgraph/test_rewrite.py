@@ -608,6 +608,47 @@ def test_sums_of_equal_zero_pads_become_one_pad_of_the_sum(dtype, backend):
         np.testing.assert_allclose(got, want, rtol=2e-5 if dtype == "float32" else 1e-13)
 
 
+@pytest.mark.parametrize("order", [[0, 2, 1, 3], [3, 0, 2, 1], [0, 3, 1, 2]])
+def test_a_window_that_fills_an_earlier_gap_joins_the_concatenation(order, backend):
+    """An LSTM adds its gates' gradients in the order i, g, f, o: the first two leave a gap
+    that the third fills. The sum becomes one concatenation (no add), in any such order,
+    also when a window fills only the middle of a gap (order [0, 3, 1, 2]: gaps left on
+    both sides until the last); values against numpy's zeros + assignment."""
+    x = sg.tensor("x", ("batch", 12))
+    cs = {t: RNG.normal(size=3) for t in order}
+    cost = None
+    for t in order:
+        term = sg.sum(x[:, 3 * t:3 * t + 3] * cs[t])
+        cost = term if cost is None else cost + term
+    g = sg.grad(cost, x)
+    new, report, names = rewritten([g])
+    assert "add" not in names and names.count("concatenate") == 1
+    want = np.zeros((2, 12))
+    for t, c in cs.items():
+        want[:, 3 * t:3 * t + 3] = c
+    np.testing.assert_array_equal(sg.function([x], g, backend=backend)(np.ones((2, 12))),
+                                  want)
+
+
+def test_a_gap_in_a_whole_concatenation_is_filled_too(backend):
+    """concatenate([a, pad(b, gap)]) spans the whole axis (no pad around it); a zero pad
+    whose window is in the gap joins it, and one that overlaps a piece is still added."""
+    a, b, c = sg.tensor("a", (2, 3)), sg.tensor("b", (2, 3)), sg.tensor("c", (2, 2))
+    whole = sg.concatenate([a, sg.pad(b, ((0, 0), (4, 0)))], axis=1)  # gap at [3:7]
+    filled = whole + sg.pad(c, ((0, 0), (4, 4)))                      # c at [4:6]
+    clash = whole + sg.pad(c, ((0, 0), (2, 6)))                       # c at [2:4]
+    new, report, names = rewritten([filled, clash])
+    assert report.fired["add_disjoint_pads"] == 1 and names.count("add") == 1
+    A, B, C = RNG.normal(size=(2, 3)), RNG.normal(size=(2, 3)), RNG.normal(size=(2, 2))
+    got = sg.function([a, b, c], [filled, clash], backend=backend)(A, B, C)
+    base = np.concatenate([A, np.zeros((2, 4)), B], axis=1)
+    want_filled, want_clash = base.copy(), base.copy()
+    want_filled[:, 4:6] += C
+    want_clash[:, 2:4] += C
+    np.testing.assert_array_equal(got[0], want_filled)
+    np.testing.assert_array_equal(got[1], want_clash)
+
+
 def test_sums_of_negative_zero_pads_keep_their_signs(backend):
     """-0 + -0 is -0: pads of -0 are not merged into a pad of +0 (same or disjoint windows)."""
     u, v = sg.tensor("u", (1,)), sg.tensor("v", (1,))
