@@ -177,7 +177,9 @@ class _Rewriter:
             for rule in self.rules.get(rule_key(node.op), ()):
                 try:
                     result = rule(node)
-                except (sh.ShapeError, TypeError, ValueError, IndexError):
+                except (sh.ShapeError, TypeError, ValueError, IndexError) as error:
+                    # a replacement it cannot build; listed, since a bug looks the same
+                    self.skipped[f"{rule.__name__}: {type(error).__name__}"] += 1
                     result = None
                 if result is None or result is out:
                     continue

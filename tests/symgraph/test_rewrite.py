@@ -15,6 +15,7 @@ from symgraph.ops.elemwise import ELEMWISE
 from symgraph.ops.nn import LogSoftmax
 from symgraph.ops.structure import DimShuffle, Reshape
 from symgraph.rewrites import FOLD_MAX_ELEMENTS, RewriteReport, count_nodes, pipeline, rewrite_graph
+from symgraph.rewrites.rules import RULES
 
 RNG = np.random.default_rng(0)
 
@@ -647,6 +648,19 @@ def test_a_gap_in_a_whole_concatenation_is_filled_too(backend):
     want_clash[:, 2:4] += C
     np.testing.assert_array_equal(got[0], want_filled)
     np.testing.assert_array_equal(got[1], want_clash)
+
+
+def test_a_rule_that_raises_is_skipped_and_reported(monkeypatch):
+    """A rule that raises while building its replacement leaves the node alone and is
+    listed in the report (a bug in a rule would otherwise look like a rule that never
+    fires)."""
+    def broken(node):
+        raise TypeError("a symbolic Variable has no truth value")
+
+    monkeypatch.setitem(RULES, "neg", [broken])
+    x = sg.tensor("x", (3,))
+    new, report, names = rewritten([sg.ops.neg(-x)])
+    assert names == ["neg", "neg"] and report.skipped["broken: TypeError"] == 2
 
 
 def test_sums_of_negative_zero_pads_keep_their_signs(backend):
