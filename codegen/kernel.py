@@ -107,6 +107,20 @@ class Kernel:
             p = self.params[root] = f"%p{len(self.params)}"
         return p
 
+    def pointer_array(self, key: str, pointers: list[str]) -> str:
+        """A stack array holding ``pointers`` (a parallel loop's context, the pieces of a
+        join, the terms of a sum), filled where the kernel's code is now."""
+        array = self.fb.entry_op(key, f"alloca [{len(pointers)} x ptr]")
+        for slot, p in enumerate(pointers):
+            address = self.fb.op(f"getelementptr inbounds ptr, ptr {array}, i64 {slot}")
+            self.fb.emit(f"store ptr {p}, ptr {address}")
+        return array
+
+    def pointer_at(self, array: str, index: str) -> str:
+        """Pointer ``index`` of a :meth:`pointer_array`."""
+        address = self.fb.op(f"getelementptr inbounds ptr, ptr {array}, i64 {index}")
+        return self.fb.op(f"load ptr, ptr {address}")
+
     def size(self, var: Variable, axes=None) -> str:
         axes = range(var.ndim) if axes is None else axes
         n = "1"

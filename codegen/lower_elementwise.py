@@ -232,10 +232,7 @@ def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: boo
     ptrs = [k.ptr(root) for root in roots] + ["%tab"]
     n = k.size(first) if flat else k.dim(first, 0)
     big = "true" if static else fb.op(f"icmp sge i64 {k.size(first)}, {minimum}")
-    ctx = fb.entry_op("ctx", f"alloca [{len(ptrs)} x ptr]")
-    for slot, p in enumerate(ptrs):
-        address = fb.op(f"getelementptr inbounds ptr, ptr {ctx}, i64 {slot}")
-        fb.emit(f"store ptr {p}, ptr {address}")
+    ctx = k.pointer_array("ctx", ptrs)
     # the split index runs over contiguous elements (flat, or a vector): chunk bounds on
     # multiples of ALIGN; over axis 0 of a nest: whole rows, any bound
     align = parallel.ALIGN if contiguous else 1

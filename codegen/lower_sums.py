@@ -70,10 +70,7 @@ def lower_sum_table(k: Kernel, group: list[Variable]) -> bool:
         return False
     fb, ty = k.fb, MEM_TYPE[dtype]
     flat = ["0"] * var.ndim
-    table = fb.entry_op("terms", f"alloca [{len(terms) - 2} x ptr]")
-    for n, t in enumerate(terms[2:]):
-        slot = fb.op(f"getelementptr inbounds ptr, ptr {table}, i64 {n}")
-        fb.emit(f"store ptr {k.ptr(t)}, ptr {slot}")
+    table = k.pointer_array("terms", [k.ptr(t) for t in terms[2:]])
 
     def at(i: str) -> list[str]:
         idx = list(flat)
@@ -85,7 +82,7 @@ def lower_sum_table(k: Kernel, group: list[Variable]) -> bool:
     k.store(var, at(i), k.sb.add(k.load(terms[0], at(i)), k.load(terms[1], at(i))))
     fb.loop_end(token)
     j, outer = fb.loop_begin(str(len(terms) - 2))  # out += g2, g3, ...
-    base = fb.op(f"load ptr, ptr {fb.op(f'getelementptr inbounds ptr, ptr {table}, i64 {j}')}")
+    base = k.pointer_at(table, j)
     i, token = fb.loop_begin(str(size))
     address = fb.op(f"getelementptr inbounds {ty}, ptr {base}, i64 {i}")
     term = Value(fb.op(f"load {ty}, ptr {address}"), dtype)

@@ -263,12 +263,9 @@ def _join_table(k: Kernel, out: Variable, xs: list[Variable], axis: int, stack: 
                    for d in x0.shape)):
         return False
     fb, dtype = k.fb, dtype_name(x0.dtype)
-    table = fb.entry_op("pieces", f"alloca [{len(xs)} x ptr]")
-    for n, x in enumerate(xs):
-        slot = fb.op(f"getelementptr inbounds ptr, ptr {table}, i64 {n}")
-        fb.emit(f"store ptr {k.ptr(x)}, ptr {slot}")
+    table = k.pointer_array("pieces", [k.ptr(x) for x in xs])
     j, piece = fb.loop_begin(str(len(xs)))
-    base = fb.op(f"load ptr, ptr {fb.op(f'getelementptr inbounds ptr, ptr {table}, i64 {j}')}")
+    base = k.pointer_at(table, j)
     idx, tokens = k.open_loops(x0, range(x0.ndim))
     xi = [idx[a] for a in range(x0.ndim)]
     if stack:

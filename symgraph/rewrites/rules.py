@@ -319,6 +319,15 @@ def _zero_pad(var: Variable):
     return node.inputs[0], node.op.widths
 
 
+def _lead_gap(x: Variable, axis: int, gap: int) -> Variable:
+    """``x`` after ``gap`` zeros along ``axis`` (a gap in a concatenation of pads)."""
+    if not gap:
+        return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (gap, 0)
+    return Pad(tuple(widths))(x)
+
+
 def add_disjoint_pads(node: Apply) -> Variable | None:
     """``pad(u) + pad(v)`` whose windows differ along one axis only and do not overlap ->
     one ``pad(concatenate([u, v]))`` along that axis (a gap between them is a pad of ``v``).
@@ -345,10 +354,7 @@ def add_disjoint_pads(node: Apply) -> Variable | None:
     if gap < 0:  # overlapping windows: one may fill the zero gap the other left (below)
         filled = _fill_gap(u, wa, v, wb, k, n)
         return filled if filled is not None else _fill_gap(v, wb, u, wa, k, n)
-    if gap:
-        widths = [(0, 0)] * out.ndim
-        widths[k] = (gap, 0)
-        second = Pad(tuple(widths))(second)
+    second = _lead_gap(second, k, gap)
 
     def pieces(var: Variable) -> list[Variable]:  # keep one flat concatenation
         inner = var.owner
@@ -389,13 +395,8 @@ def _fill_gap(joined: Variable, widths, v: Variable, wv, k: int, n: int) -> Vari
             g = wc[k][0]
             lead_only = all(w == ((g, 0) if a == k else (0, 0)) for a, w in enumerate(wc))
             if lead_only and pos <= lo and hi <= pos + g:
-                def led(x: Variable, gap: int) -> Variable:
-                    if not gap:
-                        return x
-                    w = [(0, 0)] * x.ndim
-                    w[k] = (gap, 0)
-                    return Pad(tuple(w))(x)
-                pieces[index:index + 1] = [led(v, lo - pos), led(c, pos + g - hi)]
+                pieces[index:index + 1] = [_lead_gap(v, k, lo - pos),
+                                           _lead_gap(c, k, pos + g - hi)]
                 whole = Concatenate(k)(*pieces)
                 return whole if all(w == (0, 0) for w in widths) else Pad(widths)(whole)
         pos += size
