@@ -33,6 +33,10 @@ settings.load_profile(os.environ.get("SYMGRAPH_HYPOTHESIS_PROFILE", "ci"))
 BACKENDS = os.environ.get("SYMGRAPH_TEST_BACKENDS", "numpy,llvm").split(",")
 
 
+# a rewrite rule that raises (or builds a result of another type) fails the test instead of
+# the default warning (symgraph.rewrites.RULE_ERRORS): a bug there looks like a slow graph
+os.environ.setdefault("SYMGRAPH_RULE_ERRORS", "raise")
+
 _CACHE = tempfile.mkdtemp(prefix="symgraph-test-cache-")
 os.environ["SYMGRAPH_CACHE_DIR"] = _CACHE  # before any test compiles anything
 

@@ -177,6 +177,13 @@ class SubtensorGrad(Op):
         return "setitem_zeros"
 
     def infer(self, x, g):
+        # g is x[index]'s gradient, of the window's shape: the llvm lowering writes it
+        # element for element (a broadcasting g filled one row of its window there)
+        window = Subtensor(self.index).infer(x)[0].shape
+        if len(window) != g.ndim or any(sh.dims_equal(w, d) is False
+                                        for w, d in zip(window, g.shape)):
+            raise sh.ShapeError(f"setitem_zeros: a value of shape {sh.format_shape(g.shape)} "
+                                f"for the window {sh.format_shape(window)} of x[index]")
         return [TensorType(g.dtype, x.shape)]
 
     def shape_only(self, index: int) -> bool:

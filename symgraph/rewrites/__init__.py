@@ -9,12 +9,15 @@ from symgraph.rewrites.pipeline import (
     FOLD_MAX_ELEMENTS,
     MAX_RULE_DEPTH,
     NEVER_FOLD,
+    RULE_ERRORS,
     RewriteReport,
+    RuleErrorWarning,
     StageReport,
     count_nodes,
     rewrite_graph,
 )
 from symgraph.rewrites.rules import RULES, Rule, rule_key
 
-__all__ = ["FOLD_MAX_ELEMENTS", "MAX_RULE_DEPTH", "NEVER_FOLD", "RULES", "RewriteReport", "Rule",
-           "StageReport", "count_nodes", "rewrite_graph", "rule_key"]
+__all__ = ["FOLD_MAX_ELEMENTS", "MAX_RULE_DEPTH", "NEVER_FOLD", "RULES", "RULE_ERRORS",
+           "RewriteReport", "Rule", "RuleErrorWarning", "StageReport", "count_nodes",
+           "rewrite_graph", "rule_key"]

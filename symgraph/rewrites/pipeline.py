@@ -24,7 +24,9 @@ depth cap stopped a rule in the last walk, at most ``max_passes`` walks. Leaves
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,26 @@ FOLD_MAX_ELEMENTS = 100_000
 NEVER_FOLD: tuple[type, ...] = (DropoutMask,)
 #: how deep a rule's result is settled by further rules before it is kept as is
 MAX_RULE_DEPTH = 8
+#: what a rule that raises, or returns a result of another type, does: ``"warn"`` (the node
+#: stays as it was, the report's ``skipped`` counts it and a :class:`RuleErrorWarning` says
+#: so once per rule and error) or ``"raise"`` (the test suite's setting, ``tests/conftest.py``).
+#: ``SYMGRAPH_RULE_ERRORS`` overrides it, read at each rewrite.
+RULE_ERRORS = "warn"
+
+
+class RuleErrorWarning(RuntimeWarning):
+    """A rewrite rule failed on a node; the graph is compiled without that rewrite.
+
+    Rules return None when they do not apply, so this is a bug in symgraph: the result is
+    still right, but may be slower than it should be."""
+
+
+def rule_errors() -> str:
+    """The policy for failing rules now (:data:`RULE_ERRORS`, ``SYMGRAPH_RULE_ERRORS``)."""
+    policy = os.environ.get("SYMGRAPH_RULE_ERRORS", "").strip() or RULE_ERRORS
+    if policy not in ("warn", "raise"):
+        raise ValueError(f"SYMGRAPH_RULE_ERRORS={policy!r}: expected 'warn' or 'raise'")
+    return policy
 
 
 # --------------------------------------------------------------------------- report
@@ -66,7 +88,8 @@ class RewriteReport:
     nodes_before: int
     nodes_after: int = 0
     stages: list[StageReport] = field(default_factory=list)
-    #: rules whose result was rejected (type differs) and folds skipped (too large, error)
+    #: rules that failed ("<rule>: <error class>" or "<rule>: type differs", see
+    #: RULE_ERRORS) and folds skipped (too large, error)
     skipped: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -118,10 +141,12 @@ def _merge_key(node: Apply):
 class _Rewriter:
     """One stage: rebuild ``outputs`` bottom-up, settling each node (merge, fold, rules)."""
 
-    def __init__(self, rules: dict[str, list[Rule]], fold: bool, skipped: Counter):
+    def __init__(self, rules: dict[str, list[Rule]], fold: bool, skipped: Counter,
+                 policy: str = "warn"):
         self.rules = rules
         self.fold = fold
         self.skipped = skipped
+        self.policy = policy  # for a rule that fails (RULE_ERRORS)
         self.fired: Counter = Counter()
         self.memo: dict[Variable, Variable] = {}
         self.merged: dict = {}
@@ -177,20 +202,35 @@ class _Rewriter:
             for rule in self.rules.get(rule_key(node.op), ()):
                 try:
                     result = rule(node)
-                except (sh.ShapeError, TypeError, ValueError, IndexError) as error:
-                    # a replacement it cannot build; listed, since a bug looks the same
-                    self.skipped[f"{rule.__name__}: {type(error).__name__}"] += 1
-                    result = None
+                except Exception as error:
+                    if self.policy == "raise":
+                        error.add_note(f"in rewrite rule {rule.__name__} on {node}")
+                        raise
+                    self._failed(rule, node, type(error).__name__, str(error))
+                    continue
                 if result is None or result is out:
                     continue
                 if result.type != out.type:
-                    self.skipped[f"{rule.__name__}: type differs"] += 1
+                    detail = f"{result.type} where the node has {out.type}"
+                    if self.policy == "raise":
+                        raise TypeError(f"rewrite rule {rule.__name__} on {node}: {detail}")
+                    self._failed(rule, node, "type differs", detail)
                     continue
                 self.fired[rule.__name__] += 1
                 return [self._adopt(result, origin, depth + 1)]
         self.merged[key] = node
         self.settled.add(id(node))
         return node.outputs
+
+    def _failed(self, rule: Rule, node: Apply, kind: str, detail: str) -> None:
+        """Count a failed rule in the report and warn once per rule and kind of failure."""
+        key = f"{rule.__name__}: {kind}"
+        if not self.skipped[key]:
+            warnings.warn(f"symgraph: rewrite rule {rule.__name__} failed on {node} ({kind}: "
+                          f"{detail}); compiled without it. The result is unaffected, but "
+                          f"this is a bug in symgraph: please report it",
+                          RuleErrorWarning, stacklevel=2)
+        self.skipped[key] += 1
 
     def _adopt(self, var: Variable, origin: Apply, depth: int) -> Variable:
         """Settle the new nodes a rule built under ``var`` (tags come from ``origin``)."""
@@ -315,6 +355,7 @@ def rewrite_graph(outputs: Sequence[Variable], *, max_passes: int = 3,
     order = toposort(outputs)  # (each stage's walk also gives the next one its order)
     report = RewriteReport(nodes_before=len(order))
     skipped: Counter = Counter()
+    policy = rule_errors()
     # dce: rebuilding from the outputs drops everything they do not reach
     report.stages.append(StageReport("dce", report.nodes_before,
                                      time.perf_counter() - start, {}))
@@ -324,7 +365,7 @@ def rewrite_graph(outputs: Sequence[Variable], *, max_passes: int = 3,
                for i in range(max(max_passes, 0))]
     for name, stage_rules, fold in stages:
         start = time.perf_counter()
-        rewriter = _Rewriter(stage_rules, fold, skipped)
+        rewriter = _Rewriter(stage_rules, fold, skipped, policy)
         outputs = rewriter.run(outputs, order)
         order = toposort(outputs)
         fired = dict(rewriter.fired)
@@ -344,5 +385,5 @@ def rewrite_graph(outputs: Sequence[Variable], *, max_passes: int = 3,
     return outputs, report
 
 
-__all__ = ["FOLD_MAX_ELEMENTS", "MAX_RULE_DEPTH", "NEVER_FOLD", "RewriteReport", "StageReport",
-           "count_nodes", "rewrite_graph"]
+__all__ = ["FOLD_MAX_ELEMENTS", "MAX_RULE_DEPTH", "NEVER_FOLD", "RULE_ERRORS", "RewriteReport",
+           "RuleErrorWarning", "StageReport", "count_nodes", "rewrite_graph", "rule_errors"]

@@ -268,8 +268,12 @@ def reshape_reshape(node: Apply) -> Variable | None:
 
 
 def reduce_no_axes(node: Apply) -> Variable | None:
-    """A reduction over no axes -> its input."""
-    return node.inputs[0] if not node.op.axes else None
+    """A reduction over no axes -> its input, cast where the reduction widens its dtype
+    (numpy's sum of int8 is int64, a mean of ints float64: of one element, the element)."""
+    if node.op.axes:
+        return None
+    x, out = node.inputs[0], node.outputs[0]
+    return x if x.dtype == out.dtype else ops.cast(x, out.dtype)
 
 
 def setitem_zeros_as_pad(node: Apply) -> Variable | None:
@@ -302,9 +306,11 @@ def setitem_zeros_as_pad(node: Apply) -> Variable | None:
             return None
     if inserted:
         g = ops.expand_dims(g, tuple(inserted))
-    if all(w == (0, 0) for w in widths):  # x[:], x[...], a 0-d x[()]: g itself
-        return g
-    return Pad(tuple(widths))(g)
+    # x[:], x[...], a 0-d x[()]: g itself
+    padded = g if all(w == (0, 0) for w in widths) else Pad(tuple(widths))(g)
+    # not when g broadcasts into its window, or is static where x's dim is symbolic (a
+    # (3, 6) g into x[:, t] of a (batch, T, 6) x): the pad would not have x's type
+    return padded if padded.type == node.outputs[0].type else None
 
 
 def _zero_pad(var: Variable):

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import symgraph as sg
+from symgraph.shapes import ShapeError
 
 # the backend fixture is a constant parameter, safe to share between examples
 FIXTURE_OK = settings(suppress_health_check=[
@@ -297,3 +298,14 @@ def test_non_adjacent_integer_arrays_move_to_front(backend):
 def test_two_ellipses_raise():
     with pytest.raises(IndexError):
         sg.tensor("x", (2, 3))[..., ...]
+
+
+def test_the_gradient_of_an_index_refuses_a_value_of_another_shape():
+    """setitem_zeros writes g element for element into its window: a (1, 2) g for a (4, 2)
+    window (which the llvm backend wrote into one row) is refused when it is built."""
+    y = sg.tensor("y", (4, 3, 2))
+    node = sg.grad(sg.sum(y[:, 1] * 2.0), y).owner
+    with pytest.raises(ShapeError, match=r"\(1, 2\) for the window \(4, 2\)"):
+        type(node.op)(node.op.index)(node.inputs[0], sg.constant(np.ones((1, 2))))
+    with pytest.raises(ShapeError, match="window"):
+        type(node.op)(node.op.index)(node.inputs[0], sg.constant(np.ones((4, 3, 2))))
