@@ -367,14 +367,15 @@ class Kernel:
 
 def _math_fits(n: int, itemsize: int, calls: list[str]) -> bool:
     """Is a row of ``n`` unrolled through the vector math ``calls`` no slower than the masked
-    loop?  Rows that split into 256- and 128-bit vectors (8 and 4 floats: rows of 4, 8, 12)
-    are whole vector calls (tanh over rows of 12: 78 against 154 us masked); at most two
-    scalar calls after the 256-bit ones pay for exp, log and sigmoid (rows of 10: 0.17-0.57x
-    the masked time) but not for tanh (1.4x), and longer scalar tails or rows of 3 (no 3-lane
-    form: tanh 2-6x slower) never do.  (AVX2 EPYC, 4,096 rows.)"""
-    if n % (16 // itemsize) == 0:
-        return True
+    loop?  Whole 256-bit vectors are vector calls; at most two scalar calls after them pay
+    for exp, log and sigmoid (rows of 10: 0.17-0.57x the masked time) but not for tanh
+    (1.4x), and longer scalar tails or rows shorter than a vector never do (AVX2 EPYC, 4,096
+    rows).  (Rows of 4 and 12 floats were 128-bit calls, tanh over rows of 12 78 against 154
+    us masked, until every call of a function had to use one variant, the 256-bit one:
+    :mod:`codegen.native.vecmath`.)"""
     lanes = 32 // itemsize
+    if n % lanes == 0:
+        return True
     return n >= lanes and n % lanes <= 2 and not any("tanh" in line for line in calls)
 
 

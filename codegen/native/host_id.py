@@ -22,7 +22,7 @@ import os
 from . import elf
 from .llvmffi import library_path
 
-__all__ = ["cpu_identity", "host_parts"]
+__all__ = ["cpu_identity", "host_parts", "isa_features"]
 
 #: ``void cpuid(u32 leaf, u32 subleaf, u32 out[4])`` (System V x86-64): push rbx; mov eax,
 #: edi; mov ecx, esi; mov r8, rdx; cpuid; mov [r8], eax; mov [r8+4], ebx; mov [r8+8], ecx;
@@ -91,6 +91,27 @@ def cpu_identity() -> str | None:
             ctypes.addressof(xcr0))
     del image  # unmapped: nothing refers to the stubs any more
     return "".join(f"{w:08x}" for w in [*words, *xcr0])
+
+
+@functools.cache
+def isa_features() -> frozenset[str] | None:
+    """Which of ``sse4.1``, ``avx2`` and ``avx512f`` LLVM's host detection enables (Host.cpp:
+    the CPUID bit, and for AVX the OS saving its registers, ``XCR0``), read without LLVM:
+    :mod:`codegen.native.vecmath` picks its libmvec variant by them while binding cached
+    code.  None off Linux x86-64."""
+    identity = cpu_identity()
+    if identity is None:
+        return None
+    words = [int(identity[i:i + 8], 16) for i in range(0, len(identity), 8)]
+    ecx1, ebx7, xcr0 = words[6], words[9], words[-2]  # leaf 1's ecx, leaf 7's ebx, XCR0
+    leaf7 = words[0] >= 7
+    avx_save = bool(ecx1 & _OSXSAVE) and xcr0 & 0x6 == 0x6
+    found = {"sse4.1"} if ecx1 >> 19 & 1 else set()
+    if leaf7 and ebx7 >> 5 & 1 and avx_save:
+        found.add("avx2")
+    if leaf7 and ebx7 >> 16 & 1 and avx_save and xcr0 & 0xE0 == 0xE0:
+        found.add("avx512f")
+    return frozenset(found)
 
 
 def _llvm_library() -> str | None:

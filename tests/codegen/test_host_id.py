@@ -80,3 +80,15 @@ def test_keys_name_the_cpu_and_llvms_library(monkeypatch):
         host_id.host_parts.cache_clear()
     assert host_id.cpu_identity() is None
     assert any(p.startswith("features=+") or p.startswith("features=-") for p in fallback)
+
+
+def test_isa_features_are_llvms_and_the_kernels():
+    """The ISA features vecmath picks its libmvec variant by are what LLVM's own detection
+    enables (it generates the code that calls the variant) and what /proc/cpuinfo lists."""
+    from codegen.native import jit
+
+    found = host_id.isa_features()
+    host = jit.host_target()
+    flags = _cpuinfo()["flags"].split()
+    for feature, flag in (("sse4.1", "sse4_1"), ("avx2", "avx2"), ("avx512f", "avx512f")):
+        assert (feature in found) == host.has_feature(feature) == (flag in flags), feature
