@@ -42,26 +42,27 @@ def test_a_raising_rule_warns_once_and_is_counted(monkeypatch):
     assert "broken: TypeError x2" in str(report)
 
 
-def test_a_rule_of_another_type_warns_and_is_not_used(monkeypatch):
-    monkeypatch.setenv("SYMGRAPH_RULE_ERRORS", "warn")
+@pytest.mark.parametrize("policy", ["warn", "raise"])
+def test_a_result_of_another_type_is_not_used_nor_an_error(monkeypatch, policy):
+    """The walker checks a rule's result type, and rules rely on it (0 - x -> -x, where a
+    (1,) zero widened a scalar x): counted in skipped, neither a warning nor an error."""
+    monkeypatch.setenv("SYMGRAPH_RULE_ERRORS", policy)
     monkeypatch.setitem(RULES, "neg", [retyped])
     x = sg.tensor("x", (3,), "float64")
-    with pytest.warns(RuleErrorWarning, match="type differs: .*float32"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         new, report = rewrite_graph([-x])
     assert ops_of(new) == ["neg"] and new[0].dtype == np.float64
     assert report.skipped == {"retyped: type differs": 1}
 
 
-@pytest.mark.parametrize("rule, error, text", [(broken, TypeError, "truth value"),
-                                                (retyped, TypeError, "float32")])
-def test_the_raise_policy_raises_naming_the_rule(monkeypatch, rule, error, text):
+def test_the_raise_policy_raises_naming_the_rule(monkeypatch):
     monkeypatch.setenv("SYMGRAPH_RULE_ERRORS", "raise")
-    monkeypatch.setitem(RULES, "neg", [rule])
+    monkeypatch.setitem(RULES, "neg", [broken])
     x = sg.tensor("x", (3,), "float64")
-    with pytest.raises(error, match=text) as info:
+    with pytest.raises(TypeError, match="truth value") as info:
         rewrite_graph([-x])
-    assert f"rule {rule.__name__}" in str(info.value) + "".join(
-        getattr(info.value, "__notes__", []))
+    assert any("rule broken" in note for note in info.value.__notes__)
 
 
 def test_a_compiled_function_is_right_without_the_failed_rule(monkeypatch, backend):
