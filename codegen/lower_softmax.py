@@ -92,6 +92,15 @@ def _sum_exp_pass(k: Kernel, x: Variable, axes, idx: dict, m: Value,
     return Value(k.fb.op(f"load {m.ty}, ptr {acc}"), dt)
 
 
+def _log_softmax_value(k: Kernel, v: Value, m: Value, log_s: Value) -> Value:
+    """``(v - m) - log_s`` in that order (the reference's, ``symgraph.ops.nn.LogSoftmax``):
+    lines that differ by a constant give the same bits.  The outer ``fsub`` has no
+    fast-math flags: with ``reassoc`` LLVM made it ``v - (m + log_s)`` to hoist the sum
+    out of the loop (a float32 line of 20 then differed from its shifted copy by an ulp)."""
+    inner = k.sb.sub(v, m)
+    return Value(k.fb.op(f"fsub {v.ty} {inner.ref}, {log_s.ref}"), v.dtype)
+
+
 def _finite_or_zero(k: Kernel, m: Value) -> Value:
     finite = Value(k.fb.op(f"fcmp olt {m.ty} {k.sb.abs(m).ref}, "
                            f"{literal(np.inf, m.dtype)}"), "bool")
@@ -182,11 +191,12 @@ def _row_stats(k: Kernel, values: list[Value], log: bool) -> tuple[list[Value], 
 
 def _row_results(k: Kernel, values: list[Value], exps: list[Value], m: Value, s: Value,
                  log: bool) -> list[Value]:
-    """log_softmax (``v - m - log s``) or softmax (``e / s``) of one row from its stats."""
+    """log_softmax (``(v - m) - log s``, the reference's order: ``symgraph.ops.nn``) or
+    softmax (``e / s``) of one row from its stats."""
     sb = k.sb
     if log:
-        lse = sb.add(m, sb.math("log", s))
-        return [sb.sub(v, lse) for v in values]
+        log_s = sb.math("log", s)
+        return [_log_softmax_value(k, v, m, log_s) for v in values]
     return [sb.div(e, s) for e in exps]
 
 
@@ -260,7 +270,7 @@ def _tiled(k: Kernel, node: Apply, axis: int, tile_axis: int) -> None:
     ``axis`` for all its positions at once: the maxima, the sums of ``exp(x - max)`` (softmax
     stores each term in ``out``), per position the scale (``1 / s``) or the log-sum-exp
     (logsumexp's result), then the lines of the result (softmax: ``out *= scale``;
-    log_softmax: ``x - lse``).  Maxima and sums live in two stack arrays of a tile."""
+    log_softmax: ``(x - max) - log(sum)``).  Maxima and sums live in two stack arrays of a tile."""
     fb, sb = k.fb, k.sb
     x, out = node.inputs[0], node.outputs[0]
     dt, kind = x.dtype.name, type(node.op)
@@ -320,8 +330,9 @@ def _tiled(k: Kernel, node: Apply, axis: int, tile_axis: int) -> None:
         positions(lambda t: k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, idx),
                                     sb.add(get(maxima, t), sb.math("log", get(sums, t)))))
     elif kind is LogSoftmax:
-        positions(lambda t: put(sums, t, sb.add(get(maxima, t), sb.math("log", get(sums, t)))))
-        lines(lambda t: k.store(out, at(), sb.sub(k.value_at(x, at()), get(sums, t))))
+        positions(lambda t: put(sums, t, sb.math("log", get(sums, t))))
+        lines(lambda t: k.store(out, at(), _log_softmax_value(
+            k, k.value_at(x, at()), get(maxima, t), get(sums, t))))
     else:
         positions(lambda t: put(sums, t, sb.div(sb.one(get(sums, t)), get(sums, t))))
         lines(lambda t: k.store(out, at(), sb.mul(k.load(out, at()), get(sums, t))))
@@ -355,8 +366,8 @@ def lower_softmax(k: Kernel, node: Apply) -> None:
     idx.update(idx_in)
     full = [idx[a] for a in range(x.ndim)]
     if log:
-        lse = k.sb.add(m, k.sb.math("log", s))
-        k.store(out, full, k.sb.sub(k.value_at(x, full), lse))
+        log_s = k.sb.math("log", s)
+        k.store(out, full, _log_softmax_value(k, k.value_at(x, full), m, log_s))
     else:
         k.store(out, full, k.sb.mul(k.load(out, full), k.sb.div(k.sb.one(s), s)))
     k.close_loops(inner)

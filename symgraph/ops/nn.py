@@ -18,11 +18,19 @@ from symgraph.ops.reduce import reduced_shape
 from symgraph.sentinels import DISCONNECTED
 
 
-def _stable_lse(x, axis):
+def _shift_and_log_sum(x, axis):
+    """``(x - m, log(sum(exp(x - m))))`` with ``m`` the max along ``axis`` (0 where not
+    finite): logsumexp is their ``m +``, log_softmax their difference."""
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
+    shifted = x - m
     with np.errstate(divide="ignore"):
-        return m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+        return shifted, m, np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _stable_lse(x, axis):
+    _, m, log_sum = _shift_and_log_sum(x, axis)
+    return m + log_sum
 
 
 class _AxisOp(Op):
@@ -63,8 +71,11 @@ class LogSoftmax(_AxisOp):
         return "log_softmax"
 
     def perform(self, inputs, ctx):
-        x = inputs[0]
-        return [(x - _stable_lse(x, self.axis)).astype(x.dtype, copy=False)]
+        # (x - m) - log(s), as jax: lines that differ by a constant give the same bits (a
+        # tie stays a tie for a max over them), and a large m does not round into the result
+        # as in x - (m + log(s)); the llvm lowering computes the same
+        shifted, _, log_sum = _shift_and_log_sum(inputs[0], self.axis)
+        return [(shifted - log_sum).astype(inputs[0].dtype, copy=False)]
 
     def bprop(self, inputs, outputs, index, grads):
         # softmax(x) as exp(log_softmax(x)), as PyTorch's log_softmax backward does: one

@@ -74,5 +74,9 @@ def test_softmax_far_apart_logits():
     labels = rng.integers(0, 10, 64)
     got = sg.function([x, y], outs, backend="llvm")(a, labels)
     want = sg.function([x, y], outs, backend="numpy")(a, labels)
-    for g, w in zip(got, want):
+    for g, w in zip(got[:2], want[:2]):
         np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-30)
+    # the gradient is (p - one_hot) / 64: where p rounds near 1 the difference cancels, so
+    # its error is a few float32 ulps of 1 over the batch (at [9, 4] llvm gave -3.2783e-07,
+    # numpy -3.2689e-07, float64 -3.2843e-07)
+    np.testing.assert_allclose(got[2], want[2], rtol=2e-6, atol=4 * np.finfo(np.float32).eps / 64)
