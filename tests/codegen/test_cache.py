@@ -365,6 +365,13 @@ def test_corrupt_program_metadata_recompiles(cache_env):
         new = len(data).to_bytes(8, "little") + data + body[8 + n:]
         path.write_bytes(good[:4] + hashlib.sha256(new).digest() + new)
 
+    # the forged checksum is valid: an unchanged rewrite still loads without lowering, so the
+    # corruptions below are refused for their metadata, not for the checksum
+    rewrite(lambda meta: None)
+    cache.clear_cache(memory=True, disk=False)
+    f, _, _ = _mlp_function()
+    assert f.compile_stats["lowered"] is False
+
     def bad_kernel(meta):
         meta["program"]["kernels"][0]["reads"] = [10 ** 6]
 
