@@ -167,6 +167,22 @@ def _finite(owner: str, name: str, value) -> float:
     return float(value)
 
 
+class Overwritten(Initializer):
+    """``base``'s draw with ``where`` (an index: a row, a slice) set to ``value``: LSTM's
+    forget-gate bias of 1, an embedding's zero padding row. Built by layers, not named in
+    specs (a spec names the base)."""
+
+    name = "overwritten"
+
+    def __init__(self, base: Initializer, where, value: float):
+        self.base, self.where, self.value = base, where, float(value)
+
+    def sample(self, shape, fan_in, fan_out, rng):
+        value = np.array(self.base.sample(shape, fan_in, fan_out, rng), dtype=np.float64)
+        value[self.where] = self.value
+        return value
+
+
 def _truncated_normal(rng: np.random.Generator, std: float, shape) -> np.ndarray:
     """Normal draws redrawn until within two std; scaled so the std is ``std`` (as Keras)."""
     scale = std / 0.87962566103423978  # std of a unit normal truncated to [-2, 2]

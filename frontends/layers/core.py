@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 
 import symgraph as sg
+from frontends import initializers
 from frontends.config import integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, fixed_features, weight_dtype
@@ -148,26 +149,44 @@ def _as_int(d) -> int:
 
 class Embedding(Layer):
     """Integer ids (batch, ...) -> vectors (batch, ..., dim): rows of a learned (n, dim)
-    table; the gradient scatters into the rows used."""
+    table; the gradient scatters into the rows used.
 
-    config_args = ("n", "dim", "init", "dtype")
+    ``padding_idx`` (as ``torch.nn.Embedding``'s): that id is padding, its vector is zeros and
+    its row gets no gradient (the row starts at zeros too, as torch's), so a recurrent layer
+    with ``mask_value=0`` skips padded tokens."""
+
+    config_args = ("n", "dim", "init", "dtype", "padding_idx")
 
     def __init__(self, n: int, dim: int, init="uniform", dtype: str = "float32",
-                 name: str | None = None):
+                 padding_idx: int | None = None, name: str | None = None):
         super().__init__(name)
         self.n = integer("Embedding", "n", n)
         self.dim = integer("Embedding", "dim", dim)
         if np.dtype(dtype).kind != "f":
             raise ValueError(f"Embedding: dtype must be a float type, got {dtype!r}")
         self.init, self.dtype = init, str(np.dtype(dtype))
+        if padding_idx is not None:
+            padding_idx = integer("Embedding", "padding_idx", padding_idx, lo=-self.n)
+            if padding_idx >= self.n:
+                raise ValueError(f"Embedding: padding_idx must be an id below n={self.n}, got "
+                                 f"{padding_idx}")
+            padding_idx %= self.n  # -1 is the last row, as in torch
+        self.padding_idx = padding_idx
 
     def build(self, x):
         if x.dtype.kind not in "iu":
             raise TypeError(f"layer {self.name}: Embedding takes integer ids, got {x.dtype}")
-        self.table = self.add_weight("table", (self.n, self.dim), self.init, self.dtype)
+        init = initializers.get(self.init)
+        if self.padding_idx is not None:
+            init = initializers.Overwritten(init, self.padding_idx, 0.0)
+        self.table = self.add_weight("table", (self.n, self.dim), init, self.dtype)
 
     def call(self, x, training):
-        return self.table[x]
+        rows = self.table[x]
+        if self.padding_idx is None:
+            return rows
+        padded = sg.expand_dims(sg.equal(x, sg.constant(self.padding_idx, x.dtype)), -1)
+        return sg.where(padded, 0.0, rows)
 
 
 class Add(Layer):

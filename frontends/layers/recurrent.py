@@ -16,11 +16,19 @@ Keras's ``kernel``, ``recurrent_kernel``, ``bias`` (``get_weights`` order and sh
 torch's ``i, f, g, o``), GRU ``z, r, h`` with ``reset_after=True`` (Keras 2's default, the
 same recurrence as ``torch.nn.GRU``: the reset gate scales ``h @ U_h + b_h``), so GRU's
 bias is (2, 3 units): input and recurrent. Initial state zeros; ``U`` orthogonal.
+
+Variable lengths: with ``mask_value`` set, a time step whose features all equal it is
+padding. The state passes it unchanged and its output (``return_sequences``) is zeros, so an
+example's result is the unpadded sequence's, as ``torch.nn.utils.rnn.pack_padded_sequence``
+gives: the last state of a post-padded batch is each sequence's own last, ``Bidirectional``'s
+backward half starts at each sequence's own end, and nothing flows into the padding's
+gradient. Padding may sit anywhere (pre-padding too); ``Embedding(padding_idx=...)`` makes
+padded token ids zero vectors for a layer with ``mask_value=0``; a per-step loss leaves the
+padding out by its labels (``cross_entropy``'s ``ignore_index``). Every step is still
+computed for the whole batch, so padding saves no time (torch's packed runs skip it).
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 import symgraph as sg
 from frontends import initializers
@@ -38,15 +46,31 @@ def _sequence(layer: Layer, x: sg.Variable) -> tuple[int, int]:
     return x.shape[1], x.shape[2]
 
 
+def _mask_value(kind: str, value) -> float | None:
+    """``mask_value`` as a float, or None; NaN is refused (no feature equals it)."""
+    import numbers
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{kind}: mask_value must be a number (the value of every feature of "
+                        f"a padded time step) or None, got {value!r}")
+    if value != value:
+        raise ValueError(f"{kind}: mask_value cannot be NaN: NaN equals nothing, so no step "
+                         "would be padding")
+    return float(value)
+
+
 class _Recurrent(Layer):
     """What the three share: units, initialisers, ``return_sequences`` and the weights."""
 
-    config_args = ("units", "return_sequences", "init", "recurrent_init", "bias_init")
+    config_args = ("units", "return_sequences", "init", "recurrent_init", "bias_init",
+                   "mask_value")
     gates = 1
     states = 1  # h (LSTM: h and c)
 
     def __init__(self, units: int, return_sequences: bool = False, init="glorot_uniform",
-                 recurrent_init="orthogonal", bias_init="zeros", name: str | None = None):
+                 recurrent_init="orthogonal", bias_init="zeros",
+                 mask_value: float | None = None, name: str | None = None):
         super().__init__(name)
         self.units = integer(self.kind, "units", units)
         if not isinstance(return_sequences, bool):
@@ -54,6 +78,7 @@ class _Recurrent(Layer):
                             f"{return_sequences!r}")
         self.return_sequences = return_sequences
         self.init, self.recurrent_init, self.bias_init = init, recurrent_init, bias_init
+        self.mask_value = _mask_value(self.kind, mask_value)
 
     def build(self, x):
         _, features = _sequence(self, x)
@@ -75,10 +100,20 @@ class _Recurrent(Layer):
         # the zero first state is implicit (no product with U), except for one step: then
         # an explicit one keeps U in the graph (its gradient is zero, as in torch and Keras)
         state = None if steps > 1 else self._zero_state(projected)
+        # (batch, time, 1): does step t of an example hold data? (None: every step does)
+        real = None if self.mask_value is None else sg.max(
+            sg.not_equal(x, sg.constant(self.mask_value, x.dtype)), axis=-1, keepdims=True)
         outputs = []
         for t in range(steps):
-            state = self._step(projected[:, t, :], state)
-            outputs.append(state[0])
+            new = self._step(projected[:, t, :], state)
+            if real is None:
+                state = new
+                outputs.append(new[0])
+                continue
+            here = real[:, t, :]  # (batch, 1): a padded example keeps its state
+            old = state if state is not None else (0.0,) * self.states
+            state = tuple(sg.where(here, n, o) for n, o in zip(new, old))
+            outputs.append(sg.where(here, new[0], 0.0) if self.return_sequences else state[0])
         return sg.stack(outputs, axis=1) if self.return_sequences else outputs[-1]
 
     def _zero_state(self, projected) -> tuple:
@@ -106,8 +141,9 @@ class SimpleRNN(_Recurrent):
 
     def __init__(self, units: int, activation="tanh", return_sequences: bool = False,
                  init="glorot_uniform", recurrent_init="orthogonal", bias_init="zeros",
-                 name: str | None = None):
-        super().__init__(units, return_sequences, init, recurrent_init, bias_init, name)
+                 mask_value: float | None = None, name: str | None = None):
+        super().__init__(units, return_sequences, init, recurrent_init, bias_init, mask_value,
+                         name)
         self.fn = get_activation(activation)
         self.activation = activation
 
@@ -130,13 +166,16 @@ class LSTM(_Recurrent):
 
     def __init__(self, units: int, return_sequences: bool = False, init="glorot_uniform",
                  recurrent_init="orthogonal", bias_init="zeros", unit_forget_bias: bool = True,
-                 name: str | None = None):
-        super().__init__(units, return_sequences, init, recurrent_init, bias_init, name)
+                 mask_value: float | None = None, name: str | None = None):
+        super().__init__(units, return_sequences, init, recurrent_init, bias_init, mask_value,
+                         name)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _bias_initializer(self):
         base = super()._bias_initializer()
-        return _ForgetBias(base, self.units) if self.unit_forget_bias else base
+        if not self.unit_forget_bias:
+            return base
+        return initializers.Overwritten(base, slice(self.units, 2 * self.units), 1.0)
 
     def _step(self, projected, state):
         z = projected if state is None else projected + state[0] @ self.U
@@ -180,20 +219,6 @@ class GRU(_Recurrent):
         (zero state) the recurrent bias's (units,) slice, which broadcasts."""
         n = self.units
         return recurrent[k * n:(k + 1) * n] if state is None else self._gate(recurrent, k)
-
-
-class _ForgetBias(initializers.Initializer):
-    """LSTM's bias: the given initialiser, then 1 on the forget gate's quarter."""
-
-    name = "forget_bias"
-
-    def __init__(self, base: initializers.Initializer, units: int):
-        self.base, self.units = base, units
-
-    def sample(self, shape, fan_in, fan_out, rng):
-        value = np.array(self.base.sample(shape, fan_in, fan_out, rng), dtype=np.float64)
-        value[self.units:2 * self.units] = 1.0
-        return value
 
 
 _CELLS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU)}

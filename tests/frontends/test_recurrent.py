@@ -7,6 +7,7 @@ and errors."""
 import numpy as np
 import pytest
 import torch
+from _torch_rnn import torch_grads_in_keras_layout, torch_module
 
 import frontends as fe
 import symgraph as sg
@@ -19,41 +20,6 @@ B, T, F, H = 3, 5, 4, 6
 @pytest.fixture
 def rng():
     return np.random.default_rng(17)
-
-
-def _gru_order(a, axis=0):
-    """Keras's GRU gate order z, r, h -> torch's r, z, n along ``axis``."""
-    z, r, h = np.split(a, 3, axis=axis)
-    return np.concatenate([r, z, h], axis=axis)
-
-
-def _torch_module(kind, weights):
-    """A torch RNN with our (Keras-layout) weights."""
-    kernel, recurrent, bias = weights
-    if kind == "SimpleRNN":
-        mod, b_ih, b_hh = torch.nn.RNN(F, H, batch_first=True), bias, np.zeros_like(bias)
-    elif kind == "LSTM":
-        mod, b_ih, b_hh = torch.nn.LSTM(F, H, batch_first=True), bias, np.zeros_like(bias)
-    else:
-        mod = torch.nn.GRU(F, H, batch_first=True)
-        kernel, recurrent = _gru_order(kernel, 1), _gru_order(recurrent, 1)
-        b_ih, b_hh = _gru_order(bias[0]), _gru_order(bias[1])
-    mod = mod.double()
-    with torch.no_grad():
-        mod.weight_ih_l0.copy_(torch.tensor(kernel.T))
-        mod.weight_hh_l0.copy_(torch.tensor(recurrent.T))
-        mod.bias_ih_l0.copy_(torch.tensor(b_ih))
-        mod.bias_hh_l0.copy_(torch.tensor(b_hh))
-    return mod
-
-
-def _torch_grads_in_keras_layout(kind, mod):
-    g = [mod.weight_ih_l0.grad.numpy().T, mod.weight_hh_l0.grad.numpy().T]
-    if kind == "GRU":  # torch r, z, n -> ours z, r, h (the same swap undoes itself)
-        return [_gru_order(g[0], 1), _gru_order(g[1], 1),
-                np.stack([_gru_order(mod.bias_ih_l0.grad.numpy()),
-                          _gru_order(mod.bias_hh_l0.grad.numpy())])]
-    return g + [mod.bias_ih_l0.grad.numpy()]  # our one bias plays torch's b_ih (b_hh = 0)
 
 
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
@@ -70,7 +36,7 @@ def test_values_and_gradients_match_torch(kind, return_sequences, backend, rng):
     f = sg.function([x], [out, *sg.grad(cost, [x, *layer.weights])], backend=backend)
     got = f(X)
 
-    mod = _torch_module(kind, [w.get_value() for w in layer.weights])
+    mod = torch_module(kind, [w.get_value() for w in layer.weights])
     xt = torch.tensor(X, requires_grad=True)
     seq = mod(xt)[0]
     want = seq if return_sequences else seq[:, -1]
@@ -78,7 +44,7 @@ def test_values_and_gradients_match_torch(kind, return_sequences, backend, rng):
     np.testing.assert_allclose(got[0], want.detach().numpy(), rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(got[1], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     for name, a, b in zip(["kernel", "recurrent", "bias"], got[2:],
-                          _torch_grads_in_keras_layout(kind, mod)):
+                          torch_grads_in_keras_layout(kind, mod)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
@@ -94,11 +60,11 @@ def test_one_step_sequences_match_torch_and_train(kind, rng):
     X = rng.normal(size=(B, 1, F))
     C = rng.normal(size=(B, H))
     got = sg.function([x], [out, *sg.grad(sg.sum(out * C), layer.weights)])(X)
-    mod = _torch_module(kind, [w.get_value() for w in layer.weights])
+    mod = torch_module(kind, [w.get_value() for w in layer.weights])
     (mod(torch.tensor(X))[0][:, -1] * torch.tensor(C)).sum().backward()
     np.testing.assert_allclose(got[0], mod(torch.tensor(X))[0][:, -1].detach().numpy(),
                                rtol=1e-11)
-    for a, b in zip(got[1:], _torch_grads_in_keras_layout(kind, mod)):
+    for a, b in zip(got[1:], torch_grads_in_keras_layout(kind, mod)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     assert not got[2].any()  # U's gradient
     model = fe.Sequential([getattr(L, kind)(3), L.Dense(2)], input_shape=(1, F), seed=0)
@@ -129,7 +95,7 @@ def test_a_float32_lstm_model_trains_as_torch(rng):
     X = rng.normal(size=(12, T, F)).astype(np.float32)
     y = rng.integers(0, 2, 12)
     kernel, recurrent, bias, Wd, bd = model.get_weights()
-    lstm = _torch_module("LSTM", [kernel, recurrent, bias]).float()
+    lstm = torch_module("LSTM", [kernel, recurrent, bias]).float()
     dense = [torch.tensor(Wd, requires_grad=True), torch.tensor(bd, requires_grad=True)]
     params = [lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, *dense]
     opt = torch.optim.Adam(params, lr=0.05)  # bias_hh stays 0: not ours to train
@@ -205,18 +171,6 @@ def test_the_example_spec_is_the_example_model():
     assert opt["exclude"] == ["b", "gamma", "beta"] and opt["type"] == "AdamW"
 
 
-def _torch_bidirectional(kind, forward, backward):
-    """torch's bidirectional RNN with our two directions' (Keras-layout) weights."""
-    mod = getattr(torch.nn, {"SimpleRNN": "RNN"}.get(kind, kind))(
-        F, H, batch_first=True, bidirectional=True).double()
-    for suffix, weights in (("", forward), ("_reverse", backward)):
-        one = _torch_module(kind, weights)
-        with torch.no_grad():
-            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-                getattr(mod, name + suffix).copy_(getattr(one, name))
-    return mod
-
-
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_bidirectional_concat_matches_torch(kind, return_sequences, backend, rng):
@@ -231,7 +185,7 @@ def test_bidirectional_concat_matches_torch(kind, return_sequences, backend, rng
     C = rng.normal(size=tuple(int(d) if isinstance(d, int) else B for d in out.shape))
     got = sg.function([x], [out, sg.grad(sg.sum(out * C), x)], backend=backend)(X)
     values = [w.get_value() for w in layer.weights]
-    mod = _torch_bidirectional(kind, values[:3], values[3:])
+    mod = torch_module(kind, values[:3], values[3:])
     xt = torch.tensor(X, requires_grad=True)
     seq, h_n = mod(xt)
     h_n = h_n[0] if kind == "LSTM" else h_n
