@@ -46,6 +46,8 @@ from symgraph.graph import (
 )
 from symgraph.ops import (
     abs,
+    all,
+    any,
     arange,
     arctan,
     argmax,
@@ -129,9 +131,10 @@ __all__ = [
     "DISCONNECTED", "Apply", "Constant", "DisconnectedInputError", "Function",
     "GradNotImplementedError", "GradientCheckError", "GraphvizNotFound", "NonFiniteError", "Op",
     "ShapeError", "SharedVariable", "TensorType", "Undefined", "UndefinedGradError", "Variable",
-    "abs", "arange", "arctan", "argmax", "cast", "check_grad", "clip", "clone_replace",
-    "concatenate", "constant", "cos", "debugprint", "dot", "equal", "exp", "expand_dims", "expm1",
-    "flip", "format_profile", "function", "grad", "greater", "greater_equal", "hessian", "hvp",
+    "abs", "all", "any", "arange", "arctan", "argmax", "cast", "check_grad", "clip",
+    "clone_replace", "concatenate", "constant", "cos", "debugprint", "dot", "equal", "exp",
+    "expand_dims", "expm1", "flip", "format_profile", "function", "grad", "greater",
+    "greater_equal", "hessian", "hvp",
     "jacobian", "less", "less_equal", "log", "log1p", "logical_and", "logical_not", "logical_or",
     "logsumexp", "matmul", "matrix", "max", "maximum", "mean", "min", "minimum", "name_scope",
     "nn", "not_equal", "ones_like", "power", "pprint", "render", "render_source", "reshape",

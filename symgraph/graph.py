@@ -226,6 +226,8 @@ class Variable:
     def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
     def min(self, axis=None, keepdims=False): return ops.min(self, axis, keepdims)
+    def any(self, axis=None, keepdims=False): return ops.any(self, axis, keepdims)
+    def all(self, axis=None, keepdims=False): return ops.all(self, axis, keepdims)
     def reshape(self, *shape): return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
     def astype(self, dtype): return ops.cast(self, dtype)
     def transpose(self, *axes): return ops.transpose(self, axes or None)

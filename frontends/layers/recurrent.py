@@ -101,7 +101,7 @@ class _Recurrent(Layer):
         # an explicit one keeps U in the graph (its gradient is zero, as in torch and Keras)
         state = None if steps > 1 else self._zero_state(projected)
         # (batch, time, 1): does step t of an example hold data? (None: every step does)
-        real = None if self.mask_value is None else sg.max(
+        real = None if self.mask_value is None else sg.any(
             sg.not_equal(x, sg.constant(self.mask_value, x.dtype)), axis=-1, keepdims=True)
         outputs = []
         for t in range(steps):

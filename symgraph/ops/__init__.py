@@ -6,6 +6,7 @@ turns user arguments (Python numbers, arrays, axes) into op applications.
 
 from __future__ import annotations
 
+import builtins
 import types
 
 import numpy as np
@@ -133,6 +134,26 @@ def _reduce(kind):
 sum, mean, max, min = _reduce("sum"), _reduce("mean"), _reduce("max"), _reduce("min")
 
 
+def any(x, axis=None, keepdims: bool = False) -> Variable:
+    """Is any element along ``axis`` (all axes when None) true, i.e. nonzero (NaN counts)?
+    numpy's ``any``: a bool, False over an empty axis, no gradient."""
+    return greater(_count(not_equal, x, axis, keepdims), 0)
+
+
+def all(x, axis=None, keepdims: bool = False) -> Variable:
+    """Is every element along ``axis`` true, i.e. nonzero (NaN counts)? numpy's ``all``: a
+    bool, True over an empty axis, no gradient."""
+    return equal(_count(equal, x, axis, keepdims), 0)
+
+
+def _count(compare, x, axis, keepdims: bool) -> Variable:
+    """How many elements of ``x`` along ``axis`` ``compare`` (equal, not_equal) finds to
+    zero. A sum, not a max: a max has no value over an empty axis."""
+    x = as_variable(x)
+    hit = x if compare is not_equal and x.dtype == np.bool_ else compare(x, 0)
+    return sum(cast(hit, "int64"), axis, keepdims)
+
+
 def argmax(x, axis: int | None = None, keepdims: bool = False) -> Variable:
     x = as_variable(x)
     if axis is not None:
@@ -212,7 +233,7 @@ def squeeze(x, axis=None) -> Variable:
                 f"cannot drop axis {a} of length {sh.format_dim(d)}" + (
                     "" if isinstance(d, int) else " (with another dim of unknown length "
                     "the drop cannot be checked: name that dim)")), [x])
-    if any(x.shape[a] != 1 for a in axes):  # symbolic: 1 is checked per call
+    if builtins.any(x.shape[a] != 1 for a in axes):  # symbolic: 1 is checked per call
         return reshape(x, kept)
     return DimShuffle(tuple(i for i in range(x.ndim) if i not in axes), x.ndim)(x)
 

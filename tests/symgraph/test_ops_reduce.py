@@ -392,3 +392,30 @@ def test_float32_sums_as_accurate_as_numpy(backend, kind, shape, axis, symbolic)
     assert np.max(np.abs(getattr(x, kind)(axis=axis) / exact - 1)) <= bound  # numpy's own
     assert got.dtype == np.float32
     assert np.max(np.abs(got / exact - 1)) <= bound
+
+
+@pytest.mark.parametrize("fn", ["any", "all"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int8", "uint8", "int64", "bool"])
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (None, True), (0, False),
+                                           (1, True), (-1, False), ((0, 1), False)])
+def test_any_and_all_match_numpy(fn, dtype, axis, keepdims, backend):
+    """numpy's truth: nonzero is true, NaN too; an empty axis is False for any, True for
+    all. Rows all zero, all nonzero and mixed, so both answers occur on every axis."""
+    rng = np.random.default_rng(3)
+    X = np.zeros((6, 5), dtype)
+    X[1] = 1
+    X[2:] = rng.integers(0, 2, size=(4, 5)).astype(dtype)
+    X[:, 0] = 1
+    X[:, 1] = 0
+    if np.dtype(dtype).kind == "f":
+        X[3, 2], X[4, 3] = np.nan, -0.0
+    x = sg.tensor("x", ("batch", 5), dtype)
+    out = getattr(sg, fn)(x, axis, keepdims)
+    assert out.dtype == np.bool_
+    f = sg.function([x], [out, getattr(x, fn)(axis, keepdims)], backend=backend)
+    for value in (X, X[:0]):  # the empty batch: the identity of each
+        got = f(value)
+        want = getattr(np, fn)(value, axis=axis, keepdims=keepdims)
+        for g in got:
+            np.testing.assert_array_equal(g, want)
+            assert np.shape(g) == np.shape(want)
