@@ -45,48 +45,78 @@ class Dense(Layer):
         return self.fn(z)
 
 
+class MaskStream:
+    """Where a layer's dropout masks come from (``symgraph``'s ``DropoutMask``): a hidden
+    int64 counter, bumped by every training step, selects the masks, and the model seed sets
+    where the counter starts, so runs are reproducible and the backward pass sees the same
+    mask as the forward one (it is one node). Each ``what`` of each call draws its own
+    masks: the same (seed, counter) would give them all the identical mask."""
+
+    def __init__(self, owner: Layer):
+        self.owner = owner
+        self.counter: sg.SharedVariable | None = None
+        self._calls: dict[str, int] = {}  # masks drawn so far, by what they are for
+
+    def build(self) -> None:
+        self.counter = sg.shared(np.int64(0), name=f"{self.owner.name}/counter")
+        self.counter.default_update = self.counter + 1
+
+    @property
+    def state(self) -> list[sg.SharedVariable]:
+        return [self.counter] if self.counter is not None else []
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        # the model seed picks the stream: counters start at a seed-dependent point
+        self.counter.set_value(np.int64(rng.integers(0, 2**40) << 20))
+
+    def mask(self, like: sg.Variable, rate: float, what: str = "") -> sg.Variable:
+        """A {0, 1 / (1 - rate)} mask the shape of ``like``, new at every training step."""
+        calls = self._calls.get(what, 0)
+        self._calls[what] = calls + 1
+        key = self.owner.name + what + (f"#{calls}" if calls else "")
+        return DropoutMask(1.0 - rate, zlib.crc32(key.encode()))(like, self.counter)
+
+
+def dropout_rate(owner: str, name: str, rate) -> float:
+    """``rate`` as a float in [0, 1), else an error naming it."""
+    if not 0.0 <= float(rate) < 1.0:
+        raise ValueError(f"{owner}: {name} must be in [0, 1), got {rate}")
+    return float(rate)
+
+
 class Dropout(Layer):
     """Inverted dropout: in training, each unit is zeroed with probability ``rate`` and the
-    rest scaled by ``1 / (1 - rate)``; at inference the identity (Keras convention).
-
-    The mask comes from a counter-based hash (``symgraph``'s ``DropoutMask``): a hidden
-    int64 counter, bumped by every training step, selects the mask, and the model seed
-    sets where the counter starts, so runs are reproducible and the backward pass sees
-    the same mask as the forward one (it is one node)."""
+    rest scaled by ``1 / (1 - rate)``; at inference the identity (Keras convention). Masks
+    from a :class:`MaskStream`."""
 
     config_args = ("rate",)
     has_mode = True
 
     def __init__(self, rate: float, name: str | None = None):
         super().__init__(name)
-        if not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
-        self.rate = float(rate)
-        self.counter = None
-        self._calls = 0  # training-mode calls so far (each gets its own mask stream)
+        self.rate = dropout_rate("Dropout", "rate", rate)
+        self.masks = MaskStream(self)
 
     def build(self, x):
-        self.counter = sg.shared(np.int64(0), name=f"{self.name}/counter")
-        self.counter.default_update = self.counter + 1
+        self.masks.build()
+
+    @property
+    def counter(self) -> sg.SharedVariable | None:
+        return self.masks.counter
 
     @property
     def state(self):
-        return [self.counter] if self.counter is not None else []
+        return self.masks.state
 
     def initialize(self, rng):
-        # the model seed picks the stream: counters start at a seed-dependent point
-        self.counter.set_value(np.int64(rng.integers(0, 2**40) << 20))
+        self.masks.initialize(rng)
 
     def call(self, x, training):
         if not training or self.rate == 0.0:
             return x
         if x.dtype.kind != "f":
             raise TypeError(f"layer {self.name}: dropout needs a float input, got {x.dtype}")
-        # a layer called on several tensors draws a different mask for each call: the same
-        # (seed, counter) would give every call of one shape the identical mask
-        key = self.name if not self._calls else f"{self.name}#{self._calls}"
-        self._calls += 1
-        return x * DropoutMask(1.0 - self.rate, zlib.crc32(key.encode()))(x, self.counter)
+        return x * self.masks.mask(x, self.rate)
 
 
 class Flatten(Layer):

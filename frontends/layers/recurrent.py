@@ -17,6 +17,12 @@ torch's ``i, f, g, o``), GRU ``z, r, h`` with ``reset_after=True`` (Keras 2's de
 same recurrence as ``torch.nn.GRU``: the reset gate scales ``h @ U_h + b_h``), so GRU's
 bias is (2, 3 units): input and recurrent. Initial state zeros; ``U`` orthogonal.
 
+Dropout (Keras's arguments, Gal & Ghahramani's variational form): ``dropout`` drops input
+features and ``recurrent_dropout`` drops ``h_{t-1}`` where it enters ``h_{t-1} @ U`` (the
+state it carries is kept), each with one mask per sequence for all its steps, new at every
+training step; inference uses no masks. Masks come from a
+:class:`frontends.layers.core.MaskStream`, as ``Dropout``'s.
+
 Variable lengths: with ``mask_value`` set, a time step whose features all equal it is
 padding. The state passes it unchanged and its output (``return_sequences``) is zeros, so an
 example's result is the unpadded sequence's, as ``torch.nn.utils.rnn.pack_padded_sequence``
@@ -35,6 +41,7 @@ from frontends import initializers
 from frontends.config import integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
+from frontends.layers.core import MaskStream, dropout_rate
 
 
 def _sequence(layer: Layer, x: sg.Variable) -> tuple[int, int]:
@@ -64,13 +71,15 @@ class _Recurrent(Layer):
     """What the three share: units, initialisers, ``return_sequences`` and the weights."""
 
     config_args = ("units", "return_sequences", "init", "recurrent_init", "bias_init",
-                   "mask_value")
+                   "dropout", "recurrent_dropout", "mask_value")
     gates = 1
     states = 1  # h (LSTM: h and c)
+    _h_mask = None  # recurrent dropout's mask during a training call (see _recurrent)
 
     def __init__(self, units: int, return_sequences: bool = False, init="glorot_uniform",
-                 recurrent_init="orthogonal", bias_init="zeros",
-                 mask_value: float | None = None, name: str | None = None):
+                 recurrent_init="orthogonal", bias_init="zeros", dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, mask_value: float | None = None,
+                 name: str | None = None):
         super().__init__(name)
         self.units = integer(self.kind, "units", units)
         if not isinstance(return_sequences, bool):
@@ -78,6 +87,11 @@ class _Recurrent(Layer):
                             f"{return_sequences!r}")
         self.return_sequences = return_sequences
         self.init, self.recurrent_init, self.bias_init = init, recurrent_init, bias_init
+        self.dropout = dropout_rate(self.kind, "dropout", dropout)
+        self.recurrent_dropout = dropout_rate(self.kind, "recurrent_dropout",
+                                              recurrent_dropout)
+        self.has_mode = bool(self.dropout or self.recurrent_dropout)
+        self.masks = MaskStream(self) if self.has_mode else None
         self.mask_value = _mask_value(self.kind, mask_value)
 
     def build(self, x):
@@ -87,6 +101,17 @@ class _Recurrent(Layer):
         self.U = self.add_weight("U", (self.units, width), self.recurrent_init, dt,
                                  regularizable=True)
         self.b = self.add_weight("b", self._bias_shape(width), self._bias_initializer(), dt)
+        if self.masks is not None:
+            self.masks.build()
+
+    @property
+    def state(self):
+        return self.masks.state if self.masks is not None else []
+
+    def initialize(self, rng):
+        super().initialize(rng)
+        if self.masks is not None:
+            self.masks.initialize(rng)
 
     def _bias_shape(self, width: int) -> tuple[int, ...]:
         return (width,)
@@ -96,7 +121,12 @@ class _Recurrent(Layer):
 
     def call(self, x, training):
         steps, _ = _sequence(self, x)
-        projected = self._project(x)  # (batch, time, k units): one product for every step
+        drop_x = training and self.dropout > 0  # one mask for every step (Gal & Ghahramani)
+        projected = self._project(  # (batch, time, k units): one product for every step
+            x * self.masks.mask(x[:, :1, :], self.dropout, "/x") if drop_x else x)
+        # the recurrent input h_{t-1} of h_{t-1} @ U is dropped, not the state it carries
+        self._h_mask = self.masks.mask(projected[:, 0, :self.units], self.recurrent_dropout,
+                                       "/h") if training and self.recurrent_dropout else None
         # the zero first state is implicit (no product with U), except for one step: then
         # an explicit one keeps U in the graph (its gradient is zero, as in torch and Keras)
         state = None if steps > 1 else self._zero_state(projected)
@@ -126,6 +156,11 @@ class _Recurrent(Layer):
     def _step(self, projected, state):
         raise NotImplementedError
 
+    def _recurrent(self, state):
+        """``h_{t-1} @ U``, with recurrent dropout's mask on ``h_{t-1}`` in training."""
+        h = state[0] if self._h_mask is None else state[0] * self._h_mask
+        return h @ self.U
+
     def _gate(self, z, k: int):
         n = self.units
         return z[:, k * n:(k + 1) * n]
@@ -141,14 +176,15 @@ class SimpleRNN(_Recurrent):
 
     def __init__(self, units: int, activation="tanh", return_sequences: bool = False,
                  init="glorot_uniform", recurrent_init="orthogonal", bias_init="zeros",
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0,
                  mask_value: float | None = None, name: str | None = None):
-        super().__init__(units, return_sequences, init, recurrent_init, bias_init, mask_value,
-                         name)
+        super().__init__(units, return_sequences, init, recurrent_init, bias_init, dropout,
+                         recurrent_dropout, mask_value, name)
         self.fn = get_activation(activation)
         self.activation = activation
 
     def _step(self, projected, state):
-        z = projected if state is None else projected + state[0] @ self.U
+        z = projected if state is None else projected + self._recurrent(state)
         return (self.fn(z),)
 
 
@@ -166,9 +202,10 @@ class LSTM(_Recurrent):
 
     def __init__(self, units: int, return_sequences: bool = False, init="glorot_uniform",
                  recurrent_init="orthogonal", bias_init="zeros", unit_forget_bias: bool = True,
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0,
                  mask_value: float | None = None, name: str | None = None):
-        super().__init__(units, return_sequences, init, recurrent_init, bias_init, mask_value,
-                         name)
+        super().__init__(units, return_sequences, init, recurrent_init, bias_init, dropout,
+                         recurrent_dropout, mask_value, name)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _bias_initializer(self):
@@ -178,7 +215,7 @@ class LSTM(_Recurrent):
         return initializers.Overwritten(base, slice(self.units, 2 * self.units), 1.0)
 
     def _step(self, projected, state):
-        z = projected if state is None else projected + state[0] @ self.U
+        z = projected if state is None else projected + self._recurrent(state)
         i, f = sg.nn.sigmoid(self._gate(z, 0)), sg.nn.sigmoid(self._gate(z, 1))
         g, o = sg.tanh(self._gate(z, 2)), sg.nn.sigmoid(self._gate(z, 3))
         c = i * g if state is None else f * state[1] + i * g
@@ -207,7 +244,7 @@ class GRU(_Recurrent):
 
     def _step(self, projected, state):
         recurrent = self.b[1] if state is None else (
-            state[0] @ self.U + self.b[1])
+            self._recurrent(state) + self.b[1])
         z = sg.nn.sigmoid(self._gate(projected, 0) + self._gate_of(recurrent, 0, state))
         r = sg.nn.sigmoid(self._gate(projected, 1) + self._gate_of(recurrent, 1, state))
         n = sg.tanh(self._gate(projected, 2) + r * self._gate_of(recurrent, 2, state))
@@ -267,6 +304,17 @@ class Bidirectional(Layer):
         self.layer, self.merge = layer, merge
         config = {k: v for k, v in layer.get_config().items() if k not in ("type", "name")}
         self.backward_layer = type(layer)(**config)
+        self.has_mode = layer.has_mode  # (dropout)
+
+    @property
+    def state(self):
+        return self.layer.state + self.backward_layer.state
+
+    def initialize(self, rng):
+        super().initialize(rng)  # both directions' weights
+        for sub in (self.layer, self.backward_layer):
+            if sub.masks is not None:
+                sub.masks.initialize(rng)
 
     def build(self, x):
         for sub, direction in ((self.layer, "forward"), (self.backward_layer, "backward")):
