@@ -213,8 +213,9 @@ class Embedding(Layer):
 
     def call(self, x, training):
         rows = self.table[x]
-        if self.padding_idx is None:
-            return rows
+        info = np.iinfo(x.dtype)
+        if self.padding_idx is None or not info.min <= self.padding_idx <= info.max:
+            return rows  # (no id of x's dtype is the padding: uint8 ids, padding_idx=999)
         padded = sg.expand_dims(sg.equal(x, sg.constant(self.padding_idx, x.dtype)), -1)
         return sg.where(padded, 0.0, rows)
 

@@ -121,6 +121,11 @@ class _Recurrent(Layer):
 
     def call(self, x, training):
         steps, _ = _sequence(self, x)
+        # (batch, time, 1): does step t of an example hold data? (None: every step does)
+        real = None if self.mask_value is None else sg.any(
+            sg.not_equal(x, sg.constant(self.mask_value, x.dtype)), axis=-1, keepdims=True)
+        if real is not None:  # padded steps read zeros: a mask_value of inf (or one whose
+            x = sg.where(real, x, 0.0)  # products overflow) made every weight gradient NaN
         drop_x = training and self.dropout > 0  # one mask for every step (Gal & Ghahramani)
         projected = self._project(  # (batch, time, k units): one product for every step
             x * self.masks.mask(x[:, :1, :], self.dropout, "/x") if drop_x else x)
@@ -130,9 +135,6 @@ class _Recurrent(Layer):
         # the zero first state is implicit (no product with U), except for one step: then
         # an explicit one keeps U in the graph (its gradient is zero, as in torch and Keras)
         state = None if steps > 1 else self._zero_state(projected)
-        # (batch, time, 1): does step t of an example hold data? (None: every step does)
-        real = None if self.mask_value is None else sg.any(
-            sg.not_equal(x, sg.constant(self.mask_value, x.dtype)), axis=-1, keepdims=True)
         outputs = []
         for t in range(steps):
             new = self._step(projected[:, t, :], state)

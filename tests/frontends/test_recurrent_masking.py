@@ -180,3 +180,36 @@ def test_config_round_trip_and_errors():
         L.Embedding(5, 2, padding_idx=5)
     with pytest.raises(ValueError, match=r"padding_idx must be an integer >= -5, got -6"):
         L.Embedding(5, 2, padding_idx=-6)
+
+
+@pytest.mark.parametrize("pad", [np.inf, 3e38])
+def test_a_pad_value_that_overflows_gives_finite_gradients(pad, backend, rng):
+    """Padded steps read zeros: a pad of inf (or one whose product overflows float32) made
+    x @ W NaN at those steps, which the forward where dropped but the backward pass spread
+    into every weight. The result is the zero-padded one."""
+    x = fe.Input((T, F))
+    layer = L.LSTM(H, mask_value=pad)
+    out = layer(x)
+    _randomise(layer, rng)
+    X = _padded(rng).astype(np.float32)
+    f = sg.function([x], [out, *sg.grad(sg.sum(out), [x, *layer.weights])], backend=backend)
+    got = f(np.where(X == 0, np.float32(pad), X))
+    zero = L.LSTM(H, mask_value=0.0)
+    want_out = zero(x)
+    for w, v in zip(zero.weights, layer.weights):
+        w.set_value(v.get_value())
+    want = sg.function([x], [want_out, *sg.grad(sg.sum(want_out), [x, *zero.weights])],
+                       backend=backend)(X)
+    for a, b in zip(got, want):
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_padding_idx_no_id_of_the_dtype_can_take_is_no_padding(backend):
+    """uint8 ids with padding_idx 999 (or -1 of 1000 rows): nothing is padding."""
+    for dtype, padding_idx in (("uint8", -1), ("int8", 150)):
+        ids = sg.tensor("ids", ("batch", 3), dtype)
+        emb = L.Embedding(1000, 2, padding_idx=padding_idx, dtype="float64")
+        tokens = np.array([[0, 5, 100]], dtype)
+        got = sg.function([ids], emb(ids), backend=backend)(tokens)
+        np.testing.assert_array_equal(got, emb.table.get_value()[tokens.astype(np.int64)])
