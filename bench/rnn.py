@@ -15,7 +15,11 @@ For each cell and T it prints:
   spinning threads have stopped).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/rnn.py [--lengths 20,50]
-        [--cells LSTM,GRU] [--rounds 9]
+        [--cells LSTM,GRU] [--rounds 9] [--masked]
+
+``--masked``: variable lengths. Each sequence is zero-padded after a length drawn from
+[T/2, T]; ours reads them with ``mask_value=0`` (every step still computed, padded ones
+kept out by a ``where``), torch through ``pack_padded_sequence`` (padded steps skipped).
 
 Benchmarks are not tests: nothing here runs in CI.
 """
@@ -46,10 +50,11 @@ import frontends as fe  # noqa: E402
 UNITS, FEATURES, BATCH, CLASSES = 32, 16, 32, 10
 
 
-def _ours(cell: str, steps: int):
+def _ours(cell: str, steps: int, masked: bool = False):
     """The model, not yet compiled (its weights exist: torch's copy is made from them)."""
-    return fe.Sequential([getattr(fe.layers, cell)(UNITS), fe.layers.Dense(CLASSES)],
-                         input_shape=(steps, FEATURES), seed=0)
+    rnn = getattr(fe.layers, cell)(UNITS, mask_value=0.0 if masked else None)
+    return fe.Sequential([rnn, fe.layers.Dense(CLASSES)], input_shape=(steps, FEATURES),
+                         seed=0)
 
 
 def _torch(cell: str, weights: list[np.ndarray]):
@@ -76,11 +81,15 @@ def _torch(cell: str, weights: list[np.ndarray]):
     return rnn, head, opt
 
 
-def run(cell: str, steps: int, rounds: int, cfg: timing.TimingConfig) -> dict:
+def run(cell: str, steps: int, rounds: int, cfg: timing.TimingConfig,
+        masked: bool = False) -> dict:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(BATCH, steps, FEATURES)).astype(np.float32)
     y = rng.integers(0, CLASSES, BATCH)
-    model = _ours(cell, steps)
+    lengths = rng.integers(steps // 2, steps + 1, BATCH) if masked else None
+    if masked:
+        X[np.arange(steps) >= lengths[:, None]] = 0.0
+    model = _ours(cell, steps, masked)
     # torch's side first: its first layer in a process costs ~2 s of torch's own set-up,
     # which the compile time below used to include
     rnn, head, opt = _torch(cell, model.get_weights())
@@ -90,9 +99,17 @@ def run(cell: str, steps: int, rounds: int, cfg: timing.TimingConfig) -> dict:
     compile_s = time.perf_counter() - t0
     Xt, yt = torch.tensor(X), torch.tensor(y)
 
+    def last_state():
+        if not masked:
+            return rnn(Xt)[0][:, -1]
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            Xt, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+        h_n = rnn(packed)[1]
+        return (h_n[0] if cell == "LSTM" else h_n)[0]
+
     def torch_step():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(head(rnn(Xt)[0][:, -1]), yt)
+        loss = torch.nn.functional.cross_entropy(head(last_state()), yt)
         loss.backward()
         opt.step()
         return loss.detach()
@@ -110,13 +127,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lengths", default="20,50")
     ap.add_argument("--cells", default="LSTM,GRU")
     ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--masked", action="store_true",
+                    help="variable lengths: mask_value=0 against torch's packed sequences")
     args = ap.parse_args(argv)
     cfg = timing.TimingConfig()
     print(f"{'cell':5} {'T':>4} {'compile s':>10} {'sg ms':>8} {'torch ms':>9} "
           f"{'ratio':>6} {'lo..hi':>12}")
     for cell in args.cells.split(","):
         for steps in (int(t) for t in args.lengths.split(",")):
-            r = run(cell, steps, args.rounds, cfg)
+            r = run(cell, steps, args.rounds, cfg, args.masked)
             if "ratio" not in r:
                 print(f"{cell:5} {steps:>4} {r['compile_s']:>10.2f}  (no quiet chunks)")
                 continue
