@@ -134,3 +134,15 @@ def test_digits_rnn_reads_rows_as_a_sequence_and_learns():
     out = run_example("digits_rnn.py", "--epochs", "6", "--units", "32")
     assert number_after(out, "test accuracy:") >= 90.0
     assert number_after(out, "final training loss") < 0.5
+
+
+def test_adding_problem_masked_lstm_learns_and_ignores_where_the_padding_is():
+    """Variable-length sequences: the masked LSTM goes far below the mean's mse, and moving a
+    sequence's padding from its end to its start changes its prediction not at all (the
+    unmasked LSTM's changes: it reads the zeros as data)."""
+    out = run_example("adding_problem.py", "--epochs", "10", "--train", "3000",
+                      "--length", "12", "--min-length", "4")
+    assert number_after(out, "LSTM(mask_value=0): test mse") < 0.2 * number_after(
+        out, "predicting 1.0 gives test mse")
+    assert number_after(out, "masked: predictions change by at most") < 1e-6
+    assert number_after(out, "unmasked: predictions change by at most") > 1e-3
