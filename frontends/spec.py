@@ -11,6 +11,7 @@ The keys mirror the Python API (api.md, "Spec files"):
     compile: {loss: cross_entropy, optimizer: {type: Adam, lr: 0.001}, metrics: [accuracy],
               regularizer: {type: L2, l: 1.0e-4}}
     data:    {name: digits, standardize: true, validation_split: 0.1}
+             (or your arrays: {name: npz, path: my_data.npz}, the path relative to the spec)
     fit:     {batch_size: 32, epochs: 30, early_stopping: 5, shuffle: true}
 
 Every mistake raises ``SpecError`` (a ``ValueError``) whose message reads like a
@@ -28,6 +29,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from frontends import datasets, losses, metrics, optimizers, regularizers
@@ -49,7 +51,7 @@ DEFAULT_SPEC: Traversable = resources.files("frontends.datasets").joinpath("digi
 
 
 _SECTIONS = ("model", "compile", "data", "fit")
-_DTYPES = ("float32", "float64")
+_DTYPES = ("float32", "float64", "int32", "int64")  # ints: token ids for Embedding
 
 
 # --------------------------------------------------------------------------- checking
@@ -347,7 +349,9 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
     return cfg, args
 
 
-def _check_data(check: _Checker, section) -> dict:
+def _check_data(check: _Checker, section, base: Path | None) -> dict:
+    """The ``data`` section; an ``npz`` path is read relative to the spec's folder
+    (``base``; None: the working directory) and must name a file."""
     path = ("data",)
     section = check.mapping({} if section is None else section, path, "the data section")
     name = section.get("name", "digits")
@@ -356,6 +360,15 @@ def _check_data(check: _Checker, section) -> dict:
                    f"{', '.join(datasets.DATASETS)}")
     valid = ["name", *inspect.signature(datasets.DATASETS[name]).parameters]
     check.keys(section, path, valid, f"data (for {name!r})")
+    if name == "npz":
+        file = check.string(check.required(section, path, "path", "data (for 'npz')"),
+                            path + ("path",))
+        found = Path(file).expanduser()
+        if base is not None and not found.is_absolute():
+            found = base / found
+        if not found.is_file():
+            check.fail(path + ("path",), f"no file {str(found)!r}")
+        section = {**section, "path": str(found)}
     try:
         options = datasets.options(name, **{k: v for k, v in section.items() if k != "name"})
     except datasets.DatasetError as err:
@@ -393,6 +406,11 @@ def _check_fit(check: _Checker, section) -> dict:
 # --------------------------------------------------------------------------- entry point
 
 
+def _folder(path) -> Path | None:
+    """The folder of a spec file on disk (its data paths are relative to it), else None."""
+    return Path(path).resolve().parent if isinstance(path, (str, os.PathLike)) else None
+
+
 def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = None):
     """Build the model a spec file describes: ``(model, cfg)``.
 
@@ -415,7 +433,8 @@ def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = No
     model_cfg, layers = _check_model(check, root["model"])
     compile_cfg, compile_args = _check_compile(check, root.get("compile"))
     cfg = {"model": model_cfg, "compile": compile_cfg,
-           "data": _check_data(check, root.get("data")), "fit": _check_fit(check, root.get("fit"))}
+           "data": _check_data(check, root.get("data"), _folder(path)),
+           "fit": _check_fit(check, root.get("fit"))}
 
     try:
         model = Sequential(layers, input_shape=tuple(model_cfg["input_shape"]),

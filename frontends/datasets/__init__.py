@@ -1,11 +1,12 @@
 """Data sets shipped inside the package, so the main job and the tests run offline.
 
-Only one for now: the UCI optical handwritten digits (8x8 images, 10 classes;
-see ``LICENSE_digits.txt`` for its origin, licence and how ``digits.npz`` was
-made). ``load_digits`` gives a fixed stratified train/test split that is the
-same on every machine; ``standardize`` scales features with training
-statistics only; ``load`` is the by-name dispatcher the spec files' ``data``
-section goes through (``load("digits", standardize=True, validation_split=0.1)``).
+One ships: the UCI optical handwritten digits (8x8 images, 10 classes; see
+``LICENSE_digits.txt`` for its origin, licence and how ``digits.npz`` was made).
+``load_digits`` gives a fixed stratified train/test split that is the same on every
+machine; ``standardize`` scales features with training statistics only; ``load`` is the
+by-name dispatcher the spec files' ``data`` section goes through (``load("digits",
+standardize=True, validation_split=0.1)``). ``npz`` (:mod:`frontends.datasets.arrays`)
+reads a user's own arrays from a file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["Dataset", "DatasetError", "DATASETS", "load", "load_digits", "options", "standardize"]
+__all__ = ["Dataset", "DatasetError", "DATASETS", "load", "load_digits", "load_npz_dataset",
+           "options", "standardize"]
 
 #: Fraction of each class held out as the test set by ``load_digits``.
 DIGITS_TEST_FRACTION = 0.2
@@ -171,9 +173,12 @@ def _load_digits_dataset(standardize: bool = False, validation_split: float = 0.
     return Dataset("digits", (X, y), validation, test, num_classes=10, input_shape=(64,))
 
 
+from frontends.datasets.arrays import load_npz_dataset  # noqa: E402  (it uses the above)
+
 #: Loaders by name. Each one's keyword arguments (with annotations and defaults) are
 #: the options the spec files' ``data`` section accepts for it.
-DATASETS: dict[str, Callable[..., Dataset]] = {"digits": _load_digits_dataset}
+DATASETS: dict[str, Callable[..., Dataset]] = {"digits": _load_digits_dataset,
+                                               "npz": load_npz_dataset}
 
 
 def options(name: str, **opts) -> dict:
@@ -198,11 +203,14 @@ def options(name: str, **opts) -> dict:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise DatasetError(f"{key}: expected a number, got {value!r}", key)
             value = float(value)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise DatasetError(f"{key}: expected a string, got {value!r}", key)
         checked[key] = value
-    split = checked.get("validation_split")
-    if split is not None and not 0.0 <= split < 1.0:
-        raise DatasetError(f"validation_split: expected a fraction in [0, 1), got {split!r}",
-                           "validation_split")
+    for key in ("validation_split", "test_split"):
+        split = checked.get(key)
+        if split is not None and not 0.0 <= split < 1.0:
+            raise DatasetError(f"{key}: expected a fraction in [0, 1), got {split!r}", key)
     return checked
 
 

@@ -126,7 +126,7 @@ CASES = {
         HEAD_YAML + "    - {type: Dense, units: 8}\n  dtype: float16  #M\n",
         '[model]\ninput_shape = [64]\ndtype = "float16"  #M\n'
         'layers = [{type = "Dense", units = 8}]\n',
-        "model.dtype", "expected one of float32, float64, got 'float16'"),
+        "model.dtype", "expected one of float32, float64, int32, int64, got 'float16'"),
     "bad fit value": (
         HEAD_YAML + "    - {type: Dense, units: 8}\nfit:\n  epochs: 3\n  batch_size: 0  #M\n",
         HEAD_TOML + 'layers = [{type = "Dense", units = 8}]\n[fit]\nepochs = 3\n'
