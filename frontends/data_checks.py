@@ -29,8 +29,17 @@ def _shape_fits(var: sg.Variable, array: np.ndarray) -> bool:
 
 
 def _dtype_fits(what: str, label: str, var: sg.Variable, array: np.ndarray) -> None:
-    """The compiled function's cast rule (``same_kind``), checked on the whole array."""
+    """The compiled function's cast rule (``same_kind``), checked on the whole array; an
+    integer array cast to a narrower integer input must fit it (int64 ids into int32)."""
     if array.dtype == var.dtype or np.can_cast(array.dtype, var.dtype, "same_kind"):
+        if var.dtype.kind in "iu" and array.dtype.kind in "iu" and array.size:
+            info = np.iinfo(var.dtype)
+            lo, hi = array.min(), array.max()
+            if lo < info.min or hi > info.max:
+                bad = hi if hi > info.max else lo
+                raise UserInputError(f"{what}: {label} is {var.dtype.name}, but its "
+                                     f"{array.dtype.name} values reach {bad}, which does not "
+                                     "fit")
         return
     got = "Python objects (dtype object)" if array.dtype.kind == "O" else array.dtype.name
     hint = ""
@@ -135,3 +144,16 @@ def check_labels(what: str, y: np.ndarray, classes: int, ignore_index: int | Non
         f"{sg.shapes.format_shape(output.shape)} scores {classes} classes, so labels must be "
         f"in [0, {classes})" + (f" (or {ignore_index}, ignored)" if ignore_index is not None
                                 else "") + f"; y's labels span [{low}, {high}]")
+
+
+def check_ids(what: str, label: str, array: np.ndarray, n: int, layer: str) -> None:
+    """Ids for an embedding of ``n`` rows lie in ``[0, n)``: a negative one would read a row
+    from the end (numpy's indexing) and a large one stops training midway."""
+    if not array.size:
+        return
+    lo, hi = array.min(), array.max()
+    if lo < 0 or hi >= n:
+        bad = lo if lo < 0 else hi
+        row = int(np.argwhere(array == bad)[0][0])
+        raise UserInputError(f"{what}: {label} holds id {bad} at row {row}, but layer "
+                             f"{layer} (Embedding) has rows 0..{n - 1}")

@@ -275,6 +275,11 @@ class Model:
             if len(a) != len(arrays[0]):
                 raise UserInputError(f"{what}: input {var.name!r} has {len(a)} examples, "
                                      f"the first input {len(arrays[0])}")
+            for layer in self.layers:  # an embedding reading the input's ids directly
+                if layer.kind == "Embedding" and getattr(layer.output, "layer_input",
+                                                         None) is var:
+                    data_checks.check_ids(what, f"input {var.name!r}", a, layer.n,
+                                          layer.name)
         return arrays
 
     def _arrays(self, x, y, what: str) -> list[np.ndarray]:

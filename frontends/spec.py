@@ -435,6 +435,9 @@ def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = No
     cfg = {"model": model_cfg, "compile": compile_cfg,
            "data": _check_data(check, root.get("data"), _folder(path)),
            "fit": _check_fit(check, root.get("fit"))}
+    if model_cfg["dtype"].startswith("int") and cfg["data"].get("standardize"):
+        check.fail(("data", "standardize"), f"the model's input is {model_cfg['dtype']} (ids "
+                   "for an Embedding?), and standardizing would make it floats; expected false")
 
     try:
         model = Sequential(layers, input_shape=tuple(model_cfg["input_shape"]),

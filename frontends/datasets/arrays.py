@@ -4,13 +4,15 @@ Why: ``symgraph train my.yaml`` trained only on the embedded digits; a user's mo
 the user's data. The file is numpy's ``.npz`` (``np.savez(path, x=X, y=y)``), read with
 ``allow_pickle=False``: arrays ``x`` (examples along the first axis) and ``y`` (labels or
 targets), and optionally ``x_test`` and ``y_test``; without them ``test_split`` of the
-examples are held out. Splits are fixed (a hash of each example's index, stratified by
-class when ``y`` holds integer labels), so a spec gives the same split on every machine.
+examples are held out (``test_split`` is ignored when the file has them). Splits are fixed
+(a hash of each example's index, stratified by class when ``y`` holds integer labels and
+every class is large enough to give a share), so a spec gives the same split anywhere.
 Integer ``x`` stays integer (token ids for ``Embedding``) unless ``standardize`` is asked.
 """
 
 from __future__ import annotations
 
+import os
 import zipfile
 
 import numpy as np
@@ -59,10 +61,14 @@ def _read(path: str):
         raise DatasetError("path: the .npz file to train on is required (np.savez(path, x=X, "
                            "y=y))", "path")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        loaded = np.load(os.path.expanduser(path), allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise DatasetError(f"path: cannot read {path} as an .npz file: {err}", "path") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy: one array, no x and y
+        raise DatasetError(f"path: {path} is one array (.npy), not an .npz of x and y; "
+                           "write np.savez(path, x=X, y=y)", "path")
+    with loaded as npz:
+        arrays = {key: npz[key] for key in npz.files}
     for key in ("x", "y"):
         if key not in arrays:
             raise DatasetError(f"{path} has no array {key!r} (it holds "
@@ -76,12 +82,17 @@ def _read(path: str):
         if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
             raise DatasetError(f"{path}: {xk} {x.shape} and {yk} {y.shape} must hold the same "
                                "number of examples along their first axis", "path")
+        if len(x) == 0:
+            raise DatasetError(f"{path}: {xk} holds no examples", "path")
         for key, a in ((xk, x), (yk, y)):
             if a.dtype.kind not in "iubf":
                 raise DatasetError(f"{path}: {key} must hold numbers, got dtype {a.dtype}",
                                    "path")
-    if len(arrays["x"]) == 0:
-        raise DatasetError(f"{path}: x holds no examples", "path")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():  # rows of the file, before
+                rows = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
+                raise DatasetError(  # any split or scaling renumbers or spreads them
+                    f"{path}: {key} holds NaN or inf in row {rows[0]}"
+                    + (f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""), "path")
     test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
     return arrays["x"], arrays["y"], test
 
@@ -89,8 +100,11 @@ def _read(path: str):
 def _split(x, y, fraction: float, classes: bool, seed: int, key: str):
     """((x, y) kept, (x, y) held out): ``fraction`` of each class (or of all the examples,
     for real-valued targets) held out, by a fixed hash of the index."""
-    groups = y if classes and y.ndim == 1 else np.zeros(len(y), np.int8)
-    keep, held = _stratified_split(groups, fraction, seed)
+    keep = held = ()
+    if classes and y.ndim == 1:
+        keep, held = _stratified_split(y, fraction, seed)
+    if len(keep) == 0 or len(held) == 0:  # classes too small to hold a share each out
+        keep, held = _stratified_split(np.zeros(len(y), np.int8), fraction, seed)
     if len(keep) == 0 or len(held) == 0:
         raise DatasetError(f"{key}={fraction} of {len(y)} examples leaves an empty part", key)
     return (x[keep], y[keep]), (x[held], y[held])

@@ -3,6 +3,7 @@ standardisation and every refusal, the spec's path relative to the spec file, in
 inputs, and ``symgraph train`` on a padded token task end to end."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -55,6 +56,21 @@ def test_test_arrays_in_the_file_are_the_test_set_and_standardize_uses_training_
     assert abs(ds.train[0].mean()) < 1e-12
 
 
+def test_classes_too_small_to_stratify_are_split_as_one_group(tmp_path):
+    """Ten examples of five classes: 20% of each class rounds to none, so the split is
+    taken over all of them (two test examples), not refused."""
+    x, y = np.arange(10.0)[:, None], np.repeat(np.arange(5), 2)
+    ds = load_npz_dataset(_write(tmp_path / "d.npz", x=x, y=y))
+    assert len(ds.test[0]) == 2 and len(ds.train[0]) == 8
+    assert sorted(np.concatenate([ds.train[0], ds.test[0]]).ravel()) == list(range(10))
+
+
+def test_a_npy_file_is_refused_with_what_to_write(tmp_path):
+    np.save(tmp_path / "one.npy", np.ones((3, 2)))
+    with pytest.raises(DatasetError, match=r"is one array \(.npy\), not an .npz of x and y"):
+        load_npz_dataset(str(tmp_path / "one.npy"))
+
+
 def test_integer_inputs_stay_integer(tmp_path):
     x = np.arange(40, dtype=np.int32).reshape(10, 4)
     ds = load_npz_dataset(_write(tmp_path / "d.npz", x=x, y=np.arange(10) % 2))
@@ -70,6 +86,11 @@ def test_integer_inputs_stay_integer(tmp_path):
     ({"x": np.ones((4, 2)), "y": np.ones(4)}, {"test_split": 0.0}, "there would be no test"),
     ({"x": np.ones((4, 2)), "y": np.ones(4)}, {"test_split": 0.1},
      "test_split=0.1 of 4 examples leaves an empty part"),
+    ({"x": np.ones((4, 2)), "y": np.ones(4), "x_test": np.ones((0, 2)), "y_test": np.ones(0)},
+     {}, "x_test holds no examples"),
+    ({"x": np.where(np.arange(300)[:, None] % 100 == 99, np.nan, np.ones((300, 2))),
+      "y": np.ones(300)}, {"standardize": True}, "x holds NaN or inf in row 99 (and 2 more"),
+    ({"x": np.ones((4, 2)), "y": np.array([1.0, np.inf, 0, 0])}, {}, "y holds NaN or inf in row 1"),
 ])
 def test_bad_files_are_refused_with_what_is_wrong(tmp_path, arrays, options, message):
     path = _write(tmp_path / "d.npz", **arrays)
@@ -143,3 +164,35 @@ def test_a_spec_naming_a_missing_file_fails_at_its_line(tmp_path):
     message = str(err.value)
     assert "s.yaml:11: data.path: no file" in message
     assert str(tmp_path / "data" / "tokens.npz") in message
+
+
+@pytest.mark.parametrize("ids, dtype, message", [
+    (6, "int64", "holds id 6 at row 3, but layer embedding_1 (Embedding) has rows 0..5"),
+    (-1, "int64", "holds id -1 at row 3, but layer embedding_1 (Embedding) has rows 0..5"),
+    (2 ** 32 + 1, "int32", "is int32, but its int64 values reach 4294967297, which does not"),
+])
+def test_ids_the_embedding_cannot_read_are_refused_before_training(ids, dtype, message):
+    """Before: id 6 stopped fit midway with an IndexError, -1 silently read the last row,
+    and an int64 id beyond int32 failed inside the step."""
+    model = fe.Sequential([fe.layers.Embedding(6, 4), fe.layers.Flatten(),
+                           fe.layers.Dense(2)], input_shape=(3,), dtype=dtype)
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    x = np.ones((8, 3), np.int64)
+    x[3, 1] = ids
+    before = model.get_weights()
+    for call in (lambda: model.fit(x, np.zeros(8, np.int64), epochs=1, progress=False,
+                                   verbose=False),
+                 lambda: model.predict(x)):
+        with pytest.raises(fe.UserInputError, match=re.escape(message)):
+            call()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_standardizing_integer_inputs_is_a_spec_error(tmp_path):
+    _tokens(tmp_path / "data" / "tokens.npz")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.replace("validation_split: 0.1", "standardize: true"))
+    with pytest.raises(SpecError, match=r"s.yaml:11: data.standardize: the model's input is "
+                                        r"int64 \(ids for an Embedding\?\)"):
+        load_spec(spec)
