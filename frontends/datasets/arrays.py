@@ -17,7 +17,7 @@ import zipfile
 
 import numpy as np
 
-from frontends.datasets import Dataset, DatasetError, _stratified_split, standardize
+from frontends.datasets.core import Dataset, DatasetError, standardize, stratified_split
 
 __all__ = ["SPLIT_SEED", "load_npz_dataset"]
 
@@ -102,9 +102,9 @@ def _split(x, y, fraction: float, classes: bool, seed: int, key: str):
     for real-valued targets) held out, by a fixed hash of the index."""
     keep = held = ()
     if classes and y.ndim == 1:
-        keep, held = _stratified_split(y, fraction, seed)
+        keep, held = stratified_split(y, fraction, seed)
     if len(keep) == 0 or len(held) == 0:  # classes too small to hold a share each out
-        keep, held = _stratified_split(np.zeros(len(y), np.int8), fraction, seed)
+        keep, held = stratified_split(np.zeros(len(y), np.int8), fraction, seed)
     if len(keep) == 0 or len(held) == 0:
         raise DatasetError(f"{key}={fraction} of {len(y)} examples leaves an empty part", key)
     return (x[keep], y[keep]), (x[held], y[held])
