@@ -88,9 +88,11 @@ def _read(path: str):
             if a.dtype.kind not in "iubf":
                 raise DatasetError(f"{path}: {key} must hold numbers, got dtype {a.dtype}",
                                    "path")
-            if a.dtype.kind == "f" and not np.isfinite(a).all():  # rows of the file, before
+            # the file's rows, checked before a split renumbers them (or scaling spreads
+            # one NaN over every row)
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
                 rows = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
-                raise DatasetError(  # any split or scaling renumbers or spreads them
+                raise DatasetError(
                     f"{path}: {key} holds NaN or inf in row {rows[0]}"
                     + (f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""), "path")
     test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None

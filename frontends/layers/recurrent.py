@@ -124,8 +124,10 @@ class _Recurrent(Layer):
         # (batch, time, 1): does step t of an example hold data? (None: every step does)
         real = None if self.mask_value is None else sg.any(
             sg.not_equal(x, sg.constant(self.mask_value, x.dtype)), axis=-1, keepdims=True)
-        if real is not None:  # padded steps read zeros: a mask_value of inf (or one whose
-            x = sg.where(real, x, 0.0)  # products overflow) made every weight gradient NaN
+        if real is not None and self.mask_value != 0.0:
+            # padded steps read zeros: x @ W of a pad of inf (or one whose products
+            # overflow) is NaN there, which the backward pass spread into every weight
+            x = sg.where(real, x, 0.0)
         drop_x = training and self.dropout > 0  # one mask for every step (Gal & Ghahramani)
         projected = self._project(  # (batch, time, k units): one product for every step
             x * self.masks.mask(x[:, :1, :], self.dropout, "/x") if drop_x else x)
