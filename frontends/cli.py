@@ -153,7 +153,8 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
     stopped = " (early stopping: best epoch restored)" if epochs < fit["epochs"] else ""
     print(f"test: {shown}   [{epochs} epochs{stopped}, {time.perf_counter() - start:.1f} s]")
     if args.out:
-        _write(args.out, model, history, {"test": results, "spec": str(label)})
+        _write(args.out, model, history, {"test": results, "spec": str(label),
+                                          "data": cfg["data"]})
     else:
         print("(--out DIR saves the model, the history and the learning curves)")
     for board in callbacks:

@@ -154,6 +154,7 @@ def test_symgraph_train_learns_a_padded_token_task_from_a_spec(tmp_path, monkeyp
     assert accuracy > max(np.mean(ds.test[1]), 1 - np.mean(ds.test[1])) + 0.2
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert abs(history["test"]["accuracy"] - accuracy) < 1e-6
+    assert history["data"]["path"] == str(tmp_path / "specs" / "data" / "tokens.npz")
 
 
 def test_a_spec_naming_a_missing_file_fails_at_its_line(tmp_path):
