@@ -66,6 +66,8 @@ def _target_hint(target: sg.Variable, y: np.ndarray) -> str:
     if target.dtype.kind == "f" and y.ndim == 1 and y.dtype.kind in "iub":
         return (" (integer class labels? use loss='cross_entropy', or make one-hot "
                 "targets: np.eye(classes)[y])")
+    if target.ndim == 2 and target.shape[1] == 1 and y.ndim == 1:
+        return " (one target per example? pass a column: y[:, None])"
     return ""
 
 

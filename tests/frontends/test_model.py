@@ -198,6 +198,12 @@ def test_label_column_hint_is_ravel_and_one_hot_hint_is_argmax():
     with pytest.raises(ValueError, match=r"mse takes targets of shape \(batch, 3\).*integer "
                                          r"class labels\? use loss='cross_entropy'"):
         regression.fit(X, y, progress=False)
+    one = fe.Sequential([L.Dense(1)], input_shape=(X.shape[1],))
+    one.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"got y of shape \(30,\) \(one target per example\? "
+                                         r"pass a column: y\[:, None\]\)$"):
+        one.fit(X, y.astype(np.float32), progress=False)
+    one.fit(X, y.astype(np.float32)[:, None], progress=False, verbose=False)  # as it says
 
 
 def test_predict_and_evaluate_check_fixed_dims_and_labels_on_the_users_arrays():
