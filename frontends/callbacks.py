@@ -162,12 +162,11 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: mode is 'min', 'max' or 'auto', got {mode!r}")
         self.path, self.monitor, self.mode = os.fspath(path), monitor, mode
         self.save_best_only = bool(save_best_only)
-        self.best: float | None = None
+        #: the best value saved so far, kept across fits (as Keras's): a later fit's worse
+        #: first epoch must not replace the best file
+        self.best: float = math.inf if mode == "min" else -math.inf
         #: the paths written, in order
         self.saved: list[str] = []
-
-    def on_train_begin(self, logs):
-        self.best = math.inf if self.mode == "min" else -math.inf
 
     def on_epoch_end(self, epoch, logs):
         if self.save_best_only:
@@ -185,6 +184,9 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: cannot fill in the path {self.path!r} "
                              f"({err!r}); it may use {{epoch}} and the logged values: "
                              f"{', '.join(logs)}") from None
+        folder = os.path.dirname(path)
+        if folder:  # "ckpts/e{epoch}.npz": made when first written, as Keras does
+            os.makedirs(folder, exist_ok=True)
         self.model.save(path)
         self.saved.append(path)
 

@@ -83,6 +83,9 @@ class Model:
         self.backend: str | None = None
         self.stop_training = False
         self._predict_function = None
+        #: fit's shuffle stream, continued by the next fit (``fit(epochs=1)`` in a loop
+        #: shuffles as one ``fit(epochs=n)``); ``initialize`` starts it again
+        self._shuffles: np.random.Generator | None = None
 
     # -- graphs
     def _inference_graph(self) -> sg.Variable:
@@ -98,6 +101,8 @@ class Model:
         if seed < 0:  # numpy's generators take non-negative seeds only
             raise UserInputError(f"seed must be a non-negative integer, got {seed}")
         chosen = None if layers is None else {id(layer) for layer in layers}
+        if layers is None:
+            self._shuffles = None  # a fresh model's run, shuffles included
         for index, layer in enumerate(self.layers):
             if chosen is None or id(layer) in chosen:
                 layer.initialize(np.random.default_rng([seed, index]))
@@ -455,7 +460,8 @@ def load_model(path, compile: bool = True) -> Model:
         c = header["compile"]
         try:
             model.compile(loss=c["loss"], optimizer=c["optimizer"],
-                          regularizer=c["regularizer"], metrics=c["metrics"])
+                          regularizer=c["regularizer"], metrics=c["metrics"],
+                          backend=c.get("backend"))
         except (TypeError, ValueError) as err:  # (an unknown loss, a bad optimizer setting)
             raise ModelFileError(f"{os.fspath(path)!r} has a damaged compile entry: "
                                  f"{err}") from None

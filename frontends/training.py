@@ -85,9 +85,15 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     _call(callbacks, "set_training_data", train_x, arrays[-1])
     model.stop_training = False
     bar = _ProgressBar(progress, n)
-    rng = np.random.default_rng([model.seed, 0x5F17])
-    for _ in range(initial_epoch):  # resume: the same shuffles as an uninterrupted run
-        rng.permutation(n)
+    # the model's stream goes on from its last fit: fit(epochs=1) in a loop got the same
+    # order every epoch. initial_epoch (resuming a loaded model) starts it anew, skipping
+    # the epochs done, so the shuffles are an uninterrupted run's
+    rng = getattr(model, "_shuffles", None) if initial_epoch == 0 else None
+    if rng is None:
+        rng = np.random.default_rng([model.seed, 0x5F17])
+        for _ in range(initial_epoch):
+            rng.permutation(n)
+    model._shuffles = rng
     chunk = 8
     gather = _Gather()
     _call(callbacks, "on_train_begin", {})

@@ -87,3 +87,22 @@ def test_a_watched_key_that_is_not_logged_or_a_bad_path_is_explained(tmp_path):
                   callbacks=[fe.callbacks.ModelCheckpoint(str(tmp_path / "{val_acc}.npz"))])
     with pytest.raises(ValueError, match="mode is 'min', 'max' or 'auto'"):
         fe.callbacks.ModelCheckpoint("m.npz", mode="best")
+
+
+def test_a_later_worse_fit_keeps_the_best_file_and_folders_are_made(tmp_path):
+    """The best value was reset at every fit's start, so a second fit's first epoch
+    replaced the best file even when worse (as Keras's, it is kept). A path in a folder
+    that does not exist yet failed after the first epoch's training."""
+    X, y = _data()
+    model = _model(lr=0.05)
+    ckpt = fe.callbacks.ModelCheckpoint(tmp_path / "new" / "best.npz", save_best_only=True)
+    model.fit(X, y, validation_split=0.25, epochs=5, batch_size=8, progress=False,
+              verbose=False, callbacks=[ckpt])
+    best = fe.load_model(tmp_path / "new" / "best.npz").evaluate(X[90:], y[90:])["loss"]
+    assert best == pytest.approx(ckpt.best, rel=1e-6)
+    model.optimizer.learning_rate = 20.0  # a bad second run
+    model.fit(X, y, validation_split=0.25, epochs=1, batch_size=8, progress=False,
+              verbose=False, callbacks=[ckpt])
+    assert model.evaluate(X[90:], y[90:])["loss"] > best  # (the oracle: it was worse)
+    kept = fe.load_model(tmp_path / "new" / "best.npz").evaluate(X[90:], y[90:])["loss"]
+    assert kept == best

@@ -179,3 +179,25 @@ def test_a_hand_edited_header_is_a_model_file_error_naming_the_file(tmp_path, wh
     edited = _with_header(path, tmp_path / "edited.npz", edit)
     with pytest.raises(fe.ModelFileError, match=f"edited.npz.*{match}"):
         fe.load_model(edited)
+
+
+def test_a_numpy_backend_model_resumes_on_numpy_bit_for_bit(tmp_path):
+    """The backend was not saved: a model trained on the numpy reference resumed on llvm,
+    whose fast-math sums differ in the last bits."""
+    X, y = _data(96)
+
+    def model():
+        m = fe.Sequential([L.Dense(8, activation="relu"), L.Dense(2)], input_shape=(5,), seed=0)
+        m.compile(optimizer=fe.optimizers.Adam(0.01), backend="numpy")
+        return m
+
+    whole = model()
+    whole.fit(X, y, epochs=4, progress=False, verbose=False)
+    first = model()
+    first.fit(X, y, epochs=2, progress=False, verbose=False)
+    first.save(tmp_path / "half.npz")
+    resumed = fe.load_model(tmp_path / "half.npz")
+    assert resumed.backend == "numpy"
+    resumed.fit(X, y, epochs=4, initial_epoch=2, progress=False, verbose=False)
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -112,6 +112,27 @@ def test_shuffle_is_reproducible_from_the_model_seed():
     assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
 
 
+def test_fit_in_a_loop_shuffles_as_one_fit_and_initialize_starts_over():
+    """fit(epochs=1) three times drew the same order every time; it now goes on with the
+    model's stream, so it is one fit(epochs=3), bit for bit. initialize (a fresh model)
+    starts the stream again."""
+    X, y = _data()
+    whole, looped = _model(seed=3), _model(seed=3)
+    whole.fit(X, y, batch_size=16, epochs=3, progress=False, verbose=False)
+    for _ in range(3):
+        looped.fit(X, y, batch_size=16, epochs=1, progress=False, verbose=False)
+    for a, b in zip(whole.get_weights(), looped.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    once = _model(seed=3)
+    once.fit(X, y, batch_size=16, epochs=1, progress=False, verbose=False)
+    looped.initialize()
+    looped.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(0.1),
+                   metrics=["accuracy"])
+    looped.fit(X, y, batch_size=16, epochs=1, progress=False, verbose=False)
+    for a, b in zip(once.get_weights(), looped.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_verbose_prints_one_line_per_epoch_without_a_terminal(capsys):
     X, y = _data()
     _model().fit(X, y, epochs=2, validation_split=0.25, progress=True, verbose=True)
