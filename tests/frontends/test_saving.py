@@ -133,6 +133,13 @@ def test_a_resumed_fit_with_reduce_on_plateau_equals_the_uninterrupted_one(tmp_p
             factor=0.5, patience=1, monitor="loss", min_delta=100.0)))
         return m
 
+    whole, resumed = _whole_and_resumed(tmp_path, model, X, y)
+    assert resumed.optimizer.learning_rate == whole.optimizer.learning_rate == 0.05 / 8
+
+
+def _whole_and_resumed(tmp_path, model, X, y):
+    """Four epochs of ``model()`` in one fit, and two, saved, loaded and resumed for two
+    more: their weights must agree bit for bit."""
     whole = model()
     whole.fit(X, y, epochs=4, progress=False, verbose=False)
     first = model()
@@ -140,9 +147,9 @@ def test_a_resumed_fit_with_reduce_on_plateau_equals_the_uninterrupted_one(tmp_p
     first.save(tmp_path / "half.npz")
     resumed = fe.load_model(tmp_path / "half.npz")
     resumed.fit(X, y, epochs=4, initial_epoch=2, progress=False, verbose=False)
-    assert resumed.optimizer.learning_rate == whole.optimizer.learning_rate == 0.05 / 8
     for a, b in zip(whole.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+    return whole, resumed
 
 
 def _with_header(path, out, edit):
@@ -191,13 +198,5 @@ def test_a_numpy_backend_model_resumes_on_numpy_bit_for_bit(tmp_path):
         m.compile(optimizer=fe.optimizers.Adam(0.01), backend="numpy")
         return m
 
-    whole = model()
-    whole.fit(X, y, epochs=4, progress=False, verbose=False)
-    first = model()
-    first.fit(X, y, epochs=2, progress=False, verbose=False)
-    first.save(tmp_path / "half.npz")
-    resumed = fe.load_model(tmp_path / "half.npz")
+    _, resumed = _whole_and_resumed(tmp_path, model, X, y)
     assert resumed.backend == "numpy"
-    resumed.fit(X, y, epochs=4, initial_epoch=2, progress=False, verbose=False)
-    for a, b in zip(whole.get_weights(), resumed.get_weights()):
-        np.testing.assert_array_equal(a, b)
