@@ -88,7 +88,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     # the model's stream goes on from its last fit: fit(epochs=1) in a loop got the same
     # order every epoch. initial_epoch (resuming a loaded model) starts it anew, skipping
     # the epochs done, so the shuffles are an uninterrupted run's
-    rng = getattr(model, "_shuffles", None) if initial_epoch == 0 else None
+    rng = model._shuffles if initial_epoch == 0 else None
     if rng is None:
         rng = np.random.default_rng([model.seed, 0x5F17])
         for _ in range(initial_epoch):

@@ -315,10 +315,8 @@ class Bidirectional(Layer):
         return self.layer.state + self.backward_layer.state
 
     def initialize(self, rng):
-        super().initialize(rng)  # both directions' weights
-        for sub in (self.layer, self.backward_layer):
-            if sub.masks is not None:
-                sub.masks.initialize(rng)
+        for sub in (self.layer, self.backward_layer):  # weights, then any dropout counter
+            sub.initialize(rng)
 
     def build(self, x):
         for sub, direction in ((self.layer, "forward"), (self.backward_layer, "backward")):
