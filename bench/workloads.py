@@ -246,8 +246,11 @@ def build_sg_step(p: dict[str, Any], opt: str, backend: str,
     """``sg.function([x, y], loss, updates=...)`` for one training step of an MLP problem.
 
     SGD: ``p - lr * g``. Adam (written by hand with sg ops, peers.py's formula): m and v are
-    shared, a shared float32 step counter ``t`` gives the bias corrections.  ``timings``, if
-    given, gets ``function_s``: the seconds of the ``sg.function`` call alone.
+    shared, a shared float32 step counter ``t`` gives the bias corrections.  For
+    bench/adam_bound.py, two updates that are not optimizers: ``"adam-mul"`` (Adam with its
+    square root and division replaced by multiplications) and ``"mv-bound"``
+    (:func:`mv_bound_updates`).  ``timings``, if given, gets ``function_s``: the seconds of the
+    ``sg.function`` call alone.
     """
     import symgraph as sg
 
@@ -272,6 +275,8 @@ def build_sg_step(p: dict[str, Any], opt: str, backend: str,
     if opt == "sgd":
         lr = F32(s["lr"])
         updates = {q: q - lr * g for q, g in zip(params, grads)}
+    elif opt == "mv-bound":
+        updates = mv_bound_updates(params, grads)
     else:
         b1, b2, eps, lr = (F32(ADAM[k]) for k in ("b1", "b2", "eps", "lr"))
         t = sg.shared(F32(0.0), name="t")
@@ -286,12 +291,36 @@ def build_sg_step(p: dict[str, Any], opt: str, backend: str,
             v1 = b2 * v + (F32(1.0) - b2) * g * g
             updates[m] = m1
             updates[v] = v1
-            updates[q] = q - (lr / bc1) * m1 / (sg.sqrt(v1) / sg.sqrt(bc2) + eps)
+            if opt == "adam":
+                updates[q] = q - (lr / bc1) * m1 / (sg.sqrt(v1) / sg.sqrt(bc2) + eps)
+            else:  # "adam-mul": Adam's memory traffic, its square root and division dropped
+                updates[q] = q - (lr / bc1) * m1 * (v1 / sg.sqrt(bc2) + eps)
     t0 = time.perf_counter()
     f = sg.function([x, y], loss, updates=updates, backend=backend)
     if timings is not None:
         timings["function_s"] = time.perf_counter() - t0
     return f
+
+
+def mv_bound_updates(params: list, grads: list) -> dict:
+    """Not Adam: the memory traffic any fused Adam step must have, for bench/adam_bound.py.
+
+    Each parameter takes SGD's ``p - lr * g`` (the llvm backend folds it into the weight
+    gradient's gemm, so the gradient is never stored: what an Adam fused into the gemm's
+    epilogue would do), and two float32 arrays of its shape (Adam's ``m`` and ``v``) are read
+    and written once, with no gradient in them.
+    """
+    import symgraph as sg
+
+    lr, b1, b2 = F32(ADAM["lr"]), F32(ADAM["b1"]), F32(ADAM["b2"])
+    updates = {}
+    for q, g in zip(params, grads):
+        m = sg.shared(np.zeros_like(q.get_value()), name="m_" + q.name)
+        v = sg.shared(np.zeros_like(q.get_value()), name="v_" + q.name)
+        updates[q] = q - lr * g
+        updates[m] = b1 * m + (F32(1.0) - b1)
+        updates[v] = b2 * v + (F32(1.0) - b2)
+    return updates
 
 
 def build_sg_hvp(p: dict[str, Any], backend: str):
