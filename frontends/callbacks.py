@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from frontends.callback_base import Callback
+from frontends.config import integer
 from frontends.diagnostics import Probe
 from frontends.plotting import plot_diagnostics, plot_history
 from frontends.tensorboard import TensorBoard
@@ -98,12 +99,13 @@ def _json_value(value):
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs and
-    restore the parameters of the best epoch (background.md section 3)."""
+    restore the parameters of the best epoch (background.md section 3). ``patience=0``
+    stops at the first epoch that does not improve, as 1 does (and as in Keras, where
+    both do the same)."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = True):
-        if patience < 1:
-            raise ValueError(f"EarlyStopping: patience must be >= 1, got {patience}")
+        patience = integer("EarlyStopping", "patience", patience, lo=0)
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         if mode not in ("min", "max"):

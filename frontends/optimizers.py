@@ -19,15 +19,19 @@ Update rules (background.md section 3; ``g`` the gradient, ``t`` the 1-based ste
 * SGD: ``p - lr * g`` -- exactly this expression, so the LLVM backend can fold it
   into the weight gradient's gemm (``codegen.fusion._sgd_fold``);
 * momentum: ``v = mu v - lr g; p += v``; Nesterov (variable-changed form):
-  ``v' = mu v - lr g; p += -mu v + (1 + mu) v'``;
+  ``v' = mu v - lr g; p += -mu v + (1 + mu) v'``; SGD's ``weight_decay`` adds
+  ``wd p`` to ``g`` first (coupled L2, as torch.optim.SGD);
 * Adagrad: ``c += g^2; p -= lr g / (sqrt(c) + eps)``;
-* RMSProp: ``c = d c + (1 - d) g^2; p -= lr g / (sqrt(c) + eps)``;
+* RMSProp: ``c = d c + (1 - d) g^2; p -= lr g / (sqrt(c) + eps)``; centered (Graves
+  2013): ``a = d a + (1 - d) g`` and ``sqrt(c - a^2)`` in the denominator; with momentum
+  ``b = mu b + g / (sqrt(.) + eps); p -= lr b`` (as torch.optim.RMSprop);
 * Adadelta (Zeiler 2012): ``a = r a + (1 - r) g^2;
   u = sqrt(s + eps) / sqrt(a + eps) g; s = r s + (1 - r) u^2; p -= lr u``;
 * Adam: ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
   p -= lr m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)``,
   ``v_hat = v / (1 - b2^t)``, written as ``(lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)``
-  so the bias corrections are 0-d values computed once per step;
+  so the bias corrections are 0-d values computed once per step; AMSGrad (Reddi et al.
+  2018, ``amsgrad=True``) divides by the running maximum of ``v`` instead;
 * AdamW (Loshchilov and Hutter 2019, decoupled weight decay): Adam applied to
   ``p (1 - lr wd)``, the decay scaled by the same (scheduled) ``lr`` as in
   torch.optim.AdamW and Keras; parameters named in ``exclude`` (by their short
@@ -74,6 +78,13 @@ def clip_by_global_norm(grads: Sequence[sg.Variable], clip_norm: float) -> list[
         total = part if total is None else total + part
     scale = sg.minimum(1.0, clip_norm / (sg.sqrt(total) + CLIP_TINY))
     return [g * sg.cast(scale, g.dtype) for g in grads]
+
+
+def _flag(owner: str, name: str, value) -> bool:
+    """``value`` if it is a bool (a config's ``"yes"`` or ``1`` is an error, not True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _param_labels(params: list[sg.SharedVariable]) -> list[str]:
@@ -248,29 +259,34 @@ class Optimizer(Configurable):
 
 
 class SGD(Optimizer):
-    """Minibatch SGD, with optional (Nesterov) momentum.
+    """Minibatch SGD, with optional (Nesterov) momentum and weight decay.
 
     >>> SGD(lr=0.1); SGD(lr=0.1, momentum=0.9); SGD(lr=0.1, momentum=0.9, nesterov=True)
+    >>> SGD(lr=0.1, momentum=0.9, weight_decay=5e-4)
 
     Momentum keeps ``v = mu v - lr g`` (lr inside the velocity, as background.md and
     Sutskever et al.); torch keeps ``b = mu b + g`` and steps ``-lr b``: the same
     iterates while the learning rate is constant, different ones under a schedule.
+    ``weight_decay`` adds ``wd p`` to every gradient before the step, as torch.optim.SGD
+    does (the gradient of an ``L2(wd / 2)`` penalty, biases included: use the
+    regularizers to decay only some parameters).
     """
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, *,
-                 schedule=None, clip_norm=None, name=None):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, *, schedule=None, clip_norm=None, name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
         self.momentum = number("SGD", "momentum", momentum, hi=1.0, hi_open=True)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"SGD: nesterov must be True or False, got {nesterov!r}")
-        self.nesterov = bool(nesterov)
+        self.nesterov = _flag("SGD", "nesterov", nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs a momentum > 0")
+        self.weight_decay = number("SGD", "weight_decay", weight_decay)
         self.slot_names = ("velocity",) if self.momentum else ()
 
     def _update_rule(self, param, grad, lr, slots):
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
         if not self.momentum:
-            return {param: param - lr * grad}  # the gemm-foldable form; nothing else
+            return {param: param - lr * grad}  # without decay, the gemm-foldable form
         (velocity,) = slots
         mu = self.momentum
         new_velocity = mu * velocity - lr * grad
@@ -281,7 +297,8 @@ class SGD(Optimizer):
         return {velocity: new_velocity, param: new_param}
 
     def _hyperparameters(self):
-        return {"momentum": self.momentum, "nesterov": self.nesterov}
+        return {"momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
 
 
 class Adagrad(Optimizer):
@@ -306,24 +323,48 @@ class Adagrad(Optimizer):
 
 class RMSProp(Optimizer):
     """RMSProp (Tieleman and Hinton 2012): ``c = d c + (1 - d) g^2;
-    p -= lr g / (sqrt(c) + eps)``, eps outside the root (as torch.optim.RMSprop, alpha=d)."""
+    p -= lr g / (sqrt(c) + eps)``, eps outside the root (as torch.optim.RMSprop, alpha=d).
 
-    slot_names = ("mean_square",)
+    ``centered=True`` (Graves 2013) also averages the gradient, ``a = d a + (1 - d) g``,
+    and divides by ``sqrt(c - a^2) + eps``: an estimate of the gradient's standard
+    deviation rather than its root mean square.  ``momentum=mu`` accumulates the scaled
+    steps, ``b = mu b + g / (sqrt(.) + eps); p -= lr b``.  Both as torch.optim.RMSprop.
 
-    def __init__(self, lr: float = 0.001, decay: float = 0.99, eps: float = 1e-8, *,
-                 schedule=None, clip_norm=None, name=None):
+    >>> RMSProp(lr=1e-3, centered=True, momentum=0.9)
+    """
+
+    def __init__(self, lr: float = 0.001, decay: float = 0.99, eps: float = 1e-8,
+                 momentum: float = 0.0, centered: bool = False, *, schedule=None,
+                 clip_norm=None, name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
         self.decay = number("RMSProp", "decay", decay, hi=1.0, hi_open=True)
         self.eps = number("RMSProp", "eps", eps)
+        self.momentum = number("RMSProp", "momentum", momentum, hi=1.0, hi_open=True)
+        self.centered = _flag("RMSProp", "centered", centered)
+        self.slot_names = (("mean_square",) + (("mean_grad",) if self.centered else ())
+                           + (("momentum",) if self.momentum else ()))
 
     def _update_rule(self, param, grad, lr, slots):
-        (ms,) = slots
-        d = self.decay
+        ms, d = slots[0], self.decay
         new_ms = d * ms + (1.0 - d) * (grad * grad)
-        return {ms: new_ms, param: param - lr * grad / (sg.sqrt(new_ms) + self.eps)}
+        updates = {ms: new_ms}
+        if self.centered:
+            mg = slots[1]
+            updates[mg] = new_mg = d * mg + (1.0 - d) * grad
+            scale = sg.sqrt(new_ms - new_mg * new_mg) + self.eps
+        else:
+            scale = sg.sqrt(new_ms) + self.eps
+        if self.momentum:
+            buf = slots[-1]
+            updates[buf] = new_buf = self.momentum * buf + grad / scale
+            updates[param] = param - lr * new_buf
+        else:
+            updates[param] = param - lr * grad / scale
+        return updates
 
     def _hyperparameters(self):
-        return {"decay": self.decay, "eps": self.eps}
+        return {"decay": self.decay, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered}
 
 
 class Adadelta(Optimizer):
@@ -355,16 +396,24 @@ class Adadelta(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma and Ba 2015) with bias correction; eps is added to ``sqrt(v_hat)``
-    (outside the root), as in the paper and torch.optim.Adam."""
+    (outside the root), as in the paper and torch.optim.Adam.
 
-    slot_names = ("m", "v")
+    ``amsgrad=True`` (Reddi et al. 2018) keeps the running maximum of ``v`` (a slot
+    ``v_max``) and divides by it, so a parameter's step size never grows back after a
+    burst of large gradients; the bias correction is applied to the maximum, as
+    torch.optim.Adam does.
+    """
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, *, schedule=None, clip_norm=None, name=None):
+                 eps: float = 1e-8, amsgrad: bool = False, *, schedule=None, clip_norm=None,
+                 name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
-        self.beta1 = number("Adam", "beta1", beta1, hi=1.0, hi_open=True)
-        self.beta2 = number("Adam", "beta2", beta2, hi=1.0, hi_open=True)
-        self.eps = number("Adam", "eps", eps)
+        kind = type(self).__name__
+        self.beta1 = number(kind, "beta1", beta1, hi=1.0, hi_open=True)
+        self.beta2 = number(kind, "beta2", beta2, hi=1.0, hi_open=True)
+        self.eps = number(kind, "eps", eps)
+        self.amsgrad = _flag(kind, "amsgrad", amsgrad)
+        self.slot_names = ("m", "v", "v_max") if self.amsgrad else ("m", "v")
         self._corrections: dict = {}
 
     def _bias_corrections(self, dtype) -> tuple[sg.Variable, sg.Variable]:
@@ -379,21 +428,26 @@ class Adam(Optimizer):
         return self._corrections[dtype]
 
     def _update_rule(self, param, grad, lr, slots):
-        m, v = slots
+        m, v = slots[:2]
         b1, b2 = self.beta1, self.beta2
         bc1, sqrt_bc2 = self._bias_corrections(param.dtype)
         new_m = b1 * m + (1.0 - b1) * grad
         new_v = b2 * v + (1.0 - b2) * (grad * grad)
+        updates = {m: new_m, v: new_v}
+        second = new_v
+        if self.amsgrad:
+            updates[slots[2]] = second = sg.maximum(slots[2], new_v)
         start = self._decayed(param, lr)
-        new_param = start - (lr / bc1) * new_m / (sg.sqrt(new_v) / sqrt_bc2 + self.eps)
-        return {m: new_m, v: new_v, param: new_param}
+        updates[param] = start - (lr / bc1) * new_m / (sg.sqrt(second) / sqrt_bc2 + self.eps)
+        return updates
 
     def _decayed(self, param: sg.SharedVariable, lr: sg.Variable) -> sg.Variable:
         """The value Adam's step starts from: the parameter itself (AdamW decays it)."""
         return param
 
     def _hyperparameters(self):
-        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "amsgrad": self.amsgrad}
 
 
 class AdamW(Adam):
@@ -408,10 +462,10 @@ class AdamW(Adam):
     """
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.01, *,
+                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False, *,
                  exclude: Sequence[str] = (), schedule=None, clip_norm=None, name=None):
-        super().__init__(lr, beta1, beta2, eps, schedule=schedule, clip_norm=clip_norm,
-                         name=name)
+        super().__init__(lr, beta1, beta2, eps, amsgrad, schedule=schedule,
+                         clip_norm=clip_norm, name=name)
         self.weight_decay = number("AdamW", "weight_decay", weight_decay)
         parts = exclude if isinstance(exclude, (list, tuple)) else None
         if parts is None or not all(isinstance(e, str) and e for e in parts):

@@ -104,6 +104,38 @@ def _np_nesterov(lr, mu):
     return step
 
 
+def _np_coupled_decay(step, wd):
+    def decayed(p, g, s, t):  # torch's weight_decay: the step sees g + wd p
+        return step(p, g + wd * p, s, t)
+    return decayed
+
+
+def _np_rmsprop_full(lr, decay, eps, momentum, centered):
+    def step(p, g, s, t):  # Graves 2013 centered: sqrt(E[g^2] - E[g]^2); momentum on g / denom
+        s["c"] = decay * s.get("c", 0.0) + (1 - decay) * g * g
+        var = s["c"]
+        if centered:
+            s["a"] = decay * s.get("a", 0.0) + (1 - decay) * g
+            var = var - s["a"] ** 2
+        scaled = g / (np.sqrt(var) + eps)
+        if not momentum:
+            return p - lr * scaled
+        s["b"] = momentum * s.get("b", 0.0) + scaled
+        return p - lr * s["b"]
+    return step
+
+
+def _np_amsgrad(lr, b1, b2, eps, wd=0.0):
+    def step(p, g, s, t):  # Reddi et al. 2018 as torch: bias-corrected running max of v
+        p = p * (1 - lr * wd)
+        s["m"] = b1 * s.get("m", 0.0) + (1 - b1) * g
+        s["v"] = b2 * s.get("v", 0.0) + (1 - b2) * g * g
+        s["vmax"] = np.maximum(s.get("vmax", 0.0), s["v"])
+        denom = np.sqrt(s["vmax"]) / np.sqrt(1 - b2 ** t) + eps
+        return p - lr / (1 - b1 ** t) * s["m"] / denom
+    return step
+
+
 def _np_adagrad(lr, eps):
     def step(p, g, s, t):  # cache += dx^2; x -= lr dx / (sqrt(cache) + eps): eps OUTSIDE sqrt
         s["c"] = s.get("c", 0.0) + g * g
@@ -175,6 +207,39 @@ CASES = {
     "adam": (lambda: Adam(lr=0.05, beta1=0.8, beta2=0.99, eps=1e-3),
              lambda ps: torch.optim.Adam(ps, lr=0.05, betas=(0.8, 0.99), eps=1e-3),
              _np_adam(0.05, 0.8, 0.99, 1e-3)),
+    # torch: d_p = g + wd p before the momentum buffer
+    "sgd_decay": (lambda: SGD(lr=0.1, weight_decay=0.3),
+                  lambda ps: torch.optim.SGD(ps, lr=0.1, weight_decay=0.3),
+                  _np_coupled_decay(_np_sgd(0.1), 0.3)),
+    "nesterov_decay": (lambda: SGD(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.3),
+                       lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.8, nesterov=True,
+                                                  weight_decay=0.3),
+                       _np_coupled_decay(_np_nesterov(0.1, 0.8), 0.3)),
+    # torch: grad_avg.lerp_(g, 1 - alpha); avg = sqrt(square_avg - grad_avg^2) + eps
+    "rmsprop_centered": (lambda: RMSProp(lr=0.02, decay=0.9, eps=1e-3, centered=True),
+                         lambda ps: torch.optim.RMSprop(ps, lr=0.02, alpha=0.9, eps=1e-3,
+                                                        centered=True),
+                         _np_rmsprop_full(0.02, 0.9, 1e-3, 0.0, True)),
+    # torch: buf = mu buf + g / avg; p -= lr buf
+    "rmsprop_momentum": (lambda: RMSProp(lr=0.02, decay=0.9, eps=1e-3, momentum=0.7),
+                         lambda ps: torch.optim.RMSprop(ps, lr=0.02, alpha=0.9, eps=1e-3,
+                                                        momentum=0.7),
+                         _np_rmsprop_full(0.02, 0.9, 1e-3, 0.7, False)),
+    "rmsprop_centered_momentum": (
+        lambda: RMSProp(lr=0.02, decay=0.9, eps=1e-3, momentum=0.7, centered=True),
+        lambda ps: torch.optim.RMSprop(ps, lr=0.02, alpha=0.9, eps=1e-3, momentum=0.7,
+                                       centered=True),
+        _np_rmsprop_full(0.02, 0.9, 1e-3, 0.7, True)),
+    # beta2 = 0.5: v follows the shrinking gradients down, so its maximum differs from it
+    "amsgrad": (lambda: Adam(lr=0.05, beta1=0.8, beta2=0.5, eps=1e-3, amsgrad=True),
+                lambda ps: torch.optim.Adam(ps, lr=0.05, betas=(0.8, 0.5), eps=1e-3,
+                                            amsgrad=True),
+                _np_amsgrad(0.05, 0.8, 0.5, 1e-3)),
+    "adamw_amsgrad": (lambda: AdamW(lr=0.05, beta1=0.8, beta2=0.5, eps=1e-3, weight_decay=0.3,
+                                    amsgrad=True),
+                      lambda ps: torch.optim.AdamW(ps, lr=0.05, betas=(0.8, 0.5), eps=1e-3,
+                                                   weight_decay=0.3, amsgrad=True),
+                      _np_amsgrad(0.05, 0.8, 0.5, 1e-3, 0.3)),
     # torch: p *= 1 - lr wd, then Adam's step
     "adamw": (lambda: AdamW(lr=0.05, beta1=0.8, beta2=0.99, eps=1e-3, weight_decay=0.3),
               lambda ps: torch.optim.AdamW(ps, lr=0.05, betas=(0.8, 0.99), eps=1e-3,
@@ -193,6 +258,29 @@ def test_five_steps_match_torch_and_the_textbook_formula(case, backend):
         np.testing.assert_allclose(g, t, rtol=1e-11, atol=1e-13, err_msg=f"{case} {name} vs torch")
         np.testing.assert_allclose(g, n, rtol=1e-11, atol=1e-13, err_msg=f"{case} {name} vs numpy")
     assert np.abs(got[0] - W0).max() > 1e-3  # the steps did something
+
+
+#: each option's case, and the case without it: the option must change the result
+OPTION_CASES = {"sgd_decay": "sgd", "nesterov_decay": "nesterov", "rmsprop_centered": "rmsprop",
+                "rmsprop_momentum": "rmsprop", "rmsprop_centered_momentum": "rmsprop_centered",
+                "amsgrad": None, "adamw_amsgrad": None}
+
+
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+def test_each_option_changes_the_iterates(case):
+    """The options' cases above would pass if an option were ignored and torch ignored it
+    too; against their plain counterparts (amsgrad: plain Adam with beta2 0.5) they differ."""
+    plain = OPTION_CASES[case]
+    ours = CASES[case][0]()
+    if plain is None:
+        base = Adam(lr=0.05, beta1=0.8, beta2=0.5, eps=1e-3)
+        if isinstance(ours, AdamW):
+            base = AdamW(lr=0.05, beta1=0.8, beta2=0.5, eps=1e-3, weight_decay=0.3)
+    else:
+        base = CASES[plain][0]()
+    got, _ = _sg_train(ours, "numpy")
+    without, _ = _sg_train(base, "numpy")
+    assert np.abs(got[0] - without[0]).max() > 1e-4
 
 
 @pytest.mark.parametrize("schedule", [None, "step"])
@@ -420,6 +508,10 @@ CONFIG_EXAMPLES = [
     Adadelta(rho=0.9, name="ada"),
     Adam(lr=3e-4, beta2=0.98, schedule=schedules.ReduceOnPlateau(patience=3)),
     AdamW(weight_decay=0.05, exclude=["b", "gamma"], schedule=schedules.Cosine(1000)),
+    SGD(lr=0.1, momentum=0.9, weight_decay=5e-4),
+    RMSProp(momentum=0.9, centered=True),
+    Adam(amsgrad=True),
+    AdamW(amsgrad=True),
 ]
 
 
@@ -483,6 +575,14 @@ def test_bad_arguments_raise_clear_errors():
         Adam(schedule="linear")
     with pytest.raises(ValueError, match="AdamW: weight_decay must be a finite number >= 0"):
         AdamW(weight_decay=-0.1)
+    with pytest.raises(ValueError, match="SGD: weight_decay must be a finite number >= 0"):
+        SGD(weight_decay=-1e-4)
+    with pytest.raises(ValueError, match="RMSProp: momentum must be .* < 1.0"):
+        RMSProp(momentum=1.0)
+    with pytest.raises(TypeError, match="RMSProp: centered must be True or False, got 'yes'"):
+        RMSProp(centered="yes")
+    with pytest.raises(TypeError, match="AdamW: amsgrad must be True or False, got 1"):
+        AdamW(amsgrad=1)
     for bad in ("bias", ["bias", ""], 3):
         with pytest.raises(TypeError, match="AdamW: exclude must be a list of non-empty"):
             AdamW(exclude=bad)

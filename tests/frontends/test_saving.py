@@ -43,6 +43,27 @@ def test_round_trip_keeps_weights_predictions_and_optimizer_state(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: fe.optimizers.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    lambda: fe.optimizers.RMSProp(0.01, momentum=0.5, centered=True),
+    lambda: fe.optimizers.Adam(0.05, beta2=0.5, amsgrad=True),
+], ids=["sgd-decay", "rmsprop-centered-momentum", "amsgrad"])
+def test_optimizer_options_and_their_state_survive_a_round_trip(tmp_path, make):
+    """The options' slots (AMSGrad's running maximum, centered RMSProp's mean gradient, its
+    momentum) are saved and loaded: training on from the file is training on, bit for bit."""
+    X, y = _data()
+    model = fe.Sequential([L.Dense(6, activation="tanh"), L.Dense(2)], input_shape=(5,), seed=5)
+    model.compile(loss="cross_entropy", optimizer=make())
+    model.fit(X, y, batch_size=16, epochs=2, progress=False, verbose=False)
+    model.save(tmp_path / "o.npz")
+    loaded = fe.load_model(tmp_path / "o.npz")
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    for m in (model, loaded):
+        m.fit(X, y, batch_size=16, epochs=1, shuffle=False, progress=False, verbose=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_functional_model_round_trip(tmp_path):
     a = fe.Input((3,), name="a")
     h = L.Dense(4, activation="tanh")(a)

@@ -375,3 +375,26 @@ def test_early_stopping_may_watch_what_a_users_callback_logs():
                                                                           mode="max",
                                                                           patience=1)])
     assert len(history.history["loss"]) == 2  # stopped once the score fell
+
+
+@pytest.mark.parametrize("patience, epochs", [(0, 2), (1, 2), (2, 3)])
+def test_early_stopping_patience_counts_epochs_without_improvement(patience, epochs):
+    """A score that improves only at epoch 0: patience 0 and 1 stop after epoch 1 (Keras
+    stops both there too), 2 after epoch 2."""
+    X, y = _data()
+
+    class Score(fe.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["score"] = -float(epoch)
+
+    stop = fe.callbacks.EarlyStopping(monitor="score", mode="max", patience=patience)
+    history = _model().fit(X, y, epochs=6, progress=False, verbose=False,
+                           callbacks=[Score(), stop])
+    assert len(history.history["loss"]) == epochs and stop.stopped_epoch == epochs - 1
+
+
+def test_early_stopping_patience_must_be_a_whole_number_from_zero():
+    with pytest.raises(ValueError, match="EarlyStopping: patience must be an integer >= 0"):
+        fe.callbacks.EarlyStopping(patience=-1)
+    with pytest.raises(ValueError, match="EarlyStopping: patience must be an integer, got 2.5"):
+        fe.callbacks.EarlyStopping(patience=2.5)
