@@ -100,8 +100,9 @@ def _json_value(value):
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs and
     restore the parameters of the best epoch (background.md section 3). ``patience=0``
-    stops at the first epoch that does not improve, as 1 does (and as in Keras, where
-    both do the same)."""
+    stops at the first epoch that does not improve, as 1 does (Keras's 0 and 1 do the same,
+    except that Keras never stops after the first epoch: here, with either, a first epoch
+    whose value is NaN or inf stops at once, as training that diverged will not recover)."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = True):

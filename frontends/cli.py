@@ -32,7 +32,7 @@ import sympy
 import symgraph as sg
 from frontends import datasets
 from frontends.errors import UserInputError
-from frontends.spec import DEFAULT_SPEC, SpecError, load_spec
+from frontends.spec import DEFAULT_SPEC, SpecError, data_error, load_spec
 from frontends.tensorboard import TensorBoard
 
 
@@ -55,12 +55,12 @@ def _versions() -> int:
     return 0
 
 
-def _load(spec: str | None, backend: str | None = None):
+def _load(spec: str | None, backend: str | None = None, require_data: bool = True):
     path = DEFAULT_SPEC if spec is None else spec
     if spec is not None and not os.path.exists(spec):
         raise UsageError(f"no spec file {spec!r}")
     try:
-        model, cfg = load_spec(path, backend=backend)
+        model, cfg = load_spec(path, backend=backend, require_data=require_data)
     except SpecError as err:
         raise UsageError(str(err)) from None
     return model, cfg, ("the default digits MLP" if spec is None else spec)
@@ -125,11 +125,7 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
     fit = dict(cfg["fit"])
     if args.epochs is not None:
         fit["epochs"] = args.epochs
-    data_cfg = dict(cfg["data"])
-    try:
-        data = datasets.load(data_cfg.pop("name"), **data_cfg)
-    except ValueError as err:
-        raise UsageError(f"{label}: data: {err}") from None
+    data = _load_data(args.spec, cfg, label)
     (X, y), test = data.train, data.test
     _check_data(model, data)
     print(f"symgraph train: {label}: {model.count_params():,} parameters, "
@@ -172,6 +168,20 @@ def _check_data(model, data) -> None:
             model._check_finite(model._arrays(*pair, what), what)
 
 
+def _load_data(spec: str | None, cfg: dict, label: str):
+    """The spec's data set; a file that does not hold what the spec's ``data`` section
+    promises is a usage error at that section's line."""
+    data_cfg = dict(cfg["data"])
+    try:
+        return datasets.load(data_cfg.pop("name"), **data_cfg)
+    except ValueError as err:
+        try:
+            located = data_error(spec, err) if spec is not None else None
+        except SpecError:  # the spec changed since it was read
+            located = None
+        raise UsageError(str(located or f"{label}: data: {err}")) from None
+
+
 def _write(out: str, model, history, extra: dict | None = None) -> None:
     try:
         _write_files(out, model, history, extra)
@@ -203,7 +213,7 @@ def _write_files(out: str, model, history, extra: dict | None) -> None:
 def _info(args) -> int:
     if args.spec is None:
         return _versions()
-    model, cfg, _ = _load(args.spec, args.backend)
+    model, cfg, _ = _load(args.spec, args.backend, require_data=False)
     model.summary()
     return 0
 
@@ -216,13 +226,13 @@ def _graph(args) -> int:
         raise UsageError("--view kernels draws the llvm backend's fused kernels; "
                          "drop --backend numpy or use --view profile")
     _check_output_file(args.output)
-    model, cfg, label = _load(args.spec, backend)
+    model, cfg, label = _load(args.spec, backend, require_data=args.view == "profile")
     if cfg["compile"] is None:
         raise UsageError(f"{label}: the spec has no 'compile' section: there is no training "
                          "graph to draw")
     f = model.train_function
     if args.view == "profile":
-        rows = _profile_train_step(model, cfg, label)
+        rows = _profile_train_step(args.spec, model, cfg, label)
         print(sg.format_profile(rows, limit=8))
     try:
         written = sg.render(f, args.output, view=args.view, max_nodes=args.max_nodes)
@@ -236,15 +246,10 @@ def _graph(args) -> int:
     return 0
 
 
-def _profile_train_step(model, cfg, label) -> list[dict]:
+def _profile_train_step(spec: str | None, model, cfg, label) -> list[dict]:
     """``f.profile`` of one training step on the spec's first minibatch (no parameter
     changes)."""
-    data_cfg = dict(cfg["data"])
-    try:
-        data = datasets.load(data_cfg.pop("name"), **data_cfg)
-    except ValueError as err:
-        raise UsageError(f"{label}: data: {err}") from None
-    X, y = data.train
+    X, y = _load_data(spec, cfg, label).train
     batch = cfg["fit"]["batch_size"]
     try:
         return model.profile(X[:batch], y[:batch], n=200)

@@ -516,7 +516,7 @@ def get(identifier: str | Mapping | Optimizer) -> Optimizer:
     or an instance (returned). Unknown names and arguments raise ``ValueError``.
 
     >>> get({"type": "SGD", "lr": 0.1, "momentum": 0.9})
-    SGD(lr=0.1, momentum=0.9, nesterov=False)
+    SGD(lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0)
     """
     return resolve(identifier, _OPTIMIZERS, Optimizer,
                    normalize=lambda name: name.replace("_", "").lower())

@@ -349,9 +349,9 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
     return cfg, args
 
 
-def _check_data(check: _Checker, section, base: Path | None) -> dict:
+def _check_data(check: _Checker, section, base: Path | None, require_file: bool) -> dict:
     """The ``data`` section; an ``npz`` path is read relative to the spec's folder
-    (``base``; None: the working directory) and must name a file."""
+    (``base``; None: the working directory) and must name a file (if ``require_file``)."""
     path = ("data",)
     section = check.mapping({} if section is None else section, path, "the data section")
     name = section.get("name", "digits")
@@ -366,7 +366,7 @@ def _check_data(check: _Checker, section, base: Path | None) -> dict:
         found = Path(file).expanduser()
         if base is not None and not found.is_absolute():
             found = base / found
-        if not found.is_file():
+        if require_file and not found.is_file():
             check.fail(path + ("path",), f"no file {str(found)!r}")
         section = {**section, "path": str(found)}
     try:
@@ -396,8 +396,8 @@ def _check_fit(check: _Checker, section) -> dict:
     if cfg["early_stopping"] is False:  # "early_stopping: false" reads naturally as "off"
         cfg["early_stopping"] = None
     if cfg["early_stopping"] is not None and not (_is_int(cfg["early_stopping"])
-                                                  and cfg["early_stopping"] > 0):
-        check.fail(path + ("early_stopping",), "expected a positive integer (epochs without "
+                                                  and cfg["early_stopping"] >= 0):
+        check.fail(path + ("early_stopping",), "expected an integer >= 0 (epochs without "
                    f"improvement) or false, got {_describe(cfg['early_stopping'])}")
     check.boolean(cfg["shuffle"], path + ("shuffle",))
     return cfg
@@ -406,12 +406,23 @@ def _check_fit(check: _Checker, section) -> dict:
 # --------------------------------------------------------------------------- entry point
 
 
+def data_error(path: str | os.PathLike | Traversable, err: Exception) -> SpecError:
+    """``err``, raised while loading the data of the spec at ``path`` (a file that does not
+    hold what its ``data`` section promises: no ``y``, NaN rows, ...), as a ``SpecError`` at
+    the line of the option at fault (``err.key`` of a ``datasets.DatasetError``; else the
+    ``data`` section), so it points into the spec as its other errors do."""
+    _, source = parse(path)
+    key = getattr(err, "key", None)
+    return source.error(("data", key) if key else ("data",), str(err))
+
+
 def _folder(path) -> Path | None:
     """The folder of a spec file on disk (its data paths are relative to it), else None."""
     return Path(path).resolve().parent if isinstance(path, (str, os.PathLike)) else None
 
 
-def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = None):
+def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = None,
+              require_data: bool = True):
     """Build the model a spec file describes: ``(model, cfg)``.
 
     ``model`` is a ``Sequential`` with the file's layers, compiled when the file
@@ -419,6 +430,8 @@ def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = No
     defaults filled (``compile`` is ``None`` if absent), for the caller to load
     the data (``datasets.load(**cfg["data"])``) and fit (``cfg["fit"]``).
     ``backend`` is passed to ``model.compile`` (``None``: symgraph's default).
+    ``require_data=False`` accepts an ``npz`` path that names no file yet, for callers
+    that build the model without training it (``symgraph info``, ``symgraph graph``).
     Raises ``SpecError`` naming the file, line and key of any mistake.
 
     >>> model, cfg = load_spec("examples/digits.yaml")
@@ -433,7 +446,7 @@ def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = No
     model_cfg, layers = _check_model(check, root["model"])
     compile_cfg, compile_args = _check_compile(check, root.get("compile"))
     cfg = {"model": model_cfg, "compile": compile_cfg,
-           "data": _check_data(check, root.get("data"), _folder(path)),
+           "data": _check_data(check, root.get("data"), _folder(path), require_data),
            "fit": _check_fit(check, root.get("fit"))}
     if model_cfg["dtype"].startswith("int") and cfg["data"].get("standardize"):
         check.fail(("data", "standardize"), f"the model's input is {model_cfg['dtype']} (ids "

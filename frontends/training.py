@@ -42,7 +42,9 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
       examples, before shuffling, as Keras) is evaluated after every epoch (``val_*``).
     * ``shuffle`` permutes the examples every epoch with a stream from the model seed.
     * ``early_stopping=patience`` stops after ``patience`` epochs without improvement of
-      ``val_loss`` (``loss`` without validation data) and restores the best parameters.
+      ``val_loss`` (``loss`` without validation data) and restores the best parameters
+      (``EarlyStopping(patience=...)``; 0 stops at the first epoch without improvement,
+      None or False never stops).
     * ``callbacks``: Keras-style objects (``on_epoch_end(epoch, logs)``, ...; a hook an
       object lacks is skipped); each gets the training arrays (``set_training_data``) before
       ``on_train_begin``, and the returned ``History`` is ``model.history`` while training
@@ -71,7 +73,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
 
     history = History()
     callbacks = list(callbacks)
-    if early_stopping:
+    if early_stopping is not None and early_stopping is not False:  # 0 is a patience too
         callbacks.append(EarlyStopping(monitor="val_loss" if validation else "loss",
                                        patience=early_stopping, restore_best_weights=True))
     _check_monitors(model, callbacks, validation is not None)

@@ -197,3 +197,32 @@ def test_standardizing_integer_inputs_is_a_spec_error(tmp_path):
     with pytest.raises(SpecError, match=r"s.yaml:11: data.standardize: the model's input is "
                                         r"int64 \(ids for an Embedding\?\)"):
         load_spec(spec)
+
+
+def test_info_and_graph_build_the_model_before_its_data_file_exists(tmp_path, capsys):
+    """``symgraph info`` and ``graph --view ops`` read no data; ``train`` and ``graph --view
+    profile`` do, and still name the missing file at its line."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    assert main(["info", str(spec)]) == 0
+    assert "embedding_1 (Embedding)" in capsys.readouterr().out
+    with pytest.raises(SpecError, match="s.yaml:11: data.path: no file"):
+        load_spec(spec)
+    model, cfg = load_spec(spec, require_data=False)
+    assert cfg["data"]["path"] == str(tmp_path / "data" / "tokens.npz")
+    for argv in (["train", str(spec), "--quiet"],
+                 ["graph", str(spec), "--view", "profile", "-o", str(tmp_path / "p.svg")]):
+        assert main(argv) == 2
+        assert "s.yaml:11: data.path: no file" in capsys.readouterr().err
+
+
+def test_a_file_that_lacks_what_the_spec_promises_fails_at_the_specs_line(tmp_path, capsys):
+    """Found only by reading the file (no ``y`` in it): the error still points into the spec,
+    at the ``data`` option at fault, as the spec's own errors do."""
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "tokens.npz", x=np.ones((20, 10), np.int64))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    assert main(["train", str(spec), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "s.yaml:11: data.path: " in err and "has no array 'y'" in err

@@ -136,7 +136,7 @@ CASES = {
         HEAD_YAML + "    - {type: Dense, units: 8}\nfit: {early_stopping: soon}  #M\n",
         HEAD_TOML + 'layers = [{type = "Dense", units = 8}]\n[fit]\n'
         'early_stopping = "soon"  #M\n',
-        "fit.early_stopping", "expected a positive integer .* or false, got 'soon'"),
+        "fit.early_stopping", "expected an integer >= 0 .* or false, got 'soon'"),
     "unknown data set": (
         HEAD_YAML + "    - {type: Dense, units: 8}\ndata:\n  name: mnist  #M\n",
         HEAD_TOML + 'layers = [{type = "Dense", units = 8}]\n[data]\nname = "mnist"  #M\n',

@@ -398,3 +398,14 @@ def test_early_stopping_patience_must_be_a_whole_number_from_zero():
         fe.callbacks.EarlyStopping(patience=-1)
     with pytest.raises(ValueError, match="EarlyStopping: patience must be an integer, got 2.5"):
         fe.callbacks.EarlyStopping(patience=2.5)
+
+
+def test_fit_early_stopping_zero_is_a_patience_not_off():
+    """``fit(early_stopping=0)`` is ``EarlyStopping(patience=0)`` (it was silently off);
+    None and False are off. A learning rate of 0 repeats epoch 0's loss exactly."""
+    X, y = _data()
+    settings = (0, 1, 2, None, False)  # (not dict keys: False == 0)
+    runs = [len(_model(lr=0.0).fit(X, y, epochs=5, early_stopping=setting, shuffle=False,
+                                   progress=False, verbose=False).history["loss"])
+            for setting in settings]
+    assert runs == [2, 2, 3, 5, 5]
