@@ -235,9 +235,12 @@ def _graph(args) -> int:
         rows = _profile_train_step(args.spec, model, cfg, label)
         print(sg.format_profile(rows, limit=8))
     try:
-        written = sg.render(f, args.output, view=args.view, max_nodes=args.max_nodes)
+        written = sg.render(f, args.output, view=args.view, max_nodes=args.max_nodes,
+                            timeout=args.timeout or None)
     except sg.GraphvizNotFound as err:
         raise UsageError(str(err).splitlines()[0] + f" (DOT text in {err.dot_path})") from None
+    except sg.GraphvizTimeout as err:
+        raise UsageError(str(err)) from None
     except ValueError as err:
         raise UsageError(str(err)) from None
     except OSError as err:
@@ -283,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     graph.add_argument("--backend", choices=("llvm", "numpy"), default=None,
                        help="for --view profile: whose step to time (default llvm)")
     graph.add_argument("--max-nodes", type=int, default=400, help="elide nodes beyond this")
+    graph.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="stop Graphviz's layout after this long (0: no limit); "
+                       "the DOT text is written instead")
     args = parser.parse_args(argv)
     if getattr(args, "epochs", None) is not None and args.epochs < 0:
         parser.error("--epochs must be >= 0")

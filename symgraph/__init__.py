@@ -114,6 +114,7 @@ _LAZY = {
     "render": "symgraph.rendering",
     "render_source": "symgraph.rendering",
     "GraphvizNotFound": "symgraph.rendering",
+    "GraphvizTimeout": "symgraph.rendering",
     "format_profile": "symgraph.profiling",
 }
 
@@ -129,7 +130,8 @@ def __getattr__(name):
 
 __all__ = [
     "DISCONNECTED", "Apply", "Constant", "DisconnectedInputError", "Function",
-    "GradNotImplementedError", "GradientCheckError", "GraphvizNotFound", "NonFiniteError", "Op",
+    "GradNotImplementedError", "GradientCheckError", "GraphvizNotFound", "GraphvizTimeout",
+    "NonFiniteError", "Op",
     "ShapeError", "SharedVariable", "TensorType", "Undefined", "UndefinedGradError", "Variable",
     "abs", "all", "any", "arange", "arctan", "argmax", "cast", "check_grad", "clip",
     "clone_replace", "concatenate", "constant", "cos", "debugprint", "dot", "equal", "exp",

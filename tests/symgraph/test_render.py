@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import frontends as fe
 import symgraph as sg
 from symgraph.export import DOT_STYLES
-from symgraph.rendering import GraphvizNotFound, render, render_source
+from symgraph.rendering import GraphvizNotFound, GraphvizTimeout, render, render_source
 
 HAS_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
@@ -253,6 +254,46 @@ def test_dot_rank_failure_is_retried_with_global_ranking(tmp_path, monkeypatch):
     calls = log.read_text().splitlines()
     assert calls == ["-Tsvg", "-Tsvg -Gnewrank=true"]
     assert target.read_text().startswith("digraph")  # the stand-in echoes its input
+
+
+def _slow_dot(tmp_path, monkeypatch, seconds=30):
+    """A stand-in ``dot`` on PATH that takes ``seconds`` to draw anything."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "dot"
+    fake.write_text(f"#!/bin/sh\nexec sleep {seconds}\n")  # killed itself
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_layout_past_the_timeout_is_stopped_and_the_dot_text_written(tmp_path, monkeypatch):
+    """dot 2.43 took over 100 s for a 350-node LSTM step (1.5 s at 100 nodes): render stops
+    it at ``timeout`` and leaves the DOT text, instead of hanging."""
+    _slow_dot(tmp_path, monkeypatch)
+    target = tmp_path / "g.svg"
+    x = sg.vector("x")
+    start = time.monotonic()
+    with pytest.raises(GraphvizTimeout) as info:
+        render(sg.exp(x) + x, target, timeout=0.5)
+    assert time.monotonic() - start < 10
+    assert "dot did not draw" in str(info.value) and "in 0.5 s (3 nodes" in str(info.value)
+    assert "max_nodes" in str(info.value) and info.value.dot_path == str(tmp_path / "g.dot")
+    assert (tmp_path / "g.dot").read_text().startswith("digraph") and not target.exists()
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0 or None"):
+        render(x, target, timeout=0)
+
+
+def test_symgraph_graph_reports_a_layout_timeout_in_one_line(tmp_path, monkeypatch, capsys):
+    from frontends.cli import main
+    from frontends.spec import DEFAULT_SPEC
+
+    _slow_dot(tmp_path, monkeypatch)
+    spec = tmp_path / "digits.yaml"
+    spec.write_text(DEFAULT_SPEC.read_text())
+    assert main(["graph", str(spec), "-o", str(tmp_path / "g.svg"), "--timeout", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("symgraph graph: error: dot did not draw") and err.count("\n") == 1
+    assert str(tmp_path / "g.dot") in err
 
 
 def test_bad_arguments(model, tmp_path):
