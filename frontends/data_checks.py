@@ -123,6 +123,25 @@ def check_finite(what: str, label: str, array: np.ndarray, dtype=None) -> None:
                          "(np.isfinite finds them)")
 
 
+def check_range(what: str, label: str, array: np.ndarray, bounds: tuple[float, float],
+                owner: str) -> None:
+    """Every value within ``bounds`` (NaN passes: ``check_finite`` names it): a binary
+    cross-entropy target of 2 or -1 makes a loss with no lower bound, which trains on
+    towards -inf instead of failing."""
+    lo, hi = bounds
+    if array.size == 0 or array.dtype.kind not in "biuf":
+        return
+    outside = (array < lo) | (array > hi)
+    if not outside.any():
+        return
+    bad = np.argwhere(outside)
+    index = tuple(int(i) for i in bad[0])
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    raise UserInputError(f"{what}: {label} holds {array[index]:g} at {_position(index)}{more}, "
+                         f"but {owner} takes targets from {lo:g} to {hi:g} (0/1 labels or "
+                         "probabilities); nothing was trained")
+
+
 def check_labels(what: str, y: np.ndarray, classes: int, ignore_index: int | None,
                  output: sg.Variable) -> None:
     """Integer labels in ``[0, classes)`` (or ``ignore_index``, but not all of them): a

@@ -48,6 +48,8 @@ class Loss(ConfigValue):
 
     kind = "loss"
     name: str = ""
+    #: (low, high) every target must lie in, checked on the data before training; None: any
+    target_range: tuple[float, float] | None = None
 
     def __call__(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
         """The scalar loss (in ``outputs``' dtype) of a batch of outputs against targets."""
@@ -338,6 +340,7 @@ class BinaryCrossEntropy(_SameShapeLoss):
     """
 
     name = "binary_cross_entropy"
+    target_range = (0.0, 1.0)
 
     def __init__(self, from_logits: bool = True):
         self.from_logits = _flag("BinaryCrossEntropy", "from_logits", from_logits)

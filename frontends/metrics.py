@@ -8,7 +8,10 @@ outputs' float dtype; it has no gradient and is never differentiated.
 Under a loss's ``ignore_index`` the label metrics (accuracy, top-k) are
 the mean over the examples whose label is not ignored, as the loss is.
 
-Outputs are logits (the last layer's pre-activation), as for the losses.
+Outputs are logits (the last layer's pre-activation), as for the losses; a model whose
+last layer is a softmax (sigmoid, for binary accuracy) is read through it, as the
+probability-taking losses read it: thresholds and ties are the logits' (a confident float32
+softmax rounds every other class to exactly 0, a tie that made top-k count them all).
 
 >>> acc = metrics.get("top_3_accuracy")(logits, y)
 """
@@ -22,6 +25,7 @@ import symgraph as sg
 from frontends.config import ConfigValue, number, resolve
 from frontends.errors import UserInputError
 from frontends.losses import (
+    _activation_input,
     _as_variable,
     _check_class_scores,
     _check_same_shape,
@@ -39,6 +43,8 @@ class Metric(ConfigValue):
     name: str = ""
     #: scores integer class labels, so a loss's ``ignore_index`` applies to it
     labels: bool = False
+    #: the output activation read through to its logits (``losses._activation_input``)
+    activation: str = "softmax"
 
     def __call__(self, outputs: sg.Variable, targets: sg.Variable,
                  ignore_index: int | None = None) -> sg.Variable:
@@ -46,6 +52,9 @@ class Metric(ConfigValue):
         given ``ignore_index`` averages over the examples whose label is not that value
         (NaN for a batch with none: ``fit`` and ``evaluate`` give such a batch no weight)."""
         outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
+        below = _activation_input(outputs, self.activation)
+        if below is not None:
+            outputs = below
         if not _is_float(outputs.dtype):
             raise TypeError(f"{self.name}: the model's outputs must be floats (logits), got "
                             f"{outputs.dtype.name}")
@@ -129,6 +138,7 @@ class BinaryAccuracy(Metric):
     """
 
     name = "binary_accuracy"
+    activation = "sigmoid"
 
     def __init__(self, threshold: float = 0.0):
         self.threshold = number("BinaryAccuracy", "threshold", threshold, lo=None)

@@ -240,6 +240,7 @@ class Model:
         arrays = self._arrays(x, y, "evaluate")
         if len(arrays[0]) == 0:
             raise UserInputError("evaluate: no examples")
+        self._check_finite(arrays, "evaluate")  # a NaN row made the loss NaN, not an error
         steps = self.test_function.epoch(*arrays, batch_size=batch_size)
         weights = training.batch_weights(self, arrays[-1], batch_size)
         means = training.weighted_means(training.weighted_sums(steps, weights),
@@ -298,6 +299,8 @@ class Model:
         target = getattr(self, "target", None)
         if target is not None:
             data_checks.check_target(what, self.loss.name, target, y)
+            if self.loss.target_range is not None:
+                data_checks.check_range(what, "y", y, self.loss.target_range, self.loss.name)
             classes = self.loss.label_classes(self.output)
             if classes is not None:
                 data_checks.check_labels(what, y, classes,

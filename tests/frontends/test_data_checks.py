@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+import frontends as fe
 import symgraph as sg
 from frontends import data_checks
 from frontends.errors import UserInputError, UserInputTypeError
@@ -62,3 +63,38 @@ def test_a_finite_value_beyond_the_models_float32_range_is_named():
     with pytest.raises(UserInputError, match="beyond the range"):
         model.fit(x, np.zeros(6, int), batch_size=2, progress=False, verbose=False)
     assert all((a == b).all() for a, b in zip(before, model.get_weights()))
+
+
+def _binary_model():
+    model = fe.Sequential([fe.layers.Dense(1)], input_shape=(3,), seed=0)
+    model.compile(loss="binary_cross_entropy", optimizer="sgd", metrics=["binary_accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("value", [2.0, -1.0])
+def test_binary_cross_entropy_targets_outside_0_1_are_refused_before_training(value):
+    """softplus(z) - y z has no lower bound for y outside [0, 1]: targets {0, 2} trained the
+    reported loss from 1.4 down to -22 instead of failing."""
+    model = _binary_model()
+    X = np.ones((8, 3), np.float32)
+    y = np.zeros((8, 1), np.float32)
+    y[5, 0] = value
+    before = model.get_weights()
+    for call in (lambda: model.fit(X, y, epochs=1, progress=False, verbose=False),
+                 lambda: model.evaluate(X, y)):
+        with pytest.raises(fe.UserInputError, match=rf"y holds {value:g} at row 5, column 0, "
+                           r"but binary_cross_entropy takes targets from 0 to 1"):
+            call()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    y[5, 0] = 0.3  # soft targets stay allowed
+    model.fit(X, y, epochs=1, progress=False, verbose=False)
+
+
+def test_evaluate_names_a_nan_input_instead_of_reporting_a_nan_loss():
+    model = _binary_model()
+    X = np.ones((6, 3), np.float32)
+    X[4, 2] = np.nan
+    with pytest.raises(fe.UserInputError, match=r"evaluate: input .* holds NaN at row 4, "
+                                               r"column 2"):
+        model.evaluate(X, np.zeros((6, 1), np.float32))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import frontends as fe
 import symgraph as sg
 from frontends import metrics
 
@@ -171,3 +172,36 @@ def test_top_k_of_at_least_the_class_count_is_an_error_not_a_constant_one(k):
     model = fe.Sequential([fe.layers.Dense(5)], input_shape=(3,), seed=0)
     with pytest.raises(ValueError, match=f"top_{k}_accuracy: k = {k}"):
         model.compile(loss="cross_entropy", optimizer="sgd", metrics=[f"top_{k}_accuracy"])
+
+
+def test_a_sigmoid_output_model_is_scored_on_its_logits(backend):
+    """Keras's usual binary set-up (Dense(1, sigmoid) with binary_crossentropy): binary
+    accuracy thresholded the probabilities at 0, so every prediction counted as 1 and the
+    metric was the share of positives (0.14 here, against a true 0.98)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5)).astype("float32")
+    t = (X[:, :1] > 0.8).astype("float32")
+    model = fe.Sequential([fe.layers.Dense(1, activation="sigmoid")], input_shape=(5,), seed=0)
+    model.compile(loss="binary_crossentropy", optimizer=fe.optimizers.Adam(lr=0.05),
+                  metrics=["binary_accuracy"], backend=backend)
+    model.fit(X, t, epochs=20, batch_size=32, progress=False, verbose=False)
+    want = float(np.mean((model.predict(X) > 0.5) == (t > 0.5)))
+    assert want > 0.9
+    assert abs(model.evaluate(X, t)["binary_accuracy"] - want) < 1e-6
+
+
+def test_a_softmax_output_model_is_ranked_on_its_logits(backend):
+    """A confident float32 softmax rounds the other classes to exactly 0: ranked on those
+    probabilities they all tie with a wrong label, and top-2 counted it correct."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(50, 5)) * 400).astype("float32")
+    y = rng.integers(0, 6, 50)
+    model = fe.Sequential([fe.layers.Dense(6, activation="softmax")], input_shape=(5,), seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["top_2_accuracy", "accuracy"],
+                  backend=backend)
+    W, b = model.get_weights()
+    logits = torch.tensor(X.astype(np.float64) @ W + b)
+    top2 = torch.topk(logits, 2, dim=1).indices.numpy()
+    got = model.evaluate(X, y)
+    assert abs(got["top_2_accuracy"] - np.mean((top2 == y[:, None]).any(1))) < 1e-6
+    assert abs(got["accuracy"] - np.mean(top2[:, 0] == y)) < 1e-6
