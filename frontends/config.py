@@ -170,6 +170,16 @@ def number(owner: str, name: str, value, *, lo: float | None = 0.0, hi: float = 
     return value
 
 
+def flag(owner: str, name: str, value) -> bool:
+    """``value`` if it is a bool, else an error naming the component and argument: a
+    config's ``"false"`` or ``1`` is a mistake, not a truthy value (``bool("false")`` is
+    True)."""
+    import numpy as np
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def integer(owner: str, name: str, value, *, lo: int = 1) -> int:
     """``value`` as an int ``>= lo`` (an integral float such as ``10.0`` from a config is
     accepted; ``2.5`` or ``True`` is a ValueError, not silently an int), else an error

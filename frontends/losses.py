@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 import symgraph as sg
-from frontends.config import ConfigValue, number, resolve
+from frontends.config import ConfigValue, flag, number, resolve
 from frontends.errors import UserInputError
 from symgraph import shapes as sh
 from symgraph.ops.nn import Softmax
@@ -249,7 +249,7 @@ class CrossEntropy(Loss):
             raise TypeError(f"CrossEntropy: ignore_index must be an int or None, got "
                             f"{ignore_index!r}")
         self.ignore_index = None if ignore_index is None else int(ignore_index)
-        self.from_logits = _flag("CrossEntropy", "from_logits", from_logits)
+        self.from_logits = flag("CrossEntropy", "from_logits", from_logits)
         self.weight = None if weight is None else _class_weights(weight)
 
     def _build(self, outputs, targets):
@@ -305,12 +305,6 @@ def _class_weights(weight) -> tuple[float, ...]:
     return values
 
 
-def _flag(owner: str, name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 class _SameShapeLoss(Loss):
     """Elementwise losses: the targets have the outputs' shape and dtype (no broadcasting:
     ``(batch, 1)`` against ``(batch,)`` would silently become ``(batch, batch)``)."""
@@ -343,7 +337,7 @@ class BinaryCrossEntropy(_SameShapeLoss):
     target_range = (0.0, 1.0)
 
     def __init__(self, from_logits: bool = True):
-        self.from_logits = _flag("BinaryCrossEntropy", "from_logits", from_logits)
+        self.from_logits = flag("BinaryCrossEntropy", "from_logits", from_logits)
 
     def _elementwise(self, outputs, targets):
         return sg.nn.binary_cross_entropy(_logits(self, outputs, "sigmoid"), targets)

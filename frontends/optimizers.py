@@ -50,7 +50,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends import schedules as schedules_module
-from frontends.config import Configurable, number, resolve
+from frontends.config import Configurable, flag, number, resolve
 from frontends.schedules import Schedule
 from symgraph.shapes import dims_equal
 
@@ -78,13 +78,6 @@ def clip_by_global_norm(grads: Sequence[sg.Variable], clip_norm: float) -> list[
         total = part if total is None else total + part
     scale = sg.minimum(1.0, clip_norm / (sg.sqrt(total) + CLIP_TINY))
     return [g * sg.cast(scale, g.dtype) for g in grads]
-
-
-def _flag(owner: str, name: str, value) -> bool:
-    """``value`` if it is a bool (a config's ``"yes"`` or ``1`` is an error, not True)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _param_labels(params: list[sg.SharedVariable]) -> list[str]:
@@ -276,7 +269,7 @@ class SGD(Optimizer):
                  weight_decay: float = 0.0, *, schedule=None, clip_norm=None, name=None):
         super().__init__(lr, schedule=schedule, clip_norm=clip_norm, name=name)
         self.momentum = number("SGD", "momentum", momentum, hi=1.0, hi_open=True)
-        self.nesterov = _flag("SGD", "nesterov", nesterov)
+        self.nesterov = flag("SGD", "nesterov", nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs a momentum > 0")
         self.weight_decay = number("SGD", "weight_decay", weight_decay)
@@ -340,7 +333,7 @@ class RMSProp(Optimizer):
         self.decay = number("RMSProp", "decay", decay, hi=1.0, hi_open=True)
         self.eps = number("RMSProp", "eps", eps)
         self.momentum = number("RMSProp", "momentum", momentum, hi=1.0, hi_open=True)
-        self.centered = _flag("RMSProp", "centered", centered)
+        self.centered = flag("RMSProp", "centered", centered)
         self.slot_names = (("mean_square",) + (("mean_grad",) if self.centered else ())
                            + (("momentum",) if self.momentum else ()))
 
@@ -412,7 +405,7 @@ class Adam(Optimizer):
         self.beta1 = number(kind, "beta1", beta1, hi=1.0, hi_open=True)
         self.beta2 = number(kind, "beta2", beta2, hi=1.0, hi_open=True)
         self.eps = number(kind, "eps", eps)
-        self.amsgrad = _flag(kind, "amsgrad", amsgrad)
+        self.amsgrad = flag(kind, "amsgrad", amsgrad)
         self.slot_names = ("m", "v", "v_max") if self.amsgrad else ("m", "v")
         self._corrections: dict = {}
 

@@ -80,7 +80,7 @@ class L2(Regularizer):
     """``l * sum(W^2)``: gradient ``2 l W`` (weight decay with coefficient ``2 l``)."""
 
     def __init__(self, l: float = 0.01):  # noqa: E741 (the API's argument name)
-        super().__init__(l2=l)
+        super().__init__(l2=number("L2", "l", l))  # errors name the argument passed
 
     @property
     def l(self) -> float:  # noqa: E743
@@ -94,7 +94,7 @@ class L1(Regularizer):
     """``l * sum(|W|)``: gradient ``l sign(W)`` (0 at W = 0), drives weights to exactly 0."""
 
     def __init__(self, l: float = 0.01):  # noqa: E741
-        super().__init__(l1=l)
+        super().__init__(l1=number("L1", "l", l))
 
     @property
     def l(self) -> float:  # noqa: E743

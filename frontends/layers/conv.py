@@ -11,7 +11,7 @@ feature map gives (batch, C * H * W) in torch's order.
 from __future__ import annotations
 
 import symgraph as sg
-from frontends.config import integer
+from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
 from symgraph.ops.conv import Conv2D as _Conv2DOp
@@ -96,7 +96,8 @@ class Conv2D(Layer):
             "'valid', 'same', an int or a pair")
         self.fn = get_activation(activation)
         self.activation = activation  # a name, or a function (then the model cannot be saved)
-        self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
+        self.init, self.bias_init = init, bias_init
+        self.use_bias = flag("Conv2D", "use_bias", use_bias)
 
     kernel_size = property(lambda self: _plain(self._kernel))
     stride = property(lambda self: _plain(self._stride))

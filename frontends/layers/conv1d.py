@@ -10,7 +10,7 @@ gradients. The weights are torch's shapes: ``W`` (filters, C / groups, k), ``b``
 from __future__ import annotations
 
 import symgraph as sg
-from frontends.config import integer
+from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
 from frontends.layers.conv import checked_groups, checked_padding, same_padding
@@ -54,7 +54,8 @@ class Conv1D(Layer):
                                        "'valid', 'same' or an int")
         self.fn = get_activation(activation)
         self.activation = activation
-        self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
+        self.init, self.bias_init = init, bias_init
+        self.use_bias = flag("Conv1D", "use_bias", use_bias)
 
     def pads(self, length: int) -> tuple[int, int]:
         """(left, right) zero padding for an input of this length."""

@@ -9,7 +9,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends import initializers
-from frontends.config import integer
+from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, fixed_features, weight_dtype
 from symgraph.ops.elemwise import DropoutMask
@@ -27,7 +27,8 @@ class Dense(Layer):
         self.units = integer("Dense", "units", units)
         self.fn = get_activation(activation)
         self.activation = activation  # a name, or a function (then the model cannot be saved)
-        self.init, self.bias_init, self.use_bias = init, bias_init, bool(use_bias)
+        self.init, self.bias_init = init, bias_init
+        self.use_bias = flag("Dense", "use_bias", use_bias)
 
     def build(self, x):
         if x.ndim != 2:

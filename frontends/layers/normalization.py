@@ -27,11 +27,9 @@ class BatchNorm(Layer):
     def __init__(self, momentum: float = 0.99, eps: float = 1e-3, axis: int = 1,
                  name: str | None = None):
         super().__init__(name)
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"BatchNorm: momentum must be in [0, 1), got {momentum}")
-        if not float(eps) > 0:
-            raise ValueError(f"BatchNorm: eps must be positive, got {eps}")
-        self.momentum, self.eps, self.axis = float(momentum), float(eps), int(axis)
+        self.momentum = number("BatchNorm", "momentum", momentum, hi=1.0, hi_open=True)
+        self.eps = number("BatchNorm", "eps", eps, lo_open=True)
+        self.axis = integer("BatchNorm", "axis", axis, lo=-(2 ** 31))  # negative: from the end
 
     def build(self, x):
         if x.ndim < 2:

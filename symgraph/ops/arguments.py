@@ -6,7 +6,7 @@ from __future__ import annotations
 from numpy.exceptions import AxisError
 
 from symgraph import shapes as sh
-from symgraph.graph import Variable, user_site
+from symgraph.graph import Variable, current_scope, user_site
 from symgraph.ops.reduce import normalize_axes
 
 __all__ = ["ARGUMENT_ERRORS", "argument_error", "axes", "axis"]
@@ -16,8 +16,12 @@ ARGUMENT_ERRORS = (AxisError, TypeError, ValueError)
 
 
 def argument_error(function: str, err: Exception, inputs) -> Exception:
-    """``err`` (same type: AxisError stays AxisError) naming ``function``, its inputs'
-    types and the user's line, as ``Op.make_node`` does for shape errors."""
+    """``err`` (same type: AxisError stays AxisError) naming ``function``, the name scope
+    it was called in (a model's layer), its inputs' types and the user's line, as
+    ``Op.make_node`` does for shape errors."""
+    scope = current_scope()
+    if scope:
+        function = f"{function} in {scope}"
     shown = ", ".join(str(x.type) for x in inputs)
     site = user_site()
     where = f"\n  at {site}" if site is not None else ""

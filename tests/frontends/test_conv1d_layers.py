@@ -124,3 +124,11 @@ def test_config_round_trip_and_errors():
         L.MaxPool1D(2)(fe.Input((6,)))
     with pytest.raises(ValueError, match=r"pool_size 5 is bigger than the sequence length 4"):
         L.AvgPool1D(5)(fe.Input((3, 4)))
+
+
+def test_a_kernel_bigger_than_the_input_names_the_layer_as_conv2d_does():
+    """sg.nn.conv1d re-raises its argument errors through ``argument_error``, which dropped
+    the layer's name that Op.make_node adds (Conv2D's error had it)."""
+    with pytest.raises(sg.ShapeError, match=r"^conv1d in conv1d_1: kernel 5 .* bigger than "
+                                            r"the padded input 4"):
+        fe.Sequential([fe.layers.Conv1D(2, 5)], input_shape=(1, 4))

@@ -555,3 +555,24 @@ def test_prelu_on_sequences_keeps_one_slope_per_feature():
     assert layer.alpha.get_value().shape == (4,)
     x = np.random.default_rng(1).normal(size=(2, 5, 4))
     np.testing.assert_allclose(sg.function([v], out)(x), np.where(x > 0, x, 0.2 * x))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: fe.layers.BatchNorm(momentum="0.9"), "BatchNorm: momentum must be a number"),
+    (lambda: fe.layers.BatchNorm(momentum=1.0), r"BatchNorm: momentum must be .* < 1.0"),
+    (lambda: fe.layers.BatchNorm(eps=float("inf")), "BatchNorm: eps must be a finite number"),
+    (lambda: fe.layers.BatchNorm(eps=0.0), r"BatchNorm: eps must be a finite number > 0"),
+    (lambda: fe.layers.BatchNorm(axis=1.5), "BatchNorm: axis must be an integer, got 1.5"),
+    (lambda: fe.layers.BatchNorm(axis=True), "BatchNorm: axis must be an integer, got True"),
+    (lambda: fe.layers.Dense(3, use_bias="false"), "Dense: use_bias must be True or False"),
+    (lambda: fe.layers.Conv2D(2, 3, use_bias=0), "Conv2D: use_bias must be True or False"),
+    (lambda: fe.layers.Conv1D(2, 3, use_bias="no"), "Conv1D: use_bias must be True or False"),
+    (lambda: fe.regularizers.L2(-0.1), r"L2: l must be a finite number >= 0"),
+    (lambda: fe.regularizers.L1("0.1"), "L1: l must be a number"),
+])
+def test_arguments_a_config_could_get_wrong_are_refused(make, message):
+    """Before, bare float()/int()/bool() took them: use_bias="false" kept the bias
+    (bool("false") is True), eps=inf collapsed every BatchNorm output to beta, axis=1.5 was
+    axis 1; L2's error named an argument "l2" the user never wrote."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        make()

@@ -99,9 +99,9 @@ def test_empty_list_and_zero_coefficients_give_a_zero_constant(backend):
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="l2 must be a finite number >= 0"):
-        regularizers.L2(-0.1)
-    with pytest.raises(ValueError, match="l1"):
+    with pytest.raises(ValueError, match="L2: l must be a finite number >= 0"):
+        regularizers.L2(-0.1)  # the argument's own name (it said "l2")
+    with pytest.raises(ValueError, match="L1: l must be a finite number"):
         regularizers.L1(float("inf"))
     with pytest.raises(TypeError, match="l2 must be a number"):
         regularizers.ElasticNet(l2="0.1")
