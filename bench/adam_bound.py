@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,24 +41,11 @@ for _p in (str(BENCH), str(ROOT)):
         sys.path.insert(0, _p)
 
 import workloads as wk  # noqa: E402
+from parallel import per_call as chunk  # noqa: E402  (median of 5 runs)
 from timing import LoadMeter  # noqa: E402
 
 TARGET = 1.05
 STEPS = ("sgd", "mv-bound", "adam-mul", "adam")
-
-
-def chunk(call: Callable[[], object], seconds: float) -> float:
-    """Median seconds per call over 3 runs of ~``seconds / 3`` of calls."""
-    t0 = time.perf_counter()
-    call()
-    reps = max(3, int(seconds / 3 / max(time.perf_counter() - t0, 1e-7)))
-    runs = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            call()
-        runs.append((time.perf_counter() - t0) / reps)
-    return statistics.median(runs)
 
 
 def calls() -> dict[str, Callable[[], object]]:
