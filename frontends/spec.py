@@ -413,7 +413,10 @@ def data_error(path: str | os.PathLike | Traversable, err: Exception) -> SpecErr
     ``data`` section), so it points into the spec as its other errors do."""
     _, source = parse(path)
     key = getattr(err, "key", None)
-    return source.error(("data", key) if key else ("data",), str(err))
+    problem = str(err)
+    if key and problem.startswith(f"{key}: "):  # "path: cannot read ..." under data.path
+        problem = problem[len(key) + 2:]
+    return source.error(("data", key) if key else ("data",), problem)
 
 
 def _folder(path) -> Path | None:

@@ -226,3 +226,6 @@ def test_a_file_that_lacks_what_the_spec_promises_fails_at_the_specs_line(tmp_pa
     assert main(["train", str(spec), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "s.yaml:11: data.path: " in err and "has no array 'y'" in err
+    (tmp_path / "data" / "tokens.npz").write_text("not an npz")
+    assert main(["train", str(spec), "--quiet"]) == 2
+    assert "s.yaml:11: data.path: cannot read " in capsys.readouterr().err  # not "path: path:"
