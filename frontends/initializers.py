@@ -2,8 +2,9 @@
 
 Each initialiser maps ``(shape, fan_in, fan_out, rng, dtype)`` to an array.
 The ``rng`` is a ``numpy.random.Generator`` handed down by the model, one
-stream per layer derived from the model seed, so a model is reproducible bit
-for bit and adding a layer does not change the draws of the others.
+stream per layer derived from the model seed and the layer's position, so a model is
+reproducible bit for bit and appending a layer does not change the draws of the layers
+before it (inserting one moves the streams of those after it).
 
 Names follow Keras: ``glorot_uniform`` (Dense's default), ``glorot_normal``,
 ``he_normal``, ``he_uniform``, ``normal(std)``, ``uniform(a)``, ``orthogonal(gain)``,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import symgraph as sg
-from frontends.config import integer
+from frontends.config import integer, suggest
 from frontends.layers.base import Layer, fixed_features, weight_dtype
 
 
@@ -44,8 +44,9 @@ ACTIVATIONS = {
 }
 
 
-def get_activation(name):
-    """A graph function from a name (``None`` is linear) or a callable."""
+def get_activation(name, owner: str = "activation"):
+    """A graph function from a name (``None`` is linear) or a callable; ``owner`` (the
+    layer's class) starts the error for an unknown name."""
     if name is None:
         return linear
     if callable(name):
@@ -53,7 +54,8 @@ def get_activation(name):
     try:
         return ACTIVATIONS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown activation {name!r}; valid: "
+        hint = suggest(name.lower(), ACTIVATIONS) if isinstance(name, str) else ""
+        raise ValueError(f"{owner}: unknown activation {name!r}{hint}; valid: "
                          f"{', '.join(sorted(ACTIVATIONS))}") from None
 
 
@@ -64,7 +66,7 @@ class Activation(Layer):
 
     def __init__(self, activation: str, name: str | None = None):
         super().__init__(name)
-        self.fn = get_activation(activation)
+        self.fn = get_activation(activation, type(self).__name__)
         self.activation = activation
 
     def call(self, x, training):
@@ -213,7 +215,10 @@ class RBF(Layer):
         # ||x - c||^2 = |x|^2 - 2 x.c + |c|^2, as one gemm rather than a (batch, units, n) tensor
         d2 = ((x * x).sum(axis=1, keepdims=True) - 2.0 * (x @ self.centers.T)
               + (self.centers * self.centers).sum(axis=1))
-        return sg.exp(-sg.maximum(d2, 0.0) / (self.s * self.s))
+        # rounding can make d2 slightly negative (or 0) near a centre: clamp the value
+        # only, since maximum's gradient there would be 0 (or 1/2) instead of d2's own
+        d2 = d2 + sg.stop_gradient(sg.maximum(d2, 0.0) - d2)
+        return sg.exp(-d2 / (self.s * self.s))
 
 
 def _require_matrix(layer: Layer, x: sg.Variable) -> None:

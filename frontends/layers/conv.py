@@ -94,7 +94,7 @@ class Conv2D(Layer):
         self.padding = checked_padding(
             "Conv2D", padding, lambda p: _plain(_pair("Conv2D", "padding", p, lo=0)),
             "'valid', 'same', an int or a pair")
-        self.fn = get_activation(activation)
+        self.fn = get_activation(activation, type(self).__name__)
         self.activation = activation  # a name, or a function (then the model cannot be saved)
         self.init, self.bias_init = init, bias_init
         self.use_bias = flag("Conv2D", "use_bias", use_bias)

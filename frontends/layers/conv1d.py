@@ -52,7 +52,7 @@ class Conv1D(Layer):
         self.padding = checked_padding("Conv1D", padding,
                                        lambda p: integer("Conv1D", "padding", p, lo=0),
                                        "'valid', 'same' or an int")
-        self.fn = get_activation(activation)
+        self.fn = get_activation(activation, type(self).__name__)
         self.activation = activation
         self.init, self.bias_init = init, bias_init
         self.use_bias = flag("Conv1D", "use_bias", use_bias)

@@ -25,7 +25,7 @@ class Dense(Layer):
                  use_bias: bool = True, name: str | None = None):
         super().__init__(name)
         self.units = integer("Dense", "units", units)
-        self.fn = get_activation(activation)
+        self.fn = get_activation(activation, type(self).__name__)
         self.activation = activation  # a name, or a function (then the model cannot be saved)
         self.init, self.bias_init = init, bias_init
         self.use_bias = flag("Dense", "use_bias", use_bias)
@@ -217,8 +217,11 @@ class Embedding(Layer):
         info = np.iinfo(x.dtype)
         if self.padding_idx is None or not info.min <= self.padding_idx <= info.max:
             return rows  # (no id of x's dtype is the padding: uint8 ids, padding_idx=999)
-        padded = sg.expand_dims(sg.equal(x, sg.constant(self.padding_idx, x.dtype)), -1)
-        return sg.where(padded, 0.0, rows)
+        padded = sg.equal(x, sg.constant(self.padding_idx, x.dtype))
+        alias = self.padding_idx - self.n  # the same row by a negative id (numpy indexing)
+        if info.min <= alias:
+            padded = sg.logical_or(padded, sg.equal(x, sg.constant(alias, x.dtype)))
+        return sg.where(sg.expand_dims(padded, -1), 0.0, rows)
 
 
 class Add(Layer):

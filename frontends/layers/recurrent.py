@@ -184,7 +184,7 @@ class SimpleRNN(_Recurrent):
                  mask_value: float | None = None, name: str | None = None):
         super().__init__(units, return_sequences, init, recurrent_init, bias_init, dropout,
                          recurrent_dropout, mask_value, name)
-        self.fn = get_activation(activation)
+        self.fn = get_activation(activation, type(self).__name__)
         self.activation = activation
 
     def _step(self, projected, state):

@@ -306,7 +306,10 @@ def leaky_relu(x, alpha: float = 0.01) -> Variable:
 
 
 def hard_tanh(x) -> Variable:
-    return clip(x, -1, 1)
+    """``clip(x, -1, 1)`` with torch's gradient at the kinks: 0 at exactly +-1 (a clip's
+    gradient is 1 on its closed interval)."""
+    x = as_variable(x)
+    return where(abs(x) < 1, x, sign(x))
 
 
 def dropout(x, keep_prob: float, seed: int) -> Variable:

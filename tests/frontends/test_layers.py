@@ -569,6 +569,9 @@ def test_prelu_on_sequences_keeps_one_slope_per_feature():
     (lambda: fe.layers.Conv1D(2, 3, use_bias="no"), "Conv1D: use_bias must be True or False"),
     (lambda: fe.regularizers.L2(-0.1), r"L2: l must be a finite number >= 0"),
     (lambda: fe.regularizers.L1("0.1"), "L1: l must be a number"),
+    (lambda: fe.layers.Dense(3, activation="Relu"),
+     r"Dense: unknown activation 'Relu' \(did you mean 'relu'\?\)"),
+    (lambda: fe.layers.SimpleRNN(3, activation="rleu"), r"SimpleRNN: unknown activation 'rleu'"),
 ])
 def test_arguments_a_config_could_get_wrong_are_refused(make, message):
     """Before, bare float()/int()/bool() took them: use_bias="false" kept the bias
@@ -576,3 +579,34 @@ def test_arguments_a_config_could_get_wrong_are_refused(make, message):
     axis 1; L2's error named an argument "l2" the user never wrote."""
     with pytest.raises((TypeError, ValueError), match=message):
         make()
+
+
+def test_hard_tanh_gradient_at_its_kinks_is_torchs(backend):
+    """Built on clip, whose gradient is 1 on the closed interval, hard_tanh had gradient 1
+    at exactly +-1; torch's hardtanh has 0 there (the KINKS above skip these points)."""
+    points = np.array([-np.inf, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, np.inf, np.nan])
+    x = sg.tensor("x", (10,), "float64")
+    y = sg.nn.hard_tanh(x)
+    value, grad = sg.function([x], [y, sg.grad(sg.sum(y), x)], backend=backend)(points)
+    xt = torch.tensor(points, requires_grad=True)
+    want = F.hardtanh(xt)
+    want.sum().backward()
+    np.testing.assert_array_equal(value, want.detach().numpy())
+    np.testing.assert_array_equal(grad[:-1], xt.grad.numpy()[:-1])  # NaN's gradient: either
+
+
+def test_rbf_gradient_near_a_centre_in_float32(backend):
+    """||x - c||^2 computed as |x|^2 - 2 x.c + |c|^2 cancels near a centre and rounded to
+    <= 0, where maximum(d2, 0) passed no (or half the) gradient: 0 against 1.1e-3."""
+    c = np.full((1, 8), 3.0, np.float32)
+    layer = L.RBF(1, width=1.0)
+    x = sg.tensor("x", (1, 8), "float32")
+    y = layer(x)
+    layer.centers.set_value(c)
+    f = sg.function([x], sg.grad(sg.sum(y), x), backend=backend)
+    for offset in (1e-3, 1e-4, 1e-5):
+        point = c.copy()
+        point[0, 0] += offset
+        d = point.astype(np.float64) - c
+        want = -2.0 * d * np.exp(-(d * d).sum())
+        np.testing.assert_allclose(f(point), want, rtol=0.02, atol=1e-9)

@@ -213,3 +213,16 @@ def test_a_padding_idx_no_id_of_the_dtype_can_take_is_no_padding(backend):
         tokens = np.array([[0, 5, 100]], dtype)
         got = sg.function([ids], emb(ids), backend=backend)(tokens)
         np.testing.assert_array_equal(got, emb.table.get_value()[tokens.astype(np.int64)])
+
+
+def test_a_negative_id_of_the_padding_row_is_padding_too(backend):
+    """Ids index as numpy's: -1 reads row n-1. With padding_idx=-1 (row n-1), id -1 was not
+    masked: it read the row and gave it gradient, so a step made the 'padding' non-zero."""
+    ids = sg.tensor("ids", ("batch", 3), "int64")
+    emb = L.Embedding(4, 2, padding_idx=-1, dtype="float64")
+    out = emb(ids)
+    emb.table.set_value(np.arange(8.0).reshape(4, 2))
+    got, grad = sg.function([ids], [out, sg.grad(sg.sum(out), emb.table)],
+                            backend=backend)(np.array([[3, -1, 0]]))
+    np.testing.assert_array_equal(got, [[[0, 0], [0, 0], [0, 1]]])
+    np.testing.assert_array_equal(grad, [[1, 1], [0, 0], [0, 0], [0, 0]])
