@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import symgraph as sg
-from frontends.config import integer, suggest
+from frontends.config import integer, number, suggest
 from frontends.layers.base import Layer, fixed_features, weight_dtype
 
 
@@ -100,7 +100,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha: float = 0.01, name: str | None = None):
         super().__init__(name)
-        self.alpha = float(alpha)
+        self.alpha = number("LeakyReLU", "alpha", alpha, lo=None)
 
     def call(self, x, training):
         return sg.nn.leaky_relu(x, self.alpha)
@@ -113,7 +113,7 @@ class ELU(Layer):
 
     def __init__(self, alpha: float = 1.0, name: str | None = None):
         super().__init__(name)
-        self.alpha = float(alpha)
+        self.alpha = number("ELU", "alpha", alpha, lo=None)
 
     def call(self, x, training):
         return elu(x, self.alpha)
@@ -126,7 +126,7 @@ class Softmax(Layer):
 
     def __init__(self, axis: int = -1, name: str | None = None):
         super().__init__(name)
-        self.axis = int(axis)
+        self.axis = integer("Softmax", "axis", axis, lo=-(2 ** 31))  # negative: from the end
 
     def call(self, x, training):
         return sg.nn.softmax(x, self.axis)
@@ -142,7 +142,7 @@ class PReLU(Layer):
 
     def __init__(self, alpha_init: float = 0.25, name: str | None = None):
         super().__init__(name)
-        self.alpha_init = float(alpha_init)
+        self.alpha_init = number("PReLU", "alpha_init", alpha_init, lo=None)
 
     def build(self, x):
         if x.ndim == 4:
@@ -198,8 +198,8 @@ class RBF(Layer):
                  name: str | None = None):
         super().__init__(name)
         self.units = integer("RBF", "units", units)
-        if width is not None and not float(width) > 0:
-            raise ValueError(f"RBF: width must be positive, got {width}")
+        if width is not None:
+            width = number("RBF", "width", width, lo_open=True)
         self.init, self.width = init, width
 
     def build(self, x):

@@ -3,6 +3,7 @@ the merges ``Add`` / ``Concatenate`` for functional models with skip connections
 
 from __future__ import annotations
 
+import numbers
 import zlib
 
 import numpy as np
@@ -79,7 +80,10 @@ class MaskStream:
 
 
 def dropout_rate(owner: str, name: str, rate) -> float:
-    """``rate`` as a float in [0, 1), else an error naming it."""
+    """``rate`` as a float in [0, 1), else an error naming it (a string or None is a
+    TypeError: ``"0.5"`` from a config is a mistake, not a rate)."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a number in [0, 1), got {rate!r}")
     if not 0.0 <= float(rate) < 1.0:
         raise ValueError(f"{owner}: {name} must be in [0, 1), got {rate}")
     return float(rate)
@@ -253,7 +257,7 @@ class Concatenate(Add):
 
     def __init__(self, axis: int = -1, name: str | None = None):
         super().__init__(name)
-        self.axis = int(axis)
+        self.axis = integer("Concatenate", "axis", axis, lo=-(2 ** 31))
 
     def merge(self, xs):
         return sg.concatenate(xs, axis=self.axis % xs[0].ndim)

@@ -572,6 +572,13 @@ def test_prelu_on_sequences_keeps_one_slope_per_feature():
     (lambda: fe.layers.Dense(3, activation="Relu"),
      r"Dense: unknown activation 'Relu' \(did you mean 'relu'\?\)"),
     (lambda: fe.layers.SimpleRNN(3, activation="rleu"), r"SimpleRNN: unknown activation 'rleu'"),
+    (lambda: fe.layers.LeakyReLU("x"), "LeakyReLU: alpha must be a number"),
+    (lambda: fe.layers.ELU(float("nan")), "ELU: alpha must be a finite number"),
+    (lambda: fe.layers.PReLU(alpha_init=float("nan")), "PReLU: alpha_init must be a finite"),
+    (lambda: fe.layers.RBF(3, width=float("inf")), "RBF: width must be a finite number > 0"),
+    (lambda: fe.layers.Softmax(axis="x"), "Softmax: axis must be an integer, got 'x'"),
+    (lambda: fe.layers.Dropout("0.5"), r"Dropout: rate must be a number in \[0, 1\), got '0.5'"),
+    (lambda: fe.layers.Dropout(None), r"Dropout: rate must be a number in \[0, 1\), got None"),
 ])
 def test_arguments_a_config_could_get_wrong_are_refused(make, message):
     """Before, bare float()/int()/bool() took them: use_bias="false" kept the bias
