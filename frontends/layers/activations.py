@@ -217,7 +217,8 @@ class RBF(Layer):
               + (self.centers * self.centers).sum(axis=1))
         # rounding can make d2 slightly negative (or 0) near a centre: clamp the value
         # only, since maximum's gradient there would be 0 (or 1/2) instead of d2's own
-        d2 = d2 + sg.stop_gradient(sg.maximum(d2, 0.0) - d2)
+        # (subtracting min(d2, 0) rather than adding max(d2, 0) - d2 keeps an inf d2 inf)
+        d2 = d2 - sg.stop_gradient(sg.minimum(d2, 0.0))
         return sg.exp(-d2 / (self.s * self.s))
 
 

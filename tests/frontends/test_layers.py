@@ -617,3 +617,11 @@ def test_rbf_gradient_near_a_centre_in_float32(backend):
         d = point.astype(np.float64) - c
         want = -2.0 * d * np.exp(-(d * d).sum())
         np.testing.assert_allclose(f(point), want, rtol=0.02, atol=1e-9)
+
+
+def test_rbf_of_an_input_whose_square_overflows_is_zero_not_nan(backend):
+    layer = L.RBF(2, width=1.0)
+    x = sg.tensor("x", (1, 3), "float32")
+    y = layer(x)
+    got = sg.function([x], y, backend=backend)(np.array([[3e19, 0, 0]], np.float32))
+    np.testing.assert_array_equal(got, [[0.0, 0.0]])
