@@ -64,7 +64,9 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     batch_size = _integer("batch_size", batch_size, 1)
     epochs = _integer("epochs", epochs, 0)
     initial_epoch = _integer("initial_epoch", initial_epoch, 0)
-    if early_stopping is not None and early_stopping is not False:  # None, False: off
+    if early_stopping is False:  # None, False: off; 0 is a patience
+        early_stopping = None
+    if early_stopping is not None:
         early_stopping = _integer("early_stopping", early_stopping, 0)
     arrays, validation = _training_and_validation(model, x, y, validation_data,
                                                   validation_split)
@@ -73,7 +75,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
 
     history = History()
     callbacks = list(callbacks)
-    if early_stopping is not None and early_stopping is not False:  # 0 is a patience too
+    if early_stopping is not None:
         callbacks.append(EarlyStopping(monitor="val_loss" if validation else "loss",
                                        patience=early_stopping, restore_best_weights=True))
     _check_monitors(model, callbacks, validation is not None)
