@@ -19,7 +19,7 @@ import difflib
 import inspect
 import math
 import reprlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 __all__ = ["ConfigValue", "Configurable", "build", "integer", "number", "resolve",
@@ -89,14 +89,17 @@ def build(factory: Callable[..., T], kwargs: Mapping[str, Any], label: str) -> T
     return factory(**kwargs)
 
 
-def suggest(key: str, valid: Sequence[str]) -> str:
-    """`` (did you mean 'units'?)`` for a near miss of one of ``valid``, else nothing.
+def suggest(key: str, valid: Iterable[str], spelled: Mapping[str, str] | None = None) -> str:
+    """`` (did you mean 'units'?)`` for a near miss of one of ``valid``, else nothing;
+    ``spelled`` maps a (normalised) valid key to the spelling to show.
 
     >>> suggest("val_los", ["loss", "val_loss"])
     " (did you mean 'val_loss'?)"
     """
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    if not close:
+        return ""
+    return f" (did you mean {(spelled or {}).get(close[0], close[0])!r}?)"
 
 
 def _article(word: str) -> str:
@@ -137,7 +140,9 @@ def resolve(identifier: Any, registry: Mapping[str, Callable[..., T]], base: typ
     factory = ({normalize(key): value for key, value in registry.items()}
                .get(normalize(name)) if isinstance(name, str) else None)
     if factory is None:
-        raise ValueError(f"unknown {kind} {name!r}; valid: {valid}")
+        spelled = {normalize(key): key for key in registry}
+        hint = suggest(normalize(name), spelled, spelled) if isinstance(name, str) else ""
+        raise ValueError(f"unknown {kind} {name!r}{hint}; valid: {valid}")
     cls = getattr(factory, "func", factory)  # a partial's class
     return build(factory, kwargs, f"{kind} {getattr(cls, '__name__', name)}")
 

@@ -213,3 +213,14 @@ def get(identifier) -> Initializer:
     return resolve(identifier, INITIALIZERS, Initializer,
                    accepts="a name such as 'glorot_uniform', a number, a config dict or "
                            "an Initializer")
+
+
+def checked(owner: str, name: str, identifier):
+    """``identifier`` unchanged (a model file saves it as given) once :func:`get` accepts it,
+    else :func:`get`'s error naming the layer class and the argument: a misspelt ``init``
+    fails where the layer is made, not later when a model builds it."""
+    try:
+        get(identifier)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{owner}: {name}: {err}") from None
+    return identifier

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import symgraph as sg
+from frontends import initializers
 from frontends.config import integer, number, suggest
 from frontends.layers.base import Layer, fixed_features, weight_dtype
 
@@ -174,7 +175,7 @@ class Maxout(Layer):
         super().__init__(name)
         self.units = integer("Maxout", "units", units)
         self.pieces = integer("Maxout", "pieces", pieces)
-        self.init = init
+        self.init = initializers.checked("Maxout", "init", init)
 
     def build(self, x):
         _require_matrix(self, x)
@@ -200,7 +201,7 @@ class RBF(Layer):
         self.units = integer("RBF", "units", units)
         if width is not None:
             width = number("RBF", "width", width, lo_open=True)
-        self.init, self.width = init, width
+        self.init, self.width = initializers.checked("RBF", "init", init), width
 
     def build(self, x):
         _require_matrix(self, x)

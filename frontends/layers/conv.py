@@ -11,6 +11,7 @@ feature map gives (batch, C * H * W) in torch's order.
 from __future__ import annotations
 
 import symgraph as sg
+from frontends import initializers
 from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
@@ -96,7 +97,8 @@ class Conv2D(Layer):
             "'valid', 'same', an int or a pair")
         self.fn = get_activation(activation, type(self).__name__)
         self.activation = activation  # a name, or a function (then the model cannot be saved)
-        self.init, self.bias_init = init, bias_init
+        self.init = initializers.checked("Conv2D", "init", init)
+        self.bias_init = initializers.checked("Conv2D", "bias_init", bias_init)
         self.use_bias = flag("Conv2D", "use_bias", use_bias)
 
     kernel_size = property(lambda self: _plain(self._kernel))

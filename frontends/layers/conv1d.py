@@ -10,6 +10,7 @@ gradients. The weights are torch's shapes: ``W`` (filters, C / groups, k), ``b``
 from __future__ import annotations
 
 import symgraph as sg
+from frontends import initializers
 from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
@@ -54,7 +55,8 @@ class Conv1D(Layer):
                                        "'valid', 'same' or an int")
         self.fn = get_activation(activation, type(self).__name__)
         self.activation = activation
-        self.init, self.bias_init = init, bias_init
+        self.init = initializers.checked("Conv1D", "init", init)
+        self.bias_init = initializers.checked("Conv1D", "bias_init", bias_init)
         self.use_bias = flag("Conv1D", "use_bias", use_bias)
 
     def pads(self, length: int) -> tuple[int, int]:

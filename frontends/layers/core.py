@@ -28,7 +28,8 @@ class Dense(Layer):
         self.units = integer("Dense", "units", units)
         self.fn = get_activation(activation, type(self).__name__)
         self.activation = activation  # a name, or a function (then the model cannot be saved)
-        self.init, self.bias_init = init, bias_init
+        self.init = initializers.checked("Dense", "init", init)
+        self.bias_init = initializers.checked("Dense", "bias_init", bias_init)
         self.use_bias = flag("Dense", "use_bias", use_bias)
 
     def build(self, x):
@@ -199,7 +200,8 @@ class Embedding(Layer):
         self.dim = integer("Embedding", "dim", dim)
         if np.dtype(dtype).kind != "f":
             raise ValueError(f"Embedding: dtype must be a float type, got {dtype!r}")
-        self.init, self.dtype = init, str(np.dtype(dtype))
+        self.init = initializers.checked("Embedding", "init", init)
+        self.dtype = str(np.dtype(dtype))
         if padding_idx is not None:
             padding_idx = integer("Embedding", "padding_idx", padding_idx, lo=-self.n)
             if padding_idx >= self.n:

@@ -86,7 +86,9 @@ class _Recurrent(Layer):
             raise TypeError(f"{self.kind}: return_sequences must be True or False, got "
                             f"{return_sequences!r}")
         self.return_sequences = return_sequences
-        self.init, self.recurrent_init, self.bias_init = init, recurrent_init, bias_init
+        self.init, self.recurrent_init, self.bias_init = (
+            initializers.checked(self.kind, arg, value) for arg, value in
+            (("init", init), ("recurrent_init", recurrent_init), ("bias_init", bias_init)))
         self.dropout = dropout_rate(self.kind, "dropout", dropout)
         self.recurrent_dropout = dropout_rate(self.kind, "recurrent_dropout",
                                               recurrent_dropout)

@@ -45,6 +45,13 @@ def test_resolve_errors(identifier, error, message):
         resolve(identifier, REGISTRY, Widget)
 
 
+def test_resolve_suggests_a_near_miss_as_the_registry_spells_it():
+    with pytest.raises(ValueError, match=r"unknown widget 'widgit' \(did you mean 'Widget'\?\)"):
+        resolve("widgit", REGISTRY, Widget, normalize=str.lower)
+    with pytest.raises(ValueError, match=r"unknown widget 'bigg' \(did you mean 'big'\?\)"):
+        resolve({"type": "bigg"}, REGISTRY, Widget)
+
+
 def test_build_passes_anything_to_a_factory_taking_kwargs():
     assert build(lambda **kw: kw, {"a": 1, "b": 2}, "anything") == {"a": 1, "b": 2}
 

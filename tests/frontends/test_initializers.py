@@ -136,7 +136,9 @@ def test_get_config_dicts_numbers_and_instances():
 
 
 @pytest.mark.parametrize("identifier, error, match", [
-    ("he_uniformm", ValueError, r"unknown initialiser 'he_uniformm'; valid: .*he_uniform"),
+    ("he_uniformm", ValueError,
+     r"unknown initialiser 'he_uniformm' \(did you mean 'he_uniform'\?\); valid: .*he_uniform"),
+    ("zzz", ValueError, r"unknown initialiser 'zzz'; valid"),  # no near miss, no hint
     ({"type": "nope"}, ValueError, "unknown initialiser 'nope'"),
     ({"std": 0.1}, ValueError, "no 'type' key"),
     ({"type": "normal", "sd": 0.1}, ValueError,
@@ -156,9 +158,29 @@ def test_get_errors(identifier, error, match):
         inits.get(identifier)
 
 
-def test_a_layer_with_a_bad_initialiser_fails_naming_it():
-    with pytest.raises(ValueError, match="unknown initialiser 'glorot'"):
-        fe.Sequential([L.Dense(3, init="glorot")], input_shape=(2,))
+@pytest.mark.parametrize("make, match", [
+    (lambda: L.Dense(3, init="glorot"), "Dense: init: unknown initialiser 'glorot'"),
+    (lambda: L.Dense(3, bias_init={"type": "constant", "vale": 1}),
+     r"Dense: bias_init: initialiser Constant: unknown argument\(s\) \['vale'\]"),
+    (lambda: L.Conv2D(2, 3, init="he_normall"),
+     "Conv2D: init: unknown initialiser 'he_normall' \\(did you mean 'he_normal'"),
+    (lambda: L.Conv1D(2, 3, bias_init="zero"), "Conv1D: bias_init: .*did you mean 'zeros'"),
+    (lambda: L.LSTM(4, recurrent_init="orthogonl"), "LSTM: recurrent_init: .*'orthogonal'"),
+    (lambda: L.GRU(4, init="nope"), "GRU: init: unknown initialiser 'nope'"),
+    (lambda: L.Embedding(5, 3, init="unifrom"), "Embedding: init: .*did you mean 'uniform'"),
+    (lambda: L.Maxout(3, init="glorot"), "Maxout: init: unknown initialiser"),
+    (lambda: L.RBF(3, init="glorot"), "RBF: init: unknown initialiser"),
+])
+def test_a_layer_with_a_bad_initialiser_fails_where_it_is_made_naming_it(make, match):
+    # refused by the constructor, before any model builds the layer
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_a_layer_keeps_its_initialiser_as_given_for_its_config():
+    layer = L.Dense(3, init={"type": "normal", "std": 0.5}, bias_init=0.1)
+    assert layer.get_config()["init"] == {"type": "normal", "std": 0.5}
+    assert layer.get_config()["bias_init"] == 0.1
 
 
 # --------------------------------------------------------------------------- models
