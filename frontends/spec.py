@@ -38,6 +38,7 @@ from frontends.config import suggest
 from frontends.model import Model, Sequential
 from frontends.spec_source import KeyPath, Source, SpecError, parse
 from frontends.training import fit
+from symgraph.graph import Site, at_site
 
 try:
     from importlib.resources.abc import Traversable
@@ -80,6 +81,11 @@ class _Checker:
         # a graph error's "\n  at <Python line>" is the line that loaded the spec (the
         # symgraph script's, from the command line): the spec's own line replaces it
         raise self.source.error(path, problem.split("\n  at ")[0], key)
+
+    def site(self, path: KeyPath, key: bool = False) -> Site | None:
+        """``path``'s line as the site its graph nodes record (tooltips, printed graphs)."""
+        line = self.source.line(path, key)
+        return Site(self.source.file, line) if line is not None else None
 
     def mapping(self, value, path: KeyPath, what: str) -> dict:
         if not isinstance(value, dict):
@@ -295,6 +301,7 @@ def _check_model(check: _Checker, section) -> tuple[dict, list]:
         args = {k: v for k, v in entry.items() if k != "type"}
         call_args, cfg_args = check.arguments(cls, args, at, kind)
         built.append(check.construct(cls, call_args, at, kind))
+        built[-1].site = check.site(at)
         cfg_layers.append({"type": kind, **cfg_args})
     cfg = {"input_shape": shape, "dtype": dtype, "seed": seed, "name": name,
            "layers": cfg_layers}
@@ -463,7 +470,9 @@ def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = No
         check.fail(check.blame_layer(err, layers, model_cfg["layers"]), str(err), key=True)
     if compile_args is not None:
         try:
-            model.compile(**compile_args, backend=backend)
+            # the site of the loss, its gradients and the updates
+            with at_site(check.site(("compile",), key=True)):
+                model.compile(**compile_args, backend=backend)
         except (ValueError, TypeError) as err:
             check.fail(("compile",), str(err), key=True)
     return model, cfg

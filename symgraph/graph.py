@@ -29,6 +29,7 @@ from symgraph import storage
 from symgraph.dispatch import ops
 from symgraph.provenance import (  # noqa: F401  (re-exported: the IR's public names)
     Site,
+    at_site,
     current_scope,
     current_tag,
     grad_tag,

@@ -15,8 +15,8 @@ import sys
 import threading
 from dataclasses import dataclass
 
-__all__ = ["Site", "current_scope", "grad_tag", "name_scope", "register_internal_package",
-           "user_site"]
+__all__ = ["Site", "at_site", "current_scope", "grad_tag", "name_scope",
+           "register_internal_package", "user_site"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _INTERNAL_DIRS = (_PACKAGE_DIR,)
@@ -48,6 +48,11 @@ def register_internal_package(path: str) -> None:
 
 
 def user_site() -> Site | None:
+    """The innermost :func:`at_site`'s site, else the first frame outside symgraph (and the
+    packages registered as internal)."""
+    site = getattr(_site_state, "site", None)
+    if site is not None:
+        return site
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
@@ -55,6 +60,23 @@ def user_site() -> Site | None:
             return Site(filename, frame.f_lineno)
         frame = frame.f_back
     return None
+
+
+_site_state = threading.local()
+
+
+@contextlib.contextmanager
+def at_site(site: Site | None):
+    """Nodes built inside this block record ``site`` as where the user made them (``None``:
+    no change). For graphs a user describes in another file than Python: a spec file's
+    layer is built by the command line's code, but its user wrote the spec's line."""
+    previous = getattr(_site_state, "site", None)
+    if site is not None:
+        _site_state.site = site
+    try:
+        yield
+    finally:
+        _site_state.site = previous
 
 
 # --------------------------------------------------------------------------- grad tagging

@@ -24,6 +24,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends import initializers
+from symgraph.graph import Site, at_site
 from symgraph.ops import elemwise as ew
 
 _counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
@@ -78,6 +79,9 @@ class Layer:
         self.output_shape: tuple | None = None
         self.output: sg.Variable | None = None
         self.seeded = False  # weights drawn from a model's seed (Model.initialize)
+        #: where the user described the layer, when not in Python (a spec file's line): its
+        #: nodes record it instead of the Python line that built them
+        self.site: Site | None = None
 
     # -- naming
     @property
@@ -153,7 +157,7 @@ class Layer:
             raise TypeError(f"layer {self.name or self.kind} is called on symgraph Variables "
                             f"(e.g. fe.Input(shape)), got {type(x).__name__}")
         self.ensure_name()
-        with sg.name_scope(self.name):
+        with sg.name_scope(self.name), at_site(self.site):
             if not self.built:
                 self.input_shape = tuple(x.shape)
                 self.build(x)

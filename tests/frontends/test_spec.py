@@ -441,3 +441,30 @@ def test_unknown_argument_named_like_its_type_is_placed_at_the_argument(tmp_path
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert err.value.key == "compile.regularizer.l2" and err.value.line == 4
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "toml"])
+def test_graph_nodes_record_the_spec_lines_they_come_from(tmp_path, fmt):
+    """Tooltips, printed graphs and profiles name where the user described a node: a
+    layer's line, and for the loss, gradients and updates the compile section's, not the
+    line of Python (the command line's entry point) that loaded the spec."""
+    from symgraph.graph import toposort
+    text = (HEAD_YAML + "    - {type: Dense, units: 8, activation: tanh}  #L0\n"
+            "    - {type: Dense, units: 3}  #L1\ncompile:  #C\n  loss: cross_entropy\n"
+            if fmt == "yaml" else
+            HEAD_TOML + 'layers = [\n  {type = "Dense", units = 8, activation = "tanh"},  #L0\n'
+            '  {type = "Dense", units = 3},  #L1\n]\n[compile]  #C\nloss = "cross_entropy"\n')
+    path = write(tmp_path, f"s.{fmt}", text)
+    model, _ = load_spec(path, backend="numpy")
+    outputs, grads, updates = model.train_graph
+    nodes = toposort([*outputs, *grads, *updates.values()])
+    lines = {}
+    for node in nodes:
+        origin = node.grad_of or node  # a gradient node: where its forward node was made
+        assert origin.site is not None and origin.site.filename == str(path), origin.site
+        layer = node.scope.split("/")[0] if node.scope else None
+        lines.setdefault(layer if layer in ("dense_1", "dense_2") else None, set()).add(
+            origin.site.lineno)
+    assert lines["dense_1"] == {line_of(text, "#L0")}
+    assert lines["dense_2"] == {line_of(text, "#L1")}
+    assert line_of(text, "#C") in lines[None]  # the loss and the updates

@@ -4,6 +4,8 @@ the user's code. The oracle is the user's own graph: every node of it is account
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 import symgraph as sg
@@ -91,3 +93,21 @@ def test_kernels_name_the_user_nodes_and_account_for_every_one():
     assert all(u.scope == "dense" for u in tanh_kernel.user_nodes if u.op.name == "tanh")
     matmul = next(k for k in f.kernels if k.nodes[0].op.name == "matmul")
     assert matmul.blas and not tanh_kernel.blas
+
+
+def test_at_site_sets_the_site_of_nodes_built_inside_it_and_nests():
+    x = sg.tensor("x", (3,))
+    here = sg.tanh(x).owner.site  # this file, this line
+    spec = sg.graph.Site("model.yaml", 7)
+    with sg.graph.at_site(spec):
+        a = sg.exp(x)
+        with sg.graph.at_site(None):  # None: the enclosing site stays
+            b = sg.log(x)
+        with sg.graph.at_site(sg.graph.Site("model.yaml", 9)):
+            c = sg.sin(x)
+        d = sg.cos(x)
+    e, line = sg.sqrt(x), inspect.currentframe().f_lineno  # after the block: this line again
+    assert here.filename == __file__
+    assert [v.owner.site for v in (a, b, c, d)] == [spec, spec, sg.graph.Site("model.yaml", 9),
+                                                   spec]
+    assert (e.owner.site.filename, e.owner.site.lineno) == (__file__, line)
