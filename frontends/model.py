@@ -446,7 +446,8 @@ def load_model(path, compile: bool = True) -> Model:
             for layer_index, refs in config["calls"]:
                 args = [inputs[k] if kind == "input" else values[k] for kind, k in refs]
                 layer = made[layer_index]
-                values.append(layer(args if getattr(layer, "merge", None) else args[0]))
+                # Add / Concatenate take the list (Bidirectional's ``merge`` is a mode name)
+                values.append(layer(args if isinstance(layer, layer_lib.Add) else args[0]))
             out = values[config["output"][1]] if config["output"][0] == "call" \
                 else inputs[config["output"][1]]
             model = Model(inputs, out, seed=config["seed"], name=config["name"])

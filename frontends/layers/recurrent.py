@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import symgraph as sg
 from frontends import initializers
-from frontends.config import integer
+from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
 from frontends.layers.core import MaskStream, dropout_rate
@@ -50,6 +50,9 @@ def _sequence(layer: Layer, x: sg.Variable) -> tuple[int, int]:
         raise ValueError(f"layer {layer.name}: {layer.kind} takes (batch, time, features) "
                          f"with a fixed number of time steps and features, got shape "
                          f"{x.shape}")
+    if x.shape[1] < 1:
+        raise ValueError(f"layer {layer.name}: {layer.kind} needs at least one time step, got "
+                         f"shape {x.shape}")
     return x.shape[1], x.shape[2]
 
 
@@ -124,8 +127,12 @@ class _Recurrent(Layer):
     def call(self, x, training):
         steps, _ = _sequence(self, x)
         # (batch, time, 1): does step t of an example hold data? (None: every step does)
+        # compared in a float dtype: the mask value cast to integer ids would be another
+        # value (0.5 -> 0, or -1 -> 255 of uint8)
+        seen = x if x.dtype.kind == "f" else sg.cast(x, "float64")
         real = None if self.mask_value is None else sg.any(
-            sg.not_equal(x, sg.constant(self.mask_value, x.dtype)), axis=-1, keepdims=True)
+            sg.not_equal(seen, sg.constant(self.mask_value, seen.dtype)), axis=-1,
+            keepdims=True)
         if real is not None and self.mask_value != 0.0:
             # padded steps read zeros: x @ W of a pad of inf (or one whose products
             # overflow) is NaN there, which the backward pass spread into every weight
@@ -212,7 +219,7 @@ class LSTM(_Recurrent):
                  mask_value: float | None = None, name: str | None = None):
         super().__init__(units, return_sequences, init, recurrent_init, bias_init, dropout,
                          recurrent_dropout, mask_value, name)
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias = flag("LSTM", "unit_forget_bias", unit_forget_bias)
 
     def _bias_initializer(self):
         base = super()._bias_initializer()
@@ -304,12 +311,13 @@ class Bidirectional(Layer):
         if layer.built:
             raise ValueError(f"Bidirectional needs a layer not yet used, got {layer.name!r} "
                              "(its weights belong to the model that used it)")
-        if merge not in MERGES:
+        if not isinstance(merge, str) or merge not in MERGES:
             raise ValueError(f"Bidirectional: merge must be one of {sorted(MERGES)}, got "
                              f"{merge!r}")
         self.layer, self.merge = layer, merge
-        config = {k: v for k, v in layer.get_config().items() if k not in ("type", "name")}
-        self.backward_layer = type(layer)(**config)
+        # the constructor's own arguments, not get_config's: a function activation or an
+        # Initializer instance is a legitimate argument that a config cannot hold
+        self.backward_layer = type(layer)(**{k: getattr(layer, k) for k in layer.config_args})
         self.has_mode = layer.has_mode  # (dropout)
 
     @property

@@ -248,3 +248,46 @@ def test_bidirectional_errors():
 def test_bidirectional_from_a_config_names_what_it_cannot_wrap():
     with pytest.raises(TypeError, match=r"got \{'type': 'Dense', \.\.\.\}"):
         L.Bidirectional(layer={"type": "Dense", "units": 3})
+
+
+def test_a_functional_model_with_bidirectional_saves_and_loads(tmp_path, rng):
+    """load_model passed the list of inputs to any layer with a truthy ``merge`` attribute
+    (meant for Add / Concatenate): Bidirectional's ``merge`` is its mode name, so a
+    functional model with one was refused as 'a damaged architecture entry'."""
+    x = fe.Input((T, F))
+    out = L.Dense(2)(L.Bidirectional(L.GRU(H), merge="sum")(x))
+    model = fe.Model(x, out, seed=0)
+    model.save(tmp_path / "m.npz")
+    loaded = fe.load_model(tmp_path / "m.npz")
+    X = rng.normal(size=(3, T, F)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_bidirectional_takes_a_function_activation_and_an_initializer_instance(rng):
+    """The backward copy came from get_config, which refuses a function (a model file cannot
+    hold one) and turns an Initializer instance into a name only the registry knows:
+    arguments the wrapped layer itself accepts."""
+
+    class Half(initializers.Initializer):  # not in the registry
+        def sample(self, shape, fan_in, fan_out, rng):
+            return np.full(shape, 0.5)
+
+    x = fe.Input((T, F), "float64")
+    layer = L.Bidirectional(L.SimpleRNN(H, activation=lambda z: sg.tanh(z), init=Half(),
+                                        return_sequences=True))
+    out = layer(x)
+    values = [w.get_value() for w in layer.weights]
+    assert (values[0] == 0.5).all() and (values[3] == 0.5).all()  # both directions' W
+    X = rng.normal(size=(B, T, F))
+    mod = torch_module("SimpleRNN", values[:3], values[3:])
+    np.testing.assert_allclose(sg.function([x], out)(X),
+                               mod(torch.tensor(X))[0].detach().numpy(), rtol=1e-12)
+
+
+def test_argument_errors_name_the_layer():
+    with pytest.raises(TypeError, match="LSTM: unit_forget_bias must be True or False"):
+        L.LSTM(3, unit_forget_bias="False")  # bool("False") is True
+    with pytest.raises(ValueError, match="Bidirectional: merge must be one of"):
+        L.Bidirectional(L.LSTM(3), merge=["concat"])  # was: unhashable type: 'list'
+    with pytest.raises(ValueError, match="GRU needs at least one time step"):
+        L.GRU(3)(fe.Input((0, F)))  # was: index 0 is out of bounds (from the first step)

@@ -226,3 +226,20 @@ def test_a_negative_id_of_the_padding_row_is_padding_too(backend):
                             backend=backend)(np.array([[3, -1, 0]]))
     np.testing.assert_array_equal(got, [[[0, 0], [0, 0], [0, 1]]])
     np.testing.assert_array_equal(grad, [[1, 1], [0, 0], [0, 0], [0, 0]])
+
+
+@pytest.mark.parametrize("dtype, pad", [("int64", 0.5), ("uint8", -1)])
+def test_integer_inputs_compare_with_the_mask_value_itself(dtype, pad, backend, rng):
+    """mask_value was cast to the input's dtype: 0.5 became 0 (steps of zeros were padding)
+    and -1 of uint8 raised an OverflowError. No integer step equals these values: the result
+    is the unmasked recurrence (torch on the same numbers)."""
+    x = fe.Input((T, F), dtype)
+    layer = L.SimpleRNN(H, return_sequences=True, mask_value=pad)
+    out = layer(x)
+    _randomise(layer, rng)
+    X = rng.integers(0, 3, size=(B, T, F)).astype(dtype)
+    X[:, 2:4] = 0  # steps of zeros
+    got = sg.function([x], out, backend=backend)(X)
+    mod = torch_module("SimpleRNN", [w.get_value().astype(np.float64) for w in layer.weights])
+    want = mod(torch.tensor(X.astype(np.float64)))[0].detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
