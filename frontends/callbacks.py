@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from frontends.callback_base import Callback
-from frontends.config import integer
+from frontends.config import flag, integer, number
 from frontends.diagnostics import Probe
 from frontends.plotting import plot_diagnostics, plot_history
 from frontends.tensorboard import TensorBoard
@@ -34,6 +34,8 @@ class LambdaCallback(Callback):
         for name, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
                          ("on_train_begin", on_train_begin), ("on_train_end", on_train_end)):
             if fn is not None:
+                if not callable(fn):  # else fit trains a whole epoch, then fails calling it
+                    raise TypeError(f"LambdaCallback: {name} must be a function, got {fn!r}")
                 setattr(self, name, fn)
 
 
@@ -97,6 +99,12 @@ def _json_value(value):
     return [float(v) if math.isfinite(v) else None for v in array.tolist()]
 
 
+def _check_monitor(owner: str, monitor) -> None:
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"{owner}: monitor must be a logged key such as 'val_loss', got "
+                        f"{monitor!r}")
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs and
     restore the parameters of the best epoch (background.md section 3). ``patience=0``
@@ -107,6 +115,12 @@ class EarlyStopping(Callback):
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = True):
         patience = integer("EarlyStopping", "patience", patience, lo=0)
+        _check_monitor("EarlyStopping", monitor)
+        # a negative min_delta made worse values count as improvements (Keras takes its
+        # absolute value), NaN none: both a mistake to report, as ReduceOnPlateau does
+        min_delta = number("EarlyStopping", "min_delta", min_delta)
+        restore_best_weights = flag("EarlyStopping", "restore_best_weights",
+                                    restore_best_weights)
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         if mode not in ("min", "max"):
@@ -159,6 +173,8 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto"):
+        _check_monitor("ModelCheckpoint", monitor)
+        save_best_only = flag("ModelCheckpoint", "save_best_only", save_best_only)
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         if mode not in ("min", "max"):

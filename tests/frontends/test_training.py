@@ -409,3 +409,32 @@ def test_fit_early_stopping_zero_is_a_patience_not_off():
                                    progress=False, verbose=False).history["loss"])
             for setting in settings]
     assert runs == [2, 2, 3, 5, 5]
+
+
+def test_early_stopping_refuses_a_negative_or_nan_min_delta_and_a_bad_monitor():
+    """``EarlyStopping(min_delta=-0.1)`` took worse values for improvements: with scores
+    1.0, 1.05, 1.08, 1.2 and patience 1 it ran 4 epochs and restored epoch 2's weights
+    (score 1.08), where Keras (``abs(min_delta)``) stops after epoch 1 and restores epoch 0.
+    NaN made no epoch an improvement, a string was float()-ed; monitor=None failed with
+    "argument of type 'NoneType' is not iterable". All are now errors naming the argument
+    (as ReduceOnPlateau's min_delta), and so is a LambdaCallback hook that is not callable
+    (it failed only after the first epoch had changed the weights)."""
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="EarlyStopping: min_delta must be a finite "
+                                             "number >= 0"):
+            fe.callbacks.EarlyStopping(min_delta=bad)
+    with pytest.raises(TypeError, match="EarlyStopping: min_delta must be a number"):
+        fe.callbacks.EarlyStopping(min_delta="0.1")
+    with pytest.raises(TypeError, match="EarlyStopping: restore_best_weights must be True or "
+                                        "False"):
+        fe.callbacks.EarlyStopping(restore_best_weights="no")
+    for cls in (fe.callbacks.EarlyStopping, fe.callbacks.ModelCheckpoint):
+        name = cls.__name__
+        with pytest.raises(TypeError, match=f"{name}: monitor must be a logged key"):
+            cls(monitor=None) if cls is fe.callbacks.EarlyStopping else cls("m.npz",
+                                                                            monitor=None)
+    with pytest.raises(TypeError, match="ModelCheckpoint: save_best_only must be True or "
+                                        "False"):
+        fe.callbacks.ModelCheckpoint("m.npz", save_best_only="False")
+    with pytest.raises(TypeError, match="LambdaCallback: on_epoch_end must be a function"):
+        fe.callbacks.LambdaCallback(on_epoch_end="print")
