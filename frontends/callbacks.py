@@ -19,6 +19,7 @@ import numpy as np
 from frontends.callback_base import Callback
 from frontends.config import flag, integer, number
 from frontends.diagnostics import Probe
+from frontends.errors import UserInputError
 from frontends.plotting import plot_diagnostics, plot_history
 from frontends.tensorboard import TensorBoard
 
@@ -187,6 +188,15 @@ class ModelCheckpoint(Callback):
         #: the paths written, in order
         self.saved: list[str] = []
 
+    def path_for(self, epoch: int, logs: dict) -> str:
+        """The path of epoch ``epoch``'s (0-based) file: ``path`` filled in from ``logs``."""
+        try:
+            return self.path.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError, TypeError) as err:
+            raise UserInputError(f"ModelCheckpoint: cannot fill in the path {self.path!r} "
+                                 f"({err!r}); it may use {{epoch}} and the logged values: "
+                                 f"{', '.join(logs)}") from None
+
     def on_epoch_end(self, epoch, logs):
         if self.save_best_only:
             if self.monitor not in logs:
@@ -197,12 +207,7 @@ class ModelCheckpoint(Callback):
             if not (np.isfinite(value) and better):
                 return
             self.best = value
-        try:
-            path = self.path.format(epoch=epoch + 1, **logs)
-        except (KeyError, IndexError, ValueError) as err:
-            raise ValueError(f"ModelCheckpoint: cannot fill in the path {self.path!r} "
-                             f"({err!r}); it may use {{epoch}} and the logged values: "
-                             f"{', '.join(logs)}") from None
+        path = self.path_for(epoch, logs)
         folder = os.path.dirname(path)
         if folder:  # "ckpts/e{epoch}.npz": made when first written, as Keras does
             os.makedirs(folder, exist_ok=True)

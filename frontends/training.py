@@ -269,6 +269,10 @@ def _check_monitors(model, callbacks: list, validated: bool) -> None:
     watchers = [(f"the learning-rate schedule ({type(model.optimizer.schedule).__name__})",
                  getattr(model.optimizer.schedule, "monitor", None))]
     for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint):
+            # a path naming a value that is not logged failed only after the first epoch
+            # had changed the weights: filled in now with stand-ins of the logged values
+            cb.path_for(0, dict.fromkeys(logged, 0.0))
         if isinstance(cb, EarlyStopping) or (isinstance(cb, ModelCheckpoint)
                                              and cb.save_best_only):
             watchers.append((type(cb).__name__, cb.monitor))

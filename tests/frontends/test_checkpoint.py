@@ -106,3 +106,18 @@ def test_a_later_worse_fit_keeps_the_best_file_and_folders_are_made(tmp_path):
     assert model.evaluate(X[90:], y[90:])["loss"] > best  # (the oracle: it was worse)
     kept = fe.load_model(tmp_path / "new" / "best.npz").evaluate(X[90:], y[90:])["loss"]
     assert kept == best
+
+
+@pytest.mark.parametrize("name", ["{val_acc}.npz", "{loss:.3q}.npz", "{0}.npz"])
+def test_a_path_that_cannot_be_filled_in_fails_before_the_first_step(tmp_path, name):
+    """The path was filled in only after the first epoch: fit trained a whole epoch, then
+    raised, leaving the weights changed (fit's promise: a mistake changes nothing)."""
+    X, y = _data()
+    model = _model()
+    before = model.get_weights()
+    with pytest.raises(UserInputError, match="cannot fill in the path"):
+        model.fit(X, y, epochs=2, progress=False, verbose=False,
+                  callbacks=[fe.callbacks.ModelCheckpoint(str(tmp_path / name))])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations.get_value() == 0 and os.listdir(tmp_path) == []
