@@ -79,7 +79,9 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
         callbacks.append(EarlyStopping(monitor="val_loss" if validation else "loss",
                                        patience=early_stopping, restore_best_weights=True))
     _check_monitors(model, callbacks, validation is not None)
-    callbacks = [history, *callbacks]
+    # History last, as Keras's callback list puts it: it records what the others add to
+    # the logs (a user's callback logging the learning rate or a score)
+    callbacks = [*callbacks, history]
     history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
                       "validation_samples": 0 if validation is None else len(validation[0])}
     model.history = history

@@ -438,3 +438,22 @@ def test_early_stopping_refuses_a_negative_or_nan_min_delta_and_a_bad_monitor():
         fe.callbacks.ModelCheckpoint("m.npz", save_best_only="False")
     with pytest.raises(TypeError, match="LambdaCallback: on_epoch_end must be a function"):
         fe.callbacks.LambdaCallback(on_epoch_end="print")
+
+
+def test_history_records_what_a_users_callback_adds_to_the_logs():
+    """History ran first, so a value a callback adds to the epoch's logs (which
+    EarlyStopping may watch) was missing from ``history.history`` and its CSV; Keras's
+    callback list appends History last, so it records them."""
+    X, y = _data()
+    written = []
+
+    class LogRate(fe.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["rate"] = 0.5 ** epoch
+            written.append(logs["rate"])
+
+    history = _model().fit(X, y, epochs=3, progress=False, verbose=False,
+                           callbacks=[LogRate()])
+    assert written == [1.0, 0.5, 0.25]
+    assert history.history.get("rate") == written
+    assert history.to_csv().splitlines()[0].endswith(",rate")
