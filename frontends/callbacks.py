@@ -65,7 +65,10 @@ class History(Callback):
             self.history.setdefault(key, []).append(float(value))
 
     def to_json(self) -> str:
-        record = {"epoch": self.epoch, "params": self.params, **self.history}
+        # nan or inf (a validation loss that overflowed) is not JSON either: null
+        record = {"epoch": self.epoch, "params": self.params,
+                  **{key: [_json_value(v) for v in values]
+                     for key, values in self.history.items()}}
         if self.diagnostics_epoch:
             record["diagnostics_epoch"] = self.diagnostics_epoch
             # nan (zero weights' update ratio) is not JSON: null

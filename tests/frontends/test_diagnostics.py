@@ -269,3 +269,19 @@ def test_float32_histogram_counts_in_the_activations_dtype():
     assert edges[0] == h.min() and edges[-1] == h.max()
     np.testing.assert_array_equal(counts, np.histogram(h, bins=edges)[0])
     assert stats["dead_fraction"] == pytest.approx((h.max(0) <= 0).mean())
+
+
+def test_history_json_is_strict_json_when_a_logged_value_is_not_finite():
+    """A NaN or inf epoch value (a validation loss that overflowed; EarlyStopping expects
+    them) was written as the bare tokens NaN / Infinity, which are not JSON (RFC 8259):
+    strict readers (JavaScript's JSON.parse, jq) refuse the history file. Diagnostics'
+    values were already written as null."""
+    history = fe.callbacks.History()
+    history.on_epoch_end(0, {"loss": 0.5, "val_loss": float("nan")})
+    history.on_epoch_end(1, {"loss": 0.25, "val_loss": float("inf")})
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    record = json.loads(history.to_json(), parse_constant=refuse)
+    assert record["loss"] == [0.5, 0.25] and record["val_loss"] == [None, None]
