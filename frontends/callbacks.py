@@ -61,8 +61,19 @@ class History(Callback):
 
     def on_epoch_end(self, epoch, logs):
         self.epoch.append(epoch)
+        done = len(self.epoch) - 1
         for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue  # a callback's note that is not a number: nothing to plot
+            # a key another callback logs only in some epochs: NaN where it is missing, so
+            # every list stays aligned with ``epoch`` (and to_csv's rows)
+            values = self.history.setdefault(key, [math.nan] * done)
+            values.append(value)
+        for values in self.history.values():
+            if len(values) == done:
+                values.append(math.nan)
 
     def to_json(self) -> str:
         # nan or inf (a validation loss that overflowed) is not JSON either: null

@@ -103,9 +103,13 @@ class TensorBoard(Callback):
 
     def on_epoch_end(self, epoch, logs):
         for key, value in logs.items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue  # another callback's note that is not a number (History skips it)
             split, name = (("validation", key[4:]) if key.startswith("val_")
                            else ("train", key))
-            self._writer(split).add_scalar(f"epoch_{name}", float(value), epoch)
+            self._writer(split).add_scalar(f"epoch_{name}", value, epoch)
         if self._learning_rate is not None:
             self._writer("train").add_scalar("epoch_learning_rate",
                                              float(self._learning_rate()), epoch)

@@ -457,3 +457,23 @@ def test_history_records_what_a_users_callback_adds_to_the_logs():
     assert written == [1.0, 0.5, 0.25]
     assert history.history.get("rate") == written
     assert history.to_csv().splitlines()[0].endswith(",rate")
+
+
+def test_history_keeps_a_sometimes_logged_key_aligned_and_skips_non_numbers():
+    """With History recording what callbacks log, a key logged in some epochs only must not
+    shift the others' rows (NaN where it is missing), and a note that is not a number must
+    not stop training after the first epoch."""
+    X, y = _data()
+
+    class Sometimes(fe.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["note"] = "checked"
+            if epoch % 2:
+                logs["odd"] = float(epoch)
+
+    history = _model().fit(X, y, epochs=4, progress=False, verbose=False,
+                           callbacks=[Sometimes()])
+    assert "note" not in history.history
+    np.testing.assert_array_equal(history.history["odd"], [np.nan, 1.0, np.nan, 3.0])
+    rows = history.to_csv().splitlines()
+    assert len(rows) == 5 and rows[2].endswith(",1.0") and rows[4].endswith(",3.0")
