@@ -35,7 +35,22 @@ def Input(shape: Sequence[int], dtype: str = "float32", name: str = "x") -> sg.V
 
     >>> x = fe.Input((64,)); h = fe.layers.Dense(32, activation="relu")(x)
     """
-    return sg.tensor(name, ("batch", *[int(d) for d in shape]), dtype)
+    return sg.tensor(name, ("batch", *example_shape(shape, "Input: shape")), dtype)
+
+
+def example_shape(shape, what: str) -> tuple[int, ...]:
+    """``shape`` (one example's, without the batch dim) as positive ints, or a ValueError
+    naming ``what``: ``None`` (a Keras variable length or batch dim), 0, floats, strings."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    dims = tuple(shape) if isinstance(shape, (list, tuple)) else None
+    if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                           and d > 0 for d in dims):
+        raise ValueError(f"{what} must be one example's shape, without the batch dim, as "
+                         f"positive integers (e.g. (64,) or (8, 8)), got {shape!r}; every "
+                         "dim is fixed: pad sequences to one length (LSTM(mask_value=0) "
+                         "skips the padding)")
+    return tuple(int(d) for d in dims)
 
 
 
@@ -384,9 +399,8 @@ class Sequential(Model):
             if layer.built:
                 raise ValueError(f"layer {layer.name} already belongs to another model")
             taken.add(layer.ensure_name(taken))
-        if isinstance(input_shape, (int, np.integer)):
-            input_shape = (input_shape,)  # Sequential(..., input_shape=64)
-        self.input_shape = tuple(int(d) for d in input_shape)
+        # Sequential(..., input_shape=64) is (64,)
+        self.input_shape = example_shape(input_shape, "Sequential: input_shape")
         self.dtype = str(np.dtype(dtype))
         x = Input(self.input_shape, self.dtype)
         h = x

@@ -1,6 +1,8 @@
 """Model and Sequential: graphs, weights, compile, evaluate/predict against independent oracles
 (a hand-written symgraph network, numpy forward passes)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -296,3 +298,16 @@ def test_adamw_exclude_naming_no_parameter_is_refused():
                                          r"short names here: \['W', 'b'\]"):
         model.compile(loss="cross_entropy",
                       optimizer=fe.optimizers.AdamW(exclude=["bias", "dense_1/W"]))
+
+
+@pytest.mark.parametrize("shape", [(None, 8), (None,), (0,), (-1,), (8.5,), ("n",), (True, 8)])
+def test_an_input_shape_that_is_not_fixed_positive_ints_is_a_clear_error(shape):
+    """A Keras user's ``input_shape=(None, 8)`` (a variable length) was a raw ``int()``
+    TypeError from inside ``Sequential``; 8.5 became 8 and 0 built a model without inputs."""
+    with pytest.raises(ValueError, match=r"Sequential: input_shape must be one example's "
+                       r"shape, without the batch dim, as positive integers .* got "
+                       + re.escape(repr(shape))):
+        fe.Sequential([L.Dense(3)], input_shape=shape)
+    with pytest.raises(ValueError, match=r"Input: shape must be one example's shape"):
+        fe.Input(shape)
+    assert fe.Sequential([L.Dense(3)], input_shape=np.int64(4)).input_shape == (4,)
