@@ -61,6 +61,16 @@ def _read(path: str):
         raise DatasetError("path: the .npz file to train on is required (np.savez(path, x=X, "
                            "y=y))", "path")
     try:
+        with open(os.path.expanduser(path), "rb") as fh:
+            magic = fh.read(6)
+    except OSError as err:
+        raise DatasetError(f"path: cannot read {path} as an .npz file: {err}", "path") from None
+    if not magic.startswith((b"PK", b"\x93NUMPY")):
+        # np.load takes anything else for a pickle and says so, with allow_pickle as the cure
+        raise DatasetError(f"path: cannot read {path} as an .npz file: it is not a zip of "
+                           "arrays (a CSV or text file? read it with np.loadtxt and write "
+                           "np.savez(path, x=X, y=y))", "path")
+    try:
         loaded = np.load(os.path.expanduser(path), allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise DatasetError(f"path: cannot read {path} as an .npz file: {err}", "path") from None

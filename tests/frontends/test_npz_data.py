@@ -111,6 +111,17 @@ def test_a_missing_or_unreadable_file_and_bad_options(tmp_path):
         datasets.options("npz", path=3)
 
 
+def test_a_csv_file_is_refused_as_not_an_npz_without_advice_to_unpickle(tmp_path):
+    """np.load takes any file that is neither a zip nor a .npy for a pickle: a CSV was
+    refused with "contains pickled (object) data ... load it unsafely using allow_pickle"."""
+    (tmp_path / "data.csv").write_text("x1,x2,y\n0.5,1.0,1\n")
+    with pytest.raises(DatasetError) as err:
+        load_npz_dataset(str(tmp_path / "data.csv"))
+    assert "data.csv as an .npz file: it is not a zip of arrays (a CSV or text file? read " \
+           "it with np.loadtxt" in str(err.value)
+    assert "pickle" not in str(err.value) and err.value.key == "path"
+
+
 SPEC = """
 model:
   input_shape: [10]
