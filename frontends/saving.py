@@ -31,6 +31,13 @@ class ModelFileError(ValueError):
 
 def save_model(model, path) -> None:
     path = os.fspath(path)
+    # found before writing: the errors of the write itself name the temporary file
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save the model to {path!r}: no directory {folder}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot save the model to {path!r}: it is a directory; "
+                                "name a file in it (e.g. model.npz)")
     header = {
         "format": FORMAT, "version": VERSION, "class": type(model).__name__,
         "config": model.get_config(),
@@ -44,8 +51,13 @@ def save_model(model, path) -> None:
     for i, var in enumerate(v for layer in model.layers for v in layer.state):
         arrays[f"state_{i}"] = var.get_value()
     tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **{_KEY: np.array(json.dumps(header))}, **arrays)
-    os.replace(tmp, path)  # a crash mid-write never leaves half a file under the name
+    try:
+        np.savez_compressed(tmp, **{_KEY: np.array(json.dumps(header))}, **arrays)
+        os.replace(tmp, path)  # a crash mid-write never leaves half a file under the name
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _compile_config(model) -> dict | None:

@@ -221,3 +221,16 @@ def test_a_numpy_backend_model_resumes_on_numpy_bit_for_bit(tmp_path):
 
     _, resumed = _whole_and_resumed(tmp_path, model, X, y)
     assert resumed.backend == "numpy"
+
+
+def test_saving_into_a_missing_folder_or_onto_a_folder_names_the_users_path(tmp_path):
+    """Both were OSErrors naming 'PATH.tmp.npz', a file the user never named; saving onto
+    a folder also left that temporary file behind."""
+    model = fe.Sequential([fe.layers.Dense(2)], input_shape=(3,))
+    with pytest.raises(FileNotFoundError, match=r"cannot save the model to '.*nodir/m.npz': "
+                       r"no directory .*nodir$"):
+        model.save(str(tmp_path / "nodir" / "m.npz"))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match="it is a directory; name a file in it"):
+        model.save(str(tmp_path / "folder"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
