@@ -93,6 +93,10 @@ class Function:
         self.check_finite = bool(check_finite)
         self.single = isinstance(outputs, Variable)
         out_list = [outputs] if self.single else _output_list(outputs)
+        if isinstance(inputs, Variable):  # list() of it: "a symbolic Variable is not iterable"
+            raise TypeError(f"function inputs are a list of Variables: "
+                            f"sg.function([{inputs.name or 'x'}], ...), got one Variable "
+                            f"{inputs!r}")
         self.inputs = list(inputs)
         self._check_inputs_declared(out_list)
         pairs = _normalize_updates(updates)

@@ -312,6 +312,14 @@ def test_bad_function_inputs_raise_at_construction():
         sg.function([x, x], x.sum())
 
 
+def test_one_variable_as_the_inputs_says_they_are_a_list():
+    """``sg.function(x, ...)`` was list(x)'s "a symbolic Variable is not iterable"."""
+    x = sg.tensor("x", (3,))
+    with pytest.raises(TypeError, match=re.escape("function inputs are a list of Variables: "
+                                                  "sg.function([x], ...), got one Variable")):
+        sg.function(x, x.sum())
+
+
 # --------------------------------------------------------------------------- no change on errors
 
 
