@@ -131,6 +131,9 @@ def resolve(identifier: Any, registry: Mapping[str, Callable[..., T]], base: typ
                              f"valid types: {valid}")
         kwargs = dict(identifier)
         name = kwargs.pop("type")
+    elif isinstance(identifier, type) and issubclass(identifier, base):
+        raise TypeError(f"not {_article(kind)} {kind}: the class {identifier.__name__}; pass "
+                        f"an instance: {identifier.__name__}(...)")
     else:
         accepts = accepts or (f"a name, a config dict or {_article(base.__name__)} "
                               f"{base.__name__}")

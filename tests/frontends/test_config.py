@@ -39,6 +39,7 @@ def test_resolve_names_configs_instances_and_presets():
      r"widget Widget: unknown argument\(s\) \['sise'\]"),
     ({"type": "Widget"}, ValueError, r"widget Widget needs argument\(s\) \['size'\]"),
     (3.5, TypeError, "not a widget"),
+    (Widget, TypeError, r"not a widget: the class Widget; pass an instance: Widget\(\.\.\.\)"),
 ])
 def test_resolve_errors(identifier, error, message):
     with pytest.raises(error, match=message):
