@@ -364,7 +364,9 @@ sub = scalar_op("sub", 2, np.subtract, (lambda i, o, g: g, lambda i, o, g: -g),
 mul = scalar_op("mul", 2, np.multiply, (lambda i, o, g: g * i[1], lambda i, o, g: g * i[0]),
                 lambda b, x, y: b.mul(x, y), infix="*")
 div = scalar_op("div", 2, _np_div,
-                (lambda i, o, g: g / i[1], lambda i, o, g: -g * i[0] / (i[1] * i[1])),
+                # d/dy as -(x / y) / y (torch's), not -x / (y * y): y * y under- or
+                # overflows where the gradient does not (float32 y = 1e-23)
+                (lambda i, o, g: g / i[1], lambda i, o, g: -(g * o) / i[1]),
                 lambda b, x, y: b.div(x, y), _to_float, infix="/",
                 lower_invariant=lambda b, x, y: b.mul(x, b.div(b.one(y), y)))
 power = scalar_op("pow", 2, _np_power, _power_grads(), None, _to_float, infix="**",
@@ -449,8 +451,10 @@ def _clip_grads():
     def inside(i, o, g):
         x, lo, hi = i
         return ops.where(ops.logical_and(x >= lo, x <= hi), g, 0)
-    return (inside, lambda i, o, g: ops.where(i[0] < i[1], g, 0),
-            lambda i, o, g: ops.where(i[0] > i[2], g, 0))
+    # lo > hi: the result is hi everywhere (numpy's min(max(x, lo), hi)), as torch's clamp
+    return (inside,
+            lambda i, o, g: ops.where(ops.logical_and(i[0] < i[1], i[1] <= i[2]), g, 0),
+            lambda i, o, g: ops.where(ops.logical_or(i[0] > i[2], i[1] > i[2]), g, 0))
 
 
 clip = scalar_op("clip", 3, lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi), _clip_grads(),
