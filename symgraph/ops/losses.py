@@ -55,8 +55,18 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
         target = target * (1.0 - float(label_smoothing)) + float(label_smoothing) / depth
     if weight is not None:
         target = target * weight
-    # the negated losses: the default call builds today's graph, -mean(sum(one_hot * logp))
-    picked = ops.sum(target * ops.log_softmax(logits), axis=1)
+    # the negated losses, -mean(sum(target * logp)), leaving out the classes of target 0
+    # rather than multiplying them by 0: a masked class's logit is -inf, and 0 * -inf is
+    # NaN where torch (which picks log p[y]) is finite. One select in the fused loop, in
+    # place of the product by the one-hot; smoothing leaves no class at 0 (torch: inf)
+    logp = ops.log_softmax(logits)
+    if label_smoothing:
+        terms = target * logp
+    elif target is one_hot:
+        terms = ops.where(ops.not_equal(one_hot, 0), logp, 0)
+    else:
+        terms = target * ops.where(ops.not_equal(target, 0), logp, 0)
+    picked = ops.sum(terms, axis=1)
     if keep is not None:
         picked = ops.where(keep, picked, 0)
     if reduction == "none":
