@@ -61,13 +61,23 @@ def digits(out: str, fmt: str, epochs: int, dpi: int) -> list[str]:
         model.plot_graph(path, view=view, max_nodes=None, **_dpi(fmt, dpi))
         print(f"  {path}  ({time.perf_counter() - start:.2f} s)")
         written.append(path)
-    for name, draw in (("curves", history.plot), ("diagnostics", history.plot_diagnostics)):
+    return written + plots(out, history, model.layers[0])
+
+
+def plots(out: str, history, layer) -> list[str]:
+    """The learning curves, diagnostics and ``layer``'s weights as PNGs; none, with a note,
+    without matplotlib (the optional extra ``[plot]``: the graph pictures need only dot)."""
+    written = []
+    for name, draw in (("curves", history.plot), ("diagnostics", history.plot_diagnostics),
+                       # 64 inputs: one 8x8 tile per hidden unit
+                       ("weights", lambda path: fe.plot_weights(layer, path))):
         path = os.path.join(out, f"digits_{name}.png")
-        draw(path)
+        try:
+            draw(path)
+        except ImportError as err:
+            print(f"  skipped the plots: {err}")
+            break
         written.append(path)
-    path = os.path.join(out, "digits_weights.png")
-    fe.plot_weights(model.layers[0], path)  # 64 inputs: one 8x8 tile per hidden unit
-    written.append(path)
     return written
 
 

@@ -261,7 +261,7 @@ def _profile_train_step(spec: str | None, model, cfg, label) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="symgraph", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="symgraph", description=__doc__.splitlines()[0].replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model from a spec file (default: the "
                                 "digits MLP on the embedded data set)")

@@ -51,6 +51,11 @@ def _dtype_fits(what: str, label: str, var: sg.Variable, array: np.ndarray) -> N
 
 def check_input(what: str, var: sg.Variable, array: np.ndarray) -> None:
     """``array`` fits the model input ``var``: rank, fixed dims and dtype."""
+    if array.ndim == 0 and array.dtype.kind == "O":  # np.asarray of a dict, a DataFrame row..
+        raise UserInputTypeError(
+            f"{what}: input {var.name!r} takes an array of shape "
+            f"{sg.shapes.format_shape(var.shape)}, got a {type(array.item()).__name__} "
+            "(a model of several inputs takes a list of arrays, in model.inputs' order)")
     if not _shape_fits(var, array):
         raise UserInputError(f"{what}: input {var.name!r} expects shape "
                              f"{sg.shapes.format_shape(var.shape)}, got {array.shape}")

@@ -120,6 +120,33 @@ def test_visualize_writes_every_view_and_plot(tmp_path):
         assert (tmp_path / f"digits_{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_visualize_without_matplotlib_skips_the_plots_with_a_note(tmp_path, monkeypatch,
+                                                                   capsys):
+    """matplotlib is the optional extra [plot]: without it the example says so and goes on
+    to its other pictures (it ended in a traceback after the first four)."""
+    import importlib.util
+
+    import numpy as np
+
+    import frontends as fe
+    from frontends import plotting
+
+    def missing():
+        raise ImportError("plots need matplotlib: pip install 'symgraph[plot]'")
+
+    spec = importlib.util.spec_from_file_location("visualize", ROOT / "examples" / "visualize.py")
+    visualize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(visualize)
+    model = fe.Sequential([fe.layers.Dense(3)], input_shape=(4,), seed=0)
+    model.compile(loss="cross_entropy", optimizer="sgd", backend="numpy")
+    history = model.fit(np.zeros((8, 4), np.float32), np.zeros(8, np.int64), progress=False,
+                        verbose=False)
+    monkeypatch.setattr(plotting, "_pyplot", missing)
+    assert visualize.plots(str(tmp_path), history, model.layers[0]) == []
+    assert "skipped the plots: plots need matplotlib" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_digits_cnn_learns_the_digits_and_reloads_identically():
     # 10 of the example's 60 epochs: already > 96% on the 359 test images (60 give 98.9%)
     out = run_example("digits_cnn.py", "--epochs", "10")

@@ -34,6 +34,13 @@ def test_info_prints_versions(capsys):
     assert out.startswith("symgraph ")
 
 
+def test_help_shows_the_description_as_text_not_restructuredtext(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "The symgraph command line" in out and "``" not in out
+
+
 def test_info_of_a_spec_prints_the_summary(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     spec.write_text(SPEC)

@@ -44,6 +44,18 @@ def test_input_checks_fixed_dims_rank_and_dtype():
         data_checks.check_input("fit", ids, np.array([1.0, 2.0]))
 
 
+def test_a_dict_for_an_input_is_named_as_a_dict_not_a_shape():
+    # np.asarray({...}) is a 0-d object array: "expects shape (batch, 8), got ()" blamed
+    # the shape
+    model = fe.Sequential([fe.layers.Dense(2)], input_shape=(8,))
+    for call in (lambda: model.predict({"x": np.zeros((4, 8))}),
+                 lambda: data_checks.check_input("fit", model.inputs[0],
+                                                 np.asarray({"x": np.zeros((4, 8))}))):
+        with pytest.raises(TypeError, match=r"takes an array of shape \(batch, 8\), got a "
+                                            r"dict \(a model of several inputs"):
+            call()
+
+
 def test_a_finite_value_beyond_the_models_float32_range_is_named():
     """1e39 is finite in float64 but inf once cast to a float32 model's dtype: reported at
     its row and column like a NaN, before any step (fit then trained into NaN weights)."""
