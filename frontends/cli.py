@@ -30,7 +30,7 @@ import numpy
 import sympy
 
 import symgraph as sg
-from frontends import datasets
+from frontends import datasets, layers
 from frontends.errors import UserInputError
 from frontends.spec import DEFAULT_SPEC, SpecError, data_error, load_spec
 from frontends.tensorboard import TensorBoard
@@ -127,6 +127,7 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
         fit["epochs"] = args.epochs
     data = _load_data(args.spec, cfg, label)
     (X, y), test = data.train, data.test
+    _adapt(model, X)
     _check_data(model, data)
     print(f"symgraph train: {label}: {model.count_params():,} parameters, "
           f"{len(X)} training / {0 if data.validation is None else len(data.validation[0])} "
@@ -151,6 +152,10 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
     if args.out:
         _write(args.out, model, history, {"test": results, "spec": str(label),
                                           "data": cfg["data"]})
+        if cfg["data"].get("standardize"):  # the statistics live outside the model file
+            print("(model.npz takes standardized inputs, as data.standardize gave it; for a "
+                  "model file that takes raw inputs, make {type: Normalization} its first "
+                  "layer and set standardize: false)")
     else:
         print("(--out DIR saves the model, the history and the learning curves)")
     for board in callbacks:
@@ -166,6 +171,14 @@ def _check_data(model, data) -> None:
     for what, pair in parts:
         if pair is not None:
             model._check_finite(model._arrays(*pair, what), what)
+
+
+def _adapt(model, X) -> None:
+    """A first-layer Normalization without statistics takes the training inputs' (Keras's
+    adapt before fit); one deeper in the model needs its mean and variance in the spec."""
+    first = model.layers[0]
+    if isinstance(first, layers.Normalization) and not first.adapted:
+        first.adapt(X)
 
 
 def _load_data(spec: str | None, cfg: dict, label: str):
@@ -253,6 +266,7 @@ def _profile_train_step(spec: str | None, model, cfg, label) -> list[dict]:
     """``f.profile`` of one training step on the spec's first minibatch (no parameter
     changes)."""
     X, y = _load_data(spec, cfg, label).train
+    _adapt(model, X)
     batch = cfg["fit"]["batch_size"]
     try:
         return model.profile(X[:batch], y[:batch], n=200)
@@ -261,7 +275,8 @@ def _profile_train_step(spec: str | None, model, cfg, label) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="symgraph", description=__doc__.splitlines()[0].replace("``", ""))
+    parser = argparse.ArgumentParser(prog="symgraph",
+                                     description=__doc__.splitlines()[0].replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a model from a spec file (default: the "
                                 "digits MLP on the embedded data set)")

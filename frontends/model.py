@@ -290,6 +290,8 @@ class Model:
         if len(xs) != len(self.inputs):
             raise UserInputError(f"{what}: the model has {len(self.inputs)} inputs, got "
                                  f"{len(xs)} arrays")
+        for layer in self.layers:  # (an input standardisation never adapted)
+            layer.check_ready(what)
         arrays = [np.asarray(a) for a in xs]
         for var, a in zip(self.inputs, arrays):
             data_checks.check_input(what, var, a)

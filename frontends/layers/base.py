@@ -141,6 +141,10 @@ class Layer:
         for w in self._weights:
             w.draw(rng)
 
+    def check_ready(self, what: str) -> None:
+        """Raise if the layer cannot run yet (a Normalization never adapted); ``what``
+        (``"fit"``, ``"predict"``...) starts the message. Most layers always can."""
+
     def count_params(self) -> int:
         return int(sum(np.prod(w.var.shape, dtype=np.int64) for w in self._weights))
 

@@ -1,5 +1,6 @@
-"""Batch normalisation (Ioffe & Szegedy, 2015; background.md section 4) and layer
-normalisation (Ba, Kiros & Hinton, 2016)."""
+"""Batch normalisation (Ioffe & Szegedy, 2015; background.md section 4), layer
+normalisation (Ba, Kiros & Hinton, 2016) and input standardisation with fixed statistics
+(Keras's Normalization)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends.config import integer, number
+from frontends.errors import UserInputError
 from frontends.layers.base import Layer, weight_dtype
 
 
@@ -116,3 +118,121 @@ class LayerNorm(Layer):
         centred = x - x.mean(axis=axes, keepdims=True)
         var = sg.square(centred).mean(axis=axes, keepdims=True)
         return self.gamma * (centred / sg.sqrt(var + self.eps)) + self.beta
+
+
+class Normalization(Layer):
+    """Standardise inputs with fixed statistics, ``(x - mean) / sqrt(variance)``, as
+    ``keras.layers.Normalization``: preprocessing inside the model, so a saved model takes
+    raw data. ``axis`` (int, tuple or None) lists the axes with their own statistics (-1:
+    one per last-axis index; None: one for all). The statistics are weights training does
+    not change: give ``mean`` and ``variance``, or call :meth:`adapt` on training inputs
+    before ``fit`` (``symgraph train`` adapts a spec's first-layer Normalization on the
+    training set). A (near-)constant feature, ``variance <= 1e-16``, is divided by 1, as
+    ``datasets.standardize`` does, not blown up by a tiny root.
+
+    >>> norm = fe.layers.Normalization(); norm.adapt(X)   # before model.fit(X, y)
+    """
+
+    config_args = ("axis",)
+    #: variances at or below this (a std of 1e-8) leave the feature unscaled
+    CONSTANT_VARIANCE = 1e-16
+
+    def __init__(self, axis=-1, mean=None, variance=None, name: str | None = None):
+        super().__init__(name)
+        if axis is not None:
+            many = isinstance(axis, (list, tuple))
+            axis = tuple(integer("Normalization", "axis", a, lo=-(2 ** 31))
+                         for a in (axis if many else (axis,)))
+            if not axis:
+                raise ValueError("Normalization: axis is an int, a non-empty list or None")
+        self.axis = axis if axis is None or len(axis) > 1 else axis[0]
+        self._axes = axis
+        if (mean is None) != (variance is None):
+            raise ValueError("Normalization: give both mean and variance, or neither (and "
+                             "call adapt)")
+        self._given = None
+        if mean is not None:
+            self._given = tuple(self._statistic(name, value)
+                                for name, value in (("mean", mean), ("variance", variance)))
+            if (self._given[1] < 0).any():
+                raise ValueError("Normalization: variance must be >= 0")
+
+    @staticmethod
+    def _statistic(name: str, value) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float64) if not isinstance(value, str) else None
+        if array is None or not np.isfinite(array).all():
+            raise ValueError(f"Normalization: {name} must be finite numbers, got {value!r}")
+        return array
+
+    def _kept(self, ndim: int) -> tuple[int, ...]:
+        """The non-batch axes with their own statistics, as positive indices."""
+        if self._axes is None:
+            return ()
+        kept = []
+        for a in self._axes:
+            if not -ndim <= a < ndim or a % ndim == 0:
+                raise ValueError(f"layer {self.name}: axis {a} is not a non-batch axis of a "
+                                 f"{ndim}-d input")
+            kept.append(a % ndim)
+        return tuple(sorted(set(kept)))
+
+    def build(self, x):
+        kept = self._kept(x.ndim)
+        shape = tuple(x.shape[a] if a in kept else 1 for a in range(1, x.ndim))
+        if not all(isinstance(d, int) for d in shape):
+            raise ValueError(f"layer {self.name}: the axes {self.axis} of {x.shape} with their "
+                             "own statistics must be fixed sizes")
+        self.stats_shape = shape
+        dt = weight_dtype(x)
+        self.mean = self.add_weight("mean", shape, "zeros", dt, trainable=False)
+        self.variance = self.add_weight("variance", shape, "ones", dt, trainable=False)
+        self._set_statistics()
+
+    def _set_statistics(self) -> None:
+        """The given statistics, broadcast to the weights' shape; else NaN: not adapted."""
+        for var, value in zip((self.mean, self.variance), self._given or (np.nan, np.nan)):
+            try:
+                var.set_value(np.broadcast_to(value, var.shape).astype(var.dtype))
+            except ValueError:
+                raise ValueError(f"layer {self.name}: {var.name.split('/')[-1]} of shape "
+                                 f"{np.shape(value)} does not broadcast to the statistics' "
+                                 f"shape {tuple(var.shape)}") from None
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        """Statistics are not drawn: a model's (re)seeding keeps what adapt computed."""
+
+    def adapt(self, data) -> None:
+        """Set the statistics to ``data``'s (the training inputs, batch first): the mean and
+        (biased) variance over the batch and every axis without its own statistics."""
+        if not self.built:
+            raise ValueError(f"layer {self.name or 'Normalization'}: adapt needs the layer in "
+                             "a model first (its input shape fixes the statistics' shape)")
+        array = np.asarray(data)
+        if array.ndim != len(self.stats_shape) + 1 or array.dtype.kind not in "biuf" or \
+                not all(s in (1, n) for s, n in zip(self.stats_shape, array.shape[1:])):
+            raise ValueError(f"layer {self.name}: adapt takes the layer's inputs, shape "
+                             f"(batch, {', '.join(map(str, self.input_shape[1:]))}), got "
+                             f"{array.shape} {array.dtype}")
+        if len(array) == 0 or not np.isfinite(array).all():
+            raise ValueError(f"layer {self.name}: adapt needs at least one example and only "
+                             "finite values")
+        kept = self._kept(array.ndim)
+        axes = tuple(a for a in range(array.ndim) if a not in kept)
+        ref = array.astype(np.float64)
+        self._given = (ref.mean(axis=axes, keepdims=True)[0], ref.var(axis=axes, keepdims=True)[0])
+        self._set_statistics()
+
+    @property
+    def adapted(self) -> bool:
+        """The statistics are set (given, adapted or loaded from a model file)."""
+        return self.built and bool(np.isfinite(self.mean.get_value()).all())
+
+    def check_ready(self, what: str) -> None:
+        if self.built and not self.adapted:
+            raise UserInputError(f"{what}: layer {self.name} has no statistics yet: call "
+                                 f"its adapt(training inputs) first, or give it mean and "
+                                 "variance")
+
+    def call(self, x, training):
+        constant = self.variance <= self.CONSTANT_VARIANCE
+        return (x - self.mean) / sg.sqrt(sg.where(constant, 1.0, self.variance))
