@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from symgraph.graph import Apply, Constant, Variable
-from symgraph.printing import constant_text, op_label
+from symgraph.printing import constant_text, op_label, op_name
 
 #: Fewer equal units in a row are drawn in full (the first and last are always drawn,
 #: so the smallest block stands for three units).
 MIN_RUN = 5
 #: Longest period (in nodes) of a site sequence that counts as one loop iteration.
 MAX_PERIOD = 64
+#: Ops compared without their parameters (a static index and its gradient's scatter).
+INDEXING = ("getitem", "setitem_zeros")
 #: Leaves a unit may own: a parameter or constant used only by one unit's nodes.
 OWNABLE = ("parameter", "constant")
 
@@ -97,9 +99,13 @@ class _Finder:
         self.labels: dict[int, str] = {}
 
     def label(self, node: Apply) -> str:
+        """The op and its parameters, except a static index's: the steps of an unrolled
+        loop read ``x[:, t]`` (and their gradients write it) for their own ``t``, and are
+        otherwise the same unit."""
         key = id(node)
         if key not in self.labels:
-            self.labels[key] = op_label(node)
+            name = op_name(node.op)
+            self.labels[key] = name if name in INDEXING else op_label(node)
         return self.labels[key]
 
     # ----------------------------------------------------------------- signatures

@@ -464,6 +464,30 @@ def test_a_loop_without_scopes_collapses_by_source_line():
     assert len(set(re.findall(r"v\d+ -> (r\d+f) ", text))) == 1  # one block, entered once
 
 
+def test_an_unrolled_recurrence_reading_its_own_step_collapses_forward_and_gradient():
+    """Each step reads x[:, t] for its own t (and its gradient scatters into that slot):
+    the steps differ only in that index, and are drawn as one unit (the steps of an
+    unrolled RNN were drawn in full: 400 nodes that dot could not lay out in 100 s)."""
+    T = 12
+    x = sg.tensor("x", ("batch", T, 3))
+    U = sg.shared(np.full((3, 3), 0.1), name="U")
+    h = sg.tanh(x[:, 0])
+    for t in range(1, T):
+        h = sg.tanh(x[:, t] + h @ U)
+    gx, gU = sg.grad(sg.sum(h), [x, U])
+    text = render_source([gx, gU], view="ops", max_nodes=None)
+    blocks = list(repeated_nodes(text).values())
+    counts = [int(re.match(r"×(\d+) iterations", label).group(1)) for label in blocks
+              if re.match(r"×\d+ iterations", label)]
+    forward = [label for label in blocks if "getitem" in label and "tanh" in label]
+    assert forward, blocks
+    # the 11 steps after the first: two drawn in full, at least 7 in one block each way
+    assert sum(c >= 7 for c in counts) >= 2, blocks
+    drawn = [n for n in dot_nodes(text) if n.startswith("v")]
+    assert len(drawn) < render_source([gx, gU], view="ops", max_nodes=None,
+                                      collapse=False).count("[label") / 2
+
+
 def test_layers_view_collapses_the_run_into_one_box_pair(deep, tmp_path):
     outputs, updates, _ = deep
     text = render_source(outputs, view="layers", updates=updates)
