@@ -277,11 +277,19 @@ def _label_expr(label: str) -> _Expr:
     return label, bool(_IDENTIFIER.match(label))
 
 
+#: Infix operators numpy reads as logical only between bools (``logical_and``, ``logical_or``).
+_BOOL_INFIX = ("&", "|")
+#: Elementwise ops whose short names are Python keywords print as numpy's functions.
+_CALL_NAMES = {"and": "logical_and", "or": "logical_or", "not": "logical_not"}
+
+
 def _render(node: Apply, args: list[_Expr]) -> _Expr:
     """One node as infix math, given its rendered inputs."""
     op = node.op
     if isinstance(op, Elemwise):
         infix = op.scalar_op.infix
+        if infix in _BOOL_INFIX and not all(i.dtype.kind == "b" for i in node.inputs):
+            infix = None  # ``&`` of integers is bitwise (numpy; an error in symgraph)
         if infix is not None and len(args) == 2:
             return f"{_operand(args[0])} {infix} {_operand(args[1])}", False
         if infix == "-" and len(args) == 1:
@@ -304,7 +312,8 @@ def _render(node: Apply, args: list[_Expr]) -> _Expr:
         index = _array_index(op.pattern, args[2:])
         return f"scatter_add({args[0][0]}, [{index}], {args[1][0]})", True
     parts = [text for text, _ in args] + op_params(node)
-    return f"{op_name(op)}({', '.join(parts)})", True
+    name = op_name(op)
+    return f"{_CALL_NAMES.get(name, name)}({', '.join(parts)})", True
 
 
 class _Names:
@@ -382,6 +391,8 @@ def pprint(outputs: GraphLike, *, updates: UpdatesLike = None) -> str:
             text = constant_text(folded[node.outputs[0].id])
             exprs[node.outputs[0].id] = text, not text.startswith("-")
             inline.add(node.outputs[0].id)
+            if node.outputs[0].id in output_labels:  # an output still gets its line
+                lines.append(f"{output_labels[node.outputs[0].id]} = {text}")
             continue
         for inp in node.inputs:
             if inp.id in inline and len(exprs[inp.id][0]) > WRAP_LIMIT:

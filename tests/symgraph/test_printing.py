@@ -431,3 +431,60 @@ def test_a_label_never_names_another_variable():
     W2 = sg.shared(np.zeros(2), name="W")
     assert sg.pprint(W1 * 2.0, updates={W2: W1 + 1.0}).splitlines() == [
         "out0 = W * 2.0", "W_2 <- W + 1.0"]
+
+
+# --------------------------------------------------------------------------- printed text vs values
+
+# numpy's meaning of the names pprint prints (the oracle: numpy evaluates the printed text)
+_NUMPY_NAMES = {"sum": np.sum, "exp": np.exp, "logical_and": np.logical_and,
+                "logical_or": np.logical_or, "logical_not": np.logical_not, "where": np.where}
+
+
+def _eval_printed(text: str, values: dict) -> dict:
+    """Each ``label = expr`` / ``label := expr`` line of ``text`` evaluated by numpy."""
+    namespace = {**_NUMPY_NAMES, **values}
+    results = {}
+    for line in text.splitlines():
+        label, expr = re.match(r"(\w+) :?= (.*)$", line).groups()
+        namespace[label] = results[label] = eval(expr, namespace)  # noqa: S307
+    return results
+
+
+def test_pprint_of_outputs_prints_an_output_computed_from_constants_alone():
+    """An output that folds to a constant (``[1, 2] * 3``) got no ``out1 = ...`` line: the
+    list of two outputs printed one, and a list of that output alone printed nothing."""
+    a = sg.vector("a", 3, dtype="float64")
+    c = sg.constant(np.array([1.0, 2.0])) * 3.0
+    av = np.array([0.5, 1.0, 2.0])
+    expected = sg.function([a], [a + 1.0, c], backend="numpy")(av)
+    printed = _eval_printed(sg.pprint([a + 1.0, c]), {"a": av})
+    assert list(printed) == ["out0", "out1"]
+    for got, want in zip(printed.values(), expected):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(_eval_printed(sg.pprint([c]), {})["out0"], expected[1])
+
+
+@pytest.mark.parametrize("build", [sg.logical_and, sg.logical_or])
+def test_pprint_of_logical_ops_on_numbers_is_not_bitwise(build):
+    """``logical_and(i, j)`` of integers printed ``i & j``: numpy's (and Python's) bitwise
+    and, 1 & 2 = 0, where the graph gives True; symgraph's own ``i & j`` refuses integers."""
+    i, j = sg.vector("i", 3, dtype="int64"), sg.vector("j", 3, dtype="int64")
+    iv, jv = np.array([1, 2, 0]), np.array([2, 1, 0])
+    out = build(i, j)
+    expected = sg.function([i, j], out, backend="numpy")(iv, jv)
+    got = _eval_printed(f"out = {sg.pprint(out)}", {"i": iv, "j": jv})["out"]
+    np.testing.assert_array_equal(got, expected)
+    p, q = sg.vector("p", 3, dtype="bool"), sg.vector("q", 3, dtype="bool")
+    assert sg.pprint(build(p, q)) in ("p & q", "p | q")       # bools keep the operators
+
+
+def test_pprint_of_logical_not_is_a_function_numpy_has():
+    """``logical_not(x)`` printed ``not(x)``: Python's keyword, an error on an array (and a
+    syntax error after ``&``)."""
+    a, b = sg.vector("a", 3, dtype="float64"), sg.vector("b", 3, dtype="float64")
+    av, bv = np.array([0.5, 1.0, 2.0]), np.array([1.0, 1.0, 1.0])
+    out = sg.logical_and(sg.less(a, b), sg.logical_not(sg.less(b, a)))
+    expected = sg.function([a, b], out, backend="numpy")(av, bv)
+    got = _eval_printed(f"out = {sg.pprint(out)}", {"a": av, "b": bv})["out"]
+    np.testing.assert_array_equal(got, expected)
+
