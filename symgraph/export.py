@@ -48,9 +48,10 @@ DOT_STYLES: dict[str, dict[str, str]] = {
 
 def dot_quote(text: str) -> str:
     """``text`` as a DOT double-quoted string: quotes and backslashes escaped, newlines
-    as ``\\n``. ``<``, ``>``, ``{``, ``}`` need nothing inside quotes (no HTML/record labels).
+    as ``\\n``, ``&`` as ``&amp;`` (dot decodes entities: a name ``R&amp;D`` was drawn
+    ``R&D``). ``<``, ``>``, ``{``, ``}`` need nothing inside quotes (no HTML/record labels).
     """
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = text.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"')
     escaped = escaped.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
     return f'"{escaped}"'
 

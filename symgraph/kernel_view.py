@@ -268,7 +268,7 @@ def _draw(graph: DrawnGraph, g, units: list[_Unit], status: dict[int, str], is_p
         g.edge(f"v{inp.id}", f"v{out.id}", **attrs)
     for k, (target, expr) in enumerate(graph.pairs):
         if expr.id in graph.kept_ids:
-            g.node(f"u{k}", f"{cap(target.name or '<unnamed>')} (new)", shape="box",
+            g.node(f"u{k}", dot_lines(f"{cap(target.name or '<unnamed>')} (new)"), shape="box",
                    style="dashed,rounded", color="#5e35b1", **{"class": "update_target"})
             g.edge(f"v{expr.id}", f"u{k}", style="dashed", color="#5e35b1", label="update")
     _notes(graph, g, units, members, is_profile and clusters, drawn)

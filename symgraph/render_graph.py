@@ -66,10 +66,12 @@ def dot_lines(text: str) -> str:
     """``text`` for a label the graphviz package quotes: backslashes doubled and line breaks
     as DOT's ``\\n`` (it passes both through: a trailing backslash ended the string), and
     never an HTML label (it reads ``<logits>`` as one: the name lost its brackets, and
-    ``<p&q>`` made dot fail)."""
+    ``<p&q>`` made dot fail); ``&`` as ``&amp;``, since dot decodes entities (``R&amp;D``
+    was drawn ``R&D``)."""
     import graphviz  # lazy: `import symgraph` must not import graphviz
 
-    return graphviz.nohtml(text.replace("\\", "\\\\").replace("\n", "\\n"))
+    return graphviz.nohtml(text.replace("&", "&amp;").replace("\\", "\\\\")
+                           .replace("\n", "\\n"))
 
 
 def cap(text: str, limit: int = LABEL_LIMIT) -> str:

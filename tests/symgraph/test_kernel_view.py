@@ -193,3 +193,17 @@ def test_rewritten_kernels_view_draws_the_rewritten_nodes():
     text = sg.render_source(f, view="kernels", rewritten=True)
     assert f"v{f.graph_outputs[0].id} [" in text
     assert f"v{y.id} [" not in text  # the user's mul is gone from the rewritten graph
+
+
+@needs_dot
+def test_update_target_names_draw_as_written(tmp_path):
+    """The kernels view's 'W (new)' node was the one label not escaped: a parameter named
+    'a\\lb' was drawn as two lines ('a', 'b (new)': dot's left-justified break)."""
+    x = sg.vector("x", 3)
+    W = sg.shared(np.ones(3), name="a\\lb")
+    loss = (x * W).sum()
+    f = sg.function([x], loss, updates={W: W - 0.1 * sg.grad(loss, W)}, backend="llvm")
+    path = tmp_path / "k.svg"
+    sg.render(f, str(path), view="kernels")
+    texts = [t.text for t in ET.parse(path).getroot().iter(f"{SVG}text")]
+    assert "a\\lb (new)" in texts, texts

@@ -488,3 +488,17 @@ def test_pprint_of_logical_not_is_a_function_numpy_has():
     got = _eval_printed(f"out = {sg.pprint(out)}", {"a": av, "b": bv})["out"]
     np.testing.assert_array_equal(got, expected)
 
+
+@pytest.mark.skipif(subprocess.run(["which", "dot"], capture_output=True).returncode != 0,
+                    reason="Graphviz's dot is missing")
+@pytest.mark.parametrize("name", ["R&amp;D", "a&lt;b", "x&#65;"])
+def test_to_dot_names_that_look_like_entities_draw_as_written(name):
+    """dot decodes HTML entities in quoted labels: a variable named 'R&amp;D' was drawn
+    'R&D'. The oracle is the text dot draws."""
+    import html
+
+    x = sg.vector(name, 3)
+    svg = subprocess.run(["dot", "-Tsvg"], input=sg.to_dot(x * 2.0), capture_output=True,
+                         text=True, check=True).stdout
+    texts = [html.unescape(t) for t in re.findall(r"<text[^>]*>(.*?)</text>", svg)]
+    assert name in texts, texts

@@ -549,3 +549,19 @@ def test_a_layer_named_like_a_gradient_compartment_keeps_its_own_cluster():
     assert (count, labels) == (clusters("dense_out")[0],
                                sorted(lab.replace("dense_out", "grad1")
                                       for lab in clusters("dense_out")[1]))
+
+
+@needs_dot
+@pytest.mark.parametrize("view", ["ops", "layers"])
+def test_names_that_look_like_html_entities_draw_as_written(tmp_path, view):
+    """dot decodes entities in quoted labels: a scope and variable named 'R&amp;D' were
+    drawn 'R&D' (and 'x&#65;' as 'xA'). The oracle is the SVG's text."""
+    for name in ("R&amp;D", "x&#65;"):
+        x = sg.vector(name, 3)
+        W = sg.shared(np.ones(3), name="W")
+        with sg.name_scope(name):
+            loss = (x * W).sum()
+        path = tmp_path / f"{view}.svg"
+        render([loss, sg.grad(loss, W)], str(path), view=view)
+        texts = [t.text for t in ET.parse(path).getroot().iter(f"{SVG}text")]
+        assert name in texts, (name, texts)
