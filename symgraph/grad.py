@@ -148,7 +148,13 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
     with grad_tag(None, call):
         if cost is not None:
             seed = ops.ones_like(cost)
-            seed.name = f"d({numerator})/d({numerator})"
+            if denominators and cost.name:
+                # the cost is itself a gradient (``grad(grad(f, x), x)``): its seed is
+                # d(cost)/d(cost), labelled in the cost's notation, not d(f)/d(f)
+                seed.derivative = (numerator, (*denominators, cost.name))
+                seed.name = derivative_label(*seed.derivative)
+            else:
+                seed.name = f"d({numerator})/d({numerator})"
             table[cost] = [seed]
             seeds.append(cost)
         for var, g in (known_grads or {}).items():

@@ -4,6 +4,7 @@ constant arithmetic (issue 7, defect 12)."""
 import numpy as np
 
 import symgraph as sg
+from symgraph.graph import variables
 
 
 def test_labels_name_the_cost_and_the_order():
@@ -84,3 +85,19 @@ def test_hvp_over_several_parameters_is_labelled_with_its_cross_terms():
     got_a, got_b = f(av, bv, vav, vbv)
     np.testing.assert_allclose(got_a, 2 * bv * vav + 2 * av * vbv)
     np.testing.assert_allclose(got_b, 2 * av * vav)
+
+
+def test_the_seed_of_a_second_derivative_is_not_labelled_as_the_first_seed():
+    """``grad(grad(f, s), s)`` seeds with ones like ``d(f)/d(s)``, i.e. d(d(f)/d(s)) by
+    itself; it was labelled ``d(f)/d(f)``, the first call's seed: two different nodes of
+    one graph under one label (pprint showed ``d(f)/d(f)`` and ``d(f)/d(f)_2``)."""
+    s = sg.scalar("s", dtype="float64")
+    f = s ** 3 - s / (s + 2.0)
+    f.name = "f"
+    g1 = sg.grad(f, s)
+    g2 = sg.grad(g1, s)
+    seeds = [v for v in variables([g2]) if v.name == "d(f)/d(f)"]
+    assert len(seeds) == 1, [v.owner.inputs for v in seeds]
+    assert g2.name == "d²(f)/d(s)²"
+    value = sg.function([s], g2, backend="numpy")(np.float64(0.7))
+    np.testing.assert_allclose(value, 6 * 0.7 + 4 / (0.7 + 2.0) ** 3)
