@@ -182,7 +182,12 @@ def run_epoch(program, arrays, batch_size: int) -> list | None:
         order = np.ascontiguousarray(order, dtype=np.int64)
         if order.shape != (n,):
             raise ValueError(f"epoch: a permutation of {n} examples has shape {order.shape}")
-    found = _plan_for(program, arrays, order, batch_size)
+    try:
+        found = _plan_for(program, arrays, order, batch_size)
+    except Exception as err:
+        # the first minibatch's checks and plan: step 0's error, as the Python loop names it
+        err.epoch_step = 0
+        raise
     if found is None:
         return None
     plan, layout = found
