@@ -284,7 +284,8 @@ class Function:
         minibatch; ``err.step`` is the step). A backend may
         run the full minibatches in one native call (``Program.epoch_steps``; the
         llvm backend does, unless ``check_finite``, which checks each step and
-        names the failing one).
+        names the failing one). An interrupt (Ctrl-C) is not a failure: the steps
+        that finished stay applied, each one whole (``fit`` holds it off during a chunk).
         """
         with self._lock:
             if len(arrays) != len(self.inputs):
