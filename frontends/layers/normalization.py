@@ -208,10 +208,12 @@ class Normalization(Layer):
             raise ValueError(f"layer {self.name or 'Normalization'}: adapt needs the layer in "
                              "a model first (its input shape fixes the statistics' shape)")
         array = np.asarray(data)
-        if array.ndim != len(self.stats_shape) + 1 or array.dtype.kind not in "biuf" or \
-                not all(s in (1, n) for s, n in zip(self.stats_shape, array.shape[1:])):
+        expected = self.input_shape[1:]
+        if array.ndim != len(expected) + 1 or array.dtype.kind not in "biuf" or \
+                not all(not isinstance(d, int) or d == n for d, n in zip(expected,
+                                                                      array.shape[1:])):
             raise ValueError(f"layer {self.name}: adapt takes the layer's inputs, shape "
-                             f"(batch, {', '.join(map(str, self.input_shape[1:]))}), got "
+                             f"(batch, {', '.join(map(str, expected))}), got "
                              f"{array.shape} {array.dtype}")
         if len(array) == 0 or not np.isfinite(array).all():
             raise ValueError(f"layer {self.name}: adapt needs at least one example and only "

@@ -117,6 +117,9 @@ def test_a_model_never_adapted_refuses_to_run_and_changes_nothing():
     (lambda: _model().layers[0].adapt(np.ones((3, 5))), r"adapt takes the layer's inputs, "
                                                         r"shape \(batch, 4\), got \(3, 5\)"),
     (lambda: _model().layers[0].adapt(np.full((3, 4), np.inf)), "only finite values"),
+    # per last-axis index: a wrong size along axis 1 is still the wrong data
+    (lambda: fe.Sequential([L.Normalization()], input_shape=(3, 4)).layers[0].adapt(
+        np.ones((2, 5, 4))), r"shape \(batch, 3, 4\), got \(2, 5, 4\)"),
 ])
 def test_errors(make, match):
     with pytest.raises((TypeError, ValueError), match=match):
@@ -160,3 +163,15 @@ def test_train_with_standardized_data_says_the_model_file_wants_standardized_inp
                     .replace("epochs: 3", "epochs: 1"))
     assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert "model.npz takes standardized inputs" in capsys.readouterr().out
+
+
+def test_a_tuple_axis_goes_through_a_model_file(tmp_path):
+    X = np.random.default_rng(1).normal(size=(6, 2, 3)).astype(np.float32)
+    model = fe.Sequential([L.Normalization(axis=(1, 2)), L.Flatten(), L.Dense(2)],
+                          input_shape=(2, 3))
+    model.layers[0].adapt(X)
+    model.save(tmp_path / "m.npz")
+    loaded = fe.load_model(tmp_path / "m.npz")
+    assert loaded.layers[0].get_config()["axis"] in ((1, 2), [1, 2])
+    assert loaded.layers[0].mean.get_value().shape == (2, 3)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
