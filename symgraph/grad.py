@@ -146,7 +146,7 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
     seeds: list[Variable] = []
     numerator, denominators = cost_label(cost)
     with grad_tag(None, call):
-        if cost is not None:
+        if cost is not None and cost not in (known_grads or {}):  # a known one replaces it
             seed = ops.ones_like(cost)
             if denominators and cost.name:
                 # the cost is itself a gradient (``grad(grad(f, x), x)``): its seed is
@@ -217,7 +217,8 @@ def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
     >>> gW, gb = grad(loss, [W, b])
 
     ``known_grads`` seeds gradients of intermediate variables (then ``cost``
-    may be None). ``disconnected="zero"`` returns zeros for a ``wrt`` the cost
+    may be None); a known gradient of ``cost`` itself replaces the seed of ones
+    (a non-scalar ``cost`` needs one). ``disconnected="zero"`` returns zeros for a ``wrt`` the cost
     does not depend on instead of raising.
     """
     single = isinstance(wrt, Variable)
@@ -229,9 +230,10 @@ def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
     if cost is not None:
         if not isinstance(cost, Variable):
             raise TypeError(f"cost must be a symgraph Variable, got {type(cost).__name__}")
-        if cost.ndim != 0 and not known_grads:
+        if cost.ndim != 0 and cost not in (known_grads or {}):
             raise ValueError(f"cost must be a scalar, got shape {cost.shape} for "
-                             f"{_describe(cost)}; reduce it (e.g. .sum()) or pass known_grads")
+                             f"{_describe(cost)}; reduce it (e.g. .sum()) or pass its "
+                             "gradient in known_grads")
         if not is_float(cost.dtype):
             raise TypeError(f"cost must be a float, got {cost.dtype.name}")
     for w in wrt_list:

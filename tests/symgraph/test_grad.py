@@ -223,6 +223,29 @@ def test_known_grads_combine_with_a_cost_and_accept_numbers(backend):
     np.testing.assert_allclose(got, 2 * xv + 3 * np.array([1.0, 0.0, -1.0]))
 
 
+def test_known_grads_of_the_cost_replace_the_seed_of_ones(backend):
+    # as torch.autograd.grad(y, x, grad_outputs=g) and Theano's known_grads: g * tanh'(x);
+    # the seed of ones was added to the known gradient, (1 + g) * tanh'(x)
+    x, gy = sg.tensor("x", (3,)), sg.tensor("gy", (3,))
+    y = sg.tanh(x)
+    c = sg.sum(y)
+    gx_vec = sg.grad(y, x, known_grads={y: gy})
+    gx_scalar = sg.grad(c, x, known_grads={c: 2.0 * sg.sum(gy)})
+    xv, gyv = np.array([0.3, -1.2, 2.0]), np.array([1.0, 2.0, 3.0])
+    got_vec, got_scalar = sg.function([x, gy], [gx_vec, gx_scalar], backend=backend)(xv, gyv)
+    np.testing.assert_allclose(got_vec, gyv * (1 - np.tanh(xv) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(got_scalar, 2.0 * gyv.sum() * (1 - np.tanh(xv) ** 2), rtol=1e-12)
+
+
+def test_non_scalar_cost_needs_its_own_known_gradient():
+    # a known gradient of another variable did not make a vector cost's seed explicit: the
+    # cost was silently summed (the docs ask for .sum() or the cost's gradient)
+    x = sg.tensor("vector_cost_x", (3,))
+    y = sg.tanh(x)
+    with pytest.raises(ValueError, match=r"scalar.*\(3,\)"):
+        sg.grad(y, x, known_grads={x * 2.0: np.ones(3)})
+
+
 def test_grad_wrt_an_intermediate_variable(backend):
     x = sg.tensor("x", (3,))
     h = sg.tanh(x)
