@@ -80,11 +80,18 @@ def check_grad(fn: Callable, values: Sequence, *, eps: float = 1e-6, rtol: float
     for k, (a, g) in enumerate(zip(arrays, symbolic)):
         # one argument at a time: a wrong gradient is reported before the rest is computed
         numeric = finite_differences(f_cost, arrays, eps, wrt=[k])[0]
-        err = np.abs(np.asarray(g) - numeric)
-        bound = atol + rtol * np.abs(numeric)
-        rel = err / np.maximum(np.abs(numeric), atol / rtol)
-        if err.size and np.max(err - bound) > 0:
-            i = int(np.argmax(err - bound))
+        g = np.asarray(g)
+        with np.errstate(invalid="ignore"):  # inf - inf
+            err = np.abs(g - numeric)
+            bound = atol + rtol * np.abs(numeric)
+            # a NaN or inf on one side only is the worst entry (a NaN compares false: it
+            # passed); equal non-finite values on both sides (NaN and NaN, inf and inf) agree
+            agree = (err <= bound) | (g == numeric) | (np.isnan(g) & np.isnan(numeric))
+            excess = np.where(agree, -np.inf, np.where(np.isfinite(err), err - bound, np.inf))
+            rel = np.where(agree & ~np.isfinite(err), 0.0,
+                           err / np.maximum(np.abs(numeric), atol / rtol))
+        if err.size and not agree.all():
+            i = int(np.argmax(excess))
             index = np.unravel_index(i, a.shape) if a.ndim else ()
             raise GradientCheckError(
                 f"gradient of argument {k} at index {tuple(int(j) for j in index)}: "

@@ -483,6 +483,17 @@ def test_check_grad_reports_the_worst_entry_of_a_wrong_bprop():
                       [x0, np.ones(2)], backend=backend)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_check_grad_fails_on_a_nan_gradient(backend):
+    # sqrt(x * x) = |x|: central differences at 0 give exactly 0, the symbolic gradient
+    # x / sqrt(x * x) is 0 * inf = NaN there; a NaN compares false, so check_grad returned 0.0
+    x0 = np.array([0.0, 1.0])
+    numeric = (np.abs(x0 + 1e-6) - np.abs(x0 - 1e-6)) / 2e-6
+    assert np.all(np.isfinite(numeric))
+    with pytest.raises(sg.GradientCheckError, match=r"argument 0 at index \(0,\).*nan"):
+        sg.check_grad(lambda a: sg.sum(sg.sqrt(a * a)), [x0], backend=backend)
+
+
 def test_op_without_bprop_raises_naming_the_op_and_the_users_line():
     x = sg.tensor("x", (3,))
     cost = sg.sum(_NoGradOp()(x) * 2.0)
