@@ -34,7 +34,9 @@ def finite_differences(f: Callable, arrays: Sequence, eps: float = 1e-6,
     >>> finite_differences(lambda a: np.sum(a ** 2), [np.array([1.0, 2.0])])
     [array([2., 4.])]
     """
-    arrays = [np.array(a, dtype=np.float64) for a in arrays]
+    # C order: ``reshape(-1)`` below must be a view (a transposed argument kept its Fortran
+    # order, the reshape copied, and no perturbation reached ``f``: every difference was 0)
+    arrays = [np.array(a, dtype=np.float64, order="C") for a in arrays]
     picked = range(len(arrays)) if wrt is None else wrt
     result = []
     for k in picked:

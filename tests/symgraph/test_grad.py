@@ -494,6 +494,15 @@ def test_check_grad_fails_on_a_nan_gradient(backend):
         sg.check_grad(lambda a: sg.sum(sg.sqrt(a * a)), [x0], backend=backend)
 
 
+def test_check_grad_and_finite_differences_of_a_transposed_array(backend):
+    # a.T is Fortran-ordered: np.array(a, float64) kept that order, reshape(-1) was a copy,
+    # the perturbations never reached f and every difference was 0 (oracle: d sum(a^2) = 2a)
+    a = np.random.default_rng(0).normal(size=(4, 3)).T
+    numeric = sg.check.finite_differences(lambda v: np.sum(v**2), [a])[0]
+    np.testing.assert_allclose(numeric, 2 * a, rtol=1e-6)
+    assert sg.check_grad(lambda v: sg.sum(v**2), [a], backend=backend) < 1e-5
+
+
 def test_op_without_bprop_raises_naming_the_op_and_the_users_line():
     x = sg.tensor("x", (3,))
     cost = sg.sum(_NoGradOp()(x) * 2.0)
