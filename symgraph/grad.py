@@ -23,7 +23,7 @@ import numpy as np
 
 from symgraph import ops
 from symgraph.gc_pause import without_gc
-from symgraph.graph import Apply, Variable, is_float, toposort
+from symgraph.graph import Apply, Constant, Variable, is_float, toposort
 from symgraph.printing import short_label
 from symgraph.provenance import grad_tag
 from symgraph.sentinels import (  # noqa: F401  (re-exported: sg.grad's public names)
@@ -33,6 +33,7 @@ from symgraph.sentinels import (  # noqa: F401  (re-exported: sg.grad's public n
     Undefined,
     UndefinedGradError,
 )
+from symgraph.shapes import ShapeError
 
 _grad_calls = itertools.count(1)
 
@@ -134,6 +135,27 @@ def _relevant_nodes(cost_vars: Sequence[Variable], wrt: Sequence[Variable]) -> l
     return kept
 
 
+def _known_grad(var: Variable, g) -> Variable:
+    """A ``known_grads`` value as a gradient of ``var``: its dtype, broadcast to its shape
+    (a Variable as a number is: a 0-d one was passed on 0-d, a vector's "gradient")."""
+    if not isinstance(var, Variable):
+        raise TypeError(f"known_grads keys must be symgraph Variables, got {type(var).__name__}")
+    if not isinstance(g, Variable):
+        g = Constant(np.asarray(g, dtype=var.dtype))
+    g = ops.cast(g, var.dtype)
+    if tuple(g.shape) == tuple(var.shape):
+        return g
+    try:
+        filled = ops.fill(var, g)
+    except ShapeError:
+        filled = None
+    if filled is None or tuple(filled.shape) != tuple(var.shape):
+        raise ValueError(f"the known gradient of {_describe(var)} has shape "
+                         f"{tuple(g.shape)}, which does not broadcast to its shape "
+                         f"{tuple(var.shape)}")
+    return filled
+
+
 @without_gc
 def build_grad(cost: Variable | None, wrt: Sequence[Variable],
                known_grads: Mapping[Variable, Variable] | None = None) -> list:
@@ -158,8 +180,7 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
             table[cost] = [seed]
             seeds.append(cost)
         for var, g in (known_grads or {}).items():
-            g = ops.cast(g, var.dtype) if isinstance(g, Variable) else ops.fill(var, g)
-            table.setdefault(var, []).append(g)
+            table.setdefault(var, []).append(_known_grad(var, g))
             seeds.append(var)
 
     nodes = _relevant_nodes(seeds, wrt)

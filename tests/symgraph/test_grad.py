@@ -237,6 +237,25 @@ def test_known_grads_of_the_cost_replace_the_seed_of_ones(backend):
     np.testing.assert_allclose(got_scalar, 2.0 * gyv.sum() * (1 - np.tanh(xv) ** 2), rtol=1e-12)
 
 
+def test_a_known_gradient_variable_broadcasts_to_its_variables_shape(backend):
+    # a number was filled to the variable's shape, a Variable was not: a 0-d known gradient
+    # of a vector gave a 0-d "gradient" of it and crashed a matmul's bprop
+    x, W = sg.tensor("x", (3,)), sg.tensor("W", (3, 2))
+    y = x @ W
+    two = sg.constant(2.0)
+    g_self = sg.grad(None, x, known_grads={x: two})
+    assert g_self.shape == (3,)
+    gx = sg.grad(None, x, known_grads={y: two})
+    xv, Wv = np.array([0.5, -1.0, 2.0]), np.arange(6.0).reshape(3, 2)
+    got_self, got = sg.function([x, W], [g_self, gx], backend=backend)(xv, Wv)
+    np.testing.assert_array_equal(got_self, [2.0, 2.0, 2.0])
+    np.testing.assert_allclose(got, Wv @ np.array([2.0, 2.0]))  # d(x @ W . [2, 2])/dx
+    with pytest.raises(ValueError, match=r"known gradient of 'known_y'.*test_grad\.py.*\(4,\)"):
+        known_y = sg.tanh(x)
+        known_y.name = "known_y"
+        sg.grad(None, x, known_grads={known_y: sg.constant(np.ones(4))})
+
+
 def test_non_scalar_cost_needs_its_own_known_gradient():
     # a known gradient of another variable did not make a vector cost's seed explicit: the
     # cost was silently summed (the docs ask for .sum() or the cost's gradient)
