@@ -12,7 +12,7 @@ import numpy as np
 
 from symgraph.function import function
 from symgraph.grad import grad
-from symgraph.graph import tensor
+from symgraph.graph import Variable, tensor
 
 __all__ = ["GradientCheckError", "check_grad", "finite_differences"]
 
@@ -71,6 +71,9 @@ def check_grad(fn: Callable, values: Sequence, *, eps: float = 1e-6, rtol: float
     arrays = [np.array(v, dtype=np.float64) for v in values]
     variables = [tensor(f"arg{i}", a.shape, "float64") for i, a in enumerate(arrays)]
     cost = fn(*variables)
+    if not isinstance(cost, Variable):
+        raise TypeError("check_grad: fn must return a symgraph Variable (a scalar built from "
+                        f"its arguments), got {type(cost).__name__}")
     if cost.ndim != 0:
         raise ValueError(f"check_grad: fn must return a scalar, got shape {cost.shape}")
     grads = grad(cost, variables)

@@ -231,6 +231,32 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
     return [total(v) for v in wrt]
 
 
+def _wrt_list(wrt) -> tuple[bool, list]:
+    """(single, the list): ``wrt`` is a Variable or an iterable of them."""
+    if isinstance(wrt, Variable):
+        return True, [wrt]
+    try:
+        return False, list(wrt)
+    except TypeError:
+        raise TypeError("wrt must be a symgraph Variable or a list of them, got "
+                        f"{type(wrt).__name__}") from None
+
+
+def _scalar_cost_and_variables(function: str, cost, wrt_list: list) -> None:
+    """What ``hessian`` and ``hvp`` check before they use ``wrt``'s shapes (they have no
+    ``known_grads``: a non-scalar cost is an error of theirs)."""
+    if not isinstance(cost, Variable):
+        raise TypeError(f"{function}: cost must be a symgraph Variable, got "
+                        f"{type(cost).__name__}")
+    if cost.ndim != 0:
+        raise ValueError(f"{function}: cost must be a scalar, got shape {cost.shape} for "
+                         f"{_describe(cost)}; reduce it (e.g. .sum())")
+    for w in wrt_list:
+        if not isinstance(w, Variable):
+            raise TypeError(f"{function}: wrt must be symgraph Variables, got "
+                            f"{type(w).__name__}")
+
+
 def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
          disconnected: str = "raise"):
     """Gradient of scalar ``cost`` w.r.t. ``wrt`` (a Variable or a list), as graph nodes.
@@ -242,8 +268,7 @@ def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
     (a non-scalar ``cost`` needs one). ``disconnected="zero"`` returns zeros for a ``wrt`` the cost
     does not depend on instead of raising.
     """
-    single = isinstance(wrt, Variable)
-    wrt_list = [wrt] if single else list(wrt)
+    single, wrt_list = _wrt_list(wrt)
     if disconnected not in ("raise", "zero"):
         raise ValueError(f"disconnected must be 'raise' or 'zero', not {disconnected!r}")
     if cost is None and not known_grads:
@@ -256,7 +281,8 @@ def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
                              f"{_describe(cost)}; reduce it (e.g. .sum()) or pass its "
                              "gradient in known_grads")
         if not is_float(cost.dtype):
-            raise TypeError(f"cost must be a float, got {cost.dtype.name}")
+            raise TypeError(f"cost must be a float, got {cost.dtype.name} for "
+                            f"{_describe(cost)}")
     for w in wrt_list:
         if not isinstance(w, Variable):
             raise TypeError(f"wrt must be symgraph Variables, got {type(w).__name__}")
@@ -282,8 +308,9 @@ def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
 
 def jacobian(expr: Variable, wrt, *, disconnected: str = "raise"):
     """Jacobian of a vector ``expr``: shape ``expr.shape + wrt.shape`` (one grad per entry)."""
-    single = isinstance(wrt, Variable)
-    wrt_list = [wrt] if single else list(wrt)
+    single, wrt_list = _wrt_list(wrt)
+    if not isinstance(expr, Variable):
+        raise TypeError(f"jacobian: expr must be a symgraph Variable, got {type(expr).__name__}")
     if expr.ndim == 0:
         rows = [grad(expr, wrt_list, disconnected=disconnected)]
         result = rows[0]
@@ -306,8 +333,8 @@ def jacobian(expr: Variable, wrt, *, disconnected: str = "raise"):
 
 def hessian(cost: Variable, wrt, *, disconnected: str = "raise"):
     """Hessian of scalar ``cost`` w.r.t. a vector ``wrt`` (a list of vectors: diagonal blocks)."""
-    single = isinstance(wrt, Variable)
-    wrt_list = [wrt] if single else list(wrt)
+    single, wrt_list = _wrt_list(wrt)
+    _scalar_cost_and_variables("hessian", cost, wrt_list)
     out = []
     for w in wrt_list:
         if w.ndim != 1:
@@ -327,9 +354,9 @@ def hvp(cost: Variable, wrt, vectors, *, disconnected: str = "raise"):
     w)``. ``v`` is held constant: without it a ``v`` built from ``w`` (``v = grad(cost, w)``,
     a Newton-CG direction) added ``(dv/dw)^T g``, and ``hvp(cost, w, grad(cost, w))`` gave
     twice ``H g``."""
-    single = isinstance(wrt, Variable)
-    wrt_list = [wrt] if single else list(wrt)
+    single, wrt_list = _wrt_list(wrt)
     v_list = [vectors] if single else list(vectors)
+    _scalar_cost_and_variables("hvp", cost, wrt_list)
     if len(v_list) != len(wrt_list):
         raise ValueError(f"hvp: {len(wrt_list)} wrt but {len(v_list)} vectors")
     for w, v in zip(wrt_list, v_list):  # (a v that broadcasts against w was taken silently)

@@ -303,6 +303,31 @@ def test_cost_must_be_a_float_scalar_variable():
         sg.hvp(sg.sum(x), [x, x], [x])
 
 
+def test_misuse_is_a_clear_error_not_a_raw_traceback():
+    # were: "cost must be a float, got int64" (no name, no line); TypeError "'NoneType'
+    # object is not iterable"; AttributeError "'numpy.ndarray' object has no attribute
+    # 'ndim'/'name'"; AttributeError "'float' object has no attribute 'ndim'"; and hessian
+    # of a vector told the user to "pass known_grads", which hessian does not take
+    x = sg.tensor("x", (3,))
+    count = sg.cast(x, "int64").sum()
+    count.name = "int_cost"
+    with pytest.raises(TypeError, match=rf"int64 for 'int_cost'.*{THIS_FILE}"):
+        sg.grad(count, x)
+    with pytest.raises(TypeError, match="wrt must be a symgraph Variable.*NoneType"):
+        sg.grad(sg.sum(x), None)
+    with pytest.raises(TypeError, match="jacobian: expr must be a symgraph Variable"):
+        sg.jacobian(np.ones(3), x)
+    with pytest.raises(TypeError, match="hessian: wrt must be symgraph Variables"):
+        sg.hessian(sg.sum(x), np.ones(3))
+    with pytest.raises(TypeError, match="hvp: wrt must be symgraph Variables"):
+        sg.hvp(sg.sum(x), np.ones(3), np.ones(3))
+    with pytest.raises(TypeError, match="check_grad: fn must return a symgraph Variable"):
+        sg.check_grad(lambda a: 1.0, [np.ones(3)])
+    with pytest.raises(ValueError, match=r"hessian: cost must be a scalar.*\(3,\)") as info:
+        sg.hessian(x * 2.0, x)
+    assert "known_grads" not in str(info.value) and THIS_FILE in str(info.value)
+
+
 # --------------------------------------------------------------------------- graph structure
 
 
