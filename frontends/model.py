@@ -298,12 +298,22 @@ class Model:
             if len(a) != len(arrays[0]):
                 raise UserInputError(f"{what}: input {var.name!r} has {len(a)} examples, "
                                      f"the first input {len(arrays[0])}")
-            for layer in self.layers:  # an embedding reading the input's ids directly
-                if layer.kind == "Embedding" and getattr(layer.output, "layer_input",
-                                                         None) is var:
-                    data_checks.check_ids(what, f"input {var.name!r}", a, layer.n,
-                                          layer.name)
+            for layer in self._embeddings_of(var):  # an embedding reading its ids directly
+                data_checks.check_ids(what, f"input {var.name!r}", a, layer.n, layer.name)
         return arrays
+
+    def _embeddings_of(self, var: sg.Variable) -> list[Layer]:
+        """The Embedding layers of this model's graph called directly on input ``var``: every
+        call, not only the layer's latest (``layer.output``), which a layer shared by two
+        inputs, or called again by another model, points elsewhere."""
+        found: dict[int, Layer] = {}
+        for node in toposort([self.output]):
+            for out in node.outputs:
+                layer = getattr(out, "layer", None)
+                if layer is not None and layer.kind == "Embedding" and \
+                        getattr(out, "layer_input", None) is var:
+                    found.setdefault(id(layer), layer)
+        return list(found.values())
 
     def _arrays(self, x, y, what: str) -> list[np.ndarray]:
         """The inputs and targets as arrays, checked against the model (shapes, dtypes,

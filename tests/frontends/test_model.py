@@ -311,3 +311,25 @@ def test_an_input_shape_that_is_not_fixed_positive_ints_is_a_clear_error(shape):
     with pytest.raises(ValueError, match=r"Input: shape must be one example's shape"):
         fe.Input(shape)
     assert fe.Sequential([L.Dense(3)], input_shape=np.int64(4)).input_shape == (4,)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_an_embedding_shared_by_two_inputs_checks_the_ids_of_both_before_training(backend):
+    """fit checked ids only against the input of the Embedding's latest call: a bad id in
+    the other input failed mid-epoch (an IndexError naming rows of a chunk, not the user's
+    row 199) after the steps before it had changed every weight."""
+    a, b = fe.Input((3,), "int64", name="a"), fe.Input((3,), "int64", name="b")
+    emb = L.Embedding(5, 2, name="emb")
+    out = L.Dense(2, name="o")(L.Flatten(name="f")(L.Add(name="add")([emb(a), emb(b)])))
+    model = fe.Model([a, b], out, seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(lr=0.1), backend=backend)
+    rng = np.random.default_rng(0)
+    A, B, y = rng.integers(0, 5, (200, 3)), rng.integers(0, 5, (200, 3)), rng.integers(0, 2, 200)
+    A[199, 0] = 9
+    before = model.get_weights()
+    with pytest.raises(fe.UserInputError, match="input 'a' holds id 9 at row 199"):
+        model.fit([A, B], y, batch_size=4, shuffle=False, progress=False, verbose=False)
+    for u, v in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(u, v)  # nothing changed
+    with pytest.raises(fe.UserInputError, match="input 'a' holds id 9 at row 199"):
+        model.predict([A, B])
