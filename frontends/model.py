@@ -469,11 +469,16 @@ def load_model(path, compile: bool = True) -> Model:
             inputs = [Input(shape, dtype, name) for name, shape, dtype in config["inputs"]]
             made = [layer_lib.get(c["type"])(**_layer_args(c)) for c in config["layers"]]
             values: list[sg.Variable] = []
-            for layer_index, refs in config["calls"]:
+            for layer_index, refs, *options in config["calls"]:
                 args = [inputs[k] if kind == "input" else values[k] for kind, k in refs]
                 layer = made[layer_index]
                 # Add / Concatenate take the list (Bidirectional's ``merge`` is a mode name)
-                values.append(layer(args if isinstance(layer, layer_lib.Add) else args[0]))
+                if isinstance(layer, layer_lib.Add):
+                    values.append(layer(args))
+                else:  # a call made with training=False (a frozen BatchNorm) stays one
+                    training = not (options and isinstance(options[0], dict)
+                                    and options[0].get("training") is False)
+                    values.append(layer(args[0], training=training))
             out = values[config["output"][1]] if config["output"][0] == "call" \
                 else inputs[config["output"][1]]
             model = Model(inputs, out, seed=config["seed"], name=config["name"])
@@ -530,7 +535,10 @@ def _functional_config(model: Model) -> dict:
             sources = var.layer_input if isinstance(var.layer_input, list) else [var.layer_input]
             refs = [ref(s) for s in sources]
             index_of_call[var.id] = len(calls)
-            calls.append([layer_index[id(layer)], refs])
+            call = [layer_index[id(layer)], refs]
+            if getattr(var, "layer_training", True) is False:  # (a frozen BatchNorm)
+                call.append({"training": False})
+            calls.append(call)
         return ["call", index_of_call[var.id]]
 
     output = ref(model.output)

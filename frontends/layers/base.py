@@ -173,6 +173,7 @@ class Layer:
                 # layer that made it (that layer and its weights would drop out of the model)
                 out = ew.apply(ew.identity, out)
         out.layer, out.layer_input = self, x  # the model's inference rebuild reads these
+        out.layer_training = bool(training)  # a model file records a training=False call
         self.output = out  # the latest call's output (feature extractors: Model(x, layer.output))
         if self.output_shape is None:
             self.output_shape = tuple(out.shape)

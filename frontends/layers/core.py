@@ -241,6 +241,7 @@ class Add(Layer):
         with sg.name_scope(self.name):
             out = self.merge(xs)
         out.layer, out.layer_input = self, xs
+        out.layer_training = bool(training)
         self.built = True
         self.output_shape = tuple(out.shape)
         return out

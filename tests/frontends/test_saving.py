@@ -234,3 +234,28 @@ def test_saving_into_a_missing_folder_or_onto_a_folder_names_the_users_path(tmp_
     with pytest.raises(IsADirectoryError, match="it is a directory; name a file in it"):
         model.save(str(tmp_path / "folder"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_a_layer_called_with_training_false_stays_so_after_a_round_trip(tmp_path):
+    """A frozen BatchNorm (``bn(h, training=False)``: running statistics in training too, no
+    update) was rebuilt by load_model as a training-mode call: the loaded model trained on
+    batch statistics and moved the running averages the saved one keeps fixed."""
+    x = fe.Input((4,), "float64", name="x")
+    h = L.BatchNorm(name="bn")(L.Dense(5, name="d")(x), training=False)
+    model = fe.Model(x, L.Dense(2, name="o")(h), seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(lr=0.1), backend="numpy")
+    path = tmp_path / "frozen.npz"
+    model.save(path)
+    loaded = fe.load_model(path)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 4)), rng.integers(0, 2, 20)
+    W, b, gamma, beta, mean, var, Wo, bo = model.get_weights()
+    # oracle: the first step's loss of the frozen network, in numpy (running mean 0, var 1)
+    z = (gamma * ((X[:5] @ W + b) - mean) / np.sqrt(var + 1e-3) + beta) @ Wo + bo
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    first = -logp[np.arange(5), y[:5]].mean()
+    for m in (model, loaded):
+        loss = m.train_function(X[:5], y[:5])[0]
+        assert float(loss) == pytest.approx(first, rel=1e-12)
+        np.testing.assert_array_equal(m.get_weights()[4], np.zeros(5))  # not updated
