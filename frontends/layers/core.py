@@ -263,4 +263,9 @@ class Concatenate(Add):
         self.axis = integer("Concatenate", "axis", axis, lo=-(2 ** 31))
 
     def merge(self, xs):
-        return sg.concatenate(xs, axis=self.axis % xs[0].ndim)
+        ndim = xs[0].ndim
+        if not -ndim <= self.axis < ndim:
+            # (axis % ndim wrapped an out-of-range axis: ndim itself onto the batch axis)
+            raise ValueError(f"layer {self.name}: axis {self.axis} is out of range for the "
+                             f"{ndim}-d inputs (shape {xs[0].shape}); -1 is the last")
+        return sg.concatenate(xs, axis=self.axis % ndim)

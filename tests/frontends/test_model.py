@@ -333,3 +333,14 @@ def test_an_embedding_shared_by_two_inputs_checks_the_ids_of_both_before_trainin
         np.testing.assert_array_equal(u, v)  # nothing changed
     with pytest.raises(fe.UserInputError, match="input 'a' holds id 9 at row 199"):
         model.predict([A, B])
+
+
+def test_concatenate_refuses_an_axis_out_of_range_instead_of_wrapping_it():
+    """axis % ndim turned axis=3 of 3-d inputs into axis 0, the batch: predict returned
+    10 rows for 5 examples (numpy and Keras raise for an axis out of range)."""
+    a, b = fe.Input((2, 3), name="a"), fe.Input((2, 3), name="b")
+    with pytest.raises(ValueError, match="axis 3 is out of range"):
+        L.Concatenate(axis=3)([a, b])
+    with pytest.raises(ValueError, match="axis -4 is out of range"):
+        L.Concatenate(axis=-4)([a, b])
+    assert L.Concatenate(axis=-1)([a, b]).shape[1:] == (2, 6)
