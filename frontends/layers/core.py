@@ -244,6 +244,7 @@ class Add(Layer):
         out.layer_training = bool(training)
         self.built = True
         self.output_shape = tuple(out.shape)
+        self.output = out  # the latest call's output, as Layer's (Model(x, merge.output))
         return out
 
     def merge(self, xs):

@@ -344,3 +344,17 @@ def test_concatenate_refuses_an_axis_out_of_range_instead_of_wrapping_it():
     with pytest.raises(ValueError, match="axis -4 is out of range"):
         L.Concatenate(axis=-4)([a, b])
     assert L.Concatenate(axis=-1)([a, b]).shape[1:] == (2, 6)
+
+
+def test_a_merge_layer_output_gives_a_feature_extractor():
+    """Add/Concatenate left ``layer.output`` None: Model(x, add.output) was a bare
+    TypeError ('NoneType' object is not iterable)."""
+    x = fe.Input((3,), "float64")
+    dense = L.Dense(3, activation="tanh")
+    add = L.Add()
+    out = L.Dense(2)(add([dense(x), x]))
+    fe.Model(x, out, seed=0)
+    features = fe.Model(x, add.output)
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    W, b = dense.W.get_value(), dense.b.get_value()
+    np.testing.assert_allclose(features.predict(X), np.tanh(X @ W + b) + X, rtol=1e-12)
