@@ -358,3 +358,26 @@ def test_a_merge_layer_output_gives_a_feature_extractor():
     X = np.random.default_rng(0).normal(size=(4, 3))
     W, b = dense.W.get_value(), dense.b.get_value()
     np.testing.assert_allclose(features.predict(X), np.tanh(X @ W + b) + X, rtol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="dropout masks are keyed by the layer's name, and a "
+                   "functional model's unnamed layers take process-wide numbers (dropout_1, "
+                   "dropout_2, ...): not fixed here")
+def test_two_functional_models_built_the_same_way_train_the_same():
+    """Model's rule: two models built the same way from one seed are equal bit for bit.
+    Their weights are, but a second build in the same process names its Dropout dropout_2,
+    and the masks follow the name: first-epoch losses 1.835 vs 1.770 (Sequential names per
+    model and is not affected)."""
+    def build():
+        x = fe.Input((4,), "float64")
+        h = L.Dropout(0.3)(L.Dense(5, activation="relu")(x))
+        return fe.Model(x, L.Dense(3)(L.Add()([h, L.Dense(5)(x)])), seed=3)
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    first, second = build(), build()
+    for m in (first, second):
+        m.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(lr=0.1), backend="numpy")
+        m.fit(X, y, batch_size=7, epochs=2, shuffle=False, progress=False, verbose=False)
+    for u, v in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(u, v)
