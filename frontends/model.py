@@ -306,14 +306,17 @@ class Model:
         """The Embedding layers of this model's graph called directly on input ``var``: every
         call, not only the layer's latest (``layer.output``), which a layer shared by two
         inputs, or called again by another model, points elsewhere."""
-        found: dict[int, Layer] = {}
-        for node in toposort([self.output]):
-            for out in node.outputs:
-                layer = getattr(out, "layer", None)
-                if layer is not None and layer.kind == "Embedding" and \
-                        getattr(out, "layer_input", None) is var:
-                    found.setdefault(id(layer), layer)
-        return list(found.values())
+        cache = self.__dict__.setdefault("_embedding_calls", {})  # the graph is fixed
+        if var.id not in cache:
+            found: dict[int, Layer] = {}
+            for node in toposort([self.output]):
+                for out in node.outputs:
+                    layer = getattr(out, "layer", None)
+                    if layer is not None and layer.kind == "Embedding" and \
+                            getattr(out, "layer_input", None) is var:
+                        found.setdefault(id(layer), layer)
+            cache[var.id] = list(found.values())
+        return cache[var.id]
 
     def _arrays(self, x, y, what: str) -> list[np.ndarray]:
         """The inputs and targets as arrays, checked against the model (shapes, dtypes,
