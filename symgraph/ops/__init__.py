@@ -88,7 +88,17 @@ def where(condition, x, y) -> Variable:
 
 
 def clip(x, lo, hi) -> Variable:
-    """``min(max(x, lo), hi)``; the gradient is 1 inside ``[lo, hi]``."""
+    """``min(max(x, lo), hi)``; the gradient is 1 inside ``[lo, hi]``. A bound of None
+    leaves that side open, as ``np.clip``'s."""
+    if lo is None or hi is None:
+        x = as_variable(x)
+        if x.dtype.kind == "f":
+            lo, hi = -np.inf if lo is None else lo, np.inf if hi is None else hi
+        else:  # the dtype's own limits, which no value passes (bool: False and True)
+            limits = np.iinfo(x.dtype) if x.dtype.kind in "iu" else None
+            low = Constant(np.asarray(False if limits is None else limits.min, x.dtype))
+            high = Constant(np.asarray(True if limits is None else limits.max, x.dtype))
+            lo, hi = low if lo is None else lo, high if hi is None else hi
     return ew.apply(ew.clip, x, lo, hi)
 
 

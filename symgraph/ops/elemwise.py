@@ -222,7 +222,7 @@ def _coerce(*args, op: Elemwise | None = None) -> list[Variable]:
         if isinstance(a, Variable):
             out.append(a)
         elif isinstance(a, (bool, int, float, np.generic)) and base is not None:
-            out.append(Constant(a, dtype=_weak_dtype(base, a, op)))
+            out.append(_weak_constant(base, a, op))
         else:
             out.append(as_variable(a))
     return out
@@ -240,6 +240,24 @@ def _weak_dtype(base: np.dtype, a, op: Elemwise | None) -> np.dtype:
     if op is not None and op.scalar_op.dtype_rule in (_to_bool, _to_float):
         return np.dtype("int64")
     raise OverflowError(f"Python integer {a} out of bounds for {dt.name}")
+
+
+_INT64, _COMPARISONS = np.iinfo(np.int64), ("lt", "le", "gt", "ge", "eq", "ne")
+
+
+def _weak_constant(base: np.dtype, a, op: Elemwise | None) -> Constant:
+    """A Python number next to tensors of dtype ``base``; an int beyond int64 that numpy
+    compares or divides by exactly (``x < 2**63``, ``x / 2**70``): +-inf, or its float."""
+    dt = _weak_dtype(base, a, op)
+    if dt.kind == "i" and isinstance(a, int) and not isinstance(a, bool) and \
+            not _INT64.min <= a <= _INT64.max:
+        name = op.scalar_op.name if op is not None else None
+        if name in _COMPARISONS:
+            return Constant(np.inf if a > 0 else -np.inf)
+        if name == "div":
+            return Constant(float(a))
+        raise OverflowError(f"Python integer {a} out of bounds for int64")
+    return Constant(a, dtype=dt)
 
 
 def apply(op: Elemwise, *args) -> Variable:
@@ -391,7 +409,9 @@ expm1 = scalar_op("expm1", 1, np.expm1, (lambda i, o, g: g * (o + 1),), dtype_ru
 sqrt = scalar_op("sqrt", 1, _np_log(np.sqrt), (lambda i, o, g: g / (2 * o),),
                  lambda b, x: b.sqrt(x), _to_float)
 square = scalar_op("square", 1, np.square, (lambda i, o, g: g * 2 * i[0],),
-                   lambda b, x: b.mul(x, x))
+                   lambda b, x: b.mul(x, x),  # numpy: a bool squares as int8
+                   lambda x: np.dtype("int8") if np.dtype(x).kind == "b" else np.dtype(x),
+                   operand_dtypes=lambda ins, out: [out.name])
 abs_ = scalar_op("abs", 1, np.abs, (lambda i, o, g: g * ops.sign(i[0]),),
                  lambda b, x: b.abs(x))
 sign = scalar_op("sign", 1, np.sign, (_zero_grad,), lambda b, x: b.sign(x), _no_bool)

@@ -132,3 +132,70 @@ def test_dtype_name_is_numpys_name_in_any_order(first_record):
     dtypes += [np.dtype(">f4"), np.dtype("f4", metadata={"unit": "m"}), np.dtype("U3")]
     for _ in range(2):  # the second pass reads the memo
         assert [dtype_name(d) for d in dtypes] == [d.name for d in dtypes]
+
+
+I64 = np.array([2**63 - 1, -2**63, 5], np.int64)
+
+
+@pytest.mark.parametrize("build", [
+    lambda v: v < 2**63, lambda v: v <= 2**70, lambda v: v > -2**63 - 1,
+    lambda v: v >= 2**64, lambda v: v / 2**70, lambda v: v / -2**64,
+], ids=["<2**63", "<=2**70", ">-2**63-1", ">=2**64", "/2**70", "/-2**64"])
+@pytest.mark.parametrize("dtype", ["int64", "int8"])
+def test_a_python_int_beyond_int64_in_a_comparison_or_true_division(build, dtype, backend):
+    """numpy 2 compares with and divides by a Python int of any size (``x < 2**63`` is
+    all True); building the int64 constant raised a raw OverflowError ("Python int too
+    large to convert to C long")."""
+    values = I64.astype(dtype)
+    v = sg.tensor("v", (3,), dtype)
+    expected = build(values)
+    out = build(v)
+    got = sg.function([v], out, backend=backend)(values)
+    assert out.dtype == expected.dtype and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name, value", [("equal", 2**64), ("not_equal", -2**70),
+                                         ("equal", 2**63), ("not_equal", 2**63)])
+def test_equality_with_a_python_int_beyond_int64(name, value, backend):
+    v = sg.tensor("v", (3,), "int64")
+    expected = getattr(np, name)(I64, value)
+    out = getattr(sg, name)(v, value)
+    got = sg.function([v], out, backend=backend)(I64)
+    assert out.dtype == expected.dtype and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_python_int_beyond_int64_still_overflows_where_numpy_does():
+    v = sg.tensor("v", (3,), "int64")
+    for build in (lambda: v + 2**64, lambda: v * -2**70, lambda: v ** 2**70):
+        with pytest.raises(OverflowError):
+            build()
+
+
+@pytest.mark.parametrize("lo, hi", [(None, 1.0), (0, None), (None, None), (None, 300),
+                                    (-5, None)])
+@pytest.mark.parametrize("values", [X, I8, U8], ids=["float32", "int8", "uint8"])
+def test_clip_with_one_bound_none_as_numpy(values, lo, hi, backend):
+    """``np.clip(x, None, hi)`` leaves that side unbounded; ``sg.clip`` raised "dtype object
+    is not supported"."""
+    v = sg.tensor("v", (3,), values.dtype.name)
+    data = values.copy()
+    if values.dtype.kind == "f":
+        data[1] = np.nan
+    expected = np.clip(data, lo, hi)
+    out = sg.clip(v, lo, hi)
+    got = sg.function([v], out, backend=backend)(data)
+    assert out.dtype == expected.dtype and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_square_of_a_bool_is_int8_as_numpy(backend):
+    """``np.square`` of a bool is int8 (numpy has no bool square loop); ``sg.square`` kept
+    bool."""
+    m = sg.tensor("m", (3,), "bool")
+    out = sg.square(m) + sg.square(m)
+    expected = np.square(M) + np.square(M)
+    got = sg.function([m], out, backend=backend)(M)
+    assert out.dtype == expected.dtype and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
