@@ -44,7 +44,7 @@ from symgraph.ops.indexing import (
 from symgraph.ops.linalg import MatMul
 from symgraph.ops.nn import Arange, LogSoftmax, LogSumExp, OneHot, Softmax
 from symgraph.ops.reduce import Argmax, Reduce, Size
-from symgraph.ops.structure import Concatenate, DimShuffle, Reshape, Stack
+from symgraph.ops.structure import Concatenate, DimShuffle, Flip, Reshape, Stack
 
 
 class CompiledGraph(Protocol):
@@ -199,6 +199,8 @@ def _dimshuffle_params(node: Apply) -> list[str]:
         return [] if op.order == reverse else [f"axes={op.order}"]
     if name == "expand_dims":
         return [f"axis={_format_axes([i for i, a in enumerate(op.order) if a == 'x'])}"]
+    if name == "squeeze":
+        return [f"axis={_format_axes(op.dropped)}"]
     return [f"order={op.order}"]
 
 
@@ -227,6 +229,7 @@ _PARAMS: dict[type, Callable[[Apply], list[str]]] = {
     Concatenate: lambda node: [f"axis={node.op.axis}"],
     Stack: lambda node: [f"axis={node.op.axis}"],
     DimShuffle: _dimshuffle_params,
+    Flip: lambda node: [f"axis={_format_axes(node.op.axes)}"],
     Subtensor: lambda node: [f"[{_format_index(node.op.index)}]"],
     SubtensorGrad: lambda node: [f"[{_format_index(node.op.index)}]"],
     AdvancedSubtensor: lambda node: [f"pattern={''.join(node.op.pattern)}"],

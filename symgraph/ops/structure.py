@@ -38,7 +38,9 @@ class DimShuffle(Op):
         if "x" not in self.order and not self.dropped:
             return "transpose"
         if kept == sorted(kept):
-            return "expand_dims" if "x" in self.order and not self.dropped else "dimshuffle"
+            if "x" not in self.order:
+                return "squeeze"  # (dropped axes only)
+            return "expand_dims" if not self.dropped else "dimshuffle"
         return "dimshuffle"
 
     def infer(self, x):

@@ -502,3 +502,21 @@ def test_to_dot_names_that_look_like_entities_draw_as_written(name):
                          text=True, check=True).stdout
     texts = [html.unescape(t) for t in re.findall(r"<text[^>]*>(.*?)</text>", svg)]
     assert name in texts, texts
+
+
+@pytest.mark.parametrize("make", [
+    lambda x, a: sg.squeeze(x, 1), lambda x, a: sg.squeeze(x), lambda x, a: sg.flip(a, 0),
+    lambda x, a: sg.flip(a), lambda x, a: sg.flip(sg.squeeze(x, 1), 1) * 2.0,
+])
+def test_squeeze_and_flip_print_as_numpy_calls_that_compute_the_same(make):
+    # they printed as dimshuffle(x, order=(0, 2)) and flip(a, axes=(0,)), which numpy
+    # cannot read (np.flip's keyword is axis)
+    x = sg.tensor("x", (2, 1, 3))
+    a = sg.matrix("a", (2, 3))
+    out = make(x, a)
+    rng = np.random.default_rng(0)
+    values = {"x": rng.normal(size=(2, 1, 3)), "a": rng.normal(size=(2, 3))}
+    text = sg.pprint(out)
+    want = sg.function([x, a], out, backend="numpy")(values["x"], values["a"])
+    got = eval(text, {"squeeze": np.squeeze, "flip": np.flip}, values)  # noqa: S307
+    np.testing.assert_array_equal(got, want)
