@@ -470,7 +470,7 @@ def load_model(path, compile: bool = True) -> Model:
                                seed=config["seed"], name=config["name"])
         elif header["class"] == "Model":
             inputs = [Input(shape, dtype, name) for name, shape, dtype in config["inputs"]]
-            made = [layer_lib.get(c["type"])(**_layer_args(c)) for c in config["layers"]]
+            made = [_made_layer(c) for c in config["layers"]]
             values: list[sg.Variable] = []
             for layer_index, refs, *options in config["calls"]:
                 args = [inputs[k] if kind == "input" else values[k] for kind, k in refs]
@@ -514,7 +514,15 @@ def load_model(path, compile: bool = True) -> Model:
 
 
 def _layer_args(layer_config: dict) -> dict:
-    return {k: v for k, v in layer_config.items() if k != "type"}
+    return {k: v for k, v in layer_config.items() if k not in ("type", "mask_key")}
+
+
+def _made_layer(layer_config: dict) -> Layer:
+    """A functional model's layer from its config, its random streams keyed as when saved
+    (``Layer.mask_key``): training on from the file draws the masks it would have drawn."""
+    layer = layer_lib.get(layer_config["type"])(**_layer_args(layer_config))
+    layer.mask_key = layer_config.get("mask_key")
+    return layer
 
 
 def _functional_config(model: Model) -> dict:
@@ -548,5 +556,7 @@ def _functional_config(model: Model) -> dict:
     return {"name": model.name, "seed": model.seed,
             "inputs": [[x.name, [int(d) for d in x.shape[1:]], x.dtype.name]
                        for x in model.inputs],
-            "layers": [layer.get_config() for layer in model.layers],
+            "layers": [{**layer.get_config(),
+                        **({"mask_key": layer.mask_key} if layer.mask_key else {})}
+                       for layer in model.layers],
             "calls": calls, "output": output}

@@ -82,6 +82,9 @@ class Layer:
         #: where the user described the layer, when not in Python (a spec file's line): its
         #: nodes record it instead of the Python line that built them
         self.site: Site | None = None
+        #: what keys the layer's random streams (dropout masks): its name, or for a name
+        #: numbered per process (a functional model's unnamed layer) its place in the graph
+        self.mask_key: str | None = None
 
     # -- naming
     @property
@@ -160,6 +163,11 @@ class Layer:
         if not isinstance(x, sg.Variable):
             raise TypeError(f"layer {self.name or self.kind} is called on symgraph Variables "
                             f"(e.g. fe.Input(shape)), got {type(x).__name__}")
+        if self.name is None and self.mask_key is None:
+            # numbered per process (dense_7), the name of a functional model's layer differs
+            # between two builds of one model; the masks of the same layer must not
+            prefix = self.name_prefix or _snake(self.kind)
+            self.mask_key = f"{prefix}@{_count_on_inputs(x, prefix)}"
         self.ensure_name()
         with sg.name_scope(self.name), at_site(self.site):
             if not self.built:
@@ -198,6 +206,21 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.name or '(unnamed)'}>"
+
+
+def _count_on_inputs(x: sg.Variable, prefix: str) -> int:
+    """How many layers named ``prefix_*`` per process have now been called on graphs of
+    ``x``'s first input: counted on that input (a fresh ``fe.Input`` per build), so two
+    builds of one model count alike, and two branches of one build apart."""
+    roots = [v for v in ([x] if x.owner is None else [i for node in sg.graph.toposort([x])
+                                                      for i in node.inputs])
+             if v.owner is None and not isinstance(v, (sg.SharedVariable, sg.Constant))]
+    if not roots:
+        return next(_counters[prefix + "@"])  # (a graph of constants: nothing to count on)
+    root = min(roots, key=lambda v: v.id)
+    counts = root.__dict__.setdefault("_layer_counts", defaultdict(int))
+    counts[prefix] += 1
+    return counts[prefix]
 
 
 def fixed_features(layer: Layer, x: sg.Variable, what: str = "features") -> int:

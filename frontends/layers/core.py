@@ -76,7 +76,7 @@ class MaskStream:
         """A {0, 1 / (1 - rate)} mask the shape of ``like``, new at every training step."""
         calls = self._calls.get(what, 0)
         self._calls[what] = calls + 1
-        key = self.owner.name + what + (f"#{calls}" if calls else "")
+        key = (self.owner.mask_key or self.owner.name) + what + (f"#{calls}" if calls else "")
         return DropoutMask(1.0 - rate, zlib.crc32(key.encode()))(like, self.counter)
 
 

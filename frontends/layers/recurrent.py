@@ -331,6 +331,7 @@ class Bidirectional(Layer):
     def build(self, x):
         for sub, direction in ((self.layer, "forward"), (self.backward_layer, "backward")):
             sub.name = f"{self.name}_{direction}"
+            sub.mask_key = self.mask_key and f"{self.mask_key}_{direction}"
             sub.build(x)
             sub.built = True
         self._weights = self.layer._weights + self.backward_layer._weights

@@ -259,3 +259,26 @@ def test_a_layer_called_with_training_false_stays_so_after_a_round_trip(tmp_path
         loss = m.train_function(X[:5], y[:5])[0]
         assert float(loss) == pytest.approx(first, rel=1e-12)
         np.testing.assert_array_equal(m.get_weights()[4], np.zeros(5))  # not updated
+
+
+def test_a_functional_model_with_dropout_trains_on_from_its_file_as_without_a_break(tmp_path):
+    """The masks of a functional model's unnamed Dropout are keyed by its count on the
+    input (Layer.mask_key); a model file keeps that key, so training on after loading draws
+    the masks the uninterrupted run draws."""
+    def build():
+        x = fe.Input((6,), "float64")
+        h = L.Dropout(0.4)(L.Dense(8, activation="tanh")(x))
+        model = fe.Model(x, L.Dense(3)(h), seed=2)
+        model.compile(loss="cross_entropy", optimizer="adam", backend="numpy")
+        return model
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(24, 6)), rng.integers(0, 3, 24)
+    straight, halted = build(), build()
+    straight.fit(X, y, batch_size=8, epochs=2, shuffle=False, progress=False, verbose=False)
+    halted.fit(X, y, batch_size=8, epochs=1, shuffle=False, progress=False, verbose=False)
+    halted.save(tmp_path / "m.npz")
+    resumed = fe.load_model(tmp_path / "m.npz")
+    resumed.fit(X, y, batch_size=8, epochs=1, shuffle=False, progress=False, verbose=False)
+    for a, b in zip(resumed.get_weights(), straight.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
