@@ -58,14 +58,17 @@ def cross_entropy(logits, labels, reduction: str = "mean", label_smoothing: floa
     # the negated losses, -mean(sum(target * logp)), leaving out the classes of target 0
     # rather than multiplying them by 0: a masked class's logit is -inf, and 0 * -inf is
     # NaN where torch (which picks log p[y]) is finite. One select in the fused loop, in
-    # place of the product by the one-hot; smoothing leaves no class at 0 (torch: inf)
+    # place of the product by the one-hot; smoothing leaves no class at 0 (torch: inf).
+    # Weighted, the select follows the one-hot, not the target: a class weight of 0 is a
+    # target of 0 whose derivative in that weight (-log p[y]) is not 0
     logp = ops.log_softmax(logits)
+    labelled = ops.where(ops.not_equal(one_hot, 0), logp, 0)
     if label_smoothing:
         terms = target * logp
     elif target is one_hot:
-        terms = ops.where(ops.not_equal(one_hot, 0), logp, 0)
+        terms = labelled
     else:
-        terms = target * ops.where(ops.not_equal(target, 0), logp, 0)
+        terms = target * labelled
     picked = ops.sum(terms, axis=1)
     if keep is not None:
         picked = ops.where(keep, picked, 0)

@@ -93,6 +93,21 @@ def test_symbolic_class_weights_match_torch_and_their_gradient_finite_difference
     assert np.abs(gw).max() > 1e-3  # not trivially zero
 
 
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_gradient_of_a_symbolic_class_weight_of_zero_matches_finite_differences(reduction,
+                                                                                 backend):
+    """d loss / d w[c] is -sum log p[y] over the examples of class c (over sum w[y] for
+    "mean"), whatever w[c] is: a class weight of 0 (a class switched off) still has one.
+    The select that leaves out the classes of target 0 left it out: 0 instead of 2.07."""
+    from helpers import assert_grad_matches
+    labels = sg.constant(np.where(LABELS < 0, 2, LABELS))  # [0, 3, 2, 1, 3, 2]
+    weight = np.array([0.5, 0.0, 1.0, 3.0])  # class 1 (label of example 3) switched off
+    (gw,) = assert_grad_matches(
+        lambda z, w: sg.nn.cross_entropy(z, labels, weight=w, reduction=reduction),
+        [LOGITS, weight], backend, wrt=[1])
+    assert abs(gw[1]) > 1e-3
+
 def test_labels_of_weight_zero_only_give_nan_and_a_zero_gradient(backend):
     """torch: NaN and a NaN gradient; ours keeps the NaN value but the gradient is zero, as
     for a minibatch whose labels are all ignored, so one such batch cannot ruin a model."""
