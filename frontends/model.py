@@ -532,25 +532,38 @@ def _functional_config(model: Model) -> dict:
     index_of_call: dict[int, int] = {}
     layer_index = {id(layer): i for i, layer in enumerate(model.layers)}
 
-    def ref(var):
-        if var in model.inputs:
-            return ["input", model.inputs.index(var)]
-        layer = getattr(var, "layer", None)
-        if layer is None:
+    def sources(var) -> list:
+        return var.layer_input if isinstance(var.layer_input, list) else [var.layer_input]
+
+    def visit(var, found: dict) -> None:
+        if var in model.inputs or var.id in found:
+            return
+        if getattr(var, "layer", None) is None:
             raise NotImplementedError(
                 f"model.save: the graph has symgraph ops between layers (at {var!r}, created "
                 f"at {var.site}); such a model cannot be rebuilt from a file. Use layers for "
                 "every step (fe.layers.Add for residuals), or rebuild it in code and use "
                 "model.load_weights(path)")
-        if var.id not in index_of_call:
-            sources = var.layer_input if isinstance(var.layer_input, list) else [var.layer_input]
-            refs = [ref(s) for s in sources]
-            index_of_call[var.id] = len(calls)
-            call = [layer_index[id(layer)], refs]
-            if getattr(var, "layer_training", True) is False:  # (a frozen BatchNorm)
-                call.append({"training": False})
-            calls.append(call)
+        found[var.id] = var
+        for source in sources(var):
+            visit(source, found)
+
+    def ref(var):
+        if var in model.inputs:
+            return ["input", model.inputs.index(var)]
         return ["call", index_of_call[var.id]]
+
+    found: dict = {}
+    visit(model.output, found)
+    # the calls in the order they were made (a variable's id), not as a walk back from the
+    # output meets them: a shared layer's calls replay in their order, so each draws the
+    # masks it drew (MaskStream numbers a layer's calls); a call's inputs come before it
+    for var in sorted(found.values(), key=lambda v: v.id):
+        call = [layer_index[id(var.layer)], [ref(s) for s in sources(var)]]
+        if getattr(var, "layer_training", True) is False:  # (a frozen BatchNorm)
+            call.append({"training": False})
+        index_of_call[var.id] = len(calls)
+        calls.append(call)
 
     output = ref(model.output)
     return {"name": model.name, "seed": model.seed,
