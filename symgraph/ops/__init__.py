@@ -92,13 +92,17 @@ def clip(x, lo, hi) -> Variable:
     leaves that side open, as ``np.clip``'s."""
     if lo is None or hi is None:
         x = as_variable(x)
-        if x.dtype.kind == "f":
-            lo, hi = -np.inf if lo is None else lo, np.inf if hi is None else hi
-        else:  # the dtype's own limits, which no value passes (bool: False and True)
-            limits = np.iinfo(x.dtype) if x.dtype.kind in "iu" else None
-            low = Constant(np.asarray(False if limits is None else limits.min, x.dtype))
-            high = Constant(np.asarray(True if limits is None else limits.max, x.dtype))
-            lo, hi = low if lo is None else lo, high if hi is None else hi
+        # the open side's limit in the result's dtype (x's with the given bound's), which no
+        # value passes; x's own limit capped a bound beyond it (int8 x, lo=1000.5: 127)
+        given = [ew._clamped(b, (x,)) for b in (lo, hi) if b is not None]
+        dtype = np.result_type(*(v.dtype for v in ew._coerce(x, *given, op=ew.clip)))
+        if dtype.kind == "f":
+            low, high = Constant(np.asarray(-np.inf, dtype)), Constant(np.asarray(np.inf, dtype))
+        else:  # (bool: False and True)
+            limits = np.iinfo(dtype) if dtype.kind in "iu" else None
+            low = Constant(np.asarray(False if limits is None else limits.min, dtype))
+            high = Constant(np.asarray(True if limits is None else limits.max, dtype))
+        lo, hi = low if lo is None else lo, high if hi is None else hi
     return ew.apply(ew.clip, x, lo, hi)
 
 

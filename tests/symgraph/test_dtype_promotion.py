@@ -190,6 +190,29 @@ def test_clip_with_one_bound_none_as_numpy(values, lo, hi, backend):
     np.testing.assert_array_equal(got, expected)
 
 
+
+@pytest.mark.parametrize("lo", [1000.5, np.int16(300), np.float32(200.0)],
+                         ids=["float", "int16", "float32"])
+def test_clip_of_int8_with_no_upper_bound_keeps_a_lower_bound_beyond_int8(lo, backend):
+    """The open side's limit is the result's dtype's, not x's: with x's (int8: 127) a lower
+    bound above it was capped there: np.clip(int8, 1000.5, None) is 1000.5, sg gave 127."""
+    v = sg.tensor("v", (3,), "int8")
+    expected = np.clip(I8, lo, None)
+    got = sg.function([v], sg.clip(v, lo, None), backend=backend)(I8)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_clip_with_no_upper_bound_and_a_wider_bound_variable(backend):
+    v, lo = sg.tensor("v", (3,), "int8"), sg.tensor("lo", (3,), "int16")
+    bounds = np.array([300, -300, 200], np.int16)
+    got = sg.function([v, lo], sg.clip(v, lo, None), backend=backend)(I8, bounds)
+    np.testing.assert_array_equal(got, np.clip(I8, bounds, None))  # [300, I8[1], 200]
+    b = sg.tensor("b", (3,), "bool")
+    flags = np.array([True, False, True])
+    np.testing.assert_array_equal(  # np.clip(bool, 2, None): [2, 2, 2], not True's 1
+        sg.function([b], sg.clip(b, 2, None), backend=backend)(flags), np.clip(flags, 2, None))
+
 def test_square_of_a_bool_is_int8_as_numpy(backend):
     """``np.square`` of a bool is int8 (numpy has no bool square loop); ``sg.square`` kept
     bool."""
