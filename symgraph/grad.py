@@ -231,18 +231,24 @@ def build_grad(cost: Variable | None, wrt: Sequence[Variable],
     return [total(v) for v in wrt]
 
 
-def _wrt_list(wrt) -> tuple[bool, list]:
-    """(single, the list): ``wrt`` is a Variable or an iterable of them."""
+def _wrt_list(wrt, function: str = "") -> tuple[bool, list]:
+    """(single, the list): ``wrt`` is a Variable or an iterable of them; ``function``
+    (``"hessian: "``) starts the error for anything else."""
     if isinstance(wrt, Variable):
         return True, [wrt]
     try:
-        return False, list(wrt)
+        wrt_list = list(wrt)
     except TypeError:
-        raise TypeError("wrt must be a symgraph Variable or a list of them, got "
+        raise TypeError(f"{function}wrt must be a symgraph Variable or a list of them, got "
                         f"{type(wrt).__name__}") from None
+    for w in wrt_list:
+        if not isinstance(w, Variable):
+            raise TypeError(f"{function}wrt must be symgraph Variables, got "
+                            f"{type(w).__name__}")
+    return False, wrt_list
 
 
-def _scalar_cost_and_variables(function: str, cost, wrt_list: list) -> None:
+def _scalar_cost(function: str, cost) -> None:
     """What ``hessian`` and ``hvp`` check before they use ``wrt``'s shapes (they have no
     ``known_grads``: a non-scalar cost is an error of theirs)."""
     if not isinstance(cost, Variable):
@@ -251,10 +257,6 @@ def _scalar_cost_and_variables(function: str, cost, wrt_list: list) -> None:
     if cost.ndim != 0:
         raise ValueError(f"{function}: cost must be a scalar, got shape {cost.shape} for "
                          f"{_describe(cost)}; reduce it (e.g. .sum())")
-    for w in wrt_list:
-        if not isinstance(w, Variable):
-            raise TypeError(f"{function}: wrt must be symgraph Variables, got "
-                            f"{type(w).__name__}")
 
 
 def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
@@ -284,8 +286,6 @@ def grad(cost: Variable | None, wrt, *, known_grads: Mapping | None = None,
             raise TypeError(f"cost must be a float, got {cost.dtype.name} for "
                             f"{_describe(cost)}")
     for w in wrt_list:
-        if not isinstance(w, Variable):
-            raise TypeError(f"wrt must be symgraph Variables, got {type(w).__name__}")
         if not is_float(w.dtype):
             raise TypeError(f"{_describe(w)} is {w.dtype.name}: integer and boolean variables "
                             "have no gradient")
@@ -333,8 +333,8 @@ def jacobian(expr: Variable, wrt, *, disconnected: str = "raise"):
 
 def hessian(cost: Variable, wrt, *, disconnected: str = "raise"):
     """Hessian of scalar ``cost`` w.r.t. a vector ``wrt`` (a list of vectors: diagonal blocks)."""
-    single, wrt_list = _wrt_list(wrt)
-    _scalar_cost_and_variables("hessian", cost, wrt_list)
+    single, wrt_list = _wrt_list(wrt, "hessian: ")
+    _scalar_cost("hessian", cost)
     out = []
     for w in wrt_list:
         if w.ndim != 1:
@@ -354,9 +354,9 @@ def hvp(cost: Variable, wrt, vectors, *, disconnected: str = "raise"):
     w)``. ``v`` is held constant: without it a ``v`` built from ``w`` (``v = grad(cost, w)``,
     a Newton-CG direction) added ``(dv/dw)^T g``, and ``hvp(cost, w, grad(cost, w))`` gave
     twice ``H g``."""
-    single, wrt_list = _wrt_list(wrt)
+    single, wrt_list = _wrt_list(wrt, "hvp: ")
     v_list = [vectors] if single else list(vectors)
-    _scalar_cost_and_variables("hvp", cost, wrt_list)
+    _scalar_cost("hvp", cost)
     if len(v_list) != len(wrt_list):
         raise ValueError(f"hvp: {len(wrt_list)} wrt but {len(v_list)} vectors")
     for w, v in zip(wrt_list, v_list):  # (a v that broadcasts against w was taken silently)

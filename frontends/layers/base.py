@@ -163,9 +163,11 @@ class Layer:
         if not isinstance(x, sg.Variable):
             raise TypeError(f"layer {self.name or self.kind} is called on symgraph Variables "
                             f"(e.g. fe.Input(shape)), got {type(x).__name__}")
-        if self.name is None and self.mask_key is None:
-            # numbered per process (dense_7), the name of a functional model's layer differs
-            # between two builds of one model; the masks of the same layer must not
+        if self.has_mode and self.name is None and self.mask_key is None:
+            # numbered per process (dropout_7), the name of a functional model's layer
+            # differs between two builds of one model; the masks of the same layer must not
+            # (only layers that act differently in training draw masks: the others need
+            # no key, nor the walk of the graph that finds it)
             prefix = self.name_prefix or _snake(self.kind)
             self.mask_key = f"{prefix}@{_count_on_inputs(x, prefix)}"
         self.ensure_name()

@@ -146,7 +146,6 @@ class Normalization(Layer):
             if not axis:
                 raise ValueError("Normalization: axis is an int, a non-empty list or None")
         self.axis = axis if axis is None or len(axis) > 1 else axis[0]
-        self._axes = axis
         if (mean is None) != (variance is None):
             raise ValueError("Normalization: give both mean and variance, or neither (and "
                              "call adapt)")
@@ -166,10 +165,10 @@ class Normalization(Layer):
 
     def _kept(self, ndim: int) -> tuple[int, ...]:
         """The non-batch axes with their own statistics, as positive indices."""
-        if self._axes is None:
+        if self.axis is None:
             return ()
         kept = []
-        for a in self._axes:
+        for a in (self.axis if isinstance(self.axis, tuple) else (self.axis,)):
             if not -ndim <= a < ndim or a % ndim == 0:
                 raise ValueError(f"layer {self.name}: axis {a} is not a non-batch axis of a "
                                  f"{ndim}-d input")
