@@ -1,6 +1,6 @@
 """Activations of api v1.1 (``sg.nn.gelu``, ``silu``, ``elu``, ``log_sigmoid``), as torch.
 
-``gelu``, ``silu`` and ``log_sigmoid`` are composites of elementwise rows (``erf``,
+``gelu``, ``silu`` and ``log_sigmoid`` are composites of elementwise rows (``erfc``,
 ``sigmoid``, ``softplus``): their gradients (and the gradients of those) come from the rows'
 rules. ``elu`` is a row of its own (``x`` and ``alpha`` in, ``expm1`` in its scalar body)
 because its gradient must be ``alpha exp(x)``: through ``expm1``'s rule ``g (out + 1)`` it
@@ -52,10 +52,14 @@ def _float_input(x) -> Variable:
 def gelu(x) -> Variable:
     """The exact GELU, ``0.5 x (1 + erf(x / sqrt(2)))`` (torch's default ``approximate='none'``).
 
+    Computed as ``0.5 x erfc(-x / sqrt(2))``, the same function: ``1 + erf`` cancels in the
+    negative tail (float32 ``gelu(-5)`` was 17% off on an AVX-512 host, -1.19e-6 against
+    -1.43e-6), ``erfc`` keeps full precision there.
+
     >>> y = sg.nn.gelu(sg.tensor("x", (3,)))
     """
     x = _float_input(x)
-    return 0.5 * x * (1 + ops.erf(x * math.sqrt(0.5)))
+    return 0.5 * x * ops.erfc(x * -math.sqrt(0.5))
 
 
 def silu(x) -> Variable:

@@ -1,6 +1,6 @@
-"""Elementwise numeric functions of api v1.1 (trigonometric and hyperbolic, erf, log2/log10/exp2,
-rounding, isnan/isinf/isfinite, floor_divide/mod): rows of the elementwise table, so each is
-its value, gradient and LLVM lowering in one place.
+"""Elementwise numeric functions of api v1.1 (trigonometric and hyperbolic, erf and erfc,
+log2/log10/exp2, rounding, isnan/isinf/isfinite, floor_divide/mod): rows of the elementwise
+table, so each is its value, gradient and LLVM lowering in one place.
 
 The transcendentals name their libm function (``math="asin"``): the LLVM backend calls it,
 vectorised through libmvec where glibc has a vector variant.  Rounding, classification and
@@ -34,8 +34,8 @@ from symgraph.sentinels import DISCONNECTED
 
 __all__ = [
     "tan", "arcsin", "arccos", "sinh", "cosh", "arcsinh", "arccosh", "arctanh", "erf",
-    "log2", "log10", "exp2", "floor", "ceil", "round", "trunc", "isnan", "isinf", "isfinite",
-    "floor_divide", "mod",
+    "erfc", "log2", "log10", "exp2", "floor", "ceil", "round", "trunc", "isnan", "isinf",
+    "isfinite", "floor_divide", "mod",
 ]
 
 _LN2, _LN10 = math.log(2.0), math.log(10.0)
@@ -52,13 +52,19 @@ def _quiet(f):
     return run
 
 
-_erf_float64 = np.frompyfunc(math.erf, 1, 1)
+def _float64_of(fn):
+    """A numpy reference for a function numpy lacks (erf, erfc): Python's (correctly rounded
+    in practice), elementwise in float64, cast back to the input's float dtype."""
+    elementwise = np.frompyfunc(fn, 1, 1)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        return np.asarray(elementwise(x.astype(np.float64)), np.float64).astype(x.dtype)
+    run.__name__ = f"_np_{fn.__name__}"
+    return run
 
 
-def _np_erf(x: np.ndarray) -> np.ndarray:
-    """numpy has no erf: Python's (correctly rounded in practice), elementwise."""
-    x = np.asarray(x)
-    return np.asarray(_erf_float64(x.astype(np.float64)), np.float64).astype(x.dtype)
+_np_erf, _np_erfc = _float64_of(math.erf), _float64_of(math.erfc)
 
 
 def _sqrt_one_minus_square(x):
@@ -93,6 +99,10 @@ _arctanh = scalar_op("arctanh", 1, _quiet(np.arctanh),
 _erf = scalar_op("erf", 1, _np_erf,
                  (lambda i, o, g: g * _TWO_OVER_SQRT_PI * ops.exp(-(i[0] * i[0])),),
                  dtype_rule=_to_float, math="erf")
+# 1 - erf(x) without its cancellation: erfc(3) is 2.2e-5, 1 - erf(3) in float32 keeps 2 digits
+_erfc = scalar_op("erfc", 1, _np_erfc,
+                  (lambda i, o, g: -g * _TWO_OVER_SQRT_PI * ops.exp(-(i[0] * i[0])),),
+                  dtype_rule=_to_float, math="erfc")
 _log2 = scalar_op("log2", 1, _quiet(np.log2), (lambda i, o, g: g / (i[0] * _LN2),),
                   dtype_rule=_to_float, math="log2")
 _log10 = scalar_op("log10", 1, _quiet(np.log10), (lambda i, o, g: g / (i[0] * _LN10),),
@@ -156,7 +166,7 @@ _mod = scalar_op("mod", 2, _quiet(np.remainder),
 tan, arcsin, arccos = unary_function(_tan), unary_function(_arcsin), unary_function(_arccos)
 sinh, cosh = unary_function(_sinh), unary_function(_cosh)
 arcsinh, arccosh = unary_function(_arcsinh), unary_function(_arccosh)
-arctanh, erf = unary_function(_arctanh), unary_function(_erf)
+arctanh, erf, erfc = unary_function(_arctanh), unary_function(_erf), unary_function(_erfc)
 log2, log10, exp2 = unary_function(_log2), unary_function(_log10), unary_function(_exp2)
 floor, ceil = unary_function(_floor), unary_function(_ceil)
 round, trunc = unary_function(_round), unary_function(_trunc)  # numpy's names
@@ -178,4 +188,7 @@ mod.__doc__ = """``a % b`` as numpy's ``remainder``: the sign of the divisor.
 ``mod(a, b) == a - b * floor_divide(a, b)``; integers: a zero divisor gives 0; floats:
 NaN. Gradient (as ``torch.remainder``): ``1`` in ``a``, ``-floor_divide(a, b)`` in ``b``.
 Example: ``sg.mod(-7, 2)`` is ``1``, ``sg.mod(7, -2)`` is ``-1``.
+"""
+erfc.__doc__ = """``1 - erf(x)``, computed without the cancellation (``scipy.special.erfc``,
+``torch.erfc``): accurate where ``erf`` is within rounding of 1, e.g. ``erfc(5)`` is ``1.5e-12``.
 """

@@ -1,6 +1,6 @@
 """The elementwise numeric functions of api v1.1 (symgraph/ops/numeric.py) on both backends.
 
-Values against numpy (torch for erf and round), edge values (NaN, +-inf, +-0, domain edges),
+Values against numpy (torch for erf, erfc and round), edge values (NaN, +-inf, +-0, domain edges),
 integer semantics of rounding and floor division, first derivatives against finite
 differences and torch, second derivatives against sympy.
 """
@@ -26,6 +26,10 @@ def _torch_erf(x):
     return torch.erf(torch.from_numpy(np.asarray(x, np.float64))).numpy()
 
 
+def _torch_erfc(x):
+    return torch.erfc(torch.from_numpy(np.asarray(x, np.float64))).numpy()
+
+
 # name -> (symgraph function, float64 oracle, sympy expression, range of x (inside the domain))
 TRANSCENDENTAL = {
     "tan": (sg.tan, np.tan, sympy.tan(X), (-1.4, 1.4)),
@@ -37,6 +41,7 @@ TRANSCENDENTAL = {
     "arccosh": (sg.arccosh, np.arccosh, sympy.acosh(X), (1.05, 6)),
     "arctanh": (sg.arctanh, np.arctanh, sympy.atanh(X), (-0.95, 0.95)),
     "erf": (sg.erf, _torch_erf, sympy.erf(X), (-3, 3)),
+    "erfc": (sg.erfc, _torch_erfc, sympy.erfc(X), (-3, 3)),
     "log2": (sg.log2, np.log2, sympy.log(X, 2), (0.05, 20)),
     "log10": (sg.log10, np.log10, sympy.log(X, 10), (0.05, 20)),
     "exp2": (sg.exp2, np.exp2, 2**X, (-8, 8)),
@@ -118,6 +123,7 @@ EDGES = [  # (function, x, exact value)
     (sg.arcsinh, -math.inf, -math.inf), (sg.sinh, -math.inf, -math.inf),
     (sg.cosh, -math.inf, math.inf), (sg.tan, math.inf, math.nan),
     (sg.erf, math.inf, 1.0), (sg.erf, -math.inf, -1.0), (sg.erf, 0.0, 0.0),
+    (sg.erfc, math.inf, 0.0), (sg.erfc, -math.inf, 2.0), (sg.erfc, 0.0, 1.0),
     (sg.log2, 0.0, -math.inf), (sg.log2, -1.0, math.nan), (sg.log2, 1024.0, 10.0),
     (sg.log10, 0.0, -math.inf), (sg.log10, 1000.0, 3.0), (sg.log10, math.inf, math.inf),
     (sg.exp2, -math.inf, 0.0), (sg.exp2, 10.0, 1024.0), (sg.exp2, -1.0, 0.5),
@@ -161,6 +167,16 @@ def test_transcendental_second_derivative_matches_sympy(backend, name):
     want1, want2 = (np.broadcast_to(d(xv), (6,)) for d in _sympy_derivatives(name))
     np.testing.assert_allclose(got1, want1, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(got2, want2, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_erfc_keeps_its_relative_precision_in_the_tail(backend, dtype):
+    """Where erf is within rounding of 1 (x from 3 to 9: erfc from 2e-5 down to 4e-37)
+    erfc still has the precision of its dtype: it is not ``1 - erf``."""
+    xv = np.linspace(3, 9, 61).astype(dtype)
+    x = sg.tensor("x", xv.shape, dtype)
+    got = sg.function([x], sg.erfc(x), backend=backend)(xv)
+    np.testing.assert_allclose(got, _torch_erfc(xv), rtol=4e-6 if dtype == "float32" else 1e-14)
 
 
 def test_float32_stays_float32_through_value_and_gradient(backend):
@@ -423,7 +439,7 @@ def test_fused_into_one_loop(backend):
 
 def test_public_names():
     names = ["tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "arcsinh", "arccosh",
-             "arctanh", "erf", "log2", "log10", "exp2", "floor", "ceil", "round", "trunc",
+             "arctanh", "erf", "erfc", "log2", "log10", "exp2", "floor", "ceil", "round", "trunc",
              "isnan", "isinf", "isfinite", "floor_divide", "mod"]
     for name in names:
         assert callable(getattr(sg, name)) and callable(getattr(sg.ops, name)), name
