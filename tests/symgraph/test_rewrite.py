@@ -501,37 +501,42 @@ def test_output_that_is_a_constant_or_input():
     assert_same(*both([x], out, np.ones((3, 4)))[:2])
 
 
-@pytest.mark.parametrize("exponent, names", [(2, ["mul"]), (1, []), (-1, ["div"])])
+@pytest.mark.parametrize("exponent, names",
+                         [(2, ["mul"]), (1, []), (-1, ["div"]), (0.5, ["sqrt"])])
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
-def test_small_integer_powers_are_products(exponent, names, backend):
-    """``x ** 2``, ``x ** 1``, ``x ** -1`` lose their pow (a libm call per element in the
-    llvm backend) with the same bits: the correctly rounded power is the one rounding of
-    the product or quotient; -0, inf and NaN as numpy."""
+def test_special_powers_are_products_or_sqrt(exponent, names, backend):
+    """``x ** 2``, ``x ** 1``, ``x ** -1``, ``x ** 0.5`` lose their pow (a libm call per
+    element in the llvm backend) with the same bits: the correctly rounded power is the one
+    rounding of the product or quotient; -0, inf and NaN as numpy (``x ** 0.5`` is numpy's
+    sqrt: NaN at -inf, where C's pow, which llvm called, gives inf)."""
     x = _x((5, 4), "float32")
     out = x ** exponent
     new, report, got_names = rewritten([out])
-    assert report.fired["pow_small_integer"] == 1 and got_names == names
+    assert report.fired["pow_special_exponent"] == 1 and got_names == names
     X = RNG.normal(size=(5, 4)).astype("float32")
     X[0, :4] = [-0.0, np.inf, -np.inf, np.nan]
     with np.errstate(all="ignore"):
-        want = {2: np.square, 1: np.copy, -1: np.reciprocal}[exponent](X)
+        want = {2: np.square, 1: np.copy, -1: np.reciprocal, 0.5: np.sqrt}[exponent](X)
+        assert_same(want, X ** exponent)  # numpy's own power at this exponent
         got = sg.function([x], out, backend=backend)(X)
     np.testing.assert_array_equal(got, want)
+    number = ~np.isnan(want)
+    np.testing.assert_array_equal(np.signbit(got[number]), np.signbit(want[number]))  # -0
     assert got.dtype == np.float32
 
 
 def test_pow_rule_leaves_other_exponents_and_widening_bases():
     x = _x((3, 4))
-    for out in (x ** 3, x ** 0.5, x ** sg.tensor("e", (3, 4))):
+    for out in (x ** 3, x ** 1.5, x ** sg.tensor("e", (3, 4))):
         new, report, names = rewritten([out])
-        assert "pow_small_integer" not in report.fired and names == ["pow"]
+        assert "pow_special_exponent" not in report.fired and names == ["pow"]
     v = _x((4,))
     wide = v ** np.full((3, 4), 2.0)  # the exponent widens v: the product alone would not
     new, report, names = rewritten([wide])
-    assert "pow_small_integer" not in report.fired
+    assert "pow_special_exponent" not in report.fired
     assert_same(*both([v], wide, np.arange(4.0))[:2])
     n = sg.tensor("n", (3,), "int64")  # int ** 2 is float: not the int product
-    assert "pow_small_integer" not in rewritten([n ** 2])[1].fired
+    assert "pow_special_exponent" not in rewritten([n ** 2])[1].fired
 
 
 def test_square_gradient_uses_no_pow():
