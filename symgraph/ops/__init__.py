@@ -184,7 +184,10 @@ def size(x, axes=None, dtype="int64") -> Variable:
 
 
 def logsumexp(x, axis=None, keepdims: bool = False) -> Variable:
-    """``log(sum(exp(x)))``, computed with a max-shift so it never overflows."""
+    """``log(sum(exp(x)))``, computed with a max-shift so it never overflows.
+
+    Over an empty axis it is an error when called, as ``max`` is (numpy's rule for a
+    reduction without identity; ``scipy.special.logsumexp`` and torch return -inf there)."""
     x = as_variable(x)
     return LogSumExp(_axes("logsumexp", axis, x), keepdims)(x)
 

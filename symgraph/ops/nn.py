@@ -57,8 +57,9 @@ class Softmax(_AxisOp):
 
     def perform(self, inputs, ctx):
         x = inputs[0]
-        e = np.exp(x - np.max(x, axis=self.axis, keepdims=True))
-        return [(e / np.sum(e, axis=self.axis, keepdims=True)).astype(x.dtype, copy=False)]
+        with np.errstate(invalid="ignore"):  # a line of -inf (or +inf) is NaN, as in torch
+            e = np.exp(x - np.max(x, axis=self.axis, keepdims=True))
+            return [(e / np.sum(e, axis=self.axis, keepdims=True)).astype(x.dtype, copy=False)]
 
     def bprop(self, inputs, outputs, index, grads):
         s, g = outputs[0], grads[0]
@@ -75,7 +76,8 @@ class LogSoftmax(_AxisOp):
         # tie stays a tie for a max over them), and a large m does not round into the result
         # as in x - (m + log(s)); the llvm lowering computes the same
         shifted, _, log_sum = _shift_and_log_sum(inputs[0], self.axis)
-        return [(shifted - log_sum).astype(inputs[0].dtype, copy=False)]
+        with np.errstate(invalid="ignore"):  # a line of -inf is -inf - -inf: NaN, as in torch
+            return [(shifted - log_sum).astype(inputs[0].dtype, copy=False)]
 
     def bprop(self, inputs, outputs, index, grads):
         # softmax(x) as exp(log_softmax(x)), as PyTorch's log_softmax backward does: one

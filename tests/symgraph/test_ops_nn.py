@@ -3,11 +3,14 @@
 Oracles: stable numpy formulas written here (max-shift softmax, softplus
 binary cross-entropy), closed-form gradients from the textbook, and central
 finite differences in float64 (of the numpy value for first derivatives, of
-the numpy closed-form gradient for second derivatives).
+the numpy closed-form gradient for second derivatives); torch for lines of -inf.
 """
+
+import warnings
 
 import numpy as np
 import pytest
+import torch
 from helpers import fd_grad
 
 import symgraph as sg
@@ -163,6 +166,23 @@ def test_softmax_family_finite_at_extreme_logits(name, backend):
     np.testing.assert_allclose(yv, ref(EXTREME_LOGITS), rtol=1e-12, atol=1e-300)
     expected = np.stack([first(row, crow) for row, crow in zip(EXTREME_LOGITS, cv)])
     np.testing.assert_allclose(gv, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_line_of_minus_inf_is_nan_without_a_warning(backend):
+    """softmax and log_softmax of a line of -inf are NaN (torch's value), logsumexp -inf; the
+    numpy reference warned (an error under ``-W error``), the llvm backend did not."""
+    x = sg.tensor("x", (2, 3))
+    X = np.array([[-np.inf] * 3, [0.0, 1.0, 2.0]])
+    f = sg.function([x], [sg.nn.softmax(x), sg.nn.log_softmax(x), sg.logsumexp(x, 1)],
+                    backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        soft, log_soft, lse = f(X)
+    t = torch.tensor(X)
+    np.testing.assert_allclose(soft, torch.softmax(t, 1).numpy(), rtol=1e-15)
+    np.testing.assert_allclose(log_soft, torch.log_softmax(t, 1).numpy(), rtol=1e-15)
+    np.testing.assert_allclose(lse, torch.logsumexp(t, 1).numpy(), rtol=1e-15)
+    assert np.isnan(soft[0]).all() and np.isnan(log_soft[0]).all() and lse[0] == -np.inf
 
 
 def test_softmax_rows_sum_to_one_float32(backend):
