@@ -36,6 +36,8 @@ computed for the whole batch, so padding saves no time (torch's packed runs skip
 
 from __future__ import annotations
 
+import numpy as np
+
 import symgraph as sg
 from frontends import initializers
 from frontends.config import flag, integer
@@ -68,6 +70,15 @@ def _mask_value(kind: str, value) -> float | None:
         raise ValueError(f"{kind}: mask_value cannot be NaN: NaN equals nothing, so no step "
                          "would be padding")
     return float(value)
+
+
+def _holds(dtype: np.dtype, value: float | None) -> bool:
+    """True if ``value`` rounds to a finite ``dtype`` value (or is itself infinite, or
+    None: no mask value)."""
+    if value is None:
+        return True
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(np.asarray(value, dtype))) or not np.isfinite(value)
 
 
 class _Recurrent(Layer):
@@ -128,8 +139,10 @@ class _Recurrent(Layer):
         steps, _ = _sequence(self, x)
         # (batch, time, 1): does step t of an example hold data? (None: every step does)
         # compared in a float dtype: the mask value cast to integer ids would be another
-        # value (0.5 -> 0, or -1 -> 255 of uint8)
-        seen = x if x.dtype.kind == "f" else sg.cast(x, "float64")
+        # value (0.5 -> 0, or -1 -> 255 of uint8), and one that overflows x's float dtype
+        # would be inf (1e300 in float32), which an inf feature would then match
+        seen = x if x.dtype.kind == "f" and _holds(x.dtype, self.mask_value) \
+            else sg.cast(x, "float64")
         real = None if self.mask_value is None else sg.any(
             sg.not_equal(seen, sg.constant(self.mask_value, seen.dtype)), axis=-1,
             keepdims=True)

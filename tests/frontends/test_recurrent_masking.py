@@ -243,3 +243,20 @@ def test_integer_inputs_compare_with_the_mask_value_itself(dtype, pad, backend, 
     mod = torch_module("SimpleRNN", [w.get_value().astype(np.float64) for w in layer.weights])
     want = mod(torch.tensor(X.astype(np.float64)))[0].detach().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_mask_value_float32_cannot_hold_matches_no_float32_step(backend, rng):
+    """mask_value=1e300 was cast to float32's inf, so a step of infs counted as padding (its
+    output the carried state). No float32 value equals 1e300: the output is the unmasked
+    layer's, inf step and all."""
+    x = fe.Input((T, F), "float32")
+    layer, plain = (L.SimpleRNN(H, return_sequences=True, mask_value=v) for v in (1e300, None))
+    out, want_out = layer(x), plain(x)
+    _randomise(layer, rng)
+    for w, v in zip(plain.weights, layer.weights):
+        w.set_value(v.get_value())
+    X = rng.normal(size=(B, T, F)).astype(np.float32)
+    X[0, 2] = np.inf  # every feature of one step
+    got = sg.function([x], out, backend=backend)(X)
+    want = sg.function([x], want_out, backend=backend)(X)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
