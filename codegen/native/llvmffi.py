@@ -126,6 +126,7 @@ def library_path() -> str:
 
 
 _preload_thread: threading.Thread | None = None
+_preload_lock = threading.Lock()
 
 
 def preload() -> None:
@@ -135,21 +136,27 @@ def preload() -> None:
     calls this as soon as it knows it must compile (a program-cache miss), so the mapping
     runs while the graph is analysed: called through ctypes as a foreign function,
     ``dlopen`` runs without the GIL; :func:`lib` then finds the library mapped.  Best
-    effort: any failure leaves :func:`lib` to do it all."""
+    effort: any failure leaves :func:`lib` to do it all.
+
+    The thread is published only once started (and made under a lock): threads compiling
+    at once had :func:`lib` join it between its creation and its start ("cannot join
+    thread before it is started", seen with four threads on a fast Xeon)."""
     global _preload_thread
-    if _lib is not None or _failed or _preload_thread is not None or \
-            os.environ.get("SYMGRAPH_LLVM_FFI", "1") == "0":
-        return
-    try:
-        path = library_path().encode()
-        dlopen = ctypes.CDLL(None).dlopen
-    except (OSError, AttributeError):
-        return
-    dlopen.argtypes, dlopen.restype = [c_char_p, c_int], c_void_p
-    mode = os.RTLD_NOW | os.RTLD_LOCAL  # what ctypes.CDLL asks for: the same mapping
-    _preload_thread = threading.Thread(target=dlopen, args=(path, mode), daemon=True,
-                                       name="symgraph-llvm-preload")
-    _preload_thread.start()
+    with _preload_lock:
+        if _lib is not None or _failed or _preload_thread is not None or \
+                os.environ.get("SYMGRAPH_LLVM_FFI", "1") == "0":
+            return
+        try:
+            path = library_path().encode()
+            dlopen = ctypes.CDLL(None).dlopen
+        except (OSError, AttributeError):
+            return
+        dlopen.argtypes, dlopen.restype = [c_char_p, c_int], c_void_p
+        mode = os.RTLD_NOW | os.RTLD_LOCAL  # what ctypes.CDLL asks for: the same mapping
+        thread = threading.Thread(target=dlopen, args=(path, mode), daemon=True,
+                                  name="symgraph-llvm-preload")
+        thread.start()
+        _preload_thread = thread
 
 
 def lib() -> Any:
