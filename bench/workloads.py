@@ -242,7 +242,7 @@ def raw_gemm(m: int, k: int, n: int) -> tuple[Callable[[], Any], int]:
 
 # ============================================================================ symgraph
 def build_sg_step(p: dict[str, Any], opt: str, backend: str,
-                  timings: dict[str, float] | None = None):
+                  timings: dict[str, float] | None = None, flush_denormals: bool = False):
     """``sg.function([x, y], loss, updates=...)`` for one training step of an MLP problem.
 
     SGD: ``p - lr * g``. Adam (written by hand with sg ops, peers.py's formula): m and v are
@@ -250,7 +250,8 @@ def build_sg_step(p: dict[str, Any], opt: str, backend: str,
     bench/adam_bound.py, two updates that are not optimizers: ``"adam-mul"`` (Adam with its
     square root and division replaced by multiplications) and ``"mv-bound"``
     (:func:`mv_bound_updates`).  ``timings``, if given, gets ``function_s``: the seconds of the
-    ``sg.function`` call alone.
+    ``sg.function`` call alone.  ``flush_denormals``: ``sg.function``'s option (subnormals
+    read and written as zero, as jax.jit always computes).
     """
     import symgraph as sg
 
@@ -296,7 +297,8 @@ def build_sg_step(p: dict[str, Any], opt: str, backend: str,
             else:  # "adam-mul": Adam's memory traffic, its square root and division dropped
                 updates[q] = q - (lr / bc1) * m1 * (v1 / sg.sqrt(bc2) + eps)
     t0 = time.perf_counter()
-    f = sg.function([x, y], loss, updates=updates, backend=backend)
+    f = sg.function([x, y], loss, updates=updates, backend=backend,
+                    flush_denormals=flush_denormals)
     if timings is not None:
         timings["function_s"] = time.perf_counter() - t0
     return f

@@ -13,6 +13,7 @@ from symgraph.graph import Variable
 
 from .irgen import FunctionBuilder
 from .kernel_info import ENTRY, LoweringError, ModuleContext, output_slot
+from .native import jit
 from .registry import register_tunables
 
 
@@ -67,10 +68,50 @@ def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) 
     converts cycles to seconds with it).  Both return 0, or the 1-based
     number of the first fallible kernel that failed.  Above :data:`SEGMENT_KERNELS` kernels
     the function calls segment functions (``<name>_s<j>``, same signature and result) that
-    call the kernels."""
+    call the kernels.  With ``flush_denormals``, it is :func:`_flushing`'s wrapper of them."""
     name = f"{ENTRY}_profile" if profile else ENTRY
+    if program.request.flush_denormals:
+        return "\n\n".join([_entry(program, ctx, kernels, profile, f"{name}_body",
+                                    "define internal i32"), _flushing(name)])
+    return _entry(program, ctx, kernels, profile, name, "define i32")
+
+
+#: MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) modes
+FTZ_DAZ = 0x8040
+
+
+def _flushing(name: str) -> str:
+    """``@name``, which calls ``@name_body`` with the CPU's flush-to-zero and
+    denormals-are-zero modes set, and restores the caller's MXCSR after.  The body is
+    ``noinline`` (attributes #1), so no float operation of it moves across the mode
+    changes.  x86-64 only: other hosts are refused when lowering."""
+    triple = jit.host_target().triple
+    if not triple.startswith(("x86_64", "amd64")):
+        raise LoweringError(f"flush_denormals=True is implemented for x86-64 hosts only; "
+                            f"this one is {triple}")
+    return f"""{_header(f"define i32 @{name}")}
+entry:
+  %caller = alloca i32, align 4
+  %mode = alloca i32, align 4
+  call void @llvm.x86.sse.stmxcsr(ptr %caller)
+  %old = load i32, ptr %caller
+  %new = or i32 %old, {FTZ_DAZ}
+  store i32 %new, ptr %mode
+  call void @llvm.x86.sse.ldmxcsr(ptr %mode)
+  %status = call i32 @{name}_body(ptr %bufs, ptr %dims)
+  call void @llvm.x86.sse.ldmxcsr(ptr %caller)
+  ret i32 %status
+}}
+
+declare void @llvm.x86.sse.stmxcsr(ptr)
+declare void @llvm.x86.sse.ldmxcsr(ptr)"""
+
+
+def _entry(program, ctx: ModuleContext, kernels, profile: bool, name: str,
+           define: str) -> str:
+    """The function ``name`` that calls the kernels (:func:`entry_function`)."""
     if len(kernels) <= SEGMENT_KERNELS:
-        return _calls(program, ctx, kernels, 0, profile, f"define i32 @{name}", len(kernels))
+        return _calls(program, ctx, kernels, 0, profile, f"{define} @{name}", len(kernels))
     texts, fb = [], FunctionBuilder("m")
     for j, start in enumerate(range(0, len(kernels), SEGMENT_KERNELS)):
         part = kernels[start:start + SEGMENT_KERNELS]
@@ -81,7 +122,7 @@ def entry_function(program, ctx: ModuleContext, kernels, profile: bool = False) 
         fb.emit(f"ret i32 {status}")
         fb.start_block(fb.label("dead"))
         fb.if_end(done)
-    return "\n\n".join(texts + [fb.finish(_header(f"define i32 @{name}"))])
+    return "\n\n".join(texts + [fb.finish(_header(f"{define} @{name}"))])
 
 
 def _header(define: str) -> str:

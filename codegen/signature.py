@@ -161,7 +161,8 @@ def graph_signature(program, numbering: Numbering) -> str:
     num = numbering
     inputs = {v: k for k, v in enumerate(program.inputs)}
     shared = {v: k for k, v in enumerate(program.shared)}
-    lines = [f"inputs {len(program.inputs)} shared {len(program.shared)}"]
+    lines = [f"inputs {len(program.inputs)} shared {len(program.shared)} "
+             f"flush_denormals {program.request.flush_denormals}"]
     for n, var in enumerate(num.variables):
         if var.owner is not None:
             continue

@@ -114,7 +114,8 @@ class Probe:
         self._stat_keys: list[tuple[str, str]] = []
         outputs = self._build()
         self.function = sg.function(model.inputs + [model.target], outputs,
-                                    backend=model.backend, name="probe")
+                                    backend=model.backend, name="probe",
+                                    flush_denormals=model.flush_denormals)
         if self.function.updates:  # _build avoids every default update; a check, not a hope
             names = ", ".join(v.name or "?" for v, _ in self.function.updates)
             raise RuntimeError(f"Probe: the probe function would update {names}")

@@ -74,6 +74,7 @@ def _compile_config(model) -> dict | None:
         # the backend it ran on (None: symgraph's default), so a resumed fit is the same
         # arithmetic: llvm's fast-math sums differ from numpy's in the last bits
         "backend": model.backend,
+        "flush_denormals": model.flush_denormals,
     }
 
 

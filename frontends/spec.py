@@ -331,7 +331,7 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
     if section is None:
         return None, None
     path = ("compile",)
-    keys = ("loss", "optimizer", "metrics", "regularizer")
+    keys = ("loss", "optimizer", "metrics", "regularizer", "flush_denormals")
     section = check.mapping(section, path, "the compile section")
     check.keys(section, path, keys, "compile")
     section = {**_defaults(Model.compile, keys), **section}
@@ -349,10 +349,14 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
                    f"{_describe(names)}")
     for i, metric in enumerate(names):
         _component(check, metrics.get, metric, path + ("metrics", i), "metric")
+    flush = section["flush_denormals"]
+    if not isinstance(flush, bool):
+        check.fail(path + ("flush_denormals",), f"expected true or false, got "
+                   f"{_describe(flush)}")
     cfg = {"loss": loss, "optimizer": section["optimizer"], "metrics": names,
-           "regularizer": section["regularizer"]}
+           "regularizer": section["regularizer"], "flush_denormals": flush}
     args = {"loss": loss, "optimizer": optimizer, "regularizer": regularizer,
-            "metrics": list(names)}
+            "metrics": list(names), "flush_denormals": flush}
     return cfg, args
 
 

@@ -71,6 +71,8 @@ class CompileRequest:
     #: symbolic dims the graph broadcasts against each other, mapped to one representative
     #: each (``shapes.same_dims``): the inputs must give them one length
     same_dims: Mapping = field(default_factory=dict)
+    #: subnormal floats read and written as zero (``sg.function(flush_denormals=True)``)
+    flush_denormals: bool = False
 
     @functools.cached_property
     def _expression_inputs(self) -> tuple[Variable, ...]:
@@ -232,7 +234,8 @@ class NumpyProgram(Program):
 
     def run(self, values: dict, bindings: dict) -> tuple[list, list]:
         request = self.request
-        results = evaluate([*request.graph_outputs, *request.graph_updates], values, bindings)
+        results = evaluate([*request.graph_outputs, *request.graph_updates], values, bindings,
+                           flush_denormals=request.flush_denormals)
         n = len(request.graph_outputs)
         return results[:n], results[n:]
 

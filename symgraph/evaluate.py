@@ -58,12 +58,31 @@ def _node_error(node: Apply, values: Sequence, problem: str,
 
 
 def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
-             bindings: dict) -> list[np.ndarray]:
-    """Values of ``outputs`` given values for the graph's inputs and shared variables."""
+             bindings: dict, flush_denormals: bool = False) -> list[np.ndarray]:
+    """Values of ``outputs`` given values for the graph's inputs and shared variables;
+    with ``flush_denormals``, subnormal floats in those values and in every op's results
+    read as zero (the CPU's denormals-are-zero and flush-to-zero modes, op by op)."""
     env: dict[Variable, np.ndarray] = dict(values)
+    if flush_denormals:
+        env = {var: flush_subnormals(value) for var, value in env.items()}
     for node in toposort(outputs):
         _perform(node, env, bindings)
+        if flush_denormals:
+            for var in node.outputs:
+                env[var] = flush_subnormals(env[var])
     return [_value_of(var, env) for var in outputs]
+
+
+def flush_subnormals(value: np.ndarray) -> np.ndarray:
+    """``value`` with its subnormal entries replaced by zeros of their sign (a copy where
+    there are any); anything but a float array unchanged."""
+    value = np.asarray(value)
+    if value.dtype.kind != "f":
+        return value
+    tiny = (np.abs(value) < np.finfo(value.dtype).tiny) & (value != 0)
+    if not tiny.any():
+        return value
+    return np.where(tiny, np.copysign(np.zeros((), value.dtype), value), value)
 
 
 def _perform(node: Apply, env: dict, bindings: dict) -> None:

@@ -388,3 +388,26 @@ def test_two_dropout_branches_of_one_input_draw_different_masks():
     ma, mb = f(np.ones((2, 400)))
     assert set(np.unique(ma)) == {0.0, 2.0} and set(np.unique(mb)) == {0.0, 2.0}
     assert (ma != mb).mean() > 0.3  # independent masks differ in about half the places
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_model_flushes_denormals_unless_told_not_to_and_its_file_keeps_the_choice(
+        backend, tmp_path):
+    """A Dense whose output is subnormal (1 * tiny/8): 0 from a model compiled with the
+    default (as Keras on JAX or TensorFlow computes), tiny/8 (numpy's product) with
+    flush_denormals=False; a saved model loads with the same choice."""
+    tiny = np.finfo(np.float32).tiny
+    X = np.ones((2, 1), np.float32)
+    for flush in (True, False):
+        model = fe.Sequential([L.Dense(1, use_bias=False)], input_shape=(1,))
+        model.set_weights([np.full((1, 1), tiny / 8, np.float32)])
+        kwargs = {} if flush else {"flush_denormals": False}
+        model.compile(loss="mse", optimizer="sgd", backend=backend, **kwargs)
+        want = np.zeros((2, 1), np.float32) if flush else X * np.float32(tiny / 8)
+        np.testing.assert_array_equal(model.predict(X), want)
+        model.save(tmp_path / f"m{flush}.npz")
+        again = fe.load_model(tmp_path / f"m{flush}.npz")
+        assert again.flush_denormals is flush
+        np.testing.assert_array_equal(again.predict(X), want)
+    with pytest.raises(TypeError, match="flush_denormals must be True or False, got 1"):
+        model.compile(loss="mse", flush_denormals=1)

@@ -105,6 +105,11 @@ CASES = {
         HEAD_TOML + 'layers = [{type = "Dense", units = 3}]\n[compile]  #M\n'
         'loss = "gaussian_nll"\n',
         "compile", "gaussian_nll: .*even"),
+    "bad flush_denormals": (
+        HEAD_YAML + "    - {type: Dense, units: 3}\ncompile:\n  flush_denormals: 1  #M\n",
+        HEAD_TOML + 'layers = [{type = "Dense", units = 3}]\n[compile]\n'
+        'flush_denormals = 1  #M\n',
+        "compile.flush_denormals", "expected true or false, got 1"),
     "unknown section": (
         HEAD_YAML + "    - {type: Dense, units: 8}\nmodle: {}  #M\n",
         'modle = 1  #M\n' + HEAD_TOML + '[[model.layers]]\ntype = "Dense"\nunits = 8\n',
