@@ -54,6 +54,18 @@ def test_subnormal_inputs_and_results_read_as_zero(backend, dtype):
         assert _numpy_keeps_subnormals(dtype)  # the caller's modes are back after the call
 
 
+@pytest.mark.parametrize("flush", [False, True])
+def test_a_subnormal_constant_reads_as_zero_when_flushing(backend, flush):
+    """x * c with c = tiny/4 (a float32 subnormal) and x = 2**30: kept, the product is a
+    normal number; flushed, c reads as zero (DAZ), on both backends."""
+    tiny = np.finfo(np.float32).tiny
+    c = np.float32(tiny / 4)
+    x = sg.tensor("x", (3,), "float32")
+    f = sg.function([x], x * sg.constant(c), backend=backend, flush_denormals=flush)
+    X = np.full(3, 2.0 ** 30, np.float32)
+    np.testing.assert_array_equal(f(X), X * (np.float32(0) if flush else c))
+
+
 def test_a_failed_call_restores_the_callers_modes(backend):
     """A call refused inside the step (an index out of range) still leaves numpy's own
     arithmetic with its subnormals."""
