@@ -158,10 +158,16 @@ def pow_special_exponent(node: Apply) -> Variable | None:
     131k floats: 1.25 ms against ~0.03 ms for the product).  ``x ** 0.5`` -> ``sqrt(x)``:
     numpy's ``x ** 0.5`` (and torch's) is ``sqrt``, which differs from C's ``pow(x, 0.5)`` at
     -0 (-0, not 0) and -inf (NaN, not inf); the LLVM backend called ``pow``, so the backends
-    disagreed there.  Other exponents stay ``pow`` (``x * x * x`` rounds twice)."""
+    disagreed there; also where the power widens the base (an int base, a float32 base
+    against a float64 exponent: numpy's power is the sqrt of the widened base too).  Other
+    exponents stay ``pow`` (``x * x * x`` rounds twice)."""
     x, y = node.inputs
     out = node.outputs[0].type
-    if x.type != out or not _broadcasts_into(y, out):
+    if not _broadcasts_into(y, out):
+        return None
+    if x.type != out:
+        if x.shape == out.shape and is_float(out.dtype) and _is_value(y, 0.5):
+            return ops.sqrt(ops.cast(x, out.dtype))
         return None
     if _is_value(y, 2):
         return ops.mul(x, x)
