@@ -62,19 +62,28 @@ def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
     """Values of ``outputs`` given values for the graph's inputs and shared variables;
     with ``flush_denormals``, subnormal floats in those values and in every op's results
     read as zero (the CPU's denormals-are-zero and flush-to-zero modes, op by op)."""
-    env: dict[Variable, np.ndarray] = dict(values)
-    if flush_denormals:
-        env = {var: flush_subnormals(value) for var, value in env.items()}
-    for node in toposort(outputs):
-        if flush_denormals:  # constants too: the CPU reads a subnormal operand as zero
-            for var in node.inputs:
-                if var not in env and isinstance(var, Constant):
-                    env[var] = flush_subnormals(var.value)
+    order = toposort(outputs)
+    env = _flushed_env(values, order) if flush_denormals else dict(values)
+    for node in order:
         _perform(node, env, bindings)
         if flush_denormals:
             for var in node.outputs:
                 env[var] = flush_subnormals(env[var])
-    return [_value_of(var, env) for var in outputs]
+    # a shared variable or constant that is itself an output: its value as held (only an
+    # op reads it flushed, as the CPU's DAZ mode does)
+    return [_value_of(var, env if var.owner is not None or var in values else {})
+            for var in outputs]
+
+
+def _flushed_env(values: dict, order: Sequence[Apply]) -> dict:
+    """``values`` and the shared variables' and constants' values the nodes of ``order``
+    read, each with its subnormal entries zeroed (``flush_subnormals``)."""
+    env = {var: flush_subnormals(value) for var, value in values.items()}
+    for node in order:
+        for var in node.inputs:
+            if var not in env and isinstance(var, (Constant, SharedVariable)):
+                env[var] = flush_subnormals(_value_of(var, env))
+    return env
 
 
 def flush_subnormals(value: np.ndarray) -> np.ndarray:

@@ -126,3 +126,23 @@ def test_the_option_is_part_of_the_program_cache_key(tmp_path, monkeypatch):
     flushed = sg.function([x], x * np.float32(2.0), backend="llvm", flush_denormals=True)(X)
     np.testing.assert_array_equal(kept, X * np.float32(2.0))
     np.testing.assert_array_equal(flushed, _flushed(_flushed(X) * np.float32(2.0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_subnormal_shared_values_and_constants_read_as_zero(backend, dtype):
+    """DAZ reads every operand as the CPU sees it: a parameter's or a constant's subnormal
+    entries too, not only the inputs' (the numpy reference multiplied them as they were)."""
+    start = _subnormal(dtype)
+    w = sg.shared(start.copy(), name="w")
+    c = start[::-1].copy()
+    x = sg.tensor("x", (7,), np.dtype(dtype).name)
+    big = np.full(7, 2.0 ** 60, dtype)
+    f = sg.function([x], [w * x, x * c], backend=backend, flush_denormals=True)
+    got = f(big)
+    with np.errstate(all="ignore"):
+        want = [_flushed(_flushed(start) * big), _flushed(big * _flushed(c))]
+    for g, v in zip(got, want):
+        np.testing.assert_array_equal(g, v)
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(v))
+    np.testing.assert_array_equal(w.get_value(), start)  # read as zero, not written so
+
