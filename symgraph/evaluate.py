@@ -154,17 +154,18 @@ def is_finite(value) -> bool:
 
 
 def trace_nonfinite(targets: Sequence[tuple[str, Variable]], values: dict[Variable, np.ndarray],
-                    bindings: dict) -> NonFiniteError:
+                    bindings: dict, flush_denormals: bool = False) -> NonFiniteError:
     """Re-run the graph of ``targets`` ((label, variable) pairs: a call's outputs and update
     expressions) node by node and explain where its NaN/Inf came from.
 
     The culprit is the earliest (in evaluation order) *source* of non-finite values that
     reaches a non-finite target through non-finite values only: a node whose inputs are all
     finite, or a non-finite leaf (input, shared variable, constant).  A NaN that a ``where``
-    masks, or that no target sees, is not blamed.
+    masks, or that no target sees, is not blamed.  ``flush_denormals``: the replay computes
+    as the function did (``evaluate``'s option).
     """
-    env: dict[Variable, np.ndarray] = dict(values)
     order = toposort([var for _, var in targets])
+    env = _flushed_env(values, order) if flush_denormals else dict(values)
     failure = None
     with np.errstate(all="ignore"):
         for node in order:
@@ -173,6 +174,9 @@ def trace_nonfinite(targets: Sequence[tuple[str, Variable]], values: dict[Variab
             except Exception as err:  # noqa: BLE001  (a later node failed on a NaN: say so)
                 failure = err
                 break
+            if flush_denormals:
+                for var in node.outputs:
+                    env[var] = flush_subnormals(env[var])
     bad = [(label, var) for label, var in targets
            if (var in env or var.owner is None) and not is_finite(_value_of(var, env))]
     if not bad and failure is not None:  # stopped by what a NaN did (an index, a shape)

@@ -270,7 +270,7 @@ class Function:
             var._value = value
         values, bindings = self.check_inputs(args)
         values.update({var: var._value for var in self.shared})
-        raise trace_nonfinite(bad, values, bindings)
+        raise trace_nonfinite(bad, values, bindings, self.request.flush_denormals)
 
     def epoch(self, *arrays, batch_size: int = 128,
               shuffle: int | bool | np.random.Generator | None = None):

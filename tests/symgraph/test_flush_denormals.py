@@ -146,3 +146,19 @@ def test_subnormal_shared_values_and_constants_read_as_zero(backend, dtype):
         np.testing.assert_array_equal(np.signbit(g), np.signbit(v))
     np.testing.assert_array_equal(w.get_value(), start)  # read as zero, not written so
 
+
+def test_check_finite_names_the_node_a_flushed_value_made_infinite(backend):
+    """A product flushed to zero, then its log: -inf.  The NaN/Inf debugger replays the call
+    with the function's flushing, so it names the log (not 'a backend bug': the replay
+    without it kept the subnormal product and its finite log)."""
+    tiny = np.finfo(np.float32).tiny
+    x = sg.tensor("x", (3,), "float32")
+    y = sg.log(x * np.float32(2.0 ** -10))
+    f = sg.function([x], y * 2, backend=backend, flush_denormals=True, check_finite=True)
+    X = np.array([tiny * 4, 1.0, 2.0], np.float32)
+    with np.errstate(all="ignore"):
+        assert np.isneginf(np.log(_flushed(X * np.float32(2.0 ** -10)))[0])
+    with pytest.raises(sg.NonFiniteError) as info:
+        f(X)
+    assert "backend bug" not in str(info.value)
+    assert info.value.node is not None and info.value.node.op.name == "log"
