@@ -267,6 +267,7 @@ class LLVMProgram(Program):
 
         an = self.analysis
         ctx = ModuleContext(an, self._split_minimum)
+        ctx.flush_denormals = self.request.flush_denormals
         groups = group_kernels(an)
         ctx.outlined = len(groups) > OUTLINE_KERNELS
         functions, kernels = [], []

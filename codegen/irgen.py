@@ -77,6 +77,8 @@ class FunctionBuilder:
         self.math_used: set[tuple[str, str]] = set()
         self._entry_cache: dict[str, str] = {}
         self._loop_starts: list[int] = []  # ``lines`` index of each open loop's body
+        #: ``sg.function(flush_denormals=True)``: libm's arguments are flushed by hand (``math``)
+        self.flush_denormals = False
 
     def tmp(self) -> str:
         self._n += 1
@@ -176,9 +178,26 @@ class FunctionBuilder:
 
     def math(self, name: str, dtype: str, args: list[str]) -> str:
         self.math_used.add((name, dtype))
+        if self.flush_denormals:
+            args = [self.flush_subnormal(dtype, a) for a in args]
         t = self.tmp()
         self.emit(vecmath.math_call(name, dtype, args, t, FMF))
         return t
+
+    def flush_subnormal(self, dtype: str, x: str) -> str:
+        """``x`` with a subnormal value replaced by a zero of its sign, on its bits: libm's
+        functions (and libmvec's) find a subnormal argument by its exponent field, which the
+        CPU's denormals-are-zero mode does not change (a flushed ``log`` of float32 tiny/8 was
+        -103.97, not -inf)."""
+        bits = 8 * ITEMSIZE[dtype]
+        mantissa = 23 if bits == 32 else 52
+        exponent = ((1 << (bits - 1)) - 1) ^ ((1 << mantissa) - 1)
+        ty, ity = IR_TYPE[dtype], f"i{bits}"
+        b = self.op(f"bitcast {ty} {x} to {ity}")
+        zero = self.op(f"icmp eq {ity} {self.op(f'and {ity} {b}, {exponent}')}, 0")
+        sign = self.op(f"and {ity} {b}, {1 << (bits - 1)}")
+        return self.op(f"bitcast {ity} {self.op(f'select i1 {zero}, {ity} {sign}, {ity} {b}')} "
+                       f"to {ty}")
 
     def finish(self, header: str, ret: str = "ret i32 0") -> str:
         return "\n".join([header, "entry:", *self.entry, "  br label %body", "body:",

@@ -58,6 +58,7 @@ class Kernel:
     def __init__(self, ctx: ModuleContext, name: str):
         self.ctx, self.an, self.name = ctx, ctx.an, name
         self.fb = FunctionBuilder(metadata_ids=ctx.metadata_ids)
+        self.fb.flush_denormals = ctx.flush_denormals
         self.sb = ScalarBuilder(self.fb)
         self.params: dict[Variable, str] = {}  # root -> %pN
         self._strides: dict[Variable, list[str]] = {}

@@ -96,6 +96,8 @@ class ModuleContext:
         #: kernels stay functions of their own (``noinline``; see ``codegen.lower``)
         self.outlined = False
         self._next_metadata = 1  # !0 is the module header's empty node
+        #: ``sg.function(flush_denormals=True)``: math calls get their arguments flushed
+        self.flush_denormals = False
 
     def metadata_ids(self, count: int) -> int:
         """The first of ``count`` fresh metadata numbers, unique across the module's kernels
