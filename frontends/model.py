@@ -516,7 +516,9 @@ def load_model(path, compile: bool = True) -> Model:
             model.compile(loss=c["loss"], optimizer=c["optimizer"],
                           regularizer=c["regularizer"], metrics=c["metrics"],
                           backend=c.get("backend"),
-                          flush_denormals=c.get("flush_denormals", True))
+                          # a file from before the option trained with subnormals kept:
+                          # so does its resumed fit (as the backend, the same arithmetic)
+                          flush_denormals=c.get("flush_denormals", False))
         except (TypeError, ValueError) as err:  # (an unknown loss, a bad optimizer setting)
             raise ModelFileError(f"{os.fspath(path)!r} has a damaged compile entry: "
                                  f"{err}") from None

@@ -1,6 +1,7 @@
 """Model and Sequential: graphs, weights, compile, evaluate/predict against independent oracles
 (a hand-written symgraph network, numpy forward passes)."""
 
+import json
 import re
 
 import numpy as np
@@ -411,3 +412,13 @@ def test_a_model_flushes_denormals_unless_told_not_to_and_its_file_keeps_the_cho
         np.testing.assert_array_equal(again.predict(X), want)
     with pytest.raises(TypeError, match="flush_denormals must be True or False, got 1"):
         model.compile(loss="mse", flush_denormals=1)
+    # a file written before the option (no key): it trained with subnormals kept, and so
+    # does its resumed fit
+    old = tmp_path / "old.npz"
+    with np.load(tmp_path / "mTrue.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(str(arrays["symgraph_model"]))
+    del header["compile"]["flush_denormals"]
+    arrays["symgraph_model"] = np.array(json.dumps(header))
+    np.savez_compressed(old, **arrays)
+    assert fe.load_model(old).flush_denormals is False
