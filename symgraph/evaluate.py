@@ -86,16 +86,28 @@ def _flushed_env(values: dict, order: Sequence[Apply]) -> dict:
     return env
 
 
+_TINY = {np.dtype(t): np.finfo(t).tiny for t in (np.float32, np.float64)}
+
+
 def flush_subnormals(value: np.ndarray) -> np.ndarray:
     """``value`` with its subnormal entries replaced by zeros of their sign (a copy where
-    there are any); anything but a float array unchanged."""
+    there are any); anything but a float array unchanged.  Runs after every op of a flushing
+    function, so the usual case (no zero, no subnormal) is one comparison (model.fit's numpy
+    backend with flushing took 2x the kept time before)."""
     value = np.asarray(value)
-    if value.dtype.kind != "f":
+    tiny = _TINY.get(value.dtype)
+    if tiny is None:
+        if value.dtype.kind != "f":
+            return value
+        tiny = np.finfo(value.dtype).tiny
+    magnitude = np.abs(value)
+    small = magnitude < tiny  # subnormal or zero
+    if not small.any():
         return value
-    tiny = (np.abs(value) < np.finfo(value.dtype).tiny) & (value != 0)
-    if not tiny.any():
+    subnormal = small & (magnitude != 0)
+    if not subnormal.any():
         return value
-    return np.where(tiny, np.copysign(np.zeros((), value.dtype), value), value)
+    return np.where(subnormal, np.copysign(np.zeros((), value.dtype), value), value)
 
 
 def _perform(node: Apply, env: dict, bindings: dict) -> None:
