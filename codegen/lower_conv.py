@@ -38,8 +38,8 @@ from .lower_blas import _blas_int
 from .native import blas
 from .registry import Lowering, register_lowering, register_tunables
 
-__all__ = ["GEMM_MIN_FILTERS", "GEMM_MIN_REDUCTION", "HEAP_TILE_BYTES", "TILE_BYTES",
-           "use_gemm"]
+__all__ = ["GEMM_MIN_FILTERS", "GEMM_MIN_REDUCTION", "HEAP_TILE_BYTES", "ROW_BYTES",
+           "TILE_BYTES", "use_gemm"]
 
 #: the im2col tile lives on the stack: at most this many bytes
 TILE_BYTES = 192 * 1024
@@ -52,6 +52,12 @@ HEAP_TILE_BYTES = 1 << 20
 GEMM_MIN_FILTERS = 2
 #: ... and this many products per output (channels per group x kernel taps, gemm's K)
 GEMM_MIN_REDUCTION = 4
+#: the direct weight gradient's row of partial sums (a stack array) holds at most this many
+#: bytes: a longer (or symbolic) output row is swept in chunks of that many positions.  Sized
+#: by the row instead, a 1-d convolution over 1.2M float64 positions put a 9.6 MB array on
+#: the stack and crashed the process (its ``alloca`` is in the entry block: the gemm route's
+#: kernels have it too, for their direct fallback)
+ROW_BYTES = 32 * 1024
 
 
 # --------------------------------------------------------------------------- integer helpers
@@ -254,8 +260,10 @@ def _direct_weight_grad(k: Kernel, node: Apply) -> None:
     dt = out.dtype.name
     ty = MEM_TYPE[dt]
     wo = k.dim(g, 3)
-    row = k.fb.entry_op("wgrow", f"alloca {ty}, i64 {wo}, align 64")
-    row_bytes = k.mul_i64(wo, str(ITEMSIZE[dt]))
+    most = max(1, ROW_BYTES // ITEMSIZE[dt])
+    span = wo if wo.isdigit() and int(wo) <= most else str(most)  # the row's length
+    row = k.fb.entry_op("wgrow", f"alloca {ty}, i64 {span}, align 64")
+    row_bytes = k.mul_i64(span, str(ITEMSIZE[dt]))
     f, t_f = k.fb.loop_begin(k.dim(out, 0))
     grp = _group(k, op, f, out)
     # the sum of 0 * g[:, f]: 0, or NaN when a g is not finite (0 * g at padded x counts)
@@ -275,16 +283,20 @@ def _direct_weight_grad(k: Kernel, node: Apply) -> None:
     i, j = taps.open_taps()
     k.fb.emit(f"call void @llvm.memset.p0.i64(ptr {row}, i8 0, i64 {row_bytes}, i1 0)")
     n, t_n = k.fb.loop_begin(k.dim(x, 0))
-    oh, ow, ih, iw = taps.open_positions()
-    slot = _at(k, row, ty, ow)
+    if span == wo:  # the whole output row fits: its partial sums at their positions
+        oh, ow, ih, iw = taps.open_positions()
+        slot = _at(k, row, ty, ow)
+    else:
+        oh, ow, ih, iw, slot_index = _chunked_positions(k, taps, span)
+        slot = _at(k, row, ty, slot_index)
     cur = Value(k.fb.op(f"load {ty}, ptr {slot}"), dt)
     term = k.sb.mul(k.load(x, [n, cin, ih, iw]), k.load(g, [n, f, oh, ow]))
     k.fb.emit(f"store {ty} {k.sb.add(cur, term).ref}, ptr {slot}")
-    taps.close(2)
+    taps.close(2 if span == wo else 3)
     k.fb.loop_end(t_n, (NO_UNROLL,))
     zero = k.sb.const(0, dt)
     acc = k.fb.alloca(zero.ty, zero.ref)
-    q, t_q = k.fb.loop_begin(wo)
+    q, t_q = k.fb.loop_begin(span)
     total = k.sb.add(Value(k.fb.op(f"load {ty}, ptr {acc}"), dt),
                      Value(k.fb.op(f"load {ty}, ptr {_at(k, row, ty, q)}"), dt))
     k.fb.emit(f"store {ty} {total.ref}, ptr {acc}")
@@ -299,6 +311,25 @@ def _direct_weight_grad(k: Kernel, node: Apply) -> None:
     taps.close(2)
     for t in (t_c, t_f):
         k.fb.loop_end(t)
+
+
+def _chunked_positions(k: Kernel, taps: _Taps, span: str) -> tuple[str, str, str, str, str]:
+    """As :meth:`_Taps.open_positions`, the valid columns swept in chunks of ``span``
+    (three loops: rows, chunks, columns of a chunk); also the column's place in its chunk,
+    the slot of a row of ``span`` partial sums (which slot a product joins does not matter:
+    the row is summed at the end)."""
+    (sy, sx), (first, count) = taps.op.stride, taps.cols
+    a, t_rows = k.fb.loop_begin(taps.rows[1])
+    oh = _iadd(k, taps.rows[0], a)
+    ih = _iadd(k, _imul(k, oh, sy), taps.off_h)
+    chunks = _op(k, f"sdiv i64 {_iadd(k, count, int(span) - 1)}, {span}")
+    q, t_chunks = k.fb.loop_begin(chunks)
+    start = _imul(k, q, span)
+    b, t_cols = k.fb.loop_begin(_imin(k, span, _op(k, f"sub nsw i64 {count}, {start}")))
+    ow = _iadd(k, first, _iadd(k, start, b))
+    iw = _iadd(k, _imul(k, ow, sx), taps.off_w)
+    taps.tokens += [t_rows, t_chunks, t_cols]
+    return oh, ow, ih, iw, b
 
 
 # --------------------------------------------------------------------------- gemm scheme
@@ -520,4 +551,4 @@ register_lowering(Conv2DWeightGrad, Lowering(kernel=lower_conv2d_weight_grad))
 
 
 register_tunables(__name__, ("TILE_BYTES", "HEAP_TILE_BYTES", "GEMM_MIN_FILTERS",
-                            "GEMM_MIN_REDUCTION"))
+                            "GEMM_MIN_REDUCTION", "ROW_BYTES"))
