@@ -3,8 +3,10 @@
 
 Direct loops over the outputs and their windows; the max-pool family finds each window's
 first maximum (torch's rule: a larger value or a NaN replaces) with branch-free selects over
-clamped reads.  The average pool's gradient spreads each share tap by tap over the ranges
-of :class:`codegen.lower_conv._Taps` (no branch in the innermost loop).
+clamped reads, or, for windows of more than ``UNROLL_TAPS`` taps, with loops over the
+window's rows and columns inside the input.  The average pool's gradient spreads each share
+tap by tap over the ranges of :class:`codegen.lower_conv._Taps` (no branch in the innermost
+loop).
 """
 
 from __future__ import annotations
@@ -18,10 +20,16 @@ from symgraph.ops.conv import (
     MaxPool2DGrad,
 )
 
-from .irgen import Value, literal
+from .irgen import MEM_TYPE, Value, literal
 from .kernel import Kernel
-from .lower_conv import _accumulate, _iadd, _imul, _memset0, _op, _select, _Taps
-from .registry import Lowering, register_lowering
+from .lower_conv import _accumulate, _iadd, _imax, _imin, _imul, _memset0, _op, _select, _Taps
+from .registry import Lowering, register_lowering, register_tunables
+
+#: a max pool whose window has more taps than this scans it with loops (the first maximum's
+#: value and place carried in stack slots) instead of one unrolled select per tap, whose
+#: compile grew faster than the taps: 12x12 0.8 s, 32x32 7.9 s, 56x56 (a global max pool of
+#: a 56x56 map) 77 s for the forward and gradient kernels
+UNROLL_TAPS = 64
 
 
 def _window(k: Kernel, node: Apply, x: Variable, out: Variable, visit) -> None:
@@ -72,8 +80,60 @@ def _first_max(k: Kernel, x: Variable, taps) -> tuple[Value, list[str]]:
     return best, where
 
 
+def _rolled(node: Apply) -> bool:
+    kh, kw = node.op.kernel
+    return kh * kw > UNROLL_TAPS
+
+
+def _each_output(k: Kernel, var: Variable, visit) -> None:
+    """``visit([n, c, oh, ow])`` for every element of the pooled-shape ``var``."""
+    idx, tokens = k.open_loops(var, range(4))
+    visit([idx[a] for a in range(4)])
+    k.close_loops(tokens)
+
+
+def _span(k: Kernel, o: str, stride: int, pad: int, size: int, length: str
+          ) -> tuple[str, str]:
+    """(first, count) of the input indices of output ``o``'s window that lie in
+    ``[0, length)`` (never none: the padding is at most half the window)."""
+    start = _iadd(k, _imul(k, o, stride), -pad)
+    first = _imax(k, start, "0")
+    return first, _op(k, f"sub nsw i64 {_imin(k, _iadd(k, start, size), length)}, {first}")
+
+
+def _scanned_max(k: Kernel, node: Apply, x: Variable, idx: list[str]
+                 ) -> tuple[Value, list[str]]:
+    """As :func:`_first_max` for output ``idx``, by loops over the window's taps inside the
+    input: from -inf at the first of them, a larger value or a NaN replaces (torch's loop)."""
+    op, dt = node.op, x.dtype.name
+    ty = MEM_TYPE[dt]
+    n, c, oh, ow = idx
+    (rows, cols) = (_span(k, o, op.stride[a], op.padding[a][0], op.kernel[a], k.dim(x, 2 + a))
+                    for a, o in enumerate((oh, ow)))
+    best = k.fb.alloca(ty, literal(float("-inf"), dt))
+    at = [k.fb.alloca("i64", first) for first in (rows[0], cols[0])]
+    a, t_a = k.fb.loop_begin(rows[1])
+    b, t_b = k.fb.loop_begin(cols[1])
+    place = [_iadd(k, rows[0], a), _iadd(k, cols[0], b)]
+    v = k.load(x, [n, c, *place])
+    cur = Value(_op(k, f"load {ty}, ptr {best}"), dt)
+    take = k.sb.or_(k.sb.gt(v, cur), k.sb.isnan(v)).ref
+    k.fb.emit(f"store {ty} {_op(k, f'select i1 {take}, {ty} {v.ref}, {ty} {cur.ref}')}, "
+              f"ptr {best}")
+    for slot, i in zip(at, place):
+        k.fb.emit(f"store i64 {_select(k, take, i, _op(k, f'load i64, ptr {slot}'))}, "
+                  f"ptr {slot}")
+    k.fb.loop_end(t_b)
+    k.fb.loop_end(t_a)
+    where = [n, c, *(_op(k, f"load i64, ptr {slot}") for slot in at)]
+    return Value(_op(k, f"load {ty}, ptr {best}"), dt), where
+
+
 def lower_max_pool2d(k: Kernel, node: Apply) -> None:
     x, out = node.inputs[0], node.outputs[0]
+    if _rolled(node):
+        return _each_output(k, out, lambda idx: k.store(out, idx,
+                                                        _scanned_max(k, node, x, idx)[0]))
     _window(k, node, x, out, lambda idx, taps: k.store(out, idx, _first_max(k, x, taps)[0]))
 
 
@@ -87,6 +147,9 @@ def lower_max_pool2d_grad(k: Kernel, node: Apply) -> None:
     _memset0(k, out)
     disjoint = (all(s >= n for s, n in zip(op.stride, op.kernel))
                 and not any(any(p) for p in op.padding))
+    if _rolled(node):
+        return _each_output(k, g, lambda idx: _accumulate(
+            k, out, _scanned_max(k, node, x, idx)[1], k.sb.convert(k.load(g, idx), dt)))
 
     def visit(idx, taps):
         _, where = _first_max(k, x, taps)
@@ -105,6 +168,9 @@ def lower_max_pool2d_grad(k: Kernel, node: Apply) -> None:
 def lower_max_pool2d_gather(k: Kernel, node: Apply) -> None:
     x, v = node.inputs
     out = node.outputs[0]
+    if _rolled(node):
+        return _each_output(k, out, lambda idx: k.store(
+            out, idx, k.load(v, _scanned_max(k, node, x, idx)[1])))
     _window(k, node, x, out,
             lambda idx, taps: k.store(out, idx, k.load(v, _first_max(k, x, taps)[1])))
 
@@ -149,3 +215,4 @@ register_lowering(MaxPool2DGrad, Lowering(kernel=lower_max_pool2d_grad))
 register_lowering(MaxPool2DGather, Lowering(kernel=lower_max_pool2d_gather))
 register_lowering(AvgPool2D, Lowering(kernel=lower_avg_pool2d))
 register_lowering(AvgPool2DGrad, Lowering(kernel=lower_avg_pool2d_grad))
+register_tunables(__name__, ("UNROLL_TAPS",))
