@@ -194,9 +194,6 @@ class Model:
     @without_gc  # the loss, optimizer and both functions' graphs: one pause
     def _compile(self, loss, optimizer, regularizer, metrics, backend,
                  flush_denormals) -> None:
-        if not isinstance(flush_denormals, bool):
-            raise TypeError(f"compile: flush_denormals must be True or False, got "
-                            f"{flush_denormals!r}")
         self.loss = losses.get(loss)
         self.optimizer = optimizers.get(optimizer)
         self.regularizer = None if regularizer is None else regularizers.get(regularizer)

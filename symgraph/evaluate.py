@@ -65,10 +65,7 @@ def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],
     order = toposort(outputs)
     env = _flushed_env(values, order) if flush_denormals else dict(values)
     for node in order:
-        _perform(node, env, bindings)
-        if flush_denormals:
-            for var in node.outputs:
-                env[var] = flush_subnormals(env[var])
+        _perform(node, env, bindings, flush_denormals)
     # a shared variable or constant that is itself an output: its value as held (only an
     # op reads it flushed, as the CPU's DAZ mode does)
     return [_value_of(var, env if var.owner is not None or var in values else {})
@@ -110,8 +107,9 @@ def flush_subnormals(value: np.ndarray) -> np.ndarray:
     return np.where(subnormal, np.copysign(np.zeros((), value.dtype), value), value)
 
 
-def _perform(node: Apply, env: dict, bindings: dict) -> None:
-    """Run one node on the values in ``env`` and store its checked results there."""
+def _perform(node: Apply, env: dict, bindings: dict, flush_denormals: bool = False) -> None:
+    """Run one node on the values in ``env`` and store its checked results there (their
+    subnormals zeroed with ``flush_denormals``)."""
     args = [_value_of(inp, env) for inp in node.inputs]
     ctx = NodeContext(node, bindings)
     try:
@@ -127,7 +125,7 @@ def _perform(node: Apply, env: dict, bindings: dict) -> None:
         problem = sh.bind_shape(var.shape, result.shape, bindings)
         if problem:
             raise _node_error(node, args, f"output shape: {problem}")
-        env[var] = result
+        env[var] = flush_subnormals(result) if flush_denormals else result
 
 
 # --------------------------------------------------------------------------- NaN/Inf debugger
@@ -182,13 +180,10 @@ def trace_nonfinite(targets: Sequence[tuple[str, Variable]], values: dict[Variab
     with np.errstate(all="ignore"):
         for node in order:
             try:
-                _perform(node, env, bindings)
+                _perform(node, env, bindings, flush_denormals)
             except Exception as err:  # noqa: BLE001  (a later node failed on a NaN: say so)
                 failure = err
                 break
-            if flush_denormals:
-                for var in node.outputs:
-                    env[var] = flush_subnormals(env[var])
     bad = [(label, var) for label, var in targets
            if (var in env or var.owner is None) and not is_finite(_value_of(var, env))]
     if not bad and failure is not None:  # stopped by what a NaN did (an index, a shape)
