@@ -133,6 +133,19 @@ class _Conv(_Window):
     def geometry(self) -> tuple:
         return self.kernel, self.stride, self.padding, self.dilation, self.groups
 
+    def check_gradient(self, g, x_shape, filters, dtype) -> None:
+        """An output gradient ``g`` (a type, or an array at run time) must be shaped like
+        the convolution's output, ``(N, F, Ho, Wo)``, and of the operands' dtype: a
+        hand-built gradient graph that gets it wrong is refused here, not read out of
+        bounds by a kernel."""
+        if np.dtype(g.dtype) != np.dtype(dtype):
+            raise TypeError(f"the output gradient's dtype {np.dtype(g.dtype)} is not the "
+                            f"operands' {np.dtype(dtype)}")
+        want = (x_shape[0], filters, *self.out_hw(*x_shape[2:]))
+        if any(sh.dims_equal(a, b) is False for a, b in zip(g.shape, want)):
+            raise sh.ShapeError(f"output gradient shape {sh.format_shape(tuple(g.shape))} != "
+                                f"the convolution's output shape {sh.format_shape(want)}")
+
     def forward(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         g = self.groups
         p = self.patches(x)
@@ -197,6 +210,7 @@ class Conv2DInputGrad(_Conv):
         _check_nchw(g, "output gradient")
         _check_nchw(w, "weight")
         self.check_operands(x.shape, w.shape)
+        self.check_gradient(g, x.shape, w.shape[0], w.dtype)
         return [TensorType(g.dtype, x.shape)]
 
     def shape_only(self, index: int) -> bool:
@@ -205,6 +219,7 @@ class Conv2DInputGrad(_Conv):
     def perform(self, inputs, ctx):
         g, w, x = inputs
         self.check_operands(np.shape(x), np.shape(w))
+        self.check_gradient(g, np.shape(x), w.shape[0], w.dtype)  # symbolic dims: now known
         return [_result(self.input_grad(g, w, *np.shape(x)[2:]), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
@@ -228,11 +243,18 @@ class Conv2DWeightGrad(_Conv):
         c = x.shape[1]
         if isinstance(c, int) and c % self.groups:
             raise ValueError(f"groups={self.groups} does not divide the {c} input channels")
+        f = g.shape[1]
+        if isinstance(f, int) and f % self.groups:
+            raise ValueError(f"groups={self.groups} does not divide the output gradient's "
+                             f"{f} channels")
+        self.check_gradient(g, x.shape, f, x.dtype)
         cg = c // self.groups if isinstance(c, int) else None
-        return [TensorType(g.dtype, (g.shape[1], cg, *self.kernel))]
+        return [TensorType(g.dtype, (f, cg, *self.kernel))]
 
     def perform(self, inputs, ctx):
-        return [_result(self.weight_grad(*inputs), ctx)]
+        x, g = inputs
+        self.check_gradient(g, x.shape, g.shape[1], x.dtype)  # symbolic dims: now known
+        return [_result(self.weight_grad(x, g), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         x, g = inputs

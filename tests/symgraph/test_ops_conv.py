@@ -345,3 +345,50 @@ def test_symbolic_channel_mismatch_is_worded_alike_on_both_backends(groups, w_sh
                 sg.function([x, w], out, backend=backend)(np.ones((1, 3, 5, 5)),
                                                            np.ones(w_shape))
             assert words in str(err.value), (backend, str(err.value))
+
+
+def _conv_grad_ops():
+    from symgraph.ops.conv import Conv2D, Conv2DInputGrad, Conv2DWeightGrad
+    geometry = ((3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    return Conv2D(*geometry), Conv2DInputGrad(*geometry), Conv2DWeightGrad(*geometry)
+
+
+@pytest.mark.parametrize("which, g_shape, dtype, words", [
+    (which, *case) for which in ("input", "weight") for case in [
+        ((2, 4, 6, 5), "float64", "output gradient shape (2, 4, 6, 5) != the convolution's "
+                                  "output shape (2, 4, 6, 6)"),
+        ((3, 4, 6, 6), "float64", "(3, 4, 6, 6) != the convolution's output shape (2, 4, 6, "),
+        ((2, 4, 6, 6), "float32", "dtype float32 is not the operands' float64")]
+] + [("input", (2, 5, 6, 6), "float64",
+      "(2, 5, 6, 6) != the convolution's output shape (2, 4, 6, 6)")])
+def test_hand_built_conv_gradients_check_the_incoming_gradient(which, g_shape, dtype, words):
+    """The gradient ops built by hand with a gradient of the wrong shape or dtype are refused
+    while building (a kernel would read past the gradient's buffer); the weight gradient
+    takes its filter count from the gradient."""
+    _, input_grad, weight_grad = _conv_grad_ops()
+    x, w = sg.tensor("x", (2, 3, 6, 6)), sg.tensor("w", (4, 3, 3, 3))
+    g = sg.tensor("g", g_shape, dtype)
+    with pytest.raises((ValueError, TypeError)) as err:
+        input_grad(g, w, x) if which == "input" else weight_grad(x, g)
+    assert words in str(err.value), str(err.value)
+    assert "test_ops_conv.py" in str(err.value)  # the user's line
+
+
+def test_conv_gradient_batch_mismatch_at_run_time(backend):
+    """Batches known only at run time: a gradient of another batch than the input's is
+    refused by both backends, naming the shapes; the right one computes torch's value."""
+    _, input_grad, weight_grad = _conv_grad_ops()
+    rng = np.random.default_rng(14)
+    x, w = sg.tensor("x", ("n", 3, 6, 6)), sg.tensor("w", (4, 3, 3, 3))
+    g = sg.tensor("g", ("m", 4, 6, 6))
+    f = sg.function([x, w, g], [input_grad(g, w, x), weight_grad(x, g)], backend=backend)
+    x0, w0 = rng.normal(size=(2, 3, 6, 6)), rng.normal(size=(4, 3, 3, 3))
+    with pytest.raises(Exception) as err:  # (the backends' classes differ)
+        f(x0, w0, rng.normal(size=(3, 4, 6, 6)))
+    assert "(3, 4, 6, 6) != the convolution's output shape (2, 4, 6, 6)" in str(err.value)
+    g0 = rng.normal(size=(2, 4, 6, 6))
+    tx, tw = torch.tensor(x0, requires_grad=True), torch.tensor(w0, requires_grad=True)
+    (F.conv2d(tx, tw, padding=1) * torch.tensor(g0)).sum().backward()
+    got_x, got_w = f(x0, w0, g0)
+    np.testing.assert_allclose(got_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got_w, tw.grad.numpy(), rtol=1e-10, atol=1e-12)
