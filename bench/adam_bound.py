@@ -10,7 +10,9 @@ times, in one process and in alternating rounds, the floor and four W1 steps bui
 * ``mv-bound``: not an optimizer. SGD's folded update, plus two float32 arrays per parameter
   (Adam's ``m`` and ``v``) read and written once. That is the least memory any Adam step
   moves on top of SGD's, even one fused into a gemm of its own that never stores the
-  gradient. With gemms as fast as OpenBLAS's, no Adam step can beat this row;
+  gradient. An Adam step that moves it after the gemms, as every design on BLAS does
+  (whole, or tile by tile: measured slower), cannot beat this row; only a gemm of our own,
+  as fast as OpenBLAS's, that streams ``m`` and ``v`` while it multiplies could;
 * ``adam-mul``: Adam with its square root and division replaced by multiplications (same
   memory traffic as Adam, cheap arithmetic);
 * ``adam``: the W1 Adam step of ``bench/train_step.py``.
@@ -19,7 +21,7 @@ Each round times a chunk of each call (rotating the order) and divides by the fl
 of the same round. The rows print the median over rounds of these ratios, with their min and
 max, and each step's median time beyond SGD's. If ``adam-mul`` matches ``adam``, the square
 root and division cost nothing. If ``mv-bound`` is above the target, the target is below what
-the memory allows, whatever the kernel.
+the memory allows for any Adam that runs after its gemms.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/adam_bound.py [--rounds 15]
 
