@@ -54,6 +54,11 @@ def output_dim(n, k: int, stride: int, pad: tuple[int, int], dilation: int = 1):
     return sympy.floor((n + pad[0] + pad[1] - span) / stride) + 1
 
 
+#: bytes of windows the numpy reference builds at once: a batch whose windows
+#: (``C * Ho * Wo * kh * kw`` values an image) take more is computed in chunks of images
+PATCH_BYTES = 64 << 20
+
+
 class _Window(Op):
     """What every op here shares: a 2-d window geometry over NCHW inputs."""
 
@@ -77,6 +82,23 @@ class _Window(Op):
         rows = np.arange(ho)[:, None] * sy + np.arange(kh)[None, :] * dy
         cols = np.arange(wo)[:, None] * sx + np.arange(kw)[None, :] * dx
         return rows[:, None, :, None], cols[None, :, None, :]
+
+    def chunks(self, x_shape) -> list[slice]:
+        """Slices of the batch whose windows take at most :data:`PATCH_BYTES` (one image at
+        least): the reference's patches of a whole batch took GBs for a convnet's step, and
+        ``check_finite``'s replay of a failed llvm step runs the reference."""
+        n, c, h, w = x_shape
+        ho, wo = self.out_hw(h, w)
+        per_image = max(1, c * ho * wo * self.kernel[0] * self.kernel[1] * 8)
+        step = max(1, PATCH_BYTES // per_image)
+        return [slice(i, i + step) for i in range(0, n, step)] or [slice(0, 0)]
+
+    def by_images(self, fn, x_shape, *batched: np.ndarray) -> np.ndarray:
+        """``fn`` of each chunk of images of the ``batched`` arrays, joined on the batch."""
+        parts = self.chunks(x_shape)
+        if len(parts) == 1:
+            return fn(*batched)
+        return np.concatenate([fn(*(a[part] for a in batched)) for part in parts])
 
     def pad(self, x: np.ndarray, value: float = 0.0) -> np.ndarray:
         (pt, pb), (pl, pr) = self.padding
@@ -190,8 +212,9 @@ class Conv2D(_Conv):
         return [TensorType(x.dtype, (x.shape[0], w.shape[0], *self.out_hw(*x.shape[2:])))]
 
     def perform(self, inputs, ctx):
-        self.check_operands(inputs[0].shape, inputs[1].shape)  # symbolic channels: now known
-        return [_result(self.forward(*inputs), ctx)]
+        x, w = inputs
+        self.check_operands(x.shape, w.shape)  # symbolic channels: now known
+        return [_result(self.by_images(lambda xs: self.forward(xs, w), x.shape, x), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         x, w = inputs
@@ -220,7 +243,9 @@ class Conv2DInputGrad(_Conv):
         g, w, x = inputs
         self.check_operands(np.shape(x), np.shape(w))
         self.check_gradient(g, np.shape(x), w.shape[0], w.dtype)  # symbolic dims: now known
-        return [_result(self.input_grad(g, w, *np.shape(x)[2:]), ctx)]
+        h, w_ = np.shape(x)[2:]
+        return [_result(self.by_images(lambda gs: self.input_grad(gs, w, h, w_), np.shape(x),
+                                       g), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         g, w, x = inputs
@@ -254,7 +279,8 @@ class Conv2DWeightGrad(_Conv):
     def perform(self, inputs, ctx):
         x, g = inputs
         self.check_gradient(g, x.shape, g.shape[1], x.dtype)  # symbolic dims: now known
-        return [_result(self.weight_grad(x, g), ctx)]
+        parts = self.chunks(x.shape)  # a sum over the batch: of its chunks' sums
+        return [_result(sum(self.weight_grad(x[p], g[p]) for p in parts), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         x, g = inputs
@@ -326,7 +352,9 @@ class MaxPool2D(_Pool):
         return [self.pooled_type(x)]
 
     def perform(self, inputs, ctx):
-        return [_result(self.patches(inputs[0], -np.inf).max(axis=(4, 5)), ctx)]
+        x = inputs[0]
+        return [_result(self.by_images(lambda xs: self.patches(xs, -np.inf).max(axis=(4, 5)),
+                                       x.shape, x), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         return MaxPool2DGrad(*self.geometry())(inputs[0], grads[0])
@@ -347,7 +375,8 @@ class MaxPool2DGrad(_Pool):
 
     def perform(self, inputs, ctx):
         x, g = inputs
-        return [_result(self.scatter(x, g, ctx.out_dtype), ctx)]
+        return [_result(self.by_images(lambda xs, gs: self.scatter(xs, gs, ctx.out_dtype),
+                                       x.shape, x, g), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         x, g = inputs
@@ -370,7 +399,8 @@ class MaxPool2DGather(_Pool):
         return [TensorType(v.dtype, out.shape)]
 
     def perform(self, inputs, ctx):
-        return [_result(self.gather(*inputs), ctx)]
+        x, v = inputs
+        return [_result(self.by_images(self.gather, x.shape, x, v), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         x, v = inputs
@@ -389,8 +419,9 @@ class AvgPool2D(_Pool):
         return [self.pooled_type(x)]
 
     def perform(self, inputs, ctx):
-        kh, kw = self.kernel
-        return [_result(self.patches(inputs[0]).sum(axis=(4, 5)) / (kh * kw), ctx)]
+        x, (kh, kw) = inputs[0], self.kernel
+        return [_result(self.by_images(lambda xs: self.patches(xs).sum(axis=(4, 5)) / (kh * kw),
+                                       x.shape, x), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         return AvgPool2DGrad(*self.geometry())(grads[0], inputs[0])
@@ -416,8 +447,11 @@ class AvgPool2DGrad(_Pool):
         g, x = inputs
         kh, kw = self.kernel
         h, w = np.shape(x)[2:]
-        spread = np.broadcast_to((g / (kh * kw))[..., None, None], (*g.shape, kh, kw))
-        return [_result(self.fold(np.asarray(spread, dtype=ctx.out_dtype), h, w), ctx)]
+
+        def spread(gs: np.ndarray) -> np.ndarray:
+            each = np.broadcast_to((gs / (kh * kw))[..., None, None], (*gs.shape, kh, kw))
+            return self.fold(np.asarray(each, dtype=ctx.out_dtype), h, w)
+        return [_result(self.by_images(spread, np.shape(x), g), ctx)]
 
     def bprop(self, inputs, outputs, index, grads):
         if index == 0:

@@ -392,3 +392,48 @@ def test_conv_gradient_batch_mismatch_at_run_time(backend):
     got_x, got_w = f(x0, w0, g0)
     np.testing.assert_allclose(got_x, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(got_w, tw.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("images", [1, 2])
+def test_numpy_reference_in_chunks_of_images(images, monkeypatch):
+    """The numpy reference builds the windows of a few images at a time (``PATCH_BYTES``):
+    convolution, both pools, to second order, with a last short chunk, still torch's."""
+    from symgraph.ops import conv
+
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(5, 4, 7, 6))
+    w = rng.normal(size=(6, 2, 3, 3))
+    per_image = 4 * 7 * 6 * 9 * 8  # the largest windows here: the conv's, stride 1, "same"
+    monkeypatch.setattr(conv, "PATCH_BYTES", images * per_image)
+    assert len(conv.Conv2D((3, 3), (1, 1), ((1, 1), (1, 1)), groups=2).chunks(x.shape)) \
+        == -(-5 // images)
+    kw_args = dict(padding=1, groups=2)
+    check_vs_torch(lambda *a: sg.nn.conv2d(*a, **kw_args),
+                   lambda *a: F.conv2d(*a, **kw_args), [x, w], "numpy", second_order=True)
+    for ours, theirs in ((sg.nn.max_pool2d, F.max_pool2d), (sg.nn.avg_pool2d, F.avg_pool2d)):
+        check_vs_torch(lambda a, pool=ours: pool(a, 3, 2, 1),
+                       lambda a, pool=theirs: pool(a, 3, 2, 1), [x], "numpy", second_order=True)
+
+
+def test_numpy_reference_windows_bounded(monkeypatch):
+    """What the chunks are for: the reference's peak memory for a convolution, a pool and
+    their gradients stays under the size of the whole batch's windows."""
+    import tracemalloc
+
+    from symgraph.ops import conv
+
+    per_image = 8 * 16 * 16 * 9 * 8  # windows of one (8, 16, 16) image, 3x3, "same"
+    monkeypatch.setattr(conv, "PATCH_BYTES", per_image)
+    rng = np.random.default_rng(16)
+    x0, w0 = rng.normal(size=(32, 8, 16, 16)), rng.normal(size=(8, 8, 3, 3))
+    x, w = sg.tensor("x", x0.shape), sg.tensor("w", w0.shape)
+    y = sg.nn.max_pool2d(sg.nn.conv2d(x, w, padding=1), 2)
+    f = sg.function([x, w], [y, *sg.grad(sg.sum(y * y), [x, w])], backend="numpy")
+    tracemalloc.start()
+    try:
+        f(x0, w0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the whole batch's windows at once peaked at 16.5 MB here, in chunks of an image 2.5 MB
+    assert peak < 32 * per_image, (peak, 32 * per_image)
