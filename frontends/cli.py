@@ -15,7 +15,9 @@ A bad spec or a missing file, data that does not fit the model, an unusable
 ``--out``, ``--seed`` or ``-o``: each exits with status 2 and one line, no
 traceback, and is found before training starts where it can be. Only the
 frontends' own ``UserInputError`` is reported that way; any other exception is a
-bug and keeps its traceback.
+bug and keeps its traceback. Training that diverges (its loss NaN or inf) exits
+with status 1 and one line; Ctrl-C with 130. Both still write ``--out``: the
+model as ``fit`` left it and the history of the epochs completed.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import sympy
 
 import symgraph as sg
 from frontends import datasets, layers
-from frontends.errors import UserInputError
+from frontends.callbacks import EarlyStopping
+from frontends.errors import TrainingDiverged, UserInputError
 from frontends.spec import DEFAULT_SPEC, SpecError, data_error, load_spec
 from frontends.tensorboard import TensorBoard
 
@@ -133,22 +136,35 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
           f"{len(X)} training / {0 if data.validation is None else len(data.validation[0])} "
           f"validation / {len(test[0])} test examples "
           f"(compiled in {time.perf_counter() - start:.2f} s)", flush=True)
+    # fit's early stopping, made here to tell which epoch's parameters it restored
+    stopping = None if fit["early_stopping"] in (None, False) else EarlyStopping(
+        monitor="loss" if data.validation is None else "val_loss",
+        patience=fit["early_stopping"], restore_best_weights=True)
     try:
         history = model.fit(X, y, batch_size=fit["batch_size"], epochs=fit["epochs"],
                             validation_data=data.validation, shuffle=fit["shuffle"],
-                            early_stopping=fit["early_stopping"], progress=not args.quiet,
-                            verbose=not args.quiet, callbacks=callbacks)
-    except KeyboardInterrupt:
-        print("symgraph train: interrupted; the model holds the parameters of the last "
-              "completed steps", file=sys.stderr)
+                            progress=not args.quiet, verbose=not args.quiet,
+                            callbacks=callbacks + ([stopping] if stopping else []))
+    except (KeyboardInterrupt, TrainingDiverged) as err:
+        diverged = isinstance(err, TrainingDiverged)
+        what = str(err) if diverged else "interrupted"
+        holds = (f"epoch {stopping.best_epoch + 1}'s parameters (early stopping's best)"
+                 if stopping is not None and stopping.best_weights is not None else
+                 f"the parameters at the start of epoch {err.epoch + 1}" if diverged else
+                 "the parameters of the last completed steps")
+        print(f"symgraph train: {what}; the model holds {holds}", file=sys.stderr)
         if args.out:
-            _write(args.out, model, None)
-        return 130
+            _write(args.out, model, model.history,
+                   {"stopped": "diverged" if diverged else "interrupted", "spec": str(label),
+                    "data": cfg["data"]})
+        return 1 if diverged else 130
     results = model.evaluate(*test)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in results.items())
     epochs = len(history.epoch)
-    stopped = " (early stopping: best epoch restored)" if epochs < fit["epochs"] else ""
-    print(f"test: {shown}   [{epochs} epochs{stopped}, {time.perf_counter() - start:.1f} s]")
+    restored = (f" (early stopping: epoch {stopping.best_epoch + 1}'s parameters restored)"
+                if stopping is not None and stopping.best_weights is not None
+                and stopping.best_epoch != history.epoch[-1] else "")
+    print(f"test: {shown}   [{epochs} epochs{restored}, {time.perf_counter() - start:.1f} s]")
     if args.out:
         _write(args.out, model, history, {"test": results, "spec": str(label),
                                           "data": cfg["data"]})

@@ -3,13 +3,15 @@
 ``fit``, ``evaluate`` and ``predict`` check their data and arguments before
 anything runs; what they reject is a ``UserInputError`` (a ``ValueError``), or a
 ``UserInputTypeError`` (also a ``TypeError``) for a dtype that cannot be cast.
-The ``symgraph`` command reports these in one line (exit status 2) and lets every
-other exception through as a traceback: those are bugs, not the user's mistakes.
+The ``symgraph`` command reports these in one line (exit status 2), and
+``TrainingDiverged`` (a loss that became NaN or inf: a learning rate too high) in
+one line with status 1; every other exception goes through as a traceback: those
+are bugs, not the user's mistakes.
 """
 
 from __future__ import annotations
 
-__all__ = ["UserInputError", "UserInputTypeError"]
+__all__ = ["TrainingDiverged", "UserInputError", "UserInputTypeError"]
 
 
 class UserInputError(ValueError):
@@ -19,3 +21,12 @@ class UserInputError(ValueError):
 
 class UserInputTypeError(UserInputError, TypeError):
     """An array whose dtype does not cast (``same_kind``) to the model's input dtype."""
+
+
+class TrainingDiverged(FloatingPointError):
+    """``fit``'s training loss became NaN or inf in epoch ``epoch`` (0-based); the
+    variables the step updates are back at that epoch's start."""
+
+    def __init__(self, message: str, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch

@@ -10,6 +10,9 @@ schedule hooks (reduce-on-plateau), early stopping.
 Ctrl-C never leaves half an update: SIGINT is held while a chunk runs and
 raised as ``KeyboardInterrupt`` right after it, when every parameter is the
 result of whole steps (and early stopping's best parameters are restored).
+An epoch whose loss becomes NaN or inf raises ``TrainingDiverged`` with every
+variable the step updates (parameters, optimizer state) back at the epoch's
+start: one copy of them is kept per epoch for that.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 
 from frontends.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from frontends.config import integer, suggest
-from frontends.errors import UserInputError
+from frontends.errors import TrainingDiverged, UserInputError
 
 TARGET_CHUNK_SECONDS = 0.25
 
@@ -101,6 +104,8 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
             rng.permutation(n)
     model._shuffles = rng
     chunk = 8
+    most = max(1, -(-n // batch_size))  # batches an epoch: no call needs more
+    trained = [var for var, _ in model.train_function.updates]
     gather = _Gather()
     _call(callbacks, "on_train_begin", {})
     try:
@@ -111,6 +116,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
             totals = np.zeros(len(model.metrics_names))
             counted = np.zeros(len(model.metrics_names))
             bar.start(epoch, epochs)
+            saved = [var.get_value() for var in trained]  # what a diverged epoch restores
             done = 0
             while done < n:
                 stop = min(n, done + chunk * batch_size)
@@ -126,14 +132,19 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
                 counted += weights.sum(axis=1)
                 done = stop
                 bar.update(done, weighted_means(totals[:1], counted[:1])[0])
-                chunk = _next_chunk(chunk, elapsed)
+                chunk = _next_chunk(chunk, elapsed, most)
+                if not math.isfinite(totals[0]):  # the rest of the epoch cannot recover
+                    break
             logs = dict(zip(model.metrics_names, weighted_means(totals, counted)))
             if not math.isfinite(logs["loss"]):
                 bar.close()
-                raise FloatingPointError(
+                for var, value in zip(trained, saved):
+                    var.set_value(value)
+                raise TrainingDiverged(
                     f"fit: the training loss became {logs['loss']} in epoch {epoch + 1}; "
                     "lower the learning rate (the data itself holds no NaN/inf: fit checked "
-                    "it before training)")
+                    f"it before training). The parameters and the optimizer state are back "
+                    f"at the start of epoch {epoch + 1}", epoch=epoch)
             if validation is not None:
                 for name, value in model.evaluate(validation[:-1], validation[-1]).items():
                     logs[f"val_{name}"] = value
@@ -306,12 +317,14 @@ class _Gather:
                 for a, buf in zip(arrays, self.buffers)]
 
 
-def _next_chunk(chunk: int, elapsed: float) -> int:
-    """Batches per native call so one call takes about ``TARGET_CHUNK_SECONDS``."""
+def _next_chunk(chunk: int, elapsed: float, most: int) -> int:
+    """Batches per native call so one call takes about ``TARGET_CHUNK_SECONDS``, at most
+    ``most`` (an epoch's): an uncapped count of a small data set's quick epochs grew 4x a
+    call and overflowed a float after ~500 epochs."""
     if elapsed <= 0:
-        return chunk * 2
+        return min(most, chunk * 2)
     ideal = chunk * TARGET_CHUNK_SECONDS / elapsed
-    return int(max(1, min(chunk * 4, ideal)))
+    return int(max(1, min(most, chunk * 4, ideal)))
 
 
 def _epoch_line(epoch: int, epochs: int, logs: dict) -> str:

@@ -222,3 +222,50 @@ def test_bad_arguments_exit_2_in_one_line_before_training(tmp_path, capsys, args
     captured = capsys.readouterr()
     assert captured.err.strip() == message.format(**fill)
     assert "test:" not in captured.out and file.read_text() == "keep me"
+
+
+def test_diverging_training_exits_1_in_one_line_and_keeps_the_epochs_before(tmp_path, capsys):
+    """A learning rate that blows up in epoch 2: one line (no traceback), exit 1, and --out
+    still gets the model (finite: epoch 2 undone) and the history of epoch 1."""
+    import frontends as fe
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.replace("optimizer: {type: Adam, lr: 0.01}",
+                                 "optimizer: {type: SGD, lr: 0.5, schedule: "
+                                 "{type: Step, drop: 1e12, every: 23}}"))
+    code = main(["train", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    (line,) = captured.err.strip().splitlines()
+    assert re.search(r"^symgraph train: fit: the training loss became (nan|inf) in epoch 2; "
+                     r".*; the model holds the parameters at the start of epoch 2$", line), line
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["epoch"] == [0] and history["stopped"] == "diverged"
+    model = fe.load_model(tmp_path / "run" / "model.npz")
+    assert all(numpy.isfinite(w).all() for w in model.get_weights())
+
+
+def test_interrupted_training_writes_the_history_and_says_which_parameters(
+        tmp_path, capsys, monkeypatch):
+    """Ctrl-C (a KeyboardInterrupt at the end of epoch 3) with early stopping on: exit 130,
+    --out gets the model and the history of the epochs completed, and the line names the
+    epoch whose parameters early stopping restored."""
+    from frontends.callbacks import EarlyStopping
+    original = EarlyStopping.on_epoch_end
+    best = []
+
+    def interrupted(self, epoch, logs):
+        original(self, epoch, logs)
+        if epoch == 2:
+            best.append(self.best_epoch)
+            raise KeyboardInterrupt
+    monkeypatch.setattr(EarlyStopping, "on_epoch_end", interrupted)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.replace("epochs: 3}", "epochs: 6, early_stopping: 5}"))
+    code = main(["train", str(spec), "--quiet", "--out", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    assert code == 130, captured.err
+    assert captured.err.strip() == (f"symgraph train: interrupted; the model holds epoch "
+                                    f"{best[0] + 1}'s parameters (early stopping's best)")
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["epoch"] == [0, 1] and history["stopped"] == "interrupted"
+    assert (tmp_path / "run" / "model.npz").exists()

@@ -164,6 +164,34 @@ def test_diverging_loss_stops_with_a_clear_error():
         model.fit(X * 1e10, y, epochs=2, progress=False, verbose=False)
 
 
+def test_diverged_epoch_restores_the_parameters_and_optimizer_state():
+    """Nothing is lost: the epoch whose loss became NaN/inf is undone -- weights and
+    optimizer state back at its start (the previous epoch's end), epochs before it kept."""
+    X, y = _data()
+    model = fe.Sequential([L.Dense(8, activation="relu"), L.Dense(2)], input_shape=(6,),
+                          seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(lr=0.1, momentum=0.9))
+    model.fit(X, y, epochs=2, batch_size=16, progress=False, verbose=False)
+    state = [model.get_weights(), [v.get_value() for v in model.optimizer.variables()]]
+    assert any(np.abs(v).max() > 0 for v in state[1][2:])  # the velocities are not zero
+    with pytest.raises(fe.errors.TrainingDiverged, match="back at the start of epoch 1") as err:
+        model.fit(X * 1e15, y, epochs=3, batch_size=16, progress=False, verbose=False)
+    assert err.value.epoch == 0 and isinstance(err.value, FloatingPointError)
+    after = [model.get_weights(), [v.get_value() for v in model.optimizer.variables()]]
+    for a, b in zip(state[0] + state[1], after[0] + after[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_many_quick_epochs_in_one_fit():
+    """A small data set trained for thousands of epochs (tutorials do): the batches per
+    native call stop growing at an epoch's, where they overflowed a float after ~511."""
+    X, y = _data(n=64)
+    model = _model()
+    history = model.fit(X, y, epochs=1500, batch_size=64, progress=False, verbose=False)
+    assert len(history.epoch) == 1500
+    assert np.isfinite(history.history["loss"]).all()
+
+
 @pytest.fixture
 def python_sigint():
     """Python's own SIGINT handler for the test (a process started in the background by a
