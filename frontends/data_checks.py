@@ -68,11 +68,11 @@ def _target_hint(target: sg.Variable, y: np.ndarray) -> str:
         if y.shape[1] == 1:
             return " (a column of labels? pass y.ravel())"
         return " (one-hot rows? pass the class indices: y.argmax(1))"
+    if target.ndim == 2 and target.shape[1] == 1 and y.ndim == 1:  # 0/1 labels included
+        return " (one target per example? pass a column: y[:, None])"
     if target.dtype.kind == "f" and y.ndim == 1 and y.dtype.kind in "iub":
         return (" (integer class labels? use loss='cross_entropy', or make one-hot "
                 "targets: np.eye(classes)[y])")
-    if target.ndim == 2 and target.shape[1] == 1 and y.ndim == 1:
-        return " (one target per example? pass a column: y[:, None])"
     return ""
 
 

@@ -279,6 +279,8 @@ class Model:
         """The model's output (the last layer's) in inference mode."""
         batch_size = training._integer("batch_size", batch_size, 1, "predict")
         arrays = self._inputs(x, "predict")
+        for var, array in zip(self.inputs, arrays):  # NaN rows out, not an error, otherwise
+            data_checks.check_finite("predict", f"input {var.name!r}", array, var.dtype)
         if len(arrays[0]) == 0:
             shape = [d if isinstance(d, int) else 0 for d in self.inference_output.shape]
             return np.zeros(shape, self.inference_output.dtype)

@@ -207,6 +207,12 @@ def test_label_column_hint_is_ravel_and_one_hot_hint_is_argmax():
                                          r"pass a column: y\[:, None\]\)$"):
         one.fit(X, y.astype(np.float32), progress=False)
     one.fit(X, y.astype(np.float32)[:, None], progress=False, verbose=False)  # as it says
+    # 0/1 integer labels for one sigmoid output: the column, not "integer class labels?"
+    binary = fe.Sequential([L.Dense(1)], input_shape=(8,), seed=0)
+    binary.compile(loss="binary_cross_entropy", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"got y of shape \(30,\) \(one target per example\? "
+                                         r"pass a column: y\[:, None\]\)$"):
+        binary.fit(X, (y > 0).astype(np.int64), progress=False)
 
 
 def test_predict_and_evaluate_check_fixed_dims_and_labels_on_the_users_arrays():
@@ -227,6 +233,15 @@ def test_predict_and_evaluate_check_fixed_dims_and_labels_on_the_users_arrays():
         model.evaluate(X, y_bad)
     with pytest.raises(fe.errors.UserInputTypeError, match="input 'x' must be float32"):
         model.predict(X.astype(str))
+    # NaN/inf (or a float64 beyond float32) in predict's input: an error naming the row, as
+    # in evaluate, not rows of NaN out
+    for bad, words in ((np.inf, "inf"), (1e39, "1e+39")):
+        X64 = X.astype(np.float64)
+        X64[123, 4] = bad
+        with pytest.raises(fe.errors.UserInputError, match=r"^predict: input 'x'.*row 123, "
+                                                           r"column 4") as err:
+            model.predict(X64)
+        assert words in str(err.value), str(err.value)
 
 
 def test_negative_seed_is_a_clear_error():
