@@ -49,17 +49,20 @@ def _dtype_fits(what: str, label: str, var: sg.Variable, array: np.ndarray) -> N
                              f"safely), got {got}{hint}")
 
 
-def check_input(what: str, var: sg.Variable, array: np.ndarray) -> None:
-    """``array`` fits the model input ``var``: rank, fixed dims and dtype."""
+def check_input(what: str, var: sg.Variable, array: np.ndarray, label: str | None = None
+                ) -> None:
+    """``array`` fits the model input ``var``: rank, fixed dims and dtype; ``label`` names
+    it (default ``input 'name'``)."""
+    label = label or f"input {var.name!r}"
     if array.ndim == 0 and array.dtype.kind == "O":  # np.asarray of a dict, a DataFrame row..
         raise UserInputTypeError(
-            f"{what}: input {var.name!r} takes an array of shape "
+            f"{what}: {label} takes an array of shape "
             f"{sg.shapes.format_shape(var.shape)}, got a {type(array.item()).__name__} "
             "(a model of several inputs takes a list of arrays, in model.inputs' order)")
     if not _shape_fits(var, array):
-        raise UserInputError(f"{what}: input {var.name!r} expects shape "
+        raise UserInputError(f"{what}: {label} expects shape "
                              f"{sg.shapes.format_shape(var.shape)}, got {array.shape}")
-    _dtype_fits(what, f"input {var.name!r}", var, array)
+    _dtype_fits(what, label, var, array)
 
 
 def _target_hint(target: sg.Variable, y: np.ndarray) -> str:

@@ -279,8 +279,9 @@ class Model:
         """The model's output (the last layer's) in inference mode."""
         batch_size = training._integer("batch_size", batch_size, 1, "predict")
         arrays = self._inputs(x, "predict")
-        for var, array in zip(self.inputs, arrays):  # NaN rows out, not an error, otherwise
-            data_checks.check_finite("predict", f"input {var.name!r}", array, var.dtype)
+        for label, var, array in zip(self._input_labels(), self.inputs, arrays):
+            # (NaN rows out, not an error, otherwise)
+            data_checks.check_finite("predict", label, array, var.dtype)
         if len(arrays[0]) == 0:
             shape = [d if isinstance(d, int) else 0 for d in self.inference_output.shape]
             return np.zeros(shape, self.inference_output.dtype)
@@ -308,14 +309,22 @@ class Model:
         for layer in self.layers:  # (an input standardisation never adapted)
             layer.check_ready(what)
         arrays = [np.asarray(a) for a in xs]
-        for var, a in zip(self.inputs, arrays):
-            data_checks.check_input(what, var, a)
+        for label, var, a in zip(self._input_labels(), self.inputs, arrays):
+            data_checks.check_input(what, var, a, label)
             if len(a) != len(arrays[0]):
-                raise UserInputError(f"{what}: input {var.name!r} has {len(a)} examples, "
-                                     f"the first input {len(arrays[0])}")
+                raise UserInputError(f"{what}: {label} has {len(a)} examples, the first "
+                                     f"input {len(arrays[0])}")
             for layer in self._embeddings_of(var):  # an embedding reading its ids directly
-                data_checks.check_ids(what, f"input {var.name!r}", a, layer.n, layer.name)
+                data_checks.check_ids(what, label, a, layer.n, layer.name)
         return arrays
+
+    def _input_labels(self) -> list[str]:
+        """How messages name each input: ``input 'x'``, and its place when inputs share a
+        name (``fe.Input``'s default is ``"x"`` for all)."""
+        names = [var.name for var in self.inputs]
+        n = len(names)
+        return [f"input {name!r}" if names.count(name) == 1 else
+                f"input {i + 1} of {n} ({name!r})" for i, name in enumerate(names)]
 
     def _embeddings_of(self, var: sg.Variable) -> list[Layer]:
         """The Embedding layers of this model's graph called directly on input ``var``: every
@@ -367,7 +376,7 @@ class Model:
 
     def _check_finite(self, arrays: list[np.ndarray], what: str) -> None:
         """No NaN/inf in the float arrays of ``_arrays``: training on them ruins the weights."""
-        labels = [f"input {var.name!r}" for var in self.inputs] + ["y"]
+        labels = self._input_labels() + ["y"]
         dtypes = [var.dtype for var in self.inputs] + [self.target.dtype]
         for label, array, dtype in zip(labels, arrays, dtypes):
             data_checks.check_finite(what, label, array, dtype)

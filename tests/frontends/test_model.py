@@ -316,6 +316,25 @@ def test_adamw_exclude_naming_no_parameter_is_refused():
                       optimizer=fe.optimizers.AdamW(exclude=["bias", "dense_1/W"]))
 
 
+def test_inputs_of_the_default_name_are_told_apart_in_messages():
+    """fe.Input names every input "x" by default: a mistake in the second array says which
+    input it is, not just 'x'."""
+    x1, x2 = fe.Input((4,)), fe.Input((4,))
+    model = fe.Model([x1, x2], L.Dense(2)(L.Concatenate()([x1, x2])), seed=0)
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    A, y = np.ones((10, 4), np.float32), np.arange(10) % 2
+    with pytest.raises(fe.errors.UserInputError,
+                       match=r"^fit: input 2 of 2 \('x'\) expects shape \(batch, 4\), "
+                             r"got \(10, 3\)$"):
+        model.fit([A, A[:, :3]], y, progress=False)
+    bad = A.copy()
+    bad[2, 2] = np.nan
+    with pytest.raises(fe.errors.UserInputError, match=r"^fit: input 2 of 2 \('x'\).*row 2"):
+        model.fit([A, bad], y, progress=False)
+    with pytest.raises(fe.errors.UserInputError, match=r"^predict: input 1 of 2 \('x'\).*row 2"):
+        model.predict([bad, A])
+
+
 @pytest.mark.parametrize("shape", [(None, 8), (None,), (0,), (-1,), (8.5,), ("n",), (True, 8)])
 def test_an_input_shape_that_is_not_fixed_positive_ints_is_a_clear_error(shape):
     """A Keras user's ``input_shape=(None, 8)`` (a variable length) was a raw ``int()``
