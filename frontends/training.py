@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -285,7 +286,8 @@ def _check_monitors(model, callbacks: list, validated: bool) -> None:
         if isinstance(cb, ModelCheckpoint):
             # a path naming a value that is not logged failed only after the first epoch
             # had changed the weights: filled in now with stand-ins of the logged values
-            cb.path_for(0, dict.fromkeys(logged, 0.0))
+            path = cb.path_for(0, dict.fromkeys(logged, 0.0))
+            _check_writable_folder(os.path.dirname(os.path.abspath(path)), cb.path)
         if isinstance(cb, EarlyStopping) or (isinstance(cb, ModelCheckpoint)
                                              and cb.save_best_only):
             watchers.append((type(cb).__name__, cb.monitor))
@@ -299,6 +301,19 @@ def _check_monitors(model, callbacks: list, validated: bool) -> None:
                                  "validation_data or validation_split")
         raise UserInputError(f"fit: {who} watches {monitor!r}, which is not logged"
                              f"{suggest(monitor, logged)}; logged: {', '.join(logged)}")
+
+
+def _check_writable_folder(folder: str, path: str) -> None:
+    """A checkpoint's folder can be made (its nearest existing ancestor is a writable
+    directory): found before training, not by the first save after an epoch."""
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise UserInputError(f"fit: ModelCheckpoint cannot write {path!r}: {folder} is a file, "
+                             "not a directory")
+    if not os.access(folder, os.W_OK):
+        raise UserInputError(f"fit: ModelCheckpoint cannot write {path!r}: {folder} is not "
+                             "writable")
 
 
 class _Gather:

@@ -121,3 +121,20 @@ def test_a_path_that_cannot_be_filled_in_fails_before_the_first_step(tmp_path, n
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert model.optimizer.iterations.get_value() == 0 and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("under_file", ["ckpt.npz", "sub/ckpt-{epoch}.npz"])
+def test_a_folder_that_cannot_be_made_fails_before_the_first_step(tmp_path, under_file):
+    """A checkpoint path under a file: FileExistsError came from the first save, after an
+    epoch had changed the weights; now refused before training, naming the file."""
+    X, y = _data()
+    model = _model()
+    before = model.get_weights()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(UserInputError, match=f"{blocker} is a file, not a directory"):
+        model.fit(X, y, epochs=2, progress=False, verbose=False,
+                  callbacks=[fe.callbacks.ModelCheckpoint(str(blocker / under_file))])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations.get_value() == 0
