@@ -279,8 +279,7 @@ class Model:
         """The model's output (the last layer's) in inference mode."""
         batch_size = training._integer("batch_size", batch_size, 1, "predict")
         arrays = self._inputs(x, "predict")
-        for label, var, array in zip(self._input_labels(), self.inputs, arrays):
-            # (NaN rows out, not an error, otherwise)
+        for label, var, array in zip(self._input_labels(), self.inputs, arrays):  # not NaN out
             data_checks.check_finite("predict", label, array, var.dtype)
         if len(arrays[0]) == 0:
             shape = [d if isinstance(d, int) else 0 for d in self.inference_output.shape]
@@ -319,12 +318,10 @@ class Model:
         return arrays
 
     def _input_labels(self) -> list[str]:
-        """How messages name each input: ``input 'x'``, and its place when inputs share a
-        name (``fe.Input``'s default is ``"x"`` for all)."""
+        """``input 'x'``, or its place too when inputs share a name (fe.Input's default)."""
         names = [var.name for var in self.inputs]
-        n = len(names)
         return [f"input {name!r}" if names.count(name) == 1 else
-                f"input {i + 1} of {n} ({name!r})" for i, name in enumerate(names)]
+                f"input {i + 1} of {len(names)} ({name!r})" for i, name in enumerate(names)]
 
     def _embeddings_of(self, var: sg.Variable) -> list[Layer]:
         """The Embedding layers of this model's graph called directly on input ``var``: every
