@@ -46,6 +46,14 @@ __all__ = ["ADDRESSABLE", "Analysis", "analyse", "group_kernels", "is_matrix_tra
 #: modes whose values sit in memory with a C layout
 ADDRESSABLE = ("arg", "const", "literal", "buffer", "alias")
 
+#: the longest chain of inline (or view) producers one kernel computes; a longer one gets a
+#: buffer every this many links.  Code generation walks such a chain recursively (~3.5
+#: Python frames a link): the gradient of a weight read by each step of an unrolled LSTM is
+#: a sum of one product per step, a chain of T adds, and T = 330 overflowed Python's
+#: recursion limit of 1,000.  128 links take ~450 frames, and keep a GRU's T = 100 sum one
+#: pointer table (``codegen.lower_sums``).
+MAX_INLINE_DEPTH = 128
+
 
 def is_transpose2d(op) -> bool:
     """A 2-d transpose (a view a BLAS call reads through its transpose flag)?"""
@@ -134,12 +142,17 @@ def analyse(outputs: list[Variable], updates=None) -> Analysis:
     for var, _ in updates or ():  # a target the graph never reads (``{last_loss: loss}``)
         an.mode.setdefault(var, _leaf_mode(var))
     live = set(map(id, nodes))  # (``node not in nodes``, a list, made this quadratic)
+    depth: dict[Variable, int] = {}  # links of inline/view producers up to a kernel's input
     for node in all_nodes:
         var = node.outputs[0]
         if id(node) not in live:
             an.mode[var] = "dead"
             continue
-        an.mode[var] = _mode(an, node, var, var in out_set)
+        an.mode[var] = mode = _mode(an, node, var, var in out_set)
+        if mode in ("inline", "view"):
+            depth[var] = 1 + max((depth.get(x, 0) for x in node.inputs), default=0)
+            if mode == "inline" and depth[var] > MAX_INLINE_DEPTH:
+                an.mode[var], depth[var] = "buffer", 0
     for node in nodes:
         var = node.outputs[0]
         if an.mode[var] == "buffer":

@@ -246,21 +246,31 @@ class Kernel:
 
     def _whole_or_broadcast(self, v: Variable, ref: Variable, axes: list[int]) -> bool:
         """Along all ``axes`` of ``ref``, is ``v`` (read at ``ref``'s index) either ``ref``'s
-        size or a static 1, laid out row-major, and so is everything it reads if inline?"""
-        lead = ref.ndim - v.ndim
-        dims = [v.shape[a - lead] if a >= lead else 1 for a in axes]
-        if all(d == 1 for d in dims):
-            return True
-        if any(d != ref.shape[a] for d, a in zip(dims, axes)):
-            return False
-        mode = self.an.mode.get(v)
-        if mode in ADDRESSABLE:
-            return True
-        node = v.owner
-        if mode != "inline" or node is None or not facts(node.op).flat:
-            return False  # (a view reads through permuted indices)
-        return all(self._whole_or_broadcast(x, ref, axes) for i, x in enumerate(node.inputs)
-                   if not shape_only(node.op, i))
+        size or a static 1, laid out row-major, and so is everything it reads if inline?
+
+        A walk with a stack, each variable once: the inline chain of an unrolled LSTM of
+        330 steps overflowed Python's recursion limit, and a value read by several inline
+        nodes was visited once per path."""
+        stack, seen = [v], set()
+        while stack:
+            x = stack.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            lead = ref.ndim - x.ndim
+            dims = [x.shape[a - lead] if a >= lead else 1 for a in axes]
+            if all(d == 1 for d in dims):
+                continue
+            if any(d != ref.shape[a] for d, a in zip(dims, axes)):
+                return False
+            mode = self.an.mode.get(x)
+            if mode in ADDRESSABLE:
+                continue
+            node = x.owner
+            if mode != "inline" or node is None or not facts(node.op).flat:
+                return False  # (a view reads through permuted indices)
+            stack.extend(y for i, y in enumerate(node.inputs) if not shape_only(node.op, i))
+        return True
 
     def open_groups(self, var: Variable, groups: list[list[int]]) -> tuple[dict[int, str],
                                                                            list]:
