@@ -180,6 +180,18 @@ def pow_special_exponent(node: Apply) -> Variable | None:
     return None
 
 
+def matmul_in_result_dtype(node: Apply) -> Variable | None:
+    """``a @ b`` of two dtypes with a float result -> the product of both operands cast to
+    it: numpy's matmul casts them first too (the same bits), and the LLVM backend's BLAS
+    takes one dtype (a float64 (256, 512) @ float32 (512, 512) ran a scalar loop per output
+    element: 80 ms against 1.8 ms; a float64 scale such as ``1 / np.sqrt(d)`` makes
+    attention's products mixed)."""
+    out = node.outputs[0].dtype
+    if not is_float(out) or all(x.dtype == out for x in node.inputs):
+        return None
+    return type(node.op)()(*(x if x.dtype == out else ops.cast(x, out) for x in node.inputs))
+
+
 def neg_neg(node: Apply) -> Variable | None:
     """``-(-x)`` -> ``x``."""
     inner = node.inputs[0].owner
@@ -460,6 +472,8 @@ RULES: dict[str, list[Rule]] = {
     "DimShuffle": [dimshuffle_identity, dimshuffle_dimshuffle],
     "Reshape": [reshape_identity, reshape_reshape],
     "Reduce": [reduce_no_axes],
+    "MatMul": [matmul_in_result_dtype],
+    "BatchedMatMul": [matmul_in_result_dtype],
     "SubtensorGrad": [setitem_zeros_as_pad],
 }
 

@@ -161,6 +161,26 @@ def test_batched_integer_and_mixed_dtypes(dtypes, backend):
         np.testing.assert_allclose(got, expected)
 
 
+@pytest.mark.parametrize("dtypes", [("float64", "float32"), ("float32", "float64"),
+                                    ("int32", "float32"), ("float32", "int64")])
+@pytest.mark.parametrize("batched", [False, True])
+def test_mixed_float_products_are_numpys_through_blas(dtypes, batched, backend):
+    """A product of two dtypes with a float result is numpy's (which casts both operands
+    first), and on llvm a BLAS product, not a scalar loop per element."""
+    rng = np.random.default_rng(8)
+    shape_a = (3, 40, 48) if batched else (40, 48)
+    av = (rng.normal(size=shape_a) * 4).astype(dtypes[0])
+    bv = (rng.normal(size=(48, 36)) * 4).astype(dtypes[1])
+    a, b = sg.tensor("a", av.shape, dtypes[0]), sg.tensor("b", bv.shape, dtypes[1])
+    f = sg.function([a, b], a @ b, backend=backend)
+    got, expected = f(av, bv), av @ bv
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if expected.dtype == "float32"
+                               else 1e-13)
+    if backend == "llvm":
+        assert any(kern.blas for kern in f.kernels)
+
+
 def test_second_order_of_a_batched_matmul_loss(backend):
     rng = np.random.default_rng(7)
     av, bv = rng.standard_normal((2, 3, 4)), rng.standard_normal((1, 4, 2))
