@@ -21,13 +21,23 @@ from frontends.layers.activations import (
 from frontends.layers.base import Layer
 from frontends.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from frontends.layers.conv1d import AvgPool1D, Conv1D, GlobalAvgPool1D, MaxPool1D
-from frontends.layers.core import Add, Concatenate, Dense, Dropout, Embedding, Flatten, Reshape
+from frontends.layers.core import (
+    Add,
+    Concatenate,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    Permute,
+    Reshape,
+)
 from frontends.layers.normalization import BatchNorm, LayerNorm, Normalization
 from frontends.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (
-        Dense, Dropout, BatchNorm, LayerNorm, Normalization, Embedding, Flatten, Reshape, Add,
+        Dense, Dropout, BatchNorm, LayerNorm, Normalization, Embedding, Flatten, Reshape, Permute,
+        Add,
         Concatenate, Activation, ReLU, LeakyReLU, PReLU, ELU, Tanh, Sigmoid, Softplus, HardTanh,
         Abs, Cos, GELU, SiLU, Softmax, Maxout, RBF, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D,
         Conv1D, MaxPool1D, AvgPool1D, GlobalAvgPool1D, SimpleRNN, LSTM, GRU, Bidirectional)

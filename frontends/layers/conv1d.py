@@ -9,6 +9,8 @@ gradients. The weights are torch's shapes: ``W`` (filters, C / groups, k), ``b``
 
 from __future__ import annotations
 
+import warnings
+
 import symgraph as sg
 from frontends import initializers
 from frontends.config import flag, integer
@@ -20,10 +22,18 @@ from symgraph.ops.conv import Conv2D as _Conv2DOp
 
 def _sequence_dims(layer: Layer, x: sg.Variable) -> tuple[int, int]:
     """(channels, length) of an NCL input with fixed non-batch dims, or an error naming
-    the layer."""
+    the layer; a warning when ``x`` is an Embedding's output, whose (batch, length, dim)
+    would be read as ``length`` channels of ``dim`` positions (a Keras user's layout)."""
     if x.ndim != 3 or not all(isinstance(d, int) for d in x.shape[1:]):
         raise ValueError(f"layer {layer.name}: {layer.kind} takes (batch, channels, length) "
                          f"with fixed channels and length, got shape {x.shape}")
+    source = getattr(x, "layer", None)
+    if source is not None and source.kind == "Embedding":
+        warnings.warn(f"layer {layer.name}: {layer.kind} takes (batch, channels, length), as "
+                      f"torch; its input {x.shape} comes straight from the Embedding "
+                      f"{source.name} (batch, length, dim), so it would run along the "
+                      f"{x.shape[2]} vector components: put fe.layers.Permute((2, 1)) "
+                      "between them", UserWarning, stacklevel=4)
     return x.shape[1], x.shape[2]
 
 

@@ -177,6 +177,35 @@ class Reshape(Layer):
         return sg.reshape(x, (-1 if batch is None else batch, *target))
 
 
+class Permute(Layer):
+    """Reorders the non-batch axes, numbered from 1 as Keras's ``Permute``:
+    ``Permute((2, 1))`` turns an Embedding's (batch, length, dim) into the (batch, channels,
+    length) that the 1-d convolution and pooling layers take (a view, nothing is copied).
+
+    >>> fe.layers.Permute((2, 1))
+    """
+
+    config_args = ("dims",)
+
+    def __init__(self, dims, name: str | None = None):
+        super().__init__(name)
+        try:
+            dims = [_as_int(d) for d in dims]
+        except (TypeError, ValueError):
+            raise ValueError(f"Permute: dims must be a sequence of integers, got {dims!r}") \
+                from None
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(f"Permute: dims must order the axes 1..{len(dims)} (the batch "
+                             f"axis 0 stays first), got {tuple(dims)}")
+        self.dims = dims
+
+    def call(self, x, training):
+        if x.ndim != len(self.dims) + 1:
+            raise ValueError(f"layer {self.name}: Permute{tuple(self.dims)} takes inputs of "
+                             f"{len(self.dims) + 1} dims (batch first), got shape {x.shape}")
+        return sg.transpose(x, (0, *self.dims))
+
+
 def _as_int(d) -> int:
     if isinstance(d, bool) or int(d) != d:
         raise ValueError(d)

@@ -2,6 +2,8 @@
 1-d functions (float64), gradients against finite differences and torch, torch's weight
 shapes, a float32 model trained through ``fit`` against torch, config and errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,43 @@ def test_a_kernel_bigger_than_the_input_names_the_layer_as_conv2d_does():
     with pytest.raises(sg.ShapeError, match=r"^conv1d in conv1d_1: kernel 5 .* bigger than "
                                             r"the padded input 4"):
         fe.Sequential([fe.layers.Conv1D(2, 5)], input_shape=(1, 4))
+
+
+def test_embedding_into_sequence_layers_warns_and_permute_fixes_it(tmp_path):
+    """An Embedding's (batch, length, dim) straight into a 1-d layer (NCL, as torch) would
+    run along the vector components (a Keras user's layout): a warning naming
+    Permute((2, 1)); with it, GlobalAvgPool1D is the mean over the tokens."""
+    with pytest.warns(UserWarning, match=r"GlobalAvgPool1D takes \(batch, channels, length\).*"
+                                         r"Embedding.*Permute\(\(2, 1\)\)"):
+        fe.Sequential([L.Embedding(30, 4), L.GlobalAvgPool1D()], input_shape=(6,),
+                      dtype="int64")
+    with pytest.warns(UserWarning, match="Conv1D takes"):
+        fe.Sequential([L.Embedding(30, 4), L.Conv1D(3, 2)], input_shape=(6,), dtype="int64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = fe.Sequential([L.Embedding(30, 4), L.Permute((2, 1)), L.GlobalAvgPool1D()],
+                              input_shape=(6,), dtype="int64", seed=0)
+    ids = np.random.default_rng(0).integers(0, 30, (5, 6))
+    table = model.layers[0].table.get_value()
+    np.testing.assert_allclose(model.predict(ids), table[ids].mean(axis=1), rtol=1e-6)
+    model.compile(loss="mse", optimizer="sgd")
+    model.save(tmp_path / "m.npz")  # the layer's config round-trips
+    np.testing.assert_allclose(fe.load_model(tmp_path / "m.npz").predict(ids),
+                               model.predict(ids), rtol=0)
+
+
+@pytest.mark.parametrize("dims, shape, message", [
+    ((1, 1), (6,), "must order the axes 1..2"),
+    ((0, 1), (6,), "must order the axes 1..2"),
+    ("ab", (6,), "dims must be a sequence of integers"),
+    ((2, 1), (6,), r"Permute\(2, 1\) takes inputs of 3 dims"),
+])
+def test_permute_refuses_what_is_not_a_permutation_of_the_axes(dims, shape, message):
+    with pytest.raises(ValueError, match=message):
+        fe.Sequential([L.Permute(dims)], input_shape=shape)
+
+
+def test_permute_orders_axes_as_keras():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    model = fe.Sequential([L.Permute((3, 1, 2))], input_shape=(3, 4, 5))
+    np.testing.assert_array_equal(model.predict(x), np.transpose(x, (0, 3, 1, 2)))
