@@ -10,6 +10,8 @@ feature map gives (batch, C * H * W) in torch's order.
 
 from __future__ import annotations
 
+import warnings
+
 import symgraph as sg
 from frontends import initializers
 from frontends.config import flag, integer
@@ -54,11 +56,22 @@ def checked_padding(owner: str, padding, numeric, choices: str):
 
 def _image_dims(layer: Layer, x: sg.Variable) -> tuple[int, int, int]:
     """(channels, height, width) of an NCHW input with fixed non-batch dims, or an error
-    naming the layer."""
+    naming the layer; a warning when the model's input or a Reshape gives what looks like
+    channels-last images (a square height x width, then 1, 3 or 4 channels: Keras's layout)."""
     if x.ndim != 4 or not all(isinstance(d, int) for d in x.shape[1:]):
         raise ValueError(f"layer {layer.name}: {layer.kind} takes (batch, channels, height, "
                          f"width) with fixed channels and size, got shape {x.shape}; images "
                          "stored flat need a Reshape((channels, height, width)) first")
+    source = getattr(getattr(x, "layer", None), "kind", None)  # None: the model's input
+    if (source in (None, "Reshape") and x.shape[3] in (1, 3, 4) and x.shape[1] == x.shape[2]
+            > 4 and not getattr(layer, "_layout_warned", False)):  # square HxW, C last
+        layer._layout_warned = True  # (build and call both look: one warning)
+        warnings.warn(f"layer {layer.name}: {layer.kind} takes (batch, channels, height, "
+                      f"width), as torch; an input of shape {x.shape} looks like channels-last "
+                      f"images ({x.shape[3]} channels of {x.shape[1]}x{x.shape[2]}): put "
+                      "fe.layers.Permute((3, 1, 2)) before it (flat data stored channel by "
+                      f"channel: Reshape to ({x.shape[3]}, {x.shape[1]}, {x.shape[2]}))",
+                      UserWarning, stacklevel=4)
     return x.shape[1], x.shape[2], x.shape[3]
 
 

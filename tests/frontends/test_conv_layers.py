@@ -3,6 +3,7 @@ around them): values against torch (float64), gradients against finite differenc
 shapes and initial scales, names, errors, spec files and the model file round trip."""
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,23 @@ def test_the_example_spec_is_the_example_model():
     for a, b in zip(model.get_weights(), built.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert cfg["fit"]["epochs"] * 45 == cfg["compile"]["optimizer"]["schedule"]["steps"]
+
+
+def test_channels_last_images_warn_and_permute_fixes_them(rng):
+    """(batch, 32, 32, 3) into Conv2D (NCHW, as torch) would be 32 channels of 32x3 images,
+    silently: a warning (once per layer) naming Permute((3, 1, 2)); with it, the layer
+    computes torch's conv of the channels-first images."""
+    with pytest.warns(UserWarning, match=r"looks like channels-last images \(3 channels of "
+                                         r"32x32\).*Permute\(\(3, 1, 2\)\)") as caught:
+        fe.Sequential([L.Reshape((32, 32, 3)), L.Conv2D(4, 3)], input_shape=(3072,))
+    assert len([w for w in caught if "channels-last" in str(w.message)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = fe.Sequential([L.Reshape((8, 8, 3)), L.Permute((3, 1, 2)), L.Conv2D(4, 3)],
+                              input_shape=(192,), seed=0)
+        fe.Sequential([L.Conv2D(4, 3)], input_shape=(3, 8, 8))  # channels first: quiet
+    x = rng.normal(size=(2, 192)).astype(np.float32)
+    W, b = (w.get_value() for w in model.layers[2].weights)
+    want = F.conv2d(torch.tensor(x.reshape(2, 8, 8, 3)).permute(0, 3, 1, 2), torch.tensor(W),
+                    torch.tensor(b)).numpy()
+    np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-5)
