@@ -82,21 +82,31 @@ def build(factory: Callable[..., T], kwargs: Mapping[str, Any], label: str) -> T
         valid = [p.name for p in named]
         unknown = [k for k in kwargs if k not in valid]
         if unknown:
-            raise ValueError(f"{label}: unknown argument(s) {unknown}; valid: {valid}")
+            raise ValueError(f"{label}: unknown argument(s) {unknown}"
+                             f"{suggest(unknown[0], valid)}; valid: {valid}")
     missing = [p.name for p in named if p.default is p.empty and p.name not in kwargs]
     if missing:
         raise ValueError(f"{label} needs argument(s) {missing}")
     return factory(**kwargs)
 
 
+#: other libraries' names of our arguments (Keras's, mostly), which no spelling is near
+OTHER_NAMES = {"learning_rate": "lr", "beta_1": "beta1", "beta_2": "beta2", "epsilon": "eps",
+               "rho": "decay"}
+
+
 def suggest(key: str, valid: Iterable[str], spelled: Mapping[str, str] | None = None) -> str:
-    """`` (did you mean 'units'?)`` for a near miss of one of ``valid``, else nothing;
-    ``spelled`` maps a (normalised) valid key to the spelling to show.
+    """`` (did you mean 'units'?)`` for a near miss of one of ``valid``, or another
+    library's name of one (``learning_rate``: ``lr``), else nothing; ``spelled`` maps a
+    (normalised) valid key to the spelling to show.
 
     >>> suggest("val_los", ["loss", "val_loss"])
     " (did you mean 'val_loss'?)"
     """
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    valid = list(valid)
+    if OTHER_NAMES.get(key) in valid:
+        return f" (did you mean {OTHER_NAMES[key]!r}? symgraph's name for {key!r})"
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     if not close:
         return ""
     return f" (did you mean {(spelled or {}).get(close[0], close[0])!r}?)"

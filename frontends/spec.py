@@ -400,6 +400,10 @@ def _defaults(function, keys: Sequence[str]) -> dict:
 def _check_fit(check: _Checker, section) -> dict:
     path = ("fit",)
     section = check.mapping({} if section is None else section, path, "the fit section")
+    if "validation_split" in section:  # fit's own argument in Python; a data set's here
+        check.fail(path + ("validation_split",), "validation_split belongs to the data "
+                   "section here (data: {name: ..., validation_split: 0.1}): the spec's data "
+                   "set is split once, when it is loaded", key=True)
     check.keys(section, path, _FIT_KEYS, "fit")
     cfg = {**_defaults(fit, _FIT_KEYS), **section}
     check.positive_int(cfg["batch_size"], path + ("batch_size",))

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from frontends.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
-from frontends.config import integer, suggest
+from frontends.config import flag, integer, suggest
 from frontends.errors import TrainingDiverged, UserInputError
 
 TARGET_CHUNK_SECONDS = 0.25
@@ -68,6 +68,14 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     batch_size = _integer("batch_size", batch_size, 1)
     epochs = _integer("epochs", epochs, 0)
     initial_epoch = _integer("initial_epoch", initial_epoch, 0)
+    try:  # shuffle="no" is a mistake, not a truthy value (verbose takes Keras's 0/1/2)
+        flag("fit", "shuffle", shuffle)
+    except TypeError as err:
+        raise UserInputError(str(err)) from None
+    classes = [cb for cb in callbacks if isinstance(cb, type)]
+    if classes:  # callbacks=[History]: its hooks would be called unbound
+        raise UserInputError(f"fit: callbacks takes callback objects, got the class "
+                             f"{classes[0].__name__}; pass {classes[0].__name__}(...)")
     if early_stopping is False:  # None, False: off; 0 is a patience
         early_stopping = None
     if early_stopping is not None:

@@ -142,7 +142,8 @@ def test_get_config_dicts_numbers_and_instances():
     ({"type": "nope"}, ValueError, "unknown initialiser 'nope'"),
     ({"std": 0.1}, ValueError, "no 'type' key"),
     ({"type": "normal", "sd": 0.1}, ValueError,
-     r"initialiser Normal: unknown argument\(s\) \['sd'\]; valid: \['std'\]"),
+     r"initialiser Normal: unknown argument\(s\) \['sd'\] \(did you mean 'std'\?\); "
+     r"valid: \['std'\]"),
     ({"type": "zeros", "value": 1}, ValueError,
      r"initialiser Zeros: unknown argument\(s\) \['value'\]; valid: \[\]"),
     ({"type": "normal", "std": 0.0}, ValueError, "normal: std must be positive"),

@@ -367,7 +367,8 @@ def test_get_errors_are_clear():
     with pytest.raises(ValueError, match="'type'"):
         losses.get({"margin": 1.0})
     with pytest.raises(ValueError,
-                       match=r"loss Hinge: unknown argument\(s\) \['margn'\]; valid: \['margin'\]"):
+                       match=r"loss Hinge: unknown argument\(s\) \['margn'\] \(did you mean "
+                             r"'margin'\?\); valid: \['margin'\]"):
         losses.get({"type": "hinge", "margn": 1.0})
     with pytest.raises(TypeError, match="a name, a config dict or a Loss"):
         losses.get(3)

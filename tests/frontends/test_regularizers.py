@@ -132,5 +132,6 @@ def test_get_names_and_errors():
     with pytest.raises(ValueError, match="unknown regularizer 'l3'.*L2"):
         regularizers.get("l3")
     with pytest.raises(ValueError,
-                       match=r"regularizer L2: unknown argument\(s\) \['l2'\]; valid: \['l'\]"):
+                       match=r"regularizer L2: unknown argument\(s\) \['l2'\] "
+                             r"\(did you mean 'l'\?\); valid: \['l'\]"):
         regularizers.get({"type": "L2", "l2": 0.1})

@@ -168,6 +168,18 @@ CASES = {
         HEAD_TOML + 'layers = [{type = "Dense", units = 8}]\n[compile]\n'
         'loss = "mse"\noptimizer = {type = "Adam", lrr = 0.1}  #M\n',
         "compile.optimizer.lrr", "lrr"),
+    "Keras's name of an optimizer argument": (
+        HEAD_YAML + "    - {type: Dense, units: 8}\ncompile:\n  optimizer:\n    type: Adam\n"
+        "    learning_rate: 0.1  #M\n",
+        HEAD_TOML + 'layers = [{type = "Dense", units = 8}]\n[compile]\n'
+        'loss = "mse"\noptimizer = {type = "Adam", learning_rate = 0.1}  #M\n',
+        "compile.optimizer.learning_rate",
+        r"\(did you mean 'lr'\? symgraph's name for 'learning_rate'\)"),
+    "validation_split in fit": (
+        HEAD_YAML + "    - {type: Dense, units: 8}\nfit:\n  validation_split: 0.1  #M\n",
+        HEAD_TOML + 'layers = [{type = "Dense", units = 8}]\n[fit]\n'
+        'validation_split = 0.1  #M\n',
+        "fit.validation_split", r"validation_split belongs to the data section here"),
     "unknown metric": (
         HEAD_YAML + "    - {type: Dense, units: 8}\ncompile:\n  metrics:\n    - accuracy\n"
         "    - acuracy  #M\n",

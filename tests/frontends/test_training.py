@@ -152,6 +152,10 @@ def test_fit_errors_change_nothing():
         model.fit(X[:, :5], y, progress=False)
     with pytest.raises(TypeError, match="'y'"):
         model.fit(X, y.astype("float64") + 0.5, progress=False)
+    with pytest.raises(ValueError, match=r"shuffle must be True or False, got 'yes'"):
+        model.fit(X, y, shuffle="yes", progress=False)
+    with pytest.raises(ValueError, match=r"got the class History; pass History\(...\)"):
+        model.fit(X, y, callbacks=[fe.callbacks.History], progress=False)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
 
