@@ -173,6 +173,7 @@ def test_mixed_float_products_are_numpys_through_blas(dtypes, batched, backend):
     bv = (rng.normal(size=(48, 36)) * 4).astype(dtypes[1])
     a, b = sg.tensor("a", av.shape, dtypes[0]), sg.tensor("b", bv.shape, dtypes[1])
     f = sg.function([a, b], a @ b, backend=backend)
+    assert f.rewrite_report.fired["matmul_in_result_dtype"] == 1
     got, expected = f(av, bv), av @ bv
     assert got.dtype == expected.dtype
     np.testing.assert_allclose(got, expected, rtol=1e-6 if expected.dtype == "float32"
