@@ -137,7 +137,8 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
           f"validation / {len(test[0])} test examples "
           f"(compiled in {time.perf_counter() - start:.2f} s)", flush=True)
     # fit's early stopping, made here to tell which epoch's parameters it restored
-    stopping = None if fit["early_stopping"] in (None, False) else EarlyStopping(
+    # (``is None``: the spec's "false" is None by now, and 0 is a patience, though 0 == False)
+    stopping = None if fit["early_stopping"] is None else EarlyStopping(
         monitor="loss" if data.validation is None else "val_loss",
         patience=fit["early_stopping"], restore_best_weights=True)
     try:

@@ -269,3 +269,14 @@ def test_interrupted_training_writes_the_history_and_says_which_parameters(
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["epoch"] == [0, 1] and history["stopped"] == "interrupted"
     assert (tmp_path / "run" / "model.npz").exists()
+
+
+def test_early_stopping_0_is_a_patience_in_the_cli(tmp_path, capsys):
+    """fit.early_stopping: 0 stops at the first epoch without improvement, as
+    fit(early_stopping=0) does (``0 in (None, False)`` is true: the CLI turned it off)."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.replace("{type: Adam, lr: 0.01}", "{type: SGD, lr: 0.0}")
+                    .replace("epochs: 3}", "epochs: 5, early_stopping: 0, shuffle: false}"))
+    assert main(["train", str(spec), "--quiet", "--out", str(tmp_path / "run")]) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["epoch"] == [0, 1]  # epoch 2's loss is epoch 1's: no improvement
