@@ -155,7 +155,8 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
                  "the parameters of the last completed steps")
         print(f"symgraph train: {what}; the model holds {holds}", file=sys.stderr)
         if args.out:
-            _write(args.out, model, model.history,
+            # (no History yet when Ctrl-C came during fit's checks of the data)
+            _write(args.out, model, getattr(model, "history", None),
                    {"stopped": "diverged" if diverged else "interrupted", "spec": str(label),
                     "data": cfg["data"]})
         return 1 if diverged else 130

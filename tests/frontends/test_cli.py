@@ -280,3 +280,19 @@ def test_early_stopping_0_is_a_patience_in_the_cli(tmp_path, capsys):
     assert main(["train", str(spec), "--quiet", "--out", str(tmp_path / "run")]) == 0
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["epoch"] == [0, 1]  # epoch 2's loss is epoch 1's: no improvement
+
+
+def test_interrupted_before_the_first_epoch_still_writes_the_model(tmp_path, capsys,
+                                                                   monkeypatch):
+    """Ctrl-C while fit checks the data (before it makes model.history): exit 130 and the
+    model written, not an AttributeError from the handler."""
+    from frontends import training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training, "_training_and_validation", interrupted)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    assert main(["train", str(spec), "--quiet", "--out", str(tmp_path / "run")]) == 130
+    assert (tmp_path / "run" / "model.npz").exists()
+    assert not (tmp_path / "run" / "history.json").exists()
