@@ -149,11 +149,16 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
                 bar.close()
                 for var, value in zip(trained, saved):
                     var.set_value(value)
+                # on_train_end (below) then puts early stopping's best parameters back
+                best = [cb.best_epoch for cb in callbacks if isinstance(cb, EarlyStopping)
+                        and cb.restore_best_weights and cb.best_weights is not None]
+                restored = (f"; the parameters then restored are epoch {best[-1] + 1}'s, "
+                            "early stopping's best" if best else "")
                 raise TrainingDiverged(
                     f"fit: the training loss became {logs['loss']} in epoch {epoch + 1}; "
                     "lower the learning rate (the data itself holds no NaN/inf: fit checked "
                     f"it before training). The parameters and the optimizer state are back "
-                    f"at the start of epoch {epoch + 1}", epoch=epoch)
+                    f"at the start of epoch {epoch + 1}{restored}", epoch=epoch)
             if validation is not None:
                 for name, value in model.evaluate(validation[:-1], validation[-1]).items():
                     logs[f"val_{name}"] = value

@@ -509,3 +509,26 @@ def test_history_keeps_a_sometimes_logged_key_aligned_and_skips_non_numbers():
     np.testing.assert_array_equal(history.history["odd"], [np.nan, 1.0, np.nan, 3.0])
     rows = history.to_csv().splitlines()
     assert len(rows) == 5 and rows[2].endswith(",1.0") and rows[4].endswith(",3.0")
+
+
+def test_diverged_message_names_early_stoppings_restored_epoch():
+    """With early stopping, on_train_end puts the best epoch's parameters back after a
+    diverged epoch was undone: the message says so, not only 'back at the start of epoch 3'."""
+    X, y = _data(n=200)
+    model = fe.Sequential([L.Dense(8, activation="relu"), L.Dense(2)], input_shape=(6,),
+                          seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(lr=0.1))
+    snaps = {}
+
+    class Steer(fe.Callback):  # epoch 2 worse than epoch 1 (lr 30), epoch 3 diverges
+        def on_epoch_end(self, epoch, logs):
+            snaps[epoch] = model.get_weights()
+            model.optimizer.learning_rate = {0: 30.0, 1: 1e12}.get(epoch, 0.1)
+    with pytest.raises(fe.errors.TrainingDiverged) as err:
+        model.fit(X, y, epochs=5, batch_size=16, progress=False, verbose=False,
+                  early_stopping=5, callbacks=[Steer()])
+    assert err.value.epoch == 2
+    for a, b in zip(model.get_weights(), snaps[0]):  # epoch 1's, not epoch 3's start
+        np.testing.assert_array_equal(a, b)
+    assert str(err.value).endswith("the parameters then restored are epoch 1's, early "
+                                   "stopping's best")
