@@ -319,8 +319,11 @@ def _check_monitors(model, callbacks: list, validated: bool) -> None:
 def _check_writable_folder(folder: str, path: str) -> None:
     """A checkpoint's folder can be made (its nearest existing ancestor is a writable
     directory): found before training, not by the first save after an epoch."""
-    while not os.path.exists(folder):
+    while not os.path.lexists(folder):  # (lexists: a dangling link is not "to be made")
         folder = os.path.dirname(folder)
+    if os.path.islink(folder) and not os.path.exists(folder):
+        raise UserInputError(f"fit: ModelCheckpoint cannot write {path!r}: {folder} is a "
+                             "link to nothing")
     if not os.path.isdir(folder):
         raise UserInputError(f"fit: ModelCheckpoint cannot write {path!r}: {folder} is a file, "
                              "not a directory")

@@ -138,3 +138,17 @@ def test_a_folder_that_cannot_be_made_fails_before_the_first_step(tmp_path, unde
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert model.optimizer.iterations.get_value() == 0
+
+
+def test_a_dangling_link_folder_fails_before_the_first_step(tmp_path):
+    """A folder that is a link to nothing: os.path.exists is False, so the check walked
+    past it to a writable parent, and the first save failed after an epoch had trained."""
+    X, y = _data()
+    model = _model()
+    before = model.get_weights()
+    (tmp_path / "ckpts").symlink_to(tmp_path / "gone")
+    with pytest.raises(UserInputError, match="ckpts is a link to nothing"):
+        model.fit(X, y, epochs=2, progress=False, verbose=False,
+                  callbacks=[fe.callbacks.ModelCheckpoint(str(tmp_path / "ckpts/s/m.npz"))])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
