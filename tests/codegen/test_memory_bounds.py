@@ -188,3 +188,22 @@ def test_a_static_dim_the_run_time_shape_contradicts_is_an_error_not_garbage(mon
     f = sg.function([x], y, backend="llvm")
     with pytest.raises(ValueError, match="getitem: dim 0 must be 0, got 4"):
         f(np.arange(5.0))
+
+
+def test_two_huge_shapes_that_alternate_are_kept(monkeypatch):
+    """A full batch and the epoch's ragged last one, both big, alternate (A, B, A, B, ...):
+    keeping only a signature equal to the previous big build kept neither, and every call
+    rebuilt its plan."""
+    f, params = mlp("llvm")
+    g, ref_params = mlp("numpy")
+    monkeypatch.setattr(llvm_backend, "MAX_PLAN_BYTES", 64 * 1024)
+    built = []
+    make = f.program._make_plan
+    monkeypatch.setattr(f.program, "_make_plan", lambda *a: built.append(1) or make(*a))
+    shapes = [batch(2000, seed=1), batch(1900, seed=2)]
+    for _ in range(6):
+        for arrays in shapes:
+            np.testing.assert_allclose(f(*arrays), g(*arrays), rtol=1e-10)
+    assert len(built) <= 6 and f.memory_kept()["plans"] == 2
+    for W, R in zip(params, ref_params):
+        np.testing.assert_allclose(W.get_value(), R.get_value(), rtol=1e-10)
