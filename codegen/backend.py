@@ -26,9 +26,10 @@ at a time uses a plan's arena and the shared variables.
 Memory: what a program keeps between calls is its plans, least recently used out first: at
 most ``MAX_PLANS`` shape signatures and ``MAX_KEPT_BYTES`` of arenas and update buffers; a
 plan bigger than ``MAX_PLAN_BYTES`` (a one-off huge batch) is built for its call and freed
-right after it, unless the call before built it too: then it is kept like the others (a
-training step's shape: an LSTM of 200 steps, 67 MB, rebuilt its plan at every call, 5.7x
-the step's time).  ``memory_kept()`` reports it.
+right after it, unless its shape recurs (built right before, or twice among the last four
+big builds): then it is kept like the others (a training step's shape: an LSTM of 260
+steps, 68 MB, rebuilt its plan at every call, 6x the step's time).  ``memory_kept()``
+reports it.
 
 Updates are simultaneous and failure-safe.  Most are written *in place*, into the shared
 variable's own array (``codegen.fusion.plan_inplace`` proves that every other reader of the old
@@ -77,7 +78,8 @@ _LAZY = ("ir_text", "_parts", "_functions", "_kernel_roots")
 #: ``MAX_PLANS`` shape signatures, least recently used first out, together at most
 #: ``MAX_KEPT_BYTES`` of arenas and update buffers; a signature whose own buffers exceed
 #: ``MAX_PLAN_BYTES`` (a one-off huge batch) is built for its call and dropped after it,
-#: unless its previous call built it too (a repeated shape: kept if within MAX_KEPT_BYTES).
+#: unless its shape recurs (built right before, or twice among the last four big builds:
+#: kept if within MAX_KEPT_BYTES).
 MAX_PLANS = 8
 MAX_PLAN_BYTES = 64 << 20
 MAX_KEPT_BYTES = 256 << 20
@@ -403,7 +405,7 @@ class LLVMProgram(Program):
     def _runner_for(self, arrays: list[np.ndarray], bindings: dict):
         """The runner (``codegen.plans.make_runner``) of the plan for canonical ``arrays``:
         from the cache, or built, and kept if it fits (``MAX_PLAN_BYTES``, or
-        ``MAX_KEPT_BYTES`` when the last big plan built had this signature too; then least
+        ``MAX_KEPT_BYTES`` when the signature recurs among the last big builds; then least
         recently used plans go until ``MAX_PLANS`` and ``MAX_KEPT_BYTES`` hold)."""
         key = self._signature(arrays)
         cache = self._cache
