@@ -151,7 +151,9 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
         what = str(err) if diverged else "interrupted"
         holds = (f"epoch {stopping.best_epoch + 1}'s parameters (early stopping's best)"
                  if stopping is not None and stopping.best_weights is not None else
-                 f"the parameters at the start of epoch {err.epoch + 1}" if diverged else
+                 f"the parameters at the start of epoch {err.epoch + 1}"
+                 if diverged and err.restored else
+                 f"epoch {err.epoch + 1}'s diverged parameters" if diverged else
                  "the parameters of the last completed steps")
         print(f"symgraph train: {what}; the model holds {holds}", file=sys.stderr)
         if args.out:

@@ -24,9 +24,9 @@ class UserInputTypeError(UserInputError, TypeError):
 
 
 class TrainingDiverged(FloatingPointError):
-    """``fit``'s training loss became NaN or inf in epoch ``epoch`` (0-based); the
-    variables the step updates are back at that epoch's start."""
+    """``fit``'s training loss became NaN or inf in epoch ``epoch`` (0-based); when
+    ``restored``, the variables the step updates are back at that epoch's start."""
 
-    def __init__(self, message: str, epoch: int):
+    def __init__(self, message: str, epoch: int, restored: bool = True):
         super().__init__(message)
-        self.epoch = epoch
+        self.epoch, self.restored = epoch, restored

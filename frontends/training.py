@@ -12,7 +12,7 @@ raised as ``KeyboardInterrupt`` right after it, when every parameter is the
 result of whole steps (and early stopping's best parameters are restored).
 An epoch whose loss becomes NaN or inf raises ``TrainingDiverged`` with every
 variable the step updates (parameters, optimizer state) back at the epoch's
-start: one copy of them is kept per epoch for that.
+start: one copy of them is kept per epoch for that, up to ``UNDO_BYTES``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ from frontends.config import flag, integer, suggest
 from frontends.errors import TrainingDiverged, UserInputError
 
 TARGET_CHUNK_SECONDS = 0.25
+#: the most bytes of parameters and optimizer state fit copies at each epoch's start, to undo
+#: an epoch whose loss becomes NaN or inf; a bigger model is not copied (the copy would
+#: double its memory), its diverged epoch stays, and the error says so
+UNDO_BYTES = 512 << 20
 
 
 def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=None,
@@ -115,6 +119,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     chunk = 8
     most = max(1, -(-n // batch_size))  # batches an epoch: no call needs more
     trained = [var for var, _ in model.train_function.updates]
+    undo = sum(math.prod(var.shape) * var.dtype.itemsize for var in trained) <= UNDO_BYTES
     gather = _Gather()
     _call(callbacks, "on_train_begin", {})
     try:
@@ -125,7 +130,8 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
             totals = np.zeros(len(model.metrics_names))
             counted = np.zeros(len(model.metrics_names))
             bar.start(epoch, epochs)
-            saved = [var.get_value() for var in trained]  # what a diverged epoch restores
+            # what a diverged epoch restores
+            saved = [var.get_value() for var in trained] if undo else None
             done = 0
             while done < n:
                 stop = min(n, done + chunk * batch_size)
@@ -147,18 +153,21 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
             logs = dict(zip(model.metrics_names, weighted_means(totals, counted)))
             if not math.isfinite(logs["loss"]):
                 bar.close()
-                for var, value in zip(trained, saved):
+                for var, value in zip(trained, saved or ()):
                     var.set_value(value)
                 # on_train_end (below) then puts early stopping's best parameters back
                 best = [cb.best_epoch for cb in callbacks if isinstance(cb, EarlyStopping)
                         and cb.restore_best_weights and cb.best_weights is not None]
                 restored = (f"; the parameters then restored are epoch {best[-1] + 1}'s, "
                             "early stopping's best" if best else "")
+                state = (f"The parameters and the optimizer state are back at the start of "
+                         f"epoch {epoch + 1}" if undo else "The parameters hold that epoch's "
+                         f"values (a model over {UNDO_BYTES >> 20} MiB is not copied at "
+                         "each epoch's start to undo one)")
                 raise TrainingDiverged(
                     f"fit: the training loss became {logs['loss']} in epoch {epoch + 1}; "
                     "lower the learning rate (the data itself holds no NaN/inf: fit checked "
-                    f"it before training). The parameters and the optimizer state are back "
-                    f"at the start of epoch {epoch + 1}{restored}", epoch=epoch)
+                    f"it before training). {state}{restored}", epoch=epoch, restored=undo)
             if validation is not None:
                 for name, value in model.evaluate(validation[:-1], validation[-1]).items():
                     logs[f"val_{name}"] = value

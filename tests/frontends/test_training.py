@@ -186,6 +186,22 @@ def test_diverged_epoch_restores_the_parameters_and_optimizer_state():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_model_over_the_undo_size_is_not_copied_and_the_error_says_so(monkeypatch):
+    """Above UNDO_BYTES fit keeps no copy per epoch (it would double the model's memory):
+    the diverged epoch's values stay, and the message does not claim otherwise."""
+    from frontends import training
+    monkeypatch.setattr(training, "UNDO_BYTES", 100)
+    X, y = _data()
+    model = fe.Sequential([L.Dense(8, activation="relu"), L.Dense(2)], input_shape=(6,),
+                          seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(lr=0.1, momentum=0.9))
+    with pytest.raises(fe.errors.TrainingDiverged, match=r"The parameters hold that epoch's "
+                                                         r"values \(a model over 0 MiB") as err:
+        model.fit(X * 1e15, y, epochs=2, batch_size=16, progress=False, verbose=False)
+    assert not err.value.restored
+    assert not all(np.isfinite(w).all() for w in model.get_weights())
+
+
 def test_many_quick_epochs_in_one_fit():
     """A small data set trained for thousands of epochs (tutorials do): the batches per
     native call stop growing at an epoch's, where they overflowed a float after ~511."""
