@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,7 @@ from symgraph.backends import CompileRequest, Program
 from symgraph.graph import Constant, SharedVariable, Variable, toposort
 from symgraph.profiling import describe_nodes
 
+from . import plans
 from . import signature as sg_sig
 from .fusion import analyse, group_kernels
 from .kernel_info import ENTRY, KernelInfo, ModuleContext
@@ -120,8 +121,7 @@ class LLVMProgram(Program):
         self._last = None  # the runner used last: kept in ``_cache``, its most recent entry
         self._nin = len(self.inputs)
         self._kept_bytes = 0
-        # the signatures of the last plans over MAX_PLAN_BYTES built and not kept
-        self._big_keys: deque = deque(maxlen=4)
+        self._big = plans.RecentBig()  # the last plans over MAX_PLAN_BYTES built and not kept
         self.single = request.single
         self._check_inputs = request.check_inputs
         self._arena_vars = [v for v in self.analysis.kernels if v not in self.direct]
@@ -420,19 +420,7 @@ class LLVMProgram(Program):
         run = make_runner(self, plan, self.single)
         run.plan = plan  # (the plan must not point back: no cycle, a dropped arena is freed
         # at once, not at the next garbage collection)
-        # a big signature built right before, or twice among the last four big builds: a
-        # shape that recurs (a full batch and the epoch's ragged last one alternate), not a
-        # one-off batch
-        recent = self._big_keys
-        repeated = bool(recent) and (recent[-1] == key or recent.count(key) >= 2)
-        if plan.nbytes > MAX_PLAN_BYTES:
-            if repeated:
-                for _ in range(recent.count(key)):
-                    recent.remove(key)
-            else:
-                recent.append(key)
-        else:
-            recent.clear()
+        repeated = self._big.recurs(key, plan.nbytes > MAX_PLAN_BYTES)
         if plan.nbytes <= MAX_KEPT_BYTES and (plan.nbytes <= MAX_PLAN_BYTES or repeated):
             cache[key] = run
             if not plan.extra["bad_update"]:

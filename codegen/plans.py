@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import deque
 from operator import itemgetter
 from typing import Any
 
@@ -60,6 +61,30 @@ class Rejected:
         return ArgumentRejected(f"argument {self.index} ({names[self.index]}) is not an "
                                 "aligned, C-contiguous numpy.ndarray of the compiled dtype "
                                 "and shape")
+
+
+class RecentBig:
+    """The signatures of the last plans over ``MAX_PLAN_BYTES`` built and not kept: one that
+    recurs (built right before, or twice among the last four: a full batch and an epoch's
+    ragged last one alternate) is a training shape worth keeping, not a one-off batch."""
+
+    def __init__(self):
+        self.keys: deque = deque(maxlen=4)
+
+    def recurs(self, key: tuple, big: bool) -> bool:
+        """Whether the plan of ``key`` just built is a recurring big one (then forgotten
+        here: it is kept); a plan that is not ``big`` clears the record."""
+        keys = self.keys
+        if not big:
+            keys.clear()
+            return False
+        repeated = bool(keys) and (keys[-1] == key or keys.count(key) >= 2)
+        if repeated:
+            while key in keys:
+                keys.remove(key)
+        else:
+            keys.append(key)
+        return repeated
 
 
 class Plan:
