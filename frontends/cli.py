@@ -149,8 +149,9 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
     except (KeyboardInterrupt, TrainingDiverged) as err:
         diverged = isinstance(err, TrainingDiverged)
         what = str(err) if diverged else "interrupted"
+        # (before on_train_begin, as in fit's checks of the data, it has no best_weights)
         holds = (f"epoch {stopping.best_epoch + 1}'s parameters (early stopping's best)"
-                 if stopping is not None and stopping.best_weights is not None else
+                 if getattr(stopping, "best_weights", None) is not None else
                  f"the parameters at the start of epoch {err.epoch + 1}"
                  if diverged and err.restored else
                  f"epoch {err.epoch + 1}'s diverged parameters" if diverged else

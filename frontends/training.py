@@ -76,6 +76,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
         flag("fit", "shuffle", shuffle)
     except TypeError as err:
         raise UserInputError(str(err)) from None
+    callbacks = list(callbacks)  # (once: a generator is read here)
     classes = [cb for cb in callbacks if isinstance(cb, type)]
     if classes:  # callbacks=[History]: its hooks would be called unbound
         raise UserInputError(f"fit: callbacks takes callback objects, got the class "
@@ -90,7 +91,6 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     _warn_single_example_batch(model, n, batch_size)
 
     history = History()
-    callbacks = list(callbacks)
     if early_stopping is not None:
         callbacks.append(EarlyStopping(monitor="val_loss" if validation else "loss",
                                        patience=early_stopping, restore_best_weights=True))

@@ -291,8 +291,13 @@ def test_interrupted_before_the_first_epoch_still_writes_the_model(tmp_path, cap
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr(training, "_training_and_validation", interrupted)
-    spec = tmp_path / "s.yaml"
-    spec.write_text(SPEC)
-    assert main(["train", str(spec), "--quiet", "--out", str(tmp_path / "run")]) == 130
-    assert (tmp_path / "run" / "model.npz").exists()
-    assert not (tmp_path / "run" / "history.json").exists()
+    for patience in ("", ", early_stopping: 2"):  # (its callback has not begun either)
+        spec = tmp_path / "s.yaml"
+        spec.write_text(SPEC.replace("epochs: 3}", f"epochs: 3{patience}}}"))
+        out = tmp_path / f"run{len(patience)}"
+        assert main(["train", str(spec), "--quiet", "--out", str(out)]) == 130
+        assert capsys.readouterr().err.strip() == ("symgraph train: interrupted; the model "
+                                                   "holds the parameters of the last "
+                                                   "completed steps")
+        assert (out / "model.npz").exists()
+        assert not (out / "history.json").exists()

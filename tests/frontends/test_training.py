@@ -160,6 +160,19 @@ def test_fit_errors_change_nothing():
         np.testing.assert_array_equal(a, b)
 
 
+def test_callbacks_given_as_a_generator_all_run():
+    """fit reads its callbacks once (a generator read twice ran none of them)."""
+    X, y = _data()
+    seen = []
+
+    class Seen(fe.Callback):
+        def on_epoch_end(self, epoch, logs):
+            seen.append(epoch)
+    _model().fit(X, y, epochs=2, callbacks=(cb for cb in [Seen()]), progress=False,
+                 verbose=False)
+    assert seen == [0, 1]
+
+
 def test_diverging_loss_stops_with_a_clear_error():
     X, y = _data()  # clean data (NaN data is refused before training): a huge learning rate
     model = fe.Sequential([L.Dense(2)], input_shape=(6,), seed=0)
