@@ -35,6 +35,7 @@ import symgraph as sg
 from frontends import datasets, layers
 from frontends.callbacks import EarlyStopping
 from frontends.errors import TrainingDiverged, UserInputError
+from frontends.saving import folder_problem
 from frontends.spec import DEFAULT_SPEC, SpecError, data_error, load_spec
 from frontends.tensorboard import TensorBoard
 
@@ -87,13 +88,9 @@ def _check_out_dir(out: str | None) -> None:
     path = os.path.abspath(out)
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--out {out}: is a file, not a directory")
-    existing = path
-    while not os.path.exists(existing):  # the nearest ancestor that exists will hold it
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UsageError(f"--out {out}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out}: {existing} is not writable")
+    problem = folder_problem(path)
+    if problem:
+        raise UsageError(f"--out {out}: {problem}")
 
 
 def _check_output_file(output: str) -> None:

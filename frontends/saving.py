@@ -29,6 +29,22 @@ class ModelFileError(ValueError):
     """The file is not a symgraph model, is damaged, or does not fit the model."""
 
 
+def folder_problem(folder: str) -> str | None:
+    """Why files cannot be written in ``folder`` (made with its parents when missing), or
+    None: its nearest existing ancestor must be a writable directory, not a file or a link
+    to nothing.  ``symgraph train --out`` and ``ModelCheckpoint`` ask before training."""
+    existing = os.path.abspath(folder)
+    while not os.path.lexists(existing):  # (lexists: a dangling link is not "to be made")
+        existing = os.path.dirname(existing)
+    if os.path.islink(existing) and not os.path.exists(existing):
+        return f"{existing} is a link to nothing"
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def save_model(model, path) -> None:
     path = os.fspath(path)
     # found before writing: the errors of the write itself name the temporary file

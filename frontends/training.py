@@ -32,6 +32,7 @@ import numpy as np
 from frontends.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from frontends.config import flag, integer, suggest
 from frontends.errors import TrainingDiverged, UserInputError
+from frontends.saving import folder_problem
 
 TARGET_CHUNK_SECONDS = 0.25
 #: the most bytes of parameters and optimizer state fit copies at each epoch's start, to undo
@@ -309,7 +310,10 @@ def _check_monitors(model, callbacks: list, validated: bool) -> None:
             # a path naming a value that is not logged failed only after the first epoch
             # had changed the weights: filled in now with stand-ins of the logged values
             path = cb.path_for(0, dict.fromkeys(logged, 0.0))
-            _check_writable_folder(os.path.dirname(os.path.abspath(path)), cb.path)
+            problem = folder_problem(os.path.dirname(os.path.abspath(path)))
+            if problem:
+                raise UserInputError(f"fit: ModelCheckpoint cannot write {cb.path!r}: "
+                                     f"{problem}")
         if isinstance(cb, EarlyStopping) or (isinstance(cb, ModelCheckpoint)
                                              and cb.save_best_only):
             watchers.append((type(cb).__name__, cb.monitor))
@@ -323,22 +327,6 @@ def _check_monitors(model, callbacks: list, validated: bool) -> None:
                                  "validation_data or validation_split")
         raise UserInputError(f"fit: {who} watches {monitor!r}, which is not logged"
                              f"{suggest(monitor, logged)}; logged: {', '.join(logged)}")
-
-
-def _check_writable_folder(folder: str, path: str) -> None:
-    """A checkpoint's folder can be made (its nearest existing ancestor is a writable
-    directory): found before training, not by the first save after an epoch."""
-    while not os.path.lexists(folder):  # (lexists: a dangling link is not "to be made")
-        folder = os.path.dirname(folder)
-    if os.path.islink(folder) and not os.path.exists(folder):
-        raise UserInputError(f"fit: ModelCheckpoint cannot write {path!r}: {folder} is a "
-                             "link to nothing")
-    if not os.path.isdir(folder):
-        raise UserInputError(f"fit: ModelCheckpoint cannot write {path!r}: {folder} is a file, "
-                             "not a directory")
-    if not os.access(folder, os.W_OK):
-        raise UserInputError(f"fit: ModelCheckpoint cannot write {path!r}: {folder} is not "
-                             "writable")
 
 
 class _Gather:
