@@ -18,7 +18,12 @@ from symgraph.ops.elemwise import DropoutMask
 
 class Dense(Layer):
     """``activation(x @ W + b)``; ``W`` is (in, units), Glorot-uniform by default, ``b`` zeros
-    (``bias_init=0.1`` is the usual choice under ReLU). Only ``W`` is regularised."""
+    (``bias_init=0.1`` is the usual choice under ReLU). Only ``W`` is regularised.
+
+    On (batch, ..., in) the same ``W`` applies at every position of the middle dims (as
+    Keras's Dense, or torch's Linear): the positions are stacked into one (rows, in) product,
+    one gemm rather than a batch of small ones, and the result reshaped to (batch, ..., units).
+    """
 
     config_args = ("units", "activation", "init", "bias_init", "use_bias")
 
@@ -33,18 +38,21 @@ class Dense(Layer):
         self.use_bias = flag("Dense", "use_bias", use_bias)
 
     def build(self, x):
-        if x.ndim != 2:
-            raise ValueError(f"layer {self.name}: Dense takes (batch, features), got shape "
-                             f"{x.shape}; add a Flatten() first")
+        if x.ndim < 2:
+            raise ValueError(f"layer {self.name}: Dense takes (batch, ..., features), got "
+                             f"shape {x.shape}")
         n, dt = fixed_features(self, x), weight_dtype(x)
         self.W = self.add_weight("W", (n, self.units), self.init, dt, regularizable=True)
         self.b = self.add_weight("b", (self.units,), self.bias_init, dt) if self.use_bias \
             else None
 
     def call(self, x, training):
-        z = x @ self.W
+        rows = sg.reshape(x, (-1, x.shape[-1])) if x.ndim > 2 else x
+        z = rows @ self.W
         if self.b is not None:
             z = z + self.b
+        if x.ndim > 2:  # -1 stands for the first dim; any other symbolic dim is kept
+            z = sg.reshape(z, (-1, *x.shape[1:-1], self.units))
         return self.fn(z)
 
 

@@ -76,6 +76,12 @@ def test_dense_gradient_wrt_input_weights_and_bias(activation, rng):
     check_layer_grad(L.Dense(3, activation=activation), x, rng=rng, weights={"W": W, "b": b})
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4), (2, 2, 3, 4)])
+def test_dense_on_more_dims_gradient(shape, rng):
+    check_layer_grad(L.Dense(3, activation="tanh"), rng.normal(size=shape), rng=rng,
+                     weights={"b": rng.normal(size=3)})
+
+
 def test_dense_without_bias_gradient(rng):
     layer = L.Dense(2, activation="tanh", use_bias=False)
     check_layer_grad(layer, rng.normal(size=(3, 4)), rng=rng)
@@ -205,6 +211,35 @@ def test_dense_float32_matches_numpy(backend, rng):
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, np.tanh(X.astype(np.float64) @ W + b), rtol=1e-5,
                                atol=1e-6)
+
+
+def test_dense_on_a_sequence_is_torchs_linear_at_every_position(backend, rng):
+    """Dense on (batch, time, features), for a symbolic batch, forward and one SGD step
+    against torch's ``Linear`` (which applies to the last dim)."""
+    model = fe.Sequential([L.Dense(3, activation="tanh", bias_init=0.1), L.Dense(2)],
+                          input_shape=(5, 4), dtype="float64", seed=1)
+    assert model.output.shape[1:] == (5, 2)
+    X, Y = rng.normal(size=(7, 5, 4)), rng.normal(size=(7, 5, 2))
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(),
+                              torch.nn.Linear(3, 2)).double()
+    with torch.no_grad():
+        for linear, (W, b) in zip(ref[::2], zip(*[iter(model.get_weights())] * 2)):
+            linear.weight.copy_(torch.from_numpy(W.T))
+            linear.bias.copy_(torch.from_numpy(b))
+    model.compile(loss="mse", optimizer=fe.optimizers.SGD(lr=0.5), backend=backend)
+    np.testing.assert_allclose(model.predict(X[:3]), ref(torch.from_numpy(X[:3])).detach(),
+                               rtol=1e-12, atol=1e-14)
+    loss = F.mse_loss(ref(torch.from_numpy(X)), torch.from_numpy(Y))
+    loss.backward()
+    assert model.fit(X, Y, batch_size=7, shuffle=False, progress=False,
+                     verbose=False).history["loss"][0] == pytest.approx(loss.item(), rel=1e-12)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p -= 0.5 * p.grad
+    expected = [p.detach().numpy() for p in ref.parameters()]
+    expected = [expected[0].T, expected[1], expected[2].T, expected[3]]
+    for got, want in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
 def test_activation_layers_match_torch(backend, rng):
@@ -439,8 +474,8 @@ def test_merge_layers_scope_their_nodes():
 
 
 def test_dense_rejects_inputs_it_cannot_use():
-    with pytest.raises(ValueError, match=r"dense_3d.*\(batch, features\).*Flatten"):
-        L.Dense(3, name="dense_3d")(fe.Input((5, 6)))
+    with pytest.raises(ValueError, match=r"dense_1d.*\(batch, \.\.\., features\)"):
+        L.Dense(3, name="dense_1d")(sg.tensor("v", (6,), "float32"))
     with pytest.raises(ValueError, match="dense_sym.*fixed size"):
         L.Dense(3, name="dense_sym")(sg.tensor("z", ("batch", "n"), "float32"))
     with pytest.raises(TypeError, match="symgraph Variables"):
