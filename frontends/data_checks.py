@@ -70,11 +70,13 @@ def _target_hint(target: sg.Variable, y: np.ndarray) -> str:
     if target.ndim == 1 and y.ndim == 2:
         if y.shape[1] == 1:
             return " (a column of labels? pass y.ravel())"
-        return " (one-hot rows? pass the class indices: y.argmax(1))"
+        return (" (one-hot rows? pass the class indices: y.argmax(1), or use a loss that "
+                "takes rows: CrossEntropy(targets='probabilities'))")
     if target.ndim == 2 and target.shape[1] == 1 and y.ndim == 1:  # 0/1 labels included
         return " (one target per example? pass a column: y[:, None])"
     if target.dtype.kind == "f" and y.ndim == 1 and y.dtype.kind in "iub":
-        return (" (integer class labels? use loss='cross_entropy', or make one-hot "
+        return (" (integer class labels? use a loss that takes labels: 'cross_entropy' on "
+                "logits, 'sparse_categorical_crossentropy' after a softmax; or make one-hot "
                 "targets: np.eye(classes)[y])")
     return ""
 

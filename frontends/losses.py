@@ -233,15 +233,23 @@ class CrossEntropy(Loss):
     mean is over those weights (to rebalance classes, e.g. ``N / (classes * count_c)``).
 
     ``from_logits=False`` (what the Keras names ``sparse_categorical_crossentropy`` and
-    ``categorical_crossentropy`` give, with integer labels) takes probabilities: the
-    output of a softmax layer, read through its logits, as Keras does; a model whose
-    output is anything else is refused when the loss is built.
+    ``categorical_crossentropy`` give) takes probabilities: the output of a softmax layer,
+    read through its logits, as Keras does; a model whose output is anything else is
+    refused when the loss is built.
+
+    ``targets="probabilities"`` (what ``categorical_crossentropy`` gives, as in Keras)
+    takes one-hot or soft targets of the outputs' shape (batch, classes), as torch's
+    ``cross_entropy`` given class probabilities: ``mean_i -sum_c w_c t_ic log p_ic``, the
+    mean over the examples (torch's rule for probabilities, weights or not); label
+    smoothing mixes ``t`` with the uniform distribution first. ``ignore_index`` has no
+    meaning there and is refused.
     """
 
     name = "cross_entropy"
 
     def __init__(self, label_smoothing: float = 0.0, ignore_index: int | None = None,
-                 from_logits: bool = True, weight: Sequence[float] | None = None):
+                 from_logits: bool = True, weight: Sequence[float] | None = None,
+                 targets: str = "labels"):
         self.label_smoothing = number("CrossEntropy", "label_smoothing", label_smoothing,
                                       hi=1.0)
         if ignore_index is not None and (isinstance(ignore_index, bool)
@@ -251,33 +259,67 @@ class CrossEntropy(Loss):
         self.ignore_index = None if ignore_index is None else int(ignore_index)
         self.from_logits = flag("CrossEntropy", "from_logits", from_logits)
         self.weight = None if weight is None else _class_weights(weight)
+        if targets not in ("labels", "probabilities"):
+            raise ValueError(f"CrossEntropy: targets must be 'labels' (integer class labels) "
+                             f"or 'probabilities' (one-hot or soft rows), got {targets!r}")
+        self.targets = targets
+        if targets == "probabilities":
+            if self.ignore_index is not None:
+                raise ValueError("CrossEntropy: ignore_index applies to integer labels, not "
+                                 "to targets='probabilities' (give a row of zeros instead)")
+            self.target_range = (0.0, 1.0)
 
     def _build(self, outputs, targets):
-        _check_class_scores(self.name, outputs, targets)
+        if self.targets == "probabilities":
+            _check_same_shape(self.name, outputs, targets)
+            _check_class_outputs(self.name, outputs)
+            if not _is_float(targets.dtype):
+                raise TypeError(f"{self.name}: targets='probabilities' takes float rows (one-hot "
+                                f"or soft), got {targets.dtype.name}")
+        else:
+            _check_class_scores(self.name, outputs, targets)
         classes = outputs.shape[-1]
         if self.weight is not None and len(self.weight) != classes:
             raise ValueError(f"CrossEntropy: weight has {len(self.weight)} entries, the model "
                              f"scores {classes} classes")
+        if self.targets == "probabilities":
+            return self._soft(_logits(self, outputs, "softmax"), targets, classes)
         return sg.nn.cross_entropy(_logits(self, outputs, "softmax"), targets,
                                    label_smoothing=self.label_smoothing,
                                    ignore_index=self.ignore_index,
                                    weight=None if self.weight is None else np.array(self.weight))
 
+    def _soft(self, logits: sg.Variable, targets: sg.Variable, classes: int) -> sg.Variable:
+        t = sg.cast(targets, logits.dtype)
+        if self.label_smoothing:
+            t = t * (1.0 - self.label_smoothing) + self.label_smoothing / classes
+        if self.weight is not None:
+            t = t * np.array(self.weight, logits.dtype)
+        return -sg.mean(sg.sum(t * sg.nn.log_softmax(logits, axis=-1), axis=1))
+
     def example_weights(self, y):
-        if self.weight is None:
+        if self.weight is None or self.targets == "probabilities":
             return super().example_weights(y)
         y = np.asarray(y)
         keep = np.ones(y.shape, bool) if self.ignore_index is None else y != self.ignore_index
         return np.where(keep, np.array(self.weight)[np.where(keep, y, 0)], 0.0)
 
     def target(self, outputs, name="y"):
+        if self.targets == "probabilities":
+            outputs = self._outputs(outputs)
+            _check_class_outputs(self.name, outputs)
+            return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
         return _label_target(self.name, self._outputs(outputs), name)
 
     def label_classes(self, outputs):
+        if self.targets == "probabilities":
+            return None
         return _check_class_outputs(self.name, outputs)
 
     def get_config(self):
         config = {"type": self.name}
+        if self.targets != "labels":
+            config["targets"] = self.targets
         if self.label_smoothing:
             config["label_smoothing"] = self.label_smoothing
         if self.ignore_index is not None:
@@ -471,8 +513,10 @@ class GaussianNLL(Loss):
 
 _REGISTRY: dict[str, Callable[..., Loss]] = {
     "cross_entropy": CrossEntropy,
-    # the Keras names take probabilities, as in Keras (integer labels for both CE names)
-    "categorical_crossentropy": functools.partial(CrossEntropy, from_logits=False),
+    # the Keras names take a softmax layer's probabilities, and targets as in Keras:
+    # one-hot (or soft) rows for categorical_crossentropy, integer labels for the sparse one
+    "categorical_crossentropy": functools.partial(CrossEntropy, from_logits=False,
+                                                  targets="probabilities"),
     "sparse_categorical_crossentropy": functools.partial(CrossEntropy, from_logits=False),
     "binary_cross_entropy": BinaryCrossEntropy,
     "binary_crossentropy": functools.partial(BinaryCrossEntropy, from_logits=False),

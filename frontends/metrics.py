@@ -6,7 +6,9 @@
 scalar, the mean over the batch (of a 0/1 score per example), in the
 outputs' float dtype; it has no gradient and is never differentiated.
 Under a loss's ``ignore_index`` the label metrics (accuracy, top-k) are
-the mean over the examples whose label is not ignored, as the loss is.
+the mean over the examples whose label is not ignored, as the loss is. They take
+integer labels, or the one-hot (soft) rows ``categorical_crossentropy`` takes, whose
+largest class is the label (Keras's ``categorical_accuracy``).
 
 Outputs are logits (the last layer's pre-activation), as for the losses; a model whose
 last layer is a softmax (sigmoid, for binary accuracy) is read through it, as the
@@ -58,6 +60,12 @@ class Metric(ConfigValue):
         if not _is_float(outputs.dtype):
             raise TypeError(f"{self.name}: the model's outputs must be floats (logits), got "
                             f"{outputs.dtype.name}")
+        if self.labels and targets.ndim == 2 and _is_float(targets.dtype) and \
+                targets.ndim == outputs.ndim and outputs.shape[-1] != 1:
+            # one-hot (or soft) rows, as categorical_crossentropy takes: their largest
+            # class is the label (Keras's categorical_accuracy)
+            _check_same_shape(self.name, outputs, targets)
+            targets = sg.argmax(targets, axis=1)
         if ignore_index is None or not self.labels:
             return sg.mean(sg.cast(self._correct(outputs, targets), outputs.dtype))
         kept = sg.not_equal(targets, ignore_index)

@@ -176,7 +176,7 @@ def test_train_tensorboard_dir_that_is_a_file_exits_2(tmp_path, capsys):
      r"s\.yaml: training data: label \d at row \d+ of y is out of range.*5 classes.*span \[0, 9\]"),
     ([("loss: cross_entropy", "loss: mse"), ("metrics: [accuracy]", "metrics: []")],
      r"the loss mse takes targets of shape \(batch, 10\) \(float32\), got y of shape "
-     r"\(\d+,\) \(integer class labels\? use loss='cross_entropy'"),
+     r"\(\d+,\) \(integer class labels\? use a loss that takes labels: 'cross_entropy'"),
     ([("lr: 0.01}", "lr: 0.01, schedule: {type: ReduceOnPlateau}}")],
      r"fit: the learning-rate schedule \(ReduceOnPlateau\) watches 'val_loss', which needs "
      r"validation_data or validation_split$"),

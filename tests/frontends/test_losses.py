@@ -394,6 +394,85 @@ def test_cross_entropy_options_match_torch_and_round_trip(backend, smoothing, ig
     np.testing.assert_allclose(grad, tz.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
+# ------------------------------------------------------- targets="probabilities"
+
+
+@pytest.mark.parametrize("smoothing, weighted", [(0.0, False), (0.2, False), (0.0, True),
+                                                 (0.1, True)])
+def test_cross_entropy_of_probability_rows_matches_torch(backend, rng, smoothing, weighted):
+    """One-hot and soft targets, as torch's cross_entropy given class probabilities (which
+    averages over the examples, weights or not): value and gradient."""
+    z = rng.normal(size=(BATCH, CLASSES)) * 3
+    t = rng.dirichlet(np.ones(CLASSES), size=BATCH)
+    t[:2] = np.eye(CLASSES)[[1, 3]]  # one-hot rows among the soft ones
+    w = rng.uniform(0.5, 2.0, CLASSES) if weighted else None
+    loss = losses.CrossEntropy(targets="probabilities", label_smoothing=smoothing,
+                               weight=None if w is None else list(w))
+    value, grad = run(loss, z, t, backend)
+    tv, tg = torch_value_and_grad(
+        lambda zz: F.cross_entropy(zz, torch.from_numpy(t), label_smoothing=smoothing,
+                                   weight=None if w is None else torch.from_numpy(w)), z)
+    assert value == pytest.approx(tv, rel=1e-12)
+    np.testing.assert_allclose(grad, tg, rtol=1e-10, atol=1e-14)
+
+
+def test_one_hot_rows_give_the_loss_and_accuracy_of_their_labels(backend, rng):
+    """A model compiled with targets="probabilities" trains on np.eye(C)[y] exactly as the
+    label form trains on y: the same loss, accuracy and weights after an epoch."""
+    import frontends as fe
+
+    X, y = rng.normal(size=(30, 6)), rng.integers(0, CLASSES, 30)
+    results = []
+    for loss, targets in ((losses.CrossEntropy(), y),
+                          (losses.CrossEntropy(targets="probabilities"), np.eye(CLASSES)[y])):
+        model = fe.Sequential([fe.layers.Dense(CLASSES)], input_shape=(6,), dtype="float64",
+                              seed=3)
+        model.compile(loss=loss, optimizer="adam", metrics=["accuracy", "top_2_accuracy"],
+                      backend=backend)
+        history = model.fit(X, targets, batch_size=8, shuffle=False, progress=False,
+                            verbose=False).history
+        results.append((history, model.evaluate(X, targets), model.get_weights()))
+    (h1, e1, w1), (h2, e2, w2) = results
+    for key in ("loss", "accuracy", "top_2_accuracy"):
+        np.testing.assert_allclose(h2[key], h1[key], rtol=1e-12, err_msg=key)
+    assert e1 == pytest.approx(e2, rel=1e-12)
+    logits = X @ w1[0] + w1[1]
+    assert e1["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == y))
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_categorical_crossentropy_with_integer_labels_points_to_the_sparse_one():
+    import frontends as fe
+    from frontends.errors import UserInputError
+
+    model = fe.Sequential([fe.layers.Dense(3, activation="softmax")], input_shape=(4,),
+                          seed=0)
+    model.compile(loss="categorical_crossentropy")
+    X = np.zeros((6, 4), "float32")
+    with pytest.raises(UserInputError, match=r"shape \(batch, 3\).*got y of shape \(6,\).*"
+                                             r"'sparse_categorical_crossentropy'.*np\.eye"):
+        model.fit(X, np.arange(6) % 3, progress=False, verbose=False)
+    with pytest.raises(UserInputError, match=r"y holds 2 at row 0, column 0.*from 0 to 1"):
+        model.fit(X, 2.0 * np.eye(3)[np.arange(6) % 3], progress=False, verbose=False)
+
+
+def test_probability_targets_option_errors():
+    with pytest.raises(ValueError, match="targets must be 'labels'.*or 'probabilities'"):
+        losses.CrossEntropy(targets="one_hot")
+    with pytest.raises(ValueError, match="ignore_index applies to integer labels"):
+        losses.CrossEntropy(targets="probabilities", ignore_index=0)
+    loss = losses.CrossEntropy(targets="probabilities")
+    z = sg.tensor("z", ("batch", 3))
+    with pytest.raises(TypeError, match="float rows"):
+        loss(z, sg.tensor("y", ("batch", 3), "int64"))
+    with pytest.raises(sg.shapes.ShapeError, match="same shape"):
+        loss(z, sg.tensor("y", ("batch",), "float32"))
+    config = losses.get("categorical_crossentropy").get_config()
+    assert config == {"type": "cross_entropy", "targets": "probabilities", "from_logits": False}
+    assert losses.get(config) == losses.get("categorical_crossentropy")
+
+
 def test_cross_entropy_option_errors():
     with pytest.raises(ValueError, match="label_smoothing"):
         losses.CrossEntropy(label_smoothing=1.5)
@@ -418,8 +497,10 @@ def test_keras_names_take_a_softmax_or_sigmoid_layers_probabilities():
     of its probabilities, as Keras computes it (it was read as logits: log_softmax of a
     softmax, 1.15 for 1.76)."""
     y = np.random.default_rng(1).integers(0, 3, 40)
-    for name in ("sparse_categorical_crossentropy", "categorical_crossentropy"):
-        got, p = _keras_style("softmax", name, 3, y)
+    want = None
+    for name, targets in (("sparse_categorical_crossentropy", y),
+                          ("categorical_crossentropy", np.eye(3)[y])):  # one-hot, as Keras
+        got, p = _keras_style("softmax", name, 3, targets)
         want = F.nll_loss(torch.log(torch.tensor(p)), torch.tensor(y)).item()
         assert got == pytest.approx(want, rel=1e-12)
     yb = (y > 0).astype(np.float64)[:, None]

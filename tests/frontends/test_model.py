@@ -192,12 +192,15 @@ def test_label_column_hint_is_ravel_and_one_hot_hint_is_argmax():
                                          r"pass y\.ravel\(\)\)$"):
         model.fit(X, y[:, None], progress=False)
     with pytest.raises(ValueError, match=r"got y of shape \(30, 3\) \(one-hot rows\? pass the "
-                                         r"class indices: y\.argmax\(1\)\)$"):
+                                         r"class indices: y\.argmax\(1\), or use a loss that "
+                                         r"takes rows: "
+                                         r"CrossEntropy\(targets='probabilities'\)\)$"):
         model.fit(X, np.eye(3)[y], progress=False)
     regression = _mlp()
     regression.compile(loss="mse", optimizer="sgd")
     with pytest.raises(ValueError, match=r"mse takes targets of shape \(batch, 3\).*integer "
-                                         r"class labels\? use loss='cross_entropy'"):
+                                         r"class labels\? use a loss that takes labels: "
+                                         r"'cross_entropy'"):
         regression.fit(X, y, progress=False)
     one = fe.Sequential([L.Dense(1)], input_shape=(X.shape[1],))
     one.compile(loss="mse", optimizer="sgd")
