@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 import symgraph as sg
-from frontends import data_checks, losses, optimizers, regularizers, training
+from frontends import data_checks, losses, optimizers, regularizers, saving, training
 from frontends import layers as layer_lib
 from frontends import metrics as metric_lib
 from frontends.errors import UserInputError
@@ -512,8 +512,7 @@ def load_model(path, compile: bool = True) -> Model:
     except ModelFileError:
         raise
     except (KeyError, TypeError, IndexError, ValueError) as err:  # (a layer refusing its config)
-        raise ModelFileError(f"{os.fspath(path)!r} has a damaged architecture entry: "
-                             f"{err!r}") from None
+        raise saving.unreadable(path, header, "architecture", err) from None
     assign_weights(model, header, arrays, path)
     if compile and header.get("compile"):
         c = header["compile"]
@@ -525,8 +524,7 @@ def load_model(path, compile: bool = True) -> Model:
                           # so does its resumed fit (as the backend, the same arithmetic)
                           flush_denormals=c.get("flush_denormals", False))
         except (TypeError, ValueError) as err:  # (an unknown loss, a bad optimizer setting)
-            raise ModelFileError(f"{os.fspath(path)!r} has a damaged compile entry: "
-                                 f"{err}") from None
+            raise saving.unreadable(path, header, "compile", err) from None
         opt_vars = model.optimizer.variables()
         for i, var in enumerate(opt_vars):
             if f"optimizer_{i}" in arrays and arrays[f"optimizer_{i}"].shape == \

@@ -20,6 +20,8 @@ import zlib
 
 import numpy as np
 
+import symgraph
+
 FORMAT = "symgraph.model"
 VERSION = 1
 _KEY = "symgraph_model"
@@ -55,7 +57,8 @@ def save_model(model, path) -> None:
         raise IsADirectoryError(f"cannot save the model to {path!r}: it is a directory; "
                                 "name a file in it (e.g. model.npz)")
     header = {
-        "format": FORMAT, "version": VERSION, "class": type(model).__name__,
+        "format": FORMAT, "version": VERSION, "written_by": symgraph.__version__,
+        "class": type(model).__name__,
         "config": model.get_config(),
         "weights": [[w.name, [int(d) for d in w.shape], w.dtype.name] for w in model.weights],
         "compile": _compile_config(model),
@@ -143,6 +146,31 @@ def _check_header(header: dict, path: str) -> None:
     if compiled is not None and not (isinstance(compiled, dict) and all(
             key in compiled for key in ("loss", "optimizer", "regularizer", "metrics"))):
         raise damaged("compile", "None or a dict with loss, optimizer, regularizer and metrics")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.10.2rc1"`` -> ``(0, 10, 2)``: the leading numbers, for ordering releases."""
+    numbers = []
+    for part in version.split("."):
+        digits = len(part) - len(part.lstrip("0123456789"))
+        if not digits:
+            break
+        numbers.append(int(part[:digits]))
+    return tuple(numbers)
+
+
+def unreadable(path, header: dict, entry: str, err: Exception) -> ModelFileError:
+    """The error for an ``entry`` (architecture, compile) that ``load_model`` could not
+    build. A file from a newer symgraph most likely uses a layer, option or loss this one
+    does not have: that, not "damaged", is what the user needs to hear."""
+    writer = header.get("written_by")
+    detail = repr(err) if entry == "architecture" else str(err)  # (a KeyError's str is 'x')
+    if isinstance(writer, str) and _release(writer) > _release(symgraph.__version__):
+        return ModelFileError(
+            f"{os.fspath(path)!r} was written by symgraph {writer}, newer than this one "
+            f"({symgraph.__version__}), and its {entry} entry uses something this version does "
+            f"not know ({detail}): upgrade symgraph to load it")
+    return ModelFileError(f"{os.fspath(path)!r} has a damaged {entry} entry: {detail}")
 
 
 def assign_weights(model, header: dict, arrays: dict, path) -> None:

@@ -1,5 +1,8 @@
 """save / load_model / load_weights: round trips and files that are not ours."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -206,6 +209,37 @@ def test_a_hand_edited_header_is_a_model_file_error_naming_the_file(tmp_path, wh
     _, path, _, _ = _trained(tmp_path)
     edited = _with_header(path, tmp_path / "edited.npz", edit)
     with pytest.raises(fe.ModelFileError, match=f"edited.npz.*{match}"):
+        fe.load_model(edited)
+
+
+def test_a_file_from_a_newer_symgraph_says_so_rather_than_damaged(tmp_path):
+    """A layer argument or loss this version does not know, in a file a newer release wrote,
+    was reported as a damaged file; the header now records its writer's version."""
+    import symgraph
+
+    _, path, _, _ = _trained(tmp_path)
+    with np.load(path) as data:
+        assert json.loads(str(data["symgraph_model"]))["written_by"] == symgraph.__version__
+    major = int(symgraph.__version__.split(".")[0])
+
+    def newer(header, entry):
+        header["written_by"] = f"{major + 1}.0.0rc1"
+        if entry == "architecture":
+            header["config"]["layers"][0]["future_option"] = True
+        else:
+            header["compile"]["loss"] = {"type": "future_loss"}
+
+    for entry in ("architecture", "compile"):
+        edited = _with_header(path, tmp_path / f"{entry}.npz", lambda h, e=entry: newer(h, e))
+        with pytest.raises(fe.ModelFileError, match=(
+                rf"{entry}.npz' was written by symgraph {major + 1}\.0\.0rc1, newer than this "
+                rf"one \({re.escape(symgraph.__version__)}\), and its {entry} entry uses "
+                r"something this version does not know .*future_.*: upgrade symgraph")):
+            fe.load_model(edited)
+    # the same entry in a file of this version (or one without the record) is damaged
+    edited = _with_header(path, tmp_path / "same.npz", lambda h: (
+        h.pop("written_by"), h["config"]["layers"][0].update(future_option=True)))
+    with pytest.raises(fe.ModelFileError, match="damaged architecture entry.*future_option"):
         fe.load_model(edited)
 
 
