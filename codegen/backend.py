@@ -378,10 +378,11 @@ class LLVMProgram(Program):
             rows.append(row)
         return sorted(rows, key=lambda r: -r["seconds"])
 
-    def epoch_steps(self, arrays: list[np.ndarray], batch_size: int) -> list | None:
-        """The full minibatches of ``Function.epoch`` in one native call
-        (:func:`codegen.epoch.run_epoch`); None (nothing ran) when an output or update is
-        not a plain buffer or there are fewer than two full minibatches."""
+    def epoch_steps(self, arrays: list[np.ndarray], batch_size: int
+                    ) -> tuple[list, list | None] | None:
+        """The minibatches of ``Function.epoch`` natively (:func:`codegen.epoch.run_epoch`);
+        None (nothing ran) when an output or update is not a plain buffer or there are fewer
+        than two full minibatches."""
         global _run_epoch
         if _run_epoch is None:
             from .epoch import run_epoch as _run_epoch  # lazy: f.epoch only, not a warm start

@@ -14,9 +14,10 @@ A program provides ``run(values, bindings) -> (outputs, new values)`` and may ov
 
 * ``call(args)`` -- the whole call in one step (checks, run, adopting updates); ``None``:
   ``Function`` checks the inputs and adopts what ``run`` returns;
-* ``epoch_steps(arrays, batch_size)`` -- the epoch's full minibatches in one native loop;
-  ``None``: the Python loop of calls (``Function.epoch`` owns shuffling, the partial last
-  batch and restoring the shared variables);
+* ``epoch_steps(arrays, batch_size)`` -- the epoch's minibatches in one native loop (the
+  partial last one too, if it can); ``None``: the Python loop of calls (``Function.epoch``
+  owns shuffling, a partial last batch not run natively and restoring the shared
+  variables);
 * ``kernels`` (``None``: no fused kernels, each node runs by itself), ``compile_stats``
   (seconds per stage; numpy: the rewrite only), ``profile(args, n)`` (numpy: time per node,
   :func:`symgraph.profiling.profile_numpy`), ``llvm_ir()`` and ``asm()`` (numpy: an error,
@@ -189,11 +190,14 @@ class Program:
         ``values`` (input variable -> array) and symbolic-dim ``bindings``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement run")
 
-    def epoch_steps(self, arrays: list[np.ndarray], batch_size: int) -> list | None:
-        """Run the full minibatches of ``arrays`` (checked, shuffled) natively, adopting
-        the final values; return each output stacked over those steps (first dim = step).
-        It must not write the arrays the shared variables hold on entry, so a failure after
-        it leaves them to restore.  None (the default): nothing ran, use the Python loop."""
+    def epoch_steps(self, arrays: list[np.ndarray], batch_size: int
+                    ) -> tuple[list, list | None] | None:
+        """Run the full minibatches of ``arrays`` (checked, shuffled) natively, and the last
+        partial one if it can, adopting the final values; return each output stacked over
+        the full steps (first dim = step) and the partial step's outputs (None: not run, the
+        Python loop runs it).  It must not write the arrays the shared variables hold on
+        entry, so a failure after it leaves them to restore.  None (the default): nothing
+        ran, use the Python loop."""
         return None
 
     def profile(self, args: Sequence, n: int = 100) -> list[dict]:

@@ -285,10 +285,11 @@ class Function:
         shared variable is restored to its value before the epoch, and the error
         names the step and its examples (a position in it is one in that
         minibatch; ``err.step`` is the step). A backend may
-        run the full minibatches in one native call (``Program.epoch_steps``; the
-        llvm backend does, unless ``check_finite``, which checks each step and
-        names the failing one). An interrupt (Ctrl-C) is not a failure: the steps
-        that finished stay applied, each one whole (``fit`` holds it off during a chunk).
+        run the minibatches in one native call (``Program.epoch_steps``; the
+        llvm backend does, the last partial batch included, unless ``check_finite``, which
+        checks each step and names the failing one). An interrupt (Ctrl-C) is not a
+        failure: the steps that finished stay applied, each one whole (``fit`` holds it off
+        during a chunk).
         """
         with self._lock:
             if len(arrays) != len(self.inputs):
@@ -333,8 +334,12 @@ class Function:
                 if shuffled is not None:  # every step is a call: one gather of the data
                     arrays, order = shuffled.arrays(), None
             else:
-                native_stacks = native
-                done = len(native[0]) if native else n // batch_size
+                native_stacks, last = native
+                done = n // batch_size
+                if last is not None:  # the last partial batch ran natively too
+                    for values, value in zip(per_output, last):
+                        values.append(value)
+                    done += 1
                 if done * batch_size < n:
                     # the calls below may write into the arrays the variables held before
                     # the epoch (a backend's double buffers): keep copies to restore

@@ -77,8 +77,9 @@ def _mlp(dtype: str):
 @pytest.mark.parametrize("n,batch_size", [(30, 6), (31, 6), (12, 5)])
 def test_epoch_equals_the_python_loop_bit_for_bit(dtype, shuffle, n, batch_size,
                                                   no_dataset_copy):
-    """Losses, a per-example output and the in-place SGD updates: the native epoch (with
-    the last partial batch as a call) equals the loop of calls on ``a[order]`` exactly."""
+    """Losses, a per-example output and the in-place SGD updates: the native epoch (the
+    last partial batch a second native call) equals the loop of calls on ``a[order]``
+    exactly."""
     rng = np.random.default_rng(1)
     X = rng.standard_normal((n, 6)).astype(dtype)
     Y = rng.integers(0, 3, n)
@@ -97,6 +98,89 @@ def test_epoch_equals_the_python_loop_bit_for_bit(dtype, shuffle, n, batch_size,
     assert losses.dtype == np.dtype(dtype) and picks.dtype == steps[0][1].dtype
     for a, b in zip(params, ref):
         np.testing.assert_array_equal(a.get_value(), b.get_value())
+
+
+def _adam_like(double_buffered: bool):
+    """A step with updates in place (b, the moments) and, with ``double_buffered``, one
+    whose new value is also read by an output (W: a pool of two buffers on llvm)."""
+    rng = np.random.default_rng(4)
+    x = sg.tensor("x", ("b", 4), "float64")
+    y = sg.tensor("y", ("b",), "int64")
+    W = sg.shared(rng.standard_normal((4, 3)), name="W")
+    b = sg.shared(np.zeros(3), name="b")
+    m, v = sg.shared(np.zeros((4, 3)), name="m"), sg.shared(np.zeros((4, 3)), name="v")
+    loss = sg.nn.cross_entropy(x @ W + b, y)
+    gW, gb = sg.grad(loss, [W, b])
+    m2, v2 = 0.9 * m + 0.1 * gW, 0.99 * v + 0.01 * gW * gW
+    new_W = W - 0.05 * m2 / (sg.sqrt(v2) + 1e-8)
+    outputs = [loss, new_W[:, y].sum()] if double_buffered else [loss, sg.argmax(x @ W, 1)]
+    f = sg.function([x, y], outputs, {W: new_W, b: b - 0.1 * gb, m: m2, v: v2},
+                    backend="llvm")
+    return f, [W, b, m, v]
+
+
+@pytest.mark.parametrize("double_buffered", [False, True])
+@pytest.mark.parametrize("shuffle", [None, 3])
+def test_the_partial_last_batch_runs_natively_and_nothing_is_copied(
+        double_buffered, shuffle, monkeypatch):
+    """The last partial batch is a second native call on its own plan, reading what the
+    full steps left: equal to the loop of calls bit for bit, over two epochs (the second
+    starts from buffers of the first), and ``Function.epoch`` copies no shared variable
+    to undo a failure (it copied every one, Adam's moments included, for that step)."""
+    import sys
+
+    function_module = sys.modules["symgraph.function"]  # (sg.function is the function)
+
+    class NoCopies:
+        def __getattr__(self, name):
+            if name == "copy":
+                raise AssertionError("Function.epoch copied a shared variable")
+            return getattr(storage, name)
+
+    from symgraph import storage
+    monkeypatch.setattr(function_module, "storage", NoCopies())
+    rng = np.random.default_rng(5)
+    X, Y = rng.standard_normal((23, 4)), rng.integers(0, 3, 23)
+    f, params = _adam_like(double_buffered)
+    seen = []
+    steps = f.program.epoch_steps
+
+    def spy(arrays, batch_size):
+        result = steps(arrays, batch_size)
+        seen.append(result is not None and result[1] is not None)
+        return result
+    f.program.epoch_steps = spy
+    g, ref = _adam_like(double_buffered)
+    for epoch in range(2):
+        got = f.epoch(X, Y, batch_size=5, shuffle=None if shuffle is None else shuffle + epoch)
+        order = np.arange(23) if shuffle is None else \
+            np.random.default_rng(shuffle + epoch).permutation(23)
+        want = [g(X[order][i:i + 5], Y[order][i:i + 5]) for i in range(0, 23, 5)]
+        np.testing.assert_array_equal(got[0], [w[0] for w in want])
+        join = np.concatenate if not double_buffered else np.stack
+        np.testing.assert_array_equal(got[1], join([w[1] for w in want]))
+        for a, b in zip(params, ref):
+            np.testing.assert_array_equal(a.get_value(), b.get_value())
+    assert seen == [True, True]
+
+
+def test_a_failing_partial_last_batch_changes_nothing_and_is_named():
+    """The partial batch's step fails (a label out of range) after the native full steps:
+    the error names that step and its example, every variable is bit-identical to its value
+    before the epoch, and the same arrays: nothing was written, so nothing was copied."""
+    f, params = _adam_like(True)
+    rng = np.random.default_rng(6)
+    X, Y = rng.standard_normal((13, 4)), rng.integers(0, 3, 13)
+    f.epoch(X, Y, batch_size=4)
+    before = [p._value for p in params]
+    copies = [b.copy() for b in before]
+    Y[12] = 3
+    with pytest.raises(IndexError, match="epoch step 3") as err:
+        f.epoch(X, Y, batch_size=4)
+    assert err.value.step == 3
+    for p, b, c in zip(params, before, copies):
+        assert p._value is b
+        np.testing.assert_array_equal(b, c)
 
 
 @pytest.mark.parametrize("at", [3, 13])  # in a full batch (native), in the partial last one
