@@ -17,7 +17,7 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph import storage
-from symgraph.evaluate import NodeContext
+from symgraph.evaluate import NodeContext, _node_error
 from symgraph.graph import Apply, Variable
 
 ALIGN = storage.ALIGN
@@ -36,9 +36,12 @@ class _Shaped:
         return len(self.shape)
 
 
-def _describe(node: Apply, err: Exception) -> str:
-    where = f"\n  created at {node.site}" if node.site else ""
-    return f"{node.op.name}: {err}{where}"
+def node_error(node: Apply, shapes: dict, err: Exception) -> Exception:
+    """``err`` (a shape rule's, on concrete shapes) reported as the numpy backend reports a
+    node's failure: op, name scope, the inputs' concrete shapes, the user's line and, for a
+    gradient node, the forward node whose bprop made it."""
+    return _node_error(node, [_Shaped(tuple(shapes[x]), x.dtype) for x in node.inputs],
+                       str(err), err)
 
 
 def concrete_shape(node: Apply, shapes: dict, bindings: dict) -> tuple:
@@ -61,15 +64,15 @@ def infer_shapes(nodes: list[Apply], shapes: dict, bindings: dict) -> dict:
         try:
             shape = concrete_shape(node, shapes, bindings)
         except (ValueError, TypeError, IndexError) as err:
-            raise type(err)(_describe(node, err)) from None
+            raise node_error(node, shapes, err) from None
         for out in node.outputs:
             # kernels loop over a static dim's own value: one that disagrees with the
             # run-time shape would read or write the wrong elements (the evaluator's check)
             for axis, (d, n) in enumerate(zip(out.shape, shape)):
                 if isinstance(d, int) and d != n or d in bindings and bindings[d] != n:
                     static = d if isinstance(d, int) else f"{d} = {bindings[d]}"
-                    raise ValueError(_describe(node, ValueError(
-                        f"dim {axis} must be {static}, got {n}")))
+                    raise node_error(node, shapes, ValueError(
+                        f"dim {axis} must be {static}, got {n}"))
             shapes[out] = shape
     return shapes
 

@@ -22,7 +22,7 @@ import numpy as np
 from symgraph import storage
 from symgraph.graph import Constant
 
-from .memory import aligned_empty, infer_shapes, plan_arena
+from .memory import aligned_empty, infer_shapes, node_error, plan_arena
 from .native import contention, pycall
 
 
@@ -120,8 +120,8 @@ def make_plan(program, arrays: list[np.ndarray], bindings: dict) -> Plan:
         if axes:
             xs = shapes[node.inputs[0]]
             if any(xs[a] == 0 for a in axes):
-                where = f"\n  created at {node.site}" if node.site else ""
-                raise ValueError(f"{op.name}: zero-size reduction without identity{where}")
+                raise node_error(node, shapes, ValueError(
+                    "zero-size reduction without identity"))
     # arena
     step_of = {v: n for n, info in enumerate(program.kernels) for v in info.outputs}
     sizes, birth, death = {}, {}, {}

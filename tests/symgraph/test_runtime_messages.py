@@ -55,3 +55,42 @@ def test_uncastable_input_messages_read_well(backend):
     g = sg.function([i], i + 1, backend=backend)
     with pytest.raises(TypeError, match=r"input 'i' is int64; got a float64 array"):
         g(np.array([1.5]))
+
+
+def _shape_failure(backend, build, *args, error=ValueError):
+    """The error of a call whose shapes only meet at run time; every shared value after it."""
+    inputs, output, shared, updates = build()
+    f = sg.function(inputs, output, updates=updates, backend=backend)
+    before = [v.get_value() for v in shared]
+    with pytest.raises(error) as info:
+        f(*args)
+    assert all(np.array_equal(v.get_value(), b) for v, b in zip(shared, before))
+    return info.value
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_late_shape_mismatch_names_the_shapes_and_changes_nothing(backend):
+    # the llvm plan's shape inference said "concatenate: dim 1 differs: 5 vs 4" and no
+    # input shapes (the numpy backend's message has them)
+    def build():
+        a = sg.matrix("a", ("n", "p"))
+        c = sg.matrix("c", ("m", "q"))
+        W = sg.shared(np.arange(3.0), name="W")
+        with sg.name_scope("joiner"):
+            out = sg.concatenate([a, c], axis=0).sum()
+        return [a, c], out, [W], {W: W * 2}
+    err = _shape_failure(backend, build, np.ones((2, 5)), np.ones((2, 4)))
+    text = str(err)
+    assert text.startswith("concatenate in joiner: ")
+    assert "input shapes (2, 5), (2, 4)" in text and __file__ in text
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_reduction_over_an_empty_axis_names_the_shape(backend):
+    def build():
+        y = sg.matrix("y", ("b", "d"))
+        t = sg.shared(np.zeros(()), name="t")
+        return [y], sg.argmax(y, axis=1), [t], {t: t + 1}
+    err = _shape_failure(backend, build, np.ones((2, 0)))
+    assert str(err).startswith("argmax: ") and "input shapes (2, 0)" in str(err)
+    assert __file__ in str(err)
