@@ -50,11 +50,23 @@ def _node_error(node: Apply, values: Sequence, problem: str,
         tag = f"\n  (gradient node made by the bprop of {node.grad_of.op.name}"
         tag += f" created at {node.grad_of.site})" if node.grad_of.site else ")"
     scope = f" in {node.scope}" if node.scope else ""
-    kept = cause is not None and type(cause) in _KEPT_TYPES
+    kept = cause is not None and isinstance(cause, _KEPT_TYPES)
     if cause is not None and not kept:  # the exception's own type says it otherwise
         problem = f"{type(cause).__name__}: {problem}"
     message = f"{node.op.name}{scope}: {problem}; input shapes {shapes}{where}{tag}"
-    return type(cause)(message) if kept else EvaluationError(message)
+    return _kept_error(cause, message) if kept else EvaluationError(message)
+
+
+def _kept_error(cause: Exception, message: str) -> Exception:
+    """``cause``'s own type with ``message``: a subclass too (a ShapeError is a ValueError
+    the llvm backend raises as such: wrapped in a RuntimeError here, ``except ValueError``
+    caught it on one backend only), or the kept type it derives from when its constructor
+    takes more than a message."""
+    try:
+        return type(cause)(message)
+    except Exception:
+        base = next(t for t in _KEPT_TYPES if isinstance(cause, t))
+        return base(message)
 
 
 def evaluate(outputs: Sequence[Variable], values: dict[Variable, np.ndarray],

@@ -86,6 +86,23 @@ def test_a_late_shape_mismatch_names_the_shapes_and_changes_nothing(backend):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_shape_rule_failing_at_run_time_is_a_value_error_on_both_backends(backend):
+    # the numpy backend wrapped the op's ShapeError (a ValueError) in a RuntimeError
+    # (EvaluationError): `except ValueError` caught it on the llvm backend only
+    def build():
+        img = sg.tensor("img", ("n", 1, "h", "w"), dtype="float64")
+        K = sg.shared(np.ones((2, 1, 3, 3)), name="K")
+        loss = sg.nn.conv2d(img, K).sum()
+        return [img], loss, [K], {K: K - 0.1 * sg.grad(loss, K)}
+    err = _shape_failure(backend, build, np.ones((1, 1, 2, 2)))
+    assert isinstance(err, sg.shapes.ShapeError)
+    text = str(err)
+    assert text.startswith("conv2d: kernel 3 (dilated extent 3) is bigger than the padded "
+                           "input 2")
+    assert "ShapeError:" not in text and "input shapes (1, 1, 2, 2), (2, 1, 3, 3)" in text
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
 def test_a_reduction_over_an_empty_axis_names_the_shape(backend):
     def build():
         y = sg.matrix("y", ("b", "d"))
