@@ -43,7 +43,7 @@ UNDO_BYTES = 512 << 20
 
 def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=None,
         validation_split: float = 0.0, shuffle: bool = True, early_stopping: int | None = None,
-        callbacks: Sequence[Callback] = (), progress: bool = True, verbose: bool = True,
+        callbacks: Sequence[Callback] | None = (), progress: bool = True, verbose: bool = True,
         initial_epoch: int = 0) -> History:
     """Train ``model`` on ``(x, y)``; returns a ``History`` of per-epoch loss and metrics.
 
@@ -77,11 +77,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
         flag("fit", "shuffle", shuffle)
     except TypeError as err:
         raise UserInputError(str(err)) from None
-    callbacks = list(callbacks)  # (once: a generator is read here)
-    classes = [cb for cb in callbacks if isinstance(cb, type)]
-    if classes:  # callbacks=[History]: its hooks would be called unbound
-        raise UserInputError(f"fit: callbacks takes callback objects, got the class "
-                             f"{classes[0].__name__}; pass {classes[0].__name__}(...)")
+    callbacks = _callback_list(callbacks)
     if early_stopping is False:  # None, False: off; 0 is a patience
         early_stopping = None
     if early_stopping is not None:
@@ -184,6 +180,37 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
         bar.close()
         _call(callbacks, "on_train_end", {})
     return history
+
+
+#: what fit calls on a callback (a duck-typed one may have any of them)
+HOOKS = ("set_model", "set_training_data", "on_train_begin", "on_epoch_begin",
+         "on_epoch_end", "on_train_end")
+
+
+def _callback_list(callbacks) -> list:
+    """``callbacks`` as a list (read once: a generator is read here), each one an object with
+    at least one of fit's ``HOOKS``: ``callbacks="tensorboard"`` was read as eleven
+    characters, and a function, ``None`` or a Keras callback with only batch hooks was
+    skipped, each one silently."""
+    if callbacks is None:  # Keras's default
+        return []
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        got = (repr(callbacks) if isinstance(callbacks, (str, bytes, int, float))
+               else f"one {type(callbacks).__name__}")
+        raise UserInputError(f"fit: callbacks takes a list of callback objects, got {got}"
+                             + ("; pass it in a list: callbacks=[...]"
+                                if any(hasattr(callbacks, hook) for hook in HOOKS) else ""))
+    callbacks = list(callbacks)
+    for k, cb in enumerate(callbacks):
+        if isinstance(cb, type):  # callbacks=[History]: its hooks would be called unbound
+            raise UserInputError(f"fit: callbacks takes callback objects, got the class "
+                                 f"{cb.__name__}; pass {cb.__name__}(...)")
+        if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
+            hint = (" (a function? wrap it: fe.callbacks.LambdaCallback(on_epoch_end=...))"
+                    if callable(cb) else "")
+            raise UserInputError(f"fit: callbacks[{k}] is {cb!r}, which has none of the "
+                                 f"hooks fit calls ({', '.join(HOOKS)}){hint}")
+    return callbacks
 
 
 def _call(callbacks: list, hook: str, *args) -> None:
