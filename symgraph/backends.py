@@ -45,6 +45,7 @@ import numpy as np
 import sympy
 
 from symgraph import shapes as sh
+from symgraph.casting import wrapped_value
 from symgraph.evaluate import evaluate
 from symgraph.graph import Apply, SharedVariable, Variable, toposort
 from symgraph.profiling import profile_numpy
@@ -149,12 +150,10 @@ def check_cast(var: Variable, array: np.ndarray) -> None:
     if array.dtype == var.dtype or np.can_cast(array.dtype, var.dtype, "safe"):
         return
     if np.can_cast(array.dtype, var.dtype, "same_kind"):
-        if array.dtype.kind in "iu" and var.dtype.kind in "iu" and array.size:
-            info, lo, hi = np.iinfo(var.dtype), array.min(), array.max()
-            bad = lo if lo < info.min else hi if hi > info.max else None
-            if bad is not None:
-                raise ValueError(f"input {var.name!r} is {var.dtype.name}; its "
-                                 f"{array.dtype.name} value {bad} does not fit")
+        bad = wrapped_value(array, var.dtype)
+        if bad is not None:
+            raise ValueError(f"input {var.name!r} is {var.dtype.name}; its "
+                             f"{array.dtype.name} value {bad} does not fit")
         return
     got = ("an array of Python objects (dtype object)" if array.dtype.kind == "O" else
            f"{'an' if array.dtype.name[0] in 'aeiou' else 'a'} {array.dtype.name} array")

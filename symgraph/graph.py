@@ -26,6 +26,7 @@ import numpy as np
 
 from symgraph import shapes as sh
 from symgraph import storage
+from symgraph.casting import wrapped_value
 from symgraph.dispatch import ops
 from symgraph.provenance import (  # noqa: F401  (re-exported: the IR's public names)
     Site,
@@ -308,6 +309,10 @@ class SharedVariable(Variable):
         if not np.can_cast(array.dtype, self.dtype, "same_kind"):
             raise TypeError(f"shared variable {self.name!r} is {self.dtype.name}; "
                             f"cannot store a {array.dtype.name} value")
+        bad = wrapped_value(array, self.dtype)  # same_kind wraps: 2**40 stored as 0
+        if bad is not None:
+            raise ValueError(f"shared variable {self.name!r} is {self.dtype.name}; its "
+                             f"{array.dtype.name} value {bad} does not fit")
         problem = sh.bind_shape(self.shape, array.shape, {})
         if problem:
             raise ValueError(f"shared variable {self.name!r}: {problem}")
