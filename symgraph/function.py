@@ -304,6 +304,9 @@ class Function:
                                      f"the first input {n}")
             for var, a in zip(self.inputs, arrays):  # before any step: not a step's error
                 check_cast(var, a)
+                problem = _example_shape_problem(var, a)
+                if problem:
+                    raise ValueError(f"input {var.name!r}: {problem}")
             if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
                 raise TypeError(f"epoch: batch_size must be an int, got {batch_size!r}")
             if batch_size <= 0:
@@ -466,6 +469,16 @@ def _output_list(outputs) -> list[Variable]:
             raise TypeError(f"function output {i} is {out!r}, not a Variable")
         found.append(as_variable(out))
     return found
+
+
+def _example_shape_problem(var: Variable, array: np.ndarray) -> str | None:
+    """What is wrong with the rank or a fixed dim past the batch axis of an epoch's array,
+    said with the whole array's shape (each step's check saw a minibatch: "epoch step 0
+    (examples 0:32): ... (shape (32, 3))" for the user's (1000, 3))."""
+    if array.ndim != var.ndim:
+        return sh.bind_shape(var.shape, array.shape, {})
+    fixed = (None,) + tuple(d if isinstance(d, int) else None for d in var.shape[1:])
+    return sh.bind_shape(fixed, array.shape, {})
 
 
 def _name_the_step(err: Exception, step: int, batch_size: int, n: int,

@@ -81,6 +81,21 @@ def test_a_bad_dtype_is_the_arrays_error_not_a_steps(backend, n):
     np.testing.assert_array_equal(W.get_value(), before)
 
 
+@pytest.mark.parametrize("X, message", [
+    (np.ones((10, 2)), r"input 'x': dim 1 must be 3, got 2 \(shape \(10, 2\)\)"),
+    (np.ones((10, 3, 1)), r"input 'x': expected 2 dims \(batch, 3\), got shape \(10, 3, 1\)"),
+])
+def test_a_wrong_feature_dim_is_the_arrays_error_not_a_steps(backend, X, message):
+    """Said of the user's whole array before any step: it was step 0's, with the first
+    minibatch's shape (4, 2)."""
+    f, W = _gather_step(backend)
+    before = W.get_value()
+    with pytest.raises(ValueError, match=f"^{message}$") as info:
+        f.epoch(X, np.zeros(10, "int64"), batch_size=4)
+    assert getattr(info.value, "step", None) is None
+    np.testing.assert_array_equal(W.get_value(), before)
+
+
 def test_shuffle_false_keeps_the_order_and_true_or_a_generator_permutes(backend):
     x = sg.tensor("x", shape=("batch",), dtype="float64")
     f = sg.function([x], x * 1.0, backend=backend)
