@@ -99,6 +99,13 @@ def _position(index: tuple[int, ...]) -> str:
     return f"row {index[0]}, index {tuple(int(i) for i in index[1:])}"
 
 
+def _nothing_done(what: str) -> str:
+    """What the refused call did not do: predict's NaN was reported as "nothing was
+    trained", as if predict trained."""
+    return {"evaluate": "nothing was evaluated", "predict": "nothing was predicted"}.get(
+        what, "nothing was trained")
+
+
 def check_finite(what: str, label: str, array: np.ndarray, dtype=None) -> None:
     """No NaN or inf in a float array, nor (given the model's ``dtype``) a value that becomes
     inf when cast to it (1e39 into float32): one sum (NaN and inf propagate) and, for a
@@ -122,14 +129,14 @@ def check_finite(what: str, label: str, array: np.ndarray, dtype=None) -> None:
                 raise UserInputError(
                     f"{what}: {label} holds {array[index]:g} at {_position(index)}{more}, "
                     f"beyond the range of the model's {np.dtype(dtype).name} (it would become "
-                    "inf); nothing was trained: rescale or clip the data first")
+                    f"inf); {_nothing_done(what)}: rescale or clip the data first")
         return  # large finite values overflowed the sum
     index = tuple(int(i) for i in bad[0])
     value = array[index]
     kind = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
     more = f" (and {len(bad) - 1} more non-finite values)" if len(bad) > 1 else ""
     raise UserInputError(f"{what}: {label} holds {kind} at {_position(index)}{more}; "
-                         "nothing was trained: remove or impute those values first "
+                         f"{_nothing_done(what)}: remove or impute those values first "
                          "(np.isfinite finds them)")
 
 
@@ -149,7 +156,7 @@ def check_range(what: str, label: str, array: np.ndarray, bounds: tuple[float, f
     more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
     raise UserInputError(f"{what}: {label} holds {array[index]:g} at {_position(index)}{more}, "
                          f"but {owner} takes targets from {lo:g} to {hi:g} (0/1 labels or "
-                         "probabilities); nothing was trained")
+                         f"probabilities); {_nothing_done(what)}")
 
 
 def check_labels(what: str, y: np.ndarray, classes: int, ignore_index: int | None,

@@ -110,3 +110,22 @@ def test_evaluate_names_a_nan_input_instead_of_reporting_a_nan_loss():
     with pytest.raises(fe.UserInputError, match=r"evaluate: input .* holds NaN at row 4, "
                                                r"column 2"):
         model.evaluate(X, np.zeros((6, 1), np.float32))
+
+
+@pytest.mark.parametrize("what", ["evaluate", "predict"])
+def test_a_refused_evaluate_or_predict_does_not_say_nothing_was_trained(what):
+    model = _binary_model()
+    run = model.predict if what == "predict" else (
+        lambda a: model.evaluate(a, np.zeros((6, 1), np.float32)))
+    done = "evaluated" if what == "evaluate" else "predicted"
+    X = np.ones((6, 3), np.float32)
+    X[1, 0] = np.inf
+    with pytest.raises(fe.UserInputError) as info:
+        run(X)
+    assert f"holds inf at row 1, column 0; nothing was {done}: remove or impute" in str(
+        info.value)
+    assert "trained" not in str(info.value)
+    big = np.ones((6, 3))
+    big[1, 0] = 1e39  # beyond the model's float32
+    with pytest.raises(fe.UserInputError, match=f"nothing was {done}: rescale or clip"):
+        run(big)
