@@ -106,6 +106,12 @@ def _read(path: str):
                     f"{path}: {key} holds NaN or inf in row {rows[0]}"
                     + (f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""), "path")
     test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
+    for key in ("x", "y") if test else ():  # (standardize said "array 1 has feature shape")
+        a, b = arrays[key], arrays[f"{key}_test"]
+        if a.shape[1:] != b.shape[1:]:
+            raise DatasetError(f"{path}: {key}_test {b.shape} holds examples of shape "
+                               f"{b.shape[1:]}, {key} {a.shape} of shape {a.shape[1:]}",
+                               "path")
     return arrays["x"], arrays["y"], test
 
 
