@@ -1,0 +1,155 @@
+"""``MultiHeadAttention``: forward values and gradients against torch's
+``nn.MultiheadAttention`` (float64, both backends, causal or not), a key_dim of its own
+against a numpy transcription of the formula, dropout's modes, a transformer block that
+trains, saves and loads, and the errors."""
+
+import numpy as np
+import pytest
+import torch
+
+import frontends as fe
+import symgraph as sg
+
+L = fe.layers
+B, T, D, HEADS = 3, 5, 8, 2
+
+
+def _torch_twin(layer, rng):
+    """torch's MultiheadAttention with ``layer``'s weights (random biases set on both)."""
+    ref = torch.nn.MultiheadAttention(D, HEADS, batch_first=True).double()
+    Wq, Wk, Wv, Wo = (w.get_value() for w in (layer.Wq, layer.Wk, layer.Wv, layer.Wo))
+    biases = [rng.normal(size=b.get_value().shape) for b in layer.biases]
+    for b, value in zip(layer.biases, biases):
+        b.set_value(value)
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.from_numpy(np.concatenate([Wq.T, Wk.T, Wv.T])))
+        ref.in_proj_bias.copy_(torch.from_numpy(np.concatenate(biases[:3])))
+        ref.out_proj.weight.copy_(torch.from_numpy(Wo.T))
+        ref.out_proj.bias.copy_(torch.from_numpy(biases[3]))
+    return ref
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_values_and_gradients_match_torch(backend, causal):
+    rng = np.random.default_rng(1)
+    x = fe.Input((T, D), "float64")
+    layer = L.MultiHeadAttention(HEADS, causal=causal)
+    out = layer(x)
+    ref = _torch_twin(layer, rng)
+    X, C = rng.normal(size=(B, T, D)), rng.normal(size=(B, T, D))
+    cost = sg.sum(out * C)
+    params = [layer.Wq, layer.Wk, layer.Wv, layer.Wo, *layer.biases]
+    f = sg.function([x], [out, *sg.grad(cost, [x, *params])], backend=backend)
+    got, gx, *gparams = f(X)
+
+    t = torch.tensor(X, requires_grad=True)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if causal else None
+    want = ref(t, t, t, attn_mask=mask, need_weights=False)[0]
+    (want * torch.from_numpy(C)).sum().backward()
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(gx, t.grad.numpy(), rtol=1e-10, atol=1e-13)
+    g_in = ref.in_proj_weight.grad.numpy()
+    g_bias = ref.in_proj_bias.grad.numpy()
+    expected = [g_in[:D].T, g_in[D:2 * D].T, g_in[2 * D:].T, ref.out_proj.weight.grad.numpy().T,
+                g_bias[:D], g_bias[D:2 * D], g_bias[2 * D:], ref.out_proj.bias.grad.numpy()]
+    for name, a, b in zip("Wq Wk Wv Wo bq bk bv bo".split(), gparams, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13, err_msg=name)
+
+
+def _numpy_attention(X, layer, causal):
+    """The formula, written out per example and head with numpy (no batching tricks)."""
+    Wq, Wk, Wv, Wo = (w.get_value() for w in (layer.Wq, layer.Wk, layer.Wv, layer.Wo))
+    k = Wq.shape[1] // layer.num_heads
+    out = np.zeros_like(X)
+    for n in range(len(X)):
+        heads = []
+        for h in range(layer.num_heads):
+            cols = slice(h * k, (h + 1) * k)
+            q, key, v = X[n] @ Wq[:, cols], X[n] @ Wk[:, cols], X[n] @ Wv[:, cols]
+            s = q @ key.T / np.sqrt(k)
+            if causal:
+                s = np.where(np.triu(np.ones(s.shape, bool), 1), -np.inf, s)
+            p = np.exp(s - s.max(axis=1, keepdims=True))
+            heads.append((p / p.sum(axis=1, keepdims=True)) @ v)
+        out[n] = np.concatenate(heads, axis=1) @ Wo
+    return out
+
+
+def test_a_key_dim_of_its_own_and_no_bias(backend):
+    """Keras's form: key_dim chosen freely (3 heads of 5 on 8 features), here without biases."""
+    rng = np.random.default_rng(2)
+    x = fe.Input((T, D), "float64")
+    layer = L.MultiHeadAttention(3, key_dim=5, causal=True, use_bias=False)
+    out = layer(x)
+    assert layer.Wq.shape == (D, 15) and layer.Wo.shape == (15, D) and layer.biases is None
+    X = rng.normal(size=(B, T, D))
+    np.testing.assert_allclose(sg.function([x], out, backend=backend)(X),
+                               _numpy_attention(X, layer, True), rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_drops_attention_weights_in_training_only(backend):
+    rng = np.random.default_rng(3)
+    x = fe.Input((T, D), "float64")
+    plain, dropped = L.MultiHeadAttention(HEADS), L.MultiHeadAttention(HEADS, dropout=0.5)
+    outs = [plain(x), dropped(x)]
+    for a, b in zip(plain.weights, dropped.weights):
+        b.set_value(a.get_value())
+    X = rng.normal(size=(B, T, D))
+    train = sg.function([x], outs, backend=backend)
+    base, noisy = train(X)
+    assert not np.allclose(base, noisy)
+    again = train(X)[1]
+    assert not np.array_equal(noisy, again)  # new masks at every step
+    model = fe.Model([x], outs[1], seed=0)
+    for a, b in zip(plain.weights, dropped.weights):
+        b.set_value(a.get_value())
+    np.testing.assert_allclose(model.predict(X), base, rtol=1e-13, atol=1e-15)
+
+
+def _block_model(vocab, length, attention: bool):
+    tokens = fe.Input((length,), "int64")
+    h = L.Embedding(vocab, 16)(tokens)
+    if attention:
+        h = L.LayerNorm()(L.Add()([h, L.MultiHeadAttention(2)(h)]))
+    h = L.LayerNorm()(L.Add()([h, L.Dense(16)(L.Dense(32, activation="relu")(h))]))
+    model = fe.Model([tokens], L.Dense(2)(L.Flatten()(h)), seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(lr=3e-3),
+                  metrics=["accuracy"])
+    return model
+
+
+def test_a_transformer_block_trains_saves_and_loads(tmp_path):
+    """Embedding + attention + LayerNorm + Dense on 3-d + residuals learn a task of
+    comparing positions (is the last token somewhere earlier in the sequence? 36% are)
+    that the same block without attention does not (here 0.92 / 0.83 train / test accuracy
+    against 0.68 / 0.59), and the saved model predicts exactly as the trained one."""
+    rng = np.random.default_rng(4)
+    n, length, vocab = 768, 6, 12
+    ids = rng.integers(1, vocab, (n, length))
+    y = (ids[:, :-1] == ids[:, -1:]).any(axis=1).astype(np.int64)
+    scores = []
+    for attention in (True, False):
+        model = _block_model(vocab, length, attention)
+        history = model.fit(ids[:640], y[:640], batch_size=32, epochs=30, progress=False,
+                            verbose=False)
+        scores.append((history.history["accuracy"][-1],
+                       model.evaluate(ids[640:], y[640:])["accuracy"]))
+        if attention:
+            model.save(tmp_path / "block.npz")
+            loaded = fe.load_model(tmp_path / "block.npz")
+            np.testing.assert_array_equal(loaded.predict(ids[640:]), model.predict(ids[640:]))
+    (train, test), (train_without, test_without) = scores
+    assert train > 0.85 and test > 0.75
+    assert train - train_without > 0.15 and test - test_without > 0.1
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match=r"takes \(batch, length, features\)"):
+        L.MultiHeadAttention(2)(fe.Input((8,)))
+    with pytest.raises(ValueError, match="8 features do not split into 3 heads; give key_dim"):
+        L.MultiHeadAttention(3)(fe.Input((4, 8)))
+    with pytest.raises(ValueError, match="MultiHeadAttention: num_heads"):
+        L.MultiHeadAttention(0)
+    with pytest.raises(ValueError, match=r"MultiHeadAttention: dropout must be in \[0, 1\)"):
+        L.MultiHeadAttention(2, dropout=1.0)
+    assert fe.layers.get("MultiHeadAttention") is L.MultiHeadAttention
