@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["BLOCK_CLUSTER", "GRADIENT_CLUSTER", "LABEL_LIMIT", "NEWRANK_LIMIT", "NOTE_STYLE",
            "SCOPE_CLUSTER", "UPDATE_TARGET_STYLE", "Clusters", "DrawnGraph", "block_node",
            "cap", "carried_label", "dot_lines", "grad_key", "legend", "new_digraph",
-           "node_label", "param_short", "scope_key", "shape_text", "wrap"]
+           "node_label", "param_short", "scope_key", "shape_text", "unit_in_block", "wrap"]
 
 #: Longest line of a node label; longer text is cut with an ellipsis.
 LABEL_LIMIT = 36
@@ -367,7 +367,7 @@ def block_node(graph: DrawnGraph, block: Block, part: str, members: list[Variabl
         lines = [f"×{block.count} iterations", block.title]
     if role == "gradient" and view == "layers":
         lines[0] = "∂ " + lines[0]
-    weights = [v for v in members if v.owner is None and block.unit_of[v.id] == 0
+    weights = [v for v in members if v.owner is None and unit_in_block(graph, block, v) == 0
                and graph.role[v.id] == "parameter"]
     if weights:
         text = ", ".join(f"{param_short(w)} {sh.format_shape(w.shape)}" for w in weights)
@@ -379,6 +379,17 @@ def block_node(graph: DrawnGraph, block: Block, part: str, members: list[Variabl
     tip = (f"{block.count} repeated units ({block.title}), each drawn as {block.like}")
     return {**style, "label": "\n".join(cap(ln) for ln in lines),
             "tooltip": tip, "class": f"{role} repeated"}
+
+
+def unit_in_block(graph: DrawnGraph, block: Block, var: Variable) -> int | None:
+    """The unit of ``block`` that ``var`` belongs to: a member's own; for a weight the block
+    does not own (the update arithmetic reads it too, so ``render_collapse`` leaves it out)
+    but the layers view draws in the block's box, the unit of its first forward reader."""
+    unit = block.unit_of.get(var.id)
+    if unit is None and var.owner is None:
+        readers = graph.forward_users.get(var.id)
+        unit = block.unit_of.get(readers[0].id) if readers else None
+    return unit
 
 
 def param_short(var: Variable) -> str:

@@ -37,6 +37,7 @@ from symgraph.render_graph import (
     node_label,
     scope_key,
     shape_text,
+    unit_in_block,
     wrap,
 )
 
@@ -269,7 +270,8 @@ def layers_view(graph: DrawnGraph, g: graphviz.Digraph) -> None:
             continue
         if src == dst:
             block = block_box.get(src[0])
-            if block is not None and block.unit_of[inp.id] != block.unit_of[out.id]:
+            if block is not None and (unit_in_block(graph, block, inp)
+                                      != unit_in_block(graph, block, out)):
                 chained[box_id[src]][inp.id] = inp
             continue
         flows[(box_id[src], box_id[dst])][inp] = None
