@@ -10,7 +10,8 @@ Two signals propose units:
 
 * sibling name scopes (``dense_1``, ``dense_2``, ... under the same parent): a unit is
   everything in the scope -- nested scopes, the gradient nodes of its ops (``grad`` puts
-  them in the forward node's scope), its weights (named ``<scope>/W``);
+  them in the forward node's scope), its weights (named ``<scope>/W``, or read only by
+  the unit and by update arithmetic: ``W3 - lr * g``);
 * creation sites, for nodes outside such runs (graphs built without scopes): a loop
   repeats a sequence of (source line, op, type) in creation order; a unit is one period.
   Gradient nodes count at the line of the forward node they differentiate.
@@ -175,7 +176,9 @@ class _Finder:
                 self._scope_level(kid, children, under, runs)
 
     def _with_owned_leaves(self, members: list[Variable]) -> list[Variable]:
-        """Add the unscoped parameters and constants only this unit's nodes read."""
+        """Add the unscoped parameters and constants only this unit's nodes read, besides
+        the update arithmetic (SGD's ``W - lr * g`` reads every weight, outside all scopes:
+        left out, each weight of a collapsed run was drawn as a node of its own)."""
         inside = {v.owner for v in members if v.owner is not None}
         ids = {v.id for v in members}
         extra = {}
@@ -183,7 +186,8 @@ class _Finder:
             for inp in node.inputs:
                 if (inp.owner is None and inp.id not in ids and self.scope[inp.id] is None
                         and self.role[inp.id] in OWNABLE
-                        and all(c in inside for c in self.consumers[inp.id])):
+                        and all(c in inside or self.role[c.outputs[0].id] == "update"
+                                for c in self.consumers[inp.id])):
                     extra[inp.id] = inp
         return sorted([*members, *extra.values()], key=lambda v: v.id)
 

@@ -47,3 +47,20 @@ def test_layers_view_of_repeated_layers_with_weights_read_by_the_updates():
     # from a weight to the layer reading it
     assert re.search(rf'(b\d+) -> \1 \[label="×{middle - 1}"', text)
     assert f"{2 * depth} parameters updated" in text
+
+
+def parameter_nodes(text: str) -> list[str]:
+    """Labels of the parameters drawn one by one in DOT text."""
+    return re.findall(r'^\s*v\d+ \[.*label="([^"\\]*)\\n[^"]*".*class="parameter"', text, re.M)
+
+
+def test_ops_view_draws_the_weights_of_collapsed_layers_in_their_block():
+    # only the weights of the layers drawn in full are nodes of their own, as when they are
+    # named after their scope (``layer_3/W``, what the model API does); with the user's own
+    # names every weight was, with edges into the block and to the updates (a 50-layer
+    # MLP's picture was 12,000 pixels wide), because the update arithmetic also reads it
+    depth = 12
+    drawn = parameter_nodes(render_source(unprefixed_chain(depth), view="ops"))
+    # layer_1 (it differs), layer_2 and layer_12 (the run's first and last) are drawn
+    assert sorted(drawn) == sorted(f"{w}{i}" for i in (1, 2, depth) for w in "Wb")
+    assert "\\nW (4, 4), b (4,)\\n" in render_source(unprefixed_chain(depth), view="ops")
