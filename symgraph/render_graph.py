@@ -136,7 +136,9 @@ class DrawnGraph:
         self.total = len(reached)
         self.role = {v.id: role_of(v, update_only) for v in reached}
         scopes = {n.scope for n in nodes if n.scope}
-        self.scope = {v.id: self._scope_of(v, scopes) for v in reached}
+        self.scope: dict[int, str | None] = {}
+        for v in reached:  # (topological: a node's inputs have their scopes)
+            self.scope[v.id] = self._scope_of(v, scopes)
         # numbered in the order the user called grad (``number``), not the drawing order
         made = {node.grad_call for node in nodes if node.grad_call is not None}
         self.grad_calls: dict[object, int] = {
@@ -227,10 +229,17 @@ class DrawnGraph:
         """Kept variables and the members of kept blocks."""
         return self.kept + [v for b in self.blocks for v in b.members]
 
-    @staticmethod
-    def _scope_of(var: Variable, scopes: set[str]) -> str | None:
-        if var.owner is not None:
-            return var.owner.scope
+    def _scope_of(self, var: Variable, scopes: set[str]) -> str | None:
+        node = var.owner
+        if node is not None:
+            if node.scope is None and node.grad_call is not None and node.grad_of is None:
+                # ``grad`` sums a weight's gradient parts (an RNN's weight read at every
+                # step) with no forward node to tag them with: they belong to the layer
+                # whose parts they add, not to the loss
+                parts = {self.scope[i.id] for i in node.inputs if not isinstance(i, Constant)}
+                if len(parts) == 1:
+                    return parts.pop()
+            return node.scope
         # a layer's weights are named "<layer>/W": they belong in the layer's box
         if var.name and "/" in var.name:
             prefix = var.name.rsplit("/", 1)[0]
