@@ -266,7 +266,8 @@ def _graph(args) -> int:
         rows = _profile_train_step(args.spec, model, cfg, label)
         print(sg.format_profile(rows, limit=8))
     try:
-        written = sg.render(f, args.output, view=args.view, max_nodes=args.max_nodes,
+        max_nodes = "auto" if args.max_nodes is None else args.max_nodes
+        written = sg.render(f, args.output, view=args.view, max_nodes=max_nodes,
                             timeout=args.timeout or None)
     except sg.GraphvizNotFound as err:
         raise UsageError(str(err).splitlines()[0] + f" (DOT text in {err.dot_path})") from None
@@ -318,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                        "compute; profile: kernels shaded by their share of a step's time")
     graph.add_argument("--backend", choices=("llvm", "numpy"), default=None,
                        help="for --view profile: whose step to time (default llvm)")
-    graph.add_argument("--max-nodes", type=int, default=400, help="elide nodes beyond this")
+    graph.add_argument("--max-nodes", type=int, default=None,
+                       help="elide nodes beyond this (default 400; --view layers: no limit)")
     graph.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                        help="stop Graphviz's layout after this long (0: no limit); "
                        "the DOT text is written instead")

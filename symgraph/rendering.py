@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
+from typing import Literal
 
 from symgraph.kernel_view import kernel_source
 from symgraph.printing import GraphLike, UpdatesLike
@@ -47,6 +48,11 @@ __all__ = ["GraphvizNotFound", "GraphvizTimeout", "render", "render_source"]
 FORMATS = ("svg", "png", "pdf")
 TEXT_FORMATS = ("dot", "gv")
 VIEWS = ("ops", "layers", "kernels", "profile")
+#: ``max_nodes="auto"``: the views drawing a node per variable stop at this many (dot's
+#: layout time); the layers view draws a box per layer, whatever the graph's size, and
+#: is not capped (at 400 the digits LSTM's step lost its last layer's gradient and
+#: updates from the picture).
+DEFAULT_MAX_NODES = 400
 INSTALL_HINT = ("install Graphviz's dot program: `apt-get install graphviz` (Debian/Ubuntu), "
                 "`brew install graphviz` (macOS) or `conda install -c conda-forge graphviz`")
 
@@ -91,7 +97,7 @@ def _run_dot(command: list[str], source: str, path: str, deadline: float | None,
 
 
 def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: bool = False,
-                  max_nodes: int | None = 400, updates: UpdatesLike = None,
+                  max_nodes: int | None | Literal["auto"] = "auto", updates: UpdatesLike = None,
                   rankdir: str = "TB", collapse: bool = True,
                   profile: Sequence[dict] | None = None) -> str:
     """The DOT text ``render`` would draw (for a notebook's own display, or a diff).
@@ -103,6 +109,8 @@ def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: 
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}: expected one of {', '.join(VIEWS)}")
+    if isinstance(max_nodes, str) and max_nodes == "auto":
+        max_nodes = None if view == "layers" else DEFAULT_MAX_NODES
     if view in ("kernels", "profile"):
         return kernel_source(vars_or_function, view, rewritten=rewritten, max_nodes=max_nodes,
                              rankdir=rankdir, profile=profile)
@@ -116,7 +124,8 @@ def render_source(vars_or_function: GraphLike, view: str = "ops", *, rewritten: 
 
 
 def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "ops", *,
-           rewritten: bool = False, max_nodes: int | None = 400, updates: UpdatesLike = None,
+           rewritten: bool = False, max_nodes: int | None | Literal["auto"] = "auto",
+           updates: UpdatesLike = None,
            view_file: bool = False, rankdir: str = "TB", collapse: bool = True,
            profile: Sequence[dict] | None = None, dpi: int = 110,
            timeout: float | None = 60.0) -> str:
@@ -124,15 +133,16 @@ def render(vars_or_function: GraphLike, path: str | os.PathLike, view: str = "op
 
     Pictures show what ``grad`` added and which layer made each node, which the text
     views cannot. ``vars_or_function`` is a Variable, a list, or a Function (its outputs
-    and updates; ``rewritten=True``: the graph after its rewrites). ``max_nodes=None``
-    draws everything; ``collapse=False`` draws repeated layers one by one instead of as
-    one "×N" block. Views: ``"ops"``, ``"layers"``, and for a compiled function
-    ``"kernels"`` (its fused kernels around the user's nodes) and ``"profile"`` (kernels
-    shaded by ``profile=f.profile(...)``, by default the function's last profile; see
-    ``symgraph.kernel_view``). ``dpi`` sets a PNG's resolution (110: readable text without
-    multi-megabyte files). ``timeout``: seconds ``dot`` may take (None: no limit); past
-    them the DOT text is written next to ``path`` and ``GraphvizTimeout`` raised. Returns
-    the path written.
+    and updates; ``rewritten=True``: the graph after its rewrites). ``max_nodes`` caps the
+    variables drawn (``"auto"``: 400, and no cap for the layers view, whose boxes would
+    otherwise miss the ops past the cap; ``None`` draws everything); ``collapse=False``
+    draws repeated layers one by one instead of as one "×N" block. Views: ``"ops"``,
+    ``"layers"``, and for a compiled function ``"kernels"`` (its fused kernels around the
+    user's nodes) and ``"profile"`` (kernels shaded by ``profile=f.profile(...)``, by
+    default the function's last profile; see ``symgraph.kernel_view``). ``dpi`` sets a
+    PNG's resolution (110: readable text without multi-megabyte files). ``timeout``:
+    seconds ``dot`` may take (None: no limit); past them the DOT text is written next to
+    ``path`` and ``GraphvizTimeout`` raised. Returns the path written.
 
     >>> sg.render(model.train_function, "train.svg", view="layers")
     'train.svg'
