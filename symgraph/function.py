@@ -33,9 +33,18 @@ from symgraph.evaluate import is_finite, trace_nonfinite
 from symgraph.gc_pause import without_gc
 from symgraph.graph import Constant, SharedVariable, Variable, as_variable, graph_inputs, toposort
 from symgraph.ops import cast
+from symgraph.provenance import user_site
 from symgraph.rewrites import rewrite_graph
 
 DEFAULT_BACKEND = "llvm"
+
+
+def _update_site(expr) -> str:
+    """Where the user wrote an update's new value: the line that built it, else the line
+    calling ``function`` (a number, an array, or a variable made elsewhere)."""
+    site = expr.site if isinstance(expr, Variable) and expr.owner is not None else None
+    site = site or user_site()
+    return f"\n  new value created at {site}" if site is not None else ""
 
 
 def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
@@ -46,19 +55,19 @@ def _normalize_updates(updates) -> list[tuple[SharedVariable, Variable]]:
     out = []
     for var, expr in pairs:
         if not isinstance(var, SharedVariable):
-            raise TypeError(f"updates: {var!r} is not a shared variable")
+            raise TypeError(f"updates: {var!r} is not a shared variable{_update_site(expr)}")
         if var in seen:
-            raise ValueError(f"updates: {var.name!r} is updated twice")
+            raise ValueError(f"updates: {var.name!r} is updated twice{_update_site(expr)}")
         seen.add(var)
         expr = as_variable(expr)
         if not np.can_cast(expr.dtype, var.dtype, "same_kind"):
             raise TypeError(f"update of {var.name!r}: a {expr.dtype.name} value cannot be "
-                            f"stored in a {var.dtype.name} shared variable")
+                            f"stored in a {var.dtype.name} shared variable{_update_site(expr)}")
         if expr.ndim != var.ndim or any(sh.dims_equal(a, b) is False
                                         for a, b in zip(expr.shape, var.shape)):
             raise ValueError(f"update of {var.name!r}: new value has shape "
                              f"{sh.format_shape(expr.shape)}, the variable "
-                             f"{sh.format_shape(var.shape)}")
+                             f"{sh.format_shape(var.shape)}{_update_site(expr)}")
         if expr.dtype != var.dtype:
             expr = cast(expr, var.dtype)
         out.append((var, expr))
