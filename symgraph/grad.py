@@ -80,7 +80,9 @@ def _differentiable(v: Variable) -> bool:
 
 
 def _describe(v: Variable) -> str:
-    label = v.name or (v.owner.op.name if v.owner else "variable")
+    """``'x @ W' (created at ...)``: a variable's name, else its expression when short
+    (a constant's value), else its op."""
+    label = v.name or short_label(v) or (v.owner.op.name if v.owner else "variable")
     where = f" (created at {v.site})" if v.site else ""
     return f"{label!r}{where}"
 

@@ -99,3 +99,17 @@ def test_misuse_is_a_clear_error_not_a_raw_traceback():
 
 
 # --------------------------------------------------------------------------- graph structure
+
+
+def test_an_unnamed_variable_is_named_by_its_expression():
+    # were "'matmul'" for any product and "'variable'" for a constant: which of the
+    # training step's products or constants was meant, the user could not tell
+    x = sg.tensor("x", ("batch", 3))
+    W = sg.shared(np.ones((3, 2)), name="W")
+    logits = x @ W
+    with pytest.raises(ValueError, match="must be a scalar") as info:
+        sg.grad(logits, W)
+    assert f"for '{sg.pprint(logits)}' (created at" in str(info.value), str(info.value)
+    with pytest.raises(sg.DisconnectedInputError) as info:
+        sg.grad(logits.sum(), sg.constant(2.0))
+    assert "on '2.0' (created at" in str(info.value), str(info.value)
