@@ -23,9 +23,9 @@ from frontends import data_checks, losses, optimizers, regularizers, saving, tra
 from frontends import layers as layer_lib
 from frontends import metrics as metric_lib
 from frontends.errors import UserInputError
-from frontends.layers.base import Layer, inference_substitute
+from frontends.layers.base import Layer, frozen_substitute, inference_substitute
 from frontends.saving import ModelFileError, assign_weights, load_weights, read_file, save_model
-from frontends.summary import summary_text
+from frontends.summary import node_counts, summary_text
 from symgraph.gc_pause import without_gc
 from symgraph.graph import toposort
 
@@ -201,18 +201,20 @@ class Model:
         self.backend = backend
         self.flush_denormals = flush_denormals
         self.target = self.loss.target(self.output, name="y")
-
-        train_loss = self._total_loss(self.output)
+        # frozen layers (trainable = False): no weights to train; a frozen batch norm runs on
+        # its running statistics and keeps them (layers/base.py: frozen_substitute)
+        [output] = sg.clone_replace([self.output], substitute=frozen_substitute)
+        train_loss = self._total_loss(output)
         params = self.trainable_weights
         # a model without trainable weights (fixed features, dropout only) still evaluates
         grads = sg.grad(train_loss, params) if params else []
         updates = dict(self.optimizer.get_updates(params, grads)) if params else {}
         for layer in self.layers:
-            for var, expr in layer.state_updates.items():
+            for var, expr in (layer.state_updates if layer.trainable else {}).items():
                 if var in updates:
                     raise ValueError(f"{var.name} is updated twice (a layer called twice?)")
                 updates[var] = expr
-        train_outputs = [train_loss] + [self._metric(m, self.output) for m in self.metrics]
+        train_outputs = [train_loss] + [self._metric(m, output) for m in self.metrics]
         self.train_graph = (train_outputs, grads, updates)
         self.train_function = sg.function(self.inputs + [self.target], train_outputs,
                                           updates=updates, backend=backend, name="train",
@@ -223,7 +225,7 @@ class Model:
                                          backend=backend, name="test",
                                          flush_denormals=flush_denormals)
         self._predict_function = None
-        self.node_counts = _node_counts(train_outputs, list(updates.values()))
+        self.node_counts = node_counts(train_outputs, list(updates.values()))
         self.compiled = True
 
     def _metric(self, metric, output: sg.Variable) -> sg.Variable:
@@ -463,16 +465,6 @@ def _layers_of(output: sg.Variable) -> list[Layer]:
     return list(seen.values())
 
 
-def _node_counts(outputs: list[sg.Variable], updates: list[sg.Variable]) -> dict[str, int]:
-    """Nodes of the training step: forward (loss, metrics), gradient (made by ``sg.grad``)
-    and update (the optimizer's and the layers' state arithmetic), before rewrites."""
-    step = toposort(outputs + updates)
-    forward = {id(n) for n in toposort(outputs)}
-    grad = sum(1 for n in step if n.grad_call is not None)
-    return {"forward": len(forward), "gradient": grad,
-            "update": len(step) - len(forward) - grad}
-
-
 # --------------------------------------------------------------------------- files
 
 
@@ -486,7 +478,7 @@ def load_model(path, compile: bool = True) -> Model:
     config = header["config"]
     try:
         if header["class"] == "Sequential":
-            built = [layer_lib.get(c["type"])(**_layer_args(c)) for c in config["layers"]]
+            built = [_made_layer(c) for c in config["layers"]]
             model = Sequential(built, input_shape=config["input_shape"], dtype=config["dtype"],
                                seed=config["seed"], name=config["name"])
         elif header["class"] == "Model":
@@ -536,14 +528,16 @@ def load_model(path, compile: bool = True) -> Model:
 
 
 def _layer_args(layer_config: dict) -> dict:
-    return {k: v for k, v in layer_config.items() if k not in ("type", "mask_key")}
+    return {k: v for k, v in layer_config.items() if k not in ("type", "mask_key", "trainable")}
 
 
 def _made_layer(layer_config: dict) -> Layer:
-    """A functional model's layer from its config, its random streams keyed as when saved
-    (``Layer.mask_key``): training on from the file draws the masks it would have drawn."""
+    """A model file's layer from its config, frozen if it was, its random streams keyed as
+    when saved (``Layer.mask_key``): training on from the file draws the masks it would
+    have drawn."""
     layer = layer_lib.get(layer_config["type"])(**_layer_args(layer_config))
     layer.mask_key = layer_config.get("mask_key")
+    layer.trainable = layer_config.get("trainable", True)  # (a frozen layer stays frozen)
     return layer
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from symgraph.graph import toposort
 from symgraph.shapes import format_shape
 
 
@@ -30,3 +31,13 @@ def summary_text(model) -> str:
                    f"gradient nodes, {counts['update']} update nodes (loss {model.loss.name}, "
                    f"optimizer {type(model.optimizer).__name__})")
     return "\n".join(out)
+
+
+def node_counts(outputs: list, updates: list) -> dict[str, int]:
+    """Nodes of the training step: forward (loss, metrics), gradient (made by ``sg.grad``)
+    and update (the optimizer's and the layers' state arithmetic), before rewrites."""
+    step = toposort(outputs + updates)
+    forward = {id(n) for n in toposort(outputs)}
+    grad = sum(1 for n in step if n.grad_call is not None)
+    return {"forward": len(forward), "gradient": grad,
+            "update": len(step) - len(forward) - grad}

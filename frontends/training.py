@@ -69,6 +69,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     ...                     early_stopping=5)
     """
     model._require_compiled("fit")
+    _check_frozen(model)
     # every check comes before the first step: a mistake leaves the parameters as they were
     batch_size = _integer("batch_size", batch_size, 1)
     epochs = _integer("epochs", epochs, 0)
@@ -219,6 +220,19 @@ def _call(callbacks: list, hook: str, *args) -> None:
         method = getattr(cb, hook, None)
         if method is not None:
             method(*args)
+
+
+def _check_frozen(model) -> None:
+    """The layers' ``trainable`` flags are those ``compile`` built the step for: a layer
+    frozen or unfrozen since would otherwise train as before, without a word."""
+    updated = model.train_graph[2]  # (the step's updates, by variable)
+    for layer in model.layers:
+        if (any(var not in updated for var in layer.trainable_weights) if layer.trainable
+                else any(var in updated for var in layer.weights)):
+            raise UserInputError(
+                f"fit: layer {layer.name} was {'un' if layer.trainable else ''}frozen "
+                f"(trainable = {layer.trainable}) after compile, which built the training "
+                "step; call model.compile(...) again to train with it")
 
 
 def _integer(name: str, value, low: int, what: str = "fit") -> int:

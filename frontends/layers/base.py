@@ -24,6 +24,7 @@ import numpy as np
 
 import symgraph as sg
 from frontends import initializers
+from frontends.config import flag
 from symgraph.graph import Site, at_site
 from symgraph.ops import elemwise as ew
 
@@ -85,6 +86,7 @@ class Layer:
         #: what keys the layer's random streams (dropout masks): its name, or for a name
         #: numbered per process (a functional model's unnamed layer) its place in the graph
         self.mask_key: str | None = None
+        self._trainable = True
 
     # -- naming
     @property
@@ -127,12 +129,29 @@ class Layer:
         return [w.var for w in self._weights]
 
     @property
+    def trainable(self) -> bool:
+        """False freezes the layer (Keras's ``layer.trainable = False``, for fine-tuning): the
+        next ``compile`` leaves its weights out of the gradient, the updates and the
+        regulariser, and a frozen layer that ``freezes_to_inference`` (BatchNorm) also runs on
+        its running statistics in training and keeps them, as Keras's. Set it before
+        ``compile`` (``fit`` refuses a model whose layers changed it since)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = flag(f"layer {self.name or self.kind}", "trainable", value)
+
+    #: a frozen layer of this kind runs in inference mode in the training step too
+    freezes_to_inference = False
+
+    @property
     def trainable_weights(self) -> list[sg.SharedVariable]:
-        return [w.var for w in self._weights if w.trainable]
+        return [w.var for w in self._weights if w.trainable and self._trainable]
 
     @property
     def regularizable_weights(self) -> list[sg.SharedVariable]:
-        return [w.var for w in self._weights if w.regularizable and w.trainable]
+        return [w.var for w in self._weights if w.regularizable and w.trainable
+                and self._trainable]
 
     @property
     def state(self) -> list[sg.SharedVariable]:
@@ -204,6 +223,8 @@ class Layer:
                     "(model.get_weights(), np.savez) and rebuild the model in code")
             config[arg] = value
         config["name"] = self.name
+        if not self._trainable:  # (not a constructor argument: load_model sets it)
+            config["trainable"] = False
         return config
 
     def __repr__(self) -> str:
@@ -248,3 +269,12 @@ def inference_substitute(var: sg.Variable, rebuilt) -> sg.Variable | None:
         return None
     with sg.name_scope(layer.name):
         return layer.call(rebuilt(var.layer_input), training=False)
+
+
+def frozen_substitute(var: sg.Variable, rebuilt) -> sg.Variable | None:
+    """The training graph's rule for frozen layers (``sg.clone_replace``): a layer frozen
+    with ``trainable = False`` that ``freezes_to_inference`` is called in inference mode."""
+    layer = getattr(var, "layer", None)
+    if layer is None or layer.trainable or not layer.freezes_to_inference:
+        return None
+    return inference_substitute(var, rebuilt)

@@ -25,6 +25,9 @@ class BatchNorm(Layer):
 
     config_args = ("momentum", "eps", "axis")
     has_mode = True
+    # Keras's rule (since 2.1.3): trainable = False also means the running statistics are
+    # used and kept, so fine-tuning on top of a frozen base does not shift its features
+    freezes_to_inference = True
 
     def __init__(self, momentum: float = 0.99, eps: float = 1e-3, axis: int = 1,
                  name: str | None = None):
