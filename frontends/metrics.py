@@ -1,4 +1,5 @@
-"""Metrics reported during training: accuracy, top-k accuracy, binary accuracy.
+"""Metrics reported during training: accuracy, top-k accuracy, binary accuracy, and for
+regression the mean absolute and squared errors (``"mae"``, ``"mse"``).
 
 ``Model.compile(metrics=[...])`` builds each metric's graph next to the loss
 (same outputs, same targets) so the compiled step returns it with the loss;
@@ -13,7 +14,8 @@ largest class is the label (Keras's ``categorical_accuracy``).
 Outputs are logits (the last layer's pre-activation), as for the losses; a model whose
 last layer is a softmax (sigmoid, for binary accuracy) is read through it, as the
 probability-taking losses read it: thresholds and ties are the logits' (a confident float32
-softmax rounds every other class to exactly 0, a tie that made top-k count them all).
+softmax rounds every other class to exactly 0, a tie that made top-k count them all). The
+error metrics score the outputs as they are (a sigmoid autoencoder's pixels).
 
 >>> acc = metrics.get("top_3_accuracy")(logits, y)
 """
@@ -35,7 +37,8 @@ from frontends.losses import (
     _label_scores,
 )
 
-__all__ = ["Accuracy", "BinaryAccuracy", "Metric", "TopKAccuracy", "get"]
+__all__ = ["Accuracy", "BinaryAccuracy", "MeanAbsoluteError", "MeanSquaredError", "Metric",
+           "TopKAccuracy", "get"]
 
 
 class Metric(ConfigValue):
@@ -45,8 +48,9 @@ class Metric(ConfigValue):
     name: str = ""
     #: scores integer class labels, so a loss's ``ignore_index`` applies to it
     labels: bool = False
-    #: the output activation read through to its logits (``losses._activation_input``)
-    activation: str = "softmax"
+    #: the output activation read through to its logits (``losses._activation_input``); None:
+    #: the outputs as they are
+    activation: str | None = "softmax"
 
     def __call__(self, outputs: sg.Variable, targets: sg.Variable,
                  ignore_index: int | None = None) -> sg.Variable:
@@ -163,20 +167,61 @@ class BinaryAccuracy(Metric):
         return {"type": self.name, "threshold": self.threshold}
 
 
+class _ErrorMetric(Metric):
+    """Regression metrics: the mean over all elements of an error of the outputs against
+    targets of their shape (no broadcasting), the outputs read as they are."""
+
+    activation = None
+
+    def __call__(self, outputs, targets, ignore_index=None):
+        outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
+        if not _is_float(outputs.dtype):
+            raise TypeError(f"{self.name}: the model's outputs must be floats, got "
+                            f"{outputs.dtype.name}")
+        _check_same_shape(self.name, outputs, targets)
+        return sg.mean(self._error(outputs - sg.cast(targets, outputs.dtype)))
+
+    def _error(self, difference: sg.Variable) -> sg.Variable:
+        raise NotImplementedError
+
+
+class MeanAbsoluteError(_ErrorMetric):
+    """Mean over all elements of ``|outputs - targets|`` (Keras's ``"mae"``)."""
+
+    name = "mae"
+
+    def _error(self, difference):
+        return sg.abs(difference)
+
+
+class MeanSquaredError(_ErrorMetric):
+    """Mean over all elements of ``(outputs - targets)^2`` (Keras's ``"mse"``)."""
+
+    name = "mse"
+
+    def _error(self, difference):
+        return sg.square(difference)
+
+
 _TOP_K = re.compile(r"top_(\d+)_accuracy")
 
 _REGISTRY = {
     "accuracy": Accuracy, "acc": Accuracy, "Accuracy": Accuracy,
     "top_k_accuracy": TopKAccuracy, "TopKAccuracy": TopKAccuracy,
     "binary_accuracy": BinaryAccuracy, "BinaryAccuracy": BinaryAccuracy,
+    # Keras's names; logged as "mae" and "mse" whichever is given
+    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
+    "MeanAbsoluteError": MeanAbsoluteError,
+    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
+    "MeanSquaredError": MeanSquaredError,
 }
 
 
 def get(identifier: str | Mapping | Metric) -> Metric:
     """The metric named by ``identifier``: a name, a config dict or a ``Metric``.
 
-    Names: ``"accuracy"``, ``"binary_accuracy"``, ``"top_k_accuracy"`` (k=5)
-    and ``"top_<k>_accuracy"`` for any k (``"top_3_accuracy"``). Unknown
+    Names: ``"accuracy"``, ``"binary_accuracy"``, ``"top_k_accuracy"`` (k=5),
+    ``"top_<k>_accuracy"`` for any k (``"top_3_accuracy"``), ``"mae"`` and ``"mse"``. Unknown
     names and arguments raise ``ValueError`` listing the valid ones.
     """
     if isinstance(identifier, str):
