@@ -14,12 +14,38 @@ runs only once something is known to be wrong.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 import symgraph as sg
 from frontends.errors import UserInputError, UserInputTypeError
 
-__all__ = ["check_finite", "check_input", "check_labels", "check_target"]
+__all__ = ["check_finite", "check_input", "check_labels", "check_target", "inputs_by_name"]
+
+
+def inputs_by_name(what: str, inputs: list[sg.Variable], x: Mapping) -> list:
+    """The arrays of a dict keyed by the model's input names (Keras's
+    ``fit({"title": T, "body": B}, y)``) in the order of the inputs; a name missing from
+    the dict, a key that names no input, or inputs sharing a name is an error.
+
+    >>> inputs_by_name("fit", model.inputs, {"b": B, "a": A})   # [A, B]
+    """
+    names = [var.name for var in inputs]
+    shared = sorted({name for name in names if names.count(name) > 1})
+    if shared:
+        raise UserInputError(f"{what}: the model's inputs share the name {shared[0]!r}, so a "
+                             "dict cannot tell them apart; name them (fe.Input(shape, "
+                             "name=...)) or pass a list in the order of the inputs")
+    unknown = [key for key in x if key not in names]
+    missing = [name for name in names if name not in x]
+    if unknown or missing:
+        problem = (f"has no entry for input {missing[0]!r}" if missing
+                   else f"has the key {unknown[0]!r}, which names no input")
+        raise UserInputError(f"{what}: the dict of inputs {problem}; the model's inputs are "
+                             f"{', '.join(map(repr, names))}, the dict's keys "
+                             f"{', '.join(map(repr, x))}")
+    return [x[name] for name in names]
 
 
 def _shape_fits(var: sg.Variable, array: np.ndarray) -> bool:
@@ -58,7 +84,8 @@ def check_input(what: str, var: sg.Variable, array: np.ndarray, label: str | Non
         raise UserInputTypeError(
             f"{what}: {label} takes an array of shape "
             f"{sg.shapes.format_shape(var.shape)}, got a {type(array.item()).__name__} "
-            "(a model of several inputs takes a list of arrays, in model.inputs' order)")
+            "(a model of several inputs takes a list of arrays, in model.inputs' order, or "
+            "a dict keyed by their names)")
     if not _shape_fits(var, array):
         raise UserInputError(f"{what}: {label} expects shape "
                              f"{sg.shapes.format_shape(var.shape)}, got {array.shape}")

@@ -14,7 +14,7 @@ inference graph. ``fit`` lives in ``frontends.training``; files in
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -297,7 +297,9 @@ class Model:
                                "optimizer=...))")
 
     def _inputs(self, x, what: str) -> list[np.ndarray]:
-        if len(self.inputs) == 1:
+        if isinstance(x, Mapping):  # Keras's {input name: array}
+            xs = data_checks.inputs_by_name(what, self.inputs, x)
+        elif len(self.inputs) == 1:
             # one input: a list is its data (nested lists of numbers), unless it is [array]
             single = (isinstance(x, (list, tuple)) and len(x) == 1
                       and np.ndim(x[0]) == self.inputs[0].ndim)

@@ -47,6 +47,8 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
         initial_epoch: int = 0) -> History:
     """Train ``model`` on ``(x, y)``; returns a ``History`` of per-epoch loss and metrics.
 
+    * ``x``: an array, a list of arrays in the order of the model's inputs, or a dict
+      keyed by the inputs' names (as Keras's; so is ``validation_data``'s ``xv``).
     * ``validation_data=(xv, yv)`` or ``validation_split`` (the last fraction of the
       examples, before shuffling, as Keras) is evaluated after every epoch (``val_*``).
     * ``shuffle`` permutes the examples every epoch with a stream from the model seed.

@@ -48,12 +48,13 @@ def test_a_dict_for_an_input_is_named_as_a_dict_not_a_shape():
     # np.asarray({...}) is a 0-d object array: "expects shape (batch, 8), got ()" blamed
     # the shape
     model = fe.Sequential([fe.layers.Dense(2)], input_shape=(8,))
-    for call in (lambda: model.predict({"x": np.zeros((4, 8))}),
-                 lambda: data_checks.check_input("fit", model.inputs[0],
-                                                 np.asarray({"x": np.zeros((4, 8))}))):
-        with pytest.raises(TypeError, match=r"takes an array of shape \(batch, 8\), got a "
-                                            r"dict \(a model of several inputs"):
-            call()
+    with pytest.raises(TypeError, match=r"takes an array of shape \(batch, 8\), got a "
+                                        r"dict \(a model of several inputs"):
+        data_checks.check_input("fit", model.inputs[0], np.asarray({"x": np.zeros((4, 8))}))
+    # the model takes a dict keyed by its input names (test_dict_inputs.py), not any dict
+    with pytest.raises(UserInputError, match="no entry for input 'x'.*keys 'images'"):
+        model.predict({"images": np.zeros((4, 8))})
+    assert model.predict({"x": np.zeros((4, 8))}).shape == (4, 2)
 
 
 def test_a_finite_value_beyond_the_models_float32_range_is_named():
