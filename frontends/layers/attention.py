@@ -1,5 +1,6 @@
 """``MultiHeadAttention``: scaled dot-product self-attention over a sequence, the layer a
-transformer block is made of (with ``LayerNorm``, ``Dense`` on 3-d input and ``Add``)."""
+transformer block is made of (with ``LayerNorm``, ``Dense`` on 3-d input and ``Add``), and
+``PositionEmbedding``, the learned positions attention needs to tell them apart."""
 
 from __future__ import annotations
 
@@ -100,3 +101,29 @@ class MultiHeadAttention(Layer):
         if bo is not None:
             out = out + bo
         return sg.reshape(out, (-1, length, d))
+
+
+class PositionEmbedding(Layer):
+    """Adds a learned vector per position to a sequence (batch, length, features): a
+    (length, features) ``table`` broadcast over the batch, as BERT's and GPT-2's learned
+    positions (Keras-NLP's ``PositionEmbedding``, whose output one adds). Attention by
+    itself treats its input as a set: without this (or a causal mask) a permutation of the
+    positions permutes the output and nothing else."""
+
+    config_args = ("init",)
+
+    def __init__(self, init="uniform", name: str | None = None):
+        super().__init__(name)
+        self.init = initializers.checked("PositionEmbedding", "init", init)
+
+    def build(self, x):
+        if x.dtype.kind != "f":
+            raise TypeError(f"layer {self.name}: PositionEmbedding adds to float vectors, got "
+                            f"{x.dtype} (ids? put an Embedding first)")
+        if x.ndim != 3 or not all(isinstance(d, int) for d in x.shape[1:]):
+            raise ValueError(f"layer {self.name}: PositionEmbedding takes (batch, length, "
+                             f"features) with a fixed length and features, got shape {x.shape}")
+        self.table = self.add_weight("table", tuple(x.shape[1:]), self.init, x.dtype.name)
+
+    def call(self, x, training):
+        return x + self.table

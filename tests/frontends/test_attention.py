@@ -143,6 +143,32 @@ def test_a_transformer_block_trains_saves_and_loads(tmp_path):
     assert train - train_without > 0.15 and test - test_without > 0.1
 
 
+def test_position_embedding_adds_a_learned_vector_per_position(backend):
+    """Value x + table and the table's gradient (the upstream gradient summed over the batch)
+    against torch; with it, self-attention is no longer blind to the order of its input."""
+    rng = np.random.default_rng(5)
+    x = fe.Input((T, D), "float64")
+    positions = L.PositionEmbedding()
+    attention = L.MultiHeadAttention(HEADS)
+    out = attention(positions(x))
+    X, C = rng.normal(size=(B, T, D)), rng.normal(size=(B, T, D))
+    f = sg.function([x], [positions.output, sg.grad(sg.sum(positions.output * C),
+                                                    positions.table)], backend=backend)
+    value, grad = f(X)
+    table = torch.tensor(positions.table.get_value(), requires_grad=True)
+    want = torch.from_numpy(X) + table
+    (want * torch.from_numpy(C)).sum().backward()
+    np.testing.assert_allclose(value, want.detach().numpy(), rtol=1e-15)
+    np.testing.assert_allclose(grad, table.grad.numpy(), rtol=1e-13)
+    g = sg.function([x], out, backend=backend)
+    swap = [1, 0, *range(2, T)]
+    bare = sg.function([x], attention(x), backend=backend)
+    np.testing.assert_allclose(bare(X[:, swap])[:, swap], bare(X), rtol=1e-12)
+    assert not np.allclose(g(X[:, swap])[:, swap], g(X))
+    with pytest.raises(TypeError, match="put an Embedding first"):
+        L.PositionEmbedding()(fe.Input((T,), "int64"))
+
+
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"takes \(batch, length, features\)"):
         L.MultiHeadAttention(2)(fe.Input((8,)))
