@@ -163,6 +163,15 @@ def test_digits_rnn_reads_rows_as_a_sequence_and_learns():
     assert number_after(out, "final training loss") < 0.5
 
 
+def test_digits_transformer_attends_over_rows_and_learns():
+    """Two encoder blocks (attention, feed-forward, residuals, LayerNorm) over the 8 rows
+    of each digit: 96.9% after 6 epochs at dim 16 (30 epochs at dim 32 give 98%)."""
+    out = run_example("digits_transformer.py", "--epochs", "6", "--dim", "16")
+    assert "multi_head_attention_2 (MultiHeadAttention)" in out     # the summary lists both
+    assert number_after(out, "test accuracy:") >= 90.0
+    assert number_after(out, "final training loss") < 0.5
+
+
 def test_adding_problem_masked_lstm_learns_and_ignores_where_the_padding_is():
     """Variable-length sequences: the masked LSTM goes far below the mean's mse, and moving a
     sequence's padding from its end to its start changes its prediction not at all (the
