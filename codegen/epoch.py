@@ -55,6 +55,11 @@ EPOCH = "sg_epoch"
 #: O1's 11 (W2's first epoch call 17 -> 7.5 ms), W4 377-385 us either way (alternating
 #: processes; llvmlite's LLVM spends ~9 ms on any loop at O1)
 EPOCH_OPT_LEVEL = 0
+#: the last partial batch runs natively (a second ``sg_epoch`` call) when the shared variables
+#: hold at least this many bytes, else as a call of the ``Function``, which copies them all
+#: first (to undo a failure): the native call's Python side costs ~15 us more than a call
+#: (18.4 against 3.7 us for W2's MLP), about what copying 256 KB in four arrays takes
+PARTIAL_NATIVE_BYTES = 256 << 10
 #: ctl words before the per-input records: nsteps, template bufs, permutation, batch size,
 #: the step function
 _HEAD = 5
@@ -173,8 +178,10 @@ def run_epoch(program, arrays, batch_size: int) -> tuple[list, list | None] | No
     never copied), ``batch_size`` positive.  Adopts the final values of the updated
     variables and returns ``(stacks, last)``: each output stacked over the full minibatches,
     and the outputs of the last partial batch's step (a second call of the loop on that
-    batch size's plan, one step), or None when there is no partial batch or its plan does
-    not suit the loop (then ``Function.epoch`` runs it as a call).  Nothing writes the
+    batch size's plan, one step), or None when there is no partial batch, the shared
+    variables are small (below ``PARTIAL_NATIVE_BYTES``: copying them costs less than the
+    native call) or its plan does not suit the loop (then ``Function.epoch`` runs it as a
+    call).  Nothing writes the
     arrays the variables held, and a failed step adopts nothing: no copy is needed to undo
     an epoch.  None, having run nothing, when the native loop cannot apply: fewer than two
     full minibatches, an update that is not a plain buffer, or an output that is not in the
@@ -200,10 +207,12 @@ def run_epoch(program, arrays, batch_size: int) -> tuple[list, list | None] | No
         return None
     plan, layout = found
     rest = n - full * batch_size
-    try:  # (the partial batch's plan: a failure of its checks is left to the call to name)
-        partial = _plan_for(program, arrays, order, rest) if rest else None
-    except Exception:
-        partial = None
+    partial = None
+    if rest and sum(v._value.nbytes for v in program.shared) >= PARTIAL_NATIVE_BYTES:
+        try:  # (the partial batch's plan: a failure of its checks is left to the call to name)
+            partial = _plan_for(program, arrays, order, rest)
+        except Exception:
+            partial = None
     arrays = [_native(np.asarray(a), v.dtype) for a, v in zip(arrays, program.inputs)]
     shared = [_native(v._value, v.dtype) for v in program.shared]
     nin = layout.nin

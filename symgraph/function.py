@@ -370,7 +370,8 @@ class Function:
                 done += 1
             # (per-step sizes only where a step's outputs came from the Python loop: a list
             # of every step's size cost ~3 us of a 56-step native epoch)
-            sizes = ([min(batch_size, n - i) for i in range(0, n, batch_size)]
+            sizes = ([batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size
+                                                          else [])
                      if any(per_output) else [])
             stacked = [_stack_steps(None if native_stacks is None else native_stacks[k],
                                     values, sizes) for k, values in enumerate(per_output)]
@@ -486,6 +487,8 @@ def _example_shape_problem(var: Variable, array: np.ndarray) -> str | None:
     (examples 0:32): ... (shape (32, 3))" for the user's (1000, 3))."""
     if array.ndim != var.ndim:
         return sh.bind_shape(var.shape, array.shape, {})
+    if all(d == a for d, a in zip(var.shape[1:], array.shape[1:]) if isinstance(d, int)):
+        return None  # (the common case, without bind_shape's ~3 us an array per epoch)
     fixed = (None,) + tuple(d if isinstance(d, int) else None for d in var.shape[1:])
     return sh.bind_shape(fixed, array.shape, {})
 

@@ -119,10 +119,18 @@ def _adam_like(double_buffered: bool):
     return f, [W, b, m, v]
 
 
+@pytest.fixture
+def native_partial(monkeypatch):
+    """The last partial batch runs natively whatever the variables' size."""
+    import codegen.epoch
+
+    monkeypatch.setattr(codegen.epoch, "PARTIAL_NATIVE_BYTES", 0)
+
+
 @pytest.mark.parametrize("double_buffered", [False, True])
 @pytest.mark.parametrize("shuffle", [None, 3])
 def test_the_partial_last_batch_runs_natively_and_nothing_is_copied(
-        double_buffered, shuffle, monkeypatch):
+        double_buffered, shuffle, monkeypatch, native_partial):
     """The last partial batch is a second native call on its own plan, reading what the
     full steps left: equal to the loop of calls bit for bit, over two epochs (the second
     starts from buffers of the first), and ``Function.epoch`` copies no shared variable
@@ -164,7 +172,7 @@ def test_the_partial_last_batch_runs_natively_and_nothing_is_copied(
     assert seen == [True, True]
 
 
-def test_a_failing_partial_last_batch_changes_nothing_and_is_named():
+def test_a_failing_partial_last_batch_changes_nothing_and_is_named(native_partial):
     """The partial batch's step fails (a label out of range) after the native full steps:
     the error names that step and its example, every variable is bit-identical to its value
     before the epoch, and the same arrays: nothing was written, so nothing was copied."""
@@ -181,6 +189,31 @@ def test_a_failing_partial_last_batch_changes_nothing_and_is_named():
     for p, b, c in zip(params, before, copies):
         assert p._value is b
         np.testing.assert_array_equal(b, c)
+
+
+def test_the_partial_batch_runs_natively_from_partial_native_bytes_of_variables():
+    """Below the threshold the partial batch is a call (copying small variables is cheaper
+    than the native call's Python side); from it on, native; the same values either way."""
+    import codegen.epoch
+
+    rng = np.random.default_rng(7)
+    X, Y = rng.standard_normal((11, 4)), rng.integers(0, 3, 11)
+    results = []
+    for extra in (0, codegen.epoch.PARTIAL_NATIVE_BYTES // 8):
+        f, params = _adam_like(False)
+        big = sg.shared(np.zeros(max(extra, 1)), name="big")
+        g = sg.function(f.inputs, f.outputs[0], {**dict(f.updates), big: big + 1.0},
+                        backend="llvm")
+        seen = []
+        steps = g.program.epoch_steps
+        g.program.epoch_steps = lambda a, b, seen=seen, steps=steps: (
+            seen.append(steps(a, b)) or seen[-1])
+        results.append((g.epoch(X, Y, batch_size=4), [p.get_value() for p in params]))
+        assert (seen[0][1] is not None) == bool(extra)
+    (small, small_params), (large, large_params) = results
+    np.testing.assert_array_equal(small, large)
+    for a, b in zip(small_params, large_params):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("at", [3, 13])  # in a full batch (native), in the partial last one
