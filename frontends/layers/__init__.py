@@ -18,7 +18,11 @@ from frontends.layers.activations import (
     Softplus,
     Tanh,
 )
-from frontends.layers.attention import MultiHeadAttention, PositionEmbedding
+from frontends.layers.attention import (
+    MultiHeadAttention,
+    PositionEmbedding,
+    TransformerEncoder,
+)
 from frontends.layers.base import Layer
 from frontends.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from frontends.layers.conv1d import AvgPool1D, Conv1D, GlobalAvgPool1D, MaxPool1D
@@ -42,7 +46,7 @@ LAYERS: dict[str, type[Layer]] = {
         Concatenate, Activation, ReLU, LeakyReLU, PReLU, ELU, Tanh, Sigmoid, Softplus, HardTanh,
         Abs, Cos, GELU, SiLU, Softmax, Maxout, RBF, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D,
         Conv1D, MaxPool1D, AvgPool1D, GlobalAvgPool1D, SimpleRNN, LSTM, GRU, Bidirectional,
-        MultiHeadAttention, PositionEmbedding)
+        MultiHeadAttention, PositionEmbedding, TransformerEncoder)
 }
 
 

@@ -1,6 +1,7 @@
 """``MultiHeadAttention``: scaled dot-product self-attention over a sequence, the layer a
 transformer block is made of (with ``LayerNorm``, ``Dense`` on 3-d input and ``Add``), and
-``PositionEmbedding``, the learned positions attention needs to tell them apart."""
+``PositionEmbedding``, the learned positions attention needs to tell them apart, and
+``TransformerEncoder``, a whole encoder block as one layer (for ``Sequential`` and specs)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 
 import symgraph as sg
 from frontends import initializers
-from frontends.config import flag, integer
+from frontends.config import flag, integer, number
+from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, fixed_features, weight_dtype
 from frontends.layers.core import MaskStream, dropout_rate
 
@@ -47,23 +49,8 @@ class MultiHeadAttention(Layer):
         self.masks = MaskStream(self)
 
     def build(self, x):
-        if x.ndim != 3 or not isinstance(x.shape[1], int):
-            raise ValueError(f"layer {self.name}: MultiHeadAttention takes (batch, length, "
-                             f"features) with a fixed length, got shape {x.shape}")
-        d, dt = fixed_features(self, x), weight_dtype(x)
-        if self.key_dim is None and d % self.num_heads:
-            raise ValueError(f"layer {self.name}: {d} features do not split into "
-                             f"{self.num_heads} heads; give key_dim")
-        k = self.key_dim or d // self.num_heads
-        inner = self.num_heads * k
-        # torch's in_proj: one Xavier-uniform draw over (3 * inner, d), i.e. these fans
-        for p in "qkv":
-            setattr(self, f"W{p}", self.add_weight(f"W{p}", (d, inner), self.init, dt,
-                                                   regularizable=True))
-        self.Wo = self.add_weight("Wo", (inner, d), self.init, dt, regularizable=True)
-        self.biases = [self.add_weight(f"b{p}", (n,), "zeros", dt)
-                       for p, n in zip("qkvo", (inner, inner, inner, d))] \
-            if self.use_bias else None
+        d = _sequence_features(self, x, self.key_dim)
+        _add_attention_weights(self, d, self.key_dim or d // self.num_heads, weight_dtype(x))
         if self.dropout:
             self.masks.build()
 
@@ -77,30 +64,150 @@ class MultiHeadAttention(Layer):
             self.masks.initialize(rng)
 
     def call(self, x, training):
-        length, d = x.shape[1], x.shape[2]
-        heads = self.num_heads
-        k = self.Wq.shape[1] // heads
-        rows = sg.reshape(x, (-1, d))
-        bq, bk, bv, bo = self.biases or (None,) * 4
+        drop = (lambda w: w * self.masks.mask(w, self.dropout)) if training and self.dropout \
+            else None
+        return _self_attention(self, x, self.causal, drop)
 
-        def project(W, b):  # -> (batch, heads, length, k)
-            z = rows @ W if b is None else rows @ W + b
-            return sg.reshape(z, (-1, length, heads, k)).transpose(0, 2, 1, 3)
 
-        q, key, v = project(self.Wq, bq), project(self.Wk, bk), project(self.Wv, bv)
-        scale = np.asarray(1.0 / math.sqrt(k), x.dtype)  # (a float64 scalar would promote)
-        scores = (q * scale) @ key.transpose(0, 1, 3, 2)
-        if self.causal:
-            later = np.triu(np.ones((length, length), bool), 1)
-            scores = sg.where(sg.constant(later), np.asarray(-np.inf, x.dtype), scores)
-        weights = sg.nn.softmax(scores, axis=-1)
-        if training and self.dropout:
-            weights = weights * self.masks.mask(weights, self.dropout)
-        mixed = (weights @ v).transpose(0, 2, 1, 3)  # (batch, length, heads, k)
-        out = sg.reshape(mixed, (-1, heads * k)) @ self.Wo
-        if bo is not None:
-            out = out + bo
-        return sg.reshape(out, (-1, length, d))
+def _sequence_features(layer: Layer, x: sg.Variable, key_dim: int | None) -> int:
+    """The features of ``x`` (batch, length, features) for ``layer``'s heads, or an error."""
+    if x.ndim != 3 or not isinstance(x.shape[1], int):
+        raise ValueError(f"layer {layer.name}: {layer.kind} takes (batch, length, features) "
+                         f"with a fixed length, got shape {x.shape}")
+    d = fixed_features(layer, x)
+    if key_dim is None and d % layer.num_heads:
+        raise ValueError(f"layer {layer.name}: {d} features do not split into "
+                         f"{layer.num_heads} heads" + ("; give key_dim" if layer.kind ==
+                                                       "MultiHeadAttention" else ""))
+    return d
+
+
+def _add_attention_weights(layer: Layer, d: int, k: int, dt: str) -> None:
+    """``layer``'s projections for ``layer.num_heads`` heads of ``k`` on ``d`` features:
+    ``Wq``, ``Wk``, ``Wv`` (d, heads * k), ``Wo`` (heads * k, d) and, with ``use_bias``,
+    ``biases`` bq, bk, bv, bo (else None)."""
+    inner = layer.num_heads * k
+    for p in "qkv":
+        setattr(layer, f"W{p}", layer.add_weight(f"W{p}", (d, inner), layer.init, dt,
+                                                 regularizable=True))
+    layer.Wo = layer.add_weight("Wo", (inner, d), layer.init, dt, regularizable=True)
+    layer.biases = [layer.add_weight(f"b{p}", (n,), "zeros", dt)
+                    for p, n in zip("qkvo", (inner, inner, inner, d))] \
+        if layer.use_bias else None
+
+
+def _self_attention(layer: Layer, x: sg.Variable, causal: bool, drop) -> sg.Variable:
+    """Multi-head self-attention of ``x`` (batch, length, d) with ``layer``'s projections
+    (:func:`_add_attention_weights`); ``drop``: None, or what to do to the attention weights
+    in training (dropout)."""
+    length, d = x.shape[1], x.shape[2]
+    heads = layer.num_heads
+    k = layer.Wq.shape[1] // heads
+    rows = sg.reshape(x, (-1, d))
+    bq, bk, bv, bo = layer.biases or (None,) * 4
+
+    def project(W, b):  # -> (batch, heads, length, k)
+        z = rows @ W if b is None else rows @ W + b
+        return sg.reshape(z, (-1, length, heads, k)).transpose(0, 2, 1, 3)
+
+    q, key, v = project(layer.Wq, bq), project(layer.Wk, bk), project(layer.Wv, bv)
+    scale = np.asarray(1.0 / math.sqrt(k), x.dtype)  # (a float64 scalar would promote)
+    scores = (q * scale) @ key.transpose(0, 1, 3, 2)
+    if causal:
+        later = np.triu(np.ones((length, length), bool), 1)
+        scores = sg.where(sg.constant(later), np.asarray(-np.inf, x.dtype), scores)
+    weights = sg.nn.softmax(scores, axis=-1)
+    if drop is not None:
+        weights = drop(weights)
+    mixed = (weights @ v).transpose(0, 2, 1, 3)  # (batch, length, heads, k)
+    out = sg.reshape(mixed, (-1, heads * k)) @ layer.Wo
+    if bo is not None:
+        out = out + bo
+    return sg.reshape(out, (-1, length, d))
+
+
+class TransformerEncoder(Layer):
+    """One encoder block on (batch, length, features), as torch's
+    ``nn.TransformerEncoderLayer(features, num_heads, feedforward, dropout, activation,
+    batch_first=True, norm_first=...)`` (and Keras-NLP's ``TransformerEncoder``): multi-head
+    self-attention, then a two-layer feed-forward net of ``feedforward`` hidden units, each
+    with a residual connection and LayerNorm -- after it (``norm_first=False``, "Attention Is
+    All You Need") or before it (``norm_first=True``, GPT-2's, steadier for deep stacks).
+    ``dropout`` applies where torch's does: to the attention weights, to the attention's and
+    the feed-forward net's outputs and to the hidden units. One layer, so a ``Sequential``
+    model and a spec file can stack blocks; the same computation as
+    ``MultiHeadAttention``, ``Add``, ``LayerNorm`` and two ``Dense`` in a functional model.
+    """
+
+    config_args = ("num_heads", "feedforward", "activation", "dropout", "causal",
+                   "norm_first", "eps", "init")
+    has_mode = True
+
+    def __init__(self, num_heads: int, feedforward: int, activation="relu",
+                 dropout: float = 0.0, causal: bool = False, norm_first: bool = False,
+                 eps: float = 1e-5, init="glorot_uniform", name: str | None = None):
+        super().__init__(name)
+        self.num_heads = integer("TransformerEncoder", "num_heads", num_heads)
+        self.feedforward = integer("TransformerEncoder", "feedforward", feedforward)
+        self.fn = get_activation(activation, "TransformerEncoder")
+        self.activation = activation
+        self.dropout = dropout_rate("TransformerEncoder", "dropout", dropout)
+        self.causal = flag("TransformerEncoder", "causal", causal)
+        self.norm_first = flag("TransformerEncoder", "norm_first", norm_first)
+        self.eps = number("TransformerEncoder", "eps", eps, lo_open=True)
+        self.init = initializers.checked("TransformerEncoder", "init", init)
+        self.use_bias = True
+        self.masks = MaskStream(self)
+
+    def build(self, x):
+        d = _sequence_features(self, x, None)
+        dt = weight_dtype(x)
+        _add_attention_weights(self, d, d // self.num_heads, dt)
+        self.W1 = self.add_weight("W1", (d, self.feedforward), self.init, dt,
+                                  regularizable=True)
+        self.b1 = self.add_weight("b1", (self.feedforward,), "zeros", dt)
+        self.W2 = self.add_weight("W2", (self.feedforward, d), self.init, dt,
+                                  regularizable=True)
+        self.b2 = self.add_weight("b2", (d,), "zeros", dt)
+        self.norms = [(self.add_weight(f"gamma{i}", (d,), "ones", dt),
+                       self.add_weight(f"beta{i}", (d,), "zeros", dt)) for i in (1, 2)]
+        if self.dropout:
+            self.masks.build()
+
+    @property
+    def state(self):
+        return self.masks.state
+
+    def initialize(self, rng):
+        super().initialize(rng)
+        if self.masks.counter is not None:
+            self.masks.initialize(rng)
+
+    def call(self, x, training):
+        def drop(v, what):
+            return v * self.masks.mask(v, self.dropout, what) if training and self.dropout \
+                else v
+
+        def norm(v, which):
+            gamma, beta = self.norms[which]
+            centred = v - v.mean(axis=-1, keepdims=True)
+            var = sg.square(centred).mean(axis=-1, keepdims=True)
+            return gamma * (centred / sg.sqrt(var + self.eps)) + beta
+
+        def attend(v):
+            return drop(_self_attention(self, v, self.causal,
+                                        lambda w: drop(w, "weights")), "attention")
+
+        def feed_forward(v):
+            length, d = v.shape[1], v.shape[2]
+            hidden = drop(self.fn(sg.reshape(v, (-1, d)) @ self.W1 + self.b1), "hidden")
+            return drop(sg.reshape(hidden @ self.W2 + self.b2, (-1, length, d)), "output")
+
+        if self.norm_first:
+            x = x + attend(norm(x, 0))
+            return x + feed_forward(norm(x, 1))
+        x = norm(x + attend(x), 0)
+        return norm(x + feed_forward(x), 1)
 
 
 class PositionEmbedding(Layer):

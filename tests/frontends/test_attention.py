@@ -1,7 +1,8 @@
-"""``MultiHeadAttention``: forward values and gradients against torch's
-``nn.MultiheadAttention`` (float64, both backends, causal or not), a key_dim of its own
-against a numpy transcription of the formula, dropout's modes, a transformer block that
-trains, saves and loads, and the errors."""
+"""``MultiHeadAttention`` and ``TransformerEncoder``: forward values and gradients against
+torch's ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (float64, both backends,
+causal or not, post- and pre-norm), a key_dim of its own against a numpy transcription of
+the formula, dropout's modes, transformer blocks that train, save and load (functional, and
+stacked in a Sequential model from a spec file), and the errors."""
 
 import numpy as np
 import pytest
@@ -169,6 +170,92 @@ def test_position_embedding_adds_a_learned_vector_per_position(backend):
         L.PositionEmbedding()(fe.Input((T,), "int64"))
 
 
+FF = 12
+
+
+def _torch_encoder(layer, norm_first, activation, rng):
+    """torch's TransformerEncoderLayer with ``layer``'s weights (random biases and norms set
+    on both, so every parameter's role is checked)."""
+    ref = torch.nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, activation=activation,
+                                           batch_first=True, norm_first=norm_first).double()
+    for var in [*layer.biases, layer.b1, layer.b2, *[v for pair in layer.norms for v in pair]]:
+        var.set_value(rng.normal(size=var.get_value().shape))
+    value = {w.name.split("/")[-1]: torch.from_numpy(w.get_value()) for w in layer.weights}
+    with torch.no_grad():
+        attn = ref.self_attn
+        attn.in_proj_weight.copy_(torch.cat([value["Wq"].T, value["Wk"].T, value["Wv"].T]))
+        attn.in_proj_bias.copy_(torch.cat([value["bq"], value["bk"], value["bv"]]))
+        attn.out_proj.weight.copy_(value["Wo"].T)
+        attn.out_proj.bias.copy_(value["bo"])
+        ref.linear1.weight.copy_(value["W1"].T)
+        ref.linear1.bias.copy_(value["b1"])
+        ref.linear2.weight.copy_(value["W2"].T)
+        ref.linear2.bias.copy_(value["b2"])
+        for i, norm in ((1, ref.norm1), (2, ref.norm2)):
+            norm.weight.copy_(value[f"gamma{i}"])
+            norm.bias.copy_(value[f"beta{i}"])
+    return ref
+
+
+@pytest.mark.parametrize("norm_first, activation, causal", [
+    (False, "relu", False), (True, "gelu", True), (False, "gelu", True)])
+def test_encoder_block_matches_torchs_encoder_layer(backend, norm_first, activation, causal):
+    rng = np.random.default_rng(6)
+    x = fe.Input((T, D), "float64")
+    layer = L.TransformerEncoder(HEADS, FF, activation=activation, causal=causal,
+                                 norm_first=norm_first)
+    out = layer(x)
+    ref = _torch_encoder(layer, norm_first, activation, rng)
+    X, C = rng.normal(size=(B, T, D)), rng.normal(size=(B, T, D))
+    params = layer.trainable_weights
+    f = sg.function([x], [out, *sg.grad(sg.sum(out * C), [x, *params])], backend=backend)
+    got, gx, *gparams = f(X)
+    t = torch.tensor(X, requires_grad=True)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if causal else None
+    want = ref(t, src_mask=mask)
+    (want * torch.from_numpy(C)).sum().backward()
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(gx, t.grad.numpy(), rtol=1e-9, atol=1e-11)
+    grads = dict(zip([p.name.split("/")[-1] for p in params], gparams))
+    attn_in = ref.self_attn.in_proj_weight.grad.numpy()
+    np.testing.assert_allclose(grads["Wk"], attn_in[D:2 * D].T, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(grads["W1"], ref.linear1.weight.grad.numpy().T, rtol=1e-9,
+                               atol=1e-11)
+    np.testing.assert_allclose(grads["gamma1"], ref.norm1.weight.grad.numpy(), rtol=1e-9,
+                               atol=1e-11)
+    np.testing.assert_allclose(grads["b2"], ref.linear2.bias.grad.numpy(), rtol=1e-9,
+                               atol=1e-11)
+
+
+def test_encoder_blocks_in_a_spec_file_train_and_reload(tmp_path):
+    """Blocks stack in a Sequential model, so a spec file describes a transformer: it trains
+    on the digits' rows (dropout on), and the saved model predicts as the trained one."""
+    spec = tmp_path / "t.yaml"
+    spec.write_text("""
+model:
+  input_shape: [64]
+  layers:
+    - {type: Reshape, shape: [8, 8]}
+    - {type: Dense, units: 16}
+    - {type: PositionEmbedding}
+    - {type: TransformerEncoder, num_heads: 2, feedforward: 32, dropout: 0.1}
+    - {type: TransformerEncoder, num_heads: 2, feedforward: 32, norm_first: true}
+    - {type: Flatten}
+    - {type: Dense, units: 10}
+compile: {loss: cross_entropy, optimizer: {type: Adam, lr: 0.003}, metrics: [accuracy]}
+data: {name: digits, standardize: true}
+fit: {batch_size: 32, epochs: 4}
+""")
+    model, config = fe.load_spec(spec)
+    (X, y), (Xt, yt) = fe.datasets.load_digits()
+    X, Xt = fe.datasets.standardize(X, Xt)
+    model.fit(X, y, batch_size=32, epochs=4, progress=False, verbose=False)
+    assert model.evaluate(Xt, yt)["accuracy"] > 0.85
+    model.save(tmp_path / "t.npz")
+    np.testing.assert_array_equal(fe.load_model(tmp_path / "t.npz").predict(Xt),
+                                  model.predict(Xt))
+
+
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"takes \(batch, length, features\)"):
         L.MultiHeadAttention(2)(fe.Input((8,)))
@@ -179,3 +266,7 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"MultiHeadAttention: dropout must be in \[0, 1\)"):
         L.MultiHeadAttention(2, dropout=1.0)
     assert fe.layers.get("MultiHeadAttention") is L.MultiHeadAttention
+    with pytest.raises(ValueError, match="8 features do not split into 3 heads$"):
+        L.TransformerEncoder(3, 16)(fe.Input((4, 8)))
+    with pytest.raises(ValueError, match="unknown activation 'mish'"):
+        L.TransformerEncoder(2, 16, activation="mish")
