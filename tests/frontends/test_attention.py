@@ -256,6 +256,33 @@ fit: {batch_size: 32, epochs: 4}
                                   model.predict(Xt))
 
 
+def test_the_example_spec_computes_the_example_model():
+    """examples/digits_transformer.yaml (TransformerEncoder blocks) and
+    examples/digits_transformer.py (MultiHeadAttention, Add, LayerNorm, Dense, functional):
+    with the Python model's weights, the spec's model predicts the same."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    spec = importlib.util.spec_from_file_location("digits_transformer",
+                                                  root / "digits_transformer.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    model, cfg = fe.load_spec(root / "digits_transformer.yaml")
+    built = example.build(32, 4, 2, seed=1)
+    rng = np.random.default_rng(8)  # every weight random: biases and norms matter too
+    weights = [(rng.normal(size=w.shape) * 0.3).astype(w.dtype) for w in built.get_weights()]
+    built.set_weights(weights)
+    # per block, the functional model holds attention (8), LayerNorm, Dense, Dense, LayerNorm;
+    # the encoder: attention (8), W1, b1, W2, b2, gamma1, beta1, gamma2, beta2
+    block = [*range(8), 10, 11, 12, 13, 8, 9, 14, 15]
+    order = [0, 1, 2, *[3 + i for i in block], *[19 + i for i in block], 35, 36]
+    model.set_weights([weights[i] for i in order])
+    X = rng.normal(size=(20, 64)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(X), built.predict(X), rtol=1e-4, atol=1e-4)
+    assert cfg["fit"]["epochs"] == 30
+
+
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"takes \(batch, length, features\)"):
         L.MultiHeadAttention(2)(fe.Input((8,)))
