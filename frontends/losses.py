@@ -125,32 +125,46 @@ def _check_same_shape(who: str, outputs: sg.Variable, targets: sg.Variable) -> N
             "(broadcasting one against the other would average the wrong pairs)")
 
 
-def _check_class_outputs(who: str, outputs: sg.Variable) -> int:
-    """Class scores must be (batch, classes) with a fixed class count; -> classes."""
-    if outputs.ndim != 2:
-        raise sh.ShapeError(f"{who}: the model's outputs must be (batch, classes), "
-                            f"got shape {sh.format_shape(outputs.shape)}")
-    classes = outputs.shape[1]
+def _check_class_outputs(who: str, outputs: sg.Variable, positions: bool = False) -> int:
+    """Class scores must be (batch, classes), or with ``positions`` (batch, ..., classes): a
+    class per position of a sequence (a language model's next tokens, tags), with a fixed
+    class count; -> classes."""
+    if outputs.ndim != 2 and not (positions and outputs.ndim > 2):
+        raise sh.ShapeError(f"{who}: the model's outputs must be (batch, classes)"
+                            + (" or (batch, ..., classes)" if positions else "")
+                            + f", got shape {sh.format_shape(outputs.shape)}")
+    classes = outputs.shape[-1]
     if not sh.is_fixed(classes):
-        raise sh.ShapeError(f"{who}: the number of classes (outputs' dim 1) must be a fixed "
-                            f"int, got {sh.format_dim(classes)}")
+        raise sh.ShapeError(f"{who}: the number of classes (outputs' last dim) must be a "
+                            f"fixed int, got {sh.format_dim(classes)}")
     return classes
 
 
-def _check_class_scores(who: str, outputs: sg.Variable, labels: sg.Variable) -> int:
-    """Outputs (batch, classes) with a fixed class count, integer labels (batch,); -> classes."""
-    classes = _check_class_outputs(who, outputs)
+def _check_class_scores(who: str, outputs: sg.Variable, labels: sg.Variable,
+                        positions: bool = False) -> int:
+    """Outputs (batch, classes) with a fixed class count, integer labels (batch,) -- or with
+    ``positions`` (batch, ..., classes) and labels (batch, ...); -> classes."""
+    classes = _check_class_outputs(who, outputs, positions)
     if labels.dtype.kind not in "iu":
         binary = outputs.ndim == 2 and outputs.shape[1] == 1
         hint = ("0/1 targets of one output column: binary_cross_entropy and binary_accuracy"
                 if binary else "one-hot targets: take their argmax")
         raise TypeError(f"{who}: targets must be integer class labels, got "
                         f"{labels.dtype.name} ({hint})")
-    if labels.ndim != 1 or _dims_clash(outputs.shape[0], labels.shape[0]):
+    if labels.ndim != outputs.ndim - 1 or any(
+            _dims_clash(a, b) for a, b in zip(outputs.shape[:-1], labels.shape)):
         raise sh.ShapeError(
-            f"{who}: labels must be (batch,) matching outputs {sh.format_shape(outputs.shape)}, "
-            f"got shape {sh.format_shape(labels.shape)}")
+            f"{who}: labels must be {sh.format_shape(outputs.shape[:-1])} matching outputs "
+            f"{sh.format_shape(outputs.shape)}, got shape {sh.format_shape(labels.shape)}")
     return classes
+
+
+def _rows(scores: sg.Variable, labels: sg.Variable) -> tuple[sg.Variable, sg.Variable]:
+    """Scores (batch, ..., classes) and labels (batch, ...) as (positions, classes) and
+    (positions,): every position a row, as the 2-d losses and metrics read them."""
+    if scores.ndim <= 2:
+        return scores, labels
+    return sg.reshape(scores, (-1, scores.shape[-1])), sg.reshape(labels, (-1,))
 
 
 def _label_scores(scores: sg.Variable, labels: sg.Variable) -> sg.Variable:
@@ -169,9 +183,10 @@ def _label_scores(scores: sg.Variable, labels: sg.Variable) -> sg.Variable:
     return sg.sum(sg.where(mask, scores, 0), axis=1, keepdims=True)
 
 
-def _label_target(who: str, outputs: sg.Variable, name: str) -> sg.Variable:
-    _check_class_outputs(who, outputs)
-    return sg.tensor(name, shape=(outputs.shape[0],), dtype="int64")
+def _label_target(who: str, outputs: sg.Variable, name: str,
+                  positions: bool = False) -> sg.Variable:
+    _check_class_outputs(who, outputs, positions)
+    return sg.tensor(name, shape=tuple(outputs.shape[:-1]), dtype="int64")
 
 
 def _activation_input(outputs: sg.Variable, kind: str) -> sg.Variable | None:
@@ -232,13 +247,18 @@ class CrossEntropy(Loss):
     number per class, as torch's ``weight``: an example weighs its label's weight, and the
     mean is over those weights (to rebalance classes, e.g. ``N / (classes * count_c)``).
 
+    A class per position -- outputs (batch, ..., classes), labels (batch, ...): a language
+    model's next tokens, a tagger's tags -- is the same mean over every position (not
+    ignored), as torch's ``cross_entropy`` on the flattened positions and Keras's sparse
+    cross-entropy (``ignore_index`` skips the padding).
+
     ``from_logits=False`` (what the Keras names ``sparse_categorical_crossentropy`` and
     ``categorical_crossentropy`` give) takes probabilities: the output of a softmax layer,
     read through its logits, as Keras does; a model whose output is anything else is
     refused when the loss is built.
 
     ``targets="probabilities"`` (what ``categorical_crossentropy`` gives, as in Keras)
-    takes one-hot or soft targets of the outputs' shape (batch, classes), as torch's
+    takes one-hot or soft targets of the outputs' shape (batch, [...,] classes), as torch's
     ``cross_entropy`` given class probabilities: ``mean_i -sum_c w_c t_ic log p_ic``, the
     mean over the examples (torch's rule for probabilities, weights or not); label
     smoothing mixes ``t`` with the uniform distribution first. ``ignore_index`` has no
@@ -272,19 +292,20 @@ class CrossEntropy(Loss):
     def _build(self, outputs, targets):
         if self.targets == "probabilities":
             _check_same_shape(self.name, outputs, targets)
-            _check_class_outputs(self.name, outputs)
+            _check_class_outputs(self.name, outputs, positions=True)
             if not _is_float(targets.dtype):
                 raise TypeError(f"{self.name}: targets='probabilities' takes float rows (one-hot "
                                 f"or soft), got {targets.dtype.name}")
         else:
-            _check_class_scores(self.name, outputs, targets)
+            _check_class_scores(self.name, outputs, targets, positions=True)
         classes = outputs.shape[-1]
         if self.weight is not None and len(self.weight) != classes:
             raise ValueError(f"CrossEntropy: weight has {len(self.weight)} entries, the model "
                              f"scores {classes} classes")
         if self.targets == "probabilities":
             return self._soft(_logits(self, outputs, "softmax"), targets, classes)
-        return sg.nn.cross_entropy(_logits(self, outputs, "softmax"), targets,
+        logits, targets = _rows(_logits(self, outputs, "softmax"), targets)
+        return sg.nn.cross_entropy(logits, targets,
                                    label_smoothing=self.label_smoothing,
                                    ignore_index=self.ignore_index,
                                    weight=None if self.weight is None else np.array(self.weight))
@@ -295,7 +316,7 @@ class CrossEntropy(Loss):
             t = t * (1.0 - self.label_smoothing) + self.label_smoothing / classes
         if self.weight is not None:
             t = t * np.array(self.weight, logits.dtype)
-        return -sg.mean(sg.sum(t * sg.nn.log_softmax(logits, axis=-1), axis=1))
+        return -sg.mean(sg.sum(t * sg.nn.log_softmax(logits, axis=-1), axis=-1))
 
     def example_weights(self, y):
         if self.weight is None or self.targets == "probabilities":
@@ -307,14 +328,14 @@ class CrossEntropy(Loss):
     def target(self, outputs, name="y"):
         if self.targets == "probabilities":
             outputs = self._outputs(outputs)
-            _check_class_outputs(self.name, outputs)
+            _check_class_outputs(self.name, outputs, positions=True)
             return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
-        return _label_target(self.name, self._outputs(outputs), name)
+        return _label_target(self.name, self._outputs(outputs), name, positions=True)
 
     def label_classes(self, outputs):
         if self.targets == "probabilities":
             return None
-        return _check_class_outputs(self.name, outputs)
+        return _check_class_outputs(self.name, outputs, positions=True)
 
     def get_config(self):
         config = {"type": self.name}

@@ -9,7 +9,8 @@ outputs' float dtype; it has no gradient and is never differentiated.
 Under a loss's ``ignore_index`` the label metrics (accuracy, top-k) are
 the mean over the examples whose label is not ignored, as the loss is. They take
 integer labels, or the one-hot (soft) rows ``categorical_crossentropy`` takes, whose
-largest class is the label (Keras's ``categorical_accuracy``).
+largest class is the label (Keras's ``categorical_accuracy``); with a class per position
+(outputs (batch, ..., classes)) they score every position.
 
 Outputs are logits (the last layer's pre-activation), as for the losses; a model whose
 last layer is a softmax (sigmoid, for binary accuracy) is read through it, as the
@@ -35,6 +36,7 @@ from frontends.losses import (
     _check_same_shape,
     _is_float,
     _label_scores,
+    _rows,
 )
 
 __all__ = ["Accuracy", "BinaryAccuracy", "MeanAbsoluteError", "MeanSquaredError", "Metric",
@@ -64,12 +66,15 @@ class Metric(ConfigValue):
         if not _is_float(outputs.dtype):
             raise TypeError(f"{self.name}: the model's outputs must be floats (logits), got "
                             f"{outputs.dtype.name}")
-        if self.labels and targets.ndim == 2 and _is_float(targets.dtype) and \
+        if self.labels and targets.ndim >= 2 and _is_float(targets.dtype) and \
                 targets.ndim == outputs.ndim and outputs.shape[-1] != 1:
             # one-hot (or soft) rows, as categorical_crossentropy takes: their largest
             # class is the label (Keras's categorical_accuracy)
             _check_same_shape(self.name, outputs, targets)
-            targets = sg.argmax(targets, axis=1)
+            targets = sg.argmax(targets, axis=-1)
+        if self.labels and outputs.ndim > 2:  # a class per position: every position scored
+            _check_class_scores(self.name, outputs, targets, positions=True)
+            outputs, targets = _rows(outputs, targets)
         if ignore_index is None or not self.labels:
             return sg.mean(sg.cast(self._correct(outputs, targets), outputs.dtype))
         kept = sg.not_equal(targets, ignore_index)

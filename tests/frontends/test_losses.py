@@ -283,7 +283,10 @@ def test_targets_have_the_shape_and_dtype_each_loss_expects(batch):
 def test_label_losses_reject_bad_shapes_and_dtypes():
     z = sg.tensor("z", ("batch", 4))
     for loss in (losses.CrossEntropy(), losses.Hinge()):
-        with pytest.raises(ValueError, match=r"\(batch, classes\)"):
+        # cross-entropy takes a class per position (batch, ..., classes); hinge does not
+        with pytest.raises(ValueError, match=r"labels must be \(batch, 4\) matching outputs "
+                                             r"\(batch, 4, 2\)" if loss.name == "cross_entropy"
+                           else r"\(batch, classes\), got shape \(batch, 4, 2\)"):
             loss(sg.tensor("z3", ("batch", 4, 2)), sg.tensor("y", ("batch",), "int64"))
         with pytest.raises(ValueError, match="fixed"):
             loss(sg.tensor("zs", ("batch", "classes")), sg.tensor("y", ("batch",), "int64"))
@@ -291,7 +294,7 @@ def test_label_losses_reject_bad_shapes_and_dtypes():
             loss(z, sg.tensor("y", ("batch",), "float64"))
         with pytest.raises(ValueError, match=r"labels must be \(batch,\)"):
             loss(z, sg.tensor("y", ("batch", 1), "int64"))
-        with pytest.raises(ValueError, match=r"labels must be \(batch,\)"):
+        with pytest.raises(ValueError, match=r"labels must be \(8,\) matching outputs \(8, 4\)"):
             loss(sg.tensor("zf", (8, 4)), sg.tensor("y", (5,), "int64"))
         with pytest.raises(TypeError, match="must be floats"):
             loss(sg.tensor("zi", ("batch", 4), "int64"), sg.tensor("y", ("batch",), "int64"))
