@@ -97,11 +97,19 @@ class Accuracy(Metric):
 
     Outputs (batch, classes), labels (batch,). Ties go to the first maximal
     class (``argmax``, as numpy and Keras), so an all-equal row is correct
-    only for label 0.
+    only for label 0. A single output column with 0/1 targets of its shape (a binary
+    classifier's) is scored as :class:`BinaryAccuracy` scores it, still under the name
+    ``accuracy``: what Keras's ``metrics=["accuracy"]`` does beside a binary loss.
     """
 
     name = "accuracy"
     labels = True
+
+    def __call__(self, outputs, targets, ignore_index=None):
+        outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
+        if outputs.ndim >= 2 and outputs.shape[-1] == 1 and targets.ndim == outputs.ndim:
+            return BinaryAccuracy()(outputs, targets)
+        return super().__call__(outputs, targets, ignore_index)
 
     def _correct(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
