@@ -8,6 +8,11 @@ the denormal grid, exact 0 / inf / NaN where numpy gives them.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import platform
+import sys
+
 import numpy as np
 import pytest
 
@@ -80,3 +85,37 @@ def test_softmax_far_apart_logits():
     # its error is a few float32 ulps of 1 over the batch (at [9, 4] llvm gave -3.2783e-07,
     # numpy -3.2689e-07, float64 -3.2843e-07)
     np.testing.assert_allclose(got[2], want[2], rtol=2e-6, atol=4 * np.finfo(np.float32).eps / 64)
+
+
+_FE_UNDERFLOW, _FE_ALL_EXCEPT = 0x10, 0x3F  # glibc's x86 <fenv.h>
+
+
+def _underflows(f, a: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``f(a)`` and whether the FPU's underflow flag was raised during the call (an underflow
+    the call did not flush is a microcode assist per element on Intel)."""
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    libm.feclearexcept(_FE_ALL_EXCEPT)
+    out = f(a)
+    return out, bool(libm.fetestexcept(_FE_UNDERFLOW))
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or sys.platform != "linux",
+                    reason="glibc's x86 floating-point flags")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exp_far_below_the_range_is_zero_without_an_underflow(dtype):
+    """-inf (a causal attention mask's) and inputs far below the range give numpy's 0 with no
+    underflowing operation on the way: ``exp(-L + K) * exp(-K)`` underflowed to 0, an assist
+    per element that made a causal softmax 3-5x a plain one. An input whose result is a
+    denormal does underflow (numpy's result too): the check sees the flag."""
+    x = sg.tensor("x", shape=("n",), dtype=dtype)
+    f = sg.function([x], sg.exp(x), backend="llvm")
+    t, lim, _ = _EXP_SPLIT[dtype]
+    below = np.nextafter(np.asarray(-lim, dtype), np.asarray(-np.inf, dtype))
+    far = np.array([-np.inf, -1e4, -3 * lim, -lim - 1, below] * 50, dtype=dtype)
+    f(far)
+    got, raised = _underflows(f, far)
+    np.testing.assert_array_equal(got, np.zeros_like(far))
+    assert not raised
+    denormal = np.full(250, -(t + lim) / 2, dtype=dtype)  # exp of it is a denormal
+    got, raised = _underflows(f, denormal)
+    assert 0 < got[0] < np.finfo(dtype).tiny and raised
