@@ -34,8 +34,8 @@ Costs (bench/parallel.py, this 2-core VM): right after a gemm an Adam update of 
 float32 parameters takes 0.38-0.58x the serial time and ``p + x`` 0.5-0.65x from 65k elements;
 a call that comes >= 0.1 s after OpenBLAS's last work finds its worker asleep and pays the
 wake-up (~+70-90 us on a 65k loop, about even at 535k). OpenBLAS's workers do not inherit the
-caller's MXCSR (its ``CONSISTENT_FPCSR`` is off in numpy's build): a user who turns on
-flush-to-zero gets it on the caller's chunk only.
+caller's MXCSR (its ``CONSISTENT_FPCSR`` is off in numpy's build): the runtime copies the
+caller's into every chunk (:func:`runtime_ir`), so ``flush_denormals`` holds in all of them.
 
 Switches: ``SYMGRAPH_THREADS=1`` compiles serial loops only (exactly the old code);
 ``SYMGRAPH_THREADS_MIN`` overrides :data:`MIN_ELEMENTS`. A compile reads them once
@@ -75,8 +75,8 @@ MAX_THREADS = 16
 DISPATCH = "sg_parallel_for"
 _RUN = "sg_gotoblas_pthread"
 _THREADS = "sg_blas_num_threads"
-#: a chunk record: part function, context, lo, hi
-_RECORD_BYTES = 32
+#: a chunk record: part function, context, lo, hi, the caller's MXCSR (x86-64)
+_RECORD_BYTES = 40
 
 
 @functools.cache
@@ -156,13 +156,38 @@ def declaration() -> str:
     return f"declare void @{DISPATCH}(ptr, ptr, i64, i64, i1) nounwind"
 
 
+def _x86() -> bool:
+    from .jit import host_target  # lazy: the runtime's first compile only
+
+    return host_target().triple.startswith(("x86_64", "amd64"))
+
+
 def runtime_ir() -> str:
-    """The runtime's own module: ``@sg_parallel_for`` and the task OpenBLAS's threads run."""
+    """The runtime's own module: ``@sg_parallel_for`` and the task OpenBLAS's threads run.
+
+    On x86-64 every chunk runs with the caller's MXCSR (OpenBLAS's ``CONSISTENT_FPCSR``, off
+    in numpy's build): the caller's copied into the records, set by the task around the part
+    and the worker's own restored after.  Without it ``sg.function(flush_denormals=True)``
+    (and ``model.compile``, whose default it is) flushed subnormals in the caller's chunk
+    only: a split loop's results depended on the split, and the workers' chunks paid the
+    microcode assists the flag exists to avoid."""
     r = _RECORD_BYTES
+    x86 = _x86()
+    mode = "  %pm = getelementptr inbounds i8, ptr %rec, i64 32\n"
+    task_mode = (mode + "  %own = alloca i32, align 4\n"
+                 "  call void @llvm.x86.sse.stmxcsr(ptr %own)\n"
+                 "  call void @llvm.x86.sse.ldmxcsr(ptr %pm)\n") if x86 else ""
+    task_restore = "  call void @llvm.x86.sse.ldmxcsr(ptr %own)\n" if x86 else ""
+    caller_mode = ("  %caller = alloca i32, align 4\n"
+                   "  call void @llvm.x86.sse.stmxcsr(ptr %caller)\n"
+                   "  %mxcsr = load i32, ptr %caller\n") if x86 else ""
+    record_mode = (mode + "  store i32 %mxcsr, ptr %pm\n") if x86 else ""
+    declarations = ("declare void @llvm.x86.sse.stmxcsr(ptr)\n"
+                    "declare void @llvm.x86.sse.ldmxcsr(ptr)\n") if x86 else ""
     return f"""\
 declare i32 @{_RUN}(i32, ptr, ptr, i32) nounwind
 declare i32 @{_THREADS}() nounwind
-
+{declarations}
 define internal void @sg_parallel_task(ptr %rec) nounwind {{
 entry:
   %fn = load ptr, ptr %rec
@@ -175,8 +200,8 @@ entry:
   %some = icmp slt i64 %lo, %hi
   br i1 %some, label %run, label %done
 run:
-  call void %fn(ptr %ctx, i64 %lo, i64 %hi)
-  br label %done
+{task_mode}  call void %fn(ptr %ctx, i64 %lo, i64 %hi)
+{task_restore}  br label %done
 done:
   ret void
 }}
@@ -199,7 +224,7 @@ one:
   call void %fn(ptr %ctx, i64 0, i64 %n)
   ret void
 split:
-  %b1 = add i64 %blocks, %threads
+{caller_mode}  %b1 = add i64 %blocks, %threads
   %b2 = sub i64 %b1, 1
   %per = udiv i64 %b2, %threads
   %chunk = mul i64 %per, %align
@@ -219,7 +244,7 @@ fill:
   store i64 %lo, ptr %pl
   %ph = getelementptr inbounds i8, ptr %rec, i64 24
   store i64 %hi, ptr %ph
-  %i1 = add i64 %i, 1
+{record_mode}  %i1 = add i64 %i, 1
   %more = icmp slt i64 %i1, %threads
   br i1 %more, label %fill, label %go
 go:

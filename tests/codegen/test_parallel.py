@@ -225,6 +225,32 @@ def test_symbolic_shape_splits_at_run_time(batch, compiled):
     np.testing.assert_allclose(f_par(x)[0], np.maximum(x + b, 0) * 3, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_flush_denormals_holds_in_every_chunk(compiled, dtype):
+    """flush_denormals=True: every element of a split loop whose product is subnormal is 0,
+    as in the serial loop, and a subnormal input reads as 0 in every chunk. OpenBLAS's worker
+    kept its own MXCSR, so the worker's half of the loop kept the subnormals (131,072 of
+    262,144 products) and the split changed the result."""
+    n = 16 * MIN
+    tiny = {"float32": 1e-30, "float64": 1e-300}[dtype]
+
+    def build():
+        x = sg.tensor("x", shape=(n,), dtype=dtype)
+        return sg.function([x], [x * np.dtype(dtype).type(tiny), x * 3.0],
+                           flush_denormals=True)
+
+    f_par, f_ser = compiled(build, True), compiled(build, False)
+    assert uses_runtime(f_par)
+    x = np.full(n, 1e-10 if dtype == "float32" else 1e-20, dtype)
+    sub = np.full(n, np.finfo(dtype).smallest_normal / 4, dtype)
+    with blas_threads(2):
+        product, _ = f_par(x)
+        _, passed = f_par(sub)
+    assert np.count_nonzero(product) == 0 and np.count_nonzero(passed) == 0
+    assert_same(f_par(x), f_ser(x))
+    assert np.count_nonzero(x * np.dtype(dtype).type(tiny)) == n  # numpy keeps them: a real test
+
+
 def test_failed_call_changes_no_parameter(compiled):
     """An out-of-range label fails the step before the big in-place updates run."""
     def build():
