@@ -202,18 +202,23 @@ class Model:
         self.flush_denormals = flush_denormals
         self.target = self.loss.target(self.output, name="y")
         # frozen layers (trainable = False): no weights to train; a frozen batch norm runs on
-        # its running statistics and keeps them (layers/base.py: frozen_substitute)
-        [output] = sg.clone_replace([self.output], substitute=frozen_substitute)
+        # its running statistics and keeps them (layers/base.py: frozen_substitute). The
+        # other layers' state updates are rebuilt with the output: a batch norm after a
+        # frozen one averages the statistics of what it normalises, not of the graph with
+        # the frozen layer still in training mode
+        states = [(var, expr) for layer in self.layers if layer.trainable
+                  for var, expr in layer.state_updates.items()]
+        output, *state_exprs = sg.clone_replace([self.output] + [e for _, e in states],
+                                                substitute=frozen_substitute)
         train_loss = self._total_loss(output)
         params = self.trainable_weights
         # a model without trainable weights (fixed features, dropout only) still evaluates
         grads = sg.grad(train_loss, params) if params else []
         updates = dict(self.optimizer.get_updates(params, grads)) if params else {}
-        for layer in self.layers:
-            for var, expr in (layer.state_updates if layer.trainable else {}).items():
-                if var in updates:
-                    raise ValueError(f"{var.name} is updated twice (a layer called twice?)")
-                updates[var] = expr
+        for (var, _), expr in zip(states, state_exprs):
+            if var in updates:
+                raise ValueError(f"{var.name} is updated twice (a layer called twice?)")
+            updates[var] = expr
         train_outputs = [train_loss] + [self._metric(m, output) for m in self.metrics]
         self.train_graph = (train_outputs, grads, updates)
         self.train_function = sg.function(self.inputs + [self.target], train_outputs,

@@ -98,3 +98,31 @@ def test_flag_changed_after_compile_is_refused():
 def test_trainable_takes_a_bool():
     with pytest.raises(TypeError, match="trainable must be True or False"):
         fe.layers.Dense(3).trainable = "no"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_batch_norm_after_a_frozen_one_averages_what_it_normalises(backend):
+    """A trainable BatchNorm after a frozen one: its running statistics move towards the
+    batch statistics of its actual input, the frozen layer normalising by its running
+    statistics (they moved towards those of the graph with the frozen layer still in
+    training mode). Oracle: the forward pass in numpy."""
+    layers = fe.layers
+    model = fe.Sequential([layers.Dense(6), layers.BatchNorm(), layers.Dense(4),
+                           layers.BatchNorm(), layers.Dense(3)], input_shape=(5,),
+                          dtype="float64", seed=0)
+    weights = model.get_weights()
+    weights[4], weights[5] = np.full(6, 0.5), np.full(6, 3.0)  # far from the batch's
+    model.set_weights(weights)
+    model.layers[1].trainable = False
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(0.1), backend=backend)
+    W1, b1, gamma1, beta1, mean1, var1, W2, b2 = weights[:8]
+    mean2, var2 = weights[10], weights[11]
+    x, y = _data(16)
+    h = (x @ W1 + b1 - mean1) / np.sqrt(var1 + 1e-3) * gamma1 + beta1
+    z = h @ W2 + b2
+    model.train_function(x, y)
+    after = model.get_weights()
+    np.testing.assert_allclose(after[10], 0.99 * mean2 + 0.01 * z.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(after[11], 0.99 * var2 + 0.01 * z.var(0), rtol=1e-12)
+    np.testing.assert_array_equal(after[4], weights[4])  # the frozen statistics are kept
+    np.testing.assert_array_equal(after[5], weights[5])
