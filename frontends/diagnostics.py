@@ -154,14 +154,15 @@ class Probe:
                 safe = sg.where(w_norm > 0, w_norm, np.nan)
                 self._add(outputs, layer.name, f"update_ratio/{short}",
                           _norm(sg.cast(new, "float64") - sg.cast(p, "float64")) / safe)
-        for (layer, _), a in zip(tagged, activations):
+        for (layer, var), a in zip(tagged, activations):
             if a.dtype.kind != "f" or a.ndim < 2:
                 continue
             kind = activation_kind(layer)
             if not (layer.trainable_weights or kind):
                 continue  # dropout, flatten, pooling: the previous layer's values again
             if kind == "relu":
-                axes = (0,) + tuple(range(2, a.ndim))  # everything but the unit axis
+                units = _unit_axis(layer, var) % a.ndim
+                axes = tuple(d for d in range(a.ndim) if d != units)  # all but the units'
                 dead = sg.cast(sg.max(a, axis=axes) <= 0.0, "float64")
                 self._add(outputs, layer.name, "dead_fraction", sg.mean(dead))
             elif kind == "sigmoid":
@@ -218,6 +219,18 @@ def _layer_outputs(output: sg.Variable) -> list[tuple[object, sg.Variable]]:
                 found.pop(id(layer), None)
                 found[id(layer)] = (layer, var)
     return list(found.values())
+
+
+def _unit_axis(layer, var: sg.Variable) -> int:
+    """The axis of ``layer``'s output ``var`` that holds its units (``Layer.unit_axis``); an
+    activation layer's are those of the layer it reads. A Dense on (batch, length, features)
+    has them last: axis 1, the convolutions' channels, counted a dead unit per position."""
+    while getattr(layer, "unit_axis", 1) is None:
+        var = getattr(var, "layer_input", None)
+        layer = getattr(var, "layer", None)
+        if layer is None:  # a model input: (batch, features)
+            return 1
+    return getattr(layer, "unit_axis", 1)
 
 
 def _check_no_default_updates(output: sg.Variable) -> None:

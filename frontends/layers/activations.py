@@ -64,6 +64,7 @@ class Activation(Layer):
     """``Activation("relu")``: apply a named nonlinearity."""
 
     config_args = ("activation",)
+    unit_axis = None  # elementwise: its input's units
 
     def __init__(self, activation: str, name: str | None = None):
         super().__init__(name)
@@ -76,6 +77,8 @@ class Activation(Layer):
 
 def _fixed(fn_name: str, doc: str):
     class Fixed(Layer):
+        unit_axis = None  # elementwise: its input's units
+
         def call(self, x, training):
             return ACTIVATIONS[fn_name](x)
     Fixed.__doc__ = doc

@@ -144,6 +144,11 @@ class Layer:
     #: a frozen layer of this kind runs in inference mode in the training step too
     freezes_to_inference = False
 
+    #: the axis of the output that holds its units (features, NCHW channels); -1: the last,
+    #: for a layer applied at every position of (batch, ..., features); None: its input's
+    #: (an activation). ``Diagnostics`` counts dead units along it.
+    unit_axis: int | None = 1
+
     @property
     def trainable_weights(self) -> list[sg.SharedVariable]:
         return [w.var for w in self._weights if w.trainable and self._trainable]

@@ -26,6 +26,7 @@ class Dense(Layer):
     """
 
     config_args = ("units", "activation", "init", "bias_init", "use_bias")
+    unit_axis = -1  # (batch, ..., units)
 
     def __init__(self, units: int, activation=None, init="glorot_uniform", bias_init="zeros",
                  use_bias: bool = True, name: str | None = None):

@@ -88,6 +88,7 @@ class _Recurrent(Layer):
                    "dropout", "recurrent_dropout", "mask_value")
     gates = 1
     states = 1  # h (LSTM: h and c)
+    unit_axis = -1  # (batch, units) or, with return_sequences, (batch, length, units)
     _h_mask = None  # recurrent dropout's mask during a training call (see _recurrent)
 
     def __init__(self, units: int, return_sequences: bool = False, init="glorot_uniform",

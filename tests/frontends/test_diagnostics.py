@@ -271,6 +271,27 @@ def test_float32_histogram_counts_in_the_activations_dtype():
     assert stats["dead_fraction"] == pytest.approx((h.max(0) <= 0).mean())
 
 
+@pytest.mark.parametrize("separate_relu", [False, True])
+def test_dead_units_of_a_dense_on_sequences_are_its_last_axis(separate_relu):
+    """A Dense on (batch, length, features) has its units last, as its weights' columns: a
+    unit zero at every position of every example is dead (axis 1, the convolutions'
+    channels, was counted instead: a position dead in every unit). So for a ReLU layer
+    after it. Oracle: the forward pass in numpy."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(32, 3, 5))
+    dense = L.Dense(4, activation=None if separate_relu else "relu")
+    layers = [dense, L.ReLU()] if separate_relu else [dense]
+    model = fe.Sequential(layers + [L.Flatten(), L.Dense(2)], input_shape=(3, 5),
+                          dtype="float64", seed=0)
+    weights = model.get_weights()
+    weights[0][:, 0], weights[1][0] = 0.0, -1.0  # unit 0: zero at every position
+    model.set_weights(weights)
+    model.compile(backend="numpy")
+    stats = Probe(model, X, rng.integers(0, 2, 32)).stats()[model.layers[len(layers) - 1].name]
+    h = np.maximum(X @ weights[0] + weights[1], 0.0)
+    assert stats["dead_fraction"] == (h.max(axis=(0, 1)) <= 0).mean() == 0.25
+
+
 def test_history_json_is_strict_json_when_a_logged_value_is_not_finite():
     """A NaN or inf epoch value (a validation loss that overflowed; EarlyStopping expects
     them) was written as the bare tokens NaN / Infinity, which are not JSON (RFC 8259):
