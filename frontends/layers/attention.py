@@ -87,8 +87,10 @@ def _add_attention_weights(layer: Layer, d: int, k: int, dt: str) -> None:
     ``Wq``, ``Wk``, ``Wv`` (d, heads * k), ``Wo`` (heads * k, d) and, with ``use_bias``,
     ``biases`` bq, bk, bv, bo (else None)."""
     inner = layer.num_heads * k
+    # torch's in_proj: one Xavier-uniform draw over (3 * inner, d), i.e. these fans
     for p in "qkv":
         setattr(layer, f"W{p}", layer.add_weight(f"W{p}", (d, inner), layer.init, dt,
+                                                 fan_in=d, fan_out=3 * inner,
                                                  regularizable=True))
     layer.Wo = layer.add_weight("Wo", (inner, d), layer.init, dt, regularizable=True)
     layer.biases = [layer.add_weight(f"b{p}", (n,), "zeros", dt)
