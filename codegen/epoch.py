@@ -227,6 +227,11 @@ def run_epoch(program, arrays, batch_size: int) -> tuple[list, list | None] | No
     stacks = _loop(program, plan, layout, arrays, order, 0, full, batch_size, shared, fresh)
     last = (full - 1) % 2
     final = [pair[last] for pair in fresh]
+    # adopted now: a Ctrl-C before the partial step leaves the full steps applied, each
+    # whole, as Function.epoch promises; a failure of that step restores the arrays the
+    # variables held before the epoch, which nothing has written
+    for var, value in zip(program._direct_vars, final):
+        var._value = value
     outputs = None
     if partial is not None:
         part_plan, part_layout = partial
@@ -242,9 +247,8 @@ def run_epoch(program, arrays, batch_size: int) -> tuple[list, list | None] | No
         outputs = [stack[0] for stack in _loop(
             program, part_plan, part_layout, arrays, order, full * batch_size, 1, rest,
             part_shared, part_fresh, first_step=full)]
-        final = [pair[0] for pair in part_fresh]
-    for var, value in zip(program._direct_vars, final):
-        var._value = value
+        for var, (value, _) in zip(program._direct_vars, part_fresh):
+            var._value = value
     return stacks, outputs
 
 

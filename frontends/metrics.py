@@ -242,3 +242,19 @@ def get(identifier: str | Mapping | Metric) -> Metric:
         if match:
             return TopKAccuracy(int(match.group(1)))
     return resolve(identifier, _REGISTRY, Metric)
+
+
+def get_all(identifiers) -> list[Metric]:
+    """``get`` of each of ``identifiers`` (None: no metrics); two that report under one name
+    (``["mae", "mean_absolute_error"]``) are refused: the history would hold one of them
+    under that name and silently drop the other."""
+    if isinstance(identifiers, (str, Mapping, Metric)):  # one metric, not its characters
+        identifiers = [identifiers]
+    found = [get(m) for m in (identifiers or [])]
+    names = [m.name for m in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"metrics: {twice[0]!r} is given twice (the names "
+                         f"{[i if isinstance(i, str) else type(i).__name__ for i in identifiers]}"
+                         f" report as {names})")
+    return found

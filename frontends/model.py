@@ -197,7 +197,7 @@ class Model:
         self.loss = losses.get(loss)
         self.optimizer = optimizers.get(optimizer)
         self.regularizer = None if regularizer is None else regularizers.get(regularizer)
-        self.metrics = [metric_lib.get(m) for m in (metrics or [])]
+        self.metrics = metric_lib.get_all(metrics)
         self.backend = backend
         self.flush_denormals = flush_denormals
         self.target = self.loss.target(self.output, name="y")

@@ -156,6 +156,8 @@ def _release(version: str) -> tuple[int, ...]:
         if not digits:
             break
         numbers.append(int(part[:digits]))
+    while numbers and numbers[-1] == 0:  # 1.0.0 is 1.0
+        numbers.pop()
     return tuple(numbers)
 
 

@@ -191,6 +191,31 @@ def test_a_failing_partial_last_batch_changes_nothing_and_is_named(native_partia
         np.testing.assert_array_equal(b, c)
 
 
+def test_an_interrupt_before_the_partial_step_keeps_the_full_steps(native_partial,
+                                                                   monkeypatch):
+    """Ctrl-C is not a failure (Function.epoch): the full steps that ran stay applied, each
+    whole, when it lands between the full loop and the partial step."""
+    import codegen.epoch
+
+    f, params = _adam_like(True)
+    g, ref = _adam_like(True)
+    rng = np.random.default_rng(9)
+    X, Y = rng.standard_normal((13, 4)), rng.integers(0, 3, 13)
+    loop = codegen.epoch._loop
+
+    def interrupted(*args, **kwargs):
+        if kwargs.get("first_step"):
+            raise KeyboardInterrupt
+        return loop(*args, **kwargs)
+    monkeypatch.setattr(codegen.epoch, "_loop", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        f.epoch(X, Y, batch_size=4)
+    for i in range(0, 12, 4):
+        g(X[i:i + 4], Y[i:i + 4])
+    for a, b in zip(params, ref):
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+
+
 def test_the_partial_batch_runs_natively_from_partial_native_bytes_of_variables():
     """Below the threshold the partial batch is a call (copying small variables is cheaper
     than the native call's Python side); from it on, native; the same values either way."""

@@ -221,3 +221,19 @@ def test_a_softmax_output_model_is_ranked_on_its_logits(backend):
     got = model.evaluate(X, y)
     assert abs(got["top_2_accuracy"] - np.mean((top2 == y[:, None]).any(1))) < 1e-6
     assert abs(got["accuracy"] - np.mean(top2[:, 0] == y)) < 1e-6
+
+
+def test_metric_lists_refuse_two_of_one_name_and_take_one_metric_alone():
+    """["mae", "mean_absolute_error"] logged two values under "mae" (one of them lost in
+    the history); metrics="accuracy" was read as eight one-letter metrics."""
+    import frontends as fe
+
+    model = fe.Sequential([fe.layers.Dense(3)], input_shape=(4,), seed=0)
+    with pytest.raises(ValueError, match=r"'mae' is given twice.*report as \['mae', 'mae'\]"):
+        model.compile(loss="mse", metrics=["mae", "mean_absolute_error"])
+    model.compile(loss="cross_entropy", metrics="accuracy")
+    assert model.metrics_names == ["loss", "accuracy"]
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    y = np.arange(10) % 3
+    W, b = model.get_weights()
+    assert model.evaluate(X, y)["accuracy"] == pytest.approx(np.mean((X @ W + b).argmax(1) == y))

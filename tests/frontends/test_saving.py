@@ -236,6 +236,9 @@ def test_a_file_from_a_newer_symgraph_says_so_rather_than_damaged(tmp_path):
                 rf"one \({re.escape(symgraph.__version__)}\), and its {entry} entry uses "
                 r"something this version does not know .*future_.*: upgrade symgraph")):
             fe.load_model(edited)
+    from frontends.saving import _release
+
+    assert _release("1.0.0") == _release("1.0") < _release("1.0.1") < _release("1.1rc2")
     # the same entry in a file of this version (or one without the record) is damaged
     edited = _with_header(path, tmp_path / "same.npz", lambda h: (
         h.pop("written_by"), h["config"]["layers"][0].update(future_option=True)))
