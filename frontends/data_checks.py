@@ -129,8 +129,10 @@ def _position(index: tuple[int, ...]) -> str:
 def _nothing_done(what: str) -> str:
     """What the refused call did not do: predict's NaN was reported as "nothing was
     trained", as if predict trained."""
-    return {"evaluate": "nothing was evaluated", "predict": "nothing was predicted"}.get(
-        what, "nothing was trained")
+    if what.startswith("fit") or what in ("training data", "validation data", "test data"):
+        return "nothing was trained"
+    return {"evaluate": "nothing was evaluated", "predict": "nothing was predicted",
+            "profile": "nothing was profiled"}.get(what, "nothing was run")
 
 
 def check_finite(what: str, label: str, array: np.ndarray, dtype=None) -> None:

@@ -130,3 +130,12 @@ def test_a_refused_evaluate_or_predict_does_not_say_nothing_was_trained(what):
     big[1, 0] = 1e39  # beyond the model's float32
     with pytest.raises(fe.UserInputError, match=f"nothing was {done}: rescale or clip"):
         run(big)
+
+
+def test_a_refused_profile_says_nothing_was_profiled():
+    """profile's targets out of range ended "nothing was trained" (the message's default)."""
+    model = fe.Sequential([fe.layers.Dense(1)], input_shape=(3,), seed=0)
+    model.compile(loss="binary_cross_entropy")
+    X, y = np.zeros((4, 3), np.float32), np.full((4, 1), 2.0, np.float32)
+    with pytest.raises(UserInputError, match=r"^profile: y holds 2 .*; nothing was profiled$"):
+        model.profile(X, y)
