@@ -1,7 +1,8 @@
-"""``MultiHeadAttention``: scaled dot-product self-attention over a sequence, the layer a
-transformer block is made of (with ``LayerNorm``, ``Dense`` on 3-d input and ``Add``), and
-``PositionEmbedding``, the learned positions attention needs to tell them apart, and
-``TransformerEncoder``, a whole encoder block as one layer (for ``Sequential`` and specs)."""
+"""Transformer layers: ``MultiHeadAttention``, scaled dot-product self-attention over a
+sequence, the layer a transformer block is made of (with ``LayerNorm``, ``Dense`` on 3-d
+input and ``Add``); ``PositionEmbedding``, the learned positions attention needs to tell
+them apart; ``TransformerEncoder``, a whole encoder block as one layer (for ``Sequential``
+models and spec files, which have no skip connections)."""
 
 from __future__ import annotations
 
