@@ -18,7 +18,24 @@ from frontends.layers.base import Layer, fixed_features, weight_dtype
 from frontends.layers.core import MaskStream, dropout_rate
 
 
-class MultiHeadAttention(Layer):
+class _Dropping(Layer):
+    """A layer with ``dropout``: its masks come from a :class:`MaskStream` built (with its
+    counter, the layer's state) only when the rate is above 0."""
+
+    has_mode = True
+    dropout = 0.0
+
+    @property
+    def state(self):
+        return self.masks.state
+
+    def initialize(self, rng):
+        super().initialize(rng)
+        if self.masks.counter is not None:
+            self.masks.initialize(rng)
+
+
+class MultiHeadAttention(_Dropping):
     """Self-attention of a sequence (batch, length, features) -> (batch, length, features),
     as ``torch.nn.MultiheadAttention(features, num_heads)`` called with ``(x, x, x)`` (and
     Keras's ``MultiHeadAttention(num_heads, key_dim)`` called on ``(x, x)``).
@@ -34,7 +51,6 @@ class MultiHeadAttention(Layer):
     """
 
     config_args = ("num_heads", "key_dim", "causal", "dropout", "use_bias", "init")
-    has_mode = True
 
     def __init__(self, num_heads: int, key_dim: int | None = None, causal: bool = False,
                  dropout: float = 0.0, use_bias: bool = True, init="glorot_uniform",
@@ -54,15 +70,6 @@ class MultiHeadAttention(Layer):
         _add_attention_weights(self, d, self.key_dim or d // self.num_heads, weight_dtype(x))
         if self.dropout:
             self.masks.build()
-
-    @property
-    def state(self):
-        return self.masks.state
-
-    def initialize(self, rng):
-        super().initialize(rng)
-        if self.masks.counter is not None:
-            self.masks.initialize(rng)
 
     def call(self, x, training):
         drop = (lambda w: w * self.masks.mask(w, self.dropout)) if training and self.dropout \
@@ -129,7 +136,7 @@ def _self_attention(layer: Layer, x: sg.Variable, causal: bool, drop) -> sg.Vari
     return sg.reshape(out, (-1, length, d))
 
 
-class TransformerEncoder(Layer):
+class TransformerEncoder(_Dropping):
     """One encoder block on (batch, length, features), as torch's
     ``nn.TransformerEncoderLayer(features, num_heads, feedforward, dropout, activation,
     batch_first=True, norm_first=...)`` (and Keras-NLP's ``TransformerEncoder``): multi-head
@@ -144,7 +151,6 @@ class TransformerEncoder(Layer):
 
     config_args = ("num_heads", "feedforward", "activation", "dropout", "causal",
                    "norm_first", "eps", "init")
-    has_mode = True
 
     def __init__(self, num_heads: int, feedforward: int, activation="relu",
                  dropout: float = 0.0, causal: bool = False, norm_first: bool = False,
@@ -176,15 +182,6 @@ class TransformerEncoder(Layer):
                        self.add_weight(f"beta{i}", (d,), "zeros", dt)) for i in (1, 2)]
         if self.dropout:
             self.masks.build()
-
-    @property
-    def state(self):
-        return self.masks.state
-
-    def initialize(self, rng):
-        super().initialize(rng)
-        if self.masks.counter is not None:
-            self.masks.initialize(rng)
 
     def call(self, x, training):
         def drop(v, what):
