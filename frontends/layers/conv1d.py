@@ -33,7 +33,9 @@ def _sequence_dims(layer: Layer, x: sg.Variable) -> tuple[int, int]:
                       f"torch; its input {x.shape} comes straight from the Embedding "
                       f"{source.name} (batch, length, dim), so it would run along the "
                       f"{x.shape[2]} vector components: put fe.layers.Permute((2, 1)) "
-                      "between them", UserWarning, stacklevel=4)
+                      "between them" + (", or use GlobalAvgPool1D(data_format="
+                                        "'channels_last')" if layer.kind == "GlobalAvgPool1D"
+                                        else ""), UserWarning, stacklevel=4)
     return x.shape[1], x.shape[2]
 
 
@@ -143,9 +145,27 @@ class AvgPool1D(_Pool1D):
 
 
 class GlobalAvgPool1D(Layer):
-    """(batch, C, L) -> (batch, C): the mean over the sequence."""
+    """(batch, C, L) -> (batch, C): the mean over the sequence. ``data_format=
+    "channels_last"`` takes (batch, L, C), Keras's default layout and what an Embedding or a
+    transformer block gives: the mean over the positions of every feature."""
+
+    config_args = ("data_format",)
+
+    def __init__(self, data_format: str = "channels_first", name: str | None = None):
+        super().__init__(name)
+        if data_format not in ("channels_first", "channels_last"):
+            raise ValueError(f"GlobalAvgPool1D: data_format must be 'channels_first' "
+                             f"(batch, channels, length) or 'channels_last' (batch, length, "
+                             f"channels), got {data_format!r}")
+        self.data_format = data_format
 
     def call(self, x, training):
+        if self.data_format == "channels_last":
+            if x.ndim != 3 or not isinstance(x.shape[2], int):
+                raise ValueError(f"layer {self.name}: GlobalAvgPool1D(data_format="
+                                 f"'channels_last') takes (batch, length, channels) with fixed "
+                                 f"channels, got shape {x.shape}")
+            return sg.mean(x, axis=1)
         _sequence_dims(self, x)
         return sg.mean(x, axis=2)
 

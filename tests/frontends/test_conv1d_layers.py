@@ -58,6 +58,7 @@ def test_conv1d_matches_torch(config, backend, rng):
     (lambda: L.AvgPool1D(3), lambda t: F.avg_pool1d(t, 3)),
     (lambda: L.AvgPool1D(2, stride=1), lambda t: F.avg_pool1d(t, 2, stride=1)),
     (lambda: L.GlobalAvgPool1D(), lambda t: t.mean(dim=2)),
+    (lambda: L.GlobalAvgPool1D("channels_last"), lambda t: t.mean(dim=1)),
 ])
 def test_pooling_values_and_gradients_match_torch(make, torch_fn, backend, rng):
     X = rng.normal(size=(2, 3, 10))
@@ -157,6 +158,18 @@ def test_embedding_into_sequence_layers_warns_and_permute_fixes_it(tmp_path):
     model.save(tmp_path / "m.npz")  # the layer's config round-trips
     np.testing.assert_allclose(fe.load_model(tmp_path / "m.npz").predict(ids),
                                model.predict(ids), rtol=0)
+    # or Keras's layout: the mean over the tokens of (batch, length, dim), no Permute
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        last = fe.Sequential([L.Embedding(30, 4), L.GlobalAvgPool1D("channels_last")],
+                             input_shape=(6,), dtype="int64", seed=0)
+    last.set_weights(model.get_weights())
+    np.testing.assert_allclose(last.predict(ids), table[ids].mean(axis=1), rtol=1e-6)
+    last.compile(loss="mse", optimizer="sgd")
+    last.save(tmp_path / "last.npz")
+    assert fe.load_model(tmp_path / "last.npz").layers[1].data_format == "channels_last"
+    with pytest.raises(ValueError, match="data_format must be 'channels_first'"):
+        L.GlobalAvgPool1D("NLC")
 
 
 @pytest.mark.parametrize("dims, shape, message", [
