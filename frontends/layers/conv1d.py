@@ -17,6 +17,7 @@ from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
 from frontends.layers.base import Layer, weight_dtype
 from frontends.layers.conv import checked_groups, checked_padding, same_padding
+from frontends.layers.recurrent import checked_mask_value, holds_value
 from symgraph.ops.conv import Conv2D as _Conv2DOp
 
 
@@ -147,17 +148,23 @@ class AvgPool1D(_Pool1D):
 class GlobalAvgPool1D(Layer):
     """(batch, C, L) -> (batch, C): the mean over the sequence. ``data_format=
     "channels_last"`` takes (batch, L, C), Keras's default layout and what an Embedding or a
-    transformer block gives: the mean over the positions of every feature."""
+    transformer block gives: the mean over the positions of every feature. ``mask_value``
+    (as the recurrent layers'): a position whose features all equal it is padding, left out
+    of the mean (Keras's masked pooling after ``Embedding(mask_zero=True)``; here an
+    ``Embedding(padding_idx=0)`` gives zero vectors for ``mask_value=0``); an example of
+    padding only gives zeros."""
 
-    config_args = ("data_format",)
+    config_args = ("data_format", "mask_value")
 
-    def __init__(self, data_format: str = "channels_first", name: str | None = None):
+    def __init__(self, data_format: str = "channels_first", mask_value: float | None = None,
+                 name: str | None = None):
         super().__init__(name)
         if data_format not in ("channels_first", "channels_last"):
             raise ValueError(f"GlobalAvgPool1D: data_format must be 'channels_first' "
                              f"(batch, channels, length) or 'channels_last' (batch, length, "
                              f"channels), got {data_format!r}")
         self.data_format = data_format
+        self.mask_value = checked_mask_value("GlobalAvgPool1D", mask_value)
 
     def call(self, x, training):
         if self.data_format == "channels_last":
@@ -165,9 +172,20 @@ class GlobalAvgPool1D(Layer):
                 raise ValueError(f"layer {self.name}: GlobalAvgPool1D(data_format="
                                  f"'channels_last') takes (batch, length, channels) with fixed "
                                  f"channels, got shape {x.shape}")
-            return sg.mean(x, axis=1)
-        _sequence_dims(self, x)
-        return sg.mean(x, axis=2)
+            positions, features = 1, 2
+        else:
+            _sequence_dims(self, x)
+            positions, features = 2, 1
+        if self.mask_value is None:
+            return sg.mean(x, axis=positions)
+        # compared in a float dtype that holds the mask value (recurrent.py's rule)
+        seen = x if x.dtype.kind == "f" and holds_value(x.dtype, self.mask_value) \
+            else sg.cast(x, "float64")
+        real = sg.any(sg.not_equal(seen, sg.constant(self.mask_value, seen.dtype)),
+                      axis=features, keepdims=True)
+        total = sg.sum(sg.where(real, x, 0.0), axis=positions)  # (an inf pad reads 0)
+        count = sg.sum(sg.cast(real, x.dtype), axis=positions)
+        return total / sg.maximum(count, 1.0)
 
 
 __all__ = ["AvgPool1D", "Conv1D", "GlobalAvgPool1D", "MaxPool1D"]

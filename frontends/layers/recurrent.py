@@ -58,7 +58,7 @@ def _sequence(layer: Layer, x: sg.Variable) -> tuple[int, int]:
     return x.shape[1], x.shape[2]
 
 
-def _mask_value(kind: str, value) -> float | None:
+def checked_mask_value(kind: str, value) -> float | None:
     """``mask_value`` as a float, or None; NaN is refused (no feature equals it)."""
     import numbers
     if value is None:
@@ -72,7 +72,7 @@ def _mask_value(kind: str, value) -> float | None:
     return float(value)
 
 
-def _holds(dtype: np.dtype, value: float | None) -> bool:
+def holds_value(dtype: np.dtype, value: float | None) -> bool:
     """True if ``value`` rounds to a finite ``dtype`` value (or is itself infinite, or
     None: no mask value)."""
     if value is None:
@@ -109,7 +109,7 @@ class _Recurrent(Layer):
                                               recurrent_dropout)
         self.has_mode = bool(self.dropout or self.recurrent_dropout)
         self.masks = MaskStream(self) if self.has_mode else None
-        self.mask_value = _mask_value(self.kind, mask_value)
+        self.mask_value = checked_mask_value(self.kind, mask_value)
 
     def build(self, x):
         _, features = _sequence(self, x)
@@ -142,7 +142,7 @@ class _Recurrent(Layer):
         # compared in a float dtype: the mask value cast to integer ids would be another
         # value (0.5 -> 0, or -1 -> 255 of uint8), and one that overflows x's float dtype
         # would be inf (1e300 in float32), which an inf feature would then match
-        seen = x if x.dtype.kind == "f" and _holds(x.dtype, self.mask_value) \
+        seen = x if x.dtype.kind == "f" and holds_value(x.dtype, self.mask_value) \
             else sg.cast(x, "float64")
         real = None if self.mask_value is None else sg.any(
             sg.not_equal(seen, sg.constant(self.mask_value, seen.dtype)), axis=-1,

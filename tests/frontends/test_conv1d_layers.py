@@ -187,3 +187,33 @@ def test_permute_orders_axes_as_keras():
     x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
     model = fe.Sequential([L.Permute((3, 1, 2))], input_shape=(3, 4, 5))
     np.testing.assert_array_equal(model.predict(x), np.transpose(x, (0, 3, 1, 2)))
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_global_pool_with_mask_value_averages_the_real_positions(data_format, backend):
+    """Padded texts (ids 0 after each text's end) through Embedding(padding_idx=0): the mean
+    over each text's own tokens, as numpy computes it, whatever the padding's length (the
+    plain mean shrank with it); a text of padding only gives zeros; finite differences for
+    the gradient through the masked mean."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, 30, (5, 7))
+    lengths = np.array([7, 3, 1, 0, 5])
+    ids[np.arange(7) >= lengths[:, None]] = 0
+    layers = [L.Embedding(30, 4, padding_idx=0)]
+    if data_format == "channels_first":
+        layers.append(L.Permute((2, 1)))
+    model = fe.Sequential(layers + [L.GlobalAvgPool1D(data_format, mask_value=0)],
+                          input_shape=(7,), dtype="int64", seed=0)
+    table = model.layers[0].table.get_value().astype(np.float64)
+    want = np.array([table[row[:n]].mean(axis=0) if n else np.zeros(4)
+                     for row, n in zip(ids, lengths)])
+    got = sg.function(model.inputs, model.output, backend=backend)(ids)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    pool = L.GlobalAvgPool1D("channels_last", mask_value=0.0)
+    X = rng.normal(size=(3, 5, 2))
+    X[0, 3:] = 0.0  # two padded positions
+    C = rng.normal(size=(3, 2))
+    x = sg.tensor("x", X.shape)
+    out = pool(x)
+    keep = (X != 0).any(axis=2, keepdims=True)  # the padding stays padding when perturbed
+    sg.check_grad(lambda v: sg.sum(sg.clone_replace([out], {x: v * keep})[0] * C), [X])
