@@ -77,7 +77,11 @@ _LAYER_KINDS = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 
 def activation_kind(layer) -> str | None:
     """``"relu"``, ``"sigmoid"`` or ``"tanh"`` when the layer's output is that nonlinearity
-    (``Dense(activation="relu")``, ``Activation("tanh")``, ``ReLU()``), else ``None``."""
+    (``Dense(activation="relu")``, ``Activation("tanh")``, ``ReLU()``), else ``None``: also
+    for a layer whose activation is inside it (``TransformerEncoder``'s feed-forward units),
+    whose output (after a residual and LayerNorm) is no ReLU's nor tanh's."""
+    if not getattr(layer, "activates_output", True):
+        return None
     fn = getattr(layer, "fn", None)
     for kind, f in _KINDS.items():
         if fn is f:

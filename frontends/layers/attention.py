@@ -151,6 +151,7 @@ class TransformerEncoder(_Dropping):
 
     config_args = ("num_heads", "feedforward", "activation", "dropout", "causal",
                    "norm_first", "eps", "init")
+    activates_output = False  # (the activation is the hidden units': Diagnostics)
 
     def __init__(self, num_heads: int, feedforward: int, activation="relu",
                  dropout: float = 0.0, causal: bool = False, norm_first: bool = False,

@@ -149,6 +149,11 @@ class Layer:
     #: (an activation). ``Diagnostics`` counts dead units along it.
     unit_axis: int | None = 1
 
+    #: the layer's ``fn`` (its ``activation``) is what it outputs, so ``Diagnostics`` reads
+    #: the output as that nonlinearity (dead ReLUs, saturated sigmoids); False for a layer
+    #: whose activation acts inside it (a transformer block's hidden units)
+    activates_output = True
+
     @property
     def trainable_weights(self) -> list[sg.SharedVariable]:
         return [w.var for w in self._weights if w.trainable and self._trainable]

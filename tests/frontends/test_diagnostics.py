@@ -306,3 +306,26 @@ def test_history_json_is_strict_json_when_a_logged_value_is_not_finite():
 
     record = json.loads(history.to_json(), parse_constant=refuse)
     assert record["loss"] == [0.5, 0.25] and record["val_loss"] == [None, None]
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_a_transformer_blocks_output_is_not_read_as_its_activation(activation):
+    """TransformerEncoder's activation is its hidden units'; its output is a residual sum
+    after LayerNorm (values of either sign, about unit size), not that nonlinearity's. Read
+    as one, the block reported 40% of tanh units and 68% of sigmoid units saturated. The
+    tanh Dense before it is still scored, against numpy."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(32, 3, 4)) * 3.0
+    dense = L.Dense(8, activation="tanh")
+    block = L.TransformerEncoder(2, 6, activation=activation)
+    model = fe.Sequential([dense, block, L.Flatten(), L.Dense(2)], input_shape=(3, 4),
+                          dtype="float64", seed=0)
+    model.compile(backend="numpy")
+    stats = Probe(model, X, rng.integers(0, 2, 32)).stats()
+    W, b = model.get_weights()[:2]
+    h = np.tanh(X @ W + b)
+    assert 0 < (np.abs(h) > 0.99).mean() < 1
+    assert stats[dense.name]["saturated_fraction"] == pytest.approx((np.abs(h) > 0.99).mean())
+    assert "saturated_fraction" not in stats[block.name]
+    assert "dead_fraction" not in stats[block.name]
+    assert stats[block.name]["histogram"].sum() == 32 * 3 * 8  # its output is still drawn
