@@ -24,6 +24,7 @@ class _Dropping(Layer):
 
     has_mode = True
     dropout = 0.0
+    unit_axis = -1  # (batch, length, features)
 
     @property
     def state(self):
@@ -219,6 +220,7 @@ class PositionEmbedding(Layer):
     positions permutes the output and nothing else."""
 
     config_args = ("init",)
+    unit_axis = -1  # (batch, length, features)
 
     def __init__(self, init="uniform", name: str | None = None):
         super().__init__(name)

@@ -230,6 +230,7 @@ class Embedding(Layer):
     with ``mask_value=0`` skips padded tokens."""
 
     config_args = ("n", "dim", "init", "dtype", "padding_idx")
+    unit_axis = -1  # (batch, ..., dim)
 
     def __init__(self, n: int, dim: int, init="uniform", dtype: str = "float32",
                  padding_idx: int | None = None, name: str | None = None):

@@ -329,3 +329,44 @@ def test_a_transformer_blocks_output_is_not_read_as_its_activation(activation):
     assert "saturated_fraction" not in stats[block.name]
     assert "dead_fraction" not in stats[block.name]
     assert stats[block.name]["histogram"].sum() == 32 * 3 * 8  # its output is still drawn
+
+
+@pytest.mark.parametrize("first", ["Embedding", "PositionEmbedding", "MultiHeadAttention"])
+def test_dead_units_after_a_sequence_layer_are_its_last_axis(first):
+    """Embedding, PositionEmbedding and the attention layers give (batch, length, features):
+    a ReLU layer after one has its units last, as after a Dense on sequences (axis 1, the
+    positions, was counted: a feature negative everywhere read as no dead unit). Oracle:
+    the layer's output in numpy."""
+    rng = np.random.default_rng(8)
+    if first == "Embedding":
+        X = rng.integers(0, 6, (32, 3))
+        layer, shape, dtype = L.Embedding(6, 4, dtype="float64"), (3,), "int64"
+    else:
+        X = rng.normal(size=(32, 3, 4))
+        layer = L.PositionEmbedding() if first == "PositionEmbedding" else \
+            L.MultiHeadAttention(2, use_bias=False)
+        shape, dtype = (3, 4), "float64"
+    model = fe.Sequential([layer, L.ReLU(), L.Flatten(), L.Dense(2)], input_shape=shape,
+                          dtype=dtype, seed=0)
+    weights = model.get_weights()
+    if first == "Embedding":
+        weights[0][:, 0] = -1.0  # feature 0 of every id: dead
+        h = np.maximum(weights[0][X], 0.0)
+    elif first == "PositionEmbedding":
+        X[..., 0] = -1.0 - np.abs(X[..., 0])
+        weights[0][:, 0] = -0.5
+        h = np.maximum(X + weights[0], 0.0)
+    else:  # values and output projections the identity: each position a mean of x's
+        X[..., 0] = -1.0 - np.abs(X[..., 0])
+        weights[2], weights[3] = np.eye(4), np.eye(4)
+        Wq, Wk = weights[0], weights[1]
+        heads = []
+        for cols in (slice(0, 2), slice(2, 4)):
+            s = (X @ Wq[:, cols]) @ (X @ Wk[:, cols]).transpose(0, 2, 1) / np.sqrt(2)
+            p = np.exp(s - s.max(axis=-1, keepdims=True))
+            heads.append((p / p.sum(axis=-1, keepdims=True)) @ X[..., cols])
+        h = np.maximum(np.concatenate(heads, axis=-1), 0.0)
+    model.set_weights(weights)
+    model.compile(backend="numpy")
+    stats = Probe(model, X, rng.integers(0, 2, 32)).stats()[model.layers[1].name]
+    assert stats["dead_fraction"] == (h.max(axis=(0, 1)) <= 0).mean() == 0.25
