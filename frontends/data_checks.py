@@ -93,15 +93,25 @@ def check_input(what: str, var: sg.Variable, array: np.ndarray, label: str | Non
 
 
 def _target_hint(target: sg.Variable, y: np.ndarray) -> str:
-    """What the user probably meant by targets of the wrong shape."""
-    if target.ndim == 1 and y.ndim == 2:
-        if y.shape[1] == 1:
-            return " (a column of labels? pass y.ravel())"
-        return (" (one-hot rows? pass the class indices: y.argmax(1), or use a loss that "
-                "takes rows: CrossEntropy(targets='probabilities'))")
-    if target.ndim == 2 and target.shape[1] == 1 and y.ndim == 1:  # 0/1 labels included
-        return " (one target per example? pass a column: y[:, None])"
-    if target.dtype.kind == "f" and y.ndim == 1 and y.dtype.kind in "iub":
+    """What the user probably meant by targets of the wrong shape: for (batch,) labels of
+    (batch, classes) outputs, and as well for a class per position ((batch, length) labels
+    of (batch, length, classes) outputs)."""
+    if y.ndim == target.ndim + 1 and (target.ndim == 1 or target.dtype.kind in "iu"):
+        if y.shape[-1] == 1:
+            return (" (a column of labels? pass y.ravel())" if target.ndim == 1 else
+                    " (labels with an axis of 1 at the end? pass y[..., 0])")
+        axis = 1 if target.ndim == 1 else -1
+        return (f" (one-hot rows? pass the class indices: y.argmax({axis}), or use a loss "
+                "that takes rows: CrossEntropy(targets='probabilities'))")
+    if target.ndim >= 2 and target.shape[-1] == 1 and y.ndim == target.ndim - 1:
+        # 0/1 labels included
+        return (" (one target per example? pass a column: y[:, None])" if target.ndim == 2
+                else " (one target per position? pass y[..., None])")
+    if target.dtype.kind in "iu" and y.ndim == target.ndim - 1:
+        return (" (one label per example? the model's outputs score a class at every "
+                "position: pool or flatten the positions before the last layer, e.g. "
+                "GlobalAvgPool1D(data_format='channels_last'))")
+    if target.dtype.kind == "f" and y.ndim == target.ndim - 1 and y.dtype.kind in "iub":
         return (" (integer class labels? use a loss that takes labels: 'cross_entropy' on "
                 "logits, 'sparse_categorical_crossentropy' after a softmax; or make one-hot "
                 "targets: np.eye(classes)[y])")

@@ -104,3 +104,34 @@ def test_labels_out_of_range_are_named_by_row_and_position():
         model.fit(X, Y, progress=False, verbose=False)
     with pytest.raises(UserInputError, match=r"takes targets of shape \(batch, 6\)"):
         model.fit(X, Y[:, 0], progress=False, verbose=False)
+
+
+def test_targets_of_the_wrong_form_say_what_fits_a_class_per_position():
+    """The hints for (batch,) labels of (batch, classes) outputs hold for (batch, length)
+    labels too: one-hot rows per position, a trailing axis of 1, one label per example
+    (a classifier missing its pooling), and labels for a loss of one-hot rows. Each hint's
+    remedy works: its loss equals torch's on the flattened positions."""
+    model = fe.Sequential([L.Embedding(V, 4, dtype="float64"), L.Dense(V)], input_shape=(T,),
+                          dtype="int64", seed=0)
+    model.compile(loss="cross_entropy")
+    rng = np.random.default_rng(4)
+    X, Y = rng.integers(0, V, (3, T)), rng.integers(0, V, (3, T))
+    one_hot = np.eye(V)[Y]
+    with pytest.raises(UserInputError, match=r"got y of shape \(3, 6, 5\) \(one-hot rows\? "
+                                             r"pass the class indices: y.argmax\(-1\), or use "
+                                             r"a loss that takes rows: CrossEntropy\(targets="):
+        model.evaluate(X, one_hot)
+    with pytest.raises(UserInputError, match=r"\(labels with an axis of 1 at the end\? pass "
+                                             r"y\[\.\.\., 0\]\)"):
+        model.evaluate(X, Y[..., None])
+    with pytest.raises(UserInputError, match=r"\(one label per example\? the model's outputs "
+                                             r"score a class at every position: pool"):
+        model.evaluate(X, Y[:, 0])
+    want = F.cross_entropy(torch.from_numpy(model.predict(X).reshape(-1, V)),
+                           torch.from_numpy(Y.reshape(-1))).item()
+    assert model.evaluate(X, one_hot.argmax(-1))["loss"] == pytest.approx(want, rel=1e-12)
+    model.compile(loss=losses.CrossEntropy(targets="probabilities"))
+    with pytest.raises(UserInputError, match=r"got y of shape \(3, 6\) \(integer class "
+                                             r"labels\? .*np.eye\(classes\)\[y\]\)"):
+        model.evaluate(X, Y)
+    assert model.evaluate(X, one_hot)["loss"] == pytest.approx(want, rel=1e-12)
