@@ -227,10 +227,13 @@ def _layer_outputs(output: sg.Variable) -> list[tuple[object, sg.Variable]]:
 
 def _unit_axis(layer, var: sg.Variable) -> int:
     """The axis of ``layer``'s output ``var`` that holds its units (``Layer.unit_axis``); an
-    activation layer's are those of the layer it reads. A Dense on (batch, length, features)
-    has them last: axis 1, the convolutions' channels, counted a dead unit per position."""
+    activation's, a dropout's, a LayerNorm's or a merge's are those of the layer it reads.
+    A Dense on (batch, length, features) has them last: axis 1, the convolutions' channels,
+    counted a dead unit per position."""
     while getattr(layer, "unit_axis", 1) is None:
         var = getattr(var, "layer_input", None)
+        if isinstance(var, (list, tuple)):  # Add, Concatenate: their first input's
+            var = var[0] if var else None
         layer = getattr(var, "layer", None)
         if layer is None:  # a model input: (batch, features)
             return 1

@@ -106,6 +106,7 @@ class Dropout(Layer):
 
     config_args = ("rate",)
     has_mode = True
+    unit_axis = None  # elementwise: its input's units
 
     def __init__(self, rate: float, name: str | None = None):
         super().__init__(name)
@@ -271,6 +272,8 @@ class Embedding(Layer):
 
 class Add(Layer):
     """Sum of several tensors of one shape (residual connections): ``Add()([a, b])``."""
+
+    unit_axis = None  # its first input's units (Diagnostics)
 
     def __call__(self, xs, *, training: bool = True):
         xs = list(xs)

@@ -98,6 +98,7 @@ class LayerNorm(Layer):
     """
 
     config_args = ("eps", "dims")
+    unit_axis = None  # the shape of its input, and its units
 
     def __init__(self, eps: float = 1e-5, dims: int = 1, name: str | None = None):
         super().__init__(name)

@@ -370,3 +370,30 @@ def test_dead_units_after_a_sequence_layer_are_its_last_axis(first):
     model.compile(backend="numpy")
     stats = Probe(model, X, rng.integers(0, 2, 32)).stats()[model.layers[1].name]
     assert stats["dead_fraction"] == (h.max(axis=(0, 1)) <= 0).mean() == 0.25
+
+
+def test_dead_units_after_residual_dropout_and_layer_norm_on_sequences():
+    """A transformer's pattern, Dense on (batch, length, features) -> Dropout -> Add (the
+    residual) -> LayerNorm -> ReLU: the units stay the last axis through the layers that
+    keep their input's shape (axis 1, the positions, was counted: a feature dead everywhere
+    read as no dead unit). Oracle: the forward pass in numpy."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(32, 3, 4))
+    x = fe.Input((3, 4), "float64")
+    dense = L.Dense(4)
+    h = L.Add()([L.Dropout(0.0)(dense(x)), x])
+    norm = L.LayerNorm()
+    relu = L.ReLU()
+    out = L.Dense(2)(L.Flatten()(relu(norm(h))))
+    model = fe.Model([x], out, seed=0)
+    gamma, beta = norm.gamma.get_value(), norm.beta.get_value()
+    gamma[0], beta[0] = 0.01, -5.0  # feature 0: below zero at every position
+    norm.gamma.set_value(gamma)
+    norm.beta.set_value(beta)
+    W, b = (v.get_value() for v in dense.weights)
+    z = X @ W + b + X
+    z = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + 1e-5)
+    hidden = np.maximum(gamma * z + beta, 0.0)
+    model.compile(backend="numpy")
+    stats = Probe(model, X, rng.integers(0, 2, 32)).stats()[relu.name]
+    assert stats["dead_fraction"] == (hidden.max(axis=(0, 1)) <= 0).mean() == 0.25
