@@ -181,11 +181,10 @@ def run_epoch(program, arrays, batch_size: int) -> tuple[list, list | None] | No
     batch size's plan, one step), or None when there is no partial batch, the shared
     variables are small (below ``PARTIAL_NATIVE_BYTES``: copying them costs less than the
     native call) or its plan does not suit the loop (then ``Function.epoch`` runs it as a
-    call).  Nothing writes the
-    arrays the variables held, and a failed step adopts nothing: no copy is needed to undo
-    an epoch.  None, having run nothing, when the native loop cannot apply: fewer than two
-    full minibatches, an update that is not a plain buffer, or an output that is not in the
-    arena."""
+    call).  Nothing writes the arrays the variables held before the epoch, so undoing a
+    failed step needs no copy (``Function.epoch`` puts those arrays back).  None, having run
+    nothing, when the native loop cannot apply: fewer than two full minibatches, an update
+    that is not a plain buffer, or an output that is not in the arena."""
     order = None
     if isinstance(arrays, ShuffledArrays):
         arrays, order = arrays.source, arrays.order
