@@ -328,8 +328,9 @@ class Function:
                batch_size: int):
         """The steps of ``epoch`` on checked ``arrays`` taken in the permutation ``order``
         (None: as they are; the caller holds the lock): the backend's native loop over the
-        full minibatches if it has one, then the Python loop of calls over the rest; on
-        failure every shared variable gets back its value from before the epoch."""
+        full minibatches if it has one (and over the last partial one, if it runs that
+        too), then the Python loop of calls over the rest; on failure every shared variable
+        gets back its value from before the epoch."""
         saved = [(var, var._value) for var in self.shared]
         native_stacks = None
         per_output: list[list] = [[] for _ in self.outputs]
