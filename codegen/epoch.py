@@ -235,13 +235,12 @@ def run_epoch(program, arrays, batch_size: int) -> tuple[list, list | None] | No
     if partial is not None:
         part_plan, part_layout = partial
         # one more step reading the values the full steps left and writing a buffer that is
-        # not one the variables held (the full loop's other buffer, when it has one)
+        # not one the variables held: the full loop's other buffer, or in place its private
+        # copy (which updates are in place is the program's choice, the same in every plan)
         part_shared, part_fresh = list(shared), []
-        for (slot, in_place, shape, dtype), (_, was_in_place, *_), pair, value in zip(
-                part_layout.updates, layout.updates, fresh, final):
+        for (slot, in_place, *_), pair, value in zip(part_layout.updates, fresh, final):
             part_shared[slot - nin] = value
-            target = value if in_place else storage.empty(shape, dtype) if was_in_place \
-                else pair[1 - last]
+            target = value if in_place else pair[1 - last]
             part_fresh.append((target, target))
         outputs = [stack[0] for stack in _loop(
             program, part_plan, part_layout, arrays, order, full * batch_size, 1, rest,

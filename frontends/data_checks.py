@@ -218,9 +218,8 @@ def check_labels(what: str, y: np.ndarray, classes: int, ignore_index: int | Non
     index = tuple(int(i) for i in np.argwhere(bad)[0])
     raise UserInputError(
         f"{what}: label {y[index]} at {_position(index)} of y is out of range: the model's "
-        f"output "
-        f"{sg.shapes.format_shape(output.shape)} scores {classes} classes, so labels must be "
-        f"in [0, {classes})" + (f" (or {ignore_index}, ignored)" if ignore_index is not None
+        f"output {sg.shapes.format_shape(output.shape)} scores {classes} classes, so labels "
+        f"must be in [0, {classes})" + (f" (or {ignore_index}, ignored)" if ignore_index is not None
                                 else "") + f"; y's labels span [{low}, {high}]")
 
 
