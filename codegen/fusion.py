@@ -41,7 +41,7 @@ from symgraph.ops import elemwise as ew
 from .registry import aliases_input, facts, shape_only
 
 __all__ = ["ADDRESSABLE", "Analysis", "analyse", "group_kernels", "is_matrix_transpose",
-           "is_transpose2d", "plan_inplace", "shape_only"]
+           "is_transpose2d", "plan_inplace", "shape_only", "strided_matrices"]
 
 #: modes whose values sit in memory with a C layout
 ADDRESSABLE = ("arg", "const", "literal", "buffer", "alias")
@@ -69,6 +69,20 @@ def is_matrix_transpose(op) -> bool:
     n = getattr(op, "ndim_in", None)
     return n is not None and n >= 2 and \
         tuple(getattr(op, "order", ())) == (*range(n - 2), n - 1, n - 2)
+
+
+def strided_matrices(op) -> bool:
+    """A permutation of axes (no axis added or dropped) that keeps the last axis of its
+    source as one of its last two: each matrix of the view is then a strided block of the
+    source, rows (or, transposed, columns) contiguous, which BLAS and the generated loops
+    read through a leading dimension.  Attention's heads are such views: (batch, length,
+    heads, d) read as (batch, heads, length, d) and (batch, heads, d, length)."""
+    if not facts(op).view:
+        return False
+    n = getattr(op, "ndim_in", None)
+    order = tuple(getattr(op, "order", ()))
+    return n is not None and n >= 2 and len(order) == n and sorted(order) == list(range(n)) \
+        and n - 1 in order[-2:]
 
 
 def _inlinable(op) -> bool:
@@ -183,6 +197,9 @@ def _mode(an: Analysis, node: Apply, var: Variable, is_output: bool) -> str:
             if facts(client.op).value_consumer:
                 continue
             if (facts(client.op).transposed_operands and is_matrix_transpose(op)
+                    and src_mode in ADDRESSABLE):
+                continue
+            if (facts(client.op).strided_operands and strided_matrices(op)
                     and src_mode in ADDRESSABLE):
                 continue
             return "buffer"

@@ -19,15 +19,18 @@ analysis keeps a matmul alone in its kernel.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import numpy as np
 
 from symgraph.graph import Apply, Variable, dtype_name
 from symgraph.ops.linalg import BatchedMatMul, MatMul
 
-from .fusion import ADDRESSABLE, is_matrix_transpose, is_transpose2d
+from .fusion import ADDRESSABLE, is_transpose2d, strided_matrices
 from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
-from .kernel import Kernel, node_error
-from .native import blas
+from .kernel import NO_UNROLL, Kernel, KernelInfo, node_error
+from .native import blas, parallel
 from .registry import Lowering, register_lowering, register_tunables
 from .small_gemm import dispatch_small, small_gemm
 
@@ -254,14 +257,31 @@ SMALL_MATMUL_WORK = 32 * 32 * 32
 SMALL_MATMUL_COLUMNS = 32
 
 
-def _matrix_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
-    """(variable whose buffer holds the data, transposed?) for a stack of matrices: a swap of
-    the last two axes is read through the transpose flag (or transposed indices)."""
-    if k.an.mode[var] == "view" and is_matrix_transpose(var.owner.op):
-        return var.owner.inputs[0], True
-    if k.an.mode[var] not in ADDRESSABLE:
+class _Stack(NamedTuple):
+    """A stack-of-matrices operand as its kernel reads it from memory."""
+
+    src: Variable  # the variable whose buffer holds the data
+    order: tuple[int, ...]  # for each axis of the operand, the axis of ``src`` it reads
+    transposed: bool  # each matrix stored transposed (the BLAS flag)
+    ld: str  # its leading dimension: elements between the stored rows
+
+
+def _matrix_operand(k: Kernel, var: Variable) -> _Stack:
+    """How a stack (or a matrix) operand is read: its own buffer, or through a view whose
+    matrices are strided blocks of its source (:func:`codegen.fusion.strided_matrices`: a
+    swap of the last two axes, attention's heads split off a (batch, length, heads, d)
+    array), the transpose as a flag and the stride as a leading dimension."""
+    if k.an.mode[var] == "view" and strided_matrices(var.owner.op):
+        src, order = var.owner.inputs[0], tuple(var.owner.op.order)
+    elif k.an.mode[var] in ADDRESSABLE:
+        src, order = var, tuple(range(var.ndim))
+    else:
         raise node_error(var.owner, "internal: BLAS operand not in memory")
-    return var, False
+    strides = k.strides(src)
+    row, col = order[-2], order[-1]
+    if col == src.ndim - 1:  # rows of the matrix contiguous
+        return _Stack(src, order, False, strides[row])
+    return _Stack(src, order, True, strides[col])  # columns contiguous: stored transposed
 
 
 def lower_batched_matmul(k: Kernel, node: Apply) -> None:
@@ -274,17 +294,17 @@ def lower_batched_matmul(k: Kernel, node: Apply) -> None:
     (16, 16, 16)^2: loop 3.8, gemm 5.4; (8, 32, 32)^2: loop 10-15, gemm 13 (even);
     (8, 64, 64)^2: gemm 84 (numpy 78), the loop 2x slower on a quiet machine.  So static
     sizes with ``m * n * k <= SMALL_MATMUL_WORK`` and ``n <= SMALL_MATMUL_COLUMNS`` take the
-    loop; symbolic sizes (unknown at compile time) take a gemm per matrix."""
+    loop; symbolic sizes (unknown at compile time) take a gemm per matrix.  Operands may be
+    strided views (:func:`_matrix_operand`): read in place, not copied first."""
     a, b = node.inputs
     out = node.outputs[0]
     dt = dtype_name(out.dtype)
     if not is_float(dt) or dtype_name(a.dtype) != dt or dtype_name(b.dtype) != dt:
         return _naive_batched_matmul(k, node)
     k.ctx.uses_blas = k.blas = True
-    sa, ta = _matrix_operand(k, a)
-    sb_, tb = _matrix_operand(k, b)
+    sa, sb = _matrix_operand(k, a), _matrix_operand(k, b)
     m, kk, n = k.dim(a, a.ndim - 2), k.dim(a, a.ndim - 1), k.dim(b, b.ndim - 1)
-    pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(out)
+    pa, pb, pc = k.ptr(sa.src), k.ptr(sb.src), k.ptr(out)
     fb = k.fb
     total = k.size(out)
     # nothing to compute (an empty stack or matrix), or k == 0: the result is zeros
@@ -295,40 +315,124 @@ def lower_batched_matmul(k: Kernel, node: Apply) -> None:
     fb.emit("ret i32 0")
     fb.start_block(fb.label("unreachable"))
     fb.if_end(then)
-    if b.ndim == 2 and not ta:  # the stack of A is one tall matrix: one gemm
+    lds = (_blas_int(k, sa.ld), _blas_int(k, sb.ld))
+    if b.ndim == 2 and sa.src is a:  # the stack of A is one tall matrix: one gemm
         rows = k.size(out, range(out.ndim - 1))
         fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, rows), n=_blas_int(k, n),
-                               k=_blas_int(k, kk), trans_b=tb))
+                               k=_blas_int(k, kk), trans_b=sb.transposed, ldb=lds[1]))
         return
     sizes = (m, n, kk)
+    if _split_batch(k, node, sizes):
+        return
+    ta, tb = sa.transposed, sb.transposed
     if all(d.isdigit() for d in sizes) and int(n) <= SMALL_MATMUL_COLUMNS and \
             int(m) * int(n) * int(kk) <= SMALL_MATMUL_WORK:
-        _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: small_gemm(
-            k, dt, (x, ta), (y, tb), z, sizes))
+        _each_matrix(k, node, sa, sb, lambda x, y, z: small_gemm(
+            k, dt, (x, ta), (y, tb), z, sizes, lds=(sa.ld, sb.ld)))
         return
     bm, bn, bk = (_blas_int(k, d) for d in sizes)
-    _each_matrix(k, node, (sa, pa), (sb_, pb), lambda x, y, z: fb.emit(blas.gemm_call(
-        dt, a=x, b=y, c=z, m=bm, n=bn, k=bk, trans_a=ta, trans_b=tb)))
+    _each_matrix(k, node, sa, sb, lambda x, y, z: fb.emit(blas.gemm_call(
+        dt, a=x, b=y, c=z, m=bm, n=bn, k=bk, trans_a=ta, trans_b=tb, lda=lds[0],
+        ldb=lds[1])))
 
 
-def _each_matrix(k: Kernel, node: Apply, a: tuple[Variable, str], b: tuple[Variable, str],
-                 body) -> None:
+def _each_matrix(k: Kernel, node: Apply, a: _Stack, b: _Stack, body) -> None:
     """Loop over the batch index of the output; ``body(pa, pb, pc)`` gets the pointers of
     the matrices of A, B (broadcast: a static-1 batch dim stays at 0) and the output."""
     out = node.outputs[0]
+    index, tokens = k.open_loops(out, range(out.ndim - 2))
+    body(*_matrix_pointers(k, node, a, b, [index[i] for i in range(out.ndim - 2)]))
+    k.close_loops(tokens)
+
+
+def _matrix_pointers(k: Kernel, node: Apply, a: _Stack, b: _Stack, idx: list[str]
+                     ) -> list[str]:
+    """Pointers to the matrices of A, B and the output at the output's batch index
+    ``idx`` (a static-1 batch dim of an operand broadcasts: index 0)."""
+    out = node.outputs[0]
     nb = out.ndim - 2
-    index, tokens = k.open_loops(out, range(nb))
-    idx = [index[i] for i in range(nb)]
     ty = MEM_TYPE[dtype_name(out.dtype)]
     pointers = []
-    for (src, p), var in ((a, node.inputs[0]), (b, node.inputs[1]), ((out, k.ptr(out)), out)):
+    identity = _Stack(out, tuple(range(out.ndim)), False, "")
+    for stack, var in ((a, node.inputs[0]), (b, node.inputs[1]), (identity, out)):
         lead = nb - (var.ndim - 2)
-        at = ["0" if d == 1 else idx[lead + t] for t, d in enumerate(var.shape[:-2])]
-        offset = k.offset(src, at + ["0", "0"])
+        strides = k.strides(stack.src)
+        offset = "0"
+        for t, d in enumerate(var.shape[:-2]):
+            i = "0" if d == 1 else idx[lead + t]
+            s = strides[stack.order[t]]
+            if i != "0":
+                offset = k.add_i64(offset, i if s == "1" else k.fb.op(f"mul nsw i64 {i}, {s}"))
+        p = k.ptr(stack.src)
         pointers.append(p if offset == "0" else
                         k.fb.op(f"getelementptr inbounds {ty}, ptr {p}, i64 {offset}"))
-    body(*pointers)
-    k.close_loops(tokens)
+    return pointers
+
+
+#: a stack of products of static sizes is split across the cores by matrices
+#: (:func:`_split_batch`) from this many multiply-adds in all, when each has at most
+#: SPLIT_MATMUL_WORK; bigger matrices keep one gemm each, which OpenBLAS threads itself.
+#: Split / the loop of gemms (or of small loops), float32, attention's three layouts
+#: (QK^T, PV, P^T dO) on this 2-core AVX-512 host, one run: (128, 128, 16) stacks
+#: 0.29 / 0.46 / 0.48; 128x128x32 0.28-0.47 (OpenBLAS threads each of those gemms: 2.0 ms
+#: against 0.56 for QK^T); 128x128x64 0.42-0.56; 256x256x32 0.41-0.70; 256x256x64 0.80-0.93;
+#: 512x512x64 0.72-1.78 (QK^T's 16M multiply-adds: our tiles lose to OpenBLAS's threads);
+#: 32x32x16 (serial small loops before) 0.33-0.42.
+SPLIT_MATMUL_MINIMUM = 1 << 18
+SPLIT_MATMUL_WORK = 1 << 22
+
+
+def _split_batch(k: Kernel, node: Apply, sizes: tuple[str, str, str]) -> bool:
+    """The loop over the matrices of a stack split across the cores (``codegen.native.
+    parallel``'s runtime, OpenBLAS's own threads), each matrix a :func:`small_gemm` loop;
+    False (nothing emitted) when it does not apply.
+
+    Why: the products of attention, (batch x heads) matrices of (T, d) @ (d, T) and
+    (T, T) @ (T, d), are each below OpenBLAS's threading threshold (m*n*k <= 4 * 65536), so
+    a loop of gemms ran on one core while the other spun.  A worker of OpenBLAS cannot call
+    its gemm (it may thread, and wait on itself), hence the generated loop per matrix.
+    Each matrix is computed by the same code whatever the split: the same bits."""
+    out = node.outputs[0]
+    if k.ctx.split_minimum is None or not all(d.isdigit() for d in sizes):
+        return False
+    work = math.prod(int(d) for d in sizes)
+    batch = out.shape[:-2]
+    known = math.prod(d for d in batch if isinstance(d, int))
+    static = all(isinstance(d, int) for d in batch)
+    if work > SPLIT_MATMUL_WORK or known * work * (1 if static else parallel.LIKELY_DIM) \
+            < SPLIT_MATMUL_MINIMUM or (static and known < 2):
+        return False
+    dt = dtype_name(out.dtype)
+    r = Kernel(k.ctx, f"{k.name}_range")
+    r.extra_params = ", i64 %lo, i64 %hi"
+    r.static_args = False  # the part function passes buffers only
+    j, token = r.fb.loop_begin(r.fb.entry_op("count", "sub i64 %hi, %lo"))
+    flat = r.fb.op(f"add nsw i64 {j}, %lo")
+    idx = []
+    for axis in reversed(range(len(batch))):  # the flat matrix index as batch indices
+        if axis == 0:
+            idx.append(flat)
+            break
+        d = r.dim(out, axis)
+        idx.append(r.fb.op(f"urem i64 {flat}, {d}"))
+        flat = r.fb.op(f"udiv i64 {flat}, {d}")
+    a, b = (_matrix_operand(r, x) for x in node.inputs)  # (strides: values of r's own)
+    x, y, z = _matrix_pointers(r, node, a, b, idx[::-1])
+    small_gemm(r, dt, (x, a.transposed), (y, b.transposed), z, sizes, wide=True,
+               lds=(a.ld, b.ld))
+    r.fb.loop_end(token, (NO_UNROLL,))
+    roots = list(r.params)
+    k.extra_functions += [r.finish(KernelInfo(r.name, out, [])),
+                          parallel.part_function(f"{k.name}_part", r.name, len(roots))]
+    k.ctx.uses_parallel = k.parallel = True
+    fb = k.fb
+    count = k.size(out, range(len(batch)))
+    big = "true" if static else fb.op(
+        f"icmp sge i64 {k.mul_i64(count, str(work))}, {SPLIT_MATMUL_MINIMUM}")
+    ctx = k.pointer_array("ctx", [k.ptr(root) for root in roots] + ["%tab"])
+    fb.emit(f"call void @{parallel.DISPATCH}(ptr @{k.name}_part, ptr {ctx}, i64 {count}, "
+            f"i64 1, i1 {big})")
+    return True
 
 
 def _naive_batched_matmul(k: Kernel, node: Apply) -> None:
@@ -357,7 +461,9 @@ def _naive_batched_matmul(k: Kernel, node: Apply) -> None:
 
 # operands may be transposed views (the BLAS flag); a matmul reads no inline values
 register_lowering(MatMul, Lowering(kernel=lower_matmul, transposed_operands=True))
-register_lowering(BatchedMatMul, Lowering(kernel=lower_batched_matmul, transposed_operands=True))
+register_lowering(BatchedMatMul, Lowering(kernel=lower_batched_matmul, transposed_operands=True,
+                                          strided_operands=True))
 
 
-register_tunables(__name__, ("SGD_TILE", "GEMV_WORK", "SMALL_MATMUL_WORK", "SMALL_MATMUL_COLUMNS"))
+register_tunables(__name__, ("SGD_TILE", "GEMV_WORK", "SMALL_MATMUL_WORK", "SMALL_MATMUL_COLUMNS",
+                             "SPLIT_MATMUL_MINIMUM", "SPLIT_MATMUL_WORK"))

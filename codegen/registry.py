@@ -39,7 +39,7 @@ __all__ = ["LOWERINGS", "Lowering", "aliases_input", "changed_tunables", "check_
 
 class Lowering(NamedTuple):
     """How the LLVM backend computes one op class, and what fusion may do with it (a
-    NamedTuple: the frozen dataclass of these eleven fields cost ~0.7 ms of every process
+    NamedTuple: the frozen dataclass of these fields cost ~0.7 ms of every process
     that imports the backend)."""
 
     #: ``(kernel, node) -> None``: writes a buffered result (its own kernel); None for ops
@@ -64,6 +64,10 @@ class Lowering(NamedTuple):
     flat: bool = False
     #: 2-d matrix operands may be transposed views (read as a BLAS transpose flag)
     transposed_operands: bool = False
+    #: stacks of matrices may be any permuting view whose matrices are strided blocks of its
+    #: source (:func:`codegen.fusion.strided_matrices`: a leading dimension and a transpose
+    #: flag per operand, an offset per matrix)
+    strided_operands: bool = False
     #: checks values at run time (index bounds, labels): a call may fail in its kernel
     fallible: bool = False
     #: ``(kernel, node) -> None`` run before the main loop of any kernel computing the node
@@ -123,7 +127,8 @@ _load_lock = threading.RLock()
 #: class name -> record with stand-in rules, read from the snapshot (None: not read yet)
 _snapshot: dict[str, Lowering] | None = None
 #: the flags of a record, in snapshot order
-_FLAGS = ("cheap", "fuses", "value_consumer", "view", "flat", "transposed_operands", "fallible")
+_FLAGS = ("cheap", "fuses", "value_consumer", "view", "flat", "transposed_operands",
+          "strided_operands", "fallible")
 _RULES = ("kernel", "inline", "precheck")
 _SNAPSHOT_FORMAT = 1
 

@@ -71,6 +71,16 @@ SMALL_GEMM_DOT_WORK = 64 * 32 * 32
 #: bytes (the array is in the kernel's frame, or in ``sg_step``'s where a small step
 #: inlines its kernels; a batched product with a broadcast B copies it per matrix)
 SMALL_GEMM_TRANSPOSE_BYTES = 8192
+#: ``small_gemm(..., wide=True)`` on an AVX-512 host (32 vector registers): 512-bit vectors,
+#: tiles of (rows, vectors) by whether a row of C is one vector, and B transposed copied up
+#: to this many bytes.  The split stacks of attention's products (codegen.lower_blas.
+#: _split_batch; (128, T, T) @ (128, T, 16) and the like, float32, ms per stack on 2 cores):
+#: T=128 256-bit (4, 4) tiles 0.49 / 0.49 / 0.63 (QK^T / PV / P^T dO), 512-bit (8, 2)
+#: 0.30 / 0.39 / 0.48, (12, 1) 0.33 / 0.38 / 0.43, (6, 2) 0.29-0.31 / 0.39-0.40 / 0.48-0.50,
+#: (4, 3) and (16, 1) no better; T=64, d=32: (8, 2) best or within 5% on all three.  torch.bmm
+#: (2 threads, same machine): 0.34 / 0.34 / 0.40.
+SMALL_GEMM_WIDE_TILES = {"rows": (8, 2), "row": (12, 1)}
+SMALL_GEMM_WIDE_TRANSPOSE_BYTES = 65536
 
 
 #: a product with a run-time ``m`` or ``k`` branches on its actual sizes (True) or always
@@ -168,7 +178,8 @@ def _pieces(n: int, width: int, step: int) -> list[list[tuple[int, int]]]:
 
 
 def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc: str,
-               sizes: tuple[str, str, str], scale: tuple[Value, bool] | None = None) -> None:
+               sizes: tuple[str, str, str], scale: tuple[Value, bool] | None = None,
+               wide: bool = False, lds: tuple[str, str] | None = None) -> None:
     """``C = op(A) @ op(B)`` for row-major matrices with a static column count ``n`` (``m``
     and ``k`` may be run-time values), or with ``scale = (c, c_first)``
     ``C = C - c * (op(A) @ op(B))`` (the folded SGD update: any ``c``, 0/NaN/inf included,
@@ -183,17 +194,30 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
     first, :func:`_transposed_copy`, and larger ones build their vectors from scalar loads).
     The vectors are written out rather than left to the vectorisers: the loop vectoriser
     takes the ``p`` loop with strided gathers of B (1.3 GFMA/s) and a ``j`` loop over sums in
-    memory reloads the row per ``p``."""
+    memory reloads the row per ``p``.
+
+    ``wide``: 512-bit vectors and :data:`SMALL_GEMM_WIDE_TILES` on an AVX-512 host (else
+    ignored), for the matrices of a stack split across the cores.  The 2-d products keep
+    the 256-bit tiles their crossovers were measured with.  ``lds``: the leading dimensions
+    of A and B as stored (strided blocks of a bigger array), contiguous by default."""
     fb = k.fb
     (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
+    lda, ldb = lds or ((m if ta else kk), (kk if tb else n))
     if tb and not ta and _dot_form(dt, kk):
-        return _dot_tiles(k, dt, pa, pb, pc, sizes, scale)
+        return _dot_tiles(k, dt, pa, pb, pc, sizes, scale, (lda, ldb))
     ty = MEM_TYPE[dt]
     size = ITEMSIZE[dt]
-    if tb and kk.isdigit() and int(n) * int(kk) * size <= SMALL_GEMM_TRANSPOSE_BYTES:
-        pb, tb = _transposed_copy(k, ty, pb, int(n), int(kk)), False
-    mr, vectors = SMALL_GEMM_TILES[vector_registers()][tb]
-    chunks = _pieces(int(n), 32 // size, vectors)
+    wide = wide and vector_registers() == 32
+    limit = SMALL_GEMM_WIDE_TRANSPOSE_BYTES if wide else SMALL_GEMM_TRANSPOSE_BYTES
+    if tb and kk.isdigit() and int(n) * int(kk) * size <= limit:
+        pb, tb, ldb = _transposed_copy(k, ty, pb, int(n), int(kk), ldb), False, n
+    if wide:
+        width = 64 // size
+        mr, vectors = SMALL_GEMM_WIDE_TILES["row" if int(n) <= width else "rows"]
+    else:
+        width = 32 // size
+        mr, vectors = SMALL_GEMM_TILES[vector_registers()][tb]
+    chunks = _pieces(int(n), width, vectors)
 
     def vty(w: int) -> str:
         return f"<{w} x {ty}>"
@@ -208,10 +232,10 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
 
     def b_vector(p: str, j: int, w: int) -> str:
         if not tb:
-            return fb.op(f"load {vty(w)}, ptr {address(pb, p, str(j), n)}, align {size}")
+            return fb.op(f"load {vty(w)}, ptr {address(pb, p, str(j), ldb)}, align {size}")
         v = "poison"  # B stored (n, k): column p of the stored rows j..j+w
         for t in range(w):
-            x = fb.op(f"load {ty}, ptr {address(pb, str(j + t), p, kk)}")
+            x = fb.op(f"load {ty}, ptr {address(pb, str(j + t), p, ldb)}")
             v = fb.op(f"insertelement {vty(w)} {v}, {ty} {x}, i64 {t}")
         return v
 
@@ -223,7 +247,7 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
             p, inner = fb.loop_begin(kk)
             bv = [b_vector(p, j, w) for j, w in chunk]
             for i, row_sums in zip(rows_at, sums):
-                at = address(pa, p, i, m) if ta else address(pa, i, p, kk)  # A stored (k, m)
+                at = address(pa, p, i, lda) if ta else address(pa, i, p, lda)  # A: (k, m)
                 x = fb.op(f"load {ty}, ptr {at}")
                 splats: dict[int, str] = {}
                 for (_, w), bvec, acc in zip(chunk, bv, row_sums):
@@ -249,8 +273,9 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
     _row_tiles(fb, m, mr, tile)
 
 
-def _transposed_copy(k: Kernel, ty: str, pb: str, n: int, kk: int) -> str:
-    """B stored ``(n, kk)`` copied into a stack array as ``(kk, n)``, once per product.
+def _transposed_copy(k: Kernel, ty: str, pb: str, n: int, kk: int, ldb: str) -> str:
+    """B stored ``(n, kk)`` (rows ``ldb`` apart) copied into a stack array as ``(kk, n)``,
+    once per product.
 
     Why: with B transposed the tiles build each vector of B from scalar loads, again for
     every tile of rows (W2's ``dZ @ W.T``, 32x32x10: the loads four times over).  The copy is
@@ -262,7 +287,7 @@ def _transposed_copy(k: Kernel, ty: str, pb: str, n: int, kk: int) -> str:
     scratch = fb.entry_op(fb.label("bt"), f"alloca [{n * kk} x {ty}], align 64")
     j, outer = fb.loop_begin(str(n))
     p, inner = fb.loop_begin(str(kk))
-    x = fb.op(f"load {ty}, ptr {_element(fb, ty, pb, j, p, str(kk))}")
+    x = fb.op(f"load {ty}, ptr {_element(fb, ty, pb, j, p, ldb)}")
     fb.emit(f"store {ty} {x}, ptr {_element(fb, ty, scratch, p, j, str(n))}")
     fb.loop_end(inner, (NO_VECTORIZE, NO_UNROLL))
     fb.loop_end(outer, (NO_VECTORIZE, NO_UNROLL))
@@ -292,7 +317,7 @@ def _row_tiles(fb, m: str, mr: int, tile) -> None:
 
 
 def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, str, str],
-               scale: tuple[Value, bool] | None) -> None:
+               scale: tuple[Value, bool] | None, lds: tuple[str, str]) -> None:
     """``C = A @ B.T`` (B stored ``(n, k)``), or the folded update, as dot products along
     ``k``: both operands' rows are contiguous there, so a tile of SMALL_GEMM_DOT rows of A
     by rows of B keeps one vector of partial sums per pair, fed by one load of each row's
@@ -301,6 +326,7 @@ def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, 
     instead (:func:`small_gemm`'s tiles) lost to BLAS from 16k multiply-adds on AVX2."""
     fb = k.fb
     m, n, kk = sizes
+    lda, ldb = lds
     ty, size = MEM_TYPE[dt], ITEMSIZE[dt]
     width = 32 // size
     vty = f"<{width} x {ty}>"
@@ -328,9 +354,9 @@ def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, 
     def accumulate(ii: list[str], jj: list[str], p: str, t: str, align: str,
                    sums: list[list[str]]) -> None:
         """``sums[r][c] += A[ii[r], p:] * B[jj[c], p:]`` for one value of type ``t``."""
-        av = [fb.op(f"load {t}, ptr {at(pa, i, p, kk)}{align}") for i in ii]
+        av = [fb.op(f"load {t}, ptr {at(pa, i, p, lda)}{align}") for i in ii]
         for c, j in enumerate(jj):
-            bv = fb.op(f"load {t}, ptr {at(pb, j, p, kk)}{align}")
+            bv = fb.op(f"load {t}, ptr {at(pb, j, p, ldb)}{align}")
             for r, a in enumerate(av):
                 prod = fb.op(f"fmul {FMF} {t} {a}, {bv}")
                 total = fb.op(f"fadd {FMF} {t} {fb.op(f'load {t}, ptr {sums[r][c]}')}, {prod}")
@@ -375,4 +401,5 @@ def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, 
 register_tunables(__name__, ("SMALL_GEMM_WORK", "SMALL_GEMM_TILES", "SMALL_GEMM_DOT",
                             "SMALL_GEMM_DOT_MIN_K", "SMALL_GEMM_DOT_WORK", "SMALL_GEMM_RUNTIME",
                             "SMALL_GEMM_RUNTIMES", "SMALL_GEMM_RUNTIME_SIDE",
-                            "SMALL_GEMM_TRANSPOSE_BYTES"))
+                            "SMALL_GEMM_TRANSPOSE_BYTES", "SMALL_GEMM_WIDE_TILES",
+                            "SMALL_GEMM_WIDE_TRANSPOSE_BYTES"))
