@@ -380,6 +380,9 @@ def _matrix_pointers(k: Kernel, node: Apply, a: _Stack, b: _Stack, idx: list[str
 #: 32x32x16 (serial small loops before) 0.33-0.42.
 SPLIT_MATMUL_MINIMUM = 1 << 18
 SPLIT_MATMUL_WORK = 1 << 22
+#: and at most this many columns: the generated loop's code grows with them (a k-loop per
+#: two vectors of columns)
+SPLIT_MATMUL_COLUMNS = 512
 
 
 def _split_batch(k: Kernel, node: Apply, sizes: tuple[str, str, str]) -> bool:
@@ -399,8 +402,9 @@ def _split_batch(k: Kernel, node: Apply, sizes: tuple[str, str, str]) -> bool:
     batch = out.shape[:-2]
     known = math.prod(d for d in batch if isinstance(d, int))
     static = all(isinstance(d, int) for d in batch)
-    if work > SPLIT_MATMUL_WORK or known * work * (1 if static else parallel.LIKELY_DIM) \
-            < SPLIT_MATMUL_MINIMUM or (static and known < 2):
+    if work > SPLIT_MATMUL_WORK or int(sizes[1]) > SPLIT_MATMUL_COLUMNS or \
+            known * work * (1 if static else parallel.LIKELY_DIM) < SPLIT_MATMUL_MINIMUM \
+            or (static and known < 2):
         return False
     dt = dtype_name(out.dtype)
     r = Kernel(k.ctx, f"{k.name}_range")
@@ -466,4 +470,4 @@ register_lowering(BatchedMatMul, Lowering(kernel=lower_batched_matmul, transpose
 
 
 register_tunables(__name__, ("SGD_TILE", "GEMV_WORK", "SMALL_MATMUL_WORK", "SMALL_MATMUL_COLUMNS",
-                             "SPLIT_MATMUL_MINIMUM", "SPLIT_MATMUL_WORK"))
+                             "SPLIT_MATMUL_MINIMUM", "SPLIT_MATMUL_WORK", "SPLIT_MATMUL_COLUMNS"))

@@ -133,10 +133,14 @@ def test_nan_and_inf_where_numpy_puts_them():
 
 def test_small_or_serial_stacks_are_not_split(monkeypatch):
     """Below the minimum (a few small matrices), above SPLIT_MATMUL_WORK per matrix (one
-    gemm each, threaded by OpenBLAS), and with SYMGRAPH_THREADS=1 the stack keeps its loop."""
+    gemm each, threaded by OpenBLAS) or SPLIT_MATMUL_COLUMNS, and with SYMGRAPH_THREADS=1
+    the stack keeps its loop."""
     assert not splits(stack_product("float32", (2, 2), 32, 32, 16, False, False))
     side = round(lower_blas.SPLIT_MATMUL_WORK ** (1 / 3)) * 2
     assert not splits(stack_product("float32", (4,), side, side, side, False, False))
+    wide = lower_blas.SPLIT_MATMUL_COLUMNS * 2  # more columns than the loop's code is for
+    assert splits(stack_product("float32", (64,), 4, wide // 2, 4, False, False))
+    assert not splits(stack_product("float32", (64,), 4, wide, 4, False, False))
     monkeypatch.setenv("SYMGRAPH_THREADS", "1")
     f = stack_product("float32", (64, 4), 32, 32, 16, False, True)
     assert not splits(f)
