@@ -81,6 +81,16 @@ SMALL_GEMM_TRANSPOSE_BYTES = 8192
 #: (2 threads, same machine): 0.34 / 0.34 / 0.40.
 SMALL_GEMM_WIDE_TILES = {"rows": (8, 2), "row": (12, 1)}
 SMALL_GEMM_WIDE_TRANSPOSE_BYTES = 65536
+#: do the 2-d products (``wide=None``) take the 512-bit tiles too?  Yes: on the AVX-512 host,
+#: one process, interleaved, us per product (net of the call: graphs of 1 and 9 products),
+#: wide / 256-bit tiles: float32 0.50 (32x32x64), 0.62 (64x32x32 A^T), 0.61 (64^3), 0.22
+#: (32x32x32 B^T), 0.64 (16^3), 0.60 (8x64x32), 0.76 (32x32x10 B^T), 0.99-1.03 where a row
+#: of C is 10 columns or fewer (8 + 2 lanes either way); float64 0.41-0.70, 0.79-0.96 for the
+#: smallest.  Against OpenBLAS (bench/small_matmul.py, the same day, a loaded machine): the
+#: 256-bit tiles 1.65-1.9x its time at 32x32x64 .. 128x64x64 (float32; SMALL_GEMM_WORKS was
+#: measured with the older "net of an empty call"), the 512-bit ones 0.92-1.0x up to
+#: 64^3 and 128x32x64, 0.6-0.75x with B transposed; rows of 10 columns 1.27-1.4x both.
+SMALL_GEMM_WIDE_2D = True
 
 
 #: a product with a run-time ``m`` or ``k`` branches on its actual sizes (True) or always
@@ -179,7 +189,7 @@ def _pieces(n: int, width: int, step: int) -> list[list[tuple[int, int]]]:
 
 def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc: str,
                sizes: tuple[str, str, str], scale: tuple[Value, bool] | None = None,
-               wide: bool = False, lds: tuple[str, str] | None = None) -> None:
+               wide: bool | None = None, lds: tuple[str, str] | None = None) -> None:
     """``C = op(A) @ op(B)`` for row-major matrices with a static column count ``n`` (``m``
     and ``k`` may be run-time values), or with ``scale = (c, c_first)``
     ``C = C - c * (op(A) @ op(B))`` (the folded SGD update: any ``c``, 0/NaN/inf included,
@@ -197,9 +207,9 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
     memory reloads the row per ``p``.
 
     ``wide``: 512-bit vectors and :data:`SMALL_GEMM_WIDE_TILES` on an AVX-512 host (else
-    ignored), for the matrices of a stack split across the cores.  The 2-d products keep
-    the 256-bit tiles their crossovers were measured with.  ``lds``: the leading dimensions
-    of A and B as stored (strided blocks of a bigger array), contiguous by default."""
+    ignored); None: :data:`SMALL_GEMM_WIDE_2D` (the split stacks pass True).  ``lds``: the
+    leading dimensions of A and B as stored (strided blocks of a bigger array), contiguous
+    by default."""
     fb = k.fb
     (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
     lda, ldb = lds or ((m if ta else kk), (kk if tb else n))
@@ -207,7 +217,7 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
         return _dot_tiles(k, dt, pa, pb, pc, sizes, scale, (lda, ldb))
     ty = MEM_TYPE[dt]
     size = ITEMSIZE[dt]
-    wide = wide and vector_registers() == 32
+    wide = (SMALL_GEMM_WIDE_2D if wide is None else wide) and vector_registers() == 32
     limit = SMALL_GEMM_WIDE_TRANSPOSE_BYTES if wide else SMALL_GEMM_TRANSPOSE_BYTES
     if tb and kk.isdigit() and int(n) * int(kk) * size <= limit:
         pb, tb, ldb = _transposed_copy(k, ty, pb, int(n), int(kk), ldb), False, n
@@ -402,4 +412,4 @@ register_tunables(__name__, ("SMALL_GEMM_WORK", "SMALL_GEMM_TILES", "SMALL_GEMM_
                             "SMALL_GEMM_DOT_MIN_K", "SMALL_GEMM_DOT_WORK", "SMALL_GEMM_RUNTIME",
                             "SMALL_GEMM_RUNTIMES", "SMALL_GEMM_RUNTIME_SIDE",
                             "SMALL_GEMM_TRANSPOSE_BYTES", "SMALL_GEMM_WIDE_TILES",
-                            "SMALL_GEMM_WIDE_TRANSPOSE_BYTES"))
+                            "SMALL_GEMM_WIDE_TRANSPOSE_BYTES", "SMALL_GEMM_WIDE_2D"))
