@@ -184,8 +184,12 @@ class _Checker:
         """Where a model-building error belongs: the layer its message names (layers are
         named by then), else the one layer argument whose value it quotes."""
         message = str(err)
+        # "layer <name>: ..." is about that layer, whichever others it names (where a
+        # padding mask came from)
         at = [i for i, layer in enumerate(layers)
-              if layer.name and re.search(rf"\b{re.escape(layer.name)}\b", message)]
+              if layer.name and message.startswith(f"layer {layer.name}: ")] or \
+            [i for i, layer in enumerate(layers)
+             if layer.name and re.search(rf"\b{re.escape(layer.name)}\b", message)]
         if len(at) == 1:
             return self.blame(err, cfg_layers[at[0]], ("model", "layers", at[0]))
         quoted = [("model", "layers", i, k) for i, args in enumerate(cfg_layers)

@@ -14,7 +14,7 @@ import math
 import symgraph as sg
 from frontends import initializers
 from frontends.config import integer, number, suggest
-from frontends.layers.base import Layer, fixed_features, weight_dtype
+from frontends.layers.base import Layer, fixed_features, mask_error, weight_dtype
 
 
 def linear(x: sg.Variable) -> sg.Variable:
@@ -65,6 +65,7 @@ class Activation(Layer):
 
     config_args = ("activation",)
     unit_axis = None  # elementwise: its input's units
+    masking = "keep"  # (a padding mask passes on)
 
     def __init__(self, activation: str, name: str | None = None):
         super().__init__(name)
@@ -78,6 +79,7 @@ class Activation(Layer):
 def _fixed(fn_name: str, doc: str):
     class Fixed(Layer):
         unit_axis = None  # elementwise: its input's units
+        masking = "keep"
 
         def call(self, x, training):
             return ACTIVATIONS[fn_name](x)
@@ -101,6 +103,7 @@ class LeakyReLU(Layer):
     """``x`` if positive else ``alpha x`` (a fixed small slope)."""
 
     config_args = ("alpha",)
+    masking = "keep"
 
     def __init__(self, alpha: float = 0.01, name: str | None = None):
         super().__init__(name)
@@ -114,6 +117,7 @@ class ELU(Layer):
     """``x`` if positive else ``alpha (e^x - 1)`` (Clevert et al., 2015)."""
 
     config_args = ("alpha",)
+    masking = "keep"
 
     def __init__(self, alpha: float = 1.0, name: str | None = None):
         super().__init__(name)
@@ -132,6 +136,11 @@ class Softmax(Layer):
         super().__init__(name)
         self.axis = integer("Softmax", "axis", axis, lo=-(2 ** 31))  # negative: from the end
 
+    def output_mask(self, x, mask):
+        if mask is not None and self.axis % x.ndim != x.ndim - 1:
+            raise mask_error(self, x, mask, f"axis {self.axis} runs along the positions")
+        return mask  # (over each position's features: the mask passes on)
+
     def call(self, x, training):
         return sg.nn.softmax(x, self.axis)
 
@@ -143,6 +152,7 @@ class PReLU(Layer):
     slope over a channel's positions)."""
 
     config_args = ("alpha_init",)
+    masking = "keep"
 
     def __init__(self, alpha_init: float = 0.25, name: str | None = None):
         super().__init__(name)

@@ -2,7 +2,17 @@
 sequence, the layer a transformer block is made of (with ``LayerNorm``, ``Dense`` on 3-d
 input and ``Add``); ``PositionEmbedding``, the learned positions attention needs to tell
 them apart; ``TransformerEncoder``, a whole encoder block as one layer (for ``Sequential``
-models and spec files, which have no skip connections)."""
+models and spec files, which have no skip connections).
+
+Padding: on an input carrying a padding mask (``Embedding(mask_zero=True)``) attention
+leaves the padded keys out, as torch's ``key_padding_mask`` (``src_key_padding_mask``):
+their scores are -inf before the softmax, with ``causal`` too. A query left with no key at
+all (an example of padding only, or with ``causal`` a position before any data) gets zero
+weights, as torch's ``scaled_dot_product_attention`` (what ``TransformerEncoderLayer`` and
+``MultiheadAttention(need_weights=False)`` run) rather than the NaN of a softmax over
+nothing, which would spread through the gradient to every weight. Padded positions are
+still computed (their outputs are not zeros, as torch's); the mask passes on, for a
+masked pooling or recurrent layer to leave them out."""
 
 from __future__ import annotations
 
@@ -25,6 +35,8 @@ class _Dropping(Layer):
     has_mode = True
     dropout = 0.0
     unit_axis = -1  # (batch, length, features)
+    masking = "keep"
+    uses_mask = True  # (the keys' padding mask)
 
     @property
     def state(self):
@@ -72,10 +84,10 @@ class MultiHeadAttention(_Dropping):
         if self.dropout:
             self.masks.build()
 
-    def call(self, x, training):
+    def call(self, x, training, mask=None):
         drop = (lambda w: w * self.masks.mask(w, self.dropout)) if training and self.dropout \
             else None
-        return _self_attention(self, x, self.causal, drop)
+        return _self_attention(self, x, self.causal, drop, mask)
 
 
 def _sequence_features(layer: Layer, x: sg.Variable, key_dim: int | None) -> int:
@@ -107,10 +119,12 @@ def _add_attention_weights(layer: Layer, d: int, k: int, dt: str) -> None:
         if layer.use_bias else None
 
 
-def _self_attention(layer: Layer, x: sg.Variable, causal: bool, drop) -> sg.Variable:
+def _self_attention(layer: Layer, x: sg.Variable, causal: bool, drop,
+                    keep: sg.Variable | None = None) -> sg.Variable:
     """Multi-head self-attention of ``x`` (batch, length, d) with ``layer``'s projections
     (:func:`_add_attention_weights`); ``drop``: None, or what to do to the attention weights
-    in training (dropout)."""
+    in training (dropout); ``keep``: None, or the (batch, length) padding mask (True at
+    data), whose padded keys no query attends to."""
     length, d = x.shape[1], x.shape[2]
     heads = layer.num_heads
     k = layer.Wq.shape[1] // heads
@@ -124,10 +138,24 @@ def _self_attention(layer: Layer, x: sg.Variable, causal: bool, drop) -> sg.Vari
     q, key, v = project(layer.Wq, bq), project(layer.Wk, bk), project(layer.Wv, bv)
     scale = np.asarray(1.0 / math.sqrt(k), x.dtype)  # (a float64 scalar would promote)
     scores = (q * scale) @ key.transpose(0, 1, 3, 2)
-    if causal:
-        later = np.triu(np.ones((length, length), bool), 1)
+    later = np.triu(np.ones((length, length), bool), 1)
+    live = None  # (with a mask) the queries that have a key to attend to
+    if keep is not None:
+        if tuple(keep.shape[1:]) != (length,) or keep.ndim != 2:
+            raise ValueError(f"layer {layer.name}: the padding mask of input {x.shape} has "
+                             f"shape {keep.shape}, not (batch, {length})")
+        allowed = sg.expand_dims(keep, (1, 2))  # (batch, 1, 1, keys)
+        if causal:
+            allowed = sg.logical_and(allowed, sg.constant(~later))  # (batch, 1, queries, keys)
+        live = sg.any(allowed, axis=-1, keepdims=True)
+        # a query with no key keeps its scores (finite, no NaN) and gets zero weights below
+        scores = sg.where(sg.logical_or(allowed, sg.logical_not(live)), scores,
+                          np.asarray(-np.inf, x.dtype))
+    elif causal:
         scores = sg.where(sg.constant(later), np.asarray(-np.inf, x.dtype), scores)
     weights = sg.nn.softmax(scores, axis=-1)
+    if live is not None:
+        weights = sg.where(live, weights, 0.0)
     if drop is not None:
         weights = drop(weights)
     mixed = (weights @ v).transpose(0, 2, 1, 3)  # (batch, length, heads, k)
@@ -185,7 +213,7 @@ class TransformerEncoder(_Dropping):
         if self.dropout:
             self.masks.build()
 
-    def call(self, x, training):
+    def call(self, x, training, mask=None):
         def drop(v, what):
             return v * self.masks.mask(v, self.dropout, what) if training and self.dropout \
                 else v
@@ -197,8 +225,8 @@ class TransformerEncoder(_Dropping):
             return gamma * (centred / sg.sqrt(var + self.eps)) + beta
 
         def attend(v):
-            return drop(_self_attention(self, v, self.causal,
-                                        lambda w: drop(w, "weights")), "attention")
+            return drop(_self_attention(self, v, self.causal, lambda w: drop(w, "weights"),
+                                        mask), "attention")
 
         def feed_forward(v):
             length, d = v.shape[1], v.shape[2]
@@ -221,6 +249,7 @@ class PositionEmbedding(Layer):
 
     config_args = ("init",)
     unit_axis = -1  # (batch, length, features)
+    masking = "keep"  # (padded positions get their vector too: the mask passes on)
 
     def __init__(self, init="uniform", name: str | None = None):
         super().__init__(name)

@@ -12,6 +12,14 @@ its inference graph by calling them again with ``training=False``
 (``symgraph.clone_replace``). Running statistics and other state a training
 step must change are returned by ``state_updates`` and become part of the
 compiled training step.
+
+Padding masks travel with the graph, as Keras's: a layer's output may carry
+``sequence_mask``, a (batch, length) bool variable that is True at the positions holding
+data (``Embedding(mask_zero=True)`` makes it from the ids). Each layer says what it does
+with one on its input (``masking``, ``output_mask``): a layer acting on each position's
+features alone passes it on; attention, pooling and recurrent layers read it
+(``uses_mask``: ``call`` gets ``mask=``); any other layer refuses it, since mixing or
+moving the positions would silently let the padding back in.
 """
 
 from __future__ import annotations
@@ -154,6 +162,22 @@ class Layer:
     #: whose activation acts inside it (a transformer block's hidden units)
     activates_output = True
 
+    #: what the layer does with a padding mask on its input (``sequence_mask``): "keep" for
+    #: a layer that keeps the positions and acts on each one's features alone (the mask
+    #: passes to its output); None for one that mixes, moves or drops positions, which
+    #: ``output_mask`` refuses by a clear error rather than let the padding back in
+    masking: str | None = None
+    #: ``call`` reads the mask: it is called ``call(x, training, mask=...)`` (attention,
+    #: pooling, recurrent layers)
+    uses_mask = False
+
+    def output_mask(self, x: sg.Variable, mask: sg.Variable | None) -> sg.Variable | None:
+        """The padding mask of the output given the input's (None: none), or a ValueError
+        naming the layer when it cannot honour the input's mask."""
+        if mask is None or self.masking == "keep":
+            return mask
+        raise mask_error(self, x, mask, "it does not keep the positions of its input apart")
+
     @property
     def trainable_weights(self) -> list[sg.SharedVariable]:
         return [w.var for w in self._weights if w.trainable and self._trainable]
@@ -200,18 +224,23 @@ class Layer:
             prefix = self.name_prefix or _snake(self.kind)
             self.mask_key = f"{prefix}@{_count_on_inputs(x, prefix)}"
         self.ensure_name()
+        mask = getattr(x, "sequence_mask", None)
         with sg.name_scope(self.name), at_site(self.site):
+            out_mask = self.output_mask(x, mask)  # (before any weight: a refusal builds none)
             if not self.built:
                 self.input_shape = tuple(x.shape)
                 self.build(x)
                 self.built = True
-            out = self.call(x, training)
+            out = self.call(x, training, mask=mask) if self.uses_mask \
+                else self.call(x, training)
             if out is x or out.owner is None:
                 # a call that adds no node (Flatten of a matrix, Dropout(0), a linear
                 # Activation) still gets one: tagging ``x`` itself would take it from the
                 # layer that made it (that layer and its weights would drop out of the model)
                 out = ew.apply(ew.identity, out)
         out.layer, out.layer_input = self, x  # the model's inference rebuild reads these
+        out.layer_mask = mask if self.uses_mask else None  # (and this)
+        out.sequence_mask = out_mask
         out.layer_training = bool(training)  # a model file records a training=False call
         self.output = out  # the latest call's output (feature extractors: Model(x, layer.output))
         if self.output_shape is None:
@@ -256,6 +285,17 @@ def _count_on_inputs(x: sg.Variable, prefix: str) -> int:
     return counts[prefix]
 
 
+def mask_error(layer: Layer, x: sg.Variable, mask: sg.Variable, why: str) -> ValueError:
+    """The error of a layer that cannot take the padding mask its input ``x`` carries."""
+    origin = getattr(mask, "origin", None) or "an Embedding(mask_zero=True)"
+    return ValueError(
+        f"layer {layer.name}: {layer.kind} cannot take a padding mask, and its input "
+        f"{x.shape} carries one (from {origin}): {why}. Pool the sequence first "
+        "(GlobalAvgPool1D(data_format='channels_last'), or a recurrent layer without "
+        "return_sequences), or drop mask_zero (Embedding(padding_idx=0) makes the padding "
+        "zero vectors, which mask_value=0 of a pooling or recurrent layer skips)")
+
+
 def fixed_features(layer: Layer, x: sg.Variable, what: str = "features") -> int:
     """The fixed size of ``x``'s last dim, or an error naming the layer."""
     d = x.shape[-1] if x.ndim else None
@@ -278,7 +318,11 @@ def inference_substitute(var: sg.Variable, rebuilt) -> sg.Variable | None:
     if layer is None or not layer.has_mode:
         return None
     with sg.name_scope(layer.name):
-        return layer.call(rebuilt(var.layer_input), training=False)
+        if not layer.uses_mask:
+            return layer.call(rebuilt(var.layer_input), training=False)
+        mask = getattr(var, "layer_mask", None)  # (a mask computed after a Dropout: rebuilt)
+        return layer.call(rebuilt(var.layer_input), training=False,
+                          mask=None if mask is None else rebuilt(mask))
 
 
 def frozen_substitute(var: sg.Variable, rebuilt) -> sg.Variable | None:

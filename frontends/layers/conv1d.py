@@ -15,7 +15,7 @@ import symgraph as sg
 from frontends import initializers
 from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
-from frontends.layers.base import Layer, weight_dtype
+from frontends.layers.base import Layer, mask_error, weight_dtype
 from frontends.layers.conv import checked_groups, checked_padding, same_padding
 from frontends.layers.recurrent import checked_mask_value, holds_value
 from symgraph.ops.conv import Conv2D as _Conv2DOp
@@ -152,9 +152,14 @@ class GlobalAvgPool1D(Layer):
     (as the recurrent layers'): a position whose features all equal it is padding, left out
     of the mean (Keras's masked pooling after ``Embedding(mask_zero=True)``; here an
     ``Embedding(padding_idx=0)`` gives zero vectors for ``mask_value=0``); an example of
-    padding only gives zeros."""
+    padding only gives zeros. A padding mask on the input (``Embedding(mask_zero=True)``,
+    passed on by the layers since) leaves its padded positions out the same way, with
+    ``channels_last`` (the mask is per position of (batch, length, ...)); with
+    ``mask_value`` too, a position is left out if either says so. The output has no
+    positions, so the mask stops here."""
 
     config_args = ("data_format", "mask_value")
+    uses_mask = True
 
     def __init__(self, data_format: str = "channels_first", mask_value: float | None = None,
                  name: str | None = None):
@@ -166,7 +171,14 @@ class GlobalAvgPool1D(Layer):
         self.data_format = data_format
         self.mask_value = checked_mask_value("GlobalAvgPool1D", mask_value)
 
-    def call(self, x, training):
+    def output_mask(self, x, mask):
+        if mask is not None and self.data_format != "channels_last":
+            raise mask_error(self, x, mask, "its channels_first input (batch, channels, "
+                             "length) has no positions along the mask's; use "
+                             "data_format='channels_last' on (batch, length, channels)")
+        return None  # (the mask is used up: no positions left)
+
+    def call(self, x, training, mask=None):
         if self.data_format == "channels_last":
             if x.ndim != 3 or not isinstance(x.shape[2], int):
                 raise ValueError(f"layer {self.name}: GlobalAvgPool1D(data_format="
@@ -176,13 +188,16 @@ class GlobalAvgPool1D(Layer):
         else:
             _sequence_dims(self, x)
             positions, features = 2, 1
-        if self.mask_value is None:
+        if self.mask_value is None and mask is None:
             return sg.mean(x, axis=positions)
-        # compared in a float dtype that holds the mask value (recurrent.py's rule)
-        seen = x if x.dtype.kind == "f" and holds_value(x.dtype, self.mask_value) \
-            else sg.cast(x, "float64")
-        real = sg.any(sg.not_equal(seen, sg.constant(self.mask_value, seen.dtype)),
-                      axis=features, keepdims=True)
+        real = None if mask is None else sg.expand_dims(mask, -1)  # (batch, length, 1)
+        if self.mask_value is not None:
+            # compared in a float dtype that holds the mask value (recurrent.py's rule)
+            seen = x if x.dtype.kind == "f" and holds_value(x.dtype, self.mask_value) \
+                else sg.cast(x, "float64")
+            valued = sg.any(sg.not_equal(seen, sg.constant(self.mask_value, seen.dtype)),
+                            axis=features, keepdims=True)
+            real = valued if real is None else sg.logical_and(real, valued)
         total = sg.sum(sg.where(real, x, 0.0), axis=positions)  # (an inf pad reads 0)
         count = sg.sum(sg.cast(real, x.dtype), axis=positions)
         return total / sg.maximum(count, 1.0)

@@ -12,7 +12,7 @@ import symgraph as sg
 from frontends import initializers
 from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
-from frontends.layers.base import Layer, fixed_features, weight_dtype
+from frontends.layers.base import Layer, fixed_features, mask_error, weight_dtype
 from symgraph.ops.elemwise import DropoutMask
 
 
@@ -27,6 +27,7 @@ class Dense(Layer):
 
     config_args = ("units", "activation", "init", "bias_init", "use_bias")
     unit_axis = -1  # (batch, ..., units)
+    masking = "keep"  # each position on its own: a padding mask passes on
 
     def __init__(self, units: int, activation=None, init="glorot_uniform", bias_init="zeros",
                  use_bias: bool = True, name: str | None = None):
@@ -107,6 +108,7 @@ class Dropout(Layer):
     config_args = ("rate",)
     has_mode = True
     unit_axis = None  # elementwise: its input's units
+    masking = "keep"
 
     def __init__(self, rate: float, name: str | None = None):
         super().__init__(name)
@@ -228,14 +230,24 @@ class Embedding(Layer):
 
     ``padding_idx`` (as ``torch.nn.Embedding``'s): that id is padding, its vector is zeros and
     its row gets no gradient (the row starts at zeros too, as torch's), so a recurrent layer
-    with ``mask_value=0`` skips padded tokens."""
+    with ``mask_value=0`` skips padded tokens.
 
-    config_args = ("n", "dim", "init", "dtype", "padding_idx")
+    ``mask_zero`` (as Keras's): id 0 is padding, and the output carries a padding mask
+    (``sequence_mask``, True at the other ids) that the later layers keeping the positions
+    pass on and that attention (torch's ``key_padding_mask``), ``GlobalAvgPool1D(
+    data_format="channels_last")`` and the recurrent layers read, so the padding changes
+    no real position's result. Row 0 is still a learned row (Keras's rule: ids start at 1,
+    ``n`` is the vocabulary + 1); the mask, not its value, leaves it out. A layer that
+    would mix the positions (Flatten, Conv1D, ...) refuses a masked input."""
+
+    config_args = ("n", "dim", "init", "dtype", "padding_idx", "mask_zero")
     unit_axis = -1  # (batch, ..., dim)
 
     def __init__(self, n: int, dim: int, init="uniform", dtype: str = "float32",
-                 padding_idx: int | None = None, name: str | None = None):
+                 padding_idx: int | None = None, mask_zero: bool = False,
+                 name: str | None = None):
         super().__init__(name)
+        self.mask_zero = flag("Embedding", "mask_zero", mask_zero)
         self.n = integer("Embedding", "n", n)
         self.dim = integer("Embedding", "dim", dim)
         if np.dtype(dtype).kind != "f":
@@ -258,6 +270,17 @@ class Embedding(Layer):
             init = initializers.Overwritten(init, self.padding_idx, 0.0)
         self.table = self.add_weight("table", (self.n, self.dim), init, self.dtype)
 
+    def output_mask(self, x, mask):
+        super().output_mask(x, mask)  # (ids carrying a mask: refused)
+        if not self.mask_zero or x.dtype.kind not in "iu":  # (float ids: build refuses them)
+            return None
+        if x.ndim < 2:
+            raise ValueError(f"layer {self.name}: mask_zero marks the padding positions of "
+                             f"sequences of ids (batch, length), got ids of shape {x.shape}")
+        keep = sg.not_equal(x, sg.constant(0, x.dtype))
+        keep.origin = f"Embedding {self.name} (mask_zero=True)"
+        return keep
+
     def call(self, x, training):
         rows = self.table[x]
         info = np.iinfo(x.dtype)
@@ -271,7 +294,9 @@ class Embedding(Layer):
 
 
 class Add(Layer):
-    """Sum of several tensors of one shape (residual connections): ``Add()([a, b])``."""
+    """Sum of several tensors of one shape (residual connections): ``Add()([a, b])``. The
+    inputs' padding masks merge as Keras's: a position is data where every masked input
+    says so (an input without a mask does not vote)."""
 
     unit_axis = None  # its first input's units (Diagnostics)
 
@@ -280,9 +305,12 @@ class Add(Layer):
         if len(xs) < 2:
             raise ValueError(f"{self.kind}: takes a list of at least two tensors")
         self.ensure_name()
+        masks = [m for m in (getattr(x, "sequence_mask", None) for x in xs) if m is not None]
         with sg.name_scope(self.name):
             out = self.merge(xs)
+            out_mask = self.merge_masks(xs, masks)
         out.layer, out.layer_input = self, xs
+        out.layer_mask, out.sequence_mask = None, out_mask
         out.layer_training = bool(training)
         self.built = True
         self.output_shape = tuple(out.shape)
@@ -294,6 +322,16 @@ class Add(Layer):
         for x in xs[1:]:
             out = out + x
         return out
+
+    def merge_masks(self, xs, masks):
+        """The output's padding mask: the positions every masked input holds data at."""
+        if not masks:
+            return None
+        keep = masks[0]
+        for m in masks[1:]:
+            keep = sg.logical_and(keep, m)
+            keep.origin = getattr(masks[0], "origin", None)
+        return keep
 
 
 class Concatenate(Add):
@@ -312,3 +350,12 @@ class Concatenate(Add):
             raise ValueError(f"layer {self.name}: axis {self.axis} is out of range for the "
                              f"{ndim}-d inputs (shape {xs[0].shape}); -1 is the last")
         return sg.concatenate(xs, axis=self.axis % ndim)
+
+    def merge_masks(self, xs, masks):
+        """Features joined at each position keep the positions (the masks merge as Add's);
+        a join along the positions would need the masks joined too, which is refused."""
+        if masks and self.axis % xs[0].ndim != xs[0].ndim - 1:
+            masked = next(x for x in xs if getattr(x, "sequence_mask", None) is not None)
+            raise mask_error(self, masked, masked.sequence_mask,
+                             f"axis {self.axis} joins along the positions, not the features")
+        return super().merge_masks(xs, masks)

@@ -9,7 +9,7 @@ import numpy as np
 import symgraph as sg
 from frontends.config import integer, number
 from frontends.errors import UserInputError
-from frontends.layers.base import Layer, weight_dtype
+from frontends.layers.base import Layer, mask_error, weight_dtype
 
 
 class BatchNorm(Layer):
@@ -116,6 +116,11 @@ class LayerNorm(Layer):
         dt = weight_dtype(x)
         self.gamma = self.add_weight("gamma", shape, "ones", dt)
         self.beta = self.add_weight("beta", shape, "zeros", dt)
+
+    def output_mask(self, x, mask):
+        if mask is not None and self.dims != 1:
+            raise mask_error(self, x, mask, f"dims={self.dims} normalises across the positions")
+        return mask  # (each position's features on their own: the mask passes on)
 
     def call(self, x, training):
         axes = tuple(range(x.ndim - self.dims, x.ndim))

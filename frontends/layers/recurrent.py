@@ -32,6 +32,9 @@ gradient. Padding may sit anywhere (pre-padding too); ``Embedding(padding_idx=..
 padded token ids zero vectors for a layer with ``mask_value=0``; a per-step loss leaves the
 padding out by its labels (``cross_entropy``'s ``ignore_index``). Every step is still
 computed for the whole batch, so padding saves no time (torch's packed runs skip it).
+A padding mask on the input (``Embedding(mask_zero=True)``, Keras's) marks the padded
+steps the same way, with or without ``mask_value`` (a step is padding if either says so);
+with ``return_sequences`` it passes on to the output, else it is used up.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import symgraph as sg
 from frontends import initializers
 from frontends.config import flag, integer
 from frontends.layers.activations import get_activation
-from frontends.layers.base import Layer, weight_dtype
+from frontends.layers.base import Layer, mask_error, weight_dtype
 from frontends.layers.core import MaskStream, dropout_rate
 
 
@@ -90,6 +93,7 @@ class _Recurrent(Layer):
     states = 1  # h (LSTM: h and c)
     unit_axis = -1  # (batch, units) or, with return_sequences, (batch, length, units)
     _h_mask = None  # recurrent dropout's mask during a training call (see _recurrent)
+    uses_mask = True  # (a padding mask: the padded steps)
 
     def __init__(self, units: int, return_sequences: bool = False, init="glorot_uniform",
                  recurrent_init="orthogonal", bias_init="zeros", dropout: float = 0.0,
@@ -136,7 +140,10 @@ class _Recurrent(Layer):
     def _bias_initializer(self) -> initializers.Initializer:
         return initializers.get(self.bias_init)
 
-    def call(self, x, training):
+    def output_mask(self, x, mask):
+        return sequence_output_mask(self, x, mask, self.return_sequences)
+
+    def call(self, x, training, mask=None):
         steps, _ = _sequence(self, x)
         # (batch, time, 1): does step t of an example hold data? (None: every step does)
         # compared in a float dtype: the mask value cast to integer ids would be another
@@ -147,6 +154,9 @@ class _Recurrent(Layer):
         real = None if self.mask_value is None else sg.any(
             sg.not_equal(seen, sg.constant(self.mask_value, seen.dtype)), axis=-1,
             keepdims=True)
+        if mask is not None:  # the padding mask: (batch, time) -> (batch, time, 1)
+            given = sg.expand_dims(mask, -1)
+            real = given if real is None else sg.logical_and(real, given)
         if real is not None and self.mask_value != 0.0:
             # padded steps read zeros: x @ W of a pad of inf (or one whose products
             # overflow) is NaN there, which the backward pass spread into every weight
@@ -285,6 +295,18 @@ class GRU(_Recurrent):
         return recurrent[k * n:(k + 1) * n] if state is None else self._gate(recurrent, k)
 
 
+def sequence_output_mask(layer: Layer, x: sg.Variable, mask: sg.Variable | None,
+                         sequences: bool) -> sg.Variable | None:
+    """A recurrent layer's output mask: the input's with ``return_sequences`` (the steps
+    stay), none without (used up); a mask not over x's (batch, time) is refused."""
+    if mask is None:
+        return None
+    if x.ndim != 3 or mask.ndim != 2:
+        raise mask_error(layer, x, mask, "its padding mask is not over the (batch, time) "
+                         "steps of a (batch, time, features) input")
+    return mask if sequences else None
+
+
 _CELLS = {cls.__name__: cls for cls in (SimpleRNN, LSTM, GRU)}
 
 
@@ -309,6 +331,7 @@ class Bidirectional(Layer):
     """
 
     config_args = ("layer", "merge")
+    uses_mask = True  # (the backward half reads it reversed)
 
     def __init__(self, layer, merge: str = "concat", name: str | None = None):
         super().__init__(name)
@@ -350,9 +373,13 @@ class Bidirectional(Layer):
             sub.built = True
         self._weights = self.layer._weights + self.backward_layer._weights
 
-    def call(self, x, training):
-        ahead = self.layer.call(x, training)
-        behind = self.backward_layer.call(sg.flip(x, axis=1), training)
+    def output_mask(self, x, mask):
+        return sequence_output_mask(self, x, mask, self.layer.return_sequences)
+
+    def call(self, x, training, mask=None):
+        ahead = self.layer.call(x, training, mask=mask)
+        behind = self.backward_layer.call(sg.flip(x, axis=1), training,
+                                          mask=None if mask is None else sg.flip(mask, axis=1))
         if self.layer.return_sequences:  # step t of the reversed run is step T-1-t
             behind = sg.flip(behind, axis=1)
         return MERGES[self.merge](ahead, behind)
