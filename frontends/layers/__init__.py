@@ -37,7 +37,7 @@ from frontends.layers.core import (
     Reshape,
 )
 from frontends.layers.normalization import BatchNorm, LayerNorm, Normalization
-from frontends.layers.recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from frontends.layers.recurrent import GRU, LSTM, Bidirectional, Masking, SimpleRNN
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (
@@ -45,7 +45,7 @@ LAYERS: dict[str, type[Layer]] = {
         Add,
         Concatenate, Activation, ReLU, LeakyReLU, PReLU, ELU, Tanh, Sigmoid, Softplus, HardTanh,
         Abs, Cos, GELU, SiLU, Softmax, Maxout, RBF, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D,
-        Conv1D, MaxPool1D, AvgPool1D, GlobalAvgPool1D, SimpleRNN, LSTM, GRU, Bidirectional,
+        Conv1D, MaxPool1D, AvgPool1D, GlobalAvgPool1D, SimpleRNN, LSTM, GRU, Bidirectional, Masking,
         MultiHeadAttention, PositionEmbedding, TransformerEncoder)
 }
 

@@ -57,7 +57,9 @@ class MultiHeadAttention(_Dropping):
     ``features // num_heads``) and mixes the values by ``softmax(q k^T / sqrt(key_dim))``
     over the positions; the heads' outputs are concatenated and projected back to
     ``features``. ``causal=True`` lets each position attend to itself and earlier ones only
-    (a decoder: torch's ``attn_mask`` of ``is_causal``). ``dropout`` drops attention
+    (a decoder: torch's ``attn_mask`` of ``is_causal``). On a masked input
+    (``Embedding(mask_zero=True)``) no query attends to a padded key, as torch's
+    ``key_padding_mask`` (see the module's notes). ``dropout`` drops attention
     weights in training, as torch's ``dropout``. The projections are one (rows, features)
     gemm each over every position of the batch; the scores and the mixing are batched
     products over (batch x heads).
@@ -176,6 +178,7 @@ class TransformerEncoder(_Dropping):
     the feed-forward net's outputs and to the hidden units. One layer, so a ``Sequential``
     model and a spec file can stack blocks; the same computation as
     ``MultiHeadAttention``, ``Add``, ``LayerNorm`` and two ``Dense`` in a functional model.
+    A padding mask on the input is its attention's ``src_key_padding_mask`` and passes on.
     """
 
     config_args = ("num_heads", "feedforward", "activation", "dropout", "causal",

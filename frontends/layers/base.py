@@ -19,7 +19,9 @@ data (``Embedding(mask_zero=True)`` makes it from the ids). Each layer says what
 with one on its input (``masking``, ``output_mask``): a layer acting on each position's
 features alone passes it on; attention, pooling and recurrent layers read it
 (``uses_mask``: ``call`` gets ``mask=``); any other layer refuses it, since mixing or
-moving the positions would silently let the padding back in.
+moving the positions would silently let the padding back in. A mask that reaches the
+model's output does not weight the loss (Keras's would): a per-position loss leaves the
+padding out by its labels (``cross_entropy``'s ``ignore_index``).
 """
 
 from __future__ import annotations

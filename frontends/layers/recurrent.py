@@ -385,4 +385,41 @@ class Bidirectional(Layer):
         return MERGES[self.merge](ahead, behind)
 
 
-__all__ = ["GRU", "LSTM", "MERGES", "Bidirectional", "SimpleRNN"]
+class Masking(Layer):
+    """Marks the padded steps of a (batch, time, features) sequence that is not token ids,
+    as Keras's ``Masking(mask_value)``: a step whose features all equal ``mask_value`` is
+    padding. The output is the input with those steps zeroed (Keras's; an inf pad would
+    otherwise reach the arithmetic) and carries the padding mask that attention (torch's
+    ``key_padding_mask``), ``GlobalAvgPool1D(data_format="channels_last")`` and the
+    recurrent layers read, as ``Embedding(mask_zero=True)``'s for ids.
+
+    >>> fe.layers.Masking(-1.0)          # steps of -1 in every feature are padding
+    """
+
+    config_args = ("mask_value",)
+    unit_axis = None  # its input's units
+
+    def __init__(self, mask_value: float = 0.0, name: str | None = None):
+        super().__init__(name)
+        self.mask_value = checked_mask_value("Masking", mask_value)
+        if self.mask_value is None:
+            raise TypeError("Masking: mask_value must be a number (the value of every "
+                            "feature of a padded step), got None")
+
+    def _real(self, x: sg.Variable) -> sg.Variable:
+        """(batch, time): does the step hold data? (compared as the recurrent layers do)"""
+        _sequence(self, x)
+        seen = x if x.dtype.kind == "f" and holds_value(x.dtype, self.mask_value) \
+            else sg.cast(x, "float64")
+        return sg.any(sg.not_equal(seen, sg.constant(self.mask_value, seen.dtype)), axis=-1)
+
+    def output_mask(self, x, mask):
+        real = self._real(x)
+        real.origin = f"Masking {self.name}"
+        return real if mask is None else sg.logical_and(mask, real)
+
+    def call(self, x, training):
+        return sg.where(sg.expand_dims(self._real(x), -1), x, 0.0)
+
+
+__all__ = ["GRU", "LSTM", "MERGES", "Bidirectional", "Masking", "SimpleRNN"]

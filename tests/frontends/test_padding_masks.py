@@ -3,7 +3,7 @@
 backends, causal or not, a query with no key at all), the recurrent layers and masked
 pooling against torch's packed sequences, padding that changes no prediction (Sequential,
 functional, dropout on, spec file, saved and loaded), a masked transformer that trains, and
-the errors of layers that cannot take a mask."""
+``Masking`` for float steps, and the errors of layers that cannot take a mask."""
 
 import numpy as np
 import pytest
@@ -115,6 +115,36 @@ def test_masked_encoder_and_pooling_match_torch(backend, norm_first, causal):
         np.testing.assert_allclose(a, e.numpy(), rtol=1e-9, atol=1e-11, err_msg=name)
 
 
+def test_masking_marks_padded_steps_of_float_sequences(backend):
+    """Masking(-1) on float steps (padding anywhere) - TransformerEncoder - masked mean,
+    against torch's encoder layer with src_key_padding_mask on the input with its padded
+    steps zeroed, as Keras's Masking outputs: values and the gradient of the input (none
+    flows into the padding)."""
+    rng = np.random.default_rng(17)
+    x = fe.Input((T, D), "float64")
+    masking = L.Masking(-1.0)
+    block = L.TransformerEncoder(HEADS, FF)
+    out = L.GlobalAvgPool1D(data_format="channels_last")(block(masking(x)))
+    ref = _torch_encoder(block, False, "relu", rng)
+    padded = IDS == 0
+    X = rng.normal(size=(len(IDS), T, D))
+    X[padded] = -1.0
+    C = rng.normal(size=(len(IDS), D))
+    got, gx = sg.function([x], [out, sg.grad(sg.sum(out * C), x)], backend=backend)(X)
+
+    xt = torch.tensor(X, requires_grad=True)
+    keep = torch.tensor(~padded)
+    enc = ref(torch.where(keep[:, :, None], xt, 0.0), src_key_padding_mask=~keep)
+    real = keep.double()[:, :, None]
+    want = (enc * real).sum(1) / real.sum(1).clamp(min=1.0)
+    (want * torch.from_numpy(C)).sum().backward()
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    assert not gx[padded].any()
+    with pytest.raises(TypeError, match="Masking: mask_value must be a number"):
+        L.Masking(None)
+
+
 LENGTHS = [3, 6, 1, 4]
 
 
@@ -220,7 +250,8 @@ def test_padding_changes_no_prediction(backend, build, tmp_path):
 
 def test_a_masked_transformer_trains(backend):
     """Is token 1 among a sequence's own tokens? Sequences of 2-12 tokens, padded to 12 with
-    0: the loss falls and the held-out accuracy is well above the 50% base rate."""
+    0, through fit: the loss falls and the held-out accuracy is far above the 50% base
+    rate."""
     rng = np.random.default_rng(15)
     n, length = 768, 12
     lengths = rng.integers(2, length + 1, n)
@@ -237,8 +268,9 @@ def test_a_masked_transformer_trains(backend):
                   backend=backend)
     history = model.fit(tokens[:640], y[:640], batch_size=32, epochs=12, progress=False,
                         verbose=False).history
-    assert history["loss"][-1] < 0.5 * history["loss"][0]
-    assert model.evaluate(tokens[640:], y[640:])["accuracy"] > 0.85
+    # (measured: 0.567 -> 0.001, held-out accuracy 1.0 on both backends)
+    assert history["loss"][-1] < 0.1 * history["loss"][0]
+    assert model.evaluate(tokens[640:], y[640:])["accuracy"] > 0.95
 
 
 def test_a_spec_file_builds_a_masked_transformer(tmp_path):
