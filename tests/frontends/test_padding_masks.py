@@ -115,7 +115,7 @@ def test_masked_encoder_and_pooling_match_torch(backend, norm_first, causal):
         np.testing.assert_allclose(a, e.numpy(), rtol=1e-9, atol=1e-11, err_msg=name)
 
 
-def test_masking_marks_padded_steps_of_float_sequences(backend):
+def test_masking_marks_padded_steps_of_float_sequences(backend, tmp_path):
     """Masking(-1) on float steps (padding anywhere) - TransformerEncoder - masked mean,
     against torch's encoder layer with src_key_padding_mask on the input with its padded
     steps zeroed, as Keras's Masking outputs: values and the gradient of the input (none
@@ -141,6 +141,12 @@ def test_masking_marks_padded_steps_of_float_sequences(backend):
     np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
     assert not gx[padded].any()
+    model = fe.Model([x], out)  # (weights redrawn from its seed) a model file restores it
+    model.compile(backend=backend)
+    model.save(tmp_path / "masking.npz")
+    loaded = fe.load_model(tmp_path / "masking.npz")
+    assert loaded.layers[0].mask_value == -1.0
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     with pytest.raises(TypeError, match="Masking: mask_value must be a number"):
         L.Masking(None)
 
