@@ -133,13 +133,16 @@ def _self_attention(layer: Layer, x: sg.Variable, causal: bool, drop,
     rows = sg.reshape(x, (-1, d))
     bq, bk, bv, bo = layer.biases or (None,) * 4
 
-    def project(W, b):  # -> (batch, heads, length, k)
+    def project(W, b, scale=None):  # -> (batch, heads, length, k)
         z = rows @ W if b is None else rows @ W + b
+        if scale is not None:  # (here, the queries' heads stay a view the products read)
+            z = z * scale
         return sg.reshape(z, (-1, length, heads, k)).transpose(0, 2, 1, 3)
 
-    q, key, v = project(layer.Wq, bq), project(layer.Wk, bk), project(layer.Wv, bv)
     scale = np.asarray(1.0 / math.sqrt(k), x.dtype)  # (a float64 scalar would promote)
-    scores = (q * scale) @ key.transpose(0, 1, 3, 2)
+    q = project(layer.Wq, bq, scale)
+    key, v = project(layer.Wk, bk), project(layer.Wv, bv)
+    scores = q @ key.transpose(0, 1, 3, 2)
     later = np.triu(np.ones((length, length), bool), 1)
     live = None  # (with a mask) the queries that have a key to attend to
     if keep is not None:

@@ -314,3 +314,17 @@ def test_errors_name_the_problem():
         L.TransformerEncoder(3, 16)(fe.Input((4, 8)))
     with pytest.raises(ValueError, match="unknown activation 'mish'"):
         L.TransformerEncoder(2, 16, activation="mish")
+
+
+def test_heads_are_views_the_products_read_not_copies():
+    """llvm: the queries', keys' and values' heads are read by the batched products in
+    place (codegen's strided operands), the scale folded into the queries' projection; the
+    one copy left in the forward pass is the heads' output put back in position order."""
+    model = fe.Sequential([fe.layers.MultiHeadAttention(4), fe.layers.Flatten(),
+                           fe.layers.Dense(10)], input_shape=(16, 32), seed=0)
+    model.compile(loss="cross_entropy", optimizer="sgd")
+    X = np.random.default_rng(0).normal(size=(8, 16, 32)).astype(np.float32)
+    f = model.predict_function
+    rows = f.profile(X, n=1)
+    copies = [row["ops"] for row in rows if not row["blas"] and "transpose" in row["ops"]]
+    assert copies == [["transpose"]], copies
