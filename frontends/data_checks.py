@@ -21,7 +21,8 @@ import numpy as np
 import symgraph as sg
 from frontends.errors import UserInputError, UserInputTypeError
 
-__all__ = ["check_finite", "check_input", "check_labels", "check_target", "inputs_by_name"]
+__all__ = ["check_finite", "check_input", "check_labels", "check_scored", "check_target",
+           "inputs_by_name"]
 
 
 def inputs_by_name(what: str, inputs: list[sg.Variable], x: Mapping) -> list:
@@ -234,3 +235,15 @@ def check_ids(what: str, label: str, array: np.ndarray, n: int, layer: str) -> N
         row = int(np.argwhere(array == bad)[0][0])
         raise UserInputError(f"{what}: {label} holds id {bad} at row {row}, but layer "
                              f"{layer} (Embedding) has rows 0..{n - 1}")
+
+
+def check_scored(what: str, loss, y: np.ndarray) -> None:
+    """Some label counts in ``loss`` (not all ignored, not all of class weight 0): a loss
+    that is 0/0 on the whole data cannot be trained on or reported."""
+    weights = loss.example_weights(y)
+    if weights is None or not len(y) or (weights > 0).any():
+        return
+    ignore = loss.ignore_index
+    reason = (f"is the loss's ignore_index ({ignore})" if ignore is not None
+              and (y == ignore).all() else "is ignored or has class weight 0 in the loss")
+    raise UserInputError(f"{what}: every label in y {reason}, so there is nothing to score")

@@ -22,16 +22,26 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 import symgraph as sg
+from frontends import weighting
 from frontends.config import ConfigValue, flag, number, resolve
-from frontends.errors import UserInputError
+from frontends.loss_checks import (
+    _as_variable,
+    _check_class_outputs,
+    _check_class_scores,
+    _check_same_shape,
+    _dims_clash,
+    _is_float,
+    _label_scores,
+    _label_target,
+    _logits,
+    _rows,
+)
 from symgraph import shapes as sh
-from symgraph.ops.nn import Softmax
 
 __all__ = ["BinaryCrossEntropy", "CrossEntropy", "GaussianNLL", "Hinge", "Loss",
            "MeanAbsoluteError", "MeanSquaredError", "get"]
@@ -51,10 +61,25 @@ class Loss(ConfigValue):
     #: (low, high) every target must lie in, checked on the data before training; None: any
     target_range: tuple[float, float] | None = None
 
-    def __call__(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
-        """The scalar loss (in ``outputs``' dtype) of a batch of outputs against targets."""
+    def __call__(self, outputs: sg.Variable, targets: sg.Variable,
+                 sample_weight: sg.Variable | None = None) -> sg.Variable:
+        """The scalar loss (in ``outputs``' dtype) of a batch of outputs against targets;
+        ``sample_weight`` (batch,) or per position: Keras's ``sum(w l) / N``
+        (``frontends.weighting``)."""
         outputs, targets = self._outputs(outputs), _as_variable(targets, self.name)
-        return self._build(outputs, targets)
+        if sample_weight is None:
+            return self._build(outputs, targets)
+        terms, denominator = self.terms(outputs, targets)
+        return weighting.weighted_loss(terms, denominator,
+                                       _as_variable(sample_weight, self.name), self.name)
+
+    def terms(self, outputs: sg.Variable, targets: sg.Variable
+              ) -> tuple[sg.Variable, sg.Variable | None]:
+        """The loss before its mean: values per example (batch,) or per position (batch,
+        ...), and what the mean divides their sum by (None: their count). Sample weights
+        multiply these values; a loss without them cannot take weights."""
+        raise TypeError(f"loss {self.name or type(self).__name__!r} cannot take sample "
+                        "weights: it defines no per-example values (Loss.terms)")
 
     def _outputs(self, outputs) -> sg.Variable:
         outputs = _as_variable(outputs, self.name)
@@ -89,148 +114,6 @@ class Loss(ConfigValue):
     def get_config(self) -> dict:
         """``{"type": name, <constructor arguments>}``; ``get(config)`` rebuilds the loss."""
         return {"type": self.name}
-
-
-# --------------------------------------------------------------------------- shared checks
-# (also used by frontends.metrics, which scores the same outputs against the same targets)
-
-
-def _as_variable(x, who: str) -> sg.Variable:
-    if isinstance(x, sg.Variable):
-        return x
-    if isinstance(x, (np.ndarray, np.generic, int, float, list, tuple)):
-        return sg.constant(np.asarray(x))
-    raise TypeError(f"{who}: expected a symgraph Variable or an array, got {type(x).__name__}")
-
-
-def _is_float(dtype) -> bool:
-    return np.dtype(dtype).kind == "f"
-
-
-def _dims_clash(a, b) -> bool:
-    """Two dims that cannot be the same length, or that would silently broadcast."""
-    if sh.dims_equal(a, b) is False:
-        return True
-    # only a static 1 broadcasts: 1 against anything not known to be 1 would broadcast
-    return (a == 1) != (b == 1) and a is not None and b is not None
-
-
-def _check_same_shape(who: str, outputs: sg.Variable, targets: sg.Variable) -> None:
-    """Elementwise losses: targets must have exactly the outputs' shape (no broadcasting)."""
-    if targets.ndim != outputs.ndim or any(
-            _dims_clash(a, b) for a, b in zip(outputs.shape, targets.shape)):
-        raise sh.ShapeError(
-            f"{who}: targets of shape {sh.format_shape(targets.shape)} do not match the "
-            f"model's outputs {sh.format_shape(outputs.shape)}; they must have the same shape "
-            "(broadcasting one against the other would average the wrong pairs)")
-
-
-def _check_class_outputs(who: str, outputs: sg.Variable, positions: bool = False) -> int:
-    """Class scores must be (batch, classes), or with ``positions`` (batch, ..., classes): a
-    class per position of a sequence (a language model's next tokens, tags), with a fixed
-    class count; -> classes."""
-    if outputs.ndim != 2 and not (positions and outputs.ndim > 2):
-        raise sh.ShapeError(f"{who}: the model's outputs must be (batch, classes)"
-                            + (" or (batch, ..., classes)" if positions else "")
-                            + f", got shape {sh.format_shape(outputs.shape)}")
-    classes = outputs.shape[-1]
-    if not sh.is_fixed(classes):
-        raise sh.ShapeError(f"{who}: the number of classes (outputs' last dim) must be a "
-                            f"fixed int, got {sh.format_dim(classes)}")
-    return classes
-
-
-def _check_class_scores(who: str, outputs: sg.Variable, labels: sg.Variable,
-                        positions: bool = False) -> int:
-    """Outputs (batch, classes) with a fixed class count, integer labels (batch,) -- or with
-    ``positions`` (batch, ..., classes) and labels (batch, ...); -> classes."""
-    classes = _check_class_outputs(who, outputs, positions)
-    if labels.dtype.kind not in "iu":
-        binary = outputs.ndim == 2 and outputs.shape[1] == 1
-        hint = ("0/1 targets of one output column: binary_cross_entropy and binary_accuracy"
-                if binary else "one-hot targets: take their argmax")
-        raise TypeError(f"{who}: targets must be integer class labels, got "
-                        f"{labels.dtype.name} ({hint})")
-    if labels.ndim != outputs.ndim - 1 or any(
-            _dims_clash(a, b) for a, b in zip(outputs.shape[:-1], labels.shape)):
-        raise sh.ShapeError(
-            f"{who}: labels must be {sh.format_shape(outputs.shape[:-1])} matching outputs "
-            f"{sh.format_shape(outputs.shape)}, got shape {sh.format_shape(labels.shape)}")
-    return classes
-
-
-def _rows(scores: sg.Variable, labels: sg.Variable) -> tuple[sg.Variable, sg.Variable]:
-    """Scores (batch, ..., classes) and labels (batch, ...) as (positions, classes) and
-    (positions,): every position a row, as the 2-d losses and metrics read them."""
-    if scores.ndim <= 2:
-        return scores, labels
-    return sg.reshape(scores, (-1, scores.shape[-1])), sg.reshape(labels, (-1,))
-
-
-def _label_scores(scores: sg.Variable, labels: sg.Variable) -> sg.Variable:
-    """``scores[i, labels[i]]`` as a (batch, 1) column.
-
-    With a known batch dim this is integer-array indexing, whose run-time
-    bounds check rejects a label >= classes. With an unknown batch dim
-    (``arange`` needs a length) it is a masked row sum, where an out-of-range
-    label picks nothing (0) — name the batch dim to get the check.
-    """
-    if scores.shape[0] is not None:
-        picked = scores[sg.arange(scores.shape[0]), labels]
-        return sg.expand_dims(picked, 1)
-    mask = sg.equal(sg.expand_dims(labels, 1), sg.arange(scores.shape[1], labels.dtype))
-    # where, not mask * scores: 0 * inf would be NaN for an infinite score elsewhere in the row
-    return sg.sum(sg.where(mask, scores, 0), axis=1, keepdims=True)
-
-
-def _label_target(who: str, outputs: sg.Variable, name: str,
-                  positions: bool = False) -> sg.Variable:
-    _check_class_outputs(who, outputs, positions)
-    return sg.tensor(name, shape=tuple(outputs.shape[:-1]), dtype="int64")
-
-
-def _activation_input(outputs: sg.Variable, kind: str) -> sg.Variable | None:
-    """The logits ``outputs`` was computed from, when its node is a softmax over the last
-    axis (``kind="softmax"``) or a sigmoid; else None."""
-    node = outputs.owner
-    if node is None:
-        return None
-    if kind == "softmax" and isinstance(node.op, Softmax) and node.op.axis == outputs.ndim - 1:
-        return node.inputs[0]
-    if kind == "sigmoid" and getattr(node.op, "name", None) == "sigmoid":
-        return node.inputs[0]
-    return None
-
-
-_KERAS_NAMES = {"softmax": "'sparse_categorical_crossentropy' and 'categorical_crossentropy'",
-                "sigmoid": "'binary_crossentropy'"}
-
-
-def _logits(loss: Loss, outputs: sg.Variable, kind: str) -> sg.Variable:
-    """What a cross-entropy of ``kind`` (softmax or sigmoid) reads as logits.
-
-    ``from_logits``: the outputs, with a warning (once per loss) when they come out of
-    that very activation: a softmax of softmaxes trains, badly, and reports a wrong loss.
-    Otherwise the outputs must come out of a softmax (sigmoid) layer, whose own input is
-    read, exactly, as Keras does; any other output is refused when the loss is built.
-    (Reading arbitrary outputs as probabilities, clipped as Keras does, trained a model
-    whose last layer gave logits to 0.6% accuracy on digits.)"""
-    below = _activation_input(outputs, kind)
-    if loss.from_logits:
-        if below is not None and not getattr(loss, "_warned", False):
-            loss._warned = True
-            warnings.warn(f"loss {loss.name!r} takes logits, but the model's output is a "
-                          f"{kind}: the loss applies its own {kind} on top. Drop the "
-                          f"output layer's {kind} activation, or pass from_logits=False",
-                          UserWarning, stacklevel=4)
-        return outputs
-    if below is None:
-        raise UserInputError(
-            f"loss {loss.name!r} with from_logits=False (what {_KERAS_NAMES[kind]} mean, "
-            f"as in Keras) takes the probabilities of a {kind} output layer, and the "
-            f"model's output is not one: for logits use loss={loss.name!r}, or give the "
-            f"last layer activation={kind!r}")
-    return below
 
 
 # --------------------------------------------------------------------------- the losses
@@ -289,7 +172,8 @@ class CrossEntropy(Loss):
                                  "to targets='probabilities' (give a row of zeros instead)")
             self.target_range = (0.0, 1.0)
 
-    def _build(self, outputs, targets):
+    def _checked(self, outputs, targets) -> int:
+        """The shape and dtype checks of targets against outputs; -> classes."""
         if self.targets == "probabilities":
             _check_same_shape(self.name, outputs, targets)
             _check_class_outputs(self.name, outputs, positions=True)
@@ -302,6 +186,10 @@ class CrossEntropy(Loss):
         if self.weight is not None and len(self.weight) != classes:
             raise ValueError(f"CrossEntropy: weight has {len(self.weight)} entries, the model "
                              f"scores {classes} classes")
+        return classes
+
+    def _build(self, outputs, targets):
+        classes = self._checked(outputs, targets)
         if self.targets == "probabilities":
             return self._soft(_logits(self, outputs, "softmax"), targets, classes)
         logits, targets = _rows(_logits(self, outputs, "softmax"), targets)
@@ -311,12 +199,40 @@ class CrossEntropy(Loss):
                                    weight=None if self.weight is None else np.array(self.weight))
 
     def _soft(self, logits: sg.Variable, targets: sg.Variable, classes: int) -> sg.Variable:
+        return -sg.mean(self._soft_sums(logits, targets, classes))
+
+    def _soft_sums(self, logits: sg.Variable, targets: sg.Variable, classes: int
+                   ) -> sg.Variable:
+        """``sum_c w_c t_c log p_c`` per row (batch, ...): minus each row's loss."""
         t = sg.cast(targets, logits.dtype)
         if self.label_smoothing:
             t = t * (1.0 - self.label_smoothing) + self.label_smoothing / classes
         if self.weight is not None:
             t = t * np.array(self.weight, logits.dtype)
-        return -sg.mean(sg.sum(t * sg.nn.log_softmax(logits, axis=-1), axis=-1))
+        return sg.sum(t * sg.nn.log_softmax(logits, axis=-1), axis=-1)
+
+    def terms(self, outputs, targets):
+        classes = self._checked(outputs, targets)
+        logits = _logits(self, outputs, "softmax")
+        if self.targets == "probabilities":  # torch's mean over the rows, weights or not
+            return -self._soft_sums(logits, targets, classes), None
+        weight = None if self.weight is None else np.array(self.weight, logits.dtype)
+        rows, labels = _rows(logits, targets)
+        values = sg.nn.cross_entropy(rows, labels, reduction="none",
+                                     label_smoothing=self.label_smoothing,
+                                     ignore_index=self.ignore_index, weight=weight)
+        if targets.ndim > 1:  # back to a value per position, which weights broadcast over
+            values = sg.reshape(values, (-1, *targets.shape[1:]))
+        if self.ignore_index is None and weight is None:
+            return values, None
+        # what the unweighted mean divides by: the labels kept, or their class weights
+        kept = None if self.ignore_index is None else sg.not_equal(targets, self.ignore_index)
+        counted = (sg.cast(kept, logits.dtype) if weight is None else sg.sum(
+            sg.one_hot(targets if kept is None else sg.where(kept, targets, 0), classes,
+                       logits.dtype) * weight, axis=-1))
+        if weight is not None and kept is not None:
+            counted = sg.where(kept, counted, 0)
+        return values, sg.sum(counted)
 
     def example_weights(self, y):
         if self.weight is None or self.targets == "probabilities":
@@ -379,6 +295,17 @@ class _SameShapeLoss(Loss):
     def _elementwise(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
         raise NotImplementedError
 
+    def _values(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
+        """The elementwise values ``_elementwise`` averages."""
+        raise NotImplementedError
+
+    def terms(self, outputs, targets):
+        """Keras's: the values averaged over the last axis (one per example of (batch, k)
+        outputs, one per position of (batch, length, k))."""
+        _check_same_shape(self.name, outputs, targets)
+        values = self._values(outputs, sg.cast(targets, outputs.dtype))
+        return (sg.mean(values, axis=-1) if values.ndim > 1 else values), None
+
     def target(self, outputs, name="y"):
         outputs = self._outputs(outputs)
         return sg.tensor(name, shape=outputs.shape, dtype=outputs.dtype)
@@ -405,6 +332,10 @@ class BinaryCrossEntropy(_SameShapeLoss):
     def _elementwise(self, outputs, targets):
         return sg.nn.binary_cross_entropy(_logits(self, outputs, "sigmoid"), targets)
 
+    def _values(self, outputs, targets):
+        logits = _logits(self, outputs, "sigmoid")
+        return sg.nn.softplus(logits) - targets * logits
+
     def get_config(self):
         return {"type": self.name} if self.from_logits else {"type": self.name,
                                                              "from_logits": False}
@@ -418,6 +349,9 @@ class MeanSquaredError(_SameShapeLoss):
     def _elementwise(self, outputs, targets):
         return sg.nn.mse(outputs, targets)
 
+    def _values(self, outputs, targets):
+        return sg.square(outputs - targets)
+
 
 class MeanAbsoluteError(_SameShapeLoss):
     """Mean over all elements of ``|outputs - targets|`` (torch ``l1_loss``).
@@ -429,6 +363,9 @@ class MeanAbsoluteError(_SameShapeLoss):
 
     def _elementwise(self, outputs, targets):
         return sg.mean(sg.abs(outputs - sg.cast(targets, outputs.dtype)))
+
+    def _values(self, outputs, targets):
+        return sg.abs(outputs - targets)
 
 
 class Hinge(Loss):
@@ -446,13 +383,15 @@ class Hinge(Loss):
         self.margin = number("Hinge", "margin", margin)
 
     def _build(self, outputs, targets):
+        return sg.mean(self.terms(outputs, targets)[0])
+
+    def terms(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
         correct = _label_scores(outputs, targets)
         margins = sg.nn.relu(outputs - correct + self.margin)
         # the j == y term is max(0, margin) = margin for every example: subtract it exactly
         # rather than masking, so no label-shaped mask is needed on top of the gather
-        per_example = sg.sum(margins, axis=1) - self.margin
-        return sg.mean(per_example)
+        return sg.sum(margins, axis=1) - self.margin, None
 
     def target(self, outputs, name="y"):
         return _label_target(self.name, self._outputs(outputs), name)
@@ -507,6 +446,9 @@ class GaussianNLL(Loss):
         return width // 2
 
     def _build(self, outputs, targets):
+        return sg.mean(self.terms(outputs, targets)[0])
+
+    def terms(self, outputs, targets):
         k = self._mean_columns(outputs)
         if targets.ndim != 2 or _dims_clash(targets.shape[0], outputs.shape[0]) or _dims_clash(
                 targets.shape[1], k):
@@ -521,7 +463,7 @@ class GaussianNLL(Loss):
             log_var = log_var + sg.stop_gradient(clamped - log_var)
         nll = 0.5 * (log_var + sg.square(targets - mean) * sg.exp(-log_var)
                      + math.log(2 * math.pi))
-        return sg.mean(sg.sum(nll, axis=1))
+        return sg.sum(nll, axis=1), None
 
     def target(self, outputs, name="y"):
         outputs = self._outputs(outputs)

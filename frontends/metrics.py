@@ -27,9 +27,10 @@ import re
 from collections.abc import Mapping
 
 import symgraph as sg
+from frontends import weighting
 from frontends.config import ConfigValue, number, resolve
 from frontends.errors import UserInputError
-from frontends.losses import (
+from frontends.loss_checks import (
     _activation_input,
     _as_variable,
     _check_class_scores,
@@ -55,11 +56,15 @@ class Metric(ConfigValue):
     activation: str | None = "softmax"
 
     def __call__(self, outputs: sg.Variable, targets: sg.Variable,
-                 ignore_index: int | None = None) -> sg.Variable:
+                 ignore_index: int | None = None,
+                 sample_weight: sg.Variable | None = None) -> sg.Variable:
         """The metric of a batch (a graph node; compile it with the loss); a label metric
         given ``ignore_index`` averages over the examples whose label is not that value
-        (NaN for a batch with none: ``fit`` and ``evaluate`` give such a batch no weight)."""
+        (NaN for a batch with none: ``fit`` and ``evaluate`` give such a batch no weight).
+        ``sample_weight`` (batch,) or per position makes it Keras's weighted mean
+        ``sum(w v) / sum(w)`` (``compile(weighted_metrics=...)``)."""
         outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
+        w = None if sample_weight is None else _as_variable(sample_weight, self.name)
         below = _activation_input(outputs, self.activation)
         if below is not None:
             outputs = below
@@ -74,14 +79,21 @@ class Metric(ConfigValue):
             targets = sg.argmax(targets, axis=-1)
         if self.labels and outputs.ndim > 2:  # a class per position: every position scored
             _check_class_scores(self.name, outputs, targets, positions=True)
+            if w is not None:
+                w = weighting.to_rows(w, targets, self.name)
             outputs, targets = _rows(outputs, targets)
         if ignore_index is None or not self.labels:
-            return sg.mean(sg.cast(self._correct(outputs, targets), outputs.dtype))
+            correct = sg.cast(self._correct(outputs, targets), outputs.dtype)
+            return sg.mean(correct) if w is None else \
+                weighting.weighted_mean(correct, w, self.name)
         kept = sg.not_equal(targets, ignore_index)
         # an ignored label is scored as class 0 (it may be out of range), then not counted
         correct = self._correct(outputs, sg.where(kept, targets, 0))
-        hits = sg.sum(sg.cast(sg.logical_and(correct, kept), outputs.dtype))
-        return hits / sg.sum(sg.cast(kept, outputs.dtype))
+        hits = sg.cast(sg.logical_and(correct, kept), outputs.dtype)
+        if w is not None:  # an ignored label weighs 0
+            kept_weights = weighting.expand(w, hits, self.name) * sg.cast(kept, outputs.dtype)
+            return weighting.weighted_mean(hits, kept_weights, self.name)
+        return sg.sum(hits) / sg.sum(sg.cast(kept, outputs.dtype))
 
     def _correct(self, outputs: sg.Variable, targets: sg.Variable) -> sg.Variable:
         """A boolean per example (per element for binary accuracy): counted as correct."""
@@ -105,11 +117,11 @@ class Accuracy(Metric):
     name = "accuracy"
     labels = True
 
-    def __call__(self, outputs, targets, ignore_index=None):
+    def __call__(self, outputs, targets, ignore_index=None, sample_weight=None):
         outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
         if outputs.ndim >= 2 and outputs.shape[-1] == 1 and targets.ndim == outputs.ndim:
-            return BinaryAccuracy()(outputs, targets)
-        return super().__call__(outputs, targets, ignore_index)
+            return BinaryAccuracy()(outputs, targets, sample_weight=sample_weight)
+        return super().__call__(outputs, targets, ignore_index, sample_weight)
 
     def _correct(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
@@ -186,13 +198,16 @@ class _ErrorMetric(Metric):
 
     activation = None
 
-    def __call__(self, outputs, targets, ignore_index=None):
+    def __call__(self, outputs, targets, ignore_index=None, sample_weight=None):
         outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
         if not _is_float(outputs.dtype):
             raise TypeError(f"{self.name}: the model's outputs must be floats, got "
                             f"{outputs.dtype.name}")
         _check_same_shape(self.name, outputs, targets)
-        return sg.mean(self._error(outputs - sg.cast(targets, outputs.dtype)))
+        error = self._error(outputs - sg.cast(targets, outputs.dtype))
+        if sample_weight is None:
+            return sg.mean(error)
+        return weighting.weighted_mean(error, _as_variable(sample_weight, self.name), self.name)
 
     def _error(self, difference: sg.Variable) -> sg.Variable:
         raise NotImplementedError

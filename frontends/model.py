@@ -24,6 +24,7 @@ from frontends import layers as layer_lib
 from frontends import metrics as metric_lib
 from frontends.errors import UserInputError
 from frontends.layers.base import Layer, frozen_substitute, inference_substitute
+from frontends.sample_weights import weighted_names
 from frontends.saving import ModelFileError, assign_weights, load_weights, read_file, save_model
 from frontends.summary import node_counts, summary_text
 from symgraph.gc_pause import without_gc
@@ -55,8 +56,8 @@ def example_shape(shape, what: str) -> tuple[int, ...]:
 
 
 #: what ``Model.compile`` sets (restored when it fails)
-_COMPILED_STATE = ("loss", "optimizer", "regularizer", "metrics", "backend",
-                   "flush_denormals", "target",
+_COMPILED_STATE = ("loss", "optimizer", "regularizer", "metrics", "weighted_metrics", "backend",
+                   "flush_denormals", "target", "train_output",
                    "train_graph", "train_function", "test_function", "_predict_function",
                    "node_counts", "compiled")
 
@@ -167,7 +168,8 @@ class Model:
 
     # -- compile
     def compile(self, loss="cross_entropy", optimizer="sgd", regularizer=None, metrics=None,
-                *, backend: str | None = None, flush_denormals: bool = True) -> None:
+                *, weighted_metrics=None, backend: str | None = None,
+                flush_denormals: bool = True) -> None:
         """Build the loss, its gradient and the updates, and compile the training step.
 
         >>> model.compile(loss="cross_entropy", optimizer=fe.optimizers.Adam(lr=1e-3),
@@ -179,12 +181,15 @@ class Model:
         probabilities underflow): the W2 MLP's epoch grew from 0.28 to 1.1 ms over 4,000
         epochs on an Intel Xeon with them kept, and stayed at 0.28 ms flushed.
 
+        ``weighted_metrics`` (Keras's): metrics weighted by fit's and evaluate's
+        ``sample_weight`` (or ``class_weight``); ``metrics`` never are (``sample_weights``).
         A compile that fails (a metric that does not fit the outputs, ...) leaves the model
         as it was: compiled as before, or not at all.
         """
         saved = {k: self.__dict__[k] for k in _COMPILED_STATE if k in self.__dict__}
         try:
-            self._compile(loss, optimizer, regularizer, metrics, backend, flush_denormals)
+            self._compile(loss, optimizer, regularizer, (metrics, weighted_metrics), backend,
+                          flush_denormals)
         except BaseException:
             for k in _COMPILED_STATE:
                 self.__dict__.pop(k, None)
@@ -197,7 +202,7 @@ class Model:
         self.loss = losses.get(loss)
         self.optimizer = optimizers.get(optimizer)
         self.regularizer = None if regularizer is None else regularizers.get(regularizer)
-        self.metrics = metric_lib.get_all(metrics)
+        self.metrics, self.weighted_metrics = (metric_lib.get_all(m) for m in metrics)
         self.backend = backend
         self.flush_denormals = flush_denormals
         self.target = self.loss.target(self.output, name="y")
@@ -211,6 +216,7 @@ class Model:
         output, *state_exprs = sg.clone_replace([self.output] + [e for _, e in states],
                                                 substitute=frozen_substitute)
         train_loss = self._total_loss(output)
+        self.train_output = output  # (what a weighted step's loss is built on)
         params = self.trainable_weights
         # a model without trainable weights (fixed features, dropout only) still evaluates
         grads = sg.grad(train_loss, params) if params else []
@@ -219,13 +225,13 @@ class Model:
             if var in updates:
                 raise ValueError(f"{var.name} is updated twice (a layer called twice?)")
             updates[var] = expr
-        train_outputs = [train_loss] + [self._metric(m, output) for m in self.metrics]
+        train_outputs = [train_loss] + [self._metric(m, output) for m in self.all_metrics]
         self.train_graph = (train_outputs, grads, updates)
         self.train_function = sg.function(self.inputs + [self.target], train_outputs,
                                           updates=updates, backend=backend, name="train",
                                           flush_denormals=flush_denormals)
         test_outputs = ([self._total_loss(self.inference_output)]
-                        + [self._metric(m, self.inference_output) for m in self.metrics])
+                        + [self._metric(m, self.inference_output) for m in self.all_metrics])
         self.test_function = sg.function(self.inputs + [self.target], test_outputs,
                                          backend=backend, name="test",
                                          flush_denormals=flush_denormals)
@@ -233,22 +239,29 @@ class Model:
         self.node_counts = node_counts(train_outputs, list(updates.values()))
         self.compiled = True
 
-    def _metric(self, metric, output: sg.Variable) -> sg.Variable:
+    def _metric(self, metric, output: sg.Variable, weights=None) -> sg.Variable:
         """``metric``'s node; a label metric skips the loss's ``ignore_index`` as it does."""
         ignore = getattr(self.loss, "ignore_index", None)
+        if weights is not None:
+            return metric(output, self.target, ignore if metric.labels else None, weights)
         if ignore is not None and getattr(metric, "labels", False):
             return metric(output, self.target, ignore)
         return metric(output, self.target)
 
-    def _total_loss(self, output: sg.Variable) -> sg.Variable:
-        total = self.loss(output, self.target)
+    def _total_loss(self, output: sg.Variable, weights=None) -> sg.Variable:
+        total = self.loss(output, self.target, weights) if weights is not None else \
+            self.loss(output, self.target)
         if self.regularizer is not None and self.regularizable_weights:
             total = total + self.regularizer(self.regularizable_weights)
         return total
 
     @property
+    def all_metrics(self) -> list:
+        return self.metrics + self.weighted_metrics
+
+    @property
     def metrics_names(self) -> list[str]:
-        return ["loss"] + [m.name for m in self.metrics]
+        return ["loss"] + [m.name for m in self.metrics] + weighted_names(self)
 
     @property
     def predict_function(self) -> sg.Function:
@@ -264,23 +277,14 @@ class Model:
         """Train; see ``frontends.training.fit`` for the arguments. Returns a ``History``."""
         return training.fit(self, x, y, **kwargs)
 
-    def evaluate(self, x, y, batch_size: int = 256) -> dict[str, float]:
-        """Loss and metrics on ``(x, y)`` in inference mode, averaged over examples.
+    def evaluate(self, x, y, batch_size: int = 256, sample_weight=None) -> dict[str, float]:
+        """Loss and metrics on ``(x, y)`` in inference mode, averaged over examples
+        (``sample_weight``: Keras's weighted loss and weighted metrics).
 
         >>> model.evaluate(Xt, yt)
         {'loss': 0.08, 'accuracy': 0.975}
         """
-        self._require_compiled("evaluate")
-        batch_size = training._integer("batch_size", batch_size, 1, "evaluate")
-        arrays = self._arrays(x, y, "evaluate")
-        if len(arrays[0]) == 0:
-            raise UserInputError("evaluate: no examples")
-        self._check_finite(arrays, "evaluate")  # a NaN row made the loss NaN, not an error
-        steps = self.test_function.epoch(*arrays, batch_size=batch_size)
-        weights = training.batch_weights(self, arrays[-1], batch_size)
-        means = training.weighted_means(training.weighted_sums(steps, weights),
-                                        weights.sum(axis=1))
-        return dict(zip(self.metrics_names, means))
+        return training.evaluate(self, x, y, batch_size, sample_weight)
 
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """The model's output (the last layer's) in inference mode."""
@@ -365,20 +369,8 @@ class Model:
             if classes is not None:
                 data_checks.check_labels(what, y, classes,
                                          getattr(self.loss, "ignore_index", None), self.output)
-                self._check_scored(y, what)
+                data_checks.check_scored(what, self.loss, y)
         return arrays + [y]
-
-    def _check_scored(self, y: np.ndarray, what: str) -> None:
-        """Some label counts in the loss (not all ignored, not all of class weight 0): a
-        loss that is 0/0 on the whole data cannot be trained on or reported."""
-        weights = self.loss.example_weights(y)
-        if weights is None or not len(y) or (weights > 0).any():
-            return
-        ignore = self.loss.ignore_index
-        reason = (f"is the loss's ignore_index ({ignore})" if ignore is not None
-                  and (y == ignore).all() else "is ignored or has class weight 0 in the loss")
-        raise UserInputError(f"{what}: every label in y {reason}, so there is nothing to "
-                             "score")
 
     def _check_finite(self, arrays: list[np.ndarray], what: str) -> None:
         """No NaN/inf in the float arrays of ``_arrays``: training on them ruins the weights."""
@@ -518,6 +510,7 @@ def load_model(path, compile: bool = True) -> Model:
         try:
             model.compile(loss=c["loss"], optimizer=c["optimizer"],
                           regularizer=c["regularizer"], metrics=c["metrics"],
+                          weighted_metrics=c.get("weighted_metrics"),
                           backend=c.get("backend"),
                           # a file from before the option trained with subnormals kept:
                           # so does its resumed fit (as the backend, the same arithmetic)

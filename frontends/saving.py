@@ -90,6 +90,9 @@ def _compile_config(model) -> dict | None:
         "loss": model.loss.get_config(), "optimizer": model.optimizer.get_config(),
         "regularizer": None if model.regularizer is None else model.regularizer.get_config(),
         "metrics": [m.get_config() for m in model.metrics],
+        # (only when there are some: a file without them reads as before)
+        **({"weighted_metrics": [m.get_config() for m in model.weighted_metrics]}
+           if getattr(model, "weighted_metrics", None) else {}),
         # the backend it ran on (None: symgraph's default), so a resumed fit is the same
         # arithmetic: llvm's fast-math sums differ from numpy's in the last bits
         "backend": model.backend,

@@ -25,13 +25,22 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from frontends.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from frontends.config import flag, integer, suggest
+from frontends.data_checks import check_scored
 from frontends.errors import TrainingDiverged, UserInputError
+from frontends.sample_weights import (
+    batch_weights,
+    checked,
+    class_weights,
+    function,
+    weighted_means,
+    weighted_sums,
+)
 from frontends.saving import folder_problem
 
 TARGET_CHUNK_SECONDS = 0.25
@@ -42,15 +51,21 @@ UNDO_BYTES = 512 << 20
 
 
 def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=None,
-        validation_split: float = 0.0, shuffle: bool = True, early_stopping: int | None = None,
+        validation_split: float = 0.0, shuffle: bool = True, sample_weight=None,
+        class_weight: Mapping | None = None, early_stopping: int | None = None,
         callbacks: Sequence[Callback] | None = (), progress: bool = True, verbose: bool = True,
         initial_epoch: int = 0) -> History:
     """Train ``model`` on ``(x, y)``; returns a ``History`` of per-epoch loss and metrics.
 
     * ``x``: an array, a list of arrays in the order of the model's inputs, or a dict
       keyed by the inputs' names (as Keras's; so is ``validation_data``'s ``xv``).
-    * ``validation_data=(xv, yv)`` or ``validation_split`` (the last fraction of the
-      examples, before shuffling, as Keras) is evaluated after every epoch (``val_*``).
+    * ``validation_data=(xv, yv)`` or ``(xv, yv, wv)`` or ``validation_split`` (the last
+      fraction of the examples and of ``sample_weight``, before shuffling, as Keras) is
+      evaluated after every epoch (``val_*``).
+    * ``sample_weight`` (n,), or per position (n, length) for a class per position: the
+      loss is Keras's ``sum(w l) / N`` and ``compile(weighted_metrics=...)`` are weighted
+      means (``frontends.sample_weights``); ``class_weight={class: weight}`` weighs each
+      label (classes left out weigh 1), training only, not with ``sample_weight``.
     * ``shuffle`` permutes the examples every epoch with a stream from the model seed.
     * ``early_stopping=patience`` stops after ``patience`` epochs without improvement of
       ``val_loss`` (``loss`` without validation data) and restores the best parameters
@@ -86,8 +101,13 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     if early_stopping is not None:
         early_stopping = _integer("early_stopping", early_stopping, 0)
     arrays, validation = _training_and_validation(model, x, y, validation_data,
-                                                  validation_split)
-    n = len(arrays[0])
+                                                  validation_split, sample_weight, class_weight)
+    n, n_in = len(arrays[0]), len(model.inputs)
+    # the weighted steps are compiled now, before any step: a failure changes nothing
+    step = (function(model, "train", arrays[-1].ndim) if len(arrays) > n_in + 1
+            else model.train_function)
+    if validation is not None and len(validation) > n_in + 1:
+        function(model, "test", validation[-1].ndim)
     _warn_single_example_batch(model, n, batch_size)
 
     history = History()
@@ -101,10 +121,10 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
                       "validation_samples": 0 if validation is None else len(validation[0])}
     model.history = history
-    train_x = arrays[0] if len(arrays) == 2 else arrays[:-1]
+    train_x = arrays[0] if n_in == 1 else arrays[:n_in]
     # duck-typed callbacks (api.md: "on_epoch_end(epoch, logs)") may lack any other hook
     _call(callbacks, "set_model", model)
-    _call(callbacks, "set_training_data", train_x, arrays[-1])
+    _call(callbacks, "set_training_data", train_x, arrays[n_in])
     model.stop_training = False
     bar = _ProgressBar(progress, n)
     # the model's stream goes on from its last fit: fit(epochs=1) in a loop got the same
@@ -118,7 +138,7 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
     model._shuffles = rng
     chunk = 8
     most = max(1, -(-n // batch_size))  # batches an epoch: no call needs more
-    trained = [var for var, _ in model.train_function.updates]
+    trained = [var for var, _ in step.updates]
     undo = sum(math.prod(var.shape) * var.dtype.itemsize for var in trained) <= UNDO_BYTES
     gather = _Gather()
     _call(callbacks, "on_train_begin", {})
@@ -140,9 +160,9 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
                          else gather.take(arrays, order[part]))
                 tick = time.perf_counter()
                 with _hold_interrupts():
-                    steps = model.train_function.epoch(*batch, batch_size=batch_size)
+                    steps = step.epoch(*batch, batch_size=batch_size)
                 elapsed = time.perf_counter() - tick
-                weights = batch_weights(model, batch[-1], batch_size)
+                weights = batch_weights(model, batch[n_in], batch_size, *batch[n_in + 1:])
                 totals += weighted_sums(steps, weights)
                 counted += weights.sum(axis=1)
                 done = stop
@@ -169,7 +189,9 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
                     "lower the learning rate (the data itself holds no NaN/inf: fit checked "
                     f"it before training). {state}{restored}", epoch=epoch, restored=undo)
             if validation is not None:
-                for name, value in model.evaluate(validation[:-1], validation[-1]).items():
+                for name, value in model.evaluate(validation[:n_in], validation[n_in],
+                                                  sample_weight=(validation[n_in + 1:]
+                                                                 or [None])[0]).items():
                     logs[f"val_{name}"] = value
             logs["time"] = time.perf_counter() - start
             bar.finish(logs)
@@ -263,59 +285,59 @@ def _warn_single_example_batch(model, n: int, batch_size: int) -> None:
                       "least 2", UserWarning, stacklevel=3)
 
 
-def batch_weights(model, y: np.ndarray, batch_size: int) -> np.ndarray:
-    """The weight of each minibatch of ``y`` (``batch_size`` long, the last maybe shorter)
-    when an epoch's per-batch values are averaged: one row per output of the compiled
-    functions (the loss, then the metrics).  A batch weighs its example count, or, for the
-    loss, the sum of ``loss.example_weights`` (labels not ignored, or their class weights),
-    and for the label metrics under ``ignore_index`` its count of labels not ignored --
-    each of those values is a mean over exactly those, so the average is the mean over
-    the whole data whatever the batch size (weighing by batch size gave 1.93 for 1.72 at
-    batch 8, and NaN when one batch had only ignored labels)."""
-    starts = np.arange(0, len(y), batch_size)
-    sizes = np.diff(np.append(starts, len(y))).astype(np.float64)
-    loss_weights = None if len(y) == 0 else model.loss.example_weights(y)
-    if loss_weights is None:
-        return np.tile(sizes, (len(model.metrics_names), 1))
-
-    def per_batch(per_label: np.ndarray) -> np.ndarray:
-        per_row = np.asarray(per_label, np.float64).reshape(len(y), -1).sum(axis=1)
-        return np.add.reduceat(per_row, starts)
-
-    ignore = model.loss.ignore_index
-    kept = sizes if ignore is None else per_batch(y != ignore)
-    return np.stack([per_batch(loss_weights)] + [kept if m.labels else sizes
-                                                 for m in model.metrics])
+def evaluate(model, x, y, batch_size: int = 256, sample_weight=None) -> dict[str, float]:
+    """``model.evaluate``: the loss and metrics over ``(x, y)`` in inference mode, each the
+    figure over the whole data at any batch size; ``sample_weight`` weighs the loss and
+    the ``weighted_metrics`` as fit's does."""
+    model._require_compiled("evaluate")
+    batch_size = _integer("batch_size", batch_size, 1, "evaluate")
+    arrays = model._arrays(x, y, "evaluate")
+    if len(arrays[0]) == 0:
+        raise UserInputError("evaluate: no examples")
+    model._check_finite(arrays, "evaluate")  # a NaN row made the loss NaN, not an error
+    test, weights = model.test_function, None
+    if sample_weight is not None:
+        weights = checked(model, arrays[-1], sample_weight, "evaluate")
+        test = function(model, "test", weights.ndim)
+        arrays.append(weights)
+    steps = test.epoch(*arrays, batch_size=batch_size)
+    per_batch = batch_weights(model, arrays[len(model.inputs)], batch_size, weights)
+    means = weighted_means(weighted_sums(steps, per_batch), per_batch.sum(axis=1))
+    return dict(zip(model.metrics_names, means))
 
 
-def weighted_sums(steps, weights: np.ndarray) -> np.ndarray:
-    """``sum(weight * value)`` per output over the batches of ``steps``; a batch of weight 0
-    is left out (its value is NaN: every label in it ignored)."""
-    return np.array([float(np.dot(np.where(w > 0, np.asarray(v, np.float64).reshape(-1), 0.0),
-                                  w)) for v, w in zip(steps, weights)])
-
-
-def weighted_means(sums: np.ndarray, weights: np.ndarray) -> list[float]:
-    return [float(t / w) if w > 0 else math.nan for t, w in zip(sums, weights)]
-
-
-def _training_and_validation(model, x, y, validation_data, validation_split: float
+def _training_and_validation(model, x, y, validation_data, validation_split: float,
+                             sample_weight=None, class_weight=None
                              ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """The training arrays and the validation arrays (or None), every one checked against
     the model (shapes, dtypes, labels, NaN/inf) on the user's whole arrays, so rows in
-    messages are the user's rows."""
+    messages are the user's rows: the inputs, the targets, then the sample weights if
+    any (``class_weight``'s, for training only, as Keras)."""
     arrays = model._arrays(x, y, "fit")
     model._check_finite(arrays, "fit")
     total = len(arrays[0])
+    if sample_weight is not None and class_weight is not None:
+        raise UserInputError("fit: pass sample_weight or class_weight, not both (Keras "
+                             "refuses both too); to combine them, multiply the class "
+                             "weights of y's labels into sample_weight")
+    weights = None
+    if class_weight is not None:
+        weights = class_weights(model, arrays[-1], class_weight)
+    if weights is not None or sample_weight is not None:  # shape, NaN, sign
+        weights = checked(model, arrays[-1], sample_weight if weights is None else weights,
+                          "fit", "sample_weight" if weights is None else "class_weight")
     validation = None
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise UserInputError("fit: validation_data is (x, y)")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise UserInputError("fit: validation_data is (x, y) or (x, y, sample_weight)")
         what = "fit (validation_data)"
-        validation = model._arrays(*validation_data, what)
+        validation = model._arrays(*validation_data[:2], what)
         model._check_finite(validation, what)
         if len(validation[0]) == 0:
             raise UserInputError("fit: validation_data has no examples")
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            validation.append(checked(model, validation[-1], validation_data[2], what,
+                                      "the sample weights (validation_data[2])"))
     elif validation_split:
         if not 0.0 < validation_split < 1.0:
             raise UserInputError(f"fit: validation_split must be in (0, 1), got "
@@ -326,14 +348,25 @@ def _training_and_validation(model, x, y, validation_data, validation_split: flo
                 f"fit: validation_split={validation_split} of {total} examples rounds to 0 "
                 "validation examples; use a larger split, or validation_data=(x, y)")
         cut = total - held_out
+        if sample_weight is not None:  # split with x and y (class weights: training only)
+            arrays.append(weights)
         validation = [a[cut:] for a in arrays]
         arrays = [a[:cut] for a in arrays]
         if cut == 0:
             raise UserInputError(f"fit: validation_split={validation_split} of {total} "
                                  "examples leaves no training examples")
-        model._check_scored(arrays[-1], f"fit (the first {cut} examples, for training)")
-        model._check_scored(validation[-1], f"fit (the last {held_out} examples, held out "
-                                            f"by validation_split={validation_split})")
+        n_in = len(model.inputs)
+        check_scored(f"fit (the first {cut} examples, for training)", model.loss, arrays[n_in])
+        check_scored(f"fit (the last {held_out} examples, held out by validation_split="
+                     f"{validation_split})", model.loss, validation[n_in])
+        if sample_weight is not None:  # each part weighs something
+            arrays[-1] = checked(model, arrays[n_in], arrays[-1], f"fit (the first {cut} "
+                                 "examples, for training)")
+            validation[-1] = checked(model, validation[n_in], validation[-1], "fit (the last "
+                                     f"{held_out} examples, held out by validation_split)")
+            weights = arrays.pop()
+    if weights is not None:
+        arrays.append(weights[:len(arrays[0])])
     if len(arrays[0]) == 0:
         raise UserInputError("fit: no training examples")
     return arrays, validation
