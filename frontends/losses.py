@@ -228,7 +228,7 @@ class CrossEntropy(Loss):
         # what the unweighted mean divides by: the labels kept, or their class weights
         kept = None if self.ignore_index is None else sg.not_equal(targets, self.ignore_index)
         counted = (sg.cast(kept, logits.dtype) if weight is None else sg.sum(
-            sg.one_hot(targets if kept is None else sg.where(kept, targets, 0), classes,
+            sg.nn.one_hot(targets if kept is None else sg.where(kept, targets, 0), classes,
                        logits.dtype) * weight, axis=-1))
         if weight is not None and kept is not None:
             counted = sg.where(kept, counted, 0)
