@@ -141,6 +141,7 @@ def _fit_and_report(args, model, cfg: dict, label, callbacks: list, start: float
     try:
         history = model.fit(X, y, batch_size=fit["batch_size"], epochs=fit["epochs"],
                             validation_data=data.validation, shuffle=fit["shuffle"],
+                            class_weight=fit["class_weight"],
                             progress=not args.quiet, verbose=not args.quiet,
                             callbacks=callbacks + ([stopping] if stopping else []))
     except (KeyboardInterrupt, TrainingDiverged) as err:

@@ -28,7 +28,7 @@ from frontends import losses
 from frontends.data_checks import _position, check_finite
 from frontends.errors import UserInputError, UserInputTypeError
 
-__all__ = ["batch_weights", "class_weights", "checked", "function", "weighted_means",
+__all__ = ["batch_weights", "class_table", "class_weights", "checked", "function", "weighted_means",
            "weighted_names", "weighted_sums"]
 
 
@@ -105,35 +105,39 @@ def checked(model, y: np.ndarray, weights, what: str, label: str = "sample_weigh
     return array.astype(dtype, copy=False)
 
 
-def class_weights(model, y: np.ndarray, class_weight, what: str = "fit") -> np.ndarray:
-    """The sample weights ``class_weight`` ({class: weight}) gives ``y``'s labels: integer
-    labels, one-hot rows (their argmax) or a binary cross-entropy's 0/1 column; a class the
-    dict leaves out weighs 1 (Keras 3). Per-position labels get a weight per position."""
+def _classes(model, what: str) -> int:
+    """How many classes the loss's targets are labels of: integer labels, one-hot rows or a
+    binary cross-entropy's 0/1 column (2); else a UserInputError for class_weight."""
+    loss, output = model.loss, model.output
+    classes = loss.label_classes(output)
+    if classes is not None:
+        return classes
+    if isinstance(loss, losses.CrossEntropy):  # one-hot or soft rows
+        return int(output.shape[-1])
+    if isinstance(loss, losses.BinaryCrossEntropy) and (output.ndim == 1
+                                                         or output.shape[-1] == 1):
+        return 2
+    raise UserInputError(
+        f"{what}: class_weight needs class labels, and the loss {loss.name} takes targets of "
+        f"shape {sg.shapes.format_shape(model.target.shape)} that are not classes; weigh "
+        "the examples with sample_weight instead")
+
+
+def class_table(model, class_weight, what: str = "fit") -> np.ndarray:
+    """The weight of each class from ``class_weight`` ({class: weight}); a class the dict
+    leaves out weighs 1 (Keras 3); a key that is no class of the model is an error."""
     if not isinstance(class_weight, Mapping):
         raise UserInputTypeError(f"{what}: class_weight must be a dict {{class: weight}}, "
                                  f"e.g. {{0: 1.0, 1: 5.0}}, got {type(class_weight).__name__}")
-    loss, output = model.loss, model.output
-    classes = loss.label_classes(output)
-    labels = y
-    if classes is None and isinstance(loss, losses.CrossEntropy):  # one-hot or soft rows
-        classes, labels = int(output.shape[-1]), np.argmax(y, axis=-1)
-    elif classes is None and isinstance(loss, losses.BinaryCrossEntropy) and (
-            output.ndim == 1 or output.shape[-1] == 1):  # 0/1 targets: classes 0 and 1
-        classes = 2
-        labels = np.round(y if output.ndim == 1 else y[..., 0]).astype(np.int64)
-    elif classes is None:
-        raise UserInputError(
-            f"{what}: class_weight needs class labels, and the loss {loss.name} takes "
-            f"targets of shape {sg.shapes.format_shape(model.target.shape)} that are not "
-            "classes; weigh the examples with sample_weight instead")
+    classes = _classes(model, what)
     table = np.ones(classes)
     for key, value in class_weight.items():
         if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)) \
                 or not 0 <= key < classes:
             raise UserInputError(
                 f"{what}: class_weight has the key {key!r}, which is not a class: the "
-                f"model's output {sg.shapes.format_shape(output.shape)} scores {classes} "
-                f"classes, 0 to {classes - 1}")
+                f"model's output {sg.shapes.format_shape(model.output.shape)} scores "
+                f"{classes} classes, 0 to {classes - 1}")
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -142,6 +146,20 @@ def class_weights(model, y: np.ndarray, class_weight, what: str = "fit") -> np.n
             raise UserInputError(f"{what}: class_weight[{key}] is {value!r}; a class weight "
                                  "is a finite number >= 0")
         table[int(key)] = number
+    return table
+
+
+def class_weights(model, y: np.ndarray, class_weight, what: str = "fit") -> np.ndarray:
+    """The sample weights ``class_weight`` gives ``y``'s labels (``class_table``): integer
+    labels, one-hot rows (their argmax) or a binary cross-entropy's 0/1 column, rounded;
+    labels per position get a weight per position."""
+    table = class_table(model, class_weight, what)
+    loss, labels = model.loss, y
+    if loss.label_classes(model.output) is None:
+        if isinstance(loss, losses.CrossEntropy):
+            labels = np.argmax(y, axis=-1)
+        else:  # a binary cross-entropy's 0/1 targets
+            labels = np.round(y if model.output.ndim == 1 else y[..., 0]).astype(np.int64)
     ignore = getattr(loss, "ignore_index", None)
     if ignore is not None:  # an ignored label is not scored: any weight will do
         labels = np.where(labels == ignore, 0, labels)

@@ -12,7 +12,8 @@ The keys mirror the Python API (api.md, "Spec files"):
               regularizer: {type: L2, l: 1.0e-4}}
     data:    {name: digits, standardize: true, validation_split: 0.1}
              (or your arrays: {name: npz, path: my_data.npz}, the path relative to the spec)
-    fit:     {batch_size: 32, epochs: 30, early_stopping: 5, shuffle: true}
+    fit:     {batch_size: 32, epochs: 30, early_stopping: 5, shuffle: true,
+              class_weight: {0: 1.0, 1: 5.0}}   (TOML: class_weight = {"1" = 5.0})
 
 Every mistake raises ``SpecError`` (a ``ValueError``) whose message reads like a
 compiler's: ``digits.yaml:7: model.layers[1].units: expected an integer, got 'abc'``
@@ -32,9 +33,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from frontends import datasets, losses, metrics, optimizers, regularizers
+from frontends import datasets, losses, metrics, optimizers, regularizers, sample_weights
 from frontends import layers as layer_registry
 from frontends.config import suggest
+from frontends.errors import UserInputError
 from frontends.model import Model, Sequential
 from frontends.spec_source import KeyPath, Source, SpecError, parse
 from frontends.training import fit
@@ -335,7 +337,8 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
     if section is None:
         return None, None
     path = ("compile",)
-    keys = ("loss", "optimizer", "metrics", "regularizer", "flush_denormals")
+    keys = ("loss", "optimizer", "metrics", "weighted_metrics", "regularizer",
+            "flush_denormals")
     section = check.mapping(section, path, "the compile section")
     check.keys(section, path, keys, "compile")
     section = {**_defaults(Model.compile, keys), **section}
@@ -347,12 +350,8 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
     if regularizer is not None:
         regularizer = _component(check, regularizers.get, regularizer,
                                  path + ("regularizer",), "regularizer")
-    names = [] if section["metrics"] is None else section["metrics"]
-    if not isinstance(names, list):
-        check.fail(path + ("metrics",), f"expected a list of metric names, got "
-                   f"{_describe(names)}")
-    for i, metric in enumerate(names):
-        _component(check, metrics.get, metric, path + ("metrics", i), "metric")
+    names, weighted = (_metric_list(check, section[key], path + (key,))
+                       for key in ("metrics", "weighted_metrics"))
     flush = section["flush_denormals"]
     if not isinstance(flush, bool):
         check.fail(path + ("flush_denormals",), f"expected true or false, got "
@@ -361,7 +360,18 @@ def _check_compile(check: _Checker, section) -> tuple[dict | None, dict | None]:
            "regularizer": section["regularizer"], "flush_denormals": flush}
     args = {"loss": loss, "optimizer": optimizer, "regularizer": regularizer,
             "metrics": list(names), "flush_denormals": flush}
+    if weighted:  # (a spec without them reads as before)
+        cfg["weighted_metrics"], args["weighted_metrics"] = weighted, list(weighted)
     return cfg, args
+
+
+def _metric_list(check: _Checker, names, path: KeyPath) -> list:
+    names = [] if names is None else names
+    if not isinstance(names, list):
+        check.fail(path, f"expected a list of metric names, got {_describe(names)}")
+    for i, metric in enumerate(names):
+        _component(check, metrics.get, metric, path + (i,), "metric")
+    return names
 
 
 def _check_data(check: _Checker, section, base: Path | None, require_file: bool) -> dict:
@@ -391,7 +401,7 @@ def _check_data(check: _Checker, section, base: Path | None, require_file: bool)
     return {"name": name, **options}
 
 
-_FIT_KEYS = ("batch_size", "epochs", "early_stopping", "shuffle")
+_FIT_KEYS = ("batch_size", "epochs", "early_stopping", "shuffle", "class_weight")
 
 
 def _defaults(function, keys: Sequence[str]) -> dict:
@@ -419,7 +429,27 @@ def _check_fit(check: _Checker, section) -> dict:
         check.fail(path + ("early_stopping",), "expected an integer >= 0 (epochs without "
                    f"improvement) or false, got {_describe(cfg['early_stopping'])}")
     check.boolean(cfg["shuffle"], path + ("shuffle",))
+    cfg["class_weight"] = _class_weight(check, cfg["class_weight"], path + ("class_weight",))
     return cfg
+
+
+def _class_weight(check: _Checker, value, path: KeyPath) -> dict | None:
+    """``{class: weight}``, the classes as ints (a TOML key is a string: ``"1"`` is class
+    1), each weight a number >= 0; load_spec checks the classes against the model."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        check.fail(path, f"expected a mapping {{class: weight}}, got {_describe(value)}")
+    table = {}
+    for key, weight in value.items():
+        label = int(key) if isinstance(key, str) and key.isdigit() else key
+        if not _is_int(label):
+            check.fail(path + (key,), f"a class is an integer label, got {key!r}", key=True)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or \
+                not 0 <= weight < float("inf"):
+            check.fail(path + (key,), f"expected a number >= 0, got {_describe(weight)}")
+        table[int(label)] = float(weight)
+    return table
 
 
 # --------------------------------------------------------------------------- entry point
@@ -487,4 +517,9 @@ def load_spec(path: str | os.PathLike | Traversable, *, backend: str | None = No
                 model.compile(**compile_args, backend=backend)
         except (ValueError, TypeError) as err:
             check.fail(("compile",), str(err), key=True)
+        if cfg["fit"]["class_weight"] is not None:
+            try:  # its classes are the model's
+                sample_weights.class_table(model, cfg["fit"]["class_weight"], "class_weight")
+            except UserInputError as err:
+                check.fail(("fit", "class_weight"), str(err).split(": ", 1)[1])
     return model, cfg

@@ -301,3 +301,13 @@ def test_interrupted_before_the_first_epoch_still_writes_the_model(tmp_path, cap
                                                    "completed steps")
         assert (out / "model.npz").exists()
         assert not (out / "history.json").exists()
+
+
+def test_train_passes_the_specs_class_weight_to_fit(tmp_path, capsys, monkeypatch):
+    """fit.class_weight reaches fit: a class of weight 0 everywhere is nothing to train on."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.replace("epochs: 3}", "epochs: 1, class_weight: {0: 0, 1: 0, 2: 0, "
+                                 "3: 0, 4: 0, 5: 0, 6: 0, 7: 0, 8: 0, 9: 0}}"))
+    assert main(["train", str(spec), "--quiet"]) == 2
+    assert "every class_weight of the examples the loss scores is 0" in \
+        capsys.readouterr().err

@@ -431,7 +431,8 @@ def test_defaults_are_filled_from_the_python_api(tmp_path):
     assert not model.compiled and cfg["compile"] is None
     fit_defaults = inspect.signature(fit).parameters
     assert cfg["fit"] == {k: fit_defaults[k].default for k in cfg["fit"]}
-    assert set(cfg["fit"]) == {"batch_size", "epochs", "early_stopping", "shuffle"}
+    assert set(cfg["fit"]) == {"batch_size", "epochs", "early_stopping", "shuffle",
+                               "class_weight"}
     assert cfg["data"] == {"name": "digits", "standardize": False, "validation_split": 0.0}
     assert cfg["model"] == {"input_shape": [4], "dtype": "float32", "seed": 0, "name": None,
                             "layers": [{"type": "Dense", "units": 2}]}
@@ -485,3 +486,59 @@ def test_graph_nodes_record_the_spec_lines_they_come_from(tmp_path, fmt):
     assert lines["dense_1"] == {line_of(text, "#L0")}
     assert lines["dense_2"] == {line_of(text, "#L1")}
     assert line_of(text, "#C") in lines[None]  # the loss and the updates
+
+
+# --------------------------------------------------------------------------- class weights
+
+WEIGHTED_YAML = """\
+model:
+  input_shape: [6]
+  dtype: float64
+  layers: [{type: Dense, units: 3}]
+compile: {loss: cross_entropy, weighted_metrics: [accuracy]}
+fit:
+  class_weight: {0: 1.0, 2: 4.5}   # WEIGHTS
+"""
+WEIGHTED_TOML = """\
+[model]
+input_shape = [6]
+dtype = "float64"
+layers = [{type = "Dense", units = 3}]
+[compile]
+loss = "cross_entropy"
+weighted_metrics = ["accuracy"]
+[fit]
+class_weight = {"0" = 1.0, "2" = 4.5}   # WEIGHTS
+"""
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "toml"])
+def test_fit_class_weight_and_weighted_metrics_in_a_spec(tmp_path, fmt):
+    """A spec's fit.class_weight (TOML's string keys read as classes) and
+    compile.weighted_metrics train as the Python call with them does."""
+    path = write(tmp_path, f"w.{fmt}", WEIGHTED_YAML if fmt == "yaml" else WEIGHTED_TOML)
+    model, cfg = load_spec(path, backend="numpy")
+    assert cfg["fit"]["class_weight"] == {0: 1.0, 2: 4.5}
+    assert model.metrics_names == ["loss", "accuracy"]
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 6)), rng.integers(0, 3, 10)
+    python = fe.Sequential([fe.layers.Dense(3)], input_shape=(6,), dtype="float64")
+    python.compile(loss="cross_entropy", weighted_metrics=["accuracy"], backend="numpy")
+    for m in (model, python):
+        m.fit(x, y, class_weight=cfg["fit"]["class_weight"] if m is model else {2: 4.5},
+              batch_size=4, epochs=2, progress=False, verbose=False)
+    for a, b in zip(model.get_weights(), python.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("{7: 1.0}", "fit.class_weight: class_weight has the key 7, which is not a class: the "
+                 "model's output (batch, 3) scores 3 classes, 0 to 2"),
+    ("{a: 1.0}", "fit.class_weight.a: a class is an integer label, got 'a'"),
+    ("{1: -2}", "expected a number >= 0, got -2"),
+    ("[1, 2]", "fit.class_weight: expected a mapping {class: weight}"),
+])
+def test_bad_class_weight_in_a_spec_names_its_line(tmp_path, bad, message):
+    text = WEIGHTED_YAML.replace("{0: 1.0, 2: 4.5}", bad)
+    err = spec_error(tmp_path, "bad.yaml", text)
+    assert err.line == line_of(text, "WEIGHTS") and message in str(err)
