@@ -11,6 +11,9 @@ the mean over the examples whose label is not ignored, as the loss is. They take
 integer labels, or the one-hot (soft) rows ``categorical_crossentropy`` takes, whose
 largest class is the label (Keras's ``categorical_accuracy``); with a class per position
 (outputs (batch, ..., classes)) they score every position.
+``compile(weighted_metrics=...)`` builds them with fit's and evaluate's sample weights too:
+Keras's weighted mean ``sum(w v) / sum(w)`` (``frontends.weighting``); ``metrics`` are never
+weighted (as Keras's).
 
 Outputs are logits (the last layer's pre-activation), as for the losses; a model whose
 last layer is a softmax (sigmoid, for binary accuracy) is read through it, as the

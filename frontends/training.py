@@ -320,12 +320,12 @@ def _training_and_validation(model, x, y, validation_data, validation_split: flo
         raise UserInputError("fit: pass sample_weight or class_weight, not both (Keras "
                              "refuses both too); to combine them, multiply the class "
                              "weights of y's labels into sample_weight")
-    weights = None
+    weights, label = None, "class_weight" if class_weight is not None else "sample_weight"
     if class_weight is not None:
         weights = class_weights(model, arrays[-1], class_weight)
     if weights is not None or sample_weight is not None:  # shape, NaN, sign
         weights = checked(model, arrays[-1], sample_weight if weights is None else weights,
-                          "fit", "sample_weight" if weights is None else "class_weight")
+                          "fit", label)
     validation = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -348,8 +348,6 @@ def _training_and_validation(model, x, y, validation_data, validation_split: flo
                 f"fit: validation_split={validation_split} of {total} examples rounds to 0 "
                 "validation examples; use a larger split, or validation_data=(x, y)")
         cut = total - held_out
-        if sample_weight is not None:  # split with x and y (class weights: training only)
-            arrays.append(weights)
         validation = [a[cut:] for a in arrays]
         arrays = [a[:cut] for a in arrays]
         if cut == 0:
@@ -359,14 +357,15 @@ def _training_and_validation(model, x, y, validation_data, validation_split: flo
         check_scored(f"fit (the first {cut} examples, for training)", model.loss, arrays[n_in])
         check_scored(f"fit (the last {held_out} examples, held out by validation_split="
                      f"{validation_split})", model.loss, validation[n_in])
-        if sample_weight is not None:  # each part weighs something
-            arrays[-1] = checked(model, arrays[n_in], arrays[-1], f"fit (the first {cut} "
-                                 "examples, for training)")
-            validation[-1] = checked(model, validation[n_in], validation[-1], "fit (the last "
-                                     f"{held_out} examples, held out by validation_split)")
-            weights = arrays.pop()
+        if weights is not None:  # split with x and y, each part weighing something
+            if sample_weight is not None:  # (class weights weigh training only, as Keras)
+                validation.append(checked(model, validation[n_in], weights[cut:], f"fit (the "
+                                          f"last {held_out} examples, held out by "
+                                          "validation_split)"))
+            weights = checked(model, arrays[n_in], weights[:cut], f"fit (the first {cut} "
+                              "examples, for training)", label)
     if weights is not None:
-        arrays.append(weights[:len(arrays[0])])
+        arrays.append(weights)
     if len(arrays[0]) == 0:
         raise UserInputError("fit: no training examples")
     return arrays, validation

@@ -46,7 +46,7 @@ def to_rows(weights: sg.Variable, labels: sg.Variable, who: str) -> sg.Variable:
     """Weights for labels (batch, ...) flattened into rows as ``losses._rows`` flattens
     them: broadcast to the labels' shape, then one per row."""
     if labels.ndim <= 1:
-        return expand(weights, labels, who) if weights.ndim == 1 else weights
+        return expand(weights, labels, who)
     full = expand(weights, labels, who) * sg.ones_like(labels, weights.dtype)
     return sg.reshape(full, (-1,))
 

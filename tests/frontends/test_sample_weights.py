@@ -382,3 +382,18 @@ def test_saved_model_keeps_weighted_metrics(tmp_path):
     y = np.random.default_rng(15).integers(0, 4, 11)
     assert loaded.evaluate(x, y, sample_weight=w) == pytest.approx(
         model.evaluate(x, y, sample_weight=w))
+
+
+def test_each_part_of_a_validation_split_must_weigh_something():
+    """The weights are checked on the training part too: class weights of 0 on every label
+    left for training is nothing to train on, though the whole data weighs something."""
+    x, w = _data(n=12)
+    y = np.r_[np.zeros(9, int), np.ones(3, int)]
+    model = _dense("numpy", "cross_entropy", 4)
+    with pytest.raises(UserInputError, match=r"fit \(the first 9 examples, for training\): "
+                                             "every class_weight of the examples"):
+        _fit(model, x, y, class_weight={0: 0.0}, validation_split=0.25)
+    w[9:] = 0.0
+    with pytest.raises(UserInputError, match=r"fit \(the last 3 examples, held out by "
+                                             r"validation_split\): every sample_weight"):
+        _fit(model, x, y, sample_weight=w, validation_split=0.25)
