@@ -76,12 +76,14 @@ def strided_matrices(op) -> bool:
     source as one of its last two: each matrix of the view is then a strided block of the
     source, rows (or, transposed, columns) contiguous, which BLAS and the generated loops
     read through a leading dimension.  Attention's heads are such views: (batch, length,
-    heads, d) read as (batch, heads, length, d) and (batch, heads, d, length)."""
+    heads, d) read as (batch, heads, length, d) and (batch, heads, d, length).  (A set, not
+    ``sorted``: a dimshuffle that drops a length-1 axis and adds one, ``("x", 2, 0)``, has as
+    many axes as its source but an ``"x"`` among them.)"""
     if not facts(op).view:
         return False
     n = getattr(op, "ndim_in", None)
     order = tuple(getattr(op, "order", ()))
-    return n is not None and n >= 2 and len(order) == n and sorted(order) == list(range(n)) \
+    return n is not None and n >= 2 and len(order) == n and set(order) == set(range(n)) \
         and n - 1 in order[-2:]
 
 
