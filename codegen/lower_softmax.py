@@ -32,6 +32,7 @@ from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
 
 from .irgen import ITEMSIZE, Value, literal
 from .kernel import NO_UNROLL, NO_VECTORIZE, Kernel
+from .lower_rows import SOFTMAX_SHARE, group_index, split_items, threshold
 from .lowerings import _reduced_index
 from .native.jit import vector_registers
 from .registry import Lowering, register_lowering, register_tunables
@@ -141,8 +142,10 @@ class _Rows(NamedTuple):
     loops: list
 
 
-def _short_rows(k: Kernel, x: Variable, axis: int, n: int, log: bool) -> _Rows:
-    """Open the loops over every axis but ``axis`` and compute one row of ``n`` (static)
+def _short_rows(k: Kernel, x: Variable, axis: int, n: int, log: bool,
+                opened: tuple[dict[int, str], list] | None = None) -> _Rows:
+    """Open the loops over every axis but ``axis`` (or take ``opened``: the index of every
+    other axis and the loops a split kernel opened) and compute one row of ``n`` (static)
     values unrolled: its values, max, ``exp(v - m)`` and their sum.  The caller stores and
     closes ``loops``.
 
@@ -153,7 +156,7 @@ def _short_rows(k: Kernel, x: Variable, axis: int, n: int, log: bool) -> _Rows:
     times.  bench (float32, 2,048 rows, us per call): log_softmax n=2 38.7 -> 7.3, n=4 30.4 ->
     10.6, n=8 30.1 -> 19.2, n=10 47.5 -> 34.9, n=15 52.6 -> 48.4; at 16 the two are even."""
     kept = [a for a in range(x.ndim) if a != axis]
-    idx, loops = k.open_loops(x, kept)
+    idx, loops = k.open_loops(x, kept) if opened is None else opened
 
     def at(j: int) -> list[str]:
         return [str(j) if a == axis else idx[a] for a in range(x.ndim)]
@@ -269,18 +272,65 @@ def _blocked_rows(k: Kernel, node: Apply, n: int) -> bool:
 
 def _tiled(k: Kernel, node: Apply, axis: int, tile_axis: int) -> None:
     """``node`` (any of the three ops) over ``axis`` with the loops over every other axis
-    and ``tile_axis`` cut into tiles of :data:`TILE` positions.  Per tile, in passes over
-    ``axis`` for all its positions at once: the maxima, the sums of ``exp(x - max)`` (softmax
-    stores each term in ``out``), per position the scale (``1 / s``) or the log-sum-exp
-    (logsumexp's result), then the lines of the result (softmax: ``out *= scale``;
-    log_softmax: ``(x - max) - log(sum)``).  Maxima and sums live in two stack arrays of a tile."""
+    and ``tile_axis`` cut into tiles of :data:`TILE` positions (:func:`_tile` each); on both
+    cores, tile by tile, when big enough (:func:`_split_tiles`)."""
+    if _split_tiles(k, node, axis, tile_axis):
+        return
+    x = node.inputs[0]
+    outer = [a for a in range(x.ndim) if a not in (axis, tile_axis)]
+    arrays = _tile_arrays(k, x)
+    idx, loops = k.open_loops(x, outer)
+    lo, width, tile_loop = _chunks(k.fb, k.dim(x, tile_axis), TILE)
+    _tile(k, node, axis, tile_axis, arrays, idx, lo, width)
+    k.fb.loop_end(tile_loop, (NO_UNROLL,))
+    k.close_loops(loops, (NO_UNROLL,), (NO_UNROLL,))
+
+
+def _split_tiles(k: Kernel, node: Apply, axis: int, tile_axis: int) -> bool:
+    """:func:`_tiled`'s tiles as the items of a split kernel (:func:`split_items`: every
+    position of the other axes times every tile); False when it stays serial."""
+    x = node.inputs[0]
+    groups = k.loop_groups(x, [a for a in range(x.ndim) if a not in (axis, tile_axis)], [x])
+
+    def tiles(kk: Kernel) -> str:
+        n = kk.dim(x, tile_axis)
+        return kk.fb.op(f"udiv i64 {kk.fb.op(f'add nuw i64 {n}, {TILE - 1}')}, {TILE}")
+
+    def tile(kk: Kernel, at: list[str]) -> tuple[str, ...]:
+        fb = kk.fb
+        lo = fb.op(f"mul nuw nsw i64 {at[-1]}, {TILE}")
+        left = fb.op(f"sub nuw nsw i64 {kk.dim(x, tile_axis)}, {lo}")
+        width = fb.op(f"select i1 {fb.op(f'icmp ult i64 {left}, {TILE}')}, i64 {left}, "
+                      f"i64 {TILE}")
+        _tile(kk, node, axis, tile_axis, _tile_arrays(kk, x), group_index(x, groups, at[:-1]),
+              lo, width)
+        return (NO_UNROLL,)
+
+    return split_items(k, x, lambda kk: [kk.size(x, g) for g in groups] + [tiles(kk)], tile,
+                       threshold(k, SOFTMAX_SHARE))
+
+
+def _tile_arrays(k: Kernel, x: Variable) -> tuple[str, str]:
+    """A tile's two stack arrays (maxima, sums), made once per kernel function."""
+    fb, ty = k.fb, k.sb.const(0, x.dtype.name).ty
+    return (fb.entry_op(fb.label("tmax"), f"alloca [{TILE} x {ty}], align 64"),
+            fb.entry_op(fb.label("tsum"), f"alloca [{TILE} x {ty}], align 64"))
+
+
+def _tile(k: Kernel, node: Apply, axis: int, tile_axis: int, arrays: tuple[str, str],
+          idx: dict[int, str], lo: str, width: str) -> None:
+    """One tile of :func:`_tiled`: ``width`` positions of ``tile_axis`` from ``lo``, at
+    ``idx`` on the other axes.  In passes over ``axis`` for all its positions at once: the
+    maxima, the sums of ``exp(x - max)`` (softmax stores each term in ``out``), per position
+    the scale (``1 / s``) or the log-sum-exp (logsumexp's result), then the lines of the
+    result (softmax: ``out *= scale``; log_softmax: ``(x - max) - log(sum)``).  Maxima and
+    sums live in the two stack ``arrays`` of :func:`_tile_arrays`."""
     fb, sb = k.fb, k.sb
     x, out = node.inputs[0], node.outputs[0]
     dt, kind = x.dtype.name, type(node.op)
     ident = sb.const(-np.inf, dt)
     ty = ident.ty
-    maxima = fb.entry_op(fb.label("tmax"), f"alloca [{TILE} x {ty}], align 64")
-    sums = fb.entry_op(fb.label("tsum"), f"alloca [{TILE} x {ty}], align 64")
+    maxima, sums = arrays
 
     def slot(arr: str, t: str) -> str:
         return fb.op(f"getelementptr inbounds {ty}, ptr {arr}, i64 {t}")
@@ -290,10 +340,6 @@ def _tiled(k: Kernel, node: Apply, axis: int, tile_axis: int) -> None:
 
     def put(arr: str, t: str, v: Value) -> None:
         fb.emit(f"store {ty} {v.ref}, ptr {slot(arr, t)}")
-
-    outer = [a for a in range(x.ndim) if a not in (axis, tile_axis)]
-    idx, loops = k.open_loops(x, outer)
-    lo, width, tile_loop = _chunks(fb, k.dim(x, tile_axis), TILE)
 
     def positions(body: Callable[[str], None]) -> None:
         """``body(t)`` for every position ``t`` of the tile (``idx`` set to it)."""
@@ -339,32 +385,60 @@ def _tiled(k: Kernel, node: Apply, axis: int, tile_axis: int) -> None:
     else:
         positions(lambda t: put(sums, t, sb.div(sb.one(get(sums, t)), get(sums, t))))
         lines(lambda t: k.store(out, at(), sb.mul(k.load(out, at()), get(sums, t))))
-    fb.loop_end(tile_loop, (NO_UNROLL,))
-    k.close_loops(loops, (NO_UNROLL,), (NO_UNROLL,))
 
 
-def lower_softmax(k: Kernel, node: Apply) -> None:
-    x, out, axis = node.inputs[0], node.outputs[0], node.op.axis
-    log = isinstance(node.op, LogSoftmax)
-    n = _short_axis(x, (axis,))
-    if n is not None and _blocked_rows(k, node, n):
+def _store_short(k: Kernel, node: Apply, row: _Rows) -> None:
+    """Write one unrolled row's result: softmax or log_softmax along it, or its logsumexp."""
+    op_, out = node.op, node.outputs[0]
+    if isinstance(op_, LogSumExp):
+        k.store(out, _reduced_index(op_.axes, op_.keepdims, node.inputs[0].ndim, row.idx),
+                k.sb.add(row.m, k.sb.math("log", row.s)))
         return
-    if n is not None:
-        row = _short_rows(k, x, axis, n, log)
-        for j, r in enumerate(_row_results(k, row.values, row.exps, row.m, row.s, log)):
-            k.store(out, row.at(j), r)
-        k.close_loops(row.loops, ROW_LOOP_HINTS)
+    log = isinstance(op_, LogSoftmax)
+    for j, r in enumerate(_row_results(k, row.values, row.exps, row.m, row.s, log)):
+        k.store(out, row.at(j), r)
+
+
+def _short(k: Kernel, node: Apply, axis: int, n: int) -> None:
+    """``node`` over a short static axis of ``n``, one unrolled row per iteration of the loop
+    over rows (:func:`_short_rows`); on both cores when big enough: the first loop over rows
+    split (the row loop stays the innermost, vectorised one)."""
+    x = node.inputs[0]
+    log = not isinstance(node.op, Softmax)
+    groups = k.loop_groups(x, [a for a in range(x.ndim) if a != axis], [x])
+
+    def rows(kk: Kernel, at: list[str]) -> tuple[str, ...]:
+        idx = group_index(x, groups[:1], at)
+        inner, loops = kk.open_groups(x, groups[1:])
+        idx.update(inner)
+        _store_short(kk, node, _short_rows(kk, x, axis, n, log, (idx, loops)))
+        kk.close_loops(loops, ROW_LOOP_HINTS)
+        return () if loops else ROW_LOOP_HINTS
+
+    if groups and split_items(k, x, lambda kk: [kk.size(x, groups[0])], rows,
+                              threshold(k, SOFTMAX_SHARE)):
         return
-    ta = _tile_axis(x, (axis,))
-    if ta is not None:
-        _tiled(k, node, axis, ta)
-        return
-    kept = [a for a in range(x.ndim) if a != axis]
-    idx, outer = k.open_loops(x, kept)
+    row = _short_rows(k, x, axis, n, log)
+    _store_short(k, node, row)
+    k.close_loops(row.loops, ROW_LOOP_HINTS)
+
+
+def _line(k: Kernel, node: Apply, axis: int, idx: dict[int, str]) -> None:
+    """One line of ``node`` along ``axis`` (the innermost, or one with fewer than
+    :data:`TILED_MINIMUM` positions after it) at ``idx`` (every other axis), in passes along
+    it: the max, ``exp(v - m)`` summed (softmax stores it), then the line (softmax scales the
+    stored exps by ``1 / s``) or logsumexp's value."""
+    op_, x, out = node.op, node.inputs[0], node.outputs[0]
+    log = not isinstance(op_, Softmax)
     m = _max_pass(k, x, (axis,), idx)
     if log:
         m = _finite_or_zero(k, m)
-    s = _sum_exp_pass(k, x, (axis,), idx, m, out=None if log else out)
+    softmax = isinstance(op_, Softmax)
+    s = _sum_exp_pass(k, x, (axis,), idx, m, out=out if softmax else None)
+    if isinstance(op_, LogSumExp):
+        k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, idx),
+                k.sb.add(m, k.sb.math("log", s)))
+        return
     idx_in, inner = k.open_loops(x, (axis,))
     idx.update(idx_in)
     full = [idx[a] for a in range(x.ndim)]
@@ -374,27 +448,60 @@ def lower_softmax(k: Kernel, node: Apply) -> None:
     else:
         k.store(out, full, k.sb.mul(k.load(out, full), k.sb.div(k.sb.one(s), s)))
     k.close_loops(inner)
+
+
+def _lines(k: Kernel, node: Apply, axis: int) -> None:
+    """``node`` along ``axis``, line by line (:func:`_line`); on both cores, line by line,
+    when big enough."""
+    x = node.inputs[0]
+    kept = [a for a in range(x.ndim) if a != axis]
+    groups = k.loop_groups(x, kept, [x])
+
+    def line(kk: Kernel, at: list[str]) -> tuple[str, ...]:
+        _line(kk, node, axis, group_index(x, groups, at))
+        return ()
+
+    if groups and split_items(k, x, lambda kk: [kk.size(x, g) for g in groups], line,
+                              threshold(k, SOFTMAX_SHARE)):
+        return
+    idx, outer = k.open_loops(x, kept)
+    _line(k, node, axis, idx)
     k.close_loops(outer)
 
 
+def lower_softmax(k: Kernel, node: Apply) -> None:
+    x, axis = node.inputs[0], node.op.axis
+    n = _short_axis(x, (axis,))
+    if n is not None and _blocked_rows(k, node, n):
+        return
+    if n is not None:
+        _short(k, node, axis, n)
+        return
+    ta = _tile_axis(x, (axis,))
+    if ta is not None:
+        _tiled(k, node, axis, ta)
+        return
+    _lines(k, node, axis)
+
+
 def lower_logsumexp(k: Kernel, node: Apply) -> None:
-    op_, x, out = node.op, node.inputs[0], node.outputs[0]
+    op_, x = node.op, node.inputs[0]
     n = _short_axis(x, op_.axes)
     if n is not None:
-        row = _short_rows(k, x, op_.axes[0], n, log=True)
-        k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, row.idx),
-                k.sb.add(row.m, k.sb.math("log", row.s)))
-        k.close_loops(row.loops, ROW_LOOP_HINTS)
+        _short(k, node, op_.axes[0], n)
         return
     ta = _tile_axis(x, op_.axes)
     if ta is not None:
         _tiled(k, node, op_.axes[0], ta)
         return
+    if len(op_.axes) == 1:
+        _lines(k, node, op_.axes[0])
+        return
     kept = [a for a in range(x.ndim) if a not in op_.axes]
     idx, outer = k.open_loops(x, kept)
     m = _finite_or_zero(k, _max_pass(k, x, op_.axes, idx))
     s = _sum_exp_pass(k, x, op_.axes, idx, m)
-    k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, idx),
+    k.store(node.outputs[0], _reduced_index(op_.axes, op_.keepdims, x.ndim, idx),
             k.sb.add(m, k.sb.math("log", s)))
     k.close_loops(outer)
 

@@ -12,6 +12,8 @@ what fusion may do with it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from symgraph.evaluate import NodeContext
@@ -34,6 +36,7 @@ from symgraph.ops.structure import (
 from .fusion import ADDRESSABLE
 from .irgen import IR_TYPE, ITEMSIZE, MEM_TYPE, Value, is_float
 from .kernel import Kernel, SlotFn, node_error
+from .lower_rows import group_index, open_part, range_loop, split_items, split_range, threshold
 from .registry import Lowering, register_lowering, register_tunables
 
 #: A float32 sum along the innermost axis adds blocks of this many elements in float32 (the
@@ -131,7 +134,6 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
     kind, axes, dt = op_.kind, op_.axes, dtype_name(out.dtype)
     kept = [a for a in range(x.ndim) if a not in axes]
-    ident = k.sb.const(op_.identity(dt), dt)
 
     def groups(var: Variable, run_axes, reads) -> list[list[int]]:
         return [g for run in _runs(list(run_axes), axes)
@@ -143,19 +145,27 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
         wide = SUM_ACCUMULATOR.get(dt) if kind in ("sum", "mean") else None
         n = k.size(x, inner_groups[-1]) if inner_groups else "1"
 
+        def row(kk: Kernel, idx: dict[int, str], blocked: bool) -> tuple[str, ...]:
+            """One row's total stored at ``idx``; the hints for the loops around it."""
+            if blocked:  # (rows longer than a block: never a short row, hints known now)
+                hints, rest = kk.rolled(x, inner_groups, accumulates=True)
+                total = _blocked_sum(kk, x, idx, inner_groups, kk.size(x, inner_groups[-1]),
+                                     dt, wide, hints, rest)
+            else:
+                total, rest = _plain_reduce(kk, kind, x, idx, inner_groups, dt)
+            if kind == "mean":
+                size = kk.sb.convert(Value(kk.size(x, axes), "int64"), total.dtype)
+                total = kk.sb.div(total, size)
+            kk.store(out, _reduced_index(axes, op_.keepdims, x.ndim, idx), total)
+            return rest
+
         def nest(blocked: bool) -> None:
             idx, outer = k.open_groups(x, groups(x, kept, [x]))
-            if blocked:  # (rows longer than a block: never a short row, hints known now)
-                hints, rest = k.rolled(x, inner_groups, accumulates=True)
-                total = _blocked_sum(k, x, idx, inner_groups, n, dt, wide, hints, rest)
-            else:
-                total, rest = _plain_reduce(k, kind, x, idx, inner_groups, dt)
-            if kind == "mean":
-                size = k.sb.convert(Value(k.size(x, axes), "int64"), total.dtype)
-                total = k.sb.div(total, size)
-            k.store(out, _reduced_index(axes, op_.keepdims, x.ndim, idx), total)
+            rest = row(k, idx, blocked)
             k.close_loops(outer, rest, rest)
 
+        if _split_rows(k, node, groups(x, kept, [x]), inner_groups, wide is not None, row):
+            return
         if wide is None or n.isdigit():
             nest(wide is not None and int(n) > SUM_BLOCK)
             return
@@ -169,13 +179,80 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
             nest(blocked)
             k.fb.if_end(done)
         return
-    # a leading axis is reduced (bias gradients): initialise, then accumulate in input order
-    # so the innermost (kept) axis is contiguous and vectorises
-    oidx, toks = k.open_groups(out, k.loop_groups(out, range(out.ndim), []))
-    k.store(out, [oidx[a] for a in range(out.ndim)], ident)
-    k.close_loops(toks)
     nest = groups(x, range(x.ndim), [x])
-    idx, toks = k.open_groups(x, nest)
+    if not _split_columns(k, node, nest):
+        _leading(k, node, nest)
+
+
+def _split_rows(k: Kernel, node: Apply, outer: list[list[int]], inner: list[list[int]],
+                blocks: bool, row: Callable[[Kernel, dict[int, str], bool], tuple[str, ...]]
+                ) -> bool:
+    """A reduction over the innermost axes on both cores when big enough, by rows (the loops
+    ``outer``; ``row`` writes one as the serial kernel does: the same bits)."""
+    x = node.inputs[0]
+    if not outer:
+        return False  # one total: splitting it would change the order of its additions
+
+    def item(kk: Kernel, at: list[str]) -> tuple[str, ...]:
+        idx = group_index(x, outer, at)
+        n = kk.size(x, inner[-1]) if inner else "1"
+        if not blocks or n.isdigit():
+            return row(kk, idx, blocks and int(n) > SUM_BLOCK)
+        for cond, blocked in (("ule", False), ("ugt", True)):  # (as the serial kernel)
+            done = kk.fb.if_begin(kk.fb.op(f"icmp {cond} i64 {n}, {SUM_BLOCK}"))
+            rest = row(kk, dict(idx), blocked)
+            kk.fb.if_end(done)
+        return rest
+
+    return split_items(k, x, lambda kk: [kk.size(x, g) for g in outer], item, threshold(k))
+
+
+#: a reduction over leading axes splits its columns at multiples of this many (no cache line
+#: of the output written by both threads, float32 or float64)
+COLUMN_ALIGN = 16
+
+
+def _split_columns(k: Kernel, node: Apply, nest: list[list[int]]) -> bool:
+    """A reduction over leading axes on both cores when big enough, its one loop over kept
+    axes cut into ranges (bias gradients of (batch, [steps,] features) or NCHW over (0, 2, 3)):
+    each thread adds its columns in the serial order (:func:`_leading`): the same bits."""
+    x, axes = node.inputs[0], node.op.axes
+    kept = [g for g in nest if g[0] not in axes]
+    if len(kept) != 1:
+        return False
+    return split_range(k, x, lambda kk: kk.size(x, kept[0]),
+                       lambda kk, lo, hi: _leading(kk, node, nest, (kept[0], lo, hi)),
+                       threshold(k), COLUMN_ALIGN)
+
+
+def _leading(k: Kernel, node: Apply, nest: list[list[int]],
+             part: tuple[list[int], str, str] | None = None) -> None:
+    """A reduction over leading axes (bias gradients), loops ``nest``: initialise, then
+    accumulate in input order so the innermost (kept) axis is contiguous and vectorises.
+    ``part``: only positions ``[lo, hi)`` of the nest's one kept loop (:func:`_split_columns`)."""
+    op_, x, out = node.op, node.inputs[0], node.outputs[0]
+    kind, axes, dt = op_.kind, op_.axes, dtype_name(out.dtype)
+    ident = k.sb.const(op_.identity(dt), dt)
+
+    def out_loop(body: Callable[[list[str]], None]) -> None:
+        """``body(index)`` at every position of ``out`` (of ``part``'s range)."""
+        if part is None:
+            oidx, toks = k.open_groups(out, k.loop_groups(out, range(out.ndim), [out]))
+            body([oidx[a] for a in range(out.ndim)])
+            k.close_loops(toks)
+            return
+        i, tok = range_loop(k, part[1], part[2])
+        body(_reduced_index(axes, op_.keepdims, x.ndim, group_index(x, [part[0]], [i])))
+        k.fb.loop_end(tok)
+
+    if part is None:  # (the serial kernel's text as before splits existed)
+        oidx, toks = k.open_groups(out, k.loop_groups(out, range(out.ndim), []))
+        k.store(out, [oidx[a] for a in range(out.ndim)], ident)
+        k.close_loops(toks)
+        idx, toks = k.open_groups(x, nest)
+    else:
+        out_loop(lambda o: k.store(out, o, ident))
+        idx, toks = open_part(k, x, nest, *part)
     oi = _reduced_index(axes, op_.keepdims, x.ndim, idx)
     v = k.sb.convert(k.value_at(x, [idx[a] for a in range(x.ndim)]), dt)
     addr = k.address(out, oi)
@@ -188,10 +265,7 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
     k.close_loops(toks, *k.short_rows(x, nest))  # (a bias gradient over 10 classes)
     if kind == "mean":
         n = k.sb.convert(Value(k.size(x, axes), "int64"), dt)
-        oidx, toks = k.open_groups(out, k.loop_groups(out, range(out.ndim), [out]))
-        o = [oidx[a] for a in range(out.ndim)]
-        k.store(out, o, k.sb.div(k.load(out, o), n))
-        k.close_loops(toks)
+        out_loop(lambda o: k.store(out, o, k.sb.div(k.load(out, o), n)))
 
 
 def lower_argmax(k: Kernel, node: Apply) -> None:
@@ -522,4 +596,5 @@ register_lowering(Reshape, Lowering(kernel=lower_reshape_copy))
 register_lowering(ReshapeLike, Lowering(kernel=lower_reshape_copy))
 
 
-register_tunables(__name__, ("SUM_BLOCK", "SUM_ACCUMULATOR", "JOIN_TABLE_PIECES"))
+register_tunables(__name__, ("SUM_BLOCK", "SUM_ACCUMULATOR", "JOIN_TABLE_PIECES",
+                             "COLUMN_ALIGN"))

@@ -1,0 +1,161 @@
+"""Row-wise kernels (softmax, log_softmax, logsumexp, sums along an axis) on both cores.
+
+Why: outside its gemms a transformer step's biggest kernels are the softmax over attention
+scores and the sums of its gradient, and they ran on one core while elementwise loops already
+used two (:func:`codegen.lower_elementwise._lower_parallel`).  A row kernel is a loop over
+independent *items* (rows; tiles of a reduction over a leading axis; column blocks of a bias
+gradient) around code that touches only its own item's output, so its item loop can be cut
+into ranges and handed to :mod:`codegen.native.parallel`'s runtime like an elementwise loop:
+``@<kernel>_range(buffers..., tab, lo, hi)`` runs items ``[lo, hi)``, ``@<kernel>_part``
+unpacks the buffers, and the kernel calls ``sg_parallel_for``.
+
+Same bits as the serial kernel, whatever the number of threads: each item runs the very code
+the serial kernel runs for it (the lowering writes it once, for both), and no item's result
+depends on another (a sum over a leading axis is split by columns, each column still added
+in input order).  The item index is the flat index over the loops the lowering names
+(:func:`split_items`), divided back into one index per loop.
+
+Thresholds, relative to the elementwise split (``k.ctx.split_minimum``, 65,536 elements by
+default, ``SYMGRAPH_THREADS_MIN``): a row kernel computes more per element than ``p + x``
+(an ``exp``, three passes), so it pays earlier (:data:`SOFTMAX_SHARE`); a sum reads one
+stream per element and splits at the elementwise threshold.  Static shapes decide when
+compiling, symbolic ones at run time (compiled to split only if a symbolic dim of
+``parallel.LIKELY_DIM`` would make it big enough), as for elementwise loops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from symgraph.graph import Variable
+
+from .kernel import Kernel, KernelInfo
+from .native import parallel
+from .registry import register_tunables
+
+__all__ = ["SOFTMAX_SHARE", "group_index", "open_part", "range_loop", "split_items", "split_range",
+           "threshold"]
+
+#: softmax / log_softmax / logsumexp kernels split from ``split_minimum // SOFTMAX_SHARE``
+#: elements of their input (bench/softmax.py; see :func:`threshold`)
+SOFTMAX_SHARE = 8
+
+
+def threshold(k: Kernel, share: int = 1) -> int | None:
+    """The element count from which a row kernel of ``k`` splits: the elementwise split's
+    (``k.ctx.split_minimum``) divided by ``share``; None when loops stay serial
+    (``SYMGRAPH_THREADS=1``, or a BLAS without worker threads)."""
+    minimum = k.ctx.split_minimum
+    return None if minimum is None else max(1, minimum // share)
+
+
+def _worth_compiling(var: Variable, minimum: int) -> bool:
+    """Could ``var`` hold ``minimum`` elements?  Static: exactly; symbolic: if each of its
+    symbolic dims were ``parallel.LIKELY_DIM`` (a (batch, 10) softmax stays serial code)."""
+    known = math.prod(d for d in var.shape if isinstance(d, int))
+    static = all(isinstance(d, int) for d in var.shape)
+    return known * (1 if static else parallel.LIKELY_DIM) >= minimum
+
+
+def group_index(var: Variable, groups: Sequence[Sequence[int]],
+                indices: Sequence[str]) -> dict[int, str]:
+    """The index of every axis of ``groups`` (and of every static 1 of ``var``) from one
+    index per group, as :meth:`Kernel.open_groups` sets it: the group's last axis carries
+    the index, its other axes 0."""
+    idx = {a: "0" for a in range(var.ndim) if var.shape[a] == 1}
+    for group, i in zip(groups, indices):
+        idx.update({a: "0" for a in group})
+        idx[group[-1]] = i
+    return idx
+
+
+def _unflatten(k: Kernel, flat: str, counts: list[str]) -> list[str]:
+    """One index per loop of ``counts`` (the last varying fastest) from a flat item index."""
+    out = []
+    for count in reversed(counts[1:]):
+        out.append(k.fb.op(f"urem i64 {flat}, {count}"))
+        flat = k.fb.op(f"udiv i64 {flat}, {count}")
+    out.append(flat)
+    return out[::-1]
+
+
+def split_range(k: Kernel, size_of: Variable, count: Callable[[Kernel], str],
+                body: Callable[[Kernel, str, str], None], minimum: int | None,
+                align: int = 1) -> bool:
+    """Run ``body`` over ranges of ``[0, count)`` on OpenBLAS's threads when ``size_of`` has
+    at least ``minimum`` elements (decided now for a static shape, at run time otherwise);
+    False (nothing emitted) when it does not apply.
+
+    ``count(kernel)`` is the number of items in that kernel (the split kernel's and the range
+    function's); ``body(kernel, lo, hi)`` writes the code for items ``[lo, hi)`` (i64
+    operands), the loops around and inside them its own.  Range bounds are multiples of
+    ``align`` (a bias gradient split by columns: no cache line of its output written by two
+    threads)."""
+    if minimum is None or not _worth_compiling(size_of, minimum):
+        return False
+    r = Kernel(k.ctx, f"{k.name}_range")
+    r.extra_params = ", i64 %lo, i64 %hi"
+    r.static_args = False  # the part function passes buffers only
+    body(r, "%lo", "%hi")
+    if r.fallible:  # (no row kernel checks values; an early return would skip chunks)
+        return False
+    roots = list(r.params)
+    k.extra_functions += [r.finish(KernelInfo(r.name, size_of, [])),
+                          parallel.part_function(f"{k.name}_part", r.name, len(roots))]
+    k.ctx.uses_parallel = k.parallel = True
+    fb = k.fb
+    n = count(k)
+    static = all(isinstance(d, int) for d in size_of.shape)
+    big = "true" if static else fb.op(f"icmp sge i64 {k.size(size_of)}, {minimum}")
+    ctx = k.pointer_array("ctx", [k.ptr(root) for root in roots] + ["%tab"])
+    fb.emit(f"call void @{parallel.DISPATCH}(ptr @{k.name}_part, ptr {ctx}, i64 {n}, "
+            f"i64 {align}, i1 {big})")
+    return True
+
+
+def range_loop(k: Kernel, lo: str, hi: str) -> tuple[str, tuple]:
+    """Open ``for i in range(lo, hi)``: (``i``, the loop's token for ``fb.loop_end``)."""
+    j, token = k.fb.loop_begin(k.fb.entry_op("count", f"sub i64 {hi}, {lo}"))
+    return k.fb.op(f"add nuw nsw i64 {j}, {lo}"), token
+
+
+def open_part(k: Kernel, var: Variable, groups: list[list[int]], part: list[int], lo: str,
+              hi: str) -> tuple[dict[int, str], list]:
+    """:meth:`Kernel.open_groups` with the loop of group ``part`` over ``[lo, hi)`` only."""
+    idx = {a: "0" for a in range(var.ndim) if var.shape[a] == 1}
+    tokens = []
+    for group in groups:
+        if group == part:
+            i, tok = range_loop(k, lo, hi)
+        else:
+            i, tok = k.fb.loop_begin(k.size(var, group))
+        idx.update({a: "0" for a in group})
+        idx[group[-1]] = i
+        tokens.append(tok)
+    return idx, tokens
+
+
+def split_items(k: Kernel, size_of: Variable, counts: Callable[[Kernel], list[str]],
+                body: Callable[[Kernel, list[str]], tuple[str, ...]],
+                minimum: int | None) -> bool:
+    """:func:`split_range` over the items of the loops ``counts`` (every combination of
+    their indices, the last varying fastest): ``counts(kernel)`` gives their trip counts in
+    that kernel; ``body(kernel, indices)`` writes the code of one item (its index in each
+    loop) and returns the loop hints for the loop over items (those the serial kernel gives
+    its loop there)."""
+    def count(kk: Kernel) -> str:
+        n = "1"
+        for c in counts(kk):  # (a tile count is computed in the body: no entry-block mul)
+            n = c if n == "1" else kk.fb.op(f"mul nuw nsw i64 {n}, {c}")
+        return n
+
+    def ranged(r: Kernel, lo: str, hi: str) -> None:
+        loops = counts(r)
+        flat, token = range_loop(r, lo, hi)
+        r.fb.loop_end(token, body(r, _unflatten(r, flat, loops)))
+
+    return split_range(k, size_of, count, ranged, minimum)
+
+
+register_tunables(__name__, ("SOFTMAX_SHARE",))
