@@ -28,26 +28,29 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from symgraph.graph import Variable
+from symgraph.graph import Apply, Variable
 
 from .kernel import Kernel, KernelInfo
 from .native import parallel
 from .registry import register_tunables
 
-__all__ = ["SOFTMAX_SHARE", "group_index", "open_part", "range_loop", "split_items", "split_range",
+__all__ = ["COLUMN_ALIGN", "SOFTMAX_FACTOR", "SUM_FACTOR", "group_index", "open_part",
+           "range_loop", "split_column_sums", "split_items", "split_range", "split_row_sums",
            "threshold"]
 
-#: softmax / log_softmax / logsumexp kernels split from ``split_minimum // SOFTMAX_SHARE``
+#: softmax / log_softmax / logsumexp kernels split from ``split_minimum * SOFTMAX_FACTOR``
 #: elements of their input (bench/softmax.py; see :func:`threshold`)
-SOFTMAX_SHARE = 8
+SOFTMAX_FACTOR = 0.25
+#: sums (and means, maxima) along an axis split from ``split_minimum * SUM_FACTOR`` elements
+SUM_FACTOR = 4.0
 
 
-def threshold(k: Kernel, share: int = 1) -> int | None:
+def threshold(k: Kernel, factor: float) -> int | None:
     """The element count from which a row kernel of ``k`` splits: the elementwise split's
-    (``k.ctx.split_minimum``) divided by ``share``; None when loops stay serial
+    (``k.ctx.split_minimum``) times ``factor``; None when loops stay serial
     (``SYMGRAPH_THREADS=1``, or a BLAS without worker threads)."""
     minimum = k.ctx.split_minimum
-    return None if minimum is None else max(1, minimum // share)
+    return None if minimum is None else max(1, int(minimum * factor))
 
 
 def _worth_compiling(var: Variable, minimum: int) -> bool:
@@ -158,4 +161,53 @@ def split_items(k: Kernel, size_of: Variable, counts: Callable[[Kernel], list[st
     return split_range(k, size_of, count, ranged, minimum)
 
 
-register_tunables(__name__, ("SOFTMAX_SHARE",))
+#: a sum over leading axes splits its columns at multiples of this many (no cache line of the
+#: output written by both threads, float32 or float64)
+COLUMN_ALIGN = 16
+
+#: ``row(kernel, idx, blocked)``: one row of a reduction over the innermost axes stored at
+#: ``idx`` (in blocks of ``SUM_BLOCK`` or not); returns the hints for the loops around it
+RowFn = Callable[[Kernel, dict[int, str], bool], tuple[str, ...]]
+
+
+def split_row_sums(k: Kernel, node: Apply, outer: list[list[int]], inner: list[list[int]],
+                   block: int | None, row: RowFn) -> bool:
+    """A reduction over the innermost axes (``inner``) on both cores when big enough, by
+    rows (the loops ``outer``; ``row`` writes one as the serial kernel does: its bits).  A row
+    of a symbolic length picks the plain or the blocked sum (``block``: ``SUM_BLOCK``, None
+    when it does not block) per row, as the serial kernel does per kernel."""
+    x = node.inputs[0]
+    if not outer:
+        return False  # one total: splitting it would change the order of its additions
+
+    def item(kk: Kernel, at: list[str]) -> tuple[str, ...]:
+        idx = group_index(x, outer, at)
+        n = kk.size(x, inner[-1]) if inner else "1"
+        if block is None or n.isdigit():
+            return row(kk, idx, block is not None and int(n) > block)
+        for cond, blocked in (("ule", False), ("ugt", True)):
+            done = kk.fb.if_begin(kk.fb.op(f"icmp {cond} i64 {n}, {block}"))
+            rest = row(kk, dict(idx), blocked)
+            kk.fb.if_end(done)
+        return rest
+
+    return split_items(k, x, lambda kk: [kk.size(x, g) for g in outer], item,
+                       threshold(k, SUM_FACTOR))
+
+
+def split_column_sums(k: Kernel, node: Apply, nest: list[list[int]],
+                      leading: Callable[..., None]) -> bool:
+    """A reduction over leading axes (loops ``nest``) on both cores when big enough, its one
+    loop over kept axes cut into ranges (bias gradients of (batch, [steps,] features), NCHW
+    over (0, 2, 3)): ``leading(kernel, node, nest, (group, lo, hi))`` adds each column of the
+    range in the serial kernel's order, so the same bits.  False where it does not apply."""
+    x, axes = node.inputs[0], node.op.axes
+    kept = [g for g in nest if g[0] not in axes]
+    if len(kept) != 1:
+        return False
+    return split_range(k, x, lambda kk: kk.size(x, kept[0]),
+                       lambda kk, lo, hi: leading(kk, node, nest, (kept[0], lo, hi)),
+                       threshold(k, SUM_FACTOR), COLUMN_ALIGN)
+
+
+register_tunables(__name__, ("SOFTMAX_FACTOR", "SUM_FACTOR", "COLUMN_ALIGN"))

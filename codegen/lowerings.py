@@ -36,7 +36,7 @@ from symgraph.ops.structure import (
 from .fusion import ADDRESSABLE
 from .irgen import IR_TYPE, ITEMSIZE, MEM_TYPE, Value, is_float
 from .kernel import Kernel, SlotFn, node_error
-from .lower_rows import group_index, open_part, range_loop, split_items, split_range, threshold
+from .lower_rows import group_index, open_part, range_loop, split_column_sums, split_row_sums
 from .registry import Lowering, register_lowering, register_tunables
 
 #: A float32 sum along the innermost axis adds blocks of this many elements in float32 (the
@@ -164,7 +164,8 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
             rest = row(k, idx, blocked)
             k.close_loops(outer, rest, rest)
 
-        if _split_rows(k, node, groups(x, kept, [x]), inner_groups, wide is not None, row):
+        if split_row_sums(k, node, groups(x, kept, [x]), inner_groups,
+                          None if wide is None else SUM_BLOCK, row):
             return
         if wide is None or n.isdigit():
             nest(wide is not None and int(n) > SUM_BLOCK)
@@ -180,56 +181,15 @@ def lower_reduce(k: Kernel, node: Apply) -> None:
             k.fb.if_end(done)
         return
     nest = groups(x, range(x.ndim), [x])
-    if not _split_columns(k, node, nest):
+    if not split_column_sums(k, node, nest, _leading):
         _leading(k, node, nest)
-
-
-def _split_rows(k: Kernel, node: Apply, outer: list[list[int]], inner: list[list[int]],
-                blocks: bool, row: Callable[[Kernel, dict[int, str], bool], tuple[str, ...]]
-                ) -> bool:
-    """A reduction over the innermost axes on both cores when big enough, by rows (the loops
-    ``outer``; ``row`` writes one as the serial kernel does: the same bits)."""
-    x = node.inputs[0]
-    if not outer:
-        return False  # one total: splitting it would change the order of its additions
-
-    def item(kk: Kernel, at: list[str]) -> tuple[str, ...]:
-        idx = group_index(x, outer, at)
-        n = kk.size(x, inner[-1]) if inner else "1"
-        if not blocks or n.isdigit():
-            return row(kk, idx, blocks and int(n) > SUM_BLOCK)
-        for cond, blocked in (("ule", False), ("ugt", True)):  # (as the serial kernel)
-            done = kk.fb.if_begin(kk.fb.op(f"icmp {cond} i64 {n}, {SUM_BLOCK}"))
-            rest = row(kk, dict(idx), blocked)
-            kk.fb.if_end(done)
-        return rest
-
-    return split_items(k, x, lambda kk: [kk.size(x, g) for g in outer], item, threshold(k))
-
-
-#: a reduction over leading axes splits its columns at multiples of this many (no cache line
-#: of the output written by both threads, float32 or float64)
-COLUMN_ALIGN = 16
-
-
-def _split_columns(k: Kernel, node: Apply, nest: list[list[int]]) -> bool:
-    """A reduction over leading axes on both cores when big enough, its one loop over kept
-    axes cut into ranges (bias gradients of (batch, [steps,] features) or NCHW over (0, 2, 3)):
-    each thread adds its columns in the serial order (:func:`_leading`): the same bits."""
-    x, axes = node.inputs[0], node.op.axes
-    kept = [g for g in nest if g[0] not in axes]
-    if len(kept) != 1:
-        return False
-    return split_range(k, x, lambda kk: kk.size(x, kept[0]),
-                       lambda kk, lo, hi: _leading(kk, node, nest, (kept[0], lo, hi)),
-                       threshold(k), COLUMN_ALIGN)
 
 
 def _leading(k: Kernel, node: Apply, nest: list[list[int]],
              part: tuple[list[int], str, str] | None = None) -> None:
     """A reduction over leading axes (bias gradients), loops ``nest``: initialise, then
     accumulate in input order so the innermost (kept) axis is contiguous and vectorises.
-    ``part``: only positions ``[lo, hi)`` of the nest's one kept loop (:func:`_split_columns`)."""
+    ``part``: positions ``[lo, hi)`` of the nest's one kept loop only (``split_column_sums``)."""
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
     kind, axes, dt = op_.kind, op_.axes, dtype_name(out.dtype)
     ident = k.sb.const(op_.identity(dt), dt)
@@ -596,5 +556,4 @@ register_lowering(Reshape, Lowering(kernel=lower_reshape_copy))
 register_lowering(ReshapeLike, Lowering(kernel=lower_reshape_copy))
 
 
-register_tunables(__name__, ("SUM_BLOCK", "SUM_ACCUMULATOR", "JOIN_TABLE_PIECES",
-                             "COLUMN_ALIGN"))
+register_tunables(__name__, ("SUM_BLOCK", "SUM_ACCUMULATOR", "JOIN_TABLE_PIECES"))

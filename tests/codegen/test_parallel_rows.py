@@ -6,7 +6,8 @@ one must give its bits, since each row runs the same code), the numpy reference 
 tolerances; bit for bit for sums over leading axes, which both add in input order), and the
 kernels' ``parallel`` flag (a split kernel calls the runtime: every test below checks it, so
 each fails where rows are not split). ``SYMGRAPH_THREADS_MIN`` = 4096 keeps sizes small: the
-softmax kernels then split from 4096 // SOFTMAX_SHARE elements, the sums from 4096.
+softmax kernels then split from 4096 * SOFTMAX_FACTOR (1,024) elements, the sums from
+4096 * SUM_FACTOR (16,384).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.skipif(not parallel.available(),
                                 reason="numpy's BLAS is not a pthreads OpenBLAS")
 
 MIN = 4096
-SOFTMAX_MIN = MIN // lower_rows.SOFTMAX_SHARE
+SOFTMAX_MIN = int(MIN * lower_rows.SOFTMAX_FACTOR)
+SUM_MIN = int(MIN * lower_rows.SUM_FACTOR)
 NEG_INF = -np.inf
 
 
@@ -137,17 +139,17 @@ def test_gradient_sums_split_by_rows(log, dtype, compile_both):
 
 @pytest.mark.parametrize("batch", [1, 2, 50])
 def test_symbolic_batch_decided_at_run_time(batch, compile_both):
-    """(batch, 4, 16, 16): compiled to split (a batch of LIKELY_DIM would be big); a batch
-    of 1 (1,024 elements) takes the serial path at run time, 2 and 50 split; all the serial
-    kernel's bits."""
+    """(batch, 4, 8, 16): compiled to split (a batch of LIKELY_DIM would be big); at run
+    time a batch of 1 (512 elements) runs serially, the softmaxes split from 2, the sum from
+    32 (SUM_MIN); all give the serial kernel's bits."""
     def build():
-        x = sg.tensor("x", shape=("batch", 4, 16, 16), dtype="float32")
+        x = sg.tensor("x", shape=("batch", 4, 8, 16), dtype="float32")
         return [x], [sg.nn.softmax(x, axis=-1), sg.nn.log_softmax(x, axis=-1),
                      sg.sum(x * 3, axis=-1)]
 
     f_split, f_serial, f_numpy = compile_both(build)
     assert split_count(f_split) == 3 and split_count(f_serial) == 0
-    x = scores((batch, 4, 16, 16), "float32")
+    x = scores((batch, 4, 8, 16), "float32")
     got = f_split(x)
     assert_same_bits(got, f_serial(x))
     assert_close(got, f_numpy(x), "float32")
@@ -159,7 +161,7 @@ def test_transposed_inputs(perm, axis, compile_both):
     """A transposed input is read through permuted indices inside the row kernel (a view, not
     a buffer): the rows are then several loops (not one flat index), the item index divided
     back into each; the lines, short rows and tiles forms."""
-    shape = (20, 30, 40)[:len(perm)]
+    shape = (40, 30, 20)[:len(perm)]
 
     def build():
         x = sg.tensor("x", shape=shape, dtype="float32")
@@ -177,13 +179,14 @@ def test_transposed_inputs(perm, axis, compile_both):
 
 # (shape, axes, split?, numpy's bits?) of sums
 SUMS = [
-    ((60, 60), 0, False, True),  # 3,600 elements: below MIN
+    ((100, 160), 0, False, True),  # 16,000 elements: below SUM_MIN
     ((300, 512), 0, True, True),  # a bias gradient: column ranges
     ((20, 30, 96), (0, 1), True, True),  # (batch, steps, features)
-    ((8, 48, 6, 6), (0, 2, 3), True, False),  # NCHW over (0, 2, 3): channel ranges
+    ((16, 48, 6, 6), (0, 2, 3), True, False),  # NCHW over (0, 2, 3): channel ranges
     ((300, 70), 1, True, False),  # row sums
     ((6, 7000), 1, True, False),  # rows longer than SUM_BLOCK (float32: blocked)
-    ((8, 40, 40), 1, False, False),  # two loops over kept axes: serial
+    ((16, 1024), 1, True, False),  # 16,384 elements: SUM_MIN
+    ((16, 40, 40), 1, False, False),  # two loops over kept axes: serial
 ]
 
 
@@ -213,19 +216,19 @@ def test_sums_split_give_serial_bits(shape, axes, split, exact, dtype, keepdims,
 
 def test_mean_and_symbolic_rows(compile_both):
     """A mean over leading axes divides each range's columns; ("batch", 128) and
-    ("batch", "n") sums split at run time (the symbolic row length: plain or blocked per row,
-    chosen as the serial kernel does)."""
+    (4, "batch", "n") sums split at run time (the symbolic row length: plain or blocked per
+    row, chosen as the serial kernel does)."""
     def build():
         x = sg.tensor("x", shape=("batch", 128), dtype="float32")
-        y = sg.tensor("y", shape=("batch", "n"), dtype="float32")
-        return [x, y], [sg.mean(x, axis=0), sg.sum(x, axis=1), sg.sum(y * 2, axis=1)]
+        y = sg.tensor("y", shape=(4, "batch", "n"), dtype="float32")
+        return [x, y], [sg.mean(x, axis=0), sg.sum(x, axis=1), sg.sum(y * 2, axis=-1)]
 
     f_split, f_serial, f_numpy = compile_both(build)
     assert split_count(f_split) == 3 and split_count(f_serial) == 0
     rng = np.random.default_rng(5)
-    for rows, n in ((3, 10), (200, 40), (7, 9000)):
+    for rows, n in ((3, 10), (200, 40), (7, 9000), (300, 100)):
         x = rng.standard_normal((rows, 128)).astype(np.float32)
-        y = rng.standard_normal((rows, n)).astype(np.float32)
+        y = rng.standard_normal((4, rows, n)).astype(np.float32)
         got = f_split(x, y)
         assert_same_bits(got, f_serial(x, y))
         assert_close(got, f_numpy(x, y), "float32")
