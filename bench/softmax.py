@@ -14,10 +14,11 @@ rows) in the same rounds, torch with its default threads. Sections:
 * ``sweep``: softmax forward over (rows, 128) and (rows, 10) float32, split from any size
   (``SYMGRAPH_THREADS_MIN=1``) against serial: where the ratio crosses 1 is where
   :data:`codegen.lower_rows.SOFTMAX_SHARE` belongs;
-* ``sums``: column and row sums likewise (:data:`codegen.lower_rows.SUM_FACTOR`).
+* ``sums``: column and row sums likewise (:data:`codegen.lower_rows.SUM_FACTOR`);
+* ``transformer``: bench/transformer.py's T = 128 step with row kernels split and serial.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/softmax.py [--rounds 7]
-        [--only ops,sweep,sums] [--no-torch] [--budget 30]
+        [--only ops,sweep,sums,transformer] [--no-torch] [--budget 30]
 
 Not a test: nothing here runs in CI.
 """
@@ -177,16 +178,55 @@ def section_sums(args: argparse.Namespace) -> None:
                 minimum=1)
 
 
+def section_transformer(args: argparse.Namespace) -> None:
+    """bench/transformer.py's step (T = 128, d = 64, 4 heads), compiled with row kernels split
+    and with them serial (``lower_rows``' factors set to infinity: elementwise loops split in
+    both), interleaved in one process."""
+    import transformer  # lazy: imports torch and the model API
+
+    from codegen import lower_rows
+
+    print("\n== transformer step (bench/transformer.py, batch 32, T=128, d=64): row kernels "
+          "split / serial")
+    rng = np.random.default_rng(0)
+    for causal in (False, True):
+        X = rng.normal(size=(transformer.BATCH, 128, 64)).astype(np.float32)
+        y = rng.integers(0, transformer.CLASSES, transformer.BATCH)
+        steps = {}
+        for name, factors in (("split", (lower_rows.SOFTMAX_FACTOR, lower_rows.SUM_FACTOR)),
+                              ("serial", (float("inf"), float("inf")))):
+            old = lower_rows.SOFTMAX_FACTOR, lower_rows.SUM_FACTOR
+            lower_rows.SOFTMAX_FACTOR, lower_rows.SUM_FACTOR = factors
+            try:
+                model = transformer._ours(128, 64, 4, causal)
+                model.compile(loss="cross_entropy", optimizer="adam")
+                fn = model.train_function
+                fn(X, y)
+            finally:
+                lower_rows.SOFTMAX_FACTOR, lower_rows.SUM_FACTOR = old
+            steps[name] = (lambda fn=fn, X=X, y=y: fn(X, y))
+            steps[name].f = fn
+        split_rows = sum(bool(k.parallel) for k in steps["split"].f.kernels)
+        serial_rows = sum(bool(k.parallel) for k in steps["serial"].f.kernels)
+        r = clean_rounds(steps, args)
+        print(f"causal={causal!s:<5} split {statistics.median(r['split']) * 1e3:.3f} ms "
+              f"({split_rows} split kernels), serial rows "
+              f"{statistics.median(r['serial']) * 1e3:.3f} ms ({serial_rows}): "
+              f"{ratio_text(r['split'], r['serial'])}  bg {statistics.median(r['bg']):.2f}",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=0.04, help="per variant per round")
     ap.add_argument("--budget", type=float, default=30.0, help="seconds per row at most")
-    ap.add_argument("--only", default="ops,sweep,sums")
+    ap.add_argument("--only", default="ops,sweep,sums,transformer")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args()
     for section in args.only.split(","):
-        {"ops": section_ops, "sweep": section_sweep, "sums": section_sums}[section](args)
+        {"ops": section_ops, "sweep": section_sweep, "sums": section_sums,
+         "transformer": section_transformer}[section](args)
 
 
 if __name__ == "__main__":

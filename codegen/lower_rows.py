@@ -45,12 +45,14 @@ SOFTMAX_FACTOR = 0.25
 SUM_FACTOR = 4.0
 
 
-def threshold(k: Kernel, factor: float) -> int | None:
+def threshold(k: Kernel, kind: str) -> int | None:
     """The element count from which a row kernel of ``k`` splits: the elementwise split's
-    (``k.ctx.split_minimum``) times ``factor``; None when loops stay serial
+    (``k.ctx.split_minimum``) times :data:`SOFTMAX_FACTOR` (``kind`` "softmax") or
+    :data:`SUM_FACTOR` ("sum"), read now (tunables); None when loops stay serial
     (``SYMGRAPH_THREADS=1``, or a BLAS without worker threads)."""
     minimum = k.ctx.split_minimum
-    return None if minimum is None else max(1, int(minimum * factor))
+    factor = SOFTMAX_FACTOR if kind == "softmax" else SUM_FACTOR
+    return None if minimum is None else max(1, int(min(minimum * factor, 2.0 ** 62)))
 
 
 def _worth_compiling(var: Variable, minimum: int) -> bool:
@@ -192,7 +194,7 @@ def split_row_sums(k: Kernel, node: Apply, outer: list[list[int]], inner: list[l
         return rest
 
     return split_items(k, x, lambda kk: [kk.size(x, g) for g in outer], item,
-                       threshold(k, SUM_FACTOR))
+                       threshold(k, "sum"))
 
 
 def split_column_sums(k: Kernel, node: Apply, nest: list[list[int]],
@@ -207,7 +209,7 @@ def split_column_sums(k: Kernel, node: Apply, nest: list[list[int]],
         return False
     return split_range(k, x, lambda kk: kk.size(x, kept[0]),
                        lambda kk, lo, hi: leading(kk, node, nest, (kept[0], lo, hi)),
-                       threshold(k, SUM_FACTOR), COLUMN_ALIGN)
+                       threshold(k, "sum"), COLUMN_ALIGN)
 
 
 register_tunables(__name__, ("SOFTMAX_FACTOR", "SUM_FACTOR", "COLUMN_ALIGN"))

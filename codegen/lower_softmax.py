@@ -32,7 +32,7 @@ from symgraph.ops.nn import LogSoftmax, LogSumExp, Softmax
 
 from .irgen import ITEMSIZE, Value, literal
 from .kernel import NO_UNROLL, NO_VECTORIZE, Kernel
-from .lower_rows import SOFTMAX_FACTOR, group_index, split_items, threshold
+from .lower_rows import group_index, split_items, threshold
 from .lowerings import _reduced_index
 from .native.jit import vector_registers
 from .registry import Lowering, register_lowering, register_tunables
@@ -307,7 +307,7 @@ def _split_tiles(k: Kernel, node: Apply, axis: int, tile_axis: int) -> bool:
         return (NO_UNROLL,)
 
     return split_items(k, x, lambda kk: [kk.size(x, g) for g in groups] + [tiles(kk)], tile,
-                       threshold(k, SOFTMAX_FACTOR))
+                       threshold(k, "softmax"))
 
 
 def _tile_arrays(k: Kernel, x: Variable) -> tuple[str, str]:
@@ -416,7 +416,7 @@ def _short(k: Kernel, node: Apply, axis: int, n: int) -> None:
         return () if loops else ROW_LOOP_HINTS
 
     if groups and split_items(k, x, lambda kk: [kk.size(x, groups[0])], rows,
-                              threshold(k, SOFTMAX_FACTOR)):
+                              threshold(k, "softmax")):
         return
     row = _short_rows(k, x, axis, n, log)
     _store_short(k, node, row)
@@ -462,7 +462,7 @@ def _lines(k: Kernel, node: Apply, axis: int) -> None:
         return ()
 
     if groups and split_items(k, x, lambda kk: [kk.size(x, g) for g in groups], line,
-                              threshold(k, SOFTMAX_FACTOR)):
+                              threshold(k, "softmax")):
         return
     idx, outer = k.open_loops(x, kept)
     _line(k, node, axis, idx)
