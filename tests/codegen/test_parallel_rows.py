@@ -236,7 +236,9 @@ def test_mean_and_symbolic_rows(compile_both):
 
 def test_default_threshold_keeps_small_steps_serial(monkeypatch, cache_env):
     """With the default threshold a (128, 10) softmax and (128, 10) sums stay serial code,
-    a (32, 4, 128, 128) softmax and a (4096, 512) column sum split."""
+    and so does a (batch, 10) softmax (a batch of LIKELY_DIM would not make an elementwise
+    loop split: no split code, nor the runtime's module, for a small classifier); a
+    (32, 4, 128, 128) or (batch, 4, 128, 128) softmax and a (4096, 512) column sum split."""
     monkeypatch.delenv("SYMGRAPH_THREADS_MIN")
     monkeypatch.delenv("SYMGRAPH_THREADS", raising=False)
 
@@ -246,7 +248,9 @@ def test_default_threshold_keeps_small_steps_serial(monkeypatch, cache_env):
 
     assert splits((128, 10), lambda x: sg.nn.softmax(x, axis=-1)) == 0
     assert splits((128, 10), lambda x: sg.sum(x, axis=0)) == 0
+    assert splits(("batch", 10), lambda x: sg.nn.log_softmax(x, axis=-1)) == 0
     assert splits((32, 4, 128, 128), lambda x: sg.nn.softmax(x, axis=-1)) == 1
+    assert splits(("batch", 4, 128, 128), lambda x: sg.nn.softmax(x, axis=-1)) == 1
     assert splits((4096, 512), lambda x: sg.sum(x, axis=0)) == 1
 
 
