@@ -19,6 +19,7 @@ rows) in the same rounds, torch with its default threads. Sections:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/softmax.py [--rounds 7]
         [--only ops,sweep,sums,transformer] [--no-torch] [--budget 30]
+        [--shapes 32x4x128x128,4096x1000] [--no-sums]
 
 Not a test: nothing here runs in CI.
 """
@@ -145,7 +146,7 @@ HEADER = (f"{'graph':<34} {'serial us':>9} {'split us':>9} {'k':>3}  {'split/ser
 def section_ops(args: argparse.Namespace) -> None:
     print("\n== ops (k: kernels split; ratios: median [min..max] over rounds)")
     print(HEADER)
-    for shape in ((32, 4, 128, 128), (32, 4, 32, 32), (128, 10), (4096, 1000)):
+    for shape in (tuple(int(d) for d in text.split("x")) for text in args.shapes.split(",")):
         for dtype in ("float32", "float64"):
             for log in (False, True):
                 for grad in (False, True):
@@ -154,7 +155,7 @@ def section_ops(args: argparse.Namespace) -> None:
                     peer = None if args.no_torch else torch_call(shape, dtype, log, grad)
                     compare(name, softmax_graph(shape, dtype, log, grad), peer, args)
     for shape, axis in (((4096, 512), 0), ((4096, 512), 1), ((32 * 128, 256), 0),
-                        ((64, 64, 32, 32), 0)):
+                        ((64, 64, 32, 32), 0)) if args.sums else ():
         compare(f"sum{shape} axis {axis}", sum_graph(shape, axis), None, args)
 
 
@@ -223,6 +224,10 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=30.0, help="seconds per row at most")
     ap.add_argument("--only", default="ops,sweep,sums,transformer")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--shapes", default="32x4x128x128,32x4x32x32,128x10,4096x1000",
+                    help="softmax shapes of the ops section")
+    ap.add_argument("--sums", action=argparse.BooleanOptionalAction, default=True,
+                    help="the ops section's sums")
     args = ap.parse_args()
     for section in args.only.split(","):
         {"ops": section_ops, "sweep": section_sweep, "sums": section_sums,

@@ -435,11 +435,10 @@ def _line(k: Kernel, node: Apply, axis: int, idx: dict[int, str]) -> None:
     it: the max, ``exp(v - m)`` summed (softmax stores it), then the line (softmax scales the
     stored exps by ``1 / s``) or logsumexp's value."""
     op_, x, out = node.op, node.inputs[0], node.outputs[0]
-    log = not isinstance(op_, Softmax)
-    m = _max_pass(k, x, (axis,), idx)
-    if log:
-        m = _finite_or_zero(k, m)
     softmax = isinstance(op_, Softmax)
+    m = _max_pass(k, x, (axis,), idx)
+    if not softmax:
+        m = _finite_or_zero(k, m)
     s = _sum_exp_pass(k, x, (axis,), idx, m, out=out if softmax else None)
     if isinstance(op_, LogSumExp):
         k.store(out, _reduced_index(op_.axes, op_.keepdims, x.ndim, idx),
@@ -448,7 +447,7 @@ def _line(k: Kernel, node: Apply, axis: int, idx: dict[int, str]) -> None:
     idx_in, inner = k.open_loops(x, (axis,))
     idx.update(idx_in)
     full = [idx[a] for a in range(x.ndim)]
-    if log:
+    if not softmax:
         log_s = k.sb.math("log", s)
         k.store(out, full, _log_softmax_value(k, k.value_at(x, full), m, log_s))
     else:
