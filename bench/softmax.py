@@ -21,6 +21,7 @@ rows) in the same rounds, torch with its default threads. Sections:
         [--only ops,sweep,sums,transformer] [--no-torch] [--budget 30]
         [--shapes 32x4x128x128,4096x1000] [--no-sums]
 
+The numbers of 2026-12-04 (this 2-core AVX-512 VM) are in codegen/lower_rows.py's docstring.
 Not a test: nothing here runs in CI.
 """
 

@@ -25,13 +25,25 @@ adds, so it pays later ((n, 512) over axis 0: 131,072 elements 1.06, 262,144 0.9
 to split only if a symbolic dim of ``parallel.LIKELY_DIM`` would make it big enough for an
 elementwise loop too: :func:`_worth_compiling`).
 
-Measured (split / serial, float32 | float64, one run): softmax (4096, 1000) 0.49 | 0.47, with
-its gradient 0.49 | 0.50; log_softmax 0.50 | 0.49, with its gradient 0.48 | 0.47 (torch.softmax
-and its backward on the same 2 cores: 1.07-1.10x torch's time for float32 softmax, 0.72-0.95x
-for float64); (32, 4, 32, 32) softmax with its gradient 0.59, log_softmax 0.50 | 0.52; sums:
-(4096, 512) row sums 0.50, (4096, 256) column sums 0.49, (64, 64, 32, 32) over axis 0 0.53,
-but (4096, 512) column sums only 0.90 (each thread reads half of every 2 KB row; row sums of
-the same array: 0.50).  (128, 10) stays serial (1.00-1.08, noise).
+Measured (bench/softmax.py, split / serial in one process, float32 | float64, one run each):
+softmax (4096, 1000) 0.49 | 0.47, with its gradient 0.49 | 0.50; log_softmax 0.50 | 0.49, with
+its gradient 0.48 | 0.47; attention scores (32, 4, 128, 128): softmax 0.73 | 0.89 a call (the
+kernel alone, ``f.profile``: 0.77 against 1.55 ms, 0.50; a call also allocates and first
+touches its 8 MB output), with its gradient 0.59 | 0.61, log_softmax with its gradient 0.60 |
+0.60; (32, 4, 32, 32) softmax 0.53 | 0.28 (float64's serial call: 2.8x float32's, not
+understood), with its gradient 0.60 | 0.39.  Sums: (4096, 512) row
+sums 0.50, (4096, 256) column sums 0.49, (64, 64, 32, 32) over axis 0 0.53, but (4096, 512)
+column sums only 0.90 (each thread reads half of every 2 KB row; row sums of the same array:
+0.50).  (128, 10) stays serial.  bench/transformer.py's step (batch 32, T = 128, d = 64):
+0.90x with row kernels split (0.92x causal).  Against torch 2.13 on the same 2 cores, softmax
+and its backward: (4096, 1000) float32 1.07-1.10x torch's time, (32, 4, 128, 128) 1.34x with
+the gradient (0.93x for log_softmax).
+
+Not done: the softmax gradient is two passes, the row sums ``sum(g * y)`` (a Reduce kernel)
+then ``y * (g - s)`` (an elementwise one), each split.  A fused row-at-a-time kernel
+(prototyped outside the compiler) made forward + gradient 0.79-0.85x of the two passes
+(float32, (32, 4, 128, 128), (32, 4, 32, 32), (4096, 1000)), but taking it needs the fusion
+analysis to let a row reduction absorb its consumer (or a gradient op), not a lowering.
 """
 
 from __future__ import annotations
