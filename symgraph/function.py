@@ -535,8 +535,9 @@ def function(inputs: Sequence[Variable], outputs, updates=None, *, backend: str 
     on x86 they can cost ~100 cycles per operation, and a softmax classifier trained for a
     while makes them (its probabilities underflow), so its step grew 3x slower (an Intel
     Xeon). The llvm backend sets the CPU's flush-to-zero and denormals-are-zero modes for the
-    call and restores them after (the gemms and split loops that OpenBLAS's worker threads
-    run keep subnormals); the numpy backend zeroes subnormal inputs and results of every op.
+    call and restores them after, and in every chunk of a loop split across the cores (the
+    gemms OpenBLAS threads itself keep subnormals: its workers do not inherit the mode); the
+    numpy backend zeroes subnormal inputs and results of every op.
     Off (the default), results are numpy's.
 
     >>> f = function([x, y], [loss, acc], updates={W: W - 0.1 * gW})
