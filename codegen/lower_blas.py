@@ -29,8 +29,9 @@ from symgraph.ops.linalg import BatchedMatMul, MatMul
 
 from .fusion import ADDRESSABLE, is_transpose2d, strided_matrices
 from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
-from .kernel import NO_UNROLL, Kernel, KernelInfo, node_error
-from .native import blas, parallel
+from .kernel import NO_UNROLL, Kernel, node_error
+from .lower_rows import split_items
+from .native import blas
 from .registry import Lowering, register_lowering, register_tunables
 from .small_gemm import dispatch_small, small_gemm
 
@@ -386,9 +387,10 @@ SPLIT_MATMUL_COLUMNS = 512
 
 
 def _split_batch(k: Kernel, node: Apply, sizes: tuple[str, str, str]) -> bool:
-    """The loop over the matrices of a stack split across the cores (``codegen.native.
-    parallel``'s runtime, OpenBLAS's own threads), each matrix a :func:`small_gemm` loop;
-    False (nothing emitted) when it does not apply.
+    """The loop over the matrices of a stack split across the cores
+    (:func:`codegen.lower_rows.split_items`: ``codegen.native.parallel``'s runtime on
+    OpenBLAS's own threads), each matrix a :func:`small_gemm` loop; False (nothing emitted)
+    when it does not apply.
 
     Why: the products of attention, (batch x heads) matrices of (T, d) @ (d, T) and
     (T, T) @ (T, d), are each below OpenBLAS's threading threshold (m*n*k <= 4 * 65536), so
@@ -396,47 +398,27 @@ def _split_batch(k: Kernel, node: Apply, sizes: tuple[str, str, str]) -> bool:
     its gemm (it may thread, and wait on itself), hence the generated loop per matrix.
     Each matrix is computed by the same code whatever the split: the same bits."""
     out = node.outputs[0]
-    if k.ctx.split_minimum is None or not all(d.isdigit() for d in sizes):
-        return False
-    work = math.prod(int(d) for d in sizes)
     batch = out.shape[:-2]
-    known = math.prod(d for d in batch if isinstance(d, int))
+    if not all(d.isdigit() for d in sizes) or not batch:
+        return False
+    m, n, kk = (int(d) for d in sizes)
     static = all(isinstance(d, int) for d in batch)
-    if work > SPLIT_MATMUL_WORK or int(sizes[1]) > SPLIT_MATMUL_COLUMNS or \
-            known * work * (1 if static else parallel.LIKELY_DIM) < SPLIT_MATMUL_MINIMUM \
-            or (static and known < 2):
+    if m * n * kk > SPLIT_MATMUL_WORK or n > SPLIT_MATMUL_COLUMNS or \
+            (static and math.prod(batch) < 2):
         return False
     dt = dtype_name(out.dtype)
-    r = Kernel(k.ctx, f"{k.name}_range")
-    r.extra_params = ", i64 %lo, i64 %hi"
-    r.static_args = False  # the part function passes buffers only
-    j, token = r.fb.loop_begin(r.fb.entry_op("count", "sub i64 %hi, %lo"))
-    flat = r.fb.op(f"add nsw i64 {j}, %lo")
-    idx = []
-    for axis in reversed(range(len(batch))):  # the flat matrix index as batch indices
-        if axis == 0:
-            idx.append(flat)
-            break
-        d = r.dim(out, axis)
-        idx.append(r.fb.op(f"urem i64 {flat}, {d}"))
-        flat = r.fb.op(f"udiv i64 {flat}, {d}")
-    a, b = (_matrix_operand(r, x) for x in node.inputs)  # (strides: values of r's own)
-    x, y, z = _matrix_pointers(r, node, a, b, idx[::-1])
-    small_gemm(r, dt, (x, a.transposed), (y, b.transposed), z, sizes, wide=True,
-               lds=(a.ld, b.ld))
-    r.fb.loop_end(token, (NO_UNROLL,))
-    roots = list(r.params)
-    k.extra_functions += [r.finish(KernelInfo(r.name, out, [])),
-                          parallel.part_function(f"{k.name}_part", r.name, len(roots))]
-    k.ctx.uses_parallel = k.parallel = True
-    fb = k.fb
-    count = k.size(out, range(len(batch)))
-    big = "true" if static else fb.op(
-        f"icmp sge i64 {k.mul_i64(count, str(work))}, {SPLIT_MATMUL_MINIMUM}")
-    ctx = k.pointer_array("ctx", [k.ptr(root) for root in roots] + ["%tab"])
-    fb.emit(f"call void @{parallel.DISPATCH}(ptr @{k.name}_part, ptr {ctx}, i64 {count}, "
-            f"i64 1, i1 {big})")
-    return True
+
+    def matrix(r: Kernel, at: list[str]) -> tuple[str, ...]:
+        a, b = (_matrix_operand(r, x) for x in node.inputs)  # (strides: values of r's own)
+        x, y, z = _matrix_pointers(r, node, a, b, at)
+        small_gemm(r, dt, (x, a.transposed), (y, b.transposed), z, sizes, wide=True,
+                   lds=(a.ld, b.ld))
+        return (NO_UNROLL,)
+
+    # SPLIT_MATMUL_MINIMUM multiply-adds: that many over k elements of the output
+    minimum = None if k.ctx.split_minimum is None else -(-SPLIT_MATMUL_MINIMUM // kk)
+    return split_items(k, out, lambda r: [r.dim(out, a) for a in range(len(batch))], matrix,
+                       minimum)
 
 
 def _naive_batched_matmul(k: Kernel, node: Apply) -> None:
