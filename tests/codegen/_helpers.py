@@ -1,12 +1,16 @@
-"""Small IR builders and a fresh-process runner shared by the codegen tests."""
+"""Small IR builders, a fresh-process runner and a BLAS thread count shared by the codegen
+tests."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from codegen.native import blas
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -56,3 +60,14 @@ def run_fresh(script: str, cache_dir: Path, *, timeout: float = 120) -> str:
                          timeout=timeout, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """OpenBLAS's thread count set to ``n`` for the block (the split loops use as many)."""
+    old = blas.get_num_threads()
+    blas.set_num_threads(n)
+    try:
+        yield
+    finally:
+        blas.set_num_threads(old)

@@ -9,7 +9,6 @@ bit for bit) and numpy. ``SYMGRAPH_THREADS_MIN`` lowers the threshold so that si
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -17,10 +16,10 @@ import threading
 
 import numpy as np
 import pytest
-from _helpers import cfunc, run_fresh
+from _helpers import blas_threads, cfunc, run_fresh
 
 import symgraph as sg
-from codegen.native import blas, jit, parallel
+from codegen.native import jit, parallel
 
 pytestmark = pytest.mark.skipif(not parallel.available(),
                                 reason="numpy's BLAS is not a pthreads OpenBLAS")
@@ -32,16 +31,6 @@ MIN = 4096
 def _fresh_cache(cache_env):
     """A cache of the test's own: each test compiles (and lowers) its graphs itself."""
     yield
-
-
-@contextlib.contextmanager
-def blas_threads(n: int):
-    old = blas.get_num_threads()
-    blas.set_num_threads(n)
-    try:
-        yield
-    finally:
-        blas.set_num_threads(old)
 
 
 # ------------------------------------------------------------------------------ the runtime

@@ -8,15 +8,15 @@ the same program run on one and on two threads (the same code per matrix, so the
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 
 import numpy as np
 import pytest
+from _helpers import blas_threads
 
 import symgraph as sg
 from codegen import lower_blas
-from codegen.native import blas, parallel
+from codegen.native import parallel
 
 pytestmark = pytest.mark.skipif(not parallel.available(),
                                 reason="numpy's BLAS is not a pthreads OpenBLAS")
@@ -25,16 +25,6 @@ pytestmark = pytest.mark.skipif(not parallel.available(),
 @pytest.fixture(autouse=True)
 def _fresh_cache(cache_env):
     yield
-
-
-@contextlib.contextmanager
-def blas_threads(n: int):
-    old = blas.get_num_threads()
-    blas.set_num_threads(n)
-    try:
-        yield
-    finally:
-        blas.set_num_threads(old)
 
 
 def splits(f) -> bool:
