@@ -49,8 +49,9 @@ def example_shape(shape, what: str) -> tuple[int, ...]:
                            and d > 0 for d in dims):
         raise ValueError(f"{what} must be one example's shape, without the batch dim, as "
                          f"positive integers (e.g. (64,) or (8, 8)), got {shape!r}; every "
-                         "dim is fixed: pad sequences to one length (LSTM(mask_value=0) "
-                         "skips the padding)")
+                         "dim is fixed: pad sequences to one length (Embedding(mask_zero="
+                         "True) or Masking(mask_value=0) makes the layers after it skip the "
+                         "padding)")
     return tuple(int(d) for d in dims)
 
 
