@@ -373,12 +373,14 @@ def _matrix_pointers(k: Kernel, node: Apply, a: _Stack, b: _Stack, idx: list[str
 #: a stack of products of static sizes is split across the cores by matrices
 #: (:func:`_split_batch`) from this many multiply-adds in all, when each has at most
 #: SPLIT_MATMUL_WORK; bigger matrices keep one gemm each, which OpenBLAS threads itself.
-#: Split / the loop of gemms (or of small loops), float32, attention's three layouts
-#: (QK^T, PV, P^T dO) on this 2-core AVX-512 host, one run: (128, 128, 16) stacks
-#: 0.29 / 0.46 / 0.48; 128x128x32 0.28-0.47 (OpenBLAS threads each of those gemms: 2.0 ms
-#: against 0.56 for QK^T); 128x128x64 0.42-0.56; 256x256x32 0.41-0.70; 256x256x64 0.80-0.93;
-#: 512x512x64 0.72-1.78 (QK^T's 16M multiply-adds: our tiles lose to OpenBLAS's threads);
-#: 32x32x16 (serial small loops before) 0.33-0.42.
+#: bench/batched_matmul.py (2-core AVX-512 host, float32, one run; split / serial, and split
+#: / torch.bmm on 2 threads, for attention's three layouts QK^T, PV, P^T dO): (128, 128, 16)
+#: stacks 0.28 / 0.51 / 0.52, against torch 0.86 / 1.16 / 1.09; (128, 128, 32) 0.26-0.50
+#: (OpenBLAS threads each of those gemms: 2.05 ms against 0.53 for QK^T), torch 1.04-1.15;
+#: (64, 128, 64) 0.38-0.54; (32, 256, 32) 0.37-0.63; (16, 256, 64) 0.68-0.88 (QK^T 1.72x
+#: torch's); (256, 32, 16) (serial small loops before) 0.47-0.50, torch 0.90-1.19.  An
+#: earlier sweep: 512x512x64 matrices 0.72-1.78 (QK^T's 16M multiply-adds: our tiles lose to
+#: OpenBLAS's threads), hence SPLIT_MATMUL_WORK.
 SPLIT_MATMUL_MINIMUM = 1 << 18
 SPLIT_MATMUL_WORK = 1 << 22
 #: and at most this many columns: the generated loop's code grows with them (a k-loop per
