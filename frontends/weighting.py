@@ -44,10 +44,13 @@ def expand(weights: sg.Variable, values: sg.Variable, who: str) -> sg.Variable:
 
 def to_rows(weights: sg.Variable, labels: sg.Variable, who: str) -> sg.Variable:
     """Weights for labels (batch, ...) flattened into rows as ``losses._rows`` flattens
-    them: broadcast to the labels' shape, then one per row."""
+    them: broadcast to the labels' shape, then one per row. Shaped against a float
+    stand-in of the labels: ``expand`` casts to its values' dtype, and the labels' int64
+    truncated the weights (a tagger's weighted accuracy read 0.7 as 0)."""
+    stand_in = sg.ones_like(labels, weights.dtype)
     if labels.ndim <= 1:
-        return expand(weights, labels, who)
-    full = expand(weights, labels, who) * sg.ones_like(labels, weights.dtype)
+        return expand(weights, stand_in, who)
+    full = expand(weights, stand_in, who) * stand_in
     return sg.reshape(full, (-1,))
 
 
