@@ -77,7 +77,9 @@ def checked(model, y: np.ndarray, weights, what: str, label: str = "sample_weigh
     fixed = tuple(int(d) for d in units[1:])
     array = np.asarray(weights)
     if array.dtype.kind not in "biuf":
-        got = "Python objects (dtype object)" if array.dtype.kind == "O" else array.dtype.name
+        got = ("Python objects (dtype object)" if array.dtype.kind == "O" else
+               f"strings ({array.dtype.name}: {weights!r})" if array.dtype.kind in "US"
+               else array.dtype.name)  # (a str's dtype name alone read "got str256")
         raise UserInputTypeError(f"{what}: {label} must be numbers, one per example, got "
                                  f"{got}")
     if array.ndim == 0 or len(array) != n:

@@ -44,3 +44,16 @@ def test_tagger_weighted_accuracy_takes_fractional_weights(backend, temporal):
     for batch_size in (1, 4, N):
         got = model.evaluate(ids, y, batch_size=batch_size, sample_weight=weights)
         np.testing.assert_allclose(got["accuracy"], want, rtol=1e-5, err_msg=str(batch_size))
+
+
+def test_string_weights_are_named_as_strings():
+    """sample_weight="balanced" (scikit-learn's spelling) said "got str256", numpy's dtype
+    name; the message names the string."""
+    _, ids, y = _tagged()
+    model = _tagger("numpy")
+    before = model.get_weights()
+    with pytest.raises(TypeError, match=r"sample_weight must be numbers.*got strings "
+                                        r"\(str\d+: 'balanced'\)"):
+        model.fit(ids, y, sample_weight="balanced", progress=False, verbose=False)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
