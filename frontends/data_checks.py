@@ -20,9 +20,10 @@ import numpy as np
 
 import symgraph as sg
 from frontends.errors import UserInputError, UserInputTypeError
+from symgraph.graph import toposort
 
 __all__ = ["check_finite", "check_input", "check_labels", "check_scored", "check_target",
-           "inputs_by_name"]
+           "inputs_by_name", "without_pads"]
 
 
 def inputs_by_name(what: str, inputs: list[sg.Variable], x: Mapping) -> list:
@@ -247,3 +248,26 @@ def check_scored(what: str, loss, y: np.ndarray) -> None:
     reason = (f"is the loss's ignore_index ({ignore})" if ignore is not None
               and (y == ignore).all() else "is ignored or has class weight 0 in the loss")
     raise UserInputError(f"{what}: every label in y {reason}, so there is nothing to score")
+
+
+
+def without_pads(model, var: sg.Variable | None, array: np.ndarray) -> np.ndarray:
+    """``array``, the model input ``var``, for ``check_finite``: the steps whose features
+    all equal the infinite ``mask_value`` shared by every layer called directly on ``var``
+    (Masking, recurrent, pooling) read as 0. Those layers keep such steps out of their
+    values and gradients, so the check, which refused any inf, refused the inf pads that
+    ``Masking(np.inf)`` is documented to take. The model gets the array as it is."""
+    if var is None or array.dtype.kind != "f" or array.ndim < 3:
+        return array
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(array.sum()):
+            return array
+    values = {getattr(out.layer, "mask_value", None)
+              for node in toposort([model.output]) for out in node.outputs
+              if getattr(out, "layer", None) is not None
+              and getattr(out, "layer_input", None) is var}
+    value = values.pop() if len(values) == 1 else None
+    if value is None or not np.isinf(value):
+        return array
+    padded = (array == value).all(axis=-1, keepdims=True)
+    return np.where(padded, 0.0, array)

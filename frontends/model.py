@@ -292,7 +292,8 @@ class Model:
         batch_size = training._integer("batch_size", batch_size, 1, "predict")
         arrays = self._inputs(x, "predict")
         for label, var, array in zip(self._input_labels(), self.inputs, arrays):  # not NaN out
-            data_checks.check_finite("predict", label, array, var.dtype)
+            data_checks.check_finite("predict", label,
+                                     data_checks.without_pads(self, var, array), var.dtype)
         if len(arrays[0]) == 0:
             shape = [d if isinstance(d, int) else 0 for d in self.inference_output.shape]
             return np.zeros(shape, self.inference_output.dtype)
@@ -377,8 +378,9 @@ class Model:
         """No NaN/inf in the float arrays of ``_arrays``: training on them ruins the weights."""
         labels = self._input_labels() + ["y"]
         dtypes = [var.dtype for var in self.inputs] + [self.target.dtype]
-        for label, array, dtype in zip(labels, arrays, dtypes):
-            data_checks.check_finite(what, label, array, dtype)
+        for label, array, dtype, var in zip(labels, arrays, dtypes, self.inputs + [None]):
+            data_checks.check_finite(what, label, data_checks.without_pads(self, var, array),
+                                     dtype)
 
     # -- description
     def summary(self, print_fn=print) -> str:
