@@ -250,7 +250,6 @@ def check_scored(what: str, loss, y: np.ndarray) -> None:
     raise UserInputError(f"{what}: every label in y {reason}, so there is nothing to score")
 
 
-
 def without_pads(model, var: sg.Variable | None, array: np.ndarray) -> np.ndarray:
     """``array``, the model input ``var``, for ``check_finite``: the steps whose features
     all equal the infinite ``mask_value`` shared by every layer called directly on ``var``
