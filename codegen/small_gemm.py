@@ -220,7 +220,7 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
     wide = (SMALL_GEMM_WIDE_2D if wide is None else wide) and vector_registers() == 32
     limit = SMALL_GEMM_WIDE_TRANSPOSE_BYTES if wide else SMALL_GEMM_TRANSPOSE_BYTES
     if tb and kk.isdigit() and int(n) * int(kk) * size <= limit:
-        pb, tb, ldb = _transposed_copy(k, ty, pb, int(n), int(kk), ldb), False, n
+        pb, tb, ldb = _transposed_copy(k, ty, size, pb, int(n), int(kk), ldb), False, n
     if wide:
         width = 64 // size
         mr, vectors = SMALL_GEMM_WIDE_TILES["row" if int(n) <= width else "rows"]
@@ -283,25 +283,78 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
     _row_tiles(fb, m, mr, tile)
 
 
-def _transposed_copy(k: Kernel, ty: str, pb: str, n: int, kk: int, ldb: str) -> str:
+def _transposed_copy(k: Kernel, ty: str, size: int, pb: str, n: int, kk: int, ldb: str) -> str:
     """B stored ``(n, kk)`` (rows ``ldb`` apart) copied into a stack array as ``(kk, n)``,
-    once per product.
+    once per product: blocks of 256-bit rows transposed in registers (:func:`_block_transpose`),
+    the rows and columns past the last whole block one element at a time.
 
     Why: with B transposed the tiles build each vector of B from scalar loads, again for
-    every tile of rows (W2's ``dZ @ W.T``, 32x32x10: the loads four times over).  The copy is
-    ``n * kk`` scalar moves, and the tiles then load B's rows as vectors.  bench/small_matmul.py
-    (AVX2 EPYC, loop / BLAS, same process): float32 32x32x10 0.76 -> 0.56, 128x32x10 0.91 ->
-    0.52, 32x32x32 1.10 -> 0.81; float64 0.76-0.98 -> 0.56-0.77.  (Up to 131k multiply-adds
-    the copy form stays under BLAS, 0.53-0.90; the crossover was left where it was.)"""
+    every tile of rows (W2's ``dZ @ W.T``, 32x32x10: the loads four times over).  The copy
+    lets the tiles load B's rows as vectors.  bench/small_matmul.py (AVX2 EPYC, loop / BLAS,
+    same process), with an element-by-element copy: float32 32x32x10 0.76 -> 0.56, 128x32x10
+    0.91 -> 0.52, 32x32x32 1.10 -> 0.81; float64 0.76-0.98 -> 0.56-0.77.  The block copy
+    against that one (AVX-512 EPYC, 512-bit tiles, loop / BLAS): float32 32x32x32 0.83 ->
+    0.60, 32x64x64 0.72 -> 0.52, 64^3 0.77 -> 0.63, 128x64x64 1.18 -> 1.08; float64 0.92 ->
+    0.80, 1.09 -> 0.79, 0.96 -> 0.79; the split stacks' ``QK^T`` against torch.bmm
+    (bench/batched_matmul.py) 128x128x32 1.04 -> 0.79, 16x256x64 1.01 -> 0.87.  (The
+    crossovers in SMALL_GEMM_WORKS were measured with the element copy and are left as they
+    were: on the AVX-512 EPYC float32 64^3 with B transposed would now take the loop.)"""
     fb = k.fb
+    w = 32 // size
     scratch = fb.entry_op(fb.label("bt"), f"alloca [{n * kk} x {ty}], align 64")
-    j, outer = fb.loop_begin(str(n))
-    p, inner = fb.loop_begin(str(kk))
-    x = fb.op(f"load {ty}, ptr {_element(fb, ty, pb, j, p, ldb)}")
-    fb.emit(f"store {ty} {x}, ptr {_element(fb, ty, scratch, p, j, str(n))}")
-    fb.loop_end(inner, (NO_VECTORIZE, NO_UNROLL))
-    fb.loop_end(outer, (NO_VECTORIZE, NO_UNROLL))
+
+    def scalar(rows: tuple[int, int], cols: tuple[int, int]) -> None:
+        if rows[1] <= rows[0] or cols[1] <= cols[0]:
+            return
+        j, outer = fb.loop_begin(str(rows[1] - rows[0]))
+        j = fb.op(f"add nuw nsw i64 {j}, {rows[0]}")
+        p, inner = fb.loop_begin(str(cols[1] - cols[0]))
+        p = fb.op(f"add nuw nsw i64 {p}, {cols[0]}")
+        x = fb.op(f"load {ty}, ptr {_element(fb, ty, pb, j, p, ldb)}")
+        fb.emit(f"store {ty} {x}, ptr {_element(fb, ty, scratch, p, j, str(n))}")
+        fb.loop_end(inner, (NO_VECTORIZE, NO_UNROLL))
+        fb.loop_end(outer, (NO_VECTORIZE, NO_UNROLL))
+
+    nb, kb = n // w * w, kk // w * w
+    if nb and kb:
+        vty = f"<{w} x {ty}>"
+        jb, outer = fb.loop_begin(str(nb // w))
+        j0 = fb.op(f"mul nuw nsw i64 {jb}, {w}")
+        qb, inner = fb.loop_begin(str(kb // w))
+        p0 = fb.op(f"mul nuw nsw i64 {qb}, {w}")
+        rows = [fb.op(f"load {vty}, ptr "
+                      f"{_element(fb, ty, pb, fb.op(f'add nuw nsw i64 {j0}, {t}'), p0, ldb)}, "
+                      f"align {size}") for t in range(w)]
+        for q, col in enumerate(_block_transpose(fb, vty, rows)):
+            at = _element(fb, ty, scratch, fb.op(f"add nuw nsw i64 {p0}, {q}"), j0, str(n))
+            fb.emit(f"store {vty} {col}, ptr {at}, align {size}")
+        fb.loop_end(inner, (NO_VECTORIZE, NO_UNROLL))
+        fb.loop_end(outer, (NO_VECTORIZE, NO_UNROLL))
+    scalar((0, n), (kb, kk))
+    scalar((nb, n), (0, kb))
     return scratch
+
+
+def _block_transpose(fb, vty: str, rows: list[str]) -> list[str]:
+    """The columns of the square block whose rows are the vectors ``rows`` (a power of two of
+    them, each as wide): for each bit ``h`` of the index, rows ``i`` and ``i + h`` swap their
+    off-diagonal ``h``-blocks (a two-vector shuffle each); the swaps of different bits
+    commute, and all of them together swap the row and column index: the transpose."""
+    w = len(rows)
+    h = w // 2
+    while h:
+        out = list(rows)
+        for i in range(w):
+            if i & h:
+                continue
+            lo = [c if not c & h else w + c - h for c in range(w)]
+            hi = [c + h if not c & h else w + c for c in range(w)]
+            for dest, mask in ((i, lo), (i + h, hi)):
+                out[dest] = fb.op(f"shufflevector {vty} {rows[i]}, {vty} {rows[i + h]}, "
+                                  f"<{w} x i32> <{', '.join(f'i32 {c}' for c in mask)}>")
+        rows = out
+        h //= 2
+    return rows
 
 
 def _row_tiles(fb, m: str, mr: int, tile) -> None:

@@ -261,16 +261,19 @@ def test_dot_products_along_k_for_a_transposed_b(m, n, k, symbolic, dt, runtime_
 
 
 @pytest.mark.parametrize("dt", ["float32", "float64"])
-@pytest.mark.parametrize("m,n,k", [(32, 32, 10), (7, 10, 3), (5, 3, 1), (4, 64, 40)])
+@pytest.mark.parametrize("m,n,k", [(32, 32, 10), (7, 10, 3), (5, 3, 1), (4, 64, 40),
+                                   (9, 24, 17), (6, 13, 16), (3, 8, 8)])
 def test_a_transposed_b_is_copied_untransposed_first(dt, m, n, k, monkeypatch):
     """``A @ B.T`` with a static ``k`` outside the dot form: B is copied ``(n, k) -> (k, n)``
     into a stack array when it holds at most ``SMALL_GEMM_TRANSPOSE_BYTES`` (4x64x40 does not:
     its vectors are built from scalar loads; the 512-bit tiles' limit is higher), and NaN and
-    inf in B land where numpy's do."""
+    inf in B land where numpy's do.  The copy moves whole 256-bit blocks (8x8 floats, 4x4
+    doubles) and the rows and columns past them one by one: the shapes have neither, both,
+    and each alone."""
     taken = []
     real = small_gemm._transposed_copy
     monkeypatch.setattr(small_gemm, "_transposed_copy",
-                        lambda *args: taken.append(args[3:5]) or real(*args))
+                        lambda *args: taken.append(args[4:6]) or real(*args))
     fs, a, b = _product(dt, m, n, k, False, True, False)
     b[min(1, n - 1), k // 2] = np.nan
     b[-1, -1] = np.inf
