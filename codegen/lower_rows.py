@@ -34,7 +34,8 @@ touches its 8 MB output), with its gradient 0.59 | 0.61, log_softmax with its gr
 understood), with its gradient 0.60 | 0.39.  Sums: (4096, 512) row
 sums 0.50, (4096, 256) column sums 0.49, (64, 64, 32, 32) over axis 0 0.53, but (4096, 512)
 column sums only 0.90 (each thread reads half of every 2 KB row; row sums of the same array:
-0.50).  (128, 10) stays serial.  bench/transformer.py's step (batch 32, T = 128, d = 64):
+0.50); such narrow column sums stay serial now (:data:`COLUMN_SPLIT_BYTES`).  (128, 10) stays
+serial.  bench/transformer.py's step (batch 32, T = 128, d = 64):
 0.90x with row kernels split (0.92x causal).  Against torch 2.13 on the same 2 cores, softmax
 and its backward: (4096, 1000) float32 1.07-1.10x torch's time, (32, 4, 128, 128) 1.34x with
 the gradient (0.93x for log_softmax).
@@ -57,9 +58,9 @@ from .kernel import Kernel, KernelInfo
 from .native import parallel
 from .registry import register_tunables
 
-__all__ = ["COLUMN_ALIGN", "SOFTMAX_FACTOR", "SUM_FACTOR", "group_index", "open_part",
-           "range_loop", "split_column_sums", "split_items", "split_range", "split_row_sums",
-           "threshold"]
+__all__ = ["COLUMN_ALIGN", "COLUMN_SPLIT_BYTES", "SOFTMAX_FACTOR", "SUM_FACTOR", "group_index",
+           "open_part", "range_loop", "split_column_sums", "split_items", "split_range",
+           "split_row_sums", "threshold"]
 
 #: softmax / log_softmax / logsumexp kernels split from ``split_minimum * SOFTMAX_FACTOR``
 #: elements of their input (bench/softmax.py; see :func:`threshold`)
@@ -192,6 +193,16 @@ def split_items(k: Kernel, size_of: Variable, counts: Callable[[Kernel], list[st
 #: a sum over leading axes splits its columns at multiples of this many (no cache line of the
 #: output written by both threads, float32 or float64)
 COLUMN_ALIGN = 16
+#: ... and only when the part of the input after its first reduced axis, which the threads
+#: share out between them, holds at least this many bytes.  Below it each thread reads a few
+#: cache lines of every row and the prefetchers pull the other thread's lines too
+#: (AVX-512 EPYC, split / serial, ``f.profile``: (32768, 64) float32 summed over axis 0 3.2x,
+#: (16384, 512) 1.8x, bias gradients of bench/transformer.py's step, (4096, 256) after a
+#: split elementwise kernel 1.9x and (4096, 64) 1.5-2.3x: 220 us of its 15 ms; (4096, 512)
+#: fused with its producer 0.64x); from channels of (64, 64, 32, 32) over axis 0 (256 KB per
+#: row) the split is 0.44x.  Splitting such sums by blocks of rows instead (partial sums per
+#: block, added in block order by the serial kernel too) is the fix not made yet.
+COLUMN_SPLIT_BYTES = 8192
 
 #: ``row(kernel, idx, blocked)``: one row of a reduction over the innermost axes stored at
 #: ``idx`` (in blocks of ``SUM_BLOCK`` or not); returns the hints for the loops around it
@@ -233,9 +244,14 @@ def split_column_sums(k: Kernel, node: Apply, nest: list[list[int]],
     kept = [g for g in nest if g[0] not in axes]
     if len(kept) != 1:
         return False
+    block = x.shape[kept[0][0]:]  # what the threads share out per step of the rows
+    if not all(isinstance(d, int) for d in block) or \
+            math.prod(block) * x.dtype.itemsize < COLUMN_SPLIT_BYTES:
+        return False
     return split_range(k, x, lambda kk: kk.size(x, kept[0]),
                        lambda kk, lo, hi: leading(kk, node, nest, (kept[0], lo, hi)),
                        threshold(k, "sum"), COLUMN_ALIGN)
 
 
-register_tunables(__name__, ("SOFTMAX_FACTOR", "SUM_FACTOR", "COLUMN_ALIGN"))
+register_tunables(__name__, ("SOFTMAX_FACTOR", "SUM_FACTOR", "COLUMN_ALIGN",
+                            "COLUMN_SPLIT_BYTES"))

@@ -180,9 +180,10 @@ def test_transposed_inputs(perm, axis, compile_both):
 # (shape, axes, split?, numpy's bits?) of sums
 SUMS = [
     ((100, 160), 0, False, True),  # 16,000 elements: below SUM_MIN
-    ((300, 512), 0, True, True),  # a bias gradient: column ranges
-    ((20, 30, 96), (0, 1), True, True),  # (batch, steps, features)
-    ((16, 48, 6, 6), (0, 2, 3), True, False),  # NCHW over (0, 2, 3): channel ranges
+    ((300, 512), 0, False, True),  # a bias gradient: 2 KB rows, under COLUMN_SPLIT_BYTES
+    ((20, 30, 96), (0, 1), False, True),  # (batch, steps, features): likewise
+    ((6, 64, 256), 0, True, True),  # rows of 64 KB (128 KB float64): column ranges
+    ((16, 48, 8, 8), (0, 2, 3), True, False),  # NCHW over (0, 2, 3): channel ranges
     ((300, 70), 1, True, False),  # row sums
     ((6, 7000), 1, True, False),  # rows longer than SUM_BLOCK (float32: blocked)
     ((16, 1024), 1, True, False),  # 16,384 elements: SUM_MIN
@@ -215,13 +216,14 @@ def test_sums_split_give_serial_bits(shape, axes, split, exact, dtype, keepdims,
 
 
 def test_mean_and_symbolic_rows(compile_both):
-    """A mean over leading axes divides each range's columns; ("batch", 128) and
-    (4, "batch", "n") sums split at run time (the symbolic row length: plain or blocked per
-    row, chosen as the serial kernel does)."""
+    """A mean over leading axes divides each range's columns; ("batch", 2048), ("batch", 128)
+    and (4, "batch", "n") reductions split at run time (the symbolic row length: plain or
+    blocked per row, chosen as the serial kernel does)."""
     def build():
+        w = sg.tensor("w", shape=("batch", 2048), dtype="float32")
         x = sg.tensor("x", shape=("batch", 128), dtype="float32")
         y = sg.tensor("y", shape=(4, "batch", "n"), dtype="float32")
-        return [x, y], [sg.mean(x, axis=0), sg.sum(x, axis=1), sg.sum(y * 2, axis=-1)]
+        return [w, x, y], [sg.mean(w, axis=0), sg.sum(x, axis=1), sg.sum(y * 2, axis=-1)]
 
     f_split, f_serial, f_numpy = compile_both(build)
     assert split_count(f_split) == 3 and split_count(f_serial) == 0
@@ -229,16 +231,18 @@ def test_mean_and_symbolic_rows(compile_both):
     for rows, n in ((3, 10), (200, 40), (7, 9000), (300, 100)):
         x = rng.standard_normal((rows, 128)).astype(np.float32)
         y = rng.standard_normal((4, rows, n)).astype(np.float32)
-        got = f_split(x, y)
-        assert_same_bits(got, f_serial(x, y))
-        assert_close(got, f_numpy(x, y), "float32")
+        w = rng.standard_normal((rows, 2048)).astype(np.float32)
+        got = f_split(w, x, y)
+        assert_same_bits(got, f_serial(w, x, y))
+        assert_close(got, f_numpy(w, x, y), "float32")
 
 
 def test_default_threshold_keeps_small_steps_serial(monkeypatch, cache_env):
     """With the default threshold a (128, 10) softmax and (128, 10) sums stay serial code,
     and so does a (batch, 10) softmax (a batch of LIKELY_DIM would not make an elementwise
     loop split: no split code, nor the runtime's module, for a small classifier); a
-    (32, 4, 128, 128) or (batch, 4, 128, 128) softmax and a (4096, 512) column sum split."""
+    (32, 4, 128, 128) or (batch, 4, 128, 128) softmax and a (64, 64, 32, 32) sum over axis 0
+    split, but not a (4096, 512) bias gradient (rows of 2 KB: COLUMN_SPLIT_BYTES)."""
     monkeypatch.delenv("SYMGRAPH_THREADS_MIN")
     monkeypatch.delenv("SYMGRAPH_THREADS", raising=False)
 
@@ -251,7 +255,8 @@ def test_default_threshold_keeps_small_steps_serial(monkeypatch, cache_env):
     assert splits(("batch", 10), lambda x: sg.nn.log_softmax(x, axis=-1)) == 0
     assert splits((32, 4, 128, 128), lambda x: sg.nn.softmax(x, axis=-1)) == 1
     assert splits(("batch", 4, 128, 128), lambda x: sg.nn.softmax(x, axis=-1)) == 1
-    assert splits((4096, 512), lambda x: sg.sum(x, axis=0)) == 1
+    assert splits((4096, 512), lambda x: sg.sum(x, axis=0)) == 0
+    assert splits((64, 64, 32, 32), lambda x: sg.sum(x, axis=0)) == 1
 
 
 def test_blas_limited_to_one_thread_and_flush_denormals(compile_both):
