@@ -5,12 +5,15 @@ reference (and later their lowering) can be numerically stable (max-shift),
 but their ``bprop`` is made of ordinary differentiable ops — including the
 op itself — so second derivatives stay correct (a fused softmax-xent
 without a second derivative once gave TensorFlow users an all-zero Hessian).
+Softmax's gradient along a last axis is one op, ``softmax_grad``, for a one-pass kernel;
+its own ``bprop`` is again ordinary ops and itself.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from symgraph import shapes as sh
 from symgraph.dispatch import ops
 from symgraph.graph import Op, TensorType, is_float
 from symgraph.ops.indexing import describe_input, first_outside, position_text
@@ -63,7 +66,54 @@ class Softmax(_AxisOp):
 
     def bprop(self, inputs, outputs, index, grads):
         s, g = outputs[0], grads[0]
+        if all(d == 1 for d in s.shape[self.axis + 1:]):  # (the lines are contiguous)
+            return SoftmaxGrad(self.axis)(s, g)
         return s * (g - ops.sum(g * s, self.axis, keepdims=True))
+
+
+class SoftmaxGrad(Op):
+    """``y * (g - sum(g * y, axis, keepdims=True))``: softmax's gradient from its output ``y``
+    and the incoming gradient ``g``, one op so a backend can compute each line in one kernel
+    (the row sum, then the line while it is in cache) where the two ops took two passes over
+    memory.  Softmax's ``bprop`` makes it along a last axis (the only lines a kernel reads
+    contiguously); it differentiates like the expression it stands for."""
+
+    props = ("axis",)
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    @property
+    def name(self) -> str:
+        return "softmax_grad"
+
+    def no_identity_axes(self, node):
+        return (self.axis,)
+
+    def infer(self, y, g):
+        if not is_float(y.dtype) or g.dtype != y.dtype:
+            raise TypeError(f"needs two float inputs of one dtype, got {y.dtype.name} and "
+                            f"{g.dtype.name}")
+        if not 0 <= self.axis < y.ndim:
+            raise IndexError(f"axis {self.axis} out of range for {y.ndim} dims")
+        if len(y.shape) != len(g.shape) or any(
+                sh.dims_equal(a, b) is False for a, b in zip(y.shape, g.shape)):
+            raise ValueError(f"softmax output {sh.format_shape(y.shape)} and gradient "
+                             f"{sh.format_shape(g.shape)} differ")
+        return [TensorType(y.dtype, y.shape)]
+
+    def perform(self, inputs, ctx):
+        y, g = inputs
+        return [(y * (g - np.sum(g * y, axis=self.axis, keepdims=True))).astype(
+            y.dtype, copy=False)]
+
+    def bprop(self, inputs, outputs, index, grads):
+        y, g = inputs
+        h = grads[0]
+        if index == 1:  # the Jacobian in g, diag(y) - y y^T, is symmetric
+            return SoftmaxGrad(self.axis)(y, h)
+        total = ops.sum(g * y, self.axis, keepdims=True)
+        return h * (g - total) - g * ops.sum(h * y, self.axis, keepdims=True)
 
 
 class LogSoftmax(_AxisOp):

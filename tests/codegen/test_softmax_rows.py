@@ -135,3 +135,26 @@ def test_blocks_of_rows_inside_the_outer_loops():
     outs = [sg.nn.softmax(z, axis=2), sg.nn.log_softmax(z, axis=2)]
     a = np.random.default_rng(5).standard_normal((3, 11, 7)).astype("float32")
     _close(*_both([x], outs, a), "float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(37, 5), (6, 130), ("b", 40, 300), (2, 3, 7, 1)])
+def test_softmax_gradient_in_one_kernel(shape, dtype):
+    """softmax's gradient ``y * (g - sum(g * y))`` along a last axis is one kernel
+    (``softmax_grad``: the row sum, then the line), with the numpy reference's values: rows
+    short and long, a symbolic batch, a trailing 1, an incoming gradient that is an inlined
+    expression (``c * 3 + 1``) and a line of -inf logits (its softmax NaN, as numpy's)."""
+    static = tuple(4 if d == "b" else d for d in shape)
+    axis = len(shape) - 2 if shape[-1] == 1 else len(shape) - 1
+    x, c = sg.tensor("x", shape, dtype), sg.tensor("c", shape, dtype)
+    y = sg.nn.softmax(x, axis=axis)
+    g = sg.grad(sg.sum(y * (c * 3 + 1)), x)
+    rng = np.random.default_rng(7)
+    a = (rng.standard_normal(static) * 4).astype(dtype)
+    a.reshape(-1, static[axis])[0] = -np.inf  # (the first line: the axis is the last but 1s)
+    cv = rng.standard_normal(static).astype(dtype)
+    f = sg.function([x, c], [y, g], backend="llvm")
+    assert [[n.op.name for n in k.nodes] for k in f.kernels][-1] == ["softmax_grad"]
+    with np.errstate(invalid="ignore"):
+        want = sg.function([x, c], [y, g], backend="numpy")(a, cv)
+    _close(f(a, cv), want, dtype)

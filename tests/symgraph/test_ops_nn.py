@@ -151,6 +151,47 @@ def test_softmax_family_hvp_on_matrix(name, backend):
     np.testing.assert_allclose(got, np.einsum("ijkl,kl->ij", jac, vv), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("axis", [0, 1])
+def test_softmax_grad_op_differentiates_in_both_inputs(axis, backend):
+    """``SoftmaxGrad(axis)(y, g)`` (softmax's gradient as one op) against finite differences
+    of its formula ``y * (g - sum(g * y, axis))`` in ``y`` and in ``g``, through the
+    gradient of ``sum(op * c)``: any ``y``, not only a softmax output, and any axis."""
+    from symgraph.ops.nn import SoftmaxGrad
+
+    rng = np.random.default_rng(6)
+    yv, gv, cv = (rng.standard_normal((3, 4)) for _ in range(3))
+    y, g, c = sg.tensor("y", (3, 4)), sg.tensor("g", (3, 4)), sg.tensor("c", (3, 4))
+    out = SoftmaxGrad(axis)(y, g)
+    dy, dg = sg.grad(sg.sum(out * c), [y, g])
+    got = sg.function([y, g, c], [out, dy, dg], backend=backend)(yv, gv, cv)
+
+    def formula(a, b):
+        return a * (b - np.sum(b * a, axis=axis, keepdims=True))
+    np.testing.assert_allclose(got[0], formula(yv, gv), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got[1], fd_grad(lambda a: np.sum(formula(a, gv) * cv), yv),
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got[2], fd_grad(lambda b: np.sum(formula(yv, b) * cv), gv),
+                               rtol=1e-6, atol=1e-8)
+
+
+def test_softmax_gradient_is_one_op_along_a_last_axis():
+    """Softmax's bprop makes ``softmax_grad`` where its lines are contiguous (the last axis,
+    or one followed by static 1s) and the two-op expression along any other axis; a
+    mismatched gradient is refused by its shape."""
+    from symgraph.ops.nn import SoftmaxGrad
+
+    def grad_op(shape, axis):
+        x = sg.tensor("x", shape)
+        g = sg.grad(sg.sum(sg.nn.softmax(x, axis=axis) * sg.tensor("c", shape)), x)
+        return g.owner.op.name
+
+    assert grad_op(("b", 5), 1) == "softmax_grad"
+    assert grad_op((3, 5, 1), 1) == "softmax_grad"
+    assert grad_op((3, 5), 0) != "softmax_grad"
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(3, 5\)"):
+        SoftmaxGrad(1)(sg.tensor("y", (3, 4)), sg.tensor("g", (3, 5)))
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_family_finite_at_extreme_logits(name, backend):
     sg_op = getattr(sg.nn, name)
