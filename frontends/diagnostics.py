@@ -56,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 
 import symgraph as sg
+from frontends.figures import clone_output
 from frontends.layers.activations import ACTIVATIONS
 from frontends.layers.base import inference_substitute
 from symgraph.graph import toposort
@@ -131,9 +132,8 @@ class Probe:
         tagged = _layer_outputs(model.output)
         # the inference versions of the model output and of every layer's output (one clone,
         # the model's own rule: has-mode layers called again with training=False)
-        rebuilt = sg.clone_replace([model.output] + [v for _, v in tagged],
-                                   substitute=inference_substitute)
-        output, activations = rebuilt[0], rebuilt[1:]
+        output, activations = clone_output(model.output, [v for _, v in tagged],
+                                           inference_substitute)
         _check_no_default_updates(output)
         loss = model._total_loss(output)
         outputs: list[sg.Variable] = []

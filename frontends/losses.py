@@ -62,24 +62,38 @@ class Loss(ConfigValue):
     target_range: tuple[float, float] | None = None
 
     def __call__(self, outputs: sg.Variable, targets: sg.Variable,
-                 sample_weight: sg.Variable | None = None) -> sg.Variable:
+                 sample_weight: sg.Variable | None = None,
+                 mask: sg.Variable | None = None) -> sg.Variable:
         """The scalar loss (in ``outputs``' dtype) of a batch of outputs against targets;
-        ``sample_weight`` (batch,) or per position: Keras's ``sum(w l) / N``
-        (``frontends.weighting``)."""
-        outputs, targets = self._outputs(outputs), _as_variable(targets, self.name)
-        if sample_weight is None:
+        ``sample_weight`` (batch,) or per position: Keras's ``sum(w l) / N``; ``mask``, the
+        outputs' padding mask (batch, length): the padded positions left out of the values
+        and of ``N``, as Keras 3's ``Loss.__call__`` (``frontends.weighting``)."""
+        if sample_weight is None and mask is None:
+            outputs, targets = self._outputs(outputs), _as_variable(targets, self.name)
             return self._build(outputs, targets)
-        terms, denominator = self.terms(outputs, targets)
-        return weighting.weighted_loss(terms, denominator,
-                                       _as_variable(sample_weight, self.name), self.name)
+        return self.parts(outputs, targets, sample_weight, mask)[0]
+
+    def parts(self, outputs: sg.Variable, targets: sg.Variable,
+              sample_weight: sg.Variable | None = None, mask: sg.Variable | None = None
+              ) -> tuple[sg.Variable, sg.Variable]:
+        """The loss of ``__call__`` built from ``terms``, and what its mean divides by (the
+        count of positions, or of labels not ignored, holding data): ``fit`` weighs each
+        batch's loss by it, so an epoch's loss is the mean over all its positions."""
+        outputs, targets = self._outputs(outputs), _as_variable(targets, self.name)
+        weights = None if sample_weight is None else _as_variable(sample_weight, self.name)
+        terms, counts = self.terms(outputs, targets)
+        return weighting.weighted_loss(terms, counts, weights, self.name,
+                                       None if mask is None else _as_variable(mask, self.name))
 
     def terms(self, outputs: sg.Variable, targets: sg.Variable
               ) -> tuple[sg.Variable, sg.Variable | None]:
         """The loss before its mean: values per example (batch,) or per position (batch,
-        ...), and what the mean divides their sum by (None: their count). Sample weights
-        multiply these values; a loss without them cannot take weights."""
+        ...), and what each counts in the count the mean divides by, of their shape (None:
+        1 each; ``ignore_index``: 0 at an ignored label). Sample weights and a padding mask
+        multiply these values; a loss without them cannot take either."""
         raise TypeError(f"loss {self.name or type(self).__name__!r} cannot take sample "
-                        "weights: it defines no per-example values (Loss.terms)")
+                        "weights or a padding mask: it defines no per-example values "
+                        "(Loss.terms)")
 
     def _outputs(self, outputs) -> sg.Variable:
         outputs = _as_variable(outputs, self.name)
@@ -232,7 +246,7 @@ class CrossEntropy(Loss):
                        logits.dtype) * weight, axis=-1))
         if weight is not None and kept is not None:
             counted = sg.where(kept, counted, 0)
-        return values, sg.sum(counted)
+        return values, counted
 
     def example_weights(self, y):
         if self.weight is None or self.targets == "probabilities":

@@ -13,7 +13,8 @@ largest class is the label (Keras's ``categorical_accuracy``); with a class per 
 (outputs (batch, ..., classes)) they score every position.
 ``compile(weighted_metrics=...)`` builds them with fit's and evaluate's sample weights too:
 Keras's weighted mean ``sum(w v) / sum(w)`` (``frontends.weighting``); ``metrics`` are never
-weighted (as Keras's).
+weighted (as Keras's). A padding mask on the model's output (``mask``) leaves the padded
+positions out of both, as Keras 3's ``MeanMetricWrapper`` weighs by ``sample_weight * mask``.
 
 Outputs are logits (the last layer's pre-activation), as for the losses; a model whose
 last layer is a softmax (sigmoid, for binary accuracy) is read through it, as the
@@ -60,14 +61,17 @@ class Metric(ConfigValue):
 
     def __call__(self, outputs: sg.Variable, targets: sg.Variable,
                  ignore_index: int | None = None,
-                 sample_weight: sg.Variable | None = None) -> sg.Variable:
+                 sample_weight: sg.Variable | None = None,
+                 mask: sg.Variable | None = None) -> sg.Variable:
         """The metric of a batch (a graph node; compile it with the loss); a label metric
         given ``ignore_index`` averages over the examples whose label is not that value
         (NaN for a batch with none: ``fit`` and ``evaluate`` give such a batch no weight).
         ``sample_weight`` (batch,) or per position makes it Keras's weighted mean
-        ``sum(w v) / sum(w)`` (``compile(weighted_metrics=...)``)."""
+        ``sum(w v) / sum(w)`` (``compile(weighted_metrics=...)``); ``mask`` (batch, length),
+        the outputs' padding mask, multiplies the weights as 0/1 (Keras 3's
+        ``MeanMetricWrapper.update_state``)."""
         outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
-        w = None if sample_weight is None else _as_variable(sample_weight, self.name)
+        w = _weights(sample_weight, mask, outputs, self.name)
         below = _activation_input(outputs, self.activation)
         if below is not None:
             outputs = below
@@ -120,11 +124,11 @@ class Accuracy(Metric):
     name = "accuracy"
     labels = True
 
-    def __call__(self, outputs, targets, ignore_index=None, sample_weight=None):
+    def __call__(self, outputs, targets, ignore_index=None, sample_weight=None, mask=None):
         outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
         if outputs.ndim >= 2 and outputs.shape[-1] == 1 and targets.ndim == outputs.ndim:
-            return BinaryAccuracy()(outputs, targets, sample_weight=sample_weight)
-        return super().__call__(outputs, targets, ignore_index, sample_weight)
+            return BinaryAccuracy()(outputs, targets, sample_weight=sample_weight, mask=mask)
+        return super().__call__(outputs, targets, ignore_index, sample_weight, mask)
 
     def _correct(self, outputs, targets):
         _check_class_scores(self.name, outputs, targets)
@@ -201,16 +205,15 @@ class _ErrorMetric(Metric):
 
     activation = None
 
-    def __call__(self, outputs, targets, ignore_index=None, sample_weight=None):
+    def __call__(self, outputs, targets, ignore_index=None, sample_weight=None, mask=None):
         outputs, targets = _as_variable(outputs, self.name), _as_variable(targets, self.name)
         if not _is_float(outputs.dtype):
             raise TypeError(f"{self.name}: the model's outputs must be floats, got "
                             f"{outputs.dtype.name}")
         _check_same_shape(self.name, outputs, targets)
         error = self._error(outputs - sg.cast(targets, outputs.dtype))
-        if sample_weight is None:
-            return sg.mean(error)
-        return weighting.weighted_mean(error, _as_variable(sample_weight, self.name), self.name)
+        w = _weights(sample_weight, mask, outputs, self.name)
+        return sg.mean(error) if w is None else weighting.weighted_mean(error, w, self.name)
 
     def _error(self, difference: sg.Variable) -> sg.Variable:
         raise NotImplementedError
@@ -232,6 +235,14 @@ class MeanSquaredError(_ErrorMetric):
 
     def _error(self, difference):
         return sg.square(difference)
+
+
+def _weights(sample_weight, mask, outputs: sg.Variable, who: str) -> sg.Variable | None:
+    """The sample weights times the padding mask (either may be None), in the outputs'
+    float dtype."""
+    w = None if sample_weight is None else _as_variable(sample_weight, who)
+    dtype = outputs.dtype if _is_float(outputs.dtype) else "float64"
+    return weighting.combine(w, None if mask is None else _as_variable(mask, who), dtype, who)
 
 
 _TOP_K = re.compile(r"top_(\d+)_accuracy")

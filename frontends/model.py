@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 import symgraph as sg
-from frontends import data_checks, losses, optimizers, regularizers, saving, training
+from frontends import data_checks, figures, losses, optimizers, regularizers, saving, training
 from frontends import layers as layer_lib
 from frontends import metrics as metric_lib
 from frontends.errors import UserInputError
@@ -110,8 +110,7 @@ class Model:
     def _inference_graph(self) -> sg.Variable:
         if not any(layer.has_mode for layer in self.layers):
             return self.output
-        [out] = sg.clone_replace([self.output], substitute=inference_substitute)
-        return out
+        return figures.clone_output(self.output, [], inference_substitute)[0]
 
     def initialize(self, seed: int | None = None, layers: Sequence[Layer] | None = None) -> None:
         """Redraw every weight (or those of ``layers``) from ``seed`` (default: the model's):
@@ -214,9 +213,11 @@ class Model:
         # the frozen layer still in training mode
         states = [(var, expr) for layer in self.layers if layer.trainable
                   for var, expr in layer.state_updates.items()]
-        output, *state_exprs = sg.clone_replace([self.output] + [e for _, e in states],
-                                                substitute=frozen_substitute)
-        train_loss = self._total_loss(output)
+        output, state_exprs = figures.clone_output(self.output, [e for _, e in states],
+                                                   frozen_substitute)
+        figures.check_mask(self, output)  # (a padding mask weighs the loss and the metrics)
+        train_outputs = [v for part in figures.figures(self, output) for v in part]
+        train_loss = train_outputs[0]
         self.train_output = output  # (what a weighted step's loss is built on)
         params = self.trainable_weights
         # a model without trainable weights (fixed features, dropout only) still evaluates
@@ -226,13 +227,11 @@ class Model:
             if var in updates:
                 raise ValueError(f"{var.name} is updated twice (a layer called twice?)")
             updates[var] = expr
-        train_outputs = [train_loss] + [self._metric(m, output) for m in self.all_metrics]
         self.train_graph = (train_outputs, grads, updates)
         self.train_function = sg.function(self.inputs + [self.target], train_outputs,
                                           updates=updates, backend=backend, name="train",
                                           flush_denormals=flush_denormals)
-        test_outputs = ([self._total_loss(self.inference_output)]
-                        + [self._metric(m, self.inference_output) for m in self.all_metrics])
+        test_outputs = [v for part in figures.figures(self, self.inference_output) for v in part]
         self.test_function = sg.function(self.inputs + [self.target], test_outputs,
                                          backend=backend, name="test",
                                          flush_denormals=flush_denormals)
@@ -240,18 +239,11 @@ class Model:
         self.node_counts = node_counts(train_outputs, list(updates.values()))
         self.compiled = True
 
-    def _metric(self, metric, output: sg.Variable, weights=None) -> sg.Variable:
-        """``metric``'s node; a label metric skips the loss's ``ignore_index`` as it does."""
-        ignore = getattr(self.loss, "ignore_index", None)
-        if weights is not None:
-            return metric(output, self.target, ignore if metric.labels else None, weights)
-        if ignore is not None and getattr(metric, "labels", False):
-            return metric(output, self.target, ignore)
-        return metric(output, self.target)
-
     def _total_loss(self, output: sg.Variable, weights=None) -> sg.Variable:
-        total = self.loss(output, self.target, weights) if weights is not None else \
-            self.loss(output, self.target)
+        """The loss of ``output`` (weighted, masked by its padding mask), regularised."""
+        return self._regularized(figures.loss(self, output, weights))
+
+    def _regularized(self, total: sg.Variable) -> sg.Variable:
         if self.regularizer is not None and self.regularizable_weights:
             total = total + self.regularizer(self.regularizable_weights)
         return total

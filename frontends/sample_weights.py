@@ -27,6 +27,7 @@ import symgraph as sg
 from frontends import losses
 from frontends.data_checks import _position, check_finite
 from frontends.errors import UserInputError, UserInputTypeError
+from frontends.figures import figures
 
 __all__ = ["batch_weights", "class_table", "class_weights", "checked", "function", "weighted_means",
            "weighted_names", "weighted_sums"]
@@ -181,9 +182,8 @@ def function(model, kind: str, rank: int) -> sg.Function:
     units = _units(model, "fit" if kind == "train" else "evaluate", "sample_weight")
     output = model.train_output if kind == "train" else model.inference_output
     weights = sg.tensor("sample_weight", units[:rank], output.dtype)
-    loss = model._total_loss(output, weights)
-    outputs = ([loss] + [model._metric(m, output) for m in model.metrics]
-               + [model._metric(m, output, weights) for m in model.weighted_metrics])
+    outputs = [v for part in figures(model, output, weights) for v in part]
+    loss = outputs[0]
     updates: dict = {}
     if kind == "train":
         _, grads, updates = model.train_graph
@@ -205,7 +205,7 @@ def _per_batch(values: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
 
 
 def batch_weights(model, y: np.ndarray, batch_size: int,
-                  weights: np.ndarray | None = None) -> np.ndarray:
+                  weights: np.ndarray | None = None, steps=None) -> np.ndarray:
     """The weight of each minibatch of ``y`` (``batch_size`` long, the last maybe shorter)
     when an epoch's per-batch values are averaged: one row per output of the compiled
     functions (the loss, the metrics, the weighted metrics). A batch weighs its example
@@ -215,7 +215,12 @@ def batch_weights(model, y: np.ndarray, batch_size: int,
     metric its total sample weight (on the labels not ignored) -- each value is a mean
     over exactly those, so the average is the figure over the whole data whatever the
     batch size (weighing by batch size gave 1.93 for 1.72 at batch 8, and NaN when one
-    batch had only ignored labels)."""
+    batch had only ignored labels). A model whose output carries a padding mask returns
+    those weights itself, after its figures in ``steps`` (``frontends.figures``): only the
+    graph knows which positions are padding."""
+    count = len(model.metrics_names)
+    if steps is not None and len(steps) > count:
+        return np.stack([np.asarray(s, np.float64).reshape(-1) for s in steps[count:]])
     n = len(y)
     starts = np.arange(0, n, batch_size)
     sizes = np.diff(np.append(starts, n)).astype(np.float64)

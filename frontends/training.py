@@ -162,7 +162,8 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
                 with _hold_interrupts():
                     steps = step.epoch(*batch, batch_size=batch_size)
                 elapsed = time.perf_counter() - tick
-                weights = batch_weights(model, batch[n_in], batch_size, *batch[n_in + 1:])
+                weights = batch_weights(model, batch[n_in], batch_size,
+                                        *batch[n_in + 1:], steps=steps)
                 totals += weighted_sums(steps, weights)
                 counted += weights.sum(axis=1)
                 done = stop
@@ -301,7 +302,7 @@ def evaluate(model, x, y, batch_size: int = 256, sample_weight=None) -> dict[str
         test = function(model, "test", weights.ndim)
         arrays.append(weights)
     steps = test.epoch(*arrays, batch_size=batch_size)
-    per_batch = batch_weights(model, arrays[len(model.inputs)], batch_size, weights)
+    per_batch = batch_weights(model, arrays[len(model.inputs)], batch_size, weights, steps)
     means = weighted_means(weighted_sums(steps, per_batch), per_batch.sum(axis=1))
     return dict(zip(model.metrics_names, means))
 

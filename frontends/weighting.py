@@ -1,5 +1,5 @@
 """Per-example weights in the graph: how a loss and a metric combine Keras's ``sample_weight``
-with their per-example (or per-position) values.
+and the padding mask of the model's output with their per-example (or per-position) values.
 
 The rules are Keras 3's (``keras.src.losses.loss.reduce_weighted_values``, reduction
 ``"sum_over_batch_size"``, and ``keras.metrics.Mean``):
@@ -12,6 +12,19 @@ The rules are Keras 3's (``keras.src.losses.loss.reduce_weighted_values``, reduc
 
 A weight of shape (batch,) covers every position of its example; one of shape (batch,
 length) (Keras's temporal weights) one position each: a weight broadcasts from the left.
+
+A padding mask (batch, length) that reaches the model's output (``layers.base``) is Keras 3's
+``apply_mask`` (``keras/src/losses/loss.py``): it multiplies the weights as 0/1, and for the
+loss (``Loss.__call__`` -> ``reduce_weighted_values``, ``"sum_over_batch_size"``) it also
+scales them by ``total / valid``, so the loss is ``sum(w l mask) / count(mask)``: the mean over
+the positions holding data, never renormalised by the weights. Keras's metrics
+(``MeanMetricWrapper.update_state``, ``keras/src/metrics/reduction_metrics.py``) take
+``apply_mask(..., reduction="sum")``, the weights times the mask, in their weighted mean. The
+mask is combined with ``ignore_index`` as Keras's ``in_mask & out_mask``: a position counts
+when it holds data and its label is not ignored. Unlike Keras, a (batch,) weight broadcasts
+over a (batch, length) mask from the left (Keras's numpy-style product aligns the last axes,
+which fails unless batch == length), and a batch whose every position is padding gives NaN
+(Keras's ``divide_no_nan``: 0), which ``fit`` and ``evaluate`` give no weight.
 Only the graph is here; the host-side checks and the compiled functions are in
 ``frontends.sample_weights``.
 """
@@ -23,14 +36,19 @@ import numpy as np
 import symgraph as sg
 from symgraph import shapes as sh
 
-__all__ = ["expand", "to_rows", "weighted_loss", "weighted_mean"]
+__all__ = ["combine", "expand", "to_rows", "weighted_loss", "weighted_mean"]
+
+
+def fits(weights: sg.Variable, values: sg.Variable) -> bool:
+    """Whether ``weights``' dims are a prefix of ``values``' (False only when known not)."""
+    return weights.ndim <= values.ndim and not any(
+        sh.dims_equal(a, b) is False for a, b in zip(weights.shape, values.shape))
 
 
 def expand(weights: sg.Variable, values: sg.Variable, who: str) -> sg.Variable:
     """``weights`` (batch, ...) with trailing axes of 1 so they broadcast over ``values``
     (batch, ..., more): their dims must be a prefix of the values' (else a ShapeError)."""
-    if weights.ndim > values.ndim or any(
-            sh.dims_equal(a, b) is False for a, b in zip(weights.shape, values.shape)):
+    if not fits(weights, values):
         raise sh.ShapeError(
             f"{who}: sample weights of shape {sh.format_shape(weights.shape)} do not fit its "
             f"values of shape {sh.format_shape(values.shape)}: a weight per example, or per "
@@ -54,17 +72,47 @@ def to_rows(weights: sg.Variable, labels: sg.Variable, who: str) -> sg.Variable:
     return sg.reshape(full, (-1,))
 
 
-def weighted_loss(terms: sg.Variable, denominator: sg.Variable | None,
-                  weights: sg.Variable, who: str) -> sg.Variable:
-    """``sum(w * terms) / denominator`` (None: the count of ``terms``, Keras's
-    ``sum_over_batch_size``). A denominator of 0 (every label in the batch ignored) gives
-    NaN with a zero gradient, as the unweighted loss does: fit gives that batch no weight."""
-    product = terms * expand(weights, terms, who)
-    if denominator is None:
-        return sg.mean(product)
+def combine(weights: sg.Variable | None, mask: sg.Variable | None, dtype, who: str
+            ) -> sg.Variable | None:
+    """The weights times the padding mask as 0/1 (Keras's ``apply_mask`` with reduction
+    ``"sum"``), in ``dtype``: what a metric weighs each value by; either may be None. The
+    one of lower rank broadcasts over the other from the left."""
+    if mask is None:
+        return weights
+    mask = sg.cast(mask, dtype)
+    if weights is None:
+        return mask
+    if weights.ndim <= mask.ndim:
+        return expand(weights, mask, who) * mask
+    return weights * expand(mask, weights, who)
+
+
+def weighted_loss(terms: sg.Variable, counts: sg.Variable | None,
+                  weights: sg.Variable | None, who: str, mask: sg.Variable | None = None
+                  ) -> tuple[sg.Variable, sg.Variable]:
+    """``(sum(w * mask * terms) / sum(counts * mask), that denominator)``: Keras's weighted
+    ``sum_over_batch_size`` (``counts`` None: each value counts 1; the mask as
+    ``apply_mask``'s ``total / valid``). A padded position adds nothing even when its value
+    is inf or NaN (a ``where``, not Keras's product). A denominator of 0 (every label in
+    the batch ignored or padding) gives NaN with a zero gradient, as the unweighted loss
+    does: fit gives that batch no weight."""
+    product = terms if weights is None else terms * expand(weights, terms, who)
+    if mask is None and counts is None:
+        return sg.mean(product), sg.cast(sg.sum(sg.ones_like(terms)), terms.dtype)
+    counted = sg.ones_like(terms) if counts is None else counts
+    if mask is not None:
+        if not fits(mask, terms):
+            raise sh.ShapeError(
+                f"{who}: the padding mask of shape {sh.format_shape(mask.shape)} does not fit "
+                f"the loss's values of shape {sh.format_shape(terms.shape)}: it needs one "
+                "value per position of the mask")
+        kept = expand(sg.cast(mask, terms.dtype), terms, who) > 0
+        product = sg.where(kept, product, 0)
+        counted = sg.where(kept, counted, 0)
+    denominator = sg.sum(counted)
     some = sg.greater(denominator, 0)
     mean = sg.sum(product) / sg.where(some, denominator, 1)
-    return sg.where(some, mean, np.array(np.nan, terms.dtype))
+    return sg.where(some, mean, np.array(np.nan, terms.dtype)), denominator
 
 
 def weighted_mean(values: sg.Variable, weights: sg.Variable, who: str) -> sg.Variable:
