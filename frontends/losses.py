@@ -147,7 +147,8 @@ class CrossEntropy(Loss):
     A class per position -- outputs (batch, ..., classes), labels (batch, ...): a language
     model's next tokens, a tagger's tags -- is the same mean over every position (not
     ignored), as torch's ``cross_entropy`` on the flattened positions and Keras's sparse
-    cross-entropy (``ignore_index`` skips the padding).
+    cross-entropy (``ignore_index`` skips labels; a padding mask on the model's output
+    skips the padded positions, as Keras's: ``frontends.figures``).
 
     ``from_logits=False`` (what the Keras names ``sparse_categorical_crossentropy`` and
     ``categorical_crossentropy`` give) takes probabilities: the output of a softmax layer,

@@ -12,6 +12,8 @@
   are never weighted, ``weighted_metrics`` are ``sum(w v) / sum(w)`` (Keras's split); a
   ``class_weight`` dict becomes the weight of each example's (each position's) label,
   classes it leaves out weigh 1 (Keras 3); with ``sample_weight`` it is refused (Keras 3).
+  A padding mask on the model's output multiplies the weights of the loss and of every
+  metric as 0/1 (``frontends.figures``).
 * Epoch figures average the per-batch values weighted so that they are the figure over the
   whole data at any batch size (``batch_weights``).
 """

@@ -20,8 +20,8 @@ with one on its input (``masking``, ``output_mask``): a layer acting on each pos
 features alone passes it on; attention, pooling and recurrent layers read it
 (``uses_mask``: ``call`` gets ``mask=``); any other layer refuses it, since mixing or
 moving the positions would silently let the padding back in. A mask that reaches the
-model's output does not weight the loss (Keras's would): a per-position loss leaves the
-padding out by its labels (``cross_entropy``'s ``ignore_index``).
+model's output weighs the loss and the metrics as Keras 3's does (``frontends.figures``):
+the padded positions are left out of both, whatever their labels.
 """
 
 from __future__ import annotations
