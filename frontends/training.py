@@ -176,6 +176,10 @@ def fit(model, x, y, *, batch_size: int = 32, epochs: int = 1, validation_data=N
                 bar.close()
                 for var, value in zip(trained, saved or ()):
                     var.set_value(value)
+                if counted[0] == 0:  # (a padding mask on the output False everywhere)
+                    raise UserInputError("fit: every position of the training data is padding "
+                                         "(the model output's padding mask is False at all of "
+                                         "them): there is nothing to train on")
                 # on_train_end (below) then puts early stopping's best parameters back
                 best = [cb.best_epoch for cb in callbacks if isinstance(cb, EarlyStopping)
                         and cb.restore_best_weights and cb.best_weights is not None]

@@ -13,6 +13,7 @@ from _torch_rnn import torch_grads_in_keras_layout, torch_module
 
 import frontends as fe
 import symgraph as sg
+from frontends.errors import UserInputError
 from symgraph import shapes as sh
 
 L = fe.layers
@@ -236,3 +237,13 @@ def test_a_mask_that_does_not_fit_the_loss_names_the_layer_and_shapes():
                        "no_terms' cannot take sample weights or a padding mask"):
         model.compile(loss=_NoTerms())
     assert not model.compiled  # (a failed compile leaves the model as it was)
+
+
+def test_training_data_of_padding_only_is_refused_and_changes_nothing():
+    _, ids, y = _data()
+    model = _tagger("numpy", lr=0.5, regularizer=fe.regularizers.L2(0.1))
+    before = model.get_weights()
+    with pytest.raises(UserInputError, match="every position of the training data is padding"):
+        _fit(model, np.zeros_like(ids), y, batch_size=4)
+    for u, v in zip(before, model.get_weights()):
+        assert np.array_equal(u, v)
