@@ -103,7 +103,7 @@ def loss(model, output: sg.Variable, weights: sg.Variable | None = None) -> sg.V
 
 def _metric(model, metric, output: sg.Variable, weights=None, mask=None) -> sg.Variable:
     """``metric``'s node; a label metric skips the loss's ``ignore_index`` as it does."""
-    ignore = model.loss.ignore_index if metric.labels else None
+    ignore = model.loss.ignore_index if getattr(metric, "labels", False) else None
     if weights is None and mask is None:
         if ignore is not None:
             return metric(output, model.target, ignore)
@@ -117,7 +117,7 @@ def _weight(model, metric, mask: sg.Variable, weights, dtype) -> sg.Variable:
     w = weighting.combine(weights, mask, dtype, metric.name)
     ignore = model.loss.ignore_index
     target = model.target
-    if ignore is not None and metric.labels and target.dtype.kind in "iu":
+    if ignore is not None and getattr(metric, "labels", False) and target.dtype.kind in "iu":
         kept = sg.cast(sg.not_equal(target, ignore), dtype)
         w = weighting.expand(w, kept, metric.name) * kept if w.ndim <= kept.ndim \
             else w * weighting.expand(kept, w, metric.name)
