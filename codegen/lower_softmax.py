@@ -459,22 +459,24 @@ def _line(k: Kernel, node: Apply, axis: int, idx: dict[int, str]) -> None:
     k.close_loops(inner)
 
 
-def _lines(k: Kernel, node: Apply, axis: int) -> None:
-    """``node`` along ``axis``, line by line (:func:`_line`); on both cores, line by line,
-    when big enough."""
+def _lines(k: Kernel, node: Apply, axis: int,
+           one_line: Callable[[Kernel, Apply, int, dict[int, str]], None] | None = None) -> None:
+    """``node`` along ``axis``, line by line (``one_line``, by default :func:`_line`); on
+    both cores, line by line, when big enough."""
+    one_line = one_line or _line
     x = node.inputs[0]
     kept = [a for a in range(x.ndim) if a != axis]
-    groups = k.loop_groups(x, kept, [x])
+    groups = k.loop_groups(x, kept, list(node.inputs))
 
     def line(kk: Kernel, at: list[str]) -> tuple[str, ...]:
-        _line(kk, node, axis, group_index(x, groups, at))
+        one_line(kk, node, axis, group_index(x, groups, at))
         return ()
 
     if groups and split_items(k, x, lambda kk: [kk.size(x, g) for g in groups], line,
                               threshold(k, "softmax")):
         return
     idx, outer = k.open_loops(x, kept)
-    _line(k, node, axis, idx)
+    one_line(k, node, axis, idx)
     k.close_loops(outer)
 
 
@@ -539,23 +541,10 @@ def _grad_line(k: Kernel, node: Apply, axis: int, idx: dict[int, str]) -> None:
 
 
 def lower_softmax_grad(k: Kernel, node: Apply) -> None:
-    """``SoftmaxGrad`` line by line, on both cores when big enough (the row kernels'
-    threshold).  Why one kernel: the row sums and the elementwise pass after them each
-    read ``y`` and ``g`` from memory; here the second reads them from cache."""
-    y, axis = node.inputs[0], node.op.axis
-    kept = [a for a in range(y.ndim) if a != axis]
-    groups = k.loop_groups(y, kept, list(node.inputs))
-
-    def line(kk: Kernel, at: list[str]) -> tuple[str, ...]:
-        _grad_line(kk, node, axis, group_index(y, groups, at))
-        return ()
-
-    if groups and split_items(k, y, lambda kk: [kk.size(y, gr) for gr in groups], line,
-                              threshold(k, "softmax")):
-        return
-    idx, outer = k.open_loops(y, kept)
-    _grad_line(k, node, axis, idx)
-    k.close_loops(outer)
+    """``SoftmaxGrad`` line by line (:func:`_grad_line`), on both cores when big enough (the
+    row kernels' threshold).  Why one kernel: the row sums and the elementwise pass after
+    them each read ``y`` and ``g`` from memory; here the second reads them from cache."""
+    _lines(k, node, node.op.axis, _grad_line)
 
 
 register_lowering(Softmax, Lowering(kernel=lower_softmax, value_consumer=True))
