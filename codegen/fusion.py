@@ -417,18 +417,14 @@ def _schedule_updates(an: Analysis, kernels: list[Variable], reads: dict,
         if kv in cand or reads[kv] & late:
             late.add(kv)
     order = [kv for kv in kernels if kv not in late]
-    fallible = max((n for n, kv in enumerate(order) if _fallible(an, kv)), default=-1)
     for kv in (kv for kv in kernels if kv in late):
         target = cand.get(kv)
         at = max((n for n, other in enumerate(order)
-                  if other in reads[kv] or (target is not None and target in reads[other])),
-                 default=-1)
-        at = max(at, fallible) + 1
+                  if other in reads[kv] or _fallible(an, other)
+                  or (target is not None and target in reads[other])), default=-1) + 1
         while at < len(order) and order[at] in late:  # after the late kernels already there
             at += 1
         order.insert(at, kv)
-        if _fallible(an, kv):
-            fallible = max(fallible, at)
     return order
 
 
