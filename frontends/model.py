@@ -240,7 +240,12 @@ class Model:
         self.compiled = True
 
     def _total_loss(self, output: sg.Variable, weights=None) -> sg.Variable:
-        """The loss of ``output`` (weighted, masked by its padding mask), regularised."""
+        """The loss of ``output`` (weighted, masked by its padding mask), regularised. A
+        rebuild of the output without the mask it carries is refused: its loss would
+        silently count the padding (``figures.clone_output`` rebuilds both)."""
+        if figures.mask_of(output) is None and figures.mask_of(self.output) is not None:
+            raise ValueError("the model's output carries a padding mask, and this rebuild of "
+                             "it does not: rebuild it with figures.clone_output")
         return self._regularized(figures.loss(self, output, weights))
 
     def _regularized(self, total: sg.Variable) -> sg.Variable:

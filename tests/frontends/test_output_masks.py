@@ -9,11 +9,14 @@ positions change no figure and no gradient), and the errors of a mask that does 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from _torch_rnn import torch_grads_in_keras_layout, torch_module
 
 import frontends as fe
 import symgraph as sg
+from frontends.callbacks import Diagnostics
 from frontends.errors import UserInputError
+from frontends.layers.base import inference_substitute
 from symgraph import shapes as sh
 
 L = fe.layers
@@ -247,3 +250,77 @@ def test_training_data_of_padding_only_is_refused_and_changes_nothing():
         _fit(model, np.zeros_like(ids), y, batch_size=4)
     for u, v in zip(before, model.get_weights()):
         assert np.array_equal(u, v)
+
+
+def _torch_masked(name, z, y, real):
+    """torch's loss of logits ``z`` (batch, T, 3) over the real positions only."""
+    if name in ("labels", "class_weight"):
+        weight = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64) \
+            if name == "class_weight" else None
+        return F.cross_entropy(z.reshape(-1, 3), torch.where(real, y, IGNORE).reshape(-1),
+                               weight=weight, ignore_index=IGNORE,
+                               label_smoothing=0.0 if weight is None else 0.1)
+    if name == "probabilities":
+        each = -(y * torch.log_softmax(z, -1)).sum(-1)
+    elif name == "binary":
+        each = F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(-1)
+    else:
+        each = {"mse": (z - y) ** 2, "mae": (z - y).abs()}[name].mean(-1)
+    return (each * real).sum() / real.sum()
+
+
+@pytest.mark.parametrize("name, loss", [
+    ("labels", fe.losses.CrossEntropy()),
+    ("class_weight", fe.losses.CrossEntropy(weight=[0.5, 2.0, 1.0], label_smoothing=0.1)),
+    ("probabilities", fe.losses.CrossEntropy(targets="probabilities")),
+    ("binary", fe.losses.BinaryCrossEntropy()), ("mse", fe.losses.MeanSquaredError()),
+    ("mae", fe.losses.MeanAbsoluteError())])
+def test_every_per_position_loss_takes_the_mask_as_torch(backend, name, loss):
+    """Each loss given a mask (batch, T) of its (batch, T, k) outputs: value and gradient
+    are torch's over the real positions only (cross-entropy: ignore_index at the padding,
+    with class weights the mean over theirs); the padded logits get a zero gradient."""
+    rng = np.random.default_rng(8)
+    shape = (4, T, 3)
+    z = rng.normal(size=shape) * 3
+    real = np.arange(T) < np.array([6, 2, 0, 3])[:, None]
+    if name in ("labels", "class_weight"):
+        y = rng.integers(0, 3, shape[:2])
+    elif name == "probabilities":
+        y = rng.dirichlet(np.ones(3), shape[:2])
+    else:
+        y = rng.uniform(0, 1, shape) if name == "binary" else rng.normal(size=shape)
+    outputs = sg.tensor("z", ("batch", T, 3), "float64")
+    targets, mask = loss.target(outputs), sg.tensor("mask", ("batch", T), "bool")
+    value = loss(outputs, targets, mask=mask)
+    got, grad = sg.function([outputs, targets, mask], [value, sg.grad(value, [outputs])[0]],
+                            backend=backend)(z, y, real)
+    zt = torch.tensor(z, requires_grad=True)
+    want = _torch_masked(name, zt, torch.tensor(y), torch.tensor(real))
+    want.backward()
+    np.testing.assert_allclose(got, want.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=1e-10, atol=1e-15)
+    assert not grad[~real].any() and grad[real].any()
+
+
+def test_rebuilt_outputs_carry_the_mask(backend):
+    """A dropout makes the model rebuild its output for inference: evaluate's loss is still
+    the masked mean of predict's logits; Diagnostics rebuilds it again for its probe, with
+    the mask, and a rebuild without the mask is refused (its loss would count the padding)."""
+    _, ids, y = _data(seed=2)
+    model = fe.Sequential([L.Embedding(VOCAB, 5, dtype="float64", mask_zero=True),
+                           L.Dropout(0.2), L.Dense(CLASSES)], input_shape=(T,),
+                          dtype="int64", seed=0)
+    model.compile(loss="cross_entropy", optimizer=fe.optimizers.SGD(0.1), backend=backend)
+    weights = model.get_weights()
+    weights[-1] = np.random.default_rng(3).normal(size=CLASSES)  # (padding's logits apart)
+    model.set_weights(weights)
+    m = ids != 0
+    want = (_losses(model.predict(ids), y) * m).sum() / m.sum()
+    np.testing.assert_allclose(model.evaluate(ids, y, batch_size=4)["loss"], want, rtol=1e-12)
+    assert abs(_losses(model.predict(ids), y).mean() - want) > 1e-3
+    history = model.fit(ids, y, batch_size=4, shuffle=False, progress=False, verbose=False,
+                        callbacks=[Diagnostics()])
+    assert history.diagnostics and np.isfinite(history.history["loss"][0])
+    rebuilt = sg.clone_replace([model.output], substitute=inference_substitute)[0]
+    with pytest.raises(ValueError, match="carries a padding mask, and this rebuild"):
+        model._total_loss(rebuilt)
