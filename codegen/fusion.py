@@ -19,8 +19,7 @@ a cold buffer per update, and plain SGD can only fold into the weight-gradient g
 (``beta = 1, C = W``) when ``W`` is written where it lives.  A shared variable's value is a
 buffer the program owns (``get_value`` copies, ``set_value`` replaces), so an update may write
 into it when (a) every other reader of the old value runs before the writing kernel (update
-kernels and what depends on them run after those readers, as early as that and their inputs
-allow: :func:`_schedule_updates`; a kernel that reads the variable at another
+kernels and what depends on them are ordered last; a kernel that reads the variable at another
 index than the one it writes, an output or another update that is the old value, or a later
 reader, forbids it); (b) no fallible kernel (integer-index bounds checks, one-hot label
 checks; ``Lowering.fallible``) runs after the write (checks run before their kernel's main loop,
@@ -401,33 +400,6 @@ def _sgd_fold(an: Analysis, expr: Variable, var: Variable):
     return g, c
 
 
-def _schedule_updates(an: Analysis, kernels: list[Variable], reads: dict,
-                      cand: dict[Variable, Variable]) -> list[Variable]:
-    """The kernels in execution order with the update kernels (``cand``) and what reads them
-    ("late") as early as they may run: after every kernel whose value they read, after
-    every other kernel reading the variable an update writes in place, and after the last
-    fallible kernel; late kernels that may run at one place keep their order there (a
-    parameter's ``m``, ``v`` and weight updates stay adjacent: one loop).
-
-    Why not last, as before: an update right after its gradient's kernel reads that gradient
-    while it is in cache (W1's Adam: the update of its second layer ran after the first
-    layer's 1.6 MB gradient gemm and took 1.5x its time alone)."""
-    late: set = set()
-    for kv in kernels:
-        if kv in cand or reads[kv] & late:
-            late.add(kv)
-    order = [kv for kv in kernels if kv not in late]
-    for kv in (kv for kv in kernels if kv in late):
-        target = cand.get(kv)
-        at = max((n for n, other in enumerate(order)
-                  if other in reads[kv] or _fallible(an, other)
-                  or (target is not None and target in reads[other])), default=-1) + 1
-        while at < len(order) and order[at] in late:  # after the late kernels already there
-            at += 1
-        order.insert(at, kv)
-    return order
-
-
 def plan_inplace(an: Analysis, updates: list) -> None:
     """Choose the updates written in place and order the kernels (see module docstring)."""
     count = Counter(e for _, e in updates)
@@ -459,7 +431,11 @@ def plan_inplace(an: Analysis, updates: list) -> None:
         saved = an.members, an.kernels, an.folded
         an.members, an.folded = members, fold
         reads = {kv: _kernel_reads(an, kv) for kv in kernels}
-        order = _schedule_updates(an, kernels, reads, cand)
+        late: set = set()
+        for kv in kernels:  # update kernels and everything that reads them go last
+            if kv in cand or reads[kv] & late:
+                late.add(kv)
+        order = [kv for kv in kernels if kv not in late] + [kv for kv in kernels if kv in late]
         an.kernels = order
         groups = group_kernels(an)  # execution order (scalars may be hoisted)
         pos = {kv: n for n, kv in enumerate(kv for group in groups for kv in group)}

@@ -193,25 +193,6 @@ def test_fallible_kernel_after_update_forbids_in_place():
     np.testing.assert_array_equal(W.get_value(), before * 2)
 
 
-def test_updates_run_right_after_their_gradients():
-    """An update kernel runs once its inputs are computed and the old value's other readers
-    have run (``fusion._schedule_updates``), not after every other kernel: each parameter's
-    update follows its gradient's kernel, the first layer's before the second layer's
-    gradient is computed (so it reads its gradient in cache); values as numpy's."""
-    rng = np.random.default_rng(3)
-    X, Y = rng.standard_normal((12, 8)), rng.integers(0, 3, 12)
-    res = _both(_mlp("float64", "adam"), X, Y, steps=3)
-    _assert_same(res, 1e-10)
-    an = res["llvm"][2].program.analysis
-    order = list(an.kernels)
-    writes = {var.name: order.index(e) for e, var in an.inplace.items()}
-    grads = {kv.name.split("/d(")[1].rstrip(")"): n for n, kv in enumerate(order)
-             if kv.name and kv.name.startswith("d(cost)/d(")}
-    assert set(grads) == {"w1", "b1", "w2", "b2"} <= set(writes)
-    assert all(grads[p] < writes[p] for p in grads)
-    assert writes["w1"] < grads["w2"]
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_epoch_equals_loop_bit_for_bit_in_place(optimizer):
     build = _mlp("float64", optimizer)
