@@ -63,10 +63,12 @@ def assert_same_bits(a, b) -> None:
             ~((x == y) | (np.isnan(x) & np.isnan(y))))[:5]
 
 
-def assert_close(a, b, dtype) -> None:
+def assert_close(a, b, dtype, scale: float = 1.0) -> None:
+    """Equal to the reference's values within rounding: ``scale`` is the size of what was
+    summed (a term's magnitude times the square root of their count), for sums that cancel."""
     tol = {"float32": 1e-5, "float64": 1e-13}[np.dtype(dtype).name]
     for x, y in zip(a, b):
-        np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol * scale)
 
 
 def scores(shape, dtype, seed=0, masked=True) -> np.ndarray:
@@ -234,7 +236,8 @@ def test_mean_and_symbolic_rows(compile_both):
         w = rng.standard_normal((rows, 2048)).astype(np.float32)
         got = f_split(w, x, y)
         assert_same_bits(got, f_serial(w, x, y))
-        assert_close(got, f_numpy(w, x, y), "float32")
+        terms = max(np.abs(a).max() * 2 for a in (w, x, y))
+        assert_close(got, f_numpy(w, x, y), "float32", terms * np.sqrt(max(n, 2048)))
 
 
 def test_default_threshold_keeps_small_steps_serial(monkeypatch, cache_env):
