@@ -119,6 +119,5 @@ def _weight(model, metric, mask: sg.Variable, weights, dtype) -> sg.Variable:
     target = model.target
     if ignore is not None and getattr(metric, "labels", False) and target.dtype.kind in "iu":
         kept = sg.cast(sg.not_equal(target, ignore), dtype)
-        w = weighting.expand(w, kept, metric.name) * kept if w.ndim <= kept.ndim \
-            else w * weighting.expand(kept, w, metric.name)
+        w = weighting.product(w, kept, metric.name)
     return sg.sum(w)

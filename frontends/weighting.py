@@ -36,7 +36,7 @@ import numpy as np
 import symgraph as sg
 from symgraph import shapes as sh
 
-__all__ = ["combine", "expand", "to_rows", "weighted_loss", "weighted_mean"]
+__all__ = ["combine", "expand", "product", "to_rows", "weighted_loss", "weighted_mean"]
 
 
 def fits(weights: sg.Variable, values: sg.Variable) -> bool:
@@ -80,11 +80,13 @@ def combine(weights: sg.Variable | None, mask: sg.Variable | None, dtype, who: s
     if mask is None:
         return weights
     mask = sg.cast(mask, dtype)
-    if weights is None:
-        return mask
-    if weights.ndim <= mask.ndim:
-        return expand(weights, mask, who) * mask
-    return weights * expand(mask, weights, who)
+    return mask if weights is None else product(weights, mask, who)
+
+
+def product(a: sg.Variable, b: sg.Variable, who: str) -> sg.Variable:
+    """``a * b`` where the one of lower rank broadcasts over the other from the left
+    (:func:`expand`)."""
+    return expand(a, b, who) * b if a.ndim <= b.ndim else a * expand(b, a, who)
 
 
 def weighted_loss(terms: sg.Variable, counts: sg.Variable | None,
