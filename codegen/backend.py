@@ -61,6 +61,7 @@ from symgraph.profiling import describe_nodes
 
 from . import plans
 from . import signature as sg_sig
+from .epilogue_plan import plan_epilogues
 from .fusion import analyse, group_kernels
 from .kernel_info import ENTRY, KernelInfo, ModuleContext
 from .native import blas, cache, contention, llvmffi, parallel, pycall
@@ -180,7 +181,9 @@ class LLVMProgram(Program):
         t1 = t_loaded = t_analysed = time.perf_counter()
         if decoded is None:
             llvmffi.preload()  # LLVM maps (~9 ms) on a thread while this analyses
-            self._adopt(analyse(roots, updates=list(zip(self.update_vars, self.update_exprs))))
+            an = analyse(roots, updates=list(zip(self.update_vars, self.update_exprs)))
+            plan_epilogues(an)  # (after analyse: the pairs build on its helpers)
+            self._adopt(an)
             check_lowerable(self.analysis.nodes)
             t_analysed = time.perf_counter()
         if decoded is not None:
@@ -260,8 +263,7 @@ class LLVMProgram(Program):
         from .lower import (  # lazy: as above
             OUTLINE_KERNELS,
             Kernel,
-            lower_elementwise_group,
-            lower_node,
+            lower_group,
             math_declarations,
             module_header,
         )
@@ -282,10 +284,7 @@ class LLVMProgram(Program):
             k = Kernel(ctx, f"k{n}")
             members = [node for var in group for node in an.members[var]]
             info = KernelInfo(f"k{n}", group[0], members, outputs=list(group))
-            if len(group) == 1:
-                lower_node(k, group[0].owner)
-            else:
-                lower_elementwise_group(k, group)
+            lower_group(k, group)
             for var in group:
                 k.ptr(var)
             functions.append(k.finish(info))

@@ -40,8 +40,10 @@ from symgraph.ops import elemwise as ew
 
 from .registry import aliases_input, facts, shape_only
 
-__all__ = ["ADDRESSABLE", "Analysis", "analyse", "group_kernels", "is_matrix_transpose",
-           "is_transpose2d", "plan_inplace", "shape_only", "strided_matrices"]
+__all__ = ["ADDRESSABLE", "Analysis", "analyse", "group_kernels", "inlinable",
+           "is_matrix_transpose", "is_transpose2d", "kernel_reads", "pair_epilogues",
+           "plan_inplace", "reads_only_at_own_index", "same_shape", "shape_only",
+           "strided_matrices", "value_uses"]
 
 #: modes whose values sit in memory with a C layout
 ADDRESSABLE = ("arg", "const", "literal", "buffer", "alias")
@@ -87,7 +89,7 @@ def strided_matrices(op) -> bool:
         and n - 1 in order[-2:]
 
 
-def _inlinable(op) -> bool:
+def inlinable(op) -> bool:
     """Can the op's value be computed at any index inside another op's loop?"""
     rec = facts(op)
     return rec.inline is not None and not rec.view
@@ -100,7 +102,7 @@ class Analysis:
     every process that imports the backend, a warm start's budget is 30 ms.)"""
 
     __slots__ = ("outputs", "nodes", "all_nodes", "mode", "uses", "kernels", "members",
-                 "inplace", "folded")
+                 "inplace", "folded", "epilogues")
 
     def __init__(self, outputs: list[Variable], nodes: list[Apply], all_nodes: list[Apply]):
         self.outputs, self.nodes, self.all_nodes = outputs, nodes, all_nodes
@@ -113,6 +115,9 @@ class Analysis:
         #: folded SGD update expression -> (gemm result it absorbs, the 0-d scale c: a
         #: literal, or a variable whose value the kernel reads at run time)
         self.folded: dict[Variable, tuple[Variable, Variable]] = {}
+        #: gemm result -> the elementwise kernels computed block by block after it, in one
+        #: kernel (``codegen.epilogue_plan``)
+        self.epilogues: dict[Variable, tuple[Variable, ...]] = {}
 
     def root(self, var: Variable) -> Variable:
         """The variable whose memory ``var`` lives in (follows aliases and in-place updates)."""
@@ -127,7 +132,7 @@ class Analysis:
         return var
 
 
-def _value_uses(node: Apply) -> list[tuple[int, Variable]]:
+def value_uses(node: Apply) -> list[tuple[int, Variable]]:
     return [(i, x) for i, x in enumerate(node.inputs) if not shape_only(node.op, i)]
 
 
@@ -140,12 +145,12 @@ def analyse(outputs: list[Variable], updates=None) -> Analysis:
     needed: set[Variable] = set(outputs)
     for node in reversed(all_nodes):
         if any(o in needed for o in node.outputs):
-            for _, x in _value_uses(node):
+            for _, x in value_uses(node):
                 needed.add(x)
     nodes = [n for n in all_nodes if any(o in needed for o in n.outputs)]
     an = Analysis(outputs=list(outputs), nodes=nodes, all_nodes=all_nodes)
     for node in nodes:
-        for i, x in _value_uses(node):
+        for i, x in value_uses(node):
             an.uses.setdefault(x, []).append((node, i))
     out_set = set(outputs)
     for node in all_nodes:
@@ -208,7 +213,7 @@ def _mode(an: Analysis, node: Apply, var: Variable, is_output: bool) -> str:
         return "view"
     if rec.cheap:
         return "inline" if all(facts(c.op).value_consumer for c, _ in uses) else "buffer"
-    if _inlinable(op):
+    if inlinable(op):
         if len(uses) != 1:
             return "buffer"
         client, index = uses[0]
@@ -237,11 +242,12 @@ def is_shared(var: Variable) -> bool:
     return isinstance(var, SharedVariable)
 
 
-def group_kernels(an: Analysis) -> list[list[Variable]]:
+def group_kernels(an: Analysis, epilogues: bool = True) -> list[list[Variable]]:
     """Runs of adjacent elementwise kernels of one static shape, to share one loop nest.
 
     A later member may read an earlier one only at the same index (through elementwise
-    nodes of that shape): the value is then complete when it is read.
+    nodes of that shape): the value is then complete when it is read.  With ``epilogues``,
+    a gemm of ``an.epilogues`` and the group after it are one (the gemm first).
     """
     groups: list[list[Variable]] = []
     for var in an.kernels:
@@ -255,6 +261,8 @@ def group_kernels(an: Analysis) -> list[list[Variable]]:
             groups.insert(len(groups) - 1, [var])
         else:
             groups.append([var])
+    if epilogues and an.epilogues:
+        return pair_epilogues(an, groups)[0]
     return groups
 
 
@@ -276,7 +284,7 @@ def _can_join(an: Analysis, group: list[Variable], var: Variable) -> bool:
     first = group[0]
     if first in an.folded or var in an.folded:  # a gemm, not a loop
         return False
-    if not (_inlinable(first.owner.op) and _inlinable(var.owner.op)):
+    if not (inlinable(first.owner.op) and inlinable(var.owner.op)):
         return False
     shape = tuple(first.shape)
     if tuple(var.shape) != shape or any(d is None for d in shape):
@@ -310,24 +318,24 @@ def _fallible(an: Analysis, kv: Variable) -> bool:
     return any(facts(n.op).fallible for n in an.members[kv])
 
 
-def _kernel_reads(an: Analysis, kv: Variable) -> set:
+def kernel_reads(an: Analysis, kv: Variable) -> set:
     """Base roots whose values the kernel of ``kv`` reads."""
     out = set()
     for node in an.members[kv]:
-        for _, x in _value_uses(node):
+        for _, x in value_uses(node):
             if an.mode.get(x) not in ("inline", "view"):
                 out.add(an.base_root(x))
     return out
 
 
-def _same_shape(a, b) -> bool:
+def same_shape(a, b) -> bool:
     return tuple(a.shape) == tuple(b.shape) and all(d is not None for d in a.shape)
 
 
-def _reads_only_at_own_index(an: Analysis, kv: Variable, var: Variable) -> bool:
+def reads_only_at_own_index(an: Analysis, kv: Variable, var: Variable) -> bool:
     """Does the kernel of ``kv`` (shape of ``var``) read ``var`` only at the index it writes,
     through elementwise nodes of the full shape?  Then an in-place store is safe."""
-    total = sum(1 for node in an.members[kv] for _, x in _value_uses(node)
+    total = sum(1 for node in an.members[kv] for _, x in value_uses(node)
                 if an.base_root(x) is var)
     ok, stack, seen = 0, [kv.owner], set()
     while stack:
@@ -335,9 +343,9 @@ def _reads_only_at_own_index(an: Analysis, kv: Variable, var: Variable) -> bool:
         if node in seen:
             continue
         seen.add(node)
-        if not (facts(node.op).fuses == "output" and _same_shape(node.outputs[0], var)):
+        if not (facts(node.op).fuses == "output" and same_shape(node.outputs[0], var)):
             continue
-        for _, x in _value_uses(node):
+        for _, x in value_uses(node):
             if x is var:
                 ok += 1
             elif an.mode.get(x) == "inline" and x.owner in an.members[kv]:
@@ -390,7 +398,7 @@ def _sgd_fold(an: Analysis, expr: Variable, var: Variable):
             or dt.name not in ("float32", "float64")
             or not all(x.dtype == dt for x in (c, g, scaled, expr))
             or not all(x.ndim == 2 for x in g.owner.inputs)
-            or not _same_shape(g, var) or not _same_shape(expr, var)):
+            or not same_shape(g, var) or not same_shape(expr, var)):
         return None
     for x in g.owner.inputs:
         src = x.owner.inputs[0] if an.mode.get(x) == "view" and is_transpose2d(x.owner.op) \
@@ -406,7 +414,7 @@ def plan_inplace(an: Analysis, updates: list) -> None:
     cand: dict[Variable, Variable] = {}
     for var, e in updates:
         if (isinstance(var, SharedVariable) and an.mode.get(e) == "buffer" and count[e] == 1
-                and e.owner is not None and e.dtype == var.dtype and _same_shape(e, var)
+                and e.owner is not None and e.dtype == var.dtype and same_shape(e, var)
                 and var not in cand.values()):
             cand[e] = var
     # the old value is an output or another update's value: it must survive the call
@@ -430,7 +438,7 @@ def plan_inplace(an: Analysis, updates: list) -> None:
             an.mode[g] = "buffer"
         saved = an.members, an.kernels, an.folded
         an.members, an.folded = members, fold
-        reads = {kv: _kernel_reads(an, kv) for kv in kernels}
+        reads = {kv: kernel_reads(an, kv) for kv in kernels}
         late: set = set()
         for kv in kernels:  # update kernels and everything that reads them go last
             if kv in cand or reads[kv] & late:
@@ -451,7 +459,7 @@ def plan_inplace(an: Analysis, updates: list) -> None:
                     var in reads[kv] and pos[kv] > pos[e] for kv in order if kv is not e):
                 drop.add(e)
             # one loop: every member reading var must read it at the index being written
-            elif not all(_reads_only_at_own_index(an, kv, var) for kv in group_of[e]
+            elif not all(reads_only_at_own_index(an, kv, var) for kv in group_of[e]
                          if var in reads[kv]):
                 drop.add(e)
         an.members, an.kernels, an.folded = saved
@@ -469,3 +477,29 @@ def plan_inplace(an: Analysis, updates: list) -> None:
     an.kernels = order
     an.inplace = dict(cand)
     an.folded = fold
+
+
+# --------------------------------------------------------------------------- gemm epilogues
+
+
+def pair_epilogues(an: Analysis, groups: list[list[Variable]]
+                    ) -> tuple[list[list[Variable]], set]:
+    """``groups`` with each gemm of ``an.epilogues`` joined to its group, and the gemms so
+    joined.  Scalar kernels between the two (Adam's bias corrections, hoisted before the
+    group: :func:`group_kernels`) go before the gemm, which none of them reads."""
+    merged: list[list[Variable]] = []
+    paired = set()
+    pending = None  # where in merged a gemm waits for its group
+    for group in groups:
+        if pending is not None and tuple(group) == an.epilogues[merged[pending][0]]:
+            gemm = merged.pop(pending)
+            merged.append(gemm + group)
+            paired.add(gemm[0])
+            pending = None
+            continue
+        if len(group) == 1 and group[0] in an.epilogues:
+            pending = len(merged)
+        elif pending is not None and not (len(group) == 1 and group[0].ndim == 0):
+            pending = None
+        merged.append(group)
+    return merged, paired

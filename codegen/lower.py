@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from symgraph.evaluate import _node_error
-from symgraph.graph import Apply
+from symgraph.graph import Apply, Variable
 from symgraph.ops.indexing import describe_input
 
 from . import (  # noqa: F401  (register their op families)
@@ -44,10 +44,22 @@ from .irgen import FMF, INTRINSIC_DECLARATIONS
 from .kernel import ERROR_FIELDS, Kernel, KernelInfo, LoweringError, ModuleContext, node_error
 from .lower_blas import lower_folded_sgd
 from .lower_elementwise import lower_elementwise_group, lower_elementwise_kernel
+from .lower_epilogue import lower_gemm_epilogue
 from .lowerings import lower_reshape_copy  # noqa: F401  (registers the non-elementwise ops)
 from .native import vecmath
 from .native.jit import function_attributes
 from .registry import lowering, register_tunables
+
+
+def lower_group(k: Kernel, group: list[Variable]) -> None:
+    """Write the kernel of one group of ``codegen.fusion.group_kernels``: a gemm and its
+    epilogue, one node's kernel, or elementwise kernels sharing one loop nest."""
+    if group[0] in k.an.epilogues:
+        lower_gemm_epilogue(k, group)
+    elif len(group) == 1:
+        lower_node(k, group[0].owner)
+    else:
+        lower_elementwise_group(k, group)
 
 
 def lower_node(k: Kernel, node: Apply) -> None:
@@ -145,7 +157,7 @@ def runtime_error(ctx: ModuleContext, table: np.ndarray, shapes: dict) -> Except
 
 __all__ = ["ERROR_FIELDS", "FMF", "OUTLINE_KERNELS", "Kernel", "KernelInfo", "LoweringError",
            "ModuleContext",
-           "lower_elementwise_group", "lower_node", "math_declarations",
+           "lower_elementwise_group", "lower_group", "lower_node", "math_declarations",
            "module_header", "runtime_error", "runtime_failure"]
 
 

@@ -36,10 +36,10 @@ from .registry import Lowering, register_lowering, register_tunables
 from .small_gemm import dispatch_small, small_gemm
 
 __all__ = ["SGD_TILE", "SMALL_MATMUL_WORK", "lower_batched_matmul", "lower_folded_sgd",
-           "lower_matmul"]
+           "lower_matmul", "pointer_operand"]
 
 
-def _pointer_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
+def pointer_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
     """(variable whose buffer holds the data, transposed?) for a BLAS operand."""
     if k.an.mode[var] == "view" and is_transpose2d(var.owner.op):
         return var.owner.inputs[0], True
@@ -55,8 +55,8 @@ def lower_matmul(k: Kernel, node: Apply) -> None:
     if not is_float(dt) or dtype_name(a.dtype) != dt or dtype_name(b.dtype) != dt:
         return _naive_matmul(k, node)
     k.ctx.uses_blas = k.blas = True
-    sa, ta = _pointer_operand(k, a)
-    sb_, tb = _pointer_operand(k, b)
+    sa, ta = pointer_operand(k, a)
+    sb_, tb = pointer_operand(k, b)
     m = k.dim(a, 0) if a.ndim == 2 else "1"
     n = k.dim(b, 1) if b.ndim == 2 else "1"
     kk = k.dim(a, a.ndim - 1)
@@ -119,8 +119,8 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
     a, b = g.owner.inputs
     dt = dtype_name(expr.dtype)
     k.ctx.uses_blas = k.blas = True
-    sa, ta = _pointer_operand(k, a)
-    sb_, tb = _pointer_operand(k, b)
+    sa, ta = pointer_operand(k, a)
+    sb_, tb = pointer_operand(k, b)
     m, n, kk = k.dim(a, 0), k.dim(b, 1), k.dim(a, 1)
     pa, pb, pc = k.ptr(sa), k.ptr(sb_), k.ptr(expr)  # pc is W's own buffer
     fb = k.fb

@@ -25,7 +25,7 @@ from .lower_sums import lower_sum_table
 from .native import parallel
 from .registry import Lowering, facts, register_lowering, shape_only
 
-__all__ = ["lower_elementwise_group", "lower_elementwise_kernel"]
+__all__ = ["lower_elementwise_group", "lower_elementwise_kernel", "nest_groups"]
 
 
 def _inline_elemwise(k: Kernel, node: Apply, idx: list[str]) -> Value:
@@ -147,7 +147,7 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
     if lower_sum_table(k, group):  # a long chain of sums, term by term
         return
     wide = [a for a, d in enumerate(first.shape) if d != 1]
-    groups = _nest_groups(k, group, range(first.ndim))
+    groups = nest_groups(k, group, range(first.ndim))
     # one flat loop when every value read is whole or a broadcast scalar: the vectoriser
     # sees one long contiguous loop instead of short inner rows
     if _lower_parallel(k, group, wide, len(groups) == 1):
@@ -159,7 +159,7 @@ def lower_elementwise_group(k: Kernel, group: list[Variable]) -> None:
     k.close_loops(tokens, *k.rolled(first, groups))
 
 
-def _nest_groups(k: Kernel, group: list[Variable], axes) -> list[list[int]]:
+def nest_groups(k: Kernel, group: list[Variable], axes) -> list[list[int]]:
     """The loops of an elementwise nest: ``Kernel.loop_groups`` runs adjacent axes as one
     loop when every value read allows it (all of them for whole operands and scalars; H*W
     for a bias broadcast over (N, C, H, W))."""
@@ -209,7 +209,7 @@ def _lower_parallel(k: Kernel, group: list[Variable], wide: list[int], flat: boo
         idx[wide[-1]] = i
         tokens = [token]
     else:
-        groups = _nest_groups(r, group, range(1, first.ndim))
+        groups = nest_groups(r, group, range(1, first.ndim))
         inner, more = r.open_groups(first, groups)
         idx, tokens = [i] + [inner[a] for a in range(1, first.ndim)], [token, *more]
     for var in group:

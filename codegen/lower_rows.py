@@ -147,20 +147,25 @@ def split_range(k: Kernel, size_of: Variable, count: Callable[[Kernel], str],
     return True
 
 
-def range_loop(k: Kernel, lo: str, hi: str) -> tuple[str, tuple]:
-    """Open ``for i in range(lo, hi)``: (``i``, the loop's token for ``fb.loop_end``)."""
-    j, token = k.fb.loop_begin(k.fb.entry_op("count", f"sub i64 {hi}, {lo}"))
+def range_loop(k: Kernel, lo: str, hi: str, hoist: bool = True) -> tuple[str, tuple]:
+    """Open ``for i in range(lo, hi)``: (``i``, the loop's token for ``fb.loop_end``).
+    ``hoist``: ``lo`` and ``hi`` are the function's parameters or constants, and the trip
+    count goes to the entry block; else it is computed here."""
+    text = f"sub i64 {hi}, {lo}"
+    count = k.fb.entry_op(f"count {lo} {hi}", text) if hoist else k.fb.op(text)
+    j, token = k.fb.loop_begin(count)
     return k.fb.op(f"add nuw nsw i64 {j}, {lo}"), token
 
 
 def open_part(k: Kernel, var: Variable, groups: list[list[int]], part: list[int], lo: str,
-              hi: str) -> tuple[dict[int, str], list]:
-    """:meth:`Kernel.open_groups` with the loop of group ``part`` over ``[lo, hi)`` only."""
+              hi: str, hoist: bool = True) -> tuple[dict[int, str], list]:
+    """:meth:`Kernel.open_groups` with the loop of group ``part`` over ``[lo, hi)`` only
+    (``hoist``: as :func:`range_loop`)."""
     idx = {a: "0" for a in range(var.ndim) if var.shape[a] == 1}
     tokens = []
     for group in groups:
         if group == part:
-            i, tok = range_loop(k, lo, hi)
+            i, tok = range_loop(k, lo, hi, hoist)
         else:
             i, tok = k.fb.loop_begin(k.size(var, group))
         idx.update({a: "0" for a in group})

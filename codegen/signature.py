@@ -38,7 +38,7 @@ __all__ = ["META_FORMAT", "Numbering", "Unsupported", "decode_analysis", "decode
            "encode_analysis", "encode_meta", "environment_text", "graph_signature"]
 
 #: version of the data written by :func:`encode_meta`
-META_FORMAT = 2
+META_FORMAT = 3
 
 
 class Unsupported(ValueError):
@@ -315,6 +315,7 @@ def encode_analysis(an, num: Numbering) -> dict:
             "members": [[v[x], [n[node] for node in nodes]] for x, nodes in an.members.items()],
             "inplace": [[v[e], v[x]] for e, x in an.inplace.items()],
             "folded": [[v[e], v[g], v[c]] for e, (g, c) in an.folded.items()],
+            "epilogues": [[v[g], [v[x] for x in group]] for g, group in an.epilogues.items()],
         }
     except KeyError as err:
         raise Unsupported("the analysis names a variable outside the graph") from err
@@ -334,6 +335,7 @@ def decode_analysis(meta: dict, outputs: list, numbering: Numbering):
     an.members = {var[i]: [node[k] for k in nodes] for i, nodes in data["members"]}
     an.inplace = {var[e]: var[i] for e, i in data["inplace"]}
     an.folded = {var[e]: (var[g], var[c]) for e, g, c in data["folded"]}
+    an.epilogues = {var[g]: tuple(var[x] for x in group) for g, group in data["epilogues"]}
     return an
 
 
