@@ -28,7 +28,7 @@ from .fusion import (
 from .registry import register_tunables
 
 __all__ = ["EPILOGUE_COLUMNS", "EPILOGUE_LIKELY_K", "EPILOGUE_MIN_WORK", "EPILOGUE_PANEL_BYTES",
-           "epilogue_gemm", "plan_epilogues"]
+           "blockable", "epilogue_gemm", "plan_epilogues"]
 
 #: a gemm gets its elementwise consumers as an epilogue (:func:`plan_epilogues`) from this
 #: many multiply-adds ``m * n * k``, with at most EPILOGUE_COLUMNS columns and a right
@@ -42,12 +42,18 @@ EPILOGUE_LIKELY_K = 32
 
 
 def epilogue_gemm(an: Analysis, g: Variable) -> bool:
-    """Can the product ``g`` be computed by the generated loop block by block of rows
-    (``codegen.lower_epilogue``)?  A 2-d float MatMul with a static result in the bounds
-    above, whose operands are in memory (or transposing views of it)."""
+    """Can the buffered product ``g`` take an epilogue (``codegen.lower_epilogue``)?  Not an
+    output nor folded, and :func:`blockable`."""
+    return an.mode.get(g) == "buffer" and g not in an.outputs and g not in an.folded and \
+        blockable(an, g)
+
+
+def blockable(an: Analysis, g: Variable) -> bool:
+    """Can the generated loop compute the product ``g`` block by block of rows?  A 2-d float
+    MatMul with a static result in the bounds above, whose operands are in memory (or
+    transposing views of it)."""
     node = g.owner
-    if node is None or not isinstance(node.op, MatMul) or g.ndim != 2 or \
-            an.mode.get(g) != "buffer" or g in an.outputs or g in an.folded:
+    if node is None or not isinstance(node.op, MatMul) or g.ndim != 2:
         return False
     a, b = node.inputs
     if a.ndim != 2 or b.ndim != 2 or g.dtype.name not in ("float32", "float64") or \

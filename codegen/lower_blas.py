@@ -35,8 +35,8 @@ from .native import blas
 from .registry import Lowering, register_lowering, register_tunables
 from .small_gemm import dispatch_small, small_gemm
 
-__all__ = ["SGD_TILE", "SMALL_MATMUL_WORK", "lower_batched_matmul", "lower_folded_sgd",
-           "lower_matmul", "pointer_operand"]
+__all__ = ["SGD_TILE", "SMALL_MATMUL_WORK", "blas_int", "lower_batched_matmul",
+           "lower_folded_sgd", "lower_matmul", "pointer_operand"]
 
 
 def pointer_operand(k: Kernel, var: Variable) -> tuple[Variable, bool]:
@@ -133,8 +133,8 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
         # A @ B is zero (or W empty): W stays as it is
         _return_if(k, fb.op(f"icmp eq i64 {fb.op(f'mul i64 {k.mul_i64(m, n)}, {kk}')}, 0"))
         alpha = -float(np.asarray(c.value, dtype=dt)[()])
-        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, m), n=_blas_int(k, n),
-                               k=_blas_int(k, kk), trans_a=ta, trans_b=tb,
+        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=blas_int(k, m), n=blas_int(k, n),
+                               k=blas_int(k, kk), trans_a=ta, trans_b=tb,
                                alpha=alpha, beta=1.0))
         return
     ty = scale.ty
@@ -146,8 +146,8 @@ def lower_folded_sgd(k: Kernel, node: Apply) -> None:
     then = fb.if_begin(fb.op(f"and i1 {nonzero}, {finite}"))
     _return_if(k, fb.op(f"icmp eq i64 {kk}, 0"))  # A @ B is zero: W - c * 0 is W
     alpha = fb.op(f"fneg {ty} {scale.ref}")
-    fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, m), n=_blas_int(k, n),
-                           k=_blas_int(k, kk), trans_a=ta, trans_b=tb, alpha=alpha, beta=1.0))
+    fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=blas_int(k, m), n=blas_int(k, n),
+                           k=blas_int(k, kk), trans_a=ta, trans_b=tb, alpha=alpha, beta=1.0))
     fb.emit("ret i32 0")
     fb.start_block(fb.label("unreachable"))
     fb.if_end(then)
@@ -161,7 +161,7 @@ def _return_if(k: Kernel, cond: str) -> None:
     k.fb.if_end(then)
 
 
-def _blas_int(k: Kernel, d: str) -> str:
+def blas_int(k: Kernel, d: str) -> str:
     """A size or leading dimension as BLAS takes it (an LP64 OpenBLAS takes 32 bits)."""
     if blas.library().int_bits == 32 and not d.isdigit():
         return k.fb.op(f"trunc i64 {d} to i32")
@@ -197,9 +197,9 @@ def _unfolded_sgd_tiles(k: Kernel, expr: Variable, g: Variable, scale: Value,
     b_at = fb.op(f"getelementptr inbounds {ty}, ptr {pb}, "
                  f"i64 {fb.op(f'mul nsw i64 {j0}, {kk}') if tb else j0}")
     then = fb.if_begin(any_k)
-    fb.emit(blas.gemm_call(dt, a=a_at, b=b_at, c=tile, m=_blas_int(k, mt), n=_blas_int(k, nt),
-                           k=_blas_int(k, kk), trans_a=ta, trans_b=tb, alpha=1.0, beta=0.0,
-                           lda=_blas_int(k, m if ta else kk), ldb=_blas_int(k, kk if tb else n),
+    fb.emit(blas.gemm_call(dt, a=a_at, b=b_at, c=tile, m=blas_int(k, mt), n=blas_int(k, nt),
+                           k=blas_int(k, kk), trans_a=ta, trans_b=tb, alpha=1.0, beta=0.0,
+                           lda=blas_int(k, m if ta else kk), ldb=blas_int(k, kk if tb else n),
                            ldc=t))
     fb.if_end(then)
     i, rows = fb.loop_begin(mt)
@@ -316,11 +316,11 @@ def lower_batched_matmul(k: Kernel, node: Apply) -> None:
     fb.emit("ret i32 0")
     fb.start_block(fb.label("unreachable"))
     fb.if_end(then)
-    lds = (_blas_int(k, sa.ld), _blas_int(k, sb.ld))
+    lds = (blas_int(k, sa.ld), blas_int(k, sb.ld))
     if b.ndim == 2 and sa.src is a:  # the stack of A is one tall matrix: one gemm
         rows = k.size(out, range(out.ndim - 1))
-        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=_blas_int(k, rows), n=_blas_int(k, n),
-                               k=_blas_int(k, kk), trans_b=sb.transposed, ldb=lds[1]))
+        fb.emit(blas.gemm_call(dt, a=pa, b=pb, c=pc, m=blas_int(k, rows), n=blas_int(k, n),
+                               k=blas_int(k, kk), trans_b=sb.transposed, ldb=lds[1]))
         return
     sizes = (m, n, kk)
     if _split_batch(k, node, sizes):
@@ -331,7 +331,7 @@ def lower_batched_matmul(k: Kernel, node: Apply) -> None:
         _each_matrix(k, node, sa, sb, lambda x, y, z: small_gemm(
             k, dt, (x, ta), (y, tb), z, sizes, lds=(sa.ld, sb.ld)))
         return
-    bm, bn, bk = (_blas_int(k, d) for d in sizes)
+    bm, bn, bk = (blas_int(k, d) for d in sizes)
     _each_matrix(k, node, sa, sb, lambda x, y, z: fb.emit(blas.gemm_call(
         dt, a=x, b=y, c=z, m=bm, n=bn, k=bk, trans_a=ta, trans_b=tb, lda=lds[0],
         ldb=lds[1])))

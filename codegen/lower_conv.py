@@ -34,7 +34,7 @@ from symgraph.ops.conv import (
 
 from .irgen import ITEMSIZE, MEM_TYPE, Value, is_float, literal
 from .kernel import NO_UNROLL, Kernel
-from .lower_blas import _blas_int
+from .lower_blas import blas_int
 from .native import blas
 from .registry import Lowering, register_lowering, register_tunables
 
@@ -463,7 +463,7 @@ class _Tiles:
 
     def gemm(self, **kw) -> None:
         self.k.fb.emit(blas.gemm_call(self.dt, **{
-            key: (_blas_int(self.k, v) if key in ("m", "n", "k", "lda", "ldb", "ldc")
+            key: (blas_int(self.k, v) if key in ("m", "n", "k", "lda", "ldb", "ldc")
                   and isinstance(v, str) else v) for key, v in kw.items()}))
 
 

@@ -17,19 +17,19 @@ numpy's matmul time, 512x256x128 0.93x) and moves the gemm to just before the gr
 
 from __future__ import annotations
 
-from symgraph.graph import Variable, dtype_name
+from symgraph.graph import Apply, Variable, dtype_name
 
-from .epilogue_plan import EPILOGUE_PANEL_BYTES
+from .epilogue_plan import EPILOGUE_PANEL_BYTES, blockable
 from .irgen import ITEMSIZE, MEM_TYPE
 from .kernel import NO_UNROLL, Kernel, node_error
-from .lower_blas import pointer_operand
+from .lower_blas import blas_int, lower_folded_sgd, pointer_operand
 from .lower_elementwise import nest_groups
 from .lower_rows import open_part, range_loop, split_range
 from .native import blas
 from .registry import register_tunables
 from .small_gemm import small_gemm
 
-__all__ = ["BLOCK_ROWS", "SPLIT_WORK", "lower_gemm_epilogue"]
+__all__ = ["BLOCK_ROWS", "SPLIT_WORK", "lower_folded_blocks", "lower_gemm_epilogue"]
 
 #: rows of the product per block: 16 rows of 512 float32 columns are 32 KB, in L1 when the
 #: group reads them
@@ -43,20 +43,79 @@ def lower_gemm_epilogue(k: Kernel, group: list[Variable]) -> None:
     kernels ``group[1:]`` (of its shape), one block of rows after another.
 
     A ``k`` known only at run time (a batch: a weight gradient ``X.T @ dY``) is checked
-    there: a right operand over ``epilogue_plan.EPILOGUE_PANEL_BYTES`` (it would be read from L3
-    for every block) is multiplied by one BLAS call first, and the blocks run the group
-    only."""
+    there: a right operand over ``epilogue_plan.EPILOGUE_PANEL_BYTES`` (it would be read
+    from L3 for every block) is multiplied by one BLAS call first, and the blocks run the
+    group only."""
     g, rest = group[0], group[1:]
     k.run_prechecks([node for var in group for node in k.an.members.get(var, [var.owner])])
-    a, b = g.owner.inputs
-    m, n = g.shape
     first = rest[0]
     groups = nest_groups(k, rest, range(first.ndim))
-    if not groups or 0 not in groups[0]:  # (epilogue_gemm: m, n >= 2)
+    if not groups or 0 not in groups[0]:  # (blockable: m, n >= 2)
         raise node_error(g.owner, "internal: a gemm epilogue over a nest without rows")
+    per_row = g.shape[1] if 1 in groups[0] else 1  # the nest's first loop: rows (and columns)
+
+    def product(r: Kernel, gemm) -> None:
+        gemm(r.ptr(g), None)
+
+    def update(r: Kernel, i0: str, end: str) -> None:
+        start, stop = ((i0, end) if per_row == 1 else
+                       (r.fb.op(f"mul nuw nsw i64 {i0}, {per_row}"),
+                        r.fb.op(f"mul nuw nsw i64 {end}, {per_row}")))
+        idx_map, tokens = open_part(r, first, groups, groups[0], start, stop, hoist=False)
+        idx = [idx_map[ax] for ax in range(first.ndim)]
+        for var in rest:
+            r.store(var, idx, r.inline_value(var.owner, idx))
+        r.close_loops(tokens, *r.rolled(first, groups))
+
+    def whole(kk: Kernel) -> None:  # one BLAS call into the product's buffer
+        (sa, ta), (sb, tb) = pointer_operand(kk, g.owner.inputs[0]), \
+            pointer_operand(kk, g.owner.inputs[1])
+        m, n = g.shape
+        kk.ctx.uses_blas = kk.blas = True
+        kk.fb.emit(blas.gemm_call(dtype_name(g.dtype), a=kk.ptr(sa), b=kk.ptr(sb),
+                                  c=kk.ptr(g), m=m, n=n,
+                                  k=blas_int(kk, kk.dim(g.owner.inputs[0], 1)),
+                                  trans_a=ta, trans_b=tb))
+
+    _blocks(k, g, product, update, whole)
+
+
+def lower_folded_blocks(k: Kernel, node: Apply) -> bool:
+    """The folded SGD update ``W <- W - c * (A @ B)`` (``codegen.fusion.plan_inplace``)
+    block by block of rows on both cores, each block's sums written as ``W - c * sum``
+    (numpy's result for any ``c``: the whole product is summed first); False (nothing
+    emitted) when the product is not :func:`codegen.epilogue_plan.blockable`.  A run-time
+    ``k`` over the panel bound takes :func:`codegen.lower_blas.lower_folded_sgd` (BLAS).
+    Against that gemm alone (numpy's matmul): 784x512x128 float32 0.89-0.93x."""
+    expr = node.outputs[0]
+    g, c = k.an.folded[expr]
+    if not blockable(k.an, g):
+        return False
+    c_first = expr.owner.inputs[1].owner.inputs[0] is c  # keep the graph's operand order
+
+    def product(r: Kernel, gemm) -> None:
+        gemm(r.ptr(expr), (r.value_at(c, []), c_first))  # (c read before any write)
+
+    def whole(kk: Kernel) -> None:
+        lower_folded_sgd(kk, node)
+        kk.fb.emit("ret i32 0")
+        kk.fb.start_block(kk.fb.label("unreachable"))
+
+    _blocks(k, g, product, None, whole)
+    return True
+
+
+def _blocks(k: Kernel, g: Variable, product, update, whole) -> None:
+    """The loop over blocks of :data:`BLOCK_ROWS` rows of the product ``g`` (split across
+    the cores from :data:`SPLIT_WORK` multiply-adds): ``product(r, gemm)`` calls
+    ``gemm(c_pointer, scale)`` once (``small_gemm`` of the block into the matrix at
+    ``c_pointer``), then ``update(r, first_row, end_row)`` (if any) writes the block's
+    epilogue.  With a run-time ``k``, ``whole(k)`` first writes the route for a right
+    operand over the panel bound (inside a branch; the blocks then multiply nothing)."""
+    a, b = g.owner.inputs
+    m, n = g.shape
     dt = dtype_name(g.dtype)
     ty, size = MEM_TYPE[dt], ITEMSIZE[dt]
-    per_row = n if 1 in groups[0] else 1  # the nest's first loop: rows, or rows and columns
     count = -(-m // BLOCK_ROWS)
     static_k = isinstance(a.shape[1], int)
 
@@ -68,7 +127,7 @@ def lower_gemm_epilogue(k: Kernel, group: list[Variable]) -> None:
     def blocks(r: Kernel, lo: str, hi: str) -> None:
         fb = r.fb
         (sa, ta), (sb, tb) = pointer_operand(r, a), pointer_operand(r, b)
-        pa, pb, pc, kk = r.ptr(sa), r.ptr(sb), r.ptr(g), r.dim(a, 1)
+        pa, pb, kk = r.ptr(sa), r.ptr(sb), r.dim(a, 1)
         small = None if static_k else fits(r)
         block, token = range_loop(r, lo, hi)
         i0 = fb.op(f"mul nuw nsw i64 {block}, {BLOCK_ROWS}")
@@ -76,39 +135,28 @@ def lower_gemm_epilogue(k: Kernel, group: list[Variable]) -> None:
         rows = fb.op(f"select i1 {fb.op(f'icmp ult i64 {left}, {BLOCK_ROWS}')}, "
                      f"i64 {left}, i64 {BLOCK_ROWS}")
         skip = None if small is None else fb.if_begin(small)
-        a_at = i0 if ta else fb.op(f"mul nuw nsw i64 {i0}, {kk}")  # A stored (k, m) or (m, k)
-        xa = fb.op(f"getelementptr inbounds {ty}, ptr {pa}, i64 {a_at}")
-        xc = fb.op(f"getelementptr inbounds {ty}, ptr {pc}, i64 "
-                   f"{fb.op(f'mul nuw nsw i64 {i0}, {n}')}")
-        small_gemm(r, dt, (xa, ta), (pb, tb), xc, (rows, str(n), kk), wide=True,
-                   lds=(str(m) if ta else kk, kk if tb else str(n)))
+
+        def gemm(pc: str, scale) -> None:
+            a_at = i0 if ta else fb.op(f"mul nuw nsw i64 {i0}, {kk}")  # A: (k, m) or (m, k)
+            xa = fb.op(f"getelementptr inbounds {ty}, ptr {pa}, i64 {a_at}")
+            xc = fb.op(f"getelementptr inbounds {ty}, ptr {pc}, i64 "
+                       f"{fb.op(f'mul nuw nsw i64 {i0}, {n}')}")
+            small_gemm(r, dt, (xa, ta), (pb, tb), xc, (rows, str(n), kk), scale=scale,
+                       wide=True, lds=(str(m) if ta else kk, kk if tb else str(n)))
+
+        product(r, gemm)
         if skip is not None:
             fb.if_end(skip)
-        end = fb.op(f"add nuw nsw i64 {i0}, {rows}")
-        start, stop = ((i0, end) if per_row == 1 else
-                       (fb.op(f"mul nuw nsw i64 {i0}, {per_row}"),
-                        fb.op(f"mul nuw nsw i64 {end}, {per_row}")))
-        idx_map, tokens = open_part(r, first, groups, groups[0], start, stop, hoist=False)
-        idx = [idx_map[ax] for ax in range(first.ndim)]
-        for var in rest:
-            r.store(var, idx, r.inline_value(var.owner, idx))
-        r.close_loops(tokens, *r.rolled(first, groups))
+        if update is not None:
+            update(r, i0, fb.op(f"add nuw nsw i64 {i0}, {rows}"))
         fb.loop_end(token, (NO_UNROLL,))
 
-    if not static_k:  # a big right operand: one BLAS call, the blocks run the group only
-        k.ctx.uses_blas = k.blas = True
-        fb = k.fb
-        done = fb.if_begin(fb.op(f"xor i1 {fits(k)}, true"))
-        (sa, ta), (sb, tb) = pointer_operand(k, a), pointer_operand(k, b)
-        kk = k.dim(a, 1)
-        if blas.library().int_bits == 32:  # an LP64 OpenBLAS takes 32-bit sizes
-            kk = fb.op(f"trunc i64 {kk} to i32")
-        fb.emit(blas.gemm_call(dt, a=k.ptr(sa), b=k.ptr(sb), c=k.ptr(g), m=m, n=n, k=kk,
-                               trans_a=ta, trans_b=tb))
-        fb.if_end(done)
-    kk = a.shape[1]
+    if not static_k:
+        done = k.fb.if_begin(k.fb.op(f"xor i1 {fits(k)}, true"))
+        whole(k)
+        k.fb.if_end(done)
     minimum = None if k.ctx.split_minimum is None else \
-        -(-SPLIT_WORK // kk) if static_k else 1
+        -(-SPLIT_WORK // a.shape[1]) if static_k else 1
     if not split_range(k, g, lambda _: str(count), blocks, minimum):
         blocks(k, "0", str(count))
 

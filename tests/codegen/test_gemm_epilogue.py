@@ -147,3 +147,44 @@ def test_no_pair_where_blocks_would_read_updated_values(kind):
         if kind == "output":
             np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(W.get_value(), W_ref.get_value(), rtol=1e-5, atol=1e-5)
+
+
+def sgd_step(dtype: str, m: int, n: int, backend: str, lr_value: float):
+    """``W <- W - lr * (x.T @ dy)`` with a shared learning rate (read at run time): the
+    folded SGD update, block by block in the llvm backend."""
+    rng = np.random.default_rng(6)
+    x = sg.tensor("x", shape=("batch", m), dtype=dtype)
+    dy = sg.tensor("dy", shape=("batch", n), dtype=dtype)
+    W = sg.shared(rng.standard_normal((m, n)).astype(dtype), name="W")
+    lr = sg.shared(np.asarray(lr_value, dtype=dtype), name="lr")
+    f = sg.function([x, dy], [], updates={W: W - lr * (x.T @ dy)}, backend=backend)
+    return f, W
+
+
+@pytest.mark.parametrize("lr", [0.05, 0.0, np.inf, np.nan])
+@pytest.mark.parametrize("k", [24, epilogue_plan.EPILOGUE_PANEL_BYTES // (80 * 4) + 3])
+def test_folded_sgd_by_blocks_is_numpys_update_for_any_rate(lr, k):
+    """Every rate gives numpy's ``W - lr * (x.T @ dy)`` (0 keeps NaN from a product with
+    NaN, inf gives inf or NaN where numpy does), through the blocks and, for a batch over
+    the panel bound, through BLAS."""
+    (f, W), (ref, W_ref) = (sgd_step("float32", 200, 80, b, lr) for b in ("llvm", "numpy"))
+    assert f.program.analysis.folded
+    if parallel.available():  # the blocks are split; BLAS's gemm is not a split kernel
+        assert sum(bool(kern.parallel) for kern in f.kernels) == 1
+    data = batches("float32", 200, 80, k, steps=1)
+    data[0][0][0, :3] = np.nan  # a NaN in the product's first rows
+    for x, dy in data:
+        f(x, dy)
+        ref(x, dy)
+    np.testing.assert_allclose(W.get_value(), W_ref.get_value(), rtol=1e-4, atol=1e-5)
+
+
+def test_folded_blocks_split_give_the_serial_bits(monkeypatch):
+    out = []
+    for threads in ("2", "1"):
+        monkeypatch.setenv("SYMGRAPH_THREADS", threads)
+        f, W = sgd_step("float32", 200, 80, "llvm", 0.05)
+        for x, dy in batches("float32", 200, 80, 24):
+            f(x, dy)
+        out.append(W.get_value())
+    np.testing.assert_array_equal(out[0], out[1])
