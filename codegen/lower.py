@@ -44,7 +44,7 @@ from .irgen import FMF, INTRINSIC_DECLARATIONS
 from .kernel import ERROR_FIELDS, Kernel, KernelInfo, LoweringError, ModuleContext, node_error
 from .lower_blas import lower_folded_sgd
 from .lower_elementwise import lower_elementwise_group, lower_elementwise_kernel
-from .lower_epilogue import lower_folded_blocks, lower_gemm_epilogue
+from .lower_epilogue import lower_gemm_epilogue
 from .lowerings import lower_reshape_copy  # noqa: F401  (registers the non-elementwise ops)
 from .native import vecmath
 from .native.jit import function_attributes
@@ -66,9 +66,7 @@ def lower_node(k: Kernel, node: Apply) -> None:
     """Write the kernel of ``node``'s buffered output (its prechecks first)."""
     k.run_prechecks(k.an.members.get(node.outputs[0], [node]))
     if node.outputs[0] in k.an.folded:  # W - c * (A @ B) as one gemm into W
-        if not lower_folded_blocks(k, node):
-            lower_folded_sgd(k, node)
-        return None
+        return lower_folded_sgd(k, node)
     rec = lowering(node.op)
     if rec is None:
         raise node_error(node, "no lowering for this op")

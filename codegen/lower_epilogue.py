@@ -17,23 +17,28 @@ numpy's matmul time, 512x256x128 0.93x) and moves the gemm to just before the gr
 
 from __future__ import annotations
 
-from symgraph.graph import Apply, Variable, dtype_name
+from symgraph.graph import Variable, dtype_name
 
-from .epilogue_plan import EPILOGUE_PANEL_BYTES, blockable
+from .epilogue_plan import EPILOGUE_PANEL_BYTES
 from .irgen import ITEMSIZE, MEM_TYPE
 from .kernel import NO_UNROLL, Kernel, node_error
-from .lower_blas import blas_int, lower_folded_sgd, pointer_operand
+from .lower_blas import blas_int, pointer_operand
 from .lower_elementwise import nest_groups
 from .lower_rows import open_part, range_loop, split_range
 from .native import blas
 from .registry import register_tunables
 from .small_gemm import small_gemm
 
-__all__ = ["BLOCK_ROWS", "SPLIT_WORK", "lower_folded_blocks", "lower_gemm_epilogue"]
+__all__ = ["BLOCK_ROWS", "PANEL_COLUMNS", "SPLIT_WORK", "lower_gemm_epilogue"]
 
 #: rows of the product per block: 16 rows of 512 float32 columns are 32 KB, in L1 when the
 #: group reads them
 BLOCK_ROWS = 16
+#: columns per call of ``small_gemm`` in a block: a loop over panels of this many columns
+#: (one tile's width in float32), not one unrolled tile per 32 columns, keeps a 512-column
+#: product's code small (W1 SGD with its fold on these blocks, an experiment not kept: cold
+#: compile 500-740 ms with the whole row in one call, 215-265 in panels, 175-210 on BLAS)
+PANEL_COLUMNS = 32
 #: the blocks are shared out between the cores from this many multiply-adds
 SPLIT_WORK = 1 << 18
 
@@ -53,9 +58,6 @@ def lower_gemm_epilogue(k: Kernel, group: list[Variable]) -> None:
     if not groups or 0 not in groups[0]:  # (blockable: m, n >= 2)
         raise node_error(g.owner, "internal: a gemm epilogue over a nest without rows")
     per_row = g.shape[1] if 1 in groups[0] else 1  # the nest's first loop: rows (and columns)
-
-    def product(r: Kernel, gemm) -> None:
-        gemm(r.ptr(g), None)
 
     def update(r: Kernel, i0: str, end: str) -> None:
         start, stop = ((i0, end) if per_row == 1 else
@@ -77,41 +79,16 @@ def lower_gemm_epilogue(k: Kernel, group: list[Variable]) -> None:
                                   k=blas_int(kk, kk.dim(g.owner.inputs[0], 1)),
                                   trans_a=ta, trans_b=tb))
 
-    _blocks(k, g, product, update, whole)
+    _blocks(k, g, update, whole)
 
 
-def lower_folded_blocks(k: Kernel, node: Apply) -> bool:
-    """The folded SGD update ``W <- W - c * (A @ B)`` (``codegen.fusion.plan_inplace``)
-    block by block of rows on both cores, each block's sums written as ``W - c * sum``
-    (numpy's result for any ``c``: the whole product is summed first); False (nothing
-    emitted) when the product is not :func:`codegen.epilogue_plan.blockable`.  A run-time
-    ``k`` over the panel bound takes :func:`codegen.lower_blas.lower_folded_sgd` (BLAS).
-    Against that gemm alone (numpy's matmul): 784x512x128 float32 0.89-0.93x."""
-    expr = node.outputs[0]
-    g, c = k.an.folded[expr]
-    if not blockable(k.an, g):
-        return False
-    c_first = expr.owner.inputs[1].owner.inputs[0] is c  # keep the graph's operand order
-
-    def product(r: Kernel, gemm) -> None:
-        gemm(r.ptr(expr), (r.value_at(c, []), c_first))  # (c read before any write)
-
-    def whole(kk: Kernel) -> None:
-        lower_folded_sgd(kk, node)
-        kk.fb.emit("ret i32 0")
-        kk.fb.start_block(kk.fb.label("unreachable"))
-
-    _blocks(k, g, product, None, whole)
-    return True
-
-
-def _blocks(k: Kernel, g: Variable, product, update, whole) -> None:
+def _blocks(k: Kernel, g: Variable, update, whole) -> None:
     """The loop over blocks of :data:`BLOCK_ROWS` rows of the product ``g`` (split across
-    the cores from :data:`SPLIT_WORK` multiply-adds): ``product(r, gemm)`` calls
-    ``gemm(c_pointer, scale)`` once (``small_gemm`` of the block into the matrix at
-    ``c_pointer``), then ``update(r, first_row, end_row)`` (if any) writes the block's
-    epilogue.  With a run-time ``k``, ``whole(k)`` first writes the route for a right
-    operand over the panel bound (inside a branch; the blocks then multiply nothing)."""
+    the cores from :data:`SPLIT_WORK` multiply-adds): ``small_gemm`` of the block into
+    ``g``'s buffer, panel by panel of :data:`PANEL_COLUMNS` columns, then
+    ``update(r, first_row, end_row)`` writes the block's epilogue.  With a run-time ``k``,
+    ``whole(k)`` first writes the route for a right operand over the panel bound (inside a
+    branch; the blocks then multiply nothing)."""
     a, b = g.owner.inputs
     m, n = g.shape
     dt = dtype_name(g.dtype)
@@ -136,19 +113,33 @@ def _blocks(k: Kernel, g: Variable, product, update, whole) -> None:
                      f"i64 {left}, i64 {BLOCK_ROWS}")
         skip = None if small is None else fb.if_begin(small)
 
-        def gemm(pc: str, scale) -> None:
+        def gemm(pc: str) -> None:
             a_at = i0 if ta else fb.op(f"mul nuw nsw i64 {i0}, {kk}")  # A: (k, m) or (m, k)
             xa = fb.op(f"getelementptr inbounds {ty}, ptr {pa}, i64 {a_at}")
             xc = fb.op(f"getelementptr inbounds {ty}, ptr {pc}, i64 "
                        f"{fb.op(f'mul nuw nsw i64 {i0}, {n}')}")
-            small_gemm(r, dt, (xa, ta), (pb, tb), xc, (rows, str(n), kk), scale=scale,
-                       wide=True, lds=(str(m) if ta else kk, kk if tb else str(n)))
+            lds = (str(m) if ta else kk, kk if tb else str(n))
 
-        product(r, gemm)
+            def panel(j0: str, width: int) -> None:  # columns j0 .. j0 + width
+                b_at = fb.op(f"mul nuw nsw i64 {j0}, {kk}") if tb else j0  # B: (n, k) or (k, n)
+                small_gemm(r, dt, (xa, ta),
+                           (fb.op(f"getelementptr inbounds {ty}, ptr {pb}, i64 {b_at}"), tb),
+                           fb.op(f"getelementptr inbounds {ty}, ptr {xc}, i64 {j0}"),
+                           (rows, str(width), kk), wide=True, lds=lds,
+                           ldc=str(n))
+
+            full, tail = divmod(n, PANEL_COLUMNS)
+            if full:
+                j, columns = fb.loop_begin(str(full))
+                panel(fb.op(f"mul nuw nsw i64 {j}, {PANEL_COLUMNS}"), PANEL_COLUMNS)
+                fb.loop_end(columns, (NO_UNROLL,))
+            if tail:
+                panel(str(full * PANEL_COLUMNS), tail)
+
+        gemm(r.ptr(g))
         if skip is not None:
             fb.if_end(skip)
-        if update is not None:
-            update(r, i0, fb.op(f"add nuw nsw i64 {i0}, {rows}"))
+        update(r, i0, fb.op(f"add nuw nsw i64 {i0}, {rows}"))
         fb.loop_end(token, (NO_UNROLL,))
 
     if not static_k:
@@ -161,4 +152,4 @@ def _blocks(k: Kernel, g: Variable, product, update, whole) -> None:
         blocks(k, "0", str(count))
 
 
-register_tunables(__name__, ("BLOCK_ROWS", "SPLIT_WORK"))
+register_tunables(__name__, ("BLOCK_ROWS", "PANEL_COLUMNS", "SPLIT_WORK"))

@@ -189,7 +189,8 @@ def _pieces(n: int, width: int, step: int) -> list[list[tuple[int, int]]]:
 
 def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc: str,
                sizes: tuple[str, str, str], scale: tuple[Value, bool] | None = None,
-               wide: bool | None = None, lds: tuple[str, str] | None = None) -> None:
+               wide: bool | None = None, lds: tuple[str, str] | None = None,
+               ldc: str | None = None) -> None:
     """``C = op(A) @ op(B)`` for row-major matrices with a static column count ``n`` (``m``
     and ``k`` may be run-time values), or with ``scale = (c, c_first)``
     ``C = C - c * (op(A) @ op(B))`` (the folded SGD update: any ``c``, 0/NaN/inf included,
@@ -214,7 +215,7 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
     (pa, ta), (pb, tb), (m, n, kk) = a, b, sizes
     lda, ldb = lds or ((m if ta else kk), (kk if tb else n))
     if tb and not ta and _dot_form(dt, kk):
-        return _dot_tiles(k, dt, pa, pb, pc, sizes, scale, (lda, ldb))
+        return _dot_tiles(k, dt, pa, pb, pc, sizes, scale, (lda, ldb), ldc or n)
     ty = MEM_TYPE[dt]
     size = ITEMSIZE[dt]
     wide = (SMALL_GEMM_WIDE_2D if wide is None else wide) and vector_registers() == 32
@@ -270,7 +271,7 @@ def small_gemm(k: Kernel, dt: str, a: tuple[str, bool], b: tuple[str, bool], pc:
             fb.loop_end(inner)
             for i, row_sums in zip(rows_at, sums):
                 for (j, w), acc in zip(chunk, row_sums):
-                    at = address(pc, i, str(j), n)
+                    at = address(pc, i, str(j), ldc or n)
                     v = fb.op(f"load {vty(w)}, ptr {acc}")
                     if scale is not None:
                         c = splat(scale[0].ref, w)
@@ -380,8 +381,9 @@ def _row_tiles(fb, m: str, mr: int, tile) -> None:
 
 
 def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, str, str],
-               scale: tuple[Value, bool] | None, lds: tuple[str, str]) -> None:
-    """``C = A @ B.T`` (B stored ``(n, k)``), or the folded update, as dot products along
+               scale: tuple[Value, bool] | None, lds: tuple[str, str], ldc: str) -> None:
+    """``C = A @ B.T`` (B stored ``(n, k)``; C's rows ``ldc`` apart), or the folded update,
+    as dot products along
     ``k``: both operands' rows are contiguous there, so a tile of SMALL_GEMM_DOT rows of A
     by rows of B keeps one vector of partial sums per pair, fed by one load of each row's
     next 256 bits, and each pair's sum is reduced across the vector once at the end (the
@@ -440,7 +442,7 @@ def _dot_tiles(k: Kernel, dt: str, pa: str, pb: str, pc: str, sizes: tuple[str, 
             fb.loop_end(rest)
         for r, i in enumerate(ii):
             for c, j in enumerate(jj):
-                out = at(pc, i, j, n)
+                out = at(pc, i, j, ldc)
                 v = fb.op(f"load {ty}, ptr {sums[r][c]}")
                 if scale is not None:
                     x = scale[0].ref
