@@ -526,12 +526,15 @@ def test_profile_seconds_are_the_kernels_own_not_the_calls():
     f = sg.function([big], O.sum(O.exp(O.sin(big) * O.cos(big))), backend="llvm")
     arg = np.linspace(-3, 3, 1 << 18, dtype="float32")
     f(arg)
-    # the least of three profiles, as the wall time is the least of three calls: a profile is
-    # a mean over its calls, which one preempted call (a CI machine's 2 cores) can double
-    kernels = min(sum(r["seconds"] for r in f.profile(arg, n=10)) for _ in range(3))
-    walls = []
-    for _ in range(3):
+    # the least of seven profiles against the least of seven calls, taken in turns: a profile
+    # is a mean over its calls, which one preempted call (a CI machine's 2 cores, or tests
+    # run alongside) can double; in turns, a busy spell slows both sides, and some turn
+    # finds the machine quiet (three of each, one after the other, failed under load)
+    profiles, walls = [], []
+    for _ in range(7):
+        profiles.append(sum(r["seconds"] for r in f.profile(arg, n=10)))
         t0 = time.perf_counter()
         f(arg)
         walls.append(time.perf_counter() - t0)
-    assert 0.5 * min(walls) < kernels < 1.5 * min(walls), (kernels, walls)
+    kernels = min(profiles)
+    assert 0.5 * min(walls) < kernels < 1.5 * min(walls), (profiles, walls)

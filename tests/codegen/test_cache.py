@@ -95,8 +95,11 @@ def test_memory_hit_changed_ir_and_clear(cache_env):
     assert cm2.stats["cache"] == "memory" and cm2.address("k") == cm1.address("k")
     changed = KERNEL_IR.replace("icmp eq i64 %i1, 16", "icmp eq i64 %i1, 8")
     assert cache.compile_cached(changed).stats["cache"] == "miss"
+    # (8 lanes call another vector exp, whose shim module -- codegen.native.vecmath -- goes
+    # to the cache too the first time a process needs it: count the objects after it)
+    before = len(list(cache_env.glob("*.o")))
     assert cache.compile_cached(KERNEL_IR, opt_level=2).stats["cache"] == "miss"
-    assert len(list(cache_env.glob("*.o"))) == 3
+    assert len(list(cache_env.glob("*.o"))) == before + 1 >= 3
     cache.clear_cache(memory=True, disk=False)
     assert cache.compile_cached(KERNEL_IR).stats["cache"] == "disk"
     cache.clear_cache()
