@@ -43,9 +43,8 @@ EPILOGUE_LIKELY_K = 32
 
 def epilogue_gemm(an: Analysis, g: Variable) -> bool:
     """Can the buffered product ``g`` take an epilogue (``codegen.lower_epilogue``)?  Not an
-    output nor folded, and :func:`blockable`."""
-    return an.mode.get(g) == "buffer" and g not in an.outputs and g not in an.folded and \
-        blockable(an, g)
+    output, and :func:`blockable`."""
+    return an.mode.get(g) == "buffer" and g not in an.outputs and blockable(an, g)
 
 
 def blockable(an: Analysis, g: Variable) -> bool:

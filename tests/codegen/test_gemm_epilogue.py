@@ -58,9 +58,10 @@ def paired(f) -> list[tuple]:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("m, n, k", [(128, 128, 32), (200, 80, 7)])
+@pytest.mark.parametrize("m, n, k", [(128, 128, 32), (200, 80, 7), (200, 80, 0)])
 def test_adam_update_is_the_epilogue_of_its_gradient_gemm(dtype, m, n, k):
-    """m = 200 is not a multiple of the block's rows, n = 80 not of a vector's lanes."""
+    """m = 200 is not a multiple of the block's rows, n = 80 not of a vector's lanes; an
+    empty batch makes the gradient zeros (the blocks sum nothing)."""
     f, shared = adam_step(dtype, m, n, "llvm")
     ref, ref_shared = adam_step(dtype, m, n, "numpy")
     assert paired(f) == [((m, n), 3)]
