@@ -34,11 +34,14 @@ __all__ = ["BLOCK_ROWS", "PANEL_COLUMNS", "SPLIT_WORK", "lower_gemm_epilogue"]
 #: rows of the product per block: 16 rows of 512 float32 columns are 32 KB, in L1 when the
 #: group reads them
 BLOCK_ROWS = 16
-#: columns per call of ``small_gemm`` in a block: a loop over panels of this many columns
-#: (one tile's width in float32), not one unrolled tile per 32 columns, keeps a 512-column
-#: product's code small (W1 SGD with its fold on these blocks, an experiment not kept: cold
-#: compile 500-740 ms with the whole row in one call, 215-265 in panels, 175-210 on BLAS)
-PANEL_COLUMNS = 32
+#: columns per call of ``small_gemm`` in a block: a loop over panels of this many columns,
+#: not one unrolled tile per 32 columns, keeps a 512-column product's code small (W1 SGD with
+#: its fold on these blocks, an experiment not kept: cold compile 500-740 ms with the whole
+#: row in one call, 215-265 in panels of 32, 175-210 on BLAS).  64 (two float32 tiles) over
+#: 32: W1 Adam's step / gemm floor lower in 6 of 7 alternating pairs of processes (1.034 /
+#: 1.101, 1.086 / 1.190, 1.089 / 1.148 ...; 1.128 / 1.110 the exception), its cold compile
+#: unchanged within noise (150 more lines of optimised IR); 16: 1.48-1.52
+PANEL_COLUMNS = 64
 #: the blocks are shared out between the cores from this many multiply-adds
 SPLIT_WORK = 1 << 18
 
