@@ -16,9 +16,9 @@ from symgraph.ops.linalg import MatMul
 from .fusion import (
     ADDRESSABLE,
     Analysis,
+    gemm_sources,
     group_kernels,
     inlinable,
-    is_transpose2d,
     kernel_reads,
     pair_epilogues,
     reads_only_at_own_index,
@@ -28,7 +28,7 @@ from .fusion import (
 from .registry import register_tunables
 
 __all__ = ["EPILOGUE_COLUMNS", "EPILOGUE_LIKELY_K", "EPILOGUE_MIN_WORK", "EPILOGUE_PANEL_BYTES",
-           "blockable", "epilogue_gemm", "plan_epilogues"]
+           "epilogue_gemm", "plan_epilogues"]
 
 #: a gemm gets its elementwise consumers as an epilogue (:func:`plan_epilogues`) from this
 #: many multiply-adds ``m * n * k``, with at most EPILOGUE_COLUMNS columns and a right
@@ -42,17 +42,12 @@ EPILOGUE_LIKELY_K = 32
 
 
 def epilogue_gemm(an: Analysis, g: Variable) -> bool:
-    """Can the buffered product ``g`` take an epilogue (``codegen.lower_epilogue``)?  Not an
-    output, and :func:`blockable`."""
-    return an.mode.get(g) == "buffer" and g not in an.outputs and blockable(an, g)
-
-
-def blockable(an: Analysis, g: Variable) -> bool:
-    """Can the generated loop compute the product ``g`` block by block of rows?  A 2-d float
-    MatMul with a static result in the bounds above, whose operands are in memory (or
-    transposing views of it)."""
+    """Can the buffered product ``g`` take an epilogue (``codegen.lower_epilogue``, block by
+    block of rows)?  Not an output; a 2-d float MatMul with a static result in the bounds
+    above, whose operands are in memory (or transposing views of it)."""
     node = g.owner
-    if node is None or not isinstance(node.op, MatMul) or g.ndim != 2:
+    if node is None or not isinstance(node.op, MatMul) or g.ndim != 2 or \
+            an.mode.get(g) != "buffer" or g in an.outputs:
         return False
     a, b = node.inputs
     if a.ndim != 2 or b.ndim != 2 or g.dtype.name not in ("float32", "float64") or \
@@ -68,12 +63,7 @@ def blockable(an: Analysis, g: Variable) -> bool:
             return False
     elif m * n < EPILOGUE_MIN_WORK // EPILOGUE_LIKELY_K:
         return False
-    for x in node.inputs:
-        src = x.owner.inputs[0] if an.mode.get(x) == "view" and is_transpose2d(x.owner.op) \
-            else x
-        if an.mode.get(src) not in ADDRESSABLE:
-            return False
-    return True
+    return all(an.mode.get(src) in ADDRESSABLE for src in gemm_sources(an, g))
 
 
 def plan_epilogues(an: Analysis) -> None:
@@ -104,10 +94,7 @@ def plan_epilogues(an: Analysis) -> None:
             at, to = an.kernels.index(g), an.kernels.index(first)
             if at > to:
                 continue
-            reads = {an.base_root(x) for x in g.owner.inputs}
-            for x in g.owner.inputs:
-                if an.mode.get(x) == "view":
-                    reads.add(an.base_root(x.owner.inputs[0]))
+            reads = {an.base_root(src) for src in gemm_sources(an, g)}
             # written in place between its place and the group's, or by the group itself
             # (a later block would read what an earlier one wrote)
             if any(an.inplace.get(kv) in reads for kv in an.kernels[at + 1:to] + group):

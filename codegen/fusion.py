@@ -40,7 +40,7 @@ from symgraph.ops import elemwise as ew
 
 from .registry import aliases_input, facts, shape_only
 
-__all__ = ["ADDRESSABLE", "Analysis", "analyse", "group_kernels", "inlinable",
+__all__ = ["ADDRESSABLE", "Analysis", "analyse", "gemm_sources", "group_kernels", "inlinable",
            "is_matrix_transpose", "is_transpose2d", "kernel_reads", "pair_epilogues",
            "plan_inplace", "reads_only_at_own_index", "same_shape", "shape_only",
            "strided_matrices", "value_uses"]
@@ -400,12 +400,17 @@ def _sgd_fold(an: Analysis, expr: Variable, var: Variable):
             or not all(x.ndim == 2 for x in g.owner.inputs)
             or not same_shape(g, var) or not same_shape(expr, var)):
         return None
-    for x in g.owner.inputs:
-        src = x.owner.inputs[0] if an.mode.get(x) == "view" and is_transpose2d(x.owner.op) \
-            else x
+    for src in gemm_sources(an, g):
         if an.mode.get(src) not in ADDRESSABLE or an.base_root(src) is var:
             return None
     return g, c
+
+
+def gemm_sources(an: Analysis, g: Variable) -> list[Variable]:
+    """The variables whose memory a 2-d gemm ``g`` reads: each operand, or the source of a
+    transposing view (read through BLAS's transpose flag)."""
+    return [x.owner.inputs[0] if an.mode.get(x) == "view" and is_transpose2d(x.owner.op)
+            else x for x in g.owner.inputs]
 
 
 def plan_inplace(an: Analysis, updates: list) -> None:

@@ -48,7 +48,9 @@ SPLIT_WORK = 1 << 18
 
 def lower_gemm_epilogue(k: Kernel, group: list[Variable]) -> None:
     """``group[0] = A @ B`` (a 2-d MatMul with a static ``(m, n)`` result) and the elementwise
-    kernels ``group[1:]`` (of its shape), one block of rows after another.
+    kernels ``group[1:]`` (of its shape), one block of :data:`BLOCK_ROWS` rows after another
+    (split across the cores from :data:`SPLIT_WORK` multiply-adds): ``small_gemm`` of the
+    block, panel by panel of :data:`PANEL_COLUMNS` columns, then the group over its rows.
 
     A ``k`` known only at run time (a batch: a weight gradient ``X.T @ dY``) is checked
     there: a right operand over ``epilogue_plan.EPILOGUE_PANEL_BYTES`` (it would be read
@@ -58,11 +60,48 @@ def lower_gemm_epilogue(k: Kernel, group: list[Variable]) -> None:
     k.run_prechecks([node for var in group for node in k.an.members.get(var, [var.owner])])
     first = rest[0]
     groups = nest_groups(k, rest, range(first.ndim))
-    if not groups or 0 not in groups[0]:  # (blockable: m, n >= 2)
+    if not groups or 0 not in groups[0]:  # (epilogue_gemm: m, n >= 2)
         raise node_error(g.owner, "internal: a gemm epilogue over a nest without rows")
-    per_row = g.shape[1] if 1 in groups[0] else 1  # the nest's first loop: rows (and columns)
+    a, b = g.owner.inputs
+    m, n = g.shape
+    per_row = n if 1 in groups[0] else 1  # the nest's first loop: rows (and columns)
+    dt = dtype_name(g.dtype)
+    ty, size = MEM_TYPE[dt], ITEMSIZE[dt]
+    static_k = isinstance(a.shape[1], int)
+
+    def fits(r: Kernel) -> str:
+        """i1: the right operand is small enough for the blocks to multiply."""
+        panel = r.fb.op(f"mul nuw nsw i64 {r.dim(a, 1)}, {n * size}")
+        return r.fb.op(f"icmp ule i64 {panel}, {EPILOGUE_PANEL_BYTES}")
+
+    def product(r: Kernel, i0: str, rows: str) -> None:
+        """Rows ``i0 .. i0 + rows`` of ``A @ B`` into ``g``'s buffer."""
+        fb = r.fb
+        (sa, ta), (sb, tb) = pointer_operand(r, a), pointer_operand(r, b)
+        kk = r.dim(a, 1)
+        a_at = i0 if ta else fb.op(f"mul nuw nsw i64 {i0}, {kk}")  # A: (k, m) or (m, k)
+        xa = fb.op(f"getelementptr inbounds {ty}, ptr {r.ptr(sa)}, i64 {a_at}")
+        xc = fb.op(f"getelementptr inbounds {ty}, ptr {r.ptr(g)}, i64 "
+                   f"{fb.op(f'mul nuw nsw i64 {i0}, {n}')}")
+        lds = (str(m) if ta else kk, kk if tb else str(n))
+
+        def panel(j0: str, width: int) -> None:  # columns j0 .. j0 + width
+            b_at = fb.op(f"mul nuw nsw i64 {j0}, {kk}") if tb else j0  # B: (n, k) or (k, n)
+            small_gemm(r, dt, (xa, ta),
+                       (fb.op(f"getelementptr inbounds {ty}, ptr {r.ptr(sb)}, i64 {b_at}"), tb),
+                       fb.op(f"getelementptr inbounds {ty}, ptr {xc}, i64 {j0}"),
+                       (rows, str(width), kk), wide=True, lds=lds, ldc=str(n))
+
+        full, tail = divmod(n, PANEL_COLUMNS)
+        if full:
+            j, columns = fb.loop_begin(str(full))
+            panel(fb.op(f"mul nuw nsw i64 {j}, {PANEL_COLUMNS}"), PANEL_COLUMNS)
+            fb.loop_end(columns, (NO_UNROLL,))
+        if tail:
+            panel(str(full * PANEL_COLUMNS), tail)
 
     def update(r: Kernel, i0: str, end: str) -> None:
+        """The group over rows ``i0 .. end``."""
         start, stop = ((i0, end) if per_row == 1 else
                        (r.fb.op(f"mul nuw nsw i64 {i0}, {per_row}"),
                         r.fb.op(f"mul nuw nsw i64 {end}, {per_row}")))
@@ -72,42 +111,8 @@ def lower_gemm_epilogue(k: Kernel, group: list[Variable]) -> None:
             r.store(var, idx, r.inline_value(var.owner, idx))
         r.close_loops(tokens, *r.rolled(first, groups))
 
-    def whole(kk: Kernel) -> None:  # one BLAS call into the product's buffer
-        (sa, ta), (sb, tb) = pointer_operand(kk, g.owner.inputs[0]), \
-            pointer_operand(kk, g.owner.inputs[1])
-        m, n = g.shape
-        kk.ctx.uses_blas = kk.blas = True
-        kk.fb.emit(blas.gemm_call(dtype_name(g.dtype), a=kk.ptr(sa), b=kk.ptr(sb),
-                                  c=kk.ptr(g), m=m, n=n,
-                                  k=blas_int(kk, kk.dim(g.owner.inputs[0], 1)),
-                                  trans_a=ta, trans_b=tb))
-
-    _blocks(k, g, update, whole)
-
-
-def _blocks(k: Kernel, g: Variable, update, whole) -> None:
-    """The loop over blocks of :data:`BLOCK_ROWS` rows of the product ``g`` (split across
-    the cores from :data:`SPLIT_WORK` multiply-adds): ``small_gemm`` of the block into
-    ``g``'s buffer, panel by panel of :data:`PANEL_COLUMNS` columns, then
-    ``update(r, first_row, end_row)`` writes the block's epilogue.  With a run-time ``k``,
-    ``whole(k)`` first writes the route for a right operand over the panel bound (inside a
-    branch; the blocks then multiply nothing)."""
-    a, b = g.owner.inputs
-    m, n = g.shape
-    dt = dtype_name(g.dtype)
-    ty, size = MEM_TYPE[dt], ITEMSIZE[dt]
-    count = -(-m // BLOCK_ROWS)
-    static_k = isinstance(a.shape[1], int)
-
-    def fits(r: Kernel) -> str:
-        """i1: the right operand is small enough for the blocks to multiply."""
-        panel = r.fb.op(f"mul nuw nsw i64 {r.dim(a, 1)}, {n * size}")
-        return r.fb.op(f"icmp ule i64 {panel}, {EPILOGUE_PANEL_BYTES}")
-
     def blocks(r: Kernel, lo: str, hi: str) -> None:
         fb = r.fb
-        (sa, ta), (sb, tb) = pointer_operand(r, a), pointer_operand(r, b)
-        pa, pb, kk = r.ptr(sa), r.ptr(sb), r.dim(a, 1)
         small = None if static_k else fits(r)
         block, token = range_loop(r, lo, hi)
         i0 = fb.op(f"mul nuw nsw i64 {block}, {BLOCK_ROWS}")
@@ -115,44 +120,24 @@ def _blocks(k: Kernel, g: Variable, update, whole) -> None:
         rows = fb.op(f"select i1 {fb.op(f'icmp ult i64 {left}, {BLOCK_ROWS}')}, "
                      f"i64 {left}, i64 {BLOCK_ROWS}")
         skip = None if small is None else fb.if_begin(small)
-
-        def gemm(pc: str) -> None:
-            a_at = i0 if ta else fb.op(f"mul nuw nsw i64 {i0}, {kk}")  # A: (k, m) or (m, k)
-            xa = fb.op(f"getelementptr inbounds {ty}, ptr {pa}, i64 {a_at}")
-            xc = fb.op(f"getelementptr inbounds {ty}, ptr {pc}, i64 "
-                       f"{fb.op(f'mul nuw nsw i64 {i0}, {n}')}")
-            lds = (str(m) if ta else kk, kk if tb else str(n))
-
-            def panel(j0: str, width: int) -> None:  # columns j0 .. j0 + width
-                b_at = fb.op(f"mul nuw nsw i64 {j0}, {kk}") if tb else j0  # B: (n, k) or (k, n)
-                small_gemm(r, dt, (xa, ta),
-                           (fb.op(f"getelementptr inbounds {ty}, ptr {pb}, i64 {b_at}"), tb),
-                           fb.op(f"getelementptr inbounds {ty}, ptr {xc}, i64 {j0}"),
-                           (rows, str(width), kk), wide=True, lds=lds,
-                           ldc=str(n))
-
-            full, tail = divmod(n, PANEL_COLUMNS)
-            if full:
-                j, columns = fb.loop_begin(str(full))
-                panel(fb.op(f"mul nuw nsw i64 {j}, {PANEL_COLUMNS}"), PANEL_COLUMNS)
-                fb.loop_end(columns, (NO_UNROLL,))
-            if tail:
-                panel(str(full * PANEL_COLUMNS), tail)
-
-        gemm(r.ptr(g))
+        product(r, i0, rows)
         if skip is not None:
             fb.if_end(skip)
         update(r, i0, fb.op(f"add nuw nsw i64 {i0}, {rows}"))
         fb.loop_end(token, (NO_UNROLL,))
 
-    if not static_k:
+    if not static_k:  # a right operand over the bound: one BLAS call into g's buffer
         done = k.fb.if_begin(k.fb.op(f"xor i1 {fits(k)}, true"))
-        whole(k)
+        (sa, ta), (sb, tb) = pointer_operand(k, a), pointer_operand(k, b)
+        k.ctx.uses_blas = k.blas = True
+        k.fb.emit(blas.gemm_call(dt, a=k.ptr(sa), b=k.ptr(sb), c=k.ptr(g), m=m, n=n,
+                                 k=blas_int(k, k.dim(a, 1)), trans_a=ta, trans_b=tb))
         k.fb.if_end(done)
+    count = str(-(-m // BLOCK_ROWS))
     minimum = None if k.ctx.split_minimum is None else \
         -(-SPLIT_WORK // a.shape[1]) if static_k else 1
-    if not split_range(k, g, lambda _: str(count), blocks, minimum):
-        blocks(k, "0", str(count))
+    if not split_range(k, g, lambda _: count, blocks, minimum):
+        blocks(k, "0", count)
 
 
 register_tunables(__name__, ("BLOCK_ROWS", "PANEL_COLUMNS", "SPLIT_WORK"))
