@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from _helpers import cfunc, loop_ir, run_fresh
 
-from codegen.native import elf, jit
+from codegen.native import elf, jit, parallel
 
 pytestmark = pytest.mark.skipif(not elf.available(), reason="the loader is for Linux x86-64")
 
@@ -282,27 +282,35 @@ def test_not_an_x86_64_object_is_refused():
 
 WARM = """
 import sys, numpy as np, symgraph as sg
+from codegen.native import parallel
 x = sg.tensor("x", ("n", 4), "float32")
 w = sg.shared(np.arange(4, dtype=np.float32), name="w")
-f = sg.function([x], sg.sum(sg.tanh(x @ sg.reshape(w, (4, 1)))), updates={w: w * 0.5})
+big = sg.shared(np.ones(1 << 17, np.float32), name="big")  # its update: a split loop
+f = sg.function([x], sg.sum(sg.tanh(x @ sg.reshape(w, (4, 1)))),
+                updates={w: w * 0.5, big: sg.sqrt(big * 4.0)})
 got = float(f(np.ones((3, 4), np.float32)))
 mapped = "libllvmlite" in open("/proc/self/maps").read()
 from codegen.native import llvmffi
 preloaded = llvmffi._preload_thread is not None
+split = parallel.DISPATCH.encode() in f.program.module.object_code and bool(parallel._runtime)
 print(f.compile_stats["cache_level"], int(mapped), int("llvmlite" in sys.modules),
-      int(preloaded), got)
+      int(preloaded), int(split), got, float(big.get_value()[0]))
 """
 
 
 def test_a_warm_start_maps_no_llvm(tmp_path):
     """Compiling maps LLVM (on a thread, from the program-cache miss on); loading the same
     program from the disk cache in a new process maps and imports none of it (and computes
-    the same)."""
+    the same), its split loops' runtime included (the runtime's cache key once asked LLVM
+    for the host's triple: 6 ms of W1's warm start)."""
     cold = run_fresh(WARM, tmp_path).split()
     warm = run_fresh(WARM, tmp_path).split()
-    assert cold[:4] == ["ir", "1", "1", "1"]
-    assert warm[:4] == ["program", "0", "0", "0"]
-    assert warm[4] == cold[4] and float(warm[4]) == pytest.approx(3 * math.tanh(6.0), rel=1e-6)
+    threads = "1" if parallel.enabled() else "0"
+    assert cold[:5] == ["ir", "1", "1", "1", threads]
+    assert warm[:5] == ["program", "0", "0", "0", threads]
+    assert warm[5:] == cold[5:]
+    assert float(warm[5]) == pytest.approx(3 * math.tanh(6.0), rel=1e-6)
+    assert float(warm[6]) == 2.0
 
 
 def test_a_relocation_of_a_symbol_that_does_not_exist_is_refused():
