@@ -80,7 +80,8 @@ def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
             if ratios:
                 values = [f["ratio"] for f in ratios]
                 row[key] = dict(ratios[0], ratio=statistics.median(values), lo=min(values),
-                                hi=max(values), rounds=len(values))
+                                hi=max(values), rounds=len(values),
+                                by_round=[(f["ratio"], f.get("two_core")) for f in ratios])
         out.append(row)
     return out
 
@@ -251,6 +252,7 @@ def target_rows(rows: list[Row], ref: dict[str, tuple[float, float]], wls: list[
                     entry["baseline"] = (f"{what}, same process [{inproc['lo']:.2f}.."
                                          f"{inproc['hi']:.2f}]")
                     entry["baseline_ms"] = inproc["b_ms"]
+                    entry["by_round"] = inproc.get("by_round")
                 else:
                     entry[key + "_ratio"] = r["med_ms"] / base if base else None
             if entry["sg_status"] != "ok":
@@ -286,6 +288,13 @@ def targets_table(entries: list[dict[str, Any]]) -> str:
         out.append(f"  {e['wl']:<4} {e['variant']:<8} {llvm_ms:>9}  {e['baseline'][:46]:<46} "
                    f"{_ms(e['baseline_ms']):>9} {fmt_ratio(e, 'sg'):>9} {e['target']:>9}  "
                    f"{e['verdict'][:22]:<22} {fmt_ratio(e, 'sgnp'):>19}")
+    for e in entries:  # the machine's mode beside each round's same-process ratio
+        modes = [(r, m) for r, m in e.get("by_round") or [] if m]
+        if modes:
+            out.append(f"  {e['wl']} {e['variant']} / {e['baseline'].split(',')[0]} by round: "
+                       + ", ".join(f"{r:.2f}x (two-core speedup {m[0]:.2f} / {m[1]:.2f})"
+                                   for r, m in modes)
+                       + "  [~1.9: two cores; 1.0-1.5: the VM's slow mode]")
     reasons = sorted({e["sg_status"] for e in entries if e["sg_status"] not in ("ok", "not run")})
     for r in reasons:
         out.append(f"  symgraph-llvm {r}"[:200])

@@ -286,13 +286,17 @@ class Worker:
                     # the gemm floor target: the 8 gemms timed in this process, in chunks
                     # alternating with the step (the gemm section's floor is another process)
                     floor, _ = wk.gemm_floor()
+                    before = wk.two_core_speedup()  # the machine's mode (see its docstring)
                     got = timing.interleaved_ratio(lambda f=f, X=X, y=y: f(X, y), floor,
                                                    self.cfg)
                     if got:
+                        got["two_core"] = (before, wk.two_core_speedup())
                         row["floor_inproc"] = got
                         log(f"    {key} step / gemm floor, same process, interleaved: "
                             f"{got['ratio']:.2f}x [{got['lo']:.2f}..{got['hi']:.2f}] "
-                            f"({got['a_ms']:.3f} / {got['b_ms']:.3f} ms, {got['rounds']} rounds)")
+                            f"({got['a_ms']:.3f} / {got['b_ms']:.3f} ms, {got['rounds']} rounds; "
+                            f"two-core speedup before / after {before:.2f} / "
+                            f"{got['two_core'][1]:.2f})")
                         self.save()
                     # and hand numpy's step, the fastest peer of W1 when the peers' processes
                     # see the same machine: its own section is another process

@@ -228,6 +228,42 @@ def gemm_floor() -> tuple[Callable[[], None], int]:
     return gemms, w1_gemm_flops()
 
 
+def two_core_speedup(reps: int = 5) -> float:
+    """A 512x512 float32 matmul's time on one OpenBLAS thread over its time on two (the
+    median of ``reps`` alternations): which mode this machine is in now.
+
+    Why: the 2-vCPU VM switches within minutes between ~1.9 (two cores of its own) and
+    1.0-1.5 (the second vCPU shares a core, or is descheduled for stretches; /proc/stat shows
+    no steal time).  In the second mode the gemm floor is ~1.4x slower, and a step's split
+    loops wait for a worker that is not running (f.profile, W1: a 65k-element add + relu 13
+    -> 60-120 us), so W1-Adam's step / floor rises from ~1.02-1.05 to ~1.25-1.33: a ratio
+    with this number beside it says which mode it was measured in."""
+    from codegen.native import blas  # lazy: numpy's OpenBLAS, as bound by symgraph
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((512, 512)).astype(F32)
+    C = np.empty_like(A)
+    threads = blas.get_num_threads()
+
+    def per_call(n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            np.matmul(A, A, out=C)
+        return (time.perf_counter() - t0) / n
+
+    ratios = []
+    try:
+        for _ in range(reps):
+            blas.set_num_threads(1)
+            one = per_call(20)
+            blas.set_num_threads(max(2, threads))
+            two = per_call(20)
+            ratios.append(one / two)
+    finally:
+        blas.set_num_threads(threads)
+    return sorted(ratios)[len(ratios) // 2]
+
+
 RAW_GEMM_SHAPES = ((128, 784, 512), (512, 512, 512), (784, 128, 512))
 
 
