@@ -234,10 +234,10 @@ def two_core_speedup(reps: int = 5) -> float:
 
     Why: the 2-vCPU VM switches within minutes between ~1.9 (two cores of its own) and
     1.0-1.5 (the second vCPU shares a core, or is descheduled for stretches; /proc/stat shows
-    no steal time).  In the second mode the gemm floor is ~1.4x slower, and a step's split
-    loops wait for a worker that is not running (f.profile, W1: a 65k-element add + relu 13
-    -> 60-120 us), so W1-Adam's step / floor rises from ~1.02-1.05 to ~1.25-1.33: a ratio
-    with this number beside it says which mode it was measured in."""
+    no steal time).  In the second mode the gemm floor is ~1.4x slower, our Adam epilogue
+    kernels ~1.5x, and elementwise kernels of 32-65k elements 4-9x (f.profile, W1: an add +
+    relu 13 -> 60-120 us), so W1-Adam's step / floor rises from ~1.02-1.05 to ~1.2-1.33: a
+    ratio with this number beside it says which mode it was measured in."""
     from codegen.native import blas  # lazy: numpy's OpenBLAS, as bound by symgraph
 
     rng = np.random.default_rng(0)
