@@ -229,7 +229,7 @@ def gemm_floor() -> tuple[Callable[[], None], int]:
 
 
 def two_core_speedup(reps: int = 5) -> float:
-    """A 512x512 float32 matmul's time on one OpenBLAS thread over its time on two (the
+    """A 512x512 float32 matmul's time on one OpenBLAS thread over its time on all (two here; the
     median of ``reps`` alternations): which mode this machine is in now.
 
     Why: the 2-vCPU VM switches within minutes between ~1.9 (two cores of its own) and
@@ -238,29 +238,23 @@ def two_core_speedup(reps: int = 5) -> float:
     kernels ~1.5x, and elementwise kernels of 32-65k elements 4-9x (f.profile, W1: an add +
     relu 13 -> 60-120 us), so W1-Adam's step / floor rises from ~1.02-1.05 to ~1.2-1.33: a
     ratio with this number beside it says which mode it was measured in."""
-    from codegen.native import blas  # lazy: numpy's OpenBLAS, as bound by symgraph
+    from codegen.native.contention import single_thread  # lazy: symgraph's OpenBLAS binding
 
     rng = np.random.default_rng(0)
     A = rng.standard_normal((512, 512)).astype(F32)
     C = np.empty_like(A)
-    threads = blas.get_num_threads()
 
-    def per_call(n: int) -> float:
+    def per_call(n: int = 20) -> float:
         t0 = time.perf_counter()
         for _ in range(n):
             np.matmul(A, A, out=C)
         return (time.perf_counter() - t0) / n
 
     ratios = []
-    try:
-        for _ in range(reps):
-            blas.set_num_threads(1)
-            one = per_call(20)
-            blas.set_num_threads(max(2, threads))
-            two = per_call(20)
-            ratios.append(one / two)
-    finally:
-        blas.set_num_threads(threads)
+    for _ in range(reps):
+        with single_thread():
+            one = per_call()
+        ratios.append(one / per_call())
     return sorted(ratios)[len(ratios) // 2]
 
 
